@@ -1,0 +1,34 @@
+//! Well-known names: finalizer, labels, annotations and condition type Flagger writes or reads.
+
+/// Finalizer added when `revertOnDeletion` is true.
+pub const FINALIZER: &str = "finalizer.flagger.app";
+/// The only Canary condition type.
+pub const CONDITION_PROMOTED: &str = "Promoted";
+/// Primary pod-template annotation regenerated on every promotion.
+pub const FLAGGER_ID: &str = "flagger-id";
+/// DaemonSet node selector key that keeps the target off every node.
+pub const SCALE_TO_ZERO_NODE_SELECTOR: &str = "flagger.app/scale-to-zero";
+/// Opt-out annotation on ConfigMaps and Secrets.
+pub const CONFIG_TRACKING: &str = "flagger.app/config-tracking";
+/// Knative primary revision annotation.
+pub const PRIMARY_REVISION: &str = "flagger.app/primary-revision";
+/// Original spec of a VirtualService taken over by the Istio router.
+pub const ORIGINAL_CONFIGURATION: &str = "flagger.kubernetes.io/original-configuration";
+/// kubectl's client-side apply record.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// KEDA pause annotation.
+pub const KEDA_PAUSED_REPLICAS: &str = "autoscaling.keda.sh/paused-replicas";
+/// Flux: do not reconcile this object.
+pub const FLUX_RECONCILE_DISABLED: (&str, &str) =
+    ("kustomize.toolkit.fluxcd.io/reconcile", "disabled");
+/// Helm controller: do not correct drift of this object.
+pub const HELM_DRIFT_DISABLED: (&str, &str) =
+    ("helm.toolkit.fluxcd.io/driftDetection", "disabled");
+/// Keys containing this string are never copied from the target.
+pub const TOOLKIT_MARKER: &str = "toolkit.fluxcd.io";
+/// Default `-selector-labels`.
+pub const DEFAULT_SELECTOR_LABELS: &[&str] = &["app", "name", "app.kubernetes.io/name"];
+/// Event reason of every Canary event.
+pub const EVENT_REASON: &str = "Synced";
+/// Event source component.
+pub const EVENT_COMPONENT: &str = "flagger";
