@@ -1,1 +1,8 @@
-//! placeholder
+//! The decision core of flagger-rs: validation of Canaries and the canary state machine.
+//!
+//! Everything here is pure and synchronous. The controller observes the cluster, hands the
+//! observations and the current time to [`decide::decide`], and carries out the returned effects;
+//! nothing in this crate performs I/O or reads a clock.
+
+pub mod model;
+pub mod validate;
