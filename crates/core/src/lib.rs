@@ -2,7 +2,15 @@
 //!
 //! Everything here is pure and synchronous. The controller observes the cluster, hands the
 //! observations and the current time to [`decide::decide`], and carries out the returned effects;
-//! nothing in this crate performs I/O or reads a clock.
+//! nothing in this crate performs I/O or reads a clock (see `clippy.toml` beside `Cargo.toml`).
 
+pub mod decide;
+pub mod duration;
+pub mod effects;
+pub mod hash;
 pub mod model;
+pub mod status;
 pub mod validate;
+
+pub use decide::decide;
+pub use effects::{Decision, Effect, Need, Observations, Step};

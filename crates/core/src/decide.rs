@@ -1,0 +1,946 @@
+//! The canary state machine: one analysis tick, as a pure function.
+//!
+//! [`decide`] follows the order of Flagger's tick (reference §2.3, from initialization on) and
+//! returns either the next thing it needs to observe or the decision: effects in order and the
+//! status to write. The controller has already reconciled the generated objects (primary
+//! workload, Services, routing objects) before it calls `decide`.
+//!
+//! Where Flagger's behaviour is a bug or dead code, the choice made here is written next to the
+//! code and in `docs/compatibility.md`.
+
+use flagger_api::{CanaryPhase, CanaryStatus};
+use k8s_openapi::jiff::Timestamp;
+
+use crate::effects::{
+    Alert, Decision, Effect, Event, EventType, HookOutcome, MetricOutcome, Need, Observations,
+    Readiness, Routes, RunOutcome, Step,
+};
+use crate::hash;
+use crate::model::{
+    BuiltinMetric, HookType, MetricSource, Provider, Severity, Steps, Strategy, ValidatedCanary,
+};
+use crate::status::StatusWriter;
+
+/// Iterations the kubernetes provider uses when the spec sets none (Flagger's forced value).
+pub const KUBERNETES_DEFAULT_ITERATIONS: u32 = 10;
+
+/// Decides one tick. Call again with the observation asked for in [`Step::Need`] until it
+/// returns [`Step::Done`].
+pub fn decide(
+    canary: &ValidatedCanary,
+    status: &CanaryStatus,
+    obs: &Observations,
+    now: Timestamp,
+) -> Step {
+    let mut tick = Tick::new(canary, status, obs, now);
+    match tick.run() {
+        Ok(()) => Step::Done(tick.finish()),
+        Err(need) => Step::Need(need),
+    }
+}
+
+/// The strategy the tick really runs: the kubernetes provider turns every strategy into
+/// blue/green (10 iterations when none are set), as Flagger does at run time.
+pub fn effective_strategy(canary: &ValidatedCanary) -> Strategy {
+    let strategy = &canary.analysis.strategy;
+    if canary.provider != Provider::Kubernetes {
+        return strategy.clone();
+    }
+    let iterations = match strategy.iterations() {
+        0 => KUBERNETES_DEFAULT_ITERATIONS,
+        n => n,
+    };
+    Strategy::BlueGreen { iterations, mirror: false }
+}
+
+/// Flagger's `nextStepWeight`: the increment after `current`.
+pub fn next_step_weight(steps: &Steps, current: u32) -> u32 {
+    match steps {
+        Steps::Linear(step) => *step,
+        Steps::Explicit(ladder) if ladder.is_empty() => 0,
+        Steps::Explicit(ladder) => {
+            let max_step = 100u32.saturating_sub(current);
+            if max_step == 0 {
+                return 1;
+            }
+            if current == 0 {
+                return max_step.min(ladder[0]);
+            }
+            for pair in ladder.windows(2) {
+                if current == pair[0] {
+                    return max_step.min(pair[1].saturating_sub(current));
+                }
+            }
+            max_step
+        }
+    }
+}
+
+/// Flagger's canary weight ladder for a strategy, from 0 up to the first weight at or above
+/// `max_weight` (the weights of successive passing ticks, without mirroring).
+pub fn weight_ladder(steps: &Steps, max_weight: u32) -> Vec<u32> {
+    let mut weights = Vec::new();
+    let mut canary = 0u32;
+    while canary < max_weight {
+        let step = next_step_weight(steps, canary);
+        if step == 0 {
+            break;
+        }
+        canary = (canary + step).min(100);
+        weights.push(canary);
+    }
+    weights
+}
+
+type Flow = Result<(), Need>;
+
+struct Tick<'a> {
+    c: &'a ValidatedCanary,
+    obs: &'a Observations,
+    start: CanaryStatus,
+    w: StatusWriter,
+    effects: Vec<Effect>,
+    analysed: bool,
+    canary_name: String,
+    target_name: String,
+}
+
+impl<'a> Tick<'a> {
+    fn new(
+        c: &'a ValidatedCanary,
+        status: &CanaryStatus,
+        obs: &'a Observations,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            c,
+            obs,
+            start: status.clone(),
+            w: StatusWriter::new(status, c.target.kind.kind(), now),
+            effects: Vec::new(),
+            analysed: false,
+            canary_name: format!("{}.{}", c.name, c.namespace),
+            target_name: format!("{}.{}", c.target.name, c.namespace),
+        }
+    }
+
+    fn finish(self) -> Decision {
+        Decision {
+            effects: self.effects,
+            status: self.w.finish(),
+            analysed: self.analysed,
+        }
+    }
+
+    // === observations ===
+
+    fn phase(&self) -> CanaryPhase {
+        self.w.current().phase
+    }
+
+    fn primary_ready(&self) -> Result<Readiness, Need> {
+        self.obs.primary_ready.clone().ok_or(Need::PrimaryReadiness)
+    }
+
+    fn canary_ready(&self) -> Result<Readiness, Need> {
+        self.obs.canary_ready.clone().ok_or(Need::CanaryReadiness)
+    }
+
+    fn hook(&self, hook_type: HookType, index: usize, phase: CanaryPhase) -> Result<HookOutcome, Need> {
+        self.obs
+            .hooks
+            .get(&(hook_type, index))
+            .cloned()
+            .ok_or(Need::Hook { hook_type, index, phase })
+    }
+
+    fn metric(&self, index: usize) -> Result<MetricOutcome, Need> {
+        self.obs.metrics.get(&index).cloned().ok_or(Need::Metric { index })
+    }
+
+    /// Current routes; `Ok(None)` when the router failed (the event is already recorded).
+    fn routes(&mut self) -> Result<Option<Routes>, Need> {
+        if self.c.provider == Provider::Kubernetes {
+            // The kubernetes provider has no router: traffic is "on the canary" once the first
+            // blue/green iteration has run.
+            let on_canary = self.start.iterations.unwrap_or(0) != 0;
+            return Ok(Some(if on_canary { Routes::CANARY } else { Routes::PRIMARY }));
+        }
+        match self.obs.routes.clone().ok_or(Need::Routes)? {
+            Ok(routes) => Ok(Some(routes)),
+            Err(e) => {
+                self.warn(e);
+                Ok(None)
+            }
+        }
+    }
+
+    // === effects ===
+
+    fn event(&mut self, event_type: EventType, message: String, phase: CanaryPhase) {
+        self.effects.push(Effect::Event(Event { event_type, message, phase }));
+    }
+
+    fn info(&mut self, message: String) {
+        let phase = self.phase();
+        self.event(EventType::Normal, message, phase);
+    }
+
+    fn warn(&mut self, message: String) {
+        let phase = self.phase();
+        self.event(EventType::Warning, message, phase);
+    }
+
+    fn alert(&mut self, severity: Severity, message: String, with_metadata: bool) {
+        self.effects.push(Effect::Alert(Alert { severity, message, with_metadata }));
+    }
+
+    fn effect(&mut self, effect: Effect) {
+        self.effects.push(effect);
+    }
+
+    fn scaler(&mut self, effect: Effect) {
+        if self.c.autoscaler.is_some() {
+            self.effects.push(effect);
+        }
+    }
+
+    fn failed_checks(&self) -> i32 {
+        self.w.current().failed_checks.unwrap_or(0)
+    }
+
+    fn add_failed_check(&mut self) {
+        let n = self.failed_checks() + 1;
+        self.w.set_failed_checks(n);
+    }
+
+    fn strategy(&self) -> Strategy {
+        effective_strategy(self.c)
+    }
+
+    fn waiting_iterations(&self) -> i32 {
+        // Flagger writes `iterations - 1` from the spec, which is -1 for the canary strategy and
+        // for the kubernetes provider without iterations; we use the effective iterations and
+        // never write a negative count.
+        (self.strategy().iterations() as i32 - 1).max(0)
+    }
+
+    // === the tick ===
+
+    fn run(&mut self) -> Flow {
+        let c = self.c;
+        if c.suspend {
+            self.info("skipping canary run as object is suspended".into());
+            return Ok(());
+        }
+        self.adopt_foreign_status();
+        let phase = self.phase();
+        if matches!(phase, CanaryPhase::Unknown | CanaryPhase::Initializing) {
+            return self.initialize();
+        }
+        if matches!(phase, CanaryPhase::Terminating | CanaryPhase::Terminated) {
+            // Deletion is the finalizer's business.
+            return Ok(());
+        }
+
+        let current = self.w.current().clone();
+        let changed = hash::spec_changed(
+            &self.obs.target.hash,
+            current.last_applied_spec.as_deref(),
+            current.last_promoted_spec.as_deref(),
+        ) || hash::configs_changed(&self.obs.target.tracked_configs, current.tracked_configs.as_ref());
+
+        use CanaryPhase::*;
+        let active = matches!(phase, Progressing | Waiting | WaitingPromotion | Promoting | Finalising);
+        if !active {
+            if phase == Failed {
+                self.w.refresh_revision(&self.obs.target);
+            }
+            if !changed {
+                return Ok(());
+            }
+        }
+
+        if !c.skip_analysis {
+            match self.primary_ready()? {
+                Readiness::Ready => {}
+                Readiness::Waiting(msg) => {
+                    self.warn(msg);
+                    return Ok(());
+                }
+                Readiness::Failed(msg) => {
+                    self.warn(msg.clone());
+                    if matches!(phase, Promoting | Finalising) {
+                        self.failed_promotion(msg);
+                    } else {
+                        self.rollback();
+                    }
+                    return Ok(());
+                }
+            }
+        }
+
+        let Some(routes) = self.routes()? else {
+            return Ok(());
+        };
+
+        if !matches!(phase, Progressing | WaitingPromotion | Promoting | Finalising) {
+            return self.start_revision();
+        }
+
+        if matches!(phase, Progressing | WaitingPromotion) && changed {
+            self.info(format!("New revision detected! Restarting analysis for {}", self.target_name));
+            self.effect(Effect::SetRoutes(Routes::PRIMARY));
+            self.w.sync(Progressing, 0, 0, 0, &self.obs.target);
+            return Ok(());
+        }
+
+        match self.canary_ready()? {
+            Readiness::Ready => {}
+            Readiness::Waiting(msg) => {
+                self.warn(msg);
+                return Ok(());
+            }
+            Readiness::Failed(msg) => {
+                self.warn(msg);
+                self.rollback();
+                return Ok(());
+            }
+        }
+
+        if c.skip_analysis {
+            self.promote_without_analysis();
+            return Ok(());
+        }
+
+        if matches!(phase, Progressing | Waiting | WaitingPromotion) && self.rollback_hooks()? {
+            return Ok(());
+        }
+
+        match phase {
+            Promoting => {
+                self.scaler(Effect::ReconcilePrimaryScaler);
+                self.shift_to_primary(routes);
+                return Ok(());
+            }
+            Finalising => {
+                self.finalise();
+                return Ok(());
+            }
+            _ => {}
+        }
+
+        if self.failed_checks() >= c.analysis.threshold as i32 {
+            self.rollback();
+            return Ok(());
+        }
+
+        self.analysed = true;
+        if !self.analysis(routes)? {
+            return Ok(());
+        }
+
+        let strategy = self.strategy();
+        if c.provider == Provider::Kubernetes {
+            if matches!(c.analysis.strategy, Strategy::AbTesting { .. }) {
+                self.warn("A/B testing is not supported when using the kubernetes provider".into());
+            }
+            if c.analysis.strategy.iterations() < 1 {
+                self.warn("Progressive traffic is not supported when using the kubernetes provider".into());
+                self.warn(format!("Setting canaryAnalysis.iterations: {KUBERNETES_DEFAULT_ITERATIONS}"));
+            }
+        }
+        match strategy {
+            Strategy::AbTesting { iterations, .. } => self.run_ab(iterations),
+            Strategy::BlueGreen { iterations, mirror } => self.run_blue_green(iterations, mirror, routes),
+            Strategy::Canary { steps, max_weight, mirror } => {
+                self.run_canary(&steps, max_weight, mirror, routes)
+            }
+        }
+    }
+
+    /// A status written by Flagger carries hashes we cannot reproduce: adopt it by re-baselining
+    /// to the current target instead of treating every canary as changed.
+    fn adopt_foreign_status(&mut self) {
+        let current = self.w.current().clone();
+        let Some(applied) = current.last_applied_spec.as_deref() else {
+            return;
+        };
+        if !hash::is_foreign(applied) {
+            return;
+        }
+        use CanaryPhase::*;
+        let now = Some(self.obs.target.hash.clone());
+        match current.phase {
+            Unknown | Initializing | Terminating | Terminated => return,
+            // At rest, the target is the promoted revision.
+            Initialized | Succeeded => self.w.rebaseline(now.clone(), now),
+            // Failed or mid-run: the target is the revision under analysis; the promoted one
+            // stays unknown until the next promotion records ours.
+            _ => self.w.rebaseline(now, current.last_promoted_spec.clone()),
+        }
+        self.info(format!(
+            "Adopted {} from a previous controller: revision hashes re-baselined to the current target",
+            self.canary_name
+        ));
+    }
+
+    fn initialize(&mut self) -> Flow {
+        let c = self.c;
+        if self.start.conditions.is_none() {
+            self.w.set_phase(CanaryPhase::Initializing, 0);
+        }
+        if !c.skip_analysis {
+            match self.obs.metric_providers.clone().ok_or(Need::MetricProviders)? {
+                Ok(()) => self.info("all the metrics providers are available!".into()),
+                Err(e) => self.warn(format!("Error checking metric providers: {e}")),
+            }
+            match self.primary_ready()? {
+                Readiness::Ready => {}
+                Readiness::Waiting(msg) => {
+                    self.warn(msg);
+                    return Ok(());
+                }
+                Readiness::Failed(msg) => {
+                    self.warn(msg);
+                    self.rollback();
+                    return Ok(());
+                }
+            }
+        }
+        self.scaler(Effect::PauseTargetScaler);
+        self.effect(Effect::ScaleTargetToZero);
+        self.w.sync(CanaryPhase::Initialized, 0, 0, 0, &self.obs.target);
+        self.info(format!("Initialization done! {}", self.canary_name));
+        self.alert(
+            Severity::Info,
+            format!("New {} detected, initialization completed.", c.target.kind.kind()),
+            true,
+        );
+        Ok(())
+    }
+
+    /// A new revision (or a canary waiting for approval): confirm-rollout gates, then scale up.
+    fn start_revision(&mut self) -> Flow {
+        let phase = self.phase();
+        let hooks: Vec<_> = self.c.analysis.hooks(HookType::ConfirmRollout).cloned().collect();
+        for (i, hook) in hooks.iter().enumerate() {
+            match self.hook(HookType::ConfirmRollout, i, phase)? {
+                Ok(()) => self.info(format!("Confirm-rollout check {} passed", hook.name)),
+                Err(_) => {
+                    if phase != CanaryPhase::Waiting {
+                        self.w.set_phase(CanaryPhase::Waiting, 0);
+                        self.warn(format!(
+                            "Halt {} advancement waiting for approval {}",
+                            self.canary_name, hook.name
+                        ));
+                        if !hook.mute_alert {
+                            self.alert(Severity::Warn, "Canary is waiting for approval.".into(), false);
+                        }
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        self.event(
+            EventType::Normal,
+            format!("New revision detected! Scaling up {}", self.target_name),
+            CanaryPhase::Progressing,
+        );
+        self.alert(
+            Severity::Info,
+            "New revision detected, progressing canary analysis.".into(),
+            true,
+        );
+        self.scaler(Effect::ResumeTargetScaler);
+        self.effect(Effect::ScaleTargetUp);
+        self.w.sync(CanaryPhase::Progressing, 0, 0, 0, &self.obs.target);
+        Ok(())
+    }
+
+    /// Rollback hooks: the first that answers with success rolls the canary back.
+    fn rollback_hooks(&mut self) -> Result<bool, Need> {
+        let phase = self.phase();
+        let hooks: Vec<_> = self.c.analysis.hooks(HookType::Rollback).cloned().collect();
+        for (i, hook) in hooks.iter().enumerate() {
+            match self.hook(HookType::Rollback, i, phase)? {
+                Ok(()) => {
+                    self.warn(format!("Rollback check {} passed", hook.name));
+                    self.warn(format!("Rolling back {} manual webhook invoked", self.canary_name));
+                    self.alert(Severity::Warn, "Rolling back manual webhook invoked".into(), false);
+                    self.rollback();
+                    return Ok(true);
+                }
+                Err(_) => self.info(format!("Rollback hook {} not signaling a rollback", hook.name)),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Pre-rollout hooks on the first analysis tick, rollout hooks and metrics on the others.
+    /// Returns whether the checks passed; a failure has been counted.
+    fn analysis(&mut self, routes: Routes) -> Result<bool, Need> {
+        let mirror = match &self.c.analysis.strategy {
+            Strategy::Canary { mirror, .. } | Strategy::BlueGreen { mirror, .. } => *mirror,
+            Strategy::AbTesting { .. } => false,
+        };
+        let first = routes.canary == 0
+            && self.start.iterations.unwrap_or(0) == 0
+            && !(mirror && routes.mirrored);
+        if first {
+            self.info(format!("Starting canary analysis for {}", self.target_name));
+            let hooks: Vec<_> = self.c.analysis.hooks(HookType::PreRollout).cloned().collect();
+            for (i, hook) in hooks.iter().enumerate() {
+                match self.hook(HookType::PreRollout, i, CanaryPhase::Progressing)? {
+                    Ok(()) => self.info(format!("Pre-rollout check {} passed", hook.name)),
+                    Err(e) => {
+                        self.warn(format!(
+                            "Halt {} advancement pre-rollout check {} failed {e}",
+                            self.canary_name, hook.name
+                        ));
+                        self.add_failed_check();
+                        return Ok(false);
+                    }
+                }
+            }
+            return Ok(true);
+        }
+
+        let hooks: Vec<_> = self.c.analysis.hooks(HookType::Rollout).cloned().collect();
+        for (i, hook) in hooks.iter().enumerate() {
+            if let Err(e) = self.hook(HookType::Rollout, i, CanaryPhase::Progressing)? {
+                self.warn(format!(
+                    "Halt {} advancement external check {} failed {e}",
+                    self.canary_name, hook.name
+                ));
+                self.add_failed_check();
+                return Ok(false);
+            }
+        }
+
+        // Builtin checks and inline queries first, then templates, each in declaration order.
+        let metrics = &self.c.analysis.metrics;
+        let order = metrics
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !matches!(m.source, MetricSource::Template { .. }))
+            .chain(
+                metrics
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| matches!(m.source, MetricSource::Template { .. })),
+            )
+            .map(|(i, _)| i)
+            .collect::<Vec<_>>();
+        for index in order {
+            let outcome = self.metric(index)?;
+            if let Some(message) = self.metric_failure(index, &outcome) {
+                self.warn(message);
+                self.add_failed_check();
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The event text when a metric check fails, `None` when it passes.
+    fn metric_failure(&self, index: usize, outcome: &MetricOutcome) -> Option<String> {
+        let metric = &self.c.analysis.metrics[index];
+        let cn = &self.canary_name;
+        let name = &metric.name;
+        let range = metric.range;
+        match (&metric.source, outcome) {
+            (MetricSource::Builtin(kind), MetricOutcome::Value(v)) => {
+                let (v, min, max) = (*v, range.min, range.max);
+                match kind {
+                    BuiltinMetric::RequestSuccessRate => {
+                        if let Some(min) = min.filter(|m| v < *m) {
+                            return Some(format!("Halt {cn} advancement success rate {v:.2}% < {min}%"));
+                        }
+                        if let Some(max) = max.filter(|m| v > *m) {
+                            return Some(format!("Halt {cn} advancement success rate {v:.2}% > {max}%"));
+                        }
+                    }
+                    BuiltinMetric::RequestDuration => {
+                        let v = v.trunc();
+                        if let Some(min) = min.filter(|m| v < *m) {
+                            return Some(format!(
+                                "Halt {cn} advancement request duration {} < {}",
+                                go_duration_ms(v),
+                                go_duration_ms(min)
+                            ));
+                        }
+                        if let Some(max) = max.filter(|m| v > *m) {
+                            return Some(format!(
+                                "Halt {cn} advancement request duration {} > {}",
+                                go_duration_ms(v),
+                                go_duration_ms(max)
+                            ));
+                        }
+                    }
+                }
+                None
+            }
+            (MetricSource::Builtin(kind), MetricOutcome::NoValues(e)) => {
+                let provider = self.c.provider.as_str();
+                Some(match kind {
+                    BuiltinMetric::RequestSuccessRate => format!(
+                        "Halt advancement no values found for {provider} metric {name} probably {} is not receiving traffic: {e}",
+                        self.target_name
+                    ),
+                    BuiltinMetric::RequestDuration => format!(
+                        "Halt advancement no values found for {provider} metric {name} probably {} is not receiving traffic",
+                        self.target_name
+                    ),
+                })
+            }
+            (MetricSource::Builtin(_), MetricOutcome::Error(e)) => {
+                Some(format!("Prometheus query failed: {e}"))
+            }
+            (MetricSource::Query(_), MetricOutcome::NoValues(_)) => {
+                Some(format!("Halt advancement no values found for metric: {name}"))
+            }
+            (MetricSource::Query(_), MetricOutcome::Error(e)) => {
+                Some(format!("Prometheus query failed for {name}: {e}"))
+            }
+            (MetricSource::Template { .. }, MetricOutcome::NoValues(e)) => {
+                Some(format!("Halt advancement no values found for custom metric: {name}: {e}"))
+            }
+            (MetricSource::Template { .. }, MetricOutcome::Error(e)) => {
+                Some(format!("Metric query failed for {name}: {e}"))
+            }
+            (MetricSource::Query(_) | MetricSource::Template { .. }, MetricOutcome::Value(v)) => {
+                let v = *v;
+                if let Some(min) = range.min.filter(|m| v < *m) {
+                    return Some(format!("Halt {cn} advancement {name} {v:.2} < {min}"));
+                }
+                if let Some(max) = range.max.filter(|m| v > *m) {
+                    return Some(format!("Halt {cn} advancement {name} {v:.2} > {max}"));
+                }
+                None
+            }
+        }
+    }
+
+    /// Confirm-promotion gates. Returns whether promotion may go ahead.
+    fn confirm_promotion(&mut self) -> Result<bool, Need> {
+        let hooks: Vec<_> = self.c.analysis.hooks(HookType::ConfirmPromotion).cloned().collect();
+        for (i, hook) in hooks.iter().enumerate() {
+            match self.hook(HookType::ConfirmPromotion, i, CanaryPhase::Progressing)? {
+                Ok(()) => self.info(format!("Confirm-promotion check {} passed", hook.name)),
+                Err(_) => {
+                    let waiting = self.waiting_iterations();
+                    if self.phase() != CanaryPhase::WaitingPromotion {
+                        self.w.set_phase(CanaryPhase::WaitingPromotion, waiting);
+                        self.warn(format!(
+                            "Halt {} advancement waiting for promotion approval {}",
+                            self.canary_name, hook.name
+                        ));
+                        if !hook.mute_alert {
+                            self.alert(
+                                Severity::Warn,
+                                "Canary promotion is waiting for approval.".into(),
+                                false,
+                            );
+                        }
+                    } else {
+                        self.w.set_iterations(waiting);
+                    }
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn promote(&mut self) {
+        self.info(format!(
+            "Copying {} template spec to {}.{}",
+            self.target_name,
+            self.c.primary_workload(),
+            self.c.namespace
+        ));
+        self.effect(Effect::Promote);
+        self.w.set_phase(CanaryPhase::Promoting, 0);
+    }
+
+    fn run_canary(&mut self, steps: &Steps, max_weight: u32, mirror: bool, routes: Routes) -> Flow {
+        let step = next_step_weight(steps, routes.canary);
+        if step == 0 {
+            return Ok(());
+        }
+        let gated = !routes.mirrored
+            && !matches!(
+                self.phase(),
+                CanaryPhase::Promoting | CanaryPhase::WaitingPromotion | CanaryPhase::Finalising
+            );
+        if gated {
+            let hooks: Vec<_> =
+                self.c.analysis.hooks(HookType::ConfirmTrafficIncrease).cloned().collect();
+            for (i, hook) in hooks.iter().enumerate() {
+                match self.hook(HookType::ConfirmTrafficIncrease, i, CanaryPhase::Progressing)? {
+                    Ok(()) => self.info(format!("Confirm-traffic-increase check {} passed", hook.name)),
+                    Err(_) => {
+                        self.warn(format!(
+                            "Halt {} advancement waiting for traffic increase approval {}",
+                            self.canary_name, hook.name
+                        ));
+                        if !hook.mute_alert {
+                            self.alert(
+                                Severity::Warn,
+                                "Canary traffic increase is waiting for approval.".into(),
+                                false,
+                            );
+                        }
+                        return Ok(());
+                    }
+                }
+            }
+        }
+
+        if routes.canary < max_weight {
+            let next = if mirror && routes.canary == 0 {
+                if !routes.mirrored {
+                    Routes { primary: 100, canary: 0, mirrored: true }
+                } else {
+                    Routes::weights(100u32.saturating_sub(step), step.min(100))
+                }
+            } else {
+                Routes::weights(
+                    routes.primary.saturating_sub(step),
+                    (routes.canary + step).min(100),
+                )
+            };
+            self.effect(Effect::SetRoutes(next));
+            self.w.set_weight(next.canary);
+            self.info(format!("Advance {} canary weight {}", self.canary_name, next.canary));
+            return Ok(());
+        }
+
+        if self.confirm_promotion()? {
+            self.promote();
+        }
+        Ok(())
+    }
+
+    fn run_ab(&mut self, iterations: u32) -> Flow {
+        let done = self.w.current().iterations.unwrap_or(0);
+        if iterations as i32 > done {
+            self.effect(Effect::SetRoutes(Routes::CANARY));
+            self.w.set_iterations(done + 1);
+            self.info(format!(
+                "Advance {} canary iteration {}/{}",
+                self.canary_name,
+                done + 1,
+                iterations
+            ));
+            return Ok(());
+        }
+        if self.confirm_promotion()? && iterations as i32 == done {
+            self.promote();
+        }
+        Ok(())
+    }
+
+    fn run_blue_green(&mut self, iterations: u32, mirror: bool, routes: Routes) -> Flow {
+        let kubernetes = self.c.provider == Provider::Kubernetes;
+        let done = self.w.current().iterations.unwrap_or(0);
+        let iterations = iterations as i32;
+        if iterations > done {
+            if !kubernetes && mirror && !routes.mirrored {
+                self.effect(Effect::SetRoutes(Routes { primary: 100, canary: 0, mirrored: true }));
+            }
+            self.w.set_iterations(done + 1);
+            self.info(format!(
+                "Advance {} canary iteration {}/{}",
+                self.canary_name,
+                done + 1,
+                iterations
+            ));
+            return Ok(());
+        }
+        if !self.confirm_promotion()? {
+            return Ok(());
+        }
+        if iterations == done {
+            if !kubernetes {
+                self.info(if mirror {
+                    "Stop traffic mirroring and route all traffic to canary".into()
+                } else {
+                    "Routing all traffic to canary".into()
+                });
+                self.effect(Effect::SetRoutes(Routes::CANARY));
+            }
+            self.w.set_iterations(done + 1);
+            return Ok(());
+        }
+        self.promote();
+        Ok(())
+    }
+
+    /// Promoting: move traffic back to the (now updated) primary.
+    fn shift_to_primary(&mut self, routes: Routes) {
+        if self.c.provider == Provider::Kubernetes {
+            self.w.set_phase(CanaryPhase::Finalising, 0);
+            return;
+        }
+        let step = self.c.analysis.step_weight_promotion;
+        // Flagger makes no progress when stepWeightPromotion is set and the canary weight is
+        // already 0 (blue/green, A/B); we finish the promotion instead.
+        if step == 0 || routes.canary == 0 {
+            self.info("Routing all traffic to primary".into());
+            self.effect(Effect::SetRoutes(Routes::PRIMARY));
+            self.w.set_phase(CanaryPhase::Finalising, 0);
+            return;
+        }
+        let primary = (routes.primary + step).min(100);
+        let canary = routes.canary.saturating_sub(step);
+        self.effect(Effect::SetRoutes(Routes::weights(primary, canary)));
+        self.info(format!("Advance {} primary weight {primary}", self.canary_name));
+        if primary == 100 {
+            self.w.set_phase(CanaryPhase::Finalising, 0);
+        } else {
+            self.w.set_weight(canary);
+        }
+    }
+
+    fn finalise(&mut self) {
+        self.scaler(Effect::PauseTargetScaler);
+        self.effect(Effect::ScaleTargetToZero);
+        self.w.set_phase(CanaryPhase::Succeeded, 0);
+        self.effect(Effect::CountRun(RunOutcome::Succeeded { skipped: false }));
+        self.effect(Effect::RunPostRolloutHooks { phase: CanaryPhase::Succeeded });
+        self.event(
+            EventType::Normal,
+            format!("Promotion completed! Scaling down {}", self.target_name),
+            CanaryPhase::Succeeded,
+        );
+        self.alert(
+            Severity::Info,
+            "Canary analysis completed successfully, promotion finished.".into(),
+            false,
+        );
+    }
+
+    fn promote_without_analysis(&mut self) {
+        self.effect(Effect::SetRoutes(Routes::PRIMARY));
+        self.info(format!(
+            "Copying {} template spec to {}.{}",
+            self.target_name,
+            self.c.primary_workload(),
+            self.c.namespace
+        ));
+        self.effect(Effect::Promote);
+        self.scaler(Effect::ReconcilePrimaryScaler);
+        self.scaler(Effect::PauseTargetScaler);
+        self.effect(Effect::ScaleTargetToZero);
+        self.w.set_phase(CanaryPhase::Succeeded, 0);
+        self.effect(Effect::CountRun(RunOutcome::Succeeded { skipped: true }));
+        self.effect(Effect::RunPostRolloutHooks { phase: CanaryPhase::Succeeded });
+        self.event(
+            EventType::Normal,
+            format!("Promotion completed! Canary analysis was skipped for {}", self.target_name),
+            CanaryPhase::Succeeded,
+        );
+        self.alert(Severity::Info, "Canary analysis was skipped, promotion finished.".into(), false);
+    }
+
+    fn rollback(&mut self) {
+        let failed = self.failed_checks();
+        if failed >= self.c.analysis.threshold as i32 {
+            self.warn(format!(
+                "Rolling back {} failed checks threshold reached {failed}",
+                self.canary_name
+            ));
+            self.alert(Severity::Error, format!("Failed checks threshold reached {failed}"), false);
+        }
+        self.effect(Effect::SetRoutes(Routes::PRIMARY));
+        self.event(
+            EventType::Warning,
+            format!("Canary failed! Scaling down {}", self.canary_name),
+            CanaryPhase::Failed,
+        );
+        self.scaler(Effect::PauseTargetScaler);
+        self.effect(Effect::ScaleTargetToZero);
+        self.w.sync(CanaryPhase::Failed, 0, 0, 0, &self.obs.target);
+        self.effect(Effect::CountRun(RunOutcome::Failed));
+        self.effect(Effect::RunPostRolloutHooks { phase: CanaryPhase::Failed });
+    }
+
+    /// The primary did not become ready while promoting: keep users on the canary, the only
+    /// healthy copy, and do not scale it down.
+    fn failed_promotion(&mut self, reason: String) {
+        self.event(
+            EventType::Warning,
+            format!("Promotion of {} failed, primary not ready: {reason}", self.target_name),
+            CanaryPhase::Failed,
+        );
+        self.alert(Severity::Error, format!("Promotion failed, primary not ready: {reason}"), false);
+        self.effect(Effect::SetRoutes(Routes::CANARY));
+        self.w.sync(CanaryPhase::Failed, 100, 0, 0, &self.obs.target);
+        self.effect(Effect::CountRun(RunOutcome::Failed));
+        self.effect(Effect::RunPostRolloutHooks { phase: CanaryPhase::Failed });
+    }
+}
+
+/// Go's `time.Duration` formatting of a whole number of milliseconds (`500ms`, `1.5s`, `2m0s`).
+pub fn go_duration_ms(ms: f64) -> String {
+    let ms = ms.trunc() as i64;
+    if ms == 0 {
+        return "0s".into();
+    }
+    let neg = ms < 0;
+    let abs = ms.unsigned_abs();
+    let body = if abs < 1000 {
+        format!("{abs}ms")
+    } else {
+        let total_secs = abs / 1000;
+        let frac = abs % 1000;
+        let (h, m, s) = (total_secs / 3600, (total_secs / 60) % 60, total_secs % 60);
+        let secs = if frac == 0 {
+            format!("{s}s")
+        } else {
+            let f = format!("{frac:03}");
+            format!("{s}.{}s", f.trim_end_matches('0'))
+        };
+        if h > 0 {
+            format!("{h}h{m}m{secs}")
+        } else if m > 0 {
+            format!("{m}m{secs}")
+        } else {
+            secs
+        }
+    };
+    if neg { format!("-{body}") } else { body }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_steps_follow_the_ladder() {
+        let steps = Steps::Explicit(vec![10, 20, 30, 40, 50, 60]);
+        assert_eq!(weight_ladder(&steps, 60), vec![10, 20, 30, 40, 50, 60]);
+        assert_eq!(next_step_weight(&steps, 0), 10);
+        assert_eq!(next_step_weight(&steps, 20), 10);
+        assert_eq!(next_step_weight(&steps, 100), 1);
+        assert_eq!(next_step_weight(&Steps::Explicit(vec![1, 2, 60]), 2), 58);
+    }
+
+    #[test]
+    fn max_weight_is_a_threshold_not_a_cap() {
+        assert_eq!(weight_ladder(&Steps::Linear(20), 50), vec![20, 40, 60]);
+        assert_eq!(weight_ladder(&Steps::Linear(5), 50).len(), 10);
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration_ms(500.0), "500ms");
+        assert_eq!(go_duration_ms(1500.0), "1.5s");
+        assert_eq!(go_duration_ms(1000.0), "1s");
+        assert_eq!(go_duration_ms(61_000.0), "1m1s");
+        assert_eq!(go_duration_ms(3_600_000.0), "1h0m0s");
+        assert_eq!(go_duration_ms(0.0), "0s");
+    }
+}

@@ -1,0 +1,192 @@
+//! What one tick observed, what it still needs to know, and what it decided: the data that
+//! crosses the boundary between the pure core and the controller.
+//!
+//! The controller calls [`crate::decide::decide`] with what it has observed. When the decision
+//! depends on something not yet observed (a hook's answer, a metric value, a readiness check),
+//! `decide` returns [`Step::Need`]; the controller obtains exactly that, adds it to the
+//! [`Observations`] and calls `decide` again. A pure function of its inputs, `decide` walks the
+//! same path each time and goes one step further, so the order of hooks and queries is decided
+//! here and nowhere else. The final [`Step::Done`] carries the effects, in the order they must be
+//! carried out, and the status to write.
+
+use std::collections::BTreeMap;
+
+use flagger_api::{CanaryPhase, CanaryStatus};
+
+use crate::model::{HookType, Severity};
+
+/// Readiness of a workload, with Flagger's retriable/non-retriable distinction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Not ready yet; wait (no failed check is counted).
+    Waiting(String),
+    /// Will not become ready (e.g. progress deadline exceeded): roll back.
+    Failed(String),
+}
+
+/// Traffic weights as the router reports or sets them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Routes {
+    pub primary: u32,
+    pub canary: u32,
+    pub mirrored: bool,
+}
+
+impl Routes {
+    /// All traffic to the primary, no mirroring.
+    pub const PRIMARY: Routes = Routes { primary: 100, canary: 0, mirrored: false };
+    /// All traffic to the canary.
+    pub const CANARY: Routes = Routes { primary: 0, canary: 100, mirrored: false };
+
+    /// Weights with mirroring off.
+    pub fn weights(primary: u32, canary: u32) -> Routes {
+        Routes { primary, canary, mirrored: false }
+    }
+}
+
+/// The target as observed this tick.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TargetRevision {
+    /// Hash of the target's spec (see [`crate::hash`]).
+    pub hash: String,
+    /// `configmap/<name>` / `secret/<name>` → checksum of every tracked config.
+    pub tracked_configs: BTreeMap<String, String>,
+}
+
+/// Outcome of one webhook call: `Ok` for a success status, `Err` with the reason otherwise.
+/// For gates, `Ok` means approved; for rollback hooks, `Ok` means "roll back now".
+pub type HookOutcome = Result<(), String>;
+
+/// Outcome of one metric query.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MetricOutcome {
+    Value(f64),
+    /// The query ran but returned no data (Flagger's `ErrNoValuesFound`).
+    NoValues(String),
+    /// The query, the template or the provider failed.
+    Error(String),
+}
+
+/// Everything a tick observed. Fields that are `None` (or missing from the maps) have not been
+/// observed yet; `decide` asks for them when it needs them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observations {
+    pub target: TargetRevision,
+    pub primary_ready: Option<Readiness>,
+    pub canary_ready: Option<Readiness>,
+    /// Result of the router's get-routes (not needed for the kubernetes provider).
+    pub routes: Option<Result<Routes, String>>,
+    /// Availability of the metric providers, checked once at initialization.
+    pub metric_providers: Option<Result<(), String>>,
+    /// Outcomes of hooks, by type and position among the hooks of that type.
+    pub hooks: BTreeMap<(HookType, usize), HookOutcome>,
+    /// Outcomes of metric queries, by position in `analysis.metrics`.
+    pub metrics: BTreeMap<usize, MetricOutcome>,
+}
+
+/// Something `decide` must know before it can go on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Need {
+    PrimaryReadiness,
+    CanaryReadiness,
+    Routes,
+    MetricProviders,
+    /// Call the `index`-th hook of this type; `phase` goes in the payload.
+    Hook { hook_type: HookType, index: usize, phase: CanaryPhase },
+    /// Query the `index`-th metric of `analysis.metrics`.
+    Metric { index: usize },
+}
+
+/// Kubernetes event type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+/// An event on the Canary (reason `Synced`, component `flagger`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub event_type: EventType,
+    pub message: String,
+    /// Phase reported to event webhooks (Flagger reports the upcoming phase for some events).
+    pub phase: CanaryPhase,
+}
+
+/// An alert to the canary's alert routes (or the global notifier).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alert {
+    pub severity: Severity,
+    pub message: String,
+    /// Attach target, threshold, deadline and routing fields.
+    pub with_metadata: bool,
+}
+
+/// Counters of finished runs (`flagger_canary_successes_total` / `_failures_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunOutcome {
+    Succeeded { skipped: bool },
+    Failed,
+}
+
+/// One thing to do, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Write these weights to the router.
+    SetRoutes(Routes),
+    /// Scale the target to zero (Deployment replicas 0, DaemonSet node selector).
+    ScaleTargetToZero,
+    /// Scale the target up from zero for a new revision.
+    ScaleTargetUp,
+    /// Pause the target's autoscaler (KEDA); a no-op for HPAs.
+    PauseTargetScaler,
+    /// Resume the target's autoscaler (KEDA); a no-op for HPAs.
+    ResumeTargetScaler,
+    /// Update the primary HPA/ScaledObject from the target's.
+    ReconcilePrimaryScaler,
+    /// Copy the target's template spec and tracked configs to the primary.
+    Promote,
+    /// Call every post-rollout hook in order (stop at the first failure), reporting `phase`;
+    /// each result becomes an event.
+    RunPostRolloutHooks { phase: CanaryPhase },
+    Event(Event),
+    Alert(Alert),
+    CountRun(RunOutcome),
+}
+
+/// The outcome of a tick.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Decision {
+    /// Effects in the order they must be carried out.
+    pub effects: Vec<Effect>,
+    /// The status to write, when it changes.
+    pub status: Option<CanaryStatus>,
+    /// The tick reached the analysis step (observe `flagger_canary_duration_seconds`).
+    pub analysed: bool,
+}
+
+impl Decision {
+    /// The events of the decision, in order.
+    pub fn events(&self) -> impl Iterator<Item = &Event> {
+        self.effects.iter().filter_map(|e| match e {
+            Effect::Event(ev) => Some(ev),
+            _ => None,
+        })
+    }
+
+    /// The routes this decision sets last, if any.
+    pub fn routes(&self) -> Option<Routes> {
+        self.effects.iter().rev().find_map(|e| match e {
+            Effect::SetRoutes(r) => Some(*r),
+            _ => None,
+        })
+    }
+}
+
+/// What `decide` returns.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    Need(Need),
+    Done(Decision),
+}
