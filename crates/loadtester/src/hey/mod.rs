@@ -1,0 +1,454 @@
+//! A built-in replacement for [hey](https://github.com/rakyll/hey): same flags, same report.
+//!
+//! Each of the `-c` workers owns one connection and sends its requests one after the other. With
+//! `-q`, a worker sends at most one request per tick of `1/q` seconds; ticks missed while a slow
+//! request was in flight are skipped, never caught up in a burst (open-loop pacing, like hey's
+//! `time.Tick`). With `-z` the run stops at the deadline (requests in flight complete); otherwise
+//! `-n` requests are spread over the workers.
+
+pub mod client;
+pub mod report;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use clap::Parser;
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::{HeaderMap, Method, Uri};
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+
+use crate::goflags;
+pub use client::{Proxy, Target};
+pub use report::{Report, Sample, Stats};
+
+/// hey's user agent, appended to any `-U`/`User-Agent` given.
+pub const USER_AGENT: &str = "hey/0.0.1";
+
+/// hey's command line.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "hey",
+    about = "HTTP load generator (built into flagger-rs, compatible with rakyll/hey)",
+    override_usage = "hey [options...] <url>",
+    disable_version_flag = true
+)]
+pub struct HeyArgs {
+    /// Number of requests to run.
+    #[arg(short = 'n', long = "n", default_value_t = 200)]
+    pub requests: u64,
+    /// Number of workers to run concurrently. Total number of requests cannot be smaller than
+    /// the concurrency level.
+    #[arg(short = 'c', long = "c", default_value_t = 50)]
+    pub concurrency: u64,
+    /// Rate limit, in queries per second (QPS) per worker. Default is no rate limit.
+    #[arg(short = 'q', long = "q", default_value_t = 0.0)]
+    pub qps: f64,
+    /// Duration of application to send requests (e.g. -z 10s, -z 3m); -n is then ignored.
+    #[arg(short = 'z', long = "z", value_parser = goflags::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Output type: "csv" prints the metrics of every request instead of the summary.
+    #[arg(short = 'o', long = "o")]
+    pub output: Option<String>,
+    /// HTTP method: GET, POST, PUT, DELETE, HEAD, OPTIONS.
+    #[arg(short = 'm', long = "m", default_value = "GET")]
+    pub method: String,
+    /// Custom HTTP header; repeatable (-H "Accept: text/html" -H "X-Id: 1").
+    #[arg(short = 'H', long = "H")]
+    pub headers: Vec<String>,
+    /// Timeout for each request in seconds; 0 for no timeout.
+    #[arg(short = 't', long = "t", default_value_t = 20)]
+    pub timeout: u64,
+    /// HTTP Accept header.
+    #[arg(short = 'A', long = "A")]
+    pub accept: Option<String>,
+    /// HTTP request body.
+    #[arg(short = 'd', long = "d")]
+    pub body: Option<String>,
+    /// HTTP request body from file (e.g. /home/user/file.txt or ./file.txt).
+    #[arg(short = 'D', long = "D")]
+    pub body_file: Option<PathBuf>,
+    /// Content-type.
+    #[arg(short = 'T', long = "T", default_value = "text/html")]
+    pub content_type: String,
+    /// User-Agent (hey's own is appended).
+    #[arg(short = 'U', long = "U")]
+    pub user_agent: Option<String>,
+    /// Basic authentication, username:password.
+    #[arg(short = 'a', long = "a")]
+    pub basic_auth: Option<String>,
+    /// HTTP proxy address as host:port (or http://[user:pass@]host:port).
+    #[arg(short = 'x', long = "x")]
+    pub proxy: Option<String>,
+    /// Enable HTTP/2 (not supported: requests use HTTP/1.1).
+    #[arg(long = "h2")]
+    pub h2: bool,
+    /// HTTP Host header.
+    #[arg(long = "host")]
+    pub host: Option<String>,
+    /// Disable compression (no effect: compression is never requested).
+    #[arg(long = "disable-compression")]
+    pub disable_compression: bool,
+    /// Disable keep-alive, prevents re-use of TCP connections between requests.
+    #[arg(long = "disable-keepalive")]
+    pub disable_keepalive: bool,
+    /// Disable following of HTTP redirects (redirects are never followed).
+    #[arg(long = "disable-redirects")]
+    pub disable_redirects: bool,
+    /// Number of used cpu cores (default: all).
+    #[arg(long = "cpus")]
+    pub cpus: Option<usize>,
+    /// Target URL.
+    pub url: String,
+}
+
+fn is_bool_flag(name: &str) -> bool {
+    matches!(name, "h2" | "disable-compression" | "disable-keepalive" | "disable-redirects")
+}
+
+/// A validated run.
+#[derive(Debug)]
+pub struct LoadConfig {
+    pub target: Target,
+    /// Total requests (ignored with `duration`).
+    pub requests: u64,
+    pub concurrency: u64,
+    pub qps: f64,
+    pub duration: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub keep_samples: bool,
+}
+
+fn usage_error(msg: impl Into<String>) -> String {
+    msg.into()
+}
+
+impl HeyArgs {
+    /// Parses Go-style arguments (without the program name).
+    pub fn parse_go(args: impl IntoIterator<Item = OsString>) -> Result<Self, clap::Error> {
+        let args = goflags::normalize(args, is_bool_flag);
+        Self::try_parse_from(std::iter::once(OsString::from("hey")).chain(args))
+    }
+
+    /// Validates the flags and builds the run, reading the proxy from the environment as Go does.
+    pub fn into_config(self) -> Result<LoadConfig, String> {
+        self.into_config_with_env(|k| std::env::var(k).ok())
+    }
+
+    pub fn into_config_with_env(self, env: impl Fn(&str) -> Option<String>) -> Result<LoadConfig, String> {
+        if self.duration.is_some() {
+            if self.concurrency == 0 {
+                return Err(usage_error("-c cannot be smaller than 1."));
+            }
+        } else {
+            if self.requests == 0 || self.concurrency == 0 {
+                return Err(usage_error("-n and -c cannot be smaller than 1."));
+            }
+            if self.requests < self.concurrency {
+                return Err(usage_error("-n cannot be less than -c."));
+            }
+        }
+        if self.qps < 0.0 || !self.qps.is_finite() {
+            return Err(usage_error("-q must be a positive number."));
+        }
+        if let Some(o) = &self.output
+            && o != "csv"
+        {
+            return Err(usage_error(format!("Invalid output type: {o}.")));
+        }
+        let method = Method::from_bytes(self.method.to_uppercase().as_bytes())
+            .map_err(|_| format!("invalid method {:?}", self.method))?;
+        let uri: Uri = self.url.parse().map_err(|e| format!("invalid URL {:?}: {e}", self.url))?;
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(format!("unsupported URL {:?}: the scheme must be http or https", self.url)),
+        };
+        let host = uri
+            .host()
+            .ok_or_else(|| format!("invalid URL {:?}: no host", self.url))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let authority = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+
+        let mut headers = HeaderMap::new();
+        let mut user_agent = None;
+        for h in &self.headers {
+            let (name, value) = h
+                .split_once(':')
+                .filter(|(n, v)| {
+                    !n.is_empty()
+                        && n.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+                        && !v.trim().is_empty()
+                })
+                .ok_or_else(|| format!("Could not parse the provided input; input = {h}"))?;
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
+            let value = HeaderValue::from_str(value.trim()).map_err(|e| e.to_string())?;
+            if name == header::USER_AGENT {
+                user_agent = Some(value.to_str().unwrap_or_default().to_string());
+            } else {
+                headers.append(name, value);
+            }
+        }
+        let hv = |v: &str| HeaderValue::from_str(v).map_err(|e| format!("invalid header value {v:?}: {e}"));
+        headers.insert(header::CONTENT_TYPE, hv(&self.content_type)?);
+        if let Some(a) = &self.accept {
+            headers.insert(header::ACCEPT, hv(a)?);
+        }
+        let ua = match self.user_agent.or(user_agent) {
+            Some(u) if !u.is_empty() => format!("{u} {USER_AGENT}"),
+            _ => USER_AGENT.to_string(),
+        };
+        headers.insert(header::USER_AGENT, hv(&ua)?);
+        if let Some(auth) = &self.basic_auth {
+            let (u, p) = auth
+                .split_once(':')
+                .ok_or_else(|| format!("Could not parse the provided input; input = {auth}"))?;
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+            headers.insert(header::AUTHORIZATION, hv(&format!("Basic {token}"))?);
+        }
+        let host_header = self.host.clone().unwrap_or_else(|| authority.clone());
+        headers.insert(header::HOST, hv(&host_header)?);
+        if self.disable_keepalive {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+
+        let body = match (&self.body_file, &self.body) {
+            (Some(path), _) => Bytes::from(
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+            ),
+            (None, Some(b)) => Bytes::from(b.clone()),
+            (None, None) => Bytes::new(),
+        };
+
+        let proxy = match &self.proxy {
+            Some(p) => Some(parse_proxy(p)?),
+            None => proxy_from_env(&env, https, &host)?,
+        };
+        if let Some(p) = &proxy
+            && let Some(auth) = &p.auth
+        {
+            if !https {
+                headers.insert(header::PROXY_AUTHORIZATION, hv(auth)?);
+            }
+        }
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let request_uri: Uri = if proxy.is_some() && !https {
+            format!("http://{authority}{path}").parse().map_err(|e| format!("invalid URL: {e}"))?
+        } else {
+            path.parse().map_err(|e| format!("invalid URL: {e}"))?
+        };
+        let tls = if https { Some(client::insecure_tls()?) } else { None };
+        Ok(LoadConfig {
+            target: Target {
+                url: self.url.clone(),
+                https,
+                host,
+                port,
+                authority,
+                request_uri,
+                method,
+                headers,
+                body,
+                keepalive: !self.disable_keepalive,
+                proxy,
+                tls,
+            },
+            requests: self.requests,
+            concurrency: self.concurrency,
+            qps: self.qps,
+            duration: self.duration,
+            timeout: (self.timeout > 0).then(|| Duration::from_secs(self.timeout)),
+            keep_samples: self.output.is_some(),
+        })
+    }
+}
+
+/// Parses `host:port`, `http://host:port` or `http://user:pass@host:port`.
+pub fn parse_proxy(s: &str) -> Result<Proxy, String> {
+    let with_scheme = if s.contains("://") { s.to_string() } else { format!("http://{s}") };
+    let (scheme, rest) = with_scheme.split_once("://").unwrap_or(("http", s));
+    if scheme != "http" {
+        return Err(format!("unsupported proxy scheme {scheme:?} (only http proxies are supported)"));
+    }
+    let rest = rest.split('/').next().unwrap_or_default();
+    let (userinfo, hostport) = match rest.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, rest),
+    };
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            (h, p.parse::<u16>().map_err(|_| format!("invalid proxy address {s:?}"))?)
+        }
+        _ => (hostport, 80),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("invalid proxy address {s:?}"));
+    }
+    let auth = userinfo.map(|u| {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(u))
+    });
+    Ok(Proxy { host: host.to_string(), port, auth })
+}
+
+/// Go's `http.ProxyFromEnvironment`: `HTTP_PROXY`/`HTTPS_PROXY` (either case, upper case
+/// first), except for hosts in `NO_PROXY` and for localhost and loopback addresses.
+fn proxy_from_env(env: &impl Fn(&str) -> Option<String>, https: bool, host: &str) -> Result<Option<Proxy>, String> {
+    let get = |upper: &str| {
+        env(upper).filter(|v| !v.is_empty()).or_else(|| env(&upper.to_lowercase()).filter(|v| !v.is_empty()))
+    };
+    let value = if https { get("HTTPS_PROXY") } else { get("HTTP_PROXY") };
+    let Some(value) = value else { return Ok(None) };
+    let loopback = host == "localhost"
+        || host.ends_with(".localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        return Ok(None);
+    }
+    if let Some(no_proxy) = get("NO_PROXY") {
+        for entry in no_proxy.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let entry_host = entry.split(':').next().unwrap_or(entry);
+            if entry == "*" {
+                return Ok(None);
+            }
+            let suffix = entry_host.trim_start_matches('*').trim_start_matches('.');
+            if host == suffix || host.ends_with(&format!(".{suffix}")) {
+                return Ok(None);
+            }
+        }
+    }
+    parse_proxy(&value).map(Some)
+}
+
+/// Runs the load; stops early when `stop` is set to true (e.g. on Ctrl-C).
+pub async fn run(cfg: Arc<LoadConfig>, stop: watch::Receiver<bool>) -> Report {
+    let run_start = Instant::now();
+    let (deadline_tx, deadline_rx) = watch::channel(false);
+    if let Some(d) = cfg.duration {
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            let _ = deadline_tx.send(true);
+        });
+    }
+    let mut workers = Vec::new();
+    for i in 0..cfg.concurrency {
+        let budget = if cfg.duration.is_some() {
+            u64::MAX
+        } else {
+            cfg.requests / cfg.concurrency + u64::from(i < cfg.requests % cfg.concurrency)
+        };
+        let cfg = cfg.clone();
+        let (stop, deadline) = (stop.clone(), deadline_rx.clone());
+        workers.push(tokio::spawn(worker(cfg, budget, run_start, stop, deadline)));
+    }
+    let mut stats = Stats::new(cfg.keep_samples);
+    for w in workers {
+        if let Ok(s) = w.await {
+            stats.merge(s);
+        }
+    }
+    Report { stats, elapsed: run_start.elapsed() }
+}
+
+fn stopped(a: &watch::Receiver<bool>, b: &watch::Receiver<bool>) -> bool {
+    *a.borrow() || *b.borrow()
+}
+
+async fn worker(
+    cfg: Arc<LoadConfig>,
+    budget: u64,
+    run_start: Instant,
+    mut stop: watch::Receiver<bool>,
+    mut deadline: watch::Receiver<bool>,
+) -> Stats {
+    let mut stats = Stats::new(cfg.keep_samples);
+    let mut ticker = (cfg.qps > 0.0).then(|| {
+        let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / cfg.qps));
+        t.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        t
+    });
+    let mut conn = None;
+    let mut done = 0u64;
+    while done < budget && !stopped(&stop, &deadline) {
+        if let Some(t) = ticker.as_mut() {
+            tokio::select! {
+                _ = t.tick() => {}
+                _ = stop.changed() => {}
+                _ = deadline.changed() => {}
+            }
+            if stopped(&stop, &deadline) {
+                break;
+            }
+        }
+        let result = match cfg.timeout {
+            Some(t) => match tokio::time::timeout(t, cfg.target.send(&mut conn, run_start)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    conn = None;
+                    Err("context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+                        .to_string())
+                }
+            },
+            None => cfg.target.send(&mut conn, run_start).await,
+        };
+        match result {
+            Ok(sample) => stats.record(sample),
+            Err(e) => stats.record_error(format!("{}: {e}", cfg.target.op())),
+        }
+        done += 1;
+    }
+    stats
+}
+
+/// `hey` entry point: `args` excludes the program name.
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    let parsed = match HeyArgs::parse_go(args) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
+        }
+    };
+    if parsed.h2 {
+        eprintln!("hey: -h2 is not supported by the built-in hey; using HTTP/1.1");
+    }
+    let cpus = parsed.cpus.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let csv = parsed.output.is_some();
+    let cfg = match parsed.into_config() {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("{e}\n\nUsage: hey [options...] <url>  (hey -h for the options)");
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(cpus).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hey: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let report = runtime.block_on(async move {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = stop_tx.send(true);
+            }
+        });
+        run(cfg, stop_rx).await
+    });
+    if csv {
+        print!("{}", report.csv());
+    } else {
+        print!("{}", report.summary());
+    }
+    ExitCode::SUCCESS
+}

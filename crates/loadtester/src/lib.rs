@@ -1,0 +1,14 @@
+//! flagger-rs load tester: a drop-in replacement for Flagger's `flagger-loadtester` service
+//! (webhook task runner, manual and rollback gates) and a built-in `hey` load generator.
+//!
+//! **Security:** the service runs arbitrary commands sent to it. Never expose it outside the
+//! cluster; restrict it with `-namespace-regexp`, a bearer token and a NetworkPolicy.
+
+pub mod cli;
+pub mod exec;
+pub mod gates;
+pub mod goflags;
+pub mod hey;
+pub mod metrics;
+pub mod server;
+pub mod tasks;
