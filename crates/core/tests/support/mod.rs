@@ -18,15 +18,22 @@ use k8s_openapi::jiff::Timestamp;
 
 /// Parses and validates a Canary manifest, panicking with the problems if it is invalid.
 pub fn canary(yaml: &str) -> ValidatedCanary {
+    match try_canary(yaml) {
+        Ok(c) => c,
+        Err(problems) => panic!("canary is invalid: {problems}"),
+    }
+}
+
+/// Parses and validates a Canary manifest.
+pub fn try_canary(yaml: &str) -> Result<ValidatedCanary, String> {
     let wire: Canary = serde_yaml::from_str(yaml).expect("canary YAML parses");
     let ctx = ValidationContext {
         min_interval: std::time::Duration::from_secs(1),
         ..Default::default()
     };
-    match validate(&wire, &ctx) {
-        Ok(v) => v.canary,
-        Err(problems) => panic!("canary is invalid: {problems:#?}"),
-    }
+    validate(&wire, &ctx)
+        .map(|v| v.canary)
+        .map_err(|problems| format!("{problems:#?}"))
 }
 
 type HookScript = Box<dyn FnMut(HookType, &str, usize) -> HookOutcome>;
