@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod schema_check;
 mod validate;
 
 /// flagger-rs: progressive delivery for Kubernetes, compatible with Flagger's API.

@@ -33,7 +33,15 @@ pub fn closest<'a>(input: &str, candidates: &[&'a str]) -> Vec<&'a str> {
         let mut scored: Vec<(usize, &'a str)> = candidates
             .iter()
             .filter(|c| !c.is_empty())
-            .map(|c| (strsim::osa_distance(&lower, &c.to_ascii_lowercase()), *c))
+            .map(|c| {
+                let cl = c.to_ascii_lowercase();
+                let d = variants(&lower)
+                    .iter()
+                    .map(|v| strsim::osa_distance(v, &cl))
+                    .min()
+                    .unwrap_or(usize::MAX);
+                (d, *c)
+            })
             .filter(|(d, _)| *d <= budget)
             .collect();
         scored.sort_by_key(|(d, _)| *d);
@@ -42,6 +50,18 @@ pub fn closest<'a>(input: &str, candidates: &[&'a str]) -> Vec<&'a str> {
         }
     }
     out.truncate(3);
+    out
+}
+
+/// The input and its singular forms (`canaries` → `canary`), so plurals find their kind.
+fn variants(lower: &str) -> Vec<String> {
+    let mut out = vec![lower.to_string()];
+    if let Some(stem) = lower.strip_suffix("ies") {
+        out.push(format!("{stem}y"));
+    }
+    if let Some(stem) = lower.strip_suffix('s') {
+        out.push(stem.to_string());
+    }
     out
 }
 
@@ -81,5 +101,6 @@ mod tests {
         assert_eq!(closest("Linkerd", PROVIDERS), vec!["linkerd"]);
         assert!(closest("consul", PROVIDERS).is_empty());
         assert_eq!(did_you_mean("linkred", PROVIDERS), " Did you mean `linkerd`?");
+        assert_eq!(closest("Canaries", &["Canary", "MetricTemplate"]), vec!["Canary"]);
     }
 }
