@@ -9,6 +9,7 @@ pub mod duration;
 pub mod effects;
 pub mod hash;
 pub mod model;
+pub mod readiness;
 pub mod status;
 pub mod validate;
 
