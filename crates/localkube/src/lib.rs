@@ -1,0 +1,223 @@
+//! localkube: an embedded, in-memory, Kubernetes-API-compatible server.
+//!
+//! It serves the kube-apiserver REST surface (discovery, OpenAPI v3, CRUD, watch, patch
+//! flavours, server-side apply, subresources, Tables) over plain HTTP, keeps objects as JSON in
+//! an in-memory [`store::Store`], and runs simulated controllers (Deployments, ReplicaSets,
+//! DaemonSets, Endpoints, garbage collection, namespace deletion). Every change is broadcast to
+//! in-process subscribers ([`Handle::subscribe`]).
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let handle = localkube::Server::start(localkube::Config::default()).await?;
+//! println!("{}", handle.kubeconfig());
+//! # Ok(()) }
+//! ```
+
+pub mod api;
+pub mod controllers;
+pub mod crd;
+pub mod defaults;
+pub mod discovery;
+pub mod error;
+pub mod faults;
+pub mod metrics;
+pub mod openapi;
+pub mod patch;
+pub mod registry;
+pub mod selectors;
+pub mod server;
+pub mod ssa;
+pub mod store;
+pub mod table;
+pub mod util;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde_json::json;
+
+pub use api::Api;
+pub use error::ApiError;
+pub use faults::{FaultRule, Faults};
+
+/// Server configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen; port 0 picks a free one.
+    pub addr: SocketAddr,
+    /// How many change events are kept for watch resumption (older resourceVersions get 410).
+    pub watch_window: usize,
+    /// How often watch streams with `allowWatchBookmarks` get a BOOKMARK.
+    pub bookmark_interval: Duration,
+    /// Run the simulated controllers.
+    pub controllers: bool,
+    /// Simulated controller settings.
+    pub sim: controllers::SimConfig,
+    /// Fault injection (off by default).
+    pub faults: Faults,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            watch_window: 10_000,
+            bookmark_interval: Duration::from_secs(5),
+            controllers: true,
+            sim: controllers::SimConfig::default(),
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// The server entry point.
+#[derive(Debug)]
+pub struct Server;
+
+/// A running server; shuts down when dropped.
+#[derive(Debug)]
+pub struct Handle {
+    pub addr: SocketAddr,
+    pub api: Api,
+    state: Arc<server::AppState>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds, seeds the default namespaces and nodes, starts controllers and serves.
+    pub async fn start(config: Config) -> anyhow::Result<Handle> {
+        let listener = tokio::net::TcpListener::bind(config.addr).await?;
+        let addr = listener.local_addr()?;
+        let registry = Arc::new(registry::Registry::new());
+        let store = Arc::new(store::Store::new(config.watch_window));
+        let api = Api::new(registry, store);
+        seed(&api, &config)?;
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let state = Arc::new(server::AppState {
+            api: api.clone(),
+            shutdown: rx.clone(),
+            metrics: metrics::Metrics::default(),
+            faults: RwLock::new(config.faults.clone()),
+            addr: RwLock::new(addr.to_string()),
+            bookmark_interval: config.bookmark_interval,
+        });
+        let mut tasks = Vec::new();
+        let mut rx_srv = rx.clone();
+        let st = state.clone();
+        tasks.push(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = rx_srv.wait_for(|v| *v).await;
+            };
+            if let Err(e) = server::serve_on(listener, st, shutdown).await {
+                tracing::error!("localkube server failed: {e}");
+            }
+        }));
+        if config.controllers {
+            tasks.extend(controllers::spawn_all(api.clone(), config.sim.clone(), rx.clone()));
+        }
+        tracing::info!(%addr, "localkube serving");
+        Ok(Handle { addr, api, state, shutdown: tx, tasks })
+    }
+}
+
+fn seed(api: &Api, config: &Config) -> anyhow::Result<()> {
+    let ns = api.resource("v1", "Namespace")?;
+    let opts = api::WriteOptions {
+        field_manager: Some("localkube".into()),
+        ..Default::default()
+    };
+    for n in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        api.create(&ns, "", json!({"metadata": {"name": n}}), &opts)?;
+    }
+    let node = api.resource("v1", "Node")?;
+    for i in 0..config.sim.nodes {
+        let name = format!("localkube-node-{i}");
+        let mut labels = json!({"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"});
+        if let Some(extra) = config.sim.node_labels.get(i) {
+            for (k, v) in extra {
+                labels[k] = json!(v);
+            }
+        }
+        let created = api.create(&node, "", json!({"metadata": {"name": name, "labels": labels}, "spec": {"podCIDR": format!("10.244.{i}.0/24")}}), &opts)?;
+        let mut o = created.object;
+        o["status"] = json!({
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status", "lastHeartbeatTime": util::now(), "lastTransitionTime": util::now()}],
+            "addresses": [{"type": "InternalIP", "address": format!("172.18.0.{}", i + 2)}, {"type": "Hostname", "address": name}],
+            "nodeInfo": {"kubeletVersion": "v1.32.0", "kubeProxyVersion": "v1.32.0", "operatingSystem": "linux", "architecture": "amd64", "containerRuntimeVersion": "localkube://1.0"},
+            "capacity": {"cpu": "8", "memory": "16Gi", "pods": "110"},
+            "allocatable": {"cpu": "8", "memory": "16Gi", "pods": "110"},
+        });
+        api.update(&node, "", &name, o, "status", &opts)?;
+    }
+    Ok(())
+}
+
+impl Handle {
+    /// The base URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kubeconfig (YAML) for kubectl and kube: plain HTTP, no auth, namespace `default`.
+    pub fn kubeconfig(&self) -> String {
+        kubeconfig_for(&self.url())
+    }
+
+    /// Writes the kubeconfig to `path`.
+    pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(path, self.kubeconfig())
+    }
+
+    /// Subscribes to every change in the store (for in-process observers).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<store::StoreEvent>> {
+        self.api.store.subscribe()
+    }
+
+    /// Replaces the fault injection settings at run time.
+    pub fn set_faults(&self, faults: Faults) {
+        if let Ok(mut f) = self.state.faults.write() {
+            *f = faults;
+        }
+    }
+
+    /// Stops serving (also done on drop).
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// A kubeconfig pointing at `url`.
+pub fn kubeconfig_for(url: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: localkube
+  cluster:
+    server: {url}
+contexts:
+- name: localkube
+  context:
+    cluster: localkube
+    user: localkube
+    namespace: default
+current-context: localkube
+users:
+- name: localkube
+  user: {{}}
+preferences: {{}}
+"
+    )
+}

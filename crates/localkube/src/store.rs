@@ -1,0 +1,344 @@
+//! The in-memory object store: objects as JSON, one global monotonically increasing
+//! resourceVersion, a retained window of change events for watches, and a broadcast channel so
+//! that in-process subscribers (simulated controllers, a future data plane) observe every change.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+/// Identifies a stored resource type: group, (storage) version and plural.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResourceKey {
+    pub group: String,
+    pub version: String,
+    pub resource: String,
+}
+
+impl ResourceKey {
+    pub fn new(group: &str, version: &str, resource: &str) -> Self {
+        Self {
+            group: group.into(),
+            version: version.into(),
+            resource: resource.into(),
+        }
+    }
+}
+
+/// The kind of change an event reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change to the store.
+#[derive(Clone, Debug)]
+pub struct StoreEvent {
+    pub type_: EventType,
+    pub key: ResourceKey,
+    pub namespace: String,
+    pub name: String,
+    /// The object after the change (for DELETED: the last state, with the deletion's
+    /// resourceVersion).
+    pub object: Value,
+    /// The object before the change, if any.
+    pub old: Option<Value>,
+    pub resource_version: u64,
+}
+
+/// What a write closure decides.
+#[derive(Debug)]
+pub enum Write {
+    /// Store this object (creating or replacing).
+    Put(Value),
+    /// Remove the object.
+    Delete,
+    /// Change nothing.
+    Keep,
+}
+
+/// The outcome of a write.
+#[derive(Debug, Clone)]
+pub enum Written {
+    Put(Value),
+    Deleted(Value),
+    Unchanged(Option<Value>),
+}
+
+type Objects = BTreeMap<(String, String), Value>;
+
+#[derive(Default)]
+struct Inner {
+    rv: u64,
+    data: HashMap<ResourceKey, Objects>,
+    history: VecDeque<Arc<StoreEvent>>,
+    /// The highest resourceVersion whose event was dropped from the history.
+    compacted: u64,
+}
+
+/// The watch window was compacted past the requested resourceVersion.
+#[derive(Debug, Clone, Copy)]
+pub struct Expired {
+    pub oldest: u64,
+}
+
+/// The store.
+pub struct Store {
+    inner: Mutex<Inner>,
+    tx: broadcast::Sender<Arc<StoreEvent>>,
+    window: usize,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("window", &self.window).finish()
+    }
+}
+
+fn ns_name(obj: &Value) -> (String, String) {
+    let md = &obj["metadata"];
+    (
+        md["namespace"].as_str().unwrap_or_default().to_string(),
+        md["name"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+impl Store {
+    /// A store retaining `window` events for watch resumption.
+    pub fn new(window: usize) -> Self {
+        let (tx, _) = broadcast::channel(window.clamp(1024, 1 << 16));
+        Self {
+            inner: Mutex::new(Inner {
+                rv: 1,
+                ..Default::default()
+            }),
+            tx,
+            window: window.max(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current global resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.lock().rv
+    }
+
+    pub fn get(&self, key: &ResourceKey, namespace: &str, name: &str) -> Option<Value> {
+        self.lock()
+            .data
+            .get(key)
+            .and_then(|m| m.get(&(namespace.to_string(), name.to_string())))
+            .cloned()
+    }
+
+    /// All objects of a resource (in one namespace when given), sorted by namespace and name,
+    /// with the resourceVersion of the snapshot.
+    pub fn list(&self, key: &ResourceKey, namespace: Option<&str>) -> (Vec<Value>, u64) {
+        let inner = self.lock();
+        let items = match inner.data.get(key) {
+            None => Vec::new(),
+            Some(m) => match namespace {
+                Some(ns) => m
+                    .range((ns.to_string(), String::new())..)
+                    .take_while(|((n, _), _)| n == ns)
+                    .map(|(_, v)| v.clone())
+                    .collect(),
+                None => m.values().cloned().collect(),
+            },
+        };
+        (items, inner.rv)
+    }
+
+    /// Counts objects of a resource.
+    pub fn count(&self, key: &ResourceKey) -> usize {
+        self.lock().data.get(key).map_or(0, |m| m.len())
+    }
+
+    /// Atomically reads the current object and writes what `f` decides. On `Put`, the store
+    /// assigns `metadata.resourceVersion` (and `uid`/`creationTimestamp` for new objects). With
+    /// `dry_run`, nothing is stored nor announced but the result is computed the same way.
+    pub fn write<E>(
+        &self,
+        key: &ResourceKey,
+        namespace: &str,
+        name: &str,
+        dry_run: bool,
+        f: impl FnOnce(Option<&Value>) -> Result<Write, E>,
+    ) -> Result<Written, E> {
+        let mut inner = self.lock();
+        let id = (namespace.to_string(), name.to_string());
+        let current = inner.data.get(key).and_then(|m| m.get(&id)).cloned();
+        let decision = f(current.as_ref())?;
+        let rv = inner.rv + 1;
+        match decision {
+            Write::Keep => Ok(Written::Unchanged(current)),
+            Write::Put(mut obj) => {
+                if let Some(md) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                    if current.is_none() {
+                        if md.get("uid").and_then(Value::as_str).is_none_or(str::is_empty) {
+                            md.insert("uid".into(), uuid::Uuid::new_v4().to_string().into());
+                        }
+                        if md.get("creationTimestamp").is_none_or(Value::is_null) {
+                            md.insert("creationTimestamp".into(), crate::util::now().into());
+                        }
+                    }
+                    if !dry_run {
+                        md.insert("resourceVersion".into(), rv.to_string().into());
+                    }
+                }
+                if dry_run {
+                    return Ok(Written::Put(obj));
+                }
+                inner.rv = rv;
+                let type_ = if current.is_some() {
+                    EventType::Modified
+                } else {
+                    EventType::Added
+                };
+                inner
+                    .data
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(id, obj.clone());
+                self.record(&mut inner, type_, key, namespace, name, obj.clone(), current);
+                Ok(Written::Put(obj))
+            }
+            Write::Delete => {
+                let Some(mut old) = current else {
+                    return Ok(Written::Unchanged(None));
+                };
+                if dry_run {
+                    return Ok(Written::Deleted(old));
+                }
+                inner.rv = rv;
+                if let Some(m) = inner.data.get_mut(key) {
+                    m.remove(&id);
+                }
+                let before = old.clone();
+                if let Some(md) = old.get_mut("metadata").and_then(Value::as_object_mut) {
+                    md.insert("resourceVersion".into(), rv.to_string().into());
+                }
+                self.record(
+                    &mut inner,
+                    EventType::Deleted,
+                    key,
+                    namespace,
+                    name,
+                    old.clone(),
+                    Some(before),
+                );
+                Ok(Written::Deleted(old))
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        inner: &mut Inner,
+        type_: EventType,
+        key: &ResourceKey,
+        namespace: &str,
+        name: &str,
+        object: Value,
+        old: Option<Value>,
+    ) {
+        let ev = Arc::new(StoreEvent {
+            type_,
+            key: key.clone(),
+            namespace: namespace.into(),
+            name: name.into(),
+            object,
+            old,
+            resource_version: inner.rv,
+        });
+        inner.history.push_back(ev.clone());
+        while inner.history.len() > self.window {
+            if let Some(dropped) = inner.history.pop_front() {
+                inner.compacted = dropped.resource_version;
+            }
+        }
+        // No receivers is fine.
+        let _ = self.tx.send(ev);
+    }
+
+    /// Removes every object of a resource (used when a CRD goes away), announcing each deletion.
+    pub fn remove_all(&self, key: &ResourceKey) -> usize {
+        let mut inner = self.lock();
+        let Some(objects) = inner.data.remove(key) else {
+            return 0;
+        };
+        let n = objects.len();
+        for ((ns, name), mut obj) in objects {
+            inner.rv += 1;
+            let before = obj.clone();
+            if let Some(md) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                md.insert("resourceVersion".into(), inner.rv.to_string().into());
+            }
+            self.record(&mut inner, EventType::Deleted, key, &ns, &name, obj, Some(before));
+        }
+        n
+    }
+
+    /// Subscribes to all future changes.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoreEvent>> {
+        self.tx.subscribe()
+    }
+
+    /// Retained events after `rv` plus a receiver for the ones to come, taken atomically; or
+    /// `Expired` when events after `rv` were already dropped from the window.
+    pub fn watch_from(
+        &self,
+        rv: u64,
+    ) -> Result<(Vec<Arc<StoreEvent>>, broadcast::Receiver<Arc<StoreEvent>>), Expired> {
+        let inner = self.lock();
+        if rv < inner.compacted {
+            return Err(Expired {
+                oldest: inner.compacted + 1,
+            });
+        }
+        let start = inner.history.partition_point(|e| e.resource_version <= rv);
+        let past = inner.history.iter().skip(start).cloned().collect();
+        Ok((past, self.tx.subscribe()))
+    }
+
+    /// A consistent snapshot of a resource plus a receiver for later changes.
+    pub fn list_and_subscribe(
+        &self,
+        key: &ResourceKey,
+        namespace: Option<&str>,
+    ) -> (Vec<Value>, u64, broadcast::Receiver<Arc<StoreEvent>>) {
+        let inner = self.lock();
+        let rx = self.tx.subscribe();
+        let items = match inner.data.get(key) {
+            None => Vec::new(),
+            Some(m) => m
+                .iter()
+                .filter(|((ns, _), _)| namespace.is_none_or(|n| n == ns))
+                .map(|(_, v)| v.clone())
+                .collect(),
+        };
+        (items, inner.rv, rx)
+    }
+
+    /// The identity (namespace, name) of an object.
+    pub fn identity(obj: &Value) -> (String, String) {
+        ns_name(obj)
+    }
+}
