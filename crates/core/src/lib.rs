@@ -12,6 +12,7 @@ pub mod model;
 pub mod readiness;
 pub mod status;
 pub mod validate;
+pub mod workload;
 
 pub use decide::decide;
 pub use effects::{Decision, Effect, Need, Observations, Step};
