@@ -40,7 +40,19 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 
 /// Applies an RFC 6902 JSON patch.
 pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
-    let p: json_patch::Patch = serde_json::from_value(patch.clone())
+    // As in kube-apiserver, `test` with a null value succeeds on a missing path.
+    let ops: Vec<Value> = patch
+        .as_array()
+        .ok_or_else(|| ApiError::bad_request("a JSON patch must be an array of operations"))?
+        .iter()
+        .filter(|op| {
+            !(op["op"] == "test"
+                && op["value"].is_null()
+                && op["path"].as_str().is_some_and(|p| target.pointer(p).is_none_or(Value::is_null)))
+        })
+        .cloned()
+        .collect();
+    let p: json_patch::Patch = serde_json::from_value(Value::Array(ops))
         .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
     json_patch::patch(target, &p).map_err(|e| {
         ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
