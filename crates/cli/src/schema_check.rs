@@ -266,9 +266,12 @@ impl Walker<'_> {
                 if let Some(re) = self.regex(pattern) {
                     if !re.is_match(s) {
                         let hint = if pattern == flagger_api::DURATION_PATTERN {
-                            "; write whole seconds or minutes such as 30s, 1m or 90m"
+                            let same = flagger_core::duration::crd_form(s)
+                                .map(|f| format!(" ({s} is {f})"))
+                                .unwrap_or_default();
+                            format!("; write whole seconds or minutes such as 30s, 1m or 90m{same}")
                         } else {
-                            ""
+                            String::new()
                         };
                         self.invalid(
                             path,

@@ -145,6 +145,21 @@ pub fn matches_crd_pattern(s: &str) -> bool {
     digits > 0 && matches!(s.as_bytes().get(digits), Some(b'm' | b's'))
 }
 
+/// For a Go duration that breaks the CRD pattern (`1h`, `1.5m`), the same length written the
+/// way the pattern accepts (`60m`, `90s`), when there is one.
+pub fn crd_form(s: &str) -> Option<String> {
+    let d = parse_go_duration(s).ok()?;
+    if d.subsec_nanos() != 0 || d.as_secs() == 0 {
+        return None;
+    }
+    let secs = d.as_secs();
+    Some(if secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    })
+}
+
 /// Formats a duration the way Go prints one (`1m0s`, `30s`, `1h0m0s`, `500ms`), for messages.
 pub fn format_go(d: Duration) -> String {
     let nanos = d.as_nanos();
@@ -250,6 +265,14 @@ mod tests {
         for bad in ["1h", "1.5m", "m", "", " 1m", "1", "PT1M"] {
             assert!(!matches_crd_pattern(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn crd_form_rewrites_hours_and_fractions() {
+        assert_eq!(crd_form("1h").as_deref(), Some("60m"));
+        assert_eq!(crd_form("1.5m").as_deref(), Some("90s"));
+        assert_eq!(crd_form("500ms"), None);
+        assert_eq!(crd_form("nope"), None);
     }
 
     #[test]

@@ -26,6 +26,7 @@ use flagger_api::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::duration::{format_go, matches_crd_pattern, parse_go_duration};
+
 use crate::model::{
     AlertRoute, Analysis, Autoscaler, AutoscalerKind, BuiltinMetric, HookType, Metric,
     MetricSource, Provider, Range, SessionAffinity, Severity, Steps, Strategy, Target, TargetKind,
@@ -309,6 +310,17 @@ impl Checker<'_> {
                 ok = false;
             }
         }
+        if matches!(kind, Some(TargetKind::Deployment | TargetKind::DaemonSet))
+            && t.api_version != "apps/v1"
+        {
+            self.warn(
+                "spec.targetRef.apiVersion",
+                format!(
+                    "Flagger reads {} targets through apps/v1 whatever this says; write apps/v1",
+                    t.kind
+                ),
+            );
+        }
         let kind = kind?;
         ok.then(|| Target {
             kind,
@@ -342,6 +354,25 @@ impl Checker<'_> {
                 None
             }
         };
+        let expected_api = match kind {
+            Some(AutoscalerKind::HorizontalPodAutoscaler) => Some("autoscaling/v2"),
+            Some(AutoscalerKind::ScaledObject) => Some("keda.sh/v1alpha1"),
+            None => None,
+        };
+        if let Some(want) = expected_api.filter(|want| a.api_version != *want) {
+            self.warn(
+                format!("{p}.apiVersion"),
+                format!(
+                    "Flagger reads the {} through {want} whatever this says{}; write {want}",
+                    a.kind,
+                    if a.api_version.starts_with("autoscaling/v2beta") {
+                        format!(" ({} was removed in Kubernetes 1.26)", a.api_version)
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
+        }
         if a.name.is_empty() {
             self.err(
                 format!("{p}.name"),
@@ -1474,17 +1505,9 @@ impl Checker<'_> {
     /// A duration field with Flagger's CRD pattern (`^[0-9]+(m|s)`), parsed as Go parses it.
     fn duration(&mut self, path: &str, s: &str) -> Option<Duration> {
         if !matches_crd_pattern(s) {
-            let hint = match parse_go_duration(s) {
-                Ok(d) if d.as_secs() > 0 && d.subsec_nanos() == 0 => {
-                    let secs = d.as_secs();
-                    if secs % 60 == 0 {
-                        format!(" ({s} is {}m)", secs / 60)
-                    } else {
-                        format!(" ({s} is {secs}s)")
-                    }
-                }
-                _ => String::new(),
-            };
+            let hint = crate::duration::crd_form(s)
+                .map(|f| format!(" ({s} is {f})"))
+                .unwrap_or_default();
             self.err(
                 path,
                 format!(
