@@ -577,7 +577,7 @@ impl Api {
                 }
                 return self.finish(info, &c, new, sub, opts, false, &mut warnings).map(|w| match w {
                     // A no-op apply still records ownership changes.
-                    Write::Keep if strip_for_compare(&c) != strip_for_compare(cur) => Write::Put(c),
+                    Write::Keep if ownership(&c) != ownership(cur) => Write::Put(c),
                     w => w,
                 });
             }
@@ -716,6 +716,19 @@ impl Api {
             "items": deleted,
         }))
     }
+}
+
+/// managedFields without timestamps, to tell whether ownership changed.
+fn ownership(v: &Value) -> Value {
+    let mut mf = v.pointer("/metadata/managedFields").cloned().unwrap_or(Value::Null);
+    if let Some(a) = mf.as_array_mut() {
+        for e in a {
+            if let Some(m) = e.as_object_mut() {
+                m.remove("time");
+            }
+        }
+    }
+    mf
 }
 
 fn finalizers_empty(v: &Value) -> bool {

@@ -434,9 +434,10 @@ pub fn apply(
             .fields
             .iter()
             .filter(|p| {
-                applied_set.iter().any(|a| {
-                    overlaps(a, p) && value_at(&base, a) != value_at(applied, a) && value_at(&base, a).is_some()
-                })
+                applied_set.contains(*p)
+                    && !p.last().is_some_and(|l| l.starts_with("k:") || l.starts_with("v:"))
+                    && value_at(&base, p).is_some()
+                    && value_at(&base, p) != value_at(applied, p)
             })
             .cloned()
             .collect();
@@ -459,11 +460,21 @@ pub fn apply(
                 conflicts[0].0, conflicts[0].1, conflicts[0].2
             )
         } else {
-            let lines: Vec<String> = conflicts
+            let mut by_manager: Vec<(String, String, Vec<String>)> = Vec::new();
+            for (m, v, f) in &conflicts {
+                match by_manager.iter_mut().find(|(bm, _, _)| bm == m) {
+                    Some((_, _, fs)) => fs.push(f.clone()),
+                    None => by_manager.push((m.clone(), v.clone(), vec![f.clone()])),
+                }
+            }
+            let parts: Vec<String> = by_manager
                 .iter()
-                .map(|(m, v, f)| format!("- conflict with \"{m}\" using {v}: {f}"))
+                .map(|(m, v, fs)| {
+                    let lines: Vec<String> = fs.iter().map(|f| format!("- {f}")).collect();
+                    format!("conflicts with \"{m}\" using {v}:\n{}", lines.join("\n"))
+                })
                 .collect();
-            format!("Apply failed with {n} conflicts: {}", lines.join("\n"))
+            format!("Apply failed with {n} conflicts: {}", parts.join("\n"))
         };
         let (group, resource, name) = gr;
         let causes: Vec<Value> = conflicts
