@@ -114,7 +114,9 @@ impl DeleteOptions {
             dry_run: body["dryRun"].as_array().is_some_and(|a| !a.is_empty()),
             propagation: prop,
             precondition_uid: body["preconditions"]["uid"].as_str().map(String::from),
-            precondition_rv: body["preconditions"]["resourceVersion"].as_str().map(String::from),
+            precondition_rv: body["preconditions"]["resourceVersion"]
+                .as_str()
+                .map(String::from),
         }
     }
 }
@@ -153,11 +155,18 @@ fn encode_continue(rv: u64, ns: &str, name: &str) -> String {
 fn decode_continue(tok: &str) -> Option<(u64, String, String)> {
     let bytes: Option<Vec<u8>> = (0..tok.len())
         .step_by(2)
-        .map(|i| tok.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .map(|i| {
+            tok.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
         .collect();
     let s = String::from_utf8(bytes?).ok()?;
     let mut it = s.splitn(3, '\n');
-    Some((it.next()?.parse().ok()?, it.next()?.into(), it.next()?.into()))
+    Some((
+        it.next()?.parse().ok()?,
+        it.next()?.into(),
+        it.next()?.into(),
+    ))
 }
 
 fn list_keys_for(info: &ResourceInfo) -> ssa::ListKeys {
@@ -198,9 +207,9 @@ impl Api {
 
     /// Looks up a resource by apiVersion and kind.
     pub fn resource(&self, api_version: &str, kind: &str) -> ApiResult<Arc<ResourceInfo>> {
-        self.registry.by_kind(api_version, kind).ok_or_else(|| {
-            ApiError::not_found("", "resource", &format!("{api_version}/{kind}"))
-        })
+        self.registry
+            .by_kind(api_version, kind)
+            .ok_or_else(|| ApiError::not_found("", "resource", &format!("{api_version}/{kind}")))
     }
 
     fn check_namespace(&self, info: &ResourceInfo, ns: &str) -> ApiResult<()> {
@@ -208,14 +217,18 @@ impl Api {
             return Ok(());
         }
         if ns.is_empty() {
-            return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
         }
         let nsinfo = ResourceKeyCache::namespaces();
         match self.store.get(&nsinfo, "", ns) {
             None => Err(ApiError::not_found("", "namespaces", ns)),
-            Some(n) if n.pointer("/metadata/deletionTimestamp").is_some() => Err(ApiError::forbidden(format!(
-                "unable to create new content in namespace {ns} because it is being terminated"
-            ))),
+            Some(n) if n.pointer("/metadata/deletionTimestamp").is_some() => {
+                Err(ApiError::forbidden(format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                )))
+            }
             Some(_) => Ok(()),
         }
     }
@@ -238,13 +251,26 @@ impl Api {
     }
 
     /// Lists objects; returns the list object (`<Kind>List`).
-    pub fn list(&self, info: &ResourceInfo, ns: Option<&str>, opts: &ListOptions) -> ApiResult<Value> {
+    pub fn list(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> ApiResult<Value> {
         let ls = LabelSelector::parse(opts.label_selector.as_deref().unwrap_or_default())?;
         let fs = FieldSelector::parse(opts.field_selector.as_deref().unwrap_or_default())?;
-        let ns = if info.namespaced { ns.filter(|n| !n.is_empty()) } else { None };
+        let ns = if info.namespaced {
+            ns.filter(|n| !n.is_empty())
+        } else {
+            None
+        };
         let (items, rv) = self.store.list(&info.storage_key(), ns);
         if opts.resource_version_match.as_deref() == Some("Exact") {
-            if let Some(want) = opts.resource_version.as_deref().and_then(|r| r.parse::<u64>().ok()) {
+            if let Some(want) = opts
+                .resource_version
+                .as_deref()
+                .and_then(|r| r.parse::<u64>().ok())
+            {
                 if want != rv {
                     return Err(ApiError::gone(format!(
                         "too old resource version: {want} ({rv})"
@@ -254,7 +280,8 @@ impl Api {
         }
         let after = match &opts.continue_token {
             Some(t) if !t.is_empty() => Some(
-                decode_continue(t).ok_or_else(|| ApiError::bad_request("continue key is not valid"))?,
+                decode_continue(t)
+                    .ok_or_else(|| ApiError::bad_request("continue key is not valid"))?,
             ),
             _ => None,
         };
@@ -273,7 +300,8 @@ impl Api {
                 let remaining = matching.len() - limit;
                 matching.truncate(limit);
                 if let Some(last) = matching.last() {
-                    meta["continue"] = json!(encode_continue(rv, util::namespace(last), util::name(last)));
+                    meta["continue"] =
+                        json!(encode_continue(rv, util::namespace(last), util::name(last)));
                     meta["remainingItemCount"] = json!(remaining);
                 }
             }
@@ -290,36 +318,69 @@ impl Api {
     }
 
     /// Creates an object.
-    pub fn create(&self, info: &ResourceInfo, ns: &str, body: Value, opts: &WriteOptions) -> ApiResult<Outcome> {
+    pub fn create(
+        &self,
+        info: &ResourceInfo,
+        ns: &str,
+        body: Value,
+        opts: &WriteOptions,
+    ) -> ApiResult<Outcome> {
         let mut obj = body;
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the body of the request was not a JSON object"));
+            return Err(ApiError::bad_request(
+                "the body of the request was not a JSON object",
+            ));
         }
         self.check_type(info, &obj)?;
         obj["apiVersion"] = json!(info.api_version());
         obj["kind"] = json!(info.kind);
         let md = util::obj_at(&mut obj, &["metadata"]);
         let ns = if info.namespaced {
-            let body_ns = md.get("namespace").and_then(Value::as_str).unwrap_or_default().to_string();
-            let ns = if ns.is_empty() { body_ns.clone() } else { ns.to_string() };
+            let body_ns = md
+                .get("namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let ns = if ns.is_empty() {
+                body_ns.clone()
+            } else {
+                ns.to_string()
+            };
             if !body_ns.is_empty() && body_ns != ns {
-                return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
             }
-            let ns = if ns.is_empty() { "default".to_string() } else { ns };
+            let ns = if ns.is_empty() {
+                "default".to_string()
+            } else {
+                ns
+            };
             md.insert("namespace".into(), json!(ns));
             ns
         } else {
             md.remove("namespace");
             String::new()
         };
-        let mut name = md.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let mut name = md
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if name.is_empty() {
             if let Some(prefix) = md.get("generateName").and_then(Value::as_str) {
                 name = format!("{prefix}{}", random_suffix(5));
                 md.insert("name".into(), json!(name));
             }
         }
-        for k in ["uid", "resourceVersion", "creationTimestamp", "deletionTimestamp", "generation", "selfLink"] {
+        for k in [
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "generation",
+            "selfLink",
+        ] {
             md.remove(k);
         }
         if name.is_empty() {
@@ -327,31 +388,41 @@ impl Api {
                 &info.kind,
                 &info.group,
                 "",
-                vec![("metadata.name".into(), "Required value: name or generateName is required".into())],
+                vec![(
+                    "metadata.name".into(),
+                    "Required value: name or generateName is required".into(),
+                )],
             ));
         }
         self.check_namespace(info, &ns)?;
         if info.has_generation() {
             md.insert("generation".into(), json!(1));
         }
-        let warnings = crate::defaults::prepare_create(self, info, &mut obj, opts.field_validation)?;
+        let warnings =
+            crate::defaults::prepare_create(self, info, &mut obj, opts.field_validation)?;
         let manager = opts.manager();
         let api_version = info.api_version();
         let lk = list_keys_for(info);
         ssa::record_update(None, &mut obj, &manager, &api_version, "", lk);
-        let written = self.store.write(&info.storage_key(), &ns, &name, opts.dry_run, |cur| {
-            if cur.is_some() {
-                Err(ApiError::already_exists(&info.group, &info.plural, &name))
-            } else {
-                Ok(Write::Put(obj))
-            }
-        })?;
+        let written = self
+            .store
+            .write(&info.storage_key(), &ns, &name, opts.dry_run, |cur| {
+                if cur.is_some() {
+                    Err(ApiError::already_exists(&info.group, &info.plural, &name))
+                } else {
+                    Ok(Write::Put(obj))
+                }
+            })?;
         let mut object = match written {
             Written::Put(o) => o,
             _ => return Err(ApiError::internal("create did not store")),
         };
         self.present(info, &mut object);
-        Ok(Outcome { object, created: true, warnings })
+        Ok(Outcome {
+            object,
+            created: true,
+            warnings,
+        })
     }
 
     fn check_type(&self, info: &ResourceInfo, obj: &Value) -> ApiResult<()> {
@@ -419,7 +490,15 @@ impl Api {
         {
             let cmd = cur["metadata"].clone();
             let md = util::obj_at(&mut new, &["metadata"]);
-            for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name", "generation"] {
+            for k in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "namespace",
+                "name",
+                "generation",
+            ] {
                 match cmd.get(k) {
                     Some(v) => md.insert(k.into(), v.clone()),
                     None => md.remove(k),
@@ -433,13 +512,30 @@ impl Api {
                 };
             }
         }
-        warnings.extend(crate::defaults::prepare_update(self, info, cur, &mut new, opts.field_validation)?);
-        if info.has_generation() && generation_content(cur, info) != generation_content(&new, info) {
-            let g = cur.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+        warnings.extend(crate::defaults::prepare_update(
+            self,
+            info,
+            cur,
+            &mut new,
+            opts.field_validation,
+        )?);
+        if info.has_generation() && generation_content(cur, info) != generation_content(&new, info)
+        {
+            let g = cur
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             new["metadata"]["generation"] = json!(g + 1);
         }
         if track {
-            ssa::record_update(Some(cur), &mut new, &opts.manager(), &info.api_version(), sub, list_keys_for(info));
+            ssa::record_update(
+                Some(cur),
+                &mut new,
+                &opts.manager(),
+                &info.api_version(),
+                sub,
+                list_keys_for(info),
+            );
         }
         if strip_for_compare(cur) == strip_for_compare(&new) {
             return Ok(Write::Keep);
@@ -457,11 +553,23 @@ impl Api {
             Written::Unchanged(None) => return Err(ApiError::internal("object vanished")),
         };
         self.present(info, &mut object);
-        Ok(Outcome { object, created: false, warnings })
+        Ok(Outcome {
+            object,
+            created: false,
+            warnings,
+        })
     }
 
     /// Replaces an object (PUT), optionally of a subresource (`status`).
-    pub fn update(&self, info: &ResourceInfo, ns: &str, name: &str, body: Value, sub: &str, opts: &WriteOptions) -> ApiResult<Outcome> {
+    pub fn update(
+        &self,
+        info: &ResourceInfo,
+        ns: &str,
+        name: &str,
+        body: Value,
+        sub: &str,
+        opts: &WriteOptions,
+    ) -> ApiResult<Outcome> {
         let ns = if info.namespaced { ns } else { "" };
         self.check_type(info, &body)?;
         if let Some(bn) = body.pointer("/metadata/name").and_then(Value::as_str) {
@@ -472,17 +580,27 @@ impl Api {
             }
         }
         let mut warnings = Vec::new();
-        let w = self.store.write(&info.storage_key(), ns, name, opts.dry_run, |cur| {
-            let Some(cur) = cur else {
-                return Err(ApiError::not_found(&info.group, &info.plural, name));
-            };
-            if let Some(rv) = body.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
-                if !rv.is_empty() && Some(rv) != cur.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
-                    return Err(ApiError::stale(&info.group, &info.plural, name));
+        let w = self
+            .store
+            .write(&info.storage_key(), ns, name, opts.dry_run, |cur| {
+                let Some(cur) = cur else {
+                    return Err(ApiError::not_found(&info.group, &info.plural, name));
+                };
+                if let Some(rv) = body
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                {
+                    if !rv.is_empty()
+                        && Some(rv)
+                            != cur
+                                .pointer("/metadata/resourceVersion")
+                                .and_then(Value::as_str)
+                    {
+                        return Err(ApiError::stale(&info.group, &info.plural, name));
+                    }
                 }
-            }
-            self.finish(info, cur, body, sub, opts, true, &mut warnings)
-        })?;
+                self.finish(info, cur, body, sub, opts, true, &mut warnings)
+            })?;
         self.result(info, w, warnings)
     }
 
@@ -506,11 +624,15 @@ impl Api {
         }
         if ptype == PatchType::Apply {
             if opts.field_manager.as_deref().is_none_or(str::is_empty) {
-                return Err(ApiError::bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"));
+                return Err(ApiError::bad_request(
+                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                ));
             }
             self.check_type(info, &patch)?;
             if patch.get("kind").is_none() || patch.get("apiVersion").is_none() {
-                return Err(ApiError::bad_request("invalid object type: apiVersion and kind are required for apply"));
+                return Err(ApiError::bad_request(
+                    "invalid object type: apiVersion and kind are required for apply",
+                ));
             }
             let exists = self.store.get(&info.storage_key(), ns, name).is_some();
             if !exists && sub.is_empty() {
@@ -518,75 +640,94 @@ impl Api {
             }
         }
         let mut warnings = Vec::new();
-        let w = self.store.write(&info.storage_key(), ns, name, opts.dry_run, |cur| {
-            let Some(cur) = cur else {
-                return Err(ApiError::not_found(&info.group, &info.plural, name));
-            };
-            let mut presented = cur.clone();
-            self.present(info, &mut presented);
-            let (new, track) = match ptype {
-                PatchType::Merge => {
-                    let mut n = presented;
-                    crate::patch::merge_patch(&mut n, &patch);
-                    (n, true)
-                }
-                PatchType::Json => {
-                    let mut n = presented;
-                    crate::patch::json_patch(&mut n, &patch)?;
-                    (n, true)
-                }
-                PatchType::Strategic => {
-                    let mut n = presented;
-                    crate::patch::strategic_merge_patch(&mut n, &patch)?;
-                    (n, true)
-                }
-                PatchType::Apply => {
-                    let n = ssa::apply(
-                        Some(&presented),
-                        &patch,
-                        &opts.manager(),
-                        opts.force,
-                        &info.api_version(),
-                        sub,
-                        list_keys_for(info),
-                        (&info.group, &info.plural, name),
-                    )?;
-                    (n, false)
-                }
-            };
-            if let Some(rv) = patch.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
-                if ptype != PatchType::Apply && Some(rv) != cur.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
-                    return Err(ApiError::stale(&info.group, &info.plural, name));
-                }
-            }
-            let mut new = new;
-            if !track {
-                // Apply computed managedFields itself; keep them through `finish`.
-                let mf = new.pointer("/metadata/managedFields").cloned();
-                let mut c = cur.clone();
-                match mf {
-                    Some(m) => c["metadata"]["managedFields"] = m.clone(),
-                    None => {
-                        if let Some(md) = c.get_mut("metadata").and_then(Value::as_object_mut) {
-                            md.remove("managedFields");
-                        }
+        let w = self
+            .store
+            .write(&info.storage_key(), ns, name, opts.dry_run, |cur| {
+                let Some(cur) = cur else {
+                    return Err(ApiError::not_found(&info.group, &info.plural, name));
+                };
+                let mut presented = cur.clone();
+                self.present(info, &mut presented);
+                let (new, track) = match ptype {
+                    PatchType::Merge => {
+                        let mut n = presented;
+                        crate::patch::merge_patch(&mut n, &patch);
+                        (n, true)
+                    }
+                    PatchType::Json => {
+                        let mut n = presented;
+                        crate::patch::json_patch(&mut n, &patch)?;
+                        (n, true)
+                    }
+                    PatchType::Strategic => {
+                        let mut n = presented;
+                        crate::patch::strategic_merge_patch(&mut n, &patch)?;
+                        (n, true)
+                    }
+                    PatchType::Apply => {
+                        let n = ssa::apply(
+                            Some(&presented),
+                            &patch,
+                            &opts.manager(),
+                            opts.force,
+                            &info.api_version(),
+                            sub,
+                            list_keys_for(info),
+                            (&info.group, &info.plural, name),
+                        )?;
+                        (n, false)
+                    }
+                };
+                if let Some(rv) = patch
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                {
+                    if ptype != PatchType::Apply
+                        && Some(rv)
+                            != cur
+                                .pointer("/metadata/resourceVersion")
+                                .and_then(Value::as_str)
+                    {
+                        return Err(ApiError::stale(&info.group, &info.plural, name));
                     }
                 }
-                if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
-                    m.remove("resourceVersion");
+                let mut new = new;
+                if !track {
+                    // Apply computed managedFields itself; keep them through `finish`.
+                    let mf = new.pointer("/metadata/managedFields").cloned();
+                    let mut c = cur.clone();
+                    match mf {
+                        Some(m) => c["metadata"]["managedFields"] = m.clone(),
+                        None => {
+                            if let Some(md) = c.get_mut("metadata").and_then(Value::as_object_mut) {
+                                md.remove("managedFields");
+                            }
+                        }
+                    }
+                    if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                        m.remove("resourceVersion");
+                    }
+                    return self
+                        .finish(info, &c, new, sub, opts, false, &mut warnings)
+                        .map(|w| match w {
+                            // A no-op apply still records ownership changes.
+                            Write::Keep if ownership(&c) != ownership(cur) => Write::Put(c),
+                            w => w,
+                        });
                 }
-                return self.finish(info, &c, new, sub, opts, false, &mut warnings).map(|w| match w {
-                    // A no-op apply still records ownership changes.
-                    Write::Keep if ownership(&c) != ownership(cur) => Write::Put(c),
-                    w => w,
-                });
-            }
-            self.finish(info, cur, new, sub, opts, true, &mut warnings)
-        })?;
+                self.finish(info, cur, new, sub, opts, true, &mut warnings)
+            })?;
         self.result(info, w, warnings)
     }
 
-    fn apply_create(&self, info: &ResourceInfo, ns: &str, name: &str, patch: Value, opts: &WriteOptions) -> ApiResult<Outcome> {
+    fn apply_create(
+        &self,
+        info: &ResourceInfo,
+        ns: &str,
+        name: &str,
+        patch: Value,
+        opts: &WriteOptions,
+    ) -> ApiResult<Outcome> {
         let mut obj = ssa::apply(
             None,
             &patch,
@@ -608,7 +749,9 @@ impl Api {
             // Ownership is the apply's, not an Update's.
             let key = info.storage_key();
             let w = self.store.write(&key, ns, name, opts.dry_run, |cur| {
-                let Some(cur) = cur else { return Ok::<_, ApiError>(Write::Keep) };
+                let Some(cur) = cur else {
+                    return Ok::<_, ApiError>(Write::Keep);
+                };
                 let mut c = cur.clone();
                 c["metadata"]["managedFields"] = mf;
                 Ok(Write::Put(c))
@@ -621,12 +764,24 @@ impl Api {
         Ok(o)
     }
 
-    fn create_raw(&self, info: &ResourceInfo, ns: &str, obj: Value, opts: &WriteOptions) -> ApiResult<Outcome> {
+    fn create_raw(
+        &self,
+        info: &ResourceInfo,
+        ns: &str,
+        obj: Value,
+        opts: &WriteOptions,
+    ) -> ApiResult<Outcome> {
         self.create(info, ns, obj, opts)
     }
 
     /// Deletes an object, honouring preconditions, finalizers and propagation.
-    pub fn delete(&self, info: &ResourceInfo, ns: &str, name: &str, opts: &DeleteOptions) -> ApiResult<Outcome> {
+    pub fn delete(
+        &self,
+        info: &ResourceInfo,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> ApiResult<Outcome> {
         let ns = if info.namespaced { ns } else { "" };
         let default_prop = Propagation::Background;
         let w = self.store.write(&info.storage_key(), ns, name, opts.dry_run, |cur| {
@@ -696,7 +851,13 @@ impl Api {
     }
 
     /// Deletes every object matching the list options.
-    pub fn delete_collection(&self, info: &ResourceInfo, ns: Option<&str>, list: &ListOptions, opts: &DeleteOptions) -> ApiResult<Value> {
+    pub fn delete_collection(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        list: &ListOptions,
+        opts: &DeleteOptions,
+    ) -> ApiResult<Value> {
         let mut l = list.clone();
         l.limit = None;
         l.continue_token = None;
@@ -720,7 +881,10 @@ impl Api {
 
 /// managedFields without timestamps, to tell whether ownership changed.
 fn ownership(v: &Value) -> Value {
-    let mut mf = v.pointer("/metadata/managedFields").cloned().unwrap_or(Value::Null);
+    let mut mf = v
+        .pointer("/metadata/managedFields")
+        .cloned()
+        .unwrap_or(Value::Null);
     if let Some(a) = mf.as_array_mut() {
         for e in a {
             if let Some(m) = e.as_object_mut() {

@@ -21,7 +21,11 @@ pub fn validate_crd(crd: &Value) -> ApiResult<()> {
     if plural.is_empty() {
         causes.push(("spec.names.plural".into(), "Required value".into()));
     }
-    if spec["names"]["kind"].as_str().unwrap_or_default().is_empty() {
+    if spec["names"]["kind"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty()
+    {
         causes.push(("spec.names.kind".into(), "Required value".into()));
     }
     if !group.is_empty() && !plural.is_empty() && name != format!("{plural}.{group}") {
@@ -32,14 +36,30 @@ pub fn validate_crd(crd: &Value) -> ApiResult<()> {
     }
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
     if versions.is_empty() {
-        causes.push(("spec.versions".into(), "Invalid value: must have exactly one version marked as storage version".into()));
-    } else if versions.iter().filter(|v| v["storage"] == json!(true)).count() != 1 {
-        causes.push(("spec.versions".into(), "Invalid value: must have exactly one version marked as storage version".into()));
+        causes.push((
+            "spec.versions".into(),
+            "Invalid value: must have exactly one version marked as storage version".into(),
+        ));
+    } else if versions
+        .iter()
+        .filter(|v| v["storage"] == json!(true))
+        .count()
+        != 1
+    {
+        causes.push((
+            "spec.versions".into(),
+            "Invalid value: must have exactly one version marked as storage version".into(),
+        ));
     }
     if causes.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::invalid("CustomResourceDefinition", "apiextensions.k8s.io", &name, causes))
+        Err(ApiError::invalid(
+            "CustomResourceDefinition",
+            "apiextensions.k8s.io",
+            &name,
+            causes,
+        ))
     }
 }
 
@@ -49,7 +69,13 @@ pub fn resources_from_crd(crd: &Value) -> Vec<ResourceInfo> {
     let names = &spec["names"];
     let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
     let list = |v: &Value| -> Vec<String> {
-        v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default()
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
     let storage = versions
@@ -58,7 +84,10 @@ pub fn resources_from_crd(crd: &Value) -> Vec<ResourceInfo> {
         .map(|v| s(&v["name"]))
         .unwrap_or_default();
     let kind = s(&names["kind"]);
-    let singular = names["singular"].as_str().map(String::from).unwrap_or_else(|| kind.to_lowercase());
+    let singular = names["singular"]
+        .as_str()
+        .map(String::from)
+        .unwrap_or_else(|| kind.to_lowercase());
     versions
         .iter()
         .filter(|v| v["served"] != json!(false))
@@ -126,7 +155,12 @@ pub fn sync(api: &Api, crd: &Value, deleted: bool) {
 
 /// Validates a custom object against its schema, pruning unknown fields and applying
 /// defaults. Strict: unknown fields are a 400; Warn: they are reported as warnings.
-pub fn validate_object(info: &ResourceInfo, schema: &Value, obj: &mut Value, fv: FieldValidation) -> ApiResult<Vec<String>> {
+pub fn validate_object(
+    info: &ResourceInfo,
+    schema: &Value,
+    obj: &mut Value,
+    fv: FieldValidation,
+) -> ApiResult<Vec<String>> {
     let mut unknown = Vec::new();
     let mut errors = Vec::new();
     if let Some(m) = obj.as_object_mut() {
@@ -155,14 +189,22 @@ pub fn validate_object(info: &ResourceInfo, schema: &Value, obj: &mut Value, fv:
         }
     }
     if !errors.is_empty() {
-        return Err(ApiError::invalid(&info.kind, &info.group, util::name(obj), errors));
+        return Err(ApiError::invalid(
+            &info.kind,
+            &info.group,
+            util::name(obj),
+            errors,
+        ));
     }
     if unknown.is_empty() {
         return Ok(Vec::new());
     }
     match fv {
         FieldValidation::Strict => {
-            let list: Vec<String> = unknown.iter().map(|u| format!("unknown field \"{u}\"")).collect();
+            let list: Vec<String> = unknown
+                .iter()
+                .map(|u| format!("unknown field \"{u}\""))
+                .collect();
             Err(ApiError::bad_request(format!(
                 "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
                 info.kind,
@@ -171,16 +213,28 @@ pub fn validate_object(info: &ResourceInfo, schema: &Value, obj: &mut Value, fv:
                 list.join(", ")
             )))
         }
-        FieldValidation::Warn => Ok(unknown.iter().map(|u| format!("unknown field \"{u}\"")).collect()),
+        FieldValidation::Warn => Ok(unknown
+            .iter()
+            .map(|u| format!("unknown field \"{u}\""))
+            .collect()),
         FieldValidation::Ignore => Ok(Vec::new()),
     }
 }
 
-fn required(schema: &Value, m: &Map<String, Value>, path: &str, errors: &mut Vec<(String, String)>) {
+fn required(
+    schema: &Value,
+    m: &Map<String, Value>,
+    path: &str,
+    errors: &mut Vec<(String, String)>,
+) {
     if let Some(req) = schema.get("required").and_then(Value::as_array) {
         for r in req.iter().filter_map(Value::as_str) {
             if !m.contains_key(r) {
-                let p = if path.is_empty() { r.to_string() } else { format!("{path}.{r}") };
+                let p = if path.is_empty() {
+                    r.to_string()
+                } else {
+                    format!("{path}.{r}")
+                };
                 errors.push((p, "Required value".into()));
             }
         }
@@ -209,37 +263,62 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn walk(schema: &Value, v: &mut Value, path: &str, unknown: &mut Vec<String>, errors: &mut Vec<(String, String)>) {
+fn walk(
+    schema: &Value,
+    v: &mut Value,
+    path: &str,
+    unknown: &mut Vec<String>,
+    errors: &mut Vec<(String, String)>,
+) {
     if v.is_null() && schema["nullable"] == json!(true) {
         return;
     }
     let int_or_string = schema["x-kubernetes-int-or-string"] == json!(true);
     if let Some(t) = schema.get("type").and_then(Value::as_str) {
         let actual = type_name(v);
-        let ok = actual == t || (t == "number" && actual == "integer") || (int_or_string && (actual == "integer" || actual == "string"));
+        let ok = actual == t
+            || (t == "number" && actual == "integer")
+            || (int_or_string && (actual == "integer" || actual == "string"));
         if !ok {
             let shown = match v {
                 Value::String(s) => format!("\"{s}\""),
                 other => other.to_string(),
             };
-            errors.push((path.to_string(), format!("Invalid value: \"{actual}\": {path} in body must be of type {t}: {shown}")));
+            errors.push((
+                path.to_string(),
+                format!("Invalid value: \"{actual}\": {path} in body must be of type {t}: {shown}"),
+            ));
             return;
         }
     }
     if let Some(en) = schema.get("enum").and_then(Value::as_array) {
         if !en.contains(v) {
             let allowed: Vec<String> = en.iter().map(|e| e.to_string()).collect();
-            errors.push((path.to_string(), format!("Unsupported value: {v}: supported values: {}", allowed.join(", "))));
+            errors.push((
+                path.to_string(),
+                format!(
+                    "Unsupported value: {v}: supported values: {}",
+                    allowed.join(", ")
+                ),
+            ));
         }
     }
     if let (Some(min), Some(n)) = (schema.get("minimum").and_then(Value::as_f64), v.as_f64()) {
         if n < min {
-            errors.push((path.to_string(), format!("Invalid value: {n}: {path} in body should be greater than or equal to {min}")));
+            errors.push((
+                path.to_string(),
+                format!(
+                    "Invalid value: {n}: {path} in body should be greater than or equal to {min}"
+                ),
+            ));
         }
     }
     if let (Some(max), Some(n)) = (schema.get("maximum").and_then(Value::as_f64), v.as_f64()) {
         if n > max {
-            errors.push((path.to_string(), format!("Invalid value: {n}: {path} in body should be less than or equal to {max}")));
+            errors.push((
+                path.to_string(),
+                format!("Invalid value: {n}: {path} in body should be less than or equal to {max}"),
+            ));
         }
     }
     match v {

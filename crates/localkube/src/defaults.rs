@@ -12,7 +12,12 @@ fn is(info: &ResourceInfo, group: &str, plural: &str) -> bool {
 }
 
 /// Before a create: initial status, built-in defaults, CRD schema validation.
-pub fn prepare_create(_api: &Api, info: &ResourceInfo, obj: &mut Value, fv: FieldValidation) -> ApiResult<Vec<String>> {
+pub fn prepare_create(
+    _api: &Api,
+    info: &ResourceInfo,
+    obj: &mut Value,
+    fv: FieldValidation,
+) -> ApiResult<Vec<String>> {
     if info.status {
         if let Some(m) = obj.as_object_mut() {
             m.remove("status");
@@ -22,7 +27,8 @@ pub fn prepare_create(_api: &Api, info: &ResourceInfo, obj: &mut Value, fv: Fiel
     if is(info, "", "namespaces") {
         obj["status"] = json!({"phase": "Active"});
         let name = util::name(obj).to_string();
-        util::obj_at(obj, &["metadata", "labels"]).insert("kubernetes.io/metadata.name".into(), json!(name));
+        util::obj_at(obj, &["metadata", "labels"])
+            .insert("kubernetes.io/metadata.name".into(), json!(name));
         util::obj_at(obj, &["spec"]).insert("finalizers".into(), json!(["kubernetes"]));
     }
     if is(info, "", "pods") {
@@ -31,7 +37,11 @@ pub fn prepare_create(_api: &Api, info: &ResourceInfo, obj: &mut Value, fv: Fiel
     if is(info, "", "services") {
         obj["status"] = json!({"loadBalancer": {}});
         let spec = util::obj_at(obj, &["spec"]);
-        if spec.get("clusterIP").and_then(Value::as_str).is_none_or(str::is_empty) {
+        if spec
+            .get("clusterIP")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
             let n = uuid::Uuid::new_v4().as_u128();
             let ip = format!("10.96.{}.{}", (n >> 8) % 256, (n % 253) + 2);
             spec.insert("clusterIP".into(), json!(ip));
@@ -40,11 +50,19 @@ pub fn prepare_create(_api: &Api, info: &ResourceInfo, obj: &mut Value, fv: Fiel
     }
     if is(info, "apiextensions.k8s.io", "customresourcedefinitions") {
         crate::crd::validate_crd(obj)?;
-        let names = obj.pointer("/spec/names").cloned().unwrap_or_else(|| json!({}));
+        let names = obj
+            .pointer("/spec/names")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
         let storage: Vec<Value> = obj
             .pointer("/spec/versions")
             .and_then(Value::as_array)
-            .map(|vs| vs.iter().filter(|v| v["storage"] == json!(true)).map(|v| v["name"].clone()).collect())
+            .map(|vs| {
+                vs.iter()
+                    .filter(|v| v["storage"] == json!(true))
+                    .map(|v| v["name"].clone())
+                    .collect()
+            })
             .unwrap_or_default();
         let now = util::now();
         obj["status"] = json!({
@@ -56,28 +74,51 @@ pub fn prepare_create(_api: &Api, info: &ResourceInfo, obj: &mut Value, fv: Fiel
             ],
         });
     }
-    if is(info, "apps", "deployments") || is(info, "apps", "replicasets") || is(info, "apps", "statefulsets") || is(info, "apps", "daemonsets") {
+    if is(info, "apps", "deployments")
+        || is(info, "apps", "replicasets")
+        || is(info, "apps", "statefulsets")
+        || is(info, "apps", "daemonsets")
+    {
         if obj.pointer("/spec/selector").is_none() {
-            return Err(ApiError::invalid(&info.kind, &info.group, util::name(obj), vec![("spec.selector".into(), "Required value".into())]));
+            return Err(ApiError::invalid(
+                &info.kind,
+                &info.group,
+                util::name(obj),
+                vec![("spec.selector".into(), "Required value".into())],
+            ));
         }
         let sel = crate::selectors::LabelSelector::from_object(&obj["spec"]["selector"]);
         if !sel.matches(obj.pointer("/spec/template/metadata/labels")) {
-            return Err(ApiError::invalid(&info.kind, &info.group, util::name(obj), vec![(
-                "spec.template.metadata.labels".into(),
-                "Invalid value: `selector` does not match template `labels`".into(),
-            )]));
+            return Err(ApiError::invalid(
+                &info.kind,
+                &info.group,
+                util::name(obj),
+                vec![(
+                    "spec.template.metadata.labels".into(),
+                    "Invalid value: `selector` does not match template `labels`".into(),
+                )],
+            ));
         }
     }
     validate_custom(info, obj, fv)
 }
 
 /// Before an update: keep immutable fields, validate custom resources.
-pub fn prepare_update(_api: &Api, info: &ResourceInfo, cur: &Value, new: &mut Value, fv: FieldValidation) -> ApiResult<Vec<String>> {
+pub fn prepare_update(
+    _api: &Api,
+    info: &ResourceInfo,
+    cur: &Value,
+    new: &mut Value,
+    fv: FieldValidation,
+) -> ApiResult<Vec<String>> {
     default_builtin(info, new);
     if is(info, "", "services") {
         for k in ["clusterIP", "clusterIPs"] {
             if let Some(v) = cur.pointer(&format!("/spec/{k}")) {
-                if new.pointer(&format!("/spec/{k}")).is_none_or(|x| x.is_null() || x == "") {
+                if new
+                    .pointer(&format!("/spec/{k}"))
+                    .is_none_or(|x| x.is_null() || x == "")
+                {
                     util::obj_at(new, &["spec"]).insert(k.into(), v.clone());
                 }
             }
@@ -94,28 +135,49 @@ pub fn prepare_update(_api: &Api, info: &ResourceInfo, cur: &Value, new: &mut Va
     validate_custom(info, new, fv)
 }
 
-fn validate_custom(info: &ResourceInfo, obj: &mut Value, fv: FieldValidation) -> ApiResult<Vec<String>> {
-    let Some(crd) = &info.crd else { return Ok(Vec::new()) };
-    let Some(schema) = &crd.schema else { return Ok(Vec::new()) };
+fn validate_custom(
+    info: &ResourceInfo,
+    obj: &mut Value,
+    fv: FieldValidation,
+) -> ApiResult<Vec<String>> {
+    let Some(crd) = &info.crd else {
+        return Ok(Vec::new());
+    };
+    let Some(schema) = &crd.schema else {
+        return Ok(Vec::new());
+    };
     crate::crd::validate_object(info, schema, obj, fv)
 }
 
 fn default_pod_spec(spec: &mut Value) {
-    let Some(s) = spec.as_object_mut() else { return };
+    let Some(s) = spec.as_object_mut() else {
+        return;
+    };
     s.entry("restartPolicy").or_insert_with(|| json!("Always"));
-    s.entry("dnsPolicy").or_insert_with(|| json!("ClusterFirst"));
-    s.entry("schedulerName").or_insert_with(|| json!("default-scheduler"));
-    s.entry("terminationGracePeriodSeconds").or_insert_with(|| json!(30));
+    s.entry("dnsPolicy")
+        .or_insert_with(|| json!("ClusterFirst"));
+    s.entry("schedulerName")
+        .or_insert_with(|| json!("default-scheduler"));
+    s.entry("terminationGracePeriodSeconds")
+        .or_insert_with(|| json!(30));
     s.entry("securityContext").or_insert_with(|| json!({}));
     for field in ["containers", "initContainers"] {
         if let Some(cs) = s.get_mut(field).and_then(Value::as_array_mut) {
             for c in cs {
                 let Some(c) = c.as_object_mut() else { continue };
-                let image = c.get("image").and_then(Value::as_str).unwrap_or_default().to_string();
-                let latest = !image.rsplit('/').next().unwrap_or_default().contains(':') || image.ends_with(":latest");
-                c.entry("imagePullPolicy").or_insert_with(|| json!(if latest { "Always" } else { "IfNotPresent" }));
-                c.entry("terminationMessagePath").or_insert_with(|| json!("/dev/termination-log"));
-                c.entry("terminationMessagePolicy").or_insert_with(|| json!("File"));
+                let image = c
+                    .get("image")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let latest = !image.rsplit('/').next().unwrap_or_default().contains(':')
+                    || image.ends_with(":latest");
+                c.entry("imagePullPolicy")
+                    .or_insert_with(|| json!(if latest { "Always" } else { "IfNotPresent" }));
+                c.entry("terminationMessagePath")
+                    .or_insert_with(|| json!("/dev/termination-log"));
+                c.entry("terminationMessagePolicy")
+                    .or_insert_with(|| json!("File"));
                 c.entry("resources").or_insert_with(|| json!({}));
                 if let Some(ps) = c.get_mut("ports").and_then(Value::as_array_mut) {
                     for p in ps {
@@ -139,8 +201,10 @@ fn default_builtin(info: &ResourceInfo, obj: &mut Value) {
         ("apps", "deployments") => {
             let spec = util::obj_at(obj, &["spec"]);
             spec.entry("replicas").or_insert_with(|| json!(1));
-            spec.entry("revisionHistoryLimit").or_insert_with(|| json!(10));
-            spec.entry("progressDeadlineSeconds").or_insert_with(|| json!(600));
+            spec.entry("revisionHistoryLimit")
+                .or_insert_with(|| json!(10));
+            spec.entry("progressDeadlineSeconds")
+                .or_insert_with(|| json!(600));
             let strategy = spec.entry("strategy").or_insert_with(|| json!({}));
             if strategy.get("type").is_none() {
                 strategy["type"] = json!("RollingUpdate");
@@ -154,7 +218,9 @@ fn default_builtin(info: &ResourceInfo, obj: &mut Value) {
         }
         ("apps", "replicasets") | ("apps", "statefulsets") | ("apps", "daemonsets") => {
             if info.plural != "daemonsets" {
-                util::obj_at(obj, &["spec"]).entry("replicas").or_insert_with(|| json!(1));
+                util::obj_at(obj, &["spec"])
+                    .entry("replicas")
+                    .or_insert_with(|| json!(1));
             }
             if let Some(ps) = obj.pointer_mut("/spec/template/spec") {
                 default_pod_spec(ps);
@@ -163,7 +229,8 @@ fn default_builtin(info: &ResourceInfo, obj: &mut Value) {
         ("", "services") => {
             let spec = util::obj_at(obj, &["spec"]);
             spec.entry("type").or_insert_with(|| json!("ClusterIP"));
-            spec.entry("sessionAffinity").or_insert_with(|| json!("None"));
+            spec.entry("sessionAffinity")
+                .or_insert_with(|| json!("None"));
             if let Some(ps) = spec.get_mut("ports").and_then(Value::as_array_mut) {
                 for p in ps {
                     if let Some(p) = p.as_object_mut() {

@@ -6,7 +6,11 @@ use serde_json::{Value, json};
 use crate::registry::{Registry, ResourceInfo};
 
 fn scope(r: &ResourceInfo) -> &'static str {
-    if r.namespaced { "Namespaced" } else { "Cluster" }
+    if r.namespaced {
+        "Namespaced"
+    } else {
+        "Cluster"
+    }
 }
 
 pub fn api_versions(addr: &str) -> Value {
@@ -36,12 +40,15 @@ pub fn api_group_list(reg: &Registry) -> Value {
 }
 
 pub fn api_group(reg: &Registry, group: &str) -> Option<Value> {
-    reg.groups().into_iter().find(|(g, _)| g == group).map(|(g, vs)| {
-        let mut e = group_entry(&g, &vs);
-        e["kind"] = json!("APIGroup");
-        e["apiVersion"] = json!("v1");
-        e
-    })
+    reg.groups()
+        .into_iter()
+        .find(|(g, _)| g == group)
+        .map(|(g, vs)| {
+            let mut e = group_entry(&g, &vs);
+            e["kind"] = json!("APIGroup");
+            e["apiVersion"] = json!("v1");
+            e
+        })
 }
 
 pub fn api_resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value> {
@@ -69,8 +76,14 @@ pub fn api_resource_list(reg: &Registry, group: &str, version: &str) -> Option<V
             out.push(json!({"name": format!("{}/scale", r.plural), "singularName": "", "namespaced": r.namespaced, "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out}),
+    )
 }
 
 fn aggregated_resource(r: &ResourceInfo) -> Value {
@@ -110,7 +123,11 @@ pub fn aggregated(reg: &Registry, core: bool) -> Value {
             let versions: Vec<Value> = vs
                 .iter()
                 .map(|v| {
-                    let rs: Vec<Value> = reg.resources_of(g, v).iter().map(|r| aggregated_resource(r)).collect();
+                    let rs: Vec<Value> = reg
+                        .resources_of(g, v)
+                        .iter()
+                        .map(|r| aggregated_resource(r))
+                        .collect();
                     json!({"version": v, "resources": rs, "freshness": "Current"})
                 })
                 .collect();

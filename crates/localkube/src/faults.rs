@@ -44,14 +44,20 @@ impl Faults {
     pub fn judge(&self, verb: &str, resource: &str) -> Verdict {
         let mut v = Verdict::default();
         for r in &self.rules {
-            if r.verb.as_deref().is_some_and(|x| x != verb) || r.resource.as_deref().is_some_and(|x| x != resource) {
+            if r.verb.as_deref().is_some_and(|x| x != verb)
+                || r.resource.as_deref().is_some_and(|x| x != resource)
+            {
                 continue;
             }
             v.latency += r.latency;
             if v.error.is_none() && r.error_rate > 0.0 && chance() < r.error_rate {
                 v.error = Some(if r.code == 0 { 500 } else { r.code });
             }
-            if v.error.is_none() && r.conflict_rate > 0.0 && matches!(verb, "update" | "patch") && chance() < r.conflict_rate {
+            if v.error.is_none()
+                && r.conflict_rate > 0.0
+                && matches!(verb, "update" | "patch")
+                && chance() < r.conflict_rate
+            {
                 v.error = Some(409);
             }
         }

@@ -116,10 +116,20 @@ impl Server {
             }
         }));
         if config.controllers {
-            tasks.extend(controllers::spawn_all(api.clone(), config.sim.clone(), rx.clone()));
+            tasks.extend(controllers::spawn_all(
+                api.clone(),
+                config.sim.clone(),
+                rx.clone(),
+            ));
         }
         tracing::info!(%addr, "localkube serving");
-        Ok(Handle { addr, api, state, shutdown: tx, tasks })
+        Ok(Handle {
+            addr,
+            api,
+            state,
+            shutdown: tx,
+            tasks,
+        })
     }
 }
 

@@ -59,11 +59,23 @@ impl Metrics {
     pub fn render(&self, objects: &[(String, usize)], rv: u64) -> String {
         let mut out = String::new();
         out.push_str("# HELP apiserver_request_total Requests by verb, resource and HTTP code.\n# TYPE apiserver_request_total counter\n");
-        for ((v, r, c), n) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            out.push_str(&format!("apiserver_request_total{{verb=\"{v}\",resource=\"{r}\",code=\"{c}\"}} {n}\n"));
+        for ((v, r, c), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            out.push_str(&format!(
+                "apiserver_request_total{{verb=\"{v}\",resource=\"{r}\",code=\"{c}\"}} {n}\n"
+            ));
         }
         out.push_str("# HELP apiserver_request_duration_seconds Request latency.\n# TYPE apiserver_request_duration_seconds histogram\n");
-        for ((v, r), h) in self.latency.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for ((v, r), h) in self
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             for (i, b) in BUCKETS.iter().enumerate() {
                 out.push_str(&format!(
                     "apiserver_request_duration_seconds_bucket{{verb=\"{v}\",resource=\"{r}\",le=\"{b}\"}} {}\n",
@@ -71,14 +83,25 @@ impl Metrics {
                 ));
             }
             out.push_str(&format!("apiserver_request_duration_seconds_bucket{{verb=\"{v}\",resource=\"{r}\",le=\"+Inf\"}} {}\n", h.count));
-            out.push_str(&format!("apiserver_request_duration_seconds_sum{{verb=\"{v}\",resource=\"{r}\"}} {}\n", h.sum));
-            out.push_str(&format!("apiserver_request_duration_seconds_count{{verb=\"{v}\",resource=\"{r}\"}} {}\n", h.count));
+            out.push_str(&format!(
+                "apiserver_request_duration_seconds_sum{{verb=\"{v}\",resource=\"{r}\"}} {}\n",
+                h.sum
+            ));
+            out.push_str(&format!(
+                "apiserver_request_duration_seconds_count{{verb=\"{v}\",resource=\"{r}\"}} {}\n",
+                h.count
+            ));
         }
         out.push_str("# HELP apiserver_registered_watchers Open watch streams.\n# TYPE apiserver_registered_watchers gauge\n");
-        out.push_str(&format!("apiserver_registered_watchers {}\n", self.watchers.lock().unwrap_or_else(|e| e.into_inner())));
+        out.push_str(&format!(
+            "apiserver_registered_watchers {}\n",
+            self.watchers.lock().unwrap_or_else(|e| e.into_inner())
+        ));
         out.push_str("# HELP apiserver_storage_objects Stored objects by resource.\n# TYPE apiserver_storage_objects gauge\n");
         for (r, n) in objects {
-            out.push_str(&format!("apiserver_storage_objects{{resource=\"{r}\"}} {n}\n"));
+            out.push_str(&format!(
+                "apiserver_storage_objects{{resource=\"{r}\"}} {n}\n"
+            ));
         }
         out.push_str(&format!("# HELP localkube_resource_version The current resourceVersion.\n# TYPE localkube_resource_version gauge\nlocalkube_resource_version {rv}\n"));
         out

@@ -11,7 +11,11 @@ use serde_json::{Map, Value, json};
 use crate::registry::Registry;
 
 fn gv_path(group: &str, version: &str) -> String {
-    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
 }
 
 fn hash(reg: &Registry, group: &str, version: &str) -> String {
@@ -30,7 +34,10 @@ pub fn index(reg: &Registry) -> Value {
     for (g, vs) in reg.groups() {
         for v in vs {
             let p = gv_path(&g, &v);
-            paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash(reg, &g, &v))}));
+            paths.insert(
+                p.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash(reg, &g, &v))}),
+            );
         }
     }
     json!({"paths": paths})
@@ -55,15 +62,22 @@ pub fn document(reg: &Registry, group: &str, version: &str) -> Option<Value> {
             .crd
             .as_ref()
             .and_then(|c| c.schema.clone())
-            .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+            .unwrap_or_else(
+                || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+            );
         schema["x-kubernetes-group-version-kind"] = json!([gvk]);
         schemas.insert(schema_name.clone(), schema);
         let item = format!(
             "/{}{}/{{name}}",
             gv_path(group, version),
-            if r.namespaced { format!("/namespaces/{{namespace}}/{}", r.plural) } else { format!("/{}", r.plural) }
+            if r.namespaced {
+                format!("/namespaces/{{namespace}}/{}", r.plural)
+            } else {
+                format!("/{}", r.plural)
+            }
         );
-        let body_schema = json!({"schema": {"$ref": format!("#/components/schemas/{schema_name}")}});
+        let body_schema =
+            json!({"schema": {"$ref": format!("#/components/schemas/{schema_name}")}});
         let params = json!([
             {"name": "dryRun", "in": "query", "schema": {"type": "string"}},
             {"name": "fieldManager", "in": "query", "schema": {"type": "string"}},

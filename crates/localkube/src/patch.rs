@@ -9,8 +9,14 @@ use crate::error::ApiError;
 /// the elements hold).
 pub fn merge_key(field: &str, sample: &[Value]) -> Option<&'static str> {
     Some(match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env"
-        | "imagePullSecrets" | "resourceClaims" | "schedulingGates" => "name",
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets"
+        | "resourceClaims"
+        | "schedulingGates" => "name",
         "volumeMounts" => "mountPath",
         "volumeDevices" => "devicePath",
         "hostAliases" => "ip",
@@ -48,21 +54,29 @@ pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
         .filter(|op| {
             !(op["op"] == "test"
                 && op["value"].is_null()
-                && op["path"].as_str().is_some_and(|p| target.pointer(p).is_none_or(Value::is_null)))
+                && op["path"]
+                    .as_str()
+                    .is_some_and(|p| target.pointer(p).is_none_or(Value::is_null)))
         })
         .cloned()
         .collect();
     let p: json_patch::Patch = serde_json::from_value(Value::Array(ops))
         .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
     json_patch::patch(target, &p).map_err(|e| {
-        ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+        ApiError::new(
+            422,
+            "Invalid",
+            format!("the server rejected our request due to an error in our request: {e}"),
+        )
     })
 }
 
 /// Applies a strategic merge patch for a built-in type.
 pub fn strategic_merge_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
     if !patch.is_object() {
-        return Err(ApiError::bad_request("strategic merge patch must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "strategic merge patch must be a JSON object",
+        ));
     }
     let t = std::mem::take(target);
     *target = smp_value(t, patch, "");
@@ -180,12 +194,15 @@ mod tests {
             {"name": "a", "image": "a:1", "env": [{"name": "X", "value": "1"}]},
             {"name": "b", "image": "b:1"}
         ]}}}});
-        strategic_merge_patch(&mut d, &json!({"spec": {"template": {"spec": {
+        strategic_merge_patch(
+            &mut d,
+            &json!({"spec": {"template": {"spec": {
             "$setElementOrder/containers": [{"name": "a"}, {"name": "b"}],
             "containers": [
                 {"name": "a", "image": "a:2", "env": [{"name": "Y", "value": "2"}]},
                 {"name": "b", "$patch": "delete"}
-            ]}}}}))
+            ]}}}}),
+        )
         .unwrap();
         let c = &d["spec"]["template"]["spec"]["containers"];
         assert_eq!(c.as_array().unwrap().len(), 1);
@@ -196,9 +213,12 @@ mod tests {
     #[test]
     fn smp_replace_and_retain_keys() {
         let mut d = json!({"spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}, "x": {"a": 1}}});
-        strategic_merge_patch(&mut d, &json!({"spec": {
+        strategic_merge_patch(
+            &mut d,
+            &json!({"spec": {
             "strategy": {"$retainKeys": ["type"], "type": "Recreate"},
-            "x": {"$patch": "replace", "b": 2}}}))
+            "x": {"$patch": "replace", "b": 2}}}),
+        )
         .unwrap();
         assert_eq!(d["spec"]["strategy"], json!({"type": "Recreate"}));
         assert_eq!(d["spec"]["x"], json!({"b": 2}));

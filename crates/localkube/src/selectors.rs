@@ -47,7 +47,11 @@ fn parse_set(s: &str) -> Result<Vec<String>, ApiError> {
     let inner = s
         .strip_prefix('(')
         .and_then(|s| s.strip_suffix(')'))
-        .ok_or_else(|| ApiError::bad_request(format!("unable to parse requirement: found '{s}', expected: '('")))?;
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unable to parse requirement: found '{s}', expected: '('"
+            ))
+        })?;
     Ok(inner
         .split(',')
         .map(|v| v.trim().to_string())
@@ -72,7 +76,10 @@ impl LabelSelector {
             } else if let Some((k, v)) = p.split_once('=') {
                 reqs.push(Req::Eq(k.trim().into(), v.trim().into()));
             } else if let Some(idx) = p.find(" notin ") {
-                reqs.push(Req::NotIn(p[..idx].trim().into(), parse_set(&p[idx + 7..])?));
+                reqs.push(Req::NotIn(
+                    p[..idx].trim().into(),
+                    parse_set(&p[idx + 7..])?,
+                ));
             } else if let Some(idx) = p.find(" in ") {
                 reqs.push(Req::In(p[..idx].trim().into(), parse_set(&p[idx + 4..])?));
             } else if p.contains(' ') || p.contains('(') {
@@ -99,7 +106,11 @@ impl LabelSelector {
                 let key = e["key"].as_str().unwrap_or_default().to_string();
                 let values: Vec<String> = e["values"]
                     .as_array()
-                    .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 match e["operator"].as_str().unwrap_or_default() {
                     "In" => reqs.push(Req::In(key, values)),
@@ -179,7 +190,9 @@ impl FieldSelector {
             } else if let Some((k, v)) = p.split_once('=') {
                 (k, true, v)
             } else {
-                return Err(ApiError::bad_request(format!("invalid field selector: '{p}'")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid field selector: '{p}'"
+                )));
             };
             out.push((k.trim().to_string(), eq, v.trim().to_string()));
         }
@@ -198,12 +211,17 @@ impl FieldSelector {
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
-        self.0.iter().all(|(k, eq, v)| (Self::field(obj, k) == *v) == *eq)
+        self.0
+            .iter()
+            .all(|(k, eq, v)| (Self::field(obj, k) == *v) == *eq)
     }
 
     /// The value required by `metadata.name=...`, if any (for a fast path).
     pub fn required(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, eq, _)| k == key && *eq).map(|(_, _, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, eq, _)| k == key && *eq)
+            .map(|(_, _, v)| v.as_str())
     }
 }
 
@@ -230,7 +248,15 @@ mod tests {
     fn field_selectors() {
         let o = json!({"metadata": {"name": "x"}, "status": {"phase": "Running"}});
         assert!(FieldSelector::parse("metadata.name=x").unwrap().matches(&o));
-        assert!(FieldSelector::parse("status.phase!=Pending").unwrap().matches(&o));
-        assert!(!FieldSelector::parse("spec.nodeName=n1").unwrap().matches(&o));
+        assert!(
+            FieldSelector::parse("status.phase!=Pending")
+                .unwrap()
+                .matches(&o)
+        );
+        assert!(
+            !FieldSelector::parse("spec.nodeName=n1")
+                .unwrap()
+                .matches(&o)
+        );
     }
 }

@@ -11,7 +11,9 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::api::{Api, DeleteOptions, FieldValidation, ListOptions, PatchType, Propagation, WriteOptions};
+use crate::api::{
+    Api, DeleteOptions, FieldValidation, ListOptions, PatchType, Propagation, WriteOptions,
+};
 use crate::error::{ApiError, ApiResult};
 use crate::faults::Faults;
 use crate::metrics::Metrics;
@@ -47,7 +49,10 @@ impl Query {
         )
     }
     fn get(&self, k: &str) -> Option<&str> {
-        self.0.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(kk, _)| kk == k)
+            .map(|(_, v)| v.as_str())
     }
     fn flag(&self, k: &str) -> bool {
         matches!(self.get(k), Some("true") | Some("1"))
@@ -112,7 +117,9 @@ fn parse_target(reg: &Registry, segs: &[&str]) -> ApiResult<Target> {
     let Some((res, more)) = rest.split_first() else {
         return Err(ApiError::path_not_found());
     };
-    let info = reg.lookup(group, version, res).ok_or_else(ApiError::path_not_found)?;
+    let info = reg
+        .lookup(group, version, res)
+        .ok_or_else(ApiError::path_not_found)?;
     if namespace.is_some() && !info.namespaced {
         return Err(ApiError::path_not_found());
     }
@@ -121,14 +128,24 @@ fn parse_target(reg: &Registry, segs: &[&str]) -> ApiResult<Target> {
     if more.len() > 2 {
         return Err(ApiError::path_not_found());
     }
-    Ok(Target { info, namespace, name, sub, legacy_watch })
+    Ok(Target {
+        info,
+        namespace,
+        name,
+        sub,
+        legacy_watch,
+    })
 }
 
 fn wants_table(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.split(',').next().is_some_and(|first| first.contains("as=Table")))
+        .is_some_and(|a| {
+            a.split(',')
+                .next()
+                .is_some_and(|first| first.contains("as=Table"))
+        })
 }
 
 fn wants_aggregated(headers: &HeaderMap) -> bool {
@@ -136,9 +153,11 @@ fn wants_aggregated(headers: &HeaderMap) -> bool {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| {
-            a.split(',')
-                .next()
-                .is_some_and(|first| first.contains("as=APIGroupDiscoveryList") && first.contains("v=v2") && !first.contains("v=v2beta1"))
+            a.split(',').next().is_some_and(|first| {
+                first.contains("as=APIGroupDiscoveryList")
+                    && first.contains("v=v2")
+                    && !first.contains("v=v2beta1")
+            })
         })
 }
 
@@ -167,7 +186,13 @@ fn verb_of(method: &Method, t: &Target, q: &Query) -> &'static str {
 }
 
 /// The one handler: routes by path.
-pub async fn handle(State(st): S, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn handle(
+    State(st): S,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let start = Instant::now();
     let path = uri.path().trim_end_matches('/').to_string();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -180,7 +205,14 @@ pub async fn handle(State(st): S, method: Method, uri: Uri, headers: HeaderMap, 
     resp
 }
 
-async fn route(st: &Arc<AppState>, method: &Method, segs: &[&str], q: &Query, headers: &HeaderMap, body: Bytes) -> (Response, String, String) {
+async fn route(
+    st: &Arc<AppState>,
+    method: &Method,
+    segs: &[&str],
+    q: &Query,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> (Response, String, String) {
     let reg = &st.api.registry;
     let meta = |r: Response| (r, "get".to_string(), String::new());
     match segs {
@@ -191,25 +223,49 @@ async fn route(st: &Arc<AppState>, method: &Method, segs: &[&str], q: &Query, he
                 "compiler": "gc", "platform": "linux/amd64", "emulationMajor": "1", "emulationMinor": "32",
             })));
         }
-        ["healthz"] | ["readyz"] | ["livez"] => return meta(text(200, "ok", "text/plain; charset=utf-8")),
+        ["healthz"] | ["readyz"] | ["livez"] => {
+            return meta(text(200, "ok", "text/plain; charset=utf-8"));
+        }
         ["metrics"] => {
             let objects: Vec<(String, usize)> = reg
                 .all()
                 .iter()
-                .map(|r| (format!("{}{}{}", r.plural, if r.group.is_empty() { "" } else { "." }, r.group), st.api.store.count(&r.storage_key())))
+                .map(|r| {
+                    (
+                        format!(
+                            "{}{}{}",
+                            r.plural,
+                            if r.group.is_empty() { "" } else { "." },
+                            r.group
+                        ),
+                        st.api.store.count(&r.storage_key()),
+                    )
+                })
                 .collect();
-            return meta(text(200, &st.metrics.render(&objects, st.api.store.resource_version()), "text/plain; version=0.0.4"));
+            return meta(text(
+                200,
+                &st.metrics.render(&objects, st.api.store.resource_version()),
+                "text/plain; version=0.0.4",
+            ));
         }
         ["api"] => {
             if wants_aggregated(headers) {
-                return meta(json_response(200, &discovery::aggregated(reg, true), AGG_CT));
+                return meta(json_response(
+                    200,
+                    &discovery::aggregated(reg, true),
+                    AGG_CT,
+                ));
             }
             let addr = st.addr.read().map(|a| a.clone()).unwrap_or_default();
             return meta(ok(&discovery::api_versions(&addr)));
         }
         ["apis"] => {
             if wants_aggregated(headers) {
-                return meta(json_response(200, &discovery::aggregated(reg, false), AGG_CT));
+                return meta(json_response(
+                    200,
+                    &discovery::aggregated(reg, false),
+                    AGG_CT,
+                ));
             }
             return meta(ok(&discovery::api_group_list(reg)));
         }
@@ -263,7 +319,11 @@ async fn route(st: &Arc<AppState>, method: &Method, segs: &[&str], q: &Query, he
         }
         if let Some(code) = v.error {
             let e = if code == 409 {
-                ApiError::stale(&target.info.group, &target.info.plural, target.name.as_deref().unwrap_or_default())
+                ApiError::stale(
+                    &target.info.group,
+                    &target.info.plural,
+                    target.name.as_deref().unwrap_or_default(),
+                )
             } else {
                 ApiError::new(code, "InternalError", "injected fault")
             };
@@ -278,16 +338,23 @@ async fn route(st: &Arc<AppState>, method: &Method, segs: &[&str], q: &Query, he
 }
 
 fn decode_body(body: &Bytes, headers: &HeaderMap) -> ApiResult<Value> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
     if body.is_empty() {
         return Ok(json!({}));
     }
     if ct.contains("yaml") {
-        serde_yaml::from_slice::<Value>(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+        serde_yaml::from_slice::<Value>(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
     } else if ct.contains("protobuf") {
-        Err(ApiError::unsupported_media("protobuf is not supported by localkube"))
+        Err(ApiError::unsupported_media(
+            "protobuf is not supported by localkube",
+        ))
     } else {
-        serde_json::from_slice::<Value>(body).map_err(|e| ApiError::bad_request(format!("error decoding JSON: {e}")))
+        serde_json::from_slice::<Value>(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding JSON: {e}")))
     }
 }
 
@@ -297,7 +364,10 @@ fn write_options(q: &Query, headers: &HeaderMap) -> WriteOptions {
         field_manager: q.get("fieldManager").map(String::from),
         field_validation: FieldValidation::parse(q.get("fieldValidation")),
         force: q.flag("force"),
-        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(String::from),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from),
     }
 }
 
@@ -380,16 +450,33 @@ async fn serve(
     let info = &t.info;
     let ns = t.namespace.clone().unwrap_or_default();
     let sub = t.sub.as_deref().unwrap_or_default();
-    if !sub.is_empty() && !(sub == "status" && info.status) && !(sub == "scale" && info.scale.is_some()) {
+    if !sub.is_empty()
+        && !(sub == "status" && info.status)
+        && !(sub == "scale" && info.scale.is_some())
+    {
         return Err(ApiError::path_not_found());
     }
     match verb {
-        "watch" => return Ok(watch(st.clone(), info.clone(), t.namespace.clone(), q, headers, faults)),
+        "watch" => {
+            return Ok(watch(
+                st.clone(),
+                info.clone(),
+                t.namespace.clone(),
+                q,
+                headers,
+                faults,
+            ));
+        }
         "list" => {
             let list = api.list(info, t.namespace.as_deref(), &list_options(q))?;
             if wants_table(headers) {
                 let items = list["items"].as_array().cloned().unwrap_or_default();
-                return Ok(ok(&table::table(info, &items, list["metadata"].clone(), include_of(q))));
+                return Ok(ok(&table::table(
+                    info,
+                    &items,
+                    list["metadata"].clone(),
+                    include_of(q),
+                )));
             }
             return Ok(ok(&list));
         }
@@ -400,7 +487,12 @@ async fn serve(
                 return Ok(ok(&scale_of(info, &o)));
             }
             if wants_table(headers) {
-                return Ok(ok(&table::table(info, &[o], json!({"resourceVersion": api.store.resource_version().to_string()}), include_of(q))));
+                return Ok(ok(&table::table(
+                    info,
+                    &[o],
+                    json!({"resourceVersion": api.store.resource_version().to_string()}),
+                    include_of(q),
+                )));
             }
             return Ok(ok(&o));
         }
@@ -410,20 +502,35 @@ async fn serve(
     match (method.clone(), verb) {
         (Method::POST, "create") => {
             if t.name.is_some() {
-                return Err(ApiError::method_not_allowed(format!("POST is not supported on {}/{}", info.plural, sub)));
+                return Err(ApiError::method_not_allowed(format!(
+                    "POST is not supported on {}/{}",
+                    info.plural, sub
+                )));
             }
             let body = decode_body(&body, headers)?;
             let out = api.create(info, &ns, body, &opts)?;
             after_write(api, info, &out.object, false);
             let code = if opts.dry_run { 200 } else { 201 };
-            Ok(with_warnings(json_response(code, &out.object, "application/json"), &out.warnings))
+            Ok(with_warnings(
+                json_response(code, &out.object, "application/json"),
+                &out.warnings,
+            ))
         }
         (Method::PUT, _) => {
             let name = t.name.as_deref().unwrap_or_default();
             let body = decode_body(&body, headers)?;
             if sub == "scale" {
                 let replicas = body.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
-                return scale_write(api, info, &ns, name, replicas, body.pointer("/metadata/resourceVersion").and_then(Value::as_str), &opts);
+                return scale_write(
+                    api,
+                    info,
+                    &ns,
+                    name,
+                    replicas,
+                    body.pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str),
+                    &opts,
+                );
             }
             let out = api.update(info, &ns, name, body, sub, &opts)?;
             after_write(api, info, &out.object, false);
@@ -431,7 +538,10 @@ async fn serve(
         }
         (Method::PATCH, _) => {
             let name = t.name.as_deref().unwrap_or_default();
-            let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
             let ptype = PatchType::from_content_type(ct).ok_or_else(|| {
                 ApiError::unsupported_media(format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct:?})"))
             })?;
@@ -448,8 +558,15 @@ async fn serve(
             }
             let out = api.patch(info, &ns, name, ptype, patch, sub, &opts)?;
             after_write(api, info, &out.object, false);
-            let code = if out.created && !opts.dry_run { 201 } else { 200 };
-            Ok(with_warnings(json_response(code, &out.object, "application/json"), &out.warnings))
+            let code = if out.created && !opts.dry_run {
+                201
+            } else {
+                200
+            };
+            Ok(with_warnings(
+                json_response(code, &out.object, "application/json"),
+                &out.warnings,
+            ))
         }
         (Method::DELETE, "delete") => {
             let name = t.name.as_deref().unwrap_or_default();
@@ -458,7 +575,14 @@ async fn serve(
             apply_delete_query(&mut dopts, q);
             let out = api.delete(info, &ns, name, &dopts)?;
             let gone = out.object.pointer("/metadata/deletionTimestamp").is_none()
-                || api.store.get(&info.storage_key(), if info.namespaced { &ns } else { "" }, name).is_none();
+                || api
+                    .store
+                    .get(
+                        &info.storage_key(),
+                        if info.namespaced { &ns } else { "" },
+                        name,
+                    )
+                    .is_none();
             after_write(api, info, &out.object, gone && !dopts.dry_run);
             Ok(ok(&out.object))
         }
@@ -466,7 +590,8 @@ async fn serve(
             let body = decode_body(&body, headers).unwrap_or_else(|_| json!({}));
             let mut dopts = DeleteOptions::from_body(&body);
             apply_delete_query(&mut dopts, q);
-            let out = api.delete_collection(info, t.namespace.as_deref(), &list_options(q), &dopts)?;
+            let out =
+                api.delete_collection(info, t.namespace.as_deref(), &list_options(q), &dopts)?;
             if let Some(items) = out["items"].as_array() {
                 for o in items {
                     after_write(api, info, o, !dopts.dry_run);
@@ -474,7 +599,9 @@ async fn serve(
             }
             Ok(ok(&out))
         }
-        _ => Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({method})"))),
+        _ => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method})"
+        ))),
     }
 }
 
@@ -490,14 +617,30 @@ fn apply_delete_query(d: &mut DeleteOptions, q: &Query) {
     }
 }
 
-fn scale_write(api: &Api, info: &ResourceInfo, ns: &str, name: &str, replicas: Value, rv: Option<&str>, opts: &WriteOptions) -> ApiResult<Response> {
+fn scale_write(
+    api: &Api,
+    info: &ResourceInfo,
+    ns: &str,
+    name: &str,
+    replicas: Value,
+    rv: Option<&str>,
+    opts: &WriteOptions,
+) -> ApiResult<Response> {
     let mut cur = api.get(info, ns, name)?;
     if let Some(rv) = rv.filter(|r| !r.is_empty()) {
-        if cur.pointer("/metadata/resourceVersion").and_then(Value::as_str) != Some(rv) {
+        if cur
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            != Some(rv)
+        {
             return Err(ApiError::stale(&info.group, &info.plural, name));
         }
     }
-    let path = info.scale.as_ref().map(|s| s.spec_replicas_path.clone()).unwrap_or_else(|| ".spec.replicas".into());
+    let path = info
+        .scale
+        .as_ref()
+        .map(|s| s.spec_replicas_path.clone())
+        .unwrap_or_else(|| ".spec.replicas".into());
     set_path(&mut cur, &path, replicas);
     let out = api.update(info, ns, name, cur, "", opts)?;
     Ok(ok(&scale_of(info, &out.object)))
@@ -550,7 +693,14 @@ impl WatchFilter {
     }
 }
 
-fn watch(st: Arc<AppState>, info: Arc<ResourceInfo>, namespace: Option<String>, q: &Query, headers: &HeaderMap, faults: &Faults) -> Response {
+fn watch(
+    st: Arc<AppState>,
+    info: Arc<ResourceInfo>,
+    namespace: Option<String>,
+    q: &Query,
+    headers: &HeaderMap,
+    faults: &Faults,
+) -> Response {
     let as_table = wants_table(headers);
     let include = include_of(q);
     let bookmarks = q.flag("allowWatchBookmarks");
@@ -570,7 +720,9 @@ fn watch(st: Arc<AppState>, info: Arc<ResourceInfo>, namespace: Option<String>, 
     ) {
         (Ok(l), Ok(f)) => WatchFilter {
             key: info.storage_key(),
-            namespace: namespace.clone().filter(|n| !n.is_empty() && info.namespaced),
+            namespace: namespace
+                .clone()
+                .filter(|n| !n.is_empty() && info.namespaced),
             labels: l,
             fields: f,
         },
@@ -598,7 +750,9 @@ fn watch(st: Arc<AppState>, info: Arc<ResourceInfo>, namespace: Option<String>, 
             Some(_) => send_initial,
         };
         let (mut rx_events, mut last_rv) = if initial {
-            let (items, rv, rx) = api.store.list_and_subscribe(&filter.key, filter.namespace.as_deref());
+            let (items, rv, rx) = api
+                .store
+                .list_and_subscribe(&filter.key, filter.namespace.as_deref());
             for o in items.iter().filter(|o| filter.matches(o)) {
                 if tx.send(Ok(event_line("ADDED", &present(o)))).await.is_err() {
                     st.metrics.watch_ended();
@@ -611,10 +765,14 @@ fn watch(st: Arc<AppState>, info: Arc<ResourceInfo>, namespace: Option<String>, 
             }
             (rx, rv)
         } else {
-            let rv: u64 = rv_param.as_deref().and_then(|r| r.parse().ok()).unwrap_or(0);
+            let rv: u64 = rv_param
+                .as_deref()
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0);
             match api.store.watch_from(rv) {
                 Err(exp) => {
-                    let e = ApiError::gone(format!("too old resource version: {rv} ({})", exp.oldest));
+                    let e =
+                        ApiError::gone(format!("too old resource version: {rv} ({})", exp.oldest));
                     let _ = tx.send(Ok(event_line("ERROR", &e.status()))).await;
                     st.metrics.watch_ended();
                     return;
@@ -624,7 +782,11 @@ fn watch(st: Arc<AppState>, info: Arc<ResourceInfo>, namespace: Option<String>, 
                     for ev in past {
                         last = ev.resource_version;
                         if let Some(ty) = filter.translate(&ev) {
-                            if tx.send(Ok(event_line(ty, &present(&ev.object)))).await.is_err() {
+                            if tx
+                                .send(Ok(event_line(ty, &present(&ev.object))))
+                                .await
+                                .is_err()
+                            {
                                 st.metrics.watch_ended();
                                 return;
                             }
@@ -668,11 +830,18 @@ fn watch(st: Arc<AppState>, info: Arc<ResourceInfo>, namespace: Option<String>, 
     });
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
     let mut r = Response::new(Body::from_stream(stream));
-    let ct = if as_table { "application/json;as=Table;v=v1;g=meta.k8s.io" } else { "application/json" };
+    let ct = if as_table {
+        "application/json;as=Table;v=v1;g=meta.k8s.io"
+    } else {
+        "application/json"
+    };
     if let Ok(v) = HeaderValue::from_str(ct) {
         r.headers_mut().insert(header::CONTENT_TYPE, v);
     }
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     r
 }
 
@@ -683,7 +852,9 @@ pub async fn serve_on(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = axum::Router::new().fallback(handle).with_state(state);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// The bound address as text.

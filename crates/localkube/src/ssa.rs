@@ -143,9 +143,10 @@ fn step<'a>(cur: &'a Value, e: &str) -> Option<&'a Value> {
         cur.get(f)
     } else if let Some(k) = e.strip_prefix("k:") {
         let key: Map<String, Value> = serde_json::from_str(k).ok()?;
-        cur.as_array()?
-            .iter()
-            .find(|i| key.iter().all(|(kk, kv)| i.get(kk).unwrap_or(&Value::Null) == kv))
+        cur.as_array()?.iter().find(|i| {
+            key.iter()
+                .all(|(kk, kv)| i.get(kk).unwrap_or(&Value::Null) == kv)
+        })
     } else if let Some(v) = e.strip_prefix("v:") {
         let v: Value = serde_json::from_str(v).ok()?;
         cur.as_array()?.iter().find(|i| **i == v)
@@ -311,10 +312,6 @@ pub fn write_entries(obj: &mut Value, entries: &[Entry]) {
     }
 }
 
-fn overlaps(a: &Path, b: &Path) -> bool {
-    a.starts_with(b) || b.starts_with(a)
-}
-
 /// Records a non-apply write by `manager`: fields it changed become its own (and no one
 /// else's); fields that disappeared are dropped from every manager.
 pub fn record_update(
@@ -328,7 +325,9 @@ pub fn record_update(
     let mut entries = old.map(read_entries).unwrap_or_default();
     let include_status = subresource == "status" || !subresource.is_empty();
     let new_set = field_set(new, list_keys, true);
-    let old_set = old.map(|o| field_set(o, list_keys, true)).unwrap_or_default();
+    let old_set = old
+        .map(|o| field_set(o, list_keys, true))
+        .unwrap_or_default();
     let changed: FieldSet = new_set
         .iter()
         .filter(|p| old.is_none_or(|o| value_at(o, p) != value_at(new, p)))
@@ -343,10 +342,9 @@ pub fn record_update(
         }
     }
     if !changed.is_empty() {
-        match entries
-            .iter_mut()
-            .find(|e| e.manager == manager && e.operation == "Update" && e.subresource == subresource)
-        {
+        match entries.iter_mut().find(|e| {
+            e.manager == manager && e.operation == "Update" && e.subresource == subresource
+        }) {
             Some(e) => {
                 e.fields.extend(changed);
                 e.time = crate::util::now();
@@ -392,7 +390,9 @@ fn merge_applied(target: &mut Value, applied: &Value, field: &str, list_keys: Li
             }
             Some(keys) if a.iter().all(Value::is_object) => {
                 for i in a {
-                    let pos = t.iter().position(|x| keys.iter().all(|k| x.get(k) == i.get(k)));
+                    let pos = t
+                        .iter()
+                        .position(|x| keys.iter().all(|k| x.get(k) == i.get(k)));
                     match pos {
                         Some(p) => merge_applied(&mut t[p], i, field, list_keys),
                         None => t.push(i.clone()),
@@ -435,7 +435,9 @@ pub fn apply(
             .iter()
             .filter(|p| {
                 applied_set.contains(*p)
-                    && !p.last().is_some_and(|l| l.starts_with("k:") || l.starts_with("v:"))
+                    && !p
+                        .last()
+                        .is_some_and(|l| l.starts_with("k:") || l.starts_with("v:"))
                     && value_at(&base, p).is_some()
                     && value_at(&base, p) != value_at(applied, p)
             })
@@ -484,7 +486,8 @@ pub fn apply(
             })
             .collect();
         let mut err = ApiError::new(409, "Conflict", msg);
-        err.details = Some(json!({"name": name, "group": group, "kind": resource, "causes": causes}));
+        err.details =
+            Some(json!({"name": name, "group": group, "kind": resource, "causes": causes}));
         return Err(err);
     }
     let mut new = base.clone();
@@ -494,7 +497,13 @@ pub fn apply(
             m.retain(|k, _| k == "status" || k == "apiVersion" || k == "kind");
         }
         if let Some(md) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-            for k in ["resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"] {
+            for k in [
+                "resourceVersion",
+                "uid",
+                "creationTimestamp",
+                "managedFields",
+                "generation",
+            ] {
                 md.remove(k);
             }
         }
@@ -514,7 +523,9 @@ pub fn apply(
     {
         let others: Vec<&Path> = entries
             .iter()
-            .filter(|e| !(e.manager == manager && e.operation == "Apply" && e.subresource == subresource))
+            .filter(|e| {
+                !(e.manager == manager && e.operation == "Apply" && e.subresource == subresource)
+            })
             .flat_map(|e| e.fields.iter())
             .collect();
         let mut gone: Vec<&Path> = mine
@@ -560,27 +571,84 @@ mod tests {
             "template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}});
         let s = field_set(&o, builtin_list_keys, false);
         let v = to_fields_v1(&s);
-        assert_eq!(v["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"]["."], json!({}));
+        assert_eq!(
+            v["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"]["."],
+            json!({})
+        );
         assert_eq!(from_fields_v1(&v), s);
     }
 
     #[test]
     fn apply_conflict_and_force() {
         let a = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"k": "1"}});
-        let o = apply(None, &a, "alice", false, "v1", "", builtin_list_keys, ("", "configmaps", "x")).unwrap();
+        let o = apply(
+            None,
+            &a,
+            "alice",
+            false,
+            "v1",
+            "",
+            builtin_list_keys,
+            ("", "configmaps", "x"),
+        )
+        .unwrap();
         let b = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"k": "2"}});
-        let err = apply(Some(&o), &b, "bob", false, "v1", "", builtin_list_keys, ("", "configmaps", "x")).unwrap_err();
+        let err = apply(
+            Some(&o),
+            &b,
+            "bob",
+            false,
+            "v1",
+            "",
+            builtin_list_keys,
+            ("", "configmaps", "x"),
+        )
+        .unwrap_err();
         assert_eq!(err.code, 409);
-        assert!(err.message.contains("conflict with \"alice\""), "{}", err.message);
-        let o2 = apply(Some(&o), &b, "bob", true, "v1", "", builtin_list_keys, ("", "configmaps", "x")).unwrap();
+        assert!(
+            err.message.contains("conflict with \"alice\""),
+            "{}",
+            err.message
+        );
+        let o2 = apply(
+            Some(&o),
+            &b,
+            "bob",
+            true,
+            "v1",
+            "",
+            builtin_list_keys,
+            ("", "configmaps", "x"),
+        )
+        .unwrap();
         assert_eq!(o2["data"]["k"], "2");
         // alice re-applies without the field: nothing removed since bob owns it now.
         let a2 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"other": "1"}});
-        let o3 = apply(Some(&o2), &a2, "alice", false, "v1", "", builtin_list_keys, ("", "configmaps", "x")).unwrap();
+        let o3 = apply(
+            Some(&o2),
+            &a2,
+            "alice",
+            false,
+            "v1",
+            "",
+            builtin_list_keys,
+            ("", "configmaps", "x"),
+        )
+        .unwrap();
         assert_eq!(o3["data"]["k"], "2");
         // bob drops the field: removed.
         let b2 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}});
-        let o4 = apply(Some(&o3), &b2, "bob", false, "v1", "", builtin_list_keys, ("", "configmaps", "x")).unwrap();
+        let o4 = apply(
+            Some(&o3),
+            &b2,
+            "bob",
+            false,
+            "v1",
+            "",
+            builtin_list_keys,
+            ("", "configmaps", "x"),
+        )
+        .unwrap();
         assert!(o4["data"].get("k").is_none());
         assert_eq!(o4["data"]["other"], "1");
     }

@@ -104,7 +104,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("window", &self.window).finish()
+        f.debug_struct("Store")
+            .field("window", &self.window)
+            .finish()
     }
 }
 
@@ -191,7 +193,11 @@ impl Store {
             Write::Put(mut obj) => {
                 if let Some(md) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
                     if current.is_none() {
-                        if md.get("uid").and_then(Value::as_str).is_none_or(str::is_empty) {
+                        if md
+                            .get("uid")
+                            .and_then(Value::as_str)
+                            .is_none_or(str::is_empty)
+                        {
                             md.insert("uid".into(), uuid::Uuid::new_v4().to_string().into());
                         }
                         if md.get("creationTimestamp").is_none_or(Value::is_null) {
@@ -216,7 +222,15 @@ impl Store {
                     .entry(key.clone())
                     .or_default()
                     .insert(id, obj.clone());
-                self.record(&mut inner, type_, key, namespace, name, obj.clone(), current);
+                self.record(
+                    &mut inner,
+                    type_,
+                    key,
+                    namespace,
+                    name,
+                    obj.clone(),
+                    current,
+                );
                 Ok(Written::Put(obj))
             }
             Write::Delete => {
@@ -291,7 +305,15 @@ impl Store {
             if let Some(md) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
                 md.insert("resourceVersion".into(), inner.rv.to_string().into());
             }
-            self.record(&mut inner, EventType::Deleted, key, &ns, &name, obj, Some(before));
+            self.record(
+                &mut inner,
+                EventType::Deleted,
+                key,
+                &ns,
+                &name,
+                obj,
+                Some(before),
+            );
         }
         n
     }

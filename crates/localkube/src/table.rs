@@ -14,7 +14,12 @@ struct Col {
 }
 
 const fn col(name: &'static str, type_: &'static str, priority: i64) -> Col {
-    Col { name, type_, priority, description: "" }
+    Col {
+        name,
+        type_,
+        priority,
+        description: "",
+    }
 }
 
 fn s(v: Option<&Value>) -> String {
@@ -65,7 +70,11 @@ fn builtin_columns(info: &ResourceInfo) -> Vec<Col> {
             col("Ready", "integer", 0),
             col("Age", "string", 0),
         ],
-        ("apps", "statefulsets") => vec![col("Name", "string", 0), col("Ready", "string", 0), col("Age", "string", 0)],
+        ("apps", "statefulsets") => vec![
+            col("Name", "string", 0),
+            col("Ready", "string", 0),
+            col("Age", "string", 0),
+        ],
         ("apps", "daemonsets") => vec![
             col("Name", "string", 0),
             col("Desired", "integer", 0),
@@ -85,10 +94,27 @@ fn builtin_columns(info: &ResourceInfo) -> Vec<Col> {
             col("Age", "string", 0),
             col("Selector", "string", 1),
         ],
-        ("", "namespaces") => vec![col("Name", "string", 0), col("Status", "string", 0), col("Age", "string", 0)],
-        ("", "configmaps") => vec![col("Name", "string", 0), col("Data", "integer", 0), col("Age", "string", 0)],
-        ("", "secrets") => vec![col("Name", "string", 0), col("Type", "string", 0), col("Data", "integer", 0), col("Age", "string", 0)],
-        ("", "endpoints") => vec![col("Name", "string", 0), col("Endpoints", "string", 0), col("Age", "string", 0)],
+        ("", "namespaces") => vec![
+            col("Name", "string", 0),
+            col("Status", "string", 0),
+            col("Age", "string", 0),
+        ],
+        ("", "configmaps") => vec![
+            col("Name", "string", 0),
+            col("Data", "integer", 0),
+            col("Age", "string", 0),
+        ],
+        ("", "secrets") => vec![
+            col("Name", "string", 0),
+            col("Type", "string", 0),
+            col("Data", "integer", 0),
+            col("Age", "string", 0),
+        ],
+        ("", "endpoints") => vec![
+            col("Name", "string", 0),
+            col("Endpoints", "string", 0),
+            col("Age", "string", 0),
+        ],
         ("", "nodes") => vec![
             col("Name", "string", 0),
             col("Status", "string", 0),
@@ -111,7 +137,9 @@ fn builtin_columns(info: &ResourceInfo) -> Vec<Col> {
             col("Replicas", "string", 0),
             col("Age", "string", 0),
         ],
-        ("apiextensions.k8s.io", "customresourcedefinitions") => vec![col("Name", "string", 0), col("Created At", "date", 0)],
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            vec![col("Name", "string", 0), col("Created At", "date", 0)]
+        }
         _ => vec![col("Name", "string", 0), col("Age", "string", 0)],
     }
 }
@@ -120,10 +148,23 @@ fn cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
     let name = json!(util::name(o));
     match (info.group.as_str(), info.plural.as_str()) {
         ("", "pods") => {
-            let statuses = o.pointer("/status/containerStatuses").and_then(Value::as_array).cloned().unwrap_or_default();
-            let total = o.pointer("/spec/containers").and_then(Value::as_array).map_or(0, |c| c.len());
-            let ready = statuses.iter().filter(|c| c["ready"] == json!(true)).count();
-            let restarts: i64 = statuses.iter().map(|c| c["restartCount"].as_i64().unwrap_or(0)).sum();
+            let statuses = o
+                .pointer("/status/containerStatuses")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let total = o
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .map_or(0, |c| c.len());
+            let ready = statuses
+                .iter()
+                .filter(|c| c["ready"] == json!(true))
+                .count();
+            let restarts: i64 = statuses
+                .iter()
+                .map(|c| c["restartCount"].as_i64().unwrap_or(0))
+                .sum();
             let mut status = s(o.pointer("/status/phase"));
             for c in &statuses {
                 if let Some(r) = c.pointer("/state/waiting/reason").and_then(Value::as_str) {
@@ -144,16 +185,39 @@ fn cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
             ]
         }
         ("apps", "deployments") => {
-            let containers = o.pointer("/spec/template/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
+            let containers = o
+                .pointer("/spec/template/spec/containers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             vec![
                 name,
-                json!(format!("{}/{}", i(o, "/status/readyReplicas"), i(o, "/spec/replicas"))),
+                json!(format!(
+                    "{}/{}",
+                    i(o, "/status/readyReplicas"),
+                    i(o, "/spec/replicas")
+                )),
                 json!(i(o, "/status/updatedReplicas").to_string()),
                 json!(i(o, "/status/availableReplicas").to_string()),
                 json!(created(o)),
-                json!(containers.iter().map(|c| s(c.get("name"))).collect::<Vec<_>>().join(",")),
-                json!(containers.iter().map(|c| s(c.get("image"))).collect::<Vec<_>>().join(",")),
-                json!(crate::selectors::LabelSelector::from_object(&o["spec"]["selector"]).to_string_form()),
+                json!(
+                    containers
+                        .iter()
+                        .map(|c| s(c.get("name")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                json!(
+                    containers
+                        .iter()
+                        .map(|c| s(c.get("image")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                json!(
+                    crate::selectors::LabelSelector::from_object(&o["spec"]["selector"])
+                        .to_string_form()
+                ),
             ]
         }
         ("apps", "replicasets") => vec![
@@ -165,7 +229,11 @@ fn cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
         ],
         ("apps", "statefulsets") => vec![
             name,
-            json!(format!("{}/{}", i(o, "/status/readyReplicas"), i(o, "/spec/replicas"))),
+            json!(format!(
+                "{}/{}",
+                i(o, "/status/readyReplicas"),
+                i(o, "/spec/replicas")
+            )),
             json!(created(o)),
         ],
         ("apps", "daemonsets") => vec![
@@ -178,18 +246,33 @@ fn cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
             json!(or_none(
                 o.pointer("/spec/template/spec/nodeSelector")
                     .and_then(Value::as_object)
-                    .map(|m| m.iter().map(|(k, v)| format!("{k}={}", s(Some(v)))).collect::<Vec<_>>().join(","))
+                    .map(|m| m
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", s(Some(v))))
+                        .collect::<Vec<_>>()
+                        .join(","))
                     .unwrap_or_default()
             )),
             json!(created(o)),
         ],
         ("", "services") => {
-            let ports = o.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
+            let ports = o
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             let ports: Vec<String> = ports
                 .iter()
                 .map(|p| {
-                    let np = p.get("nodePort").map(|n| format!(":{n}")).unwrap_or_default();
-                    format!("{}{np}/{}", s(p.get("port")), p["protocol"].as_str().unwrap_or("TCP"))
+                    let np = p
+                        .get("nodePort")
+                        .map(|n| format!(":{n}"))
+                        .unwrap_or_default();
+                    format!(
+                        "{}{np}/{}",
+                        s(p.get("port")),
+                        p["protocol"].as_str().unwrap_or("TCP")
+                    )
                 })
                 .collect();
             vec![
@@ -202,21 +285,38 @@ fn cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
                 json!(or_none(
                     o.pointer("/spec/selector")
                         .and_then(Value::as_object)
-                        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", s(Some(v)))).collect::<Vec<_>>().join(","))
+                        .map(|m| m
+                            .iter()
+                            .map(|(k, v)| format!("{k}={}", s(Some(v))))
+                            .collect::<Vec<_>>()
+                            .join(","))
                         .unwrap_or_default()
                 )),
             ]
         }
-        ("", "namespaces") => vec![name, json!(s(o.pointer("/status/phase"))), json!(created(o))],
+        ("", "namespaces") => vec![
+            name,
+            json!(s(o.pointer("/status/phase"))),
+            json!(created(o)),
+        ],
         ("", "configmaps") => {
-            let n = o.get("data").and_then(Value::as_object).map_or(0, |m| m.len())
-                + o.get("binaryData").and_then(Value::as_object).map_or(0, |m| m.len());
+            let n = o
+                .get("data")
+                .and_then(Value::as_object)
+                .map_or(0, |m| m.len())
+                + o.get("binaryData")
+                    .and_then(Value::as_object)
+                    .map_or(0, |m| m.len());
             vec![name, json!(n), json!(created(o))]
         }
         ("", "secrets") => vec![
             name,
             json!(o["type"].as_str().unwrap_or("Opaque")),
-            json!(o.get("data").and_then(Value::as_object).map_or(0, |m| m.len())),
+            json!(
+                o.get("data")
+                    .and_then(Value::as_object)
+                    .map_or(0, |m| m.len())
+            ),
             json!(created(o)),
         ],
         ("", "endpoints") => {
@@ -248,26 +348,42 @@ fn cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
             let last = o["lastTimestamp"]
                 .as_str()
                 .or(o["eventTime"].as_str())
-                .or(o.pointer("/metadata/creationTimestamp").and_then(Value::as_str))
+                .or(o
+                    .pointer("/metadata/creationTimestamp")
+                    .and_then(Value::as_str))
                 .unwrap_or_default();
-            let reg = o.get("involvedObject").or(o.get("regarding")).cloned().unwrap_or_default();
+            let reg = o
+                .get("involvedObject")
+                .or(o.get("regarding"))
+                .cloned()
+                .unwrap_or_default();
             vec![
                 json!(age(last)),
                 json!(s(o.get("type"))),
                 json!(s(o.get("reason"))),
-                json!(format!("{}/{}", s(reg.get("kind")).to_lowercase(), s(reg.get("name")))),
+                json!(format!(
+                    "{}/{}",
+                    s(reg.get("kind")).to_lowercase(),
+                    s(reg.get("name"))
+                )),
                 json!(s(o.get("message")).or_else_note(o)),
             ]
         }
         ("autoscaling", "horizontalpodautoscalers") => vec![
             name,
-            json!(format!("{}/{}", s(o.pointer("/spec/scaleTargetRef/kind")), s(o.pointer("/spec/scaleTargetRef/name")))),
+            json!(format!(
+                "{}/{}",
+                s(o.pointer("/spec/scaleTargetRef/kind")),
+                s(o.pointer("/spec/scaleTargetRef/name"))
+            )),
             json!(s(o.pointer("/spec/minReplicas"))),
             json!(s(o.pointer("/spec/maxReplicas"))),
             json!(i(o, "/status/currentReplicas").to_string()),
             json!(created(o)),
         ],
-        ("apiextensions.k8s.io", "customresourcedefinitions") => vec![name, json!(s(o.pointer("/metadata/creationTimestamp")))],
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            vec![name, json!(s(o.pointer("/metadata/creationTimestamp")))]
+        }
         _ => vec![name, json!(created(o))],
     }
 }
@@ -278,7 +394,11 @@ trait OrElseNote {
 
 impl OrElseNote for String {
     fn or_else_note(self, o: &Value) -> String {
-        if self.is_empty() { s(o.get("note")) } else { self }
+        if self.is_empty() {
+            s(o.get("note"))
+        } else {
+            self
+        }
     }
 }
 
@@ -286,7 +406,9 @@ impl OrElseNote for String {
 fn layout(info: &ResourceInfo) -> (Vec<Value>, Option<Vec<crate::registry::PrinterColumn>>) {
     if let Some(crd) = &info.crd {
         if !crd.printer_columns.is_empty() {
-            let mut defs = vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0})];
+            let mut defs = vec![
+                json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}),
+            ];
             for c in &crd.printer_columns {
                 defs.push(json!({"name": c.name, "type": c.type_, "format": c.format, "description": c.description, "priority": c.priority}));
             }
@@ -320,7 +442,12 @@ pub enum Include {
     Object,
 }
 
-fn row(info: &ResourceInfo, o: &Value, cols: &Option<Vec<crate::registry::PrinterColumn>>, include: Include) -> Value {
+fn row(
+    info: &ResourceInfo,
+    o: &Value,
+    cols: &Option<Vec<crate::registry::PrinterColumn>>,
+    include: Include,
+) -> Value {
     let cells = match cols {
         Some(cols) => {
             let mut c = vec![json!(util::name(o))];
@@ -346,7 +473,10 @@ fn row(info: &ResourceInfo, o: &Value, cols: &Option<Vec<crate::registry::Printe
 /// A Table of the given objects.
 pub fn table(info: &ResourceInfo, objects: &[Value], list_meta: Value, include: Include) -> Value {
     let (defs, cols) = layout(info);
-    let rows: Vec<Value> = objects.iter().map(|o| row(info, o, &cols, include)).collect();
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| row(info, o, &cols, include))
+        .collect();
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
