@@ -18,12 +18,26 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the operator (Flagger's flags, with one dash or two).
+    Controller(flagger_controller::Args),
     /// Print the CustomResourceDefinitions (Canary, MetricTemplate, AlertProvider) as YAML.
     Crd,
     /// Check Canary manifests offline: every problem, with its field path and how to fix it.
     Validate(validate::Args),
     /// Serve localkube, an in-memory Kubernetes API server, until stopped; writes a kubeconfig.
     Local(LocalArgs),
+    /// Run the Flagger-compatible load tester (`flagger loadtester -h` for its flags).
+    #[command(disable_help_flag = true)]
+    Loadtester {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// Built-in hey HTTP load generator (`flagger hey -h`); also run when invoked as `hey`.
+    #[command(disable_help_flag = true)]
+    Hey {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// Arguments of `flagger local`.
@@ -75,14 +89,44 @@ fn run_local(args: LocalArgs) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    if let Some(code) = flagger_loadtester::cli::run_if_invoked_as_hey() {
+        return code;
+    }
+    let cli = Cli::parse_from(flagger_controller::args::normalize_go_flags_after(
+        std::env::args_os(),
+        "controller",
+    ));
     match cli.command {
+        Command::Controller(args) => run_async(flagger_controller::run::run(args)),
         Command::Crd => {
             print!("{}", flagger_api::crd::crds_yaml());
             ExitCode::SUCCESS
         }
         Command::Validate(args) => validate::run(args),
         Command::Local(args) => run_local(args),
+        Command::Loadtester { args } => flagger_loadtester::cli::loadtester_main(args),
+        Command::Hey { args } => flagger_loadtester::hey::main(args),
+    }
+}
+
+/// Runs an async entry point on a multi-threaded runtime, reporting errors on stderr.
+fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -109,10 +109,10 @@ fn branch_matches(value: &Map<String, Value>, branch: &Value) -> bool {
     if !required_of(branch).iter().all(|k| value.contains_key(*k)) {
         return false;
     }
-    if let Some(not) = branch.get("not") {
-        if branch_matches(value, not) {
-            return false;
-        }
+    if let Some(not) = branch.get("not")
+        && branch_matches(value, not)
+    {
+        return false;
     }
     let list = |key: &str| -> Vec<&Value> {
         branch
@@ -207,22 +207,22 @@ impl Walker<'_> {
         match value {
             Value::Object(map) => self.object(map, schema, path, root),
             Value::Array(items) => {
-                if let Some(max) = schema.get("maxItems").and_then(Value::as_u64) {
-                    if items.len() as u64 > max {
-                        self.invalid(
-                            path,
-                            format!(
-                                "has {} items; Flagger's {} CRD allows at most {max}",
-                                items.len(),
-                                self.kind
-                            ),
-                        );
-                    }
+                if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
+                    && items.len() as u64 > max
+                {
+                    self.invalid(
+                        path,
+                        format!(
+                            "has {} items; Flagger's {} CRD allows at most {max}",
+                            items.len(),
+                            self.kind
+                        ),
+                    );
                 }
-                if let Some(min) = schema.get("minItems").and_then(Value::as_u64) {
-                    if (items.len() as u64) < min {
-                        self.invalid(path, format!("needs at least {min} items"));
-                    }
+                if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
+                    && (items.len() as u64) < min
+                {
+                    self.invalid(path, format!("needs at least {min} items"));
                 }
                 if let Some(item_schema) = schema.get("items") {
                     for (i, item) in items.iter_mut().enumerate() {
@@ -235,73 +235,75 @@ impl Walker<'_> {
     }
 
     fn scalar_rules(&mut self, value: &Value, schema: &Value, path: &str) {
-        if let Some(options) = schema.get("enum").and_then(Value::as_array) {
-            if !options.contains(value) {
-                let names: Vec<&str> = options.iter().filter_map(Value::as_str).collect();
-                let shown: Vec<String> = options
-                    .iter()
-                    .map(|o| match o.as_str() {
-                        Some("") => "\"\"".to_string(),
-                        Some(s) => s.to_string(),
-                        None => o.to_string(),
-                    })
-                    .collect();
-                let hint = value
-                    .as_str()
-                    .map(|s| did_you_mean(s, &names))
-                    .unwrap_or_default();
+        if let Some(options) = schema.get("enum").and_then(Value::as_array)
+            && !options.contains(value)
+        {
+            let names: Vec<&str> = options.iter().filter_map(Value::as_str).collect();
+            let shown: Vec<String> = options
+                .iter()
+                .map(|o| match o.as_str() {
+                    Some("") => "\"\"".to_string(),
+                    Some(s) => s.to_string(),
+                    None => o.to_string(),
+                })
+                .collect();
+            let hint = value
+                .as_str()
+                .map(|s| did_you_mean(s, &names))
+                .unwrap_or_default();
+            self.invalid(
+                path,
+                format!(
+                    "{} is not one of the values Flagger's {} CRD accepts ({}).{hint}",
+                    short(value),
+                    self.kind,
+                    shown.join(", ")
+                ),
+            );
+        }
+        if let Value::String(s) = value {
+            if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
+                && let Some(re) = self.regex(pattern)
+                && !re.is_match(s)
+            {
+                let hint = if pattern == flagger_api::DURATION_PATTERN {
+                    let same = flagger_core::duration::crd_form(s)
+                        .map(|f| format!(" ({s} is {f})"))
+                        .unwrap_or_default();
+                    format!("; write whole seconds or minutes such as 30s, 1m or 90m{same}")
+                } else {
+                    String::new()
+                };
                 self.invalid(
                     path,
                     format!(
-                        "{} is not one of the values Flagger's {} CRD accepts ({}).{hint}",
-                        short(value),
-                        self.kind,
-                        shown.join(", ")
+                        "{} does not match the pattern {pattern}{hint}",
+                        short(value)
                     ),
                 );
             }
-        }
-        if let Value::String(s) = value {
-            if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
-                if let Some(re) = self.regex(pattern) {
-                    if !re.is_match(s) {
-                        let hint = if pattern == flagger_api::DURATION_PATTERN {
-                            let same = flagger_core::duration::crd_form(s)
-                                .map(|f| format!(" ({s} is {f})"))
-                                .unwrap_or_default();
-                            format!("; write whole seconds or minutes such as 30s, 1m or 90m{same}")
-                        } else {
-                            String::new()
-                        };
-                        self.invalid(
-                            path,
-                            format!("{} does not match the pattern {pattern}{hint}", short(value)),
-                        );
-                    }
-                }
-            }
             let len = s.chars().count() as u64;
-            if let Some(max) = schema.get("maxLength").and_then(Value::as_u64) {
-                if len > max {
-                    self.invalid(path, format!("is {len} characters long; at most {max}"));
-                }
+            if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
+                && len > max
+            {
+                self.invalid(path, format!("is {len} characters long; at most {max}"));
             }
-            if let Some(min) = schema.get("minLength").and_then(Value::as_u64) {
-                if len < min {
-                    self.invalid(path, format!("must be at least {min} characters long"));
-                }
+            if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
+                && len < min
+            {
+                self.invalid(path, format!("must be at least {min} characters long"));
             }
         }
         if let Some(n) = value.as_f64() {
-            if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
-                if n < min {
-                    self.invalid(path, format!("{} is below the minimum {min}", short(value)));
-                }
+            if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
+                && n < min
+            {
+                self.invalid(path, format!("{} is below the minimum {min}", short(value)));
             }
-            if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
-                if n > max {
-                    self.invalid(path, format!("{} is above the maximum {max}", short(value)));
-                }
+            if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
+                && n > max
+            {
+                self.invalid(path, format!("{} is above the maximum {max}", short(value)));
             }
             let format = schema.get("format").and_then(Value::as_str);
             if format == Some("int32") && (n < f64::from(i32::MIN) || n > f64::from(i32::MAX)) {
@@ -534,7 +536,11 @@ mod tests {
                 (Kind::Pruned, "spec.analysis.stepweight"),
             ]
         );
-        assert!(f[2].message.contains("Did you mean `stepWeight`?"), "{}", f[2].message);
+        assert!(
+            f[2].message.contains("Did you mean `stepWeight`?"),
+            "{}",
+            f[2].message
+        );
         assert!(f[0].message.contains("old name of `analysis`"));
         assert!(pruned["spec"]["analysis"].get("delay").is_none());
     }
@@ -563,8 +569,15 @@ mod tests {
             .find(|x| x.path == "spec.analysis.threshold")
             .expect("threshold");
         assert!(threshold.message.contains("remove the quotes"));
-        let provider = f.iter().find(|x| x.path == "spec.provider").expect("provider");
-        assert!(provider.message.contains("Did you mean `gatewayapi:v1` or `gatewayapi:v1beta1`?"));
+        let provider = f
+            .iter()
+            .find(|x| x.path == "spec.provider")
+            .expect("provider");
+        assert!(
+            provider
+                .message
+                .contains("Did you mean `gatewayapi:v1` or `gatewayapi:v1beta1`?")
+        );
     }
 
     #[test]
@@ -573,7 +586,10 @@ mod tests {
         doc["spec"]["analysis"]["iterations"] = json!(10);
         let (_, f) = run(doc);
         assert_eq!(paths(&f), vec![(Kind::Invalid, "spec.analysis")]);
-        assert!(f[0].message.contains("sets `iterations`, `stepWeight` together"));
+        assert!(
+            f[0].message
+                .contains("sets `iterations`, `stepWeight` together")
+        );
 
         let mut doc = base();
         doc["spec"]["analysis"] = json!({"interval": "1m", "iterations": 10});
@@ -606,7 +622,10 @@ mod tests {
         let (_, f) = run(doc);
         assert_eq!(
             paths(&f),
-            vec![(Kind::Null, "spec.analysis"), (Kind::Invalid, "spec.analysis")]
+            vec![
+                (Kind::Null, "spec.analysis"),
+                (Kind::Invalid, "spec.analysis")
+            ]
         );
         assert_eq!(f[0].level, Level::Warning);
     }

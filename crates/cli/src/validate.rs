@@ -176,10 +176,8 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
         current.clear();
     };
     for (i, line) in text.lines().enumerate() {
-        let is_separator = line == "---"
-            || line.starts_with("--- ")
-            || line.starts_with("---\t")
-            || line == "...";
+        let is_separator =
+            line == "---" || line.starts_with("--- ") || line.starts_with("---\t") || line == "...";
         if is_separator {
             flush(&mut current, &mut start);
             // Content after `--- ` on the same line belongs to the new document.
@@ -397,7 +395,8 @@ mod tests {
 
     #[test]
     fn splits_documents_and_remembers_where_they_start() {
-        let text = "# header\napiVersion: v1\nkind: A\n---\n\n---\n# c\nkind: B\n--- \nkind: C\n...\n";
+        let text =
+            "# header\napiVersion: v1\nkind: A\n---\n\n---\n# c\nkind: B\n--- \nkind: C\n...\n";
         let docs = split_documents(text);
         let starts: Vec<usize> = docs.iter().map(|(l, _)| *l).collect();
         assert_eq!(starts, vec![2, 8, 10]);
@@ -410,11 +409,8 @@ mod tests {
                     service: {port: 80}\n  analysis: {interval: 1m, threshold: 1, iterations: 5, \
                     stepWeight: 5, mirror: true, delay: 5s}\n";
         let r = check_text("x.yaml", text, &ValidationContext::default());
-        let paths: Vec<(&str, Level)> = r
-            .lines
-            .iter()
-            .map(|l| (l.path.as_str(), l.level))
-            .collect();
+        let paths: Vec<(&str, Level)> =
+            r.lines.iter().map(|l| (l.path.as_str(), l.level)).collect();
         assert_eq!(
             paths,
             vec![
@@ -423,7 +419,10 @@ mod tests {
                 ("spec.analysis.mirror", Level::Error),
             ]
         );
-        assert!(r.render().starts_with("x.yaml:1 (line 1) Canary/a: spec.analysis.delay: "));
+        assert!(
+            r.render()
+                .starts_with("x.yaml:1 (line 1) Canary/a: spec.analysis.delay: ")
+        );
     }
 
     #[test]

@@ -136,9 +136,9 @@ fn seed001_best_practices_message_template_is_pruned() {
     );
     assert_eq!(got[0].object, "AlertProvider/slack-oncall");
     assert!(
-        got[0]
-            .message
-            .starts_with("not a field of Flagger's AlertProvider CRD; the API server would drop it")
+        got[0].message.starts_with(
+            "not a field of Flagger's AlertProvider CRD; the API server would drop it"
+        )
     );
     assert!(
         got[6]

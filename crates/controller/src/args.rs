@@ -1,0 +1,202 @@
+//! Command-line flags of `flagger controller`: Flagger's flags (accepted with one dash or two),
+//! each also settable through the environment.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use flagger_core::model::Provider;
+use flagger_core::workload::LabelPolicy;
+
+/// Flags of the controller.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Args {
+    /// Path to a kubeconfig (out of cluster); default: in-cluster config or $KUBECONFIG.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// API server URL, overriding the kubeconfig's.
+    #[arg(long)]
+    pub master: Option<String>,
+
+    /// Default Prometheus for builtin checks and inline queries.
+    #[arg(
+        long,
+        env = "FLAGGER_METRICS_SERVER",
+        default_value = "http://prometheus:9090"
+    )]
+    pub metrics_server: String,
+
+    /// Default provider when a Canary sets none.
+    #[arg(long, env = "FLAGGER_MESH_PROVIDER", default_value = "istio", value_parser = parse_provider)]
+    pub mesh_provider: Provider,
+
+    /// debug, info, warn (or warning), error.
+    #[arg(long, env = "FLAGGER_LOG_LEVEL", default_value = "debug", value_parser = parse_log_level)]
+    pub log_level: String,
+
+    /// Port of /metrics, /healthz and /readyz.
+    #[arg(long, env = "FLAGGER_PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// Watch one namespace only.
+    #[arg(long, env = "FLAGGER_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Ordered selector label keys.
+    #[arg(
+        long,
+        env = "FLAGGER_SELECTOR_LABELS",
+        default_value = "app,name,app.kubernetes.io/name"
+    )]
+    pub selector_labels: String,
+
+    /// Prefixes of labels and annotations copied to primary objects (`*` for all).
+    #[arg(long, env = "FLAGGER_INCLUDE_LABEL_PREFIX", default_value = "")]
+    pub include_label_prefix: String,
+
+    /// Track ConfigMaps and Secrets referenced by targets.
+    #[arg(long, env = "FLAGGER_ENABLE_CONFIG_TRACKING", default_value_t = true, action = clap::ArgAction::Set)]
+    pub enable_config_tracking: bool,
+
+    /// Canaries reconciled in parallel.
+    #[arg(long, env = "FLAGGER_THREADINESS", default_value_t = 2)]
+    pub threadiness: u16,
+
+    /// Global event webhook (called for every event when a canary has no `event` hook).
+    #[arg(long, env = "EVENT_WEBHOOK_URL")]
+    pub event_webhook: Option<String>,
+
+    /// Forbid cross-namespace MetricTemplate, AlertProvider and Upstream references.
+    #[arg(long, env = "FLAGGER_NO_CROSS_NAMESPACE_REFS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub no_cross_namespace_refs: bool,
+
+    /// Name added to alerts as the `Cluster` field.
+    #[arg(long, env = "FLAGGER_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
+
+    /// Shortest analysis interval; Flagger's is 10s. Lower it for tests and demos.
+    #[arg(long, env = "FLAGGER_MIN_ANALYSIS_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub min_analysis_interval: Duration,
+
+    /// Log format: plain text or JSON.
+    #[arg(long, env = "FLAGGER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+fn parse_provider(s: &str) -> Result<Provider, String> {
+    Provider::parse_flag(s).ok_or_else(|| {
+        format!(
+            "unknown mesh provider {s:?}; valid: {}",
+            flagger_api::PROVIDERS.join(", ")
+        )
+    })
+}
+
+fn parse_log_level(s: &str) -> Result<String, String> {
+    match s {
+        "debug" | "info" | "warn" | "error" => Ok(s.to_string()),
+        // Flagger advertises `warning` but silently treats it as info; we honour it.
+        "warning" => Ok("warn".into()),
+        "fatal" | "panic" => Ok("error".into()),
+        _ => Err(format!(
+            "unknown log level {s:?}; valid: debug, info, warn, error"
+        )),
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    flagger_core::duration::parse_go_duration(s).map_err(|e| e.to_string())
+}
+
+impl Args {
+    /// The label policy from `-selector-labels` and `-include-label-prefix`.
+    pub fn label_policy(&self) -> LabelPolicy {
+        let split = |s: &str| -> Vec<String> {
+            s.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        LabelPolicy {
+            selector_labels: split(&self.selector_labels),
+            include_prefixes: split(&self.include_label_prefix),
+        }
+    }
+}
+
+/// Rewrites Go-style single-dash long flags (`-metrics-server=http://…`) to clap's double-dash
+/// form. Single-letter flags are left alone.
+pub fn normalize_go_flags(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    args.into_iter()
+        .map(|a| match a.to_str() {
+            Some(s) if s.starts_with('-') && !s.starts_with("--") && s.len() > 2 => {
+                std::ffi::OsString::from(format!("-{s}"))
+            }
+            _ => a,
+        })
+        .collect()
+}
+
+/// Applies [`normalize_go_flags`] to the arguments that follow `subcommand` (the first
+/// argument equal to it); the arguments before it are left alone.
+pub fn normalize_go_flags_after(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+    subcommand: &str,
+) -> Vec<std::ffi::OsString> {
+    let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    match args.iter().position(|a| a == subcommand) {
+        Some(i) => {
+            let mut out = args[..=i].to_vec();
+            out.extend(normalize_go_flags(args[i + 1..].iter().cloned()));
+            out
+        }
+        None => args,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn accepts_flaggers_single_dash_flags() {
+        let argv = normalize_go_flags(
+            [
+                "flagger",
+                "-mesh-provider=kubernetes",
+                "-metrics-server=http://prom:9090",
+                "-log-level=warning",
+                "-enable-config-tracking=false",
+                "-include-label-prefix=app.kubernetes.io,team",
+                "-min-analysis-interval=1s",
+            ]
+            .map(Into::into),
+        );
+        let cli = Cli::try_parse_from(argv).expect("parses");
+        assert_eq!(cli.args.mesh_provider, Provider::Kubernetes);
+        assert_eq!(cli.args.metrics_server, "http://prom:9090");
+        assert_eq!(cli.args.log_level, "warn");
+        assert!(!cli.args.enable_config_tracking);
+        assert_eq!(cli.args.min_analysis_interval, Duration::from_secs(1));
+        assert_eq!(
+            cli.args.label_policy().include_prefixes,
+            vec!["app.kubernetes.io", "team"]
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_provider_and_level() {
+        assert!(Cli::try_parse_from(["flagger", "--mesh-provider", "gatewayapi"]).is_err());
+        assert!(Cli::try_parse_from(["flagger", "--log-level", "loud"]).is_err());
+    }
+}

@@ -1,0 +1,310 @@
+//! Step 3: make sure the objects a canary runs on exist: `-primary` configs and workload
+//! (created once; promotion updates them), the `-canary`, `-primary` and apex Services
+//! (reconciled every tick) and the primary HPA (created once).
+
+use std::collections::BTreeMap;
+
+use flagger_api::Canary;
+use flagger_api::labels::TOOLKIT_MARKER;
+use flagger_core::model::ValidatedCanary;
+use flagger_core::services::{self, ServiceRole};
+use flagger_core::workload::{self, PrimaryInputs};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use super::objects::{apply, apply_json, owned_by, owner_ref};
+use super::observe::{Config, Observed, Target};
+use crate::context::Settings;
+
+/// Creates the primary configs and workload when missing, and reconciles the Services.
+pub async fn bootstrap(
+    client: &Client,
+    settings: &Settings,
+    canary: &Canary,
+    c: &ValidatedCanary,
+    observed: &Observed,
+) -> Result<(), String> {
+    let ns = &c.namespace;
+    let primary_name = c.primary_workload();
+    let exists = match &observed.target {
+        Target::Deployment(_) => Api::<Deployment>::namespaced(client.clone(), ns)
+            .get_opt(&primary_name)
+            .await
+            .map(|o| o.is_some()),
+        Target::DaemonSet(_) => Api::<DaemonSet>::namespaced(client.clone(), ns)
+            .get_opt(&primary_name)
+            .await
+            .map(|o| o.is_some()),
+    }
+    .map_err(|e| format!("{primary_name}.{ns} get query error: {e}"))?;
+    if !exists {
+        write_primary_configs(client, settings, canary, observed).await?;
+        write_primary(client, settings, canary, observed, None).await?;
+    }
+
+    for role in [ServiceRole::Canary, ServiceRole::Primary, ServiceRole::Apex] {
+        reconcile_service(client, canary, c, observed, role).await?;
+    }
+
+    if let Some(a) = &c.autoscaler {
+        let primary_hpa = format!("{}-primary", a.name);
+        let api = Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), ns);
+        let missing = api
+            .get_opt(&primary_hpa)
+            .await
+            .map_err(|e| {
+                format!("HorizontalPodAutoscaler {primary_hpa}.{ns} get query error: {e}")
+            })?
+            .is_none();
+        if missing {
+            write_primary_hpa(client, canary, c).await?;
+        }
+    }
+    Ok(())
+}
+
+fn without_toolkit(map: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    map.iter()
+        .filter(|(k, _)| !k.contains(TOOLKIT_MARKER))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Writes `<config>-primary` copies of the tracked configs (at creation and on promotion).
+pub async fn write_primary_configs(
+    client: &Client,
+    settings: &Settings,
+    canary: &Canary,
+    observed: &Observed,
+) -> Result<(), String> {
+    let ns = canary.namespace().unwrap_or_default();
+    for config in &observed.configs {
+        let name = format!("{}-primary", config.name());
+        let labels = |l: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+            l.iter()
+                .filter(|(k, _)| settings.labels.includes(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        let result = match config {
+            Config::ConfigMap(cm) => {
+                let copy = ConfigMap {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        namespace: Some(ns.clone()),
+                        labels: Some(labels(cm.labels())),
+                        owner_references: owner_ref(canary).map(|o| vec![o]),
+                        ..Default::default()
+                    },
+                    data: cm.data.clone(),
+                    binary_data: cm.binary_data.clone(),
+                    immutable: None,
+                };
+                apply(client, &ns, &name, &copy).await.map(|_| ())
+            }
+            Config::Secret(s) => {
+                let copy = Secret {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        namespace: Some(ns.clone()),
+                        labels: Some(labels(s.labels())),
+                        owner_references: owner_ref(canary).map(|o| vec![o]),
+                        ..Default::default()
+                    },
+                    data: s.data.clone(),
+                    type_: s.type_.clone(),
+                    immutable: None,
+                    string_data: None,
+                };
+                apply(client, &ns, &name, &copy).await.map(|_| ())
+            }
+        };
+        result.map_err(|e| format!("creating {} {name}.{ns} failed: {e}", config.kind().key()))?;
+    }
+    Ok(())
+}
+
+/// Writes the primary workload: the initial copy when `current` is `None`, the promoted one
+/// otherwise.
+pub async fn write_primary(
+    client: &Client,
+    settings: &Settings,
+    canary: &Canary,
+    observed: &Observed,
+    current: Option<&Target>,
+) -> Result<(), String> {
+    let ns = canary.namespace().unwrap_or_default();
+    let tracked = observed.tracked();
+    let flagger_id = uuid::Uuid::new_v4().to_string();
+    let inputs = PrimaryInputs {
+        policy: &settings.labels,
+        selector: (&observed.selector.0, &observed.selector.1),
+        tracked: &tracked,
+        flagger_id: &flagger_id,
+    };
+    let has_autoscaler = canary.spec.autoscaler_ref.is_some();
+    let result = match (&observed.target, current) {
+        (Target::Deployment(t), current) => {
+            let mut d = match current {
+                Some(Target::Deployment(p)) => {
+                    workload::promote_deployment(t, p, &inputs, has_autoscaler)
+                }
+                _ => workload::primary_deployment(t, &inputs),
+            };
+            d.metadata.owner_references = owner_ref(canary).map(|o| vec![o]);
+            d.metadata.resource_version = None;
+            d.metadata.managed_fields = None;
+            d.metadata.uid = None;
+            d.metadata.creation_timestamp = None;
+            d.metadata.generation = None;
+            if current.is_some() && has_autoscaler {
+                // The primary autoscaler owns the replica count.
+                if let Some(spec) = d.spec.as_mut() {
+                    spec.replicas = None;
+                }
+            }
+            let name = d.metadata.name.clone().unwrap_or_default();
+            apply(client, &ns, &name, &d).await.map(|_| ())
+        }
+        (Target::DaemonSet(t), current) => {
+            let mut d = match current {
+                Some(Target::DaemonSet(p)) => workload::promote_daemonset(t, p, &inputs),
+                _ => workload::primary_daemonset(t, &inputs),
+            };
+            d.metadata.owner_references = owner_ref(canary).map(|o| vec![o]);
+            d.metadata.resource_version = None;
+            d.metadata.managed_fields = None;
+            d.metadata.uid = None;
+            d.metadata.creation_timestamp = None;
+            d.metadata.generation = None;
+            let name = d.metadata.name.clone().unwrap_or_default();
+            apply(client, &ns, &name, &d).await.map(|_| ())
+        }
+    };
+    result.map_err(|e| {
+        format!(
+            "writing primary {}-primary.{ns} failed: {e}",
+            canary.spec.target_ref.name
+        )
+    })
+}
+
+/// Reconciles one of the three Services. Services this canary created (or will create) are
+/// applied whole; a Service someone else made (typically a pre-existing apex) only gets its
+/// selector and ports taken over, plus the annotations that keep Flux and Helm off it.
+async fn reconcile_service(
+    client: &Client,
+    canary: &Canary,
+    c: &ValidatedCanary,
+    observed: &Observed,
+    role: ServiceRole,
+) -> Result<(), String> {
+    let ns = &c.namespace;
+    let name = role.name(c);
+    let existing = Api::<Service>::namespaced(client.clone(), ns)
+        .get_opt(&name)
+        .await
+        .map_err(|e| format!("service {name}.{ns} get query error: {e}"))?;
+    let extra = services::discovered_ports(c, &observed.target.pod_spec());
+    let mut desired = services::desired_service(
+        c,
+        role,
+        (&observed.selector.0, &observed.selector.1),
+        &extra,
+    );
+    let unmanaged = c.service.unmanaged_metadata.clone().unwrap_or_default();
+    if let Some(labels) = desired.metadata.labels.as_mut() {
+        for k in unmanaged.labels.iter().flatten() {
+            labels.remove(k);
+        }
+    }
+    if let Some(annotations) = desired.metadata.annotations.as_mut() {
+        for k in unmanaged.annotations.iter().flatten() {
+            annotations.remove(k);
+        }
+    }
+    let result = match &existing {
+        Some(svc) if !owned_by(svc.metadata.owner_references.as_ref(), canary) => {
+            let spec = desired.spec.clone().unwrap_or_default();
+            let annotations: BTreeMap<String, String> = desired
+                .metadata
+                .annotations
+                .iter()
+                .flatten()
+                .filter(|(k, _)| k.contains(TOOLKIT_MARKER))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let partial = json!({
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": name, "namespace": ns, "annotations": annotations},
+                "spec": {"selector": spec.selector, "ports": spec.ports},
+            });
+            apply_json::<Service>(client, ns, &name, &partial)
+                .await
+                .map(|_| ())
+        }
+        _ => {
+            desired.metadata.owner_references = owner_ref(canary).map(|o| vec![o]);
+            if existing.is_some()
+                && let Some(spec) = desired.spec.as_mut()
+            {
+                // Immutable or creation-only fields.
+                spec.cluster_ip = None;
+                spec.traffic_distribution = None;
+            }
+            apply(client, ns, &name, &desired).await.map(|_| ())
+        }
+    };
+    result.map_err(|e| format!("reconciling service {name}.{ns} failed: {e}"))
+}
+
+/// Creates or updates the primary HPA from the target's.
+pub async fn write_primary_hpa(
+    client: &Client,
+    canary: &Canary,
+    c: &ValidatedCanary,
+) -> Result<(), String> {
+    let Some(a) = &c.autoscaler else {
+        return Ok(());
+    };
+    let ns = &c.namespace;
+    let api = Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), ns);
+    let target = api.get(&a.name).await.map_err(|e| {
+        format!(
+            "HorizontalPodAutoscaler {}.{ns} get query error: {e}",
+            a.name
+        )
+    })?;
+    let spec = target.spec.clone().unwrap_or_default();
+    let mut scale_ref = spec.scale_target_ref.clone();
+    scale_ref.name = c.primary_workload();
+    let name = format!("{}-primary", a.name);
+    let hpa = HorizontalPodAutoscaler {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(ns.clone()),
+            labels: Some(without_toolkit(target.labels())),
+            owner_references: owner_ref(canary).map(|o| vec![o]),
+            ..Default::default()
+        },
+        spec: Some(
+            k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscalerSpec {
+                scale_target_ref: scale_ref,
+                min_replicas: a.primary_min_replicas.or(spec.min_replicas),
+                max_replicas: a.primary_max_replicas.unwrap_or(spec.max_replicas),
+                metrics: spec.metrics.clone(),
+                behavior: spec.behavior.clone(),
+            },
+        ),
+        status: None,
+    };
+    apply(client, ns, &name, &hpa)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("writing HorizontalPodAutoscaler {name}.{ns} failed: {e}"))
+}

@@ -1,0 +1,76 @@
+//! Step 1: the wire Canary → a validated canary this build can run, or every reason it cannot.
+
+use flagger_api::Canary;
+use flagger_core::model::{AutoscalerKind, MetricSource, TargetKind, ValidatedCanary};
+use flagger_core::validate::{Problem, validate};
+
+use crate::context::Settings;
+use crate::prometheus;
+use crate::router::Router;
+
+/// A canary ready to run, with the warnings worth an event.
+pub struct Dereferenced {
+    pub canary: ValidatedCanary,
+    pub router: Router,
+    pub warnings: Vec<String>,
+}
+
+/// Validates the spec, then checks that this build supports what the spec uses.
+pub fn dereference(canary: &Canary, settings: &Settings) -> Result<Dereferenced, Vec<String>> {
+    let validated = validate(canary, &settings.validation)
+        .map_err(|problems| problems.iter().map(format_problem).collect::<Vec<_>>())?;
+    let c = validated.canary;
+    let mut problems = Vec::new();
+    let router = Router::for_provider(c.provider)
+        .map_err(|e| problems.push(e))
+        .ok();
+    if !matches!(
+        c.target.kind,
+        TargetKind::Deployment | TargetKind::DaemonSet
+    ) {
+        problems.push(format!(
+            "spec.targetRef: {} targets are not supported by flagger-rs yet; supported: Deployment, DaemonSet",
+            c.target.kind.kind()
+        ));
+    }
+    if let Some(a) = &c.autoscaler
+        && a.kind != AutoscalerKind::HorizontalPodAutoscaler
+    {
+        problems.push("spec.autoscalerRef: KEDA ScaledObjects are not supported by flagger-rs yet; supported: HorizontalPodAutoscaler".into());
+    }
+    if !c.skip_analysis {
+        for (i, m) in c.analysis.metrics.iter().enumerate() {
+            match &m.source {
+                MetricSource::Builtin(b) => {
+                    if prometheus::builtin_query(&c, *b, "1m").is_none() {
+                        problems.push(format!(
+                            "spec.analysis.metrics[{i}]: the builtin {} check for the {} provider is not supported by flagger-rs yet",
+                            b.name(),
+                            c.provider
+                        ));
+                    }
+                }
+                MetricSource::Query(_) | MetricSource::Template { .. } => problems.push(format!(
+                    "spec.analysis.metrics[{i}] ({}): inline queries and MetricTemplates are not supported by flagger-rs yet; use request-success-rate or request-duration",
+                    m.name
+                )),
+            }
+        }
+    }
+    let mut warnings: Vec<String> = validated.warnings.iter().map(format_problem).collect();
+    if !c.analysis.alerts.is_empty() {
+        warnings.push("spec.analysis.alerts: alert delivery is not built into flagger-rs yet; alerts are written to the controller log".into());
+    }
+    match (router, problems.is_empty()) {
+        (Some(router), true) => Ok(Dereferenced {
+            canary: c,
+            router,
+            warnings,
+        }),
+        _ => Err(problems),
+    }
+}
+
+fn format_problem(p: &Problem) -> String {
+    format!("{}: {}", p.path, p.message)
+}

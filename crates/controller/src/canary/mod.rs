@@ -1,0 +1,301 @@
+//! The reconcile pipeline of one canary: dereference → observe → bootstrap → decide → apply →
+//! status. See the crate documentation for the steps.
+
+pub mod apply;
+pub mod bootstrap;
+pub mod dereference;
+pub mod finalize;
+pub mod objects;
+pub mod observe;
+pub mod oracle;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flagger_api::labels::FINALIZER;
+use flagger_api::{Canary, CanaryCondition, CanaryStatus};
+use flagger_core::effects::{Event, EventType, Observations, Step};
+use flagger_core::hash;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use crate::FIELD_MANAGER;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::metrics::ErrorLabels;
+
+/// Condition type written when the spec cannot run (next to Flagger's `Promoted`).
+pub const CONDITION_VALID: &str = "Valid";
+
+/// How long to wait before retrying after an API error.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// Reconciles one canary.
+pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = canary.namespace().unwrap_or_default();
+    let name = canary.name_any();
+    let key = ObjectRef::from_obj(&*canary);
+    let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);
+
+    // Deletion and the revert-on-deletion finalizer.
+    let has_finalizer = canary.finalizers().iter().any(|f| f == FINALIZER);
+    if canary.metadata.deletion_timestamp.is_some() {
+        ctx.forget(&key);
+        if has_finalizer {
+            return finalize::finalize(&ctx, &canary).await;
+        }
+        return Ok(Action::await_change());
+    }
+    let revert = canary.spec.revert_on_deletion.unwrap_or(false);
+    if revert != has_finalizer {
+        set_finalizer(&api, &canary, revert).await?;
+    }
+
+    // 1. dereference
+    let deref = match dereference::dereference(&canary, &ctx.settings) {
+        Ok(d) => d,
+        Err(problems) => {
+            report_invalid(&ctx, &api, &canary, &problems).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let c = &deref.canary;
+    let interval = c.analysis.interval;
+    let mut status = canary.status.clone().unwrap_or_default();
+    if status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.r#type == CONDITION_VALID)
+    {
+        status = clear_invalid(&api, &canary, &status).await?;
+    }
+
+    // 2. observe
+    let observed = match observe::observe(&ctx.client, &ctx.settings, c).await {
+        Ok(o) => o,
+        Err(message) => {
+            warn(&ctx, &canary, &message).await;
+            return Ok(Action::requeue(interval));
+        }
+    };
+    ctx.configs.set(
+        key.clone(),
+        observed
+            .configs
+            .iter()
+            .map(|cfg| crate::context::ConfigIndex::key(&ns, cfg.kind().key(), &cfg.name())),
+    );
+
+    // Ticks run once per interval; a new revision or config starts one at once.
+    let until_due = ctx.until_due(&key);
+    if !until_due.is_zero() && !revision_changed(&status, &observed.revision) {
+        return Ok(Action::requeue(until_due));
+    }
+    ctx.ticked(key.clone(), interval);
+    for w in &deref.warnings {
+        tracing::debug!(canary = %format!("{name}.{ns}"), "{w}");
+    }
+
+    // 3. bootstrap
+    if !c.suspend {
+        if let Err(message) = observe_and_bootstrap(&ctx, &canary, c, &observed).await {
+            warn(&ctx, &canary, &message).await;
+            return Ok(Action::requeue(interval));
+        }
+        if let Err(message) = deref.router.reconcile(c).await {
+            warn(&ctx, &canary, &message).await;
+            return Ok(Action::requeue(interval));
+        }
+    }
+
+    // 4. decide
+    let started = tokio::time::Instant::now();
+    let now = ctx.now();
+    let oracle = oracle::Oracle {
+        ctx: &ctx,
+        canary: &canary,
+        c,
+        observed: &observed,
+        router: deref.router,
+        status: &status,
+    };
+    let mut obs = Observations {
+        target: observed.revision.clone(),
+        ..Default::default()
+    };
+    let decision = loop {
+        match flagger_core::decide(c, &status, &obs, now) {
+            Step::Done(d) => break d,
+            Step::Need(need) => oracle.answer(&need, &mut obs).await,
+        }
+    };
+
+    // 5. apply (events report the status being written, as Flagger's do)
+    let next_status = decision.status.clone().unwrap_or_else(|| status.clone());
+    let oracle = oracle::Oracle {
+        status: &next_status,
+        ..oracle
+    };
+    apply::apply(&oracle, &decision).await;
+
+    // 6. status
+    if let Some(new_status) = &decision.status {
+        write_status(&api, &canary, new_status).await?;
+    }
+    ctx.metrics
+        .set_phase(&c.target.name, &ns, next_status.phase);
+    if decision.analysed {
+        ctx.metrics
+            .duration
+            .get_or_create(&crate::metrics::CanaryLabels {
+                name: c.target.name.clone(),
+                namespace: ns.clone(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+    }
+    Ok(Action::requeue(interval))
+}
+
+async fn observe_and_bootstrap(
+    ctx: &Context,
+    canary: &Canary,
+    c: &flagger_core::model::ValidatedCanary,
+    observed: &observe::Observed,
+) -> Result<(), String> {
+    bootstrap::bootstrap(&ctx.client, &ctx.settings, canary, c, observed).await
+}
+
+/// Whether the target or its configs differ from what the status last recorded.
+fn revision_changed(
+    status: &CanaryStatus,
+    revision: &flagger_core::effects::TargetRevision,
+) -> bool {
+    hash::spec_changed(
+        &revision.hash,
+        status.last_applied_spec.as_deref(),
+        status.last_promoted_spec.as_deref(),
+    ) || hash::configs_changed(&revision.tracked_configs, status.tracked_configs.as_ref())
+}
+
+/// Error policy: count the error, log it, retry soon.
+pub fn error_policy(canary: Arc<Canary>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ErrorLabels {
+            category: error.category().into(),
+        })
+        .inc();
+    tracing::warn!(canary = %format!("{}.{}", canary.name_any(), canary.namespace().unwrap_or_default()), error = %error, "reconcile failed");
+    Action::requeue(RETRY)
+}
+
+async fn warn(ctx: &Context, canary: &Canary, message: &str) {
+    ctx.recorder
+        .record(canary, EventType::Warning, message, ctx.now())
+        .await;
+}
+
+/// Writes the status through the status subresource (server-side apply).
+pub async fn write_status(api: &Api<Canary>, canary: &Canary, status: &CanaryStatus) -> Result<()> {
+    let patch = json!({
+        "apiVersion": "flagger.app/v1beta1",
+        "kind": "Canary",
+        "status": status,
+    });
+    api.patch_status(
+        &canary.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn set_finalizer(api: &Api<Canary>, canary: &Canary, present: bool) -> Result<()> {
+    let mut finalizers: Vec<String> = canary.finalizers().to_vec();
+    finalizers.retain(|f| f != FINALIZER);
+    if present {
+        finalizers.push(FINALIZER.into());
+    } else {
+        tracing::info!(canary = %format!("{}.{}", canary.name_any(), canary.namespace().unwrap_or_default()), "opting out, deleting finalizers");
+    }
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": canary.resource_version()}});
+    api.patch(
+        &canary.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// An invalid spec: a `Valid=False` condition (after `Promoted`), a Warning event, a log line.
+async fn report_invalid(
+    ctx: &Context,
+    api: &Api<Canary>,
+    canary: &Canary,
+    problems: &[String],
+) -> Result<()> {
+    let message = format!("invalid canary spec: {}", problems.join("; "));
+    let mut status = canary.status.clone().unwrap_or_default();
+    let already = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.r#type == CONDITION_VALID && c.message.as_deref() == Some(message.as_str()));
+    if already {
+        return Ok(());
+    }
+    tracing::warn!(canary = %format!("{}.{}", canary.name_any(), canary.namespace().unwrap_or_default()), "{message}");
+    ctx.recorder
+        .record(canary, EventType::Warning, &message, ctx.now())
+        .await;
+    let now = Some(Time(ctx.now()));
+    let mut conditions: Vec<CanaryCondition> = status
+        .conditions
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.r#type != CONDITION_VALID)
+        .collect();
+    conditions.push(CanaryCondition {
+        r#type: CONDITION_VALID.into(),
+        status: "False".into(),
+        last_update_time: now.clone(),
+        last_transition_time: now,
+        reason: "InvalidSpec".into(),
+        message: Some(message),
+    });
+    status.conditions = Some(conditions);
+    write_status(api, canary, &status).await
+}
+
+async fn clear_invalid(
+    api: &Api<Canary>,
+    canary: &Canary,
+    status: &CanaryStatus,
+) -> Result<CanaryStatus> {
+    let mut status = status.clone();
+    let kept: Vec<CanaryCondition> = status
+        .conditions
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.r#type != CONDITION_VALID)
+        .collect();
+    status.conditions = if kept.is_empty() { None } else { Some(kept) };
+    write_status(api, canary, &status).await?;
+    Ok(status)
+}
+
+/// Records an event through the canary's recorder (used by the finalizer).
+pub async fn event(ctx: &Context, canary: &Canary, event: &Event) {
+    ctx.recorder
+        .record(canary, event.event_type, &event.message, ctx.now())
+        .await;
+}

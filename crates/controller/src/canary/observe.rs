@@ -1,0 +1,261 @@
+//! Step 2: read the target and the configs it tracks; compute the revision the decision core
+//! compares with the status.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use flagger_api::labels::CONFIG_TRACKING;
+use flagger_core::effects::TargetRevision;
+use flagger_core::hash;
+use flagger_core::model::{TargetKind, ValidatedCanary};
+use flagger_core::workload::{self, ConfigKind};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Secret};
+use kube::{Api, Client, ResourceExt};
+
+use crate::context::Settings;
+
+/// The target workload.
+#[derive(Clone, Debug)]
+pub enum Target {
+    Deployment(Deployment),
+    DaemonSet(DaemonSet),
+}
+
+impl Target {
+    /// The pod spec of the target's template.
+    pub fn pod_spec(&self) -> PodSpec {
+        match self {
+            Target::Deployment(d) => d.spec.as_ref().and_then(|s| s.template.spec.clone()),
+            Target::DaemonSet(d) => d.spec.as_ref().and_then(|s| s.template.spec.clone()),
+        }
+        .unwrap_or_default()
+    }
+}
+
+/// A tracked ConfigMap or Secret, as read.
+#[derive(Clone, Debug)]
+pub enum Config {
+    ConfigMap(ConfigMap),
+    Secret(Secret),
+}
+
+impl Config {
+    pub fn kind(&self) -> ConfigKind {
+        match self {
+            Config::ConfigMap(_) => ConfigKind::ConfigMap,
+            Config::Secret(_) => ConfigKind::Secret,
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Config::ConfigMap(c) => c.name_any(),
+            Config::Secret(s) => s.name_any(),
+        }
+    }
+
+    /// Flagger's checksum of `data` (binary data, which Flagger ignores, is folded in when
+    /// present, so a change to it starts a run too).
+    pub fn checksum(&self) -> String {
+        let mut entries: Vec<(String, String)> = Vec::new();
+        match self {
+            Config::ConfigMap(c) => {
+                entries.extend(c.data.iter().flatten().map(|(k, v)| (k.clone(), v.clone())));
+                for (k, v) in c.binary_data.iter().flatten() {
+                    entries.push((format!("binaryData/{k}"), base64(&v.0)));
+                }
+            }
+            Config::Secret(s) => {
+                entries.extend(
+                    s.data
+                        .iter()
+                        .flatten()
+                        .map(|(k, v)| (k.clone(), base64(&v.0))),
+                );
+            }
+        }
+        hash::config_checksum(entries.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+}
+
+/// What a tick observed about the target.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub target: Target,
+    /// Selector label key and the target's value.
+    pub selector: (String, String),
+    pub revision: TargetRevision,
+    pub configs: Vec<Config>,
+}
+
+impl Observed {
+    /// The tracked configs as (kind, name) pairs.
+    pub fn tracked(&self) -> BTreeSet<(ConfigKind, String)> {
+        self.configs.iter().map(|c| (c.kind(), c.name())).collect()
+    }
+}
+
+/// Reads the target and its tracked configs.
+pub async fn observe(
+    client: &Client,
+    settings: &Settings,
+    c: &ValidatedCanary,
+) -> Result<Observed, String> {
+    let ns = &c.namespace;
+    let name = &c.target.name;
+    let (target, selector, hash_input) = match c.target.kind {
+        TargetKind::Deployment => {
+            let d = Api::<Deployment>::namespaced(client.clone(), ns)
+                .get(name)
+                .await
+                .map_err(|e| format!("deployment {name}.{ns} get query error: {e}"))?;
+            let sel = settings.labels.selector_label(
+                "Deployment",
+                name,
+                ns,
+                d.spec.as_ref().map(|s| &s.selector),
+            )?;
+            let input = workload::deployment_hash_input(&d);
+            (Target::Deployment(d), sel, input)
+        }
+        TargetKind::DaemonSet => {
+            let d = Api::<DaemonSet>::namespaced(client.clone(), ns)
+                .get(name)
+                .await
+                .map_err(|e| format!("daemonset {name}.{ns} get query error: {e}"))?;
+            let strategy = d
+                .spec
+                .as_ref()
+                .and_then(|s| s.update_strategy.as_ref())
+                .and_then(|s| s.type_.clone())
+                .unwrap_or_default();
+            if !strategy.is_empty() && strategy != "RollingUpdate" {
+                return Err(format!(
+                    "daemonset {name}.{ns} must have RollingUpdate strategy but have {strategy}"
+                ));
+            }
+            let sel = settings.labels.selector_label(
+                "DaemonSet",
+                name,
+                ns,
+                d.spec.as_ref().map(|s| &s.selector),
+            )?;
+            let input = workload::daemonset_hash_input(&d);
+            (Target::DaemonSet(d), sel, input)
+        }
+        TargetKind::Service | TargetKind::KnativeService => {
+            return Err(format!(
+                "{} targets are not supported yet",
+                c.target.kind.kind()
+            ));
+        }
+    };
+
+    let configs = if settings.config_tracking {
+        tracked_configs(client, ns, &target.pod_spec()).await?
+    } else {
+        Vec::new()
+    };
+    let tracked_configs: BTreeMap<String, String> = configs
+        .iter()
+        .map(|cfg| {
+            (
+                format!("{}/{}", cfg.kind().key(), cfg.name()),
+                cfg.checksum(),
+            )
+        })
+        .collect();
+    Ok(Observed {
+        target,
+        selector,
+        revision: TargetRevision {
+            hash: hash::spec_hash(&hash_input),
+            tracked_configs,
+        },
+        configs,
+    })
+}
+
+/// Secrets Flagger tracks: opaque and the basic-auth, ssh-auth and TLS types.
+fn tracked_secret_type(t: Option<&str>) -> bool {
+    matches!(
+        t.unwrap_or("Opaque"),
+        "Opaque" | "kubernetes.io/basic-auth" | "kubernetes.io/ssh-auth" | "kubernetes.io/tls"
+    )
+}
+
+fn opted_out(annotations: &BTreeMap<String, String>) -> bool {
+    annotations
+        .get(CONFIG_TRACKING)
+        .is_some_and(|v| v.starts_with("disable"))
+}
+
+async fn tracked_configs(client: &Client, ns: &str, pod: &PodSpec) -> Result<Vec<Config>, String> {
+    let mut out = Vec::new();
+    for r in workload::config_refs(pod) {
+        match r.kind {
+            ConfigKind::ConfigMap => {
+                match Api::<ConfigMap>::namespaced(client.clone(), ns)
+                    .get_opt(&r.name)
+                    .await
+                {
+                    Ok(Some(cm)) if !opted_out(cm.annotations()) => out.push(Config::ConfigMap(cm)),
+                    Ok(Some(_)) => {}
+                    Ok(None) if r.optional => {}
+                    Ok(None) => {
+                        return Err(format!(
+                            "configmap {}.{ns} get query error: not found",
+                            r.name
+                        ));
+                    }
+                    Err(e) => {
+                        return Err(format!("configmap {}.{ns} get query error: {e}", r.name));
+                    }
+                }
+            }
+            ConfigKind::Secret => match Api::<Secret>::namespaced(client.clone(), ns)
+                .get_opt(&r.name)
+                .await
+            {
+                Ok(Some(s))
+                    if !opted_out(s.annotations()) && tracked_secret_type(s.type_.as_deref()) =>
+                {
+                    out.push(Config::Secret(s))
+                }
+                Ok(Some(_)) => {}
+                Ok(None) if r.optional => {}
+                Ok(None) => {
+                    return Err(format!("secret {}.{ns} get query error: not found", r.name));
+                }
+                Err(e) => return Err(format!("secret {}.{ns} get query error: {e}", r.name)),
+            },
+        }
+    }
+    Ok(out)
+}
+
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard_alphabet() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn secret_types_tracked_like_flagger() {
+        assert!(tracked_secret_type(None));
+        assert!(tracked_secret_type(Some("kubernetes.io/tls")));
+        assert!(!tracked_secret_type(Some("kubernetes.io/dockerconfigjson")));
+    }
+}

@@ -1,0 +1,119 @@
+//! State shared by every reconcile: the client, settings derived from the flags, metrics, the
+//! event recorder, HTTP clients and the per-canary tick schedule.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use flagger_core::validate::ValidationContext;
+use flagger_core::workload::LabelPolicy;
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use kube::runtime::reflector::ObjectRef;
+
+use flagger_api::Canary;
+
+use crate::events::Recorder;
+use crate::metrics::Metrics;
+use crate::webhook::Clients;
+
+/// Settings derived from the flags.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub validation: ValidationContext,
+    pub labels: LabelPolicy,
+    pub metrics_server: String,
+    pub event_webhook: Option<String>,
+    pub config_tracking: bool,
+}
+
+/// Which canaries track a ConfigMap or Secret (`<namespace>/<kind>/<name>`), learned while
+/// observing targets, so that a config change can trigger its canaries at once.
+#[derive(Default)]
+pub struct ConfigIndex {
+    by_config: Mutex<HashMap<String, HashSet<ObjectRef<Canary>>>>,
+}
+
+impl ConfigIndex {
+    pub fn key(namespace: &str, kind: &str, name: &str) -> String {
+        format!("{namespace}/{kind}/{name}")
+    }
+
+    /// Records the configs a canary tracks.
+    pub fn set(&self, canary: ObjectRef<Canary>, keys: impl IntoIterator<Item = String>) {
+        if let Ok(mut m) = self.by_config.lock() {
+            for set in m.values_mut() {
+                set.remove(&canary);
+            }
+            for k in keys {
+                m.entry(k).or_default().insert(canary.clone());
+            }
+            m.retain(|_, v| !v.is_empty());
+        }
+    }
+
+    /// The canaries that track a config.
+    pub fn canaries(&self, key: &str) -> Vec<ObjectRef<Canary>> {
+        self.by_config
+            .lock()
+            .ok()
+            .and_then(|m| m.get(key).map(|s| s.iter().cloned().collect()))
+            .unwrap_or_default()
+    }
+}
+
+/// Everything a reconcile needs.
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    pub http: Clients,
+    pub configs: ConfigIndex,
+    /// When each canary's next analysis tick is due.
+    pub schedule: Mutex<HashMap<ObjectRef<Canary>, tokio::time::Instant>>,
+    /// Caches synced: `/readyz` answers 200.
+    pub ready: AtomicBool,
+}
+
+impl Context {
+    /// Wall-clock time for timestamps written to the API (status, events).
+    pub fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+
+    /// Time left until the canary's next tick (zero when due or never run).
+    pub fn until_due(&self, canary: &ObjectRef<Canary>) -> Duration {
+        let now = tokio::time::Instant::now();
+        self.schedule
+            .lock()
+            .ok()
+            .and_then(|s| s.get(canary).copied())
+            .map(|due| due.saturating_duration_since(now))
+            .unwrap_or_default()
+    }
+
+    /// Records that a tick ran; the next is due one interval later.
+    pub fn ticked(&self, canary: ObjectRef<Canary>, interval: Duration) {
+        if let Ok(mut s) = self.schedule.lock() {
+            s.insert(canary, tokio::time::Instant::now() + interval);
+        }
+    }
+
+    /// Forgets a deleted canary.
+    pub fn forget(&self, canary: &ObjectRef<Canary>) {
+        if let Ok(mut s) = self.schedule.lock() {
+            s.remove(canary);
+        }
+        self.configs.set(canary.clone(), []);
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,110 @@
+//! Kubernetes Events on Canaries, written as Flagger writes them (core/v1, reason `Synced`,
+//! source component `flagger`), aggregated like client-go's recorder: a repeated event bumps the
+//! count of the existing object instead of creating another.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use flagger_api::Canary;
+use flagger_api::labels::{EVENT_COMPONENT, EVENT_REASON};
+use flagger_core::effects::EventType;
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+
+/// Writes and aggregates events.
+pub struct Recorder {
+    client: Client,
+    seen: Mutex<HashMap<String, (String, i32)>>,
+}
+
+impl Recorder {
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records an event on a canary; failures are logged, never fatal.
+    pub async fn record(
+        &self,
+        canary: &Canary,
+        event_type: EventType,
+        message: &str,
+        now: Timestamp,
+    ) {
+        let ns = canary.namespace().unwrap_or_default();
+        let kind = match event_type {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        };
+        match event_type {
+            EventType::Normal => {
+                tracing::info!(canary = %format!("{}.{ns}", canary.name_any()), "{message}")
+            }
+            EventType::Warning => {
+                tracing::warn!(canary = %format!("{}.{ns}", canary.name_any()), "{message}")
+            }
+        }
+        let uid = canary.uid().unwrap_or_default();
+        let key = format!("{uid}/{kind}/{message}");
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+        let existing = self.seen.lock().ok().and_then(|m| m.get(&key).cloned());
+        if let Some((name, count)) = existing {
+            let patch = json!({"count": count + 1, "lastTimestamp": Time(now)});
+            if api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .is_ok()
+            {
+                if let Ok(mut m) = self.seen.lock() {
+                    m.insert(key, (name, count + 1));
+                }
+                return;
+            }
+        }
+        let name = format!("{}.{:x}", canary.name_any(), now.as_nanosecond());
+        let event = Event {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(ns.clone()),
+                ..Default::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some(Canary::api_version(&()).to_string()),
+                kind: Some(Canary::kind(&()).to_string()),
+                name: Some(canary.name_any()),
+                namespace: Some(ns.clone()),
+                uid: canary.uid(),
+                resource_version: canary.resource_version(),
+                ..Default::default()
+            },
+            reason: Some(EVENT_REASON.into()),
+            message: Some(message.to_string()),
+            type_: Some(kind.into()),
+            source: Some(EventSource {
+                component: Some(EVENT_COMPONENT.into()),
+                host: None,
+            }),
+            first_timestamp: Some(Time(now)),
+            last_timestamp: Some(Time(now)),
+            count: Some(1),
+            ..Default::default()
+        };
+        match api.create(&PostParams::default(), &event).await {
+            Ok(_) => {
+                if let Ok(mut m) = self.seen.lock() {
+                    if m.len() > 10_000 {
+                        m.clear();
+                    }
+                    m.insert(key, (name, 1));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "recording event failed"),
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! The flagger-rs operator.
+//!
+//! A kube-runtime controller over Canaries. Each reconcile of a canary is a named pipeline:
+//!
+//! 1. **dereference** ([`canary::dereference`]): validate the Canary into a domain value;
+//! 2. **observe** ([`canary::observe`]): read the target, its tracked configs and compute the
+//!    revision;
+//! 3. **bootstrap** ([`canary::bootstrap`]): make sure the generated objects exist (primary
+//!    workload and configs, Services, primary autoscaler);
+//! 4. **decide**: run [`flagger_core::decide`], answering what it needs (readiness, routes, hook
+//!    calls, metric queries) through [`canary::oracle`];
+//! 5. **apply** ([`canary::apply`]): carry out the effects;
+//! 6. **status**: write the status through the status subresource.
+//!
+//! Analysis ticks run once per `analysis.interval` per canary; a new revision of the target or a
+//! change to a tracked ConfigMap or Secret is acted on when its watch event arrives.
+
+pub mod args;
+pub mod canary;
+pub mod context;
+pub mod error;
+pub mod events;
+pub mod metrics;
+pub mod prometheus;
+pub mod router;
+pub mod run;
+pub mod server;
+pub mod webhook;
+
+pub use args::Args;
+pub use error::Error;
+
+/// Field manager of every write the controller makes.
+pub const FIELD_MANAGER: &str = "flagger";

@@ -1,0 +1,264 @@
+//! Wiring: client, watches, the HTTP server and the controller loop.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use flagger_api::Canary;
+use flagger_core::validate::ValidationContext;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::ListParams;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, controller, watcher};
+use kube::{Api, Client, Config, Resource, ResourceExt};
+use prometheus_client::registry::Registry;
+
+use crate::args::Args;
+use crate::canary;
+use crate::context::{ConfigIndex, Context, Settings};
+use crate::events::Recorder;
+use crate::metrics::{InfoLabels, Metrics};
+use crate::webhook::Clients;
+
+/// Builds a client from the flags: `-kubeconfig` (or $KUBECONFIG, or in-cluster), `-master`.
+pub async fn client(args: &Args) -> anyhow::Result<Client> {
+    let mut config = match &args.kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?
+        }
+        None => Config::infer().await?,
+    };
+    if let Some(master) = &args.master {
+        config.cluster_url = master
+            .parse()
+            .with_context(|| format!("invalid -master {master}"))?;
+    }
+    Ok(Client::try_from(config)?)
+}
+
+/// Sets up logging from `-log-level` and `-log-format`.
+pub fn init_tracing(args: &Args) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{},kube=warn,hyper=warn", args.log_level))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if args.log_format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// `flagger controller`: runs until SIGINT/SIGTERM.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    init_tracing(&args);
+    let client = client(&args).await?;
+    serve(client, args, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Runs the controller with a given client until `shutdown` completes.
+pub async fn serve(
+    client: Client,
+    args: Args,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    let canaries: Api<Canary> = scoped(&client, args.namespace.as_deref());
+    canaries
+        .list(&ListParams::default().limit(1))
+        .await
+        .context("Canary CRD is not registered")?;
+
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    metrics
+        .info
+        .get_or_create(&InfoLabels {
+            version: env!("CARGO_PKG_VERSION").into(),
+            mesh_provider: args.mesh_provider.as_str().into(),
+        })
+        .set(1);
+
+    let settings = Settings {
+        validation: ValidationContext {
+            default_provider: args.mesh_provider,
+            min_interval: args.min_analysis_interval,
+            no_cross_namespace_refs: args.no_cross_namespace_refs,
+        },
+        labels: args.label_policy(),
+        metrics_server: args.metrics_server.clone(),
+        event_webhook: args.event_webhook.clone(),
+        config_tracking: args.enable_config_tracking,
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        settings,
+        metrics,
+        recorder: Recorder::new(client.clone()),
+        http: Clients::new().context("building HTTP clients")?,
+        configs: ConfigIndex::default(),
+        schedule: Default::default(),
+        ready: Default::default(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", args.port))
+        .await
+        .with_context(|| format!("binding port {}", args.port))?;
+    let app = crate::server::router(registry, ctx.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+
+    let ns = args.namespace.as_deref();
+    let deployments: Api<Deployment> = scoped(&client, ns);
+    let daemonsets: Api<DaemonSet> = scoped(&client, ns);
+    let configmaps: Api<ConfigMap> = scoped(&client, ns);
+    let secrets: Api<Secret> = scoped(&client, ns);
+    let services: Api<Service> = scoped(&client, ns);
+
+    let controller = Controller::new(canaries, watcher::Config::default())
+        .with_config(controller::Config::default().concurrency(args.threadiness));
+    let store = controller.store();
+
+    let by_target = |kind: &'static str| {
+        let store = store.clone();
+        move |obj: &dyn ObjectView| -> Vec<ObjectRef<Canary>> {
+            let ns = obj.object_namespace();
+            let name = obj.object_name();
+            let mut refs: Vec<ObjectRef<Canary>> = obj.canary_owners(&ns);
+            refs.extend(
+                store
+                    .state()
+                    .iter()
+                    .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
+                    .filter(|c| c.spec.target_ref.kind == kind && c.spec.target_ref.name == name)
+                    .map(|c| ObjectRef::from_obj(&**c)),
+            );
+            refs
+        }
+    };
+    let deployment_map = by_target("Deployment");
+    let daemonset_map = by_target("DaemonSet");
+    let cfg_ctx = ctx.clone();
+    let secret_ctx = ctx.clone();
+
+    let ready_ctx = ctx.clone();
+    let ready_store = store.clone();
+    tokio::spawn(async move {
+        if ready_store.wait_until_ready().await.is_ok() {
+            ready_ctx.set_ready();
+            tracing::info!("caches synced; controller ready");
+        }
+    });
+
+    controller
+        .watches(
+            deployments,
+            watcher::Config::default(),
+            move |d: Deployment| deployment_map(&d),
+        )
+        .watches(
+            daemonsets,
+            watcher::Config::default(),
+            move |d: DaemonSet| daemonset_map(&d),
+        )
+        .watches(
+            configmaps,
+            watcher::Config::default(),
+            move |c: ConfigMap| {
+                let key = ConfigIndex::key(
+                    &c.namespace().unwrap_or_default(),
+                    "configmap",
+                    &c.name_any(),
+                );
+                cfg_ctx.configs.canaries(&key)
+            },
+        )
+        .watches(secrets, watcher::Config::default(), move |s: Secret| {
+            let key = ConfigIndex::key(&s.namespace().unwrap_or_default(), "secret", &s.name_any());
+            secret_ctx.configs.canaries(&key)
+        })
+        .owns(services, watcher::Config::default())
+        .graceful_shutdown_on(shutdown)
+        .run(canary::reconcile, canary::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+    Ok(())
+}
+
+/// An API handle limited to `namespace` when the controller watches a single one.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// What the target mapper needs from a watched workload.
+trait ObjectView {
+    fn object_namespace(&self) -> String;
+    fn object_name(&self) -> String;
+    /// Canaries that own this object as controller (e.g. a `-primary` Deployment).
+    fn canary_owners(&self, ns: &str) -> Vec<ObjectRef<Canary>>;
+}
+
+impl<K: Resource> ObjectView for K {
+    fn object_namespace(&self) -> String {
+        self.meta().namespace.clone().unwrap_or_default()
+    }
+    fn object_name(&self) -> String {
+        self.meta().name.clone().unwrap_or_default()
+    }
+    fn canary_owners(&self, ns: &str) -> Vec<ObjectRef<Canary>> {
+        self.meta()
+            .owner_references
+            .iter()
+            .flatten()
+            .filter(|o| {
+                o.kind == "Canary"
+                    && o.api_version.starts_with("flagger.app/")
+                    && o.controller == Some(true)
+            })
+            .map(|o| ObjectRef::new(&o.name).within(ns))
+            .collect()
+    }
+}

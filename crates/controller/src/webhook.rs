@@ -1,0 +1,107 @@
+//! Webhook calls with Flagger's contract: a JSON payload POSTed to the hook, success only for
+//! status 200–202, retries on connection errors, 429 and 5xx (but 501) with exponential backoff.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use flagger_api::CanaryPhase;
+use flagger_core::model::Webhook;
+use serde::Serialize;
+
+/// The body of every webhook call.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Payload {
+    pub name: String,
+    pub namespace: String,
+    pub phase: CanaryPhase,
+    pub checksum: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Two HTTP clients: one that verifies TLS and one for hooks with `disableTLS: true`.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub verified: reqwest::Client,
+    pub insecure: reqwest::Client,
+}
+
+impl Clients {
+    /// Clients that honour `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` as any HTTP client would.
+    pub fn new() -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            verified: reqwest::Client::builder().build()?,
+            insecure: reqwest::Client::builder()
+                .danger_accept_invalid_certs(true)
+                .build()?,
+        })
+    }
+}
+
+/// Calls a hook. `Err` carries the reason Flagger would give: the response body for a rejected
+/// call, or the retry summary when every attempt failed.
+pub async fn call(clients: &Clients, hook: &Webhook, payload: &Payload) -> Result<(), String> {
+    let client = if hook.disable_tls {
+        &clients.insecure
+    } else {
+        &clients.verified
+    };
+    let attempts = hook.retries + 1;
+    let mut wait = Duration::from_secs(1);
+    let mut last_error = String::new();
+    for attempt in 1..=attempts {
+        let sent = client
+            .post(&hook.url)
+            .timeout(hook.timeout)
+            .json(payload)
+            .send()
+            .await;
+        match sent {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                if (200..=202).contains(&status) {
+                    return Ok(());
+                }
+                let body = response.text().await.unwrap_or_default();
+                let retriable = status == 429 || (status >= 500 && status != 501);
+                if !retriable {
+                    return Err(if body.is_empty() {
+                        format!("status {status}")
+                    } else {
+                        body
+                    });
+                }
+                last_error = format!("status {status}: {}", body.trim());
+            }
+            Err(e) => last_error = e.to_string(),
+        }
+        if attempt < attempts {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(30));
+        }
+    }
+    Err(format!(
+        "POST {} giving up after {attempts} attempt(s): {last_error}",
+        hook.url
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_omits_empty_metadata() {
+        let p = Payload {
+            name: "podinfo".into(),
+            namespace: "test".into(),
+            phase: CanaryPhase::Progressing,
+            checksum: "rs1-x".into(),
+            metadata: BTreeMap::new(),
+        };
+        assert_eq!(
+            serde_json::to_value(&p).expect("json"),
+            serde_json::json!({"name": "podinfo", "namespace": "test", "phase": "Progressing", "checksum": "rs1-x"})
+        );
+    }
+}
