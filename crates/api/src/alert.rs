@@ -10,7 +10,9 @@ use crate::metric::SecretRef;
 pub const ALERT_PROVIDER_TYPES: &[&str] = &["slack", "msteams", "discord", "rocket", "gchat"];
 
 /// AlertProvider is the Schema for the AlertProvider API.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(
+    CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema,
+)]
 #[kube(
     group = "flagger.app",
     version = "v1beta1",

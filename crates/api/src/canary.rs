@@ -477,7 +477,11 @@ pub struct CanaryWebhook {
     pub timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<i32>,
-    #[serde(default, rename = "disableTLS", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "disableTLS",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub disable_tls: Option<bool>,
     /// Key-value pairs sent in the payload.
     #[serde(default, skip_serializing_if = "Option::is_none")]

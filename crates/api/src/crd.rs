@@ -64,10 +64,13 @@ fn finish(mut crd: CustomResourceDefinition, schema: Value) -> CustomResourceDef
             .get_or_insert_with(CustomResourceSubresources::default)
             .status
             .get_or_insert_with(Default::default);
-        if let Some(slot) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
-            if let Ok(clean) = serde_json::from_value(schema.clone()) {
-                *slot = clean;
-            }
+        if let Some(slot) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            && let Ok(clean) = serde_json::from_value(schema.clone())
+        {
+            *slot = clean;
         }
     }
     crd

@@ -22,8 +22,7 @@ pub const KEDA_PAUSED_REPLICAS: &str = "autoscaling.keda.sh/paused-replicas";
 pub const FLUX_RECONCILE_DISABLED: (&str, &str) =
     ("kustomize.toolkit.fluxcd.io/reconcile", "disabled");
 /// Helm controller: do not correct drift of this object.
-pub const HELM_DRIFT_DISABLED: (&str, &str) =
-    ("helm.toolkit.fluxcd.io/driftDetection", "disabled");
+pub const HELM_DRIFT_DISABLED: (&str, &str) = ("helm.toolkit.fluxcd.io/driftDetection", "disabled");
 /// Keys containing this string are never copied from the target.
 pub const TOOLKIT_MARKER: &str = "toolkit.fluxcd.io";
 /// Default `-selector-labels`.

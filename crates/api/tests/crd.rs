@@ -174,10 +174,7 @@ where
     let mut set = BTreeSet::new();
     value_paths(&original, &schema_of(kind), "", &mut set);
     let unset: Vec<String> = listed(fields).difference(&set).cloned().collect();
-    assert!(
-        unset.is_empty(),
-        "{fixture} does not set {unset:#?}"
-    );
+    assert!(unset.is_empty(), "{fixture} does not set {unset:#?}");
 
     let typed: K = serde_yaml::from_str(&text).expect("fixture deserializes");
     let back = serde_json::to_value(&typed).expect("serializes");
@@ -295,7 +292,12 @@ fn canary_printer_columns_match_flaggers() {
         ("StepWeight", "string", ".spec.analysis.stepWeight", 1),
         ("StepWeights", "string", ".spec.analysis.stepWeights", 1),
         ("MaxWeight", "string", ".spec.analysis.maxWeight", 1),
-        ("LastTransitionTime", "string", ".status.lastTransitionTime", 0),
+        (
+            "LastTransitionTime",
+            "string",
+            ".status.lastTransitionTime",
+            0,
+        ),
     ]
     .map(|(n, t, p, prio)| (n.to_string(), t.to_string(), p.to_string(), prio));
     assert_eq!(cols, want);
@@ -311,6 +313,9 @@ fn other_printer_columns_match_flaggers() {
             .unwrap_or_default()[0];
         (c.name.clone(), c.json_path.clone())
     };
-    assert_eq!(col(1), ("Provider".to_string(), ".spec.provider.type".to_string()));
+    assert_eq!(
+        col(1),
+        ("Provider".to_string(), ".spec.provider.type".to_string())
+    );
     assert_eq!(col(2), ("Type".to_string(), ".spec.type".to_string()));
 }

@@ -50,7 +50,10 @@ pub fn effective_strategy(canary: &ValidatedCanary) -> Strategy {
         0 => KUBERNETES_DEFAULT_ITERATIONS,
         n => n,
     };
-    Strategy::BlueGreen { iterations, mirror: false }
+    Strategy::BlueGreen {
+        iterations,
+        mirror: false,
+    }
 }
 
 /// Flagger's `nextStepWeight`: the increment after `current`.
@@ -146,16 +149,29 @@ impl<'a> Tick<'a> {
         self.obs.canary_ready.clone().ok_or(Need::CanaryReadiness)
     }
 
-    fn hook(&self, hook_type: HookType, index: usize, phase: CanaryPhase) -> Result<HookOutcome, Need> {
+    fn hook(
+        &self,
+        hook_type: HookType,
+        index: usize,
+        phase: CanaryPhase,
+    ) -> Result<HookOutcome, Need> {
         self.obs
             .hooks
             .get(&(hook_type, index))
             .cloned()
-            .ok_or(Need::Hook { hook_type, index, phase })
+            .ok_or(Need::Hook {
+                hook_type,
+                index,
+                phase,
+            })
     }
 
     fn metric(&self, index: usize) -> Result<MetricOutcome, Need> {
-        self.obs.metrics.get(&index).cloned().ok_or(Need::Metric { index })
+        self.obs
+            .metrics
+            .get(&index)
+            .cloned()
+            .ok_or(Need::Metric { index })
     }
 
     /// Current routes; `Ok(None)` when the router failed (the event is already recorded).
@@ -164,7 +180,11 @@ impl<'a> Tick<'a> {
             // The kubernetes provider has no router: traffic is "on the canary" once the first
             // blue/green iteration has run.
             let on_canary = self.start.iterations.unwrap_or(0) != 0;
-            return Ok(Some(if on_canary { Routes::CANARY } else { Routes::PRIMARY }));
+            return Ok(Some(if on_canary {
+                Routes::CANARY
+            } else {
+                Routes::PRIMARY
+            }));
         }
         match self.obs.routes.clone().ok_or(Need::Routes)? {
             Ok(routes) => Ok(Some(routes)),
@@ -178,7 +198,11 @@ impl<'a> Tick<'a> {
     // === effects ===
 
     fn event(&mut self, event_type: EventType, message: String, phase: CanaryPhase) {
-        self.effects.push(Effect::Event(Event { event_type, message, phase }));
+        self.effects.push(Effect::Event(Event {
+            event_type,
+            message,
+            phase,
+        }));
     }
 
     fn info(&mut self, message: String) {
@@ -192,7 +216,11 @@ impl<'a> Tick<'a> {
     }
 
     fn alert(&mut self, severity: Severity, message: String, with_metadata: bool) {
-        self.effects.push(Effect::Alert(Alert { severity, message, with_metadata }));
+        self.effects.push(Effect::Alert(Alert {
+            severity,
+            message,
+            with_metadata,
+        }));
     }
 
     fn effect(&mut self, effect: Effect) {
@@ -248,10 +276,16 @@ impl<'a> Tick<'a> {
             &self.obs.target.hash,
             current.last_applied_spec.as_deref(),
             current.last_promoted_spec.as_deref(),
-        ) || hash::configs_changed(&self.obs.target.tracked_configs, current.tracked_configs.as_ref());
+        ) || hash::configs_changed(
+            &self.obs.target.tracked_configs,
+            current.tracked_configs.as_ref(),
+        );
 
         use CanaryPhase::*;
-        let active = matches!(phase, Progressing | Waiting | WaitingPromotion | Promoting | Finalising);
+        let active = matches!(
+            phase,
+            Progressing | Waiting | WaitingPromotion | Promoting | Finalising
+        );
         if !active {
             if phase == Failed {
                 self.w.refresh_revision(&self.obs.target);
@@ -284,12 +318,18 @@ impl<'a> Tick<'a> {
             return Ok(());
         };
 
-        if !matches!(phase, Progressing | WaitingPromotion | Promoting | Finalising) {
+        if !matches!(
+            phase,
+            Progressing | WaitingPromotion | Promoting | Finalising
+        ) {
             return self.start_revision();
         }
 
         if matches!(phase, Progressing | WaitingPromotion) && changed {
-            self.info(format!("New revision detected! Restarting analysis for {}", self.target_name));
+            self.info(format!(
+                "New revision detected! Restarting analysis for {}",
+                self.target_name
+            ));
             self.effect(Effect::SetRoutes(Routes::PRIMARY));
             self.w.sync(Progressing, 0, 0, 0, &self.obs.target);
             return Ok(());
@@ -346,16 +386,25 @@ impl<'a> Tick<'a> {
                 self.warn("A/B testing is not supported when using the kubernetes provider".into());
             }
             if c.analysis.strategy.iterations() < 1 {
-                self.warn("Progressive traffic is not supported when using the kubernetes provider".into());
-                self.warn(format!("Setting canaryAnalysis.iterations: {KUBERNETES_DEFAULT_ITERATIONS}"));
+                self.warn(
+                    "Progressive traffic is not supported when using the kubernetes provider"
+                        .into(),
+                );
+                self.warn(format!(
+                    "Setting canaryAnalysis.iterations: {KUBERNETES_DEFAULT_ITERATIONS}"
+                ));
             }
         }
         match strategy {
             Strategy::AbTesting { iterations, .. } => self.run_ab(iterations),
-            Strategy::BlueGreen { iterations, mirror } => self.run_blue_green(iterations, mirror, routes),
-            Strategy::Canary { steps, max_weight, mirror } => {
-                self.run_canary(&steps, max_weight, mirror, routes)
+            Strategy::BlueGreen { iterations, mirror } => {
+                self.run_blue_green(iterations, mirror, routes)
             }
+            Strategy::Canary {
+                steps,
+                max_weight,
+                mirror,
+            } => self.run_canary(&steps, max_weight, mirror, routes),
         }
     }
 
@@ -391,7 +440,12 @@ impl<'a> Tick<'a> {
             self.w.set_phase(CanaryPhase::Initializing, 0);
         }
         if !c.skip_analysis {
-            match self.obs.metric_providers.clone().ok_or(Need::MetricProviders)? {
+            match self
+                .obs
+                .metric_providers
+                .clone()
+                .ok_or(Need::MetricProviders)?
+            {
                 Ok(()) => self.info("all the metrics providers are available!".into()),
                 Err(e) => self.warn(format!("Error checking metric providers: {e}")),
             }
@@ -410,11 +464,15 @@ impl<'a> Tick<'a> {
         }
         self.scaler(Effect::PauseTargetScaler);
         self.effect(Effect::ScaleTargetToZero);
-        self.w.sync(CanaryPhase::Initialized, 0, 0, 0, &self.obs.target);
+        self.w
+            .sync(CanaryPhase::Initialized, 0, 0, 0, &self.obs.target);
         self.info(format!("Initialization done! {}", self.canary_name));
         self.alert(
             Severity::Info,
-            format!("New {} detected, initialization completed.", c.target.kind.kind()),
+            format!(
+                "New {} detected, initialization completed.",
+                c.target.kind.kind()
+            ),
             true,
         );
         Ok(())
@@ -423,7 +481,12 @@ impl<'a> Tick<'a> {
     /// A new revision (or a canary waiting for approval): confirm-rollout gates, then scale up.
     fn start_revision(&mut self) -> Flow {
         let phase = self.phase();
-        let hooks: Vec<_> = self.c.analysis.hooks(HookType::ConfirmRollout).cloned().collect();
+        let hooks: Vec<_> = self
+            .c
+            .analysis
+            .hooks(HookType::ConfirmRollout)
+            .cloned()
+            .collect();
         for (i, hook) in hooks.iter().enumerate() {
             match self.hook(HookType::ConfirmRollout, i, phase)? {
                 Ok(()) => self.info(format!("Confirm-rollout check {} passed", hook.name)),
@@ -435,7 +498,11 @@ impl<'a> Tick<'a> {
                             self.canary_name, hook.name
                         ));
                         if !hook.mute_alert {
-                            self.alert(Severity::Warn, "Canary is waiting for approval.".into(), false);
+                            self.alert(
+                                Severity::Warn,
+                                "Canary is waiting for approval.".into(),
+                                false,
+                            );
                         }
                     }
                     return Ok(());
@@ -454,7 +521,8 @@ impl<'a> Tick<'a> {
         );
         self.scaler(Effect::ResumeTargetScaler);
         self.effect(Effect::ScaleTargetUp);
-        self.w.sync(CanaryPhase::Progressing, 0, 0, 0, &self.obs.target);
+        self.w
+            .sync(CanaryPhase::Progressing, 0, 0, 0, &self.obs.target);
         Ok(())
     }
 
@@ -466,12 +534,22 @@ impl<'a> Tick<'a> {
             match self.hook(HookType::Rollback, i, phase)? {
                 Ok(()) => {
                     self.warn(format!("Rollback check {} passed", hook.name));
-                    self.warn(format!("Rolling back {} manual webhook invoked", self.canary_name));
-                    self.alert(Severity::Warn, "Rolling back manual webhook invoked".into(), false);
+                    self.warn(format!(
+                        "Rolling back {} manual webhook invoked",
+                        self.canary_name
+                    ));
+                    self.alert(
+                        Severity::Warn,
+                        "Rolling back manual webhook invoked".into(),
+                        false,
+                    );
                     self.rollback();
                     return Ok(true);
                 }
-                Err(_) => self.info(format!("Rollback hook {} not signaling a rollback", hook.name)),
+                Err(_) => self.info(format!(
+                    "Rollback hook {} not signaling a rollback",
+                    hook.name
+                )),
             }
         }
         Ok(false)
@@ -489,7 +567,12 @@ impl<'a> Tick<'a> {
             && !(mirror && routes.mirrored);
         if first {
             self.info(format!("Starting canary analysis for {}", self.target_name));
-            let hooks: Vec<_> = self.c.analysis.hooks(HookType::PreRollout).cloned().collect();
+            let hooks: Vec<_> = self
+                .c
+                .analysis
+                .hooks(HookType::PreRollout)
+                .cloned()
+                .collect();
             for (i, hook) in hooks.iter().enumerate() {
                 match self.hook(HookType::PreRollout, i, CanaryPhase::Progressing)? {
                     Ok(()) => self.info(format!("Pre-rollout check {} passed", hook.name)),
@@ -555,10 +638,14 @@ impl<'a> Tick<'a> {
                 match kind {
                     BuiltinMetric::RequestSuccessRate => {
                         if let Some(min) = min.filter(|m| v < *m) {
-                            return Some(format!("Halt {cn} advancement success rate {v:.2}% < {min}%"));
+                            return Some(format!(
+                                "Halt {cn} advancement success rate {v:.2}% < {min}%"
+                            ));
                         }
                         if let Some(max) = max.filter(|m| v > *m) {
-                            return Some(format!("Halt {cn} advancement success rate {v:.2}% > {max}%"));
+                            return Some(format!(
+                                "Halt {cn} advancement success rate {v:.2}% > {max}%"
+                            ));
                         }
                     }
                     BuiltinMetric::RequestDuration => {
@@ -597,15 +684,15 @@ impl<'a> Tick<'a> {
             (MetricSource::Builtin(_), MetricOutcome::Error(e)) => {
                 Some(format!("Prometheus query failed: {e}"))
             }
-            (MetricSource::Query(_), MetricOutcome::NoValues(_)) => {
-                Some(format!("Halt advancement no values found for metric: {name}"))
-            }
+            (MetricSource::Query(_), MetricOutcome::NoValues(_)) => Some(format!(
+                "Halt advancement no values found for metric: {name}"
+            )),
             (MetricSource::Query(_), MetricOutcome::Error(e)) => {
                 Some(format!("Prometheus query failed for {name}: {e}"))
             }
-            (MetricSource::Template { .. }, MetricOutcome::NoValues(e)) => {
-                Some(format!("Halt advancement no values found for custom metric: {name}: {e}"))
-            }
+            (MetricSource::Template { .. }, MetricOutcome::NoValues(e)) => Some(format!(
+                "Halt advancement no values found for custom metric: {name}: {e}"
+            )),
             (MetricSource::Template { .. }, MetricOutcome::Error(e)) => {
                 Some(format!("Metric query failed for {name}: {e}"))
             }
@@ -624,7 +711,12 @@ impl<'a> Tick<'a> {
 
     /// Confirm-promotion gates. Returns whether promotion may go ahead.
     fn confirm_promotion(&mut self) -> Result<bool, Need> {
-        let hooks: Vec<_> = self.c.analysis.hooks(HookType::ConfirmPromotion).cloned().collect();
+        let hooks: Vec<_> = self
+            .c
+            .analysis
+            .hooks(HookType::ConfirmPromotion)
+            .cloned()
+            .collect();
         for (i, hook) in hooks.iter().enumerate() {
             match self.hook(HookType::ConfirmPromotion, i, CanaryPhase::Progressing)? {
                 Ok(()) => self.info(format!("Confirm-promotion check {} passed", hook.name)),
@@ -675,11 +767,22 @@ impl<'a> Tick<'a> {
                 CanaryPhase::Promoting | CanaryPhase::WaitingPromotion | CanaryPhase::Finalising
             );
         if gated {
-            let hooks: Vec<_> =
-                self.c.analysis.hooks(HookType::ConfirmTrafficIncrease).cloned().collect();
+            let hooks: Vec<_> = self
+                .c
+                .analysis
+                .hooks(HookType::ConfirmTrafficIncrease)
+                .cloned()
+                .collect();
             for (i, hook) in hooks.iter().enumerate() {
-                match self.hook(HookType::ConfirmTrafficIncrease, i, CanaryPhase::Progressing)? {
-                    Ok(()) => self.info(format!("Confirm-traffic-increase check {} passed", hook.name)),
+                match self.hook(
+                    HookType::ConfirmTrafficIncrease,
+                    i,
+                    CanaryPhase::Progressing,
+                )? {
+                    Ok(()) => self.info(format!(
+                        "Confirm-traffic-increase check {} passed",
+                        hook.name
+                    )),
                     Err(_) => {
                         self.warn(format!(
                             "Halt {} advancement waiting for traffic increase approval {}",
@@ -701,7 +804,11 @@ impl<'a> Tick<'a> {
         if routes.canary < max_weight {
             let next = if mirror && routes.canary == 0 {
                 if !routes.mirrored {
-                    Routes { primary: 100, canary: 0, mirrored: true }
+                    Routes {
+                        primary: 100,
+                        canary: 0,
+                        mirrored: true,
+                    }
                 } else {
                     Routes::weights(100u32.saturating_sub(step), step.min(100))
                 }
@@ -713,7 +820,10 @@ impl<'a> Tick<'a> {
             };
             self.effect(Effect::SetRoutes(next));
             self.w.set_weight(next.canary);
-            self.info(format!("Advance {} canary weight {}", self.canary_name, next.canary));
+            self.info(format!(
+                "Advance {} canary weight {}",
+                self.canary_name, next.canary
+            ));
             return Ok(());
         }
 
@@ -748,7 +858,11 @@ impl<'a> Tick<'a> {
         let iterations = iterations as i32;
         if iterations > done {
             if !kubernetes && mirror && !routes.mirrored {
-                self.effect(Effect::SetRoutes(Routes { primary: 100, canary: 0, mirrored: true }));
+                self.effect(Effect::SetRoutes(Routes {
+                    primary: 100,
+                    canary: 0,
+                    mirrored: true,
+                }));
             }
             self.w.set_iterations(done + 1);
             self.info(format!(
@@ -796,7 +910,10 @@ impl<'a> Tick<'a> {
         let primary = (routes.primary + step).min(100);
         let canary = routes.canary.saturating_sub(step);
         self.effect(Effect::SetRoutes(Routes::weights(primary, canary)));
-        self.info(format!("Advance {} primary weight {primary}", self.canary_name));
+        self.info(format!(
+            "Advance {} primary weight {primary}",
+            self.canary_name
+        ));
         if primary == 100 {
             self.w.set_phase(CanaryPhase::Finalising, 0);
         } else {
@@ -809,7 +926,9 @@ impl<'a> Tick<'a> {
         self.effect(Effect::ScaleTargetToZero);
         self.w.set_phase(CanaryPhase::Succeeded, 0);
         self.effect(Effect::CountRun(RunOutcome::Succeeded { skipped: false }));
-        self.effect(Effect::RunPostRolloutHooks { phase: CanaryPhase::Succeeded });
+        self.effect(Effect::RunPostRolloutHooks {
+            phase: CanaryPhase::Succeeded,
+        });
         self.event(
             EventType::Normal,
             format!("Promotion completed! Scaling down {}", self.target_name),
@@ -836,13 +955,22 @@ impl<'a> Tick<'a> {
         self.effect(Effect::ScaleTargetToZero);
         self.w.set_phase(CanaryPhase::Succeeded, 0);
         self.effect(Effect::CountRun(RunOutcome::Succeeded { skipped: true }));
-        self.effect(Effect::RunPostRolloutHooks { phase: CanaryPhase::Succeeded });
+        self.effect(Effect::RunPostRolloutHooks {
+            phase: CanaryPhase::Succeeded,
+        });
         self.event(
             EventType::Normal,
-            format!("Promotion completed! Canary analysis was skipped for {}", self.target_name),
+            format!(
+                "Promotion completed! Canary analysis was skipped for {}",
+                self.target_name
+            ),
             CanaryPhase::Succeeded,
         );
-        self.alert(Severity::Info, "Canary analysis was skipped, promotion finished.".into(), false);
+        self.alert(
+            Severity::Info,
+            "Canary analysis was skipped, promotion finished.".into(),
+            false,
+        );
     }
 
     fn rollback(&mut self) {
@@ -852,7 +980,11 @@ impl<'a> Tick<'a> {
                 "Rolling back {} failed checks threshold reached {failed}",
                 self.canary_name
             ));
-            self.alert(Severity::Error, format!("Failed checks threshold reached {failed}"), false);
+            self.alert(
+                Severity::Error,
+                format!("Failed checks threshold reached {failed}"),
+                false,
+            );
         }
         self.effect(Effect::SetRoutes(Routes::PRIMARY));
         self.event(
@@ -864,7 +996,9 @@ impl<'a> Tick<'a> {
         self.effect(Effect::ScaleTargetToZero);
         self.w.sync(CanaryPhase::Failed, 0, 0, 0, &self.obs.target);
         self.effect(Effect::CountRun(RunOutcome::Failed));
-        self.effect(Effect::RunPostRolloutHooks { phase: CanaryPhase::Failed });
+        self.effect(Effect::RunPostRolloutHooks {
+            phase: CanaryPhase::Failed,
+        });
     }
 
     /// The primary did not become ready while promoting: keep users on the canary, the only
@@ -872,14 +1006,24 @@ impl<'a> Tick<'a> {
     fn failed_promotion(&mut self, reason: String) {
         self.event(
             EventType::Warning,
-            format!("Promotion of {} failed, primary not ready: {reason}", self.target_name),
+            format!(
+                "Promotion of {} failed, primary not ready: {reason}",
+                self.target_name
+            ),
             CanaryPhase::Failed,
         );
-        self.alert(Severity::Error, format!("Promotion failed, primary not ready: {reason}"), false);
+        self.alert(
+            Severity::Error,
+            format!("Promotion failed, primary not ready: {reason}"),
+            false,
+        );
         self.effect(Effect::SetRoutes(Routes::CANARY));
-        self.w.sync(CanaryPhase::Failed, 100, 0, 0, &self.obs.target);
+        self.w
+            .sync(CanaryPhase::Failed, 100, 0, 0, &self.obs.target);
         self.effect(Effect::CountRun(RunOutcome::Failed));
-        self.effect(Effect::RunPostRolloutHooks { phase: CanaryPhase::Failed });
+        self.effect(Effect::RunPostRolloutHooks {
+            phase: CanaryPhase::Failed,
+        });
     }
 }
 

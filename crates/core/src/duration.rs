@@ -113,7 +113,9 @@ pub fn parse_go_duration(input: &str) -> Result<Duration, DurationError> {
         } else {
             int_part.parse().map_err(|_| DurationError::Overflow)?
         };
-        let mut nanos = int_value.checked_mul(scale).ok_or(DurationError::Overflow)?;
+        let mut nanos = int_value
+            .checked_mul(scale)
+            .ok_or(DurationError::Overflow)?;
         if !frac_part.is_empty() {
             // Go keeps fractions exact down to the nanosecond and truncates the rest.
             let mut frac_scale = scale;
@@ -167,9 +169,9 @@ pub fn format_go(d: Duration) -> String {
         return "0s".into();
     }
     if nanos < 1_000_000_000 {
-        return if nanos % 1_000_000 == 0 {
+        return if nanos.is_multiple_of(1_000_000) {
             format!("{}ms", nanos / 1_000_000)
-        } else if nanos % 1_000 == 0 {
+        } else if nanos.is_multiple_of(1_000) {
             format!("{}µs", nanos / 1_000)
         } else {
             format!("{nanos}ns")

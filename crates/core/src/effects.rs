@@ -35,13 +35,25 @@ pub struct Routes {
 
 impl Routes {
     /// All traffic to the primary, no mirroring.
-    pub const PRIMARY: Routes = Routes { primary: 100, canary: 0, mirrored: false };
+    pub const PRIMARY: Routes = Routes {
+        primary: 100,
+        canary: 0,
+        mirrored: false,
+    };
     /// All traffic to the canary.
-    pub const CANARY: Routes = Routes { primary: 0, canary: 100, mirrored: false };
+    pub const CANARY: Routes = Routes {
+        primary: 0,
+        canary: 100,
+        mirrored: false,
+    };
 
     /// Weights with mirroring off.
     pub fn weights(primary: u32, canary: u32) -> Routes {
-        Routes { primary, canary, mirrored: false }
+        Routes {
+            primary,
+            canary,
+            mirrored: false,
+        }
     }
 }
 
@@ -93,9 +105,15 @@ pub enum Need {
     Routes,
     MetricProviders,
     /// Call the `index`-th hook of this type; `phase` goes in the payload.
-    Hook { hook_type: HookType, index: usize, phase: CanaryPhase },
+    Hook {
+        hook_type: HookType,
+        index: usize,
+        phase: CanaryPhase,
+    },
     /// Query the `index`-th metric of `analysis.metrics`.
-    Metric { index: usize },
+    Metric {
+        index: usize,
+    },
 }
 
 /// Kubernetes event type.
@@ -149,7 +167,9 @@ pub enum Effect {
     Promote,
     /// Call every post-rollout hook in order (stop at the first failure), reporting `phase`;
     /// each result becomes an event.
-    RunPostRolloutHooks { phase: CanaryPhase },
+    RunPostRolloutHooks {
+        phase: CanaryPhase,
+    },
     Event(Event),
     Alert(Alert),
     CountRun(RunOutcome),
@@ -186,6 +206,10 @@ impl Decision {
 
 /// What `decide` returns.
 #[derive(Clone, Debug, PartialEq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one Step per decide call; boxing the Decision buys nothing"
+)]
 pub enum Step {
     Need(Need),
     Done(Decision),

@@ -49,7 +49,11 @@ pub fn config_checksum<'a>(data: impl IntoIterator<Item = (&'a str, &'a str)>) -
 
 /// Flagger's "has the target changed" rule: a target equal to the last promoted revision never
 /// starts an analysis; otherwise any difference from the last applied revision does.
-pub fn spec_changed(current: &str, last_applied: Option<&str>, last_promoted: Option<&str>) -> bool {
+pub fn spec_changed(
+    current: &str,
+    last_applied: Option<&str>,
+    last_promoted: Option<&str>,
+) -> bool {
     match last_applied {
         None | Some("") => true,
         Some(applied) => {

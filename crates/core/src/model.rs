@@ -226,10 +226,7 @@ pub enum Strategy {
         matches: Vec<AbMatch>,
     },
     /// All analysis on the canary without user traffic, then a full switch.
-    BlueGreen {
-        iterations: u32,
-        mirror: bool,
-    },
+    BlueGreen { iterations: u32, mirror: bool },
 }
 
 impl Strategy {
@@ -448,7 +445,9 @@ pub struct Analysis {
 impl Analysis {
     /// The hooks of one type, in declaration order.
     pub fn hooks(&self, hook_type: HookType) -> impl Iterator<Item = &Webhook> {
-        self.webhooks.iter().filter(move |h| h.hook_type == hook_type)
+        self.webhooks
+            .iter()
+            .filter(move |h| h.hook_type == hook_type)
     }
 }
 

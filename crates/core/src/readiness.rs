@@ -63,7 +63,9 @@ pub fn deployment(
     };
     let desired = deployment.spec.as_ref().and_then(|s| s.replicas);
     if progressing.and_then(|p| p.reason.as_deref()) == Some("ProgressDeadlineExceeded") {
-        return Readiness::Failed(wrap(format!("deployment {name:?} exceeded its progress deadline")));
+        return Readiness::Failed(wrap(format!(
+            "deployment {name:?} exceeded its progress deadline"
+        )));
     }
     if let Some(desired) = desired.filter(|d| updated < *d) {
         return waiting(format!(
@@ -104,7 +106,9 @@ pub fn daemonset(
     let name = daemonset.metadata.name.as_deref().unwrap_or_default();
     let generation = daemonset.metadata.generation.unwrap_or(0);
     let status = daemonset.status.clone().unwrap_or_default();
-    let outcome: Result<(), (bool, String)> = if generation <= status.observed_generation.unwrap_or(0) {
+    let outcome: Result<(), (bool, String)> = if generation
+        <= status.observed_generation.unwrap_or(0)
+    {
         let desired = status.desired_number_scheduled;
         let updated = status.updated_number_scheduled.unwrap_or(0);
         let available = status.number_available.unwrap_or(0);
@@ -115,15 +119,24 @@ pub fn daemonset(
         } else {
             let from = canary_last_transition.unwrap_or(now);
             if from + SignedDuration::from_secs(progress_deadline_secs) < now {
-                Err((false, format!("exceeded its progressDeadlineSeconds: {progress_deadline_secs}")))
+                Err((
+                    false,
+                    format!("exceeded its progressDeadlineSeconds: {progress_deadline_secs}"),
+                ))
             } else if new_pending {
-                Err((true, format!(
-                    "waiting for rollout to finish: {updated} out of {desired} new pods have been updated"
-                )))
+                Err((
+                    true,
+                    format!(
+                        "waiting for rollout to finish: {updated} out of {desired} new pods have been updated"
+                    ),
+                ))
             } else {
-                Err((true, format!(
-                    "waiting for rollout to finish: {available} of {desired} updated pods are available"
-                )))
+                Err((
+                    true,
+                    format!(
+                        "waiting for rollout to finish: {available} of {desired} updated pods are available"
+                    ),
+                ))
             }
         }
     } else {
@@ -167,7 +180,10 @@ mod tests {
             "spec": {"replicas": 2, "selector": {}, "template": {}},
             "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}
         }));
-        assert_eq!(deployment(&d, Role::Canary, "test", "podinfo", 100, 600, ts(0)), Readiness::Ready);
+        assert_eq!(
+            deployment(&d, Role::Canary, "test", "podinfo", 100, 600, ts(0)),
+            Readiness::Ready
+        );
     }
 
     #[test]
@@ -181,7 +197,9 @@ mod tests {
             deployment(&d, Role::Canary, "test", "podinfo", 100, 600, ts(0)),
             Readiness::Waiting("canary deployment podinfo.test not ready: waiting for rollout to finish: 0 of 1 (readyThreshold 100%) updated replicas are available".into())
         );
-        let d = dep(json!({"metadata": {"name": "podinfo-primary", "generation": 3}, "status": {"observedGeneration": 2}}));
+        let d = dep(
+            json!({"metadata": {"name": "podinfo-primary", "generation": 3}, "status": {"observedGeneration": 2}}),
+        );
         assert_eq!(
             deployment(&d, Role::Primary, "test", "podinfo", 100, 600, ts(0)),
             Readiness::Waiting("podinfo-primary.test not ready: waiting for rollout to finish: observed deployment generation less than desired generation".into())
@@ -200,9 +218,15 @@ mod tests {
               ]}
         }));
         let later = ts(1_700_000_000 + 3600);
-        assert!(matches!(deployment(&d, Role::Canary, "test", "podinfo", 100, 600, later), Readiness::Failed(_)));
+        assert!(matches!(
+            deployment(&d, Role::Canary, "test", "podinfo", 100, 600, later),
+            Readiness::Failed(_)
+        ));
         let soon = ts(1_699_999_300);
-        assert!(matches!(deployment(&d, Role::Canary, "test", "podinfo", 100, 600, soon), Readiness::Waiting(_)));
+        assert!(matches!(
+            deployment(&d, Role::Canary, "test", "podinfo", 100, 600, soon),
+            Readiness::Waiting(_)
+        ));
         let d = dep(json!({
             "metadata": {"name": "podinfo", "generation": 1},
             "status": {"observedGeneration": 1, "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}
@@ -222,9 +246,14 @@ mod tests {
         }));
         assert_eq!(
             deployment(&d, Role::Primary, "test", "podinfo", 100, 600, ts(0)),
-            Readiness::Waiting("halt podinfo.test advancement: primary deployment is scaled to zero".into())
+            Readiness::Waiting(
+                "halt podinfo.test advancement: primary deployment is scaled to zero".into()
+            )
         );
-        assert_eq!(deployment(&d, Role::Canary, "test", "podinfo", 100, 600, ts(0)), Readiness::Ready);
+        assert_eq!(
+            deployment(&d, Role::Canary, "test", "podinfo", 100, 600, ts(0)),
+            Readiness::Ready
+        );
     }
 
     #[test]
@@ -239,6 +268,9 @@ mod tests {
             daemonset(&ds, Role::Canary, "test", 600, Some(ts(0)), ts(10)),
             Readiness::Waiting("canary damonset podinfo-ds.test not ready with retryable true: waiting for rollout to finish: 1 of 3 updated pods are available".into())
         );
-        assert!(matches!(daemonset(&ds, Role::Canary, "test", 600, Some(ts(0)), ts(601)), Readiness::Failed(_)));
+        assert!(matches!(
+            daemonset(&ds, Role::Canary, "test", 600, Some(ts(0)), ts(601)),
+            Readiness::Failed(_)
+        ));
     }
 }

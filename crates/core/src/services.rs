@@ -52,7 +52,11 @@ pub fn discovered_ports(canary: &ValidatedCanary, pod: &PodSpec) -> Vec<ServiceP
                 continue;
             }
             ports.push(ServicePort {
-                name: Some(p.name.clone().unwrap_or_else(|| format!("tcp-{}-{i}", c.name))),
+                name: Some(
+                    p.name
+                        .clone()
+                        .unwrap_or_else(|| format!("tcp-{}-{i}", c.name)),
+                ),
                 protocol: Some("TCP".into()),
                 port: p.container_port,
                 target_port: Some(IntOrString::Int(p.container_port)),
@@ -86,8 +90,9 @@ pub fn desired_service(
     let mut labels: BTreeMap<String, String> =
         metadata.and_then(|m| m.labels.clone()).unwrap_or_default();
     labels.insert(label.to_string(), name.clone());
-    let mut annotations: BTreeMap<String, String> =
-        metadata.and_then(|m| m.annotations.clone()).unwrap_or_default();
+    let mut annotations: BTreeMap<String, String> = metadata
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default();
     for (k, v) in [FLUX_RECONCILE_DISABLED, HELM_DRIFT_DISABLED] {
         annotations.insert(k.to_string(), v.to_string());
     }
@@ -95,7 +100,11 @@ pub fn desired_service(
         name: Some(svc.port_name.clone().unwrap_or_else(|| "http".into())),
         protocol: Some("TCP".into()),
         port: svc.port,
-        target_port: Some(svc.target_port.clone().unwrap_or(IntOrString::Int(svc.port))),
+        target_port: Some(
+            svc.target_port
+                .clone()
+                .unwrap_or(IntOrString::Int(svc.port)),
+        ),
         app_protocol: svc.app_protocol.clone(),
         ..Default::default()
     }];
@@ -140,37 +149,68 @@ mod tests {
             }
         }))
         .expect("canary");
-        validate(&wire, &ValidationContext::default()).expect("valid").canary
+        validate(&wire, &ValidationContext::default())
+            .expect("valid")
+            .canary
     }
 
     #[test]
     fn three_services_with_flaggers_selectors_labels_and_annotations() {
         let c = canary(json!({"port": 9898, "apex": {"labels": {"tier": "web"}}}));
-        let apex = serde_json::to_value(desired_service(&c, ServiceRole::Apex, ("app", "podinfo"), &[])).expect("json");
+        let apex = serde_json::to_value(desired_service(
+            &c,
+            ServiceRole::Apex,
+            ("app", "podinfo"),
+            &[],
+        ))
+        .expect("json");
         assert_eq!(apex["metadata"]["name"], "podinfo");
         assert_eq!(apex["spec"]["selector"], json!({"app": "podinfo-primary"}));
-        assert_eq!(apex["metadata"]["labels"], json!({"app": "podinfo", "tier": "web"}));
+        assert_eq!(
+            apex["metadata"]["labels"],
+            json!({"app": "podinfo", "tier": "web"})
+        );
         assert_eq!(
             apex["metadata"]["annotations"],
             json!({"helm.toolkit.fluxcd.io/driftDetection": "disabled", "kustomize.toolkit.fluxcd.io/reconcile": "disabled"})
         );
-        assert_eq!(apex["spec"]["ports"], json!([{"name": "http", "port": 9898, "protocol": "TCP", "targetPort": 9898}]));
-        let canary_svc = serde_json::to_value(desired_service(&c, ServiceRole::Canary, ("app", "podinfo"), &[])).expect("json");
+        assert_eq!(
+            apex["spec"]["ports"],
+            json!([{"name": "http", "port": 9898, "protocol": "TCP", "targetPort": 9898}])
+        );
+        let canary_svc = serde_json::to_value(desired_service(
+            &c,
+            ServiceRole::Canary,
+            ("app", "podinfo"),
+            &[],
+        ))
+        .expect("json");
         assert_eq!(canary_svc["metadata"]["name"], "podinfo-canary");
         assert_eq!(canary_svc["spec"]["selector"], json!({"app": "podinfo"}));
-        assert_eq!(canary_svc["metadata"]["labels"], json!({"app": "podinfo-canary"}));
+        assert_eq!(
+            canary_svc["metadata"]["labels"],
+            json!({"app": "podinfo-canary"})
+        );
     }
 
     #[test]
     fn port_discovery_adds_container_ports_but_the_main_one_and_sidecars() {
-        let c = canary(json!({"port": 80, "targetPort": "http", "portDiscovery": true, "headless": true}));
+        let c = canary(
+            json!({"port": 80, "targetPort": "http", "portDiscovery": true, "headless": true}),
+        );
         let pod: PodSpec = serde_json::from_value(json!({"containers": [
             {"name": "app", "ports": [{"name": "http", "containerPort": 9898}, {"containerPort": 9797}, {"name": "grpc", "containerPort": 9999}]},
             {"name": "istio-proxy", "ports": [{"containerPort": 15090}]}
         ]}))
         .expect("pod");
         let extra = discovered_ports(&c, &pod);
-        let svc = serde_json::to_value(desired_service(&c, ServiceRole::Primary, ("app", "podinfo"), &extra)).expect("json");
+        let svc = serde_json::to_value(desired_service(
+            &c,
+            ServiceRole::Primary,
+            ("app", "podinfo"),
+            &extra,
+        ))
+        .expect("json");
         assert_eq!(svc["spec"]["clusterIP"], "None");
         assert_eq!(
             svc["spec"]["ports"],

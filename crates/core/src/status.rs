@@ -30,7 +30,10 @@ pub fn condition_for(phase: CanaryPhase, kind: &str) -> (&'static str, String) {
             "True",
             "Canary analysis completed successfully, promotion finished.".into(),
         ),
-        Failed => ("False", format!("Canary analysis failed, {kind} scaled to zero.")),
+        Failed => (
+            "False",
+            format!("Canary analysis failed, {kind} scaled to zero."),
+        ),
         Unknown | Initializing | Terminating | Terminated => (
             "Unknown",
             format!("New {kind} detected, starting initialization."),
@@ -214,7 +217,10 @@ mod tests {
         let s3 = w.finish().expect("written");
         let c3 = s3.conditions.expect("condition")[0].clone();
         assert_eq!(c3.status, "False");
-        assert_eq!(c3.message.as_deref(), Some("Canary analysis failed, Deployment scaled to zero."));
+        assert_eq!(
+            c3.message.as_deref(),
+            Some("Canary analysis failed, Deployment scaled to zero.")
+        );
         assert_eq!(c3.last_transition_time, Some(Time(t(30))));
     }
 

@@ -149,6 +149,9 @@ const SEVERITIES: &[&str] = &["info", "warn", "error"];
 const BUILTIN_METRICS: &[&str] = &["request-success-rate", "request-duration"];
 const KNATIVE_API_VERSION: &str = "serving.knative.dev/v1";
 
+/// (field path, (kind, name) when set, the only kind the CRD accepts).
+type RefCheck<'a> = (&'static str, Option<(&'a str, &'a str)>, &'static str);
+
 struct Checker<'a> {
     ctx: &'a ValidationContext,
     errors: Vec<Problem>,
@@ -193,16 +196,16 @@ impl Checker<'_> {
             }
             Some(s) => Duration::from_secs(u64::from(s.unsigned_abs())),
         };
-        if let Some(server) = spec.metrics_server.as_deref().filter(|s| !s.is_empty()) {
-            if let Err(why) = absolute_url(server) {
-                self.err(
-                    "spec.metricsServer",
-                    format!(
-                        "{server:?} {why}; write the Prometheus address, e.g. \
+        if let Some(server) = spec.metrics_server.as_deref().filter(|s| !s.is_empty())
+            && let Err(why) = absolute_url(server)
+        {
+            self.err(
+                "spec.metricsServer",
+                format!(
+                    "{server:?} {why}; write the Prometheus address, e.g. \
                          http://prometheus.monitoring:9090"
-                    ),
-                );
-            }
+                ),
+            );
         }
 
         let (provider, target, analysis) = (provider?, target?, analysis?);
@@ -382,8 +385,10 @@ impl Checker<'_> {
         let (mut min, mut max) = (None, None);
         if let Some(r) = &a.primary_scaler_replicas {
             let rp = format!("{p}.primaryScalerReplicas");
-            for (field, value) in [("minReplicas", r.min_replicas), ("maxReplicas", r.max_replicas)]
-            {
+            for (field, value) in [
+                ("minReplicas", r.min_replicas),
+                ("maxReplicas", r.max_replicas),
+            ] {
                 if let Some(v) = value.filter(|v| *v < 1) {
                     self.err(
                         format!("{rp}.{field}"),
@@ -391,16 +396,16 @@ impl Checker<'_> {
                     );
                 }
             }
-            if let (Some(lo), Some(hi)) = (r.min_replicas, r.max_replicas) {
-                if lo > hi {
-                    self.err(
-                        format!("{rp}.minReplicas"),
-                        format!(
-                            "minReplicas {lo} is above maxReplicas {hi}: the primary scaler \
+            if let (Some(lo), Some(hi)) = (r.min_replicas, r.max_replicas)
+                && lo > hi
+            {
+                self.err(
+                    format!("{rp}.minReplicas"),
+                    format!(
+                        "minReplicas {lo} is above maxReplicas {hi}: the primary scaler \
                              would be rejected; make minReplicas <= maxReplicas"
-                        ),
-                    );
-                }
+                    ),
+                );
             }
             (min, max) = (r.min_replicas, r.max_replicas);
         }
@@ -423,7 +428,7 @@ impl Checker<'_> {
     }
 
     fn references(&mut self, spec: &CanarySpec, provider: Option<Provider>) {
-        let kinds: [(&str, Option<(&str, &str)>, &str); 3] = [
+        let kinds: [RefCheck<'_>; 3] = [
             (
                 "spec.ingressRef",
                 spec.ingress_ref
@@ -480,18 +485,19 @@ impl Checker<'_> {
         }
         if let Some(u) = &spec.upstream_ref {
             let ns = u.namespace.as_deref().filter(|n| !n.is_empty());
-            if let Some(ns) = ns {
-                if self.ctx.no_cross_namespace_refs && ns != self.namespace {
-                    self.err(
-                        "spec.upstreamRef.namespace",
-                        format!(
-                            "can't access gloo upstream {}.{ns}, cross-namespace references are \
+            if let Some(ns) = ns
+                && self.ctx.no_cross_namespace_refs
+                && ns != self.namespace
+            {
+                self.err(
+                    "spec.upstreamRef.namespace",
+                    format!(
+                        "can't access gloo upstream {}.{ns}, cross-namespace references are \
                              blocked (-no-cross-namespace-refs); move the Upstream to namespace \
                              {} or drop the namespace",
-                            u.name, self.namespace
-                        ),
-                    );
-                }
+                        u.name, self.namespace
+                    ),
+                );
             }
         }
     }
@@ -535,17 +541,17 @@ impl Checker<'_> {
             ),
             _ => {}
         }
-        if let Some(td) = svc.traffic_distribution.as_deref() {
-            if !TRAFFIC_DISTRIBUTIONS.contains(&td) {
-                self.err(
-                    format!("{p}.trafficDistribution"),
-                    format!(
-                        "`{td}` is not accepted by Flagger's CRD (use {}).{}",
-                        list(TRAFFIC_DISTRIBUTIONS),
-                        did_you_mean(td, TRAFFIC_DISTRIBUTIONS)
-                    ),
-                );
-            }
+        if let Some(td) = svc.traffic_distribution.as_deref()
+            && !TRAFFIC_DISTRIBUTIONS.contains(&td)
+        {
+            self.err(
+                format!("{p}.trafficDistribution"),
+                format!(
+                    "`{td}` is not accepted by Flagger's CRD (use {}).{}",
+                    list(TRAFFIC_DISTRIBUTIONS),
+                    did_you_mean(td, TRAFFIC_DISTRIBUTIONS)
+                ),
+            );
         }
         let refs = svc.gateway_refs.as_deref().unwrap_or_default();
         if refs.len() > 32 {
@@ -579,8 +585,7 @@ impl Checker<'_> {
                      namespace: istio-ingress}]",
                 );
             }
-            if matches!(p_, Provider::AppMesh)
-                && svc.mesh_name.as_deref().is_none_or(str::is_empty)
+            if matches!(p_, Provider::AppMesh) && svc.mesh_name.as_deref().is_none_or(str::is_empty)
             {
                 self.err(
                     format!("{p}.meshName"),
@@ -1011,17 +1016,18 @@ impl Checker<'_> {
                 );
             }
         }
-        if prov == Provider::Kubernetes && a.iterations.is_none() {
-            if a.step_weight.is_some() || a.step_weights.is_some() {
-                self.warn(
-                    p,
-                    format!(
-                        "Progressive traffic is not supported when using the kubernetes \
+        if prov == Provider::Kubernetes
+            && a.iterations.is_none()
+            && (a.step_weight.is_some() || a.step_weights.is_some())
+        {
+            self.warn(
+                p,
+                format!(
+                    "Progressive traffic is not supported when using the kubernetes \
                          provider: Flagger runs blue/green with {KUBERNETES_FORCED_ITERATIONS} \
                          iterations instead; set iterations to choose the number"
-                    ),
-                );
-            }
+                ),
+            );
         }
         if mirror {
             if !prov.supports_mirroring() {
@@ -1092,18 +1098,18 @@ impl Checker<'_> {
             }
             Some(m) => i64::from(m),
         };
-        if let Some(ss) = s.same_site.as_deref() {
-            if !SAME_SITE.contains(&ss) {
-                self.err(
-                    format!("{p}.sameSite"),
-                    format!(
-                        "`{ss}` is not accepted by Flagger's CRD (use {}).{}",
-                        list(SAME_SITE),
-                        did_you_mean(ss, SAME_SITE)
-                    ),
-                );
-                ok = false;
-            }
+        if let Some(ss) = s.same_site.as_deref()
+            && !SAME_SITE.contains(&ss)
+        {
+            self.err(
+                format!("{p}.sameSite"),
+                format!(
+                    "`{ss}` is not accepted by Flagger's CRD (use {}).{}",
+                    list(SAME_SITE),
+                    did_you_mean(ss, SAME_SITE)
+                ),
+            );
+            ok = false;
         }
         if let Some(prov) = provider {
             if !prov.supports_session_affinity() {
@@ -1232,27 +1238,27 @@ impl Checker<'_> {
                 }
             },
         };
-        if let (Some(b), Some(src)) = (builtin, &source) {
-            if !matches!(src, MetricSource::Builtin(_)) {
-                self.warn(
-                    format!("{p}.name"),
-                    format!(
-                        "`{}` is a builtin check name: Flagger runs the builtin check as well as \
+        if let (Some(b), Some(src)) = (builtin, &source)
+            && !matches!(src, MetricSource::Builtin(_))
+        {
+            self.warn(
+                format!("{p}.name"),
+                format!(
+                    "`{}` is a builtin check name: Flagger runs the builtin check as well as \
                          the {}; rename the metric to run only the {}",
-                        b.name(),
-                        if matches!(src, MetricSource::Query(_)) {
-                            "query"
-                        } else {
-                            "template"
-                        },
-                        if matches!(src, MetricSource::Query(_)) {
-                            "query"
-                        } else {
-                            "template"
-                        },
-                    ),
-                );
-            }
+                    b.name(),
+                    if matches!(src, MetricSource::Query(_)) {
+                        "query"
+                    } else {
+                        "template"
+                    },
+                    if matches!(src, MetricSource::Query(_)) {
+                        "query"
+                    } else {
+                        "template"
+                    },
+                ),
+            );
         }
 
         let is_template = matches!(source, Some(MetricSource::Template { .. }));
@@ -1278,17 +1284,17 @@ impl Checker<'_> {
 
         let range = match &m.threshold_range {
             Some(r) => {
-                if let (Some(lo), Some(hi)) = (r.min, r.max) {
-                    if lo > hi {
-                        self.err(
-                            format!("{p}.thresholdRange"),
-                            format!(
-                                "min {lo} is above max {hi}: no value can pass, so every check \
+                if let (Some(lo), Some(hi)) = (r.min, r.max)
+                    && lo > hi
+                {
+                    self.err(
+                        format!("{p}.thresholdRange"),
+                        format!(
+                            "min {lo} is above max {hi}: no value can pass, so every check \
                                  fails; swap them"
-                            ),
-                        );
-                        ok = false;
-                    }
+                        ),
+                    );
+                    ok = false;
                 }
                 if r.min.is_none() && r.max.is_none() {
                     self.warn(
@@ -1540,9 +1546,7 @@ fn absolute_url(s: &str) -> Result<(), String> {
             "uses the scheme `{}`, but Flagger calls webhooks and Prometheus over http or https",
             u.scheme()
         )),
-        Ok(u) if u.host_str().is_none_or(str::is_empty) => {
-            Err("has no host".to_string())
-        }
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => Err("has no host".to_string()),
         Ok(_) => Ok(()),
         Err(url::ParseError::RelativeUrlWithoutBase) => {
             Err("is not an absolute URL (no scheme such as http://)".to_string())

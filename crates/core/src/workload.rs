@@ -54,7 +54,11 @@ impl LabelPolicy {
         let labels = selector.and_then(|s| s.match_labels.as_ref());
         self.selector_labels
             .iter()
-            .find_map(|k| labels.and_then(|l| l.get(k)).map(|v| (k.clone(), v.clone())))
+            .find_map(|k| {
+                labels
+                    .and_then(|l| l.get(k))
+                    .map(|v| (k.clone(), v.clone()))
+            })
             .ok_or_else(|| {
                 format!(
                     "{} {name}.{namespace} spec.selector.matchLabels must contain one of [{}]",
@@ -111,7 +115,11 @@ pub fn config_refs(spec: &PodSpec) -> Vec<ConfigRef> {
             add(ConfigKind::ConfigMap, &cm.name, cm.optional);
         }
         if let Some(s) = &volume.secret {
-            add(ConfigKind::Secret, s.secret_name.as_deref().unwrap_or_default(), s.optional);
+            add(
+                ConfigKind::Secret,
+                s.secret_name.as_deref().unwrap_or_default(),
+                s.optional,
+            );
         }
         if let Some(projected) = &volume.projected {
             for source in projected.sources.iter().flatten() {
@@ -124,7 +132,10 @@ pub fn config_refs(spec: &PodSpec) -> Vec<ConfigRef> {
             }
         }
     }
-    let containers = spec.containers.iter().chain(spec.init_containers.iter().flatten());
+    let containers = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
     for c in containers {
         for env in c.env.iter().flatten() {
             if let Some(from) = &env.value_from {
@@ -147,7 +158,11 @@ pub fn config_refs(spec: &PodSpec) -> Vec<ConfigRef> {
     }
     found
         .into_iter()
-        .map(|((kind, name), optional)| ConfigRef { kind, name, optional })
+        .map(|((kind, name), optional)| ConfigRef {
+            kind,
+            name,
+            optional,
+        })
         .collect()
 }
 
@@ -220,7 +235,11 @@ pub fn rewrite_affinity(spec: &mut PodSpec, selector_labels: &[String], target_n
     let rewrite = |selector: &mut LabelSelector| {
         for expr in selector.match_expressions.iter_mut().flatten() {
             if selector_labels.contains(&expr.key)
-                && let Some(v) = expr.values.iter_mut().flatten().find(|v| v.as_str() == target_name)
+                && let Some(v) = expr
+                    .values
+                    .iter_mut()
+                    .flatten()
+                    .find(|v| v.as_str() == target_name)
             {
                 v.push_str("-primary");
             }
@@ -236,13 +255,25 @@ pub fn rewrite_affinity(spec: &mut PodSpec, selector_labels: &[String], target_n
             rewrite(sel);
         }
     }
-    if let Some(anti) = spec.affinity.as_mut().and_then(|a| a.pod_anti_affinity.as_mut()) {
-        for w in anti.preferred_during_scheduling_ignored_during_execution.iter_mut().flatten() {
+    if let Some(anti) = spec
+        .affinity
+        .as_mut()
+        .and_then(|a| a.pod_anti_affinity.as_mut())
+    {
+        for w in anti
+            .preferred_during_scheduling_ignored_during_execution
+            .iter_mut()
+            .flatten()
+        {
             if let Some(sel) = w.pod_affinity_term.label_selector.as_mut() {
                 rewrite(sel);
             }
         }
-        for term in anti.required_during_scheduling_ignored_during_execution.iter_mut().flatten() {
+        for term in anti
+            .required_during_scheduling_ignored_during_execution
+            .iter_mut()
+            .flatten()
+        {
             if let Some(sel) = term.label_selector.as_mut() {
                 rewrite(sel);
             }
@@ -258,7 +289,10 @@ fn without_toolkit(map: Option<&BTreeMap<String, String>>) -> BTreeMap<String, S
         .collect()
 }
 
-fn filtered(map: Option<&BTreeMap<String, String>>, policy: &LabelPolicy) -> BTreeMap<String, String> {
+fn filtered(
+    map: Option<&BTreeMap<String, String>>,
+    policy: &LabelPolicy,
+) -> BTreeMap<String, String> {
     map.into_iter()
         .flatten()
         .filter(|(k, _)| policy.includes(k))
@@ -310,7 +344,10 @@ fn primary_template(
 fn primary_selector(inputs: &PrimaryInputs<'_>) -> LabelSelector {
     let (label, value) = inputs.selector;
     LabelSelector {
-        match_labels: Some(BTreeMap::from([(label.to_string(), format!("{value}-primary"))])),
+        match_labels: Some(BTreeMap::from([(
+            label.to_string(),
+            format!("{value}-primary"),
+        )])),
         ..Default::default()
     }
 }
@@ -360,7 +397,10 @@ pub fn promote_deployment(
     let mut labels = filtered(target.metadata.labels.as_ref(), inputs.policy);
     labels.insert(label.to_string(), format!("{value}-primary"));
     out.metadata.labels = Some(labels);
-    out.metadata.annotations = Some(filtered(target.metadata.annotations.as_ref(), inputs.policy));
+    out.metadata.annotations = Some(filtered(
+        target.metadata.annotations.as_ref(),
+        inputs.policy,
+    ));
     let spec = out.spec.get_or_insert_with(Default::default);
     spec.progress_deadline_seconds = tspec.progress_deadline_seconds;
     spec.min_ready_seconds = tspec.min_ready_seconds;
@@ -403,14 +443,23 @@ pub fn primary_daemonset(target: &DaemonSet, inputs: &PrimaryInputs<'_>) -> Daem
             revision_history_limit: spec.revision_history_limit,
             update_strategy: spec.update_strategy.clone(),
             selector: primary_selector(inputs),
-            template: primary_template(&without_scale_to_zero(&spec.template), inputs, &name, false),
+            template: primary_template(
+                &without_scale_to_zero(&spec.template),
+                inputs,
+                &name,
+                false,
+            ),
         }),
         status: None,
     }
 }
 
 /// The primary DaemonSet after promotion.
-pub fn promote_daemonset(target: &DaemonSet, primary: &DaemonSet, inputs: &PrimaryInputs<'_>) -> DaemonSet {
+pub fn promote_daemonset(
+    target: &DaemonSet,
+    primary: &DaemonSet,
+    inputs: &PrimaryInputs<'_>,
+) -> DaemonSet {
     let name = target.metadata.name.clone().unwrap_or_default();
     let tspec = target.spec.clone().unwrap_or_default();
     let mut out = primary.clone();
@@ -418,19 +467,31 @@ pub fn promote_daemonset(target: &DaemonSet, primary: &DaemonSet, inputs: &Prima
     let mut labels = filtered(target.metadata.labels.as_ref(), inputs.policy);
     labels.insert(label.to_string(), format!("{value}-primary"));
     out.metadata.labels = Some(labels);
-    out.metadata.annotations = Some(filtered(target.metadata.annotations.as_ref(), inputs.policy));
+    out.metadata.annotations = Some(filtered(
+        target.metadata.annotations.as_ref(),
+        inputs.policy,
+    ));
     let spec = out.spec.get_or_insert_with(Default::default);
     spec.min_ready_seconds = tspec.min_ready_seconds;
     spec.revision_history_limit = tspec.revision_history_limit;
     spec.update_strategy = tspec.update_strategy.clone();
-    spec.template = primary_template(&without_scale_to_zero(&tspec.template), inputs, &name, false);
+    spec.template = primary_template(
+        &without_scale_to_zero(&tspec.template),
+        inputs,
+        &name,
+        false,
+    );
     out.status = None;
     out
 }
 
 /// What the revision hash of a Deployment target covers: its pod template.
 pub fn deployment_hash_input(target: &Deployment) -> Value {
-    let template = target.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let template = target
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
     serde_json::to_value(template).unwrap_or(Value::Null)
 }
 
@@ -487,8 +548,16 @@ mod tests {
     #[test]
     fn finds_every_config_reference() {
         let t = target();
-        let refs = config_refs(t.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("spec"));
-        let names: Vec<_> = refs.iter().map(|r| (r.kind.key(), r.name.as_str(), r.optional)).collect();
+        let refs = config_refs(
+            t.spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .expect("spec"),
+        );
+        let names: Vec<_> = refs
+            .iter()
+            .map(|r| (r.kind.key(), r.name.as_str(), r.optional))
+            .collect();
         assert_eq!(
             names,
             vec![
@@ -502,34 +571,75 @@ mod tests {
 
     #[test]
     fn primary_deployment_follows_flaggers_copy_rules() {
-        let policy = LabelPolicy { include_prefixes: vec!["app.kubernetes.io".into()], ..Default::default() };
+        let policy = LabelPolicy {
+            include_prefixes: vec!["app.kubernetes.io".into()],
+            ..Default::default()
+        };
         let t = target();
         let sel = policy
-            .selector_label("Deployment", "podinfo", "test", t.spec.as_ref().map(|s| &s.selector))
+            .selector_label(
+                "Deployment",
+                "podinfo",
+                "test",
+                t.spec.as_ref().map(|s| &s.selector),
+            )
             .expect("selector label");
         assert_eq!(sel, ("app".to_string(), "podinfo".to_string()));
-        let tracked = BTreeSet::from([(ConfigKind::ConfigMap, "cfg".to_string()), (ConfigKind::Secret, "creds".to_string())]);
-        let inputs = PrimaryInputs { policy: &policy, selector: ("app", "podinfo"), tracked: &tracked, flagger_id: "uuid-1" };
+        let tracked = BTreeSet::from([
+            (ConfigKind::ConfigMap, "cfg".to_string()),
+            (ConfigKind::Secret, "creds".to_string()),
+        ]);
+        let inputs = PrimaryInputs {
+            policy: &policy,
+            selector: ("app", "podinfo"),
+            tracked: &tracked,
+            flagger_id: "uuid-1",
+        };
         let p = primary_deployment(&t, &inputs);
         let v = serde_json::to_value(&p).expect("json");
         assert_eq!(v["metadata"]["name"], "podinfo-primary");
-        assert_eq!(v["metadata"]["labels"], json!({"app": "podinfo-primary", "app.kubernetes.io/part-of": "demo"}));
+        assert_eq!(
+            v["metadata"]["labels"],
+            json!({"app": "podinfo-primary", "app.kubernetes.io/part-of": "demo"})
+        );
         assert_eq!(v["metadata"]["annotations"], json!({"team": "a"}));
         assert_eq!(v["spec"]["replicas"], 1);
         assert_eq!(v["spec"]["progressDeadlineSeconds"], 60);
-        assert_eq!(v["spec"]["selector"], json!({"matchLabels": {"app": "podinfo-primary"}}));
+        assert_eq!(
+            v["spec"]["selector"],
+            json!({"matchLabels": {"app": "podinfo-primary"}})
+        );
         let tpl = &v["spec"]["template"];
         assert_eq!(tpl["metadata"]["labels"], json!({"app": "podinfo-primary"}));
-        assert_eq!(tpl["metadata"]["annotations"], json!({"flagger-id": "uuid-1", "prometheus.io/scrape": "true"}));
-        let c = &tpl["spec"]["containers"][0];
-        assert_eq!(c["env"][0]["valueFrom"]["configMapKeyRef"]["name"], "cfg-primary");
-        assert_eq!(c["env"][1]["valueFrom"]["secretKeyRef"]["name"], "untracked");
-        assert_eq!(c["envFrom"][0]["secretRef"]["name"], "creds-primary");
-        assert_eq!(tpl["spec"]["initContainers"][0]["envFrom"][0]["configMapRef"]["name"], "init-cfg");
-        assert_eq!(tpl["spec"]["volumes"][0]["configMap"]["name"], "cfg-primary");
-        assert_eq!(tpl["spec"]["volumes"][1]["projected"]["sources"][0]["secret"]["name"], "creds-primary");
         assert_eq!(
-            tpl["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]["labelSelector"]["matchExpressions"][0]["values"],
+            tpl["metadata"]["annotations"],
+            json!({"flagger-id": "uuid-1", "prometheus.io/scrape": "true"})
+        );
+        let c = &tpl["spec"]["containers"][0];
+        assert_eq!(
+            c["env"][0]["valueFrom"]["configMapKeyRef"]["name"],
+            "cfg-primary"
+        );
+        assert_eq!(
+            c["env"][1]["valueFrom"]["secretKeyRef"]["name"],
+            "untracked"
+        );
+        assert_eq!(c["envFrom"][0]["secretRef"]["name"], "creds-primary");
+        assert_eq!(
+            tpl["spec"]["initContainers"][0]["envFrom"][0]["configMapRef"]["name"],
+            "init-cfg"
+        );
+        assert_eq!(
+            tpl["spec"]["volumes"][0]["configMap"]["name"],
+            "cfg-primary"
+        );
+        assert_eq!(
+            tpl["spec"]["volumes"][1]["projected"]["sources"][0]["secret"]["name"],
+            "creds-primary"
+        );
+        assert_eq!(
+            tpl["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                [0]["labelSelector"]["matchExpressions"][0]["values"],
             json!(["podinfo-primary"])
         );
     }
@@ -538,7 +648,12 @@ mod tests {
     fn promotion_filters_metadata_and_keeps_replicas_under_an_autoscaler() {
         let policy = LabelPolicy::default();
         let tracked = BTreeSet::new();
-        let inputs = PrimaryInputs { policy: &policy, selector: ("app", "podinfo"), tracked: &tracked, flagger_id: "uuid-2" };
+        let inputs = PrimaryInputs {
+            policy: &policy,
+            selector: ("app", "podinfo"),
+            tracked: &tracked,
+            flagger_id: "uuid-2",
+        };
         let mut t = target();
         let primary = primary_deployment(&t, &inputs);
         if let Some(s) = t.spec.as_mut() {
@@ -546,8 +661,15 @@ mod tests {
         }
         let promoted = promote_deployment(&t, &primary, &inputs, true);
         let v = serde_json::to_value(&promoted).expect("json");
-        assert_eq!(v["spec"]["replicas"], 1, "an autoscaler owns the primary's replicas");
-        assert_eq!(v["metadata"]["labels"], json!({"app": "podinfo-primary"}), "empty prefix list copies nothing");
+        assert_eq!(
+            v["spec"]["replicas"], 1,
+            "an autoscaler owns the primary's replicas"
+        );
+        assert_eq!(
+            v["metadata"]["labels"],
+            json!({"app": "podinfo-primary"}),
+            "empty prefix list copies nothing"
+        );
         assert_eq!(v["metadata"]["annotations"], json!({}));
         let promoted = promote_deployment(&t, &primary, &inputs, false);
         assert_eq!(promoted.spec.and_then(|s| s.replicas), Some(3));
@@ -556,8 +678,13 @@ mod tests {
     #[test]
     fn missing_selector_label_names_the_keys() {
         let policy = LabelPolicy::default();
-        let err = policy.selector_label("Deployment", "web", "prod", None).expect_err("no label");
-        assert_eq!(err, "deployment web.prod spec.selector.matchLabels must contain one of [app name app.kubernetes.io/name]");
+        let err = policy
+            .selector_label("Deployment", "web", "prod", None)
+            .expect_err("no label");
+        assert_eq!(
+            err,
+            "deployment web.prod spec.selector.matchLabels must contain one of [app name app.kubernetes.io/name]"
+        );
     }
 
     #[test]

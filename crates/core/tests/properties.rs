@@ -68,7 +68,14 @@ fn provider() -> impl Strategy<Value = &'static str> {
 
 /// Per-tick outcomes: (metric passes, rollout hook passes, gate approves).
 fn outcomes() -> impl Strategy<Value = Vec<(bool, bool, bool)>> {
-    proptest::collection::vec((prop::bool::weighted(0.8), prop::bool::weighted(0.9), prop::bool::weighted(0.7)), 60)
+    proptest::collection::vec(
+        (
+            prop::bool::weighted(0.8),
+            prop::bool::weighted(0.9),
+            prop::bool::weighted(0.7),
+        ),
+        60,
+    )
 }
 
 /// A world for a random spec, or `None` when the spec is one validation rejects (e.g. mirroring
@@ -187,4 +194,3 @@ proptest! {
         }
     }
 }
-

@@ -59,7 +59,10 @@ fn ticks_to_success(world: &mut World, max: usize) -> usize {
 fn seed001_canary_progression_timeline_ten_weights_then_promotion() {
     let mut w = World::new(canary(SEED001_PODINFO));
     w.initialize();
-    assert!(!w.target_replicas_up, "initialization scales the target to zero");
+    assert!(
+        !w.target_replicas_up,
+        "initialization scales the target to zero"
+    );
     w.clear_log();
 
     w.set_revision("v2");
@@ -79,19 +82,33 @@ fn seed001_canary_progression_timeline_ten_weights_then_promotion() {
     // 1 detection + 10 weight ticks + promote + route back + finish.
     assert_eq!(ticks, 14);
     let minutes = (ticks - 1) as u64 * w.canary.analysis.interval.as_secs() / 60;
-    assert_eq!(minutes, 13, "the seed says ~12 minutes; Flagger needs 13 after detection");
+    assert_eq!(
+        minutes, 13,
+        "the seed says ~12 minutes; Flagger needs 13 after detection"
+    );
     let messages = w.event_messages();
-    assert_eq!(messages[0], "New revision detected! Scaling up podinfo.test");
+    assert_eq!(
+        messages[0],
+        "New revision detected! Scaling up podinfo.test"
+    );
     assert_eq!(messages[1], "Starting canary analysis for podinfo.test");
-    assert!(messages.contains(&"Copying podinfo.test template spec to podinfo-primary.test".into()));
+    assert!(
+        messages.contains(&"Copying podinfo.test template spec to podinfo-primary.test".into())
+    );
     assert!(messages.contains(&"Routing all traffic to primary".into()));
-    assert_eq!(messages.last().map(String::as_str), Some("Promotion completed! Scaling down podinfo.test"));
+    assert_eq!(
+        messages.last().map(String::as_str),
+        Some("Promotion completed! Scaling down podinfo.test")
+    );
     assert_eq!(w.routes, Routes::PRIMARY);
     assert!(!w.target_replicas_up);
     assert_eq!(w.primary_revision, w.target.hash);
     assert_eq!(w.runs, vec![RunOutcome::Succeeded { skipped: false }]);
     assert_eq!(w.post_rollout_phases, vec![Succeeded]);
-    assert_eq!(w.status.last_promoted_spec.as_deref(), Some(w.target.hash.as_str()));
+    assert_eq!(
+        w.status.last_promoted_spec.as_deref(),
+        Some(w.target.hash.as_str())
+    );
 }
 
 const SEED001_ROLLBACK: &str = r#"
@@ -116,7 +133,10 @@ spec:
 
 /// A metric script over "analysis ticks" T1, T2, ... (ticks that evaluate metrics), from a
 /// table of (success rate, duration ms).
-fn scripted(table: &'static [(f64, f64)], count: Rc<Cell<usize>>) -> impl FnMut(&str, usize) -> MetricOutcome {
+fn scripted(
+    table: &'static [(f64, f64)],
+    count: Rc<Cell<usize>>,
+) -> impl FnMut(&str, usize) -> MetricOutcome {
     move |name, _| {
         if name == "request-success-rate" {
             count.set(count.get() + 1);
@@ -143,24 +163,45 @@ fn seed001_rollback_scenario_1_threshold_reached_rolls_back() {
         (94.0, 550.0),
     ];
     let evaluations = Rc::new(Cell::new(0));
-    let mut w = World::new(canary(SEED001_ROLLBACK)).with_metrics(scripted(TABLE, evaluations.clone()));
+    let mut w =
+        World::new(canary(SEED001_ROLLBACK)).with_metrics(scripted(TABLE, evaluations.clone()));
     w.initialize();
     w.set_revision("v2");
     w.run_until(&[Failed], 20);
 
-    assert_eq!(evaluations.get(), 6, "metrics run at T1..T6, not on the rollback tick");
+    assert_eq!(
+        evaluations.get(),
+        6,
+        "metrics run at T1..T6, not on the rollback tick"
+    );
     let warnings = w.warnings();
     let halts: Vec<_> = warnings.iter().filter(|m| m.starts_with("Halt")).collect();
     assert_eq!(halts.len(), 5);
-    assert_eq!(halts[0], "Halt myapp.test advancement success rate 98.00% < 99%");
-    assert!(warnings.contains(&"Rolling back myapp.test failed checks threshold reached 5".to_string()));
-    assert_eq!(warnings.last().map(String::as_str), Some("Canary failed! Scaling down myapp.test"));
+    assert_eq!(
+        halts[0],
+        "Halt myapp.test advancement success rate 98.00% < 99%"
+    );
+    assert!(
+        warnings.contains(&"Rolling back myapp.test failed checks threshold reached 5".to_string())
+    );
+    assert_eq!(
+        warnings.last().map(String::as_str),
+        Some("Canary failed! Scaling down myapp.test")
+    );
     assert_eq!(w.routes, Routes::PRIMARY);
     assert!(!w.target_replicas_up);
-    assert_eq!(w.status.failed_checks, Some(0), "Flagger resets failedChecks on Failed");
+    assert_eq!(
+        w.status.failed_checks,
+        Some(0),
+        "Flagger resets failedChecks on Failed"
+    );
     assert_eq!(w.runs, vec![RunOutcome::Failed]);
     assert_eq!(w.post_rollout_phases, vec![Failed]);
-    assert!(w.alerts.iter().any(|a| a.message == "Failed checks threshold reached 5"));
+    assert!(
+        w.alerts
+            .iter()
+            .any(|a| a.message == "Failed checks threshold reached 5")
+    );
 }
 
 /// Seed 001, "Rollback Scenarios", scenario 2 (intermittent failures): one failure at T2 never
@@ -169,20 +210,46 @@ fn seed001_rollback_scenario_1_threshold_reached_rolls_back() {
 /// and one promotes) the promotion is copied at T12.
 #[test]
 fn seed001_rollback_scenario_2_intermittent_failures_promote() {
-    const TABLE: &[(f64, f64)] = &[(99.5, 450.0), (98.0, 480.0), (99.2, 460.0), (99.8, 440.0), (99.5, 450.0)];
+    const TABLE: &[(f64, f64)] = &[
+        (99.5, 450.0),
+        (98.0, 480.0),
+        (99.2, 460.0),
+        (99.8, 440.0),
+        (99.5, 450.0),
+    ];
     let evaluations = Rc::new(Cell::new(0));
-    let mut w = World::new(canary(SEED001_ROLLBACK)).with_metrics(scripted(TABLE, evaluations.clone()));
+    let mut w =
+        World::new(canary(SEED001_ROLLBACK)).with_metrics(scripted(TABLE, evaluations.clone()));
     w.initialize();
     w.set_revision("v2");
     w.run_until(&[Promoting], 30);
-    assert_eq!(evaluations.get(), 12, "the promotion is decided on the 12th analysis tick");
-    assert_eq!(w.warnings().iter().filter(|m| m.starts_with("Halt")).count(), 1);
+    assert_eq!(
+        evaluations.get(),
+        12,
+        "the promotion is decided on the 12th analysis tick"
+    );
+    assert_eq!(
+        w.warnings()
+            .iter()
+            .filter(|m| m.starts_with("Halt"))
+            .count(),
+        1
+    );
     w.run_until(&[Succeeded], 5);
     assert_eq!(w.routes, Routes::PRIMARY);
     let its: Vec<_> = advances(&w);
-    assert_eq!(its.first().map(String::as_str), Some("Advance myapp.test canary iteration 1/10"));
-    assert_eq!(its.last().map(String::as_str), Some("Advance myapp.test canary iteration 10/10"));
-    assert!(w.event_messages().contains(&"Routing all traffic to canary".to_string()));
+    assert_eq!(
+        its.first().map(String::as_str),
+        Some("Advance myapp.test canary iteration 1/10")
+    );
+    assert_eq!(
+        its.last().map(String::as_str),
+        Some("Advance myapp.test canary iteration 10/10")
+    );
+    assert!(
+        w.event_messages()
+            .contains(&"Routing all traffic to canary".to_string())
+    );
 }
 
 fn rollout_speed(yaml_analysis: &str) -> String {
@@ -271,7 +338,10 @@ spec:
 fn seed003_ab_testing_iterates_with_matches_then_promotes() {
     let c = canary(SEED003_FRONTEND);
     match &c.analysis.strategy {
-        Strategy::AbTesting { iterations, matches } => {
+        Strategy::AbTesting {
+            iterations,
+            matches,
+        } => {
             assert_eq!(*iterations, 12);
             assert_eq!(matches.len(), 2);
             let ua = &matches[0].headers.as_ref().expect("headers")["user-agent"];
@@ -340,7 +410,8 @@ spec:
 fn seed004_blue_green_rolls_back_after_two_failed_checks() {
     const TABLE: &[(f64, f64)] = &[(100.0, 10.0), (100.0, 10.0), (69.17, 10.0), (61.39, 10.0)];
     let evaluations = Rc::new(Cell::new(0));
-    let mut w = World::new(canary(SEED004_BLUE_GREEN)).with_metrics(scripted(TABLE, evaluations.clone()));
+    let mut w =
+        World::new(canary(SEED004_BLUE_GREEN)).with_metrics(scripted(TABLE, evaluations.clone()));
     w.initialize();
     w.clear_log();
     w.set_revision("v2");
@@ -350,9 +421,15 @@ fn seed004_blue_green_rolls_back_after_two_failed_checks() {
         .events
         .iter()
         .filter(|e| {
-            ["Advance", "Halt", "Rolling back", "Canary failed", "New revision"]
-                .iter()
-                .any(|p| e.message.starts_with(p))
+            [
+                "Advance",
+                "Halt",
+                "Rolling back",
+                "Canary failed",
+                "New revision",
+            ]
+            .iter()
+            .any(|p| e.message.starts_with(p))
         })
         .map(|e| (e.event_type, e.message.clone()))
         .collect();
@@ -360,17 +437,44 @@ fn seed004_blue_green_rolls_back_after_two_failed_checks() {
     assert_eq!(
         relevant,
         vec![
-            (Normal, "New revision detected! Scaling up podinfo.test".to_string()),
-            (Normal, "Advance podinfo.test canary iteration 1/10".to_string()),
-            (Normal, "Advance podinfo.test canary iteration 2/10".to_string()),
-            (Normal, "Advance podinfo.test canary iteration 3/10".to_string()),
-            (Warning, "Halt podinfo.test advancement success rate 69.17% < 99%".to_string()),
-            (Warning, "Halt podinfo.test advancement success rate 61.39% < 99%".to_string()),
-            (Warning, "Rolling back podinfo.test failed checks threshold reached 2".to_string()),
-            (Warning, "Canary failed! Scaling down podinfo.test".to_string()),
+            (
+                Normal,
+                "New revision detected! Scaling up podinfo.test".to_string()
+            ),
+            (
+                Normal,
+                "Advance podinfo.test canary iteration 1/10".to_string()
+            ),
+            (
+                Normal,
+                "Advance podinfo.test canary iteration 2/10".to_string()
+            ),
+            (
+                Normal,
+                "Advance podinfo.test canary iteration 3/10".to_string()
+            ),
+            (
+                Warning,
+                "Halt podinfo.test advancement success rate 69.17% < 99%".to_string()
+            ),
+            (
+                Warning,
+                "Halt podinfo.test advancement success rate 61.39% < 99%".to_string()
+            ),
+            (
+                Warning,
+                "Rolling back podinfo.test failed checks threshold reached 2".to_string()
+            ),
+            (
+                Warning,
+                "Canary failed! Scaling down podinfo.test".to_string()
+            ),
         ]
     );
-    assert!(w.event_messages().contains(&"Pre-rollout check smoke-test passed".to_string()));
+    assert!(
+        w.event_messages()
+            .contains(&"Pre-rollout check smoke-test passed".to_string())
+    );
     assert_eq!(w.status.phase, Failed);
     assert!(!w.target_replicas_up);
 }
@@ -386,12 +490,19 @@ fn seed004_blue_green_promotes_after_ten_iterations() {
     let its = advances(&w);
     assert_eq!(its.len(), 10);
     assert_eq!(its[9], "Advance podinfo.test canary iteration 10/10");
-    assert!(!w.event_messages().iter().any(|m| m.contains("Routing all traffic")));
+    assert!(
+        !w.event_messages()
+            .iter()
+            .any(|m| m.contains("Routing all traffic"))
+    );
     assert_eq!(w.primary_revision, w.target.hash);
     // The kubernetes provider's "hooks" were called as written.
     assert!(w.needs.iter().flatten().any(|n| matches!(
         n,
-        flagger_core::Need::Hook { hook_type: HookType::Rollout, .. }
+        flagger_core::Need::Hook {
+            hook_type: HookType::Rollout,
+            ..
+        }
     )));
 }
 
@@ -409,5 +520,8 @@ fn seed001_phases_of_a_successful_run() {
             distinct.push(*p);
         }
     }
-    assert_eq!(distinct, vec![Progressing, Promoting, Finalising, Succeeded]);
+    assert_eq!(
+        distinct,
+        vec![Progressing, Promoting, Finalising, Succeeded]
+    );
 }

@@ -35,8 +35,8 @@ fn confirm_rollout_gate_holds_in_waiting_then_releases() {
     );
     let open = std::rc::Rc::new(std::cell::Cell::new(false));
     let o = open.clone();
-    let mut w = World::new(canary(&yaml("istio", &analysis, "")))
-        .with_hooks(move |ty, _, _| match ty {
+    let mut w =
+        World::new(canary(&yaml("istio", &analysis, ""))).with_hooks(move |ty, _, _| match ty {
             HookType::ConfirmRollout if !o.get() => Err("Forbidden".into()),
             _ => Ok(()),
         });
@@ -45,8 +45,14 @@ fn confirm_rollout_gate_holds_in_waiting_then_releases() {
     w.set_revision("v2");
     w.tick();
     assert_eq!(w.status.phase, Waiting);
-    assert!(!w.target_replicas_up, "the target is not scaled up while waiting");
-    assert_eq!(w.warnings(), vec!["Halt app.ns advancement waiting for approval approve"]);
+    assert!(
+        !w.target_replicas_up,
+        "the target is not scaled up while waiting"
+    );
+    assert_eq!(
+        w.warnings(),
+        vec!["Halt app.ns advancement waiting for approval approve"]
+    );
     assert_eq!(w.alerts.len(), 1);
     w.tick();
     assert_eq!(w.status.phase, Waiting);
@@ -55,7 +61,10 @@ fn confirm_rollout_gate_holds_in_waiting_then_releases() {
     w.tick();
     assert_eq!(w.status.phase, Progressing);
     assert!(w.target_replicas_up);
-    assert!(w.event_messages().contains(&"Confirm-rollout check approve passed".to_string()));
+    assert!(
+        w.event_messages()
+            .contains(&"Confirm-rollout check approve passed".to_string())
+    );
 }
 
 #[test]
@@ -65,23 +74,33 @@ fn confirm_promotion_gate_holds_analysis_in_waiting_promotion() {
     );
     let open = std::rc::Rc::new(std::cell::Cell::new(false));
     let o = open.clone();
-    let mut w = World::new(canary(&yaml("istio", &analysis, "")))
-        .with_hooks(move |ty, _, _| match ty {
+    let mut w =
+        World::new(canary(&yaml("istio", &analysis, ""))).with_hooks(move |ty, _, _| match ty {
             HookType::ConfirmPromotion if !o.get() => Err("Forbidden".into()),
             _ => Ok(()),
         });
     w.initialize();
     w.set_revision("v2");
     w.run_until(&[WaitingPromotion], 10);
-    assert_eq!(w.routes.canary, 40, "traffic stays on the canary at max weight");
-    assert_eq!(w.status.canary_weight, Some(0), "Flagger writes weight 0 in WaitingPromotion");
+    assert_eq!(
+        w.routes.canary, 40,
+        "traffic stays on the canary at max weight"
+    );
+    assert_eq!(
+        w.status.canary_weight,
+        Some(0),
+        "Flagger writes weight 0 in WaitingPromotion"
+    );
     for _ in 0..3 {
         w.tick();
         assert_eq!(w.status.phase, WaitingPromotion);
     }
     open.set(true);
     w.run_until(&[Succeeded], 5);
-    assert!(w.event_messages().contains(&"Confirm-promotion check promote passed".to_string()));
+    assert!(
+        w.event_messages()
+            .contains(&"Confirm-promotion check promote passed".to_string())
+    );
 }
 
 #[test]
@@ -89,11 +108,10 @@ fn confirm_traffic_increase_gate_holds_the_weight() {
     let analysis = format!(
         "{CANARY_20_40}    webhooks:\n    - name: more\n      type: confirm-traffic-increase\n      url: http://gate/\n"
     );
-    let mut w = World::new(canary(&yaml("istio", &analysis, "")))
-        .with_hooks(|ty, _, t| match ty {
-            HookType::ConfirmTrafficIncrease if t % 2 == 0 => Err("no".into()),
-            _ => Ok(()),
-        });
+    let mut w = World::new(canary(&yaml("istio", &analysis, ""))).with_hooks(|ty, _, t| match ty {
+        HookType::ConfirmTrafficIncrease if t % 2 == 0 => Err("no".into()),
+        _ => Ok(()),
+    });
     w.initialize();
     w.set_revision("v2");
     w.run_until(&[Promoting], 20);
@@ -103,7 +121,11 @@ fn confirm_traffic_increase_gate_holds_the_weight() {
         .filter(|m| m == "Halt app.ns advancement waiting for traffic increase approval more")
         .count();
     assert!(halts >= 1);
-    assert_eq!(w.status.failed_checks, Some(0), "a held gate is not a failed check");
+    assert_eq!(
+        w.status.failed_checks,
+        Some(0),
+        "a held gate is not a failed check"
+    );
 }
 
 #[test]
@@ -122,7 +144,12 @@ fn skip_analysis_promotes_in_one_tick_after_scale_up() {
         w.event_messages().last().map(String::as_str),
         Some("Promotion completed! Canary analysis was skipped for app.ns")
     );
-    assert!(w.needs.iter().flatten().all(|n| !matches!(n, flagger_core::Need::Metric { .. })));
+    assert!(
+        w.needs
+            .iter()
+            .flatten()
+            .all(|n| !matches!(n, flagger_core::Need::Metric { .. }))
+    );
 }
 
 #[test]
@@ -130,13 +157,20 @@ fn suspended_canary_does_nothing_but_say_so() {
     let mut w = World::new(canary(&yaml("istio", CANARY_20_40, "  suspend: true")));
     let d = w.tick();
     assert!(d.status.is_none());
-    assert_eq!(w.event_messages(), vec!["skipping canary run as object is suspended"]);
+    assert_eq!(
+        w.event_messages(),
+        vec!["skipping canary run as object is suspended"]
+    );
     assert_eq!(d.effects.len(), 1);
 }
 
 #[test]
 fn new_revision_mid_analysis_restarts_from_zero() {
-    let mut w = World::new(canary(&yaml("istio", "    threshold: 2\n    stepWeight: 10\n", "")));
+    let mut w = World::new(canary(&yaml(
+        "istio",
+        "    threshold: 2\n    stepWeight: 10\n",
+        "",
+    )));
     w.initialize();
     w.set_revision("v2");
     for _ in 0..4 {
@@ -148,7 +182,10 @@ fn new_revision_mid_analysis_restarts_from_zero() {
     assert_eq!(w.routes, Routes::PRIMARY);
     assert_eq!(w.status.phase, Progressing);
     assert_eq!(w.status.canary_weight, Some(0));
-    assert!(w.event_messages().contains(&"New revision detected! Restarting analysis for app.ns".to_string()));
+    assert!(
+        w.event_messages()
+            .contains(&"New revision detected! Restarting analysis for app.ns".to_string())
+    );
     w.run_until(&[Succeeded], 30);
     assert_eq!(w.primary_revision, w.target.hash);
 }
@@ -167,7 +204,10 @@ fn reverting_to_the_promoted_revision_does_not_start_a_run() {
     w.canary_ready = Box::new(|_| Readiness::Ready);
     w.set_revision("v1");
     w.tick();
-    assert_eq!(w.status.phase, Failed, "v1 is the promoted revision: no new run");
+    assert_eq!(
+        w.status.phase, Failed,
+        "v1 is the promoted revision: no new run"
+    );
     // Re-applying the failed revision does nothing either; a new one starts a run.
     w.set_revision("v2");
     w.tick();
@@ -183,18 +223,25 @@ fn primary_failing_during_promotion_leaves_traffic_on_the_canary() {
     w.initialize();
     w.set_revision("v2");
     w.run_until(&[Promoting], 10);
-    w.primary_ready = Box::new(|_| Readiness::Failed("deployment \"app-primary\" exceeded its progress deadline".into()));
+    w.primary_ready = Box::new(|_| {
+        Readiness::Failed("deployment \"app-primary\" exceeded its progress deadline".into())
+    });
     w.tick();
     assert_eq!(w.status.phase, Failed);
     assert_eq!(w.routes, Routes::CANARY);
     assert_eq!(w.status.canary_weight, Some(100));
     assert!(w.target_replicas_up, "the canary is not scaled down");
-    assert!(w.warnings().iter().any(|m| m.starts_with("Promotion of app.ns failed, primary not ready:")));
+    assert!(
+        w.warnings()
+            .iter()
+            .any(|m| m.starts_with("Promotion of app.ns failed, primary not ready:"))
+    );
 }
 
 #[test]
 fn step_weight_promotion_moves_traffic_back_in_steps() {
-    let analysis = "    threshold: 2\n    stepWeight: 50\n    maxWeight: 50\n    stepWeightPromotion: 20\n";
+    let analysis =
+        "    threshold: 2\n    stepWeight: 50\n    maxWeight: 50\n    stepWeightPromotion: 20\n";
     let mut w = World::new(canary(&yaml("istio", analysis, "")));
     w.initialize();
     w.set_revision("v2");
@@ -219,7 +266,14 @@ fn mirroring_mirrors_first_then_shifts() {
     w.set_revision("v2");
     w.tick(); // scale up
     w.tick(); // pre-rollout + mirror
-    assert_eq!(w.routes, Routes { primary: 100, canary: 0, mirrored: true });
+    assert_eq!(
+        w.routes,
+        Routes {
+            primary: 100,
+            canary: 0,
+            mirrored: true
+        }
+    );
     w.tick();
     assert_eq!(w.routes, Routes::weights(75, 25));
     w.run_until(&[Succeeded], 10);
@@ -236,29 +290,50 @@ fn status_written_by_flagger_is_adopted_without_a_new_run() {
     w.status.phase = Succeeded;
     w.clear_log();
     w.tick();
-    assert_eq!(w.status.phase, Succeeded, "no analysis for an unchanged target");
-    assert_eq!(w.status.last_applied_spec.as_deref(), Some(w.target.hash.as_str()));
-    assert_eq!(w.status.last_promoted_spec.as_deref(), Some(w.target.hash.as_str()));
+    assert_eq!(
+        w.status.phase, Succeeded,
+        "no analysis for an unchanged target"
+    );
+    assert_eq!(
+        w.status.last_applied_spec.as_deref(),
+        Some(w.target.hash.as_str())
+    );
+    assert_eq!(
+        w.status.last_promoted_spec.as_deref(),
+        Some(w.target.hash.as_str())
+    );
     assert!(w.event_messages()[0].starts_with("Adopted app.ns from a previous controller"));
     w.tick();
     assert_eq!(w.events.len(), 1, "adoption is announced once");
     w.set_revision("v2");
     w.tick();
-    assert_eq!(w.status.phase, Progressing, "a real change still starts a run");
+    assert_eq!(
+        w.status.phase, Progressing,
+        "a real change still starts a run"
+    );
 }
 
 #[test]
 fn kubernetes_provider_forces_blue_green_with_warnings() {
-    let mut w = World::new(canary(&yaml("kubernetes", "    threshold: 2\n    stepWeight: 10\n", "")));
+    let mut w = World::new(canary(&yaml(
+        "kubernetes",
+        "    threshold: 2\n    stepWeight: 10\n",
+        "",
+    )));
     w.initialize();
     w.set_revision("v2");
     w.tick();
     w.tick();
     w.tick();
     let warnings = w.warnings();
-    assert!(warnings.contains(&"Progressive traffic is not supported when using the kubernetes provider".to_string()));
+    assert!(warnings.contains(
+        &"Progressive traffic is not supported when using the kubernetes provider".to_string()
+    ));
     assert!(warnings.contains(&"Setting canaryAnalysis.iterations: 10".to_string()));
-    assert!(w.event_messages().contains(&"Advance app.ns canary iteration 2/10".to_string()));
+    assert!(
+        w.event_messages()
+            .contains(&"Advance app.ns canary iteration 2/10".to_string())
+    );
     assert!(w.events.iter().all(|e| e.event_type == EventType::Normal
         || e.message.contains("not supported")
         || e.message.starts_with("Setting")));
@@ -271,7 +346,9 @@ fn waiting_canary_readiness_counts_no_failed_check() {
     w.set_revision("v2");
     w.canary_ready = Box::new(|t| {
         if t < 8 {
-            Readiness::Waiting("canary deployment app.ns not ready: waiting for rollout to finish".into())
+            Readiness::Waiting(
+                "canary deployment app.ns not ready: waiting for rollout to finish".into(),
+            )
         } else {
             Readiness::Ready
         }
@@ -289,17 +366,19 @@ fn rollback_hook_rolls_back_immediately() {
     let analysis = format!(
         "{CANARY_20_40}    webhooks:\n    - name: panic-button\n      type: rollback\n      url: http://gate/\n"
     );
-    let mut w = World::new(canary(&yaml("istio", &analysis, "")))
-        .with_hooks(|ty, _, t| match ty {
-            HookType::Rollback if t >= 4 => Ok(()),
-            HookType::Rollback => Err("Forbidden".into()),
-            _ => Ok(()),
-        });
+    let mut w = World::new(canary(&yaml("istio", &analysis, ""))).with_hooks(|ty, _, t| match ty {
+        HookType::Rollback if t >= 4 => Ok(()),
+        HookType::Rollback => Err("Forbidden".into()),
+        _ => Ok(()),
+    });
     w.initialize();
     w.set_revision("v2");
     w.run_until(&[Failed], 10);
     let warnings = w.warnings();
     assert!(warnings.contains(&"Rollback check panic-button passed".to_string()));
     assert!(warnings.contains(&"Rolling back app.ns manual webhook invoked".to_string()));
-    assert!(w.event_messages().contains(&"Rollback hook panic-button not signaling a rollback".to_string()));
+    assert!(
+        w.event_messages()
+            .contains(&"Rollback hook panic-button not signaling a rollback".to_string())
+    );
 }

@@ -656,7 +656,11 @@ fn match_with_a_provider_that_ignores_it_is_a_warning() {
         "spec: {provider: linkerd, analysis: {stepWeight: null, maxWeight: null, iterations: 5, \
          match: [{headers: {x-canary: {exact: insider}}}]}}",
     );
-    assert!(has(&w, "spec.analysis.match", "the linkerd provider ignores match"));
+    assert!(has(
+        &w,
+        "spec.analysis.match",
+        "the linkerd provider ignores match"
+    ));
 }
 
 #[test]
@@ -665,7 +669,11 @@ fn match_with_the_kubernetes_provider_is_a_warning() {
         "spec: {provider: kubernetes, analysis: {stepWeight: null, maxWeight: null, iterations: 5, \
          match: [{headers: {x-canary: {exact: insider}}}]}}",
     );
-    assert!(has(&w, "spec.analysis.match", "A/B testing is not supported"));
+    assert!(has(
+        &w,
+        "spec.analysis.match",
+        "A/B testing is not supported"
+    ));
 }
 
 #[test]
@@ -673,7 +681,11 @@ fn short_intervals_are_raised_with_a_warning() {
     let c = canary("spec: {analysis: {interval: 5s}}");
     let v = validate(&c, &ValidationContext::default()).expect("valid");
     assert_eq!(v.canary.analysis.interval, Duration::from_secs(10));
-    assert!(has(&v.warnings, "spec.analysis.interval", "every 10s instead"));
+    assert!(has(
+        &v.warnings,
+        "spec.analysis.interval",
+        "every 10s instead"
+    ));
 }
 
 #[test]
@@ -688,7 +700,11 @@ fn builtin_name_with_a_template_warns() {
         "spec: {analysis: {metrics: [{name: request-success-rate, templateRef: {name: sr}, \
          thresholdRange: {min: 99}, interval: 1m}]}}",
     );
-    assert!(has(&w, "spec.analysis.metrics[0].name", "runs the builtin check as well"));
+    assert!(has(
+        &w,
+        "spec.analysis.metrics[0].name",
+        "runs the builtin check as well"
+    ));
 }
 
 #[test]
@@ -697,7 +713,11 @@ fn template_metric_without_interval_warns() {
         "spec: {analysis: {metrics: [{name: latency, templateRef: {name: latency}, \
          thresholdRange: {max: 500}}]}}",
     );
-    assert!(has(&w, "spec.analysis.metrics[0].interval", "renders empty"));
+    assert!(has(
+        &w,
+        "spec.analysis.metrics[0].interval",
+        "renders empty"
+    ));
 }
 
 #[test]
@@ -857,12 +877,18 @@ fn step_weights_set_the_promotion_point() {
             mirror: false
         }
     );
-    assert!(has(&v.warnings, "spec.analysis.maxWeight", "ignored with stepWeights"));
+    assert!(has(
+        &v.warnings,
+        "spec.analysis.maxWeight",
+        "ignored with stepWeights"
+    ));
 }
 
 #[test]
 fn iterations_choose_blue_green_or_ab_testing() {
-    let bg = canary("spec: {analysis: {stepWeight: null, maxWeight: null, iterations: 10, mirror: true}}");
+    let bg = canary(
+        "spec: {analysis: {stepWeight: null, maxWeight: null, iterations: 10, mirror: true}}",
+    );
     let v = validate(&bg, &ValidationContext::default()).expect("valid");
     assert_eq!(
         v.canary.analysis.strategy,

@@ -100,7 +100,13 @@ mod tests {
         assert_eq!(closest("istoi", PROVIDERS), vec!["istio"]);
         assert_eq!(closest("Linkerd", PROVIDERS), vec!["linkerd"]);
         assert!(closest("consul", PROVIDERS).is_empty());
-        assert_eq!(did_you_mean("linkred", PROVIDERS), " Did you mean `linkerd`?");
-        assert_eq!(closest("Canaries", &["Canary", "MetricTemplate"]), vec!["Canary"]);
+        assert_eq!(
+            did_you_mean("linkred", PROVIDERS),
+            " Did you mean `linkerd`?"
+        );
+        assert_eq!(
+            closest("Canaries", &["Canary", "MetricTemplate"]),
+            vec!["Canary"]
+        );
     }
 }

@@ -97,7 +97,10 @@ impl World {
         }
     }
 
-    pub fn with_hooks(mut self, f: impl FnMut(HookType, &str, usize) -> HookOutcome + 'static) -> Self {
+    pub fn with_hooks(
+        mut self,
+        f: impl FnMut(HookType, &str, usize) -> HookOutcome + 'static,
+    ) -> Self {
         self.hooks = Box::new(f);
         self
     }
@@ -129,8 +132,10 @@ impl World {
         self.needs.push(needs);
         self.phases.push(self.status.phase);
         self.weights.push(self.routes);
-        self.now = Timestamp::from_second(self.now.as_second() + self.canary.analysis.interval.as_secs() as i64)
-            .expect("timestamp");
+        self.now = Timestamp::from_second(
+            self.now.as_second() + self.canary.analysis.interval.as_secs() as i64,
+        )
+        .expect("timestamp");
         decision
     }
 
@@ -146,7 +151,9 @@ impl World {
                 })
             }
             Need::MetricProviders => obs.metric_providers = Some(Ok(())),
-            Need::Hook { hook_type, index, .. } => {
+            Need::Hook {
+                hook_type, index, ..
+            } => {
                 let name = self
                     .canary
                     .analysis
