@@ -48,7 +48,11 @@ pub struct LoadtesterArgs {
     pub gates_file: Option<PathBuf>,
     /// Require `Authorization: Bearer <token>` (or `?access_token=<token>`) on every endpoint
     /// but /healthz.
-    #[arg(long = "token", env = "FLAGGER_LOADTESTER_TOKEN", hide_env_values = true)]
+    #[arg(
+        long = "token",
+        env = "FLAGGER_LOADTESTER_TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
     /// Read the bearer token from this file (e.g. a mounted Secret).
     #[arg(long = "token-file", env = "FLAGGER_LOADTESTER_TOKEN_FILE")]
@@ -106,8 +110,14 @@ fn init_logging(level: &str, encoding: &str) {
         "error" | "fatal" | "panic" => "error",
         _ => "info",
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(level).with_writer(std::io::stderr);
-    let _ = if encoding == "console" { builder.try_init() } else { builder.json().try_init() };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(level)
+        .with_writer(std::io::stderr);
+    let _ = if encoding == "console" {
+        builder.try_init()
+    } else {
+        builder.json().try_init()
+    };
 }
 
 /// `flagger loadtester` entry point: `args` excludes the program and subcommand names.
@@ -116,7 +126,11 @@ pub fn loadtester_main(args: Vec<OsString>) -> ExitCode {
         Ok(a) => a,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     init_logging(&parsed.log_level, &parsed.zap_encoding);

@@ -31,7 +31,11 @@ pub struct CommandSpec {
 
 impl CommandSpec {
     pub fn new(program: impl Into<String>, args: Vec<String>) -> Self {
-        Self { program: program.into(), args, extra_path: None }
+        Self {
+            program: program.into(),
+            args,
+            extra_path: None,
+        }
     }
 }
 
@@ -62,11 +66,13 @@ impl Execution {
     pub fn failure_reason(&self) -> Option<String> {
         match &self.outcome {
             Outcome::Exited(s) if s.success() => None,
-            Outcome::Exited(s) => Some(match (s.code(), std::os::unix::process::ExitStatusExt::signal(s)) {
-                (Some(code), _) => format!("exit status {code}"),
-                (None, Some(sig)) => format!("signal: {}", signal_name(sig)),
-                (None, None) => "exited abnormally".into(),
-            }),
+            Outcome::Exited(s) => Some(
+                match (s.code(), std::os::unix::process::ExitStatusExt::signal(s)) {
+                    (Some(code), _) => format!("exit status {code}"),
+                    (None, Some(sig)) => format!("signal: {}", signal_name(sig)),
+                    (None, None) => "exited abnormally".into(),
+                },
+            ),
             Outcome::TimedOut(t) => Some(format!(
                 "signal: killed (timeout {} exceeded)",
                 crate::goflags::format_duration(*t)
@@ -94,16 +100,25 @@ pub struct ProcessGroups {
 
 impl ProcessGroups {
     fn insert(&self, pgid: i32) {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner).insert(pgid);
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(pgid);
     }
 
     fn remove(&self, pgid: i32) {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner).remove(&pgid);
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&pgid);
     }
 
     /// Number of commands running.
     pub fn len(&self) -> usize {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -112,8 +127,13 @@ impl ProcessGroups {
 
     /// SIGKILLs every running group (used on shutdown).
     pub fn kill_all(&self) {
-        let groups: Vec<i32> =
-            self.inner.lock().unwrap_or_else(PoisonError::into_inner).iter().copied().collect();
+        let groups: Vec<i32> = self
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .copied()
+            .collect();
         for pgid in groups {
             let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
         }
@@ -176,7 +196,10 @@ pub async fn run(spec: &CommandSpec, timeout: Duration, groups: &ProcessGroups) 
 
     // Wait for the exit without reaping, so the group id cannot be reused before we kill it.
     let exited = tokio::task::spawn_blocking(move || {
-        waitid(Id::Pid(Pid::from_raw(pgid)), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)
+        waitid(
+            Id::Pid(Pid::from_raw(pgid)),
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
+        )
     });
     let timed_out = tokio::time::timeout(timeout, exited).await.is_err();
     let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
@@ -193,7 +216,12 @@ pub async fn run(spec: &CommandSpec, timeout: Duration, groups: &ProcessGroups) 
             Err(e) => Outcome::SpawnFailed(format!("wait: {e}")),
         }
     };
-    Execution { outcome, output, pid: Some(pid), duration: started.elapsed() }
+    Execution {
+        outcome,
+        output,
+        pid: Some(pid),
+        duration: started.elapsed(),
+    }
 }
 
 fn drain(mut reader: std::io::PipeReader, into: &Mutex<Vec<u8>>) {
@@ -220,10 +248,16 @@ mod tests {
     pub(crate) fn live_group_members(pgid: i32) -> Vec<i32> {
         let mut found = Vec::new();
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
             // Fields after the parenthesised command name: state ppid pgrp ...
-            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+                continue;
+            };
             let fields: Vec<&str> = rest.split_whitespace().collect();
             if fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string() {
                 found.push(pid);
@@ -239,7 +273,10 @@ mod tests {
             if live.is_empty() {
                 return;
             }
-            assert!(Instant::now() < deadline, "processes left in group {pgid}: {live:?}");
+            assert!(
+                Instant::now() < deadline,
+                "processes left in group {pgid}: {live:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -251,7 +288,12 @@ mod tests {
     #[tokio::test]
     async fn captures_combined_output_and_status() {
         let groups = ProcessGroups::default();
-        let ex = run(&sh("echo out; echo err >&2; exit 3"), Duration::from_secs(10), &groups).await;
+        let ex = run(
+            &sh("echo out; echo err >&2; exit 3"),
+            Duration::from_secs(10),
+            &groups,
+        )
+        .await;
         assert_eq!(String::from_utf8_lossy(&ex.output), "out\nerr\n");
         assert_eq!(ex.failure_reason().as_deref(), Some("exit status 3"));
         assert!(groups.is_empty());
@@ -260,8 +302,12 @@ mod tests {
     #[tokio::test]
     async fn timeout_kills_the_group() {
         let groups = ProcessGroups::default();
-        let ex = run(&sh("sleep 30 & sleep 30; echo never"), Duration::from_millis(300), &groups)
-            .await;
+        let ex = run(
+            &sh("sleep 30 & sleep 30; echo never"),
+            Duration::from_millis(300),
+            &groups,
+        )
+        .await;
         assert!(matches!(ex.outcome, Outcome::TimedOut(_)));
         assert!(ex.duration < Duration::from_secs(5));
         assert_group_gone(ex.pid.unwrap() as i32).await;
@@ -270,8 +316,12 @@ mod tests {
     #[tokio::test]
     async fn leftovers_are_killed_after_a_normal_exit() {
         let groups = ProcessGroups::default();
-        let ex = run(&sh("sleep 30 >/dev/null 2>&1 & echo started"), Duration::from_secs(10), &groups)
-            .await;
+        let ex = run(
+            &sh("sleep 30 >/dev/null 2>&1 & echo started"),
+            Duration::from_secs(10),
+            &groups,
+        )
+        .await;
         assert!(ex.success());
         assert_group_gone(ex.pid.unwrap() as i32).await;
     }
@@ -279,8 +329,12 @@ mod tests {
     #[tokio::test]
     async fn missing_program_is_reported() {
         let groups = ProcessGroups::default();
-        let ex = run(&CommandSpec::new("/nonexistent/x", vec![]), Duration::from_secs(1), &groups)
-            .await;
+        let ex = run(
+            &CommandSpec::new("/nonexistent/x", vec![]),
+            Duration::from_secs(1),
+            &groups,
+        )
+        .await;
         assert!(!ex.success());
         assert!(ex.failure_reason().unwrap().contains("/nonexistent/x"));
     }

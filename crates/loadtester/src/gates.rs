@@ -44,11 +44,20 @@ type Key = (GateKind, String, String);
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
     #[error("cannot read the gate state file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the gate state file {path} is not valid: {source}")]
-    Parse { path: PathBuf, source: serde_json::Error },
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("cannot write the gate state file {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The gate store.
@@ -61,15 +70,21 @@ pub struct GateStore {
 impl GateStore {
     /// A store kept in memory only (Flagger's behaviour).
     pub fn in_memory() -> Self {
-        Self { gates: Mutex::new(BTreeMap::new()), path: None }
+        Self {
+            gates: Mutex::new(BTreeMap::new()),
+            path: None,
+        }
     }
 
     /// A store persisted to `path`, loaded from it when it exists.
     pub async fn persistent(path: PathBuf) -> Result<Self, GateError> {
         let gates = match tokio::fs::read(&path).await {
             Ok(bytes) => {
-                let state: StateFile = serde_json::from_slice(&bytes)
-                    .map_err(|source| GateError::Parse { path: path.clone(), source })?;
+                let state: StateFile =
+                    serde_json::from_slice(&bytes).map_err(|source| GateError::Parse {
+                        path: path.clone(),
+                        source,
+                    })?;
                 state
                     .gates
                     .into_iter()
@@ -79,7 +94,10 @@ impl GateStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(source) => return Err(GateError::Read { path, source }),
         };
-        Ok(Self { gates: Mutex::new(gates), path: Some(path) })
+        Ok(Self {
+            gates: Mutex::new(gates),
+            path: Some(path),
+        })
     }
 
     /// Whether the gate is open; unknown gates are closed.
@@ -105,15 +123,23 @@ impl GateStore {
             name: name.to_string(),
             namespace: namespace.to_string(),
             open,
-            updated_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            updated_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
         };
         gates.insert((kind, name.to_string(), namespace.to_string()), gate);
         if let Some(path) = &self.path {
-            let state = StateFile { version: 1, gates: gates.values().cloned().collect() };
+            let state = StateFile {
+                version: 1,
+                gates: gates.values().cloned().collect(),
+            };
             // The lock is held while writing so that files are written in the order of changes.
             write_atomically(path, &state)
                 .await
-                .map_err(|source| GateError::Write { path: path.clone(), source })?;
+                .map_err(|source| GateError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -131,7 +157,10 @@ async fn write_atomically(path: &Path, state: &StateFile) -> std::io::Result<()>
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
     let result = async {
         let mut f = tokio::fs::File::create(&tmp).await?;
@@ -160,10 +189,16 @@ mod tests {
     async fn unknown_gates_are_closed_and_transitions_work() {
         let store = GateStore::in_memory();
         assert!(!store.is_open(GateKind::Gate, "podinfo", "test").await);
-        store.set(GateKind::Gate, "podinfo", "test", true).await.unwrap();
+        store
+            .set(GateKind::Gate, "podinfo", "test", true)
+            .await
+            .unwrap();
         assert!(store.is_open(GateKind::Gate, "podinfo", "test").await);
         assert!(!store.is_open(GateKind::Rollback, "podinfo", "test").await);
-        store.set(GateKind::Gate, "podinfo", "test", false).await.unwrap();
+        store
+            .set(GateKind::Gate, "podinfo", "test", false)
+            .await
+            .unwrap();
         assert!(!store.is_open(GateKind::Gate, "podinfo", "test").await);
         assert_eq!(store.list().await.len(), 1);
     }
@@ -183,10 +218,17 @@ mod tests {
         assert!(again.is_open(GateKind::Rollback, "a", "b").await);
         assert!(!again.is_open(GateKind::Gate, "a", "b").await);
         // No temporary file is left behind.
-        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(names.len(), 1, "{names:?}");
         std::fs::write(&path, b"{not json").unwrap();
-        assert!(matches!(GateStore::persistent(path).await, Err(GateError::Parse { .. })));
+        assert!(matches!(
+            GateStore::persistent(path).await,
+            Err(GateError::Parse { .. })
+        ));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -10,7 +10,10 @@ use std::time::Duration;
 /// Like Go's `flag` package, parsing stops at `--` or at the first positional argument: whatever
 /// follows is passed through untouched. The value of a flag given as a separate argument (`-d
 /// -x`) is never rewritten; `is_bool` tells which flags take no value.
-pub fn normalize(args: impl IntoIterator<Item = OsString>, is_bool: impl Fn(&str) -> bool) -> Vec<OsString> {
+pub fn normalize(
+    args: impl IntoIterator<Item = OsString>,
+    is_bool: impl Fn(&str) -> bool,
+) -> Vec<OsString> {
     let mut out = Vec::new();
     let mut iter = args.into_iter();
     while let Some(arg) = iter.next() {
@@ -32,10 +35,12 @@ pub fn normalize(args: impl IntoIterator<Item = OsString>, is_bool: impl Fn(&str
         } else {
             out.push(OsString::from(format!("-{s}")));
         }
-        if !has_value && !is_bool(name) && !matches!(name, "h" | "help") {
-            if let Some(value) = iter.next() {
-                out.push(value);
-            }
+        if !has_value
+            && !is_bool(name)
+            && !matches!(name, "h" | "help")
+            && let Some(value) = iter.next()
+        {
+            out.push(value);
         }
     }
     out
@@ -150,16 +155,46 @@ mod tests {
     #[test]
     fn single_dash_long_flags_become_double_dash() {
         assert_eq!(
-            norm(&["-port=9090", "-timeout", "1h", "--log-level=info", "-n", "5"]),
-            ["--port=9090", "--timeout", "1h", "--log-level=info", "-n", "5"]
+            norm(&[
+                "-port=9090",
+                "-timeout",
+                "1h",
+                "--log-level=info",
+                "-n",
+                "5"
+            ]),
+            [
+                "--port=9090",
+                "--timeout",
+                "1h",
+                "--log-level=info",
+                "-n",
+                "5"
+            ]
         );
     }
 
     #[test]
     fn values_and_positionals_are_untouched() {
         assert_eq!(
-            norm(&["-d", "-body-", "-disable-keepalive", "-H", "-x", "http://a/-b", "-z=1s"]),
-            ["-d", "-body-", "--disable-keepalive", "-H", "-x", "http://a/-b", "-z=1s"]
+            norm(&[
+                "-d",
+                "-body-",
+                "-disable-keepalive",
+                "-H",
+                "-x",
+                "http://a/-b",
+                "-z=1s"
+            ]),
+            [
+                "-d",
+                "-body-",
+                "--disable-keepalive",
+                "-H",
+                "-x",
+                "http://a/-b",
+                "-z=1s"
+            ]
         );
         assert_eq!(norm(&["--", "-port"]), ["--", "-port"]);
     }

@@ -74,37 +74,72 @@ impl Metrics {
             durations.clone(),
         );
         let running = Family::<TypeLabels, Gauge>::default();
-        registry.register("tasks_running", "Tasks running now, by type", running.clone());
+        registry.register(
+            "tasks_running",
+            "Tasks running now, by type",
+            running.clone(),
+        );
         let gate_changes = Family::<GateLabels, Counter>::default();
-        registry.register("gate_changes", "Gate opens and closes", gate_changes.clone());
+        registry.register(
+            "gate_changes",
+            "Gate opens and closes",
+            gate_changes.clone(),
+        );
         let rejected = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "requests_rejected",
             "Requests refused, by reason (bad_request, unauthorized, forbidden)",
             rejected.clone(),
         );
-        Self { registry, tasks, durations, running, gate_changes, rejected }
+        Self {
+            registry,
+            tasks,
+            durations,
+            running,
+            gate_changes,
+            rejected,
+        }
     }
 
     pub fn task_done(&self, task_type: &str, result: TaskResult, seconds: Option<f64>) {
-        self.tasks.get_or_create(&TaskLabels { r#type: task_type.into(), result }).inc();
+        self.tasks
+            .get_or_create(&TaskLabels {
+                r#type: task_type.into(),
+                result,
+            })
+            .inc();
         if let Some(s) = seconds {
-            self.durations.get_or_create(&TypeLabels { r#type: task_type.into() }).observe(s);
+            self.durations
+                .get_or_create(&TypeLabels {
+                    r#type: task_type.into(),
+                })
+                .observe(s);
         }
     }
 
     pub fn running(&self, task_type: &str) -> Gauge {
-        self.running.get_or_create(&TypeLabels { r#type: task_type.into() }).clone()
+        self.running
+            .get_or_create(&TypeLabels {
+                r#type: task_type.into(),
+            })
+            .clone()
     }
 
     pub fn gate_changed(&self, kind: &str, action: &str) {
         self.gate_changes
-            .get_or_create(&GateLabels { kind: kind.into(), action: action.into() })
+            .get_or_create(&GateLabels {
+                kind: kind.into(),
+                action: action.into(),
+            })
             .inc();
     }
 
     pub fn rejected(&self, reason: &str) {
-        self.rejected.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
+        self.rejected
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
     }
 
     /// The OpenMetrics text exposition.

@@ -79,13 +79,22 @@ pub struct Payload {
 /// Builds the state and the router.
 pub async fn build(config: Config) -> anyhow::Result<(Router, Arc<AppState>)> {
     let metrics = Arc::new(Metrics::new());
+    for t in SUPPORTED_TYPES {
+        // Expose the gauges from the start, at 0.
+        metrics.running(t);
+    }
     let hey_dir = tasks::provide_builtin_hey(config.hey_exe.clone(), config.prefer_builtin_hey);
     let tasks = Arc::new(TaskRunner::new(config.timeout, hey_dir, metrics.clone()));
     let gates = match &config.gates_file {
         Some(path) => GateStore::persistent(path.clone()).await?,
         None => GateStore::in_memory(),
     };
-    let state = Arc::new(AppState { config, tasks, gates, metrics });
+    let state = Arc::new(AppState {
+        config,
+        tasks,
+        gates,
+        metrics,
+    });
     Ok((router(state.clone()), state))
 }
 
@@ -96,7 +105,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", any(|| async { "OK" }))
         .route("/metrics", any(metrics))
         .route("/gate/approve", any(|| async { "OK" }))
-        .route("/gate/halt", any(|| async { (StatusCode::FORBIDDEN, "Forbidden") }))
+        .route(
+            "/gate/halt",
+            any(|| async { (StatusCode::FORBIDDEN, "Forbidden") }),
+        )
         .route("/gate/check", any(gate_check))
         .route("/gate/open", any(gate_open))
         .route("/gate/close", any(gate_close))
@@ -153,13 +165,20 @@ pub async fn spawn(config: Config, addr: &str) -> anyhow::Result<RunningServer> 
             })
             .await
     });
-    Ok(RunningServer { addr, state, shutdown: Some(tx), join })
+    Ok(RunningServer {
+        addr,
+        state,
+        shutdown: Some(tx),
+        join,
+    })
 }
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response {
     let mut resp = (status, body.into()).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
@@ -174,12 +193,17 @@ async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Ne
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     // RFC 6750 2.3: the token may be sent as the `access_token` query parameter, which lets a
     // Flagger webhook URL carry it (Flagger's webhooks cannot set headers).
     let from_query = req.uri().query().and_then(|q| {
-        q.split('&').find_map(|kv| kv.strip_prefix("access_token=")).map(str::to_string)
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("access_token="))
+            .map(str::to_string)
     });
     let ok = from_header.is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
         || from_query.is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()));
@@ -191,7 +215,8 @@ async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Ne
         StatusCode::UNAUTHORIZED,
         "Unauthorized: a valid bearer token is required (Authorization: Bearer <token>)",
     );
-    resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     resp
 }
 
@@ -203,11 +228,18 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Parses the payload and applies the namespace allow-list.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the HTTP response itself, returned straight to axum"
+)]
 fn parse_payload(state: &AppState, body: &[u8]) -> Result<Payload, Response> {
     let payload: Payload = serde_json::from_slice(body).map_err(|e| {
         tracing::error!("decoding the request body failed: {e}");
         state.metrics.rejected("bad_request");
-        text(StatusCode::BAD_REQUEST, format!("decoding the request body failed: {e}"))
+        text(
+            StatusCode::BAD_REQUEST,
+            format!("decoding the request body failed: {e}"),
+        )
     })?;
     if let Some(re) = &state.config.namespace_regexp
         && !re.is_match(&payload.namespace)
@@ -241,7 +273,11 @@ async fn check(state: &AppState, kind: GateKind, body: &[u8]) -> Response {
         Err(r) => return r,
     };
     let approved = state.gates.is_open(kind, &p.name, &p.namespace).await;
-    tracing::info!("{}.{} {kind:?} check: approved {approved}", p.name, p.namespace);
+    tracing::info!(
+        "{}.{} {kind:?} check: approved {approved}",
+        p.name,
+        p.namespace
+    );
     if approved {
         text(StatusCode::OK, "Approved")
     } else {
@@ -307,7 +343,10 @@ async fn new_task(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     };
     let canary = format!("{}.{}", payload.name, payload.namespace);
     let task_type = metadata.get("type").map_or(DEFAULT_TYPE, String::as_str);
-    let return_output = metadata.get("returnCmdOutput").and_then(|v| parse_bool(v)).unwrap_or(false);
+    let return_output = metadata
+        .get("returnCmdOutput")
+        .and_then(|v| parse_bool(v))
+        .unwrap_or(false);
     let cmd = metadata.get("cmd");
 
     if task_type == DEFAULT_TYPE {
@@ -315,7 +354,10 @@ async fn new_task(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             state.metrics.rejected("bad_request");
             return text(StatusCode::BAD_REQUEST, "cmd not found in metadata");
         };
-        let log_output = metadata.get("logCmdOutput").and_then(|v| parse_bool(v)).unwrap_or(false);
+        let log_output = metadata
+            .get("logCmdOutput")
+            .and_then(|v| parse_bool(v))
+            .unwrap_or(false);
         state.tasks.submit(&canary, cmd, log_output);
         return StatusCode::ACCEPTED.into_response();
     }
@@ -325,7 +367,10 @@ async fn new_task(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         state.metrics.rejected("bad_request");
         return text(
             StatusCode::BAD_REQUEST,
-            format!("unknown task type {task_type} (supported: {})", SUPPORTED_TYPES.join(", ")),
+            format!(
+                "unknown task type {task_type} (supported: {})",
+                SUPPORTED_TYPES.join(", ")
+            ),
         );
     };
     tracing::info!(canary, "{task_type} command {cmd}");
@@ -335,7 +380,10 @@ async fn new_task(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         None => StatusCode::OK.into_response(),
         Some(reason) => text(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("command {cmd} failed: {}: {reason}", String::from_utf8_lossy(&ex.output)),
+            format!(
+                "command {cmd} failed: {}: {reason}",
+                String::from_utf8_lossy(&ex.output)
+            ),
         ),
     }
 }

@@ -59,12 +59,19 @@ impl TaskRunner {
 
     /// Number of asynchronous tasks running.
     pub fn async_running(&self) -> usize {
-        self.running.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// The command line for a task type, or `None` for an unknown type.
     pub fn spec_for(&self, task_type: &str, cmd: &str) -> Option<CommandSpec> {
-        let fields = || cmd.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        let fields = || {
+            cmd.split_whitespace()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
         let mut spec = match task_type {
             "cmd" => CommandSpec::new("sh", vec!["-c".into(), cmd.into()]),
             "bash" => CommandSpec::new("bash", vec!["-c".into(), cmd.into()]),
@@ -90,7 +97,8 @@ impl TaskRunner {
             let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
             if !running.insert(key.clone()) {
                 tracing::info!(canary, "command skipped {cmd} is already running");
-                self.metrics.task_done(DEFAULT_TYPE, TaskResult::skipped, None);
+                self.metrics
+                    .task_done(DEFAULT_TYPE, TaskResult::skipped, None);
                 return Submitted::AlreadyRunning;
             }
         }
@@ -116,14 +124,22 @@ impl TaskRunner {
                     String::from_utf8_lossy(&ex.output)
                 ),
             }
-            this.running.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
+            this.running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&key);
         });
         Submitted::Started
     }
 
     /// Runs a blocking task to completion. The command runs in its own tokio task, so a client
     /// that hangs up does not stop it (it still ends at the timeout).
-    pub async fn run_blocking(self: &Arc<Self>, canary: &str, task_type: &str, spec: CommandSpec) -> Execution {
+    pub async fn run_blocking(
+        self: &Arc<Self>,
+        canary: &str,
+        task_type: &str,
+        spec: CommandSpec,
+    ) -> Execution {
         let this = self.clone();
         let task_type_owned = task_type.to_string();
         let handle = tokio::spawn(async move { this.execute(&task_type_owned, &spec).await });
@@ -139,7 +155,9 @@ impl TaskRunner {
         let out = String::from_utf8_lossy(&ex.output);
         match ex.failure_reason() {
             None => tracing::info!(canary, task_type, "command finished, output: {out}"),
-            Some(reason) => tracing::error!(canary, task_type, "command failed: {reason}, output: {out}"),
+            Some(reason) => {
+                tracing::error!(canary, task_type, "command failed: {reason}, output: {out}")
+            }
         }
         ex
     }
@@ -154,14 +172,17 @@ impl TaskRunner {
             (Outcome::TimedOut(_), _) => TaskResult::timeout,
             _ => TaskResult::failure,
         };
-        self.metrics.task_done(task_type, result, Some(ex.duration.as_secs_f64()));
+        self.metrics
+            .task_done(task_type, result, Some(ex.duration.as_secs_f64()));
         ex
     }
 }
 
 /// Whether `program` is an executable file in one of `PATH`'s directories.
 pub fn on_path(program: &str) -> bool {
-    let Some(path) = std::env::var_os("PATH") else { return false };
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
     std::env::split_paths(&path).any(|dir| is_executable(&dir.join(program)))
 }
 

@@ -1,18 +1,16 @@
-//! The HTTP/1.1 client of the built-in hey: one connection per worker (reused unless keep-alive is
-//! disabled), optional TLS (certificates are not verified, as in hey) and HTTP proxies.
+//! The HTTP/1.1 client of the built-in hey. Each worker owns one connection (reused unless
+//! keep-alive is disabled) and sends the same pre-serialised request on it again and again, then
+//! parses the response with `httparse` (Content-Length, chunked, or read-to-close bodies; 1xx
+//! responses skipped). TLS uses rustls without certificate verification, as hey does; HTTP
+//! proxies get absolute-form requests, or a CONNECT tunnel for https.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::{HeaderMap, Method, Request, Uri};
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -28,11 +26,13 @@ pub struct Target {
     pub port: u16,
     /// `host[:port]` for the Host header and CONNECT.
     pub authority: String,
-    /// Request target sent on the wire: origin-form, or absolute-form through a plain proxy.
-    pub request_uri: Uri,
-    pub method: Method,
-    pub headers: HeaderMap,
-    pub body: Bytes,
+    /// The method, for error messages and to know that HEAD responses have no body.
+    pub method: String,
+    /// The whole request (head and body) as sent on the wire.
+    pub request: Bytes,
+    /// Whether the request may be sent again after a failure on a reused connection (Go:
+    /// GET, HEAD, OPTIONS and TRACE).
+    pub replayable: bool,
     pub keepalive: bool,
     pub proxy: Option<Proxy>,
     pub tls: Option<Arc<rustls::ClientConfig>>,
@@ -47,84 +47,57 @@ pub struct Proxy {
     pub auth: Option<String>,
 }
 
-fn clock_ns() -> u64 {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
-}
-
 enum Stream {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
-/// A stream that remembers when it last wrote, to split "req write" from "resp wait".
-struct Timed {
-    inner: Stream,
-    last_write: Arc<AtomicU64>,
-}
-
-impl AsyncRead for Timed {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match &mut self.inner {
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
 
-impl AsyncWrite for Timed {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let r = match &mut self.inner {
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        };
-        if matches!(r, Poll::Ready(Ok(_))) {
-            self.last_write.store(clock_ns(), Ordering::Relaxed);
-        }
-        r
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let r = match &mut self.inner {
-            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        };
-        if matches!(r, Poll::Ready(Ok(_))) {
-            self.last_write.store(clock_ns(), Ordering::Relaxed);
-        }
-        r
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match &self.inner {
-            Stream::Plain(s) => s.is_write_vectored(),
-            Stream::Tls(s) => s.is_write_vectored(),
         }
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.inner {
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.inner {
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
 
-/// An open connection.
+/// An open connection and its read buffer.
 pub struct Conn {
-    sender: SendRequest<Full<Bytes>>,
-    last_write: Arc<AtomicU64>,
+    stream: Stream,
+    buf: Vec<u8>,
+    /// Start of the unread bytes in `buf`.
+    pos: usize,
 }
 
 /// Connection timings.
@@ -132,6 +105,248 @@ pub struct Conn {
 struct Dial {
     dns_ns: u64,
     conn_ns: u64,
+}
+
+/// One response, as far as hey cares.
+struct Exchanged {
+    written: Instant,
+    headers: Instant,
+    status: u16,
+    bytes: u64,
+    keepalive: bool,
+}
+
+/// A failed exchange. `before_response` is set when nothing of the response was received, so
+/// that, on a reused connection, the server most likely closed it while idle.
+struct Failure {
+    msg: String,
+    before_response: bool,
+}
+
+impl Failure {
+    fn before_response(msg: String) -> Self {
+        Self {
+            msg,
+            before_response: true,
+        }
+    }
+
+    fn after(msg: String) -> Self {
+        Self {
+            msg,
+            before_response: false,
+        }
+    }
+}
+
+const READ_CHUNK: usize = 16 * 1024;
+const MAX_HEAD: usize = 64 * 1024;
+
+impl Conn {
+    fn unread(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+    }
+
+    /// Reads more bytes; `Ok(false)` on EOF.
+    async fn fill(&mut self) -> io::Result<bool> {
+        if self.pos > 0 && self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos > READ_CHUNK {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.buf.reserve(READ_CHUNK);
+        let n = self.stream.read_buf(&mut self.buf).await?;
+        Ok(n > 0)
+    }
+
+    async fn exchange(&mut self, request: &[u8], head: bool) -> Result<Exchanged, Failure> {
+        self.stream
+            .write_all(request)
+            .await
+            .map_err(|e| Failure::before_response(format!("write: {}", io_text(&e))))?;
+        if matches!(self.stream, Stream::Tls(_)) {
+            self.stream
+                .flush()
+                .await
+                .map_err(|e| Failure::before_response(format!("write: {}", io_text(&e))))?;
+        }
+        let written = Instant::now();
+        // Response head, skipping 1xx interim responses.
+        let (status, framing, keepalive, headers_at) = loop {
+            let parsed = {
+                let mut headers = [httparse::EMPTY_HEADER; 128];
+                let mut resp = httparse::Response::new(&mut headers);
+                match resp.parse(self.unread()) {
+                    Ok(httparse::Status::Complete(n)) => {
+                        let code = resp.code.unwrap_or(0);
+                        let http10 = resp.version == Some(0);
+                        let mut length = None;
+                        let mut chunked = false;
+                        let mut close = http10;
+                        for h in resp.headers.iter() {
+                            if h.name.eq_ignore_ascii_case("content-length") {
+                                length = std::str::from_utf8(h.value)
+                                    .ok()
+                                    .and_then(|v| v.trim().parse::<u64>().ok());
+                            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                                chunked = h
+                                    .value
+                                    .to_ascii_lowercase()
+                                    .windows(7)
+                                    .any(|w| w == b"chunked");
+                            } else if h.name.eq_ignore_ascii_case("connection") {
+                                let v = h.value.to_ascii_lowercase();
+                                if v.windows(5).any(|w| w == b"close") {
+                                    close = true;
+                                } else if v.windows(10).any(|w| w == b"keep-alive") {
+                                    close = false;
+                                }
+                            }
+                        }
+                        Some((n, code, length, chunked, close))
+                    }
+                    Ok(httparse::Status::Partial) => None,
+                    Err(e) => return Err(Failure::after(format!("malformed HTTP response: {e}"))),
+                }
+            };
+            match parsed {
+                Some((n, code, length, chunked, close)) => {
+                    self.consume(n);
+                    if (100..200).contains(&code) && code != 101 {
+                        continue;
+                    }
+                    let framing =
+                        if head || code == 204 || code == 304 || (100..200).contains(&code) {
+                            Framing::Length(0)
+                        } else if chunked {
+                            Framing::Chunked
+                        } else if let Some(l) = length {
+                            Framing::Length(l)
+                        } else {
+                            Framing::UntilClose
+                        };
+                    let keepalive = !close && !matches!(framing, Framing::UntilClose);
+                    break (code, framing, keepalive, Instant::now());
+                }
+                None => {
+                    if self.unread().len() > MAX_HEAD {
+                        return Err(Failure::after(
+                            "malformed HTTP response: header too long".into(),
+                        ));
+                    }
+                    let had_bytes = !self.unread().is_empty();
+                    match self.fill().await {
+                        Ok(true) => {}
+                        Ok(false) if had_bytes => {
+                            return Err(Failure::after("unexpected EOF".into()));
+                        }
+                        Ok(false) => return Err(Failure::before_response("EOF".into())),
+                        Err(e) if had_bytes => {
+                            return Err(Failure::after(format!("read: {}", io_text(&e))));
+                        }
+                        Err(e) => {
+                            return Err(Failure::before_response(format!("read: {}", io_text(&e))));
+                        }
+                    }
+                }
+            }
+        };
+        let bytes = self.read_body(framing).await.map_err(Failure::after)?;
+        Ok(Exchanged {
+            written,
+            headers: headers_at,
+            status,
+            bytes,
+            keepalive,
+        })
+    }
+
+    async fn read_body(&mut self, framing: Framing) -> Result<u64, String> {
+        let eof = || "unexpected EOF".to_string();
+        let read_err = |e: io::Error| format!("read: {}", io_text(&e));
+        match framing {
+            Framing::Length(mut left) => {
+                let total = left;
+                while left > 0 {
+                    if self.unread().is_empty() && !self.fill().await.map_err(read_err)? {
+                        return Err(eof());
+                    }
+                    let take = (self.unread().len() as u64).min(left) as usize;
+                    self.consume(take);
+                    left -= take as u64;
+                }
+                Ok(total)
+            }
+            Framing::UntilClose => {
+                let mut total = self.unread().len() as u64;
+                self.consume(self.unread().len());
+                while self.fill().await.map_err(read_err)? {
+                    total += self.unread().len() as u64;
+                    self.consume(self.unread().len());
+                }
+                Ok(total)
+            }
+            Framing::Chunked => {
+                let mut total = 0u64;
+                loop {
+                    let size = loop {
+                        match httparse::parse_chunk_size(self.unread()) {
+                            Ok(httparse::Status::Complete((n, size))) => {
+                                self.consume(n);
+                                break size;
+                            }
+                            Ok(httparse::Status::Partial) => {
+                                if !self.fill().await.map_err(read_err)? {
+                                    return Err(eof());
+                                }
+                            }
+                            Err(_) => return Err("malformed chunked encoding".into()),
+                        }
+                    };
+                    if size == 0 {
+                        // Trailers, up to the empty line.
+                        loop {
+                            if let Some(i) = self.unread().windows(2).position(|w| w == b"\r\n") {
+                                self.consume(i + 2);
+                                if i == 0 {
+                                    return Ok(total);
+                                }
+                            } else if !self.fill().await.map_err(read_err)? {
+                                return Err(eof());
+                            }
+                        }
+                    }
+                    let mut left = size + 2; // data and its CRLF
+                    while left > 0 {
+                        if self.unread().is_empty() && !self.fill().await.map_err(read_err)? {
+                            return Err(eof());
+                        }
+                        let take = (self.unread().len() as u64).min(left) as usize;
+                        self.consume(take);
+                        left -= take as u64;
+                    }
+                    total += size;
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Framing {
+    Length(u64),
+    Chunked,
+    UntilClose,
 }
 
 /// Go-like error text: `dial tcp 127.0.0.1:1: connect: connection refused`.
@@ -151,8 +366,7 @@ fn io_text(e: &io::Error) -> String {
 impl Target {
     /// Go's error prefix: `Get "http://host/path"`.
     pub fn op(&self) -> String {
-        let m = self.method.as_str();
-        let mut chars = m.chars();
+        let mut chars = self.method.chars();
         let op = match chars.next() {
             Some(c) => c.to_uppercase().collect::<String>() + &chars.as_str().to_lowercase(),
             None => String::new(),
@@ -186,7 +400,9 @@ impl Target {
             }
         }
         let Some(mut tcp) = tcp else {
-            return Err(last_err.unwrap_or_else(|| format!("dial tcp: lookup {host}: no such host")));
+            return Err(
+                last_err.unwrap_or_else(|| format!("dial tcp: lookup {host}: no such host"))
+            );
         };
         let _ = tcp.set_nodelay(true);
         let stream = match &self.tls {
@@ -204,18 +420,16 @@ impl Target {
                 Stream::Tls(Box::new(tls))
             }
         };
-        let last_write = Arc::new(AtomicU64::new(0));
-        let io = TokioIo::new(Timed { inner: stream, last_write: last_write.clone() });
-        let (sender, connection) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
         let conn_ns = start.elapsed().as_nanos() as u64;
-        Ok((Conn { sender, last_write }, Dial { dns_ns, conn_ns }))
+        Ok((
+            Conn {
+                stream,
+                buf: Vec::with_capacity(READ_CHUNK),
+                pos: 0,
+            },
+            Dial { dns_ns, conn_ns },
+        ))
     }
-
     /// `CONNECT` tunnel through the proxy for https targets.
     async fn tunnel(&self, tcp: &mut TcpStream, proxy: &Proxy) -> Result<(), String> {
         let mut req = format!("CONNECT {0} HTTP/1.1\r\nHost: {0}\r\n", self.authority);
@@ -223,14 +437,19 @@ impl Target {
             req.push_str(&format!("Proxy-Authorization: {auth}\r\n"));
         }
         req.push_str("\r\n");
-        tcp.write_all(req.as_bytes()).await.map_err(|e| format!("proxyconnect tcp: {}", io_text(&e)))?;
+        tcp.write_all(req.as_bytes())
+            .await
+            .map_err(|e| format!("proxyconnect tcp: {}", io_text(&e)))?;
         let mut buf = Vec::with_capacity(512);
         let mut byte = [0u8; 1];
         while !buf.ends_with(b"\r\n\r\n") {
             if buf.len() > 16 * 1024 {
                 return Err("proxyconnect tcp: response header too long".into());
             }
-            let n = tcp.read(&mut byte).await.map_err(|e| format!("proxyconnect tcp: {}", io_text(&e)))?;
+            let n = tcp
+                .read(&mut byte)
+                .await
+                .map_err(|e| format!("proxyconnect tcp: {}", io_text(&e)))?;
             if n == 0 {
                 return Err("proxyconnect tcp: unexpected EOF".into());
             }
@@ -245,92 +464,59 @@ impl Target {
         Ok(())
     }
 
-    fn request(&self) -> Request<Full<Bytes>> {
-        let mut req = Request::new(Full::new(self.body.clone()));
-        *req.method_mut() = self.method.clone();
-        *req.uri_mut() = self.request_uri.clone();
-        *req.headers_mut() = self.headers.clone();
-        req
-    }
-
-    /// Sends one request over `conn` (opening one if needed) and reads the whole response.
-    /// `run_start_ns` is the clock reading at the start of the run (for CSV offsets).
-    pub async fn send(&self, conn: &mut Option<Conn>, run_start: Instant) -> Result<Sample, String> {
+    /// Sends the request over `conn` (opening a connection if needed) and reads the whole
+    /// response. `run_start` is the start of the run (for CSV offsets).
+    pub async fn send(
+        &self,
+        conn: &mut Option<Conn>,
+        run_start: Instant,
+    ) -> Result<Sample, String> {
         let start = Instant::now();
-        let start_ns = clock_ns();
         let mut dial = Dial::default();
-        let mut reused = false;
-        if let Some(c) = conn.as_mut() {
-            if c.sender.is_closed() || c.sender.ready().await.is_err() {
-                *conn = None;
-            } else {
-                reused = true;
-            }
-        }
-        if conn.is_none() {
+        let mut reused = conn.is_some();
+        if !reused {
             let (c, d) = self.dial().await?;
             *conn = Some(c);
             dial = d;
         }
-        let mut req = self.request();
-        let response = loop {
+        let head = self.method == "HEAD";
+        let (sent, done) = loop {
             let Some(c) = conn.as_mut() else {
                 return Err("no connection".into());
             };
-            let sent_ns = clock_ns();
-            match c.sender.try_send_request(req).await {
-                Ok(r) => break (r, sent_ns, c.last_write.clone()),
-                Err(mut e) => {
-                    // A kept-alive connection the server closed: retry once on a fresh one, as
-                    // Go's transport does, when the request was not sent.
-                    let unsent = e.take_message();
+            let sent = Instant::now();
+            match c.exchange(&self.request, head).await {
+                Ok(d) => break (sent, d),
+                Err(f) => {
                     *conn = None;
-                    match (reused, unsent) {
-                        (true, Some(r)) => {
-                            reused = false;
-                            req = r;
-                            let (c, d) = self.dial().await?;
-                            *conn = Some(c);
-                            dial = d;
-                        }
-                        _ => return Err(e.into_error().to_string()),
+                    // The server closed the kept-alive connection: like Go's transport, retry
+                    // a replayable request once on a new connection.
+                    if reused && f.before_response && self.replayable {
+                        reused = false;
+                        let (c, d) = self.dial().await?;
+                        *conn = Some(c);
+                        dial = d;
+                        continue;
                     }
+                    return Err(f.msg);
                 }
             }
         };
-        let (resp, sent_ns, last_write) = response;
-        let headers_ns = clock_ns();
-        let status = resp.status().as_u16();
-        let mut body = resp.into_body();
-        let mut bytes = 0u64;
-        while let Some(frame) = body.frame().await {
-            match frame {
-                Ok(f) => {
-                    if let Some(d) = f.data_ref() {
-                        bytes += d.len() as u64;
-                    }
-                }
-                Err(e) => {
-                    *conn = None;
-                    return Err(e.to_string());
-                }
-            }
-        }
-        let done_ns = clock_ns();
-        if !self.keepalive {
+        let finished = Instant::now();
+        if !self.keepalive || !done.keepalive {
             *conn = None;
         }
-        let wrote = last_write.load(Ordering::Relaxed).clamp(sent_ns, headers_ns);
+        let ns = |a: Instant, b: Instant| b.saturating_duration_since(a).as_nanos() as u64;
         Ok(Sample {
-            total_ns: done_ns - start_ns,
+            total_ns: ns(start, finished),
             conn_ns: dial.conn_ns,
             dns_ns: dial.dns_ns,
-            write_ns: wrote - sent_ns,
-            wait_ns: headers_ns - wrote,
-            read_ns: done_ns - headers_ns,
-            status,
-            offset_ns: start.duration_since(run_start).as_nanos() as u64,
-            bytes,
+            write_ns: ns(sent, done.written),
+            wait_ns: ns(done.written, done.headers),
+            read_ns: ns(done.headers, finished),
+            status: done.status,
+            offset_ns: ns(run_start, start),
+            bytes: done.bytes,
         })
     }
 }
@@ -368,7 +554,12 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -377,7 +568,12 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {

@@ -100,7 +100,7 @@ pub struct HeyArgs {
     /// Disable following of HTTP redirects (redirects are never followed).
     #[arg(long = "disable-redirects")]
     pub disable_redirects: bool,
-    /// Number of used cpu cores (default: all).
+    /// Number of load threads (default: one per 64 workers, at most the number of CPUs).
     #[arg(long = "cpus")]
     pub cpus: Option<usize>,
     /// Target URL.
@@ -108,7 +108,10 @@ pub struct HeyArgs {
 }
 
 fn is_bool_flag(name: &str) -> bool {
-    matches!(name, "h2" | "disable-compression" | "disable-keepalive" | "disable-redirects")
+    matches!(
+        name,
+        "h2" | "disable-compression" | "disable-keepalive" | "disable-redirects"
+    )
 }
 
 /// A validated run.
@@ -140,7 +143,10 @@ impl HeyArgs {
         self.into_config_with_env(|k| std::env::var(k).ok())
     }
 
-    pub fn into_config_with_env(self, env: impl Fn(&str) -> Option<String>) -> Result<LoadConfig, String> {
+    pub fn into_config_with_env(
+        self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<LoadConfig, String> {
         if self.duration.is_some() {
             if self.concurrency == 0 {
                 return Err(usage_error("-c cannot be smaller than 1."));
@@ -163,11 +169,19 @@ impl HeyArgs {
         }
         let method = Method::from_bytes(self.method.to_uppercase().as_bytes())
             .map_err(|_| format!("invalid method {:?}", self.method))?;
-        let uri: Uri = self.url.parse().map_err(|e| format!("invalid URL {:?}: {e}", self.url))?;
+        let uri: Uri = self
+            .url
+            .parse()
+            .map_err(|e| format!("invalid URL {:?}: {e}", self.url))?;
         let https = match uri.scheme_str() {
             Some("http") => false,
             Some("https") => true,
-            _ => return Err(format!("unsupported URL {:?}: the scheme must be http or https", self.url)),
+            _ => {
+                return Err(format!(
+                    "unsupported URL {:?}: the scheme must be http or https",
+                    self.url
+                ));
+            }
         };
         let host = uri
             .host()
@@ -176,7 +190,10 @@ impl HeyArgs {
             .trim_end_matches(']')
             .to_string();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let authority = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+        let authority = uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default();
 
         let mut headers = HeaderMap::new();
         let mut user_agent = None;
@@ -185,7 +202,8 @@ impl HeyArgs {
                 .split_once(':')
                 .filter(|(n, v)| {
                     !n.is_empty()
-                        && n.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+                        && n.chars()
+                            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
                         && !v.trim().is_empty()
                 })
                 .ok_or_else(|| format!("Could not parse the provided input; input = {h}"))?;
@@ -197,7 +215,9 @@ impl HeyArgs {
                 headers.append(name, value);
             }
         }
-        let hv = |v: &str| HeaderValue::from_str(v).map_err(|e| format!("invalid header value {v:?}: {e}"));
+        let hv = |v: &str| {
+            HeaderValue::from_str(v).map_err(|e| format!("invalid header value {v:?}: {e}"))
+        };
         headers.insert(header::CONTENT_TYPE, hv(&self.content_type)?);
         if let Some(a) = &self.accept {
             headers.insert(header::ACCEPT, hv(a)?);
@@ -234,18 +254,22 @@ impl HeyArgs {
         };
         if let Some(p) = &proxy
             && let Some(auth) = &p.auth
+            && !https
         {
-            if !https {
-                headers.insert(header::PROXY_AUTHORIZATION, hv(auth)?);
-            }
+            headers.insert(header::PROXY_AUTHORIZATION, hv(auth)?);
         }
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let request_uri: Uri = if proxy.is_some() && !https {
-            format!("http://{authority}{path}").parse().map_err(|e| format!("invalid URL: {e}"))?
+        let request_target = if proxy.is_some() && !https {
+            format!("http://{authority}{path}")
         } else {
-            path.parse().map_err(|e| format!("invalid URL: {e}"))?
+            path.to_string()
         };
-        let tls = if https { Some(client::insecure_tls()?) } else { None };
+        let tls = if https {
+            Some(client::insecure_tls()?)
+        } else {
+            None
+        };
+        let request = serialize_request(&method, &request_target, &headers, &body);
         Ok(LoadConfig {
             target: Target {
                 url: self.url.clone(),
@@ -253,10 +277,9 @@ impl HeyArgs {
                 host,
                 port,
                 authority,
-                request_uri,
-                method,
-                headers,
-                body,
+                method: method.as_str().to_string(),
+                replayable: matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS" | "TRACE"),
+                request,
                 keepalive: !self.disable_keepalive,
                 proxy,
                 tls,
@@ -271,12 +294,45 @@ impl HeyArgs {
     }
 }
 
+/// The request as sent on the wire: request line, Host first, the other headers, and the body
+/// with its Content-Length.
+fn serialize_request(method: &Method, target: &str, headers: &HeaderMap, body: &Bytes) -> Bytes {
+    let mut out = Vec::with_capacity(256 + body.len());
+    out.extend_from_slice(format!("{method} {target} HTTP/1.1\r\n").as_bytes());
+    let mut put = |name: &str, value: &[u8]| {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    };
+    if let Some(host) = headers.get(header::HOST) {
+        put("Host", host.as_bytes());
+    }
+    for (name, value) in headers {
+        if name != header::HOST {
+            put(name.as_str(), value.as_bytes());
+        }
+    }
+    if !body.is_empty() || matches!(method.as_str(), "POST" | "PUT" | "PATCH") {
+        put("Content-Length", body.len().to_string().as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    Bytes::from(out)
+}
+
 /// Parses `host:port`, `http://host:port` or `http://user:pass@host:port`.
 pub fn parse_proxy(s: &str) -> Result<Proxy, String> {
-    let with_scheme = if s.contains("://") { s.to_string() } else { format!("http://{s}") };
+    let with_scheme = if s.contains("://") {
+        s.to_string()
+    } else {
+        format!("http://{s}")
+    };
     let (scheme, rest) = with_scheme.split_once("://").unwrap_or(("http", s));
     if scheme != "http" {
-        return Err(format!("unsupported proxy scheme {scheme:?} (only http proxies are supported)"));
+        return Err(format!(
+            "unsupported proxy scheme {scheme:?} (only http proxies are supported)"
+        ));
     }
     let rest = rest.split('/').next().unwrap_or_default();
     let (userinfo, hostport) = match rest.rsplit_once('@') {
@@ -284,9 +340,11 @@ pub fn parse_proxy(s: &str) -> Result<Proxy, String> {
         None => (None, rest),
     };
     let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            (h, p.parse::<u16>().map_err(|_| format!("invalid proxy address {s:?}"))?)
-        }
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| format!("invalid proxy address {s:?}"))?,
+        ),
         _ => (hostport, 80),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -294,22 +352,41 @@ pub fn parse_proxy(s: &str) -> Result<Proxy, String> {
         return Err(format!("invalid proxy address {s:?}"));
     }
     let auth = userinfo.map(|u| {
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(u))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(u)
+        )
     });
-    Ok(Proxy { host: host.to_string(), port, auth })
+    Ok(Proxy {
+        host: host.to_string(),
+        port,
+        auth,
+    })
 }
 
 /// Go's `http.ProxyFromEnvironment`: `HTTP_PROXY`/`HTTPS_PROXY` (either case, upper case
 /// first), except for hosts in `NO_PROXY` and for localhost and loopback addresses.
-fn proxy_from_env(env: &impl Fn(&str) -> Option<String>, https: bool, host: &str) -> Result<Option<Proxy>, String> {
+fn proxy_from_env(
+    env: &impl Fn(&str) -> Option<String>,
+    https: bool,
+    host: &str,
+) -> Result<Option<Proxy>, String> {
     let get = |upper: &str| {
-        env(upper).filter(|v| !v.is_empty()).or_else(|| env(&upper.to_lowercase()).filter(|v| !v.is_empty()))
+        env(upper)
+            .filter(|v| !v.is_empty())
+            .or_else(|| env(&upper.to_lowercase()).filter(|v| !v.is_empty()))
     };
-    let value = if https { get("HTTPS_PROXY") } else { get("HTTP_PROXY") };
+    let value = if https {
+        get("HTTPS_PROXY")
+    } else {
+        get("HTTP_PROXY")
+    };
     let Some(value) = value else { return Ok(None) };
     let loopback = host == "localhost"
         || host.ends_with(".localhost")
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
     if loopback {
         return Ok(None);
     }
@@ -328,26 +405,85 @@ fn proxy_from_env(env: &impl Fn(&str) -> Option<String>, https: bool, host: &str
     parse_proxy(&value).map(Some)
 }
 
-/// Runs the load; stops early when `stop` is set to true (e.g. on Ctrl-C).
+/// Runs the load on the current runtime; stops early when `stop` becomes true (e.g. Ctrl-C).
 pub async fn run(cfg: Arc<LoadConfig>, stop: watch::Receiver<bool>) -> Report {
     let run_start = Instant::now();
-    let (deadline_tx, deadline_rx) = watch::channel(false);
-    if let Some(d) = cfg.duration {
-        tokio::spawn(async move {
-            tokio::time::sleep(d).await;
-            let _ = deadline_tx.send(true);
-        });
+    let ids: Vec<u64> = (0..cfg.concurrency).collect();
+    let stats = run_workers(cfg, ids, run_start, stop).await;
+    Report {
+        stats,
+        elapsed: run_start.elapsed(),
     }
+}
+
+/// Runs the load on `threads` threads, each with its own single-threaded runtime driving its
+/// share of the workers (no work stealing, no cross-thread wake-ups on the hot path).
+pub fn run_threaded(
+    cfg: Arc<LoadConfig>,
+    threads: usize,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<Report> {
+    let threads = threads.clamp(
+        1,
+        usize::try_from(cfg.concurrency)
+            .unwrap_or(usize::MAX)
+            .max(1),
+    );
+    let run_start = Instant::now();
+    let results: Vec<std::io::Result<Stats>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let ids: Vec<u64> = (t as u64..cfg.concurrency).step_by(threads).collect();
+                let (cfg, stop) = (cfg.clone(), stop.clone());
+                scope.spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    Ok(rt.block_on(run_workers(cfg, ids, run_start, stop)))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("a load thread panicked")))
+            })
+            .collect()
+    });
+    let mut stats = Stats::new(cfg.keep_samples);
+    for r in results {
+        stats.merge(r?);
+    }
+    Ok(Report {
+        stats,
+        elapsed: run_start.elapsed(),
+    })
+}
+
+async fn run_workers(
+    cfg: Arc<LoadConfig>,
+    ids: Vec<u64>,
+    run_start: Instant,
+    stop: watch::Receiver<bool>,
+) -> Stats {
+    let deadline = cfg
+        .duration
+        .map(|d| tokio::time::Instant::from_std(run_start + d));
     let mut workers = Vec::new();
-    for i in 0..cfg.concurrency {
+    for i in ids {
         let budget = if cfg.duration.is_some() {
             u64::MAX
         } else {
             cfg.requests / cfg.concurrency + u64::from(i < cfg.requests % cfg.concurrency)
         };
-        let cfg = cfg.clone();
-        let (stop, deadline) = (stop.clone(), deadline_rx.clone());
-        workers.push(tokio::spawn(worker(cfg, budget, run_start, stop, deadline)));
+        workers.push(tokio::spawn(worker(
+            cfg.clone(),
+            budget,
+            run_start,
+            deadline,
+            stop.clone(),
+        )));
     }
     let mut stats = Stats::new(cfg.keep_samples);
     for w in workers {
@@ -355,19 +491,19 @@ pub async fn run(cfg: Arc<LoadConfig>, stop: watch::Receiver<bool>) -> Report {
             stats.merge(s);
         }
     }
-    Report { stats, elapsed: run_start.elapsed() }
+    stats
 }
 
-fn stopped(a: &watch::Receiver<bool>, b: &watch::Receiver<bool>) -> bool {
-    *a.borrow() || *b.borrow()
+fn stopped(stop: &watch::Receiver<bool>, deadline: Option<tokio::time::Instant>) -> bool {
+    *stop.borrow() || deadline.is_some_and(|d| tokio::time::Instant::now() >= d)
 }
 
 async fn worker(
     cfg: Arc<LoadConfig>,
     budget: u64,
     run_start: Instant,
+    deadline: Option<tokio::time::Instant>,
     mut stop: watch::Receiver<bool>,
-    mut deadline: watch::Receiver<bool>,
 ) -> Stats {
     let mut stats = Stats::new(cfg.keep_samples);
     let mut ticker = (cfg.qps > 0.0).then(|| {
@@ -375,29 +511,52 @@ async fn worker(
         t.set_missed_tick_behavior(MissedTickBehavior::Skip);
         t
     });
+    let far = tokio::time::Instant::now() + Duration::from_secs(86400 * 365);
+    let mut timer = cfg.timeout.map(|t| Box::pin(tokio::time::sleep(t)));
     let mut conn = None;
     let mut done = 0u64;
-    while done < budget && !stopped(&stop, &deadline) {
+    while done < budget && !stopped(&stop, deadline) {
         if let Some(t) = ticker.as_mut() {
             tokio::select! {
                 _ = t.tick() => {}
                 _ = stop.changed() => {}
-                _ = deadline.changed() => {}
+                _ = tokio::time::sleep_until(deadline.unwrap_or(far)) => {}
             }
-            if stopped(&stop, &deadline) {
+            if stopped(&stop, deadline) {
                 break;
             }
         }
-        let result = match cfg.timeout {
-            Some(t) => match tokio::time::timeout(t, cfg.target.send(&mut conn, run_start)).await {
-                Ok(r) => r,
-                Err(_) => {
+        let result = match (cfg.timeout, timer.as_mut()) {
+            (Some(limit), Some(timer)) => {
+                // One timer per worker, re-armed only when it fires early (for a request that
+                // started later) or has expired: no timer registration per request.
+                let request_deadline = tokio::time::Instant::now() + limit;
+                if timer.deadline() <= tokio::time::Instant::now() {
+                    timer.as_mut().reset(request_deadline);
+                }
+                let outcome = {
+                    let send = cfg.target.send(&mut conn, run_start);
+                    tokio::pin!(send);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            r = &mut send => break Some(r),
+                            () = timer.as_mut() => {
+                                if tokio::time::Instant::now() >= request_deadline {
+                                    break None;
+                                }
+                                timer.as_mut().reset(request_deadline);
+                            }
+                        }
+                    }
+                };
+                outcome.unwrap_or_else(|| {
                     conn = None;
                     Err("context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
                         .to_string())
-                }
-            },
-            None => cfg.target.send(&mut conn, run_start).await,
+                })
+            }
+            _ => cfg.target.send(&mut conn, run_start).await,
         };
         match result {
             Ok(sample) => stats.record(sample),
@@ -408,19 +567,35 @@ async fn worker(
     stats
 }
 
+/// Load threads when `-cpus` is not given: one per 64 connections, at most one per CPU. One
+/// thread drives on the order of 100k small requests per second; more threads only compete
+/// with the server for CPUs when it runs on the same machine.
+pub fn default_threads(concurrency: u64) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let wanted = usize::try_from(concurrency.div_ceil(64)).unwrap_or(usize::MAX);
+    wanted.clamp(1, cpus)
+}
+
 /// `hey` entry point: `args` excludes the program name.
 pub fn main(args: Vec<OsString>) -> ExitCode {
     let parsed = match HeyArgs::parse_go(args) {
         Ok(a) => a,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     if parsed.h2 {
         eprintln!("hey: -h2 is not supported by the built-in hey; using HTTP/1.1");
     }
-    let cpus = parsed.cpus.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let cpus = parsed
+        .cpus
+        .unwrap_or_else(|| default_threads(parsed.concurrency))
+        .max(1);
     let csv = parsed.output.is_some();
     let cfg = match parsed.into_config() {
         Ok(c) => Arc::new(c),
@@ -429,22 +604,27 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(cpus).enable_all().build() {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Ctrl-C stops the run and still prints the report, as hey does.
+    std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    let _ = stop_tx.send(true);
+                }
+            });
+        }
+    });
+    let report = match run_threaded(cfg, cpus, stop_rx) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("hey: cannot start the runtime: {e}");
+            eprintln!("hey: {e}");
             return ExitCode::from(1);
         }
     };
-    let report = runtime.block_on(async move {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = stop_tx.send(true);
-            }
-        });
-        run(cfg, stop_rx).await
-    });
     if csv {
         print!("{}", report.csv());
     } else {

@@ -156,14 +156,22 @@ fn secs(ns: u64) -> f64 {
 }
 
 fn avg(p: &Phase, n: u64) -> f64 {
-    if n == 0 { 0.0 } else { p.sum_ns as f64 / n as f64 / 1e9 }
+    if n == 0 {
+        0.0
+    } else {
+        p.sum_ns as f64 / n as f64 / 1e9
+    }
 }
 
 impl Report {
     /// Answered requests per second.
     pub fn requests_per_sec(&self) -> f64 {
         let t = self.elapsed.as_secs_f64();
-        if t > 0.0 { self.stats.answered as f64 / t } else { 0.0 }
+        if t > 0.0 {
+            self.stats.answered as f64 / t
+        } else {
+            0.0
+        }
     }
 
     /// hey's summary.
@@ -224,7 +232,13 @@ impl Report {
         let slowest = secs(s.total.max_ns);
         let step = (slowest - fastest) / BUCKETS as f64;
         let marks: Vec<f64> = (0..=BUCKETS)
-            .map(|i| if i == BUCKETS { slowest } else { fastest + step * i as f64 })
+            .map(|i| {
+                if i == BUCKETS {
+                    slowest
+                } else {
+                    fastest + step * i as f64
+                }
+            })
             .collect();
         let mut counts = vec![0u64; marks.len()];
         for v in s.latency_us.iter_recorded() {
@@ -280,7 +294,12 @@ mod tests {
     use super::*;
 
     fn sample(ms: u64, status: u16) -> Sample {
-        Sample { total_ns: ms * 1_000_000, status, bytes: 10, ..Sample::default() }
+        Sample {
+            total_ns: ms * 1_000_000,
+            status,
+            bytes: 10,
+            ..Sample::default()
+        }
     }
 
     #[test]
@@ -293,7 +312,10 @@ mod tests {
         }
         b.record_error("Get \"http://x\": EOF".into());
         a.merge(b);
-        let r = Report { stats: a, elapsed: Duration::from_secs(2) };
+        let r = Report {
+            stats: a,
+            elapsed: Duration::from_secs(2),
+        };
         let text = r.summary();
         for needle in [
             "Summary:",

@@ -1,0 +1,422 @@
+//! The built-in hey against local test servers that count what they see.
+
+#![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::routing::{any, get};
+use flagger_loadtester::hey::{self, HeyArgs, Report};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// What the test server saw.
+#[derive(Default)]
+struct Seen {
+    count: AtomicU64,
+    arrivals: Mutex<Vec<Instant>>,
+    statuses: Mutex<BTreeMap<u16, u64>>,
+    last: Mutex<Option<(String, String, HeaderMap, String)>>,
+}
+
+async fn serve_counting() -> (SocketAddr, Arc<Seen>) {
+    let seen = Arc::new(Seen::default());
+    async fn hit(State(seen): State<Arc<Seen>>) -> &'static str {
+        seen.count.fetch_add(1, Ordering::SeqCst);
+        seen.arrivals.lock().unwrap().push(Instant::now());
+        *seen.statuses.lock().unwrap().entry(200).or_default() += 1;
+        "hello"
+    }
+    async fn mixed(State(seen): State<Arc<Seen>>) -> StatusCode {
+        // Every third request fails with 503, every fifth (otherwise) is a 404.
+        let n = seen.count.fetch_add(1, Ordering::SeqCst) + 1;
+        let code = if n % 3 == 0 {
+            503
+        } else if n % 5 == 0 {
+            404
+        } else {
+            200
+        };
+        *seen.statuses.lock().unwrap().entry(code).or_default() += 1;
+        StatusCode::from_u16(code).unwrap()
+    }
+    async fn slow_first(State(seen): State<Arc<Seen>>) -> &'static str {
+        let n = seen.count.fetch_add(1, Ordering::SeqCst);
+        seen.arrivals.lock().unwrap().push(Instant::now());
+        if n == 0 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        "ok"
+    }
+    async fn status(Path(code): Path<u16>) -> StatusCode {
+        StatusCode::from_u16(code).unwrap()
+    }
+    async fn echo(
+        State(seen): State<Arc<Seen>>,
+        method: axum::http::Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: String,
+    ) -> &'static str {
+        seen.count.fetch_add(1, Ordering::SeqCst);
+        *seen.last.lock().unwrap() = Some((method.to_string(), uri.to_string(), headers, body));
+        "echo"
+    }
+    let app = axum::Router::new()
+        .route("/", get(hit))
+        .route("/mixed", get(mixed))
+        .route("/slow-first", get(slow_first))
+        .route("/status/{code}", get(status))
+        .route("/echo", any(echo))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, seen)
+}
+
+fn args(list: &[&str]) -> HeyArgs {
+    HeyArgs::parse_go(list.iter().map(OsString::from)).unwrap()
+}
+
+async fn run(list: &[&str]) -> Report {
+    let cfg = Arc::new(args(list).into_config_with_env(|_| None).unwrap());
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    hey::run(cfg, rx).await
+}
+
+#[tokio::test]
+async fn request_count_matches_the_server() {
+    let (addr, seen) = serve_counting().await;
+    let url = format!("http://{addr}/");
+    let report = run(&["-n", "200", "-c", "10", &url]).await;
+    assert_eq!(seen.count.load(Ordering::SeqCst), 200);
+    assert_eq!(report.stats.answered, 200);
+    assert_eq!(report.stats.status.get(&200), Some(&200));
+    assert_eq!(report.stats.error_count(), 0);
+    assert_eq!(report.stats.bytes, 200 * 5);
+    assert_eq!(report.stats.latency_us.len(), 200);
+
+    // -n not a multiple of -c: exactly -n requests.
+    seen.count.store(0, Ordering::SeqCst);
+    let report = run(&["-n=10", "-c=3", &url]).await;
+    assert_eq!(seen.count.load(Ordering::SeqCst), 10);
+    assert_eq!(report.stats.answered, 10);
+
+    // Without keep-alive every request opens a connection.
+    seen.count.store(0, Ordering::SeqCst);
+    let report = run(&["-n", "20", "-c", "2", "-disable-keepalive", &url]).await;
+    assert_eq!(seen.count.load(Ordering::SeqCst), 20);
+    assert_eq!(report.stats.answered, 20);
+    assert!(report.stats.conn.min_ns > 0, "every request dialled");
+}
+
+#[tokio::test]
+async fn qps_limits_the_rate_per_worker() {
+    let (addr, seen) = serve_counting().await;
+    let url = format!("http://{addr}/");
+    let started = Instant::now();
+    let report = run(&["-z", "2s", "-q", "10", "-c", "2", &url]).await;
+    let elapsed = started.elapsed();
+    let n = seen.count.load(Ordering::SeqCst);
+    // 2 workers x 10/s x 2 s = 40 (one tick of slack each way per worker).
+    assert!((36..=44).contains(&n), "{n} requests in {elapsed:?}");
+    assert_eq!(report.stats.answered, n);
+    assert!(
+        elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn paced_requests_are_not_bunched_after_a_slow_one() {
+    let (addr, seen) = serve_counting().await;
+    let url = format!("http://{addr}/slow-first");
+    // One worker at 20/s for 1.5 s; the first request takes 400 ms.
+    run(&["-z", "1500ms", "-q", "20", "-c", "1", &url]).await;
+    let arrivals = seen.arrivals.lock().unwrap().clone();
+    let n = arrivals.len();
+    // 30 ticks, of which the ~7 missed during the slow request are skipped, not caught up.
+    assert!((19..=26).contains(&n), "{n} requests");
+    let gaps: Vec<Duration> = arrivals.windows(2).map(|w| w[1] - w[0]).collect();
+    // Right after the slow request one missed tick fires at once; every other gap is about one
+    // period (50 ms): no burst.
+    let short = gaps
+        .iter()
+        .filter(|g| **g < Duration::from_millis(30))
+        .count();
+    assert!(short <= 1, "gaps: {gaps:?}");
+}
+
+#[tokio::test]
+async fn duration_bounds_the_run() {
+    let (addr, seen) = serve_counting().await;
+    let url = format!("http://{addr}/");
+    let started = Instant::now();
+    let report = run(&["-z", "1s", "-c", "4", &url]).await;
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(1) && elapsed < Duration::from_millis(1500),
+        "{elapsed:?}"
+    );
+    assert_eq!(report.stats.answered, seen.count.load(Ordering::SeqCst));
+    assert!(report.stats.answered > 100);
+    assert!(report.requests_per_sec() > 100.0);
+}
+
+#[tokio::test]
+async fn status_codes_match_what_the_server_sent() {
+    let (addr, seen) = serve_counting().await;
+    let report = run(&["-n", "150", "-c", "5", &format!("http://{addr}/mixed")]).await;
+    let server = seen.statuses.lock().unwrap().clone();
+    assert_eq!(report.stats.status, server);
+    assert_eq!(server.get(&503), Some(&50));
+    assert!(report.summary().contains("  [503]\t50 responses"));
+    let report = run(&["-n", "7", "-c", "7", &format!("http://{addr}/status/418")]).await;
+    assert_eq!(report.stats.status.get(&418), Some(&7));
+}
+
+/// A raw server that answers odd requests and drops the connection on even ones.
+async fn serve_flaky() -> (SocketAddr, Arc<AtomicU64>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(AtomicU64::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                        if n.is_multiple_of(2) {
+                            return; // drop the connection without answering
+                        }
+                        let resp = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if sock.write_all(resp).await.is_err() {
+                            return;
+                        }
+                    }
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn errors_are_counted() {
+    let (addr, seen) = serve_flaky().await;
+    let report = run(&["-n", "40", "-c", "4", &format!("http://{addr}/")]).await;
+    let server = seen.load(Ordering::SeqCst);
+    assert_eq!(server, 40, "the server saw every request once");
+    assert_eq!(report.stats.answered, 20);
+    assert_eq!(report.stats.error_count(), 20);
+    assert!(
+        report.summary().contains("Error distribution:"),
+        "{}",
+        report.summary()
+    );
+
+    // Nothing listening: every request is a connection error.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let url = format!("http://{closed}/");
+    let report = run(&["-n", "5", "-c", "1", &url]).await;
+    assert_eq!(report.stats.answered, 0);
+    let (msg, count) = report.stats.errors.iter().next().unwrap();
+    assert_eq!(*count, 5);
+    assert!(
+        msg.starts_with(&format!(
+            "Get \"{url}\": dial tcp {closed}: connect: connection refused"
+        )),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn method_headers_body_and_auth_are_sent() {
+    let (addr, seen) = serve_counting().await;
+    let url = format!("http://{addr}/echo?x=1");
+    let report = run(&[
+        "-n",
+        "3",
+        "-c",
+        "1",
+        "-m",
+        "POST",
+        "-d",
+        "{\"a\":1}",
+        "-T",
+        "application/json",
+        "-H",
+        "X-Custom: one",
+        "-H",
+        "X-Other: two",
+        "-a",
+        "user:pass",
+        "-A",
+        "text/plain",
+        &url,
+    ])
+    .await;
+    assert_eq!(report.stats.answered, 3);
+    let (method, uri, headers, body) = seen.last.lock().unwrap().clone().unwrap();
+    assert_eq!(method, "POST");
+    assert_eq!(uri, "/echo?x=1");
+    assert_eq!(body, "{\"a\":1}");
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(headers["x-custom"], "one");
+    assert_eq!(headers["x-other"], "two");
+    assert_eq!(headers["accept"], "text/plain");
+    assert_eq!(headers["authorization"], "Basic dXNlcjpwYXNz");
+    assert_eq!(headers["user-agent"], "hey/0.0.1");
+    assert_eq!(headers["host"], addr.to_string());
+}
+
+#[tokio::test]
+async fn proxies_from_the_flag_and_the_environment() {
+    let (proxy, seen) = serve_counting().await;
+    // The target host is never resolved: the request goes to the proxy in absolute form.
+    let report = run(&[
+        "-n",
+        "4",
+        "-c",
+        "2",
+        "-x",
+        &proxy.to_string(),
+        "http://upstream.invalid/echo?p=1",
+    ])
+    .await;
+    assert_eq!(report.stats.answered, 4, "{:?}", report.stats.errors);
+    assert_eq!(seen.count.load(Ordering::SeqCst), 4);
+    let (_, uri, headers, _) = seen.last.lock().unwrap().clone().unwrap();
+    assert_eq!(uri, "http://upstream.invalid/echo?p=1");
+    assert_eq!(headers["host"], "upstream.invalid");
+
+    let env_proxy = format!("http://{proxy}");
+    let env = |k: &str| (k == "HTTP_PROXY").then(|| env_proxy.clone());
+    let cfg = args(&["-n", "2", "-c", "1", "http://upstream.invalid/echo"])
+        .into_config_with_env(env)
+        .unwrap();
+    assert!(cfg.target.proxy.is_some());
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let report = hey::run(Arc::new(cfg), rx).await;
+    assert_eq!(report.stats.answered, 2);
+    assert_eq!(seen.count.load(Ordering::SeqCst), 6);
+
+    // As in Go, loopback targets and NO_PROXY hosts are not proxied.
+    let env = |k: &str| (k == "HTTP_PROXY").then(|| env_proxy.clone());
+    let cfg = args(&["http://127.0.0.1:1/"])
+        .into_config_with_env(env)
+        .unwrap();
+    assert!(cfg.target.proxy.is_none());
+    let env = |k: &str| match k {
+        "http_proxy" => Some(env_proxy.clone()),
+        "no_proxy" => Some("example.com,.internal".into()),
+        _ => None,
+    };
+    let cfg = args(&["http://svc.internal/"])
+        .into_config_with_env(env)
+        .unwrap();
+    assert!(cfg.target.proxy.is_none());
+    let cfg = args(&["http://other.example.org/"])
+        .into_config_with_env(env)
+        .unwrap();
+    assert!(cfg.target.proxy.is_some());
+}
+
+#[test]
+fn flag_validation_matches_hey() {
+    let err = |list: &[&str]| args(list).into_config_with_env(|_| None).unwrap_err();
+    assert_eq!(
+        err(&["-n", "1", "-c", "2", "http://127.0.0.1/"]),
+        "-n cannot be less than -c."
+    );
+    assert_eq!(
+        err(&["-n", "0", "http://127.0.0.1/"]),
+        "-n and -c cannot be smaller than 1."
+    );
+    assert!(err(&["-o", "json", "http://127.0.0.1/"]).contains("Invalid output type"));
+    assert!(err(&["-H", "nocolon", "http://127.0.0.1/"]).contains("Could not parse"));
+    // -z ignores -n.
+    assert!(
+        args(&["-z", "1s", "-n", "1", "-c", "5", "http://127.0.0.1/"])
+            .into_config_with_env(|_| None)
+            .is_ok()
+    );
+    assert!(HeyArgs::parse_go(["-z", "5"].iter().map(OsString::from)).is_err());
+    assert!(HeyArgs::parse_go(std::iter::empty()).is_err());
+}
+
+/// The test binary acts as hey when started through a `hey` symlink, and as `... hey`.
+#[tokio::test]
+async fn the_binary_runs_as_hey() {
+    let (addr, seen) = serve_counting().await;
+    let dir = common::temp_dir("hey-bin");
+    let link = dir.join("hey");
+    std::os::unix::fs::symlink(common::BIN, &link).unwrap();
+    let url = format!("http://{addr}/");
+    let out = tokio::process::Command::new(&link)
+        .args(["-n", "30", "-c", "3", "-q", "1000", &url])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "Summary:",
+        "Requests/sec:",
+        "Response time histogram:",
+        "Latency distribution:",
+        "Details (average, fastest, slowest):",
+        "  [200]\t30 responses",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?}:\n{text}");
+    }
+    let out = tokio::process::Command::new(common::BIN)
+        .args(["hey", "-n", "5", "-c", "1", "-o", "csv", &url])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "response-time,DNS+dialup,DNS,Request-write,Response-delay,Response-read,status-code,offset"
+    );
+    assert_eq!(lines.len(), 6);
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.split(',').nth(6) == Some("200"))
+    );
+    assert_eq!(seen.count.load(Ordering::SeqCst), 35);
+    let bad = tokio::process::Command::new(&link)
+        .args(["-n", "1", "-c", "2", &url])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    std::fs::remove_dir_all(dir).unwrap();
+}
