@@ -265,18 +265,16 @@ impl Api {
             None
         };
         let (items, rv) = self.store.list(&info.storage_key(), ns);
-        if opts.resource_version_match.as_deref() == Some("Exact") {
-            if let Some(want) = opts
+        if opts.resource_version_match.as_deref() == Some("Exact")
+            && let Some(want) = opts
                 .resource_version
                 .as_deref()
                 .and_then(|r| r.parse::<u64>().ok())
-            {
-                if want != rv {
-                    return Err(ApiError::gone(format!(
-                        "too old resource version: {want} ({rv})"
-                    )));
-                }
-            }
+            && want != rv
+        {
+            return Err(ApiError::gone(format!(
+                "too old resource version: {want} ({rv})"
+            )));
         }
         let after = match &opts.continue_token {
             Some(t) if !t.is_empty() => Some(
@@ -295,15 +293,15 @@ impl Api {
             .filter(|o| ls.matches_object(o) && fs.matches(o))
             .collect();
         let mut meta = json!({"resourceVersion": rv.to_string()});
-        if let Some(limit) = opts.limit.filter(|l| *l > 0) {
-            if matching.len() > limit {
-                let remaining = matching.len() - limit;
-                matching.truncate(limit);
-                if let Some(last) = matching.last() {
-                    meta["continue"] =
-                        json!(encode_continue(rv, util::namespace(last), util::name(last)));
-                    meta["remainingItemCount"] = json!(remaining);
-                }
+        if let Some(limit) = opts.limit.filter(|l| *l > 0)
+            && matching.len() > limit
+        {
+            let remaining = matching.len() - limit;
+            matching.truncate(limit);
+            if let Some(last) = matching.last() {
+                meta["continue"] =
+                    json!(encode_continue(rv, util::namespace(last), util::name(last)));
+                meta["remainingItemCount"] = json!(remaining);
             }
         }
         for m in matching.iter_mut() {
@@ -367,11 +365,11 @@ impl Api {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        if name.is_empty() {
-            if let Some(prefix) = md.get("generateName").and_then(Value::as_str) {
-                name = format!("{prefix}{}", random_suffix(5));
-                md.insert("name".into(), json!(name));
-            }
+        if name.is_empty()
+            && let Some(prefix) = md.get("generateName").and_then(Value::as_str)
+        {
+            name = format!("{prefix}{}", random_suffix(5));
+            md.insert("name".into(), json!(name));
         }
         for k in [
             "uid",
@@ -426,13 +424,14 @@ impl Api {
     }
 
     fn check_type(&self, info: &ResourceInfo, obj: &Value) -> ApiResult<()> {
-        if let Some(k) = obj.get("kind").and_then(Value::as_str) {
-            if !k.is_empty() && k != info.kind {
-                return Err(ApiError::bad_request(format!(
-                    "the kind of the object ({k}) does not match the kind of the resource ({})",
-                    info.kind
-                )));
-            }
+        if let Some(k) = obj.get("kind").and_then(Value::as_str)
+            && !k.is_empty()
+            && k != info.kind
+        {
+            return Err(ApiError::bad_request(format!(
+                "the kind of the object ({k}) does not match the kind of the resource ({})",
+                info.kind
+            )));
         }
         if let Some(av) = obj.get("apiVersion").and_then(Value::as_str) {
             let (g, _) = crate::registry::split_api_version(av);
@@ -572,12 +571,12 @@ impl Api {
     ) -> ApiResult<Outcome> {
         let ns = if info.namespaced { ns } else { "" };
         self.check_type(info, &body)?;
-        if let Some(bn) = body.pointer("/metadata/name").and_then(Value::as_str) {
-            if bn != name {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({bn}) does not match the name on the URL ({name})"
-                )));
-            }
+        if let Some(bn) = body.pointer("/metadata/name").and_then(Value::as_str)
+            && bn != name
+        {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({bn}) does not match the name on the URL ({name})"
+            )));
         }
         let mut warnings = Vec::new();
         let w = self
@@ -589,15 +588,13 @@ impl Api {
                 if let Some(rv) = body
                     .pointer("/metadata/resourceVersion")
                     .and_then(Value::as_str)
+                    && !rv.is_empty()
+                    && Some(rv)
+                        != cur
+                            .pointer("/metadata/resourceVersion")
+                            .and_then(Value::as_str)
                 {
-                    if !rv.is_empty()
-                        && Some(rv)
-                            != cur
-                                .pointer("/metadata/resourceVersion")
-                                .and_then(Value::as_str)
-                    {
-                        return Err(ApiError::stale(&info.group, &info.plural, name));
-                    }
+                    return Err(ApiError::stale(&info.group, &info.plural, name));
                 }
                 self.finish(info, cur, body, sub, opts, true, &mut warnings)
             })?;
@@ -681,15 +678,13 @@ impl Api {
                 if let Some(rv) = patch
                     .pointer("/metadata/resourceVersion")
                     .and_then(Value::as_str)
+                    && ptype != PatchType::Apply
+                    && Some(rv)
+                        != cur
+                            .pointer("/metadata/resourceVersion")
+                            .and_then(Value::as_str)
                 {
-                    if ptype != PatchType::Apply
-                        && Some(rv)
-                            != cur
-                                .pointer("/metadata/resourceVersion")
-                                .and_then(Value::as_str)
-                    {
-                        return Err(ApiError::stale(&info.group, &info.plural, name));
-                    }
+                    return Err(ApiError::stale(&info.group, &info.plural, name));
                 }
                 let mut new = new;
                 if !track {
@@ -789,31 +784,28 @@ impl Api {
                 return Err(ApiError::not_found(&info.group, &info.plural, name));
             };
             let md = &cur["metadata"];
-            if let Some(uid) = &opts.precondition_uid {
-                if md["uid"].as_str() != Some(uid) {
+            if let Some(uid) = &opts.precondition_uid
+                && md["uid"].as_str() != Some(uid) {
                     return Err(ApiError::conflict(&info.group, &info.plural, name, &format!(
                         "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
                         md["uid"].as_str().unwrap_or_default()
                     )));
                 }
-            }
-            if let Some(rv) = &opts.precondition_rv {
-                if md["resourceVersion"].as_str() != Some(rv) {
+            if let Some(rv) = &opts.precondition_rv
+                && md["resourceVersion"].as_str() != Some(rv) {
                     return Err(ApiError::conflict(&info.group, &info.plural, name, &format!(
                         "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
                         md["resourceVersion"].as_str().unwrap_or_default()
                     )));
                 }
-            }
             let mut new = cur.clone();
             let mut add_finalizer = |f: &str| {
                 let m = util::obj_at(&mut new, &["metadata"]);
                 let list = m.entry("finalizers").or_insert_with(|| json!([]));
-                if let Some(a) = list.as_array_mut() {
-                    if !a.iter().any(|x| x == f) {
+                if let Some(a) = list.as_array_mut()
+                    && !a.iter().any(|x| x == f) {
                         a.push(json!(f));
                     }
-                }
             };
             match opts.propagation.unwrap_or(default_prop) {
                 Propagation::Foreground => add_finalizer("foregroundDeletion"),

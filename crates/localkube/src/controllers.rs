@@ -112,10 +112,11 @@ fn i64_at(o: &Value, p: &str) -> i64 {
 }
 
 fn log_err(what: &str, r: Result<impl Sized, ApiError>) {
-    if let Err(e) = r {
-        if e.code != 404 && e.code != 409 {
-            tracing::debug!("localkube controller {what}: {e}");
-        }
+    if let Err(e) = r
+        && e.code != 404
+        && e.code != 409
+    {
+        tracing::debug!("localkube controller {what}: {e}");
     }
 }
 
@@ -531,48 +532,46 @@ fn reconcile_deployment(
             ));
         }
     };
-    if !paused {
-        if let Some(nrs) = &new_rs {
-            let new_spec = i64_at(nrs, "/spec/replicas");
-            let old_spec: i64 = olds.iter().map(|r| i64_at(r, "/spec/replicas")).sum();
-            let old_pods: i64 = olds.iter().map(|r| i64_at(r, "/status/replicas")).sum();
-            if recreate {
-                for o in &olds {
-                    scale(o, 0, &mut events);
-                }
-                if old_pods == 0 && old_spec == 0 {
-                    scale(nrs, desired, &mut events);
-                }
+    if !paused && let Some(nrs) = &new_rs {
+        let new_spec = i64_at(nrs, "/spec/replicas");
+        let old_spec: i64 = olds.iter().map(|r| i64_at(r, "/spec/replicas")).sum();
+        let old_pods: i64 = olds.iter().map(|r| i64_at(r, "/status/replicas")).sum();
+        if recreate {
+            for o in &olds {
+                scale(o, 0, &mut events);
+            }
+            if old_pods == 0 && old_spec == 0 {
+                scale(nrs, desired, &mut events);
+            }
+        } else {
+            // Scale up the new RS within the surge budget.
+            let total = new_spec + old_spec;
+            let allowed = desired + max_surge - total;
+            let target = if new_spec > desired {
+                desired
+            } else if allowed > 0 {
+                (new_spec + allowed).min(desired)
             } else {
-                // Scale up the new RS within the surge budget.
-                let total = new_spec + old_spec;
-                let allowed = desired + max_surge - total;
-                let target = if new_spec > desired {
-                    desired
-                } else if allowed > 0 {
-                    (new_spec + allowed).min(desired)
-                } else {
-                    new_spec
-                };
-                scale(nrs, target, &mut events);
-                // Scale down old RSs within the unavailability budget.
-                let available: i64 = owned
-                    .iter()
-                    .map(|r| i64_at(r, "/status/availableReplicas"))
-                    .sum();
-                let min_available = desired - max_unavailable;
-                let new_unavailable = (target - i64_at(nrs, "/status/availableReplicas")).max(0);
-                let mut budget = (old_spec + target - min_available - new_unavailable).max(0);
-                // Unhealthy old pods can always go.
-                for o in &olds {
-                    let spec = i64_at(o, "/spec/replicas");
-                    let unhealthy = (spec - i64_at(o, "/status/availableReplicas")).max(0);
-                    let _ = available;
-                    let cut = (unhealthy + budget.min(spec - unhealthy)).min(spec);
-                    if cut > 0 {
-                        budget -= (cut - unhealthy).max(0);
-                        scale(o, spec - cut, &mut events);
-                    }
+                new_spec
+            };
+            scale(nrs, target, &mut events);
+            // Scale down old RSs within the unavailability budget.
+            let available: i64 = owned
+                .iter()
+                .map(|r| i64_at(r, "/status/availableReplicas"))
+                .sum();
+            let min_available = desired - max_unavailable;
+            let new_unavailable = (target - i64_at(nrs, "/status/availableReplicas")).max(0);
+            let mut budget = (old_spec + target - min_available - new_unavailable).max(0);
+            // Unhealthy old pods can always go.
+            for o in &olds {
+                let spec = i64_at(o, "/spec/replicas");
+                let unhealthy = (spec - i64_at(o, "/status/availableReplicas")).max(0);
+                let _ = available;
+                let cut = (unhealthy + budget.min(spec - unhealthy)).min(spec);
+                if cut > 0 {
+                    budget -= (cut - unhealthy).max(0);
+                    scale(o, spec - cut, &mut events);
                 }
             }
         }
@@ -763,18 +762,17 @@ fn reconcile_deployment(
             .pointer("/metadata/annotations/deployment.kubernetes.io~1revision")
             .and_then(Value::as_str)
             != Some(rev.to_string().as_str())
+        && let Some(fresh_d) = api.store.get(&dinfo.storage_key(), ns, name)
     {
-        if let Some(fresh_d) = api.store.get(&dinfo.storage_key(), ns, name) {
-            let mut nd = fresh_d;
-            util::obj_at(&mut nd, &["metadata", "annotations"]).insert(
-                "deployment.kubernetes.io/revision".into(),
-                json!(rev.to_string()),
-            );
-            log_err(
-                "deployment revision",
-                api.update(dinfo, ns, name, nd, "", &opts(manager)),
-            );
-        }
+        let mut nd = fresh_d;
+        util::obj_at(&mut nd, &["metadata", "annotations"]).insert(
+            "deployment.kubernetes.io/revision".into(),
+            json!(rev.to_string()),
+        );
+        log_err(
+            "deployment revision",
+            api.update(dinfo, ns, name, nd, "", &opts(manager)),
+        );
     }
     want_tick || !complete
 }
@@ -892,22 +890,22 @@ fn replicaset_pass(api: &Api) -> bool {
                 }
             }
         }
-        if rs.get("status") != Some(&status) {
-            if let Some(cur) = api.store.get(&rsinfo.storage_key(), ns, util::name(&rs)) {
-                let mut n = cur;
-                n["status"] = status;
-                log_err(
-                    "rs status",
-                    api.update(
-                        &rsinfo,
-                        ns,
-                        util::name(&rs),
-                        n,
-                        "status",
-                        &opts("replicaset-controller"),
-                    ),
-                );
-            }
+        if rs.get("status") != Some(&status)
+            && let Some(cur) = api.store.get(&rsinfo.storage_key(), ns, util::name(&rs))
+        {
+            let mut n = cur;
+            n["status"] = status;
+            log_err(
+                "rs status",
+                api.update(
+                    &rsinfo,
+                    ns,
+                    util::name(&rs),
+                    n,
+                    "status",
+                    &opts("replicaset-controller"),
+                ),
+            );
         }
     }
     false
@@ -1572,22 +1570,20 @@ fn gc_pass(api: &Api) -> bool {
         if let Some(refs) = o
             .pointer("/metadata/ownerReferences")
             .and_then(Value::as_array)
+            && !refs.is_empty()
+            && refs
+                .iter()
+                .all(|r| !uids.contains_key(r["uid"].as_str().unwrap_or_default()))
         {
-            if !refs.is_empty()
-                && refs
-                    .iter()
-                    .all(|r| !uids.contains_key(r["uid"].as_str().unwrap_or_default()))
-            {
-                log_err(
-                    "gc dependent",
-                    api.delete(
-                        info,
-                        util::namespace(o),
-                        util::name(o),
-                        &DeleteOptions::default(),
-                    ),
-                );
-            }
+            log_err(
+                "gc dependent",
+                api.delete(
+                    info,
+                    util::namespace(o),
+                    util::name(o),
+                    &DeleteOptions::default(),
+                ),
+            );
         }
     }
     again

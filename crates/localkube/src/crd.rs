@@ -35,17 +35,11 @@ pub fn validate_crd(crd: &Value) -> ApiResult<()> {
         ));
     }
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
-    if versions.is_empty() {
-        causes.push((
-            "spec.versions".into(),
-            "Invalid value: must have exactly one version marked as storage version".into(),
-        ));
-    } else if versions
+    let storage_versions = versions
         .iter()
         .filter(|v| v["storage"] == json!(true))
-        .count()
-        != 1
-    {
+        .count();
+    if storage_versions != 1 {
         causes.push((
             "spec.versions".into(),
             "Invalid value: must have exactly one version marked as storage version".into(),
@@ -243,10 +237,10 @@ fn required(
 
 fn apply_defaults(props: &Map<String, Value>, m: &mut Map<String, Value>) {
     for (k, ps) in props {
-        if !m.contains_key(k) {
-            if let Some(d) = ps.get("default") {
-                m.insert(k.clone(), d.clone());
-            }
+        if !m.contains_key(k)
+            && let Some(d) = ps.get("default")
+        {
+            m.insert(k.clone(), d.clone());
         }
     }
 }
@@ -291,35 +285,33 @@ fn walk(
             return;
         }
     }
-    if let Some(en) = schema.get("enum").and_then(Value::as_array) {
-        if !en.contains(v) {
-            let allowed: Vec<String> = en.iter().map(|e| e.to_string()).collect();
-            errors.push((
-                path.to_string(),
-                format!(
-                    "Unsupported value: {v}: supported values: {}",
-                    allowed.join(", ")
-                ),
-            ));
-        }
+    if let Some(en) = schema.get("enum").and_then(Value::as_array)
+        && !en.contains(v)
+    {
+        let allowed: Vec<String> = en.iter().map(|e| e.to_string()).collect();
+        errors.push((
+            path.to_string(),
+            format!(
+                "Unsupported value: {v}: supported values: {}",
+                allowed.join(", ")
+            ),
+        ));
     }
-    if let (Some(min), Some(n)) = (schema.get("minimum").and_then(Value::as_f64), v.as_f64()) {
-        if n < min {
-            errors.push((
-                path.to_string(),
-                format!(
-                    "Invalid value: {n}: {path} in body should be greater than or equal to {min}"
-                ),
-            ));
-        }
+    if let (Some(min), Some(n)) = (schema.get("minimum").and_then(Value::as_f64), v.as_f64())
+        && n < min
+    {
+        errors.push((
+            path.to_string(),
+            format!("Invalid value: {n}: {path} in body should be greater than or equal to {min}"),
+        ));
     }
-    if let (Some(max), Some(n)) = (schema.get("maximum").and_then(Value::as_f64), v.as_f64()) {
-        if n > max {
-            errors.push((
-                path.to_string(),
-                format!("Invalid value: {n}: {path} in body should be less than or equal to {max}"),
-            ));
-        }
+    if let (Some(max), Some(n)) = (schema.get("maximum").and_then(Value::as_f64), v.as_f64())
+        && n > max
+    {
+        errors.push((
+            path.to_string(),
+            format!("Invalid value: {n}: {path} in body should be less than or equal to {max}"),
+        ));
     }
     match v {
         Value::Object(m) => {

@@ -18,10 +18,10 @@ pub fn prepare_create(
     obj: &mut Value,
     fv: FieldValidation,
 ) -> ApiResult<Vec<String>> {
-    if info.status {
-        if let Some(m) = obj.as_object_mut() {
-            m.remove("status");
-        }
+    if info.status
+        && let Some(m) = obj.as_object_mut()
+    {
+        m.remove("status");
     }
     default_builtin(info, obj);
     if is(info, "", "namespaces") {
@@ -114,20 +114,19 @@ pub fn prepare_update(
     default_builtin(info, new);
     if is(info, "", "services") {
         for k in ["clusterIP", "clusterIPs"] {
-            if let Some(v) = cur.pointer(&format!("/spec/{k}")) {
-                if new
+            if let Some(v) = cur.pointer(&format!("/spec/{k}"))
+                && new
                     .pointer(&format!("/spec/{k}"))
                     .is_none_or(|x| x.is_null() || x == "")
-                {
-                    util::obj_at(new, &["spec"]).insert(k.into(), v.clone());
-                }
+            {
+                util::obj_at(new, &["spec"]).insert(k.into(), v.clone());
             }
         }
     }
-    if is(info, "", "namespaces") {
-        if let Some(s) = cur.get("spec") {
-            new["spec"] = s.clone();
-        }
+    if is(info, "", "namespaces")
+        && let Some(s) = cur.get("spec")
+    {
+        new["spec"] = s.clone();
     }
     if is(info, "apiextensions.k8s.io", "customresourcedefinitions") {
         crate::crd::validate_crd(new)?;

@@ -420,10 +420,11 @@ fn scale_of(info: &ResourceInfo, o: &Value) -> Value {
     if !selector.is_empty() {
         s["status"]["selector"] = json!(selector);
     }
-    if info.crd.is_none() && !info.namespaced {
-        if let Some(m) = s["metadata"].as_object_mut() {
-            m.remove("namespace");
-        }
+    if info.crd.is_none()
+        && !info.namespaced
+        && let Some(m) = s["metadata"].as_object_mut()
+    {
+        m.remove("namespace");
     }
     s
 }
@@ -450,10 +451,10 @@ async fn serve(
     let info = &t.info;
     let ns = t.namespace.clone().unwrap_or_default();
     let sub = t.sub.as_deref().unwrap_or_default();
-    if !sub.is_empty()
-        && !(sub == "status" && info.status)
-        && !(sub == "scale" && info.scale.is_some())
-    {
+    let served_sub = sub.is_empty()
+        || (sub == "status" && info.status)
+        || (sub == "scale" && info.scale.is_some());
+    if !served_sub {
         return Err(ApiError::path_not_found());
     }
     match verb {
@@ -627,14 +628,13 @@ fn scale_write(
     opts: &WriteOptions,
 ) -> ApiResult<Response> {
     let mut cur = api.get(info, ns, name)?;
-    if let Some(rv) = rv.filter(|r| !r.is_empty()) {
-        if cur
+    if let Some(rv) = rv.filter(|r| !r.is_empty())
+        && cur
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
             != Some(rv)
-        {
-            return Err(ApiError::stale(&info.group, &info.plural, name));
-        }
+    {
+        return Err(ApiError::stale(&info.group, &info.plural, name));
     }
     let path = info
         .scale
@@ -781,15 +781,14 @@ fn watch(
                     let mut last = rv;
                     for ev in past {
                         last = ev.resource_version;
-                        if let Some(ty) = filter.translate(&ev) {
-                            if tx
+                        if let Some(ty) = filter.translate(&ev)
+                            && tx
                                 .send(Ok(event_line(ty, &present(&ev.object))))
                                 .await
                                 .is_err()
-                            {
-                                st.metrics.watch_ended();
-                                return;
-                            }
+                        {
+                            st.metrics.watch_ended();
+                            return;
                         }
                     }
                     (rx, last.max(rv))
@@ -813,9 +812,8 @@ fn watch(
                     Ok(ev) => {
                         if ev.resource_version <= last_rv { continue; }
                         last_rv = ev.resource_version;
-                        if let Some(ty) = filter.translate(&ev) {
-                            if tx.send(Ok(event_line(ty, &present(&ev.object)))).await.is_err() { break; }
-                        }
+                        if let Some(ty) = filter.translate(&ev)
+                            && tx.send(Ok(event_line(ty, &present(&ev.object)))).await.is_err() { break; }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         let e = ApiError::gone("too old resource version: watcher fell behind");

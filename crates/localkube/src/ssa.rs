@@ -509,12 +509,10 @@ pub fn apply(
         }
     }
     merge_applied(&mut new, &to_merge, "", list_keys);
-    if status_only {
-        if let Some(s) = applied.get("status") {
-            let mut st = base.get("status").cloned().unwrap_or_else(|| json!({}));
-            merge_applied(&mut st, s, "status", list_keys);
-            new["status"] = st;
-        }
+    if status_only && let Some(s) = applied.get("status") {
+        let mut st = base.get("status").cloned().unwrap_or_else(|| json!({}));
+        merge_applied(&mut st, s, "status", list_keys);
+        new["status"] = st;
     }
     // Fields this manager applied before but not now, and that nobody else owns, go away.
     if let Some(mine) = entries

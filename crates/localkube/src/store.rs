@@ -8,6 +8,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+/// Retained events to replay, then a receiver for the live ones.
+pub type WatchStart = (Vec<Arc<StoreEvent>>, broadcast::Receiver<Arc<StoreEvent>>);
+
 /// Identifies a stored resource type: group, (storage) version and plural.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ResourceKey {
@@ -325,10 +328,7 @@ impl Store {
 
     /// Retained events after `rv` plus a receiver for the ones to come, taken atomically; or
     /// `Expired` when events after `rv` were already dropped from the window.
-    pub fn watch_from(
-        &self,
-        rv: u64,
-    ) -> Result<(Vec<Arc<StoreEvent>>, broadcast::Receiver<Arc<StoreEvent>>), Expired> {
+    pub fn watch_from(&self, rv: u64) -> Result<WatchStart, Expired> {
         let inner = self.lock();
         if rv < inner.compacted {
             return Err(Expired {

@@ -404,16 +404,16 @@ impl OrElseNote for String {
 
 /// The column definitions and row cells for a resource.
 fn layout(info: &ResourceInfo) -> (Vec<Value>, Option<Vec<crate::registry::PrinterColumn>>) {
-    if let Some(crd) = &info.crd {
-        if !crd.printer_columns.is_empty() {
-            let mut defs = vec![
-                json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}),
-            ];
-            for c in &crd.printer_columns {
-                defs.push(json!({"name": c.name, "type": c.type_, "format": c.format, "description": c.description, "priority": c.priority}));
-            }
-            return (defs, Some(crd.printer_columns.clone()));
+    if let Some(crd) = &info.crd
+        && !crd.printer_columns.is_empty()
+    {
+        let mut defs = vec![
+            json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}),
+        ];
+        for c in &crd.printer_columns {
+            defs.push(json!({"name": c.name, "type": c.type_, "format": c.format, "description": c.description, "priority": c.priority}));
         }
+        return (defs, Some(crd.printer_columns.clone()));
     }
     let defs = builtin_columns(info)
         .iter()

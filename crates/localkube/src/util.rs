@@ -86,7 +86,7 @@ pub fn jsonpath<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
                 cur = cur.as_array()?.iter().find(|e| {
                     jsonpath(e, field.trim()).is_some_and(|x| match x {
                         Value::String(s) => s == val,
-                        other => other.to_string() == val,
+                        other => *other == val,
                     })
                 })?;
             } else {

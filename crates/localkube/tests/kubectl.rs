@@ -28,11 +28,19 @@ impl Env {
             eprintln!("skipping: {KUBECTL} not installed");
             return None;
         }
-        let handle = localkube::Server::start(localkube::Config::default()).await.expect("server starts");
+        let handle = localkube::Server::start(localkube::Config::default())
+            .await
+            .expect("server starts");
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig");
-        handle.write_kubeconfig(&kubeconfig).expect("write kubeconfig");
-        Some(Env { _handle: handle, dir, kubeconfig })
+        handle
+            .write_kubeconfig(&kubeconfig)
+            .expect("write kubeconfig");
+        Some(Env {
+            _handle: handle,
+            dir,
+            kubeconfig,
+        })
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
@@ -58,7 +66,11 @@ impl Env {
     /// Runs kubectl and expects success; returns stdout.
     async fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args).await;
-        assert!(o.ok, "kubectl {args:?} failed:\nstdout: {}\nstderr: {}", o.stdout, o.stderr);
+        assert!(
+            o.ok,
+            "kubectl {args:?} failed:\nstdout: {}\nstderr: {}",
+            o.stdout, o.stderr
+        );
         o.stdout
     }
 
@@ -85,7 +97,12 @@ impl Env {
             if pred(&o.stdout) {
                 return o.stdout;
             }
-            assert!(tokio::time::Instant::now() < deadline, "timed out: kubectl {args:?}: {} {}", o.stdout, o.stderr);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out: kubectl {args:?}: {} {}",
+                o.stdout,
+                o.stderr
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -137,11 +154,24 @@ async fn version_and_api_resources() {
     let v = k.ok(&["version"]).await;
     assert!(v.contains("Server Version: v1.32.0"), "{v}");
     let r = k.ok(&["api-resources"]).await;
-    for needle in ["deployments", "deploy", "apps/v1", "customresourcedefinitions", "endpointslices", "leases", "horizontalpodautoscalers"] {
+    for needle in [
+        "deployments",
+        "deploy",
+        "apps/v1",
+        "customresourcedefinitions",
+        "endpointslices",
+        "leases",
+        "horizontalpodautoscalers",
+    ] {
         assert!(r.contains(needle), "api-resources lacks {needle}:\n{r}");
     }
-    let ns = k.ok(&["api-resources", "--namespaced=false", "-o", "name"]).await;
-    assert!(ns.contains("namespaces") && ns.contains("nodes") && !ns.contains("pods"), "{ns}");
+    let ns = k
+        .ok(&["api-resources", "--namespaced=false", "-o", "name"])
+        .await;
+    assert!(
+        ns.contains("namespaces") && ns.contains("nodes") && !ns.contains("pods"),
+        "{ns}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,16 +179,28 @@ async fn apply_client_side_then_server_side_with_conflict() {
     let Some(k) = Env::start().await else { return };
     let f = k.write("app.yaml", &format!("{DEPLOY}---{CM}"));
     let out = k.ok(&["apply", "-f", &f]).await;
-    assert!(out.contains("deployment.apps/web created") && out.contains("configmap/cfg created"), "{out}");
+    assert!(
+        out.contains("deployment.apps/web created") && out.contains("configmap/cfg created"),
+        "{out}"
+    );
     let out = k.ok(&["apply", "-f", &f]).await;
     assert!(out.contains("deployment.apps/web unchanged"), "{out}");
-    let f2 = k.write("app.yaml", &format!("{DEPLOY}---{CM}").replace("nginx:1.25", "nginx:1.26"));
+    let f2 = k.write(
+        "app.yaml",
+        &format!("{DEPLOY}---{CM}").replace("nginx:1.25", "nginx:1.26"),
+    );
     let out = k.ok(&["apply", "-f", &f2]).await;
     assert!(out.contains("deployment.apps/web configured"), "{out}");
     let d = k.json(&["get", "deploy", "web"]).await;
-    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.26");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.26"
+    );
     assert_eq!(d["metadata"]["generation"], 2);
-    assert!(d["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"].is_string());
+    assert!(
+        d["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .is_string()
+    );
 
     // Server-side apply of the same content by kubectl: shared ownership, no conflict.
     let out = k.ok(&["apply", "--server-side", "-f", &f2]).await;
@@ -166,13 +208,38 @@ async fn apply_client_side_then_server_side_with_conflict() {
 
     // A second field manager changing a field owned by others: conflict.
     let cm2 = k.write("cm2.yaml", &CM.replace("\"1\"", "\"2\""));
-    let o = k.run(&["apply", "--server-side", "--field-manager=other", "-f", &cm2]).await;
+    let o = k
+        .run(&[
+            "apply",
+            "--server-side",
+            "--field-manager=other",
+            "-f",
+            &cm2,
+        ])
+        .await;
     assert!(!o.ok);
-    assert!(o.stderr.contains("conflict") && o.stderr.contains(".data.a"), "{}", o.stderr);
-    k.ok(&["apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", &cm2]).await;
+    assert!(
+        o.stderr.contains("conflict") && o.stderr.contains(".data.a"),
+        "{}",
+        o.stderr
+    );
+    k.ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=other",
+        "--force-conflicts",
+        "-f",
+        &cm2,
+    ])
+    .await;
     let cm = k.json(&["get", "cm", "cfg", "--show-managed-fields"]).await;
     assert_eq!(cm["data"]["a"], "2");
-    let managers: Vec<&str> = cm["metadata"]["managedFields"].as_array().unwrap().iter().filter_map(|m| m["manager"].as_str()).collect();
+    let managers: Vec<&str> = cm["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
     assert!(managers.contains(&"other"), "{managers:?}");
 }
 
@@ -180,14 +247,29 @@ async fn apply_client_side_then_server_side_with_conflict() {
 async fn create_get_output_formats_and_watch() {
     let Some(k) = Env::start().await else { return };
     let f = k.write("cm.yaml", CM);
-    assert!(k.ok(&["create", "-f", &f]).await.contains("configmap/cfg created"));
+    assert!(
+        k.ok(&["create", "-f", &f])
+            .await
+            .contains("configmap/cfg created")
+    );
     let o = k.run(&["create", "-f", &f]).await;
     assert!(!o.ok && o.stderr.contains("AlreadyExists"), "{}", o.stderr);
     let table = k.ok(&["get", "cm"]).await;
-    assert!(table.starts_with("NAME") && table.contains("DATA") && table.contains("AGE") && table.contains("cfg"), "{table}");
+    assert!(
+        table.starts_with("NAME")
+            && table.contains("DATA")
+            && table.contains("AGE")
+            && table.contains("cfg"),
+        "{table}"
+    );
     let yaml = k.ok(&["get", "cm", "cfg", "-o", "yaml"]).await;
-    assert!(yaml.contains("kind: ConfigMap") && yaml.contains("resourceVersion:"), "{yaml}");
-    let jp = k.ok(&["get", "cm", "cfg", "-o", "jsonpath={.data.a}"]).await;
+    assert!(
+        yaml.contains("kind: ConfigMap") && yaml.contains("resourceVersion:"),
+        "{yaml}"
+    );
+    let jp = k
+        .ok(&["get", "cm", "cfg", "-o", "jsonpath={.data.a}"])
+        .await;
     assert_eq!(jp, "1");
     let name = k.ok(&["get", "cm", "-o", "name"]).await;
     assert!(name.contains("configmap/cfg"));
@@ -195,24 +277,67 @@ async fn create_get_output_formats_and_watch() {
     assert!(!o.ok && o.stderr.contains("NotFound"), "{}", o.stderr);
 
     // get -w prints changes as they happen.
-    let mut child = k.cmd(&["get", "cm", "cfg", "-w", "-o", "jsonpath={.data.a}{\"\\n\"}"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = k
+        .cmd(&[
+            "get",
+            "cm",
+            "cfg",
+            "-w",
+            "-o",
+            "jsonpath={.data.a}{\"\\n\"}",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(first.as_deref(), Some("1"));
-    k.ok(&["patch", "cm", "cfg", "--type", "merge", "-p", r#"{"data":{"a":"2"}}"#]).await;
-    let next = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap();
+    k.ok(&[
+        "patch",
+        "cm",
+        "cfg",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"a":"2"}}"#,
+    ])
+    .await;
+    let next = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(next.as_deref(), Some("2"));
     child.kill().await.ok();
 
     // Table watch as kubectl prints it by default.
-    let mut child = k.cmd(&["get", "cm", "-w"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = k
+        .cmd(&["get", "cm", "-w"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let header = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().unwrap();
+    let header = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(header.starts_with("NAME"), "{header}");
-    k.ok(&["create", "-f", &k.write("cm3.yaml", &CM.replace("name: cfg", "name: third"))]).await;
+    k.ok(&[
+        "create",
+        "-f",
+        &k.write("cm3.yaml", &CM.replace("name: cfg", "name: third")),
+    ])
+    .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let l = tokio::time::timeout_at(deadline, lines.next_line()).await.unwrap().unwrap().unwrap();
+        let l = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         if l.starts_with("third") {
             break;
         }
@@ -225,38 +350,91 @@ async fn deployments_rollout_scale_set_image_describe() {
     let Some(k) = Env::start().await else { return };
     let f = k.write("app.yaml", DEPLOY);
     k.ok(&["apply", "-f", &f]).await;
-    let out = k.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]).await;
+    let out = k
+        .ok(&["rollout", "status", "deploy/web", "--timeout=30s"])
+        .await;
     assert!(out.contains("successfully rolled out"), "{out}");
     let table = k.ok(&["get", "deploy", "web"]).await;
-    assert!(table.contains("READY") && table.contains("UP-TO-DATE") && table.contains("2/2"), "{table}");
+    assert!(
+        table.contains("READY") && table.contains("UP-TO-DATE") && table.contains("2/2"),
+        "{table}"
+    );
     let pods = k.ok(&["get", "pods", "-l", "app=web"]).await;
     assert!(pods.contains("Running") && pods.contains("1/1"), "{pods}");
     let wide = k.ok(&["get", "pods", "-o", "wide"]).await;
-    assert!(wide.contains("10.244.") && wide.contains("localkube-node-0"), "{wide}");
-    let ep = k.ok(&["get", "endpoints", "web", "-o", "jsonpath={.subsets[0].addresses[*].ip}"]).await;
+    assert!(
+        wide.contains("10.244.") && wide.contains("localkube-node-0"),
+        "{wide}"
+    );
+    let ep = k
+        .ok(&[
+            "get",
+            "endpoints",
+            "web",
+            "-o",
+            "jsonpath={.subsets[0].addresses[*].ip}",
+        ])
+        .await;
     assert_eq!(ep.split_whitespace().count(), 2, "{ep}");
 
     k.ok(&["set", "image", "deploy/web", "web=nginx:2"]).await;
-    k.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]).await;
+    k.ok(&["rollout", "status", "deploy/web", "--timeout=30s"])
+        .await;
     let rs = k.json(&["get", "rs", "-l", "app=web"]).await;
     assert_eq!(rs["items"].as_array().unwrap().len(), 2);
-    let images = k.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.containers[0].image}"]).await;
-    assert!(images.split_whitespace().all(|i| i == "nginx:2"), "{images}");
+    let images = k
+        .ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].image}",
+        ])
+        .await;
+    assert!(
+        images.split_whitespace().all(|i| i == "nginx:2"),
+        "{images}"
+    );
 
-    assert!(k.ok(&["scale", "deploy/web", "--replicas=3"]).await.contains("scaled"));
-    k.ok(&["rollout", "status", "deploy/web", "--timeout=30s"]).await;
-    k.until(10, &["get", "pods", "-l", "app=web", "-o", "name"], |s| s.lines().count() == 3).await;
-    let out = k.ok(&["wait", "--for=condition=Available", "deploy/web", "--timeout=10s"]).await;
+    assert!(
+        k.ok(&["scale", "deploy/web", "--replicas=3"])
+            .await
+            .contains("scaled")
+    );
+    k.ok(&["rollout", "status", "deploy/web", "--timeout=30s"])
+        .await;
+    k.until(10, &["get", "pods", "-l", "app=web", "-o", "name"], |s| {
+        s.lines().count() == 3
+    })
+    .await;
+    let out = k
+        .ok(&[
+            "wait",
+            "--for=condition=Available",
+            "deploy/web",
+            "--timeout=10s",
+        ])
+        .await;
     assert!(out.contains("condition met"), "{out}");
 
     let desc = k.ok(&["describe", "deploy", "web"]).await;
-    assert!(desc.contains("ScalingReplicaSet") && desc.contains("NewReplicaSetAvailable"), "{desc}");
+    assert!(
+        desc.contains("ScalingReplicaSet") && desc.contains("NewReplicaSetAvailable"),
+        "{desc}"
+    );
     let desc = k.ok(&["describe", "pods", "-l", "app=web"]).await;
-    assert!(desc.contains("Scheduled") && desc.contains("10.244."), "{desc}");
+    assert!(
+        desc.contains("Scheduled") && desc.contains("10.244."),
+        "{desc}"
+    );
 
     // Cascading delete: the ReplicaSets and Pods go with the Deployment.
     k.ok(&["delete", "deploy", "web"]).await;
-    k.until(10, &["get", "rs,pods", "-o", "name"], |s| s.trim().is_empty()).await;
+    k.until(10, &["get", "rs,pods", "-o", "name"], |s| {
+        s.trim().is_empty()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,10 +445,17 @@ async fn never_ready_pods_fail_rollout() {
         "      labels: {app: web}\n      annotations: {localkube.dev/never-ready: \"true\"}\n    spec:",
     )
     .replace("replicas: 2", "replicas: 1\n  progressDeadlineSeconds: 1");
-    k.ok(&["apply", "-f", &k.write("bad.yaml", &manifest)]).await;
-    let o = k.run(&["rollout", "status", "deploy/web", "--timeout=20s"]).await;
+    k.ok(&["apply", "-f", &k.write("bad.yaml", &manifest)])
+        .await;
+    let o = k
+        .run(&["rollout", "status", "deploy/web", "--timeout=20s"])
+        .await;
     assert!(!o.ok, "{}", o.stdout);
-    assert!(o.stderr.contains("exceeded its progress deadline"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("exceeded its progress deadline"),
+        "{}",
+        o.stderr
+    );
     let pods = k.ok(&["get", "pods"]).await;
     assert!(pods.contains("0/1"), "{pods}");
 }
@@ -278,14 +463,52 @@ async fn never_ready_pods_fail_rollout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn patch_label_annotate_delete() {
     let Some(k) = Env::start().await else { return };
-    k.ok(&["apply", "-f", &k.write("app.yaml", &format!("{DEPLOY}---{CM}"))]).await;
-    k.ok(&["patch", "cm", "cfg", "--type", "merge", "-p", r#"{"data":{"m":"1"}}"#]).await;
-    k.ok(&["patch", "cm", "cfg", "--type", "json", "-p", r#"[{"op":"add","path":"/data/j","value":"2"}]"#]).await;
-    k.ok(&["patch", "deploy", "web", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"side","image":"busybox"}]}}}}"#]).await;
+    k.ok(&[
+        "apply",
+        "-f",
+        &k.write("app.yaml", &format!("{DEPLOY}---{CM}")),
+    ])
+    .await;
+    k.ok(&[
+        "patch",
+        "cm",
+        "cfg",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"m":"1"}}"#,
+    ])
+    .await;
+    k.ok(&[
+        "patch",
+        "cm",
+        "cfg",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"add","path":"/data/j","value":"2"}]"#,
+    ])
+    .await;
+    k.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"side","image":"busybox"}]}}}}"#,
+    ])
+    .await;
     let cm = k.json(&["get", "cm", "cfg"]).await;
-    assert_eq!((cm["data"]["m"].as_str(), cm["data"]["j"].as_str()), (Some("1"), Some("2")));
+    assert_eq!(
+        (cm["data"]["m"].as_str(), cm["data"]["j"].as_str()),
+        (Some("1"), Some("2"))
+    );
     let d = k.json(&["get", "deploy", "web"]).await;
-    let names: Vec<&str> = d["spec"]["template"]["spec"]["containers"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
+    let names: Vec<&str> = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
     assert_eq!(names, ["web", "side"], "strategic merge by container name");
 
     k.ok(&["label", "cm", "cfg", "tier=web"]).await;
@@ -293,13 +516,21 @@ async fn patch_label_annotate_delete() {
     let cm = k.json(&["get", "cm", "-l", "tier=web"]).await;
     assert_eq!(cm["items"][0]["metadata"]["annotations"]["note"], "hello");
     k.ok(&["label", "cm", "cfg", "tier-"]).await;
-    assert!(k.ok(&["get", "cm", "-l", "tier", "-o", "name"]).await.trim().is_empty());
+    assert!(
+        k.ok(&["get", "cm", "-l", "tier", "-o", "name"])
+            .await
+            .trim()
+            .is_empty()
+    );
 
     k.ok(&["delete", "cm", "cfg"]).await;
     let o = k.run(&["get", "cm", "cfg"]).await;
     assert!(!o.ok);
     k.ok(&["delete", "-f", &k.write("app2.yaml", DEPLOY)]).await;
-    k.until(10, &["get", "all", "-o", "name"], |s| !s.contains("deployment") && !s.contains("pod/")).await;
+    k.until(10, &["get", "all", "-o", "name"], |s| {
+        !s.contains("deployment") && !s.contains("pod/")
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,18 +542,49 @@ async fn kustomize_and_namespaces() {
         "kust/kustomization.yaml",
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: team\nnamePrefix: demo-\ncommonLabels:\n  owner: team\nresources:\n- ns.yaml\n- cm.yaml\n- deploy.yaml\n",
     );
-    k.write("kust/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n");
+    k.write(
+        "kust/ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n",
+    );
     let dir = k.dir.path().join("kust");
     let out = k.ok(&["apply", "-k", dir.to_str().unwrap()]).await;
-    assert!(out.contains("configmap/demo-cfg created") && out.contains("deployment.apps/demo-web created"), "{out}");
-    k.ok(&["-n", "team", "rollout", "status", "deploy/demo-web", "--timeout=30s"]).await;
-    let labels = k.ok(&["-n", "team", "get", "cm", "demo-cfg", "-o", "jsonpath={.metadata.labels.owner}"]).await;
+    assert!(
+        out.contains("configmap/demo-cfg created")
+            && out.contains("deployment.apps/demo-web created"),
+        "{out}"
+    );
+    k.ok(&[
+        "-n",
+        "team",
+        "rollout",
+        "status",
+        "deploy/demo-web",
+        "--timeout=30s",
+    ])
+    .await;
+    let labels = k
+        .ok(&[
+            "-n",
+            "team",
+            "get",
+            "cm",
+            "demo-cfg",
+            "-o",
+            "jsonpath={.metadata.labels.owner}",
+        ])
+        .await;
     assert_eq!(labels, "team");
     // Deleting the namespace deletes its contents.
-    k.ok(&["delete", "namespace", "team", "--timeout=20s"]).await;
+    k.ok(&["delete", "namespace", "team", "--timeout=20s"])
+        .await;
     let o = k.run(&["get", "ns", "team"]).await;
     assert!(!o.ok);
-    assert!(k.ok(&["get", "pods", "-A", "-o", "name"]).await.trim().is_empty());
+    assert!(
+        k.ok(&["get", "pods", "-A", "-o", "name"])
+            .await
+            .trim()
+            .is_empty()
+    );
 }
 
 fn crds_path() -> String {
@@ -352,32 +614,98 @@ spec:
 async fn crds_served_validated_and_printed() {
     let Some(k) = Env::start().await else { return };
     let out = k.ok(&["apply", "-f", &crds_path()]).await;
-    assert!(out.contains("customresourcedefinition.apiextensions.k8s.io/canaries.flagger.app created"), "{out}");
+    assert!(
+        out.contains("customresourcedefinition.apiextensions.k8s.io/canaries.flagger.app created"),
+        "{out}"
+    );
     let r = k.ok(&["api-resources", "--api-group=flagger.app"]).await;
-    assert!(r.contains("canaries") && r.contains("metrictemplates") && r.contains("alertproviders"), "{r}");
-    let out = k.ok(&["apply", "-f", &k.write("canary.yaml", CANARY)]).await;
+    assert!(
+        r.contains("canaries") && r.contains("metrictemplates") && r.contains("alertproviders"),
+        "{r}"
+    );
+    let out = k
+        .ok(&["apply", "-f", &k.write("canary.yaml", CANARY)])
+        .await;
     assert!(out.contains("canary.flagger.app/podinfo created"), "{out}");
     let table = k.ok(&["get", "canaries"]).await;
-    assert!(table.contains("STATUS") && table.contains("WEIGHT") && table.contains("LASTTRANSITIONTIME") && table.contains("podinfo"), "{table}");
+    assert!(
+        table.contains("STATUS")
+            && table.contains("WEIGHT")
+            && table.contains("LASTTRANSITIONTIME")
+            && table.contains("podinfo"),
+        "{table}"
+    );
     let wide = k.ok(&["get", "canary", "podinfo", "-o", "wide"]).await;
-    assert!(wide.contains("STEPWEIGHT") && wide.contains("MAXWEIGHT") && wide.contains("50"), "{wide}");
+    assert!(
+        wide.contains("STEPWEIGHT") && wide.contains("MAXWEIGHT") && wide.contains("50"),
+        "{wide}"
+    );
 
     // Unknown fields: kubectl's default validation is Strict, answered by the server.
     let bad = CANARY.replace("  service:\n", "  bogus: true\n  service:\n");
-    let o = k.run(&["apply", "-f", &k.write("bad.yaml", &bad.replace("podinfo\nspec", "bad\nspec"))]).await;
+    let o = k
+        .run(&[
+            "apply",
+            "-f",
+            &k.write("bad.yaml", &bad.replace("podinfo\nspec", "bad\nspec")),
+        ])
+        .await;
     assert!(!o.ok, "{}", o.stdout);
-    assert!(o.stderr.contains("unknown field \"spec.bogus\""), "{}", o.stderr);
-    let o = k.run(&["apply", "--validate=warn", "-f", &k.write("bad2.yaml", &bad.replace("name: podinfo\nspec", "name: warned\nspec"))]).await;
+    assert!(
+        o.stderr.contains("unknown field \"spec.bogus\""),
+        "{}",
+        o.stderr
+    );
+    let o = k
+        .run(&[
+            "apply",
+            "--validate=warn",
+            "-f",
+            &k.write(
+                "bad2.yaml",
+                &bad.replace("name: podinfo\nspec", "name: warned\nspec"),
+            ),
+        ])
+        .await;
     assert!(o.ok, "{}", o.stderr);
-    assert!(o.stderr.contains("unknown field \"spec.bogus\""), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("unknown field \"spec.bogus\""),
+        "{}",
+        o.stderr
+    );
     let stored = k.json(&["get", "canary", "warned"]).await;
-    assert!(stored["spec"].get("bogus").is_none(), "unknown fields are pruned");
+    assert!(
+        stored["spec"].get("bogus").is_none(),
+        "unknown fields are pruned"
+    );
 
     // Patch and the status subresource.
-    k.ok(&["patch", "canary", "podinfo", "--type", "merge", "-p", r#"{"spec":{"analysis":{"stepWeight":20}}}"#]).await;
-    k.ok(&["patch", "canary", "podinfo", "--subresource=status", "--type", "merge", "-p", r#"{"status":{"phase":"Progressing","canaryWeight":20}}"#]).await;
+    k.ok(&[
+        "patch",
+        "canary",
+        "podinfo",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"analysis":{"stepWeight":20}}}"#,
+    ])
+    .await;
+    k.ok(&[
+        "patch",
+        "canary",
+        "podinfo",
+        "--subresource=status",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"status":{"phase":"Progressing","canaryWeight":20}}"#,
+    ])
+    .await;
     let table = k.ok(&["get", "canary", "podinfo"]).await;
-    assert!(table.contains("Progressing") && table.contains("20"), "{table}");
+    assert!(
+        table.contains("Progressing") && table.contains("20"),
+        "{table}"
+    );
 
     // Deleting the CRD deletes its objects and stops serving it.
     k.ok(&["delete", "crd", "canaries.flagger.app"]).await;
