@@ -125,6 +125,27 @@ impl Args {
     }
 }
 
+/// A parser for the controller's flags alone (embedding programs and tests).
+#[derive(clap::Parser, Debug)]
+#[command(name = "controller")]
+struct Standalone {
+    #[command(flatten)]
+    args: Args,
+}
+
+impl Args {
+    /// Parses `argv` (its first item is the program name), Go-style single-dash flags included.
+    pub fn try_parse_from<I, T>(argv: I) -> Result<Args, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString>,
+    {
+        use clap::Parser as _;
+        Standalone::try_parse_from(normalize_go_flags(argv.into_iter().map(Into::into)))
+            .map(|s| s.args)
+    }
+}
+
 /// Rewrites Go-style single-dash long flags (`-metrics-server=http://…`) to clap's double-dash
 /// form. Single-letter flags are left alone.
 pub fn normalize_go_flags(

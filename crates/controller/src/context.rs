@@ -12,7 +12,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::runtime::reflector::ObjectRef;
 
-use flagger_api::Canary;
+use flagger_api::{Canary, CanaryStatus};
 
 use crate::events::Recorder;
 use crate::metrics::Metrics;
@@ -75,6 +75,16 @@ pub struct Context {
     pub schedule: Mutex<HashMap<ObjectRef<Canary>, tokio::time::Instant>>,
     /// Caches synced: `/readyz` answers 200.
     pub ready: AtomicBool,
+    /// The last status each reconcile wrote, until the watch cache catches up with it.
+    pub written: Mutex<HashMap<ObjectRef<Canary>, WrittenStatus>>,
+}
+
+/// A status write the reflector may not have seen yet.
+#[derive(Clone, Debug)]
+pub struct WrittenStatus {
+    /// resourceVersion of the object the write was based on.
+    pub before: String,
+    pub status: CanaryStatus,
 }
 
 impl Context {
@@ -101,10 +111,41 @@ impl Context {
         }
     }
 
+    /// The status to act on: the cached object's, unless that object is the very version our
+    /// last status write replaced (the watch event of the write has not arrived yet), in which
+    /// case the status we wrote. Acting on the stale copy would run a tick twice.
+    pub fn current_status(&self, key: &ObjectRef<Canary>, canary: &Canary) -> CanaryStatus {
+        let rv = canary
+            .metadata
+            .resource_version
+            .as_deref()
+            .unwrap_or_default();
+        if let Ok(mut w) = self.written.lock() {
+            match w.get(key) {
+                Some(memo) if memo.before == rv => return memo.status.clone(),
+                Some(_) => {
+                    w.remove(key);
+                }
+                None => {}
+            }
+        }
+        canary.status.clone().unwrap_or_default()
+    }
+
+    /// Remembers a status written on top of resourceVersion `before`.
+    pub fn wrote_status(&self, key: ObjectRef<Canary>, before: String, status: CanaryStatus) {
+        if let Ok(mut w) = self.written.lock() {
+            w.insert(key, WrittenStatus { before, status });
+        }
+    }
+
     /// Forgets a deleted canary.
     pub fn forget(&self, canary: &ObjectRef<Canary>) {
         if let Ok(mut s) = self.schedule.lock() {
             s.remove(canary);
+        }
+        if let Ok(mut w) = self.written.lock() {
+            w.remove(canary);
         }
         self.configs.set(canary.clone(), []);
     }

@@ -128,6 +128,7 @@ pub async fn serve(
         configs: ConfigIndex::default(),
         schedule: Default::default(),
         ready: Default::default(),
+        written: Default::default(),
     });
 
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", args.port))

@@ -101,53 +101,46 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
         ));
     }
 
-    // A pre-existing apex Service gets its own selector back.
+    // The apex Service keeps serving: a pre-existing one gets its own selector back; one we
+    // generated is re-pointed at the target and released from the Canary, so garbage
+    // collection does not delete a Service that clients use (Flagger leaves it to GC).
     let services = Api::<Service>::namespaced(client.clone(), &ns);
-    if let Some(apex) = services.get_opt(&c.apex).await?
-        && !owned_by(apex.metadata.owner_references.as_ref(), canary)
-    {
-        let selector = apex
+    if let Some(apex) = services.get_opt(&c.apex).await? {
+        let generated = owned_by(apex.metadata.owner_references.as_ref(), canary);
+        let last_applied = apex
             .annotations()
             .get(LAST_APPLIED)
             .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
             .and_then(|v| v.pointer("/spec/selector").cloned());
-        let selector = match selector {
-            Some(s) => s,
-            None => {
-                let target_selector = match c.target.kind {
-                    TargetKind::Deployment => Api::<Deployment>::namespaced(client.clone(), &ns)
-                        .get(&c.target.name)
-                        .await?
-                        .spec
-                        .and_then(|s| s.selector.match_labels),
-                    TargetKind::DaemonSet => Api::<DaemonSet>::namespaced(client.clone(), &ns)
-                        .get(&c.target.name)
-                        .await?
-                        .spec
-                        .and_then(|s| s.selector.match_labels),
-                    _ => None,
-                };
-                let label = target_selector.and_then(|m| {
-                    ctx.settings
-                        .labels
-                        .selector_labels
-                        .iter()
-                        .find_map(|k| m.get(k).map(|v| (k.clone(), v.clone())))
-                });
-                match label {
-                    Some((k, v)) => json!({ k: v }),
-                    None => serde_json::Value::Null,
-                }
-            }
+        let selector = match last_applied {
+            Some(s) if !generated => s,
+            _ => target_selector(ctx, c, &ns).await?,
         };
         if let Ok(selector) = serde_json::from_value(selector) {
             let mut restored = apex.clone();
             if let Some(spec) = restored.spec.as_mut() {
                 spec.selector = Some(selector);
             }
+            if generated {
+                restored.metadata.owner_references = None;
+                restored.metadata.managed_fields = None;
+            }
             services
                 .replace(&c.apex, &PostParams::default(), &restored)
                 .await?;
+            if generated {
+                ctx.recorder
+                    .record(
+                        canary,
+                        EventType::Normal,
+                        &format!(
+                            "Service {}.{ns} kept and pointed at {}.{ns}",
+                            c.apex, c.target.name
+                        ),
+                        ctx.now(),
+                    )
+                    .await;
+            }
         }
     }
 
@@ -173,4 +166,37 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
         )
         .await;
     Ok(Action::await_change())
+}
+
+/// `{label: value}` selecting the target's pods by the first selector label it carries.
+async fn target_selector(
+    ctx: &Context,
+    c: &flagger_core::model::ValidatedCanary,
+    ns: &str,
+) -> Result<serde_json::Value> {
+    let client = ctx.client.clone();
+    let match_labels = match c.target.kind {
+        TargetKind::Deployment => Api::<Deployment>::namespaced(client, ns)
+            .get(&c.target.name)
+            .await?
+            .spec
+            .and_then(|s| s.selector.match_labels),
+        TargetKind::DaemonSet => Api::<DaemonSet>::namespaced(client, ns)
+            .get(&c.target.name)
+            .await?
+            .spec
+            .and_then(|s| s.selector.match_labels),
+        _ => None,
+    };
+    let label = match_labels.and_then(|m| {
+        ctx.settings
+            .labels
+            .selector_labels
+            .iter()
+            .find_map(|k| m.get(k).map(|v| (k.clone(), v.clone())))
+    });
+    Ok(match label {
+        Some((k, v)) => json!({ k: v }),
+        None => serde_json::Value::Null,
+    })
 }

@@ -65,7 +65,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action>
     };
     let c = &deref.canary;
     let interval = c.analysis.interval;
-    let mut status = canary.status.clone().unwrap_or_default();
+    let mut status = ctx.current_status(&key, &canary);
     if status
         .conditions
         .iter()
@@ -146,6 +146,11 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action>
     // 6. status
     if let Some(new_status) = &decision.status {
         write_status(&api, &canary, new_status).await?;
+        ctx.wrote_status(
+            key.clone(),
+            canary.resource_version().unwrap_or_default(),
+            new_status.clone(),
+        );
     }
     ctx.metrics
         .set_phase(&c.target.name, &ns, next_status.phase);

@@ -1,0 +1,744 @@
+//! Flagger's kubernetes-provider scenarios, end to end: localkube, the real kubectl, a real
+//! Prometheus, and `flagger controller` in-process. Each test has its own cluster.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+mod support;
+
+use flagger_api::CanaryPhase;
+use support::exporter::ERROR_RATIO;
+use support::{Env, NS, Options};
+
+const PODINFO: &str = "ghcr.io/stefanprodan/podinfo";
+
+/// The podinfo Deployment of Flagger's e2e workloads, with a tracked ConfigMap and Secret.
+fn workload(tag: &str, extra_annotations: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: podinfo-config-env, namespace: {NS}}}
+data: {{PODINFO_UI_COLOR: blue}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: podinfo-secret-vol, namespace: {NS}}}
+data: {{token: b25l}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: podinfo
+  namespace: {NS}
+  labels: {{app: podinfo}}
+  annotations: {{team.example.com/owner: payments}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: podinfo}}}}
+  template:
+    metadata:
+      labels: {{app: podinfo, tier: web}}
+      annotations: {{prometheus.io/scrape: "true"{extra_annotations}}}
+    spec:
+      containers:
+      - name: podinfod
+        image: {PODINFO}:{tag}
+        ports: [{{name: http, containerPort: 9898}}, {{name: grpc, containerPort: 9999}}]
+        envFrom: [{{configMapRef: {{name: podinfo-config-env}}}}]
+        volumeMounts: [{{name: secret, mountPath: /etc/secret}}]
+      volumes:
+      - name: secret
+        secret: {{secretName: podinfo-secret-vol}}
+"#
+    )
+}
+
+/// A Canary for the podinfo Deployment; `analysis` is the YAML of `spec.analysis` (indented 4).
+fn canary(kind: &str, target: &str, extra_spec: &str, analysis: &str) -> String {
+    format!(
+        r#"
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {{name: {target}, namespace: {NS}}}
+spec:
+  provider: kubernetes
+  targetRef: {{apiVersion: apps/v1, kind: {kind}, name: {target}}}
+  progressDeadlineSeconds: 60
+  service:
+    port: 80
+    targetPort: http
+    portDiscovery: true
+    apex:
+      annotations: {{test: apex}}
+  {extra_spec}
+  analysis:
+{analysis}
+"#
+    )
+}
+
+const METRICS: &str = r#"    metrics:
+    - name: request-success-rate
+      thresholdRange: {min: 99}
+      interval: 10s
+    - name: request-duration
+      thresholdRange: {max: 500}
+      interval: 10s"#;
+
+fn bg_analysis(iterations: u32, threshold: u32, more: &str) -> String {
+    format!("    interval: 1s\n    threshold: {threshold}\n    iterations: {iterations}\n{more}")
+}
+
+async fn set_image(env: &Env, tag: &str) {
+    env.kubectl(&[
+        "-n",
+        NS,
+        "set",
+        "image",
+        "deployment/podinfo",
+        &format!("podinfod={PODINFO}:{tag}"),
+    ])
+    .await;
+}
+
+async fn primary_image(env: &Env) -> String {
+    env.jsonpath(
+        "deployment/podinfo-primary",
+        ".spec.template.spec.containers[0].image",
+    )
+    .await
+}
+
+/// Applies the workload and the canary and waits for `Initialized`.
+async fn init(env: &Env, analysis: &str, extra_spec: &str) {
+    env.apply(&workload("6.0.0", "")).await;
+    env.apply(&canary("Deployment", "podinfo", extra_spec, analysis))
+        .await;
+    env.wait_phase("podinfo", CanaryPhase::Initialized).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initialization_creates_primary_services_and_configs() {
+    let env = Env::start(Options::default()).await;
+    init(&env, &bg_analysis(3, 2, ""), "").await;
+
+    // The primary copy: renamed labels and selector, configs renamed, full replicas.
+    assert_eq!(
+        env.jsonpath(
+            "deployment/podinfo-primary",
+            ".spec.selector.matchLabels.app"
+        )
+        .await,
+        "podinfo-primary"
+    );
+    assert_eq!(
+        env.jsonpath(
+            "deployment/podinfo-primary",
+            ".spec.template.metadata.labels.app"
+        )
+        .await,
+        "podinfo-primary"
+    );
+    assert_eq!(
+        env.jsonpath(
+            "deployment/podinfo-primary",
+            ".spec.template.spec.containers[0].envFrom[0].configMapRef.name"
+        )
+        .await,
+        "podinfo-config-env-primary"
+    );
+    assert_eq!(
+        env.jsonpath(
+            "deployment/podinfo-primary",
+            ".spec.template.spec.volumes[0].secret.secretName"
+        )
+        .await,
+        "podinfo-secret-vol-primary"
+    );
+    assert_eq!(
+        env.jsonpath(
+            "deployment/podinfo-primary",
+            ".metadata.ownerReferences[0].kind"
+        )
+        .await,
+        "Canary"
+    );
+    env.wait_jsonpath("deployment/podinfo-primary", ".status.readyReplicas", "2")
+        .await;
+    // The target is scaled to zero once the primary serves.
+    env.wait_jsonpath("deployment/podinfo", ".spec.replicas", "0")
+        .await;
+    assert_eq!(
+        env.jsonpath(
+            "configmap/podinfo-config-env-primary",
+            ".data.PODINFO_UI_COLOR"
+        )
+        .await,
+        "blue"
+    );
+    assert_eq!(
+        env.jsonpath("secret/podinfo-secret-vol-primary", ".data.token")
+            .await,
+        "b25l"
+    );
+
+    // Services: apex and primary select the primary pods, canary the target's.
+    assert_eq!(
+        env.jsonpath("service/podinfo", ".spec.selector.app").await,
+        "podinfo-primary"
+    );
+    assert_eq!(
+        env.jsonpath("service/podinfo-primary", ".spec.selector.app")
+            .await,
+        "podinfo-primary"
+    );
+    assert_eq!(
+        env.jsonpath("service/podinfo-canary", ".spec.selector.app")
+            .await,
+        "podinfo"
+    );
+    assert_eq!(
+        env.jsonpath("service/podinfo", ".metadata.annotations.test")
+            .await,
+        "apex"
+    );
+    // portDiscovery adds the grpc port next to the main one.
+    assert_eq!(
+        env.jsonpath("service/podinfo", ".spec.ports[*].name").await,
+        "http grpc"
+    );
+
+    // Status: Initialized with the Promoted condition, revision hashes and tracked configs.
+    let c = env.canary("podinfo").await;
+    let status = c.status.unwrap();
+    let cond = &status.conditions.unwrap()[0];
+    assert_eq!(
+        (
+            cond.r#type.as_str(),
+            cond.status.as_str(),
+            cond.reason.as_str()
+        ),
+        ("Promoted", "True", "Initialized")
+    );
+    assert!(status.last_applied_spec.is_some());
+    assert_eq!(status.last_applied_spec, status.last_promoted_spec);
+    let tracked = status.tracked_configs.unwrap();
+    assert!(tracked.contains_key("configmap/podinfo-config-env"));
+    assert!(tracked.contains_key("secret/podinfo-secret-vol"));
+    env.wait_event("podinfo", "Initialization done! podinfo.test")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotes_a_new_image_after_metric_analysis() {
+    let env = Env::start(Options {
+        prometheus: true,
+        ..Default::default()
+    })
+    .await;
+    init(&env, &bg_analysis(3, 2, METRICS), "").await;
+    set_image(&env, "6.0.1").await;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
+    env.wait_jsonpath("deployment/podinfo", ".spec.replicas", "0")
+        .await;
+    let phases = env.phases.of("podinfo");
+    for p in [
+        CanaryPhase::Progressing,
+        CanaryPhase::Promoting,
+        CanaryPhase::Finalising,
+        CanaryPhase::Succeeded,
+    ] {
+        assert!(phases.contains(&p), "{p:?} missing from {phases:?}");
+    }
+    let events = env.events("podinfo").await;
+    for text in [
+        "New revision detected! Scaling up podinfo.test",
+        "Starting canary analysis for podinfo.test",
+        "Advance podinfo.test canary iteration 3/3",
+        "Copying podinfo.test template spec to podinfo-primary.test",
+        "Promotion completed! Scaling down podinfo.test",
+    ] {
+        assert!(
+            events.iter().any(|e| e == text),
+            "{text:?} not in {events:#?}"
+        );
+    }
+    assert!(
+        !events.iter().any(|e| e.starts_with("Halt")),
+        "a healthy canary failed a check: {events:#?}"
+    );
+    assert_eq!(env.event_count("podinfo", "New revision detected").await, 1);
+    // The analysis read real series from Prometheus.
+    let prom = env.prometheus.as_ref().unwrap();
+    let requests = prom
+        .query(r#"sum(http_request_duration_seconds_count{kubernetes_namespace="test"})"#)
+        .await
+        .unwrap();
+    assert!(requests > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotes_after_configmap_and_secret_changes() {
+    let env = Env::start(Options::default()).await;
+    init(&env, &bg_analysis(2, 2, ""), "").await;
+
+    env.kubectl(&[
+        "-n",
+        NS,
+        "patch",
+        "configmap/podinfo-config-env",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"PODINFO_UI_COLOR":"green"}}"#,
+    ])
+    .await;
+    env.wait_event("podinfo", "New revision detected! Scaling up")
+        .await;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    assert_eq!(
+        env.jsonpath(
+            "configmap/podinfo-config-env-primary",
+            ".data.PODINFO_UI_COLOR"
+        )
+        .await,
+        "green"
+    );
+
+    env.kubectl(&[
+        "-n",
+        NS,
+        "patch",
+        "secret/podinfo-secret-vol",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"token":"dHdv"}}"#,
+    ])
+    .await;
+    env.wait_phase("podinfo", CanaryPhase::Progressing).await;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    assert_eq!(
+        env.jsonpath("secret/podinfo-secret-vol-primary", ".data.token")
+            .await,
+        "dHdv"
+    );
+    assert_eq!(env.event_count("podinfo", "Promotion completed!").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolls_back_when_the_canary_fails_its_metrics() {
+    let env = Env::start(Options {
+        prometheus: true,
+        ..Default::default()
+    })
+    .await;
+    init(&env, &bg_analysis(10, 2, METRICS), "").await;
+    // v2 answers half of its requests with 500.
+    env.kubectl(&[
+        "-n",
+        NS,
+        "patch",
+        "deployment/podinfo",
+        "--type=merge",
+        "-p",
+        &format!(
+            r#"{{"spec":{{"template":{{"metadata":{{"annotations":{{"{ERROR_RATIO}":"0.5"}}}},"spec":{{"containers":[{{"name":"podinfod","image":"{PODINFO}:6.0.2"}}]}}}}}}}}"#
+        ),
+    ])
+    .await;
+    let failed = env.wait_phase("podinfo", CanaryPhase::Failed).await;
+    let status = failed.status.unwrap();
+    assert_eq!(
+        status.failed_checks,
+        Some(0),
+        "Flagger resets failedChecks on Failed"
+    );
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.0"));
+    env.wait_jsonpath("deployment/podinfo", ".spec.replicas", "0")
+        .await;
+    let events = env.events("podinfo").await;
+    assert!(
+        events.iter().any(
+            |e| e.starts_with("Halt podinfo.test advancement success rate ")
+                && e.ends_with("% < 99%")
+        ),
+        "{events:#?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e == "Rolling back podinfo.test failed checks threshold reached 2"),
+        "{events:#?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e == "Canary failed! Scaling down podinfo.test"),
+        "{events:#?}"
+    );
+    let cond = &status.conditions.unwrap()[0];
+    assert_eq!(
+        (cond.status.as_str(), cond.reason.as_str()),
+        ("False", "Failed")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolls_back_when_the_pre_rollout_webhook_fails() {
+    let env = Env::start(Options::default()).await;
+    let hooks = format!(
+        "    webhooks:\n    - name: acceptance\n      type: pre-rollout\n      url: {}\n      timeout: 5s\n      metadata: {{type: bash, cmd: \"curl -s http://podinfo-canary.test/\"}}\n",
+        env.hooks.url("acceptance")
+    );
+    init(&env, &bg_analysis(3, 2, &hooks), "").await;
+    env.hooks.set("acceptance", 500);
+    set_image(&env, "6.0.1").await;
+    env.wait_phase("podinfo", CanaryPhase::Failed).await;
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.0"));
+    let calls = env.hooks.calls("acceptance");
+    assert!(
+        calls.len() >= 2,
+        "one call per tick until the threshold: {calls:?}"
+    );
+    assert_eq!(calls[0]["name"], "podinfo");
+    assert_eq!(calls[0]["namespace"], "test");
+    assert_eq!(calls[0]["phase"], "Progressing");
+    assert_eq!(calls[0]["metadata"]["type"], "bash");
+    let events = env.events("podinfo").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e
+                .starts_with("Halt podinfo.test advancement pre-rollout check acceptance failed")),
+        "{events:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gates_hold_the_rollout_and_the_promotion_until_opened() {
+    let env = Env::start(Options::default()).await;
+    let hooks = format!(
+        "    webhooks:\n    - name: gate-rollout\n      type: confirm-rollout\n      url: {}\n    - name: gate-promotion\n      type: confirm-promotion\n      url: {}\n",
+        env.hooks.url("rollout"),
+        env.hooks.url("promotion")
+    );
+    init(&env, &bg_analysis(2, 2, &hooks), "").await;
+    env.hooks.set("rollout", 403);
+    env.hooks.set("promotion", 403);
+    set_image(&env, "6.0.1").await;
+
+    env.wait_phase("podinfo", CanaryPhase::Waiting).await;
+    env.wait_event(
+        "podinfo",
+        "Halt podinfo.test advancement waiting for approval gate-rollout",
+    )
+    .await;
+    // Held: several ticks pass without the canary being scaled up.
+    wait_calls(&env, "rollout", 3).await;
+    assert_eq!(
+        env.canary("podinfo").await.status.unwrap().phase,
+        CanaryPhase::Waiting
+    );
+    assert_eq!(
+        env.jsonpath("deployment/podinfo", ".spec.replicas").await,
+        "0"
+    );
+
+    env.hooks.set("rollout", 200);
+    env.wait_event("podinfo", "Confirm-rollout check gate-rollout passed")
+        .await;
+    let waiting = env
+        .wait_phase("podinfo", CanaryPhase::WaitingPromotion)
+        .await;
+    assert_eq!(waiting.status.unwrap().canary_weight, Some(0));
+    let before = env.hooks.calls("promotion").len();
+    wait_calls(&env, "promotion", before + 3).await;
+    assert_eq!(
+        env.canary("podinfo").await.status.unwrap().phase,
+        CanaryPhase::WaitingPromotion
+    );
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.0"));
+
+    env.hooks.set("promotion", 200);
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
+}
+
+async fn wait_calls(env: &Env, hook: &str, n: usize) {
+    let last = std::sync::Mutex::new(String::new());
+    support::wait_for(&format!("{n} calls of hook {hook}"), &last, || async {
+        (env.hooks.calls(hook).len() >= n).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skip_analysis_promotes_at_once() {
+    let env = Env::start(Options::default()).await;
+    init(&env, &bg_analysis(10, 2, ""), "skipAnalysis: true").await;
+    set_image(&env, "6.0.1").await;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
+    let events = env.events("podinfo").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e == "Promotion completed! Canary analysis was skipped for podinfo.test"),
+        "{events:#?}"
+    );
+    assert!(
+        !events.iter().any(|e| e.starts_with("Advance")),
+        "no iteration runs when the analysis is skipped: {events:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_holds_the_canary_and_resume_continues() {
+    let env = Env::start(Options::default()).await;
+    init(&env, &bg_analysis(2, 2, ""), "").await;
+    env.kubectl(&[
+        "-n",
+        NS,
+        "patch",
+        "canary/podinfo",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"suspend":true}}"#,
+    ])
+    .await;
+    set_image(&env, "6.0.1").await;
+    // Every suspended tick says so; nothing moves.
+    let last = std::sync::Mutex::new(String::new());
+    support::wait_for("three suspended ticks", &last, || async {
+        (env.event_count("podinfo", "skipping canary run as object is suspended")
+            .await
+            >= 3)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        env.canary("podinfo").await.status.unwrap().phase,
+        CanaryPhase::Initialized
+    );
+    assert_eq!(
+        env.jsonpath("deployment/podinfo", ".spec.replicas").await,
+        "0"
+    );
+
+    env.kubectl(&[
+        "-n",
+        NS,
+        "patch",
+        "canary/podinfo",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"suspend":false}}"#,
+    ])
+    .await;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
+}
+
+const DAEMONSET: &str = r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: podinfo-ds, namespace: test, labels: {app: podinfo-ds}}
+spec:
+  selector: {matchLabels: {app: podinfo-ds}}
+  template:
+    metadata: {labels: {app: podinfo-ds}}
+    spec:
+      containers:
+      - name: podinfod
+        image: ghcr.io/stefanprodan/podinfo:6.0.0
+        ports: [{name: http, containerPort: 9898}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemonset_target_is_promoted_and_restored_on_deletion() {
+    let env = Env::start(Options {
+        nodes: 2,
+        ..Default::default()
+    })
+    .await;
+    env.apply(DAEMONSET).await;
+    env.apply(&canary(
+        "DaemonSet",
+        "podinfo-ds",
+        "revertOnDeletion: true",
+        &bg_analysis(2, 2, ""),
+    ))
+    .await;
+    env.wait_phase("podinfo-ds", CanaryPhase::Initialized).await;
+    env.wait_jsonpath("daemonset/podinfo-ds-primary", ".status.numberReady", "2")
+        .await;
+    // The target is parked on no node.
+    env.wait_jsonpath("daemonset/podinfo-ds", ".status.numberReady", "0")
+        .await;
+    assert_eq!(
+        env.jsonpath("canary/podinfo-ds", ".metadata.finalizers[0]")
+            .await,
+        "finalizer.flagger.app"
+    );
+
+    env.kubectl(&[
+        "-n",
+        NS,
+        "set",
+        "image",
+        "daemonset/podinfo-ds",
+        &format!("podinfod={PODINFO}:6.0.1"),
+    ])
+    .await;
+    env.wait_phase("podinfo-ds", CanaryPhase::Succeeded).await;
+    assert_eq!(
+        env.jsonpath(
+            "daemonset/podinfo-ds-primary",
+            ".spec.template.spec.containers[0].image"
+        )
+        .await,
+        format!("{PODINFO}:6.0.1")
+    );
+    env.wait_jsonpath("daemonset/podinfo-ds", ".status.numberReady", "0")
+        .await;
+
+    // revertOnDeletion: the target runs on every node again before the canary goes.
+    env.kubectl(&["-n", NS, "delete", "canary/podinfo-ds", "--wait=false"])
+        .await;
+    let last = std::sync::Mutex::new(String::new());
+    support::wait_for("the canary deleted", &last, || async {
+        let out = env
+            .kubectl(&["-n", NS, "get", "canaries", "-o", "name"])
+            .await;
+        out.trim().is_empty().then_some(())
+    })
+    .await;
+    env.wait_jsonpath("daemonset/podinfo-ds", ".status.numberReady", "2")
+        .await;
+    assert_eq!(
+        env.jsonpath("service/podinfo-ds", ".spec.selector.app")
+            .await,
+        "podinfo-ds"
+    );
+}
+
+const HPA: &str = r#"
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: podinfo, namespace: test}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+  minReplicas: 2
+  maxReplicas: 4
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 99}}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hpa_target_gets_a_primary_autoscaler() {
+    let env = Env::start(Options::default()).await;
+    env.apply(HPA).await;
+    init(
+        &env,
+        &bg_analysis(2, 2, ""),
+        "autoscalerRef: {apiVersion: autoscaling/v2, kind: HorizontalPodAutoscaler, name: podinfo}",
+    )
+    .await;
+    assert_eq!(
+        env.jsonpath("hpa/podinfo-primary", ".spec.scaleTargetRef.name")
+            .await,
+        "podinfo-primary"
+    );
+    assert_eq!(
+        env.jsonpath(
+            "hpa/podinfo-primary",
+            ".spec.metrics[0].resource.target.averageUtilization"
+        )
+        .await,
+        "99"
+    );
+    // A change of the user's HPA reaches the primary copy.
+    env.kubectl(&[
+        "-n",
+        NS,
+        "patch",
+        "hpa/podinfo",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/metrics/0/resource/target/averageUtilization","value":50}]"#,
+    ])
+    .await;
+    set_image(&env, "6.0.1").await;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    env.wait_jsonpath(
+        "hpa/podinfo-primary",
+        ".spec.metrics[0].resource.target.averageUtilization",
+        "50",
+    )
+    .await;
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revert_on_deletion_restores_the_deployment() {
+    let env = Env::start(Options::default()).await;
+    init(&env, &bg_analysis(2, 2, ""), "revertOnDeletion: true").await;
+    env.wait_jsonpath("deployment/podinfo", ".spec.replicas", "0")
+        .await;
+    env.kubectl(&["-n", NS, "delete", "canary/podinfo", "--wait=false"])
+        .await;
+    env.wait_jsonpath("deployment/podinfo", ".status.readyReplicas", "2")
+        .await;
+    let last = std::sync::Mutex::new(String::new());
+    support::wait_for("the canary deleted", &last, || async {
+        let out = env
+            .kubectl(&["-n", NS, "get", "canaries", "-o", "name"])
+            .await;
+        out.trim().is_empty().then_some(())
+    })
+    .await;
+    // The apex Service selects the target's pods again; generated objects are collected.
+    assert_eq!(
+        env.jsonpath("service/podinfo", ".spec.selector.app").await,
+        "podinfo"
+    );
+    env.wait_gone("deployment/podinfo-primary").await;
+    env.wait_gone("service/podinfo-primary").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_controller_resumes_the_analysis() {
+    let mut env = Env::start(Options::default()).await;
+    init(&env, &bg_analysis(8, 2, ""), "").await;
+    set_image(&env, "6.0.1").await;
+    let last = std::sync::Mutex::new(String::new());
+    support::wait_for("iteration 3", &last, || async {
+        let s = env.canary("podinfo").await.status.unwrap_or_default();
+        (s.phase == CanaryPhase::Progressing && s.iterations.unwrap_or(0) >= 3).then_some(())
+    })
+    .await;
+    env.stop_controller().await;
+    let held = env.canary("podinfo").await.status.unwrap();
+    env.start_controller().await;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
+    // The analysis went on from where it was, not from the start.
+    assert_eq!(
+        env.event_count("podinfo", "Starting canary analysis").await,
+        1
+    );
+    assert_eq!(env.event_count("podinfo", "New revision detected").await, 1);
+    for i in held.iterations.unwrap_or(0) + 1..=8 {
+        assert!(
+            env.event_count("podinfo", &format!("canary iteration {i}/8"))
+                .await
+                >= 1,
+            "iteration {i} after the restart"
+        );
+    }
+}
