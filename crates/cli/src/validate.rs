@@ -8,8 +8,19 @@
 //! 2. the pruned document is read into the typed resource and, for Canaries, run through
 //!    `flagger_core::validate` for the semantic rules of Flagger's controller.
 //!
-//! Output is one line per finding, `FILE:DOC (line N) Kind/name: path: message`, warnings
-//! prefixed with `warning: `. The exit code is 1 when any error was found, 0 otherwise.
+//! Output is one line per finding, `TAG: FILE:DOC (line N) Kind/name: path: message`, where the
+//! tag says where the finding comes from, so that what Flagger's API server would do is told
+//! apart from what only flagger-rs checks:
+//!
+//! * `pruned`: a field the API server would silently drop (not in Flagger's schema);
+//! * `rejected`: a value the API server would refuse (type, enum, pattern, required, oneOf,
+//!   limits), or a document it would not accept at all;
+//! * `error`: accepted by Flagger's CRD, but flagger-rs's semantic checks find that Flagger's
+//!   controller would fail, hang or do something else than the spec says;
+//! * `warning`: accepted, but worth a look.
+//!
+//! The exit code is 1 when any `pruned`, `rejected` or `error` finding was reported, 0
+//! otherwise.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -21,7 +32,7 @@ use serde_json::Value;
 
 use flagger_core::validate::{ValidationContext, diagnose};
 
-use crate::schema_check::{self, Level};
+use crate::schema_check::{self, Kind, Level};
 
 /// Arguments of `flagger validate`.
 #[derive(clap::Args, Debug)]
@@ -75,8 +86,14 @@ pub fn run(args: Args) -> ExitCode {
     }
     print!("{out}");
     eprintln!(
-        "{} Flagger document(s) checked: {} error(s), {} warning(s)",
-        totals.documents, totals.errors, totals.warnings
+        "{} Flagger document(s) checked: {} error(s), {} warning(s); of the errors, {} pruned \
+         and {} rejected by Flagger's CRD, {} from flagger-rs's checks",
+        totals.documents,
+        totals.errors,
+        totals.warnings,
+        totals.pruned,
+        totals.rejected,
+        totals.errors - totals.pruned - totals.rejected
     );
     if totals.errors > 0 {
         ExitCode::FAILURE
@@ -90,6 +107,8 @@ struct Totals {
     documents: usize,
     errors: usize,
     warnings: usize,
+    pruned: usize,
+    rejected: usize,
 }
 
 impl Totals {
@@ -100,6 +119,52 @@ impl Totals {
                 Level::Error => self.errors += 1,
                 Level::Warning => self.warnings += 1,
             }
+            match l.tag() {
+                Tag::Pruned => self.pruned += 1,
+                Tag::Rejected => self.rejected += 1,
+                Tag::Error | Tag::Warning => {}
+            }
+        }
+    }
+}
+
+/// Where a finding comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The API server would drop the field (Flagger's schema does not have it).
+    Pruned,
+    /// The API server would refuse the value or the document.
+    Rejected,
+    /// flagger-rs's own checks (`flagger_core::validate` and the template/provider checks).
+    Check,
+}
+
+impl Origin {
+    fn of(kind: Kind) -> Self {
+        match kind {
+            Kind::Pruned | Kind::Null => Origin::Pruned,
+            Kind::Invalid => Origin::Rejected,
+        }
+    }
+}
+
+/// The tag an output line starts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tag {
+    Pruned,
+    Rejected,
+    Error,
+    Warning,
+}
+
+impl Tag {
+    /// The spelling in the output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tag::Pruned => "pruned",
+            Tag::Rejected => "rejected",
+            Tag::Error => "error",
+            Tag::Warning => "warning",
         }
     }
 }
@@ -108,6 +173,7 @@ impl Totals {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Line {
     pub level: Level,
+    pub origin: Origin,
     /// `Kind/name`, or empty for problems of the file itself.
     pub object: String,
     /// 1-based document index within the file.
@@ -127,18 +193,32 @@ pub struct FileReport {
     pub lines: Vec<Line>,
 }
 
+impl Line {
+    /// The output tag: warnings are warnings whatever their origin.
+    pub fn tag(&self) -> Tag {
+        match (self.level, self.origin) {
+            (Level::Warning, _) => Tag::Warning,
+            (Level::Error, Origin::Pruned) => Tag::Pruned,
+            (Level::Error, Origin::Rejected) => Tag::Rejected,
+            (Level::Error, Origin::Check) => Tag::Error,
+        }
+    }
+}
+
 impl FileReport {
     pub fn render(&self) -> String {
         let mut s = String::new();
         for l in &self.lines {
-            let prefix = match l.level {
-                Level::Error => "",
-                Level::Warning => "warning: ",
-            };
             let _ = writeln!(
                 s,
-                "{prefix}{}:{} (line {}) {}: {}: {}",
-                self.file, l.doc, l.line, l.object, l.path, l.message
+                "{}: {}:{} (line {}) {}: {}: {}",
+                l.tag().as_str(),
+                self.file,
+                l.doc,
+                l.line,
+                l.object,
+                l.path,
+                l.message
             );
         }
         s
@@ -209,9 +289,10 @@ pub fn check_text(file: &str, text: &str, ctx: &ValidationContext) -> FileReport
     };
     for (index, (line, doc_text)) in split_documents(text).into_iter().enumerate() {
         let doc = index + 1;
-        let mut push = |level, object: &str, path: &str, message: String| {
+        let mut push = |level, origin, object: &str, path: &str, message: String| {
             report.lines.push(Line {
                 level,
+                origin,
                 object: object.to_string(),
                 doc,
                 line,
@@ -224,6 +305,7 @@ pub fn check_text(file: &str, text: &str, ctx: &ValidationContext) -> FileReport
             Err(e) => {
                 push(
                     Level::Error,
+                    Origin::Rejected,
                     "(yaml)",
                     "(document)",
                     format!("not valid YAML: {e}"),
@@ -252,6 +334,7 @@ pub fn check_text(file: &str, text: &str, ctx: &ValidationContext) -> FileReport
         if api_version != flagger_api::API_VERSION {
             push(
                 Level::Error,
+                Origin::Rejected,
                 &object,
                 "apiVersion",
                 format!(
@@ -265,6 +348,7 @@ pub fn check_text(file: &str, text: &str, ctx: &ValidationContext) -> FileReport
             let kinds: Vec<&str> = schemas.keys().map(String::as_str).collect();
             push(
                 Level::Error,
+                Origin::Rejected,
                 &object,
                 "kind",
                 format!(
@@ -284,11 +368,12 @@ pub fn check_text(file: &str, text: &str, ctx: &ValidationContext) -> FileReport
             if f.level == Level::Error {
                 flagged.push(f.path.clone());
             }
-            lines.push((f.level, f.path, f.message));
+            lines.push((f.level, Origin::of(f.kind), f.path, f.message));
         }
         if pruned.pointer("/metadata/name").is_none() {
             lines.push((
                 Level::Error,
+                Origin::Rejected,
                 "metadata.name".to_string(),
                 "missing: every object needs a name".to_string(),
             ));
@@ -300,17 +385,18 @@ pub fn check_text(file: &str, text: &str, ctx: &ValidationContext) -> FileReport
                     let d = diagnose(&canary, ctx);
                     for p in d.errors {
                         if !flagged.contains(&p.path) {
-                            lines.push((Level::Error, p.path, p.message));
+                            lines.push((Level::Error, Origin::Check, p.path, p.message));
                         }
                     }
                     for p in d.warnings {
-                        lines.push((Level::Warning, p.path, p.message));
+                        lines.push((Level::Warning, Origin::Check, p.path, p.message));
                     }
                 }
                 Err(e) => {
                     if flagged.is_empty() {
                         lines.push((
                             Level::Error,
+                            Origin::Check,
                             "(document)".to_string(),
                             format!("cannot be read as a Canary: {e}"),
                         ));
@@ -329,14 +415,16 @@ pub fn check_text(file: &str, text: &str, ctx: &ValidationContext) -> FileReport
             }
             _ => {}
         }
-        for (level, path, message) in lines {
-            push(level, &object, &path, message);
+        for (level, origin, path, message) in lines {
+            push(level, origin, &object, &path, message);
         }
     }
     report
 }
 
-fn metric_template_warnings(t: &flagger_api::MetricTemplate) -> Vec<(Level, String, String)> {
+fn metric_template_warnings(
+    t: &flagger_api::MetricTemplate,
+) -> Vec<(Level, Origin, String, String)> {
     let mut out = Vec::new();
     let p = &t.spec.provider;
     let needs_address = matches!(
@@ -346,6 +434,7 @@ fn metric_template_warnings(t: &flagger_api::MetricTemplate) -> Vec<(Level, Stri
     if needs_address && p.address.as_deref().is_none_or(str::is_empty) {
         out.push((
             Level::Error,
+            Origin::Check,
             "spec.provider.address".to_string(),
             format!(
                 "the {} provider needs the address of its API, e.g. http://prometheus.monitoring:9090",
@@ -356,6 +445,7 @@ fn metric_template_warnings(t: &flagger_api::MetricTemplate) -> Vec<(Level, Stri
     if p.r#type == "cloudwatch" && p.region.as_deref().is_none_or(str::is_empty) {
         out.push((
             Level::Error,
+            Origin::Check,
             "spec.provider.region".to_string(),
             "region not specified: the cloudwatch provider needs the AWS region".to_string(),
         ));
@@ -363,6 +453,7 @@ fn metric_template_warnings(t: &flagger_api::MetricTemplate) -> Vec<(Level, Stri
     if p.headers.is_some() && p.r#type != "prometheus" {
         out.push((
             Level::Warning,
+            Origin::Check,
             "spec.provider.headers".to_string(),
             "only the prometheus provider sends these headers".to_string(),
         ));
@@ -370,6 +461,7 @@ fn metric_template_warnings(t: &flagger_api::MetricTemplate) -> Vec<(Level, Stri
     if t.spec.query.trim().is_empty() {
         out.push((
             Level::Error,
+            Origin::Check,
             "spec.query".to_string(),
             "empty: write the query to run".to_string(),
         ));
@@ -377,11 +469,12 @@ fn metric_template_warnings(t: &flagger_api::MetricTemplate) -> Vec<(Level, Stri
     out
 }
 
-fn alert_provider_warnings(a: &flagger_api::AlertProvider) -> Vec<(Level, String, String)> {
+fn alert_provider_warnings(a: &flagger_api::AlertProvider) -> Vec<(Level, Origin, String, String)> {
     let mut out = Vec::new();
     if a.spec.address.is_some() && a.spec.secret_ref.is_some() {
         out.push((
             Level::Warning,
+            Origin::Check,
             "spec.address".to_string(),
             "ignored: Flagger reads the address from secretRef when both are set".to_string(),
         ));
@@ -409,19 +502,28 @@ mod tests {
                     service: {port: 80}\n  analysis: {interval: 1m, threshold: 1, iterations: 5, \
                     stepWeight: 5, mirror: true, delay: 5s}\n";
         let r = check_text("x.yaml", text, &ValidationContext::default());
-        let paths: Vec<(&str, Level)> =
-            r.lines.iter().map(|l| (l.path.as_str(), l.level)).collect();
+        let paths: Vec<(&str, Tag)> = r.lines.iter().map(|l| (l.path.as_str(), l.tag())).collect();
         assert_eq!(
             paths,
             vec![
-                ("spec.analysis.delay", Level::Error),
-                ("spec.analysis", Level::Error),
-                ("spec.analysis.mirror", Level::Error),
+                ("spec.analysis.delay", Tag::Pruned),
+                ("spec.analysis", Tag::Rejected),
+                ("spec.analysis.mirror", Tag::Error),
             ]
         );
+        let rendered = r.render();
+        let lines: Vec<&str> = rendered.lines().collect();
         assert!(
-            r.render()
-                .starts_with("x.yaml:1 (line 1) Canary/a: spec.analysis.delay: ")
+            lines[0].starts_with("pruned: x.yaml:1 (line 1) Canary/a: spec.analysis.delay: "),
+            "{rendered}"
+        );
+        assert!(
+            lines[1].starts_with("rejected: x.yaml:1 (line 1) Canary/a: spec.analysis: "),
+            "{rendered}"
+        );
+        assert!(
+            lines[2].starts_with("error: x.yaml:1 (line 1) Canary/a: spec.analysis.mirror: "),
+            "{rendered}"
         );
     }
 

@@ -2,7 +2,8 @@
 //! (`tests/fixtures/seeds/`, written by hand from the seed texts; seed 000 has no manifest).
 //!
 //! Each fixture either passes, or the binary reports exactly the fields Flagger's CRD would
-//! prune or reject (and the semantic problems Flagger's controller would trip on).
+//! prune (`pruned:`) or reject (`rejected:`), told apart from the semantic problems only
+//! flagger-rs reports (`error:`, `warning:`), which Flagger's API server accepts.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,10 +17,22 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The tag an output line starts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tag {
+    /// Flagger's API server would drop the field.
+    Pruned,
+    /// Flagger's API server would refuse the value.
+    Rejected,
+    /// Accepted by Flagger's CRD; flagger-rs's semantic checks fail it.
+    Error,
+    Warning,
+}
+
 /// One parsed output line.
 #[derive(Debug, PartialEq, Eq)]
 struct Reported {
-    warning: bool,
+    tag: Tag,
     doc: usize,
     object: String,
     path: String,
@@ -30,11 +43,15 @@ fn parse(stdout: &str) -> Vec<Reported> {
     stdout
         .lines()
         .map(|l| {
-            let (warning, rest) = match l.strip_prefix("warning: ") {
-                Some(r) => (true, r),
-                None => (false, l),
+            // TAG: FILE:DOC (line N) Kind/name: path: message
+            let (tag, rest) = l.split_once(": ").expect("`TAG: ` in output line");
+            let tag = match tag {
+                "pruned" => Tag::Pruned,
+                "rejected" => Tag::Rejected,
+                "error" => Tag::Error,
+                "warning" => Tag::Warning,
+                other => panic!("unknown tag {other:?} in {l:?}"),
             };
-            // FILE:DOC (line N) Kind/name: path: message
             let (head, tail) = rest.split_once(") ").expect("`(line N) ` in output line");
             let doc = head
                 .rsplit_once(" (line ")
@@ -44,7 +61,7 @@ fn parse(stdout: &str) -> Vec<Reported> {
             let (object, tail) = tail.split_once(": ").expect("object");
             let (path, message) = tail.split_once(": ").expect("path");
             Reported {
-                warning,
+                tag,
                 doc,
                 object: object.to_string(),
                 path: path.to_string(),
@@ -64,20 +81,19 @@ fn run(files: &[&str]) -> (i32, Vec<Reported>) {
     (out.status.code().unwrap_or(-1), parse(&stdout))
 }
 
-/// Asserts the exact (warning?, doc, path) triples, in order.
-fn assert_reports(file: &str, want_exit: i32, want: &[(bool, usize, &str)]) -> Vec<Reported> {
+/// Asserts the exact (tag, doc, path) triples, in order.
+fn assert_reports(file: &str, want_exit: i32, want: &[(Tag, usize, &str)]) -> Vec<Reported> {
     let (code, got) = run(&[file]);
-    let triples: Vec<(bool, usize, &str)> = got
+    let triples: Vec<(Tag, usize, &str)> = got
         .iter()
-        .map(|r| (r.warning, r.doc, r.path.as_str()))
+        .map(|r| (r.tag, r.doc, r.path.as_str()))
         .collect();
     assert_eq!(triples, want, "{file}: reported {got:#?}");
     assert_eq!(code, want_exit, "{file}: exit code");
     got
 }
 
-const E: bool = false;
-const W: bool = true;
+use Tag::{Error as E, Pruned as P, Rejected as R, Warning as W};
 
 #[test]
 fn seed001_crd_example_passes() {
@@ -111,10 +127,10 @@ fn seed001_alerts_excerpt_lacks_target_and_schedule() {
         "seed001-alerts.yaml",
         1,
         &[
-            (E, 1, "spec.targetRef"),
-            (E, 1, "spec.analysis.interval"),
-            (E, 1, "spec.analysis.threshold"),
-            (E, 1, "spec.analysis"),
+            (R, 1, "spec.targetRef"),
+            (R, 1, "spec.analysis.interval"),
+            (R, 1, "spec.analysis.threshold"),
+            (R, 1, "spec.analysis"),
         ],
     );
 }
@@ -125,13 +141,13 @@ fn seed001_best_practices_message_template_is_pruned() {
         "seed001-best-practices.yaml",
         1,
         &[
-            (E, 1, "spec.messageTemplate"),
-            (E, 2, "spec.targetRef"),
-            (E, 2, "spec.analysis.interval"),
-            (E, 2, "spec.analysis.threshold"),
-            (E, 2, "spec.analysis"),
-            (E, 3, "spec.targetRef"),
-            (E, 3, "spec.analysis"),
+            (P, 1, "spec.messageTemplate"),
+            (R, 2, "spec.targetRef"),
+            (R, 2, "spec.analysis.interval"),
+            (R, 2, "spec.analysis.threshold"),
+            (R, 2, "spec.analysis"),
+            (R, 3, "spec.targetRef"),
+            (R, 3, "spec.analysis"),
         ],
     );
     assert_eq!(got[0].object, "AlertProvider/slack-oncall");
@@ -155,22 +171,22 @@ fn seed001_advanced_can_not_use_canary_analysis() {
         "seed001-advanced.yaml",
         1,
         &[
-            (E, 1, "spec.targetRef"),
-            (E, 1, "spec.analysis.interval"),
-            (E, 1, "spec.analysis.threshold"),
-            (E, 1, "spec.analysis"),
-            (E, 3, "spec.targetRef"),
-            (E, 3, "spec.analysis.interval"),
-            (E, 3, "spec.analysis.threshold"),
-            (E, 3, "spec.analysis"),
-            (E, 4, "spec.targetRef"),
-            (E, 4, "spec.analysis.interval"),
-            (E, 4, "spec.analysis.threshold"),
-            (E, 4, "spec.analysis"),
-            (E, 5, "spec.analysis.canaryAnalysis"),
-            (E, 5, "spec.analysis.interval"),
-            (E, 5, "spec.analysis.threshold"),
-            (E, 5, "spec.analysis"),
+            (R, 1, "spec.targetRef"),
+            (R, 1, "spec.analysis.interval"),
+            (R, 1, "spec.analysis.threshold"),
+            (R, 1, "spec.analysis"),
+            (R, 3, "spec.targetRef"),
+            (R, 3, "spec.analysis.interval"),
+            (R, 3, "spec.analysis.threshold"),
+            (R, 3, "spec.analysis"),
+            (R, 4, "spec.targetRef"),
+            (R, 4, "spec.analysis.interval"),
+            (R, 4, "spec.analysis.threshold"),
+            (R, 4, "spec.analysis"),
+            (P, 5, "spec.analysis.canaryAnalysis"),
+            (R, 5, "spec.analysis.interval"),
+            (R, 5, "spec.analysis.threshold"),
+            (R, 5, "spec.analysis"),
             (E, 5, "spec.service"),
         ],
     );
@@ -189,10 +205,10 @@ fn seed001_multi_region_excerpts_lack_target_and_threshold() {
         "seed001-multi-region.yaml",
         1,
         &[
-            (E, 1, "spec.targetRef"),
-            (E, 1, "spec.analysis.threshold"),
-            (E, 2, "spec.targetRef"),
-            (E, 2, "spec.analysis.threshold"),
+            (R, 1, "spec.targetRef"),
+            (R, 1, "spec.analysis.threshold"),
+            (R, 2, "spec.targetRef"),
+            (R, 2, "spec.analysis.threshold"),
         ],
     );
 }
@@ -204,12 +220,12 @@ fn seed001_real_world_examples() {
         1,
         &[
             (W, 1, "spec.analysis.metrics[0].name"),
-            (E, 2, "spec.analysis.threshold"),
-            (E, 2, "spec.analysis.interval"),
-            (E, 2, "spec.analysis.metrics[1].interval"),
-            (E, 2, "spec.analysis.metrics[2].interval"),
-            (E, 3, "spec.analysis.threshold"),
-            (E, 4, "spec.analysis.threshold"),
+            (R, 2, "spec.analysis.threshold"),
+            (R, 2, "spec.analysis.interval"),
+            (R, 2, "spec.analysis.metrics[1].interval"),
+            (R, 2, "spec.analysis.metrics[2].interval"),
+            (R, 3, "spec.analysis.threshold"),
+            (R, 4, "spec.analysis.threshold"),
         ],
     );
     assert!(got[2].message.contains("(1h is 60m)"), "{}", got[2].message);
@@ -260,9 +276,16 @@ fn several_files_and_stdin() {
     let out = child.wait_with_output().expect("wait");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.starts_with("-:4 (line 114) Canary/mirror: spec.analysis.metrics[1]: "),
+        stdout.starts_with("error: -:4 (line 114) Canary/mirror: spec.analysis.metrics[1]: "),
         "{stdout}"
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("5 Flagger document(s) checked"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "5 Flagger document(s) checked: 1 error(s), 0 warning(s); of the errors, 0 pruned \
+             and 0 rejected by Flagger's CRD, 1 from flagger-rs's checks"
+        ),
+        "{stderr}"
+    );
 }

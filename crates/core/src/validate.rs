@@ -12,7 +12,9 @@
 //! * **warnings** for things Flagger accepts but that rarely do what the author meant (`match`
 //!   with a provider that ignores it, the kubernetes provider's forced blue/green).
 //!
-//! Defaults are resolved as Flagger resolves them (behaviour reference, section 1.8).
+//! Defaults are resolved as Flagger resolves them (behaviour reference, section 1.8), except the
+//! deliberate differences recorded in `docs/compatibility.md` (an empty alert severity means
+//! info, as Flagger documents, not "nothing", as Flagger does).
 
 pub mod suggest;
 
@@ -1444,12 +1446,15 @@ impl Checker<'_> {
             }
             let severity = match a.severity.as_deref().unwrap_or("") {
                 "" => {
+                    // Flagger's docs give info as the default, but its router skips an entry
+                    // with an empty severity; flagger-rs resolves it to info, as documented.
                     self.warn(
                         format!("{p}.severity"),
-                        "empty: Flagger sends nothing to an alert without severity; set info, \
-                         warn or error",
+                        "empty: flagger-rs sends every alert to it (info, the documented \
+                         default), but Flagger sends nothing to an alert without severity; set \
+                         `severity: info` so both behave the same",
                     );
-                    None
+                    Some(Severity::Info)
                 }
                 "info" => Some(Severity::Info),
                 "warn" => Some(Severity::Warn),

@@ -509,6 +509,72 @@ const CASES: &[Case] = &[
         "exactly one of exact, prefix, suffix or regex",
     ),
     case(
+        "metric without a name",
+        "spec: {analysis: {metrics: [{name: '', templateRef: {name: errors}, interval: 1m}]}}",
+        "spec.analysis.metrics[0].name",
+        "name the check",
+    ),
+    case(
+        "webhook without a name",
+        "spec: {analysis: {webhooks: [{name: '', url: 'http://tester/'}]}}",
+        "spec.analysis.webhooks[0].name",
+        "give the webhook a name",
+    ),
+    case(
+        "alert without a name",
+        "spec: {analysis: {alerts: [{name: '', severity: info, providerRef: {name: slack}}]}}",
+        "spec.analysis.alerts[0].name",
+        "give the alert a name",
+    ),
+    case(
+        "alert without a provider name",
+        "spec: {analysis: {alerts: [{name: oncall, severity: info, providerRef: {name: ''}}]}}",
+        "spec.analysis.alerts[0].providerRef.name",
+        "name the AlertProvider",
+    ),
+    case(
+        "session affinity without a cookie name",
+        "spec: {analysis: {sessionAffinity: {cookieName: ''}}}",
+        "spec.analysis.sessionAffinity.cookieName",
+        "name the cookie that pins users to the canary",
+    ),
+    case(
+        "autoscaler without a name",
+        "spec: {autoscalerRef: {apiVersion: autoscaling/v2, kind: HorizontalPodAutoscaler, name: ''}}",
+        "spec.autoscalerRef.name",
+        "name the HorizontalPodAutoscaler or ScaledObject",
+    ),
+    case(
+        "primary scaler with zero replicas",
+        "spec: {autoscalerRef: {apiVersion: autoscaling/v2, kind: HorizontalPodAutoscaler, name: podinfo, primaryScalerReplicas: {minReplicas: 0, maxReplicas: 3}}}",
+        "spec.autoscalerRef.primaryScalerReplicas.minReplicas",
+        "below the CRD minimum of 1",
+    ),
+    case(
+        "ingressRef to a Service",
+        "spec: {provider: nginx, ingressRef: {apiVersion: v1, kind: Service, name: podinfo}}",
+        "spec.ingressRef.kind",
+        "write `Ingress`",
+    ),
+    case(
+        "ingressRef without a name",
+        "spec: {provider: nginx, ingressRef: {apiVersion: networking.k8s.io/v1, kind: Ingress, name: ''}}",
+        "spec.ingressRef.name",
+        "name the Ingress",
+    ),
+    case(
+        "targetPort zero",
+        "spec: {service: {targetPort: 0}}",
+        "spec.service.targetPort",
+        "0 is not a valid port",
+    ),
+    case(
+        "gatewayRefs entry without a name",
+        "spec: {provider: 'gatewayapi:v1', service: {gatewayRefs: [{name: ''}]}}",
+        "spec.service.gatewayRefs[0].name",
+        "name the parent Gateway",
+    ),
+    case(
         "metricsServer without scheme",
         "spec: {metricsServer: 'prometheus.monitoring:9090'}",
         "spec.metricsServer",
@@ -721,11 +787,59 @@ fn template_metric_without_interval_warns() {
 }
 
 #[test]
-fn empty_alert_severity_warns() {
-    let w = warnings(
+fn empty_alert_severity_means_info_with_a_warning() {
+    for patch in [
         "spec: {analysis: {alerts: [{name: oncall, severity: '', providerRef: {name: slack}}]}}",
+        "spec: {analysis: {alerts: [{name: oncall, severity: null, providerRef: {name: slack}}]}}",
+    ] {
+        let v = validate(&canary(patch), &ValidationContext::default()).expect("valid");
+        assert_eq!(
+            v.canary.analysis.alerts[0].severity,
+            Some(Severity::Info),
+            "{patch}"
+        );
+        assert!(
+            has(
+                &v.warnings,
+                "spec.analysis.alerts[0].severity",
+                "Flagger sends nothing to an alert without severity"
+            ),
+            "{patch}: {}",
+            show(&v.warnings)
+        );
+    }
+}
+
+#[test]
+fn custom_metric_without_threshold_warns_and_fails_above_zero() {
+    let v = validate(
+        &canary("spec: {analysis: {metrics: [{name: errors, query: 'sum(x)'}]}}"),
+        &ValidationContext::default(),
+    )
+    .expect("valid");
+    assert!(has(
+        &v.warnings,
+        "spec.analysis.metrics[0]",
+        "fails the check whenever the value is above 0"
+    ));
+    assert_eq!(
+        v.canary.analysis.metrics[0].range,
+        Range {
+            min: None,
+            max: Some(0.0)
+        }
     );
-    assert!(has(&w, "spec.analysis.alerts[0].severity", "sends nothing"));
+}
+
+#[test]
+fn builtin_success_rate_without_threshold_does_not_warn() {
+    let w = warnings("spec: {analysis: {metrics: [{name: request-success-rate, interval: 1m}]}}");
+    assert!(
+        !w.iter()
+            .any(|p| p.path.starts_with("spec.analysis.metrics")),
+        "{}",
+        show(&w)
+    );
 }
 
 #[test]
@@ -829,7 +943,11 @@ fn defaults_are_resolved_as_flagger_resolves_them() {
     assert_eq!(hook.retries, 0);
 
     let alert = &a.alerts[0];
-    assert_eq!(alert.severity, None);
+    assert_eq!(
+        alert.severity,
+        Some(Severity::Info),
+        "empty severity means info"
+    );
     assert_eq!(alert.provider_namespace, "test");
 
     let sa = a.session_affinity.as_ref().expect("session affinity");
