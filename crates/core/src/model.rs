@@ -399,7 +399,7 @@ impl Severity {
     }
 }
 
-/// One alert route. `severity: None` is Flagger's empty severity, which receives nothing.
+/// One alert route. `severity: None` is Flagger's empty severity; validation maps it to info.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AlertRoute {
     pub name: String,

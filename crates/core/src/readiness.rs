@@ -95,10 +95,12 @@ pub fn deployment(
 
 /// Readiness of a DaemonSet. Flagger measures the deadline from the Canary's
 /// `status.lastTransitionTime`.
+#[allow(clippy::too_many_arguments, reason = "the inputs of one readiness rule")]
 pub fn daemonset(
     daemonset: &DaemonSet,
     role: Role,
     namespace: &str,
+    ready_threshold: u32,
     progress_deadline_secs: i64,
     canary_last_transition: Option<Timestamp>,
     now: Timestamp,
@@ -113,7 +115,8 @@ pub fn daemonset(
         let updated = status.updated_number_scheduled.unwrap_or(0);
         let available = status.number_available.unwrap_or(0);
         let new_pending = updated < desired;
-        let unavailable = available < desired;
+        let threshold_pods = (desired as f64 * ready_threshold as f64 / 100.0) as i32;
+        let unavailable = available < threshold_pods;
         if !new_pending && !unavailable {
             Ok(())
         } else {
@@ -265,12 +268,17 @@ mod tests {
         }))
         .expect("daemonset");
         assert_eq!(
-            daemonset(&ds, Role::Canary, "test", 600, Some(ts(0)), ts(10)),
+            daemonset(&ds, Role::Canary, "test", 100, 600, Some(ts(0)), ts(10)),
             Readiness::Waiting("canary damonset podinfo-ds.test not ready with retryable true: waiting for rollout to finish: 1 of 3 updated pods are available".into())
         );
         assert!(matches!(
-            daemonset(&ds, Role::Canary, "test", 600, Some(ts(0)), ts(601)),
+            daemonset(&ds, Role::Canary, "test", 100, 600, Some(ts(0)), ts(601)),
             Readiness::Failed(_)
         ));
+        // With a 30% threshold, 1 of 3 available is enough.
+        assert_eq!(
+            daemonset(&ds, Role::Canary, "test", 30, 600, Some(ts(0)), ts(10)),
+            Readiness::Ready
+        );
     }
 }

@@ -1,7 +1,10 @@
 //! Simulated controllers, garbage collection, CRDs, fault injection and metrics, driven
 //! through the `kube` crate.
 
-#![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -87,6 +87,7 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
                 &target,
                 Role::Canary,
                 &ns,
+                c.analysis.canary_ready_threshold,
                 c.progress_deadline.as_secs() as i64,
                 None,
                 ctx.now(),

@@ -101,7 +101,7 @@ impl Oracle<'_> {
             {
                 Ok(d) => {
                     let since = self.status.last_transition_time.as_ref().map(|t| t.0);
-                    readiness::daemonset(&d, role, ns, deadline, since, now)
+                    readiness::daemonset(&d, role, ns, threshold, deadline, since, now)
                 }
                 Err(e) => Readiness::Waiting(format!("daemonset {name}.{ns} get query error: {e}")),
             },
