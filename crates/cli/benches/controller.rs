@@ -98,7 +98,10 @@ async fn run(runs: usize, canaries: usize, window: u64) -> anyhow::Result<()> {
             "-metrics-server=http://127.0.0.1:9",
             "-min-analysis-interval=1s",
             &format!("-port={port}"),
-            "-log-level=error",
+            &format!(
+                "-log-level={}",
+                std::env::var("BENCH_LOG").unwrap_or_else(|_| "error".into())
+            ),
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -742,3 +742,44 @@ async fn a_restarted_controller_resumes_the_analysis() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_left_by_flagger_is_adopted_without_an_analysis() {
+    let mut env = Env::start(Options::default()).await;
+    init(&env, &bg_analysis(3, 2, ""), "").await;
+    env.wait_jsonpath("deployment/podinfo", ".spec.replicas", "0")
+        .await;
+    // What Flagger leaves behind: its own (go-spew/FNV) revision hashes on a promoted canary.
+    env.stop_controller().await;
+    env.kubectl(&[
+        "-n",
+        NS,
+        "patch",
+        "canary/podinfo",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Succeeded","lastAppliedSpec":"5d8f7b9c4","lastPromotedSpec":"5d8f7b9c4"}}"#,
+    ])
+    .await;
+    env.start_controller().await;
+    env.wait_event(
+        "podinfo",
+        "Adopted podinfo.test from a previous controller: revision hashes re-baselined to the current target",
+    )
+    .await;
+    let c = env.canary("podinfo").await;
+    let status = c.status.unwrap();
+    assert_eq!(status.phase, CanaryPhase::Succeeded);
+    let applied = status.last_applied_spec.unwrap();
+    assert!(applied.starts_with("rs1-"), "{applied}");
+    assert_eq!(status.last_promoted_spec.as_deref(), Some(applied.as_str()));
+    assert_eq!(env.event_count("podinfo", "New revision detected").await, 0);
+
+    // After adoption a real change is still detected and analysed.
+    set_image(&env, "6.0.1").await;
+    env.wait_event("podinfo", "Promotion completed! Scaling down podinfo.test")
+        .await;
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
+    assert_eq!(env.event_count("podinfo", "New revision detected").await, 1);
+}

@@ -95,7 +95,10 @@ pub fn deployment(
 
 /// Readiness of a DaemonSet. Flagger measures the deadline from the Canary's
 /// `status.lastTransitionTime`.
-#[allow(clippy::too_many_arguments, reason = "the inputs of one readiness rule")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the inputs of one readiness rule"
+)]
 pub fn daemonset(
     daemonset: &DaemonSet,
     role: Role,
