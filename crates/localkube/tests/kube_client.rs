@@ -1,7 +1,10 @@
 //! localkube against the `kube` crate: typed CRUD, watches, reflectors, controllers,
 //! finalizers, server-side apply, subresources, selectors, pagination and watch resumption.
 
-#![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
 
 use std::sync::Arc;
 use std::time::Duration;
