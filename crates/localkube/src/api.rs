@@ -264,7 +264,23 @@ impl Api {
         } else {
             None
         };
-        let (items, rv) = self.store.list(&info.storage_key(), ns);
+        let after = match &opts.continue_token {
+            Some(t) if !t.is_empty() => Some(
+                decode_continue(t)
+                    .ok_or_else(|| ApiError::bad_request("continue key is not valid"))?,
+            ),
+            _ => None,
+        };
+        let limit = opts.limit.filter(|l| *l > 0);
+        let (mut matching, remaining, rv) = self.store.page(
+            &info.storage_key(),
+            ns,
+            after
+                .as_ref()
+                .map(|(_, ans, aname)| (ans.as_str(), aname.as_str())),
+            |o| ls.matches_object(o) && fs.matches(o),
+            limit,
+        );
         if opts.resource_version_match.as_deref() == Some("Exact")
             && let Some(want) = opts
                 .resource_version
@@ -276,33 +292,12 @@ impl Api {
                 "too old resource version: {want} ({rv})"
             )));
         }
-        let after = match &opts.continue_token {
-            Some(t) if !t.is_empty() => Some(
-                decode_continue(t)
-                    .ok_or_else(|| ApiError::bad_request("continue key is not valid"))?,
-            ),
-            _ => None,
-        };
-        let mut matching: Vec<Value> = items
-            .into_iter()
-            .filter(|o| {
-                after.as_ref().is_none_or(|(_, ans, aname)| {
-                    (util::namespace(o), util::name(o)) > (ans.as_str(), aname.as_str())
-                })
-            })
-            .filter(|o| ls.matches_object(o) && fs.matches(o))
-            .collect();
         let mut meta = json!({"resourceVersion": rv.to_string()});
-        if let Some(limit) = opts.limit.filter(|l| *l > 0)
-            && matching.len() > limit
+        if remaining > 0
+            && let Some(last) = matching.last()
         {
-            let remaining = matching.len() - limit;
-            matching.truncate(limit);
-            if let Some(last) = matching.last() {
-                meta["continue"] =
-                    json!(encode_continue(rv, util::namespace(last), util::name(last)));
-                meta["remainingItemCount"] = json!(remaining);
-            }
+            meta["continue"] = json!(encode_continue(rv, util::namespace(last), util::name(last)));
+            meta["remainingItemCount"] = json!(remaining);
         }
         for m in matching.iter_mut() {
             self.present(info, m);

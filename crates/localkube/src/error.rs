@@ -122,6 +122,38 @@ impl ApiError {
         Self::new(500, "InternalError", message)
     }
 
+    /// An injected fault with code `code`, carrying the `metav1.StatusReason` kube-apiserver
+    /// uses for that code (429 and 503 also carry `details.retryAfterSeconds`, as the
+    /// apiserver's max-in-flight and readiness filters send them).
+    pub fn injected(code: u16) -> Self {
+        let reason = match code {
+            400 => "BadRequest",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "NotFound",
+            405 => "MethodNotAllowed",
+            409 => "Conflict",
+            410 => "Expired",
+            415 => "UnsupportedMediaType",
+            422 => "Invalid",
+            429 => "TooManyRequests",
+            503 => "ServiceUnavailable",
+            504 => "Timeout",
+            _ => "InternalError",
+        };
+        let e = Self::new(code, reason, format!("injected fault ({code} {reason})"));
+        if matches!(code, 429 | 503) {
+            e.with_details(json!({"retryAfterSeconds": 1}))
+        } else {
+            e
+        }
+    }
+
+    /// The `Retry-After` seconds this error tells clients to wait, if any.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.details.as_ref()?.get("retryAfterSeconds")?.as_u64()
+    }
+
     /// The `metav1.Status` object.
     pub fn status(&self) -> Value {
         let mut s = json!({

@@ -74,7 +74,12 @@ fn ok(body: &Value) -> Response {
 }
 
 fn err(e: &ApiError) -> Response {
-    json_response(e.code, &e.status(), "application/json")
+    let mut r = json_response(e.code, &e.status(), "application/json");
+    if let Some(secs) = e.retry_after() {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    r
 }
 
 fn text(code: u16, s: &str, ct: &str) -> Response {
@@ -325,7 +330,7 @@ async fn route(
                     target.name.as_deref().unwrap_or_default(),
                 )
             } else {
-                ApiError::new(code, "InternalError", "injected fault")
+                ApiError::injected(code)
             };
             return (err(&e), verb.into(), resource);
         }

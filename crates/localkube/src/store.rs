@@ -170,6 +170,49 @@ impl Store {
         (items, inner.rv)
     }
 
+    /// One page of a list: the objects (in one namespace when given) after `after`
+    /// (`(namespace, name)`, exclusive) that satisfy `keep`, at most `limit` of them, in
+    /// namespace/name order. Returns the page, how many more matching objects follow it, and
+    /// the resourceVersion of the snapshot. Filtering happens under the lock, so only the
+    /// objects returned are cloned.
+    pub fn page(
+        &self,
+        key: &ResourceKey,
+        namespace: Option<&str>,
+        after: Option<(&str, &str)>,
+        keep: impl Fn(&Value) -> bool,
+        limit: Option<usize>,
+    ) -> (Vec<Value>, usize, u64) {
+        let inner = self.lock();
+        let Some(m) = inner.data.get(key) else {
+            return (Vec::new(), 0, inner.rv);
+        };
+        let start = match (namespace, after) {
+            (_, Some((ans, aname))) => {
+                std::ops::Bound::Excluded((ans.to_string(), aname.to_string()))
+            }
+            (Some(ns), None) => std::ops::Bound::Included((ns.to_string(), String::new())),
+            (None, None) => std::ops::Bound::Unbounded,
+        };
+        let limit = limit.unwrap_or(usize::MAX);
+        let mut items = Vec::new();
+        let mut remaining = 0;
+        for ((ns, _), v) in m.range((start, std::ops::Bound::Unbounded)) {
+            if namespace.is_some_and(|want| want != ns) {
+                break;
+            }
+            if !keep(v) {
+                continue;
+            }
+            if items.len() < limit {
+                items.push(v.clone());
+            } else {
+                remaining += 1;
+            }
+        }
+        (items, remaining, inner.rv)
+    }
+
     /// Counts objects of a resource.
     pub fn count(&self, key: &ResourceKey) -> usize {
         self.lock().data.get(key).map_or(0, |m| m.len())

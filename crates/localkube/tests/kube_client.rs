@@ -264,6 +264,32 @@ async fn selectors_and_pagination() {
     sorted.dedup();
     assert_eq!(sorted.len(), 25);
 
+    // Pagination of a label-selected list: pages hold matching objects only, and
+    // remainingItemCount counts the matching objects still to come.
+    let first = cms
+        .list(&ListParams::default().labels("tier=web").limit(5))
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 5);
+    assert_eq!(first.metadata.remaining_item_count, Some(8));
+    let mut web = first.items.iter().map(|c| c.name_any()).collect::<Vec<_>>();
+    let mut token = first.metadata.continue_.clone();
+    while let Some(c) = token.filter(|c| !c.is_empty()) {
+        let page = cms
+            .list(
+                &ListParams::default()
+                    .labels("tier=web")
+                    .limit(5)
+                    .continue_token(&c),
+            )
+            .await
+            .unwrap();
+        web.extend(page.items.iter().map(|c| c.name_any()));
+        token = page.metadata.continue_;
+    }
+    let expected: Vec<String> = (0..25).step_by(2).map(|i| format!("c{i:02}")).collect();
+    assert_eq!(web, expected, "every matching object once, in name order");
+
     // Cluster-wide list sees the namespaces seeded at start.
     let nss: Api<Namespace> = Api::all(client.clone());
     let n: Vec<String> = nss

@@ -679,9 +679,18 @@ async fn fault_injection_and_metrics() {
         .unwrap();
     h.set_faults(localkube::Faults {
         rules: vec![
+            // 500 rather than 503: the kube client retries 429/503/504 with backoff (15 times),
+            // as it should against a real apiserver; a 500 surfaces at once.
             localkube::FaultRule {
                 verb: Some("list".into()),
                 resource: Some("configmaps".into()),
+                error_rate: 1.0,
+                code: 500,
+                ..Default::default()
+            },
+            localkube::FaultRule {
+                verb: Some("list".into()),
+                resource: Some("secrets".into()),
                 error_rate: 1.0,
                 code: 503,
                 ..Default::default()
@@ -701,9 +710,15 @@ async fn fault_injection_and_metrics() {
     });
     let err = cms.list(&ListParams::default()).await.unwrap_err();
     assert!(
-        matches!(err, kube::Error::Api(ref s) if s.code == 503),
+        matches!(err, kube::Error::Api(ref s) if s.code == 500 && s.reason == "InternalError"),
         "{err:?}"
     );
+    // A 503 carries the reason and Retry-After kube-apiserver sends (seen raw: the kube
+    // client would retry it).
+    let raw = raw_get(&h, "/api/v1/namespaces/default/secrets").await;
+    assert!(raw.starts_with("HTTP/1.1 503"), "{raw}");
+    assert!(raw.to_ascii_lowercase().contains("retry-after: 1"), "{raw}");
+    assert!(raw.contains("\"reason\":\"ServiceUnavailable\""), "{raw}");
     let err = cms
         .patch(
             "a",
@@ -713,10 +728,10 @@ async fn fault_injection_and_metrics() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, kube::Error::Api(ref s) if s.code == 409),
+        matches!(err, kube::Error::Api(ref s) if s.code == 409 && s.reason == "Conflict"),
         "{err:?}"
     );
-    let t = std::time::Instant::now();
+    let t = tokio::time::Instant::now();
     cms.get("a").await.unwrap();
     assert!(t.elapsed() >= Duration::from_millis(200));
     h.set_faults(localkube::Faults::default());
@@ -725,15 +740,36 @@ async fn fault_injection_and_metrics() {
         1
     );
 
-    let metrics = reqwest_metrics(&h).await;
+    let metrics = raw_get(&h, "/metrics").await;
     assert!(
         metrics.contains(
-            "apiserver_request_total{verb=\"list\",resource=\"configmaps\",code=\"503\"} 1"
+            "apiserver_request_total{verb=\"list\",resource=\"configmaps\",code=\"500\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "apiserver_request_total{verb=\"list\",resource=\"configmaps\",code=\"200\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "apiserver_request_total{verb=\"patch\",resource=\"configmaps\",code=\"409\"} 1"
         ),
         "{metrics}"
     );
     assert!(metrics.contains("apiserver_request_duration_seconds_bucket"));
-    assert!(metrics.contains("apiserver_storage_objects{resource=\"configmaps\"}"));
+    assert!(metrics.contains("apiserver_storage_objects{resource=\"configmaps\"} 1"));
+}
+
+/// The `apiserver_request_total` count of watch requests on configmaps.
+fn watch_requests(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{verb=\"watch\",resource=\"configmaps\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 #[tokio::test]
@@ -747,64 +783,76 @@ async fn watch_streams_are_cut_when_configured() {
     };
     let (h, client) = start_with(config).await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    use futures::TryStreamExt;
+    use futures::{StreamExt, TryStreamExt};
+    // A raw watch ends by itself (long before its default timeout).
     let mut s = cms.watch(&Default::default(), "0").await.unwrap().boxed();
     let ended = tokio::time::timeout(Duration::from_secs(5), async {
         while s.try_next().await.ok().flatten().is_some() {}
     })
     .await;
     assert!(ended.is_ok(), "the stream is cut");
-    // The kube watcher recovers transparently.
-    use futures::StreamExt;
+
+    // The kube watcher recovers transparently: it resumes from its last resourceVersion,
+    // without relisting and without losing events. It is driven by its own task, as a
+    // controller drives it, so it keeps watching while the test waits.
     use kube::runtime::{WatchStreamExt, watcher};
-    let mut w = watcher(cms.clone(), watcher::Config::default())
-        .applied_objects()
-        .boxed();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let w = watcher(cms.clone(), watcher::Config::default()).applied_objects();
+    let driver = tokio::spawn(async move {
+        let mut w = w.boxed();
+        while let Some(ev) = w.next().await {
+            if tx.send(ev.map(|o| o.name_any())).is_err() {
+                break;
+            }
+        }
+    });
     cms.create(&PostParams::default(), &cm("x", None, false))
         .await
         .unwrap();
-    let first = tokio::time::timeout(Duration::from_secs(5), w.try_next())
+    let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .unwrap()
         .unwrap()
         .unwrap();
-    assert_eq!(first.name_any(), "x");
-    // Wait until the watcher has been cut and has watched again.
-    eventually(10, "watch re-established", || async {
-        let m = reqwest_metrics(&h).await;
-        let n: u64 = m
-            .lines()
-            .filter(|l| {
-                l.starts_with("apiserver_request_total{verb=\"watch\",resource=\"configmaps\"")
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum();
-        (n >= 3).then_some(())
+    assert_eq!(first, "x");
+    // Wait until the watcher has been cut twice and has watched again each time.
+    let before = watch_requests(&raw_get(&h, "/metrics").await);
+    eventually(10, "watch re-established twice", || async {
+        (watch_requests(&raw_get(&h, "/metrics").await) >= before + 2).then_some(())
     })
     .await;
     cms.create(&PostParams::default(), &cm("y", None, false))
         .await
         .unwrap();
-    let next = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            let o = w.next().await.unwrap().unwrap();
-            if o.name_any() == "y" {
-                return o;
-            }
-        }
-    })
-    .await
-    .unwrap();
-    assert_eq!(next.name_any(), "y");
+    let next = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next, "y", "nothing replayed, nothing lost");
+    let metrics = raw_get(&h, "/metrics").await;
+    let lists: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{verb=\"list\",resource=\"configmaps\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(
+        lists, 1,
+        "resumed by resourceVersion, never relisted: {metrics}"
+    );
+    driver.abort();
 }
 
-/// GET /metrics over a raw HTTP/1.1 connection (no extra client dependency).
-async fn reqwest_metrics(h: &localkube::Handle) -> String {
+/// GET `path` over a raw HTTP/1.1 connection (no extra client dependency); the whole
+/// response, status line and headers included.
+async fn raw_get(h: &localkube::Handle, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(h.addr).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out
