@@ -1,6 +1,9 @@
 //! The load tester's HTTP API, served in-process on 127.0.0.1:0.
 
-#![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
 
 mod common;
 

@@ -1,5 +1,8 @@
 #![allow(dead_code)]
-#![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
 
 use std::future::Future;
 use std::path::PathBuf;
