@@ -15,7 +15,10 @@
 #
 # The server is the same for all tools, so when it is the bottleneck every tool shows the same
 # rate: the table then says "the generators keep up with the server", not which one is faster.
-# The "srv-cpu%" column (CPU time the server used per wall second) shows how busy it was.
+# The "srv-cpu%" column (CPU time the server used per wall second) shows how busy it was. The
+# "gen-cpu us/req" column is the generator's own CPU time (user + system) per request: it does
+# not depend on how the machine's CPUs were shared during the run, so it compares the
+# generators' efficiency even on a loaded machine.
 set -euo pipefail
 
 DURATION="${1:-5}"
@@ -63,7 +66,7 @@ fi
 LOG="$(mktemp)"
 "${ON_SERVER_CPU[@]}" "$SERVER_BIN" 0 "$SERVER_THREADS" >"$LOG" 2>&1 &
 SERVER_PID=$!
-trap 'kill "$SERVER_PID" 2>/dev/null || true; rm -f "$LOG"' EXIT
+trap 'kill "$SERVER_PID" 2>/dev/null || true; rm -f "$LOG" "${TIMEF:-}"' EXIT
 for _ in $(seq 100); do
     grep -q 'listening on' "$LOG" && break
     sleep 0.05
@@ -80,25 +83,31 @@ HDR_CT="Content-Type: text/html"
 server_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
 TICK_HZ="$(getconf CLK_TCK)"
 
+# Each generator runs under /usr/bin/time, which writes its CPU seconds (user, system) to $TIMEF.
+TIMEF="$(mktemp)"
+TIMED=(/usr/bin/time -f "%U %S" -o "$TIMEF")
+
 rps_builtin() {
-    "${ON_GEN_CPU[@]}" "$BUILTIN" hey -z "${DURATION}s" -c "$CONNECTIONS" -cpus "$GEN_THREADS" "$URL" |
+    "${TIMED[@]}" "${ON_GEN_CPU[@]}" "$BUILTIN" hey -z "${DURATION}s" -c "$CONNECTIONS" -cpus "$GEN_THREADS" "$URL" |
         awk '/Requests\/sec/ {print $2}'
 }
 rps_hey() {
-    "${ON_GEN_CPU[@]}" hey -z "${DURATION}s" -c "$CONNECTIONS" -cpus "$GEN_THREADS" "$URL" |
+    "${TIMED[@]}" "${ON_GEN_CPU[@]}" hey -z "${DURATION}s" -c "$CONNECTIONS" -cpus "$GEN_THREADS" "$URL" |
         awk '/Requests\/sec/ {print $2}'
 }
 rps_wrk() {
-    "${ON_GEN_CPU[@]}" wrk -t"$GEN_THREADS" -c "$CONNECTIONS" -d "${DURATION}s" \
+    "${TIMED[@]}" "${ON_GEN_CPU[@]}" wrk -t"$GEN_THREADS" -c "$CONNECTIONS" -d "${DURATION}s" \
         -H "$HDR_UA" -H "$HDR_CT" "$URL" | awk '/Requests\/sec/ {print $2}'
 }
-# Runs one tool and prints "RPS SERVER_CPU_PERCENT".
+# Runs one tool and prints "RPS SERVER_CPU_PERCENT GENERATOR_CPU_MICROSECONDS_PER_REQUEST".
 measure() {
-    local t0 t1 rps
+    local t0 t1 rps user sys
     t0="$(server_ticks)"
     rps="$("rps_$1")"
     t1="$(server_ticks)"
-    echo "$rps $(echo "($t1 - $t0) * 100 / $TICK_HZ / $DURATION" | bc -l)"
+    read -r user sys <"$TIMEF"
+    echo "$rps $(echo "($t1 - $t0) * 100 / $TICK_HZ / $DURATION" | bc -l)" \
+        "$(echo "($user + $sys) * 1000000 / ($rps * $DURATION)" | bc -l)"
 }
 
 # Warm up the server once.
@@ -110,22 +119,28 @@ if [[ "$PIN" == 1 ]]; then
 else
     echo "not pinned: server $SERVER_THREADS thread(s); generators $GEN_THREADS thread(s) (wrk -t$GEN_THREADS, hey/built-in -cpus $GEN_THREADS)"
 fi
-printf '%-6s %12s %12s %12s %9s %9s   %s\n' round built-in wrk hey-debian vs-wrk vs-hey "srv-cpu% (built-in/wrk/hey)"
-declare -A sum=([builtin]=0 [wrk]=0 [hey]=0)
+printf '%-6s %10s %10s %10s %7s %7s   %-19s %s\n' round built-in wrk hey-debian vs-wrk vs-hey \
+    "gen-cpu us/req" "srv-cpu%"
+printf '%-6s %10s %10s %10s %7s %7s   %-19s %s\n' "" req/s req/s req/s "" "" "(built-in/wrk/hey)" "(built-in/wrk/hey)"
+declare -A sum=([builtin]=0 [wrk]=0 [hey]=0) sumc=([builtin]=0 [wrk]=0 [hey]=0)
 tools=(builtin wrk hey)
 for r in $(seq "$ROUNDS"); do
-    declare -A rps=() cpu=()
+    declare -A rps=() cpu=() gen=()
     for i in 0 1 2; do
         t="${tools[$(( (i + r - 1) % 3 ))]}"
-        read -r rps[$t] cpu[$t] < <(measure "$t")
+        read -r rps[$t] cpu[$t] gen[$t] < <(measure "$t")
         sum[$t]="$(echo "${sum[$t]} + ${rps[$t]}" | bc -l)"
+        sumc[$t]="$(echo "${sumc[$t]} + ${gen[$t]}" | bc -l)"
     done
-    printf '%-6s %12.0f %12.0f %12.0f %8.2fx %8.2fx   %.0f/%.0f/%.0f\n' "$r" \
+    printf '%-6s %10.0f %10.0f %10.0f %6.2fx %6.2fx   %-19s %s\n' "$r" \
         "${rps[builtin]}" "${rps[wrk]}" "${rps[hey]}" \
         "$(echo "${rps[builtin]} / ${rps[wrk]}" | bc -l)" "$(echo "${rps[builtin]} / ${rps[hey]}" | bc -l)" \
-        "${cpu[builtin]}" "${cpu[wrk]}" "${cpu[hey]}"
+        "$(printf '%.1f/%.1f/%.1f' "${gen[builtin]}" "${gen[wrk]}" "${gen[hey]}")" \
+        "$(printf '%.0f/%.0f/%.0f' "${cpu[builtin]}" "${cpu[wrk]}" "${cpu[hey]}")"
 done
-printf '%-6s %12.0f %12.0f %12.0f %8.2fx %8.2fx\n' mean \
+printf '%-6s %10.0f %10.0f %10.0f %6.2fx %6.2fx   %s\n' mean \
     "$(echo "${sum[builtin]} / $ROUNDS" | bc -l)" "$(echo "${sum[wrk]} / $ROUNDS" | bc -l)" \
     "$(echo "${sum[hey]} / $ROUNDS" | bc -l)" \
-    "$(echo "${sum[builtin]} / ${sum[wrk]}" | bc -l)" "$(echo "${sum[builtin]} / ${sum[hey]}" | bc -l)"
+    "$(echo "${sum[builtin]} / ${sum[wrk]}" | bc -l)" "$(echo "${sum[builtin]} / ${sum[hey]}" | bc -l)" \
+    "$(printf '%.1f/%.1f/%.1f' "$(echo "${sumc[builtin]} / $ROUNDS" | bc -l)" \
+        "$(echo "${sumc[wrk]} / $ROUNDS" | bc -l)" "$(echo "${sumc[hey]} / $ROUNDS" | bc -l)")"
