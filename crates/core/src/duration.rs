@@ -169,12 +169,20 @@ pub fn format_go(d: Duration) -> String {
         return "0s".into();
     }
     if nanos < 1_000_000_000 {
-        return if nanos.is_multiple_of(1_000_000) {
-            format!("{}ms", nanos / 1_000_000)
-        } else if nanos.is_multiple_of(1_000) {
-            format!("{}µs", nanos / 1_000)
+        // Go uses the largest unit below a second and keeps the fraction: `1.5ms`, `2.25µs`.
+        let (unit, scale, width) = if nanos < 1_000 {
+            ("ns", 1, 0)
+        } else if nanos < 1_000_000 {
+            ("µs", 1_000, 3)
         } else {
-            format!("{nanos}ns")
+            ("ms", 1_000_000, 6)
+        };
+        let (whole, frac) = (nanos / scale, nanos % scale);
+        return if frac == 0 {
+            format!("{whole}{unit}")
+        } else {
+            let f = format!("{frac:0width$}");
+            format!("{whole}.{}{unit}", f.trim_end_matches('0'))
         };
     }
     let total_secs = d.as_secs();
@@ -285,12 +293,22 @@ mod tests {
         assert_eq!(format_go(Duration::from_millis(500)), "500ms");
         assert_eq!(format_go(Duration::from_millis(1500)), "1.5s");
         assert_eq!(format_go(Duration::ZERO), "0s");
+        assert_eq!(format_go(Duration::from_micros(1500)), "1.5ms");
+        assert_eq!(format_go(Duration::from_nanos(2250)), "2.25µs");
+        assert_eq!(format_go(Duration::from_nanos(7)), "7ns");
+        assert_eq!(format_go(Duration::from_millis(90_500)), "1m30.5s");
     }
 
     proptest::proptest! {
         #[test]
         fn round_trips_whole_seconds(secs in 0u64..1_000_000) {
             let d = Duration::from_secs(secs);
+            proptest::prop_assert_eq!(parse_go_duration(&format_go(d)), Ok(d));
+        }
+
+        #[test]
+        fn round_trips_any_duration(nanos in 0u64..100_000_000_000_000) {
+            let d = Duration::from_nanos(nanos);
             proptest::prop_assert_eq!(parse_go_duration(&format_go(d)), Ok(d));
         }
 

@@ -46,53 +46,15 @@ pub fn normalize(
     out
 }
 
-/// Parses a Go duration string (`300ms`, `1.5h`, `1h10m10s`, `-1m` is rejected, `0` is zero).
+/// Parses a Go duration (`300ms`, `1.5h`, `1h10m10s`, `0`) with flagger-core's parser, which
+/// follows Go's `time.ParseDuration`, for clap's `value_parser`.
+///
+/// One deliberate difference from the Go tools: a negative value (`-1s`) is rejected. Go's
+/// `flag.Duration` accepts it, and then hey's `-z -1s` silently means "no duration" and the
+/// load tester's `-timeout -1s` makes every command fail at once; an error is more useful.
 pub fn parse_duration(input: &str) -> Result<Duration, String> {
-    let s = input.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if s.is_empty() {
-        return Err(format!("invalid duration {input:?}"));
-    }
-    let s = s.strip_prefix('+').unwrap_or(s);
-    if s.starts_with('-') {
-        return Err(format!("negative duration {input:?} is not allowed"));
-    }
-    let mut rest = s;
-    let mut total_nanos: f64 = 0.0;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("missing unit in duration {input:?}"))?;
-        if num_len == 0 {
-            return Err(format!("invalid duration {input:?}"));
-        }
-        let number: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| format!("invalid duration {input:?}"))?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let scale = match unit {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            "" => return Err(format!("missing unit in duration {input:?}")),
-            other => return Err(format!("unknown unit {other:?} in duration {input:?}")),
-        };
-        total_nanos += number * scale;
-    }
-    if !total_nanos.is_finite() || total_nanos > u64::MAX as f64 {
-        return Err(format!("invalid duration {input:?}"));
-    }
-    Ok(Duration::from_nanos(total_nanos.round() as u64))
+    flagger_core::duration::parse_go_duration(input)
+        .map_err(|e| format!("invalid duration {input:?}: {e}"))
 }
 
 /// Go's `strconv.ParseBool`: `1 t T TRUE true True` and `0 f F FALSE false False`.
@@ -104,40 +66,8 @@ pub fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-/// Formats a duration the way Go prints it for the common cases (`1h0m0s`, `1m30s`, `500ms`).
-pub fn format_duration(d: Duration) -> String {
-    let nanos = d.as_nanos();
-    if nanos == 0 {
-        return "0s".into();
-    }
-    if nanos < 1_000 {
-        return format!("{nanos}ns");
-    }
-    if nanos < 1_000_000 {
-        return format!("{}µs", trim_float(nanos as f64 / 1e3));
-    }
-    if nanos < 1_000_000_000 {
-        return format!("{}ms", trim_float(nanos as f64 / 1e6));
-    }
-    let secs = d.as_secs_f64();
-    let hours = d.as_secs() / 3600;
-    let minutes = (d.as_secs() % 3600) / 60;
-    let seconds = secs - (hours * 3600 + minutes * 60) as f64;
-    let seconds = trim_float(seconds);
-    if hours > 0 {
-        format!("{hours}h{minutes}m{seconds}s")
-    } else if minutes > 0 {
-        format!("{minutes}m{seconds}s")
-    } else {
-        format!("{seconds}s")
-    }
-}
-
-fn trim_float(v: f64) -> String {
-    let s = format!("{v:.9}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    s.to_string()
-}
+/// Formats a duration the way Go prints it (`1h0m0s`, `1m30s`, `500ms`, `1.5ms`).
+pub use flagger_core::duration::format_go as format_duration;
 
 #[cfg(test)]
 mod tests {
@@ -211,6 +141,12 @@ mod tests {
         assert!(parse_duration("abc").is_err());
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("1x").is_err());
+        // Go does not trim: neither does the parser.
+        assert!(parse_duration(" 1s").is_err());
+        assert_eq!(
+            parse_duration("5d").unwrap_err(),
+            "invalid duration \"5d\": unknown unit \"d\" (use ms, s, m or h)"
+        );
     }
 
     #[test]
@@ -221,5 +157,6 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(3600)), "1h0m0s");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(format_duration(Duration::from_millis(20)), "20ms");
+        assert_eq!(format_duration(Duration::from_micros(1500)), "1.5ms");
     }
 }

@@ -186,30 +186,59 @@ async fn status_codes_match_what_the_server_sent() {
     assert_eq!(report.stats.status.get(&418), Some(&7));
 }
 
-/// A raw server that answers odd requests and drops the connection on even ones.
-async fn serve_flaky() -> (SocketAddr, Arc<AtomicU64>) {
+/// How the raw test server treats requests.
+#[derive(Clone, Copy)]
+enum Flaky {
+    /// Connections are numbered in accept order: odd ones get `200` with `Connection: close`,
+    /// even ones are dropped without an answer.
+    DropEvenConnections,
+    /// The first request on each connection gets a kept-alive `200`; the second is dropped.
+    DropSecondRequestOnConnection,
+}
+
+/// What the raw server saw: requests and connections.
+#[derive(Default)]
+struct RawSeen {
+    requests: AtomicU64,
+    connections: AtomicU64,
+}
+
+/// A raw HTTP/1.1 server that misbehaves as `mode` says.
+async fn serve_flaky(mode: Flaky) -> (SocketAddr, Arc<RawSeen>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let seen = Arc::new(AtomicU64::new(0));
+    let seen = Arc::new(RawSeen::default());
     let counter = seen.clone();
     tokio::spawn(async move {
         loop {
             let Ok((mut sock, _)) = listener.accept().await else {
                 return;
             };
+            let conn_no = counter.connections.fetch_add(1, Ordering::SeqCst) + 1;
             let counter = counter.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
+                let mut on_this_conn = 0u64;
                 loop {
                     while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                         buf.drain(..end + 4);
-                        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                        if n.is_multiple_of(2) {
-                            return; // drop the connection without answering
-                        }
-                        let resp = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        counter.requests.fetch_add(1, Ordering::SeqCst);
+                        on_this_conn += 1;
+                        let resp: &[u8] = match mode {
+                            Flaky::DropEvenConnections if conn_no.is_multiple_of(2) => return,
+                            Flaky::DropEvenConnections => {
+                                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                            }
+                            Flaky::DropSecondRequestOnConnection if on_this_conn >= 2 => return,
+                            Flaky::DropSecondRequestOnConnection => {
+                                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                            }
+                        };
                         if sock.write_all(resp).await.is_err() {
+                            return;
+                        }
+                        if matches!(mode, Flaky::DropEvenConnections) {
                             return;
                         }
                     }
@@ -224,18 +253,30 @@ async fn serve_flaky() -> (SocketAddr, Arc<AtomicU64>) {
     (addr, seen)
 }
 
+/// A request whose connection is dropped before any answer is an error (`Get "...": EOF`), as
+/// in hey; each one shows up once in the error distribution and once at the server.
 #[tokio::test]
 async fn errors_are_counted() {
-    let (addr, seen) = serve_flaky().await;
-    let report = run(&["-n", "40", "-c", "4", &format!("http://{addr}/")]).await;
-    let server = seen.load(Ordering::SeqCst);
-    assert_eq!(server, 40, "the server saw every request once");
+    let (addr, seen) = serve_flaky(Flaky::DropEvenConnections).await;
+    let url = format!("http://{addr}/");
+    let report = run(&["-n", "40", "-c", "4", &url]).await;
+    // Every request had a connection of its own (the server closes after each answer), so
+    // there is nothing to retry: the server saw each request exactly once.
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 40);
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 40);
     assert_eq!(report.stats.answered, 20);
+    assert_eq!(report.stats.status.get(&200), Some(&20));
     assert_eq!(report.stats.error_count(), 20);
+    assert_eq!(
+        report.stats.errors.get(&format!("Get \"{url}\": EOF")),
+        Some(&20),
+        "{:?}",
+        report.stats.errors
+    );
+    let summary = report.summary();
     assert!(
-        report.summary().contains("Error distribution:"),
-        "{}",
-        report.summary()
+        summary.contains(&format!("Error distribution:\n  [20]\tGet \"{url}\": EOF")),
+        "{summary}"
     );
 
     // Nothing listening: every request is a connection error.
@@ -246,6 +287,7 @@ async fn errors_are_counted() {
     let url = format!("http://{closed}/");
     let report = run(&["-n", "5", "-c", "1", &url]).await;
     assert_eq!(report.stats.answered, 0);
+    assert_eq!(report.stats.error_count(), 5);
     let (msg, count) = report.stats.errors.iter().next().unwrap();
     assert_eq!(*count, 5);
     assert!(
@@ -253,6 +295,35 @@ async fn errors_are_counted() {
             "Get \"{url}\": dial tcp {closed}: connect: connection refused"
         )),
         "{msg}"
+    );
+}
+
+/// Like Go's transport (and so hey), a GET that fails before any answer on a reused keep-alive
+/// connection is sent once more on a new connection and is not an error; the server sees both.
+#[tokio::test]
+async fn a_request_dropped_on_a_reused_connection_is_retried_once() {
+    let (addr, seen) = serve_flaky(Flaky::DropSecondRequestOnConnection).await;
+    let url = format!("http://{addr}/");
+    let report = run(&["-n", "20", "-c", "1", &url]).await;
+    assert_eq!(report.stats.answered, 20);
+    assert_eq!(report.stats.error_count(), 0, "{:?}", report.stats.errors);
+    // The first request on its own connection, then each of the 19 others twice: dropped on the
+    // reused connection and answered on a new one (Debian's hey: the same 39).
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 39);
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 20);
+
+    // A POST is not replayable: the dropped ones are errors, nothing is sent twice.
+    let (addr, seen) = serve_flaky(Flaky::DropSecondRequestOnConnection).await;
+    let url = format!("http://{addr}/");
+    let report = run(&["-n", "20", "-c", "1", "-m", "POST", "-d", "x", &url]).await;
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 20);
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 10);
+    assert_eq!(report.stats.answered, 10);
+    assert_eq!(
+        report.stats.errors.get(&format!("Post \"{url}\": EOF")),
+        Some(&10),
+        "{:?}",
+        report.stats.errors
     );
 }
 
