@@ -126,7 +126,7 @@ async fn run(runs: usize, canaries: usize, window: u64) -> anyhow::Result<()> {
     // Reaction time.
     let started = Instant::now();
     create_canaries(&client, 0..runs, "60s").await?;
-    wait_all(&mut rx, &mut phases, runs, CanaryPhase::Initialized).await;
+    wait_all(&mut rx, &mut phases, 0..runs, CanaryPhase::Initialized).await;
     println!(
         "initialized {runs} canaries in {:.1}s",
         started.elapsed().as_secs_f64()
@@ -169,7 +169,7 @@ async fn run(runs: usize, canaries: usize, window: u64) -> anyhow::Result<()> {
     if canaries > runs {
         let started = Instant::now();
         create_canaries(&client, runs..canaries, "10s").await?;
-        wait_all(&mut rx, &mut phases, canaries, CanaryPhase::Initialized).await;
+        wait_all(&mut rx, &mut phases, runs..canaries, CanaryPhase::Initialized).await;
         println!(
             "initialized {} more canaries in {:.1}s",
             canaries - runs,
@@ -244,19 +244,23 @@ async fn create_canaries(
 async fn wait_all(
     rx: &mut mpsc::UnboundedReceiver<(String, CanaryPhase, Instant)>,
     phases: &mut HashMap<String, CanaryPhase>,
-    n: usize,
+    range: std::ops::Range<usize>,
     phase: CanaryPhase,
 ) {
     let deadline = Instant::now() + Duration::from_secs(600);
-    while phases.values().filter(|p| **p == phase).count() < n {
+    let n = range.len();
+    let reached = |phases: &HashMap<String, CanaryPhase>| {
+        range
+            .clone()
+            .filter(|i| phases.get(&format!("app-{i}")) == Some(&phase))
+            .count()
+    };
+    while reached(phases) < n {
         match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
             Ok(Some((name, p, _))) => {
                 phases.insert(name, p);
             }
-            _ => panic!(
-                "only {} of {n} canaries reached {phase:?}",
-                phases.values().filter(|p| **p == phase).count()
-            ),
+            _ => panic!("only {} of {n} canaries reached {phase:?}", reached(phases)),
         }
     }
 }
