@@ -480,11 +480,17 @@ impl Target {
             dial = d;
         }
         let head = self.method == "HEAD";
+        // On a reused connection the request is written right away: no second clock read.
+        let mut written_at_start = reused;
         let (sent, done) = loop {
             let Some(c) = conn.as_mut() else {
                 return Err("no connection".into());
             };
-            let sent = Instant::now();
+            let sent = if std::mem::take(&mut written_at_start) {
+                start
+            } else {
+                Instant::now()
+            };
             match c.exchange(&self.request, head).await {
                 Ok(d) => break (sent, d),
                 Err(f) => {

@@ -536,8 +536,9 @@ async fn worker(
             (Some(limit), Some(timer)) => {
                 // One timer per worker, re-armed only when it fires early (for a request that
                 // started later) or has expired: no timer registration per request.
-                let request_deadline = tokio::time::Instant::now() + limit;
-                if timer.deadline() <= tokio::time::Instant::now() {
+                let now = tokio::time::Instant::now();
+                let request_deadline = now + limit;
+                if timer.deadline() <= now {
                     timer.as_mut().reset(request_deadline);
                 }
                 let outcome = {
