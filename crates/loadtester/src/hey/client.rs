@@ -519,13 +519,13 @@ impl Target {
             let mut elsewhere_at: Option<(bool, String, u16)> = None;
             let mut current: Option<Target> = None;
             let mut strip_sensitive = false;
-            let mut sent = 1;
+            let mut requests = 1;
             while is_redirect(hop.done.status) {
                 let cur = current.as_ref().unwrap_or(self);
                 let Some(location) = hop.done.location.take() else {
                     break;
                 };
-                if sent >= MAX_REQUESTS {
+                if requests >= MAX_REQUESTS {
                     // Go reports the Location as received, not resolved.
                     return Err(format!(
                         "{}: stopped after {MAX_REQUESTS} redirects",
@@ -552,14 +552,12 @@ impl Target {
                     .round_trip(hop_conn, Instant::now())
                     .await
                     .map_err(|e| format!("{}: {e}", go_op(&self.method, &next.url)))?;
-                sent += 1;
+                requests += 1;
                 current = Some(next);
             }
         }
         let finished = Instant::now();
-        let Hop {
-            dial, sent, done, ..
-        } = hop;
+        let Hop { dial, sent, done } = hop;
         let ns = |a: Instant, b: Instant| b.saturating_duration_since(a).as_nanos() as u64;
         Ok(Sample {
             total_ns: ns(start, finished),
