@@ -431,7 +431,9 @@ fn flag_validation_matches_hey() {
         "-n and -c cannot be smaller than 1."
     );
     assert!(err(&["-o", "json", "http://127.0.0.1/"]).contains("Invalid output type"));
-    assert!(err(&["-H", "nocolon", "http://127.0.0.1/"]).contains("Could not parse"));
+    assert!(
+        err(&["-H", "nocolon", "http://127.0.0.1/"]).contains("could not parse the provided input")
+    );
     // -z ignores -n.
     assert!(
         args(&["-z", "1s", "-n", "1", "-c", "5", "http://127.0.0.1/"])
@@ -493,4 +495,210 @@ async fn the_binary_runs_as_hey() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(1));
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// One request as a redirecting server saw it.
+#[derive(Clone, Debug)]
+struct Hit {
+    method: String,
+    path: String,
+    authorization: Option<String>,
+    referer: Option<String>,
+    content_type: Option<String>,
+    host: Option<String>,
+    body_len: usize,
+}
+
+/// A server that redirects: `/r/{code}` → `/final`, `/loop` → `/loop`, `/abs` → the absolute
+/// URL `http://localhost:PORT/final`, `/noloc` is a 302 without a Location.
+async fn serve_redirects() -> (SocketAddr, Arc<Mutex<Vec<Hit>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(Mutex::new(Vec::new()));
+    let log = hits.clone();
+    let app = axum::Router::new().fallback(any(
+        move |method: axum::http::Method, uri: Uri, headers: HeaderMap, body: String| {
+            let log = log.clone();
+            async move {
+                let h = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_string());
+                let path = uri.path().to_string();
+                log.lock().unwrap().push(Hit {
+                    method: method.to_string(),
+                    path: path.clone(),
+                    authorization: h("authorization"),
+                    referer: h("referer"),
+                    content_type: h("content-type"),
+                    host: h("host"),
+                    body_len: body.len(),
+                });
+                let redirect = |code: u16, to: String| {
+                    axum::response::Response::builder()
+                        .status(code)
+                        .header("location", to)
+                        .body(axum::body::Body::from("moved"))
+                        .unwrap()
+                };
+                match path.as_str() {
+                    "/final" => axum::response::Response::new(axum::body::Body::from("ok")),
+                    "/loop" => redirect(302, "/loop".into()),
+                    "/abs" => redirect(302, format!("http://localhost:{}/final", addr.port())),
+                    "/noloc" => axum::response::Response::builder()
+                        .status(302)
+                        .body(axum::body::Body::empty())
+                        .unwrap(),
+                    p => redirect(p[3..].parse().unwrap(), "/final".into()),
+                }
+            }
+        },
+    ));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, hits)
+}
+
+fn take(hits: &Mutex<Vec<Hit>>) -> Vec<Hit> {
+    std::mem::take(&mut *hits.lock().unwrap())
+}
+
+/// Redirects are followed with the rules of Go's `http.Client`, which hey uses; every expected
+/// value here is what Debian's hey did against the same kind of server.
+#[tokio::test]
+async fn redirects_are_followed_like_go() {
+    let (addr, hits) = serve_redirects().await;
+    let base = format!("http://{addr}");
+
+    for code in ["301", "302", "303", "307", "308"] {
+        let report = run(&["-n", "4", "-c", "2", &format!("{base}/r/{code}")]).await;
+        assert_eq!(report.stats.status.get(&200), Some(&4), "{code}");
+        assert_eq!(report.stats.error_count(), 0, "{code}");
+        let seen = take(&hits);
+        assert_eq!(seen.len(), 8, "{code}");
+        assert_eq!(seen.iter().filter(|h| h.path == "/final").count(), 4);
+        let last = seen.iter().find(|h| h.path == "/final").unwrap();
+        assert_eq!(last.referer.as_deref(), Some(&*format!("{base}/r/{code}")));
+    }
+
+    // A POST is re-sent as a GET without its body after 301, 302 and 303 (headers kept) ...
+    let url = format!("{base}/r/302");
+    let report = run(&[
+        "-n",
+        "1",
+        "-c",
+        "1",
+        "-m",
+        "POST",
+        "-d",
+        "x",
+        "-T",
+        "application/json",
+        &url,
+    ])
+    .await;
+    assert_eq!(report.stats.status.get(&200), Some(&1));
+    let seen = take(&hits);
+    assert_eq!((seen[0].method.as_str(), seen[0].body_len), ("POST", 1));
+    assert_eq!(
+        (
+            seen[1].method.as_str(),
+            seen[1].path.as_str(),
+            seen[1].body_len
+        ),
+        ("GET", "/final", 0)
+    );
+    assert_eq!(seen[1].content_type.as_deref(), Some("application/json"));
+    // ... while after 307 and 308 it keeps its method, and with a body Go stops there.
+    let url = format!("{base}/r/307");
+    let report = run(&["-n", "1", "-c", "1", "-m", "POST", "-d", "x", &url]).await;
+    assert_eq!(report.stats.status.get(&307), Some(&1));
+    assert_eq!(take(&hits).len(), 1);
+    let report = run(&["-n", "1", "-c", "1", "-m", "POST", &url]).await;
+    assert_eq!(report.stats.status.get(&200), Some(&1));
+    let seen = take(&hits);
+    assert_eq!(
+        (seen[1].method.as_str(), seen[1].path.as_str()),
+        ("POST", "/final")
+    );
+
+    // To another host: the Authorization header is dropped, Host follows the URL.
+    let url = format!("{base}/abs");
+    let report = run(&["-n", "1", "-c", "1", "-H", "Authorization: Bearer x", &url]).await;
+    assert_eq!(
+        report.stats.status.get(&200),
+        Some(&1),
+        "{:?}",
+        report.stats.errors
+    );
+    let seen = take(&hits);
+    assert_eq!(seen[0].authorization.as_deref(), Some("Bearer x"));
+    assert_eq!(seen[1].authorization, None);
+    assert_eq!(
+        seen[1].host.as_deref(),
+        Some(&*format!("localhost:{}", addr.port()))
+    );
+    // On the same host it is kept.
+    let url = format!("{base}/r/302");
+    run(&["-n", "1", "-c", "1", "-H", "Authorization: Bearer x", &url]).await;
+    let seen = take(&hits);
+    assert_eq!(seen[1].authorization.as_deref(), Some("Bearer x"));
+
+    // A custom Host header survives a relative redirect, not an absolute one.
+    run(&[
+        "-n",
+        "1",
+        "-c",
+        "1",
+        "-host",
+        "foo.example",
+        &format!("{base}/r/301"),
+    ])
+    .await;
+    let seen = take(&hits);
+    assert_eq!(seen[1].host.as_deref(), Some("foo.example"));
+    run(&[
+        "-n",
+        "1",
+        "-c",
+        "1",
+        "-host",
+        "foo.example",
+        &format!("{base}/abs"),
+    ])
+    .await;
+    let seen = take(&hits);
+    assert_eq!(seen[0].host.as_deref(), Some("foo.example"));
+    assert_eq!(
+        seen[1].host.as_deref(),
+        Some(&*format!("localhost:{}", addr.port()))
+    );
+
+    // Ten requests at most, then Go's error naming the Location as received.
+    let report = run(&["-n", "2", "-c", "1", &format!("{base}/loop")]).await;
+    assert_eq!(report.stats.answered, 0);
+    assert_eq!(
+        report
+            .stats
+            .errors
+            .get("Get \"/loop\": stopped after 10 redirects"),
+        Some(&2),
+        "{:?}",
+        report.stats.errors
+    );
+    assert_eq!(take(&hits).len(), 20);
+
+    // A redirect without a Location is a response like any other.
+    let report = run(&["-n", "1", "-c", "1", &format!("{base}/noloc")]).await;
+    assert_eq!(report.stats.status.get(&302), Some(&1));
+    take(&hits);
+
+    // -disable-redirects: the 3xx is the answer.
+    let report = run(&[
+        "-n",
+        "3",
+        "-c",
+        "1",
+        "-disable-redirects",
+        &format!("{base}/r/302"),
+    ])
+    .await;
+    assert_eq!(report.stats.status.get(&302), Some(&3));
+    assert!(take(&hits).iter().all(|h| h.path == "/r/302"));
 }

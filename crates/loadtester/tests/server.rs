@@ -219,6 +219,33 @@ async fn blocking_tasks_answer_200_or_500() {
         assert_eq!(r.status, 500);
         assert!(r.body.contains("kubectl"), "{}", r.body);
     }
+    if kubectl_present {
+        // No shell: `;` and what follows are arguments for kubectl (which ignores them here),
+        // not a second command.
+        let dir = temp_dir("no-shell");
+        let marker = dir.join("marker");
+        let cmd = format!("version --client=true ; touch {}", marker.display());
+        let meta = json!({"type": "kubectl", "cmd": cmd});
+        let r = post(s.addr, "/", &payload("a", "b", meta)).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(!marker.exists(), "a shell ran the command");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+    // helm and helmv3 (which falls back to helm) run the same way; without helm the task fails
+    // with a 500 that names it.
+    if !flagger_loadtester::tasks::on_path("helm") && !flagger_loadtester::tasks::on_path("helmv3")
+    {
+        for t in ["helm", "helmv3"] {
+            let meta = json!({"type": t, "cmd": "version"});
+            let r = post(s.addr, "/", &payload("a", "b", meta)).await;
+            assert_eq!(r.status, 500, "{t}");
+            assert!(
+                r.body.starts_with("command version failed: : ") && r.body.contains("helm"),
+                "{t}: {}",
+                r.body
+            );
+        }
+    }
     let r = request(s.addr, "GET", "/metrics", "", None).await;
     assert_eq!(
         metric(

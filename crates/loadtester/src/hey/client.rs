@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
+use hyper::HeaderMap;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -36,6 +37,14 @@ pub struct Target {
     pub keepalive: bool,
     pub proxy: Option<Proxy>,
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The headers as given, without Host and Proxy-Authorization (kept to build redirects).
+    pub headers: HeaderMap,
+    /// `-host`: the Host header to send instead of the URL's authority.
+    pub host_override: Option<String>,
+    /// The request body (kept to build redirects).
+    pub body: Bytes,
+    /// Follow redirects with the rules of Go's `http.Client` (hey's default).
+    pub follow_redirects: bool,
 }
 
 /// An HTTP proxy.
@@ -114,6 +123,8 @@ struct Exchanged {
     status: u16,
     bytes: u64,
     keepalive: bool,
+    /// The `Location` header of a 3xx response.
+    location: Option<String>,
 }
 
 /// A failed exchange. `before_response` is set when nothing of the response was received, so
@@ -182,7 +193,7 @@ impl Conn {
         }
         let written = Instant::now();
         // Response head, skipping 1xx interim responses.
-        let (status, framing, keepalive, headers_at) = loop {
+        let (status, framing, keepalive, location, headers_at) = loop {
             let parsed = {
                 let mut headers = [httparse::EMPTY_HEADER; 128];
                 let mut resp = httparse::Response::new(&mut headers);
@@ -193,8 +204,12 @@ impl Conn {
                         let mut length = None;
                         let mut chunked = false;
                         let mut close = http10;
+                        let mut location = None;
+                        let redirect = (300..400).contains(&code);
                         for h in resp.headers.iter() {
-                            if h.name.eq_ignore_ascii_case("content-length") {
+                            if redirect && h.name.eq_ignore_ascii_case("location") {
+                                location = Some(String::from_utf8_lossy(h.value).into_owned());
+                            } else if h.name.eq_ignore_ascii_case("content-length") {
                                 length = std::str::from_utf8(h.value)
                                     .ok()
                                     .and_then(|v| v.trim().parse::<u64>().ok());
@@ -213,14 +228,14 @@ impl Conn {
                                 }
                             }
                         }
-                        Some((n, code, length, chunked, close))
+                        Some((n, code, length, chunked, close, location))
                     }
                     Ok(httparse::Status::Partial) => None,
                     Err(e) => return Err(Failure::after(format!("malformed HTTP response: {e}"))),
                 }
             };
             match parsed {
-                Some((n, code, length, chunked, close)) => {
+                Some((n, code, length, chunked, close, location)) => {
                     self.consume(n);
                     if (100..200).contains(&code) && code != 101 {
                         continue;
@@ -236,7 +251,7 @@ impl Conn {
                             Framing::UntilClose
                         };
                     let keepalive = !close && !matches!(framing, Framing::UntilClose);
-                    break (code, framing, keepalive, Instant::now());
+                    break (code, framing, keepalive, location, Instant::now());
                 }
                 None => {
                     if self.unread().len() > MAX_HEAD {
@@ -268,6 +283,7 @@ impl Conn {
             status,
             bytes,
             keepalive,
+            location,
         })
     }
 
@@ -363,15 +379,33 @@ fn io_text(e: &io::Error) -> String {
     }
 }
 
+/// Go's `url.Error` prefix: the method as `Get`, then the quoted URL.
+fn go_op(method: &str, url: &str) -> String {
+    let mut chars = method.chars();
+    let op = match chars.next() {
+        Some(c) => c.to_uppercase().collect::<String>() + &chars.as_str().to_lowercase(),
+        None => String::new(),
+    };
+    format!("{op} {url:?}")
+}
+
+/// The statuses Go's client follows.
+fn is_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
+}
+
+/// At most this many requests per hey request (Go's default `CheckRedirect`).
+const MAX_REQUESTS: usize = 10;
+
 impl Target {
     /// Go's error prefix: `Get "http://host/path"`.
     pub fn op(&self) -> String {
-        let mut chars = self.method.chars();
-        let op = match chars.next() {
-            Some(c) => c.to_uppercase().collect::<String>() + &chars.as_str().to_lowercase(),
-            None => String::new(),
-        };
-        format!("{op} {:?}", self.url)
+        go_op(&self.method, &self.url)
+    }
+
+    /// Whether `other` goes to the same server, so that it may use this target's connection.
+    fn same_origin(&self, other: &Target) -> bool {
+        self.https == other.https && self.host == other.host && self.port == other.port
     }
 
     async fn dial(&self) -> Result<(Conn, Dial), String> {
@@ -465,13 +499,83 @@ impl Target {
     }
 
     /// Sends the request over `conn` (opening a connection if needed) and reads the whole
-    /// response. `run_start` is the start of the run (for CSV offsets).
+    /// response, following redirects as Go's `http.Client` does unless disabled. `run_start` is
+    /// the start of the run (for CSV offsets). Errors are complete messages in Go's words
+    /// (`Get "http://...": EOF`).
     pub async fn send(
         &self,
         conn: &mut Option<Conn>,
         run_start: Instant,
     ) -> Result<Sample, String> {
         let start = Instant::now();
+        let mut hop = self
+            .round_trip(conn, start)
+            .await
+            .map_err(|e| format!("{}: {e}", self.op()))?;
+        if self.follow_redirects && is_redirect(hop.done.status) {
+            // Hops to this target's server use the worker's connection; hops elsewhere use a
+            // connection of their own, closed once the request is done.
+            let mut elsewhere: Option<Conn> = None;
+            let mut elsewhere_at: Option<(bool, String, u16)> = None;
+            let mut current: Option<Target> = None;
+            let mut strip_sensitive = false;
+            let mut requests = 1;
+            while is_redirect(hop.done.status) {
+                let cur = current.as_ref().unwrap_or(self);
+                let Some(location) = hop.done.location.take() else {
+                    break;
+                };
+                if requests >= MAX_REQUESTS {
+                    // Go reports the Location as received, not resolved.
+                    return Err(format!(
+                        "{}: stopped after {MAX_REQUESTS} redirects",
+                        go_op(&self.method, &location)
+                    ));
+                }
+                let next =
+                    match cur.redirect(self, hop.done.status, &location, &mut strip_sensitive) {
+                        Ok(Some(next)) => next,
+                        Ok(None) => break,
+                        Err(e) => return Err(format!("{}: {e}", go_op(&self.method, &cur.url))),
+                    };
+                let hop_conn = if next.same_origin(self) {
+                    &mut *conn
+                } else {
+                    let origin = (next.https, next.host.clone(), next.port);
+                    if elsewhere_at.as_ref() != Some(&origin) {
+                        elsewhere = None;
+                        elsewhere_at = Some(origin);
+                    }
+                    &mut elsewhere
+                };
+                hop = next
+                    .round_trip(hop_conn, Instant::now())
+                    .await
+                    .map_err(|e| format!("{}: {e}", go_op(&self.method, &next.url)))?;
+                requests += 1;
+                current = Some(next);
+            }
+        }
+        let finished = Instant::now();
+        let Hop { dial, sent, done } = hop;
+        let ns = |a: Instant, b: Instant| b.saturating_duration_since(a).as_nanos() as u64;
+        Ok(Sample {
+            total_ns: ns(start, finished),
+            conn_ns: dial.conn_ns,
+            dns_ns: dial.dns_ns,
+            write_ns: ns(sent, done.written),
+            wait_ns: ns(done.written, done.headers),
+            read_ns: ns(done.headers, finished),
+            status: done.status,
+            offset_ns: ns(run_start, start),
+            bytes: done.bytes,
+        })
+    }
+
+    /// One request and its response on `conn` (dialled if needed). A replayable request that
+    /// fails before any answer on a reused connection is sent once more on a new one, as Go's
+    /// transport does.
+    async fn round_trip(&self, conn: &mut Option<Conn>, start: Instant) -> Result<Hop, String> {
         let mut dial = Dial::default();
         let mut reused = conn.is_some();
         if !reused {
@@ -480,11 +584,17 @@ impl Target {
             dial = d;
         }
         let head = self.method == "HEAD";
+        // On a reused connection the request is written right away: no second clock read.
+        let mut written_at_start = reused;
         let (sent, done) = loop {
             let Some(c) = conn.as_mut() else {
                 return Err("no connection".into());
             };
-            let sent = Instant::now();
+            let sent = if std::mem::take(&mut written_at_start) {
+                start
+            } else {
+                Instant::now()
+            };
             match c.exchange(&self.request, head).await {
                 Ok(d) => break (sent, d),
                 Err(f) => {
@@ -502,23 +612,18 @@ impl Target {
                 }
             }
         };
-        let finished = Instant::now();
         if !self.keepalive || !done.keepalive {
             *conn = None;
         }
-        let ns = |a: Instant, b: Instant| b.saturating_duration_since(a).as_nanos() as u64;
-        Ok(Sample {
-            total_ns: ns(start, finished),
-            conn_ns: dial.conn_ns,
-            dns_ns: dial.dns_ns,
-            write_ns: ns(sent, done.written),
-            wait_ns: ns(done.written, done.headers),
-            read_ns: ns(done.headers, finished),
-            status: done.status,
-            offset_ns: ns(run_start, start),
-            bytes: done.bytes,
-        })
+        Ok(Hop { dial, sent, done })
     }
+}
+
+/// One request of a hey request (there are several when redirects are followed).
+struct Hop {
+    dial: Dial,
+    sent: Instant,
+    done: Exchanged,
 }
 
 /// A TLS configuration that, like hey, does not verify the server's certificate.

@@ -99,7 +99,7 @@ pub struct HeyArgs {
     /// Disable keep-alive, prevents re-use of TCP connections between requests.
     #[arg(long = "disable-keepalive")]
     pub disable_keepalive: bool,
-    /// Disable following of HTTP redirects (redirects are never followed).
+    /// Disable following of HTTP redirects.
     #[arg(long = "disable-redirects")]
     pub disable_redirects: bool,
     /// Number of load threads (default: one per 64 workers, at most the number of CPUs).
@@ -171,31 +171,7 @@ impl HeyArgs {
         }
         let method = Method::from_bytes(self.method.to_uppercase().as_bytes())
             .map_err(|_| format!("invalid method {:?}", self.method))?;
-        let uri: Uri = self
-            .url
-            .parse()
-            .map_err(|e| format!("invalid URL {:?}: {e}", self.url))?;
-        let https = match uri.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            _ => {
-                return Err(format!(
-                    "unsupported URL {:?}: the scheme must be http or https",
-                    self.url
-                ));
-            }
-        };
-        let host = uri
-            .host()
-            .ok_or_else(|| format!("invalid URL {:?}: no host", self.url))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let authority = uri
-            .authority()
-            .map(|a| a.as_str().to_string())
-            .unwrap_or_default();
+        let Endpoint { https, host, .. } = endpoint(&self.url)?;
 
         let mut headers = HeaderMap::new();
         let mut user_agent = None;
@@ -208,7 +184,7 @@ impl HeyArgs {
                             .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
                         && !v.trim().is_empty()
                 })
-                .ok_or_else(|| format!("Could not parse the provided input; input = {h}"))?;
+                .ok_or_else(|| format!("could not parse the provided input; input = {h}"))?;
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
             let value = HeaderValue::from_str(value.trim()).map_err(|e| e.to_string())?;
             if name == header::USER_AGENT {
@@ -232,12 +208,10 @@ impl HeyArgs {
         if let Some(auth) = &self.basic_auth {
             let (u, p) = auth
                 .split_once(':')
-                .ok_or_else(|| format!("Could not parse the provided input; input = {auth}"))?;
+                .ok_or_else(|| format!("could not parse the provided input; input = {auth}"))?;
             let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
             headers.insert(header::AUTHORIZATION, hv(&format!("Basic {token}"))?);
         }
-        let host_header = self.host.clone().unwrap_or_else(|| authority.clone());
-        headers.insert(header::HOST, hv(&host_header)?);
         if self.disable_keepalive {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -254,38 +228,24 @@ impl HeyArgs {
             Some(p) => Some(parse_proxy(p)?),
             None => proxy_from_env(&env, https, &host)?,
         };
-        if let Some(p) = &proxy
-            && let Some(auth) = &p.auth
-            && !https
-        {
-            headers.insert(header::PROXY_AUTHORIZATION, hv(auth)?);
-        }
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let request_target = if proxy.is_some() && !https {
-            format!("http://{authority}{path}")
-        } else {
-            path.to_string()
-        };
         let tls = if https {
             Some(client::insecure_tls()?)
         } else {
             None
         };
-        let request = serialize_request(&method, &request_target, &headers, &body);
+        let target = Target::build(TargetSpec {
+            url: self.url.clone(),
+            method,
+            headers,
+            host_override: self.host.clone(),
+            body,
+            proxy,
+            keepalive: !self.disable_keepalive,
+            follow_redirects: !self.disable_redirects,
+            tls,
+        })?;
         Ok(LoadConfig {
-            target: Target {
-                url: self.url.clone(),
-                https,
-                host,
-                port,
-                authority,
-                method: method.as_str().to_string(),
-                replayable: matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS" | "TRACE"),
-                request,
-                keepalive: !self.disable_keepalive,
-                proxy,
-                tls,
-            },
+            target,
             requests: self.requests,
             concurrency: self.concurrency,
             qps: self.qps,
@@ -293,6 +253,204 @@ impl HeyArgs {
             timeout: (self.timeout > 0).then(|| Duration::from_secs(self.timeout)),
             keep_samples: self.output.is_some(),
         })
+    }
+}
+
+/// What a [`Target`] is made of.
+pub struct TargetSpec {
+    pub url: String,
+    pub method: Method,
+    /// Headers without Host and Proxy-Authorization, which [`Target::build`] adds.
+    pub headers: HeaderMap,
+    /// The Host header instead of the URL's authority (`-host`).
+    pub host_override: Option<String>,
+    pub body: Bytes,
+    pub proxy: Option<Proxy>,
+    pub keepalive: bool,
+    pub follow_redirects: bool,
+    /// The TLS configuration for https (made when absent).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// The parts of an http(s) URL that a request needs.
+struct Endpoint {
+    https: bool,
+    host: String,
+    port: u16,
+    authority: String,
+    path: String,
+}
+
+fn endpoint(url: &str) -> Result<Endpoint, String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
+            return Err(format!(
+                "unsupported URL {url:?}: the scheme must be http or https"
+            ));
+        }
+    };
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("invalid URL {url:?}: no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_default();
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    Ok(Endpoint {
+        https,
+        host,
+        port,
+        authority,
+        path,
+    })
+}
+
+impl Target {
+    /// Builds a target and serialises its request once.
+    pub fn build(spec: TargetSpec) -> Result<Target, String> {
+        let TargetSpec {
+            url,
+            method,
+            mut headers,
+            host_override,
+            body,
+            proxy,
+            keepalive,
+            follow_redirects,
+            tls,
+        } = spec;
+        let Endpoint {
+            https,
+            host,
+            port,
+            authority,
+            path,
+        } = endpoint(&url)?;
+        let hv = |v: &str| {
+            HeaderValue::from_str(v).map_err(|e| format!("invalid header value {v:?}: {e}"))
+        };
+        let base_headers = headers.clone();
+        headers.insert(
+            header::HOST,
+            hv(host_override.as_deref().unwrap_or(&authority))?,
+        );
+        if let Some(p) = &proxy
+            && let Some(auth) = &p.auth
+            && !https
+        {
+            headers.insert(header::PROXY_AUTHORIZATION, hv(auth)?);
+        }
+        let request_target = if proxy.is_some() && !https {
+            format!("http://{authority}{path}")
+        } else {
+            path
+        };
+        let tls = match (https, tls) {
+            (false, _) => None,
+            (true, Some(t)) => Some(t),
+            (true, None) => Some(client::insecure_tls()?),
+        };
+        let request = serialize_request(&method, &request_target, &headers, &body);
+        Ok(Target {
+            url,
+            https,
+            host,
+            port,
+            authority,
+            method: method.as_str().to_string(),
+            replayable: matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS" | "TRACE"),
+            request,
+            keepalive,
+            proxy,
+            tls,
+            headers: base_headers,
+            host_override,
+            body,
+            follow_redirects,
+        })
+    }
+
+    /// The request Go's `http.Client` sends after a `status` response with `Location:
+    /// location` to this target's request, or `None` when Go returns that response as it is.
+    /// `first` is the original target: the headers are always its headers, and Authorization,
+    /// WWW-Authenticate and Cookie stop being sent (for good: `strip_sensitive`) once a
+    /// redirect leaves its host and the host's subdomains.
+    pub(crate) fn redirect(
+        &self,
+        first: &Target,
+        status: u16,
+        location: &str,
+        strip_sensitive: &mut bool,
+    ) -> Result<Option<Target>, String> {
+        let method = Method::from_bytes(self.method.as_bytes()).map_err(|e| e.to_string())?;
+        let (method, body) = match status {
+            // Anything but GET and HEAD becomes a GET without a body.
+            301..=303 if method == Method::GET || method == Method::HEAD => (method, Bytes::new()),
+            301..=303 => (Method::GET, Bytes::new()),
+            // Same method and body; Go cannot send hey's body again, so it stops there.
+            307 | 308 if !self.body.is_empty() => return Ok(None),
+            307 | 308 => (method, self.body.clone()),
+            _ => return Ok(None),
+        };
+        let base = url::Url::parse(&self.url).map_err(|e| e.to_string())?;
+        let next = base
+            .join(location)
+            .map_err(|e| format!("failed to parse Location header {location:?}: {e}"))?;
+        if !matches!(next.scheme(), "http" | "https") {
+            return Err(format!("unsupported protocol scheme {:?}", next.scheme()));
+        }
+        let next_host = next
+            .host_str()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let first_host = first.host.to_ascii_lowercase();
+        if next_host != first_host && !next_host.ends_with(&format!(".{first_host}")) {
+            *strip_sensitive = true;
+        }
+        let mut headers = first.headers.clone();
+        if *strip_sensitive {
+            headers.remove(header::AUTHORIZATION);
+            headers.remove(header::WWW_AUTHENTICATE);
+            headers.remove(header::COOKIE);
+            headers.remove("cookie2");
+        }
+        // Referer: the previous URL without credentials, unless going from https to http.
+        if !(self.https && next.scheme() == "http") {
+            let mut referer = base.clone();
+            let _ = referer.set_username("");
+            let _ = referer.set_password(None);
+            referer.set_fragment(None);
+            if let Ok(v) = HeaderValue::from_str(referer.as_str()) {
+                headers.insert(header::REFERER, v);
+            }
+        }
+        // A custom Host header survives relative redirects only.
+        let relative = url::Url::parse(location).is_err();
+        let host_override = first.host_override.clone().filter(|_| relative);
+        Target::build(TargetSpec {
+            url: next.to_string(),
+            method,
+            headers,
+            host_override,
+            body,
+            proxy: self.proxy.clone(),
+            keepalive: self.keepalive,
+            follow_redirects: true,
+            tls: self.tls.clone().or_else(|| first.tls.clone()),
+        })
+        .map(Some)
     }
 }
 
@@ -536,8 +694,9 @@ async fn worker(
             (Some(limit), Some(timer)) => {
                 // One timer per worker, re-armed only when it fires early (for a request that
                 // started later) or has expired: no timer registration per request.
-                let request_deadline = tokio::time::Instant::now() + limit;
-                if timer.deadline() <= tokio::time::Instant::now() {
+                let now = tokio::time::Instant::now();
+                let request_deadline = now + limit;
+                if timer.deadline() <= now {
                     timer.as_mut().reset(request_deadline);
                 }
                 let outcome = {
@@ -558,17 +717,18 @@ async fn worker(
                 };
                 outcome.unwrap_or_else(|| {
                     conn = None;
-                    Err("context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
-                        .to_string())
+                    Err(format!(
+                        "{}: context deadline exceeded (Client.Timeout exceeded while awaiting \
+                         headers)",
+                        cfg.target.op()
+                    ))
                 })
             }
             _ => cfg.target.send(&mut conn, run_start).await,
         };
         match result {
             Ok(sample) => stats.borrow_mut().record(sample),
-            Err(e) => stats
-                .borrow_mut()
-                .record_error(format!("{}: {e}", cfg.target.op())),
+            Err(e) => stats.borrow_mut().record_error(e),
         }
         done += 1;
     }
