@@ -255,7 +255,12 @@ async fn wait_all(
             .filter(|i| phases.get(&format!("app-{i}")) == Some(&phase))
             .count()
     };
+    let mut report = Instant::now() + Duration::from_secs(10);
     while reached(phases) < n {
+        if Instant::now() > report {
+            eprintln!("  {} of {n} canaries {phase:?} so far", reached(phases));
+            report = Instant::now() + Duration::from_secs(10);
+        }
         match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
             Ok(Some((name, p, _))) => {
                 phases.insert(name, p);
