@@ -169,7 +169,13 @@ async fn run(runs: usize, canaries: usize, window: u64) -> anyhow::Result<()> {
     if canaries > runs {
         let started = Instant::now();
         create_canaries(&client, runs..canaries, "10s").await?;
-        wait_all(&mut rx, &mut phases, runs..canaries, CanaryPhase::Initialized).await;
+        wait_all(
+            &mut rx,
+            &mut phases,
+            runs..canaries,
+            CanaryPhase::Initialized,
+        )
+        .await;
         println!(
             "initialized {} more canaries in {:.1}s",
             canaries - runs,
