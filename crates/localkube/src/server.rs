@@ -354,9 +354,7 @@ fn decode_body(body: &Bytes, headers: &HeaderMap) -> ApiResult<Value> {
         serde_yaml::from_slice::<Value>(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
     } else if ct.contains("protobuf") {
-        Err(ApiError::unsupported_media(
-            "protobuf is not supported by localkube",
-        ))
+        crate::protobuf::decode(body)
     } else {
         serde_json::from_slice::<Value>(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding JSON: {e}")))
