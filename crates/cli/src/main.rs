@@ -55,6 +55,12 @@ struct LocalArgs {
     /// Delay before simulated pods become ready (e.g. 2s, 500ms).
     #[arg(long, default_value = "0s")]
     ready_delay: String,
+    /// Run the simulated data plane: pods answer HTTP behind an HTTP proxy (see docs/localkube.md).
+    #[arg(long)]
+    dataplane: bool,
+    /// Where the data plane's proxy and request metrics listen (with --dataplane).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    proxy_addr: std::net::SocketAddr,
 }
 
 fn run_local(args: LocalArgs) -> ExitCode {
@@ -66,6 +72,12 @@ fn run_local(args: LocalArgs) -> ExitCode {
         config.sim.nodes = args.nodes;
         config.sim.readiness_delay = localkube::controllers::parse_duration(&args.ready_delay)
             .ok_or_else(|| anyhow::anyhow!("invalid --ready-delay {:?}", args.ready_delay))?;
+        if args.dataplane {
+            config.dataplane = Some(localkube::dataplane::DataPlaneConfig {
+                addr: args.proxy_addr,
+                ..Default::default()
+            });
+        }
         let handle = localkube::Server::start(config).await?;
         handle.write_kubeconfig(&args.kubeconfig)?;
         eprintln!(
@@ -73,6 +85,11 @@ fn run_local(args: LocalArgs) -> ExitCode {
             handle.url(),
             args.kubeconfig.display()
         );
+        if let (Some(proxy), Some(metrics)) = (handle.proxy_url(), handle.dataplane_metrics_url()) {
+            eprintln!(
+                "data plane: export http_proxy={proxy} HTTP_PROXY={proxy} - request metrics at {metrics}"
+            );
+        }
         tokio::signal::ctrl_c().await?;
         anyhow::Ok(())
     };

@@ -1,7 +1,8 @@
 //! localkube's API figures, measured over HTTP through the `kube` crate as a controller would
 //! see them: writes/s, list latency at 10,000 objects, and watch fan-out to 100 watchers.
 //!
-//! `cargo bench -p localkube` prints a small table. Sizes can be changed with
+//! A last row measures the simulated data plane: requests/s through the proxy to simulated
+//! pods. `cargo bench -p localkube` prints a small table. Sizes can be changed with
 //! `LOCALKUBE_BENCH_OBJECTS` (default 10000), `LOCALKUBE_BENCH_WATCHERS` (100) and
 //! `LOCALKUBE_BENCH_EVENTS` (1000). Simulated controllers are off so only the API is measured.
 
@@ -267,6 +268,9 @@ async fn main() {
         ),
     ));
 
+    drop(h);
+    rows.push(dataplane_row(env_usize("LOCALKUBE_BENCH_REQUESTS", 20_000)).await);
+
     let width = rows.iter().map(|r| r.what.len()).max().unwrap_or(0);
     println!("\nlocalkube API bench (HTTP via the kube crate, controllers off)\n");
     println!("| {:width$} | result |", "measure");
@@ -274,4 +278,110 @@ async fn main() {
     for r in &rows {
         println!("| {:width$} | {} |", r.what, r.value);
     }
+}
+
+/// Requests/s through the data plane's proxy to a two-pod podinfo Service, `CONCURRENCY`
+/// keep-alive connections.
+async fn dataplane_row(requests: usize) -> Row {
+    use axum::body::Body;
+    let h = localkube::Server::start(localkube::Config {
+        dataplane: Some(localkube::dataplane::DataPlaneConfig::default()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let client = client_for(&h).await;
+    let deps: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), "default");
+    deps.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": "podinfo"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "podinfo"}},
+                     "template": {"metadata": {"labels": {"app": "podinfo"}},
+                                  "spec": {"containers": [{"name": "podinfo", "image": "podinfo:6.0.0", "ports": [{"name": "http", "containerPort": 9898}]}]}}},
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let svcs: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), "default");
+    svcs.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": "podinfo"},
+            "spec": {"selector": {"app": "podinfo"}, "ports": [{"name": "http", "port": 9898, "targetPort": "http"}]},
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let eps: Api<k8s_openapi::api::core::v1::Endpoints> =
+        Api::namespaced(client.clone(), "default");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = eps
+            .get_opt("podinfo")
+            .await
+            .unwrap()
+            .and_then(|e| e.subsets)
+            .and_then(|mut s| s.pop())
+            .and_then(|s| s.addresses)
+            .map_or(0, |a| a.len());
+        if ready == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "podinfo endpoints not ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let proxy = h.dataplane.as_ref().unwrap().addr;
+    let per_conn = requests / CONCURRENCY;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            let mut ms = Vec::with_capacity(per_conn);
+            for _ in 0..per_conn {
+                let t = Instant::now();
+                sender.ready().await.unwrap();
+                let req = axum::http::Request::get("http://podinfo.default:9898/")
+                    .header("host", "podinfo.default:9898")
+                    .body(Body::empty())
+                    .unwrap();
+                let resp = sender.send_request(req).await.unwrap();
+                assert_eq!(resp.status(), 200);
+                axum::body::to_bytes(Body::new(resp.into_body()), usize::MAX)
+                    .await
+                    .unwrap();
+                ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            ms
+        }));
+    }
+    let mut ms = Vec::new();
+    for t in tasks {
+        ms.extend(t.await.unwrap());
+    }
+    let took = start.elapsed();
+    ms.sort_by(f64::total_cmp);
+    let pct = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
+    row(
+        format!(
+            "data plane: GET / via the proxy, {CONCURRENCY} connections ({} requests)",
+            ms.len()
+        ),
+        format!(
+            "{:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms",
+            ms.len() as f64 / took.as_secs_f64(),
+            pct(0.5),
+            pct(0.99)
+        ),
+    )
 }

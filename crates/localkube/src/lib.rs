@@ -16,6 +16,7 @@
 pub mod api;
 pub mod controllers;
 pub mod crd;
+pub mod dataplane;
 pub mod defaults;
 pub mod discovery;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod faults;
 pub mod metrics;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod selectors;
 pub mod server;
@@ -57,6 +59,8 @@ pub struct Config {
     pub sim: controllers::SimConfig,
     /// Fault injection (off by default).
     pub faults: Faults,
+    /// The simulated data plane (pods answering HTTP behind an HTTP proxy); off by default.
+    pub dataplane: Option<dataplane::DataPlaneConfig>,
 }
 
 impl Default for Config {
@@ -68,6 +72,7 @@ impl Default for Config {
             controllers: true,
             sim: controllers::SimConfig::default(),
             faults: Faults::default(),
+            dataplane: None,
         }
     }
 }
@@ -81,6 +86,8 @@ pub struct Server;
 pub struct Handle {
     pub addr: SocketAddr,
     pub api: Api,
+    /// The data plane, when [`Config::dataplane`] is set.
+    pub dataplane: Option<dataplane::DataPlane>,
     state: Arc<server::AppState>,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -122,10 +129,19 @@ impl Server {
                 rx.clone(),
             ));
         }
+        let dataplane = match config.dataplane.clone() {
+            Some(dp) => {
+                let (dp, task) = dataplane::start(api.clone(), dp, rx.clone()).await?;
+                tasks.push(task);
+                Some(dp)
+            }
+            None => None,
+        };
         tracing::info!(%addr, "localkube serving");
         Ok(Handle {
             addr,
             api,
+            dataplane,
             state,
             shutdown: tx,
             tasks,
@@ -179,6 +195,19 @@ impl Handle {
     /// Writes the kubeconfig to `path`.
     pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
         std::fs::write(path, self.kubeconfig())
+    }
+
+    /// The data plane's proxy URL (`HTTP_PROXY` for processes that should reach Services by
+    /// name), when the data plane runs.
+    pub fn proxy_url(&self) -> Option<String> {
+        self.dataplane.as_ref().map(dataplane::DataPlane::proxy_url)
+    }
+
+    /// Where Prometheus scrapes the data plane's request metrics, when it runs.
+    pub fn dataplane_metrics_url(&self) -> Option<String> {
+        self.dataplane
+            .as_ref()
+            .map(dataplane::DataPlane::metrics_url)
     }
 
     /// Subscribes to every change in the store (for in-process observers).

@@ -151,7 +151,9 @@ impl LabelSelector {
     }
 
     pub fn matches_object(&self, obj: &Value) -> bool {
-        self.matches(obj.pointer("/metadata/labels"))
+        // `get` rather than `pointer`: this runs once per stored object on every selected list
+        // and watch event, and `pointer` allocates for each path token.
+        self.0.is_empty() || self.matches(obj.get("metadata").and_then(|m| m.get("labels")))
     }
 
     /// The selector as a string, as the scale subresource reports it.
@@ -200,20 +202,24 @@ impl FieldSelector {
     }
 
     /// The value a field selector compares against (absent fields compare as "").
-    fn field(obj: &Value, key: &str) -> String {
-        let ptr = format!("/{}", key.replace('.', "/"));
-        match obj.pointer(&ptr) {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Bool(b)) => b.to_string(),
-            Some(Value::Number(n)) => n.to_string(),
-            _ => String::new(),
+    /// Whether the field at dotted `key` reads as `want` (a missing field reads as "").
+    fn field_is(obj: &Value, key: &str, want: &str) -> bool {
+        let mut cur = Some(obj);
+        for part in key.split('.') {
+            cur = cur.and_then(|c| c.get(part));
+        }
+        match cur {
+            Some(Value::String(s)) => s == want,
+            Some(Value::Bool(b)) => b.to_string() == want,
+            Some(Value::Number(n)) => n.to_string() == want,
+            _ => want.is_empty(),
         }
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
         self.0
             .iter()
-            .all(|(k, eq, v)| (Self::field(obj, k) == *v) == *eq)
+            .all(|(k, eq, v)| Self::field_is(obj, k, v) == *eq)
     }
 
     /// The value required by `metadata.name=...`, if any (for a fast path).

@@ -712,3 +712,116 @@ async fn crds_served_validated_and_printed() {
     let o = k.run(&["get", "canaries"]).await;
     assert!(!o.ok, "{}", o.stdout);
 }
+
+/// kubectl's generators (`create namespace|configmap|secret|serviceaccount|deployment|service`)
+/// send protobuf bodies through typed clients; what is stored must be what the same command
+/// prints with `--dry-run=client -o json`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imperative_generators_send_protobuf() {
+    let Some(k) = Env::start().await else { return };
+    assert!(
+        k.ok(&["create", "namespace", "team"])
+            .await
+            .contains("namespace/team created")
+    );
+    assert_eq!(
+        k.json(&["get", "ns", "team"]).await["status"]["phase"],
+        "Active"
+    );
+    let cases: [&[&str]; 5] = [
+        &[
+            "create",
+            "configmap",
+            "cfg",
+            "--from-literal=a=1",
+            "--from-literal=b=2",
+        ],
+        &[
+            "create",
+            "secret",
+            "generic",
+            "pw",
+            "--from-literal=password=hunter2",
+        ],
+        &["create", "serviceaccount", "bot"],
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=ghcr.io/stefanprodan/podinfo:6.0.1",
+            "--port=9898",
+            "--replicas=2",
+        ],
+        &["create", "service", "clusterip", "web", "--tcp=80:9898"],
+    ];
+    for args in cases {
+        let mut dry: Vec<&str> = vec!["-n", "team"];
+        dry.extend(args);
+        dry.push("--dry-run=client");
+        let want = k.json(&dry).await;
+        let mut real: Vec<&str> = vec!["-n", "team"];
+        real.extend(args);
+        k.ok(&real).await;
+        let kind = want["kind"].as_str().unwrap().to_lowercase();
+        let name = want["metadata"]["name"].as_str().unwrap();
+        let got = k.json(&["-n", "team", "get", &kind, name]).await;
+        assert_eq!(
+            got["metadata"]["labels"], want["metadata"]["labels"],
+            "{args:?}"
+        );
+        for field in ["data", "type"] {
+            assert_eq!(got[field], want[field], "{args:?}: {field}");
+        }
+        if kind == "deployment" {
+            for p in [
+                "/spec/replicas",
+                "/spec/selector",
+                "/spec/template/metadata/labels",
+            ] {
+                assert_eq!(got.pointer(p), want.pointer(p), "{p}");
+            }
+            let (g, w) = (
+                &got["spec"]["template"]["spec"]["containers"][0],
+                &want["spec"]["template"]["spec"]["containers"][0],
+            );
+            assert_eq!((&g["name"], &g["image"]), (&w["name"], &w["image"]));
+            assert_eq!(
+                g["ports"][0]["containerPort"],
+                w["ports"][0]["containerPort"]
+            );
+        }
+        if kind == "service" {
+            assert_eq!(got["spec"]["selector"], want["spec"]["selector"]);
+            assert_eq!(got["spec"]["type"], want["spec"]["type"]);
+            assert_eq!(got["spec"]["ports"], want["spec"]["ports"]);
+        }
+    }
+    assert_eq!(
+        k.json(&["-n", "team", "get", "secret", "pw"]).await["data"]["password"],
+        "aHVudGVyMg=="
+    );
+    k.ok(&[
+        "-n",
+        "team",
+        "rollout",
+        "status",
+        "deploy/web",
+        "--timeout=30s",
+    ])
+    .await;
+    // The generated Service selects the generated Deployment's pods.
+    k.until(
+        10,
+        &[
+            "-n",
+            "team",
+            "get",
+            "endpoints",
+            "web",
+            "-o",
+            "jsonpath={.subsets[0].addresses[*].ip}",
+        ],
+        |s| s.split_whitespace().count() == 2,
+    )
+    .await;
+}

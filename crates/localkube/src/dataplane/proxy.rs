@@ -1,0 +1,365 @@
+//! The HTTP listener of the data plane.
+//!
+//! Requests in absolute form (`GET http://podinfo.test:9898/ HTTP/1.1`, what a client with
+//! `HTTP_PROXY` sends) are proxied: resolved ([`super::resolve`]), routed
+//! ([`super::Router`]), sent to an endpoint ([`super::endpoints`]) and recorded
+//! ([`super::metrics`]). A request in origin form whose `Host` names a cluster Service is
+//! treated the same way, for clients that cannot use a proxy. Other origin-form requests are
+//! for the data plane itself: `/metrics` (for Prometheus) and `/healthz`.
+//!
+//! `CONNECT` (HTTPS through the proxy) is refused: cluster traffic here is plain HTTP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use tokio::time::Instant;
+
+use super::app::{self, PodApp};
+use super::endpoints::{Endpoint, NoEndpoint, Picker};
+use super::metrics::{RequestLabels, RequestMetrics};
+use super::resolve::{Resolved, resolve};
+use super::router::{RequestInfo, ServicePort};
+use super::{DataPlaneConfig, UPSTREAM};
+use crate::Api;
+
+/// The largest request body the proxy buffers (bodies are buffered so mirrors get a copy).
+const MAX_BODY: usize = 64 << 20;
+
+/// Headers that concern one connection, not the request (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Shared state of the listener.
+#[derive(Debug)]
+pub struct ProxyState {
+    api: Api,
+    config: DataPlaneConfig,
+    metrics: Arc<RequestMetrics>,
+    picker: Picker,
+    faults: app::Faults,
+    addr: SocketAddr,
+}
+
+impl ProxyState {
+    pub fn new(
+        api: Api,
+        config: DataPlaneConfig,
+        metrics: Arc<RequestMetrics>,
+        addr: SocketAddr,
+    ) -> Self {
+        Self {
+            api,
+            config,
+            metrics,
+            picker: Picker::default(),
+            faults: app::Faults::default(),
+            addr,
+        }
+    }
+}
+
+/// A buffered request, cheap to copy for mirrors.
+#[derive(Debug, Clone)]
+struct Req {
+    method: Method,
+    headers: HeaderMap,
+    path_and_query: String,
+    /// `host[:port]` as the client addressed it (the `Host` header sent upstream).
+    authority: String,
+    body: Bytes,
+}
+
+impl Req {
+    fn path(&self) -> &str {
+        self.path_and_query
+            .split('?')
+            .next()
+            .filter(|p| !p.is_empty())
+            .unwrap_or("/")
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    let mut r = Response::new(Body::from(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn split_authority(a: &str) -> (String, Option<u16>) {
+    if let Some(rest) = a.strip_prefix('[') {
+        // [v6]:port
+        let (h, p) = rest.split_once(']').unwrap_or((rest, ""));
+        return (
+            h.to_string(),
+            p.strip_prefix(':').and_then(|p| p.parse().ok()),
+        );
+    }
+    match a.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty() => {
+            (h.to_string(), p.parse().ok())
+        }
+        _ => (a.to_string(), None),
+    }
+}
+
+/// The one handler.
+pub async fn handle(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
+    if req.method() == Method::CONNECT {
+        return text(
+            StatusCode::NOT_IMPLEMENTED,
+            "localkube data plane: CONNECT (HTTPS through the proxy) is not supported; use http:// URLs\n",
+        );
+    }
+    let uri = req.uri().clone();
+    let absolute = uri.authority().map(|a| a.as_str().to_string());
+    let authority = match absolute {
+        Some(a) => a,
+        None => {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let (h, p) = split_authority(&host);
+            let in_cluster = !host.is_empty()
+                && p.is_none_or(|p| p != st.addr.port())
+                && matches!(
+                    resolve(&st.api, &h, p.unwrap_or(80), &st.config.default_namespace),
+                    Resolved::Service(_) | Resolved::Pod { .. } | Resolved::NoSuchService { .. }
+                );
+            if !in_cluster {
+                return local(&st, uri.path());
+            }
+            host
+        }
+    };
+    let path_and_query = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("reading the request body: {e}\n"),
+            );
+        }
+    };
+    let req = Req {
+        method: parts.method,
+        headers: parts.headers,
+        path_and_query,
+        authority: authority.clone(),
+        body,
+    };
+    let (host, port) = split_authority(&authority);
+    match resolve(
+        &st.api,
+        &host,
+        port.unwrap_or(80),
+        &st.config.default_namespace,
+    ) {
+        Resolved::Outside { host, port } | Resolved::External { host, port } => {
+            forward(&host, port, &req).await
+        }
+        Resolved::NoSuchService { namespace, service } => text(
+            StatusCode::BAD_GATEWAY,
+            format!("localkube data plane: service \"{namespace}/{service}\" not found\n"),
+        ),
+        Resolved::Pod {
+            namespace,
+            name,
+            port: _,
+        } => serve_pod(&st, &namespace, &name, &req).await,
+        Resolved::Service(sp) => {
+            let decision = {
+                let info = RequestInfo {
+                    method: &req.method,
+                    path_and_query: &req.path_and_query,
+                    headers: &req.headers,
+                };
+                st.config.router.route(&st.api, &sp, &info)
+            };
+            for m in decision.mirrors {
+                let (st, req) = (st.clone(), req.clone());
+                tokio::spawn(async move {
+                    let _ = dispatch(&st, &m, &req).await;
+                });
+            }
+            dispatch(&st, &decision.backend, &req).await
+        }
+    }
+}
+
+/// Sends a request to an endpoint of `sp`.
+async fn dispatch(st: &Arc<ProxyState>, sp: &ServicePort, req: &Req) -> Response {
+    match st.picker.pick(&st.api, sp) {
+        Ok(Endpoint::Pod {
+            namespace,
+            name,
+            port: _,
+        }) => serve_pod(st, &namespace, &name, req).await,
+        Ok(Endpoint::Upstream { host, port }) => {
+            let start = Instant::now();
+            let resp = forward(&host, port, req).await;
+            st.metrics.observe(
+                RequestLabels {
+                    namespace: sp.namespace.clone(),
+                    pod: sp.service.clone(),
+                    method: req.method.to_string(),
+                    path: req.path().to_string(),
+                    status: resp.status().as_u16(),
+                },
+                start.elapsed(),
+            );
+            resp
+        }
+        Err(e @ NoEndpoint::NoReadyEndpoints(..)) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("localkube data plane: {e}\n"),
+        ),
+        Err(e) => text(
+            StatusCode::BAD_GATEWAY,
+            format!("localkube data plane: {e}\n"),
+        ),
+    }
+}
+
+/// A simulated pod answers.
+async fn serve_pod(st: &ProxyState, namespace: &str, name: &str, req: &Req) -> Response {
+    let pod = st
+        .api
+        .resource("v1", "Pod")
+        .ok()
+        .and_then(|info| st.api.store.get(&info.storage_key(), namespace, name));
+    let Some(pod) = pod else {
+        return text(
+            StatusCode::BAD_GATEWAY,
+            format!("localkube data plane: pod \"{namespace}/{name}\" not found\n"),
+        );
+    };
+    let pod = PodApp::from_pod(&pod);
+    let start = Instant::now();
+    let answer = app::serve(&pod, &st.faults, &req.method, req.path(), &req.headers).await;
+    st.metrics.observe(
+        RequestLabels {
+            namespace: pod.namespace.clone(),
+            pod: pod.name.clone(),
+            method: req.method.to_string(),
+            path: answer.route.to_string(),
+            status: answer.status.as_u16(),
+        },
+        start.elapsed(),
+    );
+    let bytes = serde_json::to_vec_pretty(&answer.body).unwrap_or_default();
+    let mut r = Response::new(Body::from(bytes));
+    *r.status_mut() = answer.status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    r
+}
+
+/// Forwards to a real process at `host:port` over a fresh HTTP/1.1 connection.
+async fn forward(host: &str, port: u16, req: &Req) -> Response {
+    match try_forward(host, port, req).await {
+        Ok(r) => r,
+        Err(e) => text(
+            StatusCode::BAD_GATEWAY,
+            format!("localkube data plane: forwarding to {host}:{port}: {e}\n"),
+        ),
+    }
+}
+
+async fn try_forward(host: &str, port: u16, req: &Req) -> anyhow::Result<Response> {
+    let stream = tokio::net::TcpStream::connect((host, port)).await?;
+    stream.set_nodelay(true)?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!("data plane upstream connection: {e}");
+        }
+    });
+    let mut out = axum::http::Request::builder()
+        .method(req.method.clone())
+        .uri(req.path_and_query.as_str());
+    if let Some(h) = out.headers_mut() {
+        for (k, v) in &req.headers {
+            if !HOP_BY_HOP.contains(&k.as_str()) {
+                h.append(k.clone(), v.clone());
+            }
+        }
+        if let Ok(v) = HeaderValue::from_str(&req.authority) {
+            h.insert(header::HOST, v);
+        }
+    }
+    let resp = sender
+        .send_request(out.body(Body::from(req.body.clone()))?)
+        .await?;
+    let (mut parts, incoming) = resp.into_parts();
+    for h in HOP_BY_HOP {
+        parts.headers.remove(h);
+    }
+    Ok(Response::from_parts(parts, Body::new(incoming)))
+}
+
+/// The data plane's own endpoints.
+fn local(st: &ProxyState, path: &str) -> Response {
+    match path {
+        "/metrics" => {
+            let mut r = text(StatusCode::OK, st.metrics.render());
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
+        "/healthz" | "/readyz" | "/livez" => text(StatusCode::OK, "ok"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            format!(
+                "localkube data plane: set HTTP_PROXY=http://{} to reach Services by name (http://SERVICE.NAMESPACE:PORT/); request metrics are at /metrics; a Service annotated {UPSTREAM}=HOST:PORT forwards to a local process\n",
+                st.addr
+            ),
+        ),
+    }
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: Arc<ProxyState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let app = axum::Router::new().fallback(handle).with_state(state);
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

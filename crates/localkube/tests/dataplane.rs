@@ -1,0 +1,836 @@
+//! The simulated data plane: podinfo-like pods reached by Service name through localkube's HTTP
+//! proxy, routing by Endpoints, fault annotations, local upstreams, the routing seam, and the
+//! request metrics as Prometheus scrapes them.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Service};
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use localkube::dataplane::{self, RequestInfo, RouteDecision, Router, ServicePort};
+use serde_json::{Value, json};
+
+async fn start_with(dp: dataplane::DataPlaneConfig) -> (localkube::Handle, Client) {
+    let h = localkube::Server::start(localkube::Config {
+        dataplane: Some(dp),
+        ..Default::default()
+    })
+    .await
+    .expect("server starts");
+    let kc = kube::config::Kubeconfig::from_yaml(&h.kubeconfig()).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let client = Client::try_from(cfg).unwrap();
+    let nss: Api<Namespace> = Api::all(client.clone());
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "test"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    (h, client)
+}
+
+async fn start() -> (localkube::Handle, Client) {
+    start_with(dataplane::DataPlaneConfig::default()).await
+}
+
+fn proxy_addr(h: &localkube::Handle) -> SocketAddr {
+    h.dataplane.as_ref().expect("data plane runs").addr
+}
+
+async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection to the proxy, sending absolute-form requests as a
+/// client with `HTTP_PROXY` does.
+struct ProxyConn {
+    sender: hyper::client::conn::http1::SendRequest<Body>,
+}
+
+impl ProxyConn {
+    async fn open(addr: SocketAddr) -> Self {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        Self { sender }
+    }
+
+    async fn send(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String) {
+        let uri: axum::http::Uri = url.parse().unwrap();
+        let mut b = axum::http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("host", uri.authority().unwrap().as_str());
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        self.sender.ready().await.unwrap();
+        let resp = self
+            .sender
+            .send_request(b.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(Body::new(resp.into_body()), usize::MAX)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    async fn get(&mut self, url: &str) -> (u16, String) {
+        self.send("GET", url, &[], "").await
+    }
+
+    async fn json(&mut self, url: &str) -> Value {
+        let (status, body) = self.get(url).await;
+        assert_eq!(status, 200, "GET {url}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+/// GETs `url` until `pred(status, body)` holds, or panics after 10 s.
+async fn until(c: &mut ProxyConn, url: &str, what: &str, pred: impl Fn(u16, &str) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = c.get(url).await;
+        if pred(status, &body) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn deployment(name: &str, image: &str, replicas: i32, annotations: Value) -> Deployment {
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}, "annotations": annotations},
+                         "spec": {"containers": [{"name": "podinfo", "image": image, "ports": [{"name": "http", "containerPort": 9898}]}]}},
+        },
+    }))
+    .unwrap()
+}
+
+fn service(name: &str, selector: &str, port: u16) -> Service {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+        "spec": {"selector": {"app": selector}, "ports": [{"name": "http", "port": port, "targetPort": "http"}]},
+    }))
+    .unwrap()
+}
+
+/// Creates a Deployment and a Service of the same name and waits for `replicas` ready
+/// endpoints.
+async fn app(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    image: &str,
+    replicas: i32,
+    annotations: Value,
+) {
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    deps.create(
+        &PostParams::default(),
+        &deployment(name, image, replicas, annotations),
+    )
+    .await
+    .unwrap();
+    let svcs: Api<Service> = Api::namespaced(client.clone(), ns);
+    svcs.create(&PostParams::default(), &service(name, name, 9898))
+        .await
+        .unwrap();
+    ready_endpoints(client, ns, name, replicas as usize).await;
+}
+
+async fn ready_endpoints(client: &Client, ns: &str, name: &str, n: usize) {
+    let eps: Api<Endpoints> = Api::namespaced(client.clone(), ns);
+    eventually(10, "ready endpoints", || {
+        let eps = eps.clone();
+        async move {
+            let e = eps.get_opt(name).await.ok()??;
+            let count: usize = e
+                .subsets
+                .unwrap_or_default()
+                .iter()
+                .map(|s| s.addresses.as_ref().map_or(0, Vec::len))
+                .sum();
+            (count == n).then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn podinfo_api_through_the_proxy() {
+    let (h, client) = start().await;
+    app(
+        &client,
+        "test",
+        "podinfo",
+        "ghcr.io/stefanprodan/podinfo:6.0.1",
+        2,
+        json!({}),
+    )
+    .await;
+    app(&client, "default", "front", "podinfo:1.2.3", 1, json!({})).await;
+    let mut c = ProxyConn::open(proxy_addr(&h)).await;
+
+    let a = c.json("http://podinfo.test:9898/").await;
+    let b = c.json("http://podinfo.test:9898/").await;
+    assert_eq!(a["version"], "6.0.1");
+    assert_eq!(b["version"], "6.0.1");
+    assert!(a["hostname"].as_str().unwrap().starts_with("podinfo-"));
+    assert_ne!(a["hostname"], b["hostname"], "round robin over two pods");
+
+    // Every cluster name form, and the ClusterIP.
+    for host in [
+        "podinfo.test:9898",
+        "podinfo.test.svc:9898",
+        "podinfo.test.svc.cluster.local:9898",
+    ] {
+        assert_eq!(
+            c.json(&format!("http://{host}/version")).await["version"],
+            "6.0.1",
+            "{host}"
+        );
+    }
+    assert_eq!(c.json("http://front:9898/").await["version"], "1.2.3");
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "test");
+    let ip = svcs
+        .get("podinfo")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .cluster_ip
+        .unwrap();
+    assert_eq!(
+        c.json(&format!("http://{ip}:9898/")).await["version"],
+        "6.0.1"
+    );
+
+    // podinfo's API.
+    let (status, body) = c
+        .send("POST", "http://podinfo.test:9898/token", &[], "test")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let token: Value = serde_json::from_str(&body).unwrap();
+    assert!(token["token"].as_str().unwrap().len() > 10);
+    assert!(token["expires_at"].is_string());
+    assert_eq!(c.get("http://podinfo.test:9898/token").await.0, 405);
+    assert_eq!(c.get("http://podinfo.test:9898/status/418").await.0, 418);
+    assert_eq!(
+        c.json("http://podinfo.test:9898/healthz").await["status"],
+        "OK"
+    );
+    assert_eq!(
+        c.json("http://podinfo.test:9898/readyz").await["status"],
+        "OK"
+    );
+    let t = tokio::time::Instant::now();
+    assert_eq!(
+        c.json("http://podinfo.test:9898/delay/0.2").await["delay"],
+        0.2
+    );
+    assert!(t.elapsed() >= Duration::from_millis(200));
+    let (status, body) = c
+        .send(
+            "GET",
+            "http://podinfo.test:9898/headers",
+            &[("x-test", "yes")],
+            "",
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(body.contains("x-test"), "{body}");
+
+    // What does not resolve, or has no such port.
+    let (status, body) = c.get("http://nope.test:9898/").await;
+    assert_eq!(status, 502);
+    assert!(body.contains("\"test/nope\" not found"), "{body}");
+    let (status, body) = c.get("http://podinfo.test:80/").await;
+    assert_eq!(status, 502);
+    assert!(body.contains("has no port 80"), "{body}");
+
+    // A real process with HTTP_PROXY set (curl reads the lower-case variable).
+    if Path::new("/usr/bin/curl").exists() {
+        let out = tokio::process::Command::new("/usr/bin/curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "http://podinfo.test:9898/version",
+            ])
+            .env("http_proxy", h.proxy_url().unwrap())
+            .env("HTTP_PROXY", h.proxy_url().unwrap())
+            .env_remove("no_proxy")
+            .env_remove("NO_PROXY")
+            .output()
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "curl: {e}: {} {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        assert_eq!(v["version"], "6.0.1");
+    }
+}
+
+async fn versions(c: &mut ProxyConn, url: &str, n: usize) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for _ in 0..n {
+        let v = c.json(url).await;
+        *seen
+            .entry(v["version"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    seen
+}
+
+#[tokio::test]
+async fn per_service_routing_and_selector_switch() {
+    let (h, client) = start().await;
+    app(&client, "test", "blue", "podinfo:1.0.0", 2, json!({})).await;
+    app(&client, "test", "green", "podinfo:2.0.0", 2, json!({})).await;
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "test");
+    svcs.create(&PostParams::default(), &service("app", "blue", 80))
+        .await
+        .unwrap();
+    ready_endpoints(&client, "test", "app", 2).await;
+    let mut c = ProxyConn::open(proxy_addr(&h)).await;
+    assert_eq!(
+        versions(&mut c, "http://blue.test:9898/", 10).await,
+        BTreeMap::from([("1.0.0".to_string(), 10)])
+    );
+    assert_eq!(
+        versions(&mut c, "http://green.test:9898/", 10).await,
+        BTreeMap::from([("2.0.0".to_string(), 10)])
+    );
+    assert_eq!(
+        versions(&mut c, "http://app.test/", 10).await,
+        BTreeMap::from([("1.0.0".to_string(), 10)])
+    );
+
+    // The kubernetes provider's move: switch the selector; traffic follows the Endpoints.
+    svcs.patch(
+        "app",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"selector": {"app": "green"}}})),
+    )
+    .await
+    .unwrap();
+    until(&mut c, "http://app.test/", "traffic on green", |_, body| {
+        body.contains("\"2.0.0\"")
+    })
+    .await;
+    assert_eq!(
+        versions(&mut c, "http://app.test/", 20).await,
+        BTreeMap::from([("2.0.0".to_string(), 20)])
+    );
+
+    // No ready pods behind the Service: 503, as a proxy without a healthy upstream answers.
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), "test");
+    deps.patch(
+        "green",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 0}})),
+    )
+    .await
+    .unwrap();
+    ready_endpoints(&client, "test", "app", 0).await;
+    let (status, body) = c.get("http://app.test/").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no endpoints available"), "{body}");
+}
+
+#[tokio::test]
+async fn fault_annotations_give_the_configured_error_ratio() {
+    let (h, client) = start().await;
+    app(
+        &client,
+        "test",
+        "faulty",
+        "podinfo:3.0.0",
+        2,
+        json!({"localkube.dev/error-ratio": "0.1", "localkube.dev/error-code": "503"}),
+    )
+    .await;
+    app(
+        &client,
+        "test",
+        "slow",
+        "podinfo:3.0.0",
+        1,
+        json!({"localkube.dev/latency": "50ms-60ms"}),
+    )
+    .await;
+    let mut c = ProxyConn::open(proxy_addr(&h)).await;
+    let mut by_status: BTreeMap<u16, usize> = BTreeMap::new();
+    for _ in 0..1000 {
+        *by_status
+            .entry(c.get("http://faulty.test:9898/").await.0)
+            .or_default() += 1;
+    }
+    let errors = by_status.get(&503).copied().unwrap_or(0);
+    assert!(
+        (90..=110).contains(&errors),
+        "10% errors expected: {by_status:?}"
+    );
+    assert_eq!(errors + by_status.get(&200).copied().unwrap_or(0), 1000);
+    // Health probes are never failed.
+    for _ in 0..50 {
+        assert_eq!(c.get("http://faulty.test:9898/healthz").await.0, 200);
+    }
+    // Latency.
+    for _ in 0..5 {
+        let t = tokio::time::Instant::now();
+        assert_eq!(c.get("http://slow.test:9898/").await.0, 200);
+        assert!(t.elapsed() >= Duration::from_millis(50));
+    }
+    // A new image made faulty by annotation: the new pods fail, as a canary would.
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), "test");
+    deps.patch(
+        "slow",
+        &PatchParams::default(),
+        // Strategic: containers merge by name, so the named port stays.
+        &Patch::Strategic(json!({"spec": {"template": {
+            "metadata": {"annotations": {"localkube.dev/latency": null, "localkube.dev/error-ratio": "1"}},
+            "spec": {"containers": [{"name": "podinfo", "image": "podinfo:3.0.1"}]}}}})),
+    )
+    .await
+    .unwrap();
+    until(
+        &mut c,
+        "http://slow.test:9898/",
+        "faulty v3.0.1 serving",
+        |status, _| status == 500,
+    )
+    .await;
+}
+
+/// Sums a metric's samples over the series whose labels contain every `label="value"` given.
+fn sample_sum(metrics: &str, name: &str, labels: &[&str]) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+async fn http_get(url: &str) -> String {
+    let uri: axum::http::Uri = url.parse().unwrap();
+    let addr = format!("{}:{}", uri.host().unwrap(), uri.port_u16().unwrap_or(80));
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = axum::http::Request::get(uri.path_and_query().unwrap().as_str())
+        .header("host", uri.authority().unwrap().as_str())
+        .body(Body::empty())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let bytes = axum::body::to_bytes(Body::new(resp.into_body()), usize::MAX)
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// A Prometheus server scraping `target` every 200 ms; killed on drop.
+struct Prometheus {
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Prometheus {
+    async fn start(target: SocketAddr) -> Option<Self> {
+        const BIN: &str = "/usr/bin/prometheus";
+        if !Path::new(BIN).exists() {
+            eprintln!("skipping the Prometheus half: {BIN} not installed");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 200ms\n  evaluation_interval: 1s\nscrape_configs:\n- job_name: localkube-dataplane\n  static_configs:\n  - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let child = tokio::process::Command::new(BIN)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Some(Self {
+            _child: child,
+            _dir: dir,
+            url: format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    /// The value of an instant query returning one sample, if it does.
+    async fn scalar(&self, query: &str) -> Option<f64> {
+        let q: String = url::form_urlencoded::byte_serialize(query.as_bytes()).collect();
+        let stream = tokio::net::TcpStream::connect(self.url.trim_start_matches("http://")).await;
+        stream.ok()?;
+        let body = http_get(&format!("{}/api/v1/query?query={q}", self.url)).await;
+        let v: Value = serde_json::from_str(&body).ok()?;
+        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+}
+
+#[tokio::test]
+async fn metrics_match_the_requests_sent_and_prometheus_scrapes_them() {
+    let (h, client) = start().await;
+    app(&client, "test", "podinfo", "podinfo:6.0.0", 2, json!({})).await;
+    let mut c = ProxyConn::open(proxy_addr(&h)).await;
+    for _ in 0..30 {
+        assert_eq!(c.get("http://podinfo.test:9898/").await.0, 200);
+    }
+    for _ in 0..10 {
+        assert_eq!(c.get("http://podinfo.test:9898/status/500").await.0, 500);
+    }
+    for _ in 0..4 {
+        assert_eq!(
+            c.send("POST", "http://podinfo.test:9898/token", &[], "x")
+                .await
+                .0,
+            200
+        );
+    }
+    let dp = h.dataplane.as_ref().unwrap();
+    assert_eq!(
+        dp.metrics.counts("test", "podinfo-"),
+        BTreeMap::from([(200, 34), (500, 10)])
+    );
+    let text = http_get(&h.dataplane_metrics_url().unwrap()).await;
+    let ns = "kubernetes_namespace=\"test\"";
+    assert_eq!(
+        sample_sum(&text, "http_request_duration_seconds_count", &[ns]),
+        44
+    );
+    assert_eq!(
+        sample_sum(
+            &text,
+            "http_request_duration_seconds_count",
+            &[ns, "status=\"500\"", "path=\"/status/{code}\""]
+        ),
+        10
+    );
+    assert_eq!(
+        sample_sum(
+            &text,
+            "http_request_duration_seconds_bucket",
+            &[ns, "le=\"+Inf\""]
+        ),
+        44
+    );
+    assert_eq!(
+        sample_sum(&text, "http_requests_total", &[ns, "method=\"POST\""]),
+        4
+    );
+    // Each pod has its own series, named as Prometheus's pod discovery would label them.
+    let pods: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("http_request_duration_seconds_count{"))
+        .filter_map(|l| l.split("kubernetes_pod_name=\"").nth(1)?.split('"').next())
+        .collect();
+    assert!(pods.iter().all(|p| p.starts_with("podinfo-")), "{pods:?}");
+    let distinct: std::collections::BTreeSet<&&str> = pods.iter().collect();
+    assert_eq!(distinct.len(), 2, "{pods:?}");
+
+    // What Prometheus scrapes.
+    let Some(prom) = Prometheus::start(dp.addr).await else {
+        return;
+    };
+    let total = eventually(30, "Prometheus scraped the data plane", || {
+        let prom = &prom;
+        async move {
+            prom.scalar("sum(http_request_duration_seconds_count{kubernetes_namespace=\"test\"})")
+                .await
+                .filter(|v| *v >= 44.0)
+        }
+    })
+    .await;
+    assert_eq!(total, 44.0);
+    let errors = prom
+        .scalar("sum(http_request_duration_seconds_count{kubernetes_namespace=\"test\",kubernetes_pod_name=~\"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)\",status!~\"5.*\"})")
+        .await;
+    assert_eq!(
+        errors,
+        Some(34.0),
+        "non-5xx requests, as Flagger's success-rate query counts them"
+    );
+}
+
+/// A tiny local HTTP server standing in for a real process (the load tester, say): answers
+/// with the method, path, Host header and body it got.
+async fn echo_server() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(
+        |method: axum::http::Method,
+         uri: axum::http::Uri,
+         headers: axum::http::HeaderMap,
+         body: String| async move {
+            json!({
+                "method": method.as_str(),
+                "path": uri.path(),
+                "host": headers.get("host").and_then(|h| h.to_str().ok()),
+                "body": body,
+            })
+            .to_string()
+        },
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test]
+async fn local_upstreams_and_outside_addresses() {
+    let (h, client) = start().await;
+    let echo = echo_server().await;
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "test");
+    // A Service annotated with a local upstream (Flagger's load tester URL works unchanged).
+    svcs.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "flagger-loadtester", "annotations": {"localkube.dev/upstream": echo.to_string()}},
+            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut c = ProxyConn::open(proxy_addr(&h)).await;
+    let (status, body) = c
+        .send(
+            "POST",
+            "http://flagger-loadtester.test/",
+            &[("content-type", "application/json")],
+            r#"{"name":"acceptance","metadata":{"cmd":"hey"}}"#,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["method"], "POST");
+    assert_eq!(v["path"], "/");
+    assert_eq!(v["host"], "flagger-loadtester.test");
+    assert_eq!(
+        v["body"],
+        r#"{"name":"acceptance","metadata":{"cmd":"hey"}}"#
+    );
+
+    // A selector-less Service with hand-written Endpoints at 127.0.0.1 works the same way.
+    svcs.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "external"},
+            "spec": {"ports": [{"name": "http", "port": 8080}]},
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let eps: Api<Endpoints> = Api::namespaced(client.clone(), "test");
+    eps.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "external"},
+            "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "http", "port": echo.port()}]}],
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let v: Value = serde_json::from_str(&c.get("http://external.test:8080/x").await.1).unwrap();
+    assert_eq!(v["path"], "/x");
+
+    // Addresses outside the cluster are proxied as they are, so a whole process can run with
+    // HTTP_PROXY set (its calls to the API server or to local tools keep working).
+    let v: Value = serde_json::from_str(&c.get(&format!("http://{echo}/direct")).await.1).unwrap();
+    assert_eq!(v["path"], "/direct");
+
+    // Forwarded requests are recorded too, under the Service's name.
+    let counts = h
+        .dataplane
+        .as_ref()
+        .unwrap()
+        .metrics
+        .counts("test", "flagger-loadtester");
+    assert_eq!(counts, BTreeMap::from([(200, 1)]));
+
+    // An upstream that is not listening: 502.
+    svcs.patch(
+        "flagger-loadtester",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"localkube.dev/upstream": "127.0.0.1:1"}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.get("http://flagger-loadtester.test/").await.0, 502);
+
+    // The data plane's own endpoints, addressed directly.
+    assert!(
+        http_get(&format!("http://{}/healthz", proxy_addr(&h)))
+            .await
+            .contains("ok")
+    );
+}
+
+/// A router standing in for a mesh: `x-canary: insider` goes to the canary Service, and
+/// every request is mirrored to the mirror Service.
+#[derive(Debug)]
+struct HeaderRouter;
+
+impl Router for HeaderRouter {
+    fn route(
+        &self,
+        _api: &localkube::Api,
+        to: &ServicePort,
+        request: &RequestInfo<'_>,
+    ) -> RouteDecision {
+        if to.service != "podinfo" {
+            return RouteDecision {
+                backend: to.clone(),
+                mirrors: vec![],
+            };
+        }
+        let insider = request
+            .headers
+            .get("x-canary")
+            .is_some_and(|v| v == "insider");
+        let svc = |name: &str| ServicePort {
+            namespace: to.namespace.clone(),
+            service: name.to_string(),
+            port: to.port,
+        };
+        RouteDecision {
+            backend: if insider {
+                svc("podinfo-canary")
+            } else {
+                to.clone()
+            },
+            mirrors: vec![svc("podinfo-mirror")],
+        }
+    }
+}
+
+#[tokio::test]
+async fn routing_seam_header_match_and_mirroring() {
+    let (h, client) = start_with(dataplane::DataPlaneConfig {
+        router: Arc::new(HeaderRouter),
+        ..Default::default()
+    })
+    .await;
+    app(&client, "test", "podinfo", "podinfo:1.0.0", 1, json!({})).await;
+    app(
+        &client,
+        "test",
+        "podinfo-canary",
+        "podinfo:2.0.0",
+        1,
+        json!({}),
+    )
+    .await;
+    app(
+        &client,
+        "test",
+        "podinfo-mirror",
+        "podinfo:9.9.9",
+        1,
+        json!({}),
+    )
+    .await;
+    let mut c = ProxyConn::open(proxy_addr(&h)).await;
+    for _ in 0..5 {
+        let (_, body) = c
+            .send(
+                "GET",
+                "http://podinfo.test:9898/",
+                &[("x-canary", "insider")],
+                "",
+            )
+            .await;
+        assert!(body.contains("\"2.0.0\""), "{body}");
+        let (_, body) = c.get("http://podinfo.test:9898/").await;
+        assert!(body.contains("\"1.0.0\""), "{body}");
+    }
+    let metrics = h.dataplane.as_ref().unwrap().metrics.clone();
+    eventually(10, "mirrored copies served", || {
+        let m = metrics.clone();
+        async move { (m.counts("test", "podinfo-mirror-") == BTreeMap::from([(200, 10)])).then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        metrics.counts("test", "podinfo-canary-"),
+        BTreeMap::from([(200, 5)])
+    );
+}
