@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod demo;
 mod schema_check;
 mod validate;
 
@@ -26,6 +27,8 @@ enum Command {
     Validate(validate::Args),
     /// Serve localkube, an in-memory Kubernetes API server, until stopped; writes a kubeconfig.
     Local(LocalArgs),
+    /// Run a blue/green canary on localkube end to end: a promotion, then a rollback.
+    Demo(demo::DemoArgs),
     /// Run the Flagger-compatible load tester (`flagger loadtester -h` for its flags).
     #[command(disable_help_flag = true)]
     Loadtester {
@@ -121,6 +124,13 @@ fn main() -> ExitCode {
         }
         Command::Validate(args) => validate::run(args),
         Command::Local(args) => run_local(args),
+        Command::Demo(args) => run_async(async move {
+            if demo::run(args).await? {
+                Ok(())
+            } else {
+                anyhow::bail!("the demo did not end as expected (see above)")
+            }
+        }),
         Command::Loadtester { args } => flagger_loadtester::cli::loadtester_main(args),
         Command::Hey { args } => flagger_loadtester::hey::main(args),
     }

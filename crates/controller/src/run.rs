@@ -177,9 +177,22 @@ pub async fn serve(
     let ready_ctx = ctx.clone();
     let ready_store = store.clone();
     tokio::spawn(async move {
-        if ready_store.wait_until_ready().await.is_ok() {
-            ready_ctx.set_ready();
-            tracing::info!("caches synced; controller ready");
+        // The store's readiness signal wakes only its last waiter (kube-runtime's DelayedInit
+        // keeps one waker) and the controller waits on it too: poll again until it resolves.
+        loop {
+            let wait = ready_store.wait_until_ready();
+            match tokio::time::timeout(std::time::Duration::from_millis(100), wait).await {
+                Ok(Ok(())) => {
+                    ready_ctx.set_ready();
+                    tracing::info!("caches synced; controller ready");
+                    break;
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "canary cache never became ready");
+                    break;
+                }
+                Err(_) => continue,
+            }
         }
     });
 

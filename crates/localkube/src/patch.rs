@@ -129,6 +129,8 @@ fn smp_value(original: Value, patch: &Value, field: &str) -> Value {
                 let new = match (old, pv) {
                     (Value::Array(oa), Value::Array(pa)) => smp_list(oa, pa, k),
                     (old @ Value::Object(_), pv @ Value::Object(_)) => smp_value(old, pv, k),
+                    // A patch map onto a missing field: its nulls delete nothing and are dropped.
+                    (_, pv @ Value::Object(_)) => smp_value(Value::Object(Map::new()), pv, k),
                     (_, pv) => strip_directives(pv),
                 };
                 om.insert(k.clone(), new);
@@ -187,6 +189,20 @@ fn smp_list(original: Vec<Value>, patch: &[Value], field: &str) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn smp_nulls_in_a_new_map_are_dropped() {
+        let mut d = json!({"metadata": {"name": "x"}});
+        strategic_merge_patch(
+            &mut d,
+            &json!({"metadata": {"annotations": {"a": null, "b": "1"}}}),
+        )
+        .expect("patch applies");
+        assert_eq!(
+            d,
+            json!({"metadata": {"name": "x", "annotations": {"b": "1"}}})
+        );
+    }
 
     #[test]
     fn smp_merges_containers_by_name() {

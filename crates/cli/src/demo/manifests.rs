@@ -1,0 +1,145 @@
+//! The demo's objects, as a user would apply them: the CRDs, podinfo, its Canary and the
+//! Service that makes `flagger-loadtester.test` reach the local load tester.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use flagger_api::Canary;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::json;
+
+const MANAGER: &str = "flagger-demo";
+
+fn apply() -> PatchParams {
+    PatchParams::apply(MANAGER).force()
+}
+
+pub async fn install_crds(client: &Client) -> anyhow::Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in flagger_api::crd::crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        api.patch(&name, &apply(), &Patch::Apply(&crd))
+            .await
+            .with_context(|| format!("installing CRD {name}"))?;
+    }
+    Ok(())
+}
+
+pub async fn namespace(client: &Client, name: &str) -> anyhow::Result<()> {
+    let ns: Namespace = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}
+    }))?;
+    Api::<Namespace>::all(client.clone())
+        .patch(name, &apply(), &Patch::Apply(&ns))
+        .await
+        .with_context(|| format!("creating namespace {name}"))?;
+    Ok(())
+}
+
+/// `flagger-loadtester.<ns>:80`, served by the local load tester process.
+pub async fn loadtester_service(
+    client: &Client,
+    ns: &str,
+    upstream: SocketAddr,
+) -> anyhow::Result<()> {
+    let svc: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {
+            "name": "flagger-loadtester", "namespace": ns,
+            "annotations": {localkube::dataplane::UPSTREAM: upstream.to_string()}
+        },
+        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
+    }))?;
+    Api::<Service>::namespaced(client.clone(), ns)
+        .patch("flagger-loadtester", &apply(), &Patch::Apply(&svc))
+        .await
+        .context("creating the flagger-loadtester Service")?;
+    Ok(())
+}
+
+/// The podinfo Deployment of Flagger's tutorials.
+pub async fn podinfo(client: &Client, ns: &str, image: &str) -> anyhow::Result<()> {
+    let d: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "podinfo", "namespace": ns, "labels": {"app": "podinfo"}},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "podinfo"}},
+            "template": {
+                "metadata": {
+                    "labels": {"app": "podinfo"},
+                    "annotations": {localkube::dataplane::LATENCY: "5ms-40ms"}
+                },
+                "spec": {"containers": [{
+                    "name": "podinfod",
+                    "image": image,
+                    "ports": [{"name": "http", "containerPort": 9898}]
+                }]}
+            }
+        }
+    }))?;
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .patch("podinfo", &apply(), &Patch::Apply(&d))
+        .await
+        .context("creating the podinfo Deployment")?;
+    Ok(())
+}
+
+/// The Canary: kubernetes provider (blue/green), builtin checks, an acceptance test before the
+/// rollout and a load test during it, both through the load tester.
+pub async fn canary(
+    client: &Client,
+    ns: &str,
+    interval: &str,
+    iterations: u32,
+) -> anyhow::Result<()> {
+    let c: Canary = serde_json::from_value(json!({
+        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+        "metadata": {"name": "podinfo", "namespace": ns},
+        "spec": {
+            "provider": "kubernetes",
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "progressDeadlineSeconds": 60,
+            "service": {"port": 9898, "targetPort": 9898},
+            "analysis": {
+                "interval": interval,
+                "threshold": 3,
+                "iterations": iterations,
+                "metrics": [
+                    {"name": "request-success-rate", "thresholdRange": {"min": 99}, "interval": "10s"},
+                    {"name": "request-duration", "thresholdRange": {"max": 500}, "interval": "10s"}
+                ],
+                "webhooks": [
+                    {
+                        "name": "acceptance-test",
+                        "type": "pre-rollout",
+                        "url": format!("http://flagger-loadtester.{ns}/"),
+                        "timeout": "30s",
+                        "metadata": {
+                            "type": "bash",
+                            "cmd": format!("curl -sd 'test' http://podinfo-canary.{ns}:9898/token | grep token")
+                        }
+                    },
+                    {
+                        "name": "load-test",
+                        "type": "rollout",
+                        "url": format!("http://flagger-loadtester.{ns}/"),
+                        "timeout": "5s",
+                        "metadata": {
+                            "cmd": format!("hey -z 1m -q 10 -c 2 http://podinfo-canary.{ns}:9898/")
+                        }
+                    }
+                ]
+            }
+        }
+    }))?;
+    Api::<Canary>::namespaced(client.clone(), ns)
+        .patch("podinfo", &apply(), &Patch::Apply(&c))
+        .await
+        .context("creating the podinfo Canary")?;
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! `flagger demo`: a blue/green canary on localkube, from nothing to a promotion and a rollback.
+//!
+//! It starts localkube in-process with its simulated data plane, then three real processes:
+//! Prometheus (found on `PATH`), `flagger loadtester` and `flagger controller`, the last two with
+//! `HTTP_PROXY` pointing at the data plane so that `http://podinfo-canary.test:9898/` and
+//! `http://flagger-loadtester.test/` resolve as in a cluster. It applies podinfo and a Canary
+//! (kubernetes provider, builtin metrics, an acceptance pre-rollout hook and a load-test rollout
+//! hook through the load tester), rolls out v2 (promoted), then v3 made faulty by annotation
+//! (rolled back by the failed requests the load test sees), and prints a timeline.
+
+mod manifests;
+mod processes;
+mod progress;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use flagger_api::{Canary, CanaryPhase};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+
+use processes::Processes;
+use progress::Progress;
+
+pub const NS: &str = "test";
+const IMAGE: &str = "ghcr.io/stefanprodan/podinfo";
+
+/// Flags of `flagger demo`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Leave localkube, Prometheus, the controller and the load tester running at the end and
+    /// print how to reach them; stop with Ctrl-C.
+    #[arg(long)]
+    pub keep: bool,
+    /// Where to write the kubeconfig of the demo cluster (default: a temporary directory).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Where localkube's API listens (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub addr: std::net::SocketAddr,
+    /// `analysis.interval` of the demo canary.
+    #[arg(long, default_value = "2s")]
+    pub interval: String,
+    /// `analysis.iterations` of the demo canary.
+    #[arg(long, default_value_t = 6)]
+    pub iterations: u32,
+    /// Plain progress lines even on a terminal.
+    #[arg(long)]
+    pub plain: bool,
+    /// Give up when a rollout takes longer than this many seconds.
+    #[arg(long, default_value_t = 180)]
+    pub rollout_timeout: u64,
+}
+
+/// Runs the demo; `Ok(true)` when both outcomes were the expected ones.
+pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
+    let started = Instant::now();
+    let prometheus = processes::find_prometheus()?;
+    let dir = tempfile::tempdir().context("creating a working directory")?;
+    let kubeconfig = args
+        .kubeconfig
+        .clone()
+        .unwrap_or_else(|| dir.path().join("kubeconfig"));
+
+    step("starting localkube with its data plane");
+    let config = localkube::Config {
+        addr: args.addr,
+        dataplane: Some(localkube::dataplane::DataPlaneConfig::default()),
+        ..Default::default()
+    };
+    let kube = localkube::Server::start(config).await?;
+    kube.write_kubeconfig(&kubeconfig)
+        .with_context(|| format!("writing {}", kubeconfig.display()))?;
+    let proxy = kube.proxy_url().context("the data plane did not start")?;
+    let metrics_url = kube
+        .dataplane_metrics_url()
+        .context("the data plane did not start")?;
+    let client = client_for(&kube).await?;
+    manifests::install_crds(&client).await?;
+    manifests::namespace(&client, NS).await?;
+
+    let mut procs = Processes::new(dir.path().to_path_buf(), kubeconfig.clone(), proxy.clone());
+    step("starting Prometheus, the load tester and the controller");
+    let prom_url = procs.prometheus(&prometheus, &metrics_url).await?;
+    let loadtester = procs.loadtester().await?;
+    let controller_metrics = procs.controller(&prom_url).await?;
+    manifests::loadtester_service(&client, NS, loadtester).await?;
+
+    step("deploying podinfo 6.0.0 and its Canary");
+    manifests::podinfo(&client, NS, &format!("{IMAGE}:6.0.0")).await?;
+    manifests::canary(&client, NS, &args.interval, args.iterations).await?;
+    let mut progress = Progress::new(
+        client.clone(),
+        NS,
+        "podinfo",
+        controller_metrics,
+        args.plain,
+    );
+    let timeout = Duration::from_secs(args.rollout_timeout);
+    progress
+        .until("initialized", timeout, &mut procs, |c| {
+            phase(c) == CanaryPhase::Initialized
+        })
+        .await?;
+
+    step("rolling out podinfo 6.0.1 (healthy)");
+    set_image(&client, "6.0.1", None).await?;
+    progress
+        .until("v2 analysed", timeout, &mut procs, |c| {
+            matches!(phase(c), CanaryPhase::Succeeded | CanaryPhase::Failed)
+        })
+        .await?;
+    let v2 = phase(&progress.canary().await?);
+    let v2_image = primary_image(&client).await?;
+
+    step("rolling out podinfo 6.0.2 (faulty: half of its requests fail)");
+    set_image(&client, "6.0.2", Some("0.5")).await?;
+    progress
+        .until("v3 started", timeout, &mut procs, |c| {
+            phase(c) == CanaryPhase::Progressing
+        })
+        .await?;
+    progress
+        .until("v3 analysed", timeout, &mut procs, |c| {
+            matches!(phase(c), CanaryPhase::Succeeded | CanaryPhase::Failed)
+        })
+        .await?;
+    let v3 = phase(&progress.canary().await?);
+    let v3_image = primary_image(&client).await?;
+
+    println!();
+    println!("Timeline");
+    for line in progress.timeline().await {
+        println!("  {line}");
+    }
+    println!();
+    let ok_v2 = v2 == CanaryPhase::Succeeded && v2_image.ends_with(":6.0.1");
+    let ok_v3 = v3 == CanaryPhase::Failed && v3_image.ends_with(":6.0.1");
+    println!(
+        "podinfo 6.0.1: {} (primary runs {v2_image})",
+        if ok_v2 { "promoted" } else { "NOT promoted" }
+    );
+    println!(
+        "podinfo 6.0.2: {} (primary runs {v3_image})",
+        if ok_v3 {
+            "rolled back"
+        } else {
+            "NOT rolled back"
+        }
+    );
+    println!("demo finished in {:.0}s", started.elapsed().as_secs_f64());
+
+    if args.keep {
+        println!();
+        println!("Everything is still running. In another shell:");
+        println!("  export KUBECONFIG={}", kubeconfig.display());
+        println!("  export HTTP_PROXY={proxy} http_proxy={proxy} NO_PROXY=127.0.0.1,localhost");
+        println!("  kubectl -n {NS} get canaries,deployments,services");
+        println!("  curl http://podinfo.{NS}:9898/");
+        println!("Prometheus: {prom_url}   Stop with Ctrl-C.");
+        let _ = tokio::signal::ctrl_c().await;
+        // Keep the temporary directory (the kubeconfig) alive until here.
+        drop(dir);
+    }
+    procs.stop().await;
+    kube.shutdown();
+    Ok(ok_v2 && ok_v3)
+}
+
+fn step(what: &str) {
+    println!("==> {what}");
+}
+
+fn phase(c: &Canary) -> CanaryPhase {
+    c.status.as_ref().map(|s| s.phase).unwrap_or_default()
+}
+
+async fn client_for(kube: &localkube::Handle) -> anyhow::Result<Client> {
+    let kc = kube::config::Kubeconfig::from_yaml(&kube.kubeconfig())?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    Ok(Client::try_from(cfg)?)
+}
+
+/// `kubectl set image` (plus the fault annotation for the faulty version).
+async fn set_image(client: &Client, tag: &str, error_ratio: Option<&str>) -> anyhow::Result<()> {
+    let mut annotations = serde_json::Map::new();
+    annotations.insert(
+        localkube::dataplane::ERROR_RATIO.into(),
+        match error_ratio {
+            Some(r) => r.into(),
+            None => serde_json::Value::Null,
+        },
+    );
+    let patch = serde_json::json!({"spec": {"template": {
+        "metadata": {"annotations": annotations},
+        "spec": {"containers": [{"name": "podinfod", "image": format!("{IMAGE}:{tag}")}]}
+    }}});
+    Api::<Deployment>::namespaced(client.clone(), NS)
+        .patch("podinfo", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .context("updating the podinfo Deployment")?;
+    Ok(())
+}
+
+async fn primary_image(client: &Client) -> anyhow::Result<String> {
+    let d = Api::<Deployment>::namespaced(client.clone(), NS)
+        .get("podinfo-primary")
+        .await?;
+    let image = d
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.containers.into_iter().next())
+        .and_then(|c| c.image);
+    match image {
+        Some(i) => Ok(i),
+        None => bail!("podinfo-primary has no container image"),
+    }
+}

@@ -1,0 +1,142 @@
+//! `flagger demo` end to end: the binary runs the whole demo (localkube with its data plane,
+//! Prometheus, the load tester, the controller); with `--keep` it stays up, and the test then
+//! checks the outcomes from the cluster with the real kubectl.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new("kubectl")
+        .env("KUBECONFIG", kubeconfig)
+        .args(args)
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "kubectl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn demo_promotes_v2_and_rolls_back_v3() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flagger"))
+        .args(["demo", "--keep", "--plain", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("flagger demo starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("demo| {line}");
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let done = line.trim_start().starts_with("export KUBECONFIG=");
+                seen.push(line);
+                if done {
+                    break;
+                }
+            }
+            Err(e) => {
+                let _ = child.kill();
+                panic!("demo did not finish ({e}); output:\n{}", seen.join("\n"));
+            }
+        }
+    }
+    let out = seen.join("\n");
+    assert!(out.contains("podinfo 6.0.1: promoted"), "{out}");
+    assert!(out.contains("podinfo 6.0.2: rolled back"), "{out}");
+
+    // The cluster state says the same.
+    let phase = kubectl(
+        &kubeconfig,
+        &[
+            "-n",
+            "test",
+            "get",
+            "canary",
+            "podinfo",
+            "-o",
+            "jsonpath={.status.phase}",
+        ],
+    );
+    assert_eq!(phase, "Failed");
+    let image = kubectl(
+        &kubeconfig,
+        &[
+            "-n",
+            "test",
+            "get",
+            "deploy",
+            "podinfo-primary",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ],
+    );
+    assert_eq!(image, "ghcr.io/stefanprodan/podinfo:6.0.1");
+    let replicas = kubectl(
+        &kubeconfig,
+        &[
+            "-n",
+            "test",
+            "get",
+            "deploy",
+            "podinfo",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ],
+    );
+    assert_eq!(replicas, "0", "the faulty canary is scaled down");
+    let events = kubectl(
+        &kubeconfig,
+        &[
+            "-n",
+            "test",
+            "get",
+            "events",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+    );
+    assert!(
+        events.contains("Promotion completed! Scaling down podinfo.test"),
+        "{events}"
+    );
+    assert!(
+        events.contains("Rolling back podinfo.test failed checks threshold reached"),
+        "{events}"
+    );
+    assert!(
+        events.contains("Pre-rollout check acceptance-test passed"),
+        "{events}"
+    );
+
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+}
