@@ -250,12 +250,16 @@ async fn reconcile_service(
         }
         _ => {
             desired.metadata.owner_references = owner_ref(canary).map(|o| vec![o]);
-            if existing.is_some()
+            if let Some(current) = &existing
                 && let Some(spec) = desired.spec.as_mut()
             {
-                // Immutable or creation-only fields.
+                // Immutable or creation-only fields: keep what the Service has, so that the
+                // apply neither changes them nor drops them from our managed fields.
                 spec.cluster_ip = None;
-                spec.traffic_distribution = None;
+                spec.traffic_distribution = current
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.traffic_distribution.clone());
             }
             apply(client, ns, &name, &desired).await.map(|_| ())
         }
