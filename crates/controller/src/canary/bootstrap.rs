@@ -90,16 +90,17 @@ pub async fn write_primary_configs(
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         };
+        let meta = |source: &ObjectMeta| ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(ns.clone()),
+            labels: Some(labels(source.labels.as_ref().unwrap_or(&BTreeMap::new()))),
+            owner_references: owner_ref(canary).map(|o| vec![o]),
+            ..Default::default()
+        };
         let result = match config {
             Config::ConfigMap(cm) => {
                 let copy = ConfigMap {
-                    metadata: ObjectMeta {
-                        name: Some(name.clone()),
-                        namespace: Some(ns.clone()),
-                        labels: Some(labels(cm.labels())),
-                        owner_references: owner_ref(canary).map(|o| vec![o]),
-                        ..Default::default()
-                    },
+                    metadata: meta(&cm.metadata),
                     data: cm.data.clone(),
                     binary_data: cm.binary_data.clone(),
                     immutable: None,
@@ -108,13 +109,7 @@ pub async fn write_primary_configs(
             }
             Config::Secret(s) => {
                 let copy = Secret {
-                    metadata: ObjectMeta {
-                        name: Some(name.clone()),
-                        namespace: Some(ns.clone()),
-                        labels: Some(labels(s.labels())),
-                        owner_references: owner_ref(canary).map(|o| vec![o]),
-                        ..Default::default()
-                    },
+                    metadata: meta(&s.metadata),
                     data: s.data.clone(),
                     type_: s.type_.clone(),
                     immutable: None,

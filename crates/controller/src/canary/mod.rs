@@ -261,13 +261,7 @@ async fn report_invalid(
         .record(canary, EventType::Warning, &message, ctx.now())
         .await;
     let now = Some(Time(ctx.now()));
-    let mut conditions: Vec<CanaryCondition> = status
-        .conditions
-        .take()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| c.r#type != CONDITION_VALID)
-        .collect();
+    let mut conditions = without_valid(&mut status);
     conditions.push(CanaryCondition {
         r#type: CONDITION_VALID.into(),
         status: "False".into(),
@@ -280,19 +274,24 @@ async fn report_invalid(
     write_status(api, canary, &status).await
 }
 
+/// Takes the status's conditions, all but `Valid`.
+fn without_valid(status: &mut CanaryStatus) -> Vec<CanaryCondition> {
+    status
+        .conditions
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.r#type != CONDITION_VALID)
+        .collect()
+}
+
 async fn clear_invalid(
     api: &Api<Canary>,
     canary: &Canary,
     status: &CanaryStatus,
 ) -> Result<CanaryStatus> {
     let mut status = status.clone();
-    let kept: Vec<CanaryCondition> = status
-        .conditions
-        .take()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| c.r#type != CONDITION_VALID)
-        .collect();
+    let kept = without_valid(&mut status);
     status.conditions = if kept.is_empty() { None } else { Some(kept) };
     write_status(api, canary, &status).await?;
     Ok(status)

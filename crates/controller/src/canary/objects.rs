@@ -38,21 +38,16 @@ where
         + Clone
         + std::fmt::Debug,
 {
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(object),
-    )
-    .await
+    apply_json(client, namespace, name, object).await
 }
 
-/// Server-side applies a JSON document (for partial ownership of an object someone else made).
+/// Server-side applies any serializable document as a `K`: a whole object, or a partial JSON
+/// one (for partial ownership of an object someone else made).
 pub async fn apply_json<K>(
     client: &Client,
     namespace: &str,
     name: &str,
-    object: &serde_json::Value,
+    object: &(impl Serialize + std::fmt::Debug),
 ) -> Result<K, kube::Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
