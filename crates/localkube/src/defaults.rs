@@ -13,7 +13,7 @@ fn is(info: &ResourceInfo, group: &str, plural: &str) -> bool {
 
 /// Before a create: initial status, built-in defaults, CRD schema validation.
 pub fn prepare_create(
-    _api: &Api,
+    api: &Api,
     info: &ResourceInfo,
     obj: &mut Value,
     fv: FieldValidation,
@@ -36,11 +36,14 @@ pub fn prepare_create(
     }
     if is(info, "", "services") {
         obj["status"] = json!({"loadBalancer": {}});
+        allocate_node_ports(Some(api), info, obj);
         let spec = util::obj_at(obj, &["spec"]);
-        if spec
-            .get("clusterIP")
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
+        let external_name = spec.get("type").and_then(Value::as_str) == Some("ExternalName");
+        if !external_name
+            && spec
+                .get("clusterIP")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
         {
             let n = uuid::Uuid::new_v4().as_u128();
             let ip = format!("10.96.{}.{}", (n >> 8) % 256, (n % 253) + 2);
@@ -103,6 +106,48 @@ pub fn prepare_create(
     validate_custom(info, obj, fv)
 }
 
+/// NodePort and LoadBalancer Services: each port without a `nodePort` gets a free one in
+/// 30000-32767, picked at random as kube-apiserver's allocator does.
+///
+/// `api` is `None` on updates, which run under the store lock: the store cannot be read
+/// then, so only the Service's own ports are avoided (a clash with another Service is then
+/// possible, at about one chance in 2,768 per Service).
+fn allocate_node_ports(api: Option<&Api>, info: &ResourceInfo, obj: &mut Value) {
+    let ty = obj.pointer("/spec/type").and_then(Value::as_str);
+    if !matches!(ty, Some("NodePort") | Some("LoadBalancer")) {
+        return;
+    }
+    let services = api
+        .map(|a| a.store.list(&info.storage_key(), None).0)
+        .unwrap_or_default();
+    let mut used: std::collections::HashSet<u64> = services
+        .iter()
+        .flat_map(|s| {
+            s.pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|p| p["nodePort"].as_u64())
+        .collect();
+    if let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+        used.extend(ports.iter().filter_map(|p| p["nodePort"].as_u64()));
+        for p in ports
+            .iter_mut()
+            .filter(|p| p["nodePort"].as_u64().is_none())
+        {
+            let start = (uuid::Uuid::new_v4().as_u128() % 2768) as u64;
+            if let Some(port) = (0..2768)
+                .map(|i| 30000 + (start + i) % 2768)
+                .find(|n| !used.contains(n))
+            {
+                used.insert(port);
+                p["nodePort"] = json!(port);
+            }
+        }
+    }
+}
+
 /// Before an update: keep immutable fields, validate custom resources.
 pub fn prepare_update(
     _api: &Api,
@@ -122,6 +167,34 @@ pub fn prepare_update(
                 util::obj_at(new, &["spec"]).insert(k.into(), v.clone());
             }
         }
+        // Allocated node ports stay with their port (as kube-apiserver carries them over when
+        // an update leaves them out); ports still without one get one.
+        let old_ports = cur
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let node_ports = matches!(
+            new.pointer("/spec/type").and_then(Value::as_str),
+            Some("NodePort") | Some("LoadBalancer")
+        );
+        if let Some(ports) = new
+            .pointer_mut("/spec/ports")
+            .and_then(Value::as_array_mut)
+            .filter(|_| node_ports)
+        {
+            for p in ports.iter_mut().filter(|p| p["nodePort"].is_null()) {
+                if let Some(n) = old_ports
+                    .iter()
+                    .find(|o| o["port"] == p["port"] && o["protocol"] == p["protocol"])
+                    .map(|o| o["nodePort"].clone())
+                    .filter(|n| !n.is_null())
+                {
+                    p["nodePort"] = n;
+                }
+            }
+        }
+        allocate_node_ports(None, info, new);
     }
     if is(info, "", "namespaces")
         && let Some(s) = cur.get("spec")

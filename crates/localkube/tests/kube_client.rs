@@ -822,3 +822,73 @@ async fn pods_strategic_merge_keys() {
     assert_eq!(cs[0].ports.as_ref().unwrap().len(), 2);
     assert_eq!(cs[0].image.as_deref(), Some("a:1"));
 }
+
+#[tokio::test]
+async fn services_get_cluster_ips_and_node_ports() {
+    let (_h, client) = start().await;
+    let svcs: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), "default");
+    let svc = |name: &str, ty: &str| -> k8s_openapi::api::core::v1::Service {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"type": ty, "selector": {"app": name}, "ports": [
+                {"name": "http", "port": 80, "targetPort": 8080},
+                {"name": "grpc", "port": 9000, "targetPort": 9000}]},
+        }))
+        .unwrap()
+    };
+    let np = svcs
+        .create(&PostParams::default(), &svc("np", "NodePort"))
+        .await
+        .unwrap();
+    let spec = np.spec.unwrap();
+    assert!(spec.cluster_ip.unwrap().starts_with("10.96."));
+    let ports: Vec<i32> = spec
+        .ports
+        .unwrap()
+        .iter()
+        .map(|p| p.node_port.unwrap())
+        .collect();
+    assert!(
+        ports.iter().all(|p| (30000..=32767).contains(p)),
+        "{ports:?}"
+    );
+    assert_ne!(ports[0], ports[1]);
+    // An apply that leaves node ports out keeps them.
+    let kept = svcs
+        .patch(
+            "np",
+            &PatchParams::apply("someone").force(),
+            &Patch::Apply(svc("np", "NodePort")),
+        )
+        .await
+        .unwrap();
+    let again: Vec<i32> = kept
+        .spec
+        .unwrap()
+        .ports
+        .unwrap()
+        .iter()
+        .map(|p| p.node_port.unwrap())
+        .collect();
+    assert_eq!(again, ports);
+    // ClusterIP Services get no node ports; ExternalName Services no cluster IP.
+    let cip = svcs
+        .create(&PostParams::default(), &svc("cip", "ClusterIP"))
+        .await
+        .unwrap();
+    assert!(
+        cip.spec
+            .unwrap()
+            .ports
+            .unwrap()
+            .iter()
+            .all(|p| p.node_port.is_none())
+    );
+    let ext: k8s_openapi::api::core::v1::Service = serde_json::from_value(json!({
+        "metadata": {"name": "ext"},
+        "spec": {"type": "ExternalName", "externalName": "example.com"},
+    }))
+    .unwrap();
+    let ext = svcs.create(&PostParams::default(), &ext).await.unwrap();
+    assert_eq!(ext.spec.unwrap().cluster_ip, None);
+}
