@@ -159,6 +159,16 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// A child process killed when the test ends, panicking or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind(("127.0.0.1", 0))
         .unwrap()
@@ -296,17 +306,19 @@ fn kustomize_bases_install_into_localkube() {
     assert_eq!(parsed.mesh_provider.as_str(), "kubernetes");
     assert_eq!(parsed.port, 8080);
     let port = free_port();
-    let mut controller = Command::new(env!("CARGO_BIN_EXE_flagger"))
-        .args(&args)
-        .arg(format!("-port={port}"))
-        .arg(format!("-kubeconfig={}", kc.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("flagger controller starts");
+    let mut controller = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_flagger"))
+            .args(&args)
+            .arg(format!("-port={port}"))
+            .arg(format!("-kubeconfig={}", kc.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("flagger controller starts"),
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     let ready = loop {
-        if let Some(status) = controller.try_wait().unwrap() {
+        if let Some(status) = controller.0.try_wait().unwrap() {
             panic!("flagger controller exited: {status}");
         }
         if let Some((200, _)) = http_get(port, "/readyz") {
@@ -315,14 +327,13 @@ fn kustomize_bases_install_into_localkube() {
         if Instant::now() > deadline {
             break false;
         }
-        cluster
-            .rt
-            .block_on(tokio::time::sleep(Duration::from_millis(200)));
+        cluster.rt.block_on(async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        });
     };
     let healthz = http_get(port, "/healthz");
     let metrics = http_get(port, "/metrics");
-    let _ = controller.kill();
-    let _ = controller.wait();
+    drop(controller);
     assert!(ready, "the controller never answered 200 on /readyz");
     assert_eq!(healthz.map(|h| h.0), Some(200));
     let (status, body) = metrics.expect("/metrics answers");
