@@ -63,7 +63,12 @@ fn finish(mut crd: CustomResourceDefinition, schema: Value) -> CustomResourceDef
             .subresources
             .get_or_insert_with(CustomResourceSubresources::default)
             .status
-            .get_or_insert_with(Default::default);
+            // `{}`: a null here reads back as "no status subresource".
+            .get_or_insert_with(|| {
+                k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceSubresourceStatus(
+                    serde_json::json!({}),
+                )
+            });
         if let Some(slot) = version
             .schema
             .as_mut()

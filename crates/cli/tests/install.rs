@@ -186,15 +186,10 @@ fn kustomize_bases_install_into_localkube() {
 
     let out = kubectl(kc, &["apply", "-k", base]);
     println!("{out}");
-    // Applying again changes nothing. CRDs excepted: deploy/crds/crds.yaml gives MetricTemplate
-    // and AlertProvider `subresources: {status: null}`, which the API server stores as no
-    // status subresource, so client-side apply re-sends the null on every apply.
+    // Applying again changes nothing.
     let again = kubectl(kc, &["apply", "-k", base]);
     assert!(
-        again
-            .lines()
-            .filter(|l| !l.starts_with("customresourcedefinition"))
-            .all(|l| l.ends_with(" unchanged")),
+        again.lines().all(|l| l.ends_with(" unchanged")),
         "second apply should change nothing:\n{again}"
     );
 
