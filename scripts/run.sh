@@ -20,5 +20,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 echo "==> cargo build --release -p flagger-cli"
+started=$(date +%s)
 cargo build --release -p flagger-cli
-exec ./target/release/flagger demo "$@"
+echo "==> built in $(( $(date +%s) - started ))s; running flagger demo"
+exec "${CARGO_TARGET_DIR:-target}/release/flagger" demo "$@"
