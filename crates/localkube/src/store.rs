@@ -2,7 +2,7 @@
 //! resourceVersion, a retained window of change events for watches, and a broadcast channel so
 //! that in-process subscribers (simulated controllers, a future data plane) observe every change.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
@@ -83,6 +83,9 @@ pub enum Written {
 
 type Objects = BTreeMap<(String, String), Value>;
 
+/// Where an object lives: its resource, namespace and name.
+pub type ObjectRef = (ResourceKey, String, String);
+
 #[derive(Default)]
 struct Inner {
     rv: u64,
@@ -90,6 +93,70 @@ struct Inner {
     history: VecDeque<Arc<StoreEvent>>,
     /// The highest resourceVersion whose event was dropped from the history.
     compacted: u64,
+    /// Every stored object by `metadata.uid`.
+    uids: HashMap<String, ObjectRef>,
+    /// Owner uid → the objects naming it in an ownerReference.
+    dependents: HashMap<String, BTreeSet<ObjectRef>>,
+}
+
+fn obj_uid(obj: &Value) -> Option<&str> {
+    obj.pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty())
+}
+
+fn owner_uids(obj: &Value) -> impl Iterator<Item = &str> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("uid").and_then(Value::as_str))
+}
+
+impl Inner {
+    /// Removes `old` (stored at `at`) from the indexes.
+    fn unindex(&mut self, at: &ObjectRef, old: &Value) {
+        if let Some(u) = obj_uid(old)
+            && self.uids.get(u) == Some(at)
+        {
+            self.uids.remove(u);
+        }
+        for o in owner_uids(old) {
+            if let Some(set) = self.dependents.get_mut(o) {
+                set.remove(at);
+                if set.is_empty() {
+                    self.dependents.remove(o);
+                }
+            }
+        }
+    }
+
+    /// Adds `new` (stored at `at`) to the indexes.
+    fn index(&mut self, at: &ObjectRef, new: &Value) {
+        if let Some(u) = obj_uid(new) {
+            self.uids.insert(u.to_string(), at.clone());
+        }
+        for o in owner_uids(new) {
+            self.dependents
+                .entry(o.to_string())
+                .or_default()
+                .insert(at.clone());
+        }
+    }
+
+    /// Re-indexes an object replaced from `old` to `new`, touching only what changed.
+    fn reindex(&mut self, at: &ObjectRef, old: Option<&Value>, new: &Value) {
+        if let Some(old) = old {
+            let same = obj_uid(old) == obj_uid(new)
+                && old.pointer("/metadata/ownerReferences")
+                    == new.pointer("/metadata/ownerReferences");
+            if same {
+                return;
+            }
+            self.unindex(at, old);
+        }
+        self.index(at, new);
+    }
 }
 
 /// The watch window was compacted past the requested resourceVersion.
@@ -213,6 +280,53 @@ impl Store {
         (items, remaining, inner.rv)
     }
 
+    /// Where the object with this uid is stored, if it is.
+    pub fn by_uid(&self, uid: &str) -> Option<ObjectRef> {
+        self.lock().uids.get(uid).cloned()
+    }
+
+    /// Whether an object with this uid is stored.
+    pub fn uid_exists(&self, uid: &str) -> bool {
+        self.lock().uids.contains_key(uid)
+    }
+
+    /// The objects naming `owner_uid` in an ownerReference, with where they are stored, in
+    /// resource, namespace and name order.
+    pub fn dependents(&self, owner_uid: &str) -> Vec<(ObjectRef, Value)> {
+        let inner = self.lock();
+        let Some(set) = inner.dependents.get(owner_uid) else {
+            return Vec::new();
+        };
+        set.iter()
+            .filter_map(|at| {
+                let v = inner.data.get(&at.0)?.get(&(at.1.clone(), at.2.clone()))?;
+                Some((at.clone(), v.clone()))
+            })
+            .collect()
+    }
+
+    /// The objects of one resource naming `owner_uid` in an ownerReference, in namespace and
+    /// name order.
+    pub fn owned(&self, key: &ResourceKey, owner_uid: &str) -> Vec<Value> {
+        let inner = self.lock();
+        let (Some(set), Some(m)) = (inner.dependents.get(owner_uid), inner.data.get(key)) else {
+            return Vec::new();
+        };
+        set.iter()
+            .filter(|at| &at.0 == key)
+            .filter_map(|at| m.get(&(at.1.clone(), at.2.clone())).cloned())
+            .collect()
+    }
+
+    /// The (namespace, name) of every object of a resource, without cloning the objects.
+    pub fn keys(&self, key: &ResourceKey) -> Vec<(String, String)> {
+        self.lock()
+            .data
+            .get(key)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Counts objects of a resource.
     pub fn count(&self, key: &ResourceKey) -> usize {
         self.lock().data.get(key).map_or(0, |m| m.len())
@@ -263,6 +377,8 @@ impl Store {
                 } else {
                     EventType::Added
                 };
+                let at = (key.clone(), id.0.clone(), id.1.clone());
+                inner.reindex(&at, current.as_ref(), &obj);
                 inner
                     .data
                     .entry(key.clone())
@@ -290,6 +406,8 @@ impl Store {
                 if let Some(m) = inner.data.get_mut(key) {
                     m.remove(&id);
                 }
+                let at = (key.clone(), id.0.clone(), id.1.clone());
+                inner.unindex(&at, &old);
                 let before = old.clone();
                 if let Some(md) = old.get_mut("metadata").and_then(Value::as_object_mut) {
                     md.insert("resourceVersion".into(), rv.to_string().into());
@@ -346,6 +464,8 @@ impl Store {
         };
         let n = objects.len();
         for ((ns, name), mut obj) in objects {
+            let at = (key.clone(), ns.clone(), name.clone());
+            inner.unindex(&at, &obj);
             inner.rv += 1;
             let before = obj.clone();
             if let Some(md) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
