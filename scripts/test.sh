@@ -10,6 +10,7 @@ need_pkgs=()
 command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
 command -v hey >/dev/null 2>&1 || need_pkgs+=(hey)
 command -v prometheus >/dev/null 2>&1 || need_pkgs+=(prometheus)
+command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 if [ ${#need_pkgs[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "==> installing ${need_pkgs[*]}"
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}") >/dev/null 2>&1 \
