@@ -382,3 +382,65 @@ fn rollback_hook_rolls_back_immediately() {
             .contains(&"Rollback hook panic-button not signaling a rollback".to_string())
     );
 }
+
+#[test]
+fn waiting_promotion_never_writes_negative_iterations() {
+    // Canary strategy: Flagger writes iterations −1 in WaitingPromotion; we write 0.
+    let analysis = format!(
+        "{CANARY_20_40}    webhooks:\n    - name: promote\n      type: confirm-promotion\n      url: http://gate/\n"
+    );
+    let mut w = World::new(canary(&yaml("istio", &analysis, ""))).with_hooks(|ty, _, _| match ty {
+        HookType::ConfirmPromotion => Err("Forbidden".into()),
+        _ => Ok(()),
+    });
+    w.initialize();
+    w.set_revision("v2");
+    w.run_until(&[WaitingPromotion], 10);
+    assert_eq!(w.status.iterations, Some(0));
+    w.tick();
+    assert_eq!(w.status.phase, WaitingPromotion);
+    assert!(w.status.iterations.unwrap_or(0) >= 0);
+}
+
+#[test]
+fn waiting_canary_does_not_evaluate_rollback_hooks() {
+    let analysis = format!(
+        "{CANARY_20_40}    webhooks:\n    - name: approve\n      type: confirm-rollout\n      url: http://gate/\n    - name: abort\n      type: rollback\n      url: http://gate/\n"
+    );
+    let rollback_calls = std::rc::Rc::new(std::cell::Cell::new(0));
+    let r = rollback_calls.clone();
+    let mut w =
+        World::new(canary(&yaml("istio", &analysis, ""))).with_hooks(move |ty, _, _| match ty {
+            HookType::ConfirmRollout => Err("Forbidden".into()),
+            HookType::Rollback => {
+                r.set(r.get() + 1);
+                Ok(())
+            }
+            _ => Ok(()),
+        });
+    w.initialize();
+    w.set_revision("v2");
+    for _ in 0..3 {
+        w.tick();
+        assert_eq!(w.status.phase, Waiting);
+    }
+    assert_eq!(
+        rollback_calls.get(),
+        0,
+        "a rollback hook that would roll back is never asked while Waiting"
+    );
+}
+
+#[test]
+fn step_weight_promotion_with_the_canary_at_zero_finishes() {
+    // Blue/green with stepWeightPromotion: in Promoting the canary weight is already 0 after
+    // the switch back; Flagger makes no progress there, flagger-rs finalises.
+    let analysis = "    threshold: 2\n    iterations: 2\n    stepWeightPromotion: 50\n";
+    let mut w = World::new(canary(&yaml("istio", analysis, "")));
+    w.initialize();
+    w.set_revision("v2");
+    let ticks = w.run_until(&[Succeeded], 20);
+    assert!(ticks < 20, "reached Succeeded: {:?}", w.phases);
+    assert!(w.phases.contains(&Finalising), "{:?}", w.phases);
+    assert_eq!(w.routes.canary, 0);
+}
