@@ -444,3 +444,35 @@ fn step_weight_promotion_with_the_canary_at_zero_finishes() {
     assert!(w.phases.contains(&Finalising), "{:?}", w.phases);
     assert_eq!(w.routes.canary, 0);
 }
+
+#[test]
+fn failed_canary_left_by_flagger_stays_failed_until_the_target_changes() {
+    let mut w = World::new(canary(&yaml("istio", CANARY_20_40, "")));
+    w.initialize();
+    let promoted = w.status.last_promoted_spec.clone();
+    w.set_revision("v2");
+    // What Flagger leaves after a rollback of v2: Failed, its own hashes.
+    w.status.phase = Failed;
+    w.status.last_applied_spec = Some("7c1d2e3f4".into());
+    w.status.last_promoted_spec = Some("5f7b8c9d4".into());
+    w.clear_log();
+    w.tick();
+    assert_eq!(w.status.phase, Failed, "the failed revision is not retried");
+    assert_eq!(
+        w.status.last_applied_spec.as_deref(),
+        Some(w.target.hash.as_str()),
+        "lastAppliedSpec re-baselined to the current target"
+    );
+    assert_eq!(
+        w.status.last_promoted_spec.as_deref(),
+        Some("5f7b8c9d4"),
+        "the promoted hash stays Flagger's until our next promotion"
+    );
+    assert_ne!(w.status.last_promoted_spec, promoted);
+    assert!(w.event_messages()[0].starts_with("Adopted app.ns from a previous controller"));
+    w.tick();
+    assert_eq!(w.status.phase, Failed);
+    w.set_revision("v3");
+    w.tick();
+    assert_eq!(w.status.phase, Progressing, "a new revision runs");
+}
