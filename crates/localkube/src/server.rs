@@ -852,18 +852,8 @@ pub async fn serve_on(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
     let app = axum::Router::new().fallback(handle).with_state(state);
-    // TCP_NODELAY, as Go's net package (and so kube-apiserver) sets it: without it, a response
-    // written in several segments waits on the client's delayed ACK (40 ms a time).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY: {e}");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::util::serve_nodelay(listener, app, shutdown).await
 }
 
 /// The bound address as text.

@@ -7,6 +7,8 @@
     reason = "test code: a panic is the failure report"
 )]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -21,18 +23,14 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use localkube::dataplane::{self, RequestInfo, RouteDecision, Router, ServicePort};
 use serde_json::{Value, json};
 
+use common::eventually;
+
 async fn start_with(dp: dataplane::DataPlaneConfig) -> (localkube::Handle, Client) {
-    let h = localkube::Server::start(localkube::Config {
+    let (h, client) = common::start_with(localkube::Config {
         dataplane: Some(dp),
         ..Default::default()
     })
-    .await
-    .expect("server starts");
-    let kc = kube::config::Kubeconfig::from_yaml(&h.kubeconfig()).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    let client = Client::try_from(cfg).unwrap();
+    .await;
     let nss: Api<Namespace> = Api::all(client.clone());
     nss.create(
         &PostParams::default(),
@@ -49,24 +47,6 @@ async fn start() -> (localkube::Handle, Client) {
 
 fn proxy_addr(h: &localkube::Handle) -> SocketAddr {
     h.dataplane.as_ref().expect("data plane runs").addr
-}
-
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// One keep-alive HTTP/1.1 connection to the proxy, sending absolute-form requests as a

@@ -6,6 +6,8 @@
     reason = "test code: a panic is the failure report"
 )]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,39 +22,7 @@ use kube::runtime::{Controller, WatchStreamExt, finalizer, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
-async fn start() -> (localkube::Handle, Client) {
-    start_with(localkube::Config::default()).await
-}
-
-async fn start_with(config: localkube::Config) -> (localkube::Handle, Client) {
-    let h = localkube::Server::start(config)
-        .await
-        .expect("server starts");
-    let kc = kube::config::Kubeconfig::from_yaml(&h.kubeconfig()).expect("kubeconfig parses");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .expect("config from kubeconfig");
-    let client = Client::try_from(cfg).expect("client");
-    (h, client)
-}
-
-/// Polls `f` until it returns Some, or panics after `secs`.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use common::{eventually, start, start_with};
 
 fn cm(name: &str, labels: serde_json::Value) -> ConfigMap {
     serde_json::from_value(json!({

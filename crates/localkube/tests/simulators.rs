@@ -6,6 +6,8 @@
     reason = "test code: a panic is the failure report"
 )]
 
+mod common;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -13,44 +15,13 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::Discovery;
-use kube::{Client, ResourceExt};
 use serde_json::json;
 
-async fn start_with(config: localkube::Config) -> (localkube::Handle, Client) {
-    let h = localkube::Server::start(config)
-        .await
-        .expect("server starts");
-    let kc = kube::config::Kubeconfig::from_yaml(&h.kubeconfig()).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    (h, Client::try_from(cfg).unwrap())
-}
-
-async fn start() -> (localkube::Handle, Client) {
-    start_with(localkube::Config::default()).await
-}
-
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+use common::{eventually, start, start_with};
 
 fn deployment(name: &str, replicas: i32, annotations: serde_json::Value) -> Deployment {
     serde_json::from_value(json!({
