@@ -205,6 +205,31 @@ async fn initialization_creates_primary_services_and_configs() {
             .await,
         "apex"
     );
+    // Flux and Helm are told to leave the generated Services alone, as Flagger does.
+    for svc in [
+        "service/podinfo",
+        "service/podinfo-primary",
+        "service/podinfo-canary",
+    ] {
+        assert_eq!(
+            env.jsonpath(
+                svc,
+                r".metadata.annotations.kustomize\.toolkit\.fluxcd\.io/reconcile"
+            )
+            .await,
+            "disabled",
+            "{svc}"
+        );
+        assert_eq!(
+            env.jsonpath(
+                svc,
+                r".metadata.annotations.helm\.toolkit\.fluxcd\.io/driftDetection"
+            )
+            .await,
+            "disabled",
+            "{svc}"
+        );
+    }
     // portDiscovery adds the grpc port next to the main one.
     assert_eq!(
         env.jsonpath("service/podinfo", ".spec.ports[*].name").await,

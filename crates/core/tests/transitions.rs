@@ -399,7 +399,11 @@ fn waiting_promotion_never_writes_negative_iterations() {
     assert_eq!(w.status.iterations, Some(0));
     w.tick();
     assert_eq!(w.status.phase, WaitingPromotion);
-    assert!(w.status.iterations.unwrap_or(0) >= 0);
+    assert_eq!(
+        w.status.iterations,
+        Some(0),
+        "still 0 on the next held tick"
+    );
 }
 
 #[test]
