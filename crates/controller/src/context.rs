@@ -14,6 +14,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use flagger_api::{Canary, CanaryStatus};
 
+use crate::cache::Caches;
 use crate::events::Recorder;
 use crate::metrics::Metrics;
 use crate::webhook::Clients;
@@ -66,6 +67,8 @@ impl ConfigIndex {
 /// Everything a reconcile needs.
 pub struct Context {
     pub client: Client,
+    /// Watch caches of everything the controller reads.
+    pub caches: Caches,
     pub settings: Settings,
     pub metrics: Metrics,
     pub recorder: Recorder,

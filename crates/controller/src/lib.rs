@@ -12,10 +12,14 @@
 //! 5. **apply** ([`canary::apply`]): carry out the effects;
 //! 6. **status**: write the status through the status subresource.
 //!
+//! Every read of steps 2–5 comes from watch caches ([`cache`]), the same watch streams that
+//! trigger reconciles, so an idle tick costs no API request.
+//!
 //! Analysis ticks run once per `analysis.interval` per canary; a new revision of the target or a
 //! change to a tracked ConfigMap or Secret is acted on when its watch event arrives.
 
 pub mod args;
+pub mod cache;
 pub mod canary;
 pub mod context;
 pub mod error;

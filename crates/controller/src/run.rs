@@ -8,7 +8,7 @@ use flagger_api::Canary;
 use flagger_core::validate::ValidationContext;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::reflector::ObjectRef;
@@ -17,6 +17,7 @@ use kube::{Api, Client, Config, Resource, ResourceExt};
 use prometheus_client::registry::Registry;
 
 use crate::args::Args;
+use crate::cache;
 use crate::canary;
 use crate::context::{ConfigIndex, Context, Settings};
 use crate::events::Recorder;
@@ -92,7 +93,7 @@ pub async fn serve(
     args: Args,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
-    let canaries: Api<Canary> = scoped(&client, args.namespace.as_deref());
+    let canaries: Api<Canary> = cache::scoped(&client, args.namespace.as_deref());
     canaries
         .list(&ListParams::default().limit(1))
         .await
@@ -119,8 +120,11 @@ pub async fn serve(
         event_webhook: args.event_webhook.clone(),
         config_tracking: args.enable_config_tracking,
     };
+    let ns = args.namespace.as_deref();
+    let (caches, feeds) = cache::build(&client, ns);
     let ctx = Arc::new(Context {
         client: client.clone(),
+        caches: caches.clone(),
         settings,
         metrics,
         recorder: Recorder::new(client.clone()),
@@ -141,12 +145,19 @@ pub async fn serve(
         }
     });
 
-    let ns = args.namespace.as_deref();
-    let deployments: Api<Deployment> = scoped(&client, ns);
-    let daemonsets: Api<DaemonSet> = scoped(&client, ns);
-    let configmaps: Api<ConfigMap> = scoped(&client, ns);
-    let secrets: Api<Secret> = scoped(&client, ns);
-    let services: Api<Service> = scoped(&client, ns);
+    let cache::Feeds {
+        deployments,
+        daemonsets,
+        configmaps,
+        secrets,
+        services,
+        hpas,
+        metric_templates,
+        alert_providers,
+    } = feeds;
+    cache::drive(hpas);
+    cache::drive(metric_templates);
+    cache::drive(alert_providers);
 
     let controller = Controller::new(canaries, watcher::Config::default())
         .with_config(controller::Config::default().concurrency(args.threadiness));
@@ -182,48 +193,39 @@ pub async fn serve(
         loop {
             let wait = ready_store.wait_until_ready();
             match tokio::time::timeout(std::time::Duration::from_millis(100), wait).await {
-                Ok(Ok(())) => {
-                    ready_ctx.set_ready();
-                    tracing::info!("caches synced; controller ready");
-                    break;
-                }
+                Ok(Ok(())) => break,
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "canary cache never became ready");
-                    break;
+                    return;
                 }
                 Err(_) => continue,
             }
         }
+        match ready_ctx.caches.wait_until_ready().await {
+            Ok(()) => {
+                ready_ctx.set_ready();
+                tracing::info!("caches synced; controller ready");
+            }
+            Err(e) => tracing::error!(error = %e, "a watch cache never became ready"),
+        }
     });
 
     controller
-        .watches(
-            deployments,
-            watcher::Config::default(),
-            move |d: Deployment| deployment_map(&d),
-        )
-        .watches(
-            daemonsets,
-            watcher::Config::default(),
-            move |d: DaemonSet| daemonset_map(&d),
-        )
-        .watches(
-            configmaps,
-            watcher::Config::default(),
-            move |c: ConfigMap| {
-                let key = ConfigIndex::key(
-                    &c.namespace().unwrap_or_default(),
-                    "configmap",
-                    &c.name_any(),
-                );
-                cfg_ctx.configs.canaries(&key)
-            },
-        )
-        .watches(secrets, watcher::Config::default(), move |s: Secret| {
+        .watches_stream(deployments, move |d: Deployment| deployment_map(&d))
+        .watches_stream(daemonsets, move |d: DaemonSet| daemonset_map(&d))
+        .watches_stream(configmaps, move |c: ConfigMap| {
+            let key = ConfigIndex::key(
+                &c.namespace().unwrap_or_default(),
+                "configmap",
+                &c.name_any(),
+            );
+            cfg_ctx.configs.canaries(&key)
+        })
+        .watches_stream(secrets, move |s: Secret| {
             let key = ConfigIndex::key(&s.namespace().unwrap_or_default(), "secret", &s.name_any());
             secret_ctx.configs.canaries(&key)
         })
-        .owns(services, watcher::Config::default())
+        .owns_stream(services)
         .graceful_shutdown_on(shutdown)
         .run(canary::reconcile, canary::error_policy, ctx)
         .for_each(|result| async move {
@@ -233,18 +235,6 @@ pub async fn serve(
         })
         .await;
     Ok(())
-}
-
-/// An API handle limited to `namespace` when the controller watches a single one.
-fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
 }
 
 /// What the target mapper needs from a watched workload.

@@ -1,15 +1,17 @@
 //! Step 5: carry out the decision's effects, in order.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use flagger_api::CanaryPhase;
 use flagger_api::labels::SCALE_TO_ZERO_NODE_SELECTOR;
 use flagger_core::effects::{Decision, Effect, Event, EventType, RunOutcome};
 use flagger_core::model::{HookType, Severity, Webhook};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
+
+use crate::cache;
 use serde_json::json;
 
 use super::bootstrap;
@@ -176,20 +178,22 @@ async fn replicas_from_zero(o: &Oracle<'_>, target: &Deployment) -> Result<i32, 
     }
     let client = o.ctx.client.clone();
     if let Some(a) = &c.autoscaler {
-        let hpa = Api::<HorizontalPodAutoscaler>::namespaced(client, &c.namespace)
-            .get_opt(&a.name)
-            .await?;
+        let hpa = cache::get(&o.ctx.caches.hpas, &client, &c.namespace, &a.name).await?;
         let min = hpa
-            .and_then(|h| h.spec)
+            .and_then(|h| h.spec.clone())
             .and_then(|s| s.min_replicas)
             .unwrap_or(1);
         return Ok(min.max(1));
     }
-    let primary = Api::<Deployment>::namespaced(client, &c.namespace)
-        .get_opt(&c.primary_workload())
-        .await?;
+    let primary = cache::get(
+        &o.ctx.caches.deployments,
+        &client,
+        &c.namespace,
+        &c.primary_workload(),
+    )
+    .await?;
     Ok(primary
-        .and_then(|p| p.spec)
+        .and_then(|p| p.spec.clone())
         .and_then(|s| s.replicas)
         .filter(|r| *r > 0)
         .unwrap_or(1))
@@ -203,11 +207,11 @@ async fn promote(o: &Oracle<'_>) -> Result<(), String> {
         Target::Deployment(_) => Api::<Deployment>::namespaced(client.clone(), ns)
             .get(&c.primary_workload())
             .await
-            .map(Target::Deployment),
+            .map(|d| Target::Deployment(Arc::new(d))),
         Target::DaemonSet(_) => Api::<DaemonSet>::namespaced(client.clone(), ns)
             .get(&c.primary_workload())
             .await
-            .map(Target::DaemonSet),
+            .map(|d| Target::DaemonSet(Arc::new(d))),
     }
     .map_err(|e| format!("{}.{ns} get query error: {e}", c.primary_workload()))?;
     bootstrap::write_primary_configs(client, &o.ctx.settings, o.canary, o.observed).await?;

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use flagger_api::Canary;
 use flagger_api::labels::TOOLKIT_MARKER;
+use flagger_core::converge;
 use flagger_core::model::ValidatedCanary;
 use flagger_core::services::{self, ServiceRole};
 use flagger_core::workload::{self, PrimaryInputs};
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -18,11 +18,13 @@ use serde_json::json;
 
 use super::objects::{apply, apply_json, owned_by, owner_ref};
 use super::observe::{Config, Observed, Target};
+use crate::cache::{self, Caches};
 use crate::context::Settings;
 
 /// Creates the primary configs and workload when missing, and reconciles the Services.
 pub async fn bootstrap(
     client: &Client,
+    caches: &Caches,
     settings: &Settings,
     canary: &Canary,
     c: &ValidatedCanary,
@@ -31,12 +33,10 @@ pub async fn bootstrap(
     let ns = &c.namespace;
     let primary_name = c.primary_workload();
     let exists = match &observed.target {
-        Target::Deployment(_) => Api::<Deployment>::namespaced(client.clone(), ns)
-            .get_opt(&primary_name)
+        Target::Deployment(_) => cache::get(&caches.deployments, client, ns, &primary_name)
             .await
             .map(|o| o.is_some()),
-        Target::DaemonSet(_) => Api::<DaemonSet>::namespaced(client.clone(), ns)
-            .get_opt(&primary_name)
+        Target::DaemonSet(_) => cache::get(&caches.daemonsets, client, ns, &primary_name)
             .await
             .map(|o| o.is_some()),
     }
@@ -47,14 +47,12 @@ pub async fn bootstrap(
     }
 
     for role in [ServiceRole::Canary, ServiceRole::Primary, ServiceRole::Apex] {
-        reconcile_service(client, canary, c, observed, role).await?;
+        reconcile_service(client, caches, canary, c, observed, role).await?;
     }
 
     if let Some(a) = &c.autoscaler {
         let primary_hpa = format!("{}-primary", a.name);
-        let api = Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), ns);
-        let missing = api
-            .get_opt(&primary_hpa)
+        let missing = cache::get(&caches.hpas, client, ns, &primary_hpa)
             .await
             .map_err(|e| {
                 format!("HorizontalPodAutoscaler {primary_hpa}.{ns} get query error: {e}")
@@ -193,6 +191,7 @@ pub async fn write_primary(
 /// selector and ports taken over, plus the annotations that keep Flux and Helm off it.
 async fn reconcile_service(
     client: &Client,
+    caches: &Caches,
     canary: &Canary,
     c: &ValidatedCanary,
     observed: &Observed,
@@ -200,8 +199,7 @@ async fn reconcile_service(
 ) -> Result<(), String> {
     let ns = &c.namespace;
     let name = role.name(c);
-    let existing = Api::<Service>::namespaced(client.clone(), ns)
-        .get_opt(&name)
+    let existing = cache::get(&caches.services, client, ns, &name)
         .await
         .map_err(|e| format!("service {name}.{ns} get query error: {e}"))?;
     let extra = services::discovered_ports(c, &observed.target.pod_spec());
@@ -239,6 +237,9 @@ async fn reconcile_service(
                 "metadata": {"name": name, "namespace": ns, "annotations": annotations},
                 "spec": {"selector": spec.selector, "ports": spec.ports},
             });
+            if already_holds(&**svc, &partial) {
+                return Ok(());
+            }
             apply_json::<Service>(client, ns, &name, &partial)
                 .await
                 .map(|_| ())
@@ -256,10 +257,23 @@ async fn reconcile_service(
                     .as_ref()
                     .and_then(|s| s.traffic_distribution.clone());
             }
+            if let Some(current) = &existing
+                && already_holds(&**current, &desired)
+            {
+                return Ok(());
+            }
             apply(client, ns, &name, &desired).await.map(|_| ())
         }
     };
     result.map_err(|e| format!("reconciling service {name}.{ns} failed: {e}"))
+}
+
+/// Whether `live` already has every field of `desired` (nothing to write this tick).
+fn already_holds(live: &impl serde::Serialize, desired: &impl serde::Serialize) -> bool {
+    match (serde_json::to_value(live), serde_json::to_value(desired)) {
+        (Ok(l), Ok(d)) => converge::holds(&l, &d),
+        _ => false,
+    }
 }
 
 /// Creates or updates the primary HPA from the target's.

@@ -76,7 +76,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action>
     }
 
     // 2. observe
-    let observed = match observe::observe(&ctx.client, &ctx.settings, c).await {
+    let observed = match observe::observe(&ctx.client, &ctx.caches, &ctx.settings, c).await {
         Ok(o) => o,
         Err(message) => {
             warn(&ctx, &canary, &message).await;
@@ -172,7 +172,7 @@ async fn observe_and_bootstrap(
     c: &flagger_core::model::ValidatedCanary,
     observed: &observe::Observed,
 ) -> Result<(), String> {
-    bootstrap::bootstrap(&ctx.client, &ctx.settings, canary, c, observed).await
+    bootstrap::bootstrap(&ctx.client, &ctx.caches, &ctx.settings, canary, c, observed).await
 }
 
 /// Whether the target or its configs differ from what the status last recorded.

@@ -2,6 +2,7 @@
 //! compares with the status.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use flagger_api::labels::CONFIG_TRACKING;
 use flagger_core::effects::TargetRevision;
@@ -10,15 +11,16 @@ use flagger_core::model::{TargetKind, ValidatedCanary};
 use flagger_core::workload::{self, ConfigKind};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Secret};
-use kube::{Api, Client, ResourceExt};
+use kube::{Client, ResourceExt};
 
+use crate::cache::{self, Caches};
 use crate::context::Settings;
 
 /// The target workload.
 #[derive(Clone, Debug)]
 pub enum Target {
-    Deployment(Deployment),
-    DaemonSet(DaemonSet),
+    Deployment(Arc<Deployment>),
+    DaemonSet(Arc<DaemonSet>),
 }
 
 impl Target {
@@ -35,8 +37,8 @@ impl Target {
 /// A tracked ConfigMap or Secret, as read.
 #[derive(Clone, Debug)]
 pub enum Config {
-    ConfigMap(ConfigMap),
-    Secret(Secret),
+    ConfigMap(Arc<ConfigMap>),
+    Secret(Arc<Secret>),
 }
 
 impl Config {
@@ -98,6 +100,7 @@ impl Observed {
 /// Reads the target and its tracked configs.
 pub async fn observe(
     client: &Client,
+    caches: &Caches,
     settings: &Settings,
     c: &ValidatedCanary,
 ) -> Result<Observed, String> {
@@ -105,8 +108,7 @@ pub async fn observe(
     let name = &c.target.name;
     let (target, selector, hash_input) = match c.target.kind {
         TargetKind::Deployment => {
-            let d = Api::<Deployment>::namespaced(client.clone(), ns)
-                .get(name)
+            let d = cache::require(&caches.deployments, client, ns, name)
                 .await
                 .map_err(|e| format!("deployment {name}.{ns} get query error: {e}"))?;
             let sel = settings.labels.selector_label(
@@ -119,8 +121,7 @@ pub async fn observe(
             (Target::Deployment(d), sel, input)
         }
         TargetKind::DaemonSet => {
-            let d = Api::<DaemonSet>::namespaced(client.clone(), ns)
-                .get(name)
+            let d = cache::require(&caches.daemonsets, client, ns, name)
                 .await
                 .map_err(|e| format!("daemonset {name}.{ns} get query error: {e}"))?;
             let strategy = d
@@ -152,7 +153,7 @@ pub async fn observe(
     };
 
     let configs = if settings.config_tracking {
-        tracked_configs(client, ns, &target.pod_spec()).await?
+        tracked_configs(client, caches, ns, &target.pod_spec()).await?
     } else {
         Vec::new()
     };
@@ -190,15 +191,17 @@ fn opted_out(annotations: &BTreeMap<String, String>) -> bool {
         .is_some_and(|v| v.starts_with("disable"))
 }
 
-async fn tracked_configs(client: &Client, ns: &str, pod: &PodSpec) -> Result<Vec<Config>, String> {
+async fn tracked_configs(
+    client: &Client,
+    caches: &Caches,
+    ns: &str,
+    pod: &PodSpec,
+) -> Result<Vec<Config>, String> {
     let mut out = Vec::new();
     for r in workload::config_refs(pod) {
         match r.kind {
             ConfigKind::ConfigMap => {
-                match Api::<ConfigMap>::namespaced(client.clone(), ns)
-                    .get_opt(&r.name)
-                    .await
-                {
+                match cache::get(&caches.configmaps, client, ns, &r.name).await {
                     Ok(Some(cm)) if !opted_out(cm.annotations()) => out.push(Config::ConfigMap(cm)),
                     Ok(Some(_)) => {}
                     Ok(None) if r.optional => {}
@@ -213,10 +216,7 @@ async fn tracked_configs(client: &Client, ns: &str, pod: &PodSpec) -> Result<Vec
                     }
                 }
             }
-            ConfigKind::Secret => match Api::<Secret>::namespaced(client.clone(), ns)
-                .get_opt(&r.name)
-                .await
-            {
+            ConfigKind::Secret => match cache::get(&caches.secrets, client, ns, &r.name).await {
                 Ok(Some(s))
                     if !opted_out(s.annotations()) && tracked_secret_type(s.type_.as_deref()) =>
                 {

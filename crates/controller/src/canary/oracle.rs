@@ -6,10 +6,9 @@ use flagger_core::effects::{MetricOutcome, Need, Observations, Readiness};
 use flagger_core::hash;
 use flagger_core::model::{BuiltinMetric, MetricSource, ValidatedCanary};
 use flagger_core::readiness::{self, Role};
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use kube::Api;
 
 use super::observe::{Observed, Target};
+use crate::cache;
 use crate::context::Context;
 use crate::metrics::MetricLabels;
 use crate::prometheus;
@@ -85,8 +84,7 @@ impl Oracle<'_> {
         let now = self.ctx.now();
         match &self.observed.target {
             Target::Deployment(_) => {
-                match Api::<Deployment>::namespaced(self.ctx.client.clone(), ns)
-                    .get(&name)
+                match cache::require(&self.ctx.caches.deployments, &self.ctx.client, ns, &name)
                     .await
                 {
                     Ok(d) => readiness::deployment(&d, role, ns, &c.name, threshold, deadline, now),
@@ -95,16 +93,18 @@ impl Oracle<'_> {
                     }
                 }
             }
-            Target::DaemonSet(_) => match Api::<DaemonSet>::namespaced(self.ctx.client.clone(), ns)
-                .get(&name)
-                .await
-            {
-                Ok(d) => {
-                    let since = self.status.last_transition_time.as_ref().map(|t| t.0);
-                    readiness::daemonset(&d, role, ns, threshold, deadline, since, now)
+            Target::DaemonSet(_) => {
+                match cache::require(&self.ctx.caches.daemonsets, &self.ctx.client, ns, &name).await
+                {
+                    Ok(d) => {
+                        let since = self.status.last_transition_time.as_ref().map(|t| t.0);
+                        readiness::daemonset(&d, role, ns, threshold, deadline, since, now)
+                    }
+                    Err(e) => {
+                        Readiness::Waiting(format!("daemonset {name}.{ns} get query error: {e}"))
+                    }
                 }
-                Err(e) => Readiness::Waiting(format!("daemonset {name}.{ns} get query error: {e}")),
-            },
+            }
         }
     }
 

@@ -1,0 +1,209 @@
+//! The controller's read side: one reflector store per kind it reads, fed by the same watch
+//! streams that trigger reconciles, so a tick reads memory instead of asking the API server.
+//!
+//! A store can lag behind a write the controller itself just made (the watch event has not
+//! arrived yet). Reads therefore fall back to the API server when the store does not hold the
+//! object, which covers "just created"; a stale copy of an object that does exist is corrected by
+//! the watch event that follows the write, which triggers the canary again.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use flagger_api::{AlertProvider, MetricTemplate};
+use futures::{Stream, StreamExt};
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+
+/// The stores, one per kind.
+#[derive(Clone)]
+pub struct Caches {
+    pub deployments: Store<Deployment>,
+    pub daemonsets: Store<DaemonSet>,
+    pub configmaps: Store<ConfigMap>,
+    pub secrets: Store<Secret>,
+    pub services: Store<Service>,
+    pub hpas: Store<HorizontalPodAutoscaler>,
+    pub metric_templates: Store<MetricTemplate>,
+    pub alert_providers: Store<AlertProvider>,
+}
+
+/// A watch stream that keeps a store up to date; polled by the controller (as a trigger) or by
+/// a background task.
+pub type Feed<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
+
+/// The feeds that fill [`Caches`].
+pub struct Feeds {
+    pub deployments: Feed<Deployment>,
+    pub daemonsets: Feed<DaemonSet>,
+    pub configmaps: Feed<ConfigMap>,
+    pub secrets: Feed<Secret>,
+    pub services: Feed<Service>,
+    pub hpas: Feed<HorizontalPodAutoscaler>,
+    pub metric_templates: Feed<MetricTemplate>,
+    pub alert_providers: Feed<AlertProvider>,
+}
+
+/// Whether a kind's cached copies keep `metadata.managedFields` (needed where the controller
+/// looks at who else writes an object; dropped elsewhere to save memory).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fields {
+    Keep,
+    Drop,
+}
+
+fn feed<K>(api: Api<K>, fields: Fields) -> (Store<K>, Feed<K>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(move |o: &mut K| {
+            if fields == Fields::Drop {
+                o.meta_mut().managed_fields = None;
+            }
+        })
+        .reflect(writer)
+        .touched_objects();
+    (store, Box::pin(stream))
+}
+
+/// Builds the stores and the watch streams that fill them, scoped like the controller.
+pub fn build(client: &Client, namespace: Option<&str>) -> (Caches, Feeds) {
+    let (deployments, deployments_feed) = feed(scoped(client, namespace), Fields::Keep);
+    let (daemonsets, daemonsets_feed) = feed(scoped(client, namespace), Fields::Keep);
+    let (configmaps, configmaps_feed) = feed(scoped(client, namespace), Fields::Drop);
+    let (secrets, secrets_feed) = feed(scoped(client, namespace), Fields::Drop);
+    let (services, services_feed) = feed(scoped(client, namespace), Fields::Keep);
+    let (hpas, hpas_feed) = feed(scoped(client, namespace), Fields::Keep);
+    // Templates and providers may live in other namespaces than the canaries that use them.
+    let (metric_templates, mt_feed) = feed(Api::all(client.clone()), Fields::Drop);
+    let (alert_providers, ap_feed) = feed(Api::all(client.clone()), Fields::Drop);
+    (
+        Caches {
+            deployments,
+            daemonsets,
+            configmaps,
+            secrets,
+            services,
+            hpas,
+            metric_templates,
+            alert_providers,
+        },
+        Feeds {
+            deployments: deployments_feed,
+            daemonsets: daemonsets_feed,
+            configmaps: configmaps_feed,
+            secrets: secrets_feed,
+            services: services_feed,
+            hpas: hpas_feed,
+            metric_templates: mt_feed,
+            alert_providers: ap_feed,
+        },
+    )
+}
+
+impl Caches {
+    /// Waits until every store has listed once.
+    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        // Each store's readiness wakes a single waiter (kube-runtime's DelayedInit keeps one
+        // waker), so poll each with a short timeout instead of waiting once.
+        macro_rules! ready {
+            ($($s:ident),*) => {$(
+                loop {
+                    let wait = self.$s.wait_until_ready();
+                    match tokio::time::timeout(std::time::Duration::from_millis(100), wait).await {
+                        Ok(r) => { r?; break; }
+                        Err(_) => continue,
+                    }
+                }
+            )*};
+        }
+        ready!(
+            deployments,
+            daemonsets,
+            configmaps,
+            secrets,
+            services,
+            hpas,
+            metric_templates,
+            alert_providers
+        );
+        Ok(())
+    }
+}
+
+/// Reads `namespace/name` from `store`, or from the API server when the store does not hold it
+/// (not created yet, or created by this controller so recently that its watch event is still in
+/// flight). `Ok(None)`: the object does not exist.
+pub async fn get<K>(
+    store: &Store<K>,
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Arc<K>>, kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    if let Some(o) = store.get(&ObjectRef::new(name).within(namespace)) {
+        return Ok(Some(o));
+    }
+    Api::<K>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map(|o| o.map(Arc::new))
+}
+
+/// Like [`get`], but a missing object is an error (kube's 404).
+pub async fn require<K>(
+    store: &Store<K>,
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Arc<K>, kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    if let Some(o) = store.get(&ObjectRef::new(name).within(namespace)) {
+        return Ok(o);
+    }
+    Api::<K>::namespaced(client.clone(), namespace)
+        .get(name)
+        .await
+        .map(Arc::new)
+}
+
+/// Drives a feed nobody else polls, so its store stays current.
+pub fn drive<K: Send + 'static>(feed: Feed<K>) {
+    tokio::spawn(feed.for_each(|_| std::future::ready(())));
+}
+
+/// An API handle limited to `namespace` when the controller watches a single one.
+pub fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
