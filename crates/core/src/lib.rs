@@ -10,6 +10,7 @@ pub mod effects;
 pub mod hash;
 pub mod model;
 pub mod readiness;
+pub mod routing;
 pub mod services;
 pub mod status;
 pub mod validate;
