@@ -443,7 +443,7 @@ pub fn http_route(
         metadata: ObjectMeta {
             name: Some(canary.apex.clone()),
             namespace: Some(canary.namespace.clone()),
-            labels: Some(labels),
+            labels: (!labels.is_empty()).then_some(labels),
             annotations: Some(annotations),
             ..Default::default()
         },

@@ -414,7 +414,7 @@ pub fn virtual_service(
         metadata: ObjectMeta {
             name: Some(canary.apex.clone()),
             namespace: Some(canary.namespace.clone()),
-            labels: Some(labels),
+            labels: (!labels.is_empty()).then_some(labels),
             annotations: Some(annotations),
             ..Default::default()
         },
