@@ -204,6 +204,18 @@ fn istio_goldens() {
         &istio_vs(&sticky, Routes::PRIMARY, &StickyCookies::default()),
     );
 
+    let mut sticky_options = affinity_analysis();
+    sticky_options["interval"] = json!("1m");
+    let sticky_svc = mk("istio", istio_options(), sticky_options);
+    golden(
+        "istio/session_affinity_service_options.json",
+        &istio_vs(&sticky_svc, w(90, 10), &sticky_cookies()),
+    );
+    golden(
+        "istio/session_affinity_expire_service_options.json",
+        &istio_vs(&sticky_svc, Routes::PRIMARY, &retired_cookies()),
+    );
+
     let options = mk("istio", istio_options(), progressive());
     golden(
         "istio/service_options.json",
@@ -588,6 +600,16 @@ fn gatewayapi_goldens() {
             &route(&sticky, v, Routes::PRIMARY, &retired_cookies()),
         );
 
+        let sticky_svc = mk(provider, gw_options(), affinity_analysis());
+        golden(
+            &format!("{dir}/session_affinity_service_options.json"),
+            &route(&sticky_svc, v, w(90, 10), &sticky_cookies()),
+        );
+        golden(
+            &format!("{dir}/session_affinity_expire_service_options.json"),
+            &route(&sticky_svc, v, Routes::PRIMARY, &retired_cookies()),
+        );
+
         let options = mk(provider, gw_options(), progressive());
         golden(
             &format!("{dir}/service_options.json"),
@@ -707,4 +729,63 @@ fn gatewayapi_refuses_what_it_cannot_express() {
         gatewayapi::http_route(&c, Version::V1, w(0, 100), &StickyCookies::default()),
         Err(RoutingError::Unsupported(_))
     ));
+}
+
+// === every weight ===
+
+#[test]
+fn every_weight_pair_reads_back_as_written() {
+    let none = StickyCookies::default();
+    let istio_plain = mk("istio", json!({"port": 9898}), progressive());
+    let istio_sticky = mk("istio", json!({"port": 9898}), affinity_analysis());
+    let linkerd = mk("linkerd", json!({"port": 9898}), progressive());
+    let osm = mk("osm", json!({"port": 9898}), progressive());
+    let nginx_plain = mk_nginx(progressive());
+    let gw = mk("gatewayapi:v1", gw_service(), progressive());
+    let gw_sticky = mk("gatewayapi:v1", gw_service(), affinity_analysis());
+    for canary_weight in 0..=100 {
+        let r = w(100 - canary_weight, canary_weight);
+        let cookies = if canary_weight > 0 {
+            sticky_cookies()
+        } else {
+            retired_cookies()
+        };
+        assert_eq!(
+            istio::read_routes(&istio_plain, &istio_vs(&istio_plain, r, &none)),
+            Ok(r)
+        );
+        assert_eq!(
+            istio::read_routes(&istio_sticky, &istio_vs(&istio_sticky, r, &cookies)),
+            Ok(r),
+            "istio sticky {r:?}"
+        );
+        assert_eq!(
+            smi::read_routes(
+                &linkerd,
+                &smi::traffic_split(&linkerd, SmiVersion::V1Alpha1, r)
+            ),
+            Ok(r)
+        );
+        assert_eq!(
+            smi::read_routes(&osm, &smi::traffic_split(&osm, SmiVersion::V1Alpha2, r)),
+            Ok(r)
+        );
+        let ing = nginx::canary_ingress(&nginx_plain, &user_ingress(), r, nginx::DEFAULT_PREFIX)
+            .expect("ingress");
+        assert_eq!(
+            nginx::read_routes(&nginx_plain, &ing, nginx::DEFAULT_PREFIX),
+            Ok(r)
+        );
+        for v in [Version::V1, Version::V1Beta1] {
+            assert_eq!(
+                gatewayapi::read_routes(&gw, v, &route(&gw, v, r, &none)),
+                Ok(r)
+            );
+            assert_eq!(
+                gatewayapi::read_routes(&gw_sticky, v, &route(&gw_sticky, v, r, &cookies)),
+                Ok(r),
+                "gateway api sticky {v:?} {r:?}"
+            );
+        }
+    }
 }
