@@ -740,6 +740,12 @@ fn every_weight_pair_reads_back_as_written() {
     let istio_sticky = mk("istio", json!({"port": 9898}), affinity_analysis());
     let linkerd = mk("linkerd", json!({"port": 9898}), progressive());
     let osm = mk("osm", json!({"port": 9898}), progressive());
+    let v3 = mk("smi:v1alpha3", json!({"port": 9898}), progressive());
+    let tcp = mk(
+        "istio",
+        json!({"port": 9898, "appProtocol": "tcp"}),
+        progressive(),
+    );
     let nginx_plain = mk_nginx(progressive());
     let gw = mk("gatewayapi:v1", gw_service(), progressive());
     let gw_sticky = mk("gatewayapi:v1", gw_service(), affinity_analysis());
@@ -770,6 +776,11 @@ fn every_weight_pair_reads_back_as_written() {
             smi::read_routes(&osm, &smi::traffic_split(&osm, SmiVersion::V1Alpha2, r)),
             Ok(r)
         );
+        assert_eq!(
+            smi::read_routes(&v3, &smi::traffic_split(&v3, SmiVersion::V1Alpha3, r)),
+            Ok(r)
+        );
+        assert_eq!(istio::read_routes(&tcp, &istio_vs(&tcp, r, &none)), Ok(r));
         let ing = nginx::canary_ingress(&nginx_plain, &user_ingress(), r, nginx::DEFAULT_PREFIX)
             .expect("ingress");
         assert_eq!(
