@@ -6,9 +6,11 @@
 //! fetches what is needed (the user's Ingress, the current VirtualService) and applies what
 //! these functions return.
 //!
-//! A builder called with [`Routes::PRIMARY`] gives the object of the router's `Reconcile`
-//! (initial weights); with other routes, the object after `SetRoutes`. Flagger writes the same
-//! shape in both (the A/B and session-affinity rules included), so one builder serves both.
+//! One builder serves both router calls: with [`Routes::PRIMARY`] it gives the object
+//! `Reconcile` creates (initial weights), with other routes the object after `SetRoutes`. Not
+//! here yet: drift detection (Flagger rewrites the whole spec with 100/0 when non-weight fields
+//! differ, reference §4.1; re-applying the builder's object with the weights read back is the
+//! alternative), Istio takeover annotations and Finalize.
 //!
 //! Session-affinity cookies are random in Flagger and live in the Canary status; here the
 //! caller passes them in ([`StickyCookies`]), and [`next_sticky_cookies`] computes the status
