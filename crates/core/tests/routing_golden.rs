@@ -181,6 +181,17 @@ fn istio_goldens() {
         &istio_vs(&ab_svc, w(0, 100), &StickyCookies::default()),
     );
 
+    let mut labels = ab_analysis();
+    labels["match"] = json!([
+        {"sourceLabels": {"app": "frontend"}, "queryParams": {"canary": {"exact": "true"}}},
+        {"headers": {"user-agent": {"suffix": "Firefox"}}}
+    ]);
+    let ab_labels = mk("istio", json!({"port": 9898}), labels);
+    golden(
+        "istio/ab_source_labels_query_params.json",
+        &istio_vs(&ab_labels, w(0, 100), &StickyCookies::default()),
+    );
+
     let mut mirror_analysis = progressive();
     mirror_analysis["mirror"] = json!(true);
     mirror_analysis["mirrorWeight"] = json!(50);
@@ -578,6 +589,17 @@ fn gatewayapi_goldens() {
         golden(
             &format!("{dir}/ab_service_match.json"),
             &route(&ab_svc, v, w(0, 100), &none),
+        );
+
+        let mut query = ab_analysis();
+        query["match"] = json!([
+            {"queryParams": {"canary": {"exact": "true"}}},
+            {"headers": {"x-canary": {"regex": "^insider$"}}, "queryParams": {"beta": {"regex": "^(1|yes)$"}}}
+        ]);
+        let ab_query = mk(provider, gw_options(), query);
+        golden(
+            &format!("{dir}/ab_query_params.json"),
+            &route(&ab_query, v, w(0, 100), &none),
         );
 
         let bg_mirror = mk(
