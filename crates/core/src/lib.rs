@@ -11,6 +11,7 @@ pub mod effects;
 pub mod hash;
 pub mod model;
 pub mod readiness;
+pub mod routing;
 pub mod services;
 pub mod status;
 pub mod validate;

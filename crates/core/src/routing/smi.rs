@@ -1,0 +1,142 @@
+//! SMI (`linkerd`, `osm`, `smi:v1alpha1|2|3`): the TrafficSplit `<apex>` (reference §4.4), and
+//! reading the weights back.
+//!
+//! v1alpha1 writes weights as Kubernetes quantities (strings such as `"90"`), v1alpha2 and
+//! v1alpha3 as integers. The TrafficSplit carries no labels and no toolkit annotations
+//! (reference §3.12).
+//!
+//! Not built here: the `VirtualService.v1alpha3.networking.istio.io/spec.gateways` annotation
+//! Flagger adds for the target mesh `istio` (`-mesh-provider=smi:<version>:istio`): the target
+//! mesh suffix is a controller flag the [`ValidatedCanary`] does not carry.
+
+use serde_json::{Value, json};
+
+use super::{RoutingError, check_weights};
+use crate::effects::Routes;
+use crate::model::{Provider, SmiVersion, ValidatedCanary};
+
+/// The TrafficSplit API version of a provider, if it routes with SMI.
+pub fn version(provider: Provider) -> Option<SmiVersion> {
+    match provider {
+        Provider::Linkerd => Some(SmiVersion::V1Alpha1),
+        Provider::Osm => Some(SmiVersion::V1Alpha2),
+        Provider::Smi(v) => Some(v),
+        _ => None,
+    }
+}
+
+/// `split.smi-spec.io/<version>`.
+pub fn api_version(v: SmiVersion) -> &'static str {
+    match v {
+        SmiVersion::V1Alpha1 => "split.smi-spec.io/v1alpha1",
+        SmiVersion::V1Alpha2 => "split.smi-spec.io/v1alpha2",
+        SmiVersion::V1Alpha3 => "split.smi-spec.io/v1alpha3",
+    }
+}
+
+fn weight(v: SmiVersion, w: u32) -> Value {
+    match v {
+        SmiVersion::V1Alpha1 => Value::String(w.to_string()),
+        SmiVersion::V1Alpha2 | SmiVersion::V1Alpha3 => json!(w),
+    }
+}
+
+/// The TrafficSplit `<apex>`: root service `service.hosts[0]` or the apex, backends canary
+/// first, then primary.
+pub fn traffic_split(canary: &ValidatedCanary, v: SmiVersion, routes: Routes) -> Value {
+    let root = canary
+        .service
+        .hosts
+        .as_deref()
+        .and_then(|h| h.first())
+        .cloned()
+        .unwrap_or_else(|| canary.apex.clone());
+    json!({
+        "apiVersion": api_version(v),
+        "kind": "TrafficSplit",
+        "metadata": {"name": canary.apex, "namespace": canary.namespace},
+        "spec": {
+            "service": root,
+            "backends": [
+                {"service": canary.canary_service(), "weight": weight(v, routes.canary)},
+                {"service": canary.primary_service(), "weight": weight(v, routes.primary)},
+            ],
+        },
+    })
+}
+
+/// A backend weight as read back: an integer, or a quantity string (`"90"`, `"500m"`), rounded
+/// up to a whole number as a quantity's integer value is.
+fn parse_weight(w: &Value) -> Result<u32, RoutingError> {
+    let bad = || RoutingError::Decode(format!("TrafficSplit backend weight {w} is not a number"));
+    match w {
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(bad),
+        Value::String(s) => {
+            if let Some(milli) = s.strip_suffix('m') {
+                let n: u64 = milli.parse().map_err(|_| bad())?;
+                u32::try_from(n.div_ceil(1000)).map_err(|_| bad())
+            } else {
+                s.parse().map_err(|_| bad())
+            }
+        }
+        Value::Null => Ok(0),
+        _ => Err(bad()),
+    }
+}
+
+/// Reads the weights of `<apex>-primary` and `<apex>-canary` from a TrafficSplit (any
+/// version); both 0 (or absent) is an error. SMI has no mirroring.
+pub fn read_routes(canary: &ValidatedCanary, split: &Value) -> Result<Routes, RoutingError> {
+    let mut primary = 0;
+    let mut canary_w = 0;
+    let backends = split["spec"]["backends"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for b in backends {
+        let service = b["service"].as_str().unwrap_or_default();
+        if service == canary.primary_service() {
+            primary = parse_weight(&b["weight"])?;
+        } else if service == canary.canary_service() {
+            canary_w = parse_weight(&b["weight"])?;
+        }
+    }
+    check_weights(primary, canary_w, || {
+        format!(
+            "TrafficSplit {}.{} does not contain routes for {} and {}",
+            canary.apex,
+            canary.namespace,
+            canary.primary_service(),
+            canary.canary_service()
+        )
+    })?;
+    Ok(Routes::weights(primary, canary_w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_read_back_as_whole_numbers() {
+        assert_eq!(parse_weight(&json!("90")), Ok(90));
+        assert_eq!(parse_weight(&json!("500m")), Ok(1));
+        assert_eq!(parse_weight(&json!("10000m")), Ok(10));
+        assert_eq!(parse_weight(&json!(7)), Ok(7));
+        assert!(parse_weight(&json!("x")).is_err());
+    }
+
+    #[test]
+    fn providers_map_to_their_traffic_split_version() {
+        assert_eq!(version(Provider::Linkerd), Some(SmiVersion::V1Alpha1));
+        assert_eq!(version(Provider::Osm), Some(SmiVersion::V1Alpha2));
+        assert_eq!(
+            version(Provider::Smi(SmiVersion::V1Alpha3)),
+            Some(SmiVersion::V1Alpha3)
+        );
+        assert_eq!(version(Provider::Istio), None);
+    }
+}
