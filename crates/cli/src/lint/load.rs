@@ -335,7 +335,7 @@ fn kustomization(loaded: &mut Loaded, dir: &Path, kfile: &Path, opts: &Options) 
             )
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            format!("{} is not on PATH", opts.kubectl)
+            format!("{} not found (not on PATH)", opts.kubectl)
         }
         Err(e) => format!("cannot run {}: {e}", opts.kubectl),
     };
@@ -439,11 +439,7 @@ mod tests {
         assert!(o.source.path.ends_with("base/svc.yaml"), "{:?}", o.source);
         assert_eq!(o.source.line, 2);
         assert_eq!(loaded.notes.len(), 1);
-        assert!(
-            loaded.notes[0].contains("is not on PATH"),
-            "{:?}",
-            loaded.notes
-        );
+        assert!(loaded.notes[0].contains("not found"), "{:?}", loaded.notes);
     }
 
     #[test]

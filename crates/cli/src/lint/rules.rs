@@ -135,6 +135,7 @@ pub enum Rule {
 }
 
 impl Rule {
+    #[cfg(test)]
     pub const ALL: [Rule; 8] = [
         Rule::GeneratedService,
         Rule::GeneratedWorkload,
