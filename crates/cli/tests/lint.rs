@@ -155,3 +155,105 @@ fn help_documents_the_exit_codes() {
         assert!(stdout.contains(part), "{part:?} in {stdout}");
     }
 }
+
+fn write(dir: &std::path::Path, name: &str, text: &str) {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    std::fs::write(p, text).expect("write");
+}
+
+/// An overlay rendered by `kubectl kustomize`: the objects carry the overlay's namespace and
+/// patches, and are reported in the base files they come from.
+#[test]
+fn overlay_objects_are_reported_in_their_base_files() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    write(
+        root,
+        "base/kustomization.yaml",
+        "resources: [app.yaml, canary.yaml]\n",
+    );
+    write(
+        root,
+        "base/app.yaml",
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: web:1}]}
+---
+# the Service Flagger generates as web-primary
+apiVersion: v1
+kind: Service
+metadata: {name: web-primary}
+spec: {selector: {app: web}, ports: [{port: 80}]}
+",
+    );
+    write(
+        root,
+        "base/canary.yaml",
+        "apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: web}
+spec:
+  provider: kubernetes
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  service: {port: 80}
+  analysis: {interval: 1m, threshold: 2, iterations: 3}
+",
+    );
+    write(
+        root,
+        "overlays/prod/kustomization.yaml",
+        "namespace: prod
+resources: [../../base]
+patches:
+  - target: {kind: Deployment, name: web}
+    patch: |-
+      - op: add
+        path: /spec/replicas
+        value: 5
+",
+    );
+    let overlay = root.join("overlays/prod");
+    let out = lint(&["--format", "json", &overlay.display().to_string()], &[]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["notes"], serde_json::json!([]), "rendered by kubectl");
+    let base = root.join("base").display().to_string();
+    let got: Vec<(String, u64, String, String, String)> = doc["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap_or("").replace(&base, "base"),
+                f["line"].as_u64().unwrap_or(0),
+                f["rule"].as_str().unwrap_or("").to_string(),
+                f["object"].as_str().unwrap_or("").to_string(),
+                f["namespace"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let row = |p: &str, l, r: &str, o: &str| (p.into(), l, r.into(), o.into(), "prod".into());
+    assert_eq!(
+        got,
+        vec![
+            row("base/app.yaml", 2, "target-replicas", "Deployment/web"),
+            row(
+                "base/app.yaml",
+                12,
+                "generated-service",
+                "Service/web-primary"
+            ),
+        ]
+    );
+    let replicas = &doc["findings"][0]["message"];
+    assert!(
+        replicas.as_str().is_some_and(|m| m.contains("replicas: 5")),
+        "the overlay's patch is applied: {replicas}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -254,7 +254,7 @@ fn kustomization_sources(
         if entry.contains("://") || entry.starts_with("github.com/") || entry.starts_with("git@") {
             continue;
         }
-        let p = dir.join(&entry);
+        let p = normalize(&dir.join(&entry));
         if p.is_dir() {
             objects.extend(kustomization_sources(&p, visited, loaded));
         } else if p.is_file() {
@@ -273,6 +273,28 @@ fn kustomization_sources(
         }
     }
     objects
+}
+
+/// `a/b/../c` → `a/c`, without touching the file system, so that findings name files the way
+/// the user would (`base/app.yaml`, not `overlays/prod/../../base/app.yaml`).
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                let last = out.components().next_back();
+                if matches!(last, Some(Component::Normal(_))) {
+                    out.pop();
+                } else if !matches!(last, Some(Component::RootDir | Component::Prefix(_))) {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn file_objects(path: &Path, loaded: &mut Loaded) -> Vec<Object> {
@@ -440,6 +462,16 @@ mod tests {
         assert_eq!(o.source.line, 2);
         assert_eq!(loaded.notes.len(), 1);
         assert!(loaded.notes[0].contains("not found"), "{:?}", loaded.notes);
+    }
+
+    #[test]
+    fn paths_are_normalized_lexically() {
+        assert_eq!(
+            normalize(Path::new("repo/overlays/prod/../../base/./app.yaml")),
+            PathBuf::from("repo/base/app.yaml")
+        );
+        assert_eq!(normalize(Path::new("../x/../y")), PathBuf::from("../y"));
+        assert_eq!(normalize(Path::new("/a/../../b")), PathBuf::from("/b"));
     }
 
     #[test]
