@@ -396,7 +396,7 @@ pub fn lint(objects: &[Object], ctx: &Context) -> Vec<Finding> {
         generated_configs(c, objects, &mut out);
         generated_autoscalers(c, objects, &mut out);
         generated_routes(c, objects, &mut out);
-        target_replicas(c, &mut out);
+        target_replicas(c, objects, &mut out);
         selects_canary_pods(c, objects, &mut out);
     }
     out.sort_by(|a, b| {
@@ -510,44 +510,28 @@ fn generated_services(c: &CanaryView<'_>, objects: &[Object], out: &mut Vec<Find
     }
     for (name, role) in &names {
         for o in named(objects, c, "Service", "", name) {
-            let selector = o
-                .value
-                .pointer("/spec/selector")
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or("?")))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .unwrap_or_default();
-            let desired = match *role {
-                "canary" => match &c.selector {
-                    Some((k, v)) => format!("{k}: {v}"),
-                    None => "<label>: <value>".to_string(),
-                },
-                _ => c.primary_selector(),
+            let mut message = if c.is_workload() {
+                workload_service_message(c, o, role)
+            } else {
+                format!(
+                    "collides with the {role} Service Flagger generates for Canary {} as a copy \
+                     of Service/{} and rewrites from it; the GitOps tool re-applies this \
+                     manifest on every sync, so they overwrite each other",
+                    c.display(),
+                    c.target_name
+                )
             };
-            let mut message = format!(
-                "collides with the {role} Service Flagger generates for Canary {}: the controller \
-                 sets its selector to {{{desired}}} and the GitOps tool re-applies this manifest",
-                c.display()
-            );
-            if !selector.is_empty() {
-                message.push_str(&format!(" with {{{selector}}}"));
-            }
-            message.push_str(" on every sync, so they overwrite each other");
-            if *role == "apex" && selects_target(o, c) {
-                message.push_str(
-                    "; this selector picks the target's pods, which Flagger scales to zero: \
-                     requests fail (503) until the controller corrects it again",
-                );
-            }
             message.push_str(". Remove it from the repository: Flagger creates it");
             let level = if o.flux_disabled() {
                 message.push_str(
                     " (it is marked kustomize.toolkit.fluxcd.io/reconcile: disabled, so Flux \
                      leaves the live object alone; Argo CD does not read that annotation)",
+                );
+                Level::Warning
+            } else if argo_ignores(objects, o, &["/spec/selector"]) {
+                message.push_str(
+                    " (an Argo CD Application ignores its /spec/selector with \
+                     RespectIgnoreDifferences=true, so syncs leave Flagger's selector alone)",
                 );
                 Level::Warning
             } else {
@@ -556,6 +540,103 @@ fn generated_services(c: &CanaryView<'_>, objects: &[Object], out: &mut Vec<Find
             out.push(finding(level, Rule::GeneratedService, o, message));
         }
     }
+}
+
+/// Why a Service manifest named like a generated Service of a workload Canary fights.
+fn workload_service_message(c: &CanaryView<'_>, o: &Object, role: &str) -> String {
+    let selector = service_selector(o)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let desired = match role {
+        "canary" => match &c.selector {
+            Some((k, v)) => format!("{k}: {v}"),
+            None => "<label>: <value>".to_string(),
+        },
+        _ => c.primary_selector(),
+    };
+    let mut message = format!(
+        "collides with the {role} Service Flagger generates for Canary {}: the controller sets \
+         its selector to {{{desired}}}",
+        c.display()
+    );
+    if selector == desired {
+        message.push_str(
+            " as this manifest does, but both still own the object: ports, labels and \
+             annotations flip on every sync, and the GitOps tool prunes the Service when the \
+             manifest goes",
+        );
+        return message;
+    }
+    message.push_str(" and the GitOps tool re-applies this manifest");
+    if !selector.is_empty() {
+        message.push_str(&format!(" with {{{selector}}}"));
+    }
+    message.push_str(" on every sync, so they overwrite each other");
+    if role == "apex" && selects_target(o, c) {
+        message.push_str(
+            "; this selector picks the target's pods, which Flagger scales to zero: requests \
+             fail (503) until the controller corrects it again",
+        );
+    }
+    message
+}
+
+/// Whether an Argo CD Application in the repository ignores every one of `pointers` on the
+/// object and keeps syncs from writing them (`RespectIgnoreDifferences=true`), or trusts
+/// Flagger's field manager (`managedFieldsManagers: [flagger]`).
+fn argo_ignores(objects: &[Object], o: &Object, pointers: &[&str]) -> bool {
+    objects
+        .iter()
+        .filter(|a| a.kind() == "Application" && a.group() == "argoproj.io")
+        .filter(|a| {
+            a.value
+                .pointer("/spec/syncPolicy/syncOptions")
+                .and_then(Value::as_array)
+                .is_some_and(|opts| {
+                    opts.iter()
+                        .any(|v| v.as_str() == Some("RespectIgnoreDifferences=true"))
+                })
+        })
+        .flat_map(|a| {
+            a.value
+                .pointer("/spec/ignoreDifferences")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .any(|rule| {
+            let field = |k: &str| rule.get(k).and_then(Value::as_str);
+            let list = |k: &str| -> Vec<String> {
+                rule.get(k)
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let matches = field("kind") == Some(o.kind())
+                && field("group").unwrap_or("") == o.group()
+                && field("name").is_none_or(|n| n == o.name())
+                && same_namespace(field("namespace"), o.namespace());
+            let json = list("jsonPointers");
+            let jq = list("jqPathExpressions");
+            let covered = |p: &str| {
+                json.iter()
+                    .any(|j| p == j || p.starts_with(&format!("{j}/")))
+                    || jq.iter().any(|q| p.replace('/', ".") == *q)
+            };
+            matches
+                && (list("managedFieldsManagers").iter().any(|m| m == "flagger")
+                    || pointers.iter().all(|p| covered(p)))
+        })
 }
 
 fn generated_workload(c: &CanaryView<'_>, objects: &[Object], out: &mut Vec<Finding>) {
@@ -746,11 +827,11 @@ fn generated_routes(c: &CanaryView<'_>, objects: &[Object], out: &mut Vec<Findin
     }
 }
 
-fn target_replicas(c: &CanaryView<'_>, out: &mut Vec<Finding>) {
+fn target_replicas(c: &CanaryView<'_>, objects: &[Object], out: &mut Vec<Finding>) {
     let Some(t) = c.target.filter(|t| t.kind() == "Deployment") else {
         return;
     };
-    if t.flux_disabled() {
+    if t.flux_disabled() || argo_ignores(objects, t, &["/spec/replicas"]) {
         return;
     }
     let Some(replicas) = t.value.pointer("/spec/replicas").and_then(Value::as_i64) else {
@@ -975,6 +1056,97 @@ apiVersion: v1\nkind: Service\nmetadata: {name: app, namespace: other}\nspec: {s
         assert_eq!(
             rules(&f),
             vec![(Level::Warning, Rule::GeneratedService, "Service/app".into())]
+        );
+    }
+
+    const ARGO_APP: &str = "apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: app, namespace: argocd}
+spec:
+  ignoreDifferences:
+  - {group: '', kind: Service, name: app, jsonPointers: [/spec/selector, /spec/ports]}
+  - {group: apps, kind: Deployment, jqPathExpressions: [.spec.replicas]}
+  syncPolicy: {syncOptions: [RespectIgnoreDifferences=true]}";
+
+    #[test]
+    fn argo_cd_ignore_differences_with_respect_turns_the_collision_into_a_warning() {
+        let service =
+            "apiVersion: v1\nkind: Service\nmetadata: {name: app}\nspec: {selector: {app: app}}";
+        let yaml = format!(
+            "{CANARY}\n---\n{}\n---\n{service}\n---\n{ARGO_APP}",
+            DEPLOYMENT.replace("spec:\n  selector", "spec:\n  replicas: 3\n  selector")
+        );
+        let f = lint(&objects(&yaml), &Context::default());
+        assert_eq!(
+            rules(&f),
+            vec![(Level::Warning, Rule::GeneratedService, "Service/app".into())]
+        );
+        assert!(
+            f[0].message.contains("RespectIgnoreDifferences"),
+            "{}",
+            f[0].message
+        );
+        // Without RespectIgnoreDifferences a sync still writes the fields back.
+        let yaml = yaml.replace(
+            "syncOptions: [RespectIgnoreDifferences=true]",
+            "syncOptions: []",
+        );
+        assert_eq!(
+            rules(&lint(&objects(&yaml), &Context::default())),
+            vec![
+                (
+                    Level::Warning,
+                    Rule::TargetReplicas,
+                    "Deployment/app".into()
+                ),
+                (Level::Error, Rule::GeneratedService, "Service/app".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_service_with_flaggers_own_selector_still_collides() {
+        let f = run(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: app}\nspec: {selector: {app: app-primary}}",
+        );
+        assert_eq!(
+            rules(&f),
+            vec![(Level::Error, Rule::GeneratedService, "Service/app".into())]
+        );
+        assert!(
+            f[0].message.contains("as this manifest does"),
+            "{}",
+            f[0].message
+        );
+    }
+
+    #[test]
+    fn service_targets_collide_on_their_primary_and_canary_copies() {
+        let yaml = "apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: api}
+spec:
+  provider: gatewayapi:v1
+  targetRef: {apiVersion: v1, kind: Service, name: api}
+  service: {port: 80, gatewayRefs: [{name: gw}]}
+  analysis: {interval: 1m, threshold: 2, stepWeight: 10, maxWeight: 50}
+---
+apiVersion: v1\nkind: Service\nmetadata: {name: api}\nspec: {selector: {app: api}}
+---
+apiVersion: v1\nkind: Service\nmetadata: {name: api-canary}\nspec: {selector: {app: api}}";
+        let f = lint(&objects(yaml), &Context::default());
+        assert_eq!(
+            rules(&f),
+            vec![(
+                Level::Error,
+                Rule::GeneratedService,
+                "Service/api-canary".into()
+            )]
+        );
+        assert!(
+            f[0].message.contains("copy of Service/api"),
+            "{}",
+            f[0].message
         );
     }
 
