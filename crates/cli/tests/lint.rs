@@ -257,3 +257,41 @@ patches:
     );
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn standard_input_is_read_with_dash() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = fixture("seed-000");
+    let files: Vec<String> = ["canary.yaml", "deployment.yaml", "service.yaml"]
+        .iter()
+        .map(|f| std::fs::read_to_string(format!("{dir}/apps/app/{f}")).expect("fixture"))
+        .collect();
+    let input = files.join("---\n");
+    let mut child = Command::new(BIN)
+        .args(["lint", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    let stdout = text(&out.stdout);
+    // The Service's `kind:` is line 3 of service.yaml, after the two other files and their
+    // separators.
+    let line = files[0].lines().count() + 1 + files[1].lines().count() + 1 + 3;
+    let expected = format!("-:{line}: error: Service/app: ");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with(&expected) && l.ends_with("[generated-service]")),
+        "{expected} in {stdout}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}

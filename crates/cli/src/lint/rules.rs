@@ -588,7 +588,9 @@ fn workload_service_message(c: &CanaryView<'_>, o: &Object, role: &str) -> Strin
 
 /// Whether an Argo CD Application in the repository ignores every one of `pointers` on the
 /// object and keeps syncs from writing them (`RespectIgnoreDifferences=true`), or trusts
-/// Flagger's field manager (`managedFieldsManagers: [flagger]`).
+/// Flagger's field manager (`managedFieldsManagers: [flagger]`, flagger-rs's
+/// [`flagger_controller::FIELD_MANAGER`]; Flagger's client-go manager is named after its binary,
+/// `flagger`, too).
 fn argo_ignores(objects: &[Object], o: &Object, pointers: &[&str]) -> bool {
     objects
         .iter()
@@ -634,7 +636,9 @@ fn argo_ignores(objects: &[Object], o: &Object, pointers: &[&str]) -> bool {
                     || jq.iter().any(|q| p.replace('/', ".") == *q)
             };
             matches
-                && (list("managedFieldsManagers").iter().any(|m| m == "flagger")
+                && (list("managedFieldsManagers")
+                    .iter()
+                    .any(|m| m == flagger_controller::FIELD_MANAGER)
                     || pointers.iter().all(|p| covered(p)))
         })
 }
@@ -1101,6 +1105,18 @@ spec:
                 ),
                 (Level::Error, Rule::GeneratedService, "Service/app".into()),
             ]
+        );
+    }
+
+    #[test]
+    fn argo_cd_trusting_flaggers_field_manager_covers_every_field() {
+        let app = "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: a}\nspec:\n  ignoreDifferences: [{kind: Service, managedFieldsManagers: [flagger]}]\n  syncPolicy: {syncOptions: [RespectIgnoreDifferences=true]}";
+        let f = run(&format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: app}}\nspec: {{selector: {{app: app}}}}\n---\n{app}"
+        ));
+        assert_eq!(
+            rules(&f),
+            vec![(Level::Warning, Rule::GeneratedService, "Service/app".into())]
         );
     }
 
