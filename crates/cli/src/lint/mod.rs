@@ -115,6 +115,13 @@ pub fn run(args: Args) -> ExitCode {
         Format::Text => {
             print!("{}", render_text(&findings));
             let mut err = String::new();
+            if canaries == 0 {
+                let _ = writeln!(
+                    err,
+                    "note: no Canary (flagger.app/v1beta1) in the paths: nothing to check the \
+                     other objects against; lint the folder that holds the Canaries too"
+                );
+            }
             for n in &loaded.notes {
                 let _ = writeln!(err, "note: {n}");
             }

@@ -352,7 +352,8 @@ fn selector_label(target: &Object, selector_labels: &[String]) -> Option<(String
     })
 }
 
-/// Runs every rule over the objects. Findings come in the order of the objects they are about.
+/// Runs every rule over the objects. Findings are sorted by file and line, duplicates (an
+/// object read twice) dropped.
 pub fn lint(objects: &[Object], ctx: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
     let mut canaries = Vec::new();
@@ -400,7 +401,17 @@ pub fn lint(objects: &[Object], ctx: &Context) -> Vec<Finding> {
         selects_canary_pods(c, objects, &mut out);
     }
     out.sort_by(|a, b| {
-        (&a.source, a.level, a.rule, &a.message).cmp(&(&b.source, b.level, b.rule, &b.message))
+        let key = |f: &Finding| {
+            (
+                f.source.clone(),
+                f.level,
+                f.rule,
+                f.object.clone(),
+                f.namespace.clone(),
+                f.message.clone(),
+            )
+        };
+        key(a).cmp(&key(b))
     });
     out.dedup();
     out
