@@ -295,3 +295,15 @@ fn standard_input_is_read_with_dash() {
     );
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn paths_without_a_canary_pass_with_a_note() {
+    let out = lint(&[&format!("{}/clusters", fixture("seed-000"))], &[]);
+    assert_eq!(text(&out.stdout), "");
+    assert!(
+        text(&out.stderr).contains("note: no Canary"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
