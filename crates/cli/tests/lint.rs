@@ -307,3 +307,46 @@ fn paths_without_a_canary_pass_with_a_note() {
     );
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// The provider of a Canary without spec.provider comes from `--mesh-provider`, else from the
+/// flagger HelmRelease's `meshProvider`, as the controller's would.
+#[test]
+fn the_flagger_helm_release_sets_the_default_provider() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    write(
+        tmp.path(),
+        "repo.yaml",
+        "apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata: {name: flagger, namespace: flagger-system}
+spec:
+  chart: {spec: {chart: flagger, sourceRef: {kind: HelmRepository, name: flagger}}}
+  values: {meshProvider: linkerd}
+---
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: web, namespace: shop}
+spec:
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  service: {port: 80}
+  analysis: {interval: 1m, threshold: 2, stepWeight: 10, maxWeight: 50}
+---
+apiVersion: split.smi-spec.io/v1alpha1
+kind: TrafficSplit
+metadata: {name: web, namespace: shop}
+spec: {service: web, backends: []}
+",
+    );
+    let path = tmp.path().display().to_string();
+    let out = lint(&[&path], &[]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("repo.yaml:17: error: TrafficSplit/web: ")
+            && stdout.contains("the linkerd provider generates"),
+        "{stdout}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let out = lint(&["--mesh-provider", "kubernetes", &path], &[]);
+    assert_eq!(text(&out.stdout), "", "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0));
+}
