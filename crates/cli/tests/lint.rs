@@ -52,7 +52,8 @@ fn assert_seed_findings(out: &Output) {
     // The remedies, once, on stderr.
     for part in [
         "help[generated-service]:",
-        "kustomize.toolkit.fluxcd.io/reconcile: disabled",
+        "kustomize.toolkit.fluxcd.io/ssa: IfNotPresent",
+        "kustomize.toolkit.fluxcd.io/prune: Disabled",
         "argocd.argoproj.io/compare-options: IgnoreExtraneous",
         "ignoreDifferences",
         "help[target-replicas]:",

@@ -11,6 +11,10 @@ use k8s_openapi::api::core::v1::PodSpec;
 use serde_json::Value;
 
 use flagger_api::labels::{CONFIG_TRACKING, FLUX_RECONCILE_DISABLED};
+
+/// Flux kustomize-controller's apply policy annotation (`Override`, `Merge`, `IfNotPresent`,
+/// `Ignore`).
+const FLUX_SSA: &str = "kustomize.toolkit.fluxcd.io/ssa";
 use flagger_core::model::Provider;
 use flagger_core::validate::{ValidationContext, diagnose};
 
@@ -81,9 +85,20 @@ impl Object {
         format!("{}/{}", self.kind(), self.name())
     }
 
-    /// Whether the manifest opts out of Flux's kustomize-controller.
-    fn flux_disabled(&self) -> bool {
-        self.annotation(FLUX_RECONCILE_DISABLED.0) == Some(FLUX_RECONCILE_DISABLED.1)
+    /// How the manifest keeps Flux's kustomize-controller from applying it over the live
+    /// object, if it does: `kustomize.toolkit.fluxcd.io/ssa: IfNotPresent` (create once) or
+    /// `Ignore` (never apply), or `kustomize.toolkit.fluxcd.io/reconcile: disabled`.
+    fn flux_hands_off(&self) -> Option<String> {
+        if let Some(v) = self
+            .annotation(FLUX_SSA)
+            .filter(|v| v.eq_ignore_ascii_case("IfNotPresent") || v.eq_ignore_ascii_case("Ignore"))
+        {
+            return Some(format!("{FLUX_SSA}: {v}"));
+        }
+        let (key, value) = FLUX_RECONCILE_DISABLED;
+        self.annotation(key)
+            .filter(|v| v.eq_ignore_ascii_case(value))
+            .map(|v| format!("{key}: {v}"))
     }
 }
 
@@ -171,19 +186,22 @@ impl Rule {
                  corrects it again (seed 000: 5-8% of requests got 503 every 5 minutes). Fix: \
                  delete the manifest (and its kustomization.yaml entry); set ports and metadata \
                  in the Canary's spec.service instead. If the apex Service must exist before the \
-                 Canary (e.g. so traffic survives deleting the Canary while Flagger is \
-                 reinstalled), create it once outside the sync: Flagger adopts a pre-existing \
-                 apex Service, replaces its selector (<label>: <value>-primary) and ports, keeps \
-                 its type, and does not set an owner reference, so deleting the Canary leaves it \
-                 in place. Flux: annotate the manifest kustomize.toolkit.fluxcd.io/reconcile: \
-                 disabled (Flagger itself puts that annotation, and \
-                 helm.toolkit.fluxcd.io/driftDetection: disabled, on the Services it writes). \
-                 Argo CD: add an ignoreDifferences entry for the Service (group \"\", kind \
-                 Service, name <apex>, jsonPointers [/spec/selector, /spec/ports]) with the sync \
-                 option RespectIgnoreDifferences=true, and put \
-                 argocd.argoproj.io/compare-options: IgnoreExtraneous in the Canary's \
-                 spec.service.primary/canary annotations so the generated Services do not show \
-                 as extraneous."
+                 Canary (so traffic survives deleting the Canary, e.g. while Flagger is \
+                 reinstalled): Flagger adopts a pre-existing apex Service, replaces its selector \
+                 (<label>: <value>-primary) and ports, keeps its type, and sets no owner \
+                 reference, so deleting the Canary leaves it in place; then have the GitOps tool \
+                 create it once and never apply it again. Flux: annotate the manifest \
+                 kustomize.toolkit.fluxcd.io/ssa: IfNotPresent (created when missing, never \
+                 applied over) and kustomize.toolkit.fluxcd.io/prune: Disabled (not deleted when \
+                 the manifest goes); Flagger itself marks the live Services it writes with \
+                 kustomize.toolkit.fluxcd.io/reconcile: disabled and \
+                 helm.toolkit.fluxcd.io/driftDetection: disabled. Argo CD: in the Application, \
+                 ignoreDifferences for the Service (group \"\", kind Service, name <apex>, \
+                 jsonPointers [/spec/selector, /spec/ports]) with the sync option \
+                 RespectIgnoreDifferences=true; annotate generated objects that carry the \
+                 Application's tracking label argocd.argoproj.io/compare-options: \
+                 IgnoreExtraneous (for Services through spec.service.primary/canary \
+                 annotations)."
             }
             Rule::GeneratedWorkload => {
                 "Flagger creates <target>-primary from the target workload and rewrites it on \
@@ -211,10 +229,11 @@ impl Rule {
                  weights at every analysis step; the GitOps tool resets them to the \
                  repository's values, sending traffic where the analysis did not decide. Fix: \
                  delete the manifest and express routing in the Canary's spec.service (hosts, \
-                 gateways, gatewayRefs, match, headers). Flux: \
-                 kustomize.toolkit.fluxcd.io/reconcile: disabled on an object that must be \
-                 created once. Argo CD: argocd.argoproj.io/compare-options: IgnoreExtraneous in \
-                 spec.service.apex annotations for the generated objects."
+                 gateways, gatewayRefs, match, headers). If it must stay in Git, stop the tool \
+                 from applying it over the live object: Flux \
+                 kustomize.toolkit.fluxcd.io/ssa: IfNotPresent; Argo CD ignoreDifferences for \
+                 the weights (e.g. /spec/http of a VirtualService, /spec/backends of a \
+                 TrafficSplit, /spec/rules of an HTTPRoute) with RespectIgnoreDifferences=true."
             }
             Rule::TargetReplicas => {
                 "Flagger scales the target Deployment to zero after each promotion and back up \
@@ -533,11 +552,11 @@ fn generated_services(c: &CanaryView<'_>, objects: &[Object], out: &mut Vec<Find
                 )
             };
             message.push_str(". Remove it from the repository: Flagger creates it");
-            let level = if o.flux_disabled() {
-                message.push_str(
-                    " (it is marked kustomize.toolkit.fluxcd.io/reconcile: disabled, so Flux \
-                     leaves the live object alone; Argo CD does not read that annotation)",
-                );
+            let level = if let Some(annotation) = o.flux_hands_off() {
+                message.push_str(&format!(
+                    " (it is marked {annotation}, so Flux's kustomize-controller does not apply \
+                     it over the live object; other tools do not read that annotation)"
+                ));
                 Level::Warning
             } else if argo_ignores(objects, o, &["/spec/selector"]) {
                 message.push_str(
@@ -825,19 +844,38 @@ fn generated_routes(c: &CanaryView<'_>, objects: &[Object], out: &mut Vec<Findin
                 // Kuma's TrafficRoute is cluster-scoped.
                 && (kind == "TrafficRoute" || same_namespace(o.namespace(), c.namespace))
         }) {
-            out.push(finding(
-                Level::Error,
-                Rule::GeneratedRoute,
-                o,
-                format!(
-                    "collides with the {kind} the {} provider generates for Canary {} and \
-                     rewrites at every analysis step; the GitOps tool would reset the traffic \
-                     weights on every sync. Remove it from the repository and configure routing \
-                     in the Canary's spec.service",
-                    c.provider,
-                    c.display()
-                ),
-            ));
+            let mut message = format!(
+                "collides with the {kind} the {} provider generates for Canary {} and rewrites \
+                 at every analysis step; the GitOps tool would reset the traffic weights on \
+                 every sync. Remove it from the repository and configure routing in the \
+                 Canary's spec.service",
+                c.provider,
+                c.display()
+            );
+            // The field each router writes the weights into.
+            let weights = match kind {
+                "VirtualService" if group == "istio.io" => "/spec/http",
+                "TrafficSplit" => "/spec/backends",
+                "HTTPRoute" => "/spec/rules",
+                "Ingress" => "/metadata/annotations",
+                _ => "/spec",
+            };
+            let level = if let Some(annotation) = o.flux_hands_off() {
+                message.push_str(&format!(
+                    " (it is marked {annotation}, so Flux's kustomize-controller does not apply \
+                     it over the live object)"
+                ));
+                Level::Warning
+            } else if argo_ignores(objects, o, &[weights]) {
+                message.push_str(&format!(
+                    " (an Argo CD Application ignores its {weights} with \
+                     RespectIgnoreDifferences=true)"
+                ));
+                Level::Warning
+            } else {
+                Level::Error
+            };
+            out.push(finding(level, Rule::GeneratedRoute, o, message));
         }
     }
 }
@@ -846,7 +884,7 @@ fn target_replicas(c: &CanaryView<'_>, objects: &[Object], out: &mut Vec<Finding
     let Some(t) = c.target.filter(|t| t.kind() == "Deployment") else {
         return;
     };
-    if t.flux_disabled() || argo_ignores(objects, t, &["/spec/replicas"]) {
+    if t.flux_hands_off().is_some() || argo_ignores(objects, t, &["/spec/replicas"]) {
         return;
     }
     let Some(replicas) = t.value.pointer("/spec/replicas").and_then(Value::as_i64) else {
@@ -1174,6 +1212,40 @@ apiVersion: v1\nkind: Service\nmetadata: {name: api-canary}\nspec: {selector: {a
             f[0].message.contains("copy of Service/api"),
             "{}",
             f[0].message
+        );
+    }
+
+    #[test]
+    fn flux_create_once_policy_turns_collisions_into_warnings() {
+        let f = run(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: app, annotations: {kustomize.toolkit.fluxcd.io/ssa: IfNotPresent, kustomize.toolkit.fluxcd.io/prune: Disabled}}\nspec: {selector: {app: app}}",
+        );
+        assert_eq!(
+            rules(&f),
+            vec![(Level::Warning, Rule::GeneratedService, "Service/app".into())]
+        );
+        assert!(
+            f[0].message
+                .contains("kustomize.toolkit.fluxcd.io/ssa: IfNotPresent"),
+            "{}",
+            f[0].message
+        );
+        // `Merge` still applies the manifest's fields: the selector keeps flipping.
+        let f = run(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: app, annotations: {kustomize.toolkit.fluxcd.io/ssa: Merge}}\nspec: {selector: {app: app}}",
+        );
+        assert_eq!(
+            rules(&f),
+            vec![(Level::Error, Rule::GeneratedService, "Service/app".into())]
+        );
+        let vs = "apiVersion: networking.istio.io/v1beta1\nkind: VirtualService\nmetadata: {name: app, annotations: {kustomize.toolkit.fluxcd.io/ssa: Ignore}}\nspec: {}";
+        assert_eq!(
+            rules(&with_provider("istio", "", vs)),
+            vec![(
+                Level::Warning,
+                Rule::GeneratedRoute,
+                "VirtualService/app".into()
+            )]
         );
     }
 
