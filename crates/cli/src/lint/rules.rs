@@ -189,8 +189,10 @@ impl Rule {
                  Canary (so traffic survives deleting the Canary, e.g. while Flagger is \
                  reinstalled): Flagger adopts a pre-existing apex Service, replaces its selector \
                  (<label>: <value>-primary) and ports, keeps its type, and sets no owner \
-                 reference, so deleting the Canary leaves it in place; then have the GitOps tool \
-                 create it once and never apply it again. Flux: annotate the manifest \
+                 reference, so deleting the Canary leaves it in place (with \
+                 spec.revertOnDeletion: true, Flagger first points it back at the target's pods \
+                 and scales the target up); then have the GitOps tool create it once and never \
+                 apply it again. Flux: annotate the manifest \
                  kustomize.toolkit.fluxcd.io/ssa: IfNotPresent (created when missing, never \
                  applied over) and kustomize.toolkit.fluxcd.io/prune: Disabled (not deleted when \
                  the manifest goes); Flagger itself marks the live Services it writes with \
