@@ -5,7 +5,9 @@
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -21,6 +23,8 @@ pub struct Options {
     pub kustomize: bool,
     /// The kubectl to run `kubectl kustomize` with.
     pub kubectl: String,
+    /// How long one `kubectl kustomize` may take (remote bases are fetched over the network).
+    pub timeout: Duration,
 }
 
 /// Everything read.
@@ -323,12 +327,15 @@ fn kustomization(loaded: &mut Loaded, dir: &Path, kfile: &Path, opts: &Options) 
         loaded.objects.extend(sources);
         return;
     }
-    let rendered = Command::new(&opts.kubectl)
-        .arg("kustomize")
-        .arg(dir)
-        .output();
-    let why = match rendered {
-        Ok(out) if out.status.success() => {
+    let mut command = Command::new(&opts.kubectl);
+    command.arg("kustomize").arg(dir);
+    let why = match output_within(command, opts.timeout) {
+        Ok(None) => format!(
+            "`{} kustomize` did not finish within {}s (remote bases?)",
+            opts.kubectl,
+            opts.timeout.as_secs()
+        ),
+        Ok(Some(out)) if out.status.success() => {
             let text = String::from_utf8_lossy(&out.stdout);
             let name = format!("{} (kubectl kustomize)", display(dir));
             match parse_objects(&name, &text) {
@@ -348,7 +355,7 @@ fn kustomization(loaded: &mut Loaded, dir: &Path, kfile: &Path, opts: &Options) 
                 Err(e) => format!("its output does not parse: {e}"),
             }
         }
-        Ok(out) => {
+        Ok(Some(out)) => {
             let err = String::from_utf8_lossy(&out.stderr);
             format!(
                 "`{} kustomize` failed: {}",
@@ -367,6 +374,52 @@ fn kustomization(loaded: &mut Loaded, dir: &Path, kfile: &Path, opts: &Options) 
         display(dir)
     ));
     loaded.objects.extend(sources);
+}
+
+/// Runs a command and collects its output, or kills it after `timeout` (`Ok(None)`). The pipes
+/// are drained by threads, so the wait is a channel receive with a deadline, not a poll.
+fn output_within(mut command: Command, timeout: Duration) -> std::io::Result<Option<Output>> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            let _ = tx.send(buf);
+        });
+        rx
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    // Both pipes close when the process exits.
+    let Ok(out) = stdout.recv_timeout(timeout) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Ok(None);
+    };
+    let err = stderr.recv_timeout(timeout).unwrap_or_default();
+    let status = child.wait()?;
+    Ok(Some(Output {
+        status,
+        stdout: out,
+        stderr: err,
+    }))
 }
 
 /// The source of a rendered object: the same kind and name (and a namespace that agrees) in
@@ -452,6 +505,7 @@ mod tests {
         let opts = Options {
             kustomize: true,
             kubectl: "kubectl-that-does-not-exist".to_string(),
+            timeout: Duration::from_secs(60),
         };
         let loaded = load(&[root.join("overlay"), root.join("plain")], &opts);
         assert_eq!(loaded.failures, Vec::<String>::new());
@@ -462,6 +516,28 @@ mod tests {
         assert_eq!(o.source.line, 2);
         assert_eq!(loaded.notes.len(), 1);
         assert!(loaded.notes[0].contains("not found"), "{:?}", loaded.notes);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn commands_that_outlive_the_timeout_are_killed() {
+        let mut slow = Command::new("sh");
+        slow.args(["-c", "sleep 30"]);
+        let started = std::time::SystemTime::now();
+        assert!(
+            output_within(slow, Duration::from_millis(200))
+                .expect("sh runs")
+                .is_none()
+        );
+        assert!(started.elapsed().unwrap_or_default() < Duration::from_secs(10));
+        let mut quick = Command::new("sh");
+        quick.args(["-c", "echo out; echo err >&2; exit 3"]);
+        let out = output_within(quick, Duration::from_secs(10))
+            .expect("sh runs")
+            .expect("finishes in time");
+        assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"err\n");
+        assert_eq!(out.status.code(), Some(3));
     }
 
     #[test]

@@ -60,8 +60,12 @@ pub struct Args {
     /// kubectl used for `kubectl kustomize`.
     #[arg(long, env = "FLAGGER_LINT_KUBECTL", default_value = "kubectl")]
     pub kubectl: String,
+    /// Longest time one `kubectl kustomize` may take (e.g. 30s, 2m); past it the kustomization
+    /// is read file by file.
+    #[arg(long, env = "FLAGGER_LINT_KUSTOMIZE_TIMEOUT", default_value = "60s")]
+    pub kustomize_timeout: String,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(long, value_enum, env = "FLAGGER_LINT_FORMAT", default_value_t = Format::Text)]
     pub format: Format,
 }
 
@@ -72,13 +76,22 @@ pub fn run(args: Args) -> ExitCode {
         selector_labels,
         no_kustomize,
         kubectl,
+        kustomize_timeout,
         format,
     } = args;
+    let timeout = match flagger_core::duration::parse_go_duration(&kustomize_timeout) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("flagger lint: invalid --kustomize-timeout {kustomize_timeout:?}: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let loaded = load::load(
         &paths,
         &load::Options {
             kustomize: !no_kustomize,
             kubectl,
+            timeout,
         },
     );
     let (helm_provider, helm_labels) = rules::helm_settings(&loaded.objects);
