@@ -798,13 +798,23 @@ fn routing_objects(c: &CanaryView<'_>) -> Vec<(&'static str, &'static str, Strin
         Provider::Linkerd | Provider::Osm | Provider::Smi(_) => {
             vec![("TrafficSplit", "smi-spec.io", apex.clone())]
         }
-        Provider::AppMesh => vec![
-            ("VirtualNode", "appmesh.k8s.aws", apex.clone()),
-            ("VirtualNode", "appmesh.k8s.aws", primary),
-            ("VirtualNode", "appmesh.k8s.aws", canary.clone()),
-            ("VirtualService", "appmesh.k8s.aws", apex.clone()),
-            ("VirtualService", "appmesh.k8s.aws", canary),
-        ],
+        Provider::AppMesh => {
+            let mut objects = vec![
+                ("VirtualNode", "appmesh.k8s.aws", apex.clone()),
+                ("VirtualNode", "appmesh.k8s.aws", primary),
+                ("VirtualNode", "appmesh.k8s.aws", canary.clone()),
+            ];
+            // v1beta1 names its VirtualServices after the mesh host, `<name>.<namespace>`.
+            if let Some(ns) = c.namespace {
+                objects.push(("VirtualService", "appmesh.k8s.aws", format!("{apex}.{ns}")));
+                objects.push((
+                    "VirtualService",
+                    "appmesh.k8s.aws",
+                    format!("{canary}.{ns}"),
+                ));
+            }
+            objects
+        }
         Provider::AppMeshV1Beta2 => vec![
             ("VirtualNode", "appmesh.k8s.aws", primary),
             ("VirtualNode", "appmesh.k8s.aws", canary.clone()),
