@@ -129,7 +129,7 @@ pub fn load(paths: &[PathBuf], opts: &Options) -> Loaded {
                 Err(e) => loaded.failures.push(format!("-: cannot read: {e}")),
             }
         } else if path.is_dir() {
-            walk(&mut loaded, path, opts);
+            walk(&mut loaded, path, opts, &mut BTreeSet::new());
         } else {
             read_file(&mut loaded, path);
         }
@@ -186,7 +186,11 @@ fn entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn walk(loaded: &mut Loaded, dir: &Path, opts: &Options) {
+fn walk(loaded: &mut Loaded, dir: &Path, opts: &Options, seen: &mut BTreeSet<PathBuf>) {
+    // A symlink back up the tree would otherwise recurse forever.
+    if !seen.insert(dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf())) {
+        return;
+    }
     if let Some(k) = kustomization_file(dir) {
         kustomization(loaded, dir, &k, opts);
         return;
@@ -210,7 +214,7 @@ fn walk(loaded: &mut Loaded, dir: &Path, opts: &Options) {
     };
     for p in entries {
         if p.is_dir() {
-            walk(loaded, &p, opts);
+            walk(loaded, &p, opts, seen);
         } else if is_yaml(&p) {
             read_file(loaded, &p);
         }
@@ -538,6 +542,25 @@ mod tests {
         assert_eq!(out.stdout, b"out\n");
         assert_eq!(out.stderr, b"err\n");
         assert_eq!(out.status.code(), Some(3));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlink_loops_are_walked_once() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        write(
+            tmp.path(),
+            "a/svc.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n",
+        );
+        std::os::unix::fs::symlink(tmp.path(), tmp.path().join("a/loop")).expect("symlink");
+        let opts = Options {
+            kustomize: false,
+            kubectl: "kubectl".to_string(),
+            timeout: Duration::from_secs(1),
+        };
+        let loaded = load(&[tmp.path().to_path_buf()], &opts);
+        assert_eq!(loaded.objects.len(), 1);
     }
 
     #[test]
