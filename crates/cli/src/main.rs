@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod lint;
 mod schema_check;
 mod validate;
 
@@ -25,6 +26,8 @@ enum Command {
     Crd,
     /// Check Canary manifests offline: every problem, with its field path and how to fix it.
     Validate(validate::Args),
+    /// Find objects in GitOps manifests that collide or fight with what Flagger generates.
+    Lint(lint::Args),
     /// Serve localkube, an in-memory Kubernetes API server, until stopped; writes a kubeconfig.
     Local(LocalArgs),
     /// Run a blue/green canary on localkube end to end: a promotion, then a rollback.
@@ -123,6 +126,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Validate(args) => validate::run(args),
+        Command::Lint(args) => lint::run(args),
         Command::Local(args) => run_local(args),
         Command::Demo(args) => run_async(async move {
             if demo::run(args).await? {
