@@ -78,6 +78,17 @@ pub struct Args {
     #[arg(long, env = "FLAGGER_MIN_ANALYSIS_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub min_analysis_interval: Duration,
 
+    /// Reversions of another writer's change to one generated object (within
+    /// `-gitops-window`) after which the controller stops reverting it and leaves the object to
+    /// that writer, keeping the target serving if the object routes to it. 0: revert forever,
+    /// as Flagger does.
+    #[arg(long, env = "FLAGGER_GITOPS_MAX_REVERSIONS", default_value_t = 3)]
+    pub gitops_max_reversions: u32,
+
+    /// Window over which reversions are counted.
+    #[arg(long, env = "FLAGGER_GITOPS_WINDOW", default_value = "30m", value_parser = parse_duration)]
+    pub gitops_window: Duration,
+
     /// Log format: plain text or JSON.
     #[arg(long, env = "FLAGGER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use flagger_core::conflict::{FightLog, FightPolicy};
 use flagger_core::validate::ValidationContext;
 use flagger_core::workload::LabelPolicy;
 use k8s_openapi::jiff::Timestamp;
@@ -27,6 +28,8 @@ pub struct Settings {
     pub metrics_server: String,
     pub event_webhook: Option<String>,
     pub config_tracking: bool,
+    /// When to stop reverting another writer's changes to generated objects.
+    pub fights: FightPolicy,
 }
 
 /// Which canaries track a ConfigMap or Secret (`<namespace>/<kind>/<name>`), learned while
@@ -80,6 +83,8 @@ pub struct Context {
     pub ready: AtomicBool,
     /// The last status each reconcile wrote, until the watch cache catches up with it.
     pub written: Mutex<HashMap<ObjectRef<Canary>, WrittenStatus>>,
+    /// Per canary: other writers' changes to its generated objects, and the objects yielded.
+    pub fights: Mutex<HashMap<ObjectRef<Canary>, FightLog>>,
 }
 
 /// A status write the reflector may not have seen yet.
@@ -150,7 +155,20 @@ impl Context {
         if let Ok(mut w) = self.written.lock() {
             w.remove(canary);
         }
+        if let Ok(mut f) = self.fights.lock() {
+            f.remove(canary);
+        }
         self.configs.set(canary.clone(), []);
+    }
+
+    /// Runs `f` on the canary's fight log.
+    pub fn with_fights<T>(
+        &self,
+        canary: &ObjectRef<Canary>,
+        f: impl FnOnce(&mut FightLog) -> T,
+    ) -> T {
+        let mut guard = self.fights.lock().unwrap_or_else(|e| e.into_inner());
+        f(guard.entry(canary.clone()).or_default())
     }
 
     pub fn set_ready(&self) {

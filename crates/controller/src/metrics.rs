@@ -67,6 +67,20 @@ pub struct Metrics {
     pub successes: Family<RunLabels, Counter>,
     pub failures: Family<RunLabels, Counter>,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
+    pub conflicts: Family<ConflictLabels, Counter>,
+}
+
+/// Labels of `flagger_field_conflicts_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConflictLabels {
+    pub name: String,
+    pub namespace: String,
+    /// `Service/app`
+    pub object: String,
+    /// The other field manager.
+    pub manager: String,
+    /// `reverted` or `yielded`.
+    pub action: String,
 }
 
 impl Metrics {
@@ -84,6 +98,7 @@ impl Metrics {
             successes: Family::default(),
             failures: Family::default(),
             reconcile_errors: Family::default(),
+            conflicts: Family::default(),
         };
         registry.register(
             "flagger_info",
@@ -129,6 +144,11 @@ impl Metrics {
             "flagger_reconcile_errors",
             "Reconcile errors by category",
             m.reconcile_errors.clone(),
+        );
+        registry.register(
+            "flagger_field_conflicts",
+            "Changes by other field managers to fields of generated objects, by what the controller did",
+            m.conflicts.clone(),
         );
         m
     }

@@ -8,7 +8,7 @@ use flagger_api::Canary;
 use flagger_core::validate::ValidationContext;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::reflector::ObjectRef;
@@ -119,6 +119,10 @@ pub async fn serve(
         metrics_server: args.metrics_server.clone(),
         event_webhook: args.event_webhook.clone(),
         config_tracking: args.enable_config_tracking,
+        fights: flagger_core::conflict::FightPolicy {
+            max_reversions: args.gitops_max_reversions,
+            window: args.gitops_window,
+        },
     };
     let ns = args.namespace.as_deref();
     let (caches, feeds) = cache::build(&client, ns);
@@ -133,6 +137,7 @@ pub async fn serve(
         schedule: Default::default(),
         ready: Default::default(),
         written: Default::default(),
+        fights: Default::default(),
     });
 
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", args.port))
@@ -180,6 +185,34 @@ pub async fn serve(
             refs
         }
     };
+    // Services: owned ones (generated), and any named like a canary's apex, `-primary` or
+    // `-canary` Service (an adopted apex Service has no owner reference).
+    let service_store = store.clone();
+    let service_map = move |svc: &Service| -> Vec<ObjectRef<Canary>> {
+        let ns = svc.object_namespace();
+        let name = svc.object_name();
+        let mut refs = svc.canary_owners(&ns);
+        refs.extend(
+            service_store
+                .state()
+                .iter()
+                .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
+                .filter(|c| {
+                    let apex = c
+                        .spec
+                        .service
+                        .as_ref()
+                        .and_then(|s| s.name.clone())
+                        .filter(|n| !n.is_empty())
+                        .unwrap_or_else(|| c.spec.target_ref.name.clone());
+                    name == apex
+                        || name == format!("{apex}-primary")
+                        || name == format!("{apex}-canary")
+                })
+                .map(|c| ObjectRef::from_obj(&**c)),
+        );
+        refs
+    };
     let deployment_map = by_target("Deployment");
     let daemonset_map = by_target("DaemonSet");
     let cfg_ctx = ctx.clone();
@@ -225,7 +258,7 @@ pub async fn serve(
             let key = ConfigIndex::key(&s.namespace().unwrap_or_default(), "secret", &s.name_any());
             secret_ctx.configs.canaries(&key)
         })
-        .owns_stream(services)
+        .watches_stream(services, move |s: Service| service_map(&s))
         .graceful_shutdown_on(shutdown)
         .run(canary::reconcile, canary::error_policy, ctx)
         .for_each(|result| async move {

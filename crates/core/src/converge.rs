@@ -26,7 +26,7 @@ pub fn holds(live: &Value, desired: &Value) -> bool {
 }
 
 /// Values an apply would not write into an absent field: null and empty maps.
-fn is_empty(v: &Value) -> bool {
+pub(crate) fn is_empty(v: &Value) -> bool {
     match v {
         Value::Null => true,
         Value::Object(m) => m.values().all(is_empty),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use flagger_api::CanaryPhase;
 use flagger_api::labels::SCALE_TO_ZERO_NODE_SELECTOR;
 use flagger_core::effects::{Decision, Effect, Event, EventType, RunOutcome};
-use flagger_core::model::{HookType, Severity, Webhook};
+use flagger_core::model::{HookType, Severity, ValidatedCanary, Webhook};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
@@ -15,9 +15,10 @@ use crate::cache;
 use serde_json::json;
 
 use super::bootstrap;
-use super::observe::Target;
+use super::observe::{Observed, Target};
 use super::oracle::Oracle;
 use crate::FIELD_MANAGER;
+use crate::context::Context;
 use crate::metrics::RunLabels;
 use crate::webhook;
 
@@ -49,6 +50,16 @@ async fn apply_one(o: &Oracle<'_>, effect: &Effect) -> Result<(), String> {
             ctx.metrics
                 .set_weights(&c.target.name, ns, routes.primary, routes.canary);
             Ok(())
+        }
+        // The apex Service was left to another writer and routes to the target: keep it up.
+        Effect::ScaleTargetToZero if super::conflicts::apex_yielded(ctx, o.canary, c) => {
+            keep_target_serving(ctx, c, o.observed).await.map_err(|e| {
+                format!(
+                    "scaling up {} {}.{ns} failed: {e}",
+                    c.target.kind.kind().to_lowercase(),
+                    c.target.name
+                )
+            })
         }
         Effect::ScaleTargetToZero => scale_to_zero(o).await.map_err(|e| {
             format!(
@@ -142,11 +153,20 @@ async fn scale_to_zero(o: &Oracle<'_>) -> Result<(), kube::Error> {
 }
 
 async fn scale_up(o: &Oracle<'_>) -> Result<(), kube::Error> {
-    let c = o.c;
-    let client = o.ctx.client.clone();
-    match &o.observed.target {
+    keep_target_serving(o.ctx, o.c, o.observed).await
+}
+
+/// Scales the target up from zero (Deployment: Flagger's replica count; DaemonSet: the
+/// scale-to-zero node selector removed).
+pub async fn keep_target_serving(
+    ctx: &Context,
+    c: &ValidatedCanary,
+    observed: &Observed,
+) -> Result<(), kube::Error> {
+    let client = ctx.client.clone();
+    match &observed.target {
         Target::Deployment(target) => {
-            let replicas = replicas_from_zero(o, target).await?;
+            let replicas = replicas_from_zero(ctx, c, target).await?;
             Api::<Deployment>::namespaced(client, &c.namespace)
                 .patch(
                     &c.target.name,
@@ -166,8 +186,11 @@ async fn scale_up(o: &Oracle<'_>) -> Result<(), kube::Error> {
 }
 
 /// Flagger's scale-from-zero replica count (§3.5).
-async fn replicas_from_zero(o: &Oracle<'_>, target: &Deployment) -> Result<i32, kube::Error> {
-    let c = o.c;
+async fn replicas_from_zero(
+    ctx: &Context,
+    c: &ValidatedCanary,
+    target: &Deployment,
+) -> Result<i32, kube::Error> {
     if let Some(r) = target
         .spec
         .as_ref()
@@ -176,9 +199,9 @@ async fn replicas_from_zero(o: &Oracle<'_>, target: &Deployment) -> Result<i32, 
     {
         return Ok(r);
     }
-    let client = o.ctx.client.clone();
+    let client = ctx.client.clone();
     if let Some(a) = &c.autoscaler {
-        let hpa = cache::get(&o.ctx.caches.hpas, &client, &c.namespace, &a.name).await?;
+        let hpa = cache::get(&ctx.caches.hpas, &client, &c.namespace, &a.name).await?;
         let min = hpa
             .and_then(|h| h.spec.clone())
             .and_then(|s| s.min_replicas)
@@ -186,7 +209,7 @@ async fn replicas_from_zero(o: &Oracle<'_>, target: &Deployment) -> Result<i32, 
         return Ok(min.max(1));
     }
     let primary = cache::get(
-        &o.ctx.caches.deployments,
+        &ctx.caches.deployments,
         &client,
         &c.namespace,
         &c.primary_workload(),

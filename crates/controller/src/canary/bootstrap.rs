@@ -6,30 +6,31 @@ use std::collections::BTreeMap;
 
 use flagger_api::Canary;
 use flagger_api::labels::TOOLKIT_MARKER;
-use flagger_core::converge;
 use flagger_core::model::ValidatedCanary;
 use flagger_core::services::{self, ServiceRole};
 use flagger_core::workload::{self, PrimaryInputs};
+use flagger_core::{conflict, converge};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use super::objects::{apply, apply_json, owned_by, owner_ref};
 use super::observe::{Config, Observed, Target};
-use crate::cache::{self, Caches};
-use crate::context::Settings;
+use crate::FIELD_MANAGER;
+use crate::cache;
+use crate::context::{Context, Settings};
 
 /// Creates the primary configs and workload when missing, and reconciles the Services.
 pub async fn bootstrap(
-    client: &Client,
-    caches: &Caches,
-    settings: &Settings,
+    ctx: &Context,
     canary: &Canary,
     c: &ValidatedCanary,
     observed: &Observed,
-) -> Result<(), String> {
+) -> Result<Vec<ConflictReport>, String> {
+    let (client, caches, settings) = (&ctx.client, &ctx.caches, &ctx.settings);
     let ns = &c.namespace;
     let primary_name = c.primary_workload();
     let exists = match &observed.target {
@@ -46,8 +47,11 @@ pub async fn bootstrap(
         write_primary(client, settings, canary, observed, None).await?;
     }
 
+    let mut conflicts = Vec::new();
     for role in [ServiceRole::Canary, ServiceRole::Primary, ServiceRole::Apex] {
-        reconcile_service(client, caches, canary, c, observed, role).await?;
+        if let Some(report) = reconcile_service(ctx, canary, c, observed, role).await? {
+            conflicts.push(report);
+        }
     }
 
     if let Some(a) = &c.autoscaler {
@@ -62,7 +66,7 @@ pub async fn bootstrap(
             write_primary_hpa(client, canary, c).await?;
         }
     }
-    Ok(())
+    Ok(conflicts)
 }
 
 fn without_toolkit(map: &BTreeMap<String, String>) -> BTreeMap<String, String> {
@@ -190,13 +194,13 @@ pub async fn write_primary(
 /// applied whole; a Service someone else made (typically a pre-existing apex) only gets its
 /// selector and ports taken over, plus the annotations that keep Flux and Helm off it.
 async fn reconcile_service(
-    client: &Client,
-    caches: &Caches,
+    ctx: &Context,
     canary: &Canary,
     c: &ValidatedCanary,
     observed: &Observed,
     role: ServiceRole,
-) -> Result<(), String> {
+) -> Result<Option<ConflictReport>, String> {
+    let (client, caches) = (&ctx.client, &ctx.caches);
     let ns = &c.namespace;
     let name = role.name(c);
     let existing = cache::get(&caches.services, client, ns, &name)
@@ -220,7 +224,7 @@ async fn reconcile_service(
             annotations.remove(k);
         }
     }
-    let result = match &existing {
+    let document = match &existing {
         Some(svc) if !owned_by(svc.metadata.owner_references.as_ref(), canary) => {
             let spec = desired.spec.clone().unwrap_or_default();
             let annotations: BTreeMap<String, String> = desired
@@ -231,18 +235,12 @@ async fn reconcile_service(
                 .filter(|(k, _)| k.contains(TOOLKIT_MARKER))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            let partial = json!({
+            json!({
                 "apiVersion": "v1",
                 "kind": "Service",
                 "metadata": {"name": name, "namespace": ns, "annotations": annotations},
                 "spec": {"selector": spec.selector, "ports": spec.ports},
-            });
-            if already_holds(&**svc, &partial) {
-                return Ok(());
-            }
-            apply_json::<Service>(client, ns, &name, &partial)
-                .await
-                .map(|_| ())
+            })
         }
         _ => {
             desired.metadata.owner_references = owner_ref(canary).map(|o| vec![o]);
@@ -257,23 +255,103 @@ async fn reconcile_service(
                     .as_ref()
                     .and_then(|s| s.traffic_distribution.clone());
             }
-            if let Some(current) = &existing
-                && already_holds(&**current, &desired)
-            {
-                return Ok(());
-            }
-            apply(client, ns, &name, &desired).await.map(|_| ())
+            serde_json::to_value(&desired).map_err(|e| e.to_string())?
         }
     };
-    result.map_err(|e| format!("reconciling service {name}.{ns} failed: {e}"))
+    let mut report = None;
+    if let Some(live) = &existing {
+        let key = ObjectRef::from_obj(canary);
+        let object = format!("Service/{name}");
+        let live_json = serde_json::to_value(&**live).map_err(|e| e.to_string())?;
+        if converge::holds(&live_json, &document) {
+            // Our fields are back (the other writer stopped, or the object was recreated):
+            // a yield ends; the count of reversions ages out of its window on its own.
+            ctx.with_fights(&key, |log| {
+                if log.yielded_to(&object).is_some() {
+                    log.settle(&object);
+                }
+            });
+            return Ok(None);
+        }
+        // Someone else changed fields we had written: a reversion, or the end of the fight.
+        let managed = live.metadata.managed_fields.as_deref().unwrap_or_default();
+        let ours_before = managed
+            .iter()
+            .any(|m| m.manager.as_deref() == Some(FIELD_MANAGER));
+        let contested = if ours_before {
+            conflict::contenders(
+                managed,
+                FIELD_MANAGER,
+                &conflict::differences(&live_json, &document),
+            )
+        } else {
+            Vec::new()
+        };
+        let policy = ctx.settings.fights;
+        let selects_target = live
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .is_some_and(|sel| {
+                let labels = observed.target_pod_labels();
+                !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+            });
+        // Leaving the apex Service to a writer that points it at the target is only safe once
+        // the target serves; until then it is put back (and the target scaled up).
+        let hold_for_target =
+            role == ServiceRole::Apex && selects_target && !observed.target.serving();
+        let verdict = ctx.with_fights(&key, |log| match contested.first() {
+            None => None,
+            Some(_) if log.yielded_to(&object).is_some() => Some(None),
+            Some(first) => Some(Some(log.observe(
+                &object,
+                &first.manager,
+                ctx.now(),
+                policy,
+            ))),
+        });
+        match verdict {
+            // Yielded earlier and still held by the other writer: leave it, unless traffic
+            // would reach no ready pod.
+            Some(None) if !hold_for_target => return Ok(None),
+            Some(None) => {}
+            Some(Some(verdict)) => {
+                let yielded = matches!(verdict, conflict::Verdict::Yield { .. });
+                report = Some(ConflictReport {
+                    object,
+                    kind: "Service".into(),
+                    name: name.clone(),
+                    apex: role == ServiceRole::Apex,
+                    contender: contested[0].clone(),
+                    verdict,
+                    selects_target,
+                });
+                if yielded && !hold_for_target {
+                    return Ok(report);
+                }
+            }
+            None => {}
+        }
+    }
+    apply_json::<Service>(client, ns, &name, &document)
+        .await
+        .map(|_| report)
+        .map_err(|e| format!("reconciling service {name}.{ns} failed: {e}"))
 }
 
-/// Whether `live` already has every field of `desired` (nothing to write this tick).
-fn already_holds(live: &impl serde::Serialize, desired: &impl serde::Serialize) -> bool {
-    match (serde_json::to_value(live), serde_json::to_value(desired)) {
-        (Ok(l), Ok(d)) => converge::holds(&l, &d),
-        _ => false,
-    }
+/// Another writer's change to a generated object, and what the controller did about it.
+#[derive(Clone, Debug)]
+pub struct ConflictReport {
+    /// `Service/app`
+    pub object: String,
+    pub kind: String,
+    pub name: String,
+    /// The object is the apex Service (the one clients use).
+    pub apex: bool,
+    pub contender: conflict::Contender,
+    pub verdict: conflict::Verdict,
+    /// The object, as the other writer left it, routes to the target's pods.
+    pub selects_target: bool,
 }
 
 /// Creates or updates the primary HPA from the target's.

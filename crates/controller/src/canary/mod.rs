@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod bootstrap;
+pub mod conflicts;
 pub mod dereference;
 pub mod finalize;
 pub mod objects;
@@ -91,26 +92,43 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action>
             .map(|cfg| crate::context::ConfigIndex::key(&ns, cfg.kind().key(), &cfg.name())),
     );
 
-    // Ticks run once per interval; a new revision or config starts one at once.
-    let until_due = ctx.until_due(&key);
-    if !until_due.is_zero() && !revision_changed(&status, &observed.revision) {
-        return Ok(Action::requeue(until_due));
-    }
-    ctx.ticked(key.clone(), interval);
-    for w in &deref.warnings {
-        tracing::debug!(canary = %format!("{name}.{ns}"), "{w}");
-    }
-
-    // 3. bootstrap
+    // 3. bootstrap: generated objects are checked on every event (reads come from the
+    // caches; an unchanged object is not written), so another writer's change is seen and
+    // answered at once rather than at the next tick.
     if !c.suspend {
-        if let Err(message) = observe_and_bootstrap(&ctx, &canary, c, &observed).await {
-            warn(&ctx, &canary, &message).await;
-            return Ok(Action::requeue(interval));
+        match bootstrap::bootstrap(&ctx, &canary, c, &observed).await {
+            Ok(conflicts) => {
+                for report in &conflicts {
+                    conflicts::report(&ctx, &canary, c, &observed, report).await;
+                }
+            }
+            Err(message) => {
+                warn(&ctx, &canary, &message).await;
+                return Ok(Action::requeue(interval));
+            }
         }
         if let Err(message) = deref.router.reconcile(c).await {
             warn(&ctx, &canary, &message).await;
             return Ok(Action::requeue(interval));
         }
+    }
+
+    // Ticks run once per interval; a new revision or config starts one at once.
+    let until_due = ctx.until_due(&key);
+    if !until_due.is_zero() && !revision_changed(&status, &observed.revision) {
+        if let Some(updated) = conflicts::with_condition(&ctx, &key, &status) {
+            write_status(&api, &canary, &updated).await?;
+            ctx.wrote_status(
+                key.clone(),
+                canary.resource_version().unwrap_or_default(),
+                updated,
+            );
+        }
+        return Ok(Action::requeue(until_due));
+    }
+    ctx.ticked(key.clone(), interval);
+    for w in &deref.warnings {
+        tracing::debug!(canary = %format!("{name}.{ns}"), "{w}");
     }
 
     // 4. decide
@@ -144,12 +162,18 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action>
     apply::apply(&oracle, &decision).await;
 
     // 6. status
-    if let Some(new_status) = &decision.status {
-        write_status(&api, &canary, new_status).await?;
+    let to_write = match &decision.status {
+        Some(new_status) => Some(
+            conflicts::with_condition(&ctx, &key, new_status).unwrap_or_else(|| new_status.clone()),
+        ),
+        None => conflicts::with_condition(&ctx, &key, &status),
+    };
+    if let Some(new_status) = to_write {
+        write_status(&api, &canary, &new_status).await?;
         ctx.wrote_status(
             key.clone(),
             canary.resource_version().unwrap_or_default(),
-            new_status.clone(),
+            new_status,
         );
     }
     ctx.metrics
@@ -164,15 +188,6 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action>
             .observe(started.elapsed().as_secs_f64());
     }
     Ok(Action::requeue(interval))
-}
-
-async fn observe_and_bootstrap(
-    ctx: &Context,
-    canary: &Canary,
-    c: &flagger_core::model::ValidatedCanary,
-    observed: &observe::Observed,
-) -> Result<(), String> {
-    bootstrap::bootstrap(&ctx.client, &ctx.caches, &ctx.settings, canary, c, observed).await
 }
 
 /// Whether the target or its configs differ from what the status last recorded.

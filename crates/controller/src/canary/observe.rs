@@ -24,6 +24,31 @@ pub enum Target {
 }
 
 impl Target {
+    /// Whether the target has ready pods (it can take traffic).
+    pub fn serving(&self) -> bool {
+        match self {
+            Target::Deployment(d) => {
+                d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1) > 0
+                    && d.status
+                        .as_ref()
+                        .and_then(|s| s.ready_replicas)
+                        .unwrap_or(0)
+                        > 0
+            }
+            Target::DaemonSet(d) => d.status.as_ref().is_some_and(|s| s.number_ready > 0),
+        }
+    }
+
+    /// The labels of the target's pod template.
+    pub fn pod_labels(&self) -> BTreeMap<String, String> {
+        match self {
+            Target::Deployment(d) => d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()),
+            Target::DaemonSet(d) => d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()),
+        }
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default()
+    }
+
     /// The pod spec of the target's template.
     pub fn pod_spec(&self) -> PodSpec {
         match self {
@@ -91,6 +116,11 @@ pub struct Observed {
 }
 
 impl Observed {
+    /// The labels of the target's pods.
+    pub fn target_pod_labels(&self) -> BTreeMap<String, String> {
+        self.target.pod_labels()
+    }
+
     /// The tracked configs as (kind, name) pairs.
     pub fn tracked(&self) -> BTreeSet<(ConfigKind, String)> {
         self.configs.iter().map(|c| (c.kind(), c.name())).collect()

@@ -36,6 +36,10 @@ pub struct Options {
     pub prometheus: bool,
     /// Number of simulated nodes (DaemonSet scenarios).
     pub nodes: usize,
+    /// Start localkube's data plane (requests through its proxy reach the simulated pods).
+    pub dataplane: bool,
+    /// Extra controller flags.
+    pub controller_args: &'static [&'static str],
 }
 
 /// A running environment; everything stops when it is dropped.
@@ -49,6 +53,7 @@ pub struct Env {
     pub phases: PhaseLog,
     controller: Option<Controller>,
     metrics_server: String,
+    controller_args: Vec<String>,
 }
 
 struct Controller {
@@ -61,6 +66,12 @@ impl Env {
         init_tracing();
         let mut config = localkube::Config::default();
         config.sim.nodes = opts.nodes.max(1);
+        if opts.dataplane {
+            config.dataplane = Some(localkube::dataplane::DataPlaneConfig {
+                default_namespace: NS.into(),
+                ..Default::default()
+            });
+        }
         let kube = localkube::Server::start(config)
             .await
             .expect("localkube starts");
@@ -108,6 +119,7 @@ impl Env {
             phases,
             controller: None,
             metrics_server,
+            controller_args: opts.controller_args.iter().map(|s| s.to_string()).collect(),
         };
         env.start_controller().await;
         env
@@ -115,7 +127,13 @@ impl Env {
 
     /// Starts the controller (in-process, as `flagger controller` runs it).
     pub async fn start_controller(&mut self) {
-        let args = flagger_controller::Args::try_parse_from([
+        let extra = self.controller_args.clone();
+        self.start_controller_with(&extra).await;
+    }
+
+    /// Starts the controller with extra flags.
+    pub async fn start_controller_with(&mut self, extra: &[String]) {
+        let mut argv: Vec<String> = [
             "controller",
             "--mesh-provider=kubernetes",
             "--metrics-server",
@@ -123,8 +141,12 @@ impl Env {
             "--min-analysis-interval=1s",
             "--port=0",
             "--log-level=info",
-        ])
-        .expect("controller flags parse");
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        argv.extend(extra.iter().cloned());
+        let args = flagger_controller::Args::try_parse_from(argv).expect("controller flags parse");
         let (stop, rx) = oneshot::channel::<()>();
         let client = self.client.clone();
         let task = tokio::spawn(async move {

@@ -1,0 +1,375 @@
+//! Seed 000 on localkube: a GitOps tool (server-side apply, field manager
+//! `kustomize-controller`, force) keeps re-applying the Service `app` with a selector for the
+//! `app` pods, which the controller manages as the apex Service of Canary `app` (selector
+//! `app-primary`), while requests flow through localkube's data plane.
+//!
+//! Phase A runs the controller as Flagger behaves (`--gitops-max-reversions=0`: revert
+//! forever); phase B with the stop-fighting rule (3 reversions). Both print their figures.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flagger_api::CanaryPhase;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use serde_json::json;
+use support::{Env, NS, Options};
+
+/// The GitOps tool's pace (Flux's is minutes; the fight is the same at any pace).
+const GITOPS_INTERVAL: Duration = Duration::from_millis(400);
+
+const WORKLOAD: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: app, namespace: test, labels: {app: app}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: app}}
+  template:
+    metadata: {labels: {app: app}}
+    spec:
+      containers:
+      - name: app
+        image: ghcr.io/stefanprodan/podinfo:6.0.0
+        ports: [{name: http, containerPort: 9898}]
+"#;
+
+const CANARY: &str = r#"
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: app, namespace: test}
+spec:
+  provider: kubernetes
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: app}
+  progressDeadlineSeconds: 60
+  service: {port: 80, targetPort: http}
+  analysis: {interval: 10s, threshold: 2, iterations: 2}
+"#;
+
+/// The Service as the GitOps repository has it (the seed's missed step: it was left there).
+fn gitops_service() -> serde_json::Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "app", "namespace": NS},
+        "spec": {"selector": {"app": "app"},
+                 "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}
+    })
+}
+
+async fn gitops_apply(client: &Client) {
+    Api::<Service>::namespaced(client.clone(), NS)
+        .patch(
+            "app",
+            &PatchParams::apply("kustomize-controller").force(),
+            &Patch::Apply(gitops_service()),
+        )
+        .await
+        .expect("GitOps apply");
+}
+
+/// A timestamped record of something observed.
+type Log<T> = Arc<Mutex<Vec<(Instant, T)>>>;
+
+/// Watches the apex Service's selector and its Endpoints, and sends requests through the
+/// data plane, recording all three with timestamps.
+struct Observer {
+    selectors: Log<String>,
+    endpoints: Log<bool>,
+    requests: Log<u16>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Observer {
+    fn start(env: &Env) -> Observer {
+        let selectors: Log<String> = Default::default();
+        let endpoints: Log<bool> = Default::default();
+        let requests: Log<u16> = Default::default();
+        let mut tasks = Vec::new();
+
+        let svc_api: Api<Service> = Api::namespaced(env.client.clone(), NS);
+        let log = selectors.clone();
+        tasks.push(tokio::spawn(async move {
+            let cfg = watcher::Config::default().fields("metadata.name=app");
+            let mut s = watcher::watcher(svc_api, cfg).boxed();
+            while let Some(Ok(ev)) = s.next().await {
+                if let watcher::Event::Apply(svc) | watcher::Event::InitApply(svc) = ev {
+                    let app = svc
+                        .spec
+                        .and_then(|s| s.selector)
+                        .and_then(|s| s.get("app").cloned())
+                        .unwrap_or_default();
+                    log.lock().unwrap().push((Instant::now(), app));
+                }
+            }
+        }));
+
+        let ep_api: Api<Endpoints> = Api::namespaced(env.client.clone(), NS);
+        let log = endpoints.clone();
+        tasks.push(tokio::spawn(async move {
+            let cfg = watcher::Config::default().fields("metadata.name=app");
+            let mut s = watcher::watcher(ep_api, cfg).boxed();
+            while let Some(Ok(ev)) = s.next().await {
+                if let watcher::Event::Apply(ep) | watcher::Event::InitApply(ep) = ev {
+                    let ready = ep
+                        .subsets
+                        .iter()
+                        .flatten()
+                        .any(|s| s.addresses.as_ref().is_some_and(|a| !a.is_empty()));
+                    log.lock().unwrap().push((Instant::now(), ready));
+                }
+            }
+        }));
+
+        let proxy = env.kube.proxy_url().expect("data plane");
+        let log = requests.clone();
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .proxy(reqwest::Proxy::http(&proxy).expect("proxy"))
+                .timeout(Duration::from_secs(2))
+                .build()
+                .expect("client");
+            loop {
+                let code = match http.get("http://app.test/").send().await {
+                    Ok(r) => r.status().as_u16(),
+                    Err(_) => 599,
+                };
+                log.lock().unwrap().push((Instant::now(), code));
+            }
+        }));
+        Observer {
+            selectors,
+            endpoints,
+            requests,
+            tasks,
+        }
+    }
+
+    /// Selector changes to `app: app` (the GitOps version) after `since`.
+    fn flips_to_gitops(&self, since: Instant) -> usize {
+        self.selectors
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, app)| *t >= since && app == "app")
+            .count()
+    }
+
+    fn selector_changes_to(&self, since: Instant, app: &str) -> usize {
+        self.selectors
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, a)| *t >= since && a == app)
+            .count()
+    }
+
+    /// Time in `[from, to]` during which the Service's Endpoints had no ready address.
+    fn without_endpoints(&self, from: Instant, to: Instant) -> Duration {
+        let log = self.endpoints.lock().unwrap();
+        let mut state = log
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= from)
+            .map(|(_, r)| *r)
+            .unwrap_or(true);
+        let mut at = from;
+        let mut empty = Duration::ZERO;
+        for (t, ready) in log.iter().filter(|(t, _)| *t > from && *t <= to) {
+            if !state {
+                empty += *t - at;
+            }
+            state = *ready;
+            at = *t;
+        }
+        if !state {
+            empty += to - at;
+        }
+        empty
+    }
+
+    /// (failed, total) requests in `[from, to]`; failed: 5xx or no answer.
+    fn failures(&self, from: Instant, to: Instant) -> (usize, usize) {
+        let log = self.requests.lock().unwrap();
+        let window: Vec<u16> = log
+            .iter()
+            .filter(|(t, _)| *t >= from && *t <= to)
+            .map(|(_, c)| *c)
+            .collect();
+        (window.iter().filter(|c| **c >= 500).count(), window.len())
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Applies the workload, the GitOps Service, then the Canary, and waits for `Initialized`
+/// with the apex Service taken over.
+async fn install(env: &Env) {
+    env.apply(WORKLOAD).await;
+    gitops_apply(&env.client).await;
+    env.apply(CANARY).await;
+    env.wait_phase("app", CanaryPhase::Initialized).await;
+    env.wait_jsonpath("service/app", ".spec.selector.app", "app-primary")
+        .await;
+}
+
+/// Runs one GitOps cycle, then waits the GitOps interval.
+async fn cycle(env: &Env) {
+    gitops_apply(&env.client).await;
+    tokio::time::sleep(GITOPS_INTERVAL).await;
+}
+
+fn pct(part: Duration, whole: Duration) -> f64 {
+    100.0 * part.as_secs_f64() / whole.as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gitops_fight_is_reported_and_stopped_without_an_outage() {
+    let mut env = Env::start(Options {
+        dataplane: true,
+        controller_args: &["--gitops-max-reversions=0"],
+        ..Default::default()
+    })
+    .await;
+    install(&env).await;
+    let obs = Observer::start(&env);
+
+    // Phase A: revert forever (Flagger's behaviour). Every GitOps cycle flips the selector to
+    // the scaled-to-zero `app` pods and the controller flips it back.
+    const CYCLES_A: usize = 8;
+    let a_start = Instant::now();
+    for _ in 0..CYCLES_A {
+        cycle(&env).await;
+    }
+    env.wait_jsonpath("service/app", ".spec.selector.app", "app-primary")
+        .await;
+    let a_end = Instant::now();
+    let flips = obs.flips_to_gitops(a_start);
+    let reverts = obs.selector_changes_to(a_start, "app-primary");
+    let empty_a = obs.without_endpoints(a_start, a_end);
+    let (failed_a, total_a) = obs.failures(a_start, a_end);
+    eprintln!(
+        "phase A (revert forever): {CYCLES_A} GitOps cycles in {:.1}s: {flips} flips to the GitOps selector, \
+         {reverts} reversions, no ready endpoints {:.3}s ({:.2}% of the time), failed requests {failed_a}/{total_a} ({:.2}%)",
+        (a_end - a_start).as_secs_f64(),
+        empty_a.as_secs_f64(),
+        pct(empty_a, a_end - a_start),
+        100.0 * failed_a as f64 / total_a.max(1) as f64,
+    );
+    assert_eq!(flips, CYCLES_A, "every GitOps cycle changed the selector");
+    assert!(reverts >= CYCLES_A, "the controller reverted every change");
+    let warning = env
+        .wait_event(
+            "app",
+            "field manager kustomize-controller changed spec.selector.app",
+        )
+        .await;
+    assert!(
+        warning.contains("kustomize.toolkit.fluxcd.io/ssa: IfNotPresent"),
+        "the event gives the Flux fix: {warning}"
+    );
+    env.wait_jsonpath(
+        "canary/app",
+        ".status.conditions[?(@.type==\"FieldConflict\")].reason",
+        "Reverting",
+    )
+    .await;
+    // Promoted is still there next to it.
+    assert_eq!(
+        env.jsonpath(
+            "canary/app",
+            ".status.conditions[?(@.type==\"Promoted\")].status"
+        )
+        .await,
+        "True"
+    );
+
+    // Phase B: the stop-fighting rule (3 reversions in the window).
+    env.stop_controller().await;
+    env.start_controller_with(&[]).await;
+    let b_start = Instant::now();
+    let mut first_warning_cycle = None;
+    let mut yield_cycle = None;
+    for n in 1..=10 {
+        cycle(&env).await;
+        if first_warning_cycle.is_none()
+            && env
+                .event_count("app", "put back (1 times in 30m0s; stops after 3)")
+                .await
+                > 0
+        {
+            first_warning_cycle = Some(n);
+        }
+        let reason = env
+            .jsonpath(
+                "canary/app",
+                ".status.conditions[?(@.type==\"FieldConflict\")].reason",
+            )
+            .await;
+        if reason == "StoppedReverting" {
+            yield_cycle = Some(n);
+            break;
+        }
+    }
+    let yield_cycle = yield_cycle.expect("the controller stopped reverting within 10 cycles");
+    let first_warning_cycle = first_warning_cycle.unwrap_or(yield_cycle);
+    assert!(
+        first_warning_cycle <= 2,
+        "warned within two GitOps cycles (at cycle {first_warning_cycle})"
+    );
+    // The target serves the GitOps selector's traffic, and the Service stays as GitOps wrote it.
+    env.wait_jsonpath("deployment/app", ".status.readyReplicas", "2")
+        .await;
+    cycle(&env).await;
+    env.wait_jsonpath("service/app", ".spec.selector.app", "app")
+        .await;
+    let settled = Instant::now();
+    for _ in 0..6 {
+        cycle(&env).await;
+    }
+    let b_end = Instant::now();
+    let empty_after = obs.without_endpoints(settled, b_end);
+    let (failed_after, total_after) = obs.failures(settled, b_end);
+    let empty_b = obs.without_endpoints(b_start, b_end);
+    let (failed_b, total_b) = obs.failures(b_start, b_end);
+    eprintln!(
+        "phase B (stop after 3): first warning at cycle {first_warning_cycle}, stopped reverting at cycle {yield_cycle}; \
+         whole phase {:.1}s: no ready endpoints {:.3}s, failed requests {failed_b}/{total_b}; \
+         after stopping, 6 cycles in {:.1}s: no ready endpoints {:.3}s, failed requests {failed_after}/{total_after}, \
+         flips back to app-primary {}",
+        (b_end - b_start).as_secs_f64(),
+        empty_b.as_secs_f64(),
+        (b_end - settled).as_secs_f64(),
+        empty_after.as_secs_f64(),
+        obs.selector_changes_to(settled, "app-primary"),
+    );
+    assert_eq!(
+        obs.selector_changes_to(settled, "app-primary"),
+        0,
+        "no more flapping"
+    );
+    assert_eq!(
+        empty_after,
+        Duration::ZERO,
+        "the Service always had ready endpoints"
+    );
+    assert_eq!(failed_after, 0, "no failed request once the fight stopped");
+    assert!(total_after > 0, "requests flowed");
+    let stopped = env
+        .wait_event(
+            "app",
+            "stopped reverting, the object is left to kustomize-controller",
+        )
+        .await;
+    assert!(stopped.contains("Deployment app"), "{stopped}");
+}

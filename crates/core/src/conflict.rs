@@ -1,0 +1,431 @@
+//! Fights over generated objects: another writer (a GitOps tool, a person with kubectl)
+//! changing fields the controller manages, and the controller changing them back, in a loop.
+//!
+//! Seed 000 is the case this module is for: Flux re-applied a Service `app` every five minutes
+//! with a selector for the `app` pods (scaled to zero by Flagger), Flagger set it back to the
+//! `app-primary` pods at its next tick, and 5–8% of requests failed until someone noticed.
+//!
+//! Pure logic: which fields differ between the live object and what the controller wants
+//! ([`differences`]), who else owns them according to `metadata.managedFields`
+//! ([`contenders`]), and a per-object record of reversions that decides when to stop reverting
+//! ([`FightLog`]).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+use k8s_openapi::jiff::Timestamp;
+use serde_json::Value;
+
+/// A field path, as object keys from the root (`["spec", "selector", "app"]`). A path that ends
+/// at a list names the whole list.
+pub type FieldPath = Vec<String>;
+
+/// Dotted form of a path, as shown to people: `spec.selector.app`.
+pub fn dotted(path: &FieldPath) -> String {
+    path.join(".")
+}
+
+/// The fields `desired` sets that `live` does not hold (see [`crate::converge::holds`] for the
+/// comparison rules).
+pub fn differences(live: &Value, desired: &Value) -> Vec<FieldPath> {
+    let mut out = Vec::new();
+    walk(live, desired, &mut Vec::new(), &mut out);
+    out
+}
+
+fn walk(live: &Value, desired: &Value, at: &mut FieldPath, out: &mut Vec<FieldPath>) {
+    match (live, desired) {
+        (Value::Object(l), Value::Object(d)) => {
+            for (k, dv) in d {
+                at.push(k.clone());
+                match l.get(k) {
+                    Some(lv) => walk(lv, dv, at, out),
+                    None if crate::converge::is_empty(dv) => {}
+                    None => out.push(at.clone()),
+                }
+                at.pop();
+            }
+        }
+        (l, d) if crate::converge::holds(l, d) => {}
+        _ => out.push(at.clone()),
+    }
+}
+
+/// Another writer's claim on fields the controller wants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contender {
+    /// The field manager (`kustomize-controller`, `argocd-controller`, `kubectl-client-side-apply`, …).
+    pub manager: String,
+    /// `Apply` or `Update`.
+    pub operation: String,
+    /// The contested fields it owns, dotted.
+    pub fields: Vec<String>,
+}
+
+/// Managers other than `ours` that own any of `paths` in `managed`.
+pub fn contenders(
+    managed: &[ManagedFieldsEntry],
+    ours: &str,
+    paths: &[FieldPath],
+) -> Vec<Contender> {
+    let mut out: Vec<Contender> = Vec::new();
+    for entry in managed {
+        let manager = entry.manager.clone().unwrap_or_default();
+        if manager == ours || entry.subresource.as_deref().is_some_and(|s| !s.is_empty()) {
+            continue;
+        }
+        let Some(fields) = entry.fields_v1.as_ref().map(|f| &f.0) else {
+            continue;
+        };
+        let owned: Vec<String> = paths
+            .iter()
+            .filter(|p| owns(fields, p))
+            .map(dotted)
+            .collect();
+        if owned.is_empty() {
+            continue;
+        }
+        let operation = entry.operation.clone().unwrap_or_default();
+        match out.iter_mut().find(|c| c.manager == manager) {
+            Some(c) => {
+                for f in owned {
+                    if !c.fields.contains(&f) {
+                        c.fields.push(f);
+                    }
+                }
+            }
+            None => out.push(Contender {
+                manager,
+                operation,
+                fields: owned,
+            }),
+        }
+    }
+    out
+}
+
+/// Whether a `fieldsV1` set covers `path`: every key along it is present as `f:<key>`; reaching
+/// a list (`k:`/`i:`/`v:` members) or a leaf counts as owning the rest.
+fn owns(fields: &Value, path: &FieldPath) -> bool {
+    let mut at = fields;
+    for key in path {
+        let Value::Object(m) = at else {
+            return true;
+        };
+        if m.keys()
+            .any(|k| k.starts_with("k:") || k.starts_with("i:") || k.starts_with("v:"))
+        {
+            return true;
+        }
+        match m.get(&format!("f:{key}")) {
+            Some(next) => at = next,
+            None => return false,
+        }
+    }
+    true
+}
+
+/// When to stop reverting another writer's changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FightPolicy {
+    /// Reversions of one object, against one manager, within `window` after which the
+    /// controller stops reverting. 0: never stop (Flagger's behaviour).
+    pub max_reversions: u32,
+    pub window: Duration,
+}
+
+impl Default for FightPolicy {
+    fn default() -> Self {
+        FightPolicy {
+            max_reversions: 3,
+            window: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// What to do about a foreign change just observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Put the controller's fields back; `count` reversions in the window so far (this one
+    /// included).
+    Revert { count: usize },
+    /// Leave the object to the other writer from now on; `count` reversions were made.
+    Yield { count: usize },
+}
+
+/// Per-object, per-manager history of reversions, and the objects yielded.
+#[derive(Clone, Debug, Default)]
+pub struct FightLog {
+    reversions: BTreeMap<(String, String), VecDeque<Timestamp>>,
+    yielded: BTreeMap<String, String>,
+    notes: BTreeMap<String, String>,
+}
+
+impl FightLog {
+    /// Records a foreign change of `object` by `manager` at `now` and says what to do.
+    pub fn observe(
+        &mut self,
+        object: &str,
+        manager: &str,
+        now: Timestamp,
+        policy: FightPolicy,
+    ) -> Verdict {
+        let times = self
+            .reversions
+            .entry((object.to_string(), manager.to_string()))
+            .or_default();
+        let window = policy.window.as_secs() as i64;
+        while times
+            .front()
+            .is_some_and(|t| now.as_second() - t.as_second() >= window)
+        {
+            times.pop_front();
+        }
+        let reverted = times.len();
+        if policy.max_reversions > 0 && reverted >= policy.max_reversions as usize {
+            self.yielded.insert(object.to_string(), manager.to_string());
+            return Verdict::Yield { count: reverted };
+        }
+        times.push_back(now);
+        Verdict::Revert { count: times.len() }
+    }
+
+    /// The manager `object` was yielded to, if it was.
+    pub fn yielded_to(&self, object: &str) -> Option<&str> {
+        self.yielded.get(object).map(String::as_str)
+    }
+
+    /// The other writer no longer holds the object's contested fields: fight over, history
+    /// cleared.
+    pub fn settle(&mut self, object: &str) {
+        self.yielded.remove(object);
+        self.notes.remove(object);
+        self.reversions.retain(|(o, _), _| o != object);
+    }
+
+    /// Keeps the latest description of the fight over `object` (for the Canary condition).
+    pub fn note(&mut self, object: &str, text: String) {
+        self.notes.insert(object.to_string(), text);
+    }
+
+    /// Descriptions of the fights still active at `now`, by object.
+    pub fn active_notes(&self, now: Timestamp, policy: FightPolicy) -> Vec<(String, String)> {
+        let active: BTreeSet<String> = self
+            .active(now, policy)
+            .into_iter()
+            .map(|(o, _, _)| o)
+            .collect();
+        self.notes
+            .iter()
+            .filter(|(o, _)| active.contains(*o))
+            .map(|(o, n)| (o.clone(), n.clone()))
+            .collect()
+    }
+
+    /// Objects with reversions in the window ending at `now`, or yielded: `(object, manager,
+    /// count)`.
+    pub fn active(&self, now: Timestamp, policy: FightPolicy) -> Vec<(String, String, usize)> {
+        let window = policy.window.as_secs() as i64;
+        let mut out: BTreeSet<(String, String, usize)> = BTreeSet::new();
+        for ((object, manager), times) in &self.reversions {
+            let n = times
+                .iter()
+                .filter(|t| now.as_second() - t.as_second() < window)
+                .count();
+            if n > 0 || self.yielded.get(object) == Some(manager) {
+                out.insert((object.clone(), manager.clone(), n));
+            }
+        }
+        out.into_iter().collect()
+    }
+}
+
+/// How to stop a GitOps tool from fighting over a generated object, for the message.
+pub fn remedy(manager: &str, kind: &str, name: &str) -> String {
+    let flux = format!(
+        "remove {kind} {name} from the Git source (Flux: or annotate it there with \
+         kustomize.toolkit.fluxcd.io/ssa: IfNotPresent, so Flux creates it but never \
+         overwrites it)"
+    );
+    let argo = format!(
+        "remove {kind} {name} from the Git source (Argo CD: or add an ignoreDifferences rule \
+         for the contested fields, with RespectIgnoreDifferences=true in syncOptions)"
+    );
+    match manager {
+        m if m.contains("kustomize-controller")
+            || m.contains("helm-controller")
+            || m.contains("flux") =>
+        {
+            flux
+        }
+        m if m.contains("argocd") => argo,
+        _ => format!(
+            "stop {manager} from writing {kind} {name}: the controller generates it; {flux}; {argo}"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1;
+    use serde_json::json;
+
+    fn entry(manager: &str, fields: Value) -> ManagedFieldsEntry {
+        ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some("Apply".into()),
+            fields_v1: Some(FieldsV1(fields)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_seed_selector_fight_names_flux() {
+        let live = json!({"spec": {"selector": {"app": "app"}, "ports": [{"port": 80}]}});
+        let desired =
+            json!({"spec": {"selector": {"app": "app-primary"}, "ports": [{"port": 80}]}});
+        let diff = differences(&live, &desired);
+        assert_eq!(
+            diff,
+            vec![vec!["spec".to_string(), "selector".into(), "app".into()]]
+        );
+        let managed = vec![
+            entry(
+                "flagger",
+                json!({"f:spec": {"f:ports": {"k:{\"port\":80,\"protocol\":\"TCP\"}": {}}}}),
+            ),
+            entry(
+                "kustomize-controller",
+                json!({"f:spec": {"f:selector": {"f:app": {}}}}),
+            ),
+        ];
+        let c = contenders(&managed, "flagger", &diff);
+        assert_eq!(
+            c,
+            vec![Contender {
+                manager: "kustomize-controller".into(),
+                operation: "Apply".into(),
+                fields: vec!["spec.selector.app".into()],
+            }]
+        );
+    }
+
+    #[test]
+    fn our_own_fields_and_status_writers_are_not_contenders() {
+        let diff = vec![vec!["spec".to_string(), "selector".into()]];
+        let managed = vec![
+            entry("flagger", json!({"f:spec": {"f:selector": {}}})),
+            ManagedFieldsEntry {
+                subresource: Some("status".into()),
+                ..entry(
+                    "kube-controller-manager",
+                    json!({"f:spec": {"f:selector": {}}}),
+                )
+            },
+        ];
+        assert!(contenders(&managed, "flagger", &diff).is_empty());
+    }
+
+    #[test]
+    fn a_list_owner_owns_the_list() {
+        let diff = vec![vec!["spec".to_string(), "ports".into()]];
+        let managed = vec![entry(
+            "argocd-controller",
+            json!({"f:spec": {"f:ports": {"k:{\"port\":8080}": {}}}}),
+        )];
+        assert_eq!(
+            contenders(&managed, "flagger", &diff)[0].manager,
+            "argocd-controller"
+        );
+    }
+
+    #[test]
+    fn missing_fields_are_differences_and_extra_ones_are_not() {
+        let live = json!({"metadata": {"labels": {"a": "1", "b": "2"}}});
+        let desired = json!({"metadata": {"labels": {"a": "1", "c": "3"}, "annotations": {}}});
+        assert_eq!(
+            differences(&live, &desired),
+            vec![vec!["metadata".to_string(), "labels".into(), "c".into()]]
+        );
+    }
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + s).unwrap()
+    }
+
+    #[test]
+    fn yields_after_the_limit_within_the_window() {
+        let policy = FightPolicy {
+            max_reversions: 2,
+            window: Duration::from_secs(600),
+        };
+        let mut log = FightLog::default();
+        assert_eq!(
+            log.observe("Service/app", "flux", at(0), policy),
+            Verdict::Revert { count: 1 }
+        );
+        assert_eq!(
+            log.observe("Service/app", "flux", at(300), policy),
+            Verdict::Revert { count: 2 }
+        );
+        assert_eq!(
+            log.observe("Service/app", "flux", at(590), policy),
+            Verdict::Yield { count: 2 }
+        );
+        assert_eq!(log.yielded_to("Service/app"), Some("flux"));
+        log.settle("Service/app");
+        assert_eq!(log.yielded_to("Service/app"), None);
+        assert_eq!(
+            log.observe("Service/app", "flux", at(700), policy),
+            Verdict::Revert { count: 1 }
+        );
+    }
+
+    #[test]
+    fn old_reversions_leave_the_window() {
+        let policy = FightPolicy {
+            max_reversions: 2,
+            window: Duration::from_secs(600),
+        };
+        let mut log = FightLog::default();
+        log.observe("Service/app", "flux", at(0), policy);
+        log.observe("Service/app", "flux", at(100), policy);
+        // Both older than the window: counting starts again.
+        assert_eq!(
+            log.observe("Service/app", "flux", at(800), policy),
+            Verdict::Revert { count: 1 }
+        );
+        assert_eq!(
+            log.active(at(800), policy),
+            vec![("Service/app".into(), "flux".into(), 1)]
+        );
+    }
+
+    #[test]
+    fn zero_means_never_stop() {
+        let policy = FightPolicy {
+            max_reversions: 0,
+            window: Duration::from_secs(600),
+        };
+        let mut log = FightLog::default();
+        for i in 0..50 {
+            assert!(matches!(
+                log.observe("Service/app", "flux", at(i), policy),
+                Verdict::Revert { .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn remedies_name_the_tool() {
+        assert!(
+            remedy("kustomize-controller", "Service", "app")
+                .contains("kustomize.toolkit.fluxcd.io/ssa: IfNotPresent")
+        );
+        assert!(remedy("argocd-controller", "Service", "app").contains("ignoreDifferences"));
+        let other = remedy("kubectl-client-side-apply", "Service", "app");
+        assert!(other.contains("Flux") && other.contains("Argo CD"));
+    }
+}
