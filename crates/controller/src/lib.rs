@@ -20,6 +20,7 @@ pub mod canary;
 pub mod context;
 pub mod error;
 pub mod events;
+pub mod gotemplate;
 pub mod metrics;
 pub mod prometheus;
 pub mod router;
