@@ -26,6 +26,7 @@ pub mod prometheus;
 pub mod router;
 pub mod run;
 pub mod server;
+pub mod templates;
 pub mod webhook;
 
 pub use args::Args;
