@@ -932,3 +932,54 @@ async fn rolls_back_when_a_metric_template_exceeds_its_threshold_range() {
         "{events:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metric_template_with_an_unsupported_provider_is_refused_by_name() {
+    let env = Env::start(Options::default()).await;
+    env.apply(&format!(
+        r#"
+apiVersion: flagger.app/v1beta1
+kind: MetricTemplate
+metadata: {{name: error-rate, namespace: {NS}}}
+spec:
+  provider: {{type: datadog, address: "https://api.datadoghq.com"}}
+  query: avg:requests{{*}}
+"#
+    ))
+    .await;
+    env.apply(&workload("6.0.0", "")).await;
+    let metrics = "    metrics:\n    - name: error-rate\n      templateRef: {name: error-rate}\n      thresholdRange: {max: 1}\n      interval: 1m";
+    env.apply(&canary(
+        "Deployment",
+        "podinfo",
+        "",
+        &bg_analysis(3, 2, metrics),
+    ))
+    .await;
+    env.wait_jsonpath(
+        "canary/podinfo",
+        r#".status.conditions[?(@.type=="Valid")].message"#,
+        "invalid canary spec: spec.analysis.metrics[0].templateRef: MetricTemplate error-rate.test: the datadog metrics provider is not supported by flagger-rs yet; supported: prometheus",
+    )
+    .await;
+
+    // Switching the template to prometheus lifts the refusal without touching the Canary.
+    env.apply(&format!(
+        r#"
+apiVersion: flagger.app/v1beta1
+kind: MetricTemplate
+metadata: {{name: error-rate, namespace: {NS}}}
+spec:
+  provider: {{type: prometheus, address: "http://127.0.0.1:9"}}
+  query: vector(0)
+"#
+    ))
+    .await;
+    env.wait_phase("podinfo", CanaryPhase::Initialized).await;
+    env.wait_jsonpath(
+        "canary/podinfo",
+        r#".status.conditions[?(@.type=="Valid")].status"#,
+        "",
+    )
+    .await;
+}
