@@ -84,6 +84,7 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
         ),
         ("flagger.app", &["canaries/status"], &["get", "patch"]),
         ("flagger.app", &["canaries/finalizers"], &["update"]),
+        ("flagger.app", &["metrictemplates"], &["get"]),
         (
             "apps",
             &["deployments", "daemonsets"],
