@@ -1,6 +1,7 @@
 //! MetricTemplate checks against an in-process API server (localkube) holding the templates and
 //! Secrets, and a fake Prometheus (axum) that records what it is asked: the credentials from
-//! `secretRef`, the headers, the rendered query, and Flagger's message for each failure.
+//! `secretRef`, the headers, the rendered query, and Flagger's message for each failure; plus a
+//! self-signed HTTPS Prometheus for `insecureSkipVerify`.
 
 #![allow(
     clippy::unwrap_used,
@@ -357,4 +358,78 @@ async fn each_failure_is_an_unusable_check_with_flaggers_message() {
     }
     // None of these reached Prometheus.
     assert!(w.prom.seen().is_empty(), "{:?}", w.prom.seen());
+}
+
+/// A Prometheus behind TLS with a self-signed certificate: answers every query with 4.5.
+async fn tls_prometheus() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    let rcgen::CertifiedKey { cert, key_pair } =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that rejects the certificate ends the handshake here.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"4.5"]}]}}"#;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(response.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_skip_verify_accepts_a_self_signed_prometheus() {
+    let w = World::start().await;
+    let addr = tls_prometheus().await;
+    let address = format!("https://127.0.0.1:{}", addr.port());
+    w.template(
+        "verified",
+        serde_json::json!({"type": "prometheus", "address": address}),
+        "vector(1)",
+    )
+    .await;
+    w.template(
+        "unverified",
+        serde_json::json!({"type": "prometheus", "address": address, "insecureSkipVerify": true}),
+        "vector(1)",
+    )
+    .await;
+
+    match w.run("verified").await {
+        MetricOutcome::Error(e) => assert!(e.starts_with("request failed: "), "{e}"),
+        other => panic!("a self-signed certificate was accepted: {other:?}"),
+    }
+    assert_eq!(w.run("unverified").await, MetricOutcome::Value(4.5));
 }
