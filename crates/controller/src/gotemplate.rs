@@ -115,6 +115,16 @@ fn split(src: &str) -> Result<Vec<Part>, String> {
 
 /// The text of one action up to its closing `}}` (quotes respected), and what follows it.
 fn action_body(s: &str, line: usize) -> Result<(&str, &str), String> {
+    // A comment may hold anything, quotes included, up to `*/`.
+    if s.trim_start().starts_with("/*") {
+        let end = s
+            .find("*/")
+            .ok_or_else(|| format!("template: query:{line}: unclosed comment"))?;
+        let close = s[end..]
+            .find("}}")
+            .ok_or_else(|| format!("template: query:{line}: unclosed action"))?;
+        return Ok((&s[..end + close], &s[end + close + 2..]));
+    }
     let bytes = s.as_bytes();
     let mut i = 0;
     let mut quote: Option<u8> = None;
@@ -1009,6 +1019,7 @@ mod tests {
     fn whitespace_trimming_and_comments() {
         assert_eq!(ok("a  {{- name -}}  b"), "apodinfob");
         assert_eq!(ok("a {{/* a comment */}}b"), "a b");
+        assert_eq!(ok(r#"a{{/* don't "quote" }} */}}b"#), "ab");
         assert_eq!(ok("a \n {{- /* trimmed */ -}} \n b"), "ab");
         assert_eq!(ok("{{-3}}"), "-3");
         assert_eq!(ok("x{{ name }}\n  y"), "xpodinfo\n  y");
@@ -1020,6 +1031,24 @@ mod tests {
     fn errors_carry_the_line() {
         let e = fails("sum(\n  x{{ nope }})");
         assert!(e.starts_with("template: query:2:"), "{e}");
+    }
+
+    proptest::proptest! {
+        /// Any text made of template-ish pieces renders or fails with a message; never panics.
+        #[test]
+        fn never_panics_on_arbitrary_templates(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "{{", "}}", "{{-", "-}}", " ", "\n", "name", "variables", ".", ".reporter",
+                    "$x", ":=", "=", "|", "(", ")", "\"", "`", "'", "printf", "\"%s\"",
+                    "index", "1", "-2", "1.5", "/*", "*/", "if", "é", "\\", "nil", "true",
+                ]),
+                0..24,
+            )
+        ) {
+            let t: String = pieces.concat();
+            let _ = render(&t, &model());
+        }
     }
 
     #[test]
