@@ -14,8 +14,8 @@ use crate::gotemplate::{self, Model};
 use crate::prometheus::{self, Auth, Server};
 use crate::webhook::Clients;
 
-/// Reads MetricTemplates and their Secrets. Today each read is a GET; the call sites go
-/// through here only, so that reflector stores can replace it.
+/// Reads MetricTemplates and their Secrets. Today each read is a GET; every read goes through
+/// here (one instance, `Context::lookups`), so that reflector stores can replace it.
 #[derive(Clone)]
 pub struct Lookups {
     client: kube::Client,

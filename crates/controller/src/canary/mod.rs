@@ -66,8 +66,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action>
     let c = &deref.canary;
     let interval = c.analysis.interval;
     // Templates are not watched: look again every interval.
-    let lookups = crate::templates::Lookups::new(ctx.client.clone());
-    if let Err(problems) = dereference::template_providers(&lookups, c).await {
+    if let Err(problems) = dereference::template_providers(&ctx.lookups, c).await {
         report_invalid(&ctx, &api, &canary, &problems).await?;
         return Ok(Action::requeue(interval));
     }

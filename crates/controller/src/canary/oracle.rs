@@ -15,7 +15,7 @@ use crate::gotemplate::{self, Model};
 use crate::metrics::MetricLabels;
 use crate::prometheus;
 use crate::router::Router;
-use crate::templates::{self, Lookups};
+use crate::templates;
 use crate::webhook::{self, Payload};
 
 /// What the oracle works with for one tick.
@@ -121,10 +121,6 @@ impl Oracle<'_> {
         )
     }
 
-    fn lookups(&self) -> Lookups {
-        Lookups::new(self.ctx.client.clone())
-    }
-
     /// The availability check at initialization: the Prometheus of builtin checks and inline
     /// queries, then every MetricTemplate (template, secret, provider, `vector(1)`).
     async fn providers_online(&self) -> Result<(), String> {
@@ -135,13 +131,12 @@ impl Oracle<'_> {
         if uses_prometheus {
             prometheus::is_online(&self.ctx.http, &self.prometheus()).await?;
         }
-        let lookups = self.lookups();
         for m in metrics {
             if let MetricSource::Template {
                 name, namespace, ..
             } = &m.source
             {
-                templates::is_online(&lookups, &self.ctx.http, namespace, name).await?;
+                templates::is_online(&self.ctx.lookups, &self.ctx.http, namespace, name).await?;
             }
         }
         Ok(())
@@ -224,7 +219,7 @@ impl Oracle<'_> {
                 name, namespace, ..
             } => {
                 templates::run(
-                    &self.lookups(),
+                    &self.ctx.lookups,
                     &self.ctx.http,
                     namespace,
                     name,
