@@ -85,6 +85,11 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
         ("flagger.app", &["canaries/status"], &["get", "patch"]),
         ("flagger.app", &["canaries/finalizers"], &["update"]),
         (
+            "flagger.app",
+            &["metrictemplates", "alertproviders"],
+            &["get", "list", "watch"],
+        ),
+        (
             "apps",
             &["deployments", "daemonsets"],
             &["get", "list", "watch", "create", "patch"],
@@ -102,7 +107,7 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
         (
             "autoscaling",
             &["horizontalpodautoscalers"],
-            &["get", "create", "patch"],
+            &["get", "list", "watch", "create", "patch"],
         ),
         ("", &["events"], &["create", "patch"]),
     ];

@@ -18,6 +18,7 @@ use flagger_api::{Canary, CanaryStatus};
 use crate::cache::Caches;
 use crate::events::Recorder;
 use crate::metrics::Metrics;
+use crate::templates::Lookups;
 use crate::webhook::Clients;
 
 /// Settings derived from the flags.
@@ -76,6 +77,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub recorder: Recorder,
     pub http: Clients,
+    /// Where MetricTemplates and their Secrets are read from.
+    pub lookups: Lookups,
     pub configs: ConfigIndex,
     /// When each canary's next analysis tick is due.
     pub schedule: Mutex<HashMap<ObjectRef<Canary>, tokio::time::Instant>>,

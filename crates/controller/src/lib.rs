@@ -24,11 +24,13 @@ pub mod canary;
 pub mod context;
 pub mod error;
 pub mod events;
+pub mod gotemplate;
 pub mod metrics;
 pub mod prometheus;
 pub mod router;
 pub mod run;
 pub mod server;
+pub mod templates;
 pub mod webhook;
 
 pub use args::Args;

@@ -133,6 +133,7 @@ pub async fn serve(
         metrics,
         recorder: Recorder::new(client.clone()),
         http: Clients::new().context("building HTTP clients")?,
+        lookups: crate::templates::Lookups::new(client.clone()),
         configs: ConfigIndex::default(),
         schedule: Default::default(),
         ready: Default::default(),

@@ -808,3 +808,178 @@ async fn a_canary_left_by_flagger_is_adopted_without_an_analysis() {
     assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
     assert_eq!(env.event_count("podinfo", "New revision detected").await, 1);
 }
+
+/// A MetricTemplate (prometheus provider, the test Prometheus) giving the canary pods' error
+/// percentage; the status regex comes from the canary's `templateVariables`.
+fn error_rate_template(prometheus: &str) -> String {
+    format!(
+        r#"
+apiVersion: flagger.app/v1beta1
+kind: MetricTemplate
+metadata: {{name: error-rate, namespace: {NS}}}
+spec:
+  provider:
+    type: prometheus
+    address: {prometheus}
+  query: |
+    100 - sum(
+        rate(http_request_duration_seconds_count{{
+          kubernetes_namespace="{{{{ namespace }}}}",
+          kubernetes_pod_name=~"{{{{ target }}}}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)",
+          status!~"{{{{ variables.errors }}}}"
+        }}[{{{{ interval }}}}])
+    )
+    /
+    sum(
+        rate(http_request_duration_seconds_count{{
+          kubernetes_namespace="{{{{ namespace }}}}",
+          kubernetes_pod_name=~"{{{{ target }}}}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"
+        }}[{{{{ interval }}}}])
+    ) * 100
+"#
+    )
+}
+
+const TEMPLATE_METRICS: &str = r#"    metrics:
+    - name: error-rate
+      templateRef: {name: error-rate}
+      templateVariables: {errors: "5.*"}
+      thresholdRange: {max: 1}
+      interval: 10s
+    - name: requests
+      query: sum(rate(http_request_duration_seconds_count{kubernetes_namespace="{{ namespace }}",kubernetes_pod_name=~"{{ target }}-.*"}[{{ interval }}]))
+      thresholdRange: {min: 1}
+      interval: 10s"#;
+
+async fn env_with_template() -> Env {
+    let env = Env::start(Options {
+        prometheus: true,
+        ..Default::default()
+    })
+    .await;
+    let prometheus = env.prometheus.as_ref().unwrap().url();
+    env.apply(&error_rate_template(&prometheus)).await;
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotes_with_a_metric_template_and_an_inline_query() {
+    let env = env_with_template().await;
+    init(&env, &bg_analysis(3, 2, TEMPLATE_METRICS), "").await;
+    set_image(&env, "6.0.1").await;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
+    let events = env.events("podinfo").await;
+    for text in [
+        "all the metrics providers are available!",
+        "Advance podinfo.test canary iteration 3/3",
+        "Promotion completed! Scaling down podinfo.test",
+    ] {
+        assert!(
+            events.iter().any(|e| e == text),
+            "{text:?} not in {events:#?}"
+        );
+    }
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.starts_with("Halt podinfo.test advancement")),
+        "the healthy canary failed a threshold: {events:#?}"
+    );
+    let valid = env
+        .jsonpath(
+            "canary/podinfo",
+            r#".status.conditions[?(@.type=="Valid")].status"#,
+        )
+        .await;
+    assert_eq!(valid, "", "no Valid=False condition");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolls_back_when_a_metric_template_exceeds_its_threshold_range() {
+    let env = env_with_template().await;
+    init(&env, &bg_analysis(10, 2, TEMPLATE_METRICS), "").await;
+    // v2 answers half of its requests with 500: the template's error percentage is about 50.
+    env.kubectl(&[
+        "-n",
+        NS,
+        "patch",
+        "deployment/podinfo",
+        "--type=merge",
+        "-p",
+        &format!(
+            r#"{{"spec":{{"template":{{"metadata":{{"annotations":{{"{ERROR_RATIO}":"0.5"}}}},"spec":{{"containers":[{{"name":"podinfod","image":"{PODINFO}:6.0.2"}}]}}}}}}}}"#
+        ),
+    ])
+    .await;
+    env.wait_phase("podinfo", CanaryPhase::Failed).await;
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.0"));
+    let events = env.events("podinfo").await;
+    assert!(
+        events.iter().any(|e| {
+            e.strip_prefix("Halt podinfo.test advancement error-rate ")
+                .and_then(|rest| rest.strip_suffix(" > 1"))
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|v| (30.0..=70.0).contains(&v))
+        }),
+        "{events:#?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e == "Rolling back podinfo.test failed checks threshold reached 2"),
+        "{events:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metric_template_with_an_unsupported_provider_is_refused_by_name() {
+    let env = Env::start(Options::default()).await;
+    env.apply(&format!(
+        r#"
+apiVersion: flagger.app/v1beta1
+kind: MetricTemplate
+metadata: {{name: error-rate, namespace: {NS}}}
+spec:
+  provider: {{type: datadog, address: "https://api.datadoghq.com"}}
+  query: avg:requests{{*}}
+"#
+    ))
+    .await;
+    env.apply(&workload("6.0.0", "")).await;
+    let metrics = "    metrics:\n    - name: error-rate\n      templateRef: {name: error-rate}\n      thresholdRange: {max: 1}\n      interval: 1m";
+    env.apply(&canary(
+        "Deployment",
+        "podinfo",
+        "",
+        &bg_analysis(3, 2, metrics),
+    ))
+    .await;
+    env.wait_jsonpath(
+        "canary/podinfo",
+        r#".status.conditions[?(@.type=="Valid")].message"#,
+        "invalid canary spec: spec.analysis.metrics[0].templateRef: MetricTemplate error-rate.test: the datadog metrics provider is not supported by flagger-rs yet; supported: prometheus",
+    )
+    .await;
+
+    // Switching the template to prometheus lifts the refusal without touching the Canary.
+    env.apply(&format!(
+        r#"
+apiVersion: flagger.app/v1beta1
+kind: MetricTemplate
+metadata: {{name: error-rate, namespace: {NS}}}
+spec:
+  provider: {{type: prometheus, address: "http://127.0.0.1:9"}}
+  query: vector(0)
+"#
+    ))
+    .await;
+    env.wait_phase("podinfo", CanaryPhase::Initialized).await;
+    env.wait_jsonpath(
+        "canary/podinfo",
+        r#".status.conditions[?(@.type=="Valid")].status"#,
+        "",
+    )
+    .await;
+}

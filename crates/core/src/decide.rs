@@ -633,6 +633,7 @@ impl<'a> Tick<'a> {
         let name = &metric.name;
         let range = metric.range;
         match (&metric.source, outcome) {
+            (_, MetricOutcome::Unusable(message)) => Some(message.clone()),
             (MetricSource::Builtin(kind), MetricOutcome::Value(v)) => {
                 let (v, min, max) = (*v, range.min, range.max);
                 match kind {

@@ -78,6 +78,10 @@ pub enum MetricOutcome {
     NoValues(String),
     /// The query, the template or the provider failed.
     Error(String),
+    /// The check could not be set up (a missing MetricTemplate or Secret, an unsupported
+    /// provider, a query that does not render); the text is the whole event message, as Flagger
+    /// words each of these (`Metric template podinfo.test error: ...`).
+    Unusable(String),
 }
 
 /// Everything a tick observed. Fields that are `None` (or missing from the maps) have not been

@@ -480,3 +480,34 @@ fn failed_canary_left_by_flagger_stays_failed_until_the_target_changes() {
     w.tick();
     assert_eq!(w.status.phase, Progressing, "a new revision runs");
 }
+
+#[test]
+fn template_metric_failures_are_worded_as_flagger_words_them() {
+    use flagger_core::effects::MetricOutcome;
+    let analysis = "    threshold: 4\n    stepWeight: 20\n    maxWeight: 40\n    metrics:\n    - name: errors\n      interval: 1m\n      templateRef: {name: error-rate}\n      thresholdRange: {max: 5}\n";
+    let mut calls = 0;
+    let mut w = World::new(canary(&yaml("istio", analysis, ""))).with_metrics(move |_, _| {
+        calls += 1;
+        match calls {
+            1 => MetricOutcome::Unusable("Metric template error-rate.ns error: not found".into()),
+            2 => MetricOutcome::NoValues("no values found".into()),
+            3 => MetricOutcome::Error("error response: Status 400".into()),
+            _ => MetricOutcome::Value(7.5),
+        }
+    });
+    w.initialize();
+    w.set_revision("v2");
+    w.run_until(&[Failed], 10);
+    let warnings = w.warnings();
+    for expected in [
+        "Metric template error-rate.ns error: not found",
+        "Halt advancement no values found for custom metric: errors: no values found",
+        "Metric query failed for errors: error response: Status 400",
+        "Halt app.ns advancement errors 7.50 > 5",
+    ] {
+        assert!(
+            warnings.iter().any(|m| m == expected),
+            "missing {expected:?} in {warnings:#?}"
+        );
+    }
+}

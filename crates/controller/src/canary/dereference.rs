@@ -7,6 +7,7 @@ use flagger_core::validate::{Problem, validate};
 use crate::context::Settings;
 use crate::prometheus;
 use crate::router::Router;
+use crate::templates::{self, Lookups};
 
 /// A canary ready to run, with the warnings worth an event.
 pub struct Dereferenced {
@@ -50,10 +51,8 @@ pub fn dereference(canary: &Canary, settings: &Settings) -> Result<Dereferenced,
                         ));
                     }
                 }
-                MetricSource::Query(_) | MetricSource::Template { .. } => problems.push(format!(
-                    "spec.analysis.metrics[{i}] ({}): inline queries and MetricTemplates are not supported by flagger-rs yet; use request-success-rate or request-duration",
-                    m.name
-                )),
+                // Run by the oracle; a template's provider is checked by `template_providers`.
+                MetricSource::Query(_) | MetricSource::Template { .. } => {}
             }
         }
     }
@@ -68,6 +67,33 @@ pub fn dereference(canary: &Canary, settings: &Settings) -> Result<Dereferenced,
             warnings,
         }),
         _ => Err(problems),
+    }
+}
+
+/// Refuses MetricTemplates whose provider this build cannot query (datadog, newrelic, ...),
+/// naming the provider. Templates that cannot be read are not refused here: their check fails
+/// with Flagger's message at each tick, as in Flagger.
+pub async fn template_providers(lookups: &Lookups, c: &ValidatedCanary) -> Result<(), Vec<String>> {
+    if c.skip_analysis {
+        return Ok(());
+    }
+    let mut problems = Vec::new();
+    for (i, m) in c.analysis.metrics.iter().enumerate() {
+        if let MetricSource::Template {
+            name, namespace, ..
+        } = &m.source
+            && let Ok(template) = lookups.metric_template(namespace, name).await
+            && let Some(reason) = templates::unsupported_provider(&template.spec.provider)
+        {
+            problems.push(format!(
+                "spec.analysis.metrics[{i}].templateRef: MetricTemplate {name}.{namespace}: {reason}"
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
     }
 }
 

@@ -66,6 +66,11 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action>
     };
     let c = &deref.canary;
     let interval = c.analysis.interval;
+    // Templates are not watched: look again every interval.
+    if let Err(problems) = dereference::template_providers(&ctx.lookups, c).await {
+        report_invalid(&ctx, &api, &canary, &problems).await?;
+        return Ok(Action::requeue(interval));
+    }
     let mut status = ctx.current_status(&key, &canary);
     if status
         .conditions

@@ -10,9 +10,11 @@ use flagger_core::readiness::{self, Role};
 use super::observe::{Observed, Target};
 use crate::cache;
 use crate::context::Context;
+use crate::gotemplate::{self, Model};
 use crate::metrics::MetricLabels;
 use crate::prometheus;
 use crate::router::Router;
+use crate::templates;
 use crate::webhook::{self, Payload};
 
 /// What the oracle works with for one tick.
@@ -108,24 +110,76 @@ impl Oracle<'_> {
         }
     }
 
-    fn prometheus_address(&self) -> &str {
-        self.c
-            .metrics_server
-            .as_deref()
-            .unwrap_or(&self.ctx.settings.metrics_server)
+    /// The Prometheus of builtin checks and inline queries: `spec.metricsServer` or
+    /// `-metrics-server`.
+    fn prometheus(&self) -> prometheus::Server {
+        prometheus::Server::plain(
+            self.c
+                .metrics_server
+                .as_deref()
+                .unwrap_or(&self.ctx.settings.metrics_server),
+        )
     }
 
+    /// The availability check at initialization: the Prometheus of builtin checks and inline
+    /// queries, then every MetricTemplate (template, secret, provider, `vector(1)`).
     async fn providers_online(&self) -> Result<(), String> {
-        let uses_prometheus = self
-            .c
-            .analysis
-            .metrics
+        let metrics = &self.c.analysis.metrics;
+        let uses_prometheus = metrics
             .iter()
             .any(|m| matches!(m.source, MetricSource::Builtin(_) | MetricSource::Query(_)));
         if uses_prometheus {
-            prometheus::is_online(&self.ctx.http.verified, self.prometheus_address()).await?;
+            prometheus::is_online(&self.ctx.http, &self.prometheus()).await?;
+        }
+        for m in metrics {
+            if let MetricSource::Template {
+                name, namespace, ..
+            } = &m.source
+            {
+                templates::is_online(&self.ctx.lookups, &self.ctx.http, namespace, name).await?;
+            }
         }
         Ok(())
+    }
+
+    /// What a query template sees (reference §5.2). `interval` is the metric's as written:
+    /// empty for a template metric without one, `1m` by default for inline queries.
+    fn template_model(&self, index: usize) -> Model {
+        let spec = &self.canary.spec;
+        let wire = spec
+            .analysis
+            .as_ref()
+            .and_then(|a| a.metrics.as_ref())
+            .and_then(|m| m.get(index));
+        let metric = self.c.analysis.metrics.get(index);
+        let interval = match (wire.and_then(|w| w.interval.clone()), metric) {
+            (Some(i), _) => i,
+            (None, Some(m)) if matches!(m.source, MetricSource::Template { .. }) => String::new(),
+            (None, _) => "1m".into(),
+        };
+        let variables = match metric.map(|m| &m.source) {
+            Some(MetricSource::Template { variables, .. }) => variables.clone(),
+            _ => Default::default(),
+        };
+        let target = self.c.target.name.clone();
+        Model {
+            name: self.c.name.clone(),
+            namespace: self.c.namespace.clone(),
+            service: self.c.apex.clone(),
+            ingress: spec
+                .ingress_ref
+                .as_ref()
+                .map(|r| r.name.clone())
+                .unwrap_or_else(|| target.clone()),
+            route: spec
+                .route_ref
+                .as_ref()
+                .map(|r| r.name.clone())
+                .unwrap_or_else(|| target.clone()),
+            target,
+            interval,
+            variables,
+        }
     }
 
     async fn metric(&self, index: usize) -> MetricOutcome {
@@ -140,12 +194,7 @@ impl Oracle<'_> {
             MetricSource::Builtin(kind) => {
                 match prometheus::builtin_query(self.c, *kind, &interval) {
                     Some(q) => {
-                        let out = prometheus::query(
-                            &self.ctx.http.verified,
-                            self.prometheus_address(),
-                            &q,
-                        )
-                        .await;
+                        let out = prometheus::query(&self.ctx.http, &self.prometheus(), &q).await;
                         match (kind, out) {
                             (BuiltinMetric::RequestDuration, MetricOutcome::Value(v)) => {
                                 MetricOutcome::Value(prometheus::duration_to_ms(self.c, v))
@@ -160,9 +209,24 @@ impl Oracle<'_> {
                     )),
                 }
             }
-            MetricSource::Query(_) | MetricSource::Template { .. } => MetricOutcome::Error(
-                "inline queries and MetricTemplates are not supported yet".into(),
-            ),
+            MetricSource::Query(query) => {
+                match gotemplate::render(query, &self.template_model(index)) {
+                    Ok(q) => prometheus::query(&self.ctx.http, &self.prometheus(), &q).await,
+                    Err(e) => MetricOutcome::Error(format!("query render error: {e}")),
+                }
+            }
+            MetricSource::Template {
+                name, namespace, ..
+            } => {
+                templates::run(
+                    &self.ctx.lookups,
+                    &self.ctx.http,
+                    namespace,
+                    name,
+                    &self.template_model(index),
+                )
+                .await
+            }
         };
         if let MetricOutcome::Value(v) = &outcome {
             let value = match &metric.source {

@@ -1,0 +1,435 @@
+//! MetricTemplate checks against an in-process API server (localkube) holding the templates and
+//! Secrets, and a fake Prometheus (axum) that records what it is asked: the credentials from
+//! `secretRef`, the headers, the rendered query, and Flagger's message for each failure; plus a
+//! self-signed HTTPS Prometheus for `insecureSkipVerify`.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::routing::get;
+use flagger_api::MetricTemplate;
+use flagger_controller::gotemplate::Model;
+use flagger_controller::templates::{self, Lookups};
+use flagger_controller::webhook::Clients;
+use flagger_core::effects::MetricOutcome;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::PostParams;
+use kube::{Api, Client};
+
+const NS: &str = "test";
+
+/// One request the fake Prometheus received.
+#[derive(Clone, Debug)]
+struct Seen {
+    query: String,
+    authorization: Option<String>,
+    tenant: Option<String>,
+}
+
+#[derive(Clone, Default)]
+struct FakeProm {
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl FakeProm {
+    async fn start(&self) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new()
+            .route("/api/v1/query", get(answer))
+            .with_state(self.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        addr
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// `vector(1)` answers 1, every other query 4.5.
+async fn answer(
+    State(prom): State<FakeProm>,
+    Query(params): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> String {
+    let query = params.get("query").cloned().unwrap_or_default();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    prom.seen.lock().unwrap().push(Seen {
+        query: query.clone(),
+        authorization: header("authorization"),
+        tenant: header("x-scope-orgid"),
+    });
+    let value = if query == "vector(1)" { "1" } else { "4.5" };
+    format!(
+        r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{}},"value":[1700000000,"{value}"]}}]}}}}"#
+    )
+}
+
+struct World {
+    _kube: localkube::Handle,
+    client: Client,
+    prom: FakeProm,
+    prom_url: String,
+    clients: Clients,
+}
+
+impl World {
+    async fn start() -> World {
+        let kube = localkube::Server::start(localkube::Config::default())
+            .await
+            .unwrap();
+        let kc = kube::config::Kubeconfig::from_yaml(&kube.kubeconfig()).unwrap();
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        let client = Client::try_from(cfg).unwrap();
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for crd in flagger_api::crd::crds() {
+            crds.create(&PostParams::default(), &crd).await.unwrap();
+        }
+        let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+        ns.create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": NS}})).unwrap(),
+        )
+        .await
+        .unwrap();
+        let prom = FakeProm::default();
+        let addr = prom.start().await;
+        World {
+            _kube: kube,
+            client,
+            prom,
+            prom_url: format!("http://{addr}"),
+            clients: Clients::new().unwrap(),
+        }
+    }
+
+    async fn create<K>(&self, value: serde_json::Value)
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + serde::Serialize
+            + serde::de::DeserializeOwned,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), NS);
+        let obj: K = serde_json::from_value(value).unwrap();
+        // A CRD is served once it is established: retry briefly.
+        let mut last = None;
+        for _ in 0..50 {
+            match api.create(&PostParams::default(), &obj).await {
+                Ok(_) => return,
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("create failed: {last:?}");
+    }
+
+    async fn template(&self, name: &str, provider: serde_json::Value, query: &str) {
+        self.create::<MetricTemplate>(serde_json::json!({
+            "apiVersion": "flagger.app/v1beta1",
+            "kind": "MetricTemplate",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"provider": provider, "query": query},
+        }))
+        .await;
+    }
+
+    async fn secret(&self, name: &str, string_data: serde_json::Value) {
+        let data: BTreeMap<String, String> =
+            serde_json::from_value::<BTreeMap<String, String>>(string_data)
+                .unwrap()
+                .into_iter()
+                .map(|(k, v)| {
+                    use base64::Engine as _;
+                    (k, base64::engine::general_purpose::STANDARD.encode(v))
+                })
+                .collect();
+        self.create::<Secret>(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": NS},
+            "data": data,
+        }))
+        .await;
+    }
+
+    async fn run(&self, template: &str) -> MetricOutcome {
+        templates::run(
+            &Lookups::new(self.client.clone()),
+            &self.clients,
+            NS,
+            template,
+            &model(),
+        )
+        .await
+    }
+}
+
+fn model() -> Model {
+    Model {
+        name: "podinfo".into(),
+        namespace: NS.into(),
+        target: "podinfo".into(),
+        service: "podinfo".into(),
+        ingress: "podinfo".into(),
+        route: "podinfo".into(),
+        interval: "30s".into(),
+        variables: BTreeMap::from([("status".into(), "5.*".into())]),
+    }
+}
+
+const QUERY: &str = r#"sum(rate(http_requests_total{namespace="{{ namespace }}", pod=~"{{ target }}-.*", status=~"{{ variables.status }}"}[{{ interval }}]))
+  /
+  sum(rate(http_requests_total{namespace="{{ namespace }}"}[{{ interval }}])) * 100"#;
+
+const RENDERED: &str = r#"sum(rate(http_requests_total{namespace="test", pod=~"podinfo-.*", status=~"5.*"}[30s])) / sum(rate(http_requests_total{namespace="test"}[30s])) * 100"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_secret_sends_the_username_and_password() {
+    let w = World::start().await;
+    w.secret(
+        "prom-basic",
+        serde_json::json!({"username": "flagger", "password": "s3cret"}),
+    )
+    .await;
+    w.template(
+        "error-rate",
+        serde_json::json!({"type": "prometheus", "address": w.prom_url, "secretRef": {"name": "prom-basic"}}),
+        QUERY,
+    )
+    .await;
+
+    assert_eq!(w.run("error-rate").await, MetricOutcome::Value(4.5));
+    let seen = w.prom.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].query, RENDERED);
+    // base64("flagger:s3cret")
+    assert_eq!(
+        seen[0].authorization.as_deref(),
+        Some("Basic ZmxhZ2dlcjpzM2NyZXQ=")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_secret_sends_a_bearer_token_and_the_template_headers() {
+    let w = World::start().await;
+    w.secret(
+        "prom-token",
+        serde_json::json!({"token": "t0ken", "username": "ignored", "password": "ignored"}),
+    )
+    .await;
+    w.template(
+        "error-rate",
+        serde_json::json!({
+            "type": "prometheus",
+            "address": format!("{}/", w.prom_url),
+            "secretRef": {"name": "prom-token"},
+            "headers": {"X-Scope-OrgID": ["tenant-a"]},
+        }),
+        QUERY,
+    )
+    .await;
+
+    assert_eq!(w.run("error-rate").await, MetricOutcome::Value(4.5));
+    let seen = w.prom.seen();
+    assert_eq!(seen[0].authorization.as_deref(), Some("Bearer t0ken"));
+    assert_eq!(seen[0].tenant.as_deref(), Some("tenant-a"));
+
+    // The availability check at initialization uses the same client.
+    templates::is_online(
+        &Lookups::new(w.client.clone()),
+        &w.clients,
+        NS,
+        "error-rate",
+    )
+    .await
+    .unwrap();
+    let seen = w.prom.seen();
+    assert_eq!(seen.last().unwrap().query, "vector(1)");
+    assert_eq!(
+        seen.last().unwrap().authorization.as_deref(),
+        Some("Bearer t0ken")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_secret_no_authorization_is_sent() {
+    let w = World::start().await;
+    w.template(
+        "plain",
+        serde_json::json!({"type": "prometheus", "address": w.prom_url}),
+        "vector(2)",
+    )
+    .await;
+    assert_eq!(w.run("plain").await, MetricOutcome::Value(4.5));
+    assert_eq!(w.prom.seen()[0].authorization, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_failure_is_an_unusable_check_with_flaggers_message() {
+    let w = World::start().await;
+    // Missing template.
+    match w.run("missing").await {
+        MetricOutcome::Unusable(m) => assert!(
+            m.starts_with("Metric template missing.test error: ") && m.contains("not found"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Missing secret.
+    w.template(
+        "no-secret",
+        serde_json::json!({"type": "prometheus", "address": w.prom_url, "secretRef": {"name": "gone"}}),
+        "vector(1)",
+    )
+    .await;
+    match w.run("no-secret").await {
+        MetricOutcome::Unusable(m) => assert!(
+            m.starts_with("Metric template no-secret.test secret gone error: "),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Incomplete credentials.
+    w.secret("user-only", serde_json::json!({"username": "flagger"}))
+        .await;
+    w.template(
+        "user-only",
+        serde_json::json!({"type": "prometheus", "address": w.prom_url, "secretRef": {"name": "user-only"}}),
+        "vector(1)",
+    )
+    .await;
+    assert_eq!(
+        w.run("user-only").await,
+        MetricOutcome::Unusable(
+            "Metric template user-only.test provider prometheus error: prometheus credentials does not contain a password".into()
+        )
+    );
+    // A provider flagger-rs does not query.
+    w.template(
+        "dd",
+        serde_json::json!({"type": "datadog", "address": "https://api.datadoghq.com"}),
+        "avg:requests{*}",
+    )
+    .await;
+    assert_eq!(
+        w.run("dd").await,
+        MetricOutcome::Unusable(
+            "Metric template dd.test provider datadog error: the datadog metrics provider is not supported by flagger-rs yet; supported: prometheus".into()
+        )
+    );
+    // A query that does not render.
+    w.template(
+        "bad-query",
+        serde_json::json!({"type": "prometheus", "address": w.prom_url}),
+        "sum({{ variables.nope }})",
+    )
+    .await;
+    match w.run("bad-query").await {
+        MetricOutcome::Unusable(m) => assert!(
+            m.starts_with("Metric template bad-query.test query render error: ")
+                && m.contains(r#"map has no entry for key "nope""#),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // None of these reached Prometheus.
+    assert!(w.prom.seen().is_empty(), "{:?}", w.prom.seen());
+}
+
+/// A Prometheus behind TLS with a self-signed certificate: answers every query with 4.5.
+async fn tls_prometheus() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    let rcgen::CertifiedKey { cert, key_pair } =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that rejects the certificate ends the handshake here.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"4.5"]}]}}"#;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(response.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_skip_verify_accepts_a_self_signed_prometheus() {
+    let w = World::start().await;
+    let addr = tls_prometheus().await;
+    let address = format!("https://127.0.0.1:{}", addr.port());
+    w.template(
+        "verified",
+        serde_json::json!({"type": "prometheus", "address": address}),
+        "vector(1)",
+    )
+    .await;
+    w.template(
+        "unverified",
+        serde_json::json!({"type": "prometheus", "address": address, "insecureSkipVerify": true}),
+        "vector(1)",
+    )
+    .await;
+
+    match w.run("verified").await {
+        MetricOutcome::Error(e) => assert!(e.starts_with("request failed: "), "{e}"),
+        other => panic!("a self-signed certificate was accepted: {other:?}"),
+    }
+    assert_eq!(w.run("unverified").await, MetricOutcome::Value(4.5));
+}
