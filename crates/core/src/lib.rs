@@ -9,6 +9,7 @@ pub mod duration;
 pub mod effects;
 pub mod hash;
 pub mod model;
+pub mod notify;
 pub mod readiness;
 pub mod services;
 pub mod status;
