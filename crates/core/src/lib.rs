@@ -8,6 +8,7 @@ pub mod decide;
 pub mod duration;
 pub mod effects;
 pub mod hash;
+pub mod keda;
 pub mod model;
 pub mod notify;
 pub mod readiness;
