@@ -104,6 +104,8 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
             &["horizontalpodautoscalers"],
             &["get", "create", "patch"],
         ),
+        ("keda.sh", &["scaledobjects"], &["get", "create", "patch"]),
+        ("flagger.app", &["alertproviders"], &["get"]),
         ("", &["events"], &["create", "patch"]),
     ];
     let mut out = BTreeSet::new();

@@ -808,3 +808,136 @@ async fn a_canary_left_by_flagger_is_adopted_without_an_analysis() {
     assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
     assert_eq!(env.event_count("podinfo", "New revision detected").await, 1);
 }
+
+/// A minimal KEDA ScaledObject CRD (the controller needs only the resource to exist).
+const KEDA_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: scaledobjects.keda.sh}
+spec:
+  group: keda.sh
+  scope: Namespaced
+  names: {kind: ScaledObject, listKind: ScaledObjectList, plural: scaledobjects, singular: scaledobject, shortNames: [so]}
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#;
+
+const SCALED_OBJECT: &str = r#"
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  name: podinfo-so
+  namespace: test
+  labels: {app: podinfo, kustomize.toolkit.fluxcd.io/name: apps}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+  pollingInterval: 10
+  cooldownPeriod: 20
+  minReplicaCount: 2
+  maxReplicaCount: 4
+  advanced: {horizontalPodAutoscalerConfig: {name: podinfo-hpa}}
+  triggers:
+  - type: prometheus
+    name: rps
+    metadata:
+      serverAddress: http://prometheus:9090
+      threshold: "100"
+      query: sum(rate(http_requests_total{deployment="podinfo-canary"}[1m])) + sum(rate(http_requests_total{app="podinfo"}[1m]))
+"#;
+
+const PAUSED: &str = r".metadata.annotations.autoscaling\.keda\.sh/paused-replicas";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keda_scaled_object_gets_a_primary_copy_and_is_paused_with_the_target() {
+    let env = Env::start(Options::default()).await;
+    env.apply(KEDA_CRD).await;
+    env.kubectl(&[
+        "wait",
+        "--for=condition=established",
+        "crd/scaledobjects.keda.sh",
+    ])
+    .await;
+    env.apply(SCALED_OBJECT).await;
+    let gate = format!(
+        "    webhooks:\n    - name: gate-promotion\n      type: confirm-promotion\n      url: {}\n",
+        env.hooks.url("promotion")
+    );
+    init(
+        &env,
+        &bg_analysis(2, 2, &gate),
+        "autoscalerRef: {apiVersion: keda.sh/v1alpha1, kind: ScaledObject, name: podinfo-so}",
+    )
+    .await;
+
+    // The primary copy scales the primary Deployment, with the queries rewritten for it.
+    let so = "scaledobject/podinfo-so-primary";
+    assert_eq!(
+        env.jsonpath(so, ".spec.scaleTargetRef.name").await,
+        "podinfo-primary"
+    );
+    assert_eq!(
+        env.jsonpath(so, ".spec.triggers[0].metadata.query").await,
+        r#"sum(rate(http_requests_total{deployment="podinfo-primary"}[1m])) + sum(rate(http_requests_total{app="podinfo-primary"}[1m]))"#
+    );
+    assert_eq!(
+        env.jsonpath(so, ".spec.advanced.horizontalPodAutoscalerConfig.name")
+            .await,
+        "podinfo-hpa-primary"
+    );
+    assert_eq!(env.jsonpath(so, ".spec.minReplicaCount").await, "2");
+    assert_eq!(
+        env.jsonpath(so, ".metadata.labels").await,
+        r#"{"app":"podinfo"}"#
+    );
+    assert_eq!(
+        env.jsonpath(so, ".metadata.ownerReferences[0].kind").await,
+        "Canary"
+    );
+    // The target is at zero and its ScaledObject paused there.
+    env.wait_jsonpath("scaledobject/podinfo-so", PAUSED, "0")
+        .await;
+    assert_eq!(
+        env.jsonpath("deployment/podinfo", ".spec.replicas").await,
+        "0"
+    );
+
+    // A new revision resumes the target's ScaledObject and scales the target to its minimum.
+    env.hooks.set("promotion", 403);
+    env.kubectl(&[
+        "-n",
+        NS,
+        "patch",
+        "scaledobject/podinfo-so",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"maxReplicaCount":6}}"#,
+    ])
+    .await;
+    set_image(&env, "6.0.1").await;
+    env.wait_phase("podinfo", CanaryPhase::WaitingPromotion)
+        .await;
+    assert_eq!(env.jsonpath("scaledobject/podinfo-so", PAUSED).await, "");
+    assert_eq!(
+        env.jsonpath("deployment/podinfo", ".spec.replicas").await,
+        "2"
+    );
+
+    // Promotion updates the primary copy; the target is paused at zero again.
+    env.hooks.set("promotion", 200);
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    env.wait_jsonpath(so, ".spec.maxReplicaCount", "6").await;
+    assert_eq!(
+        env.jsonpath(so, ".spec.scaleTargetRef.name").await,
+        "podinfo-primary"
+    );
+    env.wait_jsonpath("scaledobject/podinfo-so", PAUSED, "0")
+        .await;
+    env.wait_jsonpath("deployment/podinfo", ".spec.replicas", "0")
+        .await;
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
+}

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use flagger_api::CanaryPhase;
 use flagger_api::labels::SCALE_TO_ZERO_NODE_SELECTOR;
 use flagger_core::effects::{Decision, Effect, Event, EventType, RunOutcome};
-use flagger_core::model::{HookType, Severity, Webhook};
+use flagger_core::keda::MetadataRule;
+use flagger_core::model::{AutoscalerKind, HookType, Severity, ValidatedCanary, Webhook};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::api::{Patch, PatchParams};
@@ -13,6 +14,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::bootstrap;
+use super::keda;
 use super::observe::Target;
 use super::oracle::Oracle;
 use crate::FIELD_MANAGER;
@@ -62,10 +64,28 @@ async fn apply_one(o: &Oracle<'_>, effect: &Effect) -> Result<(), String> {
                 c.target.name
             )
         }),
-        // HPAs need no pausing: a Deployment at zero replicas is not scaled by its HPA.
-        Effect::PauseTargetScaler | Effect::ResumeTargetScaler => Ok(()),
+        // HPAs need no pausing: a Deployment at zero replicas is not scaled by its HPA. A
+        // ScaledObject would scale it back up, so KEDA's pause annotation holds it at zero.
+        Effect::PauseTargetScaler | Effect::ResumeTargetScaler => {
+            if is_keda(c) {
+                keda::set_paused(&ctx.client, c, *effect == Effect::PauseTargetScaler).await
+            } else {
+                Ok(())
+            }
+        }
         Effect::ReconcilePrimaryScaler => {
-            bootstrap::write_primary_hpa(&ctx.client, o.canary, c).await
+            if is_keda(c) {
+                keda::write_primary(
+                    &ctx.client,
+                    &ctx.settings,
+                    o.canary,
+                    c,
+                    MetadataRule::Update,
+                )
+                .await
+            } else {
+                bootstrap::write_primary_hpa(&ctx.client, o.canary, c).await
+            }
         }
         Effect::Promote => promote(o).await,
         Effect::RunPostRolloutHooks { phase } => {
@@ -107,6 +127,12 @@ async fn apply_one(o: &Oracle<'_>, effect: &Effect) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+fn is_keda(c: &ValidatedCanary) -> bool {
+    c.autoscaler
+        .as_ref()
+        .is_some_and(|a| a.kind == AutoscalerKind::ScaledObject)
 }
 
 fn merge() -> PatchParams {
@@ -175,6 +201,17 @@ async fn replicas_from_zero(o: &Oracle<'_>, target: &Deployment) -> Result<i32, 
         return Ok(r);
     }
     let client = o.ctx.client.clone();
+    if let Some(a) = &c.autoscaler
+        && a.kind == AutoscalerKind::ScaledObject
+    {
+        let so = keda::get(&client, &c.namespace, &a.name)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(canary = %format!("{}.{}", c.name, c.namespace), "{e}");
+                None
+            });
+        return Ok(flagger_core::keda::replicas_from_zero(so.as_ref()));
+    }
     if let Some(a) = &c.autoscaler {
         let hpa = Api::<HorizontalPodAutoscaler>::namespaced(client, &c.namespace)
             .get_opt(&a.name)

@@ -1,7 +1,7 @@
 //! Step 1: the wire Canary → a validated canary this build can run, or every reason it cannot.
 
 use flagger_api::Canary;
-use flagger_core::model::{AutoscalerKind, MetricSource, TargetKind, ValidatedCanary};
+use flagger_core::model::{MetricSource, TargetKind, ValidatedCanary};
 use flagger_core::validate::{Problem, validate};
 
 use crate::context::Settings;
@@ -32,11 +32,6 @@ pub fn dereference(canary: &Canary, settings: &Settings) -> Result<Dereferenced,
             "spec.targetRef: {} targets are not supported by flagger-rs yet; supported: Deployment, DaemonSet",
             c.target.kind.kind()
         ));
-    }
-    if let Some(a) = &c.autoscaler
-        && a.kind != AutoscalerKind::HorizontalPodAutoscaler
-    {
-        problems.push("spec.autoscalerRef: KEDA ScaledObjects are not supported by flagger-rs yet; supported: HorizontalPodAutoscaler".into());
     }
     if !c.skip_analysis {
         for (i, m) in c.analysis.metrics.iter().enumerate() {

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod bootstrap;
 pub mod dereference;
 pub mod finalize;
+pub mod keda;
 pub mod objects;
 pub mod observe;
 pub mod oracle;
