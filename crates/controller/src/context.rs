@@ -26,6 +26,10 @@ pub struct Settings {
     pub metrics_server: String,
     pub event_webhook: Option<String>,
     pub config_tracking: bool,
+    /// The global notifier (`-slack-*` / `-msteams-*`), for canaries without alert routes.
+    pub notifier: Option<flagger_core::notify::Destination>,
+    /// `-cluster-name`: the `Cluster` field of every alert.
+    pub cluster_name: Option<String>,
 }
 
 /// Which canaries track a ConfigMap or Secret (`<namespace>/<kind>/<name>`), learned while

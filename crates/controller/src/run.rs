@@ -118,6 +118,11 @@ pub async fn serve(
         metrics_server: args.metrics_server.clone(),
         event_webhook: args.event_webhook.clone(),
         config_tracking: args.enable_config_tracking,
+        notifier: args.global_notifier().unwrap_or_else(|e| {
+            tracing::error!("{e}");
+            None
+        }),
+        cluster_name: args.cluster_name.clone(),
     };
     let ctx = Arc::new(Context {
         client: client.clone(),

@@ -106,6 +106,7 @@ async fn apply_one(o: &Oracle<'_>, effect: &Effect) -> Result<(), String> {
                     tracing::info!(canary = %format!("{}.{ns}", c.name), severity = level, "alert: {}", alert.message)
                 }
             }
+            crate::alerts::send(ctx, c, alert).await;
             Ok(())
         }
         Effect::CountRun(outcome) => {

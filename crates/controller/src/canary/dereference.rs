@@ -52,10 +52,7 @@ pub fn dereference(canary: &Canary, settings: &Settings) -> Result<Dereferenced,
             }
         }
     }
-    let mut warnings: Vec<String> = validated.warnings.iter().map(format_problem).collect();
-    if !c.analysis.alerts.is_empty() {
-        warnings.push("spec.analysis.alerts: alert delivery is not built into flagger-rs yet; alerts are written to the controller log".into());
-    }
+    let warnings: Vec<String> = validated.warnings.iter().map(format_problem).collect();
     match (router, problems.is_empty()) {
         (Some(router), true) => Ok(Dereferenced {
             canary: c,

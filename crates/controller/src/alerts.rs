@@ -1,0 +1,163 @@
+//! Alert delivery (reference §8): the canary's alert routes, or the global notifier when it has
+//! none, resolved to destinations; the bodies come from `flagger_core::notify`. Delivery runs
+//! in the background: a failure is logged and never holds up or fails a reconcile.
+
+use std::time::Duration;
+
+use flagger_api::AlertProvider;
+use flagger_core::effects::Alert;
+use flagger_core::model::{AlertRoute, ValidatedCanary};
+use flagger_core::notify::{self, DEFAULT_CHANNEL, DEFAULT_USERNAME, Destination, Notification};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client};
+
+use crate::context::Context;
+
+/// Flagger's notifier HTTP timeout.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reads an AlertProvider. The one place providers are fetched (a reflector store can replace
+/// the API read without touching the rest).
+pub async fn provider(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<AlertProvider, kube::Error> {
+    Api::<AlertProvider>::namespaced(client.clone(), namespace)
+        .get(name)
+        .await
+}
+
+/// Sends an alert about canary `c` to every destination that takes its severity.
+pub async fn send(ctx: &Context, c: &ValidatedCanary, alert: &Alert) {
+    let settings = &ctx.settings;
+    let canary = format!("{}.{}", c.name, c.namespace);
+    let destinations: Vec<Destination> = if c.analysis.alerts.is_empty() {
+        // The global notifier receives every alert, whatever its severity.
+        settings.notifier.iter().cloned().collect()
+    } else {
+        let mut out = Vec::new();
+        for route in &c.analysis.alerts {
+            let Some(min) = route.severity else { continue };
+            if !notify::route_receives(min, alert.severity) {
+                continue;
+            }
+            match destination(&ctx.client, route).await {
+                Ok(d) => out.push(d),
+                Err(e) => {
+                    tracing::error!(canary = %canary, alert = %route.name, "{e}")
+                }
+            }
+        }
+        out
+    };
+    if destinations.is_empty() {
+        return;
+    }
+    let notification = Notification {
+        name: c.name.clone(),
+        namespace: c.namespace.clone(),
+        message: alert.message.clone(),
+        fields: notify::fields(c, alert.with_metadata, settings.cluster_name.as_deref()),
+        severity: alert.severity,
+    };
+    for d in destinations {
+        let body = notify::payload(&d, &notification);
+        let http = ctx.http.verified.clone();
+        let canary = canary.clone();
+        tokio::spawn(async move {
+            if let Err(e) = post(&http, &d, &body).await {
+                tracing::warn!(canary = %canary, notifier = d.kind.as_str(), "error sending alert: {e}");
+            }
+        });
+    }
+}
+
+/// Resolves an alert route to where its alerts go.
+async fn destination(client: &Client, route: &AlertRoute) -> Result<Destination, String> {
+    let ns = &route.provider_namespace;
+    let name = &route.provider_name;
+    let provider = provider(client, ns, name)
+        .await
+        .map_err(|e| format!("alert provider {name}.{ns} error: {e}"))?;
+    let spec = provider.spec;
+    let type_ = spec.r#type.clone().unwrap_or_default();
+    let kind = notify::NotifierKind::parse(&type_)
+        .ok_or_else(|| format!("alert provider {name}.{ns}: unsupported type {type_:?}"))?;
+    let (url, token) = match &spec.secret_ref {
+        Some(secret_ref) => {
+            let secret = Api::<Secret>::namespaced(client.clone(), ns)
+                .get(&secret_ref.name)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "alert provider {name}.{ns}: secret {}.{ns} error: {e}",
+                        secret_ref.name
+                    )
+                })?;
+            let key = |k: &str| -> Option<String> {
+                secret
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(k))
+                    .map(|v| String::from_utf8_lossy(&v.0).trim().to_string())
+                    .filter(|v| !v.is_empty())
+            };
+            let address = key("address").ok_or_else(|| {
+                format!(
+                    "alert provider {name}.{ns}: secret {}.{ns} has no address key",
+                    secret_ref.name
+                )
+            })?;
+            (address, key("token"))
+        }
+        None => (spec.address.clone().unwrap_or_default(), None),
+    };
+    notify::check_address(&url).map_err(|e| format!("alert provider {name}.{ns}: {e}"))?;
+    let or_default = |v: &Option<String>, d: &str| {
+        v.clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| d.to_string())
+    };
+    Ok(Destination {
+        kind,
+        url,
+        channel: or_default(&spec.channel, DEFAULT_CHANNEL),
+        username: or_default(&spec.username, DEFAULT_USERNAME),
+        proxy: spec.proxy.clone().filter(|p| !p.is_empty()),
+        token,
+    })
+}
+
+/// POSTs the body as JSON (5s timeout, the destination's proxy, a bearer token for Slack).
+pub async fn post(
+    shared: &reqwest::Client,
+    d: &Destination,
+    body: &serde_json::Value,
+) -> Result<(), String> {
+    let client = match &d.proxy {
+        Some(proxy) => reqwest::Client::builder()
+            .proxy(reqwest::Proxy::all(proxy).map_err(|e| format!("invalid proxy {proxy}: {e}"))?)
+            .build()
+            .map_err(|e| e.to_string())?,
+        None => shared.clone(),
+    };
+    let mut request = client
+        .post(notify::post_url(d.kind, &d.url))
+        .timeout(TIMEOUT)
+        .json(body);
+    if let Some(token) = d.token.as_ref().filter(|_| d.kind.sends_token()) {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let text = response.text().await.unwrap_or_default();
+    Err(format!(
+        "sending notification bad response {}: {}",
+        status.as_u16(),
+        text.trim()
+    ))
+}
