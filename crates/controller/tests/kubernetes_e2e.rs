@@ -941,3 +941,131 @@ async fn keda_scaled_object_gets_a_primary_copy_and_is_paused_with_the_target() 
         .await;
     assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
 }
+
+/// Waits until `hook` has received at least `n` alerts and returns them.
+async fn wait_alerts(env: &Env, hook: &str, n: usize) -> Vec<serde_json::Value> {
+    let last = std::sync::Mutex::new(String::new());
+    support::wait_for(&format!("{n} alerts at {hook}"), &last, || async {
+        let calls = env.hooks.calls(hook);
+        (calls.len() >= n).then_some(calls)
+    })
+    .await
+}
+
+/// The attachment texts of the Slack messages a hook received.
+fn slack_texts(calls: &[serde_json::Value]) -> Vec<String> {
+    calls
+        .iter()
+        .map(|c| {
+            c["attachments"][0]["text"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_reach_slack_and_teams_providers_by_severity() {
+    let env = Env::start(Options::default()).await;
+    env.apply(&format!(
+        r#"
+apiVersion: flagger.app/v1beta1
+kind: AlertProvider
+metadata: {{name: on-call, namespace: {NS}}}
+spec:
+  type: slack
+  channel: on-call
+  address: {slack}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: teams-url, namespace: {NS}}}
+data: {{address: "{teams}", token: bm90LXNlbnQ=}}
+---
+apiVersion: flagger.app/v1beta1
+kind: AlertProvider
+metadata: {{name: teams, namespace: {NS}}}
+spec:
+  type: msteams
+  secretRef: {{name: teams-url}}
+"#,
+        slack = env.hooks.url("slack"),
+        // localkube keeps `stringData` as written (no folding into `data`): base64 by hand.
+        teams = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            env.hooks.url("teams")
+        ),
+    ))
+    .await;
+    let analysis = bg_analysis(
+        2,
+        1,
+        &format!(
+            "    webhooks:\n    - name: check\n      type: pre-rollout\n      url: {}\n    alerts:\n    - name: slack\n      severity: info\n      providerRef: {{name: on-call}}\n    - name: teams\n      severity: error\n      providerRef: {{name: teams, namespace: {NS}}}\n",
+            env.hooks.url("check")
+        ),
+    );
+    init(&env, &analysis, "").await;
+
+    // Initialization: an info alert with the canary's metadata, to Slack only.
+    let calls = wait_alerts(&env, "slack", 1).await;
+    let first = &calls[0];
+    assert_eq!(first["channel"], "on-call");
+    assert_eq!(first["username"], "flagger");
+    assert_eq!(first["icon_emoji"], ":rocket:");
+    let attachment = &first["attachments"][0];
+    assert_eq!(
+        attachment["text"],
+        "New Deployment detected, initialization completed."
+    );
+    assert_eq!(attachment["color"], "good");
+    assert_eq!(attachment["author_name"], "podinfo.test");
+    assert_eq!(
+        attachment["fields"],
+        serde_json::json!([
+            {"title": "Target", "value": "Deployment/podinfo.test", "short": false},
+            {"title": "Failed checks threshold", "value": "1", "short": false},
+            {"title": "Progress deadline", "value": "60s", "short": false},
+            {"title": "Traffic routing", "value": "Blue/Green", "short": false},
+        ])
+    );
+
+    // Promotion: the new revision and the success, both info.
+    set_image(&env, "6.0.1").await;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    let calls = wait_alerts(&env, "slack", 3).await;
+    let texts = slack_texts(&calls);
+    assert!(
+        texts.contains(&"New revision detected, progressing canary analysis.".to_string()),
+        "{texts:#?}"
+    );
+    assert!(
+        texts.contains(&"Canary analysis completed successfully, promotion finished.".to_string()),
+        "{texts:#?}"
+    );
+    assert!(
+        env.hooks.calls("teams").is_empty(),
+        "info alerts skip the error route"
+    );
+
+    // Rollback: an error alert, to both routes.
+    env.hooks.set("check", 500);
+    set_image(&env, "6.0.2").await;
+    env.wait_phase("podinfo", CanaryPhase::Failed).await;
+    let teams = wait_alerts(&env, "teams", 1).await;
+    assert_eq!(teams.len(), 1, "{teams:#?}");
+    assert_eq!(teams[0]["@type"], "MessageCard");
+    assert_eq!(teams[0]["themeColor"], "FF0000");
+    assert_eq!(teams[0]["summary"], "podinfo.test");
+    assert_eq!(
+        teams[0]["sections"][0]["activityTitle"],
+        "Failed checks threshold reached 1"
+    );
+    let calls = wait_alerts(&env, "slack", 5).await;
+    let rollback = calls
+        .iter()
+        .find(|c| c["attachments"][0]["text"] == "Failed checks threshold reached 1")
+        .unwrap_or_else(|| panic!("rollback alert in {:#?}", slack_texts(&calls)));
+    assert_eq!(rollback["attachments"][0]["color"], "danger");
+}
