@@ -161,3 +161,132 @@ pub async fn post(
         text.trim()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode, Uri};
+    use flagger_core::notify::NotifierKind;
+    use serde_json::json;
+
+    use super::*;
+
+    type Seen = Arc<Mutex<Vec<(String, Option<String>, serde_json::Value)>>>;
+
+    /// A receiver recording path, Authorization header and body; `/fail` answers 500.
+    async fn receiver() -> (String, Seen) {
+        let seen: Seen = Arc::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let app = axum::Router::new()
+            .fallback(
+                |State(seen): State<Seen>, uri: Uri, headers: HeaderMap, body: Bytes| async move {
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    let body = serde_json::from_slice(&body).unwrap_or_default();
+                    let path = uri.path().to_string();
+                    let failed = path == "/fail";
+                    if let Ok(mut s) = seen.lock() {
+                        s.push((path, auth, body));
+                    }
+                    if failed {
+                        (StatusCode::INTERNAL_SERVER_ERROR, "boom")
+                    } else {
+                        (StatusCode::OK, "ok")
+                    }
+                },
+            )
+            .with_state(seen.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (format!("http://{addr}"), seen)
+    }
+
+    fn destination(kind: NotifierKind, url: String) -> Destination {
+        Destination {
+            kind,
+            url,
+            channel: "general".into(),
+            username: "flagger".into(),
+            proxy: None,
+            token: Some("s3cret".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn delivery_sends_the_token_to_slack_only_and_discord_to_its_slack_endpoint() {
+        let (base, seen) = receiver().await;
+        let http = reqwest::Client::new();
+        let body = json!({"text": "hi"});
+        post(
+            &http,
+            &destination(NotifierKind::Slack, format!("{base}/slack")),
+            &body,
+        )
+        .await
+        .expect("slack delivered");
+        post(
+            &http,
+            &destination(NotifierKind::MsTeams, format!("{base}/teams")),
+            &body,
+        )
+        .await
+        .expect("teams delivered");
+        post(
+            &http,
+            &destination(NotifierKind::Discord, format!("{base}/discord")),
+            &body,
+        )
+        .await
+        .expect("discord delivered");
+        let seen = seen.lock().expect("lock").clone();
+        assert_eq!(
+            seen,
+            vec![
+                (
+                    "/slack".to_string(),
+                    Some("Bearer s3cret".to_string()),
+                    body.clone()
+                ),
+                ("/teams".to_string(), None, body.clone()),
+                ("/discord/slack".to_string(), None, body.clone()),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_response_is_an_error_with_flaggers_message() {
+        let (base, _) = receiver().await;
+        let err = post(
+            &reqwest::Client::new(),
+            &destination(NotifierKind::GChat, format!("{base}/fail")),
+            &json!({}),
+        )
+        .await
+        .expect_err("500 is a failure");
+        assert_eq!(err, "sending notification bad response 500: boom");
+    }
+
+    #[tokio::test]
+    async fn delivery_goes_through_the_providers_proxy() {
+        // A plain-HTTP proxy receives the absolute-form request for the webhook URL.
+        let (proxy, seen) = receiver().await;
+        let mut d = destination(NotifierKind::Rocket, "http://rocket.invalid/hooks/x".into());
+        d.proxy = Some(proxy);
+        post(&reqwest::Client::new(), &d, &json!({"text": "via proxy"}))
+            .await
+            .expect("delivered through the proxy");
+        let seen = seen.lock().expect("lock").clone();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].0, "/hooks/x");
+        assert_eq!(seen[0].2, json!({"text": "via proxy"}));
+    }
+}
