@@ -870,7 +870,7 @@ async fn keda_scaled_object_gets_a_primary_copy_and_is_paused_with_the_target() 
     init(
         &env,
         &bg_analysis(2, 2, &gate),
-        "autoscalerRef: {apiVersion: keda.sh/v1alpha1, kind: ScaledObject, name: podinfo-so}",
+        "autoscalerRef: {apiVersion: keda.sh/v1alpha1, kind: ScaledObject, name: podinfo-so}\n  revertOnDeletion: true",
     )
     .await;
 
@@ -940,6 +940,17 @@ async fn keda_scaled_object_gets_a_primary_copy_and_is_paused_with_the_target() 
     env.wait_jsonpath("deployment/podinfo", ".spec.replicas", "0")
         .await;
     assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
+
+    // Deleting the canary (revertOnDeletion) hands the target back to its ScaledObject.
+    env.kubectl(&["-n", NS, "delete", "canary/podinfo", "--wait=false"])
+        .await;
+    env.wait_gone("canary/podinfo").await;
+    assert_eq!(env.jsonpath("scaledobject/podinfo-so", PAUSED).await, "");
+    assert_ne!(
+        env.jsonpath("deployment/podinfo", ".spec.replicas").await,
+        "0"
+    );
+    env.wait_gone("scaledobject/podinfo-so-primary").await;
 }
 
 /// Waits until `hook` has received at least `n` alerts and returns them.
