@@ -460,6 +460,12 @@ const CHART_FLAGS: &[(&str, &str)] = &[
     ("enable-config-tracking", "false"),
     ("event-webhook", "http://hooks.example/flagger"),
     ("cluster-name", "prod"),
+    ("slack-url", "https://hooks.slack.com/services/x"),
+    ("slack-user", "flagger"),
+    ("slack-channel", "alerts"),
+    ("slack-proxy-url", "http://proxy:3128"),
+    ("msteams-url", "https://outlook.office.com/webhook/y"),
+    ("msteams-proxy-url", "http://proxy:3128"),
     ("threadiness", "4"),
     ("no-cross-namespace-refs", "true"),
 ];
