@@ -79,8 +79,9 @@ pub struct Notification {
     pub severity: Severity,
 }
 
-/// Where one notification goes: a resolved AlertProvider or the global notifier.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where one notification goes: a resolved AlertProvider or the global notifier. Its `Debug`
+/// hides the URL and the token (webhook URLs are credentials).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Destination {
     pub kind: NotifierKind,
     pub url: String,
@@ -88,6 +89,19 @@ pub struct Destination {
     pub username: String,
     pub proxy: Option<String>,
     pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Destination")
+            .field("kind", &self.kind)
+            .field("url", &"<redacted>")
+            .field("channel", &self.channel)
+            .field("username", &self.username)
+            .field("proxy", &self.proxy)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// Whether an alert route of severity `route` receives an alert of severity `alert`: `info`
