@@ -1080,3 +1080,33 @@ spec:
         .unwrap_or_else(|| panic!("rollback alert in {:#?}", slack_texts(&calls)));
     assert_eq!(rollback["attachments"][0]["color"], "danger");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_slack_notifier_gets_every_alert_of_canaries_without_routes() {
+    let env = Env::start(Options {
+        global_notifier: true,
+        ..Default::default()
+    })
+    .await;
+    init(&env, &bg_analysis(1, 1, ""), "").await;
+    set_image(&env, "6.0.1").await;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    let calls = wait_alerts(&env, "global", 3).await;
+    let texts = slack_texts(&calls);
+    assert_eq!(
+        texts,
+        vec![
+            "New Deployment detected, initialization completed.",
+            "New revision detected, progressing canary analysis.",
+            "Canary analysis completed successfully, promotion finished.",
+        ],
+    );
+    for call in &calls {
+        assert_eq!(call["channel"], "general");
+        // -cluster-name puts a Cluster field first on every alert.
+        assert_eq!(
+            call["attachments"][0]["fields"][0],
+            serde_json::json!({"title": "Cluster", "value": "e2e", "short": false})
+        );
+    }
+}

@@ -36,6 +36,9 @@ pub struct Options {
     pub prometheus: bool,
     /// Number of simulated nodes (DaemonSet scenarios).
     pub nodes: usize,
+    /// Run the controller with the global Slack notifier (`-slack-url` at the hook `global`,
+    /// `-slack-channel=general`) and `-cluster-name=e2e`.
+    pub global_notifier: bool,
 }
 
 /// A running environment; everything stops when it is dropped.
@@ -49,6 +52,7 @@ pub struct Env {
     pub phases: PhaseLog,
     controller: Option<Controller>,
     metrics_server: String,
+    global_notifier: bool,
 }
 
 struct Controller {
@@ -108,6 +112,7 @@ impl Env {
             phases,
             controller: None,
             metrics_server,
+            global_notifier: opts.global_notifier,
         };
         env.start_controller().await;
         env
@@ -115,7 +120,7 @@ impl Env {
 
     /// Starts the controller (in-process, as `flagger controller` runs it).
     pub async fn start_controller(&mut self) {
-        let args = flagger_controller::Args::try_parse_from([
+        let mut argv: Vec<String> = [
             "controller",
             "--mesh-provider=kubernetes",
             "--metrics-server",
@@ -123,8 +128,16 @@ impl Env {
             "--min-analysis-interval=1s",
             "--port=0",
             "--log-level=info",
-        ])
-        .expect("controller flags parse");
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if self.global_notifier {
+            argv.push(format!("-slack-url={}", self.hooks.url("global")));
+            argv.push("-slack-channel=general".into());
+            argv.push("-cluster-name=e2e".into());
+        }
+        let args = flagger_controller::Args::try_parse_from(argv).expect("controller flags parse");
         let (stop, rx) = oneshot::channel::<()>();
         let client = self.client.clone();
         let task = tokio::spawn(async move {
