@@ -978,7 +978,12 @@ fn slack_texts(calls: &[serde_json::Value]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_reach_slack_and_teams_providers_by_severity() {
-    let env = Env::start(Options::default()).await;
+    // The global notifier is configured too: a canary with alert routes bypasses it.
+    let env = Env::start(Options {
+        global_notifier: true,
+        ..Default::default()
+    })
+    .await;
     env.apply(&format!(
         r#"
 apiVersion: flagger.app/v1beta1
@@ -1035,6 +1040,7 @@ spec:
     assert_eq!(
         attachment["fields"],
         serde_json::json!([
+            {"title": "Cluster", "value": "e2e", "short": false},
             {"title": "Target", "value": "Deployment/podinfo.test", "short": false},
             {"title": "Failed checks threshold", "value": "1", "short": false},
             {"title": "Progress deadline", "value": "60s", "short": false},
@@ -1079,6 +1085,10 @@ spec:
         .find(|c| c["attachments"][0]["text"] == "Failed checks threshold reached 1")
         .unwrap_or_else(|| panic!("rollback alert in {:#?}", slack_texts(&calls)));
     assert_eq!(rollback["attachments"][0]["color"], "danger");
+    assert!(
+        env.hooks.calls("global").is_empty(),
+        "routes bypass the global notifier"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
