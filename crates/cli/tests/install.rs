@@ -109,6 +109,8 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
             &["horizontalpodautoscalers"],
             &["get", "list", "watch", "create", "patch"],
         ),
+        ("keda.sh", &["scaledobjects"], &["get", "create", "patch"]),
+        ("flagger.app", &["alertproviders"], &["get"]),
         ("", &["events"], &["create", "patch"]),
     ];
     let mut out = BTreeSet::new();
@@ -463,6 +465,12 @@ const CHART_FLAGS: &[(&str, &str)] = &[
     ("enable-config-tracking", "false"),
     ("event-webhook", "http://hooks.example/flagger"),
     ("cluster-name", "prod"),
+    ("slack-url", "https://hooks.slack.com/services/x"),
+    ("slack-user", "flagger"),
+    ("slack-channel", "alerts"),
+    ("slack-proxy-url", "http://proxy:3128"),
+    ("msteams-url", "https://outlook.office.com/webhook/y"),
+    ("msteams-proxy-url", "http://proxy:3128"),
     ("threadiness", "4"),
     ("no-cross-namespace-refs", "true"),
 ];

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use flagger_core::model::Provider;
+use flagger_core::notify::{Destination, NotifierKind, check_address};
 use flagger_core::workload::LabelPolicy;
 
 /// Flags of the controller.
@@ -74,6 +75,34 @@ pub struct Args {
     #[arg(long, env = "FLAGGER_CLUSTER_NAME")]
     pub cluster_name: Option<String>,
 
+    /// Global Slack notifier: incoming webhook URL (used when a canary has no `analysis.alerts`).
+    #[arg(long, env = "SLACK_URL")]
+    pub slack_url: Option<String>,
+
+    /// Global Slack notifier: bearer token.
+    #[arg(long, env = "SLACK_TOKEN")]
+    pub slack_token: Option<String>,
+
+    /// Global Slack notifier: HTTP(S) proxy.
+    #[arg(long, env = "SLACK_PROXY_URL")]
+    pub slack_proxy_url: Option<String>,
+
+    /// Global Slack notifier: user name.
+    #[arg(long, env = "FLAGGER_SLACK_USER", default_value = "flagger")]
+    pub slack_user: String,
+
+    /// Global Slack notifier: channel (required, as in Flagger, for Slack alerts to be sent).
+    #[arg(long, env = "FLAGGER_SLACK_CHANNEL")]
+    pub slack_channel: Option<String>,
+
+    /// Global MS Teams notifier: webhook URL; takes precedence over Slack.
+    #[arg(long, env = "MSTEAMS_URL")]
+    pub msteams_url: Option<String>,
+
+    /// Global MS Teams notifier: HTTP(S) proxy.
+    #[arg(long, env = "MSTEAMS_PROXY_URL")]
+    pub msteams_proxy_url: Option<String>,
+
     /// Shortest analysis interval; Flagger's is 10s. Lower it for tests and demos.
     #[arg(long, env = "FLAGGER_MIN_ANALYSIS_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub min_analysis_interval: Duration,
@@ -133,6 +162,45 @@ impl Args {
             selector_labels: split(&self.selector_labels),
             include_prefixes: split(&self.include_label_prefix),
         }
+    }
+}
+
+impl Args {
+    /// The global notifier of `-slack-*` / `-msteams-*` (Flagger's `initNotifier`): MS Teams
+    /// when its URL is set, else Slack when its URL is set, else none. `Err` when the flags
+    /// cannot make a notifier (Flagger logs it and sends nothing).
+    pub fn global_notifier(&self) -> Result<Option<Destination>, String> {
+        let set = |o: &Option<String>| o.as_deref().filter(|s| !s.is_empty()).map(str::to_string);
+        let (kind, url, proxy, token, channel) = if let Some(url) = set(&self.msteams_url) {
+            (
+                NotifierKind::MsTeams,
+                url,
+                set(&self.msteams_proxy_url),
+                None,
+                String::new(),
+            )
+        } else if let Some(url) = set(&self.slack_url) {
+            let channel = set(&self.slack_channel)
+                .ok_or("Notifier slack: empty channel; set -slack-channel to send alerts")?;
+            (
+                NotifierKind::Slack,
+                url,
+                set(&self.slack_proxy_url),
+                set(&self.slack_token),
+                channel,
+            )
+        } else {
+            return Ok(None);
+        };
+        check_address(&url).map_err(|e| format!("Notifier {}: {e}", kind.as_str()))?;
+        Ok(Some(Destination {
+            kind,
+            url,
+            channel,
+            username: self.slack_user.clone(),
+            proxy,
+            token,
+        }))
     }
 }
 
@@ -223,6 +291,62 @@ mod tests {
         assert_eq!(
             cli.args.label_policy().include_prefixes,
             vec!["app.kubernetes.io", "team"]
+        );
+    }
+
+    #[test]
+    fn global_notifier_follows_flaggers_init_notifier() {
+        let parse = |argv: &[&str]| {
+            let mut all = vec!["flagger"];
+            all.extend_from_slice(argv);
+            Cli::try_parse_from(normalize_go_flags(all.into_iter().map(Into::into)))
+                .expect("parses")
+                .args
+        };
+        assert_eq!(parse(&[]).global_notifier(), Ok(None));
+        let slack = parse(&[
+            "-slack-url=https://hooks.slack.com/services/x",
+            "-slack-channel=alerts",
+            "-slack-token=t0k",
+            "-slack-proxy-url=http://proxy:3128",
+        ])
+        .global_notifier()
+        .expect("valid")
+        .expect("configured");
+        assert_eq!(
+            slack,
+            Destination {
+                kind: NotifierKind::Slack,
+                url: "https://hooks.slack.com/services/x".into(),
+                channel: "alerts".into(),
+                username: "flagger".into(),
+                proxy: Some("http://proxy:3128".into()),
+                token: Some("t0k".into()),
+            }
+        );
+        // Flagger's Slack notifier needs a channel; without one nothing is sent.
+        assert!(
+            parse(&["-slack-url=https://hooks.slack.com/services/x"])
+                .global_notifier()
+                .is_err()
+        );
+        // MS Teams wins over Slack.
+        let teams = parse(&[
+            "-slack-url=https://hooks.slack.com/services/x",
+            "-slack-channel=alerts",
+            "-msteams-url=https://outlook.office.com/webhook/y",
+            "-msteams-proxy-url=http://proxy:3128",
+        ])
+        .global_notifier()
+        .expect("valid")
+        .expect("configured");
+        assert_eq!(teams.kind, NotifierKind::MsTeams);
+        assert_eq!(teams.url, "https://outlook.office.com/webhook/y");
+        assert_eq!(teams.proxy.as_deref(), Some("http://proxy:3128"));
+        assert!(
+            parse(&["-msteams-url=not a url"])
+                .global_notifier()
+                .is_err()
         );
     }
 

@@ -31,6 +31,10 @@ pub struct Settings {
     pub config_tracking: bool,
     /// When to stop reverting another writer's changes to generated objects.
     pub fights: FightPolicy,
+    /// The global notifier (`-slack-*` / `-msteams-*`), for canaries without alert routes.
+    pub notifier: Option<flagger_core::notify::Destination>,
+    /// `-cluster-name`: the `Cluster` field of every alert.
+    pub cluster_name: Option<String>,
 }
 
 /// Which canaries track a ConfigMap or Secret (`<namespace>/<kind>/<name>`), learned while

@@ -9,7 +9,7 @@
 //!    workload and configs, Services, primary autoscaler);
 //! 4. **decide**: run [`flagger_core::decide`], answering what it needs (readiness, routes, hook
 //!    calls, metric queries) through [`canary::oracle`];
-//! 5. **apply** ([`canary::apply`]): carry out the effects;
+//! 5. **apply** ([`canary::apply`]): carry out the effects (alerts through [`alerts`]);
 //! 6. **status**: write the status through the status subresource.
 //!
 //! Every read of steps 2–5 comes from watch caches ([`cache`]), the same watch streams that
@@ -18,6 +18,7 @@
 //! Analysis ticks run once per `analysis.interval` per canary; a new revision of the target or a
 //! change to a tracked ConfigMap or Secret is acted on when its watch event arrives.
 
+pub mod alerts;
 pub mod args;
 pub mod cache;
 pub mod canary;

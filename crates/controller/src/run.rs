@@ -123,6 +123,11 @@ pub async fn serve(
             max_reversions: args.gitops_max_reversions,
             window: args.gitops_window,
         },
+        notifier: args.global_notifier().unwrap_or_else(|e| {
+            tracing::error!("{e}");
+            None
+        }),
+        cluster_name: args.cluster_name.clone(),
     };
     let ns = args.namespace.as_deref();
     let (caches, feeds) = cache::build(&client, ns);
@@ -133,7 +138,7 @@ pub async fn serve(
         metrics,
         recorder: Recorder::new(client.clone()),
         http: Clients::new().context("building HTTP clients")?,
-        lookups: crate::templates::Lookups::new(client.clone()),
+        lookups: crate::templates::Lookups::new(client.clone(), caches.clone()),
         configs: ConfigIndex::default(),
         schedule: Default::default(),
         ready: Default::default(),

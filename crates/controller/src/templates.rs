@@ -7,23 +7,23 @@ use std::collections::BTreeMap;
 use flagger_api::MetricTemplate;
 use flagger_api::metric::{METRIC_PROVIDERS, MetricProvider};
 use flagger_core::effects::MetricOutcome;
-use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
 
+use crate::cache::{self, Caches};
 use crate::gotemplate::{self, Model};
 use crate::prometheus::{self, Auth, Server};
 use crate::webhook::Clients;
 
-/// Reads MetricTemplates and their Secrets. Today each read is a GET; every read goes through
-/// here (one instance, `Context::lookups`), so that reflector stores can replace it.
+/// Reads MetricTemplates and their Secrets from the watch caches (the API server when a cache
+/// lacks the object, which also yields the API server's not-found message).
 #[derive(Clone)]
 pub struct Lookups {
     client: kube::Client,
+    caches: Caches,
 }
 
 impl Lookups {
-    pub fn new(client: kube::Client) -> Self {
-        Self { client }
+    pub fn new(client: kube::Client, caches: Caches) -> Self {
+        Self { client, caches }
     }
 
     /// The MetricTemplate `namespace/name`; the error is the API server's message
@@ -33,9 +33,9 @@ impl Lookups {
         namespace: &str,
         name: &str,
     ) -> Result<MetricTemplate, String> {
-        Api::<MetricTemplate>::namespaced(self.client.clone(), namespace)
-            .get(name)
+        cache::require(&self.caches.metric_templates, &self.client, namespace, name)
             .await
+            .map(|t| (*t).clone())
             .map_err(api_message)
     }
 
@@ -45,19 +45,19 @@ impl Lookups {
         namespace: &str,
         name: &str,
     ) -> Result<BTreeMap<String, Vec<u8>>, String> {
-        let secret = Api::<Secret>::namespaced(self.client.clone(), namespace)
-            .get(name)
+        let secret = cache::require(&self.caches.secrets, &self.client, namespace, name)
             .await
             .map_err(api_message)?;
         let mut data: BTreeMap<String, Vec<u8>> = secret
             .data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.0))
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
             .collect();
         // stringData is write-only on a real API server; honour it where a store still has it.
-        for (k, v) in secret.string_data.unwrap_or_default() {
-            data.entry(k).or_insert_with(|| v.into_bytes());
+        for (k, v) in secret.string_data.iter().flatten() {
+            data.entry(k.clone())
+                .or_insert_with(|| v.clone().into_bytes());
         }
         Ok(data)
     }

@@ -983,3 +983,315 @@ spec:
     )
     .await;
 }
+
+/// A minimal KEDA ScaledObject CRD (the controller needs only the resource to exist).
+const KEDA_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: scaledobjects.keda.sh}
+spec:
+  group: keda.sh
+  scope: Namespaced
+  names: {kind: ScaledObject, listKind: ScaledObjectList, plural: scaledobjects, singular: scaledobject, shortNames: [so]}
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#;
+
+const SCALED_OBJECT: &str = r#"
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  name: podinfo-so
+  namespace: test
+  labels: {app: podinfo, kustomize.toolkit.fluxcd.io/name: apps}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+  pollingInterval: 10
+  cooldownPeriod: 20
+  minReplicaCount: 2
+  maxReplicaCount: 4
+  advanced: {horizontalPodAutoscalerConfig: {name: podinfo-hpa}}
+  triggers:
+  - type: prometheus
+    name: rps
+    metadata:
+      serverAddress: http://prometheus:9090
+      threshold: "100"
+      query: sum(rate(http_requests_total{deployment="podinfo-canary"}[1m])) + sum(rate(http_requests_total{app="podinfo"}[1m]))
+"#;
+
+const PAUSED: &str = r".metadata.annotations.autoscaling\.keda\.sh/paused-replicas";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keda_scaled_object_gets_a_primary_copy_and_is_paused_with_the_target() {
+    let env = Env::start(Options::default()).await;
+    env.apply(KEDA_CRD).await;
+    env.kubectl(&[
+        "wait",
+        "--for=condition=established",
+        "crd/scaledobjects.keda.sh",
+    ])
+    .await;
+    env.apply(SCALED_OBJECT).await;
+    let gate = format!(
+        "    webhooks:\n    - name: gate-promotion\n      type: confirm-promotion\n      url: {}\n",
+        env.hooks.url("promotion")
+    );
+    init(
+        &env,
+        &bg_analysis(2, 2, &gate),
+        "autoscalerRef: {apiVersion: keda.sh/v1alpha1, kind: ScaledObject, name: podinfo-so}\n  revertOnDeletion: true",
+    )
+    .await;
+
+    // The primary copy scales the primary Deployment, with the queries rewritten for it.
+    let so = "scaledobject/podinfo-so-primary";
+    assert_eq!(
+        env.jsonpath(so, ".spec.scaleTargetRef.name").await,
+        "podinfo-primary"
+    );
+    assert_eq!(
+        env.jsonpath(so, ".spec.triggers[0].metadata.query").await,
+        r#"sum(rate(http_requests_total{deployment="podinfo-primary"}[1m])) + sum(rate(http_requests_total{app="podinfo-primary"}[1m]))"#
+    );
+    assert_eq!(
+        env.jsonpath(so, ".spec.advanced.horizontalPodAutoscalerConfig.name")
+            .await,
+        "podinfo-hpa-primary"
+    );
+    assert_eq!(env.jsonpath(so, ".spec.minReplicaCount").await, "2");
+    assert_eq!(
+        env.jsonpath(so, ".metadata.labels").await,
+        r#"{"app":"podinfo"}"#
+    );
+    assert_eq!(
+        env.jsonpath(so, ".metadata.ownerReferences[0].kind").await,
+        "Canary"
+    );
+    // The target is at zero and its ScaledObject paused there.
+    env.wait_jsonpath("scaledobject/podinfo-so", PAUSED, "0")
+        .await;
+    assert_eq!(
+        env.jsonpath("deployment/podinfo", ".spec.replicas").await,
+        "0"
+    );
+
+    // A new revision resumes the target's ScaledObject and scales the target to its minimum.
+    env.hooks.set("promotion", 403);
+    env.kubectl(&[
+        "-n",
+        NS,
+        "patch",
+        "scaledobject/podinfo-so",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"maxReplicaCount":6}}"#,
+    ])
+    .await;
+    set_image(&env, "6.0.1").await;
+    env.wait_phase("podinfo", CanaryPhase::WaitingPromotion)
+        .await;
+    assert_eq!(env.jsonpath("scaledobject/podinfo-so", PAUSED).await, "");
+    assert_eq!(
+        env.jsonpath("deployment/podinfo", ".spec.replicas").await,
+        "2"
+    );
+
+    // Promotion updates the primary copy; the target is paused at zero again.
+    env.hooks.set("promotion", 200);
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    env.wait_jsonpath(so, ".spec.maxReplicaCount", "6").await;
+    assert_eq!(
+        env.jsonpath(so, ".spec.scaleTargetRef.name").await,
+        "podinfo-primary"
+    );
+    env.wait_jsonpath("scaledobject/podinfo-so", PAUSED, "0")
+        .await;
+    env.wait_jsonpath("deployment/podinfo", ".spec.replicas", "0")
+        .await;
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
+
+    // Deleting the canary (revertOnDeletion) hands the target back to its ScaledObject.
+    env.kubectl(&["-n", NS, "delete", "canary/podinfo", "--wait=false"])
+        .await;
+    env.wait_gone("canary/podinfo").await;
+    assert_eq!(env.jsonpath("scaledobject/podinfo-so", PAUSED).await, "");
+    assert_ne!(
+        env.jsonpath("deployment/podinfo", ".spec.replicas").await,
+        "0"
+    );
+    env.wait_gone("scaledobject/podinfo-so-primary").await;
+}
+
+/// Waits until `hook` has received at least `n` alerts and returns them.
+async fn wait_alerts(env: &Env, hook: &str, n: usize) -> Vec<serde_json::Value> {
+    let last = std::sync::Mutex::new(String::new());
+    support::wait_for(&format!("{n} alerts at {hook}"), &last, || async {
+        let calls = env.hooks.calls(hook);
+        (calls.len() >= n).then_some(calls)
+    })
+    .await
+}
+
+/// The attachment texts of the Slack messages a hook received.
+fn slack_texts(calls: &[serde_json::Value]) -> Vec<String> {
+    calls
+        .iter()
+        .map(|c| {
+            c["attachments"][0]["text"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_reach_slack_and_teams_providers_by_severity() {
+    // The global notifier is configured too: a canary with alert routes bypasses it.
+    let env = Env::start(Options {
+        global_notifier: true,
+        ..Default::default()
+    })
+    .await;
+    env.apply(&format!(
+        r#"
+apiVersion: flagger.app/v1beta1
+kind: AlertProvider
+metadata: {{name: on-call, namespace: {NS}}}
+spec:
+  type: slack
+  channel: on-call
+  address: {slack}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: teams-url, namespace: {NS}}}
+data: {{address: "{teams}", token: bm90LXNlbnQ=}}
+---
+apiVersion: flagger.app/v1beta1
+kind: AlertProvider
+metadata: {{name: teams, namespace: {NS}}}
+spec:
+  type: msteams
+  secretRef: {{name: teams-url}}
+"#,
+        slack = env.hooks.url("slack"),
+        // localkube keeps `stringData` as written (no folding into `data`): base64 by hand.
+        teams = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            env.hooks.url("teams")
+        ),
+    ))
+    .await;
+    let analysis = bg_analysis(
+        2,
+        1,
+        &format!(
+            "    webhooks:\n    - name: check\n      type: pre-rollout\n      url: {}\n    alerts:\n    - name: slack\n      severity: info\n      providerRef: {{name: on-call}}\n    - name: teams\n      severity: error\n      providerRef: {{name: teams, namespace: {NS}}}\n",
+            env.hooks.url("check")
+        ),
+    );
+    init(&env, &analysis, "").await;
+
+    // Initialization: an info alert with the canary's metadata, to Slack only.
+    let calls = wait_alerts(&env, "slack", 1).await;
+    let first = &calls[0];
+    assert_eq!(first["channel"], "on-call");
+    assert_eq!(first["username"], "flagger");
+    assert_eq!(first["icon_emoji"], ":rocket:");
+    let attachment = &first["attachments"][0];
+    assert_eq!(
+        attachment["text"],
+        "New Deployment detected, initialization completed."
+    );
+    assert_eq!(attachment["color"], "good");
+    assert_eq!(attachment["author_name"], "podinfo.test");
+    assert_eq!(
+        attachment["fields"],
+        serde_json::json!([
+            {"title": "Cluster", "value": "e2e", "short": false},
+            {"title": "Target", "value": "Deployment/podinfo.test", "short": false},
+            {"title": "Failed checks threshold", "value": "1", "short": false},
+            {"title": "Progress deadline", "value": "60s", "short": false},
+            {"title": "Traffic routing", "value": "Blue/Green", "short": false},
+        ])
+    );
+
+    // Promotion: the new revision and the success, both info.
+    set_image(&env, "6.0.1").await;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    let calls = wait_alerts(&env, "slack", 3).await;
+    let texts = slack_texts(&calls);
+    assert!(
+        texts.contains(&"New revision detected, progressing canary analysis.".to_string()),
+        "{texts:#?}"
+    );
+    assert!(
+        texts.contains(&"Canary analysis completed successfully, promotion finished.".to_string()),
+        "{texts:#?}"
+    );
+    assert!(
+        env.hooks.calls("teams").is_empty(),
+        "info alerts skip the error route"
+    );
+
+    // Rollback: an error alert, to both routes.
+    env.hooks.set("check", 500);
+    set_image(&env, "6.0.2").await;
+    env.wait_phase("podinfo", CanaryPhase::Failed).await;
+    let teams = wait_alerts(&env, "teams", 1).await;
+    assert_eq!(teams.len(), 1, "{teams:#?}");
+    assert_eq!(teams[0]["@type"], "MessageCard");
+    assert_eq!(teams[0]["themeColor"], "FF0000");
+    assert_eq!(teams[0]["summary"], "podinfo.test");
+    assert_eq!(
+        teams[0]["sections"][0]["activityTitle"],
+        "Failed checks threshold reached 1"
+    );
+    let calls = wait_alerts(&env, "slack", 5).await;
+    let rollback = calls
+        .iter()
+        .find(|c| c["attachments"][0]["text"] == "Failed checks threshold reached 1")
+        .unwrap_or_else(|| panic!("rollback alert in {:#?}", slack_texts(&calls)));
+    assert_eq!(rollback["attachments"][0]["color"], "danger");
+    assert!(
+        env.hooks.calls("global").is_empty(),
+        "routes bypass the global notifier"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_slack_notifier_gets_every_alert_of_canaries_without_routes() {
+    let env = Env::start(Options {
+        global_notifier: true,
+        ..Default::default()
+    })
+    .await;
+    init(&env, &bg_analysis(1, 1, ""), "").await;
+    set_image(&env, "6.0.1").await;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    let calls = wait_alerts(&env, "global", 3).await;
+    let texts = slack_texts(&calls);
+    assert_eq!(
+        texts,
+        vec![
+            "New Deployment detected, initialization completed.",
+            "New revision detected, progressing canary analysis.",
+            "Canary analysis completed successfully, promotion finished.",
+        ],
+    );
+    for call in &calls {
+        assert_eq!(call["channel"], "general");
+        // -cluster-name puts a Cluster field first on every alert.
+        assert_eq!(
+            call["attachments"][0]["fields"][0],
+            serde_json::json!({"title": "Cluster", "value": "e2e", "short": false})
+        );
+    }
+}

@@ -178,7 +178,10 @@ impl World {
 
     async fn run(&self, template: &str) -> MetricOutcome {
         templates::run(
-            &Lookups::new(self.client.clone()),
+            &Lookups::new(
+                self.client.clone(),
+                flagger_controller::cache::build(&self.client, None).0,
+            ),
             &self.clients,
             NS,
             template,
@@ -260,7 +263,10 @@ async fn token_secret_sends_a_bearer_token_and_the_template_headers() {
 
     // The availability check at initialization uses the same client.
     templates::is_online(
-        &Lookups::new(w.client.clone()),
+        &Lookups::new(
+            w.client.clone(),
+            flagger_controller::cache::build(&w.client, None).0,
+        ),
         &w.clients,
         NS,
         "error-rate",

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use flagger_api::CanaryPhase;
 use flagger_api::labels::SCALE_TO_ZERO_NODE_SELECTOR;
 use flagger_core::effects::{Decision, Effect, Event, EventType, RunOutcome};
-use flagger_core::model::{HookType, Severity, ValidatedCanary, Webhook};
+use flagger_core::keda::MetadataRule;
+use flagger_core::model::{AutoscalerKind, HookType, Severity, ValidatedCanary, Webhook};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
@@ -15,6 +16,7 @@ use crate::cache;
 use serde_json::json;
 
 use super::bootstrap;
+use super::keda;
 use super::observe::{Observed, Target};
 use super::oracle::Oracle;
 use crate::FIELD_MANAGER;
@@ -75,10 +77,28 @@ async fn apply_one(o: &Oracle<'_>, effect: &Effect) -> Result<(), String> {
                 c.target.name
             )
         }),
-        // HPAs need no pausing: a Deployment at zero replicas is not scaled by its HPA.
-        Effect::PauseTargetScaler | Effect::ResumeTargetScaler => Ok(()),
+        // HPAs need no pausing: a Deployment at zero replicas is not scaled by its HPA. A
+        // ScaledObject would scale it back up, so KEDA's pause annotation holds it at zero.
+        Effect::PauseTargetScaler | Effect::ResumeTargetScaler => {
+            if is_keda(c) {
+                keda::set_paused(&ctx.client, c, *effect == Effect::PauseTargetScaler).await
+            } else {
+                Ok(())
+            }
+        }
         Effect::ReconcilePrimaryScaler => {
-            bootstrap::write_primary_hpa(&ctx.client, o.canary, c).await
+            if is_keda(c) {
+                keda::write_primary(
+                    &ctx.client,
+                    &ctx.settings,
+                    o.canary,
+                    c,
+                    MetadataRule::Update,
+                )
+                .await
+            } else {
+                bootstrap::write_primary_hpa(&ctx.client, o.canary, c).await
+            }
         }
         Effect::Promote => promote(o).await,
         Effect::RunPostRolloutHooks { phase } => {
@@ -99,6 +119,7 @@ async fn apply_one(o: &Oracle<'_>, effect: &Effect) -> Result<(), String> {
                     tracing::info!(canary = %format!("{}.{ns}", c.name), severity = level, "alert: {}", alert.message)
                 }
             }
+            crate::alerts::send(ctx, c, alert).await;
             Ok(())
         }
         Effect::CountRun(outcome) => {
@@ -120,6 +141,12 @@ async fn apply_one(o: &Oracle<'_>, effect: &Effect) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+fn is_keda(c: &ValidatedCanary) -> bool {
+    c.autoscaler
+        .as_ref()
+        .is_some_and(|a| a.kind == AutoscalerKind::ScaledObject)
 }
 
 fn merge() -> PatchParams {
@@ -200,6 +227,17 @@ async fn replicas_from_zero(
         return Ok(r);
     }
     let client = ctx.client.clone();
+    if let Some(a) = &c.autoscaler
+        && a.kind == AutoscalerKind::ScaledObject
+    {
+        let so = keda::get(&client, &c.namespace, &a.name)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(canary = %format!("{}.{}", c.name, c.namespace), "{e}");
+                None
+            });
+        return Ok(flagger_core::keda::replicas_from_zero(so.as_ref()));
+    }
     if let Some(a) = &c.autoscaler {
         let hpa = cache::get(&ctx.caches.hpas, &client, &c.namespace, &a.name).await?;
         let min = hpa

@@ -1,12 +1,13 @@
 //! Step 3: make sure the objects a canary runs on exist: `-primary` configs and workload
 //! (created once; promotion updates them), the `-canary`, `-primary` and apex Services
-//! (reconciled every tick) and the primary HPA (created once).
+//! (reconciled every tick) and the primary HPA or KEDA ScaledObject (created once).
 
 use std::collections::BTreeMap;
 
 use flagger_api::Canary;
 use flagger_api::labels::TOOLKIT_MARKER;
-use flagger_core::model::ValidatedCanary;
+use flagger_core::keda::MetadataRule;
+use flagger_core::model::{AutoscalerKind, ValidatedCanary};
 use flagger_core::services::{self, ServiceRole};
 use flagger_core::workload::{self, PrimaryInputs};
 use flagger_core::{conflict, converge};
@@ -17,6 +18,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
+use super::keda;
 use super::objects::{apply, apply_json, owned_by, owner_ref};
 use super::observe::{Config, Observed, Target};
 use crate::FIELD_MANAGER;
@@ -54,7 +56,13 @@ pub async fn bootstrap(
         }
     }
 
-    if let Some(a) = &c.autoscaler {
+    if let Some(a) = &c.autoscaler
+        && a.kind == AutoscalerKind::ScaledObject
+    {
+        if !keda::primary_exists(client, c).await? {
+            keda::write_primary(client, settings, canary, c, MetadataRule::Create).await?;
+        }
+    } else if let Some(a) = &c.autoscaler {
         let primary_hpa = format!("{}-primary", a.name);
         let missing = cache::get(&caches.hpas, client, ns, &primary_hpa)
             .await

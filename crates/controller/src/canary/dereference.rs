@@ -1,7 +1,7 @@
 //! Step 1: the wire Canary → a validated canary this build can run, or every reason it cannot.
 
 use flagger_api::Canary;
-use flagger_core::model::{AutoscalerKind, MetricSource, TargetKind, ValidatedCanary};
+use flagger_core::model::{MetricSource, TargetKind, ValidatedCanary};
 use flagger_core::validate::{Problem, validate};
 
 use crate::context::Settings;
@@ -34,11 +34,6 @@ pub fn dereference(canary: &Canary, settings: &Settings) -> Result<Dereferenced,
             c.target.kind.kind()
         ));
     }
-    if let Some(a) = &c.autoscaler
-        && a.kind != AutoscalerKind::HorizontalPodAutoscaler
-    {
-        problems.push("spec.autoscalerRef: KEDA ScaledObjects are not supported by flagger-rs yet; supported: HorizontalPodAutoscaler".into());
-    }
     if !c.skip_analysis {
         for (i, m) in c.analysis.metrics.iter().enumerate() {
             match &m.source {
@@ -56,10 +51,7 @@ pub fn dereference(canary: &Canary, settings: &Settings) -> Result<Dereferenced,
             }
         }
     }
-    let mut warnings: Vec<String> = validated.warnings.iter().map(format_problem).collect();
-    if !c.analysis.alerts.is_empty() {
-        warnings.push("spec.analysis.alerts: alert delivery is not built into flagger-rs yet; alerts are written to the controller log".into());
-    }
+    let warnings: Vec<String> = validated.warnings.iter().map(format_problem).collect();
     match (router, problems.is_empty()) {
         (Some(router), true) => Ok(Dereferenced {
             canary: c,

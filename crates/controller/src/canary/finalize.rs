@@ -6,7 +6,7 @@ use std::time::Duration;
 use flagger_api::labels::{FINALIZER, LAST_APPLIED, SCALE_TO_ZERO_NODE_SELECTOR};
 use flagger_api::{Canary, CanaryPhase};
 use flagger_core::effects::{EventType, Readiness};
-use flagger_core::model::TargetKind;
+use flagger_core::model::{AutoscalerKind, TargetKind};
 use flagger_core::readiness::{self, Role};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::Service;
@@ -48,7 +48,15 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
         ..Default::default()
     };
 
-    // Bring the target back.
+    // Bring the target back, its ScaledObject resumed first (a no-op without one).
+    if c.autoscaler
+        .as_ref()
+        .is_some_and(|a| a.kind == AutoscalerKind::ScaledObject)
+    {
+        super::keda::set_paused(&client, c, false)
+            .await
+            .map_err(Error::Object)?;
+    }
     let ready = match c.target.kind {
         TargetKind::Deployment => {
             let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);

@@ -6,6 +6,7 @@ pub mod bootstrap;
 pub mod conflicts;
 pub mod dereference;
 pub mod finalize;
+pub mod keda;
 pub mod objects;
 pub mod observe;
 pub mod oracle;

@@ -40,6 +40,9 @@ pub struct Options {
     pub dataplane: bool,
     /// Extra controller flags.
     pub controller_args: &'static [&'static str],
+    /// Run the controller with the global Slack notifier (`-slack-url` at the hook `global`,
+    /// `-slack-channel=general`) and `-cluster-name=e2e`.
+    pub global_notifier: bool,
 }
 
 /// A running environment; everything stops when it is dropped.
@@ -54,6 +57,7 @@ pub struct Env {
     controller: Option<Controller>,
     metrics_server: String,
     controller_args: Vec<String>,
+    global_notifier: bool,
 }
 
 struct Controller {
@@ -120,6 +124,7 @@ impl Env {
             controller: None,
             metrics_server,
             controller_args: opts.controller_args.iter().map(|s| s.to_string()).collect(),
+            global_notifier: opts.global_notifier,
         };
         env.start_controller().await;
         env
@@ -146,6 +151,11 @@ impl Env {
         .map(|s| s.to_string())
         .collect();
         argv.extend(extra.iter().cloned());
+        if self.global_notifier {
+            argv.push(format!("-slack-url={}", self.hooks.url("global")));
+            argv.push("-slack-channel=general".into());
+            argv.push("-cluster-name=e2e".into());
+        }
         let args = flagger_controller::Args::try_parse_from(argv).expect("controller flags parse");
         let (stop, rx) = oneshot::channel::<()>();
         let client = self.client.clone();

@@ -1,0 +1,102 @@
+//! KEDA ScaledObjects (`autoscalerRef.kind: ScaledObject`): the `-primary` copy (built by
+//! `flagger_core::keda`) and the pause annotation on the target's ScaledObject. Read and
+//! written as dynamic objects, so the controller needs no KEDA types.
+
+use flagger_api::Canary;
+use flagger_core::keda::{self, MetadataRule};
+use flagger_core::model::ValidatedCanary;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::Value;
+
+use super::objects::owner_ref;
+use crate::FIELD_MANAGER;
+use crate::context::Settings;
+
+fn api(client: &Client, namespace: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("keda.sh", "v1alpha1", keda::KIND);
+    let resource = ApiResource::from_gvk_with_plural(&gvk, keda::PLURAL);
+    Api::namespaced_with(client.clone(), namespace, &resource)
+}
+
+/// Reads a ScaledObject as JSON (`None` when missing).
+pub async fn get(client: &Client, namespace: &str, name: &str) -> Result<Option<Value>, String> {
+    api(client, namespace)
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("ScaledObject {name}.{namespace} get query error: {e}"))?
+        .map(|o| serde_json::to_value(o).map_err(|e| e.to_string()))
+        .transpose()
+}
+
+/// Whether the primary ScaledObject exists.
+pub async fn primary_exists(client: &Client, c: &ValidatedCanary) -> Result<bool, String> {
+    let Some(a) = &c.autoscaler else {
+        return Ok(true);
+    };
+    Ok(get(client, &c.namespace, &keda::primary_name(a))
+        .await?
+        .is_some())
+}
+
+/// Creates (`MetadataRule::Create`) or updates the primary ScaledObject from the target's.
+pub async fn write_primary(
+    client: &Client,
+    settings: &Settings,
+    canary: &Canary,
+    c: &ValidatedCanary,
+    rule: MetadataRule,
+) -> Result<(), String> {
+    let Some(a) = &c.autoscaler else {
+        return Ok(());
+    };
+    let ns = &c.namespace;
+    let target = get(client, ns, &a.name)
+        .await?
+        .ok_or_else(|| format!("ScaledObject {}.{ns} get query error: not found", a.name))?;
+    let mut primary = keda::primary_scaled_object(
+        &target,
+        a,
+        &c.target.name,
+        &c.primary_workload(),
+        ns,
+        &settings.labels,
+        rule,
+    );
+    if let (Some(meta), Some(owner)) = (primary.get_mut("metadata"), owner_ref(canary)) {
+        meta["ownerReferences"] = serde_json::json!([owner]);
+    }
+    let name = keda::primary_name(a);
+    api(client, ns)
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&primary),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("writing ScaledObject {name}.{ns} failed: {e}"))
+}
+
+/// Pauses (`true`) or resumes the target's ScaledObject (`autoscaling.keda.sh/paused-replicas`).
+pub async fn set_paused(client: &Client, c: &ValidatedCanary, paused: bool) -> Result<(), String> {
+    let Some(a) = &c.autoscaler else {
+        return Ok(());
+    };
+    let ns = &c.namespace;
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    api(client, ns)
+        .patch(&a.name, &params, &Patch::Merge(keda::pause_patch(paused)))
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            format!(
+                "{} ScaledObject {}.{ns} failed: {e}",
+                if paused { "pausing" } else { "resuming" },
+                a.name
+            )
+        })
+}
