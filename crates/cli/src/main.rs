@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the operator (Flagger's flags, with one dash or two).
-    Controller(flagger_controller::Args),
+    Controller(Box<flagger_controller::Args>),
     /// Print the CustomResourceDefinitions (Canary, MetricTemplate, AlertProvider) as YAML.
     Crd,
     /// Check Canary manifests offline: every problem, with its field path and how to fix it.
@@ -120,7 +120,7 @@ fn main() -> ExitCode {
         "controller",
     ));
     match cli.command {
-        Command::Controller(args) => run_async(flagger_controller::run::run(args)),
+        Command::Controller(args) => run_async(flagger_controller::run::run(*args)),
         Command::Crd => {
             print!("{}", flagger_api::crd::crds_yaml());
             ExitCode::SUCCESS

@@ -103,7 +103,7 @@ impl Observer {
                         .and_then(|s| s.selector)
                         .and_then(|s| s.get("app").cloned())
                         .unwrap_or_default();
-                    log.lock().unwrap().push((Instant::now(), app));
+                    log.lock().expect("log lock").push((Instant::now(), app));
                 }
             }
         }));
@@ -120,7 +120,7 @@ impl Observer {
                         .iter()
                         .flatten()
                         .any(|s| s.addresses.as_ref().is_some_and(|a| !a.is_empty()));
-                    log.lock().unwrap().push((Instant::now(), ready));
+                    log.lock().expect("log lock").push((Instant::now(), ready));
                 }
             }
         }));
@@ -138,7 +138,7 @@ impl Observer {
                     Ok(r) => r.status().as_u16(),
                     Err(_) => 599,
                 };
-                log.lock().unwrap().push((Instant::now(), code));
+                log.lock().expect("log lock").push((Instant::now(), code));
             }
         }));
         Observer {
@@ -153,7 +153,7 @@ impl Observer {
     fn flips_to_gitops(&self, since: Instant) -> usize {
         self.selectors
             .lock()
-            .unwrap()
+            .expect("log lock")
             .iter()
             .filter(|(t, app)| *t >= since && app == "app")
             .count()
@@ -162,7 +162,7 @@ impl Observer {
     fn selector_changes_to(&self, since: Instant, app: &str) -> usize {
         self.selectors
             .lock()
-            .unwrap()
+            .expect("log lock")
             .iter()
             .filter(|(t, a)| *t >= since && a == app)
             .count()
@@ -170,7 +170,7 @@ impl Observer {
 
     /// Time in `[from, to]` during which the Service's Endpoints had no ready address.
     fn without_endpoints(&self, from: Instant, to: Instant) -> Duration {
-        let log = self.endpoints.lock().unwrap();
+        let log = self.endpoints.lock().expect("log lock");
         let mut state = log
             .iter()
             .rev()
@@ -194,7 +194,7 @@ impl Observer {
 
     /// (failed, total) requests in `[from, to]`; failed: 5xx or no answer.
     fn failures(&self, from: Instant, to: Instant) -> (usize, usize) {
-        let log = self.requests.lock().unwrap();
+        let log = self.requests.lock().expect("log lock");
         let window: Vec<u16> = log
             .iter()
             .filter(|(t, _)| *t >= from && *t <= to)
