@@ -129,7 +129,7 @@ enum Target {
     NoSuchService(String, String),
     Pod(String, String),
     /// Addressed to a Service or a gateway host, routed by the router.
-    Routed(RouteDecision),
+    Routed(Box<RouteDecision>),
 }
 
 fn target(
@@ -140,7 +140,7 @@ fn target(
 ) -> Target {
     let router = &st.config.router;
     match resolved {
-        Resolved::Service(sp) => Target::Routed(router.route(&st.api, &sp, info)),
+        Resolved::Service(sp) => Target::Routed(Box::new(router.route(&st.api, &sp, info))),
         Resolved::NoSuchService { namespace, service } => Target::NoSuchService(namespace, service),
         Resolved::Pod {
             namespace,
@@ -148,7 +148,7 @@ fn target(
             port: _,
         } => Target::Pod(namespace, name),
         Resolved::Outside { host, port } => match router.route_host(&st.api, &host, port, info) {
-            Some(d) => Target::Routed(d),
+            Some(d) => Target::Routed(Box::new(d)),
             None if origin_form => Target::Local,
             None => Target::Forward(host, port),
         },
@@ -233,7 +233,7 @@ pub async fn handle(State(st): State<Arc<ProxyState>>, req: Request) -> Response
             format!("localkube data plane: service \"{namespace}/{service}\" not found\n"),
         ),
         Target::Pod(namespace, name) => serve_pod(&st, &namespace, &name, None, &req).await,
-        Target::Routed(decision) => routed(&st, decision, req).await,
+        Target::Routed(decision) => routed(&st, *decision, req).await,
     }
 }
 
