@@ -699,3 +699,159 @@ async fn httproute_v1beta1_gateway_hostnames_rewrites_and_header_edits() {
     assert_eq!(c.send(APEX, &[]).await.version(), "1.0.0");
     assert_eq!(counts(&h, "podinfo-canary-"), 3);
 }
+
+/// An object as flagger-rs writes it (the routing goldens of the core crate), as JSON.
+fn golden(path: &str) -> Value {
+    let text = std::fs::read_to_string(format!(
+        "{}/../core/tests/golden/routing/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+async fn delete(client: &Client, plural: &str, obj: &Value) {
+    let (group, version) = obj["apiVersion"].as_str().unwrap().split_once('/').unwrap();
+    let gvk = GroupVersionKind::gvk(group, version, obj["kind"].as_str().unwrap());
+    let ar = ApiResource::from_gvk_with_plural(&gvk, plural);
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "test", &ar);
+    api.delete(
+        obj["metadata"]["name"].as_str().unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+}
+
+/// Sends `n` requests to `url`; returns the versions, and how many canary and primary answers
+/// carried their session cookie.
+async fn affinity_run(
+    c: &mut ProxyConn,
+    url: &str,
+    n: usize,
+) -> (BTreeMap<String, usize>, usize, usize) {
+    let (mut seen, mut canary_cookies, mut primary_cookies) = (BTreeMap::new(), 0, 0);
+    for _ in 0..n {
+        let a = c.send(url, &[]).await;
+        let v = a.version();
+        let cookie = a
+            .headers
+            .get("set-cookie")
+            .map(|c| c.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        match v.as_str() {
+            "2.0.0" if cookie.starts_with("flagger-cookie=abcdefghij;") => canary_cookies += 1,
+            "1.0.0" if cookie.starts_with("flagger-primary-cookie=klmnopqrst;") => {
+                primary_cookies += 1
+            }
+            _ => panic!("{v} answered with cookie {cookie:?}"),
+        }
+        *seen.entry(v).or_default() += 1;
+    }
+    (seen, canary_cookies, primary_cookies)
+}
+
+#[tokio::test]
+async fn objects_written_by_flagger_route_as_meant() {
+    let (h, client) = start().await;
+    primary_and_canary(&client, json!({})).await;
+    let mut c = ProxyConn::open(proxy_addr(&h)).await;
+
+    // Istio session affinity: 90/10 weighted; each answer hands out its side's cookie; each
+    // cookie pins its side.
+    let vs = golden("istio/session_affinity.json");
+    create(&client, "virtualservices", vs.clone()).await;
+    let (seen, cc, pc) = affinity_run(&mut c, APEX, 500).await;
+    eprintln!("istio session affinity 90/10 over 500 requests: {seen:?}");
+    assert_eq!((cc, pc), (seen["2.0.0"], seen["1.0.0"]));
+    assert!((0.07..=0.13).contains(&share(&seen, "2.0.0")), "{seen:?}");
+    for (cookie, version) in [
+        ("flagger-cookie=abcdefghij", "2.0.0"),
+        ("flagger-primary-cookie=klmnopqrst", "1.0.0"),
+    ] {
+        assert_eq!(
+            c.versions(APEX, &[("cookie", cookie)], 20).await,
+            BTreeMap::from([(version.to_string(), 20)])
+        );
+    }
+    delete(&client, "virtualservices", &vs).await;
+
+    // Istio mirroring at 50%.
+    let before = counts(&h, "podinfo-canary-");
+    let vs = golden("istio/mirror.json");
+    create(&client, "virtualservices", vs.clone()).await;
+    assert_eq!(
+        c.versions(APEX, &[], 400).await,
+        BTreeMap::from([("1.0.0".into(), 400)])
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mirrored = counts(&h, "podinfo-canary-") - before;
+    eprintln!("istio mirrorPercentage 50 over 400 requests: {mirrored} copies");
+    assert!((170..=230).contains(&mirrored), "{mirrored}");
+    delete(&client, "virtualservices", &vs).await;
+
+    // Istio A/B: the header and the cookie reach the canary, the rest the primary.
+    let vs = golden("istio/ab.json");
+    create(&client, "virtualservices", vs.clone()).await;
+    assert_eq!(
+        c.send(APEX, &[("x-canary", "insider")]).await.version(),
+        "2.0.0"
+    );
+    assert_eq!(
+        c.send(APEX, &[("cookie", "canary=always")]).await.version(),
+        "2.0.0"
+    );
+    assert_eq!(c.send(APEX, &[]).await.version(), "1.0.0");
+    delete(&client, "virtualservices", &vs).await;
+
+    // Gateway-bound VirtualService: app.example.com is routed, mesh traffic to podinfo is not.
+    let vs = golden("istio/service_options.json");
+    create(&client, "virtualservices", vs.clone()).await;
+    let a = c.send("http://app.example.com/api/version", &[]).await;
+    assert!(["1.0.0", "2.0.0"].contains(&a.version().as_str()));
+    assert_eq!(
+        c.send("http://app.example.com/other", &[]).await.status,
+        404,
+        "no route matches"
+    );
+    delete(&client, "virtualservices", &vs).await;
+
+    // SMI (Linkerd): 90/10.
+    let ts = golden("smi/v1alpha1_linkerd.json");
+    create(&client, "trafficsplits", ts.clone()).await;
+    let seen = c.versions(APEX, &[], 500).await;
+    eprintln!("smi v1alpha1 90/10 over 500 requests: {seen:?}");
+    assert!((0.07..=0.13).contains(&share(&seen, "2.0.0")), "{seen:?}");
+    delete(&client, "trafficsplits", &ts).await;
+
+    // Gateway API session affinity through the gateway host.
+    let route = golden("gatewayapi_v1/session_affinity.json");
+    create(&client, "httproutes", route.clone()).await;
+    let url = "http://app.example.com/";
+    let (seen, cc, pc) = affinity_run(&mut c, url, 500).await;
+    eprintln!("gateway api session affinity 90/10 over 500 requests: {seen:?}");
+    assert_eq!((cc, pc), (seen["2.0.0"], seen["1.0.0"]));
+    assert!((0.07..=0.13).contains(&share(&seen, "2.0.0")), "{seen:?}");
+    assert_eq!(
+        c.versions(url, &[("cookie", "a=b; flagger-cookie=abcdefghij")], 20)
+            .await,
+        BTreeMap::from([("2.0.0".into(), 20)])
+    );
+    delete(&client, "httproutes", &route).await;
+
+    // Gateway API A/B.
+    let route = golden("gatewayapi_v1/ab.json");
+    create(&client, "httproutes", route.clone()).await;
+    assert_eq!(
+        c.send(url, &[("x-canary", "insider")]).await.version(),
+        "2.0.0"
+    );
+    assert_eq!(c.send(url, &[]).await.version(), "1.0.0");
+    delete(&client, "httproutes", &route).await;
+
+    // Nothing left: kube-proxy, and the gateway host is outside the cluster again.
+    assert_eq!(
+        c.versions(APEX, &[], 10).await,
+        BTreeMap::from([("1.0.0".into(), 10)])
+    );
+}

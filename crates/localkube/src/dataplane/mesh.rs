@@ -411,6 +411,16 @@ fn vs_ops(h: Option<&VsHeaders>) -> (HeaderOps, HeaderOps) {
     )
 }
 
+/// `path`, matched by `prefix`, with the prefix replaced by `uri`; a slash is not doubled
+/// (`/api` rewritten to `/` makes `/api/version` `/version`, as Istio does).
+fn istio_prefix_rewrite(path: &str, prefix: &str, uri: &str) -> String {
+    let rest = path.get(prefix.len()..).unwrap_or_default();
+    match rest.strip_prefix('/') {
+        Some(r) if uri.ends_with('/') => format!("{uri}{r}"),
+        _ => format!("{uri}{rest}"),
+    }
+}
+
 impl MeshRouter {
     fn string_match(&self, m: &StringMatch, value: Option<&str>, ignore_case: bool) -> bool {
         let Some(value) = value else {
@@ -589,10 +599,8 @@ impl MeshRouter {
                     .and_then(|m| m.uri.as_ref())
                     .and_then(|u| u.prefix.as_deref());
                 let path = match prefix {
-                    Some(p) if view.path.len() >= p.len() => {
-                        format!("{uri}{}", &view.path[p.len()..])
-                    }
-                    _ => uri.clone(),
+                    Some(p) => istio_prefix_rewrite(view.path, p, uri),
+                    None => uri.clone(),
                 };
                 actions.path_and_query = Some(view.path_and_query(&path));
             }
@@ -1393,6 +1401,16 @@ mod tests {
         assert_eq!(replace_prefix("/foo/bar", "/foo/", "/"), "/bar");
         assert_eq!(replace_prefix("/foo", "/foo", "/"), "/");
         assert_eq!(replace_prefix("/foo", "/foo", "/baz/"), "/baz");
+        assert_eq!(
+            istio_prefix_rewrite("/api/version", "/api", "/"),
+            "/version"
+        );
+        assert_eq!(
+            istio_prefix_rewrite("/api/version", "/api/", "/"),
+            "/version"
+        );
+        assert_eq!(istio_prefix_rewrite("/api", "/api", "/"), "/");
+        assert_eq!(istio_prefix_rewrite("/api/x", "/api", "/v2"), "/v2/x");
     }
 
     #[test]
