@@ -107,6 +107,15 @@ impl RequestMetrics {
         h.count += 1;
     }
 
+    /// Forgets every recorded request.
+    pub fn reset(&self) {
+        self.series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.mesh.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     /// Records a request in the mesh telemetry.
     pub fn observe_mesh(&self, labels: MeshLabels, took: Duration) {
         let mut mesh = self.mesh.lock().unwrap_or_else(|e| e.into_inner());

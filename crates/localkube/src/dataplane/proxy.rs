@@ -4,8 +4,13 @@
 //! `HTTP_PROXY` sends) are proxied: resolved ([`super::resolve`]), routed
 //! ([`super::Router`]), sent to an endpoint ([`super::endpoints`]) and recorded
 //! ([`super::metrics`]). A request in origin form whose `Host` names a cluster Service is
-//! treated the same way, for clients that cannot use a proxy. Other origin-form requests are
-//! for the data plane itself: `/metrics` (for Prometheus) and `/healthz`.
+//! treated the same way, for clients that cannot use a proxy, and so is one whose host the
+//! router takes as a gateway host ([`super::Router::route_host`]). Other origin-form requests
+//! are for the data plane itself: `/metrics` (for Prometheus) and `/healthz`.
+//!
+//! A routed request gets the router's edits ([`super::RouteActions`]): request headers, path,
+//! authority before it is sent (mirrors get the edited copy), a timeout while it is served,
+//! response headers on its answer; or a direct answer instead.
 //!
 //! `CONNECT` (HTTPS through the proxy) is refused: cluster traffic here is plain HTTP.
 

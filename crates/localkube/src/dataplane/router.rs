@@ -2,10 +2,10 @@
 //! ones get a mirrored copy.
 //!
 //! kube-proxy's behaviour is [`ServiceRouter`]: the Service itself, no mirrors. A mesh router
-//! reads its routing objects (an Istio VirtualService, an SMI TrafficSplit, a Gateway API
-//! HTTPRoute, an Ingress with canary annotations) through the [`Api`] it is given, picks a
-//! backend Service by weight or header match, and lists mirrors; endpoint selection behind the
-//! chosen Service stays the same.
+//! ([`super::MeshRouter`]) reads its routing objects (an Istio VirtualService, an SMI
+//! TrafficSplit, a Gateway API HTTPRoute) through the [`Api`] it is given, picks a backend
+//! Service by weight or match, lists mirrors and says how to edit the request and the answer
+//! ([`RouteActions`]); endpoint selection behind the chosen Service stays the same.
 
 use std::time::Duration;
 
