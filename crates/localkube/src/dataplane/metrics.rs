@@ -343,3 +343,76 @@ fn histogram(
     let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
     let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(status: u16) -> MeshLabels {
+        MeshLabels {
+            namespace: "test".into(),
+            workload: "podinfo".into(),
+            pod: "podinfo-abc12-xyz34".into(),
+            service_namespace: "test".into(),
+            service: "podinfo-canary".into(),
+            port: 9898,
+            status,
+        }
+    }
+
+    #[test]
+    fn mesh_series() {
+        let m = RequestMetrics::default();
+        m.observe_mesh(labels(200), Duration::from_millis(3));
+        m.observe_mesh(labels(200), Duration::from_millis(30));
+        m.observe_mesh(labels(503), Duration::from_millis(700));
+        let direct = MeshLabels {
+            service: String::new(),
+            service_namespace: String::new(),
+            port: 0,
+            ..labels(200)
+        };
+        m.observe_mesh(direct, Duration::from_millis(1));
+        assert_eq!(
+            m.mesh_counts("test", "podinfo"),
+            BTreeMap::from([(200, 3), (503, 1)])
+        );
+        let text = m.render();
+        let istio = "reporter=\"destination\",source_workload=\"unknown\",source_workload_namespace=\"unknown\",destination_workload=\"podinfo\",destination_workload_namespace=\"test\",destination_service=\"podinfo-canary.test.svc.cluster.local\",destination_service_name=\"podinfo-canary\",destination_service_namespace=\"test\",request_protocol=\"http\"";
+        let linkerd = "direction=\"inbound\",namespace=\"test\",deployment=\"podinfo\",pod=\"podinfo-abc12-xyz34\",tls=\"true\"";
+        let envoy = "envoy_cluster_name=\"test_podinfo-canary_9898\",kubernetes_namespace=\"test\",kubernetes_pod_name=\"podinfo-abc12-xyz34\"";
+        for line in [
+            format!("istio_requests_total{{{istio},response_code=\"200\",response_flags=\"-\"}} 2"),
+            format!("istio_requests_total{{{istio},response_code=\"503\",response_flags=\"-\"}} 1"),
+            format!(
+                "istio_request_duration_milliseconds_bucket{{{istio},response_code=\"200\",response_flags=\"-\",le=\"1\"}} 0"
+            ),
+            format!(
+                "istio_request_duration_milliseconds_bucket{{{istio},response_code=\"200\",response_flags=\"-\",le=\"5\"}} 1"
+            ),
+            format!(
+                "istio_request_duration_milliseconds_bucket{{{istio},response_code=\"200\",response_flags=\"-\",le=\"50\"}} 2"
+            ),
+            format!(
+                "istio_request_duration_milliseconds_bucket{{{istio},response_code=\"200\",response_flags=\"-\",le=\"+Inf\"}} 2"
+            ),
+            format!(
+                "istio_request_duration_milliseconds_count{{{istio},response_code=\"503\",response_flags=\"-\"}} 1"
+            ),
+            format!("response_total{{{linkerd},status_code=\"200\",classification=\"success\"}} 2"),
+            format!("response_total{{{linkerd},status_code=\"503\",classification=\"failure\"}} 1"),
+            format!("response_latency_ms_bucket{{{linkerd},status_code=\"200\",le=\"3\"}} 1"),
+            format!("response_latency_ms_bucket{{{linkerd},status_code=\"503\",le=\"500\"}} 0"),
+            format!("response_latency_ms_bucket{{{linkerd},status_code=\"503\",le=\"1000\"}} 1"),
+            format!("envoy_cluster_upstream_rq{{{envoy},envoy_response_code=\"503\"}} 1"),
+            format!("envoy_cluster_upstream_rq_time_count{{{envoy}}} 2"),
+            // A pod addressed by IP: no Service, no Envoy cluster.
+            "destination_service=\"unknown\",destination_service_name=\"unknown\"".to_string(),
+        ] {
+            assert!(text.contains(&line), "missing {line}\n{text}");
+        }
+        assert_eq!(text.matches("envoy_cluster_upstream_rq{").count(), 2);
+        m.reset();
+        assert!(m.mesh_counts("test", "podinfo").is_empty());
+    }
+}
