@@ -791,8 +791,17 @@ async fn objects_written_by_flagger_route_as_meant() {
         c.versions(APEX, &[], 400).await,
         BTreeMap::from([("1.0.0".into(), 400)])
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mirrored = counts(&h, "podinfo-canary-") - before;
+    // The copies are sent in the background: wait until no more arrive.
+    let mut last = u64::MAX;
+    loop {
+        let now = counts(&h, "podinfo-canary-");
+        if now == last {
+            break;
+        }
+        last = now;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mirrored = last - before;
     eprintln!("istio mirrorPercentage 50 over 400 requests: {mirrored} copies");
     assert!((170..=230).contains(&mirrored), "{mirrored}");
     delete(&client, "virtualservices", &vs).await;
