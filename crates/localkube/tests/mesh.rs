@@ -871,3 +871,83 @@ async fn objects_written_by_flagger_route_as_meant() {
         BTreeMap::from([("1.0.0".into(), 10)])
     );
 }
+
+#[tokio::test]
+async fn istio_faults_redirects_direct_responses_and_gateway_redirect() {
+    let (h, client) = start().await;
+    app(&client, "front", "podinfo:3.0.0", json!({})).await;
+    create(
+        &client,
+        "virtualservices",
+        json!({
+            "apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+            "metadata": {"name": "front"},
+            "spec": {"hosts": ["front"], "http": [
+                {"match": [{"uri": {"prefix": "/old"}}], "redirect": {"uri": "/new", "redirectCode": 308}},
+                {"match": [{"uri": {"exact": "/teapot"}}], "directResponse": {"status": 418, "body": {"string": "short and stout"}}},
+                {"match": [{"headers": {"x-fault": {"exact": "abort"}}}],
+                 "fault": {"abort": {"httpStatus": 503, "percentage": {"value": 100}}},
+                 "route": [{"destination": {"host": "front"}}]},
+                {"match": [{"headers": {"x-fault": {"exact": "half"}}}],
+                 "fault": {"abort": {"httpStatus": 500, "percentage": {"value": 50}}},
+                 "route": [{"destination": {"host": "front"}}]},
+                {"match": [{"headers": {"x-fault": {"exact": "delay"}}}],
+                 "fault": {"delay": {"fixedDelay": "300ms"}},
+                 "route": [{"destination": {"host": "front"}}]},
+                {"route": [{"destination": {"host": "front"}}]},
+            ]},
+        }),
+    )
+    .await;
+    create(
+        &client,
+        "httproutes",
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "moved"},
+            "spec": {"parentRefs": [{"name": "gateway"}], "hostnames": ["old.example.com"],
+                     "rules": [{"filters": [{"type": "RequestRedirect", "requestRedirect": {"hostname": "new.example.com", "statusCode": 301}}]}]},
+        }),
+    )
+    .await;
+    let mut c = ProxyConn::open(proxy_addr(&h)).await;
+    let a = c.send("http://front.test:9898/old/page?x=1", &[]).await;
+    assert_eq!(a.status, 308);
+    assert_eq!(a.headers.get("location").unwrap(), "/new?x=1");
+    let a = c.send("http://front.test:9898/teapot", &[]).await;
+    assert_eq!((a.status, a.body.as_str()), (418, "short and stout"));
+    assert_eq!(
+        c.send("http://front.test:9898/", &[("x-fault", "abort")])
+            .await
+            .status,
+        503
+    );
+    let t = tokio::time::Instant::now();
+    assert_eq!(
+        c.send("http://front.test:9898/version", &[("x-fault", "delay")])
+            .await
+            .version(),
+        "3.0.0"
+    );
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    let mut aborted = 0;
+    for _ in 0..200 {
+        if c.send("http://front.test:9898/", &[("x-fault", "half")])
+            .await
+            .status
+            == 500
+        {
+            aborted += 1;
+        }
+    }
+    eprintln!("istio abort at 50% over 200 requests: {aborted} aborted");
+    assert!((80..=120).contains(&aborted), "{aborted}");
+    // Aborted and redirected requests never reach the pod.
+    assert_eq!(counts(&h, "front-"), 1 + (200 - aborted));
+    let a = c.send("http://old.example.com/docs?page=2", &[]).await;
+    assert_eq!(a.status, 301);
+    assert_eq!(
+        a.headers.get("location").unwrap(),
+        "http://new.example.com/docs?page=2"
+    );
+}

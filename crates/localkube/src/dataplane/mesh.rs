@@ -313,6 +313,52 @@ struct VsRoute {
     rewrite: Option<VsRewrite>,
     timeout: Option<String>,
     headers: Option<VsHeaders>,
+    fault: Option<VsFault>,
+    redirect: Option<VsRedirect>,
+    direct_response: Option<VsDirectResponse>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct VsFault {
+    delay: Option<VsDelay>,
+    abort: Option<VsAbort>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct VsDelay {
+    fixed_delay: Option<String>,
+    percentage: Option<Percent>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct VsAbort {
+    http_status: Option<u16>,
+    percentage: Option<Percent>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct VsRedirect {
+    uri: Option<String>,
+    authority: Option<String>,
+    scheme: Option<String>,
+    redirect_code: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct VsDirectResponse {
+    status: u16,
+    body: Option<VsBody>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct VsBody {
+    string: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -520,6 +566,41 @@ impl MeshRouter {
         })
     }
 
+    /// A route's `redirect` or `directResponse`: answered without a backend.
+    fn vs_answer(&self, route: &VsRoute, view: &View<'_>) -> Option<RouteActions> {
+        if let Some(d) = &route.direct_response {
+            let body = d.body.as_ref().and_then(|b| b.string.clone());
+            return Some(RouteActions {
+                direct: Some((d.status, body.unwrap_or_default())),
+                ..Default::default()
+            });
+        }
+        let r = route.redirect.as_ref()?;
+        let path = r.uri.as_deref().unwrap_or(view.path);
+        let location = match (&r.authority, &r.scheme) {
+            (None, None) => view.path_and_query(path),
+            (authority, scheme) => {
+                let host = authority
+                    .clone()
+                    .or_else(|| view.header("host"))
+                    .unwrap_or_default();
+                format!(
+                    "{}://{host}{}",
+                    scheme.as_deref().unwrap_or("http"),
+                    view.path_and_query(path)
+                )
+            }
+        };
+        Some(RouteActions {
+            direct: Some((r.redirect_code.unwrap_or(301), String::new())),
+            response_headers: HeaderOps {
+                set: vec![("location".into(), location)],
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    }
+
     /// Routes by one VirtualService `vs` in namespace `ns`.
     fn vs_route(
         &self,
@@ -535,6 +616,12 @@ impl MeshRouter {
                 ..RouteDecision::to(fallback.clone())
             };
         };
+        if let Some(actions) = self.vs_answer(route, view) {
+            return RouteDecision {
+                actions,
+                ..RouteDecision::to(fallback.clone())
+            };
+        }
         let all_unweighted = route.route.iter().all(|d| d.weight.is_none());
         let weights: Vec<f64> = route
             .route
@@ -593,6 +680,21 @@ impl MeshRouter {
             timeout: route.timeout.as_deref().and_then(parse_duration),
             ..Default::default()
         };
+        if let Some(f) = &route.fault {
+            if let Some(d) = &f.delay
+                && self.sample(d.percentage.as_ref().map_or(100.0, |p| p.value))
+            {
+                actions.delay = d.fixed_delay.as_deref().and_then(parse_duration);
+            }
+            if let Some(a) = &f.abort
+                && self.sample(a.percentage.as_ref().map_or(100.0, |p| p.value))
+            {
+                actions.direct = Some((
+                    a.http_status.unwrap_or(503),
+                    "fault filter abort\n".to_string(),
+                ));
+            }
+        }
         if let Some(rw) = &route.rewrite {
             if let Some(uri) = &rw.uri {
                 let prefix = matched
@@ -758,6 +860,17 @@ struct Filter {
     response_header_modifier: Option<GwHeaderOps>,
     request_mirror: Option<GwMirror>,
     url_rewrite: Option<UrlRewrite>,
+    request_redirect: Option<Redirect>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct Redirect {
+    scheme: Option<String>,
+    hostname: Option<String>,
+    path: Option<PathModifier>,
+    port: Option<u16>,
+    status_code: Option<u16>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -841,6 +954,18 @@ fn path_prefix_matches(prefix: &str, path: &str) -> bool {
         || path
             .strip_prefix(p)
             .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// A path modifier applied to `path` (matched by the `PathPrefix` `prefix`, if any).
+fn modified_path(p: &PathModifier, prefix: Option<&str>, path: &str) -> Option<String> {
+    match p.kind.as_str() {
+        "ReplaceFullPath" => p.replace_full_path.clone(),
+        "ReplacePrefixMatch" => match (prefix, &p.replace_prefix_match) {
+            (Some(pre), Some(with)) => Some(replace_prefix(path, pre, with)),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// `path` with the matched `prefix` replaced by `with`.
@@ -975,23 +1100,42 @@ impl MeshRouter {
                         }
                     }
                 }
+                "RequestRedirect" => {
+                    if let Some(r) = &f.request_redirect {
+                        let path = r
+                            .path
+                            .as_ref()
+                            .and_then(|p| modified_path(p, prefix, view.path))
+                            .unwrap_or_else(|| view.path.to_string());
+                        let request_host = view.header("host").unwrap_or_default();
+                        let host = r.hostname.clone().unwrap_or_else(|| {
+                            request_host
+                                .rsplit_once(':')
+                                .filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit()))
+                                .map_or(request_host.clone(), |(h, _)| h.to_string())
+                        });
+                        let port = r.port.map(|p| format!(":{p}")).unwrap_or_default();
+                        let location = format!(
+                            "{}://{host}{port}{}",
+                            r.scheme.as_deref().unwrap_or("http"),
+                            view.path_and_query(&path)
+                        );
+                        decision.actions.direct =
+                            Some((r.status_code.unwrap_or(302), String::new()));
+                        decision
+                            .actions
+                            .response_headers
+                            .set
+                            .push(("location".into(), location));
+                    }
+                }
                 "URLRewrite" => {
                     if let Some(rw) = &f.url_rewrite {
                         if let Some(h) = &rw.hostname {
                             decision.actions.authority = Some(h.clone());
                         }
                         if let Some(p) = &rw.path {
-                            let path = match p.kind.as_str() {
-                                "ReplaceFullPath" => p.replace_full_path.clone(),
-                                "ReplacePrefixMatch" => match (prefix, &p.replace_prefix_match) {
-                                    (Some(pre), Some(with)) => {
-                                        Some(replace_prefix(view.path, pre, with))
-                                    }
-                                    _ => None,
-                                },
-                                _ => None,
-                            };
-                            if let Some(path) = path {
+                            if let Some(path) = modified_path(p, prefix, view.path) {
                                 decision.actions.path_and_query = Some(view.path_and_query(&path));
                             }
                         }
@@ -1015,6 +1159,11 @@ impl MeshRouter {
                 ..RouteDecision::to(fallback.clone())
             };
         };
+        if rule.filters.iter().any(|f| f.kind == "RequestRedirect") {
+            let mut d = RouteDecision::to(fallback.clone());
+            self.apply_filters(api, ns, &rule.filters, prefix, view, &mut d);
+            return d;
+        }
         let weights: Vec<f64> = rule
             .backend_refs
             .iter()

@@ -250,11 +250,16 @@ async fn routed(st: &Arc<ProxyState>, decision: RouteDecision, mut req: Req) -> 
         mirrors,
         actions,
     } = decision;
+    if let Some(d) = actions.delay {
+        tokio::time::sleep(d).await;
+    }
     if let Some((status, body)) = actions.direct {
-        return text(
+        let mut r = text(
             StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             body,
         );
+        actions.response_headers.apply(r.headers_mut());
+        return r;
     }
     actions.request_headers.apply(&mut req.headers);
     if let Some(pq) = actions.path_and_query {

@@ -109,8 +109,11 @@ pub struct RouteActions {
     pub authority: Option<String>,
     /// The backend must answer within this time, or the client gets 504.
     pub timeout: Option<Duration>,
-    /// Answer with this status and body instead of routing (no route matched: 404; every
-    /// backend weighted 0: 500).
+    /// Wait this long first (an injected delay).
+    pub delay: Option<Duration>,
+    /// Answer with this status and body (and `response_headers`) instead of routing: no route
+    /// matched (404), every backend weighted 0 (500), an injected abort, a redirect (with a
+    /// `Location` header), a direct response.
     pub direct: Option<(u16, String)>,
 }
 
