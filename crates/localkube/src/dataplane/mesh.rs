@@ -1134,10 +1134,10 @@ impl MeshRouter {
                         if let Some(h) = &rw.hostname {
                             decision.actions.authority = Some(h.clone());
                         }
-                        if let Some(p) = &rw.path {
-                            if let Some(path) = modified_path(p, prefix, view.path) {
-                                decision.actions.path_and_query = Some(view.path_and_query(&path));
-                            }
+                        if let Some(p) = &rw.path
+                            && let Some(path) = modified_path(p, prefix, view.path)
+                        {
+                            decision.actions.path_and_query = Some(view.path_and_query(&path));
                         }
                     }
                 }
