@@ -118,6 +118,8 @@ impl MeshRouter {
 struct View<'a> {
     method: &'a str,
     path: &'a str,
+    /// The query string as sent (kept as is when the path is rewritten).
+    raw_query: &'a str,
     query: Vec<(String, String)>,
     headers: &'a HeaderMap,
     port: u16,
@@ -132,6 +134,7 @@ impl<'a> View<'a> {
         Self {
             method: request.method.as_str(),
             path: if path.is_empty() { "/" } else { path },
+            raw_query: query,
             query: url::form_urlencoded::parse(query.as_bytes())
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect(),
@@ -162,20 +165,12 @@ impl<'a> View<'a> {
             .map(|(_, v)| v.as_str())
     }
 
+    /// `path` with the request's query string.
     fn path_and_query(&self, path: &str) -> String {
-        let q: Vec<String> = self
-            .query
-            .iter()
-            .map(|(k, v)| {
-                url::form_urlencoded::Serializer::new(String::new())
-                    .append_pair(k, v)
-                    .finish()
-            })
-            .collect();
-        if q.is_empty() {
+        if self.raw_query.is_empty() {
             path.to_string()
         } else {
-            format!("{path}?{}", q.join("&"))
+            format!("{path}?{}", self.raw_query)
         }
     }
 }
