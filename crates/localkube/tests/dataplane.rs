@@ -738,10 +738,7 @@ impl Router for HeaderRouter {
         request: &RequestInfo<'_>,
     ) -> RouteDecision {
         if to.service != "podinfo" {
-            return RouteDecision {
-                backend: to.clone(),
-                mirrors: vec![],
-            };
+            return RouteDecision::to(to.clone());
         }
         let insider = request
             .headers
@@ -759,6 +756,7 @@ impl Router for HeaderRouter {
                 to.clone()
             },
             mirrors: vec![svc("podinfo-mirror")],
+            actions: Default::default(),
         }
     }
 }

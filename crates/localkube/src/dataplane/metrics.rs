@@ -1,6 +1,18 @@
 //! Request metrics as podinfo exposes them, with the labels Prometheus's Kubernetes pod
 //! discovery would add: `http_request_duration_seconds` (histogram) and `http_requests_total`,
 //! labelled `kubernetes_namespace`, `kubernetes_pod_name`, `method`, `path` and `status`.
+//!
+//! And the mesh's telemetry of the same requests, as the sidecar of the pod that answered
+//! reports it (what Flagger's builtin checks query):
+//!
+//! - Istio: `istio_requests_total` and `istio_request_duration_milliseconds` (histogram),
+//!   `reporter="destination"`, `destination_workload_namespace`, `destination_workload`,
+//!   `destination_service*`, `response_code`, ...;
+//! - Linkerd: `response_total` (`direction="inbound"`, `namespace`, `deployment`, `pod`,
+//!   `status_code`, `classification="success|failure"`) and `response_latency_ms` (histogram);
+//! - Envoy (Contour-style clusters `<ns>_<service>_<port>`, with the pod discovery labels):
+//!   `envoy_cluster_upstream_rq` (`envoy_response_code`) and `envoy_cluster_upstream_rq_time`
+//!   (histogram), for requests that came through a Service.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -31,10 +43,48 @@ struct Hist {
     count: u64,
 }
 
+/// Istio's and Envoy's default duration buckets, in milliseconds.
+const ISTIO_BUCKETS: [f64; 19] = [
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+
+/// Linkerd's proxy latency buckets, in milliseconds.
+const LINKERD_BUCKETS: [f64; 25] = [
+    1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0,
+    1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 10000.0, 20000.0, 30000.0, 40000.0, 50000.0,
+];
+
+/// The labels of one mesh series: the workload that answered and the Service it was reached
+/// through.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MeshLabels {
+    /// The namespace of the pod that answered.
+    pub namespace: String,
+    /// Its workload: the Deployment owning its ReplicaSet (or its DaemonSet, StatefulSet...);
+    /// for a Service forwarded to a real process, the Service's name.
+    pub workload: String,
+    pub pod: String,
+    /// The Service the request was sent to (empty when a pod was addressed by IP).
+    pub service_namespace: String,
+    pub service: String,
+    pub port: u16,
+    pub status: u16,
+}
+
+#[derive(Debug, Default, Clone)]
+struct MeshHist {
+    istio: [u64; 19],
+    linkerd: [u64; 25],
+    sum_ms: f64,
+    count: u64,
+}
+
 /// All recorded requests.
 #[derive(Debug, Default)]
 pub struct RequestMetrics {
     series: Mutex<BTreeMap<RequestLabels, Hist>>,
+    mesh: Mutex<BTreeMap<MeshLabels, MeshHist>>,
 }
 
 fn escape(v: &str) -> String {
@@ -55,6 +105,45 @@ impl RequestMetrics {
         }
         h.sum += s;
         h.count += 1;
+    }
+
+    /// Forgets every recorded request.
+    pub fn reset(&self) {
+        self.series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.mesh.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Records a request in the mesh telemetry.
+    pub fn observe_mesh(&self, labels: MeshLabels, took: Duration) {
+        let mut mesh = self.mesh.lock().unwrap_or_else(|e| e.into_inner());
+        let h = mesh.entry(labels).or_default();
+        let ms = took.as_secs_f64() * 1000.0;
+        for (i, b) in ISTIO_BUCKETS.iter().enumerate() {
+            if ms <= *b {
+                h.istio[i] += 1;
+            }
+        }
+        for (i, b) in LINKERD_BUCKETS.iter().enumerate() {
+            if ms <= *b {
+                h.linkerd[i] += 1;
+            }
+        }
+        h.sum_ms += ms;
+        h.count += 1;
+    }
+
+    /// Requests answered by `workload` in `namespace` as the mesh telemetry has them, by status.
+    pub fn mesh_counts(&self, namespace: &str, workload: &str) -> BTreeMap<u16, u64> {
+        let mut out = BTreeMap::new();
+        for (l, h) in self.mesh.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            if l.namespace == namespace && l.workload == workload {
+                *out.entry(l.status).or_default() += h.count;
+            }
+        }
+        out
     }
 
     /// Requests recorded for pods whose name starts with `pod_prefix` in `namespace`, by status.
@@ -118,6 +207,212 @@ impl RequestMetrics {
                 h.count
             );
         }
+        self.render_mesh(&mut out);
         out
+    }
+
+    fn render_mesh(&self, out: &mut String) {
+        let mesh = self.mesh.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let unknown = |s: &str| {
+            if s.is_empty() {
+                "unknown".to_string()
+            } else {
+                escape(s)
+            }
+        };
+        let istio = |l: &MeshLabels| {
+            let fqdn = if l.service.is_empty() {
+                "unknown".to_string()
+            } else {
+                format!(
+                    "{}.{}.svc.cluster.local",
+                    escape(&l.service),
+                    escape(&l.service_namespace)
+                )
+            };
+            format!(
+                "reporter=\"destination\",source_workload=\"unknown\",source_workload_namespace=\"unknown\",destination_workload=\"{}\",destination_workload_namespace=\"{}\",destination_service=\"{fqdn}\",destination_service_name=\"{}\",destination_service_namespace=\"{}\",request_protocol=\"http\",response_code=\"{}\",response_flags=\"-\"",
+                escape(&l.workload),
+                escape(&l.namespace),
+                unknown(&l.service),
+                unknown(&l.service_namespace),
+                l.status
+            )
+        };
+        out.push_str("# HELP istio_requests_total Requests reported by the destination sidecar.\n# TYPE istio_requests_total counter\n");
+        for (l, h) in &mesh {
+            let _ = writeln!(out, "istio_requests_total{{{}}} {}", istio(l), h.count);
+        }
+        out.push_str("# HELP istio_request_duration_milliseconds Request durations reported by the destination sidecar.\n# TYPE istio_request_duration_milliseconds histogram\n");
+        for (l, h) in &mesh {
+            let base = istio(l);
+            histogram(
+                out,
+                "istio_request_duration_milliseconds",
+                &base,
+                &ISTIO_BUCKETS,
+                &h.istio,
+                h.sum_ms,
+                h.count,
+            );
+        }
+        let linkerd = |l: &MeshLabels| {
+            format!(
+                "direction=\"inbound\",namespace=\"{}\",deployment=\"{}\",pod=\"{}\",tls=\"true\",status_code=\"{}\"",
+                escape(&l.namespace),
+                escape(&l.workload),
+                escape(&l.pod),
+                l.status
+            )
+        };
+        out.push_str("# HELP response_total Responses reported by the inbound proxy.\n# TYPE response_total counter\n");
+        for (l, h) in &mesh {
+            let class = if l.status >= 500 {
+                "failure"
+            } else {
+                "success"
+            };
+            let _ = writeln!(
+                out,
+                "response_total{{{},classification=\"{class}\"}} {}",
+                linkerd(l),
+                h.count
+            );
+        }
+        out.push_str("# HELP response_latency_ms Response latencies reported by the inbound proxy.\n# TYPE response_latency_ms histogram\n");
+        for (l, h) in &mesh {
+            histogram(
+                out,
+                "response_latency_ms",
+                &linkerd(l),
+                &LINKERD_BUCKETS,
+                &h.linkerd,
+                h.sum_ms,
+                h.count,
+            );
+        }
+        let envoy = |l: &MeshLabels| {
+            format!(
+                "envoy_cluster_name=\"{}_{}_{}\",kubernetes_namespace=\"{}\",kubernetes_pod_name=\"{}\"",
+                escape(&l.service_namespace),
+                escape(&l.service),
+                l.port,
+                escape(&l.namespace),
+                escape(&l.pod)
+            )
+        };
+        out.push_str("# HELP envoy_cluster_upstream_rq Upstream requests by response code.\n# TYPE envoy_cluster_upstream_rq counter\n");
+        for (l, h) in mesh.iter().filter(|(l, _)| !l.service.is_empty()) {
+            let _ = writeln!(
+                out,
+                "envoy_cluster_upstream_rq{{{},envoy_response_code=\"{}\"}} {}",
+                envoy(l),
+                l.status,
+                h.count
+            );
+        }
+        out.push_str("# HELP envoy_cluster_upstream_rq_time Upstream request times.\n# TYPE envoy_cluster_upstream_rq_time histogram\n");
+        for (l, h) in mesh.iter().filter(|(l, _)| !l.service.is_empty()) {
+            histogram(
+                out,
+                "envoy_cluster_upstream_rq_time",
+                &envoy(l),
+                &ISTIO_BUCKETS,
+                &h.istio,
+                h.sum_ms,
+                h.count,
+            );
+        }
+    }
+}
+
+/// Writes one histogram series (`_bucket` per bound and `+Inf`, `_sum`, `_count`).
+fn histogram(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    bounds: &[f64],
+    buckets: &[u64],
+    sum: f64,
+    count: u64,
+) {
+    for (b, n) in bounds.iter().zip(buckets) {
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+    let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(status: u16) -> MeshLabels {
+        MeshLabels {
+            namespace: "test".into(),
+            workload: "podinfo".into(),
+            pod: "podinfo-abc12-xyz34".into(),
+            service_namespace: "test".into(),
+            service: "podinfo-canary".into(),
+            port: 9898,
+            status,
+        }
+    }
+
+    #[test]
+    fn mesh_series() {
+        let m = RequestMetrics::default();
+        m.observe_mesh(labels(200), Duration::from_millis(3));
+        m.observe_mesh(labels(200), Duration::from_millis(30));
+        m.observe_mesh(labels(503), Duration::from_millis(700));
+        let direct = MeshLabels {
+            service: String::new(),
+            service_namespace: String::new(),
+            port: 0,
+            ..labels(200)
+        };
+        m.observe_mesh(direct, Duration::from_millis(1));
+        assert_eq!(
+            m.mesh_counts("test", "podinfo"),
+            BTreeMap::from([(200, 3), (503, 1)])
+        );
+        let text = m.render();
+        let istio = "reporter=\"destination\",source_workload=\"unknown\",source_workload_namespace=\"unknown\",destination_workload=\"podinfo\",destination_workload_namespace=\"test\",destination_service=\"podinfo-canary.test.svc.cluster.local\",destination_service_name=\"podinfo-canary\",destination_service_namespace=\"test\",request_protocol=\"http\"";
+        let linkerd = "direction=\"inbound\",namespace=\"test\",deployment=\"podinfo\",pod=\"podinfo-abc12-xyz34\",tls=\"true\"";
+        let envoy = "envoy_cluster_name=\"test_podinfo-canary_9898\",kubernetes_namespace=\"test\",kubernetes_pod_name=\"podinfo-abc12-xyz34\"";
+        for line in [
+            format!("istio_requests_total{{{istio},response_code=\"200\",response_flags=\"-\"}} 2"),
+            format!("istio_requests_total{{{istio},response_code=\"503\",response_flags=\"-\"}} 1"),
+            format!(
+                "istio_request_duration_milliseconds_bucket{{{istio},response_code=\"200\",response_flags=\"-\",le=\"1\"}} 0"
+            ),
+            format!(
+                "istio_request_duration_milliseconds_bucket{{{istio},response_code=\"200\",response_flags=\"-\",le=\"5\"}} 1"
+            ),
+            format!(
+                "istio_request_duration_milliseconds_bucket{{{istio},response_code=\"200\",response_flags=\"-\",le=\"50\"}} 2"
+            ),
+            format!(
+                "istio_request_duration_milliseconds_bucket{{{istio},response_code=\"200\",response_flags=\"-\",le=\"+Inf\"}} 2"
+            ),
+            format!(
+                "istio_request_duration_milliseconds_count{{{istio},response_code=\"503\",response_flags=\"-\"}} 1"
+            ),
+            format!("response_total{{{linkerd},status_code=\"200\",classification=\"success\"}} 2"),
+            format!("response_total{{{linkerd},status_code=\"503\",classification=\"failure\"}} 1"),
+            format!("response_latency_ms_bucket{{{linkerd},status_code=\"200\",le=\"3\"}} 1"),
+            format!("response_latency_ms_bucket{{{linkerd},status_code=\"503\",le=\"500\"}} 0"),
+            format!("response_latency_ms_bucket{{{linkerd},status_code=\"503\",le=\"1000\"}} 1"),
+            format!("envoy_cluster_upstream_rq{{{envoy},envoy_response_code=\"503\"}} 1"),
+            format!("envoy_cluster_upstream_rq_time_count{{{envoy}}} 2"),
+            // A pod addressed by IP: no Service, no Envoy cluster.
+            "destination_service=\"unknown\",destination_service_name=\"unknown\"".to_string(),
+        ] {
+            assert!(text.contains(&line), "missing {line}\n{text}");
+        }
+        assert_eq!(text.matches("envoy_cluster_upstream_rq{").count(), 2);
+        m.reset();
+        assert!(m.mesh_counts("test", "podinfo").is_empty());
     }
 }

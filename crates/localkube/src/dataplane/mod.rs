@@ -7,9 +7,10 @@
 //!    a ClusterIP or a pod IP, with a port) becomes a Service port, a pod, or an outside
 //!    address.
 //! 2. [`router`]: a [`Router`] decides which Service port gets a request addressed to a
-//!    Service, and which ones get a mirrored copy. The default, [`ServiceRouter`], is plain
-//!    kube-proxy: the Service itself. Mesh routing (weights, header matches, mirroring read
-//!    from Istio, SMI, Gateway API or Ingress objects) is another `Router`.
+//!    Service, and which ones get a mirrored copy. [`ServiceRouter`] is plain kube-proxy: the
+//!    Service itself. [`MeshRouter`] (the default) routes by the Istio
+//!    VirtualServices, Gateway API HTTPRoutes and SMI TrafficSplits in the store (weights,
+//!    matches, mirroring, header edits, rewrites) and is kube-proxy where there are none.
 //! 3. [`endpoints`]: the chosen Service port becomes one ready endpoint of its Endpoints
 //!    (round robin), a simulated pod or a real local process.
 //!
@@ -21,6 +22,7 @@
 
 pub mod app;
 pub mod endpoints;
+pub mod mesh;
 pub mod metrics;
 pub mod proxy;
 pub mod resolve;
@@ -29,7 +31,10 @@ pub mod router;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use router::{RequestInfo, RouteDecision, Router, ServicePort, ServiceRouter};
+pub use mesh::MeshRouter;
+pub use router::{
+    HeaderOps, RequestInfo, RouteActions, RouteDecision, Router, ServicePort, ServiceRouter,
+};
 
 /// Pod-template annotation: the fraction (0..=1) of application requests that fail.
 pub const ERROR_RATIO: &str = "localkube.dev/error-ratio";
@@ -47,7 +52,8 @@ pub struct DataPlaneConfig {
     pub addr: SocketAddr,
     /// The namespace of single-label names (`podinfo` means `podinfo.default`).
     pub default_namespace: String,
-    /// Routes requests addressed to Services.
+    /// Routes requests addressed to Services; the default is [`MeshRouter`] (kube-proxy for
+    /// Services without mesh routing objects).
     pub router: Arc<dyn Router>,
 }
 
@@ -56,7 +62,7 @@ impl Default for DataPlaneConfig {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             default_namespace: "default".into(),
-            router: Arc::new(ServiceRouter),
+            router: Arc::new(MeshRouter::default()),
         }
     }
 }

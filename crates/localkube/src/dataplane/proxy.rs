@@ -4,8 +4,13 @@
 //! `HTTP_PROXY` sends) are proxied: resolved ([`super::resolve`]), routed
 //! ([`super::Router`]), sent to an endpoint ([`super::endpoints`]) and recorded
 //! ([`super::metrics`]). A request in origin form whose `Host` names a cluster Service is
-//! treated the same way, for clients that cannot use a proxy. Other origin-form requests are
-//! for the data plane itself: `/metrics` (for Prometheus) and `/healthz`.
+//! treated the same way, for clients that cannot use a proxy, and so is one whose host the
+//! router takes as a gateway host ([`super::Router::route_host`]). Other origin-form requests
+//! are for the data plane itself: `/metrics` (for Prometheus) and `/healthz`.
+//!
+//! A routed request gets the router's edits ([`super::RouteActions`]): request headers, path,
+//! authority before it is sent (mirrors get the edited copy), a timeout while it is served,
+//! response headers on its answer; or a direct answer instead.
 //!
 //! `CONNECT` (HTTPS through the proxy) is refused: cluster traffic here is plain HTTP.
 
@@ -20,11 +25,14 @@ use tokio::time::Instant;
 
 use super::app::{self, PodApp};
 use super::endpoints::{Endpoint, NoEndpoint, Picker};
-use super::metrics::{RequestLabels, RequestMetrics};
+use serde_json::Value;
+
+use super::metrics::{MeshLabels, RequestLabels, RequestMetrics};
 use super::resolve::{Resolved, resolve};
-use super::router::{RequestInfo, ServicePort};
+use super::router::{RequestInfo, RouteDecision, ServicePort};
 use super::{DataPlaneConfig, UPSTREAM};
 use crate::Api;
+use crate::util;
 
 /// The largest request body the proxy buffers (bodies are buffered so mirrors get a copy).
 const MAX_BODY: usize = 64 << 20;
@@ -118,6 +126,42 @@ fn split_authority(a: &str) -> (String, Option<u16>) {
     }
 }
 
+/// Where a request goes, decided before its body is read.
+enum Target {
+    /// The data plane's own endpoints.
+    Local,
+    Forward(String, u16),
+    NoSuchService(String, String),
+    Pod(String, String),
+    /// Addressed to a Service or a gateway host, routed by the router.
+    Routed(Box<RouteDecision>),
+}
+
+fn target(
+    st: &ProxyState,
+    resolved: Resolved,
+    info: &RequestInfo<'_>,
+    origin_form: bool,
+) -> Target {
+    let router = &st.config.router;
+    match resolved {
+        Resolved::Service(sp) => Target::Routed(Box::new(router.route(&st.api, &sp, info))),
+        Resolved::NoSuchService { namespace, service } => Target::NoSuchService(namespace, service),
+        Resolved::Pod {
+            namespace,
+            name,
+            port: _,
+        } => Target::Pod(namespace, name),
+        Resolved::Outside { host, port } => match router.route_host(&st.api, &host, port, info) {
+            Some(d) => Target::Routed(Box::new(d)),
+            None if origin_form => Target::Local,
+            None => Target::Forward(host, port),
+        },
+        Resolved::External { .. } if origin_form => Target::Local,
+        Resolved::External { host, port } => Target::Forward(host, port),
+    }
+}
+
 /// The one handler.
 pub async fn handle(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
     if req.method() == Method::CONNECT {
@@ -127,34 +171,49 @@ pub async fn handle(State(st): State<Arc<ProxyState>>, req: Request) -> Response
         );
     }
     let uri = req.uri().clone();
-    let absolute = uri.authority().map(|a| a.as_str().to_string());
-    let authority = match absolute {
-        Some(a) => a,
-        None => {
-            let host = req
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
-            let (h, p) = split_authority(&host);
-            let in_cluster = !host.is_empty()
-                && p.is_none_or(|p| p != st.addr.port())
-                && matches!(
-                    resolve(&st.api, &h, p.unwrap_or(80), &st.config.default_namespace),
-                    Resolved::Service(_) | Resolved::Pod { .. } | Resolved::NoSuchService { .. }
-                );
-            if !in_cluster {
-                return local(&st, uri.path());
-            }
-            host
-        }
-    };
     let path_and_query = uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
     let (parts, body) = req.into_parts();
+    let (authority, target) = {
+        let info = RequestInfo {
+            method: &parts.method,
+            path_and_query: &path_and_query,
+            headers: &parts.headers,
+        };
+        match uri.authority().map(|a| a.as_str().to_string()) {
+            Some(a) => {
+                let (host, port) = split_authority(&a);
+                let resolved = resolve(
+                    &st.api,
+                    &host,
+                    port.unwrap_or(80),
+                    &st.config.default_namespace,
+                );
+                let t = target(&st, resolved, &info, false);
+                (a, t)
+            }
+            None => {
+                let host = parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let (h, p) = split_authority(&host);
+                if host.is_empty() || p.is_some_and(|p| p == st.addr.port()) {
+                    return local(&st, uri.path());
+                }
+                let resolved = resolve(&st.api, &h, p.unwrap_or(80), &st.config.default_namespace);
+                let t = target(&st, resolved, &info, true);
+                (host, t)
+            }
+        }
+    };
+    if matches!(target, Target::Local) {
+        return local(&st, uri.path());
+    }
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(e) => {
@@ -168,46 +227,66 @@ pub async fn handle(State(st): State<Arc<ProxyState>>, req: Request) -> Response
         method: parts.method,
         headers: parts.headers,
         path_and_query,
-        authority: authority.clone(),
+        authority,
         body,
     };
-    let (host, port) = split_authority(&authority);
-    match resolve(
-        &st.api,
-        &host,
-        port.unwrap_or(80),
-        &st.config.default_namespace,
-    ) {
-        Resolved::Outside { host, port } | Resolved::External { host, port } => {
-            forward(&host, port, &req).await
-        }
-        Resolved::NoSuchService { namespace, service } => text(
+    match target {
+        Target::Local => local(&st, uri.path()),
+        Target::Forward(host, port) => forward(&host, port, &req).await,
+        Target::NoSuchService(namespace, service) => text(
             StatusCode::BAD_GATEWAY,
             format!("localkube data plane: service \"{namespace}/{service}\" not found\n"),
         ),
-        Resolved::Pod {
-            namespace,
-            name,
-            port: _,
-        } => serve_pod(&st, &namespace, &name, &req).await,
-        Resolved::Service(sp) => {
-            let decision = {
-                let info = RequestInfo {
-                    method: &req.method,
-                    path_and_query: &req.path_and_query,
-                    headers: &req.headers,
-                };
-                st.config.router.route(&st.api, &sp, &info)
-            };
-            for m in decision.mirrors {
-                let (st, req) = (st.clone(), req.clone());
-                tokio::spawn(async move {
-                    let _ = dispatch(&st, &m, &req).await;
-                });
-            }
-            dispatch(&st, &decision.backend, &req).await
-        }
+        Target::Pod(namespace, name) => serve_pod(&st, &namespace, &name, None, &req).await,
+        Target::Routed(decision) => routed(&st, *decision, req).await,
     }
+}
+
+/// Carries out a routing decision: edits the request, sends the mirrors their copies, waits
+/// for the backend (within the route's timeout) and edits its answer.
+async fn routed(st: &Arc<ProxyState>, decision: RouteDecision, mut req: Req) -> Response {
+    let RouteDecision {
+        backend,
+        mirrors,
+        actions,
+    } = decision;
+    if let Some(d) = actions.delay {
+        tokio::time::sleep(d).await;
+    }
+    if let Some((status, body)) = actions.direct {
+        let mut r = text(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body,
+        );
+        actions.response_headers.apply(r.headers_mut());
+        return r;
+    }
+    actions.request_headers.apply(&mut req.headers);
+    if let Some(pq) = actions.path_and_query {
+        req.path_and_query = pq;
+    }
+    if let Some(a) = actions.authority {
+        req.authority = a;
+    }
+    for m in mirrors {
+        let (st, req) = (st.clone(), req.clone());
+        tokio::spawn(async move {
+            let _ = dispatch(&st, &m, &req).await;
+        });
+    }
+    let mut resp = match actions.timeout {
+        Some(t) => tokio::time::timeout(t, dispatch(st, &backend, &req))
+            .await
+            .unwrap_or_else(|_| {
+                text(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "localkube data plane: upstream request timeout\n",
+                )
+            }),
+        None => dispatch(st, &backend, &req).await,
+    };
+    actions.response_headers.apply(resp.headers_mut());
+    resp
 }
 
 /// Sends a request to an endpoint of `sp`.
@@ -217,10 +296,11 @@ async fn dispatch(st: &Arc<ProxyState>, sp: &ServicePort, req: &Req) -> Response
             namespace,
             name,
             port: _,
-        }) => serve_pod(st, &namespace, &name, req).await,
+        }) => serve_pod(st, &namespace, &name, Some(sp), req).await,
         Ok(Endpoint::Upstream { host, port }) => {
             let start = Instant::now();
             let resp = forward(&host, port, req).await;
+            let took = start.elapsed();
             st.metrics.observe(
                 RequestLabels {
                     namespace: sp.namespace.clone(),
@@ -229,7 +309,19 @@ async fn dispatch(st: &Arc<ProxyState>, sp: &ServicePort, req: &Req) -> Response
                     path: req.path().to_string(),
                     status: resp.status().as_u16(),
                 },
-                start.elapsed(),
+                took,
+            );
+            st.metrics.observe_mesh(
+                MeshLabels {
+                    namespace: sp.namespace.clone(),
+                    workload: sp.service.clone(),
+                    pod: sp.service.clone(),
+                    service_namespace: sp.namespace.clone(),
+                    service: sp.service.clone(),
+                    port: sp.port,
+                    status: resp.status().as_u16(),
+                },
+                took,
             );
             resp
         }
@@ -244,8 +336,46 @@ async fn dispatch(st: &Arc<ProxyState>, sp: &ServicePort, req: &Req) -> Response
     }
 }
 
-/// A simulated pod answers.
-async fn serve_pod(st: &ProxyState, namespace: &str, name: &str, req: &Req) -> Response {
+/// The workload a pod belongs to, as Istio and Linkerd name it: the Deployment owning its
+/// ReplicaSet, else its controller (DaemonSet, StatefulSet, ...), else the pod itself.
+fn workload_of(api: &Api, pod: &Value) -> String {
+    let controller = |o: &Value| -> Option<(String, String)> {
+        o.pointer("/metadata/ownerReferences")?
+            .as_array()?
+            .iter()
+            .find(|r| r["controller"] == true)
+            .or_else(|| o.pointer("/metadata/ownerReferences/0"))
+            .map(|r| {
+                (
+                    r["kind"].as_str().unwrap_or_default().to_string(),
+                    r["name"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+    };
+    match controller(pod) {
+        Some((kind, rs)) if kind == "ReplicaSet" => api
+            .resource("apps/v1", "ReplicaSet")
+            .ok()
+            .and_then(|info| {
+                api.store
+                    .get(&info.storage_key(), util::namespace(pod), &rs)
+            })
+            .and_then(|o| controller(&o))
+            .filter(|(kind, _)| kind == "Deployment")
+            .map_or(rs, |(_, d)| d),
+        Some((_, name)) if !name.is_empty() => name,
+        _ => util::name(pod).to_string(),
+    }
+}
+
+/// A simulated pod answers (`via`: the Service port the request was sent to).
+async fn serve_pod(
+    st: &ProxyState,
+    namespace: &str,
+    name: &str,
+    via: Option<&ServicePort>,
+    req: &Req,
+) -> Response {
     let pod = st
         .api
         .resource("v1", "Pod")
@@ -257,9 +387,11 @@ async fn serve_pod(st: &ProxyState, namespace: &str, name: &str, req: &Req) -> R
             format!("localkube data plane: pod \"{namespace}/{name}\" not found\n"),
         );
     };
+    let workload = workload_of(&st.api, &pod);
     let pod = PodApp::from_pod(&pod);
     let start = Instant::now();
     let answer = app::serve(&pod, &st.faults, &req.method, req.path(), &req.headers).await;
+    let took = start.elapsed();
     st.metrics.observe(
         RequestLabels {
             namespace: pod.namespace.clone(),
@@ -268,7 +400,19 @@ async fn serve_pod(st: &ProxyState, namespace: &str, name: &str, req: &Req) -> R
             path: answer.route.to_string(),
             status: answer.status.as_u16(),
         },
-        start.elapsed(),
+        took,
+    );
+    st.metrics.observe_mesh(
+        MeshLabels {
+            namespace: pod.namespace.clone(),
+            workload,
+            pod: pod.name.clone(),
+            service_namespace: via.map(|v| v.namespace.clone()).unwrap_or_default(),
+            service: via.map(|v| v.service.clone()).unwrap_or_default(),
+            port: via.map_or(0, |v| v.port),
+            status: answer.status.as_u16(),
+        },
+        took,
     );
     let bytes = serde_json::to_vec_pretty(&answer.body).unwrap_or_default();
     let mut r = Response::new(Body::from(bytes));
