@@ -15,6 +15,9 @@ pub const PRIMARY_REVISION: &str = "flagger.app/primary-revision";
 /// Original spec of a VirtualService taken over by the Istio router.
 pub const ORIGINAL_CONFIGURATION: &str = "flagger.kubernetes.io/original-configuration";
 /// kubectl's client-side apply record.
+/// flagger-rs: the selector and ports a pre-existing apex Service had when the controller took
+/// it over, as JSON (`{"selector": {...}, "ports": [...]}`), given back when the Canary goes.
+pub const ORIGINAL_SERVICE: &str = "flagger.app/original-service";
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// KEDA pause annotation.
 pub const KEDA_PAUSED_REPLICAS: &str = "autoscaling.keda.sh/paused-replicas";

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod demo;
 mod lint;
 mod schema_check;
+mod uninstall;
 mod validate;
 
 /// flagger-rs: progressive delivery for Kubernetes, compatible with Flagger's API.
@@ -28,6 +29,9 @@ enum Command {
     Validate(validate::Args),
     /// Find objects in GitOps manifests that collide or fight with what Flagger generates.
     Lint(lint::Args),
+    /// Hand every Canary's traffic back to its target and remove the Canaries, so the
+    /// controller and its CRDs can be removed or reinstalled without an outage.
+    Uninstall(uninstall::Args),
     /// Serve localkube, an in-memory Kubernetes API server, until stopped; writes a kubeconfig.
     Local(LocalArgs),
     /// Run a blue/green canary on localkube end to end: a promotion, then a rollback.
@@ -127,6 +131,16 @@ fn main() -> ExitCode {
         }
         Command::Validate(args) => validate::run(args),
         Command::Lint(args) => lint::run(args),
+        Command::Uninstall(args) => match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(uninstall::run(args)),
+            Err(e) => {
+                eprintln!("error: starting the async runtime: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Local(args) => run_local(args),
         Command::Demo(args) => run_async(async move {
             if demo::run(args).await? {

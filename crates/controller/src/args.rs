@@ -118,6 +118,13 @@ pub struct Args {
     #[arg(long, env = "FLAGGER_GITOPS_WINDOW", default_value = "30m", value_parser = parse_duration)]
     pub gitops_window: Duration,
 
+    /// Hand traffic back to the target whenever a Canary is deleted, as `revertOnDeletion: true`
+    /// does (the finalizer is added to every Canary): the target is scaled up and Ready, and the
+    /// apex Service points at it, before the primary is garbage collected. `false`: Flagger's
+    /// behaviour (without `revertOnDeletion`, deleting a Canary leaves the target at zero).
+    #[arg(long, env = "FLAGGER_SAFE_DELETION", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub safe_deletion: bool,
+
     /// Log format: plain text or JSON.
     #[arg(long, env = "FLAGGER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,

@@ -31,6 +31,8 @@ pub struct Settings {
     pub config_tracking: bool,
     /// When to stop reverting another writer's changes to generated objects.
     pub fights: FightPolicy,
+    /// Finalize every Canary (hand traffic back on deletion), not only `revertOnDeletion` ones.
+    pub safe_deletion: bool,
     /// The global notifier (`-slack-*` / `-msteams-*`), for canaries without alert routes.
     pub notifier: Option<flagger_core::notify::Destination>,
     /// `-cluster-name`: the `Cluster` field of every alert.

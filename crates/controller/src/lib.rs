@@ -26,6 +26,7 @@ pub mod context;
 pub mod error;
 pub mod events;
 pub mod gotemplate;
+pub mod handover;
 pub mod metrics;
 pub mod prometheus;
 pub mod router;

@@ -123,6 +123,7 @@ pub async fn serve(
             max_reversions: args.gitops_max_reversions,
             window: args.gitops_window,
         },
+        safe_deletion: args.safe_deletion,
         notifier: args.global_notifier().unwrap_or_else(|e| {
             tracing::error!("{e}");
             None

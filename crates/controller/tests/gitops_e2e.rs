@@ -149,6 +149,23 @@ impl Observer {
         }
     }
 
+    /// Waits until both watches have delivered their initial state and a request was answered,
+    /// so nothing that follows goes unseen.
+    async fn ready(&self) {
+        let last = Mutex::new(String::new());
+        support::wait_for(
+            "the observer's watches and first request",
+            &last,
+            || async {
+                let started = !self.selectors.lock().expect("log lock").is_empty()
+                    && !self.endpoints.lock().expect("log lock").is_empty()
+                    && !self.requests.lock().expect("log lock").is_empty();
+                started.then_some(())
+            },
+        )
+        .await;
+    }
+
     /// Selector changes to `app: app` (the GitOps version) after `since`.
     fn flips_to_gitops(&self, since: Instant) -> usize {
         self.selectors
@@ -243,6 +260,7 @@ async fn gitops_fight_is_reported_and_stopped_without_an_outage() {
     .await;
     install(&env).await;
     let obs = Observer::start(&env);
+    obs.ready().await;
 
     // Phase A: revert forever (Flagger's behaviour). Every GitOps cycle flips the selector to
     // the scaled-to-zero `app` pods and the controller flips it back.
@@ -372,4 +390,172 @@ async fn gitops_fight_is_reported_and_stopped_without_an_outage() {
         )
         .await;
     assert!(stopped.contains("Deployment app"), "{stopped}");
+}
+
+/// The corrected GitOps repository of the seed: the Deployment without `replicas` and the
+/// Canary; no Service `app`.
+const FIXED_WORKLOAD: &str = r#"{
+  "apiVersion": "apps/v1", "kind": "Deployment",
+  "metadata": {"name": "app", "namespace": "test", "labels": {"app": "app"}},
+  "spec": {
+    "selector": {"matchLabels": {"app": "app"}},
+    "template": {
+      "metadata": {"labels": {"app": "app"}},
+      "spec": {"containers": [{"name": "app", "image": "ghcr.io/stefanprodan/podinfo:6.0.0",
+                               "ports": [{"name": "http", "containerPort": 9898}]}]}
+    }
+  }
+}"#;
+
+const FIXED_CANARY: &str = r#"{
+  "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+  "metadata": {"name": "app", "namespace": "test"},
+  "spec": {
+    "provider": "kubernetes",
+    "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "app"},
+    "progressDeadlineSeconds": 60,
+    "service": {"port": 80, "targetPort": "http"},
+    "analysis": {"interval": "10s", "threshold": 2, "iterations": 2}
+  }
+}"#;
+
+/// A GitOps applier reconciling the fixed repository every [`GITOPS_INTERVAL`], whatever
+/// happens (the Canary apply fails while its CRD is gone). Counts its cycles.
+struct GitOps {
+    cycles: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl GitOps {
+    fn start(client: Client) -> GitOps {
+        let cycles = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = cycles.clone();
+        let task = tokio::spawn(async move {
+            let params = PatchParams::apply("kustomize-controller").force();
+            let workload: serde_json::Value =
+                serde_json::from_str(FIXED_WORKLOAD).expect("workload JSON");
+            let canary: serde_json::Value =
+                serde_json::from_str(FIXED_CANARY).expect("canary JSON");
+            loop {
+                let _ =
+                    Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), NS)
+                        .patch("app", &params, &Patch::Apply(&workload))
+                        .await;
+                let _ = Api::<flagger_api::Canary>::namespaced(client.clone(), NS)
+                    .patch("app", &params, &Patch::Apply(&canary))
+                    .await;
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(GITOPS_INTERVAL).await;
+            }
+        });
+        GitOps { cycles, task }
+    }
+
+    /// Waits until `n` more cycles have run.
+    async fn cycles(&self, n: usize) {
+        let until = self.cycles.load(std::sync::atomic::Ordering::SeqCst) + n;
+        let last = Mutex::new(String::new());
+        support::wait_for("GitOps cycles", &last, || async {
+            (self.cycles.load(std::sync::atomic::Ordering::SeqCst) >= until).then_some(())
+        })
+        .await;
+    }
+}
+
+impl Drop for GitOps {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migration_from_manifests_to_helm_keeps_serving() {
+    let mut env = Env::start(Options {
+        dataplane: true,
+        ..Default::default()
+    })
+    .await;
+    let gitops = GitOps::start(env.client.clone());
+    env.wait_phase("app", CanaryPhase::Initialized).await;
+    env.wait_jsonpath("service/app", ".spec.selector.app", "app-primary")
+        .await;
+    env.wait_jsonpath("deployment/app", ".spec.replicas", "0")
+        .await;
+    let obs = Observer::start(&env);
+    obs.ready().await;
+    gitops.cycles(2).await;
+    let start = Instant::now();
+
+    // 1. The manifest-installed controller goes; first, traffic goes back to the target.
+    env.stop_controller().await;
+    let mut steps = Vec::new();
+    let opts = flagger_controller::handover::Options {
+        namespace: Some(NS.into()),
+        timeout: support::DEADLINE,
+        labels: Default::default(),
+        keep_canaries: false,
+    };
+    let handed = flagger_controller::handover::uninstall(&env.client, &opts, &mut |line| {
+        eprintln!("uninstall: {line}");
+        steps.push(line);
+    })
+    .await
+    .expect("uninstall hands every Canary over");
+    assert_eq!(handed, 1);
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.contains("Service app kept and released")),
+        "{steps:?}"
+    );
+    assert_eq!(
+        env.jsonpath("service/app", ".spec.selector.app").await,
+        "app"
+    );
+
+    // 2. The CRDs go too (a manifest install removes them), while GitOps keeps applying.
+    env.kubectl(&[
+        "delete",
+        "crd",
+        "canaries.flagger.app",
+        "metrictemplates.flagger.app",
+        "alertproviders.flagger.app",
+    ])
+    .await;
+    gitops.cycles(3).await;
+    env.wait_gone("deployment/app-primary").await;
+
+    // 3. Installed again (the Helm chart: CRDs, then the controller); GitOps recreates the
+    // Canary and the controller takes over once the new primary is ready.
+    let crds = env.dir.path().join("crds-again.yaml");
+    std::fs::write(&crds, flagger_api::crd::crds_yaml()).expect("crds written");
+    env.kubectl(&["apply", "-f", &crds.to_string_lossy()]).await;
+    env.start_controller().await;
+    env.wait_phase("app", CanaryPhase::Initialized).await;
+    env.wait_jsonpath("service/app", ".spec.selector.app", "app-primary")
+        .await;
+    env.wait_jsonpath("deployment/app", ".spec.replicas", "0")
+        .await;
+    gitops.cycles(3).await;
+    let end = Instant::now();
+
+    let empty = obs.without_endpoints(start, end);
+    let (failed, total) = obs.failures(start, end);
+    eprintln!(
+        "migration (controller removed, CRDs deleted, reinstalled) in {:.1}s with GitOps applying every {}ms: \
+         no ready endpoints {:.3}s, failed requests {failed}/{total}",
+        (end - start).as_secs_f64(),
+        GITOPS_INTERVAL.as_millis(),
+        empty.as_secs_f64(),
+    );
+    assert!(
+        total > 100,
+        "requests flowed during the migration ({total})"
+    );
+    assert_eq!(
+        empty,
+        Duration::ZERO,
+        "the apex Service always had ready endpoints"
+    );
+    assert_eq!(failed, 0, "no request failed because of the migration");
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use flagger_api::Canary;
-use flagger_api::labels::TOOLKIT_MARKER;
+use flagger_api::labels::{ORIGINAL_SERVICE, TOOLKIT_MARKER};
 use flagger_core::keda::MetadataRule;
 use flagger_core::model::{AutoscalerKind, ValidatedCanary};
 use flagger_core::services::{self, ServiceRole};
@@ -31,6 +31,7 @@ pub async fn bootstrap(
     canary: &Canary,
     c: &ValidatedCanary,
     observed: &Observed,
+    primary_ready: bool,
 ) -> Result<Vec<ConflictReport>, String> {
     let (client, caches, settings) = (&ctx.client, &ctx.caches, &ctx.settings);
     let ns = &c.namespace;
@@ -51,7 +52,9 @@ pub async fn bootstrap(
 
     let mut conflicts = Vec::new();
     for role in [ServiceRole::Canary, ServiceRole::Primary, ServiceRole::Apex] {
-        if let Some(report) = reconcile_service(ctx, canary, c, observed, role).await? {
+        if let Some(report) =
+            reconcile_service(ctx, canary, c, observed, role, primary_ready).await?
+        {
             conflicts.push(report);
         }
     }
@@ -207,6 +210,7 @@ async fn reconcile_service(
     c: &ValidatedCanary,
     observed: &Observed,
     role: ServiceRole,
+    primary_ready: bool,
 ) -> Result<Option<ConflictReport>, String> {
     let (client, caches) = (&ctx.client, &ctx.caches);
     let ns = &c.namespace;
@@ -235,7 +239,7 @@ async fn reconcile_service(
     let document = match &existing {
         Some(svc) if !owned_by(svc.metadata.owner_references.as_ref(), canary) => {
             let spec = desired.spec.clone().unwrap_or_default();
-            let annotations: BTreeMap<String, String> = desired
+            let mut annotations: BTreeMap<String, String> = desired
                 .metadata
                 .annotations
                 .iter()
@@ -243,6 +247,27 @@ async fn reconcile_service(
                 .filter(|(k, _)| k.contains(TOOLKIT_MARKER))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
+            // What the Service was before the controller took it over, recorded once, so that
+            // it can be given back exactly.
+            let taken_over = svc
+                .metadata
+                .managed_fields
+                .iter()
+                .flatten()
+                .any(|m| m.manager.as_deref() == Some(FIELD_MANAGER));
+            let original = svc
+                .annotations()
+                .get(ORIGINAL_SERVICE)
+                .cloned()
+                .or_else(|| {
+                    (!taken_over).then(|| {
+                        let live = svc.spec.clone().unwrap_or_default();
+                        json!({"selector": live.selector, "ports": live.ports}).to_string()
+                    })
+                });
+            if let Some(original) = original {
+                annotations.insert(ORIGINAL_SERVICE.into(), original);
+            }
             json!({
                 "apiVersion": "v1",
                 "kind": "Service",
@@ -267,18 +292,19 @@ async fn reconcile_service(
         }
     };
     let mut report = None;
+    if existing.is_none() {
+        // Created afresh: any fight over an earlier incarnation is over.
+        ctx.with_fights(&ObjectRef::from_obj(canary), |log| {
+            log.settle(&format!("Service/{name}"))
+        });
+    }
     if let Some(live) = &existing {
         let key = ObjectRef::from_obj(canary);
         let object = format!("Service/{name}");
         let live_json = serde_json::to_value(&**live).map_err(|e| e.to_string())?;
         if converge::holds(&live_json, &document) {
-            // Our fields are back (the other writer stopped, or the object was recreated):
-            // a yield ends; the count of reversions ages out of its window on its own.
-            ctx.with_fights(&key, |log| {
-                if log.yielded_to(&object).is_some() {
-                    log.settle(&object);
-                }
-            });
+            // Reversions age out of their window on their own; a yield lasts until the object
+            // is deleted (below) or the controller restarts.
             return Ok(None);
         }
         // Someone else changed fields we had written: a reversion, or the end of the fight.
@@ -296,14 +322,7 @@ async fn reconcile_service(
             Vec::new()
         };
         let policy = ctx.settings.fights;
-        let selects_target = live
-            .spec
-            .as_ref()
-            .and_then(|s| s.selector.as_ref())
-            .is_some_and(|sel| {
-                let labels = observed.target_pod_labels();
-                !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v))
-            });
+        let selects_target = selects(live, &observed.target_pod_labels());
         // Leaving the apex Service to a writer that points it at the target is only safe once
         // the target serves; until then it is put back (and the target scaled up).
         let hold_for_target =
@@ -341,10 +360,29 @@ async fn reconcile_service(
             None => {}
         }
     }
+    // A Service that sends traffic to the target's pods (taken over, or handed back by an
+    // uninstall) is switched to the primary only once the primary serves.
+    if role == ServiceRole::Apex
+        && existing
+            .as_ref()
+            .is_some_and(|live| selects(live, &observed.target_pod_labels()))
+        && !primary_ready
+    {
+        tracing::info!(canary = %format!("{}.{ns}", c.name), "waiting for {}.{ns} to be ready before pointing Service {name} at it", c.primary_workload());
+        return Ok(report);
+    }
     apply_json::<Service>(client, ns, &name, &document)
         .await
         .map(|_| report)
         .map_err(|e| format!("reconciling service {name}.{ns} failed: {e}"))
+}
+
+/// Whether a Service's selector selects pods with `labels`.
+fn selects(svc: &Service, labels: &BTreeMap<String, String>) -> bool {
+    svc.spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .is_some_and(|sel| !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v)))
 }
 
 /// Another writer's change to a generated object, and what the controller did about it.

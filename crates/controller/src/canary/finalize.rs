@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use flagger_api::labels::{FINALIZER, LAST_APPLIED, SCALE_TO_ZERO_NODE_SELECTOR};
+use flagger_api::labels::{FINALIZER, LAST_APPLIED, ORIGINAL_SERVICE, SCALE_TO_ZERO_NODE_SELECTOR};
 use flagger_api::{Canary, CanaryPhase};
 use flagger_core::effects::{EventType, Readiness};
 use flagger_core::model::{AutoscalerKind, TargetKind};
@@ -116,41 +116,25 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
     let services = Api::<Service>::namespaced(client.clone(), &ns);
     if let Some(apex) = services.get_opt(&c.apex).await? {
         let generated = owned_by(apex.metadata.owner_references.as_ref(), canary);
-        let last_applied = apex
-            .annotations()
-            .get(LAST_APPLIED)
-            .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
-            .and_then(|v| v.pointer("/spec/selector").cloned());
-        let selector = match last_applied {
-            Some(s) if !generated => s,
-            _ => target_selector(ctx, c, &ns).await?,
+        let target = target_selector(&ctx.client, &ctx.settings.labels, c, &ns).await?;
+        let restored = hand_back(&apex, generated, target);
+        services
+            .replace(&c.apex, &PostParams::default(), &restored)
+            .await?;
+        let message = if generated {
+            format!(
+                "Service {}.{ns} kept and pointed at {}.{ns}",
+                c.apex, c.target.name
+            )
+        } else {
+            format!(
+                "Service {}.{ns} given back its own selector and ports",
+                c.apex
+            )
         };
-        if let Ok(selector) = serde_json::from_value(selector) {
-            let mut restored = apex.clone();
-            if let Some(spec) = restored.spec.as_mut() {
-                spec.selector = Some(selector);
-            }
-            if generated {
-                restored.metadata.owner_references = None;
-                restored.metadata.managed_fields = None;
-            }
-            services
-                .replace(&c.apex, &PostParams::default(), &restored)
-                .await?;
-            if generated {
-                ctx.recorder
-                    .record(
-                        canary,
-                        EventType::Normal,
-                        &format!(
-                            "Service {}.{ns} kept and pointed at {}.{ns}",
-                            c.apex, c.target.name
-                        ),
-                        ctx.now(),
-                    )
-                    .await;
-            }
-        }
+        ctx.recorder
+            .record(canary, EventType::Normal, &message, ctx.now())
+            .await;
     }
 
     // Release the finalizer.
@@ -177,13 +161,55 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
     Ok(Action::await_change())
 }
 
+/// The apex Service as it is handed back: a Service someone else made gets the selector and
+/// ports it had before the controller took it over (recorded in `flagger.app/original-service`;
+/// without the record, the selector of its kubectl last-applied configuration, else the
+/// target's); one the controller generated is pointed at the target and released from the
+/// Canary, so garbage collection does not delete a Service clients use.
+pub fn hand_back(apex: &Service, generated: bool, target_selector: serde_json::Value) -> Service {
+    let mut restored = apex.clone();
+    let annotations = restored
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default);
+    let original = annotations
+        .remove(ORIGINAL_SERVICE)
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok());
+    let last_applied = annotations
+        .get(LAST_APPLIED)
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+        .and_then(|v| v.pointer("/spec/selector").cloned());
+    let (selector, ports) = match (generated, original, last_applied) {
+        (false, Some(o), _) => (
+            o.get("selector").cloned().unwrap_or(target_selector),
+            o.get("ports").cloned(),
+        ),
+        (false, None, Some(s)) => (s, None),
+        _ => (target_selector, None),
+    };
+    if let Some(spec) = restored.spec.as_mut() {
+        if let Ok(selector) = serde_json::from_value(selector) {
+            spec.selector = Some(selector);
+        }
+        if let Some(ports) = ports.and_then(|p| serde_json::from_value(p).ok()) {
+            spec.ports = Some(ports);
+        }
+    }
+    if generated {
+        restored.metadata.owner_references = None;
+    }
+    restored.metadata.managed_fields = None;
+    restored
+}
+
 /// `{label: value}` selecting the target's pods by the first selector label it carries.
-async fn target_selector(
-    ctx: &Context,
+pub async fn target_selector(
+    client: &kube::Client,
+    labels: &flagger_core::workload::LabelPolicy,
     c: &flagger_core::model::ValidatedCanary,
     ns: &str,
 ) -> Result<serde_json::Value> {
-    let client = ctx.client.clone();
+    let client = client.clone();
     let match_labels = match c.target.kind {
         TargetKind::Deployment => Api::<Deployment>::namespaced(client, ns)
             .get(&c.target.name)
@@ -198,8 +224,7 @@ async fn target_selector(
         _ => None,
     };
     let label = match_labels.and_then(|m| {
-        ctx.settings
-            .labels
+        labels
             .selector_labels
             .iter()
             .find_map(|k| m.get(k).map(|v| (k.clone(), v.clone())))

@@ -52,7 +52,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action>
         }
         return Ok(Action::await_change());
     }
-    let revert = canary.spec.revert_on_deletion.unwrap_or(false);
+    let revert = canary.spec.revert_on_deletion.unwrap_or(false) || ctx.settings.safe_deletion;
     if revert != has_finalizer {
         set_finalizer(&api, &canary, revert).await?;
     }
@@ -101,8 +101,20 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action>
     // 3. bootstrap: generated objects are checked on every event (reads come from the
     // caches; an unchanged object is not written), so another writer's change is seen and
     // answered at once rather than at the next tick.
+    // Primary readiness is read once per reconcile: bootstrap (whether a Service that routes
+    // to the target may be switched to the primary) and decide (whether the target may be
+    // scaled to zero) must agree on it.
+    let primary_ready = oracle::readiness_of(
+        &ctx,
+        c,
+        &observed,
+        &status,
+        flagger_core::readiness::Role::Primary,
+    )
+    .await;
     if !c.suspend {
-        match bootstrap::bootstrap(&ctx, &canary, c, &observed).await {
+        let serving = matches!(primary_ready, flagger_core::effects::Readiness::Ready);
+        match bootstrap::bootstrap(&ctx, &canary, c, &observed, serving).await {
             Ok(conflicts) => {
                 for report in &conflicts {
                     conflicts::report(&ctx, &canary, c, &observed, report).await;
@@ -150,6 +162,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action>
     };
     let mut obs = Observations {
         target: observed.revision.clone(),
+        primary_ready: Some(primary_ready),
         ..Default::default()
     };
     let decision = loop {

@@ -72,46 +72,9 @@ impl Oracle<'_> {
     }
 
     async fn readiness(&self, role: Role) -> Readiness {
-        let c = self.c;
-        let ns = &c.namespace;
-        let name = match role {
-            Role::Primary => c.primary_workload(),
-            Role::Canary => c.target.name.clone(),
-        };
-        let threshold = match role {
-            Role::Primary => c.analysis.primary_ready_threshold,
-            Role::Canary => c.analysis.canary_ready_threshold,
-        };
-        let deadline = c.progress_deadline.as_secs() as i64;
-        let now = self.ctx.now();
-        match &self.observed.target {
-            Target::Deployment(_) => {
-                match cache::require(&self.ctx.caches.deployments, &self.ctx.client, ns, &name)
-                    .await
-                {
-                    Ok(d) => readiness::deployment(&d, role, ns, &c.name, threshold, deadline, now),
-                    Err(e) => {
-                        Readiness::Waiting(format!("deployment {name}.{ns} get query error: {e}"))
-                    }
-                }
-            }
-            Target::DaemonSet(_) => {
-                match cache::require(&self.ctx.caches.daemonsets, &self.ctx.client, ns, &name).await
-                {
-                    Ok(d) => {
-                        let since = self.status.last_transition_time.as_ref().map(|t| t.0);
-                        readiness::daemonset(&d, role, ns, threshold, deadline, since, now)
-                    }
-                    Err(e) => {
-                        Readiness::Waiting(format!("daemonset {name}.{ns} get query error: {e}"))
-                    }
-                }
-            }
-        }
+        readiness_of(self.ctx, self.c, self.observed, self.status, role).await
     }
 
-    /// The Prometheus of builtin checks and inline queries: `spec.metricsServer` or
-    /// `-metrics-server`.
     fn prometheus(&self) -> prometheus::Server {
         prometheus::Server::plain(
             self.c
@@ -247,6 +210,49 @@ impl Oracle<'_> {
         outcome
     }
 }
+
+/// Readiness of the primary or canary workload, from the watch cache.
+pub async fn readiness_of(
+    ctx: &Context,
+    c: &ValidatedCanary,
+    observed: &Observed,
+    status: &CanaryStatus,
+    role: Role,
+) -> Readiness {
+    let ns = &c.namespace;
+    let name = match role {
+        Role::Primary => c.primary_workload(),
+        Role::Canary => c.target.name.clone(),
+    };
+    let threshold = match role {
+        Role::Primary => c.analysis.primary_ready_threshold,
+        Role::Canary => c.analysis.canary_ready_threshold,
+    };
+    let deadline = c.progress_deadline.as_secs() as i64;
+    let now = ctx.now();
+    match &observed.target {
+        Target::Deployment(_) => {
+            match cache::require(&ctx.caches.deployments, &ctx.client, ns, &name).await {
+                Ok(d) => readiness::deployment(&d, role, ns, &c.name, threshold, deadline, now),
+                Err(e) => {
+                    Readiness::Waiting(format!("deployment {name}.{ns} get query error: {e}"))
+                }
+            }
+        }
+        Target::DaemonSet(_) => {
+            match cache::require(&ctx.caches.daemonsets, &ctx.client, ns, &name).await {
+                Ok(d) => {
+                    let since = status.last_transition_time.as_ref().map(|t| t.0);
+                    readiness::daemonset(&d, role, ns, threshold, deadline, since, now)
+                }
+                Err(e) => Readiness::Waiting(format!("daemonset {name}.{ns} get query error: {e}")),
+            }
+        }
+    }
+}
+
+/// The Prometheus of builtin checks and inline queries: `spec.metricsServer` or
+/// `-metrics-server`.
 
 /// The `checksum` of webhook payloads: identifies the revision and configs under analysis.
 pub fn checksum(status: &CanaryStatus) -> String {
