@@ -12,10 +12,12 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 /// Arguments of `flagger uninstall`.
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Run it before removing the controller, deleting the CRDs or moving from \
+#[command(
+    after_help = "Run it before removing the controller, deleting the CRDs or moving from \
 manifests to Helm (docs/gitops.md). It needs no running controller. Exit codes: 0 every \
-Canary handed over; 1 one or more could not be (each is reported, nothing is deleted for \
-it); 2 usage or connection error.")]
+Canary handed over; 1 the Canaries could not be listed, or one or more could not be handed \
+over (each is reported; a Canary that fails is not deleted); 2 usage or kubeconfig error."
+)]
 pub struct Args {
     /// Only Canaries in this namespace (default: all namespaces).
     #[arg(short = 'n', long)]
@@ -59,9 +61,7 @@ pub async fn run(args: Args) -> ExitCode {
     let mut say = |line: String| println!("{line}");
     match handover::uninstall(&client, &opts, &mut say).await {
         Ok(n) => {
-            println!(
-                "{n} Canaries handed over; the controller and the CRDs can now be removed"
-            );
+            println!("{n} Canaries handed over; the controller and the CRDs can now be removed");
             ExitCode::SUCCESS
         }
         Err(e) => {
