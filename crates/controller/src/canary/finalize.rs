@@ -234,3 +234,67 @@ pub async fn target_selector(
         None => serde_json::Value::Null,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(annotations: serde_json::Value, owned: bool) -> Service {
+        let owners = if owned {
+            json!([{"apiVersion": "flagger.app/v1beta1", "kind": "Canary", "name": "app", "uid": "u1", "controller": true}])
+        } else {
+            json!(null)
+        };
+        serde_json::from_value(json!({
+            "metadata": {"name": "app", "annotations": annotations, "ownerReferences": owners},
+            "spec": {"selector": {"app": "app-primary"}, "ports": [{"name": "http", "port": 80}]}
+        }))
+        .expect("service")
+    }
+
+    #[test]
+    fn a_generated_apex_is_pointed_at_the_target_and_released() {
+        let out = hand_back(&service(json!({}), true), true, json!({"app": "app"}));
+        let spec = out.spec.expect("spec");
+        assert_eq!(spec.selector.expect("selector")["app"], "app");
+        assert_eq!(spec.ports.expect("ports")[0].port, 80);
+        assert!(out.metadata.owner_references.is_none());
+    }
+
+    #[test]
+    fn a_taken_over_service_gets_its_selector_and_ports_back() {
+        let original =
+            json!({"selector": {"app": "legacy"}, "ports": [{"name": "web", "port": 8080}]});
+        let svc = service(
+            json!({ORIGINAL_SERVICE: original.to_string(), LAST_APPLIED: "{\"spec\":{\"selector\":{\"app\":\"other\"}}}"}),
+            false,
+        );
+        let out = hand_back(&svc, false, json!({"app": "app"}));
+        let spec = out.spec.clone().expect("spec");
+        assert_eq!(spec.selector.expect("selector")["app"], "legacy");
+        let ports = spec.ports.expect("ports");
+        assert_eq!(
+            (ports[0].name.as_deref(), ports[0].port),
+            (Some("web"), 8080)
+        );
+        assert!(!out.annotations().contains_key(ORIGINAL_SERVICE));
+    }
+
+    #[test]
+    fn without_a_record_the_last_applied_selector_then_the_target_is_used() {
+        let svc = service(
+            json!({LAST_APPLIED: "{\"spec\":{\"selector\":{\"app\":\"kubectl\"}}}"}),
+            false,
+        );
+        let out = hand_back(&svc, false, json!({"app": "app"}));
+        assert_eq!(
+            out.spec.expect("spec").selector.expect("selector")["app"],
+            "kubectl"
+        );
+        let bare = hand_back(&service(json!({}), false), false, json!({"app": "app"}));
+        assert_eq!(
+            bare.spec.expect("spec").selector.expect("selector")["app"],
+            "app"
+        );
+    }
+}
