@@ -390,6 +390,27 @@ async fn gitops_fight_is_reported_and_stopped_without_an_outage() {
         )
         .await;
     assert!(stopped.contains("Deployment app"), "{stopped}");
+
+    // Someone edits the primary Deployment by hand: noted (it is rewritten at promotion).
+    env.kubectl(&[
+        "-n",
+        NS,
+        "set",
+        "image",
+        "deployment/app-primary",
+        "app=ghcr.io/stefanprodan/podinfo:6.0.9",
+    ])
+    .await;
+    let noted = env
+        .wait_event(
+            "app",
+            "Deployment app-primary: field manager kubectl-set changed spec.template.spec.containers",
+        )
+        .await;
+    assert!(
+        noted.contains("written again at the next promotion"),
+        "{noted}"
+    );
 }
 
 /// The corrected GitOps repository of the seed: the Deployment without `replicas` and the

@@ -105,6 +105,78 @@ pub fn contenders(
     out
 }
 
+/// Managers that write the controller's objects as a matter of course and are never a fight:
+/// the HPA and other controllers of kube-controller-manager, and `flagger uninstall`.
+const EXPECTED_MANAGERS: &[&str] = &["kube-controller-manager", "flagger-uninstall"];
+
+/// A foreign write found in `managedFields`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForeignWrite {
+    pub contender: Contender,
+    /// The entry's time (RFC 3339), which changes with each write.
+    pub time: String,
+}
+
+/// Other managers (not `ours`, not the expected ones, not status writers) owning fields under
+/// `spec`: who else edits an object the controller generated. The fields are dotted paths,
+/// lists shown as the list (at most `limit` per manager).
+pub fn foreign_spec_writers(
+    managed: &[ManagedFieldsEntry],
+    ours: &str,
+    limit: usize,
+) -> Vec<ForeignWrite> {
+    let mut out = Vec::new();
+    for entry in managed {
+        let manager = entry.manager.clone().unwrap_or_default();
+        if manager == ours || EXPECTED_MANAGERS.contains(&manager.as_str()) {
+            continue;
+        }
+        if entry.subresource.as_deref().is_some_and(|s| s == "status") {
+            continue;
+        }
+        let Some(spec) = entry.fields_v1.as_ref().and_then(|f| f.0.get("f:spec")) else {
+            continue;
+        };
+        let mut fields = Vec::new();
+        leaves(spec, &mut vec!["spec".to_string()], &mut fields);
+        if fields.is_empty() {
+            continue;
+        }
+        fields.truncate(limit);
+        out.push(ForeignWrite {
+            contender: Contender {
+                manager,
+                operation: entry.operation.clone().unwrap_or_default(),
+                fields,
+            },
+            time: entry
+                .time
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_default(),
+        });
+    }
+    out
+}
+
+fn leaves(fields: &serde_json::Value, at: &mut Vec<String>, out: &mut Vec<String>) {
+    let Value::Object(m) = fields else {
+        out.push(at.join("."));
+        return;
+    };
+    let keys: Vec<&String> = m.keys().filter(|k| k.as_str() != ".").collect();
+    if keys.is_empty() || keys.iter().any(|k| !k.starts_with("f:")) {
+        // A leaf, or a list (members keyed k:/i:/v:): report the path itself.
+        out.push(at.join("."));
+        return;
+    }
+    for k in keys {
+        at.push(k.trim_start_matches("f:").to_string());
+        leaves(&m[k.as_str()], at, out);
+        at.pop();
+    }
+}
+
 /// Whether a `fieldsV1` set covers `path`: every key along it is present as `f:<key>`; reaching
 /// a list (`k:`/`i:`/`v:` members) or a leaf counts as owning the rest.
 fn owns(fields: &Value, path: &FieldPath) -> bool {
@@ -152,6 +224,9 @@ pub enum Verdict {
     Revert { count: usize },
     /// Leave the object to the other writer from now on; `count` reversions were made.
     Yield { count: usize },
+    /// A change to an object the controller writes only at set moments (the primary workload
+    /// and autoscaler: at promotion): reported, not reverted now.
+    Noted,
 }
 
 /// Per-object, per-manager history of reversions, and the objects yielded.
@@ -160,6 +235,10 @@ pub struct FightLog {
     reversions: BTreeMap<(String, String), VecDeque<Timestamp>>,
     yielded: BTreeMap<String, String>,
     notes: BTreeMap<String, String>,
+    /// Last write time seen per (object, manager), for objects only noted.
+    writes: BTreeMap<(String, String), String>,
+    /// When each note was made, so noted changes leave the condition after the window.
+    noted_at: BTreeMap<String, Timestamp>,
 }
 
 impl FightLog {
@@ -204,6 +283,23 @@ impl FightLog {
         self.reversions.retain(|(o, _), _| o != object);
     }
 
+    /// Whether `manager`'s write of `object` at `time` (its managedFields entry's time) is one
+    /// not seen before; remembers it.
+    pub fn new_write(&mut self, object: &str, manager: &str, time: &str) -> bool {
+        let key = (object.to_string(), manager.to_string());
+        if self.writes.get(&key).is_some_and(|t| t == time) {
+            return false;
+        }
+        self.writes.insert(key, time.to_string());
+        true
+    }
+
+    /// Records a noted change (see [`Verdict::Noted`]) at `now`, with its description.
+    pub fn noted(&mut self, object: &str, now: Timestamp, text: String) {
+        self.noted_at.insert(object.to_string(), now);
+        self.notes.insert(object.to_string(), text);
+    }
+
     /// Keeps the latest description of the fight over `object` (for the Canary condition).
     pub fn note(&mut self, object: &str, text: String) {
         self.notes.insert(object.to_string(), text);
@@ -211,11 +307,18 @@ impl FightLog {
 
     /// Descriptions of the fights still active at `now`, by object.
     pub fn active_notes(&self, now: Timestamp, policy: FightPolicy) -> Vec<(String, String)> {
-        let active: BTreeSet<String> = self
+        let window = policy.window.as_secs() as i64;
+        let mut active: BTreeSet<String> = self
             .active(now, policy)
             .into_iter()
             .map(|(o, _, _)| o)
             .collect();
+        active.extend(
+            self.noted_at
+                .iter()
+                .filter(|(_, t)| now.as_second() - t.as_second() < window)
+                .map(|(o, _)| o.clone()),
+        );
         self.notes
             .iter()
             .filter(|(o, _)| active.contains(*o))
@@ -416,6 +519,47 @@ mod tests {
                 Verdict::Revert { .. }
             ));
         }
+    }
+
+    #[test]
+    fn foreign_spec_writers_skip_expected_managers_and_status() {
+        let managed = vec![
+            entry("flagger", json!({"f:spec": {"f:replicas": {}}})),
+            entry(
+                "kube-controller-manager",
+                json!({"f:spec": {"f:replicas": {}}}),
+            ),
+            ManagedFieldsEntry {
+                subresource: Some("status".into()),
+                ..entry("kubelet", json!({"f:spec": {"f:x": {}}}))
+            },
+            entry(
+                "kubectl-edit",
+                json!({"f:spec": {"f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {"f:image": {}}}}}}}),
+            ),
+        ];
+        let w = foreign_spec_writers(&managed, "flagger", 5);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].contender.manager, "kubectl-edit");
+        assert_eq!(
+            w[0].contender.fields,
+            vec!["spec.template.spec.containers".to_string()]
+        );
+    }
+
+    #[test]
+    fn writes_are_new_once_per_time_and_notes_age_out() {
+        let policy = FightPolicy {
+            max_reversions: 3,
+            window: Duration::from_secs(600),
+        };
+        let mut log = FightLog::default();
+        assert!(log.new_write("Deployment/app-primary", "argocd", "t1"));
+        assert!(!log.new_write("Deployment/app-primary", "argocd", "t1"));
+        assert!(log.new_write("Deployment/app-primary", "argocd", "t2"));
+        log.noted("Deployment/app-primary", at(0), "changed".into());
+        assert_eq!(log.active_notes(at(10), policy).len(), 1);
+        assert!(log.active_notes(at(700), policy).is_empty());
     }
 
     #[test]

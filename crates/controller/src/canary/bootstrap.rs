@@ -36,21 +36,32 @@ pub async fn bootstrap(
     let (client, caches, settings) = (&ctx.client, &ctx.caches, &ctx.settings);
     let ns = &c.namespace;
     let primary_name = c.primary_workload();
-    let exists = match &observed.target {
-        Target::Deployment(_) => cache::get(&caches.deployments, client, ns, &primary_name)
-            .await
-            .map(|o| o.is_some()),
-        Target::DaemonSet(_) => cache::get(&caches.daemonsets, client, ns, &primary_name)
-            .await
-            .map(|o| o.is_some()),
-    }
-    .map_err(|e| format!("{primary_name}.{ns} get query error: {e}"))?;
-    if !exists {
-        write_primary_configs(client, settings, canary, observed).await?;
-        write_primary(client, settings, canary, observed, None).await?;
+    let (kind, managed) = match &observed.target {
+        Target::Deployment(_) => (
+            "Deployment",
+            cache::get(&caches.deployments, client, ns, &primary_name)
+                .await
+                .map(|o| o.map(|d| d.metadata.managed_fields.clone().unwrap_or_default())),
+        ),
+        Target::DaemonSet(_) => (
+            "DaemonSet",
+            cache::get(&caches.daemonsets, client, ns, &primary_name)
+                .await
+                .map(|o| o.map(|d| d.metadata.managed_fields.clone().unwrap_or_default())),
+        ),
+    };
+    let managed = managed.map_err(|e| format!("{primary_name}.{ns} get query error: {e}"))?;
+    let mut conflicts = Vec::new();
+    match managed {
+        None => {
+            write_primary_configs(client, settings, canary, observed).await?;
+            write_primary(client, settings, canary, observed, None).await?;
+        }
+        Some(managed) => {
+            conflicts.extend(foreign_writes(ctx, canary, kind, &primary_name, &managed))
+        }
     }
 
-    let mut conflicts = Vec::new();
     for role in [ServiceRole::Canary, ServiceRole::Primary, ServiceRole::Apex] {
         if let Some(report) =
             reconcile_service(ctx, canary, c, observed, role, primary_ready).await?
@@ -67,14 +78,20 @@ pub async fn bootstrap(
         }
     } else if let Some(a) = &c.autoscaler {
         let primary_hpa = format!("{}-primary", a.name);
-        let missing = cache::get(&caches.hpas, client, ns, &primary_hpa)
+        let hpa = cache::get(&caches.hpas, client, ns, &primary_hpa)
             .await
             .map_err(|e| {
                 format!("HorizontalPodAutoscaler {primary_hpa}.{ns} get query error: {e}")
-            })?
-            .is_none();
-        if missing {
-            write_primary_hpa(client, canary, c).await?;
+            })?;
+        match hpa {
+            None => write_primary_hpa(client, canary, c).await?,
+            Some(hpa) => conflicts.extend(foreign_writes(
+                ctx,
+                canary,
+                "HorizontalPodAutoscaler",
+                &primary_hpa,
+                hpa.metadata.managed_fields.as_deref().unwrap_or_default(),
+            )),
         }
     }
     Ok(conflicts)
@@ -375,6 +392,37 @@ async fn reconcile_service(
         .await
         .map(|_| report)
         .map_err(|e| format!("reconciling service {name}.{ns} failed: {e}"))
+}
+
+/// New writes by other managers to the spec of an object the controller generated and writes
+/// only at set moments (the primary workload and autoscaler, rewritten at promotion): noted,
+/// once per write.
+fn foreign_writes(
+    ctx: &Context,
+    canary: &Canary,
+    kind: &str,
+    name: &str,
+    managed: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry],
+) -> Vec<ConflictReport> {
+    let key = ObjectRef::from_obj(canary);
+    let object = format!("{kind}/{name}");
+    conflict::foreign_spec_writers(managed, FIELD_MANAGER, 5)
+        .into_iter()
+        .filter(|w| {
+            ctx.with_fights(&key, |log| {
+                log.new_write(&object, &w.contender.manager, &w.time)
+            })
+        })
+        .map(|w| ConflictReport {
+            object: object.clone(),
+            kind: kind.into(),
+            name: name.into(),
+            apex: false,
+            contender: w.contender,
+            verdict: conflict::Verdict::Noted,
+            selects_target: false,
+        })
+        .collect()
 }
 
 /// Whether a Service's selector selects pods with `labels`.

@@ -35,6 +35,14 @@ pub async fn report(
     let limit = ctx.settings.fights.max_reversions;
     let remedy = conflict::remedy(manager, &r.kind, &r.name);
     let (action, message) = match r.verdict {
+        Verdict::Noted => (
+            "noted",
+            format!(
+                "{} {}: field manager {manager} changed {fields}, which the controller manages; \
+                 it is written again at the next promotion, undoing the change. Fix: {remedy}",
+                r.kind, r.name
+            ),
+        ),
         Verdict::Revert { count } => {
             let stop = if limit == 0 {
                 String::new()
@@ -83,7 +91,13 @@ pub async fn report(
             action: action.into(),
         })
         .inc();
-    ctx.with_fights(&key, |log| log.note(&r.object, message.clone()));
+    ctx.with_fights(&key, |log| {
+        if matches!(r.verdict, Verdict::Noted) {
+            log.noted(&r.object, ctx.now(), message.clone());
+        } else {
+            log.note(&r.object, message.clone());
+        }
+    });
     ctx.recorder
         .record(canary, EventType::Warning, &message, ctx.now())
         .await;
