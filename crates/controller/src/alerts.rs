@@ -61,13 +61,45 @@ pub async fn send(ctx: &Context, c: &ValidatedCanary, alert: &Alert) {
     };
     for d in destinations {
         let body = notify::payload(&d, &notification);
-        let http = ctx.http.verified.clone();
-        let canary = canary.clone();
+        ctx.outbox.send(Delivery {
+            canary: canary.clone(),
+            destination: d,
+            body,
+        });
+    }
+}
+
+/// One alert on its way to one destination.
+pub struct Delivery {
+    canary: String,
+    destination: Destination,
+    body: serde_json::Value,
+}
+
+/// Sends alerts in the background, one at a time and in the order they were raised (a chat
+/// channel shows a canary's story in order), without holding up any reconcile.
+pub struct Outbox {
+    tx: tokio::sync::mpsc::UnboundedSender<Delivery>,
+}
+
+impl Outbox {
+    /// Starts the sending task on the current runtime.
+    pub fn start(http: reqwest::Client) -> Outbox {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Delivery>();
         tokio::spawn(async move {
-            if let Err(e) = post(&http, &d, &body).await {
-                tracing::warn!(canary = %canary, notifier = d.kind.as_str(), "error sending alert: {e}");
+            while let Some(job) = rx.recv().await {
+                if let Err(e) = post(&http, &job.destination, &job.body).await {
+                    tracing::warn!(canary = %job.canary, notifier = job.destination.kind.as_str(), "error sending alert: {e}");
+                }
             }
         });
+        Outbox { tx }
+    }
+
+    fn send(&self, delivery: Delivery) {
+        if self.tx.send(delivery).is_err() {
+            tracing::warn!("alert dropped: the sending task has stopped");
+        }
     }
 }
 

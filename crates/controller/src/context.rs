@@ -94,6 +94,8 @@ pub struct Context {
     pub written: Mutex<HashMap<ObjectRef<Canary>, WrittenStatus>>,
     /// Per canary: other writers' changes to its generated objects, and the objects yielded.
     pub fights: Mutex<HashMap<ObjectRef<Canary>, FightLog>>,
+    /// Alerts on their way out, in order.
+    pub outbox: crate::alerts::Outbox,
 }
 
 /// A status write the reflector may not have seen yet.

@@ -132,19 +132,22 @@ pub async fn serve(
     };
     let ns = args.namespace.as_deref();
     let (caches, feeds) = cache::build(&client, ns);
+    let http = Clients::new().context("building HTTP clients")?;
+    let outbox = crate::alerts::Outbox::start(http.verified.clone());
     let ctx = Arc::new(Context {
         client: client.clone(),
         caches: caches.clone(),
         settings,
         metrics,
         recorder: Recorder::new(client.clone()),
-        http: Clients::new().context("building HTTP clients")?,
+        http,
         lookups: crate::templates::Lookups::new(client.clone(), caches.clone()),
         configs: ConfigIndex::default(),
         schedule: Default::default(),
         ready: Default::default(),
         written: Default::default(),
         fights: Default::default(),
+        outbox,
     });
 
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", args.port))
