@@ -46,6 +46,8 @@ const SMI_VERSIONS: &[&str] = &["v1alpha3", "v1alpha2", "v1alpha1"];
 pub struct MeshRouter {
     rng: Mutex<u64>,
     regexes: Mutex<HashMap<String, Option<Regex>>>,
+    /// The prefix of the NGINX ingress annotations (`nginx.ingress.kubernetes.io`).
+    pub(super) nginx_prefix: String,
 }
 
 impl Default for MeshRouter {
@@ -60,11 +62,20 @@ impl MeshRouter {
         Self {
             rng: Mutex::new(seed),
             regexes: Mutex::new(HashMap::new()),
+            nginx_prefix: super::ingress::DEFAULT_PREFIX.to_string(),
         }
     }
 
+    /// The same router reading the NGINX ingress annotations under `prefix` instead of
+    /// `nginx.ingress.kubernetes.io` (ingress-nginx's `--annotations-prefix`, Flagger's
+    /// `-ingress-annotations-prefix`).
+    pub fn with_nginx_annotations_prefix(mut self, prefix: &str) -> Self {
+        self.nginx_prefix = prefix.trim_end_matches('/').to_string();
+        self
+    }
+
     /// A uniform number in [0, 1) (splitmix64).
-    fn chance(&self) -> f64 {
+    pub(super) fn chance(&self) -> f64 {
         let mut s = self.rng.lock().unwrap_or_else(|e| e.into_inner());
         *s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = *s;
@@ -81,6 +92,17 @@ impl MeshRouter {
         let compiled = cache
             .entry(re.to_string())
             .or_insert_with(|| Regex::new(&format!("^(?:{re})$")).ok());
+        compiled.as_ref().is_some_and(|r| r.is_match(value))
+    }
+
+    /// Whether `re` matches somewhere in `value` (an unanchored search, as PCRE's and
+    /// `ngx.re.match`'s); an invalid expression matches nothing.
+    pub(super) fn search(&self, re: &str, value: &str) -> bool {
+        let mut cache = self.regexes.lock().unwrap_or_else(|e| e.into_inner());
+        // Keyed apart from the anchored forms `full_match` caches.
+        let compiled = cache
+            .entry(format!("\u{0}{re}"))
+            .or_insert_with(|| Regex::new(re).ok());
         compiled.as_ref().is_some_and(|r| r.is_match(value))
     }
 
@@ -115,18 +137,18 @@ impl MeshRouter {
 // ---------------------------------------------------------------------------------------------
 // The request as the matchers see it.
 
-struct View<'a> {
+pub(super) struct View<'a> {
     method: &'a str,
-    path: &'a str,
+    pub(super) path: &'a str,
     /// The query string as sent (kept as is when the path is rewritten).
     raw_query: &'a str,
     query: Vec<(String, String)>,
-    headers: &'a HeaderMap,
+    pub(super) headers: &'a HeaderMap,
     port: u16,
 }
 
 impl<'a> View<'a> {
-    fn new(request: &'a RequestInfo<'a>, port: u16) -> Self {
+    pub(super) fn new(request: &'a RequestInfo<'a>, port: u16) -> Self {
         let (path, query) = match request.path_and_query.split_once('?') {
             Some((p, q)) => (p, q),
             None => (request.path_and_query, ""),
@@ -205,7 +227,7 @@ fn vs_host_names(host: &str, ns: &str, to: &ServicePort) -> bool {
 }
 
 /// Whether a hostname pattern (`app.example.com`, `*.example.com`) matches `host`.
-fn hostname_matches(pattern: &str, host: &str) -> bool {
+pub(super) fn hostname_matches(pattern: &str, host: &str) -> bool {
     let (pattern, host) = (pattern.to_ascii_lowercase(), host.to_ascii_lowercase());
     match pattern.strip_prefix('*') {
         Some(suffix) if suffix.starts_with('.') => {
@@ -237,7 +259,7 @@ fn dest_port(api: &Api, ns: &str, name: &str, explicit: Option<u32>, port: u16) 
 }
 
 /// The objects of a kind, across namespaces and every served version, oldest first.
-fn objects(api: &Api, group: &str, versions: &[&str], kind: &str) -> Vec<Value> {
+pub(super) fn objects(api: &Api, group: &str, versions: &[&str], kind: &str) -> Vec<Value> {
     let mut keys = Vec::new();
     for v in versions {
         if let Ok(info) = api.resource(&format!("{group}/{v}"), kind) {
@@ -264,7 +286,7 @@ fn objects(api: &Api, group: &str, versions: &[&str], kind: &str) -> Vec<Value> 
     out
 }
 
-fn spec<T: for<'de> Deserialize<'de>>(o: &Value) -> Option<T> {
+pub(super) fn spec<T: for<'de> Deserialize<'de>>(o: &Value) -> Option<T> {
     match serde_json::from_value(o.get("spec").cloned().unwrap_or(Value::Null)) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -942,7 +964,7 @@ static MATCH_ALL: GwMatch = GwMatch {
 type Specificity = (u8, usize, bool, usize, usize);
 
 /// `/foo` matches `/foo`, `/foo/` and `/foo/bar`, not `/foobar`.
-fn path_prefix_matches(prefix: &str, path: &str) -> bool {
+pub(super) fn path_prefix_matches(prefix: &str, path: &str) -> bool {
     let p = prefix.trim_end_matches('/');
     p.is_empty()
         || path == p
@@ -1332,6 +1354,7 @@ impl Router for MeshRouter {
         let view = View::new(request, port);
         self.gateway(api, host, &view)
             .or_else(|| self.istio_gateway(api, host, &view))
+            .or_else(|| self.nginx_ingress(api, host, &view))
     }
 }
 
