@@ -32,9 +32,13 @@ const URL: &str = "http://app.example.com/";
 
 /// Localkube with the data plane routed by a seeded [`MeshRouter`] and a `test` namespace.
 async fn start() -> (localkube::Handle, Client) {
+    start_routed(MeshRouter::seeded(2024)).await
+}
+
+async fn start_routed(router: MeshRouter) -> (localkube::Handle, Client) {
     let (h, client) = common::start_with(localkube::Config {
         dataplane: Some(dataplane::DataPlaneConfig {
-            router: Arc::new(MeshRouter::seeded(2024)),
+            router: Arc::new(router),
             ..Default::default()
         }),
         ..Default::default()
@@ -225,7 +229,10 @@ async fn service(client: &Client, name: &str, selector: &str) {
         &PostParams::default(),
         &serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-            "spec": {"selector": {"app": selector}, "ports": [{"name": "http", "port": 9898, "targetPort": "http"}]},
+            "spec": {"selector": {"app": selector}, "ports": [
+                {"name": "http", "port": 9898, "targetPort": "http"},
+                {"name": "web", "port": 80, "targetPort": "http"},
+            ]},
         }))
         .unwrap(),
     )
@@ -771,4 +778,131 @@ async fn hosts_paths_default_backend_and_classes() {
     ] {
         assert!(text.contains(needle), "missing {needle}");
     }
+}
+
+/// A canary Ingress as flagger-rs writes it (the routing goldens of the core crate).
+fn golden(name: &str) -> Value {
+    let text = std::fs::read_to_string(format!(
+        "{}/../core/tests/golden/routing/nginx/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The user's Ingress of the core crate's nginx goldens: `/` to the apex `podinfo:80` and
+/// `/other`, with stale canary annotations that do not make it a canary.
+fn user_ingress() -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "podinfo", "labels": {"app": "podinfo"}, "annotations": {
+            "kubernetes.io/ingress.class": "nginx",
+            "nginx.ingress.kubernetes.io/canary-weight": "35",
+            "nginx.ingress.kubernetes.io/canary-by-header": "stale",
+            "nginx.ingress.kubernetes.io/proxy-body-size": "8m",
+        }},
+        "spec": {"ingressClassName": "nginx", "rules": [{"host": HOST, "http": {"paths": [
+            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "podinfo", "port": {"number": 80}}}},
+            {"path": "/other", "pathType": "Prefix", "backend": {"service": {"name": "other", "port": {"number": 80}}}},
+        ]}}]},
+    })
+}
+
+/// Replaces the canary Ingress with `obj`, as Flagger's reconcile rewrites it.
+async fn replace(client: &Client, obj: Value) {
+    let api = ingresses(client);
+    let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+    let _ = api.delete(&name, &Default::default()).await;
+    eventually(10, "canary Ingress gone", || {
+        let api = api.clone();
+        let name = name.clone();
+        async move { api.get_opt(&name).await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+    create(client, obj).await;
+}
+
+#[tokio::test]
+async fn objects_written_by_flagger_route_as_meant() {
+    let (h, client) = start().await;
+    primary_and_canary(&client, json!({})).await;
+    create(&client, user_ingress()).await;
+    let mut c = ProxyConn::open(proxy_addr(&h)).await;
+    let only = |v: &str, n: usize| BTreeMap::from([(v.to_string(), n)]);
+
+    // Created at weight 0.
+    replace(&client, golden("initial.json")).await;
+    assert_eq!(c.versions(URL, &[], 100).await, only("1.0.0", 100));
+    // A step of the analysis: weight 10.
+    replace(&client, golden("weight.json")).await;
+    let seen = c.versions(URL, &[], 500).await;
+    let s = share(&seen, "2.0.0");
+    eprintln!("flagger-rs canary Ingress at weight 10 over 500 requests: {seen:?}");
+    assert!((0.07..=0.13).contains(&s), "{seen:?}");
+    // `/other` keeps its own backend (a Service that does not exist here).
+    assert_eq!(
+        c.send(&format!("http://{HOST}/other"), &[]).await.status,
+        503
+    );
+    // A/B: the header (exact value); the empty cookie annotation is no rule.
+    replace(&client, golden("ab.json")).await;
+    assert_eq!(
+        c.versions(URL, &[("x-canary", "insider")], 20).await,
+        only("2.0.0", 20)
+    );
+    assert_eq!(c.versions(URL, &[], 50).await, only("1.0.0", 50));
+    assert_eq!(
+        c.version(URL, &[("cookie", "canary=always")]).await,
+        "1.0.0"
+    );
+    // A/B: a header pattern and a cookie.
+    replace(&client, golden("ab_header_pattern_and_cookie.json")).await;
+    assert_eq!(c.version(URL, &[("x-canary", "beta")]).await, "2.0.0");
+    assert_eq!(c.version(URL, &[("x-canary", "betamax")]).await, "1.0.0");
+    assert_eq!(
+        c.version(URL, &[("cookie", "canary=always")]).await,
+        "2.0.0"
+    );
+    assert_eq!(c.versions(URL, &[], 50).await, only("1.0.0", 50));
+    // Promotion done: reset to weight 0, no header or cookie rules.
+    replace(&client, golden("ab_reset.json")).await;
+    assert_eq!(
+        c.versions(URL, &[("x-canary", "insider")], 50).await,
+        only("1.0.0", 50)
+    );
+    // Written under another annotation prefix, the clone is no canary to a controller
+    // reading the default one: a second main Ingress, and the user's (older) keeps the path.
+    replace(&client, golden("custom_prefix.json")).await;
+    assert_eq!(c.versions(URL, &[], 50).await, only("1.0.0", 50));
+    let counts = h
+        .dataplane
+        .as_ref()
+        .unwrap()
+        .metrics
+        .ingress_counts("test", "podinfo");
+    assert!(
+        counts
+            .keys()
+            .all(|(canary, _)| canary.is_empty() || canary == "test-podinfo-canary-80")
+    );
+}
+
+#[tokio::test]
+async fn custom_annotation_prefix() {
+    let router =
+        MeshRouter::seeded(7).with_nginx_annotations_prefix("custom.ingress.kubernetes.io");
+    let (h, client) = start_routed(router).await;
+    primary_and_canary(&client, json!({})).await;
+    create(&client, user_ingress()).await;
+    create(&client, golden("custom_prefix.json")).await;
+    let mut c = ProxyConn::open(proxy_addr(&h)).await;
+    let seen = c.versions(URL, &[], 500).await;
+    assert!((0.07..=0.13).contains(&share(&seen, "2.0.0")), "{seen:?}");
+    // The `nginx.ingress.kubernetes.io/canary-by-header: stale` left on it is not read.
+    assert!(
+        c.versions(URL, &[("stale", "always")], 100)
+            .await
+            .get("1.0.0")
+            .is_some()
+    );
 }
