@@ -912,3 +912,53 @@ async fn custom_annotation_prefix() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn gateway_routes_take_precedence_over_ingresses() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let (h, client) = start().await;
+    primary_and_canary(&client, json!({})).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "httproutes.gateway.networking.k8s.io"},
+            "spec": {"group": "gateway.networking.k8s.io", "scope": "Namespaced",
+                     "names": {"kind": "HTTPRoute", "plural": "httproutes", "singular": "httproute", "listKind": "HTTPRouteList"},
+                     "versions": [{"name": "v1", "served": true, "storage": true,
+                                   "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]},
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    create(&client, ingress("podinfo", "podinfo", &[])).await;
+    let mut c = ProxyConn::open(proxy_addr(&h)).await;
+    assert_eq!(c.version(URL, &[]).await, "1.0.0");
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+    let routes: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "test",
+        &ApiResource::from_gvk_with_plural(&gvk, "httproutes"),
+    );
+    let route = json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "app"},
+        "spec": {"parentRefs": [{"name": "public"}], "hostnames": [HOST],
+                 "rules": [{"backendRefs": [{"name": "podinfo-canary", "port": 9898}]}]},
+    });
+    routes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(route).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.version(URL, &[]).await, "2.0.0");
+    // Not recorded as ingress traffic.
+    let m = &h.dataplane.as_ref().unwrap().metrics;
+    assert_eq!(m.ingress_counts("test", "podinfo").values().sum::<u64>(), 1);
+    routes.delete("app", &Default::default()).await.unwrap();
+    assert_eq!(c.version(URL, &[]).await, "1.0.0");
+}
