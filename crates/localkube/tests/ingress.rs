@@ -757,6 +757,17 @@ async fn hosts_paths_default_backend_and_classes() {
         served_by(&h, &mut c, "http://APP.example.com:80/version", true).await,
         ("primary", 200)
     );
+    // A host without a matching path nor a defaultBackend: the controller's default backend.
+    let mut only_exact = ingress("exact", "podinfo", &[]);
+    only_exact["spec"]["rules"][0]["host"] = json!("exact.example.com");
+    only_exact["spec"]["rules"][0]["http"]["paths"][0]["pathType"] = json!("Exact");
+    create(&client, only_exact).await;
+    assert_eq!(c.version("http://exact.example.com/", &[]).await, "1.0.0");
+    let a = c.send("http://exact.example.com/version", &[]).await;
+    assert_eq!(
+        (a.status, a.body.as_str()),
+        (404, "default backend - 404\n")
+    );
     // Other classes, and hosts no rule names, are not served: the data plane answers
     // origin-form requests itself.
     for host in ["traefik.example.com", "skipper.example.com", "example.org"] {
