@@ -10,8 +10,9 @@
 //!
 //! A request for a host that is not a cluster name (`app.example.com`) goes through the
 //! "gateway": HTTPRoutes with a Gateway parent whose `hostnames` match the host, then
-//! VirtualServices bound to a gateway other than `mesh` whose `hosts` match it. Without either
-//! it is forwarded outside the cluster as before.
+//! VirtualServices bound to a gateway other than `mesh` whose `hosts` match it, then the NGINX
+//! ingress: Ingresses with a rule for the host and their canary annotations
+//! ([`super::ingress`]). Without any of these it is forwarded outside the cluster as before.
 //!
 //! The mesh routes once, as a client sidecar does: the chosen backend Service is not routed
 //! again. Weighted choices and mirror percentages draw from a seeded generator
