@@ -10,8 +10,9 @@
 //!
 //! A request for a host that is not a cluster name (`app.example.com`) goes through the
 //! "gateway": HTTPRoutes with a Gateway parent whose `hostnames` match the host, then
-//! VirtualServices bound to a gateway other than `mesh` whose `hosts` match it. Without either
-//! it is forwarded outside the cluster as before.
+//! VirtualServices bound to a gateway other than `mesh` whose `hosts` match it, then the NGINX
+//! ingress: Ingresses with a rule for the host and their canary annotations
+//! ([`super::ingress`]). Without any of these it is forwarded outside the cluster as before.
 //!
 //! The mesh routes once, as a client sidecar does: the chosen backend Service is not routed
 //! again. Weighted choices and mirror percentages draw from a seeded generator
@@ -46,6 +47,8 @@ const SMI_VERSIONS: &[&str] = &["v1alpha3", "v1alpha2", "v1alpha1"];
 pub struct MeshRouter {
     rng: Mutex<u64>,
     regexes: Mutex<HashMap<String, Option<Regex>>>,
+    /// The prefix of the NGINX ingress annotations (`nginx.ingress.kubernetes.io`).
+    pub(super) nginx_prefix: String,
 }
 
 impl Default for MeshRouter {
@@ -60,11 +63,20 @@ impl MeshRouter {
         Self {
             rng: Mutex::new(seed),
             regexes: Mutex::new(HashMap::new()),
+            nginx_prefix: super::ingress::DEFAULT_PREFIX.to_string(),
         }
     }
 
+    /// The same router reading the NGINX ingress annotations under `prefix` instead of
+    /// `nginx.ingress.kubernetes.io` (ingress-nginx's `--annotations-prefix`, Flagger's
+    /// `-ingress-annotations-prefix`).
+    pub fn with_nginx_annotations_prefix(mut self, prefix: &str) -> Self {
+        self.nginx_prefix = prefix.trim_end_matches('/').to_string();
+        self
+    }
+
     /// A uniform number in [0, 1) (splitmix64).
-    fn chance(&self) -> f64 {
+    pub(super) fn chance(&self) -> f64 {
         let mut s = self.rng.lock().unwrap_or_else(|e| e.into_inner());
         *s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = *s;
@@ -81,6 +93,17 @@ impl MeshRouter {
         let compiled = cache
             .entry(re.to_string())
             .or_insert_with(|| Regex::new(&format!("^(?:{re})$")).ok());
+        compiled.as_ref().is_some_and(|r| r.is_match(value))
+    }
+
+    /// Whether `re` matches somewhere in `value` (an unanchored search, as PCRE's and
+    /// `ngx.re.match`'s); an invalid expression matches nothing.
+    pub(super) fn search(&self, re: &str, value: &str) -> bool {
+        let mut cache = self.regexes.lock().unwrap_or_else(|e| e.into_inner());
+        // Keyed apart from the anchored forms `full_match` caches.
+        let compiled = cache
+            .entry(format!("\u{0}{re}"))
+            .or_insert_with(|| Regex::new(re).ok());
         compiled.as_ref().is_some_and(|r| r.is_match(value))
     }
 
@@ -115,18 +138,18 @@ impl MeshRouter {
 // ---------------------------------------------------------------------------------------------
 // The request as the matchers see it.
 
-struct View<'a> {
+pub(super) struct View<'a> {
     method: &'a str,
-    path: &'a str,
+    pub(super) path: &'a str,
     /// The query string as sent (kept as is when the path is rewritten).
     raw_query: &'a str,
     query: Vec<(String, String)>,
-    headers: &'a HeaderMap,
+    pub(super) headers: &'a HeaderMap,
     port: u16,
 }
 
 impl<'a> View<'a> {
-    fn new(request: &'a RequestInfo<'a>, port: u16) -> Self {
+    pub(super) fn new(request: &'a RequestInfo<'a>, port: u16) -> Self {
         let (path, query) = match request.path_and_query.split_once('?') {
             Some((p, q)) => (p, q),
             None => (request.path_and_query, ""),
@@ -205,7 +228,7 @@ fn vs_host_names(host: &str, ns: &str, to: &ServicePort) -> bool {
 }
 
 /// Whether a hostname pattern (`app.example.com`, `*.example.com`) matches `host`.
-fn hostname_matches(pattern: &str, host: &str) -> bool {
+pub(super) fn hostname_matches(pattern: &str, host: &str) -> bool {
     let (pattern, host) = (pattern.to_ascii_lowercase(), host.to_ascii_lowercase());
     match pattern.strip_prefix('*') {
         Some(suffix) if suffix.starts_with('.') => {
@@ -237,7 +260,7 @@ fn dest_port(api: &Api, ns: &str, name: &str, explicit: Option<u32>, port: u16) 
 }
 
 /// The objects of a kind, across namespaces and every served version, oldest first.
-fn objects(api: &Api, group: &str, versions: &[&str], kind: &str) -> Vec<Value> {
+pub(super) fn objects(api: &Api, group: &str, versions: &[&str], kind: &str) -> Vec<Value> {
     let mut keys = Vec::new();
     for v in versions {
         if let Ok(info) = api.resource(&format!("{group}/{v}"), kind) {
@@ -264,7 +287,7 @@ fn objects(api: &Api, group: &str, versions: &[&str], kind: &str) -> Vec<Value> 
     out
 }
 
-fn spec<T: for<'de> Deserialize<'de>>(o: &Value) -> Option<T> {
+pub(super) fn spec<T: for<'de> Deserialize<'de>>(o: &Value) -> Option<T> {
     match serde_json::from_value(o.get("spec").cloned().unwrap_or(Value::Null)) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -942,7 +965,7 @@ static MATCH_ALL: GwMatch = GwMatch {
 type Specificity = (u8, usize, bool, usize, usize);
 
 /// `/foo` matches `/foo`, `/foo/` and `/foo/bar`, not `/foobar`.
-fn path_prefix_matches(prefix: &str, path: &str) -> bool {
+pub(super) fn path_prefix_matches(prefix: &str, path: &str) -> bool {
     let p = prefix.trim_end_matches('/');
     p.is_empty()
         || path == p
@@ -1332,6 +1355,7 @@ impl Router for MeshRouter {
         let view = View::new(request, port);
         self.gateway(api, host, &view)
             .or_else(|| self.istio_gateway(api, host, &view))
+            .or_else(|| self.nginx_ingress(api, host, &view))
     }
 }
 

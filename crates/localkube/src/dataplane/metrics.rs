@@ -13,6 +13,13 @@
 //! - Envoy (Contour-style clusters `<ns>_<service>_<port>`, with the pod discovery labels):
 //!   `envoy_cluster_upstream_rq` (`envoy_response_code`) and `envoy_cluster_upstream_rq_time`
 //!   (histogram), for requests that came through a Service.
+//!
+//! And, for requests the simulated NGINX ingress controller served, its series as
+//! ingress-nginx's socket collector writes them: `nginx_ingress_controller_requests`,
+//! `nginx_ingress_controller_request_duration_seconds` and
+//! `nginx_ingress_controller_response_duration_seconds` (histograms), labelled `namespace`,
+//! `ingress`, `service`, `canary`, `path`, `method`, `status`, `host` and the controller's
+//! constant labels.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -80,11 +87,56 @@ struct MeshHist {
     count: u64,
 }
 
+/// The labels of one ingress controller series.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IngressLabels {
+    /// The namespace of the Ingress owning the location.
+    pub namespace: String,
+    /// The main Ingress owning the location (canary traffic included).
+    pub ingress: String,
+    /// The main Ingress's Service for that location.
+    pub service: String,
+    /// The canary upstream (`<namespace>-<service>-<port>`) when a canary Ingress took the
+    /// request, else empty.
+    pub canary: String,
+    /// The Ingress path of the location.
+    pub path: String,
+    pub host: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Debug, Default, Clone)]
+struct IngressHist {
+    /// The whole request as the controller saw it.
+    request: Hist,
+    /// The upstream's part (absent when no upstream answered).
+    response: Hist,
+}
+
+impl Hist {
+    fn observe(&mut self, took: Duration) {
+        let s = took.as_secs_f64();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if s <= *b {
+                self.buckets[i] += 1;
+            }
+        }
+        self.sum += s;
+        self.count += 1;
+    }
+}
+
+/// ingress-nginx's constant labels, as a controller installed by its Helm chart in
+/// `ingress-nginx` would have them.
+const NGINX_CONTROLLER_LABELS: &str = "controller_class=\"k8s.io/ingress-nginx\",controller_namespace=\"ingress-nginx\",controller_pod=\"ingress-nginx-controller-localkube\"";
+
 /// All recorded requests.
 #[derive(Debug, Default)]
 pub struct RequestMetrics {
     series: Mutex<BTreeMap<RequestLabels, Hist>>,
     mesh: Mutex<BTreeMap<MeshLabels, MeshHist>>,
+    ingress: Mutex<BTreeMap<IngressLabels, IngressHist>>,
 }
 
 fn escape(v: &str) -> String {
@@ -96,15 +148,40 @@ fn escape(v: &str) -> String {
 impl RequestMetrics {
     pub fn observe(&self, labels: RequestLabels, took: Duration) {
         let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-        let h = series.entry(labels).or_default();
-        let s = took.as_secs_f64();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if s <= *b {
-                h.buckets[i] += 1;
+        series.entry(labels).or_default().observe(took);
+    }
+
+    /// Records a request the ingress controller served: `took` in all, `upstream` of it
+    /// waiting for the backend (`None`: answered without one).
+    pub fn observe_ingress(
+        &self,
+        labels: IngressLabels,
+        took: Duration,
+        upstream: Option<Duration>,
+    ) {
+        let mut ingress = self.ingress.lock().unwrap_or_else(|e| e.into_inner());
+        let h = ingress.entry(labels).or_default();
+        h.request.observe(took);
+        if let Some(u) = upstream {
+            h.response.observe(u);
+        }
+    }
+
+    /// Requests the ingress controller recorded under Ingress `namespace/ingress`, by
+    /// `canary` label and status.
+    pub fn ingress_counts(&self, namespace: &str, ingress: &str) -> BTreeMap<(String, u16), u64> {
+        let mut out = BTreeMap::new();
+        for (l, h) in self
+            .ingress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            if l.namespace == namespace && l.ingress == ingress {
+                *out.entry((l.canary.clone(), l.status)).or_default() += h.request.count;
             }
         }
-        h.sum += s;
-        h.count += 1;
+        out
     }
 
     /// Forgets every recorded request.
@@ -114,6 +191,10 @@ impl RequestMetrics {
             .unwrap_or_else(|e| e.into_inner())
             .clear();
         self.mesh.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.ingress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Records a request in the mesh telemetry.
@@ -208,7 +289,67 @@ impl RequestMetrics {
             );
         }
         self.render_mesh(&mut out);
+        self.render_ingress(&mut out);
         out
+    }
+
+    fn render_ingress(&self, out: &mut String) {
+        let ingress = self
+            .ingress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let labels = |l: &IngressLabels| {
+            format!(
+                "canary=\"{}\",{NGINX_CONTROLLER_LABELS},host=\"{}\",ingress=\"{}\",method=\"{}\",namespace=\"{}\",path=\"{}\",service=\"{}\",status=\"{}\"",
+                escape(&l.canary),
+                escape(&l.host),
+                escape(&l.ingress),
+                escape(&l.method),
+                escape(&l.namespace),
+                escape(&l.path),
+                escape(&l.service),
+                l.status
+            )
+        };
+        out.push_str("# HELP nginx_ingress_controller_requests The total number of client requests\n# TYPE nginx_ingress_controller_requests counter\n");
+        for (l, h) in &ingress {
+            let _ = writeln!(
+                out,
+                "nginx_ingress_controller_requests{{{}}} {}",
+                labels(l),
+                h.request.count
+            );
+        }
+        for (name, help, upstream) in [
+            (
+                "nginx_ingress_controller_request_duration_seconds",
+                "The request processing time in seconds",
+                false,
+            ),
+            (
+                "nginx_ingress_controller_response_duration_seconds",
+                "The time spent on receiving the response from the upstream server",
+                true,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            for (l, h) in &ingress {
+                let hist = if upstream { &h.response } else { &h.request };
+                if hist.count == 0 {
+                    continue;
+                }
+                histogram(
+                    out,
+                    name,
+                    &labels(l),
+                    &BUCKETS,
+                    &hist.buckets,
+                    hist.sum,
+                    hist.count,
+                );
+            }
+        }
     }
 
     fn render_mesh(&self, out: &mut String) {

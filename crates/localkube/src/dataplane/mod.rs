@@ -10,7 +10,8 @@
 //!    Service, and which ones get a mirrored copy. [`ServiceRouter`] is plain kube-proxy: the
 //!    Service itself. [`MeshRouter`] (the default) routes by the Istio
 //!    VirtualServices, Gateway API HTTPRoutes and SMI TrafficSplits in the store (weights,
-//!    matches, mirroring, header edits, rewrites) and is kube-proxy where there are none.
+//!    matches, mirroring, header edits, rewrites) and is kube-proxy where there are none; it
+//!    also plays the NGINX ingress controller for hosts named by Ingresses ([`ingress`]).
 //! 3. [`endpoints`]: the chosen Service port becomes one ready endpoint of its Endpoints
 //!    (round robin), a simulated pod or a real local process.
 //!
@@ -22,6 +23,7 @@
 
 pub mod app;
 pub mod endpoints;
+pub mod ingress;
 pub mod mesh;
 pub mod metrics;
 pub mod proxy;
@@ -33,7 +35,8 @@ use std::sync::Arc;
 
 pub use mesh::MeshRouter;
 pub use router::{
-    HeaderOps, RequestInfo, RouteActions, RouteDecision, Router, ServicePort, ServiceRouter,
+    HeaderOps, IngressTelemetry, RequestInfo, RouteActions, RouteDecision, Router, ServicePort,
+    ServiceRouter,
 };
 
 /// Pod-template annotation: the fraction (0..=1) of application requests that fail.

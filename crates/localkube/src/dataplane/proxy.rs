@@ -27,7 +27,7 @@ use super::app::{self, PodApp};
 use super::endpoints::{Endpoint, NoEndpoint, Picker};
 use serde_json::Value;
 
-use super::metrics::{MeshLabels, RequestLabels, RequestMetrics};
+use super::metrics::{IngressLabels, MeshLabels, RequestLabels, RequestMetrics};
 use super::resolve::{Resolved, resolve};
 use super::router::{RequestInfo, RouteDecision, ServicePort};
 use super::{DataPlaneConfig, UPSTREAM};
@@ -242,9 +242,40 @@ pub async fn handle(State(st): State<Arc<ProxyState>>, req: Request) -> Response
     }
 }
 
+/// Carries out a routing decision and, when an ingress controller served the request,
+/// records it in the controller's series.
+async fn routed(st: &Arc<ProxyState>, mut decision: RouteDecision, req: Req) -> Response {
+    let Some(ingress) = decision.actions.ingress.take() else {
+        return carry_out(st, decision, req).await.0;
+    };
+    let start = Instant::now();
+    let method = req.method.to_string();
+    let (resp, upstream) = carry_out(st, decision, req).await;
+    st.metrics.observe_ingress(
+        IngressLabels {
+            namespace: ingress.namespace,
+            ingress: ingress.ingress,
+            service: ingress.service,
+            canary: ingress.canary,
+            path: ingress.path,
+            host: ingress.host,
+            method,
+            status: resp.status().as_u16(),
+        },
+        start.elapsed(),
+        upstream,
+    );
+    resp
+}
+
 /// Carries out a routing decision: edits the request, sends the mirrors their copies, waits
-/// for the backend (within the route's timeout) and edits its answer.
-async fn routed(st: &Arc<ProxyState>, decision: RouteDecision, mut req: Req) -> Response {
+/// for the backend (within the route's timeout) and edits its answer. Also says how long the
+/// backend took (`None`: answered without one).
+async fn carry_out(
+    st: &Arc<ProxyState>,
+    decision: RouteDecision,
+    mut req: Req,
+) -> (Response, Option<std::time::Duration>) {
     let RouteDecision {
         backend,
         mirrors,
@@ -259,7 +290,7 @@ async fn routed(st: &Arc<ProxyState>, decision: RouteDecision, mut req: Req) -> 
             body,
         );
         actions.response_headers.apply(r.headers_mut());
-        return r;
+        return (r, None);
     }
     actions.request_headers.apply(&mut req.headers);
     if let Some(pq) = actions.path_and_query {
@@ -274,6 +305,7 @@ async fn routed(st: &Arc<ProxyState>, decision: RouteDecision, mut req: Req) -> 
             let _ = dispatch(&st, &m, &req).await;
         });
     }
+    let upstream_start = Instant::now();
     let mut resp = match actions.timeout {
         Some(t) => tokio::time::timeout(t, dispatch(st, &backend, &req))
             .await
@@ -285,8 +317,9 @@ async fn routed(st: &Arc<ProxyState>, decision: RouteDecision, mut req: Req) -> 
             }),
         None => dispatch(st, &backend, &req).await,
     };
+    let upstream = upstream_start.elapsed();
     actions.response_headers.apply(resp.headers_mut());
-    resp
+    (resp, Some(upstream))
 }
 
 /// Sends a request to an endpoint of `sp`.

@@ -115,6 +115,25 @@ pub struct RouteActions {
     /// matched (404), every backend weighted 0 (500), an injected abort, a redirect (with a
     /// `Location` header), a direct response.
     pub direct: Option<(u16, String)>,
+    /// An ingress controller served the request: record it in the controller's series
+    /// (`nginx_ingress_controller_*`) with these labels.
+    pub ingress: Option<IngressTelemetry>,
+}
+
+/// The labels an ingress controller records a request under (besides `method` and `status`),
+/// as ingress-nginx does: the Ingress owning the matched location, its namespace and Service,
+/// and the canary upstream (`<namespace>-<service>-<port>`) when a canary Ingress took the
+/// request, empty otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IngressTelemetry {
+    pub namespace: String,
+    pub ingress: String,
+    pub service: String,
+    pub canary: String,
+    /// The matched Ingress path (`/` for a default backend).
+    pub path: String,
+    /// The request's host.
+    pub host: String,
 }
 
 /// Routes a request addressed to a Service port.
