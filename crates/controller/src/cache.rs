@@ -50,7 +50,7 @@ pub struct Feeds {
 }
 
 /// Whether a kind's cached copies keep `metadata.managedFields` (needed where the controller
-/// looks at who else writes an object; dropped elsewhere to save memory).
+/// looks at who else writes an object, and then compacted; dropped elsewhere to save memory).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Fields {
     Keep,
@@ -65,8 +65,21 @@ where
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(move |o: &mut K| {
-            if fields == Fields::Drop {
-                o.meta_mut().managed_fields = None;
+            let meta = o.meta_mut();
+            match fields {
+                Fields::Drop => meta.managed_fields = None,
+                // Kept for conflict detection, in the form it needs: our own entry only as a
+                // marker (what we own is what we write), status writers not at all.
+                Fields::Keep => {
+                    if let Some(entries) = meta.managed_fields.as_mut() {
+                        entries.retain(|e| e.subresource.as_deref() != Some("status"));
+                        for e in entries.iter_mut() {
+                            if e.manager.as_deref() == Some(crate::FIELD_MANAGER) {
+                                e.fields_v1 = None;
+                            }
+                        }
+                    }
+                }
             }
         })
         .reflect(writer)
