@@ -48,7 +48,7 @@ async fn apply_one(o: &Oracle<'_>, effect: &Effect) -> Result<(), String> {
     let ns = &c.namespace;
     match effect {
         Effect::SetRoutes(routes) => {
-            o.router.set_routes(c, *routes).await?;
+            o.router.set_routes(o.route_target(), *routes).await?;
             ctx.metrics
                 .set_weights(&c.target.name, ns, routes.primary, routes.canary);
             Ok(())

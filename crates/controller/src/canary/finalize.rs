@@ -153,6 +153,22 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
         }
     }
 
+    // The router gives back what it took over (Istio: a pre-existing VirtualService's spec).
+    let target = crate::router::Target {
+        client: &client,
+        canary,
+        c,
+    };
+    match deref.router.finalize(target).await {
+        Ok(None) => {}
+        Ok(Some(warning)) => {
+            ctx.recorder
+                .record(canary, EventType::Warning, &warning, ctx.now())
+                .await;
+        }
+        Err(e) => return Err(Error::Object(e)),
+    }
+
     // Release the finalizer.
     let finalizers: Vec<String> = canary
         .finalizers()

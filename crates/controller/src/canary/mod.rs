@@ -113,7 +113,12 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action>
                 return Ok(Action::requeue(interval));
             }
         }
-        if let Err(message) = deref.router.reconcile(c).await {
+        let target = crate::router::Target {
+            client: &ctx.client,
+            canary: &canary,
+            c,
+        };
+        if let Err(message) = deref.router.reconcile(target).await {
             warn(&ctx, &canary, &message).await;
             return Ok(Action::requeue(interval));
         }

@@ -33,7 +33,7 @@ impl Oracle<'_> {
         match need {
             Need::PrimaryReadiness => obs.primary_ready = Some(self.readiness(Role::Primary).await),
             Need::CanaryReadiness => obs.canary_ready = Some(self.readiness(Role::Canary).await),
-            Need::Routes => obs.routes = Some(self.router.get_routes(self.c).await),
+            Need::Routes => obs.routes = Some(self.router.get_routes(self.route_target()).await),
             Need::MetricProviders => obs.metric_providers = Some(self.providers_online().await),
             Need::Hook {
                 hook_type,
@@ -53,6 +53,15 @@ impl Oracle<'_> {
                 let outcome = self.metric(*index).await;
                 obs.metrics.insert(*index, outcome);
             }
+        }
+    }
+
+    /// What the router works with.
+    pub fn route_target(&self) -> crate::router::Target<'_> {
+        crate::router::Target {
+            client: &self.ctx.client,
+            canary: self.canary,
+            c: self.c,
         }
     }
 
@@ -192,7 +201,8 @@ impl Oracle<'_> {
             .unwrap_or_else(|| "1m".into());
         let outcome = match &metric.source {
             MetricSource::Builtin(kind) => {
-                match prometheus::builtin_query(self.c, *kind, &interval) {
+                let ingress = self.template_model(index).ingress;
+                match prometheus::builtin_query(self.c, *kind, &interval, &ingress) {
                     Some(q) => {
                         let out = prometheus::query(&self.ctx.http, &self.prometheus(), &q).await;
                         match (kind, out) {
