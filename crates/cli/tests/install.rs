@@ -110,6 +110,26 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
             &["get", "list", "watch", "create", "patch"],
         ),
         ("keda.sh", &["scaledobjects"], &["get", "create", "patch"]),
+        (
+            "networking.istio.io",
+            &["virtualservices", "destinationrules"],
+            &["get", "create", "update", "patch"],
+        ),
+        (
+            "split.smi-spec.io",
+            &["trafficsplits"],
+            &["get", "create", "patch"],
+        ),
+        (
+            "gateway.networking.k8s.io",
+            &["httproutes"],
+            &["get", "create", "patch"],
+        ),
+        (
+            "networking.k8s.io",
+            &["ingresses"],
+            &["get", "create", "patch"],
+        ),
         ("flagger.app", &["alertproviders"], &["get"]),
         ("", &["events"], &["create", "patch"]),
     ];
