@@ -1,0 +1,525 @@
+//! The mesh routers end to end: localkube with its data plane routing by VirtualService,
+//! HTTPRoute and TrafficSplit, a real Prometheus scraping the data plane's mesh telemetry,
+//! the real kubectl, and `flagger controller` in-process. Load flows through the data-plane
+//! proxy while the controller moves the weights; the weights are read back from the routing
+//! objects as they change. Each test has its own cluster.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flagger_api::CanaryPhase;
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use serde_json::Value;
+use support::{Env, NS, Options};
+
+const PODINFO: &str = "ghcr.io/stefanprodan/podinfo";
+
+/// Minimal CRDs for the routing objects (schemas preserve unknown fields).
+fn mesh_crds() -> String {
+    let mut out = String::new();
+    for (group, kind, plural, versions) in [
+        (
+            "networking.istio.io",
+            "VirtualService",
+            "virtualservices",
+            &["v1beta1", "v1"][..],
+        ),
+        (
+            "networking.istio.io",
+            "DestinationRule",
+            "destinationrules",
+            &["v1beta1", "v1"][..],
+        ),
+        (
+            "gateway.networking.k8s.io",
+            "HTTPRoute",
+            "httproutes",
+            &["v1", "v1beta1"][..],
+        ),
+        (
+            "split.smi-spec.io",
+            "TrafficSplit",
+            "trafficsplits",
+            &["v1alpha1", "v1alpha2", "v1alpha3"][..],
+        ),
+    ] {
+        let versions: String = versions
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                format!(
+                    "  - name: {v}\n    served: true\n    storage: {}\n    schema: {{openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}}}\n",
+                    i == 0
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: {plural}.{group}}}\nspec:\n  group: {group}\n  scope: Namespaced\n  names: {{kind: {kind}, plural: {plural}, singular: {}, listKind: {kind}List}}\n  versions:\n{versions}",
+            kind.to_lowercase()
+        ));
+    }
+    out
+}
+
+/// The podinfo Deployment; `annotations` go on the pod template (YAML flow-map entries).
+fn workload(tag: &str, annotations: &str) -> String {
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: podinfo, namespace: {NS}, labels: {{app: podinfo}}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: podinfo}}}}
+  template:
+    metadata:
+      labels: {{app: podinfo}}
+      annotations: {{{annotations}}}
+    spec:
+      containers:
+      - name: podinfod
+        image: {PODINFO}:{tag}
+        ports: [{{name: http, containerPort: 9898}}]
+"#
+    )
+}
+
+/// A Canary for podinfo with this provider; `service` and `analysis` are YAML blocks
+/// (indented 4).
+fn canary(provider: &str, service: &str, analysis: &str) -> String {
+    format!(
+        r#"
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {{name: podinfo, namespace: {NS}}}
+spec:
+  provider: "{provider}"
+  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: podinfo}}
+  progressDeadlineSeconds: 60
+  service:
+    port: 80
+    targetPort: http
+{service}
+  analysis:
+{analysis}
+"#
+    )
+}
+
+/// Progressive analysis: 10% steps up to 50%, the given metrics.
+fn progressive(threshold: u32, metrics: &str) -> String {
+    format!(
+        "    interval: 1s\n    threshold: {threshold}\n    maxWeight: 50\n    stepWeight: 10\n    metrics:\n{metrics}"
+    )
+}
+
+fn builtin_metrics() -> String {
+    "    - name: request-success-rate\n      thresholdRange: {min: 99}\n      interval: 15s\n    - name: request-duration\n      thresholdRange: {max: 500}\n      interval: 15s\n".into()
+}
+
+async fn start_env() -> Env {
+    let env = Env::start(Options {
+        prometheus: true,
+        dataplane: true,
+        ..Default::default()
+    })
+    .await;
+    env.apply(&mesh_crds()).await;
+    env
+}
+
+/// Applies the workload and the canary and waits for `Initialized`.
+async fn init(env: &Env, canary_yaml: &str) {
+    env.apply(&workload("6.0.0", "")).await;
+    env.apply(canary_yaml).await;
+    env.wait_phase("podinfo", CanaryPhase::Initialized).await;
+}
+
+async fn primary_image(env: &Env) -> String {
+    env.jsonpath(
+        "deployment/podinfo-primary",
+        ".spec.template.spec.containers[0].image",
+    )
+    .await
+}
+
+/// Requests sent through the data plane to `http://podinfo.test/` until dropped, counted by
+/// the version (image tag) that answered, or the status when not 200.
+struct Load {
+    counts: Arc<Mutex<BTreeMap<String, usize>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Load {
+    fn start(env: &Env, headers: &[(&'static str, &'static str)]) -> Load {
+        let counts: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let http = proxied(env);
+        let (c, s) = (counts.clone(), stop.clone());
+        let headers = headers.to_vec();
+        tokio::spawn(async move {
+            while !s.load(Ordering::Relaxed) {
+                let key = answer(&http, &headers).await;
+                *c.lock().unwrap().entry(key).or_default() += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        Load { counts, stop }
+    }
+
+    fn counts(&self) -> BTreeMap<String, usize> {
+        self.counts.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn proxied(env: &Env) -> reqwest::Client {
+    let proxy = env.kube.proxy_url().expect("data plane");
+    reqwest::Client::builder()
+        .proxy(reqwest::Proxy::http(&proxy).expect("proxy"))
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("client")
+}
+
+/// One request: the answering version, or `status <code>`.
+async fn answer(http: &reqwest::Client, headers: &[(&str, &str)]) -> String {
+    let mut req = http.get("http://podinfo.test/");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    match req.send().await {
+        Ok(r) if r.status().is_success() => {
+            let body: Value = r.json().await.unwrap_or_default();
+            body["version"].as_str().unwrap_or("?").to_string()
+        }
+        Ok(r) => format!("status {}", r.status().as_u16()),
+        Err(e) => format!("error {e}"),
+    }
+}
+
+/// A routing object and how to read the canary weight from it.
+#[derive(Clone)]
+struct RoutingObject {
+    api: Api<DynamicObject>,
+    name: &'static str,
+    canary_weight: fn(&Value) -> Option<u64>,
+}
+
+impl RoutingObject {
+    fn new(
+        env: &Env,
+        api_version: &str,
+        kind: &str,
+        plural: &str,
+        canary_weight: fn(&Value) -> Option<u64>,
+    ) -> Self {
+        let (group, version) = api_version.split_once('/').unwrap();
+        let ar =
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+        RoutingObject {
+            api: Api::namespaced_with(env.client.clone(), NS, &ar),
+            name: "podinfo",
+            canary_weight,
+        }
+    }
+
+    async fn json(&self) -> Option<Value> {
+        let obj = self.api.get_opt(self.name).await.ok().flatten()?;
+        serde_json::to_value(obj).ok()
+    }
+
+    /// Records every canary weight the object shows, polling every 20 ms, until dropped.
+    fn record(&self) -> Weights {
+        let seen: Arc<Mutex<Vec<u64>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (me, log, s) = (self.clone(), seen.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !s.load(Ordering::Relaxed) {
+                if let Some(w) = me.json().await.as_ref().and_then(me.canary_weight) {
+                    let mut l = log.lock().unwrap();
+                    if l.last() != Some(&w) {
+                        l.push(w);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        Weights { seen, stop }
+    }
+}
+
+struct Weights {
+    seen: Arc<Mutex<Vec<u64>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Weights {
+    fn get(&self) -> Vec<u64> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Weights {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn vs_weight(vs: &Value) -> Option<u64> {
+    vs.pointer("/spec/http/0/route")?
+        .as_array()?
+        .iter()
+        .find(|d| d["destination"]["host"] == "podinfo-canary")?["weight"]
+        .as_u64()
+        .or(Some(0))
+}
+
+fn httproute_weight(r: &Value) -> Option<u64> {
+    r.pointer("/spec/rules/0/backendRefs")?
+        .as_array()?
+        .iter()
+        .find(|b| b["name"] == "podinfo-canary")?["weight"]
+        .as_u64()
+}
+
+fn split_weight(s: &Value) -> Option<u64> {
+    let w = &s
+        .pointer("/spec/backends")?
+        .as_array()?
+        .iter()
+        .find(|b| b["service"] == "podinfo-canary")?["weight"];
+    w.as_u64().or_else(|| w.as_str()?.parse().ok())
+}
+
+fn virtual_service(env: &Env) -> RoutingObject {
+    RoutingObject::new(
+        env,
+        "networking.istio.io/v1beta1",
+        "VirtualService",
+        "virtualservices",
+        vs_weight,
+    )
+}
+
+/// Runs a progressive canary to promotion with load flowing; returns the weights seen and
+/// the versions that answered.
+async fn promote_progressively(
+    env: &Env,
+    object: &RoutingObject,
+) -> (Vec<u64>, BTreeMap<String, usize>) {
+    let weights = object.record();
+    let load = Load::start(env, &[]);
+    env.apply(&workload("6.0.1", "")).await;
+    env.wait_phase("podinfo", CanaryPhase::Progressing).await;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    assert_eq!(primary_image(env).await, format!("{PODINFO}:6.0.1"));
+    // Let the recorder see the final write.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let seen = weights.get();
+    let counts = load.counts();
+    println!("weights seen: {seen:?}; answers: {counts:?}");
+    (seen, counts)
+}
+
+/// The weights went up 10, 20, …, 50 in order and ended back at 0 (after promotion).
+fn assert_progressive(seen: &[u64]) {
+    let steps: Vec<u64> = seen.iter().copied().filter(|w| *w > 0).collect();
+    assert_eq!(steps, vec![10, 20, 30, 40, 50], "weights seen: {seen:?}");
+    assert_eq!(seen.last(), Some(&0), "weights seen: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_canary_advances_through_its_weights_and_is_promoted() {
+    let env = start_env().await;
+    init(
+        &env,
+        &canary("istio", "", &progressive(5, &builtin_metrics())),
+    )
+    .await;
+    // Bootstrap: DestinationRules and the VirtualService, owned by the Canary, 100/0.
+    assert_eq!(
+        env.jsonpath("destinationrules/podinfo-canary", ".spec.host")
+            .await,
+        "podinfo-canary"
+    );
+    assert_eq!(
+        env.jsonpath(
+            "virtualservices/podinfo",
+            ".metadata.ownerReferences[0].kind"
+        )
+        .await,
+        "Canary"
+    );
+    let vs = virtual_service(&env);
+    assert_eq!(vs.json().await.as_ref().and_then(vs_weight), Some(0));
+
+    let (seen, counts) = promote_progressively(&env, &vs).await;
+    assert_progressive(&seen);
+    // The canary answered real requests during the analysis, and the mesh telemetry reached
+    // Prometheus.
+    assert!(counts.get("6.0.1").copied().unwrap_or(0) > 0, "{counts:?}");
+    let prom = env.prometheus.as_ref().unwrap();
+    let canary_requests = prom
+        .query(r#"sum(istio_requests_total{destination_workload="podinfo",destination_workload_namespace="test"})"#)
+        .await
+        .unwrap_or(0.0);
+    println!("istio_requests_total for the canary workload: {canary_requests}");
+    assert!(canary_requests > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_faulty_canary_is_rolled_back_by_the_builtin_success_rate() {
+    let env = start_env().await;
+    init(
+        &env,
+        &canary("istio", "", &progressive(2, &builtin_metrics())),
+    )
+    .await;
+    let vs = virtual_service(&env);
+    let weights = vs.record();
+    let load = Load::start(&env, &[]);
+    env.apply(&workload("6.0.1", r#""localkube.dev/error-ratio": "0.5""#))
+        .await;
+    env.wait_phase("podinfo", CanaryPhase::Failed).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let seen = weights.get();
+    let counts = load.counts();
+    println!("weights seen: {seen:?}; answers: {counts:?}");
+    let events = env.events("podinfo").await;
+    println!("events:\n{}", events.join("\n"));
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.0"));
+    // It never got past the first step, and traffic went back to the primary.
+    assert_eq!(seen.iter().max(), Some(&10), "weights seen: {seen:?}");
+    assert_eq!(seen.last(), Some(&0), "weights seen: {seen:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("Halt podinfo.test advancement success rate")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e.contains("Rolling back")),
+        "{events:?}"
+    );
+    // Failed requests reached clients: the canary's faults were real.
+    assert!(
+        counts.get("status 500").copied().unwrap_or(0) > 0,
+        "{counts:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_ab_canary_gets_only_header_matching_requests() {
+    let env = start_env().await;
+    let analysis = "    interval: 1s\n    threshold: 5\n    iterations: 10\n    match:\n    - headers:\n        x-canary: {exact: insider}\n";
+    init(&env, &canary("istio", "", analysis)).await;
+    env.apply(&workload("6.0.1", "")).await;
+    // The A/B routes: header match → canary, the rest → primary.
+    env.wait_jsonpath(
+        "virtualservices/podinfo",
+        ".spec.http[0].route[1].weight",
+        "100",
+    )
+    .await;
+    assert_eq!(
+        env.jsonpath(
+            "virtualservices/podinfo",
+            ".spec.http[0].match[0].headers.x-canary.exact"
+        )
+        .await,
+        "insider"
+    );
+    let http = proxied(&env);
+    let mut with_header: BTreeMap<String, usize> = BTreeMap::new();
+    let mut without: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..40 {
+        *with_header
+            .entry(answer(&http, &[("x-canary", "insider")]).await)
+            .or_default() += 1;
+        *without.entry(answer(&http, &[]).await).or_default() += 1;
+    }
+    println!("with x-canary: insider: {with_header:?}; without: {without:?}");
+    assert_eq!(with_header.get("6.0.1"), Some(&40), "{with_header:?}");
+    assert_eq!(without.get("6.0.0"), Some(&40), "{without:?}");
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gatewayapi_canary_advances_through_its_weights_and_is_promoted() {
+    let env = start_env().await;
+    // GAMMA: the HTTPRoute's parent is the apex Service.
+    let service = "    gatewayRefs:\n    - {name: podinfo, kind: Service, group: \"\"}";
+    init(
+        &env,
+        &canary(
+            "gatewayapi:v1",
+            service,
+            &progressive(5, &builtin_metrics()),
+        ),
+    )
+    .await;
+    let route = RoutingObject::new(
+        &env,
+        "gateway.networking.k8s.io/v1",
+        "HTTPRoute",
+        "httproutes",
+        httproute_weight,
+    );
+    assert_eq!(
+        route.json().await.as_ref().and_then(httproute_weight),
+        Some(0)
+    );
+    let (seen, counts) = promote_progressively(&env, &route).await;
+    assert_progressive(&seen);
+    assert!(counts.get("6.0.1").copied().unwrap_or(0) > 0, "{counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linkerd_canary_advances_through_its_traffic_split_and_is_promoted() {
+    let env = start_env().await;
+    init(
+        &env,
+        &canary("linkerd", "", &progressive(5, &builtin_metrics())),
+    )
+    .await;
+    let split = RoutingObject::new(
+        &env,
+        "split.smi-spec.io/v1alpha1",
+        "TrafficSplit",
+        "trafficsplits",
+        split_weight,
+    );
+    // v1alpha1 weights are quantities, written as strings.
+    assert_eq!(
+        env.jsonpath("trafficsplits/podinfo", ".spec.backends[1].weight")
+            .await,
+        "100"
+    );
+    let (seen, counts) = promote_progressively(&env, &split).await;
+    assert_progressive(&seen);
+    assert!(counts.get("6.0.1").copied().unwrap_or(0) > 0, "{counts:?}");
+    let prom = env.prometheus.as_ref().unwrap();
+    let canary_responses = prom
+        .query(r#"sum(response_total{deployment="podinfo",namespace="test",direction="inbound"})"#)
+        .await
+        .unwrap_or(0.0);
+    println!("linkerd response_total for the canary workload: {canary_responses}");
+    assert!(canary_responses > 0.0);
+}
