@@ -116,11 +116,15 @@ spec:
     )
 }
 
-/// Progressive analysis: 10% steps up to 50%, the given metrics.
+/// Progressive analysis: 10% steps up to 50%, the given metrics (none when empty).
 fn progressive(threshold: u32, metrics: &str) -> String {
-    format!(
-        "    interval: 1s\n    threshold: {threshold}\n    maxWeight: 50\n    stepWeight: 10\n    metrics:\n{metrics}"
-    )
+    let mut yaml = format!(
+        "    interval: 1s\n    threshold: {threshold}\n    maxWeight: 50\n    stepWeight: 10\n"
+    );
+    if !metrics.is_empty() {
+        yaml.push_str(&format!("    metrics:\n{metrics}"));
+    }
+    yaml
 }
 
 fn builtin_metrics() -> String {
@@ -522,4 +526,152 @@ async fn linkerd_canary_advances_through_its_traffic_split_and_is_promoted() {
         .unwrap_or(0.0);
     println!("linkerd response_total for the canary workload: {canary_responses}");
     assert!(canary_responses > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_takes_over_a_users_virtual_service_and_gives_it_back_on_deletion() {
+    let env = start_env().await;
+    env.apply(&workload("6.0.0", "")).await;
+    // The user's own VirtualService, made without kubectl's last-applied annotation.
+    env.kubectl_in(
+        &["create", "-f", "-"],
+        &format!(
+            r#"
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {{name: podinfo, namespace: {NS}}}
+spec:
+  hosts: [podinfo]
+  http:
+  - timeout: 5s
+    route:
+    - destination: {{host: podinfo}}
+"#
+        ),
+    )
+    .await;
+    let yaml = canary("istio", "", &progressive(5, "")).replace(
+        "  progressDeadlineSeconds: 60",
+        "  progressDeadlineSeconds: 60\n  revertOnDeletion: true",
+    );
+    init(&env, &yaml).await;
+    // Taken over: Flagger's routes, the user's spec remembered, no owner reference.
+    assert_eq!(
+        env.jsonpath(
+            "virtualservices/podinfo",
+            ".spec.http[0].route[0].destination.host"
+        )
+        .await,
+        "podinfo-primary"
+    );
+    let original = env
+        .jsonpath(
+            "virtualservices/podinfo",
+            r".metadata.annotations.flagger\.kubernetes\.io/original-configuration",
+        )
+        .await;
+    let original: Value = serde_json::from_str(&original).expect(&original);
+    assert_eq!(original["http"][0]["timeout"], "5s", "{original}");
+    assert_eq!(
+        env.jsonpath("virtualservices/podinfo", ".metadata.ownerReferences")
+            .await,
+        ""
+    );
+    // While the canary runs, the mesh routes through Flagger's VirtualService.
+    let http = proxied(&env);
+    assert_eq!(answer(&http, &[]).await, "6.0.0");
+
+    env.kubectl(&["-n", NS, "delete", "canary/podinfo", "--wait=false"])
+        .await;
+    env.wait_gone("canary/podinfo").await;
+    // The user's spec is back; the DestinationRules went with the Canary.
+    env.wait_jsonpath(
+        "virtualservices/podinfo",
+        ".spec.http[0].route[0].destination.host",
+        "podinfo",
+    )
+    .await;
+    assert_eq!(
+        env.jsonpath("virtualservices/podinfo", ".spec.http[0].timeout")
+            .await,
+        "5s"
+    );
+    env.wait_gone("destinationrules/podinfo-canary").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_canary_ingress_carries_the_weights_and_is_promoted() {
+    let env = start_env().await;
+    env.apply(&format!(
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: podinfo
+  namespace: {NS}
+  labels: {{app: podinfo}}
+  annotations: {{kubernetes.io/ingress.class: nginx, nginx.ingress.kubernetes.io/canary-weight: "99"}}
+spec:
+  rules:
+  - host: app.example.com
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend: {{service: {{name: podinfo, port: {{number: 80}}}}}}
+"#
+    ))
+    .await;
+    let yaml = canary("nginx", "", &progressive(5, "")).replace(
+        "  progressDeadlineSeconds: 60",
+        "  progressDeadlineSeconds: 60\n  ingressRef: {apiVersion: networking.k8s.io/v1, kind: Ingress, name: podinfo}",
+    );
+    init(&env, &yaml).await;
+    // The canary Ingress: the user's, pointed at podinfo-canary, canary annotations reset.
+    assert_eq!(
+        env.jsonpath(
+            "ingress/podinfo-canary",
+            ".spec.rules[0].http.paths[0].backend.service.name"
+        )
+        .await,
+        "podinfo-canary"
+    );
+    assert_eq!(
+        env.jsonpath(
+            "ingress/podinfo-canary",
+            r".metadata.annotations.nginx\.ingress\.kubernetes\.io/canary"
+        )
+        .await,
+        "true"
+    );
+    let ingress = RoutingObject {
+        name: "podinfo-canary",
+        ..RoutingObject::new(
+            &env,
+            "networking.k8s.io/v1",
+            "Ingress",
+            "ingresses",
+            ingress_weight,
+        )
+    };
+    assert_eq!(
+        ingress.json().await.as_ref().and_then(ingress_weight),
+        Some(0)
+    );
+    let weights = ingress.record();
+    env.apply(&workload("6.0.1", "")).await;
+    env.wait_phase("podinfo", CanaryPhase::Progressing).await;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let seen = weights.get();
+    println!("canary-weight annotations seen: {seen:?}");
+    assert_progressive(&seen);
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
+}
+
+fn ingress_weight(i: &Value) -> Option<u64> {
+    i.pointer("/metadata/annotations/nginx.ingress.kubernetes.io~1canary-weight")?
+        .as_str()?
+        .parse()
+        .ok()
 }
