@@ -675,3 +675,85 @@ fn ingress_weight(i: &Value) -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// One request: the answering version and its `Set-Cookie` headers.
+async fn answer_with_cookies(
+    http: &reqwest::Client,
+    cookie: Option<&str>,
+) -> (String, Vec<String>) {
+    let mut req = http.get("http://podinfo.test/");
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    let r = req.send().await.expect("request through the data plane");
+    let set: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(String::from))
+        .collect();
+    let body: Value = r.json().await.unwrap_or_default();
+    (body["version"].as_str().unwrap_or("?").to_string(), set)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_session_affinity_keeps_a_client_on_the_canary_and_expires_its_cookie() {
+    let env = start_env().await;
+    let analysis = format!(
+        "    interval: 1s\n    threshold: 5\n    maxWeight: 20\n    stepWeight: 10\n    sessionAffinity: {{cookieName: flagger-cookie, maxAge: 21600}}\n    webhooks:\n    - name: gate-promotion\n      type: confirm-promotion\n      url: {}\n",
+        env.hooks.url("promotion")
+    );
+    init(&env, &canary("istio", "", &analysis)).await;
+    env.hooks.set("promotion", 403);
+    env.apply(&workload("6.0.1", "")).await;
+    // Held at 80/20 by the closed promotion gate.
+    env.wait_phase("podinfo", CanaryPhase::WaitingPromotion)
+        .await;
+    let status = env.canary("podinfo").await.status.unwrap();
+    let cookie = status.session_affinity_cookie.clone().unwrap_or_default();
+    let value = cookie.strip_prefix("flagger-cookie=").unwrap_or_default();
+    assert!(
+        value.len() == 10 && value.chars().all(|c| c.is_ascii_alphabetic()),
+        "{status:?}"
+    );
+    assert_eq!(
+        env.jsonpath("virtualservices/podinfo", ".spec.http[1].route[1].weight")
+            .await,
+        "20"
+    );
+
+    // Without the cookie: the weighted route; every canary answer hands out the cookie.
+    let http = proxied(&env);
+    let (mut canary_answers, mut primary_answers) = (0, 0);
+    for _ in 0..100 {
+        let (version, set) = answer_with_cookies(&http, None).await;
+        if version == "6.0.1" {
+            canary_answers += 1;
+            assert_eq!(set, vec![format!("{cookie}; Max-Age=21600")]);
+        } else {
+            primary_answers += 1;
+            assert!(set.is_empty(), "{set:?}");
+        }
+    }
+    println!("without the cookie: canary {canary_answers}, primary {primary_answers}");
+    assert!(canary_answers > 0 && primary_answers > canary_answers);
+    // With it: always the canary.
+    for _ in 0..30 {
+        let (version, _) = answer_with_cookies(&http, Some(&format!("theme=dark; {cookie}"))).await;
+        assert_eq!(version, "6.0.1");
+    }
+
+    // Promotion: the cookie is retired and expired on the clients that still send it.
+    env.hooks.set("promotion", 200);
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    let status = env.canary("podinfo").await.status.unwrap();
+    assert_eq!(status.session_affinity_cookie, None, "{status:?}");
+    assert_eq!(
+        status.previous_session_affinity_cookie.as_deref(),
+        Some(cookie.as_str())
+    );
+    let (_, set) = answer_with_cookies(&http, Some(&cookie)).await;
+    assert_eq!(set, vec![format!("{cookie}; Max-Age=-1")]);
+    let (_, set) = answer_with_cookies(&http, None).await;
+    assert!(set.is_empty(), "{set:?}");
+}

@@ -34,16 +34,6 @@ pub fn dereference(canary: &Canary, settings: &Settings) -> Result<Dereferenced,
             c.target.kind.kind()
         ));
     }
-    // The cookies live in the Canary status and are not generated yet: without them the
-    // Istio and Gateway API routers cannot write the sticky routes.
-    if c.analysis.session_affinity.is_some()
-        && matches!(router, Some(Router::Istio | Router::GatewayApi(_)))
-    {
-        problems.push(format!(
-            "spec.analysis.sessionAffinity: session affinity with the {} provider is not supported by flagger-rs yet",
-            c.provider
-        ));
-    }
     if !c.skip_analysis {
         for (i, m) in c.analysis.metrics.iter().enumerate() {
             match &m.source {

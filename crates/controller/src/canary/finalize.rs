@@ -158,8 +158,9 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
         client: &client,
         canary,
         c,
+        cookies: crate::router::cookies_of(canary.status.as_ref()),
     };
-    match deref.router.finalize(target).await {
+    match deref.router.finalize(&target).await {
         Ok(None) => {}
         Ok(Some(warning)) => {
             ctx.recorder

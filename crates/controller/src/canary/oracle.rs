@@ -25,6 +25,8 @@ pub struct Oracle<'a> {
     pub observed: &'a Observed,
     pub router: Router,
     pub status: &'a CanaryStatus,
+    /// Session-affinity cookies the router wrote this tick, for the status.
+    pub cookies: std::sync::Mutex<Option<flagger_core::routing::StickyCookies>>,
 }
 
 impl Oracle<'_> {
@@ -33,7 +35,7 @@ impl Oracle<'_> {
         match need {
             Need::PrimaryReadiness => obs.primary_ready = Some(self.readiness(Role::Primary).await),
             Need::CanaryReadiness => obs.canary_ready = Some(self.readiness(Role::Canary).await),
-            Need::Routes => obs.routes = Some(self.router.get_routes(self.route_target()).await),
+            Need::Routes => obs.routes = Some(self.router.get_routes(&self.route_target()).await),
             Need::MetricProviders => obs.metric_providers = Some(self.providers_online().await),
             Need::Hook {
                 hook_type,
@@ -62,6 +64,7 @@ impl Oracle<'_> {
             client: &self.ctx.client,
             canary: self.canary,
             c: self.c,
+            cookies: crate::router::cookies_of(Some(self.status)),
         }
     }
 

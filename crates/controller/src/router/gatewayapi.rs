@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{Target, dynamic_api, ensure, get_json};
 
-fn routes_api(t: Target<'_>, v: Version) -> Api<DynamicObject> {
+fn routes_api(t: &Target<'_>, v: Version) -> Api<DynamicObject> {
     dynamic_api(
         t.client,
         &t.c.namespace,
@@ -19,26 +19,26 @@ fn routes_api(t: Target<'_>, v: Version) -> Api<DynamicObject> {
     )
 }
 
-fn read(t: Target<'_>, v: Version, route: &Value) -> Result<Routes, String> {
+fn read(t: &Target<'_>, v: Version, route: &Value) -> Result<Routes, String> {
     let route: HttpRoute = serde_json::from_value(route.clone())
         .map_err(|e| format!("HTTPRoute {}.{} decode error: {e}", t.c.apex, t.c.namespace))?;
     gatewayapi::read_routes(t.c, v, &route).map_err(|e| e.to_string())
 }
 
 async fn write(
-    t: Target<'_>,
+    t: &Target<'_>,
     v: Version,
     api: &Api<DynamicObject>,
     routes: Routes,
     existing: Option<&Value>,
 ) -> Result<(), String> {
-    let route = gatewayapi::http_route(t.c, v, routes, &t.cookies()).map_err(|e| e.to_string())?;
+    let route = gatewayapi::http_route(t.c, v, routes, &t.cookies).map_err(|e| e.to_string())?;
     let desired = serde_json::to_value(&route).map_err(|e| e.to_string())?;
     ensure(api, t, desired, existing).await
 }
 
 /// Creates or corrects the HTTPRoute, keeping the weights.
-pub async fn reconcile(t: Target<'_>, v: Version) -> Result<(), String> {
+pub async fn reconcile(t: &Target<'_>, v: Version) -> Result<(), String> {
     let api = routes_api(t, v);
     let existing = get_json(&api, &t.c.apex).await?;
     // Weights only: a parent not ready yet must not reset them.
@@ -54,14 +54,14 @@ pub async fn reconcile(t: Target<'_>, v: Version) -> Result<(), String> {
 }
 
 /// Rewrites the HTTPRoute with these weights.
-pub async fn set_routes(t: Target<'_>, v: Version, routes: Routes) -> Result<(), String> {
+pub async fn set_routes(t: &Target<'_>, v: Version, routes: Routes) -> Result<(), String> {
     let api = routes_api(t, v);
     let existing = get_json(&api, &t.c.apex).await?;
     write(t, v, &api, routes, existing.as_ref()).await
 }
 
 /// Reads the weights from the HTTPRoute (v1: after checking its parents accepted it).
-pub async fn get_routes(t: Target<'_>, v: Version) -> Result<Routes, String> {
+pub async fn get_routes(t: &Target<'_>, v: Version) -> Result<Routes, String> {
     match get_json(&routes_api(t, v), &t.c.apex).await? {
         Some(route) => read(t, v, &route),
         None => Err(format!(

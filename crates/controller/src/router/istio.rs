@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::{Target, dynamic_api, ensure, get_json};
 
-fn virtual_services(t: Target<'_>) -> Api<DynamicObject> {
+fn virtual_services(t: &Target<'_>) -> Api<DynamicObject> {
     dynamic_api(
         t.client,
         &t.c.namespace,
@@ -26,7 +26,7 @@ fn virtual_services(t: Target<'_>) -> Api<DynamicObject> {
     )
 }
 
-fn destination_rules(t: Target<'_>) -> Api<DynamicObject> {
+fn destination_rules(t: &Target<'_>) -> Api<DynamicObject> {
     dynamic_api(
         t.client,
         &t.c.namespace,
@@ -36,7 +36,7 @@ fn destination_rules(t: Target<'_>) -> Api<DynamicObject> {
     )
 }
 
-fn read(t: Target<'_>, vs: &Value) -> Result<Routes, String> {
+fn read(t: &Target<'_>, vs: &Value) -> Result<Routes, String> {
     let vs: VirtualService = serde_json::from_value(vs.clone()).map_err(|e| {
         format!(
             "VirtualService {}.{} decode error: {e}",
@@ -47,7 +47,7 @@ fn read(t: Target<'_>, vs: &Value) -> Result<Routes, String> {
 }
 
 /// Creates or corrects the DestinationRules and the VirtualService, keeping the weights.
-pub async fn reconcile(t: Target<'_>) -> Result<(), String> {
+pub async fn reconcile(t: &Target<'_>) -> Result<(), String> {
     let rules = destination_rules(t);
     for dr in istio::destination_rules(t.c) {
         let name = dr.metadata.name.clone().unwrap_or_default();
@@ -65,14 +65,14 @@ pub async fn reconcile(t: Target<'_>) -> Result<(), String> {
 }
 
 /// Rewrites the VirtualService with these weights.
-pub async fn set_routes(t: Target<'_>, routes: Routes) -> Result<(), String> {
+pub async fn set_routes(t: &Target<'_>, routes: Routes) -> Result<(), String> {
     let api = virtual_services(t);
     let existing = get_json(&api, &t.c.apex).await?;
     write(t, &api, routes, existing.as_ref()).await
 }
 
 /// Reads the weights from the VirtualService.
-pub async fn get_routes(t: Target<'_>) -> Result<Routes, String> {
+pub async fn get_routes(t: &Target<'_>) -> Result<Routes, String> {
     let api = virtual_services(t);
     match get_json(&api, &t.c.apex).await? {
         Some(vs) => read(t, &vs),
@@ -84,12 +84,12 @@ pub async fn get_routes(t: Target<'_>) -> Result<Routes, String> {
 }
 
 async fn write(
-    t: Target<'_>,
+    t: &Target<'_>,
     api: &Api<DynamicObject>,
     routes: Routes,
     existing: Option<&Value>,
 ) -> Result<(), String> {
-    let vs = istio::virtual_service(t.c, routes, &t.cookies()).map_err(|e| e.to_string())?;
+    let vs = istio::virtual_service(t.c, routes, &t.cookies).map_err(|e| e.to_string())?;
     let mut desired = serde_json::to_value(&vs).map_err(|e| e.to_string())?;
     if let Some(existing) = existing {
         let annotations = &existing["metadata"]["annotations"];
@@ -114,7 +114,7 @@ async fn write(
 
 /// Restores a taken-over VirtualService's spec from kubectl's last-applied annotation, else
 /// from `flagger.kubernetes.io/original-configuration`. Returns a warning when neither exists.
-pub async fn finalize(t: Target<'_>) -> Result<Option<String>, String> {
+pub async fn finalize(t: &Target<'_>) -> Result<Option<String>, String> {
     let api = virtual_services(t);
     let Some(obj) = api.get_opt(&t.c.apex).await.map_err(|e| {
         format!(

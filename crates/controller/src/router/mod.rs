@@ -24,7 +24,7 @@ pub mod istio;
 pub mod nginx;
 pub mod smi;
 
-use flagger_api::Canary;
+use flagger_api::{Canary, CanaryStatus};
 use flagger_core::effects::Routes;
 use flagger_core::model::{Provider, SmiVersion, ValidatedCanary};
 use flagger_core::routing::StickyCookies;
@@ -51,24 +51,40 @@ pub enum Router {
 }
 
 /// What a router call works with: the API client, the Canary as stored (owner references,
-/// status, `ingressRef`) and its validated form.
-#[derive(Clone, Copy)]
+/// `ingressRef`), its validated form, and the session-affinity cookies of the current run
+/// (from the freshest status: the watch cache may lag behind the controller's own writes).
+#[derive(Clone)]
 pub struct Target<'a> {
     pub client: &'a Client,
     pub canary: &'a Canary,
     pub c: &'a ValidatedCanary,
+    pub cookies: StickyCookies,
 }
 
-impl Target<'_> {
-    /// The session-affinity cookies of the current run, from the Canary status.
-    pub fn cookies(&self) -> StickyCookies {
-        let status = self.canary.status.as_ref();
-        StickyCookies {
-            canary: status.and_then(|s| s.session_affinity_cookie.clone()),
-            primary: status.and_then(|s| s.primary_session_affinity_cookie.clone()),
-            previous: status.and_then(|s| s.previous_session_affinity_cookie.clone()),
-        }
+/// The session-affinity cookies kept in a Canary status.
+pub fn cookies_of(status: Option<&CanaryStatus>) -> StickyCookies {
+    let nonempty = |c: &Option<String>| c.clone().filter(|c| !c.is_empty());
+    StickyCookies {
+        canary: status.and_then(|s| nonempty(&s.session_affinity_cookie)),
+        primary: status.and_then(|s| nonempty(&s.primary_session_affinity_cookie)),
+        previous: status.and_then(|s| nonempty(&s.previous_session_affinity_cookie)),
     }
+}
+
+/// Writes cookies into a status (an absent cookie clears its field).
+pub fn set_cookies(status: &mut CanaryStatus, cookies: &StickyCookies) {
+    status.session_affinity_cookie = cookies.canary.clone();
+    status.primary_session_affinity_cookie = cookies.primary.clone();
+    status.previous_session_affinity_cookie = cookies.previous.clone();
+}
+
+/// A fresh cookie value: 10 random ASCII letters, as Flagger's.
+pub fn random_letters() -> String {
+    const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    uuid::Uuid::new_v4().as_bytes()[..10]
+        .iter()
+        .map(|b| char::from(LETTERS[usize::from(*b) % LETTERS.len()]))
+        .collect()
 }
 
 /// The providers with a router, for messages.
@@ -94,7 +110,7 @@ impl Router {
     }
 
     /// Creates or corrects the routing objects, keeping the weights in effect.
-    pub async fn reconcile(&self, t: Target<'_>) -> Result<(), String> {
+    pub async fn reconcile(&self, t: &Target<'_>) -> Result<(), String> {
         match self {
             Router::Kubernetes => Ok(()),
             Router::Istio => istio::reconcile(t).await,
@@ -105,7 +121,7 @@ impl Router {
     }
 
     /// Writes weights.
-    pub async fn set_routes(&self, t: Target<'_>, routes: Routes) -> Result<(), String> {
+    pub async fn set_routes(&self, t: &Target<'_>, routes: Routes) -> Result<(), String> {
         match self {
             // The apex Service always selects the primary; nothing to write.
             Router::Kubernetes => Ok(()),
@@ -117,7 +133,7 @@ impl Router {
     }
 
     /// Reads weights.
-    pub async fn get_routes(&self, t: Target<'_>) -> Result<Routes, String> {
+    pub async fn get_routes(&self, t: &Target<'_>) -> Result<Routes, String> {
         match self {
             // The decision core derives the kubernetes provider's virtual weights itself.
             Router::Kubernetes => Ok(Routes::PRIMARY),
@@ -128,10 +144,15 @@ impl Router {
         }
     }
 
+    /// Whether this router writes session-affinity routes (`analysis.sessionAffinity`).
+    pub fn sticky(&self) -> bool {
+        matches!(self, Router::Istio | Router::GatewayApi(_))
+    }
+
     /// Reverts what the router changed, on deletion with `revertOnDeletion` (reference §4.1):
     /// Istio gives a pre-existing VirtualService its own spec back; the others have nothing to
     /// revert (their objects are garbage collected with the Canary).
-    pub async fn finalize(&self, t: Target<'_>) -> Result<Option<String>, String> {
+    pub async fn finalize(&self, t: &Target<'_>) -> Result<Option<String>, String> {
         match self {
             Router::Istio => istio::finalize(t).await,
             _ => Ok(None),
@@ -211,7 +232,7 @@ pub(crate) fn up_to_date(desired: &Value, existing: &Value) -> bool {
 /// with the Canary as controller owner when the object is new or already the Canary's.
 pub(crate) async fn ensure(
     api: &Api<DynamicObject>,
-    t: Target<'_>,
+    t: &Target<'_>,
     mut desired: Value,
     existing: Option<&Value>,
 ) -> Result<(), String> {
@@ -277,6 +298,21 @@ mod tests {
         );
         let refused = Router::for_provider(Provider::Contour).unwrap_err();
         assert!(refused.contains("contour"), "{refused}");
+    }
+
+    #[test]
+    fn cookies_are_ten_letters_and_round_trip_through_the_status() {
+        let v = random_letters();
+        assert_eq!(v.len(), 10);
+        assert!(v.chars().all(|c| c.is_ascii_alphabetic()), "{v}");
+        let cookies = StickyCookies {
+            canary: Some(format!("flagger-cookie={v}")),
+            primary: None,
+            previous: Some("flagger-cookie=old".into()),
+        };
+        let mut status = CanaryStatus::default();
+        set_cookies(&mut status, &cookies);
+        assert_eq!(cookies_of(Some(&status)), cookies);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::Target;
 use crate::FIELD_MANAGER;
 use crate::canary::objects::{owned_by, owner_ref};
 
-fn ingress_name(t: Target<'_>) -> Result<String, String> {
+fn ingress_name(t: &Target<'_>) -> Result<String, String> {
     t.canary
         .spec
         .ingress_ref
@@ -28,7 +28,7 @@ async fn get(api: &Api<Ingress>, name: &str, ns: &str) -> Result<Option<Ingress>
 }
 
 /// The canary Ingress as it is, `None` when missing.
-async fn current(t: Target<'_>) -> Result<(Api<Ingress>, Ingress, Option<Ingress>), String> {
+async fn current(t: &Target<'_>) -> Result<(Api<Ingress>, Ingress, Option<Ingress>), String> {
     let ns = &t.c.namespace;
     let api: Api<Ingress> = Api::namespaced(t.client.clone(), ns);
     let source_name = ingress_name(t)?;
@@ -40,7 +40,7 @@ async fn current(t: Target<'_>) -> Result<(Api<Ingress>, Ingress, Option<Ingress
 }
 
 async fn write(
-    t: Target<'_>,
+    t: &Target<'_>,
     api: &Api<Ingress>,
     source: &Ingress,
     existing: Option<&Ingress>,
@@ -83,7 +83,7 @@ async fn write(
 }
 
 /// Creates or corrects the canary Ingress, keeping the weights.
-pub async fn reconcile(t: Target<'_>) -> Result<(), String> {
+pub async fn reconcile(t: &Target<'_>) -> Result<(), String> {
     let (api, source, existing) = current(t).await?;
     let routes = existing
         .as_ref()
@@ -93,13 +93,13 @@ pub async fn reconcile(t: Target<'_>) -> Result<(), String> {
 }
 
 /// Writes the weight (or the A/B header and cookie annotations).
-pub async fn set_routes(t: Target<'_>, routes: Routes) -> Result<(), String> {
+pub async fn set_routes(t: &Target<'_>, routes: Routes) -> Result<(), String> {
     let (api, source, existing) = current(t).await?;
     write(t, &api, &source, existing.as_ref(), routes).await
 }
 
 /// Reads the weights from the canary Ingress.
-pub async fn get_routes(t: Target<'_>) -> Result<Routes, String> {
+pub async fn get_routes(t: &Target<'_>) -> Result<Routes, String> {
     let (_, _, existing) = current(t).await?;
     let name = format!("{}-canary", ingress_name(t)?);
     let ingress = existing.ok_or_else(|| format!("ingress {name}.{} not found", t.c.namespace))?;

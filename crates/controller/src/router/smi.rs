@@ -9,7 +9,7 @@ use kube::api::DynamicObject;
 
 use super::{Target, dynamic_api, ensure, get_json};
 
-fn splits(t: Target<'_>, v: SmiVersion) -> Api<DynamicObject> {
+fn splits(t: &Target<'_>, v: SmiVersion) -> Api<DynamicObject> {
     dynamic_api(
         t.client,
         &t.c.namespace,
@@ -20,7 +20,7 @@ fn splits(t: Target<'_>, v: SmiVersion) -> Api<DynamicObject> {
 }
 
 /// Creates or corrects the TrafficSplit, keeping the weights.
-pub async fn reconcile(t: Target<'_>, v: SmiVersion) -> Result<(), String> {
+pub async fn reconcile(t: &Target<'_>, v: SmiVersion) -> Result<(), String> {
     let api = splits(t, v);
     let existing = get_json(&api, &t.c.apex).await?;
     let routes = existing
@@ -32,7 +32,7 @@ pub async fn reconcile(t: Target<'_>, v: SmiVersion) -> Result<(), String> {
 }
 
 /// Rewrites the backends with these weights.
-pub async fn set_routes(t: Target<'_>, v: SmiVersion, routes: Routes) -> Result<(), String> {
+pub async fn set_routes(t: &Target<'_>, v: SmiVersion, routes: Routes) -> Result<(), String> {
     let api = splits(t, v);
     let existing = get_json(&api, &t.c.apex).await?;
     let desired = smi::traffic_split(t.c, v, routes);
@@ -40,7 +40,7 @@ pub async fn set_routes(t: Target<'_>, v: SmiVersion, routes: Routes) -> Result<
 }
 
 /// Reads the weights from the TrafficSplit.
-pub async fn get_routes(t: Target<'_>, v: SmiVersion) -> Result<Routes, String> {
+pub async fn get_routes(t: &Target<'_>, v: SmiVersion) -> Result<Routes, String> {
     match get_json(&splits(t, v), &t.c.apex).await? {
         Some(split) => smi::read_routes(t.c, &split).map_err(|e| e.to_string()),
         None => Err(format!(
