@@ -428,11 +428,27 @@ async fn istio_faulty_canary_is_rolled_back_by_the_builtin_success_rate() {
     );
 }
 
+/// 40 requests with `x-canary: insider` and 40 without, counted by the version answering.
+async fn ab_split(env: &Env) -> (BTreeMap<String, usize>, BTreeMap<String, usize>) {
+    let http = proxied(env);
+    let mut with_header: BTreeMap<String, usize> = BTreeMap::new();
+    let mut without: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..40 {
+        *with_header
+            .entry(answer(&http, &[("x-canary", "insider")]).await)
+            .or_default() += 1;
+        *without.entry(answer(&http, &[]).await).or_default() += 1;
+    }
+    println!("with x-canary: insider: {with_header:?}; without: {without:?}");
+    (with_header, without)
+}
+
+const AB_ANALYSIS: &str = "    interval: 1s\n    threshold: 5\n    iterations: 10\n    match:\n    - headers:\n        x-canary: {exact: insider}\n";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn istio_ab_canary_gets_only_header_matching_requests() {
     let env = start_env().await;
-    let analysis = "    interval: 1s\n    threshold: 5\n    iterations: 10\n    match:\n    - headers:\n        x-canary: {exact: insider}\n";
-    init(&env, &canary("istio", "", analysis)).await;
+    init(&env, &canary("istio", "", AB_ANALYSIS)).await;
     env.apply(&workload("6.0.1", "")).await;
     // The A/B routes: header match → canary, the rest → primary.
     env.wait_jsonpath(
@@ -449,16 +465,26 @@ async fn istio_ab_canary_gets_only_header_matching_requests() {
         .await,
         "insider"
     );
-    let http = proxied(&env);
-    let mut with_header: BTreeMap<String, usize> = BTreeMap::new();
-    let mut without: BTreeMap<String, usize> = BTreeMap::new();
-    for _ in 0..40 {
-        *with_header
-            .entry(answer(&http, &[("x-canary", "insider")]).await)
-            .or_default() += 1;
-        *without.entry(answer(&http, &[]).await).or_default() += 1;
-    }
-    println!("with x-canary: insider: {with_header:?}; without: {without:?}");
+    let (with_header, without) = ab_split(&env).await;
+    assert_eq!(with_header.get("6.0.1"), Some(&40), "{with_header:?}");
+    assert_eq!(without.get("6.0.0"), Some(&40), "{without:?}");
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gatewayapi_ab_canary_gets_only_header_matching_requests() {
+    let env = start_env().await;
+    let service = "    gatewayRefs:\n    - {name: podinfo, kind: Service, group: \"\"}";
+    init(&env, &canary("gatewayapi:v1beta1", service, AB_ANALYSIS)).await;
+    env.apply(&workload("6.0.1", "")).await;
+    env.wait_jsonpath(
+        "httproutes.v1beta1.gateway.networking.k8s.io/podinfo",
+        ".spec.rules[0].backendRefs[1].weight",
+        "100",
+    )
+    .await;
+    let (with_header, without) = ab_split(&env).await;
     assert_eq!(with_header.get("6.0.1"), Some(&40), "{with_header:?}");
     assert_eq!(without.get("6.0.0"), Some(&40), "{without:?}");
     env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
