@@ -132,9 +132,14 @@ fn builtin_metrics() -> String {
 }
 
 async fn start_env() -> Env {
+    start_env_with(&[]).await
+}
+
+async fn start_env_with(controller_args: &'static [&'static str]) -> Env {
     let env = Env::start(Options {
         prometheus: true,
         dataplane: true,
+        controller_args,
         ..Default::default()
     })
     .await;
@@ -627,7 +632,8 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_canary_ingress_carries_the_weights_and_is_promoted() {
-    let env = start_env().await;
+    // A custom annotation prefix, as `-ingress-annotations-prefix` sets it.
+    let env = start_env_with(&["--ingress-annotations-prefix=custom.ingress.kubernetes.io"]).await;
     env.apply(&format!(
         r#"
 apiVersion: networking.k8s.io/v1
@@ -636,7 +642,7 @@ metadata:
   name: podinfo
   namespace: {NS}
   labels: {{app: podinfo}}
-  annotations: {{kubernetes.io/ingress.class: nginx, nginx.ingress.kubernetes.io/canary-weight: "99"}}
+  annotations: {{kubernetes.io/ingress.class: nginx, custom.ingress.kubernetes.io/canary-weight: "99"}}
 spec:
   rules:
   - host: app.example.com
@@ -665,7 +671,7 @@ spec:
     assert_eq!(
         env.jsonpath(
             "ingress/podinfo-canary",
-            r".metadata.annotations.nginx\.ingress\.kubernetes\.io/canary"
+            r".metadata.annotations.custom\.ingress\.kubernetes\.io/canary"
         )
         .await,
         "true"
@@ -696,7 +702,7 @@ spec:
 }
 
 fn ingress_weight(i: &Value) -> Option<u64> {
-    i.pointer("/metadata/annotations/nginx.ingress.kubernetes.io~1canary-weight")?
+    i.pointer("/metadata/annotations/custom.ingress.kubernetes.io~1canary-weight")?
         .as_str()?
         .parse()
         .ok()

@@ -159,6 +159,7 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
         canary,
         c,
         cookies: crate::router::cookies_of(canary.status.as_ref()),
+        ingress_prefix: &ctx.settings.ingress_prefix,
     };
     match deref.router.finalize(&target).await {
         Ok(None) => {}

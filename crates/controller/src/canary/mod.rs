@@ -118,6 +118,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action>
             canary: &canary,
             c,
             cookies: crate::router::cookies_of(Some(&status)),
+            ingress_prefix: &ctx.settings.ingress_prefix,
         };
         if let Err(message) = deref.router.reconcile(&target).await {
             warn(&ctx, &canary, &message).await;

@@ -65,6 +65,7 @@ impl Oracle<'_> {
             canary: self.canary,
             c: self.c,
             cookies: crate::router::cookies_of(Some(self.status)),
+            ingress_prefix: &self.ctx.settings.ingress_prefix,
         }
     }
 

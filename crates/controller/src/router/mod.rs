@@ -59,6 +59,8 @@ pub struct Target<'a> {
     pub canary: &'a Canary,
     pub c: &'a ValidatedCanary,
     pub cookies: StickyCookies,
+    /// `-ingress-annotations-prefix` (nginx).
+    pub ingress_prefix: &'a str,
 }
 
 /// The session-affinity cookies kept in a Canary status.

@@ -1,8 +1,9 @@
 //! NGINX Ingress (reference §4.6): the Ingress `<ingressRef.name>-canary`, cloned from the
-//! user's Ingress, with the weights in `nginx.ingress.kubernetes.io/canary-*` annotations.
+//! user's Ingress, with the weights in `<prefix>/canary-*` annotations (`-ingress-annotations-prefix`,
+//! default `nginx.ingress.kubernetes.io`).
 
 use flagger_core::effects::Routes;
-use flagger_core::routing::nginx::{self, DEFAULT_PREFIX};
+use flagger_core::routing::nginx;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -47,7 +48,7 @@ async fn write(
     routes: Routes,
 ) -> Result<(), String> {
     let mut desired =
-        nginx::canary_ingress(t.c, source, routes, DEFAULT_PREFIX).map_err(|e| e.to_string())?;
+        nginx::canary_ingress(t.c, source, routes, t.ingress_prefix).map_err(|e| e.to_string())?;
     let adopt = existing.is_none_or(|e| owned_by(e.metadata.owner_references.as_ref(), t.canary));
     if adopt {
         desired.metadata.owner_references = owner_ref(t.canary).map(|o| vec![o]);
@@ -60,7 +61,7 @@ async fn write(
             .flatten()
             .all(|(k, v)| e.metadata.annotations.as_ref().and_then(|a| a.get(k)) == Some(v));
         let stale_keys = e.metadata.annotations.iter().flatten().any(|(k, _)| {
-            k.starts_with(&format!("{DEFAULT_PREFIX}/canary"))
+            k.starts_with(&format!("{}/canary", t.ingress_prefix))
                 && !desired
                     .metadata
                     .annotations
@@ -87,7 +88,7 @@ pub async fn reconcile(t: &Target<'_>) -> Result<(), String> {
     let (api, source, existing) = current(t).await?;
     let routes = existing
         .as_ref()
-        .and_then(|i| nginx::read_routes(t.c, i, DEFAULT_PREFIX).ok())
+        .and_then(|i| nginx::read_routes(t.c, i, t.ingress_prefix).ok())
         .unwrap_or(Routes::PRIMARY);
     write(t, &api, &source, existing.as_ref(), routes).await
 }
@@ -103,5 +104,5 @@ pub async fn get_routes(t: &Target<'_>) -> Result<Routes, String> {
     let (_, _, existing) = current(t).await?;
     let name = format!("{}-canary", ingress_name(t)?);
     let ingress = existing.ok_or_else(|| format!("ingress {name}.{} not found", t.c.namespace))?;
-    nginx::read_routes(t.c, &ingress, DEFAULT_PREFIX).map_err(|e| e.to_string())
+    nginx::read_routes(t.c, &ingress, t.ingress_prefix).map_err(|e| e.to_string())
 }
