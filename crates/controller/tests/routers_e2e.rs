@@ -560,6 +560,30 @@ async fn linkerd_canary_advances_through_its_traffic_split_and_is_promoted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smi_v1alpha3_canary_is_checked_with_the_istio_queries_and_promoted() {
+    let env = start_env().await;
+    // smi:* providers use the Istio observer (reference §5.1).
+    init(
+        &env,
+        &canary("smi:v1alpha3", "", &progressive(5, &builtin_metrics())),
+    )
+    .await;
+    let split = RoutingObject::new(
+        &env,
+        "split.smi-spec.io/v1alpha3",
+        "TrafficSplit",
+        "trafficsplits",
+        split_weight,
+    );
+    // v1alpha3 weights are integers.
+    let initial = split.json().await.unwrap();
+    assert_eq!(initial["spec"]["backends"][1]["weight"], 100, "{initial}");
+    let (seen, counts) = promote_progressively(&env, &split).await;
+    assert_progressive(&seen);
+    assert!(counts.get("6.0.1").copied().unwrap_or(0) > 0, "{counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn istio_takes_over_a_users_virtual_service_and_gives_it_back_on_deletion() {
     let env = start_env().await;
     env.apply(&workload("6.0.0", "")).await;
