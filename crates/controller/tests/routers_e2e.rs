@@ -584,6 +584,82 @@ async fn smi_v1alpha3_canary_is_checked_with_the_istio_queries_and_promoted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_blue_green_mirrors_traffic_to_the_canary_then_switches() {
+    let env = start_env().await;
+    let analysis = format!(
+        "    interval: 1s\n    threshold: 5\n    iterations: 4\n    mirror: true\n    metrics:\n{}",
+        builtin_metrics()
+    );
+    init(&env, &canary("istio", "", &analysis)).await;
+    let vs = virtual_service(&env);
+    // (canary weight, mirrored) as the VirtualService shows them, in order.
+    let seen: Arc<Mutex<Vec<(u64, bool)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let (vs, seen, stop) = (vs.clone(), seen.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(v) = vs.json().await {
+                    let state = (
+                        vs_weight(&v).unwrap_or(0),
+                        v.pointer("/spec/http/0/mirror/host")
+                            == Some(&Value::from("podinfo-canary")),
+                    );
+                    let mut l = seen.lock().unwrap();
+                    if l.last() != Some(&state) {
+                        l.push(state);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+    }
+    let load = Load::start(&env, &[]);
+    env.apply(&workload("6.0.1", "")).await;
+    // While mirrored, clients are answered by the primary only; the canary gets the copies.
+    let last = Mutex::new(String::new());
+    support::wait_for(
+        "the VirtualService mirroring to the canary",
+        &last,
+        || async {
+            let state = seen.lock().unwrap().last().copied();
+            (state == Some((0, true))).then_some(())
+        },
+    )
+    .await;
+    let before = load.counts();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let during = load.counts();
+    let canary_answers =
+        during.get("6.0.1").copied().unwrap_or(0) - before.get("6.0.1").copied().unwrap_or(0);
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    let states = seen.lock().unwrap().clone();
+    println!(
+        "(canary weight, mirrored) seen: {states:?}; answers: {:?}",
+        load.counts()
+    );
+    let prom = env.prometheus.as_ref().unwrap();
+    let canary_requests = prom
+        .query(r#"sum(istio_requests_total{destination_workload="podinfo",destination_workload_namespace="test"})"#)
+        .await
+        .unwrap_or(0.0);
+    println!("istio_requests_total for the canary workload: {canary_requests}");
+    assert_eq!(
+        states,
+        vec![(0, false), (0, true), (100, false), (0, false)],
+        "{states:?}"
+    );
+    assert_eq!(
+        canary_answers, 0,
+        "clients answered by the canary while mirrored"
+    );
+    assert!(canary_requests > 0.0);
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn istio_takes_over_a_users_virtual_service_and_gives_it_back_on_deletion() {
     let env = start_env().await;
     env.apply(&workload("6.0.0", "")).await;
