@@ -32,7 +32,8 @@ pub const NS: &str = "test";
 /// What to start next to localkube and the controller.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
-    /// Start the test exporter and a real Prometheus (metric analysis).
+    /// Start the test exporter and a real Prometheus (metric analysis); with `dataplane`, it
+    /// scrapes the data plane's metrics too.
     pub prometheus: bool,
     /// Number of simulated nodes (DaemonSet scenarios).
     pub nodes: usize,
@@ -482,7 +483,9 @@ impl PhaseLog {
     }
 }
 
-/// A real Prometheus (Debian's package) scraping the test exporter every 500 ms.
+/// A real Prometheus (Debian's package) scraping the test exporter every 500 ms, and the data
+/// plane's `/metrics` (request and mesh series: `istio_requests_total`, `response_total`, ...)
+/// when the data plane runs (job `dataplane`).
 pub struct Prometheus {
     child: tokio::process::Child,
     pub addr: SocketAddr,
