@@ -660,6 +660,50 @@ async fn istio_blue_green_mirrors_traffic_to_the_canary_then_switches() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_drift_is_corrected_mid_analysis_keeping_the_weights() {
+    let env = start_env().await;
+    let analysis = format!(
+        "    interval: 1s\n    threshold: 5\n    maxWeight: 20\n    stepWeight: 10\n    webhooks:\n    - name: gate-promotion\n      type: confirm-promotion\n      url: {}\n",
+        env.hooks.url("promotion")
+    );
+    init(&env, &canary("istio", "", &analysis)).await;
+    env.hooks.set("promotion", 403);
+    env.apply(&workload("6.0.1", "")).await;
+    env.wait_phase("podinfo", CanaryPhase::WaitingPromotion)
+        .await;
+    assert_eq!(
+        env.jsonpath("virtualservices/podinfo", ".spec.http[0].route[1].weight")
+            .await,
+        "20"
+    );
+    // Someone edits the routing: hosts and the route's timeout.
+    env.kubectl(&[
+        "-n",
+        NS,
+        "patch",
+        "virtualservices/podinfo",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"hosts":["podinfo","extra.example.com"]}}"#,
+    ])
+    .await;
+    // The next reconcile puts Flagger's spec back, at the weights in effect.
+    env.wait_jsonpath("virtualservices/podinfo", ".spec.hosts", r#"["podinfo"]"#)
+        .await;
+    assert_eq!(
+        env.jsonpath("virtualservices/podinfo", ".spec.http[0].route[1].weight")
+            .await,
+        "20"
+    );
+    assert_eq!(
+        env.canary("podinfo").await.status.unwrap().phase,
+        CanaryPhase::WaitingPromotion
+    );
+    env.hooks.set("promotion", 200);
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn istio_takes_over_a_users_virtual_service_and_gives_it_back_on_deletion() {
     let env = start_env().await;
     env.apply(&workload("6.0.0", "")).await;
