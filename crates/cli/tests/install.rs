@@ -110,6 +110,26 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
             &["get", "list", "watch", "create", "patch"],
         ),
         ("keda.sh", &["scaledobjects"], &["get", "create", "patch"]),
+        (
+            "networking.istio.io",
+            &["virtualservices", "destinationrules"],
+            &["get", "create", "update", "patch"],
+        ),
+        (
+            "split.smi-spec.io",
+            &["trafficsplits"],
+            &["get", "create", "patch"],
+        ),
+        (
+            "gateway.networking.k8s.io",
+            &["httproutes"],
+            &["get", "create", "patch"],
+        ),
+        (
+            "networking.k8s.io",
+            &["ingresses"],
+            &["get", "create", "patch"],
+        ),
         ("flagger.app", &["alertproviders"], &["get"]),
         ("", &["events"], &["create", "patch"]),
     ];
@@ -465,6 +485,7 @@ const CHART_FLAGS: &[(&str, &str)] = &[
     ("enable-config-tracking", "false"),
     ("event-webhook", "http://hooks.example/flagger"),
     ("cluster-name", "prod"),
+    ("ingress-annotations-prefix", "custom.ingress.kubernetes.io"),
     ("slack-url", "https://hooks.slack.com/services/x"),
     ("slack-user", "flagger"),
     ("slack-channel", "alerts"),
@@ -504,6 +525,10 @@ fn chart_passes_only_flags_the_controller_accepts() {
     assert_eq!(args.threadiness, 4);
     assert!(!args.enable_config_tracking);
     assert!(args.no_cross_namespace_refs);
+    assert_eq!(
+        args.ingress_annotations_prefix,
+        "custom.ingress.kubernetes.io"
+    );
 
     let values: Value = serde_yaml::from_str(&read("charts/flagger/values.yaml")).unwrap();
     for pointer in [

@@ -71,6 +71,14 @@ pub struct Args {
     #[arg(long, env = "FLAGGER_NO_CROSS_NAMESPACE_REFS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub no_cross_namespace_refs: bool,
 
+    /// Prefix of the NGINX canary annotations (`<prefix>/canary-weight`, ...).
+    #[arg(
+        long,
+        env = "FLAGGER_INGRESS_ANNOTATIONS_PREFIX",
+        default_value = "nginx.ingress.kubernetes.io"
+    )]
+    pub ingress_annotations_prefix: String,
+
     /// Name added to alerts as the `Cluster` field.
     #[arg(long, env = "FLAGGER_CLUSTER_NAME")]
     pub cluster_name: Option<String>,

@@ -37,6 +37,8 @@ pub struct Settings {
     pub notifier: Option<flagger_core::notify::Destination>,
     /// `-cluster-name`: the `Cluster` field of every alert.
     pub cluster_name: Option<String>,
+    /// `-ingress-annotations-prefix`: the nginx router's annotation prefix.
+    pub ingress_prefix: String,
 }
 
 /// Which canaries track a ConfigMap or Secret (`<namespace>/<kind>/<name>`), learned while

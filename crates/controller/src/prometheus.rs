@@ -168,37 +168,87 @@ fn collapse_whitespace(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The builtin query for a canary, by the provider's observer. `None` when the observer for the
-/// provider is not built yet.
+/// The builtin query for a canary, by the provider's observer (reference §5.1). `ingress` is
+/// `spec.ingressRef.name` (the nginx observer's `ingress` label). `None` when the observer for
+/// the provider is not built yet.
 pub fn builtin_query(
     canary: &ValidatedCanary,
     metric: BuiltinMetric,
     interval: &str,
+    ingress: &str,
 ) -> Option<String> {
     let ns = &canary.namespace;
     let target = &canary.target.name;
-    match canary.provider {
-        Provider::Kubernetes | Provider::GatewayApiV1 | Provider::GatewayApiV1Beta1 => {
-            let selector = format!(
+    // Success rate: 100 × non-5xx / all of a counter; duration: p99 of a histogram.
+    let ratio = |series: &str, selector: &str, success: &str| {
+        format!(
+            r#"sum(rate({series}{{{selector},{success}}}[{interval}])) / sum(rate({series}{{{selector}}}[{interval}])) * 100"#
+        )
+    };
+    let p99 = |bucket: &str, selector: &str| {
+        format!(
+            r#"histogram_quantile(0.99, sum(rate({bucket}{{{selector}}}[{interval}])) by (le))"#
+        )
+    };
+    let (series, bucket, selector, success) = match canary.provider {
+        Provider::Kubernetes | Provider::GatewayApiV1 | Provider::GatewayApiV1Beta1 => (
+            "http_request_duration_seconds_count",
+            "http_request_duration_seconds_bucket",
+            format!(
                 r#"kubernetes_namespace="{ns}",kubernetes_pod_name=~"{target}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)""#
-            );
-            Some(match metric {
-                BuiltinMetric::RequestSuccessRate => format!(
-                    r#"sum(rate(http_request_duration_seconds_count{{{selector},status!~"5.*"}}[{interval}])) / sum(rate(http_request_duration_seconds_count{{{selector}}}[{interval}])) * 100"#
+            ),
+            r#"status!~"5.*""#,
+        ),
+        // SMI providers other than linkerd and osm fall to the Istio observer, as in Flagger.
+        Provider::Istio | Provider::Smi(_) => (
+            "istio_requests_total",
+            "istio_request_duration_milliseconds_bucket",
+            format!(
+                r#"reporter="destination",destination_workload_namespace="{ns}",destination_workload=~"{target}""#
+            ),
+            r#"response_code!~"5.*""#,
+        ),
+        Provider::Linkerd => (
+            "response_total",
+            "response_latency_ms_bucket",
+            format!(r#"namespace="{ns}",deployment=~"{target}",direction="inbound""#),
+            r#"classification!="failure""#,
+        ),
+        Provider::Osm => (
+            "osm_request_total",
+            "osm_request_duration_ms_bucket",
+            format!(
+                r#"destination_namespace="{ns}",destination_kind="Deployment",destination_name="{target}""#
+            ),
+            r#"response_code!~"5.*""#,
+        ),
+        Provider::Nginx => {
+            let selector = format!(r#"namespace="{ns}",ingress="{ingress}",canary!="""#);
+            return Some(match metric {
+                BuiltinMetric::RequestSuccessRate => ratio(
+                    "nginx_ingress_controller_requests",
+                    &selector,
+                    r#"status!~"5.*""#,
                 ),
+                // The mean, not a quantile, in milliseconds.
                 BuiltinMetric::RequestDuration => format!(
-                    r#"histogram_quantile(0.99, sum(rate(http_request_duration_seconds_bucket{{{selector}}}[{interval}])) by (le))"#
+                    r#"sum(rate(nginx_ingress_controller_response_duration_seconds_sum{{{selector}}}[{interval}])) / sum(rate(nginx_ingress_controller_response_duration_seconds_count{{{selector}}}[{interval}])) * 1000"#
                 ),
-            })
+            });
         }
-        _ => None,
-    }
+        _ => return None,
+    };
+    Some(match metric {
+        BuiltinMetric::RequestSuccessRate => ratio(series, &selector, success),
+        BuiltinMetric::RequestDuration => p99(bucket, &selector),
+    })
 }
 
 /// Converts a builtin duration value to milliseconds as the provider's observer does.
 pub fn duration_to_ms(canary: &ValidatedCanary, value: f64) -> f64 {
     match canary.provider {
-        // The HTTP observer reads seconds.
+        // The HTTP observer reads seconds; the mesh observers' histograms (and the nginx
+        // query) are in milliseconds already.
         Provider::Kubernetes | Provider::GatewayApiV1 | Provider::GatewayApiV1Beta1 => {
             (value * 1000.0).trunc()
         }
@@ -209,6 +259,80 @@ pub fn duration_to_ms(canary: &ValidatedCanary, value: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn canary(provider: &str) -> ValidatedCanary {
+        let wire: flagger_api::Canary = serde_json::from_value(serde_json::json!({
+            "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+            "metadata": {"name": "podinfo", "namespace": "test"},
+            "spec": {
+                "provider": provider,
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                "service": {"port": 9898, "gatewayRefs": [{"name": "gw"}]},
+                "ingressRef": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "web"},
+                "analysis": {"interval": "1m", "threshold": 1, "maxWeight": 50, "stepWeight": 10}
+            }
+        }))
+        .expect("canary");
+        flagger_core::validate::validate(&wire, &Default::default())
+            .expect("valid")
+            .canary
+    }
+
+    #[test]
+    fn builtin_queries_follow_each_providers_observer() {
+        let q = |p: &str, m| builtin_query(&canary(p), m, "30s", "web").expect(p);
+        let sr = BuiltinMetric::RequestSuccessRate;
+        let d = BuiltinMetric::RequestDuration;
+        assert_eq!(
+            q("istio", sr),
+            r#"sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace="test",destination_workload=~"podinfo",response_code!~"5.*"}[30s])) / sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace="test",destination_workload=~"podinfo"}[30s])) * 100"#
+        );
+        assert_eq!(
+            q("istio", d),
+            r#"histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace="test",destination_workload=~"podinfo"}[30s])) by (le))"#
+        );
+        // smi:* uses the Istio observer.
+        assert_eq!(q("smi:v1alpha3", sr), q("istio", sr));
+        assert_eq!(
+            q("linkerd", sr),
+            r#"sum(rate(response_total{namespace="test",deployment=~"podinfo",direction="inbound",classification!="failure"}[30s])) / sum(rate(response_total{namespace="test",deployment=~"podinfo",direction="inbound"}[30s])) * 100"#
+        );
+        assert_eq!(
+            q("linkerd", d),
+            r#"histogram_quantile(0.99, sum(rate(response_latency_ms_bucket{namespace="test",deployment=~"podinfo",direction="inbound"}[30s])) by (le))"#
+        );
+        assert_eq!(
+            q("osm", sr),
+            r#"sum(rate(osm_request_total{destination_namespace="test",destination_kind="Deployment",destination_name="podinfo",response_code!~"5.*"}[30s])) / sum(rate(osm_request_total{destination_namespace="test",destination_kind="Deployment",destination_name="podinfo"}[30s])) * 100"#
+        );
+        assert_eq!(
+            q("osm", d),
+            r#"histogram_quantile(0.99, sum(rate(osm_request_duration_ms_bucket{destination_namespace="test",destination_kind="Deployment",destination_name="podinfo"}[30s])) by (le))"#
+        );
+        assert_eq!(
+            q("nginx", sr),
+            r#"sum(rate(nginx_ingress_controller_requests{namespace="test",ingress="web",canary!="",status!~"5.*"}[30s])) / sum(rate(nginx_ingress_controller_requests{namespace="test",ingress="web",canary!=""}[30s])) * 100"#
+        );
+        assert_eq!(
+            q("nginx", d),
+            r#"sum(rate(nginx_ingress_controller_response_duration_seconds_sum{namespace="test",ingress="web",canary!=""}[30s])) / sum(rate(nginx_ingress_controller_response_duration_seconds_count{namespace="test",ingress="web",canary!=""}[30s])) * 1000"#
+        );
+        assert_eq!(
+            q("gatewayapi:v1", sr),
+            r#"sum(rate(http_request_duration_seconds_count{kubernetes_namespace="test",kubernetes_pod_name=~"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)",status!~"5.*"}[30s])) / sum(rate(http_request_duration_seconds_count{kubernetes_namespace="test",kubernetes_pod_name=~"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"}[30s])) * 100"#
+        );
+        assert!(builtin_query(&canary("contour"), sr, "1m", "").is_none());
+    }
+
+    #[test]
+    fn durations_are_converted_to_milliseconds_per_observer() {
+        // The HTTP observer's histogram is in seconds; the mesh ones and nginx's mean in ms.
+        assert_eq!(duration_to_ms(&canary("gatewayapi:v1beta1"), 0.2567), 256.0);
+        assert_eq!(duration_to_ms(&canary("kubernetes"), 0.5), 500.0);
+        for p in ["istio", "linkerd", "osm", "nginx", "smi:v1alpha2"] {
+            assert_eq!(duration_to_ms(&canary(p), 256.7), 256.0, "{p}");
+        }
+    }
 
     #[test]
     fn takes_the_last_sample() {

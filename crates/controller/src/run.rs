@@ -117,6 +117,7 @@ pub async fn serve(
         },
         labels: args.label_policy(),
         metrics_server: args.metrics_server.clone(),
+        ingress_prefix: args.ingress_annotations_prefix.clone(),
         event_webhook: args.event_webhook.clone(),
         config_tracking: args.enable_config_tracking,
         fights: flagger_core::conflict::FightPolicy {

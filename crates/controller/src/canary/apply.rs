@@ -48,7 +48,26 @@ async fn apply_one(o: &Oracle<'_>, effect: &Effect) -> Result<(), String> {
     let ns = &c.namespace;
     match effect {
         Effect::SetRoutes(routes) => {
-            o.router.set_routes(c, *routes).await?;
+            let mut target = o.route_target();
+            let sticky = c
+                .analysis
+                .session_affinity
+                .as_ref()
+                .filter(|_| o.router.sticky());
+            if let Some(affinity) = sticky {
+                target.cookies = flagger_core::routing::next_sticky_cookies(
+                    affinity,
+                    &target.cookies,
+                    routes.canary,
+                    crate::router::random_letters,
+                );
+            }
+            o.router.set_routes(&target, *routes).await?;
+            if sticky.is_some()
+                && let Ok(mut written) = o.cookies.lock()
+            {
+                *written = Some(target.cookies);
+            }
             ctx.metrics
                 .set_weights(&c.target.name, ns, routes.primary, routes.canary);
             Ok(())

@@ -38,7 +38,7 @@ pub fn dereference(canary: &Canary, settings: &Settings) -> Result<Dereferenced,
         for (i, m) in c.analysis.metrics.iter().enumerate() {
             match &m.source {
                 MetricSource::Builtin(b) => {
-                    if prometheus::builtin_query(&c, *b, "1m").is_none() {
+                    if prometheus::builtin_query(&c, *b, "1m", "").is_none() {
                         problems.push(format!(
                             "spec.analysis.metrics[{i}]: the builtin {} check for the {} provider is not supported by flagger-rs yet",
                             b.name(),

@@ -137,6 +137,24 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
             .await;
     }
 
+    // The router gives back what it took over (Istio: a pre-existing VirtualService's spec).
+    let target = crate::router::Target {
+        client: &client,
+        canary,
+        c,
+        cookies: crate::router::cookies_of(canary.status.as_ref()),
+        ingress_prefix: &ctx.settings.ingress_prefix,
+    };
+    match deref.router.finalize(&target).await {
+        Ok(None) => {}
+        Ok(Some(warning)) => {
+            ctx.recorder
+                .record(canary, EventType::Warning, &warning, ctx.now())
+                .await;
+        }
+        Err(e) => return Err(Error::Object(e)),
+    }
+
     // Release the finalizer.
     let finalizers: Vec<String> = canary
         .finalizers()

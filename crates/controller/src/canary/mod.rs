@@ -125,7 +125,14 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action>
                 return Ok(Action::requeue(interval));
             }
         }
-        if let Err(message) = deref.router.reconcile(c).await {
+        let target = crate::router::Target {
+            client: &ctx.client,
+            canary: &canary,
+            c,
+            cookies: crate::router::cookies_of(Some(&status)),
+            ingress_prefix: &ctx.settings.ingress_prefix,
+        };
+        if let Err(message) = deref.router.reconcile(&target).await {
             warn(&ctx, &canary, &message).await;
             return Ok(Action::requeue(interval));
         }
@@ -159,6 +166,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action>
         observed: &observed,
         router: deref.router,
         status: &status,
+        cookies: Default::default(),
     };
     let mut obs = Observations {
         target: observed.revision.clone(),
@@ -186,6 +194,19 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action>
             conflicts::with_condition(&ctx, &key, new_status).unwrap_or_else(|| new_status.clone()),
         ),
         None => conflicts::with_condition(&ctx, &key, &status),
+    };
+    // Session-affinity cookies the router wrote go into the status with the decision.
+    let cookies = oracle.cookies.lock().ok().and_then(|mut c| c.take());
+    let to_write = match cookies {
+        Some(cookies)
+            if cookies
+                != crate::router::cookies_of(Some(to_write.as_ref().unwrap_or(&next_status))) =>
+        {
+            let mut s = to_write.unwrap_or_else(|| next_status.clone());
+            crate::router::set_cookies(&mut s, &cookies);
+            Some(s)
+        }
+        _ => to_write,
     };
     if let Some(new_status) = to_write {
         write_status(&api, &canary, &new_status).await?;

@@ -25,6 +25,8 @@ pub struct Oracle<'a> {
     pub observed: &'a Observed,
     pub router: Router,
     pub status: &'a CanaryStatus,
+    /// Session-affinity cookies the router wrote this tick, for the status.
+    pub cookies: std::sync::Mutex<Option<flagger_core::routing::StickyCookies>>,
 }
 
 impl Oracle<'_> {
@@ -33,7 +35,7 @@ impl Oracle<'_> {
         match need {
             Need::PrimaryReadiness => obs.primary_ready = Some(self.readiness(Role::Primary).await),
             Need::CanaryReadiness => obs.canary_ready = Some(self.readiness(Role::Canary).await),
-            Need::Routes => obs.routes = Some(self.router.get_routes(self.c).await),
+            Need::Routes => obs.routes = Some(self.router.get_routes(&self.route_target()).await),
             Need::MetricProviders => obs.metric_providers = Some(self.providers_online().await),
             Need::Hook {
                 hook_type,
@@ -53,6 +55,17 @@ impl Oracle<'_> {
                 let outcome = self.metric(*index).await;
                 obs.metrics.insert(*index, outcome);
             }
+        }
+    }
+
+    /// What the router works with.
+    pub fn route_target(&self) -> crate::router::Target<'_> {
+        crate::router::Target {
+            client: &self.ctx.client,
+            canary: self.canary,
+            c: self.c,
+            cookies: crate::router::cookies_of(Some(self.status)),
+            ingress_prefix: &self.ctx.settings.ingress_prefix,
         }
     }
 
@@ -155,7 +168,8 @@ impl Oracle<'_> {
             .unwrap_or_else(|| "1m".into());
         let outcome = match &metric.source {
             MetricSource::Builtin(kind) => {
-                match prometheus::builtin_query(self.c, *kind, &interval) {
+                let ingress = self.template_model(index).ingress;
+                match prometheus::builtin_query(self.c, *kind, &interval, &ingress) {
                     Some(q) => {
                         let out = prometheus::query(&self.ctx.http, &self.prometheus(), &q).await;
                         match (kind, out) {

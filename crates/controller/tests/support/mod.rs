@@ -32,7 +32,8 @@ pub const NS: &str = "test";
 /// What to start next to localkube and the controller.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
-    /// Start the test exporter and a real Prometheus (metric analysis).
+    /// Start the test exporter and a real Prometheus (metric analysis); with `dataplane`, it
+    /// scrapes the data plane's metrics too.
     pub prometheus: bool,
     /// Number of simulated nodes (DaemonSet scenarios).
     pub nodes: usize,
@@ -105,7 +106,12 @@ impl Env {
         let hooks = hooks::Hooks::start().await;
         let (prometheus, metrics_server) = if opts.prometheus {
             let exporter = exporter::start(client.clone()).await;
-            let prom = Prometheus::start(dir.path(), exporter).await;
+            // With the data plane on, its request and mesh series are scraped too.
+            let dataplane = kube
+                .dataplane_metrics_url()
+                .and_then(|u| u.parse::<reqwest::Url>().ok())
+                .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port()?)));
+            let prom = Prometheus::start(dir.path(), exporter, dataplane.as_deref()).await;
             let url = prom.url();
             (Some(prom), url)
         } else {
@@ -477,24 +483,28 @@ impl PhaseLog {
     }
 }
 
-/// A real Prometheus (Debian's package) scraping the test exporter every 500 ms.
+/// A real Prometheus (Debian's package) scraping the test exporter every 500 ms, and the data
+/// plane's `/metrics` (request and mesh series: `istio_requests_total`, `response_total`, ...)
+/// when the data plane runs (job `dataplane`).
 pub struct Prometheus {
     child: tokio::process::Child,
     pub addr: SocketAddr,
 }
 
 impl Prometheus {
-    async fn start(dir: &Path, exporter: SocketAddr) -> Prometheus {
+    async fn start(dir: &Path, exporter: SocketAddr, dataplane: Option<&str>) -> Prometheus {
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 500ms\n  evaluation_interval: 1s\nscrape_configs:\n- job_name: pods\n  honor_labels: true\n  static_configs:\n  - targets: ['{exporter}']\n"
-            ),
-        )
-        .expect("prometheus config written");
+        let mut yaml = format!(
+            "global:\n  scrape_interval: 500ms\n  evaluation_interval: 1s\nscrape_configs:\n- job_name: pods\n  honor_labels: true\n  static_configs:\n  - targets: ['{exporter}']\n"
+        );
+        if let Some(target) = dataplane {
+            yaml.push_str(&format!(
+                "- job_name: dataplane\n  honor_labels: true\n  metrics_path: /metrics\n  static_configs:\n  - targets: ['{target}']\n"
+            ));
+        }
+        std::fs::write(&config, yaml).expect("prometheus config written");
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(

@@ -1,0 +1,108 @@
+//! NGINX Ingress (reference §4.6): the Ingress `<ingressRef.name>-canary`, cloned from the
+//! user's Ingress, with the weights in `<prefix>/canary-*` annotations (`-ingress-annotations-prefix`,
+//! default `nginx.ingress.kubernetes.io`).
+
+use flagger_core::effects::Routes;
+use flagger_core::routing::nginx;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+
+use super::Target;
+use crate::FIELD_MANAGER;
+use crate::canary::objects::{owned_by, owner_ref};
+
+fn ingress_name(t: &Target<'_>) -> Result<String, String> {
+    t.canary
+        .spec
+        .ingress_ref
+        .as_ref()
+        .map(|r| r.name.clone())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| "ingress selector is empty".to_string())
+}
+
+async fn get(api: &Api<Ingress>, name: &str, ns: &str) -> Result<Option<Ingress>, String> {
+    api.get_opt(name)
+        .await
+        .map_err(|e| format!("ingress {name}.{ns} query error: {e}"))
+}
+
+/// The canary Ingress as it is, `None` when missing.
+async fn current(t: &Target<'_>) -> Result<(Api<Ingress>, Ingress, Option<Ingress>), String> {
+    let ns = &t.c.namespace;
+    let api: Api<Ingress> = Api::namespaced(t.client.clone(), ns);
+    let source_name = ingress_name(t)?;
+    let source = get(&api, &source_name, ns)
+        .await?
+        .ok_or_else(|| format!("ingress {source_name}.{ns} not found"))?;
+    let canary = get(&api, &format!("{source_name}-canary"), ns).await?;
+    Ok((api, source, canary))
+}
+
+async fn write(
+    t: &Target<'_>,
+    api: &Api<Ingress>,
+    source: &Ingress,
+    existing: Option<&Ingress>,
+    routes: Routes,
+) -> Result<(), String> {
+    let mut desired =
+        nginx::canary_ingress(t.c, source, routes, t.ingress_prefix).map_err(|e| e.to_string())?;
+    let adopt = existing.is_none_or(|e| owned_by(e.metadata.owner_references.as_ref(), t.canary));
+    if adopt {
+        desired.metadata.owner_references = owner_ref(t.canary).map(|o| vec![o]);
+    }
+    if let Some(e) = existing {
+        let annotations_kept = desired
+            .metadata
+            .annotations
+            .iter()
+            .flatten()
+            .all(|(k, v)| e.metadata.annotations.as_ref().and_then(|a| a.get(k)) == Some(v));
+        let stale_keys = e.metadata.annotations.iter().flatten().any(|(k, _)| {
+            k.starts_with(&format!("{}/canary", t.ingress_prefix))
+                && !desired
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(k))
+        });
+        if e.spec == desired.spec && annotations_kept && !stale_keys {
+            return Ok(());
+        }
+    }
+    let name = desired.metadata.name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&desired),
+    )
+    .await
+    .map_err(|e| format!("ingress {name}.{} apply failed: {e}", t.c.namespace))?;
+    Ok(())
+}
+
+/// Creates or corrects the canary Ingress, keeping the weights.
+pub async fn reconcile(t: &Target<'_>) -> Result<(), String> {
+    let (api, source, existing) = current(t).await?;
+    let routes = existing
+        .as_ref()
+        .and_then(|i| nginx::read_routes(t.c, i, t.ingress_prefix).ok())
+        .unwrap_or(Routes::PRIMARY);
+    write(t, &api, &source, existing.as_ref(), routes).await
+}
+
+/// Writes the weight (or the A/B header and cookie annotations).
+pub async fn set_routes(t: &Target<'_>, routes: Routes) -> Result<(), String> {
+    let (api, source, existing) = current(t).await?;
+    write(t, &api, &source, existing.as_ref(), routes).await
+}
+
+/// Reads the weights from the canary Ingress.
+pub async fn get_routes(t: &Target<'_>) -> Result<Routes, String> {
+    let (_, _, existing) = current(t).await?;
+    let name = format!("{}-canary", ingress_name(t)?);
+    let ingress = existing.ok_or_else(|| format!("ingress {name}.{} not found", t.c.namespace))?;
+    nginx::read_routes(t.c, &ingress, t.ingress_prefix).map_err(|e| e.to_string())
+}

@@ -1,0 +1,935 @@
+//! The mesh routers end to end: localkube with its data plane routing by VirtualService,
+//! HTTPRoute and TrafficSplit, a real Prometheus scraping the data plane's mesh telemetry,
+//! the real kubectl, and `flagger controller` in-process. Load flows through the data-plane
+//! proxy while the controller moves the weights; the weights are read back from the routing
+//! objects as they change. Each test has its own cluster.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flagger_api::CanaryPhase;
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use serde_json::Value;
+use support::{Env, NS, Options};
+
+const PODINFO: &str = "ghcr.io/stefanprodan/podinfo";
+
+/// Minimal CRDs for the routing objects (schemas preserve unknown fields).
+fn mesh_crds() -> String {
+    let mut out = String::new();
+    for (group, kind, plural, versions) in [
+        (
+            "networking.istio.io",
+            "VirtualService",
+            "virtualservices",
+            &["v1beta1", "v1"][..],
+        ),
+        (
+            "networking.istio.io",
+            "DestinationRule",
+            "destinationrules",
+            &["v1beta1", "v1"][..],
+        ),
+        (
+            "gateway.networking.k8s.io",
+            "HTTPRoute",
+            "httproutes",
+            &["v1", "v1beta1"][..],
+        ),
+        (
+            "split.smi-spec.io",
+            "TrafficSplit",
+            "trafficsplits",
+            &["v1alpha1", "v1alpha2", "v1alpha3"][..],
+        ),
+    ] {
+        let versions: String = versions
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                format!(
+                    "  - name: {v}\n    served: true\n    storage: {}\n    schema: {{openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}}}\n",
+                    i == 0
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: {plural}.{group}}}\nspec:\n  group: {group}\n  scope: Namespaced\n  names: {{kind: {kind}, plural: {plural}, singular: {}, listKind: {kind}List}}\n  versions:\n{versions}",
+            kind.to_lowercase()
+        ));
+    }
+    out
+}
+
+/// The podinfo Deployment; `annotations` go on the pod template (YAML flow-map entries).
+fn workload(tag: &str, annotations: &str) -> String {
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: podinfo, namespace: {NS}, labels: {{app: podinfo}}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: podinfo}}}}
+  template:
+    metadata:
+      labels: {{app: podinfo}}
+      annotations: {{{annotations}}}
+    spec:
+      containers:
+      - name: podinfod
+        image: {PODINFO}:{tag}
+        ports: [{{name: http, containerPort: 9898}}]
+"#
+    )
+}
+
+/// A Canary for podinfo with this provider; `service` and `analysis` are YAML blocks
+/// (indented 4).
+fn canary(provider: &str, service: &str, analysis: &str) -> String {
+    format!(
+        r#"
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {{name: podinfo, namespace: {NS}}}
+spec:
+  provider: "{provider}"
+  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: podinfo}}
+  progressDeadlineSeconds: 60
+  service:
+    port: 80
+    targetPort: http
+{service}
+  analysis:
+{analysis}
+"#
+    )
+}
+
+/// Progressive analysis: 10% steps up to 50%, the given metrics (none when empty).
+fn progressive(threshold: u32, metrics: &str) -> String {
+    let mut yaml = format!(
+        "    interval: 1s\n    threshold: {threshold}\n    maxWeight: 50\n    stepWeight: 10\n"
+    );
+    if !metrics.is_empty() {
+        yaml.push_str(&format!("    metrics:\n{metrics}"));
+    }
+    yaml
+}
+
+fn builtin_metrics() -> String {
+    "    - name: request-success-rate\n      thresholdRange: {min: 99}\n      interval: 15s\n    - name: request-duration\n      thresholdRange: {max: 500}\n      interval: 15s\n".into()
+}
+
+async fn start_env() -> Env {
+    start_env_with(&[]).await
+}
+
+async fn start_env_with(controller_args: &'static [&'static str]) -> Env {
+    let env = Env::start(Options {
+        prometheus: true,
+        dataplane: true,
+        controller_args,
+        ..Default::default()
+    })
+    .await;
+    env.apply(&mesh_crds()).await;
+    env
+}
+
+/// Applies the workload and the canary and waits for `Initialized`.
+async fn init(env: &Env, canary_yaml: &str) {
+    env.apply(&workload("6.0.0", "")).await;
+    env.apply(canary_yaml).await;
+    env.wait_phase("podinfo", CanaryPhase::Initialized).await;
+}
+
+async fn primary_image(env: &Env) -> String {
+    env.jsonpath(
+        "deployment/podinfo-primary",
+        ".spec.template.spec.containers[0].image",
+    )
+    .await
+}
+
+/// Requests sent through the data plane to `http://podinfo.test/` until dropped, counted by
+/// the version (image tag) that answered, or the status when not 200.
+struct Load {
+    counts: Arc<Mutex<BTreeMap<String, usize>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Load {
+    fn start(env: &Env, headers: &[(&'static str, &'static str)]) -> Load {
+        let counts: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let http = proxied(env);
+        let (c, s) = (counts.clone(), stop.clone());
+        let headers = headers.to_vec();
+        tokio::spawn(async move {
+            while !s.load(Ordering::Relaxed) {
+                let key = answer(&http, &headers).await;
+                *c.lock().unwrap().entry(key).or_default() += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        Load { counts, stop }
+    }
+
+    fn counts(&self) -> BTreeMap<String, usize> {
+        self.counts.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn proxied(env: &Env) -> reqwest::Client {
+    let proxy = env.kube.proxy_url().expect("data plane");
+    reqwest::Client::builder()
+        .proxy(reqwest::Proxy::http(&proxy).expect("proxy"))
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("client")
+}
+
+/// One request: the answering version, or `status <code>`.
+async fn answer(http: &reqwest::Client, headers: &[(&str, &str)]) -> String {
+    let mut req = http.get("http://podinfo.test/");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    match req.send().await {
+        Ok(r) if r.status().is_success() => {
+            let body: Value = r.json().await.unwrap_or_default();
+            body["version"].as_str().unwrap_or("?").to_string()
+        }
+        Ok(r) => format!("status {}", r.status().as_u16()),
+        Err(e) => format!("error {e}"),
+    }
+}
+
+/// A routing object and how to read the canary weight from it.
+#[derive(Clone)]
+struct RoutingObject {
+    api: Api<DynamicObject>,
+    name: &'static str,
+    canary_weight: fn(&Value) -> Option<u64>,
+}
+
+impl RoutingObject {
+    fn new(
+        env: &Env,
+        api_version: &str,
+        kind: &str,
+        plural: &str,
+        canary_weight: fn(&Value) -> Option<u64>,
+    ) -> Self {
+        let (group, version) = api_version.split_once('/').unwrap();
+        let ar =
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+        RoutingObject {
+            api: Api::namespaced_with(env.client.clone(), NS, &ar),
+            name: "podinfo",
+            canary_weight,
+        }
+    }
+
+    async fn json(&self) -> Option<Value> {
+        let obj = self.api.get_opt(self.name).await.ok().flatten()?;
+        serde_json::to_value(obj).ok()
+    }
+
+    /// Records every canary weight the object shows, polling every 20 ms, until dropped.
+    fn record(&self) -> Weights {
+        let seen: Arc<Mutex<Vec<u64>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (me, log, s) = (self.clone(), seen.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !s.load(Ordering::Relaxed) {
+                if let Some(w) = me.json().await.as_ref().and_then(me.canary_weight) {
+                    let mut l = log.lock().unwrap();
+                    if l.last() != Some(&w) {
+                        l.push(w);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        Weights { seen, stop }
+    }
+}
+
+struct Weights {
+    seen: Arc<Mutex<Vec<u64>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Weights {
+    fn get(&self) -> Vec<u64> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Weights {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn vs_weight(vs: &Value) -> Option<u64> {
+    vs.pointer("/spec/http/0/route")?
+        .as_array()?
+        .iter()
+        .find(|d| d["destination"]["host"] == "podinfo-canary")?["weight"]
+        .as_u64()
+        .or(Some(0))
+}
+
+fn httproute_weight(r: &Value) -> Option<u64> {
+    r.pointer("/spec/rules/0/backendRefs")?
+        .as_array()?
+        .iter()
+        .find(|b| b["name"] == "podinfo-canary")?["weight"]
+        .as_u64()
+}
+
+fn split_weight(s: &Value) -> Option<u64> {
+    let w = &s
+        .pointer("/spec/backends")?
+        .as_array()?
+        .iter()
+        .find(|b| b["service"] == "podinfo-canary")?["weight"];
+    w.as_u64().or_else(|| w.as_str()?.parse().ok())
+}
+
+fn virtual_service(env: &Env) -> RoutingObject {
+    RoutingObject::new(
+        env,
+        "networking.istio.io/v1beta1",
+        "VirtualService",
+        "virtualservices",
+        vs_weight,
+    )
+}
+
+/// Runs a progressive canary to promotion with load flowing; returns the weights seen and
+/// the versions that answered.
+async fn promote_progressively(
+    env: &Env,
+    object: &RoutingObject,
+) -> (Vec<u64>, BTreeMap<String, usize>) {
+    let weights = object.record();
+    let load = Load::start(env, &[]);
+    env.apply(&workload("6.0.1", "")).await;
+    env.wait_phase("podinfo", CanaryPhase::Progressing).await;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    assert_eq!(primary_image(env).await, format!("{PODINFO}:6.0.1"));
+    // Let the recorder see the final write.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let seen = weights.get();
+    let counts = load.counts();
+    println!("weights seen: {seen:?}; answers: {counts:?}");
+    (seen, counts)
+}
+
+/// The weights went up 10, 20, …, 50 in order and ended back at 0 (after promotion).
+fn assert_progressive(seen: &[u64]) {
+    let steps: Vec<u64> = seen.iter().copied().filter(|w| *w > 0).collect();
+    assert_eq!(steps, vec![10, 20, 30, 40, 50], "weights seen: {seen:?}");
+    assert_eq!(seen.last(), Some(&0), "weights seen: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_canary_advances_through_its_weights_and_is_promoted() {
+    let env = start_env().await;
+    init(
+        &env,
+        &canary("istio", "", &progressive(5, &builtin_metrics())),
+    )
+    .await;
+    // Bootstrap: DestinationRules and the VirtualService, owned by the Canary, 100/0.
+    assert_eq!(
+        env.jsonpath("destinationrules/podinfo-canary", ".spec.host")
+            .await,
+        "podinfo-canary"
+    );
+    assert_eq!(
+        env.jsonpath(
+            "virtualservices/podinfo",
+            ".metadata.ownerReferences[0].kind"
+        )
+        .await,
+        "Canary"
+    );
+    let vs = virtual_service(&env);
+    assert_eq!(vs.json().await.as_ref().and_then(vs_weight), Some(0));
+
+    let (seen, counts) = promote_progressively(&env, &vs).await;
+    assert_progressive(&seen);
+    // The canary answered real requests during the analysis, and the mesh telemetry reached
+    // Prometheus.
+    assert!(counts.get("6.0.1").copied().unwrap_or(0) > 0, "{counts:?}");
+    let prom = env.prometheus.as_ref().unwrap();
+    let canary_requests = prom
+        .query(r#"sum(istio_requests_total{destination_workload="podinfo",destination_workload_namespace="test"})"#)
+        .await
+        .unwrap_or(0.0);
+    println!("istio_requests_total for the canary workload: {canary_requests}");
+    assert!(canary_requests > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_faulty_canary_is_rolled_back_by_the_builtin_success_rate() {
+    let env = start_env().await;
+    init(
+        &env,
+        &canary("istio", "", &progressive(2, &builtin_metrics())),
+    )
+    .await;
+    let vs = virtual_service(&env);
+    let weights = vs.record();
+    let load = Load::start(&env, &[]);
+    env.apply(&workload("6.0.1", r#""localkube.dev/error-ratio": "0.5""#))
+        .await;
+    env.wait_phase("podinfo", CanaryPhase::Failed).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let seen = weights.get();
+    let counts = load.counts();
+    println!("weights seen: {seen:?}; answers: {counts:?}");
+    let events = env.events("podinfo").await;
+    println!("events:\n{}", events.join("\n"));
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.0"));
+    // It never got past the first step, and traffic went back to the primary.
+    assert_eq!(seen.iter().max(), Some(&10), "weights seen: {seen:?}");
+    assert_eq!(seen.last(), Some(&0), "weights seen: {seen:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("Halt podinfo.test advancement success rate")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e.contains("Rolling back")),
+        "{events:?}"
+    );
+    // Failed requests reached clients: the canary's faults were real.
+    assert!(
+        counts.get("status 500").copied().unwrap_or(0) > 0,
+        "{counts:?}"
+    );
+}
+
+/// 40 requests with `x-canary: insider` and 40 without, counted by the version answering.
+async fn ab_split(env: &Env) -> (BTreeMap<String, usize>, BTreeMap<String, usize>) {
+    let http = proxied(env);
+    let mut with_header: BTreeMap<String, usize> = BTreeMap::new();
+    let mut without: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..40 {
+        *with_header
+            .entry(answer(&http, &[("x-canary", "insider")]).await)
+            .or_default() += 1;
+        *without.entry(answer(&http, &[]).await).or_default() += 1;
+    }
+    println!("with x-canary: insider: {with_header:?}; without: {without:?}");
+    (with_header, without)
+}
+
+const AB_ANALYSIS: &str = "    interval: 1s\n    threshold: 5\n    iterations: 10\n    match:\n    - headers:\n        x-canary: {exact: insider}\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_ab_canary_gets_only_header_matching_requests() {
+    let env = start_env().await;
+    init(&env, &canary("istio", "", AB_ANALYSIS)).await;
+    env.apply(&workload("6.0.1", "")).await;
+    // The A/B routes: header match → canary, the rest → primary.
+    env.wait_jsonpath(
+        "virtualservices/podinfo",
+        ".spec.http[0].route[1].weight",
+        "100",
+    )
+    .await;
+    assert_eq!(
+        env.jsonpath(
+            "virtualservices/podinfo",
+            ".spec.http[0].match[0].headers.x-canary.exact"
+        )
+        .await,
+        "insider"
+    );
+    let (with_header, without) = ab_split(&env).await;
+    assert_eq!(with_header.get("6.0.1"), Some(&40), "{with_header:?}");
+    assert_eq!(without.get("6.0.0"), Some(&40), "{without:?}");
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gatewayapi_ab_canary_gets_only_header_matching_requests() {
+    let env = start_env().await;
+    let service = "    gatewayRefs:\n    - {name: podinfo, kind: Service, group: \"\"}";
+    init(&env, &canary("gatewayapi:v1beta1", service, AB_ANALYSIS)).await;
+    env.apply(&workload("6.0.1", "")).await;
+    env.wait_jsonpath(
+        "httproutes.v1beta1.gateway.networking.k8s.io/podinfo",
+        ".spec.rules[0].backendRefs[1].weight",
+        "100",
+    )
+    .await;
+    let (with_header, without) = ab_split(&env).await;
+    assert_eq!(with_header.get("6.0.1"), Some(&40), "{with_header:?}");
+    assert_eq!(without.get("6.0.0"), Some(&40), "{without:?}");
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gatewayapi_canary_advances_through_its_weights_and_is_promoted() {
+    let env = start_env().await;
+    // GAMMA: the HTTPRoute's parent is the apex Service.
+    let service = "    gatewayRefs:\n    - {name: podinfo, kind: Service, group: \"\"}";
+    init(
+        &env,
+        &canary(
+            "gatewayapi:v1",
+            service,
+            &progressive(5, &builtin_metrics()),
+        ),
+    )
+    .await;
+    let route = RoutingObject::new(
+        &env,
+        "gateway.networking.k8s.io/v1",
+        "HTTPRoute",
+        "httproutes",
+        httproute_weight,
+    );
+    assert_eq!(
+        route.json().await.as_ref().and_then(httproute_weight),
+        Some(0)
+    );
+    let (seen, counts) = promote_progressively(&env, &route).await;
+    assert_progressive(&seen);
+    assert!(counts.get("6.0.1").copied().unwrap_or(0) > 0, "{counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linkerd_canary_advances_through_its_traffic_split_and_is_promoted() {
+    let env = start_env().await;
+    init(
+        &env,
+        &canary("linkerd", "", &progressive(5, &builtin_metrics())),
+    )
+    .await;
+    let split = RoutingObject::new(
+        &env,
+        "split.smi-spec.io/v1alpha1",
+        "TrafficSplit",
+        "trafficsplits",
+        split_weight,
+    );
+    // v1alpha1 weights are quantities, written as strings.
+    assert_eq!(
+        env.jsonpath("trafficsplits/podinfo", ".spec.backends[1].weight")
+            .await,
+        "100"
+    );
+    let (seen, counts) = promote_progressively(&env, &split).await;
+    assert_progressive(&seen);
+    assert!(counts.get("6.0.1").copied().unwrap_or(0) > 0, "{counts:?}");
+    let prom = env.prometheus.as_ref().unwrap();
+    let canary_responses = prom
+        .query(r#"sum(response_total{deployment="podinfo",namespace="test",direction="inbound"})"#)
+        .await
+        .unwrap_or(0.0);
+    println!("linkerd response_total for the canary workload: {canary_responses}");
+    assert!(canary_responses > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smi_v1alpha3_canary_is_checked_with_the_istio_queries_and_promoted() {
+    let env = start_env().await;
+    // smi:* providers use the Istio observer (reference §5.1).
+    init(
+        &env,
+        &canary("smi:v1alpha3", "", &progressive(5, &builtin_metrics())),
+    )
+    .await;
+    let split = RoutingObject::new(
+        &env,
+        "split.smi-spec.io/v1alpha3",
+        "TrafficSplit",
+        "trafficsplits",
+        split_weight,
+    );
+    // v1alpha3 weights are integers.
+    let initial = split.json().await.unwrap();
+    assert_eq!(initial["spec"]["backends"][1]["weight"], 100, "{initial}");
+    let (seen, counts) = promote_progressively(&env, &split).await;
+    assert_progressive(&seen);
+    assert!(counts.get("6.0.1").copied().unwrap_or(0) > 0, "{counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_blue_green_mirrors_traffic_to_the_canary_then_switches() {
+    let env = start_env().await;
+    let analysis = format!(
+        "    interval: 1s\n    threshold: 5\n    iterations: 4\n    mirror: true\n    metrics:\n{}",
+        builtin_metrics()
+    );
+    init(&env, &canary("istio", "", &analysis)).await;
+    let vs = virtual_service(&env);
+    // (canary weight, mirrored) as the VirtualService shows them, in order.
+    let seen: Arc<Mutex<Vec<(u64, bool)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let (vs, seen, stop) = (vs.clone(), seen.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(v) = vs.json().await {
+                    let state = (
+                        vs_weight(&v).unwrap_or(0),
+                        v.pointer("/spec/http/0/mirror/host")
+                            == Some(&Value::from("podinfo-canary")),
+                    );
+                    let mut l = seen.lock().unwrap();
+                    if l.last() != Some(&state) {
+                        l.push(state);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+    }
+    let load = Load::start(&env, &[]);
+    env.apply(&workload("6.0.1", "")).await;
+    // While mirrored, clients are answered by the primary only; the canary gets the copies.
+    let last = Mutex::new(String::new());
+    support::wait_for(
+        "the VirtualService mirroring to the canary",
+        &last,
+        || async {
+            let state = seen.lock().unwrap().last().copied();
+            (state == Some((0, true))).then_some(())
+        },
+    )
+    .await;
+    let before = load.counts();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let during = load.counts();
+    let canary_answers =
+        during.get("6.0.1").copied().unwrap_or(0) - before.get("6.0.1").copied().unwrap_or(0);
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    let states = seen.lock().unwrap().clone();
+    println!(
+        "(canary weight, mirrored) seen: {states:?}; answers: {:?}",
+        load.counts()
+    );
+    let prom = env.prometheus.as_ref().unwrap();
+    let canary_requests = prom
+        .query(r#"sum(istio_requests_total{destination_workload="podinfo",destination_workload_namespace="test"})"#)
+        .await
+        .unwrap_or(0.0);
+    println!("istio_requests_total for the canary workload: {canary_requests}");
+    assert_eq!(
+        states,
+        vec![(0, false), (0, true), (100, false), (0, false)],
+        "{states:?}"
+    );
+    assert_eq!(
+        canary_answers, 0,
+        "clients answered by the canary while mirrored"
+    );
+    assert!(canary_requests > 0.0);
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_drift_is_corrected_mid_analysis_keeping_the_weights() {
+    let env = start_env().await;
+    let analysis = format!(
+        "    interval: 1s\n    threshold: 5\n    maxWeight: 20\n    stepWeight: 10\n    webhooks:\n    - name: gate-promotion\n      type: confirm-promotion\n      url: {}\n",
+        env.hooks.url("promotion")
+    );
+    init(&env, &canary("istio", "", &analysis)).await;
+    env.hooks.set("promotion", 403);
+    env.apply(&workload("6.0.1", "")).await;
+    env.wait_phase("podinfo", CanaryPhase::WaitingPromotion)
+        .await;
+    assert_eq!(
+        env.jsonpath("virtualservices/podinfo", ".spec.http[0].route[1].weight")
+            .await,
+        "20"
+    );
+    // Someone edits the routing: hosts and the route's timeout.
+    env.kubectl(&[
+        "-n",
+        NS,
+        "patch",
+        "virtualservices/podinfo",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"hosts":["podinfo","extra.example.com"]}}"#,
+    ])
+    .await;
+    // The next reconcile puts Flagger's spec back, at the weights in effect.
+    env.wait_jsonpath("virtualservices/podinfo", ".spec.hosts", r#"["podinfo"]"#)
+        .await;
+    assert_eq!(
+        env.jsonpath("virtualservices/podinfo", ".spec.http[0].route[1].weight")
+            .await,
+        "20"
+    );
+    assert_eq!(
+        env.canary("podinfo").await.status.unwrap().phase,
+        CanaryPhase::WaitingPromotion
+    );
+    env.hooks.set("promotion", 200);
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_takes_over_a_users_virtual_service_and_gives_it_back_on_deletion() {
+    let env = start_env().await;
+    env.apply(&workload("6.0.0", "")).await;
+    // The user's own VirtualService, made without kubectl's last-applied annotation.
+    env.kubectl_in(
+        &["create", "-f", "-"],
+        &format!(
+            r#"
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {{name: podinfo, namespace: {NS}}}
+spec:
+  hosts: [podinfo]
+  http:
+  - timeout: 5s
+    route:
+    - destination: {{host: podinfo}}
+"#
+        ),
+    )
+    .await;
+    let yaml = canary("istio", "", &progressive(5, "")).replace(
+        "  progressDeadlineSeconds: 60",
+        "  progressDeadlineSeconds: 60\n  revertOnDeletion: true",
+    );
+    init(&env, &yaml).await;
+    // Taken over: Flagger's routes, the user's spec remembered, no owner reference.
+    assert_eq!(
+        env.jsonpath(
+            "virtualservices/podinfo",
+            ".spec.http[0].route[0].destination.host"
+        )
+        .await,
+        "podinfo-primary"
+    );
+    let original = env
+        .jsonpath(
+            "virtualservices/podinfo",
+            r".metadata.annotations.flagger\.kubernetes\.io/original-configuration",
+        )
+        .await;
+    let original: Value = serde_json::from_str(&original).expect(&original);
+    assert_eq!(original["http"][0]["timeout"], "5s", "{original}");
+    assert_eq!(
+        env.jsonpath("virtualservices/podinfo", ".metadata.ownerReferences")
+            .await,
+        ""
+    );
+    // While the canary runs, the mesh routes through Flagger's VirtualService.
+    let http = proxied(&env);
+    assert_eq!(answer(&http, &[]).await, "6.0.0");
+
+    env.kubectl(&["-n", NS, "delete", "canary/podinfo", "--wait=false"])
+        .await;
+    env.wait_gone("canary/podinfo").await;
+    // The user's spec is back; the DestinationRules went with the Canary.
+    env.wait_jsonpath(
+        "virtualservices/podinfo",
+        ".spec.http[0].route[0].destination.host",
+        "podinfo",
+    )
+    .await;
+    assert_eq!(
+        env.jsonpath("virtualservices/podinfo", ".spec.http[0].timeout")
+            .await,
+        "5s"
+    );
+    env.wait_gone("destinationrules/podinfo-canary").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_canary_ingress_carries_the_weights_and_is_promoted() {
+    // A custom annotation prefix, as `-ingress-annotations-prefix` sets it.
+    let env = start_env_with(&["--ingress-annotations-prefix=custom.ingress.kubernetes.io"]).await;
+    env.apply(&format!(
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: podinfo
+  namespace: {NS}
+  labels: {{app: podinfo}}
+  annotations: {{kubernetes.io/ingress.class: nginx, custom.ingress.kubernetes.io/canary-weight: "99"}}
+spec:
+  rules:
+  - host: app.example.com
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend: {{service: {{name: podinfo, port: {{number: 80}}}}}}
+"#
+    ))
+    .await;
+    let yaml = canary("nginx", "", &progressive(5, "")).replace(
+        "  progressDeadlineSeconds: 60",
+        "  progressDeadlineSeconds: 60\n  ingressRef: {apiVersion: networking.k8s.io/v1, kind: Ingress, name: podinfo}",
+    );
+    init(&env, &yaml).await;
+    // The canary Ingress: the user's, pointed at podinfo-canary, canary annotations reset.
+    assert_eq!(
+        env.jsonpath(
+            "ingress/podinfo-canary",
+            ".spec.rules[0].http.paths[0].backend.service.name"
+        )
+        .await,
+        "podinfo-canary"
+    );
+    assert_eq!(
+        env.jsonpath(
+            "ingress/podinfo-canary",
+            r".metadata.annotations.custom\.ingress\.kubernetes\.io/canary"
+        )
+        .await,
+        "true"
+    );
+    let ingress = RoutingObject {
+        name: "podinfo-canary",
+        ..RoutingObject::new(
+            &env,
+            "networking.k8s.io/v1",
+            "Ingress",
+            "ingresses",
+            ingress_weight,
+        )
+    };
+    assert_eq!(
+        ingress.json().await.as_ref().and_then(ingress_weight),
+        Some(0)
+    );
+    let weights = ingress.record();
+    env.apply(&workload("6.0.1", "")).await;
+    env.wait_phase("podinfo", CanaryPhase::Progressing).await;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let seen = weights.get();
+    println!("canary-weight annotations seen: {seen:?}");
+    assert_progressive(&seen);
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
+}
+
+fn ingress_weight(i: &Value) -> Option<u64> {
+    i.pointer("/metadata/annotations/custom.ingress.kubernetes.io~1canary-weight")?
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+/// One request: the answering version and its `Set-Cookie` headers.
+async fn answer_with_cookies(
+    http: &reqwest::Client,
+    cookie: Option<&str>,
+) -> (String, Vec<String>) {
+    let mut req = http.get("http://podinfo.test/");
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    let r = req.send().await.expect("request through the data plane");
+    let set: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(String::from))
+        .collect();
+    let body: Value = r.json().await.unwrap_or_default();
+    (body["version"].as_str().unwrap_or("?").to_string(), set)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_session_affinity_keeps_a_client_on_the_canary_and_expires_its_cookie() {
+    let env = start_env().await;
+    let analysis = format!(
+        "    interval: 1s\n    threshold: 5\n    maxWeight: 20\n    stepWeight: 10\n    sessionAffinity: {{cookieName: flagger-cookie, maxAge: 21600}}\n    webhooks:\n    - name: gate-promotion\n      type: confirm-promotion\n      url: {}\n",
+        env.hooks.url("promotion")
+    );
+    init(&env, &canary("istio", "", &analysis)).await;
+    env.hooks.set("promotion", 403);
+    env.apply(&workload("6.0.1", "")).await;
+    // Held at 80/20 by the closed promotion gate.
+    env.wait_phase("podinfo", CanaryPhase::WaitingPromotion)
+        .await;
+    let status = env.canary("podinfo").await.status.unwrap();
+    let cookie = status.session_affinity_cookie.clone().unwrap_or_default();
+    let value = cookie.strip_prefix("flagger-cookie=").unwrap_or_default();
+    assert!(
+        value.len() == 10 && value.chars().all(|c| c.is_ascii_alphabetic()),
+        "{status:?}"
+    );
+    assert_eq!(
+        env.jsonpath("virtualservices/podinfo", ".spec.http[1].route[1].weight")
+            .await,
+        "20"
+    );
+
+    // Without the cookie: the weighted route; every canary answer hands out the cookie.
+    let http = proxied(&env);
+    let (mut canary_answers, mut primary_answers) = (0, 0);
+    for _ in 0..100 {
+        let (version, set) = answer_with_cookies(&http, None).await;
+        if version == "6.0.1" {
+            canary_answers += 1;
+            assert_eq!(set, vec![format!("{cookie}; Max-Age=21600")]);
+        } else {
+            primary_answers += 1;
+            assert!(set.is_empty(), "{set:?}");
+        }
+    }
+    println!("without the cookie: canary {canary_answers}, primary {primary_answers}");
+    assert!(canary_answers > 0 && primary_answers > canary_answers);
+    // With it: always the canary.
+    for _ in 0..30 {
+        let (version, _) = answer_with_cookies(&http, Some(&format!("theme=dark; {cookie}"))).await;
+        assert_eq!(version, "6.0.1");
+    }
+
+    // Promotion: the cookie is retired and expired on the clients that still send it.
+    env.hooks.set("promotion", 200);
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    let status = env.canary("podinfo").await.status.unwrap();
+    assert_eq!(status.session_affinity_cookie, None, "{status:?}");
+    assert_eq!(
+        status.previous_session_affinity_cookie.as_deref(),
+        Some(cookie.as_str())
+    );
+    let (_, set) = answer_with_cookies(&http, Some(&cookie)).await;
+    assert_eq!(set, vec![format!("{cookie}; Max-Age=-1")]);
+    let (_, set) = answer_with_cookies(&http, None).await;
+    assert!(set.is_empty(), "{set:?}");
+}
