@@ -88,6 +88,8 @@ impl Oracle<'_> {
         readiness_of(self.ctx, self.c, self.observed, self.status, role).await
     }
 
+    /// The Prometheus of builtin checks and inline queries: `spec.metricsServer` or
+    /// `-metrics-server`.
     fn prometheus(&self) -> prometheus::Server {
         prometheus::Server::plain(
             self.c
@@ -264,9 +266,6 @@ pub async fn readiness_of(
         }
     }
 }
-
-/// The Prometheus of builtin checks and inline queries: `spec.metricsServer` or
-/// `-metrics-server`.
 
 /// The `checksum` of webhook payloads: identifies the revision and configs under analysis.
 pub fn checksum(status: &CanaryStatus) -> String {
