@@ -111,6 +111,11 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
         ),
         ("keda.sh", &["scaledobjects"], &["get", "create", "patch"]),
         (
+            "coordination.k8s.io",
+            &["leases"],
+            &["get", "create", "update"],
+        ),
+        (
             "networking.istio.io",
             &["virtualservices", "destinationrules"],
             &["get", "create", "update", "patch"],
@@ -494,6 +499,10 @@ const CHART_FLAGS: &[(&str, &str)] = &[
     ("msteams-proxy-url", "http://proxy:3128"),
     ("threadiness", "4"),
     ("no-cross-namespace-refs", "true"),
+    ("enable-leader-election", "true"),
+    ("kubeconfig-qps", "50"),
+    ("kubeconfig-burst", "100"),
+    ("leader-election-namespace", "flagger-system"),
 ];
 
 /// Every flag the chart's Deployment template can pass is one the controller accepts (it

@@ -133,9 +133,38 @@ pub struct Args {
     #[arg(long, env = "FLAGGER_SAFE_DELETION", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub safe_deletion: bool,
 
-    /// Log format: plain text or JSON.
-    #[arg(long, env = "FLAGGER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    /// Log format: `json` (Flagger's: one JSON object per line with `level`, `ts`, `msg`,
+    /// `canary`, `namespace`) or `text`.
+    #[arg(long, env = "FLAGGER_LOG_FORMAT", default_value = "json", value_parser = ["text", "json"])]
     pub log_format: String,
+
+    /// Flagger's log encoding flag: `json`, or `console` (the same as `-log-format=text`).
+    #[arg(long, env = "FLAGGER_ZAP_ENCODING", value_parser = ["json", "console"])]
+    pub zap_encoding: Option<String>,
+
+    /// Run only while holding the Lease `flagger` (several replicas, one active).
+    #[arg(long, env = "FLAGGER_ENABLE_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_leader_election: bool,
+
+    /// Namespace of the leader election Lease.
+    #[arg(
+        long,
+        env = "FLAGGER_LEADER_ELECTION_NAMESPACE",
+        default_value = "kube-system"
+    )]
+    pub leader_election_namespace: String,
+
+    /// How long a leader's Lease lasts without renewal (flagger-rs; client-go's default).
+    #[arg(long, env = "FLAGGER_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub leader_election_lease_duration: Duration,
+
+    /// Sustained requests per second to the API server (client-side limit; 0: none).
+    #[arg(long, env = "FLAGGER_KUBECONFIG_QPS", default_value_t = 100.0)]
+    pub kubeconfig_qps: f64,
+
+    /// Requests the API server may get at once above `-kubeconfig-qps`.
+    #[arg(long, env = "FLAGGER_KUBECONFIG_BURST", default_value_t = 250)]
+    pub kubeconfig_burst: u64,
 }
 
 fn parse_provider(s: &str) -> Result<Provider, String> {
@@ -164,6 +193,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 impl Args {
+    /// Whether logs are JSON lines (`-log-format`, overridden by `-zap-encoding`).
+    pub fn json_logs(&self) -> bool {
+        match self.zap_encoding.as_deref() {
+            Some("console") => false,
+            Some(_) => true,
+            None => self.log_format == "json",
+        }
+    }
+
     /// The label policy from `-selector-labels` and `-include-label-prefix`.
     pub fn label_policy(&self) -> LabelPolicy {
         let split = |s: &str| -> Vec<String> {

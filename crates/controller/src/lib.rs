@@ -27,6 +27,8 @@ pub mod error;
 pub mod events;
 pub mod gotemplate;
 pub mod handover;
+pub mod leader;
+pub mod logfmt;
 pub mod metrics;
 pub mod prometheus;
 pub mod router;

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use flagger_api::Canary;
@@ -39,10 +40,19 @@ pub async fn client(args: &Args) -> anyhow::Result<Client> {
             .parse()
             .with_context(|| format!("invalid -master {master}"))?;
     }
-    Ok(Client::try_from(config)?)
+    let builder = kube::client::ClientBuilder::try_from(config)?;
+    if args.kubeconfig_qps > 0.0 {
+        // client-go's token bucket, approximated: up to `burst` requests per window of
+        // `burst / qps` seconds, i.e. `qps` sustained with bursts of `burst`.
+        let burst = args.kubeconfig_burst.max(1);
+        let window = Duration::from_secs_f64(burst as f64 / args.kubeconfig_qps);
+        let limit = tower::limit::RateLimitLayer::new(burst, window);
+        return Ok(builder.with_layer(&limit).build());
+    }
+    Ok(builder.build())
 }
 
-/// Sets up logging from `-log-level` and `-log-format`.
+/// Sets up logging from `-log-level` and `-log-format` / `-zap-encoding`.
 pub fn init_tracing(args: &Args) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{},kube=warn,hyper=warn", args.log_level))
@@ -50,8 +60,8 @@ pub fn init_tracing(args: &Args) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = if args.log_format == "json" {
-        builder.json().try_init()
+    let _ = if args.json_logs() {
+        builder.event_format(crate::logfmt::FlaggerJson).try_init()
     } else {
         builder.try_init()
     };
@@ -160,6 +170,60 @@ pub async fn serve(
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
+
+    // Leader election: wait for the Lease before acting; step down (and end) when it is lost.
+    let mut shutdown = Box::pin(shutdown);
+    let elector = if args.enable_leader_election {
+        let host = std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "flagger".into());
+        let identity = format!("{host}_{}", uuid::Uuid::new_v4());
+        let elector = crate::leader::Elector::new(
+            client.clone(),
+            &args.leader_election_namespace,
+            identity,
+            args.leader_election_lease_duration,
+        );
+        tracing::info!(
+            "waiting for leadership (Lease {}/{})",
+            args.leader_election_namespace,
+            crate::leader::LEASE_NAME
+        );
+        tokio::select! {
+            _ = elector.acquire() => {}
+            _ = &mut shutdown => return Ok(()),
+        }
+        tracing::info!(identity = elector.identity(), "acquired leadership");
+        Some(Arc::new(elector))
+    } else {
+        None
+    };
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Renewal runs in its own task (its futures are not Sync); it signals a loss.
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let renewal = elector.clone().map(|e| {
+        tokio::spawn(async move {
+            e.hold().await;
+            let _ = lost_tx.send(());
+        })
+    });
+    let stop = {
+        let lost = lost.clone();
+        let electing = elector.is_some();
+        async move {
+            if electing {
+                tokio::select! {
+                    _ = &mut shutdown => {}
+                    Ok(()) = lost_rx => {
+                        lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                        tracing::error!("leadership lost; stopping");
+                    }
+                }
+            } else {
+                shutdown.await
+            }
+        }
+    };
 
     let cache::Feeds {
         deployments,
@@ -270,7 +334,7 @@ pub async fn serve(
             secret_ctx.configs.canaries(&key)
         })
         .watches_stream(services, move |s: Service| service_map(&s))
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(stop)
         .run(canary::reconcile, canary::error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
@@ -278,6 +342,16 @@ pub async fn serve(
             }
         })
         .await;
+    if lost.load(std::sync::atomic::Ordering::SeqCst) {
+        anyhow::bail!("leader election lost");
+    }
+    if let Some(task) = renewal {
+        task.abort();
+    }
+    if let Some(e) = elector {
+        e.release().await;
+        tracing::info!("leadership released");
+    }
     Ok(())
 }
 

@@ -55,6 +55,9 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action>
     let revert = canary.spec.revert_on_deletion.unwrap_or(false) || ctx.settings.safe_deletion;
     if revert != has_finalizer {
         set_finalizer(&api, &canary, revert).await?;
+        // Go on with the object the patch produced (its watch event triggers the canary
+        // again): a status computed from this older copy would be taken for stale.
+        return Ok(Action::requeue(Duration::from_millis(200)));
     }
 
     // 1. dereference

@@ -1,0 +1,141 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease, as client-go's leader election does it:
+//! a replica acts (reconciles, writes status, applies effects) only while it holds the Lease; it
+//! renews it every `retry` and steps down, ending the controller, when it cannot renew within
+//! the lease duration. A stopping leader releases the Lease so another replica takes over at
+//! once.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::PostParams;
+use kube::{Api, Client};
+
+/// The Lease's name (Flagger's leader election ID).
+pub const LEASE_NAME: &str = "flagger";
+
+/// One replica's view of the election.
+pub struct Elector {
+    api: Api<Lease>,
+    identity: String,
+    lease: Duration,
+    retry: Duration,
+}
+
+impl Elector {
+    /// An elector for the Lease `flagger` in `namespace`, under `identity` (pod name and a
+    /// random suffix).
+    pub fn new(client: Client, namespace: &str, identity: String, lease: Duration) -> Elector {
+        Elector {
+            api: Api::namespaced(client, namespace),
+            identity,
+            lease,
+            retry: (lease / 7).max(Duration::from_millis(200)),
+        }
+    }
+
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// Waits until this replica holds the Lease.
+    pub async fn acquire(&self) {
+        loop {
+            match self.try_hold().await {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "leader election: reading the Lease failed"),
+            }
+            tokio::time::sleep(self.retry).await;
+        }
+    }
+
+    /// Renews the Lease until it is lost (another holder, or no renewal for a lease duration);
+    /// then returns.
+    pub async fn hold(&self) {
+        let mut last_renewal = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(self.retry).await;
+            match self.try_hold().await {
+                Ok(true) => last_renewal = tokio::time::Instant::now(),
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "leader election: renewing the Lease failed");
+                    if last_renewal.elapsed() >= self.lease {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gives the Lease up so another replica takes over without waiting for it to expire.
+    pub async fn release(&self) {
+        if let Ok(Some(mut lease)) = self.api.get_opt(LEASE_NAME).await {
+            let spec = lease.spec.get_or_insert_with(Default::default);
+            if spec.holder_identity.as_deref() == Some(self.identity.as_str()) {
+                spec.holder_identity = None;
+                spec.renew_time = None;
+                let _ = self
+                    .api
+                    .replace(LEASE_NAME, &PostParams::default(), &lease)
+                    .await;
+            }
+        }
+    }
+
+    /// Takes or renews the Lease: `Ok(true)` when this replica holds it afterwards. Writes are
+    /// guarded by the resourceVersion, so two replicas never both win.
+    async fn try_hold(&self) -> Result<bool, kube::Error> {
+        let now = Timestamp::now();
+        let mine = |transitions: Option<i32>, acquired: Option<MicroTime>| LeaseSpec {
+            holder_identity: Some(self.identity.clone()),
+            lease_duration_seconds: Some(self.lease.as_secs().max(1) as i32),
+            acquire_time: acquired.or(Some(MicroTime(now))),
+            renew_time: Some(MicroTime(now)),
+            lease_transitions: transitions,
+            ..Default::default()
+        };
+        let Some(mut lease) = self.api.get_opt(LEASE_NAME).await? else {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(LEASE_NAME.into()),
+                    ..Default::default()
+                },
+                spec: Some(mine(Some(0), None)),
+            };
+            return match self.api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+                Err(e) => Err(e),
+            };
+        };
+        let spec = lease.spec.clone().unwrap_or_default();
+        let held_by_me = spec.holder_identity.as_deref() == Some(self.identity.as_str());
+        let free = spec.holder_identity.as_deref().is_none_or(str::is_empty);
+        let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
+            (Some(renewed), Some(secs)) => {
+                now.as_millisecond() - renewed.0.as_millisecond() > i64::from(secs) * 1000
+            }
+            _ => true,
+        };
+        if !(held_by_me || free || expired) {
+            return Ok(false);
+        }
+        lease.spec = Some(if held_by_me {
+            mine(spec.lease_transitions, spec.acquire_time.clone())
+        } else {
+            mine(Some(spec.lease_transitions.unwrap_or(0) + 1), None)
+        });
+        match self
+            .api
+            .replace(LEASE_NAME, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
