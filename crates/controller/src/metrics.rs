@@ -68,6 +68,7 @@ pub struct Metrics {
     pub failures: Family<RunLabels, Counter>,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub conflicts: Family<ConflictLabels, Counter>,
+    pub reconcile_duration: Histogram,
 }
 
 /// Labels of `flagger_field_conflicts_total`.
@@ -99,6 +100,7 @@ impl Metrics {
             failures: Family::default(),
             reconcile_errors: Family::default(),
             conflicts: Family::default(),
+            reconcile_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
         };
         registry.register(
             "flagger_info",
@@ -146,6 +148,11 @@ impl Metrics {
             m.reconcile_errors.clone(),
         );
         registry.register(
+            "flagger_reconcile_duration_seconds",
+            "Seconds taken by each reconcile of a canary (flagger-rs)",
+            m.reconcile_duration.clone(),
+        );
+        registry.register(
             "flagger_field_conflicts",
             "Changes by other field managers to fields of generated objects, by what the controller did",
             m.conflicts.clone(),
@@ -182,5 +189,38 @@ impl Metrics {
                 namespace: namespace.into(),
             })
             .set(canary as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flaggers_metric_names_and_ours_are_exported() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        m.set_phase("podinfo", "test", CanaryPhase::Progressing);
+        m.set_weights("podinfo", "test", 90, 10);
+        m.reconcile_duration.observe(0.002);
+        m.conflicts
+            .get_or_create(&ConflictLabels {
+                name: "podinfo".into(),
+                namespace: "test".into(),
+                object: "Service/podinfo".into(),
+                manager: "kustomize-controller".into(),
+                action: "reverted".into(),
+            })
+            .inc();
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        for name in [
+            "flagger_canary_status{name=\"podinfo\",namespace=\"test\"} 0",
+            "flagger_canary_weight{workload=\"podinfo-primary\",namespace=\"test\"} 90",
+            "flagger_reconcile_duration_seconds_count 1",
+            "flagger_field_conflicts_total{name=\"podinfo\",namespace=\"test\",object=\"Service/podinfo\",manager=\"kustomize-controller\",action=\"reverted\"} 1",
+        ] {
+            assert!(text.contains(name), "missing {name:?} in:\n{text}");
+        }
     }
 }

@@ -36,8 +36,17 @@ pub const CONDITION_VALID: &str = "Valid";
 /// How long to wait before retrying after an API error.
 const RETRY: Duration = Duration::from_secs(5);
 
-/// Reconciles one canary.
+/// Reconciles one canary, timing it (`flagger_reconcile_duration_seconds`).
 pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action> {
+    let started = tokio::time::Instant::now();
+    let result = reconcile_canary(canary, ctx.clone()).await;
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_canary(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action> {
     let ns = canary.namespace().unwrap_or_default();
     let name = canary.name_any();
     let key = ObjectRef::from_obj(&*canary);
