@@ -69,6 +69,26 @@ fn demo_promotes_v2_and_rolls_back_v3() {
     let out = seen.join("\n");
     assert!(out.contains("podinfo 6.0.1: promoted"), "{out}");
     assert!(out.contains("podinfo 6.0.2: rolled back"), "{out}");
+    assert!(
+        out.contains("frontend 6.0.1: promoted after canary weights 0% -> 20% -> 40% -> 60%"),
+        "{out}"
+    );
+    assert!(out.contains("frontend 6.0.2: rolled back"), "{out}");
+
+    // The weighted canary's VirtualService sends everything to the primary again.
+    let weights = kubectl(
+        &kubeconfig,
+        &[
+            "-n",
+            "test",
+            "get",
+            "virtualservice",
+            "frontend",
+            "-o",
+            "jsonpath={.spec.http[0].route[*].weight}",
+        ],
+    );
+    assert_eq!(weights, "100 0");
 
     // The cluster state says the same.
     let phase = kubectl(

@@ -61,17 +61,52 @@ pub async fn loadtester_service(
     Ok(())
 }
 
+/// Istio's VirtualService and DestinationRule CRDs (schemas that keep every field): what the
+/// istio router writes and localkube's data plane routes by.
+pub async fn istio_crds(client: &Client) -> anyhow::Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for (kind, plural) in [
+        ("VirtualService", "virtualservices"),
+        ("DestinationRule", "destinationrules"),
+    ] {
+        let name = format!("{plural}.networking.istio.io");
+        let version = |v: &str, storage: bool| {
+            json!({"name": v, "served": true, "storage": storage, "schema": {"openAPIV3Schema":
+                {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}})
+        };
+        let crd: CustomResourceDefinition = serde_json::from_value(json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": name},
+            "spec": {
+                "group": "networking.istio.io", "scope": "Namespaced",
+                "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase(),
+                          "listKind": format!("{kind}List")},
+                "versions": [version("v1beta1", true), version("v1", false)]
+            }
+        }))?;
+        api.patch(&name, &apply(), &Patch::Apply(&crd))
+            .await
+            .with_context(|| format!("installing CRD {name}"))?;
+    }
+    Ok(())
+}
+
 /// The podinfo Deployment of Flagger's tutorials.
 pub async fn podinfo(client: &Client, ns: &str, image: &str) -> anyhow::Result<()> {
+    workload(client, ns, "podinfo", image).await
+}
+
+/// A podinfo Deployment named `name`.
+pub async fn workload(client: &Client, ns: &str, name: &str, image: &str) -> anyhow::Result<()> {
     let d: Deployment = serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "podinfo", "namespace": ns, "labels": {"app": "podinfo"}},
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
         "spec": {
             "replicas": 2,
-            "selector": {"matchLabels": {"app": "podinfo"}},
+            "selector": {"matchLabels": {"app": name}},
             "template": {
                 "metadata": {
-                    "labels": {"app": "podinfo"},
+                    "labels": {"app": name},
                     "annotations": {localkube::dataplane::LATENCY: "5ms-40ms"}
                 },
                 "spec": {"containers": [{
@@ -83,9 +118,47 @@ pub async fn podinfo(client: &Client, ns: &str, image: &str) -> anyhow::Result<(
         }
     }))?;
     Api::<Deployment>::namespaced(client.clone(), ns)
-        .patch("podinfo", &apply(), &Patch::Apply(&d))
+        .patch(name, &apply(), &Patch::Apply(&d))
         .await
-        .context("creating the podinfo Deployment")?;
+        .with_context(|| format!("creating the {name} Deployment"))?;
+    Ok(())
+}
+
+/// A weighted canary on the istio provider: traffic to `http://frontend.<ns>:9898/` is split
+/// by the VirtualService the controller writes, in steps of 20% up to 60%, checked by the
+/// builtin checks on the Istio series the data plane records.
+pub async fn weighted_canary(client: &Client, ns: &str, interval: &str) -> anyhow::Result<()> {
+    let c: Canary = serde_json::from_value(json!({
+        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+        "metadata": {"name": "frontend", "namespace": ns},
+        "spec": {
+            "provider": "istio",
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "frontend"},
+            "progressDeadlineSeconds": 60,
+            "service": {"port": 9898, "targetPort": 9898},
+            "analysis": {
+                "interval": interval,
+                "threshold": 2,
+                "maxWeight": 60,
+                "stepWeight": 20,
+                "metrics": [
+                    {"name": "request-success-rate", "thresholdRange": {"min": 99}, "interval": "10s"},
+                    {"name": "request-duration", "thresholdRange": {"max": 500}, "interval": "10s"}
+                ],
+                "webhooks": [{
+                    "name": "load-test",
+                    "type": "rollout",
+                    "url": format!("http://flagger-loadtester.{ns}/"),
+                    "timeout": "5s",
+                    "metadata": {"cmd": format!("hey -z 1m -q 20 -c 2 http://frontend.{ns}:9898/")}
+                }]
+            }
+        }
+    }))?;
+    Api::<Canary>::namespaced(client.clone(), ns)
+        .patch("frontend", &apply(), &Patch::Apply(&c))
+        .await
+        .context("creating the frontend Canary")?;
     Ok(())
 }
 

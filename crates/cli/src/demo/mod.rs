@@ -1,4 +1,5 @@
-//! `flagger demo`: a blue/green canary on localkube, from nothing to a promotion and a rollback.
+//! `flagger demo`: a blue/green canary and a weighted (Istio) canary on localkube, from nothing
+//! to a promotion and a rollback each.
 //!
 //! It starts localkube in-process with its simulated data plane, then three real processes:
 //! Prometheus (found on `PATH`), `flagger loadtester` and `flagger controller`, the last two with
@@ -6,7 +7,10 @@
 //! `http://flagger-loadtester.test/` resolve as in a cluster. It applies podinfo and a Canary
 //! (kubernetes provider, builtin metrics, an acceptance pre-rollout hook and a load-test rollout
 //! hook through the load tester), rolls out v2 (promoted), then v3 made faulty by annotation
-//! (rolled back by the failed requests the load test sees), and prints a timeline.
+//! (rolled back by the failed requests the load test sees), and prints a timeline. Then the same
+//! with `frontend` on the istio provider: the controller writes a VirtualService, the data plane
+//! splits `http://frontend.test:9898/` by its weights (20%, 40%, 60%) and records Istio's series,
+//! and the builtin checks run Flagger's Istio queries against them.
 
 mod manifests;
 mod processes;
@@ -106,17 +110,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         .await?;
 
     step("rolling out podinfo 6.0.1 (healthy)");
-    set_image(&client, "6.0.1", None).await?;
+    set_image(&client, "podinfo", "6.0.1", None).await?;
     progress
         .until("v2 analysed", timeout, &mut procs, |c| {
             matches!(phase(c), CanaryPhase::Succeeded | CanaryPhase::Failed)
         })
         .await?;
     let v2 = phase(&progress.canary().await?);
-    let v2_image = primary_image(&client).await?;
+    let v2_image = primary_image(&client, "podinfo").await?;
 
     step("rolling out podinfo 6.0.2 (faulty: half of its requests fail)");
-    set_image(&client, "6.0.2", Some("0.5")).await?;
+    set_image(&client, "podinfo", "6.0.2", Some("0.5")).await?;
     progress
         .until("v3 started", timeout, &mut procs, |c| {
             phase(c) == CanaryPhase::Progressing
@@ -128,16 +132,80 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         })
         .await?;
     let v3 = phase(&progress.canary().await?);
-    let v3_image = primary_image(&client).await?;
+    let v3_image = primary_image(&client, "podinfo").await?;
 
     println!();
-    println!("Timeline");
+    println!("Timeline (podinfo, blue/green)");
     for line in progress.timeline().await {
+        println!("  {line}");
+    }
+
+    // A weighted canary: the istio provider splits the traffic of frontend's Service by a
+    // VirtualService, which localkube's data plane honours; the builtin checks read the Istio
+    // series it records.
+    println!();
+    step("deploying frontend 6.0.0 and a weighted Canary (istio provider, steps of 20% up to 60%)");
+    manifests::istio_crds(&client).await?;
+    manifests::workload(&client, NS, "frontend", &format!("{IMAGE}:6.0.0")).await?;
+    manifests::weighted_canary(&client, NS, &args.interval).await?;
+    let mut weighted = Progress::new(
+        client.clone(),
+        NS,
+        "frontend",
+        progress.metrics_url(),
+        args.plain,
+    );
+    weighted
+        .until("frontend initialized", timeout, &mut procs, |c| {
+            phase(c) == CanaryPhase::Initialized
+        })
+        .await?;
+    step("rolling out frontend 6.0.1 (healthy): the canary's share of traffic grows step by step");
+    set_image(&client, "frontend", "6.0.1", None).await?;
+    let seen = std::cell::RefCell::new(Vec::<i32>::new());
+    let record = |c: &Canary| {
+        let w = c.status.as_ref().and_then(|s| s.canary_weight).unwrap_or(0);
+        let mut seen = seen.borrow_mut();
+        if seen.last() != Some(&w) {
+            seen.push(w);
+        }
+    };
+    weighted
+        .until("frontend v2 analysed", timeout, &mut procs, |c| {
+            record(c);
+            matches!(phase(c), CanaryPhase::Succeeded | CanaryPhase::Failed)
+        })
+        .await?;
+    let w2 = phase(&weighted.canary().await?);
+    let w2_image = primary_image(&client, "frontend").await?;
+    let w2_weights = seen.replace(Vec::new());
+    step("rolling out frontend 6.0.2 (faulty: half of its requests fail)");
+    set_image(&client, "frontend", "6.0.2", Some("0.5")).await?;
+    weighted
+        .until("frontend v3 started", timeout, &mut procs, |c| {
+            phase(c) == CanaryPhase::Progressing
+        })
+        .await?;
+    weighted
+        .until("frontend v3 analysed", timeout, &mut procs, |c| {
+            record(c);
+            matches!(phase(c), CanaryPhase::Succeeded | CanaryPhase::Failed)
+        })
+        .await?;
+    let w3 = phase(&weighted.canary().await?);
+    let w3_image = primary_image(&client, "frontend").await?;
+    let w3_weights = seen.take();
+    println!();
+    println!("Timeline (frontend, weighted)");
+    for line in weighted.timeline().await {
         println!("  {line}");
     }
     println!();
     let ok_v2 = v2 == CanaryPhase::Succeeded && v2_image.ends_with(":6.0.1");
     let ok_v3 = v3 == CanaryPhase::Failed && v3_image.ends_with(":6.0.1");
+    let ok_w2 =
+        w2 == CanaryPhase::Succeeded && w2_image.ends_with(":6.0.1") && w2_weights.contains(&60);
+    let ok_w3 = w3 == CanaryPhase::Failed && w3_image.ends_with(":6.0.1");
     println!(
         "podinfo 6.0.1: {} (primary runs {v2_image})",
         if ok_v2 { "promoted" } else { "NOT promoted" }
@@ -149,6 +217,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         } else {
             "NOT rolled back"
         }
+    );
+    let shown = |w: &[i32]| {
+        w.iter()
+            .map(|w| format!("{w}%"))
+            .collect::<Vec<_>>()
+            .join(" -> ")
+    };
+    println!(
+        "frontend 6.0.1: {} after canary weights {} (primary runs {w2_image})",
+        if ok_w2 { "promoted" } else { "NOT promoted" },
+        shown(&w2_weights)
+    );
+    println!(
+        "frontend 6.0.2: {} after canary weights {} (primary runs {w3_image})",
+        if ok_w3 {
+            "rolled back"
+        } else {
+            "NOT rolled back"
+        },
+        shown(&w3_weights)
     );
     println!("demo finished in {:.0}s", started.elapsed().as_secs_f64());
 
@@ -166,7 +254,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     }
     procs.stop().await;
     kube.shutdown();
-    Ok(ok_v2 && ok_v3)
+    Ok(ok_v2 && ok_v3 && ok_w2 && ok_w3)
 }
 
 fn step(what: &str) {
@@ -184,7 +272,12 @@ async fn client_for(kube: &localkube::Handle) -> anyhow::Result<Client> {
 }
 
 /// `kubectl set image` (plus the fault annotation for the faulty version).
-async fn set_image(client: &Client, tag: &str, error_ratio: Option<&str>) -> anyhow::Result<()> {
+async fn set_image(
+    client: &Client,
+    name: &str,
+    tag: &str,
+    error_ratio: Option<&str>,
+) -> anyhow::Result<()> {
     let mut annotations = serde_json::Map::new();
     annotations.insert(
         localkube::dataplane::ERROR_RATIO.into(),
@@ -198,15 +291,15 @@ async fn set_image(client: &Client, tag: &str, error_ratio: Option<&str>) -> any
         "spec": {"containers": [{"name": "podinfod", "image": format!("{IMAGE}:{tag}")}]}
     }}});
     Api::<Deployment>::namespaced(client.clone(), NS)
-        .patch("podinfo", &PatchParams::default(), &Patch::Strategic(patch))
+        .patch(name, &PatchParams::default(), &Patch::Strategic(patch))
         .await
-        .context("updating the podinfo Deployment")?;
+        .with_context(|| format!("updating the {name} Deployment"))?;
     Ok(())
 }
 
-async fn primary_image(client: &Client) -> anyhow::Result<String> {
+async fn primary_image(client: &Client, name: &str) -> anyhow::Result<String> {
     let d = Api::<Deployment>::namespaced(client.clone(), NS)
-        .get("podinfo-primary")
+        .get(&format!("{name}-primary"))
         .await?;
     let image = d
         .spec
@@ -215,6 +308,6 @@ async fn primary_image(client: &Client) -> anyhow::Result<String> {
         .and_then(|c| c.image);
     match image {
         Some(i) => Ok(i),
-        None => bail!("podinfo-primary has no container image"),
+        None => bail!("{name}-primary has no container image"),
     }
 }

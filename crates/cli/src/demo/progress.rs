@@ -39,6 +39,11 @@ impl Progress {
         }
     }
 
+    /// The controller's metrics endpoint this progress reads.
+    pub fn metrics_url(&self) -> String {
+        self.metrics_url.clone()
+    }
+
     pub async fn canary(&self) -> anyhow::Result<Canary> {
         Ok(Api::<Canary>::namespaced(self.client.clone(), &self.ns)
             .get(&self.name)
@@ -106,11 +111,21 @@ impl Progress {
             .as_ref()
             .and_then(|a| a.iterations)
             .unwrap_or(0);
-        let mut line = format!(
-            "[{elapsed:>4}s] {:<16} iteration {}/{iterations}  failed checks {}",
-            format!("{:?}", s.phase),
+        let weighted = c.spec.analysis.as_ref().is_some_and(|a| {
+            a.step_weight.is_some() || a.step_weights.as_ref().is_some_and(|w| !w.is_empty())
+        });
+        let step = if weighted {
+            format!("canary weight {:>3}%", s.canary_weight.unwrap_or(0))
+        } else {
             // Blue/green counts one step past the last iteration (all traffic to the canary).
-            s.iterations.unwrap_or(0).min(iterations),
+            format!(
+                "iteration {}/{iterations}",
+                s.iterations.unwrap_or(0).min(iterations)
+            )
+        };
+        let mut line = format!(
+            "[{elapsed:>4}s] {:<16} {step}  failed checks {}",
+            format!("{:?}", s.phase),
             s.failed_checks.unwrap_or(0),
         );
         let metrics = self.metric_values().await;
