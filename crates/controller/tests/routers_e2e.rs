@@ -460,8 +460,11 @@ async fn faulty_canary_is_rolled_back(
     let events = env.events("podinfo").await;
     println!("events:\n{}", events.join("\n"));
     assert_eq!(primary_image(env).await, format!("{PODINFO}:6.0.0"));
-    // It never got past the first step, and traffic went back to the primary.
-    assert_eq!(seen.iter().max(), Some(&10), "weights seen: {seen:?}");
+    // It was halted at the first step (or the second: when the canary's first 5xx answer
+    // lands one scrape after its first 2xx, the 5xx series has a single sample at the first
+    // check, `rate` drops it and that check reads 100%), and traffic went back to the primary.
+    let max = seen.iter().max().copied().unwrap_or(0);
+    assert!((10..=20).contains(&max), "weights seen: {seen:?}");
     assert_eq!(seen.last(), Some(&0), "weights seen: {seen:?}");
     assert!(
         events
