@@ -1,5 +1,6 @@
 //! The mesh routers end to end: localkube with its data plane routing by VirtualService,
-//! HTTPRoute and TrafficSplit, a real Prometheus scraping the data plane's mesh telemetry,
+//! HTTPRoute, TrafficSplit and (as ingress-nginx) Ingress, a real Prometheus scraping the data
+//! plane's telemetry (podinfo's, Istio's, Linkerd's, OSM's and ingress-nginx's series),
 //! the real kubectl, and `flagger controller` in-process. Load flows through the data-plane
 //! proxy while the controller moves the weights; the weights are read back from the routing
 //! objects as they change. Each test has its own cluster.
