@@ -1,5 +1,6 @@
 //! The mesh routers end to end: localkube with its data plane routing by VirtualService,
-//! HTTPRoute and TrafficSplit, a real Prometheus scraping the data plane's mesh telemetry,
+//! HTTPRoute, TrafficSplit and (as ingress-nginx) Ingress, a real Prometheus scraping the data
+//! plane's telemetry (podinfo's, Istio's, Linkerd's, OSM's and ingress-nginx's series),
 //! the real kubectl, and `flagger controller` in-process. Load flows through the data-plane
 //! proxy while the controller moves the weights; the weights are read back from the routing
 //! objects as they change. Each test has its own cluster.
@@ -132,15 +133,15 @@ fn builtin_metrics() -> String {
 }
 
 async fn start_env() -> Env {
-    start_env_with(&[]).await
+    start_env_opts(Options::default()).await
 }
 
-async fn start_env_with(controller_args: &'static [&'static str]) -> Env {
+/// An environment with Prometheus and the data plane on, whatever `opts` says of them.
+async fn start_env_opts(opts: Options) -> Env {
     let env = Env::start(Options {
         prometheus: true,
         dataplane: true,
-        controller_args,
-        ..Default::default()
+        ..opts
     })
     .await;
     env.apply(&mesh_crds()).await;
@@ -162,8 +163,14 @@ async fn primary_image(env: &Env) -> String {
     .await
 }
 
-/// Requests sent through the data plane to `http://podinfo.test/` until dropped, counted by
-/// the version (image tag) that answered, or the status when not 200.
+/// The apex Service, as a meshed client addresses it.
+const APEX_URL: &str = "http://podinfo.test/";
+
+/// The host of the NGINX scenarios' Ingress, served by the data plane's ingress controller.
+const INGRESS_URL: &str = "http://app.example.com/";
+
+/// Requests sent through the data plane (to [`APEX_URL`] unless said otherwise) until
+/// dropped, counted by the version (image tag) that answered, or the status when not 200.
 struct Load {
     counts: Arc<Mutex<BTreeMap<String, usize>>>,
     stop: Arc<AtomicBool>,
@@ -171,6 +178,10 @@ struct Load {
 
 impl Load {
     fn start(env: &Env, headers: &[(&'static str, &'static str)]) -> Load {
+        Load::start_at(env, APEX_URL, headers)
+    }
+
+    fn start_at(env: &Env, url: &'static str, headers: &[(&'static str, &'static str)]) -> Load {
         let counts: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let http = proxied(env);
@@ -178,7 +189,7 @@ impl Load {
         let headers = headers.to_vec();
         tokio::spawn(async move {
             while !s.load(Ordering::Relaxed) {
-                let key = answer(&http, &headers).await;
+                let key = answer_at(&http, url, &headers).await;
                 *c.lock().unwrap().entry(key).or_default() += 1;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -206,9 +217,14 @@ fn proxied(env: &Env) -> reqwest::Client {
         .expect("client")
 }
 
-/// One request: the answering version, or `status <code>`.
+/// One request to the apex Service: the answering version, or `status <code>`.
 async fn answer(http: &reqwest::Client, headers: &[(&str, &str)]) -> String {
-    let mut req = http.get("http://podinfo.test/");
+    answer_at(http, APEX_URL, headers).await
+}
+
+/// One request to `url`: the answering version, or `status <code>`.
+async fn answer_at(http: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> String {
+    let mut req = http.get(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -326,14 +342,46 @@ fn virtual_service(env: &Env) -> RoutingObject {
     )
 }
 
+fn http_route(env: &Env) -> RoutingObject {
+    RoutingObject::new(
+        env,
+        "gateway.networking.k8s.io/v1",
+        "HTTPRoute",
+        "httproutes",
+        httproute_weight,
+    )
+}
+
+fn traffic_split(env: &Env, version: &str) -> RoutingObject {
+    RoutingObject::new(
+        env,
+        &format!("split.smi-spec.io/{version}"),
+        "TrafficSplit",
+        "trafficsplits",
+        split_weight,
+    )
+}
+
+/// GAMMA: the HTTPRoute's parent is the apex Service.
+const GAMMA_REFS: &str = "    gatewayRefs:\n    - {name: podinfo, kind: Service, group: \"\"}";
+
 /// Runs a progressive canary to promotion with load flowing; returns the weights seen and
 /// the versions that answered.
 async fn promote_progressively(
     env: &Env,
     object: &RoutingObject,
 ) -> (Vec<u64>, BTreeMap<String, usize>) {
+    promote_progressively_at(env, object, APEX_URL).await
+}
+
+/// As [`promote_progressively`], the load sent to `url`.
+async fn promote_progressively_at(
+    env: &Env,
+    object: &RoutingObject,
+    url: &'static str,
+) -> (Vec<u64>, BTreeMap<String, usize>) {
     let weights = object.record();
-    let load = Load::start(env, &[]);
+    let load = Load::start_at(env, url, &[]);
     env.apply(&workload("6.0.1", "")).await;
     env.wait_phase("podinfo", CanaryPhase::Progressing).await;
     env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
@@ -392,17 +440,17 @@ async fn istio_canary_advances_through_its_weights_and_is_promoted() {
     assert!(canary_requests > 0.0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn istio_faulty_canary_is_rolled_back_by_the_builtin_success_rate() {
-    let env = start_env().await;
-    init(
-        &env,
-        &canary("istio", "", &progressive(2, &builtin_metrics())),
-    )
-    .await;
-    let vs = virtual_service(&env);
-    let weights = vs.record();
-    let load = Load::start(&env, &[]);
+/// Rolls out 6.0.1 with half its requests failing (`localkube.dev/error-ratio: "0.5"`) while
+/// load is sent to `url`: the builtin success rate, queried from Prometheus, halts it at the
+/// first step until the threshold (2) is reached, and it is rolled back. Returns the answers
+/// the clients got.
+async fn faulty_canary_is_rolled_back(
+    env: &Env,
+    object: &RoutingObject,
+    url: &'static str,
+) -> BTreeMap<String, usize> {
+    let weights = object.record();
+    let load = Load::start_at(env, url, &[]);
     env.apply(&workload("6.0.1", r#""localkube.dev/error-ratio": "0.5""#))
         .await;
     env.wait_phase("podinfo", CanaryPhase::Failed).await;
@@ -412,9 +460,12 @@ async fn istio_faulty_canary_is_rolled_back_by_the_builtin_success_rate() {
     println!("weights seen: {seen:?}; answers: {counts:?}");
     let events = env.events("podinfo").await;
     println!("events:\n{}", events.join("\n"));
-    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.0"));
-    // It never got past the first step, and traffic went back to the primary.
-    assert_eq!(seen.iter().max(), Some(&10), "weights seen: {seen:?}");
+    assert_eq!(primary_image(env).await, format!("{PODINFO}:6.0.0"));
+    // It was halted at the first step (or the second: when the canary's first 5xx answer
+    // lands one scrape after its first 2xx, the 5xx series has a single sample at the first
+    // check, `rate` drops it and that check reads 100%), and traffic went back to the primary.
+    let max = seen.iter().max().copied().unwrap_or(0);
+    assert!((10..=20).contains(&max), "weights seen: {seen:?}");
     assert_eq!(seen.last(), Some(&0), "weights seen: {seen:?}");
     assert!(
         events
@@ -431,6 +482,31 @@ async fn istio_faulty_canary_is_rolled_back_by_the_builtin_success_rate() {
         counts.get("status 500").copied().unwrap_or(0) > 0,
         "{counts:?}"
     );
+    counts
+}
+
+/// The value of `query` in Prometheus (0 when it has none), printed.
+async fn prom_value(env: &Env, what: &str, query: &str) -> f64 {
+    let v = env
+        .prometheus
+        .as_ref()
+        .unwrap()
+        .query(query)
+        .await
+        .unwrap_or(0.0);
+    println!("{what}: {v}");
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_faulty_canary_is_rolled_back_by_the_builtin_success_rate() {
+    let env = start_env().await;
+    init(
+        &env,
+        &canary("istio", "", &progressive(2, &builtin_metrics())),
+    )
+    .await;
+    faulty_canary_is_rolled_back(&env, &virtual_service(&env), APEX_URL).await;
 }
 
 /// 40 requests with `x-canary: insider` and 40 without, counted by the version answering.
@@ -499,24 +575,16 @@ async fn gatewayapi_ab_canary_gets_only_header_matching_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gatewayapi_canary_advances_through_its_weights_and_is_promoted() {
     let env = start_env().await;
-    // GAMMA: the HTTPRoute's parent is the apex Service.
-    let service = "    gatewayRefs:\n    - {name: podinfo, kind: Service, group: \"\"}";
     init(
         &env,
         &canary(
             "gatewayapi:v1",
-            service,
+            GAMMA_REFS,
             &progressive(5, &builtin_metrics()),
         ),
     )
     .await;
-    let route = RoutingObject::new(
-        &env,
-        "gateway.networking.k8s.io/v1",
-        "HTTPRoute",
-        "httproutes",
-        httproute_weight,
-    );
+    let route = http_route(&env);
     assert_eq!(
         route.json().await.as_ref().and_then(httproute_weight),
         Some(0)
@@ -534,13 +602,7 @@ async fn linkerd_canary_advances_through_its_traffic_split_and_is_promoted() {
         &canary("linkerd", "", &progressive(5, &builtin_metrics())),
     )
     .await;
-    let split = RoutingObject::new(
-        &env,
-        "split.smi-spec.io/v1alpha1",
-        "TrafficSplit",
-        "trafficsplits",
-        split_weight,
-    );
+    let split = traffic_split(&env, "v1alpha1");
     // v1alpha1 weights are quantities, written as strings.
     assert_eq!(
         env.jsonpath("trafficsplits/podinfo", ".spec.backends[1].weight")
@@ -568,19 +630,105 @@ async fn smi_v1alpha3_canary_is_checked_with_the_istio_queries_and_promoted() {
         &canary("smi:v1alpha3", "", &progressive(5, &builtin_metrics())),
     )
     .await;
-    let split = RoutingObject::new(
-        &env,
-        "split.smi-spec.io/v1alpha3",
-        "TrafficSplit",
-        "trafficsplits",
-        split_weight,
-    );
+    let split = traffic_split(&env, "v1alpha3");
     // v1alpha3 weights are integers.
     let initial = split.json().await.unwrap();
     assert_eq!(initial["spec"]["backends"][1]["weight"], 100, "{initial}");
     let (seen, counts) = promote_progressively(&env, &split).await;
     assert_progressive(&seen);
     assert!(counts.get("6.0.1").copied().unwrap_or(0) > 0, "{counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gatewayapi_faulty_canary_is_rolled_back_by_the_builtin_success_rate() {
+    let env = start_env().await;
+    // The gatewayapi observer queries podinfo's own `http_request_duration_seconds`, which the
+    // data plane records for the real requests (and the support exporter writes, all 200, for
+    // every ready pod: the success rate reads nearer 90% than 50%).
+    init(
+        &env,
+        &canary(
+            "gatewayapi:v1",
+            GAMMA_REFS,
+            &progressive(2, &builtin_metrics()),
+        ),
+    )
+    .await;
+    faulty_canary_is_rolled_back(&env, &http_route(&env), APEX_URL).await;
+    prom_value(
+        &env,
+        "http_request_duration_seconds_count of the canary's pods, 5xx",
+        r#"sum(http_request_duration_seconds_count{kubernetes_namespace="test",kubernetes_pod_name=~"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)",status=~"5.*"})"#,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linkerd_faulty_canary_is_rolled_back_by_the_builtin_success_rate() {
+    let env = start_env().await;
+    init(
+        &env,
+        &canary("linkerd", "", &progressive(2, &builtin_metrics())),
+    )
+    .await;
+    faulty_canary_is_rolled_back(&env, &traffic_split(&env, "v1alpha1"), APEX_URL).await;
+    let failures = prom_value(
+        &env,
+        "linkerd response_total of the canary, failures",
+        r#"sum(response_total{namespace="test",deployment="podinfo",direction="inbound",classification="failure"})"#,
+    )
+    .await;
+    assert!(failures > 0.0);
+}
+
+/// The OSM series of the canary Deployment (`osm_request_total`, the labels of the builtin
+/// queries), with `extra` matchers.
+fn osm_requests(extra: &str) -> String {
+    format!(
+        r#"sum(osm_request_total{{destination_namespace="test",destination_kind="Deployment",destination_name="podinfo"{extra}}})"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn osm_canary_advances_through_its_traffic_split_and_is_promoted() {
+    let env = start_env().await;
+    init(
+        &env,
+        &canary("osm", "", &progressive(5, &builtin_metrics())),
+    )
+    .await;
+    // osm writes v1alpha2: integer weights.
+    let split = traffic_split(&env, "v1alpha2");
+    let initial = split.json().await.unwrap();
+    assert_eq!(initial["spec"]["backends"][1]["weight"], 100, "{initial}");
+    let (seen, counts) = promote_progressively(&env, &split).await;
+    assert_progressive(&seen);
+    assert!(counts.get("6.0.1").copied().unwrap_or(0) > 0, "{counts:?}");
+    let canary_requests = prom_value(
+        &env,
+        "osm_request_total for the canary Deployment",
+        &osm_requests(""),
+    )
+    .await;
+    assert!(canary_requests > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn osm_faulty_canary_is_rolled_back_by_the_builtin_success_rate() {
+    let env = start_env().await;
+    init(
+        &env,
+        &canary("osm", "", &progressive(2, &builtin_metrics())),
+    )
+    .await;
+    faulty_canary_is_rolled_back(&env, &traffic_split(&env, "v1alpha2"), APEX_URL).await;
+    let failures = prom_value(
+        &env,
+        "osm_request_total for the canary Deployment, 5xx",
+        &osm_requests(r#",response_code=~"5.*""#),
+    )
+    .await;
+    assert!(failures > 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -774,11 +922,10 @@ spec:
     env.wait_gone("destinationrules/podinfo-canary").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nginx_canary_ingress_carries_the_weights_and_is_promoted() {
-    // A custom annotation prefix, as `-ingress-annotations-prefix` sets it.
-    let env = start_env_with(&["--ingress-annotations-prefix=custom.ingress.kubernetes.io"]).await;
-    env.apply(&format!(
+/// The user's Ingress `podinfo` for `app.example.com`, with a stray `canary-weight` under
+/// `prefix` that the canary Ingress must not inherit.
+fn user_ingress(prefix: &str) -> String {
+    format!(
         r#"
 apiVersion: networking.k8s.io/v1
 kind: Ingress
@@ -786,7 +933,7 @@ metadata:
   name: podinfo
   namespace: {NS}
   labels: {{app: podinfo}}
-  annotations: {{kubernetes.io/ingress.class: nginx, custom.ingress.kubernetes.io/canary-weight: "99"}}
+  annotations: {{kubernetes.io/ingress.class: nginx, {prefix}/canary-weight: "99"}}
 spec:
   rules:
   - host: app.example.com
@@ -796,13 +943,46 @@ spec:
         pathType: Prefix
         backend: {{service: {{name: podinfo, port: {{number: 80}}}}}}
 "#
-    ))
-    .await;
-    let yaml = canary("nginx", "", &progressive(5, "")).replace(
+    )
+}
+
+/// A Canary of the nginx provider for the Ingress `podinfo`.
+fn nginx_canary(analysis: &str) -> String {
+    canary("nginx", "", analysis).replace(
         "  progressDeadlineSeconds: 60",
         "  progressDeadlineSeconds: 60\n  ingressRef: {apiVersion: networking.k8s.io/v1, kind: Ingress, name: podinfo}",
-    );
-    init(&env, &yaml).await;
+    )
+}
+
+/// The canary Ingress, its weight read from `<prefix>/canary-weight`.
+fn canary_ingress(env: &Env, weight: fn(&Value) -> Option<u64>) -> RoutingObject {
+    RoutingObject {
+        name: "podinfo-canary",
+        ..RoutingObject::new(env, "networking.k8s.io/v1", "Ingress", "ingresses", weight)
+    }
+}
+
+/// The ingress-nginx requests of the Ingress `podinfo` that its canary took, with `extra`
+/// matchers (the builtin queries' selector).
+fn nginx_canary_requests(extra: &str) -> String {
+    format!(
+        r#"sum(nginx_ingress_controller_requests{{namespace="test",ingress="podinfo",canary!=""{extra}}})"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_canary_ingress_carries_the_weights_and_is_promoted() {
+    // A custom annotation prefix, as `-ingress-annotations-prefix` sets it (and ingress-nginx's
+    // `--annotations-prefix` on the data plane).
+    let env = start_env_opts(Options {
+        controller_args: &["--ingress-annotations-prefix=custom.ingress.kubernetes.io"],
+        nginx_annotations_prefix: Some("custom.ingress.kubernetes.io"),
+        ..Default::default()
+    })
+    .await;
+    env.apply(&user_ingress("custom.ingress.kubernetes.io"))
+        .await;
+    init(&env, &nginx_canary(&progressive(5, &builtin_metrics()))).await;
     // The canary Ingress: the user's, pointed at podinfo-canary, canary annotations reset.
     assert_eq!(
         env.jsonpath(
@@ -820,33 +1000,55 @@ spec:
         .await,
         "true"
     );
-    let ingress = RoutingObject {
-        name: "podinfo-canary",
-        ..RoutingObject::new(
-            &env,
-            "networking.k8s.io/v1",
-            "Ingress",
-            "ingresses",
-            ingress_weight,
-        )
-    };
+    let ingress = canary_ingress(&env, custom_ingress_weight);
     assert_eq!(
-        ingress.json().await.as_ref().and_then(ingress_weight),
+        ingress
+            .json()
+            .await
+            .as_ref()
+            .and_then(custom_ingress_weight),
         Some(0)
     );
-    let weights = ingress.record();
-    env.apply(&workload("6.0.1", "")).await;
-    env.wait_phase("podinfo", CanaryPhase::Progressing).await;
-    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let seen = weights.get();
-    println!("canary-weight annotations seen: {seen:?}");
+    // Load through the ingress host: the data plane's ingress-nginx sends the canary its
+    // weight, and the builtin checks read its series.
+    let (seen, counts) = promote_progressively_at(&env, &ingress, INGRESS_URL).await;
     assert_progressive(&seen);
-    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
+    assert!(counts.get("6.0.1").copied().unwrap_or(0) > 0, "{counts:?}");
+    let canary_requests = prom_value(
+        &env,
+        "nginx_ingress_controller_requests taken by the canary",
+        &nginx_canary_requests(""),
+    )
+    .await;
+    assert!(canary_requests > 0.0);
 }
 
-fn ingress_weight(i: &Value) -> Option<u64> {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_faulty_canary_is_rolled_back_by_the_builtin_success_rate() {
+    let env = start_env().await;
+    env.apply(&user_ingress("nginx.ingress.kubernetes.io"))
+        .await;
+    init(&env, &nginx_canary(&progressive(2, &builtin_metrics()))).await;
+    let ingress = canary_ingress(&env, nginx_ingress_weight);
+    faulty_canary_is_rolled_back(&env, &ingress, INGRESS_URL).await;
+    let failures = prom_value(
+        &env,
+        "nginx_ingress_controller_requests taken by the canary, 5xx",
+        &nginx_canary_requests(r#",status=~"5.*""#),
+    )
+    .await;
+    assert!(failures > 0.0);
+}
+
+fn custom_ingress_weight(i: &Value) -> Option<u64> {
     i.pointer("/metadata/annotations/custom.ingress.kubernetes.io~1canary-weight")?
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+fn nginx_ingress_weight(i: &Value) -> Option<u64> {
+    i.pointer("/metadata/annotations/nginx.ingress.kubernetes.io~1canary-weight")?
         .as_str()?
         .parse()
         .ok()

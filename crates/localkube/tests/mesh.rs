@@ -336,6 +336,12 @@ async fn istio_weights_80_20_and_telemetry() {
             pod_name(&text, "podinfo-canary"),
             canary / 10
         ),
+        // OSM: the Deployment, through its ReplicaSet, with its kind.
+        format!(
+            "osm_request_total{{source_namespace=\"unknown\",source_kind=\"unknown\",source_name=\"unknown\",source_pod=\"unknown\",destination_namespace=\"test\",destination_kind=\"Deployment\",destination_name=\"podinfo-canary\",destination_pod=\"{}\",response_code=\"500\"}} {}",
+            pod_name(&text, "podinfo-canary"),
+            canary / 10
+        ),
     ] {
         assert!(text.contains(&line), "missing {line}");
     }
@@ -349,6 +355,8 @@ async fn istio_weights_80_20_and_telemetry() {
         "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"test_podinfo-primary_9898\"",
         "istio_request_duration_milliseconds_count{",
         "response_latency_ms_sum{",
+        "osm_request_duration_ms_bucket{source_namespace=\"unknown\"",
+        "destination_kind=\"Deployment\",destination_name=\"podinfo-primary\"",
     ] {
         assert!(text.contains(needle), "missing {needle}");
     }

@@ -41,6 +41,9 @@ pub struct Options {
     pub dataplane: bool,
     /// Extra controller flags.
     pub controller_args: &'static [&'static str],
+    /// The annotation prefix the data plane's NGINX ingress reads (ingress-nginx's
+    /// `--annotations-prefix`); `nginx.ingress.kubernetes.io` when `None`.
+    pub nginx_annotations_prefix: Option<&'static str>,
     /// Run the controller with the global Slack notifier (`-slack-url` at the hook `global`,
     /// `-slack-channel=general`) and `-cluster-name=e2e`.
     pub global_notifier: bool,
@@ -72,8 +75,13 @@ impl Env {
         let mut config = localkube::Config::default();
         config.sim.nodes = opts.nodes.max(1);
         if opts.dataplane {
+            let mut router = localkube::dataplane::MeshRouter::default();
+            if let Some(prefix) = opts.nginx_annotations_prefix {
+                router = router.with_nginx_annotations_prefix(prefix);
+            }
             config.dataplane = Some(localkube::dataplane::DataPlaneConfig {
                 default_namespace: NS.into(),
+                router: std::sync::Arc::new(router),
                 ..Default::default()
             });
         }

@@ -12,7 +12,10 @@
 //!   `status_code`, `classification="success|failure"`) and `response_latency_ms` (histogram);
 //! - Envoy (Contour-style clusters `<ns>_<service>_<port>`, with the pod discovery labels):
 //!   `envoy_cluster_upstream_rq` (`envoy_response_code`) and `envoy_cluster_upstream_rq_time`
-//!   (histogram), for requests that came through a Service.
+//!   (histogram), for requests that came through a Service;
+//! - OSM (its Envoy's stats): `osm_request_total` (`destination_namespace`,
+//!   `destination_kind`, `destination_name`, `destination_pod`, `response_code`, the
+//!   `source_*` labels `unknown`) and `osm_request_duration_ms` (histogram).
 //!
 //! And, for requests the simulated NGINX ingress controller served, its series as
 //! ingress-nginx's socket collector writes them: `nginx_ingress_controller_requests`,
@@ -50,7 +53,7 @@ struct Hist {
     count: u64,
 }
 
-/// Istio's and Envoy's default duration buckets, in milliseconds.
+/// Istio's and Envoy's default duration buckets, in milliseconds (OSM's Envoy too).
 const ISTIO_BUCKETS: [f64; 19] = [
     0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
     60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
@@ -68,6 +71,9 @@ const LINKERD_BUCKETS: [f64; 25] = [
 pub struct MeshLabels {
     /// The namespace of the pod that answered.
     pub namespace: String,
+    /// The kind of its workload (`Deployment`, `DaemonSet`, ..., `Pod`; `Service` for a
+    /// Service forwarded to a real process).
+    pub workload_kind: String,
     /// Its workload: the Deployment owning its ReplicaSet (or its DaemonSet, StatefulSet...);
     /// for a Service forwarded to a real process, the Service's name.
     pub workload: String,
@@ -464,6 +470,32 @@ impl RequestMetrics {
                 h.count,
             );
         }
+        let osm = |l: &MeshLabels| {
+            format!(
+                "source_namespace=\"unknown\",source_kind=\"unknown\",source_name=\"unknown\",source_pod=\"unknown\",destination_namespace=\"{}\",destination_kind=\"{}\",destination_name=\"{}\",destination_pod=\"{}\",response_code=\"{}\"",
+                escape(&l.namespace),
+                escape(&l.workload_kind),
+                escape(&l.workload),
+                escape(&l.pod),
+                l.status
+            )
+        };
+        out.push_str("# HELP osm_request_total Requests reported by the destination's OSM proxy.\n# TYPE osm_request_total counter\n");
+        for (l, h) in &mesh {
+            let _ = writeln!(out, "osm_request_total{{{}}} {}", osm(l), h.count);
+        }
+        out.push_str("# HELP osm_request_duration_ms Request durations reported by the destination's OSM proxy.\n# TYPE osm_request_duration_ms histogram\n");
+        for (l, h) in &mesh {
+            histogram(
+                out,
+                "osm_request_duration_ms",
+                &osm(l),
+                &ISTIO_BUCKETS,
+                &h.istio,
+                h.sum_ms,
+                h.count,
+            );
+        }
     }
 }
 
@@ -492,6 +524,7 @@ mod tests {
     fn labels(status: u16) -> MeshLabels {
         MeshLabels {
             namespace: "test".into(),
+            workload_kind: "Deployment".into(),
             workload: "podinfo".into(),
             pod: "podinfo-abc12-xyz34".into(),
             service_namespace: "test".into(),
@@ -555,5 +588,46 @@ mod tests {
         assert_eq!(text.matches("envoy_cluster_upstream_rq{").count(), 2);
         m.reset();
         assert!(m.mesh_counts("test", "podinfo").is_empty());
+    }
+
+    #[test]
+    fn osm_series() {
+        let m = RequestMetrics::default();
+        m.observe_mesh(labels(200), Duration::from_millis(3));
+        m.observe_mesh(labels(200), Duration::from_millis(30));
+        m.observe_mesh(labels(500), Duration::from_millis(700));
+        let daemon = MeshLabels {
+            workload_kind: "DaemonSet".into(),
+            workload: "agent".into(),
+            pod: "agent-x1y2z".into(),
+            ..labels(200)
+        };
+        m.observe_mesh(daemon, Duration::from_millis(1));
+        let text = m.render();
+        let dest = "source_namespace=\"unknown\",source_kind=\"unknown\",source_name=\"unknown\",source_pod=\"unknown\",destination_namespace=\"test\",destination_kind=\"Deployment\",destination_name=\"podinfo\",destination_pod=\"podinfo-abc12-xyz34\"";
+        for line in [
+            "# TYPE osm_request_total counter".to_string(),
+            "# TYPE osm_request_duration_ms histogram".to_string(),
+            format!("osm_request_total{{{dest},response_code=\"200\"}} 2"),
+            format!("osm_request_total{{{dest},response_code=\"500\"}} 1"),
+            format!("osm_request_duration_ms_bucket{{{dest},response_code=\"200\",le=\"5\"}} 1"),
+            format!("osm_request_duration_ms_bucket{{{dest},response_code=\"200\",le=\"50\"}} 2"),
+            format!("osm_request_duration_ms_bucket{{{dest},response_code=\"500\",le=\"500\"}} 0"),
+            format!("osm_request_duration_ms_bucket{{{dest},response_code=\"500\",le=\"1000\"}} 1"),
+            format!("osm_request_duration_ms_bucket{{{dest},response_code=\"500\",le=\"+Inf\"}} 1"),
+            format!("osm_request_duration_ms_count{{{dest},response_code=\"200\"}} 2"),
+            "destination_kind=\"DaemonSet\",destination_name=\"agent\",destination_pod=\"agent-x1y2z\",response_code=\"200\"} 1".to_string(),
+        ] {
+            assert!(text.contains(&line), "missing {line}\n{text}");
+        }
+        // Flagger's builtin OSM selector picks the Deployment's series only.
+        let selected = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("osm_request_total{")
+                    && l.contains("destination_namespace=\"test\",destination_kind=\"Deployment\",destination_name=\"podinfo\"")
+            })
+            .count();
+        assert_eq!(selected, 2);
     }
 }

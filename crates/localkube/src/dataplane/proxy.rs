@@ -347,6 +347,7 @@ async fn dispatch(st: &Arc<ProxyState>, sp: &ServicePort, req: &Req) -> Response
             st.metrics.observe_mesh(
                 MeshLabels {
                     namespace: sp.namespace.clone(),
+                    workload_kind: "Service".into(),
                     workload: sp.service.clone(),
                     pod: sp.service.clone(),
                     service_namespace: sp.namespace.clone(),
@@ -369,9 +370,10 @@ async fn dispatch(st: &Arc<ProxyState>, sp: &ServicePort, req: &Req) -> Response
     }
 }
 
-/// The workload a pod belongs to, as Istio and Linkerd name it: the Deployment owning its
-/// ReplicaSet, else its controller (DaemonSet, StatefulSet, ...), else the pod itself.
-fn workload_of(api: &Api, pod: &Value) -> String {
+/// The workload a pod belongs to, as Istio, Linkerd and OSM name it, kind and name: the
+/// Deployment owning its ReplicaSet, else its controller (DaemonSet, StatefulSet, ...), else
+/// the pod itself.
+fn workload_of(api: &Api, pod: &Value) -> (String, String) {
     let controller = |o: &Value| -> Option<(String, String)> {
         o.pointer("/metadata/ownerReferences")?
             .as_array()?
@@ -395,9 +397,9 @@ fn workload_of(api: &Api, pod: &Value) -> String {
             })
             .and_then(|o| controller(&o))
             .filter(|(kind, _)| kind == "Deployment")
-            .map_or(rs, |(_, d)| d),
-        Some((_, name)) if !name.is_empty() => name,
-        _ => util::name(pod).to_string(),
+            .unwrap_or((kind, rs)),
+        Some((kind, name)) if !name.is_empty() => (kind, name),
+        _ => ("Pod".to_string(), util::name(pod).to_string()),
     }
 }
 
@@ -420,7 +422,7 @@ async fn serve_pod(
             format!("localkube data plane: pod \"{namespace}/{name}\" not found\n"),
         );
     };
-    let workload = workload_of(&st.api, &pod);
+    let (workload_kind, workload) = workload_of(&st.api, &pod);
     let pod = PodApp::from_pod(&pod);
     let start = Instant::now();
     let answer = app::serve(&pod, &st.faults, &req.method, req.path(), &req.headers).await;
@@ -438,6 +440,7 @@ async fn serve_pod(
     st.metrics.observe_mesh(
         MeshLabels {
             namespace: pod.namespace.clone(),
+            workload_kind,
             workload,
             pod: pod.name.clone(),
             service_namespace: via.map(|v| v.namespace.clone()).unwrap_or_default(),
