@@ -151,7 +151,8 @@ impl Progress {
                 let value: f64 = l.rsplit(' ').next()?.parse().ok()?;
                 Some(match metric {
                     "request-success-rate" => format!("success rate {value:.1}%"),
-                    "request-duration" => format!("p99 {value:.0}ms"),
+                    // The gauge holds seconds, as Flagger records request-duration.
+                    "request-duration" => format!("p99 {:.0}ms", value * 1000.0),
                     other => format!("{other} {value}"),
                 })
             })
