@@ -847,6 +847,14 @@ async fn istio_drift_is_corrected_mid_analysis_keeping_the_weights() {
         env.canary("podinfo").await.status.unwrap().phase,
         CanaryPhase::WaitingPromotion
     );
+    // The edit is reported as a fight over the routing object, naming the writer.
+    let warning = env
+        .wait_event(
+            "podinfo",
+            "VirtualService podinfo: field manager kubectl-patch changed spec.hosts",
+        )
+        .await;
+    assert!(warning.contains("put back (1 times in 30m0s)"), "{warning}");
     env.hooks.set("promotion", 200);
     env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
 }

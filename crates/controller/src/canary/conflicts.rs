@@ -44,7 +44,8 @@ pub async fn report(
             ),
         ),
         Verdict::Revert { count } => {
-            let stop = if limit == 0 {
+            // Only Services are ever left to another writer; routing objects are always put back.
+            let stop = if limit == 0 || r.kind != "Service" {
                 String::new()
             } else {
                 format!("; stops after {limit}")
@@ -119,6 +120,33 @@ pub async fn report(
                 ctx.now(),
             )
             .await;
+    }
+}
+
+/// A fight over a routing object, counted in the canary's log. Routing objects are always put
+/// back (without them the canary cannot route), so the verdict is always `Revert`.
+pub fn routing_object(
+    ctx: &Context,
+    canary: &Canary,
+    found: crate::router::Contested,
+) -> ConflictReport {
+    let key = ObjectRef::from_obj(canary);
+    let object = format!("{}/{}", found.kind, found.name);
+    let policy = conflict::FightPolicy {
+        max_reversions: 0,
+        window: ctx.settings.fights.window,
+    };
+    let verdict = ctx.with_fights(&key, |log| {
+        log.observe(&object, &found.contender.manager, ctx.now(), policy)
+    });
+    ConflictReport {
+        object,
+        kind: found.kind,
+        name: found.name,
+        apex: false,
+        contender: found.contender,
+        verdict,
+        selects_target: false,
     }
 }
 

@@ -144,6 +144,7 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
         c,
         cookies: crate::router::cookies_of(canary.status.as_ref()),
         ingress_prefix: &ctx.settings.ingress_prefix,
+        contested: None,
     };
     match deref.router.finalize(&target).await {
         Ok(None) => {}

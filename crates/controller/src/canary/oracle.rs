@@ -66,6 +66,7 @@ impl Oracle<'_> {
             c: self.c,
             cookies: crate::router::cookies_of(Some(self.status)),
             ingress_prefix: &self.ctx.settings.ingress_prefix,
+            contested: None,
         }
     }
 

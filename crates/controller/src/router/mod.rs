@@ -61,6 +61,17 @@ pub struct Target<'a> {
     pub cookies: StickyCookies,
     /// `-ingress-annotations-prefix` (nginx).
     pub ingress_prefix: &'a str,
+    /// Where `reconcile` reports routing objects another field manager changed (fights); the
+    /// caller turns them into events and the `FieldConflict` condition.
+    pub contested: Option<&'a std::sync::Mutex<Vec<Contested>>>,
+}
+
+/// A routing object whose fields another field manager changed, found when putting it back.
+#[derive(Clone, Debug)]
+pub struct Contested {
+    pub kind: String,
+    pub name: String,
+    pub contender: flagger_core::conflict::Contender,
 }
 
 /// The session-affinity cookies kept in a Canary status.
@@ -199,6 +210,24 @@ fn kind_of(api: &Api<DynamicObject>) -> String {
         .to_string()
 }
 
+/// Other field managers owning fields of `existing` that differ from `desired`, once the
+/// controller has written the object before (a first takeover is not a fight).
+fn contenders(existing: &Value, desired: &Value) -> Vec<flagger_core::conflict::Contender> {
+    let managed: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry> =
+        serde_json::from_value(existing["metadata"]["managedFields"].clone()).unwrap_or_default();
+    if !managed
+        .iter()
+        .any(|m| m.manager.as_deref() == Some(FIELD_MANAGER))
+    {
+        return Vec::new();
+    }
+    let diff = flagger_core::conflict::differences(
+        existing,
+        &serde_json::json!({"spec": desired["spec"]}),
+    );
+    flagger_core::conflict::contenders(&managed, FIELD_MANAGER, &diff)
+}
+
 /// Whether an object read as JSON is controlled by this Canary.
 pub(crate) fn is_owned(existing: &Value, canary: &Canary) -> bool {
     let refs: Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>> =
@@ -256,6 +285,17 @@ pub(crate) async fn ensure(
     }
     if existing.is_some_and(|e| up_to_date(&desired, e)) {
         return Ok(());
+    }
+    if let (Some(existing), Some(sink)) = (existing, t.contested) {
+        for contender in contenders(existing, &desired) {
+            if let Ok(mut v) = sink.lock() {
+                v.push(Contested {
+                    kind: desired["kind"].as_str().unwrap_or_default().to_string(),
+                    name: name.clone(),
+                    contender,
+                });
+            }
+        }
     }
     api.patch(
         &name,
