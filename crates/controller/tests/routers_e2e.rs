@@ -1143,3 +1143,76 @@ async fn istio_session_affinity_keeps_a_client_on_the_canary_and_expires_its_coo
     let (_, set) = answer_with_cookies(&http, None).await;
     assert!(set.is_empty(), "{set:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gatewayapi_session_affinity_keeps_a_client_on_the_canary() {
+    let env = start_env().await;
+    let analysis = format!(
+        "    interval: 1s\n    threshold: 5\n    maxWeight: 20\n    stepWeight: 10\n    sessionAffinity: {{cookieName: flagger-cookie, maxAge: 21600}}\n    webhooks:\n    - name: gate-promotion\n      type: confirm-promotion\n      url: {}\n",
+        env.hooks.url("promotion")
+    );
+    init(&env, &canary("gatewayapi:v1", GAMMA_REFS, &analysis)).await;
+    env.hooks.set("promotion", 403);
+    env.apply(&workload("6.0.1", "")).await;
+    // Held at 80/20 by the closed promotion gate.
+    env.wait_phase("podinfo", CanaryPhase::WaitingPromotion)
+        .await;
+    let status = env.canary("podinfo").await.status.unwrap();
+    let cookie = status.session_affinity_cookie.clone().unwrap_or_default();
+    let value = cookie.strip_prefix("flagger-cookie=").unwrap_or_default();
+    assert!(
+        value.len() == 10 && value.chars().all(|c| c.is_ascii_alphabetic()),
+        "{status:?}"
+    );
+    // The cookie rule first (all to the canary), then the weighted rule.
+    assert_eq!(
+        env.jsonpath(
+            "httproutes/podinfo",
+            ".spec.rules[0].matches[0].headers[0].value"
+        )
+        .await,
+        format!(".*flagger-cookie.*{value}.*")
+    );
+    assert_eq!(
+        env.jsonpath("httproutes/podinfo", ".spec.rules[1].backendRefs[1].weight")
+            .await,
+        "20"
+    );
+
+    // Without the cookie: the weighted rule; every canary answer hands out the cookie (the
+    // canary backendRef's ResponseHeaderModifier).
+    let http = proxied(&env);
+    let (mut canary_answers, mut primary_answers) = (0, 0);
+    for _ in 0..100 {
+        let (version, set) = answer_with_cookies(&http, None).await;
+        if version == "6.0.1" {
+            canary_answers += 1;
+            assert_eq!(set, vec![format!("{cookie}; Max-Age=21600")]);
+        } else {
+            primary_answers += 1;
+            assert!(set.is_empty(), "{set:?}");
+        }
+    }
+    println!("without the cookie: canary {canary_answers}, primary {primary_answers}");
+    assert!(canary_answers > 0 && primary_answers > canary_answers);
+    // With it: always the canary (the Cookie regex rule).
+    for _ in 0..30 {
+        let (version, _) = answer_with_cookies(&http, Some(&format!("theme=dark; {cookie}"))).await;
+        assert_eq!(version, "6.0.1");
+    }
+
+    // Promotion: the cookie is retired and expired on the clients that still send it.
+    env.hooks.set("promotion", 200);
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    let status = env.canary("podinfo").await.status.unwrap();
+    assert_eq!(status.session_affinity_cookie, None, "{status:?}");
+    assert_eq!(
+        status.previous_session_affinity_cookie.as_deref(),
+        Some(cookie.as_str())
+    );
+    let (version, set) = answer_with_cookies(&http, Some(&cookie)).await;
+    assert_eq!(version, "6.0.1");
+    assert_eq!(set, vec![format!("{cookie}; Max-Age=-1")]);
+    let (_, set) = answer_with_cookies(&http, None).await;
+    assert!(set.is_empty(), "{set:?}");
+}
