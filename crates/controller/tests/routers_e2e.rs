@@ -731,28 +731,64 @@ async fn osm_faulty_canary_is_rolled_back_by_the_builtin_success_rate() {
     assert!(failures > 0.0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn istio_blue_green_mirrors_traffic_to_the_canary_then_switches() {
-    let env = start_env().await;
-    let analysis = format!(
+/// The blue/green analysis with mirroring of the mirroring scenarios.
+fn mirror_analysis() -> String {
+    format!(
         "    interval: 1s\n    threshold: 5\n    iterations: 4\n    mirror: true\n    metrics:\n{}",
         builtin_metrics()
-    );
-    init(&env, &canary("istio", "", &analysis)).await;
-    let vs = virtual_service(&env);
-    // (canary weight, mirrored) as the VirtualService shows them, in order.
+    )
+}
+
+/// The sum of the data plane's own `metric` series whose labels contain `matcher`, read from
+/// its metrics endpoint (what Prometheus scrapes).
+async fn dataplane_counter(env: &Env, metric: &str, matcher: &str) -> f64 {
+    let url = env.kube.dataplane_metrics_url().expect("data plane");
+    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(matcher))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// Copies and answers of the canary Service, as the data plane's sidecar telemetry counts
+/// them.
+async fn canary_service_requests(env: &Env) -> f64 {
+    dataplane_counter(
+        env,
+        "istio_requests_total",
+        r#"destination_service_name="podinfo-canary""#,
+    )
+    .await
+}
+
+/// What a blue/green rollout with mirroring showed.
+struct Mirroring {
+    /// (canary weight, mirrored) as the routing object showed them, in order.
+    states: Vec<(u64, bool)>,
+    /// Client requests answered by the canary during 1.5 s of mirroring.
+    canary_answers: usize,
+    /// Client requests sent during those 1.5 s.
+    client_requests: usize,
+    /// Requests the canary Service received during those 1.5 s (the copies).
+    canary_copies: f64,
+}
+
+/// Rolls out 6.0.1 on an initialized blue/green canary with mirroring while load flows to the
+/// apex Service, until it is promoted; `mirrored` tells whether `object` mirrors to the
+/// canary.
+async fn blue_green_mirroring(
+    env: &Env,
+    object: &RoutingObject,
+    mirrored: fn(&Value) -> bool,
+) -> Mirroring {
     let seen: Arc<Mutex<Vec<(u64, bool)>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     {
-        let (vs, seen, stop) = (vs.clone(), seen.clone(), stop.clone());
+        let (object, seen, stop) = (object.clone(), seen.clone(), stop.clone());
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                if let Some(v) = vs.json().await {
-                    let state = (
-                        vs_weight(&v).unwrap_or(0),
-                        v.pointer("/spec/http/0/mirror/host")
-                            == Some(&Value::from("podinfo-canary")),
-                    );
+                if let Some(v) = object.json().await {
+                    let state = ((object.canary_weight)(&v).unwrap_or(0), mirrored(&v));
                     let mut l = seen.lock().unwrap();
                     if l.last() != Some(&state) {
                         l.push(state);
@@ -762,32 +798,52 @@ async fn istio_blue_green_mirrors_traffic_to_the_canary_then_switches() {
             }
         });
     }
-    let load = Load::start(&env, &[]);
+    let load = Load::start(env, &[]);
     env.apply(&workload("6.0.1", "")).await;
     // While mirrored, clients are answered by the primary only; the canary gets the copies.
     let last = Mutex::new(String::new());
-    support::wait_for(
-        "the VirtualService mirroring to the canary",
-        &last,
-        || async {
-            let state = seen.lock().unwrap().last().copied();
-            (state == Some((0, true))).then_some(())
-        },
-    )
+    support::wait_for("the routing mirroring to the canary", &last, || async {
+        let state = seen.lock().unwrap().last().copied();
+        (state == Some((0, true))).then_some(())
+    })
     .await;
     let before = load.counts();
+    let copies_before = canary_service_requests(env).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let during = load.counts();
-    let canary_answers =
-        during.get("6.0.1").copied().unwrap_or(0) - before.get("6.0.1").copied().unwrap_or(0);
+    let copies_after = canary_service_requests(env).await;
+    let answers = |c: &BTreeMap<String, usize>, v: &str| c.get(v).copied().unwrap_or(0);
+    let canary_answers = answers(&during, "6.0.1") - answers(&before, "6.0.1");
+    let client_requests = during.values().sum::<usize>() - before.values().sum::<usize>();
     env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop.store(true, Ordering::Relaxed);
     let states = seen.lock().unwrap().clone();
+    let m = Mirroring {
+        states,
+        canary_answers,
+        client_requests,
+        canary_copies: copies_after - copies_before,
+    };
     println!(
-        "(canary weight, mirrored) seen: {states:?}; answers: {:?}",
+        "(canary weight, mirrored) seen: {:?}; while mirrored: {} client requests, {} answered by the canary, {} copies to the canary; answers: {:?}",
+        m.states,
+        m.client_requests,
+        m.canary_answers,
+        m.canary_copies,
         load.counts()
     );
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_blue_green_mirrors_traffic_to_the_canary_then_switches() {
+    let env = start_env().await;
+    init(&env, &canary("istio", "", &mirror_analysis())).await;
+    let m = blue_green_mirroring(&env, &virtual_service(&env), |v| {
+        v.pointer("/spec/http/0/mirror/host") == Some(&Value::from("podinfo-canary"))
+    })
+    .await;
     let prom = env.prometheus.as_ref().unwrap();
     let canary_requests = prom
         .query(r#"sum(istio_requests_total{destination_workload="podinfo",destination_workload_namespace="test"})"#)
@@ -795,15 +851,58 @@ async fn istio_blue_green_mirrors_traffic_to_the_canary_then_switches() {
         .unwrap_or(0.0);
     println!("istio_requests_total for the canary workload: {canary_requests}");
     assert_eq!(
-        states,
+        m.states,
         vec![(0, false), (0, true), (100, false), (0, false)],
-        "{states:?}"
+        "{:?}",
+        m.states
     );
     assert_eq!(
-        canary_answers, 0,
+        m.canary_answers, 0,
         "clients answered by the canary while mirrored"
     );
+    assert!(m.canary_copies > 0.0);
     assert!(canary_requests > 0.0);
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gatewayapi_blue_green_mirrors_traffic_to_the_canary() {
+    let env = start_env().await;
+    init(
+        &env,
+        &canary("gatewayapi:v1", GAMMA_REFS, &mirror_analysis()),
+    )
+    .await;
+    let m = blue_green_mirroring(&env, &http_route(&env), |r| {
+        r.pointer("/spec/rules/0/filters")
+            .and_then(Value::as_array)
+            .is_some_and(|fs| {
+                fs.iter().any(|f| {
+                    f["type"] == "RequestMirror"
+                        && f["requestMirror"]["backendRef"]["name"] == "podinfo-canary"
+                })
+            })
+    })
+    .await;
+    assert_eq!(
+        m.states,
+        vec![(0, false), (0, true), (100, false), (0, false)],
+        "{:?}",
+        m.states
+    );
+    assert_eq!(
+        m.canary_answers, 0,
+        "clients answered by the canary while mirrored"
+    );
+    // Every client request while mirrored sent the canary a copy (give or take the ones in
+    // flight at either end of the window).
+    assert!(m.client_requests > 0);
+    assert!(
+        m.canary_copies >= m.client_requests as f64 * 0.8,
+        "{} copies for {} requests",
+        m.canary_copies,
+        m.client_requests
+    );
     assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
 }
 
