@@ -1121,12 +1121,15 @@ async fn nginx_canary_ingress_carries_the_weights_and_is_promoted() {
     let (seen, counts) = promote_progressively_at(&env, &ingress, INGRESS_URL).await;
     assert_progressive(&seen);
     assert!(counts.get("6.0.1").copied().unwrap_or(0) > 0, "{counts:?}");
-    let canary_requests = prom_value(
+    // ingress-nginx's series: the canary upstream took exactly those 60.
+    let canary_requests = dataplane_counter(
         &env,
-        "nginx_ingress_controller_requests taken by the canary",
-        &nginx_canary_requests(""),
+        "nginx_ingress_controller_requests",
+        r#"canary="test-podinfo-canary-"#,
     )
     .await;
+    println!("nginx_ingress_controller_requests taken by the canary: {canary_requests}");
+    assert_eq!(canary_requests, 60.0);
     assert!(canary_requests > 0.0);
 }
 
@@ -1314,4 +1317,94 @@ async fn gatewayapi_session_affinity_keeps_a_client_on_the_canary() {
     assert_eq!(set, vec![format!("{cookie}; Max-Age=-1")]);
     let (_, set) = answer_with_cookies(&http, None).await;
     assert!(set.is_empty(), "{set:?}");
+}
+
+/// `n` requests to `url` with `headers`, counted by the version answering.
+async fn answers_at(
+    env: &Env,
+    url: &str,
+    headers: &[(&str, &str)],
+    n: usize,
+) -> BTreeMap<String, usize> {
+    let http = proxied(env);
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..n {
+        *counts
+            .entry(answer_at(&http, url, headers).await)
+            .or_default() += 1;
+    }
+    println!("{headers:?}: {counts:?}");
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_ab_canary_gets_only_header_matching_requests() {
+    let env = start_env().await;
+    env.apply(&user_ingress("nginx.ingress.kubernetes.io"))
+        .await;
+    // A header match and a cookie match (`canary-by-header` with its value, `canary-by-cookie`).
+    let analysis = "    interval: 1s\n    threshold: 5\n    iterations: 10\n    match:\n    - headers:\n        x-canary: {exact: insider}\n    - headers:\n        cookie: {exact: canary}\n";
+    init(&env, &nginx_canary(analysis)).await;
+    let annotation =
+        |name: &str| format!(r".metadata.annotations.nginx\.ingress\.kubernetes\.io/{name}");
+    env.apply(&workload("6.0.1", "")).await;
+    env.wait_jsonpath(
+        "ingress/podinfo-canary",
+        &annotation("canary-by-header"),
+        "x-canary",
+    )
+    .await;
+    for (name, want) in [
+        ("canary-by-header-value", "insider"),
+        ("canary-by-cookie", "canary"),
+        ("canary-weight", "0"),
+    ] {
+        assert_eq!(
+            env.jsonpath("ingress/podinfo-canary", &annotation(name))
+                .await,
+            want,
+            "{name}"
+        );
+    }
+    // Through the Ingress host: the header or the cookie (`always`) reach the canary, the rest
+    // the primary.
+    let with_header = answers_at(&env, INGRESS_URL, &[("x-canary", "insider")], 30).await;
+    let with_cookie = answers_at(
+        &env,
+        INGRESS_URL,
+        &[("cookie", "theme=dark; canary=always")],
+        30,
+    )
+    .await;
+    let other_header = answers_at(&env, INGRESS_URL, &[("x-canary", "outsider")], 20).await;
+    let without = answers_at(&env, INGRESS_URL, &[], 30).await;
+    assert_eq!(with_header.get("6.0.1"), Some(&30), "{with_header:?}");
+    assert_eq!(with_cookie.get("6.0.1"), Some(&30), "{with_cookie:?}");
+    assert_eq!(other_header.get("6.0.0"), Some(&20), "{other_header:?}");
+    assert_eq!(without.get("6.0.0"), Some(&30), "{without:?}");
+    // ingress-nginx's series: the canary upstream took exactly those 60.
+    let canary_requests = dataplane_counter(
+        &env,
+        "nginx_ingress_controller_requests",
+        r#"canary="test-podinfo-canary-"#,
+    )
+    .await;
+    println!("nginx_ingress_controller_requests taken by the canary: {canary_requests}");
+    assert_eq!(canary_requests, 60.0);
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    assert_eq!(primary_image(&env).await, format!("{PODINFO}:6.0.1"));
+    // Promoted: the A/B annotations are gone, every request reaches the new primary.
+    env.wait_jsonpath(
+        "ingress/podinfo-canary",
+        &annotation("canary-by-header"),
+        "",
+    )
+    .await;
+    assert_eq!(
+        env.jsonpath("ingress/podinfo-canary", &annotation("canary-by-cookie"))
+            .await,
+        ""
+    );
+    let after = answers_at(&env, INGRESS_URL, &[("x-canary", "insider")], 10).await;
+    assert_eq!(after.get("6.0.1"), Some(&10), "{after:?}");
 }
