@@ -1250,7 +1250,7 @@ async fn istio_session_affinity_keeps_a_client_on_the_canary_and_expires_its_coo
 async fn gatewayapi_session_affinity_keeps_a_client_on_the_canary() {
     let env = start_env().await;
     let analysis = format!(
-        "    interval: 1s\n    threshold: 5\n    maxWeight: 20\n    stepWeight: 10\n    sessionAffinity: {{cookieName: flagger-cookie, maxAge: 21600}}\n    webhooks:\n    - name: gate-promotion\n      type: confirm-promotion\n      url: {}\n",
+        "    interval: 1s\n    threshold: 5\n    maxWeight: 20\n    stepWeight: 10\n    sessionAffinity: {{cookieName: flagger-cookie, primaryCookieName: flagger-primary, maxAge: 21600}}\n    webhooks:\n    - name: gate-promotion\n      type: confirm-promotion\n      url: {}\n",
         env.hooks.url("promotion")
     );
     init(&env, &canary("gatewayapi:v1", GAMMA_REFS, &analysis)).await;
@@ -1266,7 +1266,15 @@ async fn gatewayapi_session_affinity_keeps_a_client_on_the_canary() {
         value.len() == 10 && value.chars().all(|c| c.is_ascii_alphabetic()),
         "{status:?}"
     );
-    // The cookie rule first (all to the canary), then the weighted rule.
+    let primary_cookie = status
+        .primary_session_affinity_cookie
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        primary_cookie.starts_with("flagger-primary=") && primary_cookie.len() == 26,
+        "{status:?}"
+    );
+    // The cookie rules first (all to the canary, all to the primary), then the weighted rule.
     assert_eq!(
         env.jsonpath(
             "httproutes/podinfo",
@@ -1276,13 +1284,14 @@ async fn gatewayapi_session_affinity_keeps_a_client_on_the_canary() {
         format!(".*flagger-cookie.*{value}.*")
     );
     assert_eq!(
-        env.jsonpath("httproutes/podinfo", ".spec.rules[1].backendRefs[1].weight")
+        env.jsonpath("httproutes/podinfo", ".spec.rules[2].backendRefs[1].weight")
             .await,
         "20"
     );
 
-    // Without the cookie: the weighted rule; every canary answer hands out the cookie (the
-    // canary backendRef's ResponseHeaderModifier).
+    // Without a cookie: the weighted rule; every canary answer hands out the canary cookie,
+    // every primary answer the primary cookie for one analysis interval (the backendRefs'
+    // ResponseHeaderModifiers).
     let http = proxied(&env);
     let (mut canary_answers, mut primary_answers) = (0, 0);
     for _ in 0..100 {
@@ -1292,15 +1301,20 @@ async fn gatewayapi_session_affinity_keeps_a_client_on_the_canary() {
             assert_eq!(set, vec![format!("{cookie}; Max-Age=21600")]);
         } else {
             primary_answers += 1;
-            assert!(set.is_empty(), "{set:?}");
+            assert_eq!(set, vec![format!("{primary_cookie}; Max-Age=1")]);
         }
     }
-    println!("without the cookie: canary {canary_answers}, primary {primary_answers}");
+    println!("without a cookie: canary {canary_answers}, primary {primary_answers}");
     assert!(canary_answers > 0 && primary_answers > canary_answers);
     // With it: always the canary (the Cookie regex rule).
     for _ in 0..30 {
         let (version, _) = answer_with_cookies(&http, Some(&format!("theme=dark; {cookie}"))).await;
         assert_eq!(version, "6.0.1");
+    }
+    // With the primary cookie: always the primary.
+    for _ in 0..30 {
+        let (version, _) = answer_with_cookies(&http, Some(&primary_cookie)).await;
+        assert_eq!(version, "6.0.0");
     }
 
     // Promotion: the cookie is retired and expired on the clients that still send it.
