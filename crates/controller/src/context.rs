@@ -103,10 +103,14 @@ pub struct Context {
 /// A status write the reflector may not have seen yet.
 #[derive(Clone, Debug)]
 pub struct WrittenStatus {
-    /// resourceVersion of the object the write was based on.
-    pub before: String,
+    /// resourceVersion of the object the write produced.
+    pub after: String,
     pub status: CanaryStatus,
+    pub at: std::time::Instant,
 }
+
+/// How long a remembered status write may stand in for the cache's copy.
+const WRITTEN_STATUS_TTL: Duration = Duration::from_secs(30);
 
 impl Context {
     /// Wall-clock time for timestamps written to the API (status, events).
@@ -132,31 +136,42 @@ impl Context {
         }
     }
 
-    /// The status to act on: the cached object's, unless that object is the very version our
-    /// last status write replaced (the watch event of the write has not arrived yet), in which
-    /// case the status we wrote. Acting on the stale copy would run a tick twice.
+    /// The status to act on: the one this controller last wrote, until the watch cache shows
+    /// it (the cached object is the version the write produced, or already carries that status;
+    /// only the controller writes status). Acting on an older cached copy, including the
+    /// versions produced by earlier writes still in flight, would run a step twice (e.g. emit
+    /// `Initialization done!` twice).
     pub fn current_status(&self, key: &ObjectRef<Canary>, canary: &Canary) -> CanaryStatus {
         let rv = canary
             .metadata
             .resource_version
             .as_deref()
             .unwrap_or_default();
-        if let Ok(mut w) = self.written.lock() {
-            match w.get(key) {
-                Some(memo) if memo.before == rv => return memo.status.clone(),
-                Some(_) => {
-                    w.remove(key);
-                }
-                None => {}
+        let cached = canary.status.clone().unwrap_or_default();
+        if let Ok(mut w) = self.written.lock()
+            && let Some(memo) = w.get(key)
+        {
+            let caught_up = memo.after == rv || memo.status == cached;
+            if caught_up || memo.at.elapsed() > WRITTEN_STATUS_TTL {
+                w.remove(key);
+            } else {
+                return memo.status.clone();
             }
         }
-        canary.status.clone().unwrap_or_default()
+        cached
     }
 
-    /// Remembers a status written on top of resourceVersion `before`.
-    pub fn wrote_status(&self, key: ObjectRef<Canary>, before: String, status: CanaryStatus) {
+    /// Remembers a status write that produced resourceVersion `after`.
+    pub fn wrote_status(&self, key: ObjectRef<Canary>, after: String, status: CanaryStatus) {
         if let Ok(mut w) = self.written.lock() {
-            w.insert(key, WrittenStatus { before, status });
+            w.insert(
+                key,
+                WrittenStatus {
+                    after,
+                    status,
+                    at: std::time::Instant::now(),
+                },
+            );
         }
     }
 

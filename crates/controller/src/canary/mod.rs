@@ -161,12 +161,7 @@ async fn reconcile_canary(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Acti
     let until_due = ctx.until_due(&key);
     if !until_due.is_zero() && !revision_changed(&status, &observed.revision) {
         if let Some(updated) = conflicts::with_condition(&ctx, &key, &status) {
-            write_status(&api, &canary, &updated).await?;
-            ctx.wrote_status(
-                key.clone(),
-                canary.resource_version().unwrap_or_default(),
-                updated,
-            );
+            write_and_remember(&ctx, &api, &key, &canary, updated).await?;
         }
         return Ok(Action::requeue(until_due));
     }
@@ -228,12 +223,7 @@ async fn reconcile_canary(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Acti
         _ => to_write,
     };
     if let Some(new_status) = to_write {
-        write_status(&api, &canary, &new_status).await?;
-        ctx.wrote_status(
-            key.clone(),
-            canary.resource_version().unwrap_or_default(),
-            new_status,
-        );
+        write_and_remember(&ctx, &api, &key, &canary, new_status).await?;
     }
     ctx.metrics
         .set_phase(&c.target.name, &ns, next_status.phase);
@@ -292,6 +282,34 @@ pub async fn write_status(api: &Api<Canary>, canary: &Canary, status: &CanarySta
         &Patch::Apply(&patch),
     )
     .await?;
+    Ok(())
+}
+
+/// Writes the status and remembers it until the watch cache has caught up with the write.
+async fn write_and_remember(
+    ctx: &Context,
+    api: &Api<Canary>,
+    key: &ObjectRef<Canary>,
+    canary: &Canary,
+    status: CanaryStatus,
+) -> Result<()> {
+    let patch = json!({
+        "apiVersion": "flagger.app/v1beta1",
+        "kind": "Canary",
+        "status": status,
+    });
+    let written = api
+        .patch_status(
+            &canary.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    ctx.wrote_status(
+        key.clone(),
+        written.resource_version().unwrap_or_default(),
+        status,
+    );
     Ok(())
 }
 
