@@ -142,11 +142,11 @@ pub struct Args {
     #[arg(long, env = "FLAGGER_ZAP_ENCODING", value_parser = ["json", "console"])]
     pub zap_encoding: Option<String>,
 
-    /// Run only while holding the Lease `flagger` (several replicas, one active).
+    /// Run only while holding the Lease `flagger-leader-election` (several replicas, one active).
     #[arg(long, env = "FLAGGER_ENABLE_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub enable_leader_election: bool,
 
-    /// Namespace of the leader election Lease.
+    /// Namespace of the leader election Lease (the `-namespace` one when that is set).
     #[arg(
         long,
         env = "FLAGGER_LEADER_ELECTION_NAMESPACE",
@@ -154,8 +154,8 @@ pub struct Args {
     )]
     pub leader_election_namespace: String,
 
-    /// How long a leader's Lease lasts without renewal (flagger-rs; client-go's default).
-    #[arg(long, env = "FLAGGER_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    /// How long a leader's Lease lasts without renewal (flagger-rs; Flagger's is 60s).
+    #[arg(long, env = "FLAGGER_LEADER_ELECTION_LEASE_DURATION", default_value = "60s", value_parser = parse_duration)]
     pub leader_election_lease_duration: Duration,
 
     /// Sustained requests per second to the API server (client-side limit; 0: none).

@@ -1,8 +1,8 @@
-//! Leader election on a `coordination.k8s.io/v1` Lease, as client-go's leader election does it:
-//! a replica acts (reconciles, writes status, applies effects) only while it holds the Lease; it
-//! renews it every `retry` and steps down, ending the controller, when it cannot renew within
-//! the lease duration. A stopping leader releases the Lease so another replica takes over at
-//! once.
+//! Leader election on a `coordination.k8s.io/v1` Lease, with client-go's Lease fields and
+//! timing (Flagger: lease 60s, renew deadline 15s, retry 5s): a replica acts (reconciles, writes
+//! status, applies effects) only while it holds the Lease; it renews it every `retry` and steps
+//! down, ending the controller, when it cannot renew within the renew deadline (a quarter of the
+//! lease). A stopping leader releases the Lease so another replica takes over at once.
 
 use std::time::Duration;
 
@@ -12,26 +12,29 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
 use kube::{Api, Client};
 
-/// The Lease's name (Flagger's leader election ID).
-pub const LEASE_NAME: &str = "flagger";
+/// The Lease's name: Flagger's, so that Flagger and flagger-rs replicas running side by side
+/// (during a switch from one to the other) share one election.
+pub const LEASE_NAME: &str = "flagger-leader-election";
 
 /// One replica's view of the election.
 pub struct Elector {
     api: Api<Lease>,
     identity: String,
     lease: Duration,
+    renew_deadline: Duration,
     retry: Duration,
 }
 
 impl Elector {
-    /// An elector for the Lease `flagger` in `namespace`, under `identity` (pod name and a
+    /// An elector for the Lease `flagger-leader-election` in `namespace`, under `identity` (pod name and a
     /// random suffix).
     pub fn new(client: Client, namespace: &str, identity: String, lease: Duration) -> Elector {
         Elector {
             api: Api::namespaced(client, namespace),
             identity,
             lease,
-            retry: (lease / 7).max(Duration::from_millis(200)),
+            renew_deadline: lease / 4,
+            retry: (lease / 12).clamp(Duration::from_millis(100), Duration::from_secs(5)),
         }
     }
 
@@ -51,8 +54,8 @@ impl Elector {
         }
     }
 
-    /// Renews the Lease until it is lost (another holder, or no renewal for a lease duration);
-    /// then returns.
+    /// Renews the Lease until it is lost (another holder, or no renewal within the renew
+    /// deadline); then returns.
     pub async fn hold(&self) {
         let mut last_renewal = tokio::time::Instant::now();
         loop {
@@ -62,7 +65,7 @@ impl Elector {
                 Ok(false) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "leader election: renewing the Lease failed");
-                    if last_renewal.elapsed() >= self.lease {
+                    if last_renewal.elapsed() >= self.renew_deadline {
                         return;
                     }
                 }

@@ -178,15 +178,19 @@ pub async fn serve(
             .or_else(|_| std::env::var("HOSTNAME"))
             .unwrap_or_else(|_| "flagger".into());
         let identity = format!("{host}_{}", uuid::Uuid::new_v4());
+        // Flagger's rule: the watched namespace when there is one.
+        let lease_ns = args
+            .namespace
+            .clone()
+            .unwrap_or_else(|| args.leader_election_namespace.clone());
         let elector = crate::leader::Elector::new(
             client.clone(),
-            &args.leader_election_namespace,
+            &lease_ns,
             identity,
             args.leader_election_lease_duration,
         );
         tracing::info!(
-            "waiting for leadership (Lease {}/{})",
-            args.leader_election_namespace,
+            "waiting for leadership (Lease {lease_ns}/{})",
             crate::leader::LEASE_NAME
         );
         tokio::select! {

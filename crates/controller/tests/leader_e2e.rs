@@ -44,7 +44,7 @@ spec:
 
 async fn holder(env: &Env) -> String {
     Api::<Lease>::namespaced(env.client.clone(), NS)
-        .get_opt("flagger")
+        .get_opt(flagger_controller::leader::LEASE_NAME)
         .await
         .ok()
         .flatten()
