@@ -125,30 +125,30 @@ pub fn build(client: &Client, namespace: Option<&str>) -> (Caches, Feeds) {
 impl Caches {
     /// Waits until every store has listed once.
     pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
-        // Each store's readiness wakes a single waiter (kube-runtime's DelayedInit keeps one
-        // waker), so poll each with a short timeout instead of waiting once.
-        macro_rules! ready {
-            ($($s:ident),*) => {$(
-                loop {
-                    let wait = self.$s.wait_until_ready();
-                    match tokio::time::timeout(std::time::Duration::from_millis(100), wait).await {
-                        Ok(r) => { r?; break; }
-                        Err(_) => continue,
-                    }
-                }
-            )*};
+        wait_ready(&self.deployments).await?;
+        wait_ready(&self.daemonsets).await?;
+        wait_ready(&self.configmaps).await?;
+        wait_ready(&self.secrets).await?;
+        wait_ready(&self.services).await?;
+        wait_ready(&self.hpas).await?;
+        wait_ready(&self.metric_templates).await?;
+        wait_ready(&self.alert_providers).await
+    }
+}
+
+/// Waits until `store` has listed once. Its readiness signal wakes only its last waiter
+/// (kube-runtime's DelayedInit keeps one waker) and the controller may wait on it too, so the
+/// wait is renewed every 100 ms until it resolves.
+pub async fn wait_ready<K>(store: &Store<K>) -> Result<(), reflector::store::WriterDropped>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Clone + Eq + std::hash::Hash,
+{
+    loop {
+        let wait = store.wait_until_ready();
+        if let Ok(r) = tokio::time::timeout(std::time::Duration::from_millis(100), wait).await {
+            return r;
         }
-        ready!(
-            deployments,
-            daemonsets,
-            configmaps,
-            secrets,
-            services,
-            hpas,
-            metric_templates,
-            alert_providers
-        );
-        Ok(())
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use flagger_api::Canary;
-use flagger_api::labels::{FINALIZER, SCALE_TO_ZERO_NODE_SELECTOR};
+use flagger_api::labels::FINALIZER;
 use flagger_core::model::{AutoscalerKind, TargetKind, ValidatedCanary};
 use flagger_core::validate::{ValidationContext, validate};
 use flagger_core::workload::LabelPolicy;
@@ -24,8 +24,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use crate::canary::finalize::{hand_back, target_selector};
-use crate::canary::keda;
+use crate::canary::finalize::{bring_back_target, hand_back, target_selector};
 use crate::canary::objects::owned_by;
 
 /// Field manager of the uninstall's writes.
@@ -122,16 +121,15 @@ async fn hand_over(
         .context("suspending the Canary")?;
     say("suspended".into());
 
+    bring_back_target(client, &c)
+        .await
+        .map_err(|e| anyhow!(e))?;
     if c.autoscaler
         .as_ref()
         .is_some_and(|a| a.kind == AutoscalerKind::ScaledObject)
     {
-        keda::set_paused(client, &c, false)
-            .await
-            .map_err(|e| anyhow!(e))?;
         say("target ScaledObject resumed".into());
     }
-    scale_up(client, &c, &merge).await?;
     let ready = wait(opts.timeout, || target_ready(client, &c))
         .await
         .with_context(|| {
@@ -224,38 +222,6 @@ async fn hand_over(
         "Canary deleted (the primary {} and the -primary/-canary Services go with it)",
         c.primary_workload()
     ));
-    Ok(())
-}
-
-async fn scale_up(client: &Client, c: &ValidatedCanary, merge: &PatchParams) -> anyhow::Result<()> {
-    let ns = &c.namespace;
-    match c.target.kind {
-        TargetKind::Deployment => {
-            let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-            let primary = api.get_opt(&c.primary_workload()).await?;
-            let target = api.get(&c.target.name).await?;
-            let current = target.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-            let replicas = primary
-                .and_then(|p| p.spec)
-                .and_then(|s| s.replicas)
-                .unwrap_or(1)
-                .max(current)
-                .max(1);
-            api.patch(
-                &c.target.name,
-                merge,
-                &Patch::Merge(json!({"spec": {"replicas": replicas}})),
-            )
-            .await?;
-        }
-        TargetKind::DaemonSet => {
-            let api: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
-            let patch = json!({"spec": {"template": {"spec": {"nodeSelector": {SCALE_TO_ZERO_NODE_SELECTOR: null}}}}});
-            api.patch(&c.target.name, merge, &Patch::Merge(patch))
-                .await?;
-        }
-        other => bail!("{} targets have nothing to scale", other.kind()),
-    }
     Ok(())
 }
 

@@ -300,18 +300,9 @@ pub async fn serve(
     let ready_ctx = ctx.clone();
     let ready_store = store.clone();
     tokio::spawn(async move {
-        // The store's readiness signal wakes only its last waiter (kube-runtime's DelayedInit
-        // keeps one waker) and the controller waits on it too: poll again until it resolves.
-        loop {
-            let wait = ready_store.wait_until_ready();
-            match tokio::time::timeout(std::time::Duration::from_millis(100), wait).await {
-                Ok(Ok(())) => break,
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "canary cache never became ready");
-                    return;
-                }
-                Err(_) => continue,
-            }
+        if let Err(e) = cache::wait_ready(&ready_store).await {
+            tracing::error!(error = %e, "canary cache never became ready");
+            return;
         }
         match ready_ctx.caches.wait_until_ready().await {
             Ok(()) => {

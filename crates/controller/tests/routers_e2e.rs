@@ -655,12 +655,13 @@ async fn gatewayapi_faulty_canary_is_rolled_back_by_the_builtin_success_rate() {
     )
     .await;
     faulty_canary_is_rolled_back(&env, &http_route(&env), APEX_URL).await;
-    prom_value(
+    let failures = prom_value(
         &env,
         "http_request_duration_seconds_count of the canary's pods, 5xx",
         r#"sum(http_request_duration_seconds_count{kubernetes_namespace="test",kubernetes_pod_name=~"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)",status=~"5.*"})"#,
     )
     .await;
+    assert!(failures > 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use flagger_api::labels::{FINALIZER, LAST_APPLIED, ORIGINAL_SERVICE, SCALE_TO_ZERO_NODE_SELECTOR};
 use flagger_api::{Canary, CanaryPhase};
 use flagger_core::effects::{EventType, Readiness};
-use flagger_core::model::{AutoscalerKind, TargetKind};
+use flagger_core::model::{AutoscalerKind, TargetKind, ValidatedCanary};
 use flagger_core::readiness::{self, Role};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::Service;
@@ -43,37 +43,12 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
     let deref = dereference(canary, &ctx.settings).map_err(|p| Error::Object(p.join("; ")))?;
     let c = &deref.canary;
     let client = ctx.client.clone();
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    };
-
-    // Bring the target back, its ScaledObject resumed first (a no-op without one).
-    if c.autoscaler
-        .as_ref()
-        .is_some_and(|a| a.kind == AutoscalerKind::ScaledObject)
-    {
-        super::keda::set_paused(&client, c, false)
-            .await
-            .map_err(Error::Object)?;
-    }
+    bring_back_target(&client, c).await.map_err(Error::Object)?;
     let ready = match c.target.kind {
         TargetKind::Deployment => {
-            let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
-            let primary = deployments.get_opt(&c.primary_workload()).await?;
-            let replicas = primary
-                .and_then(|p| p.spec)
-                .and_then(|s| s.replicas)
-                .filter(|r| *r > 0)
-                .unwrap_or(1);
-            deployments
-                .patch(
-                    &c.target.name,
-                    &params,
-                    &Patch::Merge(json!({"spec": {"replicas": replicas}})),
-                )
+            let target = Api::<Deployment>::namespaced(client.clone(), &ns)
+                .get(&c.target.name)
                 .await?;
-            let target = deployments.get(&c.target.name).await?;
             readiness::deployment(
                 &target,
                 Role::Canary,
@@ -85,12 +60,9 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
             )
         }
         TargetKind::DaemonSet => {
-            let daemonsets = Api::<DaemonSet>::namespaced(client.clone(), &ns);
-            let patch = json!({"spec": {"template": {"spec": {"nodeSelector": {SCALE_TO_ZERO_NODE_SELECTOR: null}}}}});
-            daemonsets
-                .patch(&c.target.name, &params, &Patch::Merge(patch))
+            let target = Api::<DaemonSet>::namespaced(client.clone(), &ns)
+                .get(&c.target.name)
                 .await?;
-            let target = daemonsets.get(&c.target.name).await?;
             readiness::daemonset(
                 &target,
                 Role::Canary,
@@ -178,6 +150,59 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
         )
         .await;
     Ok(Action::await_change())
+}
+
+/// Brings the target back from zero, for good (deletion, uninstall): its KEDA ScaledObject
+/// resumed; a Deployment scaled to the primary's replicas (at least its own, at least 1); a
+/// DaemonSet's scale-to-zero node selector removed.
+pub async fn bring_back_target(
+    client: &kube::Client,
+    c: &ValidatedCanary,
+) -> std::result::Result<(), String> {
+    let ns = &c.namespace;
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    if c.autoscaler
+        .as_ref()
+        .is_some_and(|a| a.kind == AutoscalerKind::ScaledObject)
+    {
+        super::keda::set_paused(client, c, false).await?;
+    }
+    let failed = |e: kube::Error| {
+        format!(
+            "scaling up {} {}.{ns} failed: {e}",
+            c.target.kind.kind().to_lowercase(),
+            c.target.name
+        )
+    };
+    match c.target.kind {
+        TargetKind::Deployment => {
+            let api = Api::<Deployment>::namespaced(client.clone(), ns);
+            let replicas_of =
+                |d: Option<Deployment>| d.and_then(|d| d.spec).and_then(|s| s.replicas);
+            let primary = replicas_of(api.get_opt(&c.primary_workload()).await.map_err(failed)?);
+            let current = replicas_of(api.get_opt(&c.target.name).await.map_err(failed)?);
+            let replicas = primary.unwrap_or(1).max(current.unwrap_or(0)).max(1);
+            api.patch(
+                &c.target.name,
+                &params,
+                &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+            )
+            .await
+            .map_err(failed)?;
+        }
+        TargetKind::DaemonSet => {
+            let patch = json!({"spec": {"template": {"spec": {"nodeSelector": {SCALE_TO_ZERO_NODE_SELECTOR: null}}}}});
+            Api::<DaemonSet>::namespaced(client.clone(), ns)
+                .patch(&c.target.name, &params, &Patch::Merge(patch))
+                .await
+                .map_err(failed)?;
+        }
+        other => return Err(format!("{} targets have nothing to scale", other.kind())),
+    }
+    Ok(())
 }
 
 /// The apex Service as it is handed back: a Service someone else made gets the selector and
