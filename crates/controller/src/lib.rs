@@ -25,7 +25,6 @@ pub mod canary;
 pub mod context;
 pub mod error;
 pub mod events;
-pub mod gotemplate;
 pub mod handover;
 pub mod leader;
 pub mod logfmt;
@@ -41,4 +40,4 @@ pub use args::Args;
 pub use error::Error;
 
 /// Field manager of every write the controller makes.
-pub const FIELD_MANAGER: &str = "flagger";
+pub use flagger_api::labels::FIELD_MANAGER;

@@ -9,9 +9,9 @@ use flagger_api::metric::{METRIC_PROVIDERS, MetricProvider};
 use flagger_core::effects::MetricOutcome;
 
 use crate::cache::{self, Caches};
-use crate::gotemplate::{self, Model};
 use crate::prometheus::{self, Auth, Server};
 use crate::webhook::Clients;
+use flagger_core::gotemplate::{self, Model};
 
 /// Reads MetricTemplates and their Secrets from the watch caches (the API server when a cache
 /// lacks the object, which also yields the API server's not-found message).

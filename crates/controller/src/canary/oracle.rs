@@ -10,12 +10,12 @@ use flagger_core::readiness::{self, Role};
 use super::observe::{Observed, Target};
 use crate::cache;
 use crate::context::Context;
-use crate::gotemplate::{self, Model};
 use crate::metrics::MetricLabels;
 use crate::prometheus;
 use crate::router::Router;
 use crate::templates;
 use crate::webhook::{self, Payload};
+use flagger_core::gotemplate::{self, Model};
 
 /// What the oracle works with for one tick.
 pub struct Oracle<'a> {
