@@ -29,7 +29,7 @@ pub mod handover;
 pub mod leader;
 pub mod logfmt;
 pub mod metrics;
-pub mod prometheus;
+pub mod providers;
 pub mod router;
 pub mod run;
 pub mod server;

@@ -12,6 +12,7 @@ pub mod effects;
 pub mod gotemplate;
 pub mod hash;
 pub mod keda;
+pub mod metric;
 pub mod model;
 pub mod notify;
 pub mod readiness;

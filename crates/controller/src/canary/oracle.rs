@@ -11,11 +11,13 @@ use super::observe::{Observed, Target};
 use crate::cache;
 use crate::context::Context;
 use crate::metrics::MetricLabels;
-use crate::prometheus;
+use crate::providers::{self, prometheus::Prometheus};
 use crate::router::Router;
 use crate::templates;
 use crate::webhook::{self, Payload};
 use flagger_core::gotemplate::{self, Model};
+use flagger_core::metric::MetricCheck;
+use flagger_core::routing::observer;
 
 /// What the oracle works with for one tick.
 pub struct Oracle<'a> {
@@ -91,8 +93,9 @@ impl Oracle<'_> {
 
     /// The Prometheus of builtin checks and inline queries: `spec.metricsServer` or
     /// `-metrics-server`.
-    fn prometheus(&self) -> prometheus::Server {
-        prometheus::Server::plain(
+    fn prometheus(&self) -> Prometheus {
+        Prometheus::plain(
+            &self.ctx.http,
             self.c
                 .metrics_server
                 .as_deref()
@@ -101,21 +104,29 @@ impl Oracle<'_> {
     }
 
     /// The availability check at initialization: the Prometheus of builtin checks and inline
-    /// queries, then every MetricTemplate (template, secret, provider, `vector(1)`).
+    /// queries, then every MetricTemplate (template, secret, provider, its own check).
     async fn providers_online(&self) -> Result<(), String> {
         let metrics = &self.c.analysis.metrics;
         let uses_prometheus = metrics
             .iter()
             .any(|m| matches!(m.source, MetricSource::Builtin(_) | MetricSource::Query(_)));
         if uses_prometheus {
-            prometheus::is_online(&self.ctx.http, &self.prometheus()).await?;
+            self.prometheus().check_online().await?;
         }
-        for m in metrics {
+        for (index, m) in metrics.iter().enumerate() {
             if let MetricSource::Template {
                 name, namespace, ..
             } = &m.source
             {
-                templates::is_online(&self.ctx.lookups, &self.ctx.http, namespace, name).await?;
+                let interval = self.template_model(index).interval;
+                templates::is_online(
+                    &self.ctx.lookups,
+                    &self.ctx.http,
+                    namespace,
+                    name,
+                    &interval,
+                )
+                .await?;
             }
         }
         Ok(())
@@ -169,30 +180,40 @@ impl Oracle<'_> {
             .interval
             .map(flagger_core::duration::format_go)
             .unwrap_or_else(|| "1m".into());
-        let outcome = match &metric.source {
-            MetricSource::Builtin(kind) => {
-                let ingress = self.template_model(index).ingress;
-                match prometheus::builtin_query(self.c, *kind, &interval, &ingress) {
-                    Some(q) => {
-                        let out = prometheus::query(&self.ctx.http, &self.prometheus(), &q).await;
-                        match (kind, out) {
-                            (BuiltinMetric::RequestDuration, MetricOutcome::Value(v)) => {
-                                MetricOutcome::Value(prometheus::duration_to_ms(self.c, v))
-                            }
-                            (_, other) => other,
-                        }
-                    }
-                    None => MetricOutcome::Error(format!(
+        let check = match &metric.source {
+            MetricSource::Builtin(kind) => match observer::for_provider(self.c.provider) {
+                Some(observer) => {
+                    let model = Model {
+                        interval,
+                        ..self.template_model(index)
+                    };
+                    let query = observer.query(*kind, &model);
+                    let answer = self.prometheus().query(&query).await;
+                    let answer = match kind {
+                        BuiltinMetric::RequestDuration => answer.map(|v| observer.duration_ms(v)),
+                        BuiltinMetric::RequestSuccessRate => answer,
+                    };
+                    MetricCheck::ran("prometheus", query, providers::outcome(answer))
+                }
+                None => MetricCheck::not_run(
+                    "prometheus",
+                    MetricOutcome::Error(format!(
                         "no builtin {} query for the {} provider",
                         kind.name(),
                         self.c.provider
                     )),
-                }
-            }
+                ),
+            },
             MetricSource::Query(query) => {
                 match gotemplate::render(query, &self.template_model(index)) {
-                    Ok(q) => prometheus::query(&self.ctx.http, &self.prometheus(), &q).await,
-                    Err(e) => MetricOutcome::Error(format!("query render error: {e}")),
+                    Ok(q) => {
+                        let answer = self.prometheus().query(&q).await;
+                        MetricCheck::ran("prometheus", q, providers::outcome(answer))
+                    }
+                    Err(e) => MetricCheck::not_run(
+                        "prometheus",
+                        MetricOutcome::Error(format!("query render error: {e}")),
+                    ),
                 }
             }
             MetricSource::Template {
@@ -208,6 +229,16 @@ impl Oracle<'_> {
                 .await
             }
         };
+        tracing::debug!(
+            canary = %format!("{}.{}", self.c.name, self.c.namespace),
+            metric = %metric.name,
+            provider = %check.provider,
+            query = check.query.as_deref().unwrap_or_default(),
+            value = ?check.value(),
+            failure = check.failure().unwrap_or_default(),
+            "metric check"
+        );
+        let outcome = check.outcome;
         if let MetricOutcome::Value(v) = &outcome {
             let value = match &metric.source {
                 // Flagger records request-duration in seconds.

@@ -4,6 +4,9 @@
 //! The types carry the fields Flagger writes; unknown fields of an object read back are
 //! ignored.
 
+use super::observer::{Observer, p99, success_rate};
+use crate::gotemplate::Model;
+use crate::model::BuiltinMetric;
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -525,6 +528,34 @@ fn add_response_header(headers: Option<Headers>, value: String) -> Headers {
     headers
 }
 
+// === builtin checks ===
+
+/// The Istio observer: Istio's standard request metrics as the destination reports them. It is
+/// also Flagger's default observer, which `smi:*` canaries get.
+pub struct IstioObserver;
+
+impl Observer for IstioObserver {
+    fn query(&self, metric: BuiltinMetric, m: &Model) -> String {
+        let selector = format!(
+            r#"reporter="destination",destination_workload_namespace="{}",destination_workload=~"{}""#,
+            m.namespace, m.target
+        );
+        match metric {
+            BuiltinMetric::RequestSuccessRate => success_rate(
+                "istio_requests_total",
+                &selector,
+                r#"response_code!~"5.*""#,
+                &m.interval,
+            ),
+            BuiltinMetric::RequestDuration => p99(
+                "istio_request_duration_milliseconds_bucket",
+                &selector,
+                &m.interval,
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -561,5 +592,19 @@ mod tests {
         assert_eq!(merged[1].uri, svc("/v2").uri);
         assert_eq!(merged[1].headers, m("a", "1").headers);
         assert_eq!(merged[2].headers, m("b", "2").headers);
+    }
+
+    #[test]
+    fn istio_observer_reads_the_destinations_request_metrics() {
+        use crate::routing::observer::tests::model;
+        assert_eq!(
+            IstioObserver.query(BuiltinMetric::RequestSuccessRate, &model("30s")),
+            r#"sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace="test",destination_workload=~"podinfo",response_code!~"5.*"}[30s])) / sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace="test",destination_workload=~"podinfo"}[30s])) * 100"#
+        );
+        assert_eq!(
+            IstioObserver.query(BuiltinMetric::RequestDuration, &model("30s")),
+            r#"histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace="test",destination_workload=~"podinfo"}[30s])) by (le))"#
+        );
+        assert_eq!(IstioObserver.duration_ms(256.7), 256.0);
     }
 }

@@ -21,7 +21,9 @@
 
 pub mod gatewayapi;
 pub mod istio;
+pub mod kubernetes;
 pub mod nginx;
+pub mod observer;
 pub mod smi;
 
 use std::collections::BTreeMap;
