@@ -29,6 +29,7 @@ pub mod handover;
 pub mod leader;
 pub mod logfmt;
 pub mod metrics;
+pub mod owner;
 pub mod providers;
 pub mod router;
 pub mod run;

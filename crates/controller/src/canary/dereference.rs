@@ -12,7 +12,7 @@ use crate::templates::Lookups;
 /// A canary ready to run, with the warnings worth an event.
 pub struct Dereferenced {
     pub canary: ValidatedCanary,
-    pub router: Router,
+    pub router: &'static dyn Router,
     pub warnings: Vec<String>,
 }
 
@@ -22,8 +22,8 @@ pub fn dereference(canary: &Canary, settings: &Settings) -> Result<Dereferenced,
         .map_err(|problems| problems.iter().map(format_problem).collect::<Vec<_>>())?;
     let c = validated.canary;
     let mut problems = Vec::new();
-    let router = Router::for_provider(c.provider)
-        .map_err(|e| problems.push(e))
+    let router = crate::router::for_provider(c.provider)
+        .map_err(|e| problems.push(e.message))
         .ok();
     if !matches!(
         c.target.kind,

@@ -25,7 +25,7 @@ pub struct Oracle<'a> {
     pub canary: &'a Canary,
     pub c: &'a ValidatedCanary,
     pub observed: &'a Observed,
-    pub router: Router,
+    pub router: &'static dyn Router,
     pub status: &'a CanaryStatus,
     /// Session-affinity cookies the router wrote this tick, for the status.
     pub cookies: std::sync::Mutex<Option<flagger_core::routing::StickyCookies>>,
@@ -37,7 +37,10 @@ impl Oracle<'_> {
         match need {
             Need::PrimaryReadiness => obs.primary_ready = Some(self.readiness(Role::Primary).await),
             Need::CanaryReadiness => obs.canary_ready = Some(self.readiness(Role::Canary).await),
-            Need::Routes => obs.routes = Some(self.router.get_routes(&self.route_target()).await),
+            Need::Routes => {
+                let routes = self.router.get_routes(&self.route_target()).await;
+                obs.routes = Some(routes.map_err(|e| e.message));
+            }
             Need::MetricProviders => obs.metric_providers = Some(self.providers_online().await),
             Need::Hook {
                 hook_type,
@@ -66,9 +69,7 @@ impl Oracle<'_> {
             client: &self.ctx.client,
             canary: self.canary,
             c: self.c,
-            cookies: crate::router::cookies_of(Some(self.status)),
             ingress_prefix: &self.ctx.settings.ingress_prefix,
-            contested: None,
         }
     }
 

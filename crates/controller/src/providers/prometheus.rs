@@ -180,7 +180,7 @@ impl Prometheus {
     /// Whether the Prometheus answers `vector(1)` with 1.
     pub async fn check_online(&self) -> Result<(), String> {
         match self.query("vector(1)").await {
-            Ok(v) if v == 1.0 => Ok(()),
+            Ok(1.0) => Ok(()),
             Ok(v) => Err(format!("prometheus not available: unexpected value {v}")),
             Err(e) => Err(format!("prometheus not available: {e}")),
         }
