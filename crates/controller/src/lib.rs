@@ -17,6 +17,12 @@
 //!
 //! Analysis ticks run once per `analysis.interval` per canary; a new revision of the target or a
 //! change to a tracked ConfigMap or Secret is acted on when its watch event arrives.
+//!
+//! Providers plug in through one seam per kind: [`router`] (the `Router` trait: reconcile, get
+//! and set routes, finalize; one module per provider and a registry line) and [`providers`]
+//! (the `MetricsProvider` trait: query and availability check; one module per MetricTemplate
+//! type and a registry line). The steps reach them through [`canary::oracle`] and
+//! [`canary::apply`] and never know which provider they talk to.
 
 pub mod alerts;
 pub mod args;

@@ -1,6 +1,6 @@
 //! One metric check as it ran: which provider answered, the query it was sent, and what came
 //! back (the value read, or why there is none). The controller's metric providers produce it;
-//! [`MetricCheck::outcome`] is what [`crate::decide`] judges, and the rest is what explanations
+//! [`MetricCheck::outcome`] is what [`crate::decide()`] judges, and the rest is what explanations
 //! of a decision are made from (which provider, which rendered query, which value).
 //!
 //! Nothing here holds credentials: a provider's address and Secret never enter a check.

@@ -46,18 +46,19 @@
 //! and a line in `flagger_core::routing::observer::for_provider`), a module here, and a line in
 //! [`for_provider`]:
 //!
-//! * `contour`: one HTTPProxy `<apex>` through [`ensure`]; `-ingress-class` reaches the builder
+//! * `contour`: one HTTPProxy `<apex>` through `ensure`; `-ingress-class` reaches the builder
 //!   through [`Target`], next to `ingress_prefix`.
 //! * `gloo`: `reconcile` writes several objects, the two Upstreams generated from `upstreamRef`
-//!   (read with [`dynamic_api`]) and the RouteTable, each through [`ensure`], which collects
+//!   (read with `dynamic_api`) and the RouteTable, each through `ensure`, which collects
 //!   the fights of all of them.
 //! * `traefik`: one TraefikService; the module reads the older `traefik.containo.us` group when
 //!   `traefik.io` is not served.
 //! * `skipper`: the canary Ingress cloned from `ingressRef`, like `nginx`; its `finalize`
 //!   deletes that Ingress, as Flagger's does.
 //! * `apisix`: the ApisixRoute `<routeRef>-<apex>-canary` built from the route `routeRef` names.
-//! * `kuma`: a cluster-scoped TrafficRoute with no owner reference (an owner must be namespaced
-//!   with it): written with [`ensure`] on an `Api::all_with` and no adoption.
+//! * `kuma`: a cluster-scoped TrafficRoute with no owner reference (a namespaced Canary cannot
+//!   own it): written on an `Api::all_with` through `ensure` with adoption turned off (one
+//!   more argument of the shared helper).
 //! * `appmesh`, `appmesh:v1beta2`: several objects (virtual nodes, routers and services) in
 //!   `reconcile`, the weights in one of them; the version comes from the provider, as for SMI.
 //! * `knative`: no routing object of its own and no primary workload: the router writes the

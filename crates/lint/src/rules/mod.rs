@@ -6,11 +6,11 @@
 //! the GitOps tool and the controller overwrite each other, on every sync interval. One module
 //! per family of generated objects:
 //!
-//! * [`services`]: the apex, `-primary` and `-canary` Services, and Services selecting the
+//! * `services`: the apex, `-primary` and `-canary` Services, and Services selecting the
 //!   target's pods;
-//! * [`workloads`]: the primary workload, its config copies and autoscalers, and the target's
+//! * `workloads`: the primary workload, its config copies and autoscalers, and the target's
 //!   `spec.replicas`;
-//! * [`routes`]: the routing objects of each provider.
+//! * `routes`: the routing objects of each provider.
 
 mod routes;
 mod services;
