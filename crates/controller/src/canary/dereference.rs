@@ -6,13 +6,13 @@ use flagger_core::validate::{Problem, validate};
 
 use crate::context::Settings;
 use crate::providers;
-use crate::router::Router;
+use crate::router::AnyRouter;
 use crate::templates::Lookups;
 
 /// A canary ready to run, with the warnings worth an event.
 pub struct Dereferenced {
     pub canary: ValidatedCanary,
-    pub router: &'static dyn Router,
+    pub router: &'static dyn AnyRouter,
     pub warnings: Vec<String>,
 }
 

@@ -12,7 +12,7 @@ use crate::cache;
 use crate::context::Context;
 use crate::metrics::MetricLabels;
 use crate::providers::{self, prometheus::Prometheus};
-use crate::router::Router;
+use crate::router::AnyRouter;
 use crate::templates;
 use crate::webhook::{self, Payload};
 use flagger_core::gotemplate::{self, Model};
@@ -25,7 +25,7 @@ pub struct Oracle<'a> {
     pub canary: &'a Canary,
     pub c: &'a ValidatedCanary,
     pub observed: &'a Observed,
-    pub router: &'static dyn Router,
+    pub router: &'static dyn AnyRouter,
     pub status: &'a CanaryStatus,
     /// Session-affinity cookies the router wrote this tick, for the status.
     pub cookies: std::sync::Mutex<Option<flagger_core::routing::StickyCookies>>,

@@ -5,13 +5,13 @@
 use flagger_core::effects::Routes;
 use flagger_core::routing::gatewayapi::{self, HttpRoute, Version};
 use flagger_core::routing::{RoutingError, StickyCookies};
-use futures::future::BoxFuture;
 use kube::Api;
 use kube::api::DynamicObject;
 use serde_json::Value;
 
 use super::{
-    Contested, Router, RouterError, Target, dynamic_api, ensure, get_json, reconciled, to_json,
+    Contested, Router, RouterError, Target, dynamic_api, ensure, get_json, get_weights_object,
+    to_json,
 };
 
 /// The router of `gatewayapi:v1` and `gatewayapi:v1beta1`.
@@ -22,29 +22,55 @@ impl Router for GatewayApi {
         true
     }
 
-    fn reconcile<'a>(
-        &'a self,
-        t: &'a Target<'a>,
-        cookies: &'a StickyCookies,
-    ) -> BoxFuture<'a, Result<Vec<Contested>, RouterError>> {
-        Box::pin(async move {
-            let mut contested = Vec::new();
-            let result = reconcile(t, cookies, &mut contested).await;
-            reconciled(result, contested)
-        })
+    /// Creates or corrects the HTTPRoute, keeping the weights.
+    async fn reconcile(
+        &self,
+        t: &Target<'_>,
+        cookies: &StickyCookies,
+        contested: &mut Vec<Contested>,
+    ) -> Result<(), RouterError> {
+        let v = version(t)?;
+        let api = routes_api(t, v);
+        let existing = get_json(&api, &t.c.apex).await?;
+        // Weights only: a parent not ready yet must not reset them.
+        let routes = existing
+            .as_ref()
+            .and_then(|r| {
+                let mut r = r.clone();
+                r.as_object_mut().map(|o| o.remove("status"));
+                read(t, v, &r).ok()
+            })
+            .unwrap_or(Routes::PRIMARY);
+        write(t, v, &api, routes, cookies, existing.as_ref(), contested).await
     }
 
-    fn get_routes<'a>(&'a self, t: &'a Target<'a>) -> BoxFuture<'a, Result<Routes, RouterError>> {
-        Box::pin(get_routes(t))
+    /// Reads the weights from the HTTPRoute (v1: after checking its parents accepted it).
+    async fn get_routes(&self, t: &Target<'_>) -> Result<Routes, RouterError> {
+        let v = version(t)?;
+        let route = get_weights_object(&routes_api(t, v), t, "HTTPRoute").await?;
+        read(t, v, &route)
     }
 
-    fn set_routes<'a>(
-        &'a self,
-        t: &'a Target<'a>,
+    /// Rewrites the HTTPRoute with these weights.
+    async fn set_routes(
+        &self,
+        t: &Target<'_>,
         routes: Routes,
-        cookies: &'a StickyCookies,
-    ) -> BoxFuture<'a, Result<(), RouterError>> {
-        Box::pin(set_routes(t, routes, cookies))
+        cookies: &StickyCookies,
+    ) -> Result<(), RouterError> {
+        let v = version(t)?;
+        let api = routes_api(t, v);
+        let existing = get_json(&api, &t.c.apex).await?;
+        write(
+            t,
+            v,
+            &api,
+            routes,
+            cookies,
+            existing.as_ref(),
+            &mut Vec::new(),
+        )
+        .await
     }
 }
 
@@ -90,58 +116,4 @@ async fn write(
     let route = gatewayapi::http_route(t.c, v, routes, cookies).map_err(RouterError::routing)?;
     let desired = to_json(&route, &t.c.apex)?;
     ensure(api, t, desired, existing, contested).await
-}
-
-/// Creates or corrects the HTTPRoute, keeping the weights.
-async fn reconcile(
-    t: &Target<'_>,
-    cookies: &StickyCookies,
-    contested: &mut Vec<Contested>,
-) -> Result<(), RouterError> {
-    let v = version(t)?;
-    let api = routes_api(t, v);
-    let existing = get_json(&api, &t.c.apex).await?;
-    // Weights only: a parent not ready yet must not reset them.
-    let routes = existing
-        .as_ref()
-        .and_then(|r| {
-            let mut r = r.clone();
-            r.as_object_mut().map(|o| o.remove("status"));
-            read(t, v, &r).ok()
-        })
-        .unwrap_or(Routes::PRIMARY);
-    write(t, v, &api, routes, cookies, existing.as_ref(), contested).await
-}
-
-/// Rewrites the HTTPRoute with these weights.
-async fn set_routes(
-    t: &Target<'_>,
-    routes: Routes,
-    cookies: &StickyCookies,
-) -> Result<(), RouterError> {
-    let v = version(t)?;
-    let api = routes_api(t, v);
-    let existing = get_json(&api, &t.c.apex).await?;
-    write(
-        t,
-        v,
-        &api,
-        routes,
-        cookies,
-        existing.as_ref(),
-        &mut Vec::new(),
-    )
-    .await
-}
-
-/// Reads the weights from the HTTPRoute (v1: after checking its parents accepted it).
-async fn get_routes(t: &Target<'_>) -> Result<Routes, RouterError> {
-    let v = version(t)?;
-    match get_json(&routes_api(t, v), &t.c.apex).await? {
-        Some(route) => read(t, v, &route),
-        None => Err(RouterError::transient(format!(
-            "HTTPRoute {}.{} not found",
-            t.c.apex, t.c.namespace
-        ))),
-    }
 }

@@ -11,13 +11,13 @@ use flagger_api::labels::{LAST_APPLIED, ORIGINAL_CONFIGURATION};
 use flagger_core::effects::Routes;
 use flagger_core::routing::istio::{self, API_VERSION, VirtualService};
 use flagger_core::routing::{RoutingError, StickyCookies};
-use futures::future::BoxFuture;
 use kube::Api;
 use kube::api::{DynamicObject, PostParams};
 use serde_json::Value;
 
 use super::{
-    Contested, Router, RouterError, Target, dynamic_api, ensure, get_json, reconciled, to_json,
+    Contested, Router, RouterError, Target, dynamic_api, ensure, get_json, get_weights_object,
+    to_json,
 };
 use crate::owner::owned_by;
 
@@ -29,36 +29,98 @@ impl Router for Istio {
         true
     }
 
-    fn reconcile<'a>(
-        &'a self,
-        t: &'a Target<'a>,
-        cookies: &'a StickyCookies,
-    ) -> BoxFuture<'a, Result<Vec<Contested>, RouterError>> {
-        Box::pin(async move {
-            let mut contested = Vec::new();
-            let result = reconcile(t, cookies, &mut contested).await;
-            reconciled(result, contested)
-        })
+    /// Creates or corrects the DestinationRules and the VirtualService, keeping the weights.
+    async fn reconcile(
+        &self,
+        t: &Target<'_>,
+        cookies: &StickyCookies,
+        contested: &mut Vec<Contested>,
+    ) -> Result<(), RouterError> {
+        let rules = destination_rules(t);
+        for dr in istio::destination_rules(t.c) {
+            let name = dr.metadata.name.clone().unwrap_or_default();
+            let desired = to_json(&dr, &name)?;
+            let existing = get_json(&rules, &name).await?;
+            ensure(&rules, t, desired, existing.as_ref(), contested).await?;
+        }
+        let api = virtual_services(t);
+        let existing = get_json(&api, &t.c.apex).await?;
+        let routes = existing
+            .as_ref()
+            .and_then(|vs| read(t, vs).ok())
+            .unwrap_or(Routes::PRIMARY);
+        write(t, &api, routes, cookies, existing.as_ref(), contested).await
     }
 
-    fn get_routes<'a>(&'a self, t: &'a Target<'a>) -> BoxFuture<'a, Result<Routes, RouterError>> {
-        Box::pin(get_routes(t))
+    /// Reads the weights from the VirtualService.
+    async fn get_routes(&self, t: &Target<'_>) -> Result<Routes, RouterError> {
+        let vs = get_weights_object(&virtual_services(t), t, "VirtualService").await?;
+        read(t, &vs)
     }
 
-    fn set_routes<'a>(
-        &'a self,
-        t: &'a Target<'a>,
+    /// Rewrites the VirtualService with these weights.
+    async fn set_routes(
+        &self,
+        t: &Target<'_>,
         routes: Routes,
-        cookies: &'a StickyCookies,
-    ) -> BoxFuture<'a, Result<(), RouterError>> {
-        Box::pin(set_routes(t, routes, cookies))
+        cookies: &StickyCookies,
+    ) -> Result<(), RouterError> {
+        let api = virtual_services(t);
+        let existing = get_json(&api, &t.c.apex).await?;
+        write(t, &api, routes, cookies, existing.as_ref(), &mut Vec::new()).await
     }
 
-    fn finalize<'a>(
-        &'a self,
-        t: &'a Target<'a>,
-    ) -> BoxFuture<'a, Result<Option<String>, RouterError>> {
-        Box::pin(finalize(t))
+    /// Restores a taken-over VirtualService's spec from kubectl's last-applied annotation, else
+    /// from `flagger.kubernetes.io/original-configuration`. Returns a warning when neither exists.
+    async fn finalize(&self, t: &Target<'_>) -> Result<Option<String>, RouterError> {
+        let api = virtual_services(t);
+        let Some(obj) = api.get_opt(&t.c.apex).await.map_err(|e| {
+            RouterError::api(
+                format!("VirtualService {}.{} query error", t.c.apex, t.c.namespace),
+                &e,
+            )
+        })?
+        else {
+            return Ok(None);
+        };
+        // One the Canary made goes with it (garbage collection).
+        if owned_by(obj.metadata.owner_references.as_ref(), t.canary) {
+            return Ok(None);
+        }
+        let annotations = obj.metadata.annotations.clone().unwrap_or_default();
+        let original: Option<Value> = if let Some(last) = annotations.get(LAST_APPLIED) {
+            serde_json::from_str::<Value>(last)
+                .ok()
+                .map(|v| v["spec"].clone())
+        } else {
+            annotations
+                .get(ORIGINAL_CONFIGURATION)
+                .and_then(|o| serde_json::from_str(o).ok())
+        };
+        let Some(spec) = original.filter(|s| !s.is_null()) else {
+            return Ok(Some(format!(
+                "VirtualService {}.{} original configuration not found, unable to revert",
+                t.c.apex, t.c.namespace
+            )));
+        };
+        let mut restored = obj.clone();
+        restored.data["spec"] = spec;
+        restored.metadata.managed_fields = None;
+        if let Some(a) = restored.metadata.annotations.as_mut() {
+            a.remove(ORIGINAL_CONFIGURATION);
+        }
+        api.replace(&t.c.apex, &PostParams::default(), &restored)
+            .await
+            .map_err(|e| {
+                RouterError::api(
+                    format!(
+                        "VirtualService {}.{} restore failed",
+                        t.c.apex, t.c.namespace
+                    ),
+                    &e,
+                )
+            })?;
+        Ok(None)
     }
 }
 
@@ -92,51 +154,6 @@ fn read(t: &Target<'_>, vs: &Value) -> Result<Routes, RouterError> {
     istio::read_routes(t.c, &vs).map_err(RouterError::routing)
 }
 
-/// Creates or corrects the DestinationRules and the VirtualService, keeping the weights.
-async fn reconcile(
-    t: &Target<'_>,
-    cookies: &StickyCookies,
-    contested: &mut Vec<Contested>,
-) -> Result<(), RouterError> {
-    let rules = destination_rules(t);
-    for dr in istio::destination_rules(t.c) {
-        let name = dr.metadata.name.clone().unwrap_or_default();
-        let desired = to_json(&dr, &name)?;
-        let existing = get_json(&rules, &name).await?;
-        ensure(&rules, t, desired, existing.as_ref(), contested).await?;
-    }
-    let api = virtual_services(t);
-    let existing = get_json(&api, &t.c.apex).await?;
-    let routes = existing
-        .as_ref()
-        .and_then(|vs| read(t, vs).ok())
-        .unwrap_or(Routes::PRIMARY);
-    write(t, &api, routes, cookies, existing.as_ref(), contested).await
-}
-
-/// Rewrites the VirtualService with these weights.
-async fn set_routes(
-    t: &Target<'_>,
-    routes: Routes,
-    cookies: &StickyCookies,
-) -> Result<(), RouterError> {
-    let api = virtual_services(t);
-    let existing = get_json(&api, &t.c.apex).await?;
-    write(t, &api, routes, cookies, existing.as_ref(), &mut Vec::new()).await
-}
-
-/// Reads the weights from the VirtualService.
-async fn get_routes(t: &Target<'_>) -> Result<Routes, RouterError> {
-    let api = virtual_services(t);
-    match get_json(&api, &t.c.apex).await? {
-        Some(vs) => read(t, &vs),
-        None => Err(RouterError::transient(format!(
-            "VirtualService {}.{} not found",
-            t.c.apex, t.c.namespace
-        ))),
-    }
-}
-
 async fn write(
     t: &Target<'_>,
     api: &Api<DynamicObject>,
@@ -168,57 +185,4 @@ async fn write(
         }
     }
     ensure(api, t, desired, existing, contested).await
-}
-
-/// Restores a taken-over VirtualService's spec from kubectl's last-applied annotation, else
-/// from `flagger.kubernetes.io/original-configuration`. Returns a warning when neither exists.
-async fn finalize(t: &Target<'_>) -> Result<Option<String>, RouterError> {
-    let api = virtual_services(t);
-    let Some(obj) = api.get_opt(&t.c.apex).await.map_err(|e| {
-        RouterError::api(
-            format!("VirtualService {}.{} query error", t.c.apex, t.c.namespace),
-            &e,
-        )
-    })?
-    else {
-        return Ok(None);
-    };
-    // One the Canary made goes with it (garbage collection).
-    if owned_by(obj.metadata.owner_references.as_ref(), t.canary) {
-        return Ok(None);
-    }
-    let annotations = obj.metadata.annotations.clone().unwrap_or_default();
-    let original: Option<Value> = if let Some(last) = annotations.get(LAST_APPLIED) {
-        serde_json::from_str::<Value>(last)
-            .ok()
-            .map(|v| v["spec"].clone())
-    } else {
-        annotations
-            .get(ORIGINAL_CONFIGURATION)
-            .and_then(|o| serde_json::from_str(o).ok())
-    };
-    let Some(spec) = original.filter(|s| !s.is_null()) else {
-        return Ok(Some(format!(
-            "VirtualService {}.{} original configuration not found, unable to revert",
-            t.c.apex, t.c.namespace
-        )));
-    };
-    let mut restored = obj.clone();
-    restored.data["spec"] = spec;
-    restored.metadata.managed_fields = None;
-    if let Some(a) = restored.metadata.annotations.as_mut() {
-        a.remove(ORIGINAL_CONFIGURATION);
-    }
-    api.replace(&t.c.apex, &PostParams::default(), &restored)
-        .await
-        .map_err(|e| {
-            RouterError::api(
-                format!(
-                    "VirtualService {}.{} restore failed",
-                    t.c.apex, t.c.namespace
-                ),
-                &e,
-            )
-        })?;
-    Ok(None)
 }

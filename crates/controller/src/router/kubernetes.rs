@@ -5,7 +5,6 @@
 
 use flagger_core::effects::Routes;
 use flagger_core::routing::StickyCookies;
-use futures::future::BoxFuture;
 
 use super::{Contested, Router, RouterError, Target};
 
@@ -13,25 +12,26 @@ use super::{Contested, Router, RouterError, Target};
 pub struct Kubernetes;
 
 impl Router for Kubernetes {
-    fn reconcile<'a>(
-        &'a self,
-        _t: &'a Target<'a>,
-        _cookies: &'a StickyCookies,
-    ) -> BoxFuture<'a, Result<Vec<Contested>, RouterError>> {
-        Box::pin(async { Ok(Vec::new()) })
+    async fn reconcile(
+        &self,
+        _t: &Target<'_>,
+        _cookies: &StickyCookies,
+        _contested: &mut Vec<Contested>,
+    ) -> Result<(), RouterError> {
+        Ok(())
     }
 
-    fn get_routes<'a>(&'a self, _t: &'a Target<'a>) -> BoxFuture<'a, Result<Routes, RouterError>> {
-        Box::pin(async { Ok(Routes::PRIMARY) })
+    async fn get_routes(&self, _t: &Target<'_>) -> Result<Routes, RouterError> {
+        Ok(Routes::PRIMARY)
     }
 
     /// The apex Service always selects the primary; nothing to write.
-    fn set_routes<'a>(
-        &'a self,
-        _t: &'a Target<'a>,
+    async fn set_routes(
+        &self,
+        _t: &Target<'_>,
         _routes: Routes,
-        _cookies: &'a StickyCookies,
-    ) -> BoxFuture<'a, Result<(), RouterError>> {
-        Box::pin(async { Ok(()) })
+        _cookies: &StickyCookies,
+    ) -> Result<(), RouterError> {
+        Ok(())
     }
 }

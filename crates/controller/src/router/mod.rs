@@ -89,7 +89,7 @@ use serde_json::Value;
 use crate::FIELD_MANAGER;
 use crate::owner::{owned_by, owner_ref};
 
-/// A traffic router.
+/// A traffic router: what a provider module implements.
 pub trait Router: Sync {
     /// Whether this router writes session-affinity routes (`analysis.sessionAffinity`).
     fn sticky(&self) -> bool {
@@ -97,18 +97,59 @@ pub trait Router: Sync {
     }
 
     /// Creates or corrects the routing objects, keeping the weights in effect and the
-    /// session-affinity `cookies` of the current run. Returns the objects it put back after
-    /// another field manager changed them.
+    /// session-affinity `cookies` of the current run. Objects put back after another field
+    /// manager changed them go into `contested` (`ensure` does it).
+    fn reconcile(
+        &self,
+        t: &Target<'_>,
+        cookies: &StickyCookies,
+        contested: &mut Vec<Contested>,
+    ) -> impl Future<Output = Result<(), RouterError>> + Send;
+
+    /// Reads the weights in effect.
+    fn get_routes(
+        &self,
+        t: &Target<'_>,
+    ) -> impl Future<Output = Result<Routes, RouterError>> + Send;
+
+    /// Writes weights, with the session-affinity cookies decided for them.
+    fn set_routes(
+        &self,
+        t: &Target<'_>,
+        routes: Routes,
+        cookies: &StickyCookies,
+    ) -> impl Future<Output = Result<(), RouterError>> + Send;
+
+    /// Gives back what the router took over, on deletion with `revertOnDeletion`. `Ok(Some)`
+    /// is a warning for an event (nothing could be given back). By default there is nothing to
+    /// give back: the routing objects are the Canary's and go with it (garbage collection).
+    fn finalize(
+        &self,
+        _t: &Target<'_>,
+    ) -> impl Future<Output = Result<Option<String>, RouterError>> + Send {
+        async { Ok(None) }
+    }
+}
+
+/// A router as the steps hold it (`&'static dyn AnyRouter`, from [`for_provider`]): every
+/// [`Router`] is one, with its futures boxed and the objects its `reconcile` put back returned
+/// (also with a failure, in [`RouterError::contested`]).
+pub trait AnyRouter: Sync {
+    /// See [`Router::sticky`].
+    fn sticky(&self) -> bool;
+
+    /// See [`Router::reconcile`]: returns the objects put back after another field manager
+    /// changed them.
     fn reconcile<'a>(
         &'a self,
         t: &'a Target<'a>,
         cookies: &'a StickyCookies,
     ) -> BoxFuture<'a, Result<Vec<Contested>, RouterError>>;
 
-    /// Reads the weights in effect.
+    /// See [`Router::get_routes`].
     fn get_routes<'a>(&'a self, t: &'a Target<'a>) -> BoxFuture<'a, Result<Routes, RouterError>>;
 
-    /// Writes weights, with the session-affinity cookies decided for them.
+    /// See [`Router::set_routes`].
     fn set_routes<'a>(
         &'a self,
         t: &'a Target<'a>,
@@ -116,19 +157,58 @@ pub trait Router: Sync {
         cookies: &'a StickyCookies,
     ) -> BoxFuture<'a, Result<(), RouterError>>;
 
-    /// Gives back what the router took over, on deletion with `revertOnDeletion`. `Ok(Some)`
-    /// is a warning for an event (nothing could be given back). By default there is nothing to
-    /// give back: the routing objects are the Canary's and go with it (garbage collection).
+    /// See [`Router::finalize`].
     fn finalize<'a>(
         &'a self,
-        _t: &'a Target<'a>,
+        t: &'a Target<'a>,
+    ) -> BoxFuture<'a, Result<Option<String>, RouterError>>;
+}
+
+impl<R: Router> AnyRouter for R {
+    fn sticky(&self) -> bool {
+        Router::sticky(self)
+    }
+
+    fn reconcile<'a>(
+        &'a self,
+        t: &'a Target<'a>,
+        cookies: &'a StickyCookies,
+    ) -> BoxFuture<'a, Result<Vec<Contested>, RouterError>> {
+        Box::pin(async move {
+            let mut contested = Vec::new();
+            match Router::reconcile(self, t, cookies, &mut contested).await {
+                Ok(()) => Ok(contested),
+                Err(mut e) => {
+                    e.contested = contested;
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    fn get_routes<'a>(&'a self, t: &'a Target<'a>) -> BoxFuture<'a, Result<Routes, RouterError>> {
+        Box::pin(Router::get_routes(self, t))
+    }
+
+    fn set_routes<'a>(
+        &'a self,
+        t: &'a Target<'a>,
+        routes: Routes,
+        cookies: &'a StickyCookies,
+    ) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(Router::set_routes(self, t, routes, cookies))
+    }
+
+    fn finalize<'a>(
+        &'a self,
+        t: &'a Target<'a>,
     ) -> BoxFuture<'a, Result<Option<String>, RouterError>> {
-        Box::pin(async { Ok(None) })
+        Box::pin(Router::finalize(self, t))
     }
 }
 
 /// The router of a provider: one line per provider.
-fn registered(provider: Provider) -> Option<&'static dyn Router> {
+fn registered(provider: Provider) -> Option<&'static dyn AnyRouter> {
     Some(match provider {
         Provider::Kubernetes => &kubernetes::Kubernetes,
         Provider::Istio => &istio::Istio,
@@ -140,7 +220,7 @@ fn registered(provider: Provider) -> Option<&'static dyn Router> {
 }
 
 /// The router of a provider, or why there is none yet.
-pub fn for_provider(provider: Provider) -> Result<&'static dyn Router, RouterError> {
+pub fn for_provider(provider: Provider) -> Result<&'static dyn AnyRouter, RouterError> {
     registered(provider).ok_or_else(|| {
         RouterError::invalid_spec(format!(
             "the {provider} provider is not supported by flagger-rs yet; supported: {}",
@@ -149,32 +229,9 @@ pub fn for_provider(provider: Provider) -> Result<&'static dyn Router, RouterErr
     })
 }
 
-/// Every provider name `spec.provider` accepts, in Flagger's order.
-const PROVIDER_NAMES: &[&str] = &[
-    "kubernetes",
-    "istio",
-    "linkerd",
-    "osm",
-    "smi:v1alpha1",
-    "smi:v1alpha2",
-    "smi:v1alpha3",
-    "nginx",
-    "gatewayapi:v1",
-    "gatewayapi:v1beta1",
-    "appmesh",
-    "appmesh:v1beta2",
-    "contour",
-    "gloo",
-    "skipper",
-    "traefik",
-    "apisix",
-    "kuma",
-    "knative",
-];
-
 /// The providers with a router, for messages.
 pub fn supported() -> Vec<&'static str> {
-    PROVIDER_NAMES
+    flagger_api::canary::PROVIDERS
         .iter()
         .copied()
         .filter(|p| Provider::parse(p).and_then(registered).is_some())
@@ -284,20 +341,6 @@ impl RouterError {
     }
 }
 
-/// The result of a `reconcile` that collected the fights it answered in `contested`.
-pub(crate) fn reconciled(
-    result: Result<(), RouterError>,
-    contested: Vec<Contested>,
-) -> Result<Vec<Contested>, RouterError> {
-    match result {
-        Ok(()) => Ok(contested),
-        Err(mut e) => {
-            e.contested = contested;
-            Err(e)
-        }
-    }
-}
-
 /// The session-affinity cookies kept in a Canary status.
 pub fn cookies_of(status: Option<&CanaryStatus>) -> StickyCookies {
     let nonempty = |c: &Option<String>| c.clone().filter(|c| !c.is_empty());
@@ -350,6 +393,18 @@ pub(crate) async fn get_json(
         .await
         .map_err(|e| RouterError::api(format!("{} {name} query error", kind_of(api)), &e))?;
     obj.map(|o| to_json(&o, name)).transpose()
+}
+
+/// Reads the routing object `<apex>` that holds the weights; its absence is transient (the
+/// next `reconcile` creates it).
+pub(crate) async fn get_weights_object(
+    api: &Api<DynamicObject>,
+    t: &Target<'_>,
+    kind: &str,
+) -> Result<Value, RouterError> {
+    get_json(api, &t.c.apex).await?.ok_or_else(|| {
+        RouterError::transient(format!("{kind} {}.{} not found", t.c.apex, t.c.namespace))
+    })
 }
 
 /// An object as JSON.
@@ -489,8 +544,13 @@ mod tests {
             let provider = Provider::parse(p).expect(p);
             assert!(for_provider(provider).is_ok(), "{p}");
         }
-        assert!(istio::Istio.sticky() && gatewayapi::GatewayApi.sticky());
-        assert!(!smi::Smi.sticky() && !nginx::Nginx.sticky() && !kubernetes::Kubernetes.sticky());
+        let sticky = |p: &str| for_provider(Provider::parse(p).expect(p)).map(|r| r.sticky());
+        for p in ["istio", "gatewayapi:v1", "gatewayapi:v1beta1"] {
+            assert_eq!(sticky(p).ok(), Some(true), "{p}");
+        }
+        for p in ["kubernetes", "linkerd", "osm", "smi:v1alpha3", "nginx"] {
+            assert_eq!(sticky(p).ok(), Some(false), "{p}");
+        }
         for p in [
             "contour",
             "gloo",
@@ -509,15 +569,11 @@ mod tests {
             assert_eq!(
                 refused.message,
                 format!(
-                    "the {p} provider is not supported by flagger-rs yet; supported: kubernetes, \
-                     istio, linkerd, osm, smi:v1alpha1, smi:v1alpha2, smi:v1alpha3, nginx, \
-                     gatewayapi:v1, gatewayapi:v1beta1"
+                    "the {p} provider is not supported by flagger-rs yet; supported: \
+                     gatewayapi:v1, gatewayapi:v1beta1, istio, kubernetes, linkerd, nginx, osm, \
+                     smi:v1alpha1, smi:v1alpha2, smi:v1alpha3"
                 )
             );
-        }
-        // Every provider name parses.
-        for p in PROVIDER_NAMES {
-            assert!(Provider::parse(p).is_some(), "{p}");
         }
     }
 
@@ -555,28 +611,83 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_failed_reconcile_still_reports_the_fights_it_answered() {
-        let fight = Contested {
-            kind: "DestinationRule".into(),
-            name: "podinfo-primary".into(),
-            contender: flagger_core::conflict::Contender {
-                manager: "kubectl-edit".into(),
-                operation: "Update".into(),
-                fields: vec!["spec.host".into()],
-            },
-        };
-        let failed = reconciled(
+    /// A router whose reconcile puts one object back, then fails on the next.
+    struct FailsAfterAFight;
+
+    impl Router for FailsAfterAFight {
+        async fn reconcile(
+            &self,
+            _t: &Target<'_>,
+            _cookies: &StickyCookies,
+            contested: &mut Vec<Contested>,
+        ) -> Result<(), RouterError> {
+            contested.push(Contested {
+                kind: "DestinationRule".into(),
+                name: "podinfo-primary".into(),
+                contender: flagger_core::conflict::Contender {
+                    manager: "kubectl-edit".into(),
+                    operation: "Update".into(),
+                    fields: vec!["spec.host".into()],
+                },
+            });
             Err(RouterError::transient(
-                "VirtualService podinfo.test apply failed",
-            )),
-            vec![fight.clone()],
-        )
-        .expect_err("failed");
+                "VirtualService podinfo.test apply failed: etcdserver: request timed out",
+            ))
+        }
+
+        async fn get_routes(&self, _t: &Target<'_>) -> Result<Routes, RouterError> {
+            Ok(Routes::PRIMARY)
+        }
+
+        async fn set_routes(
+            &self,
+            _t: &Target<'_>,
+            _routes: Routes,
+            _cookies: &StickyCookies,
+        ) -> Result<(), RouterError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_reconcile_still_reports_the_fights_it_answered() {
+        // A client for a server that is never called.
+        let config = kube::Config::new("http://127.0.0.1:1".parse().expect("uri"));
+        let client = Client::try_from(config).expect("client");
+        let canary: Canary = serde_json::from_value(serde_json::json!({
+            "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+            "metadata": {"name": "podinfo", "namespace": "test"},
+            "spec": {
+                "provider": "istio",
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                "service": {"port": 9898},
+                "analysis": {"interval": "1m", "threshold": 1, "maxWeight": 50, "stepWeight": 10}
+            }
+        }))
+        .expect("canary");
+        let c = flagger_core::validate::validate(&canary, &Default::default())
+            .expect("valid")
+            .canary;
+        let t = Target {
+            client: &client,
+            canary: &canary,
+            c: &c,
+            ingress_prefix: "",
+        };
+        let router: &dyn AnyRouter = &FailsAfterAFight;
+        let failed = router
+            .reconcile(&t, &StickyCookies::default())
+            .await
+            .expect_err("failed");
+        assert_eq!(failed.category, Category::Transient);
         assert_eq!(failed.contested.len(), 1);
         assert_eq!(failed.contested[0].name, "podinfo-primary");
-        let ok = reconciled(Ok(()), vec![fight]).expect("ok");
-        assert_eq!(ok.len(), 1);
+        assert_eq!(
+            router.get_routes(&t).await.expect("routes"),
+            Routes::PRIMARY
+        );
+        // Nothing to give back by default.
+        assert_eq!(router.finalize(&t).await.expect("finalized"), None);
     }
 
     #[test]

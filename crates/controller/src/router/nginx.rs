@@ -4,7 +4,6 @@
 
 use flagger_core::effects::Routes;
 use flagger_core::routing::{StickyCookies, nginx};
-use futures::future::BoxFuture;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -17,28 +16,40 @@ use crate::owner::{owned_by, owner_ref};
 pub struct Nginx;
 
 impl Router for Nginx {
-    fn reconcile<'a>(
-        &'a self,
-        t: &'a Target<'a>,
-        _cookies: &'a StickyCookies,
-    ) -> BoxFuture<'a, Result<Vec<Contested>, RouterError>> {
-        Box::pin(async move {
-            reconcile(t).await?;
-            Ok(Vec::new())
-        })
+    /// Creates or corrects the canary Ingress, keeping the weights.
+    async fn reconcile(
+        &self,
+        t: &Target<'_>,
+        _cookies: &StickyCookies,
+        _contested: &mut Vec<Contested>,
+    ) -> Result<(), RouterError> {
+        let (api, source, existing) = current(t).await?;
+        let routes = existing
+            .as_ref()
+            .and_then(|i| nginx::read_routes(t.c, i, t.ingress_prefix).ok())
+            .unwrap_or(Routes::PRIMARY);
+        write(t, &api, &source, existing.as_ref(), routes).await
     }
 
-    fn get_routes<'a>(&'a self, t: &'a Target<'a>) -> BoxFuture<'a, Result<Routes, RouterError>> {
-        Box::pin(get_routes(t))
+    /// Reads the weights from the canary Ingress.
+    async fn get_routes(&self, t: &Target<'_>) -> Result<Routes, RouterError> {
+        let (_, _, existing) = current(t).await?;
+        let name = format!("{}-canary", ingress_name(t)?);
+        let ingress = existing.ok_or_else(|| {
+            RouterError::transient(format!("ingress {name}.{} not found", t.c.namespace))
+        })?;
+        nginx::read_routes(t.c, &ingress, t.ingress_prefix).map_err(RouterError::routing)
     }
 
-    fn set_routes<'a>(
-        &'a self,
-        t: &'a Target<'a>,
+    /// Writes the weight (or the A/B header and cookie annotations).
+    async fn set_routes(
+        &self,
+        t: &Target<'_>,
         routes: Routes,
-        _cookies: &'a StickyCookies,
-    ) -> BoxFuture<'a, Result<(), RouterError>> {
-        Box::pin(set_routes(t, routes))
+        _cookies: &StickyCookies,
+    ) -> Result<(), RouterError> {
+        let (api, source, existing) = current(t).await?;
+        write(t, &api, &source, existing.as_ref(), routes).await
     }
 }
 
@@ -111,30 +122,4 @@ async fn write(
     .await
     .map_err(|e| RouterError::api(format!("ingress {name}.{} apply failed", t.c.namespace), &e))?;
     Ok(())
-}
-
-/// Creates or corrects the canary Ingress, keeping the weights.
-async fn reconcile(t: &Target<'_>) -> Result<(), RouterError> {
-    let (api, source, existing) = current(t).await?;
-    let routes = existing
-        .as_ref()
-        .and_then(|i| nginx::read_routes(t.c, i, t.ingress_prefix).ok())
-        .unwrap_or(Routes::PRIMARY);
-    write(t, &api, &source, existing.as_ref(), routes).await
-}
-
-/// Writes the weight (or the A/B header and cookie annotations).
-async fn set_routes(t: &Target<'_>, routes: Routes) -> Result<(), RouterError> {
-    let (api, source, existing) = current(t).await?;
-    write(t, &api, &source, existing.as_ref(), routes).await
-}
-
-/// Reads the weights from the canary Ingress.
-async fn get_routes(t: &Target<'_>) -> Result<Routes, RouterError> {
-    let (_, _, existing) = current(t).await?;
-    let name = format!("{}-canary", ingress_name(t)?);
-    let ingress = existing.ok_or_else(|| {
-        RouterError::transient(format!("ingress {name}.{} not found", t.c.namespace))
-    })?;
-    nginx::read_routes(t.c, &ingress, t.ingress_prefix).map_err(RouterError::routing)
 }

@@ -4,39 +4,53 @@
 use flagger_core::effects::Routes;
 use flagger_core::model::SmiVersion;
 use flagger_core::routing::{StickyCookies, smi};
-use futures::future::BoxFuture;
 use kube::Api;
 use kube::api::DynamicObject;
 
-use super::{Contested, Router, RouterError, Target, dynamic_api, ensure, get_json, reconciled};
+use super::{
+    Contested, Router, RouterError, Target, dynamic_api, ensure, get_json, get_weights_object,
+};
 
 /// The router of `linkerd`, `osm` and `smi:*`.
 pub struct Smi;
 
 impl Router for Smi {
-    fn reconcile<'a>(
-        &'a self,
-        t: &'a Target<'a>,
-        _cookies: &'a StickyCookies,
-    ) -> BoxFuture<'a, Result<Vec<Contested>, RouterError>> {
-        Box::pin(async move {
-            let mut contested = Vec::new();
-            let result = reconcile(t, &mut contested).await;
-            reconciled(result, contested)
-        })
+    /// Creates or corrects the TrafficSplit, keeping the weights.
+    async fn reconcile(
+        &self,
+        t: &Target<'_>,
+        _cookies: &StickyCookies,
+        contested: &mut Vec<Contested>,
+    ) -> Result<(), RouterError> {
+        let v = version(t)?;
+        let api = splits(t, v);
+        let existing = get_json(&api, &t.c.apex).await?;
+        let routes = existing
+            .as_ref()
+            .and_then(|s| smi::read_routes(t.c, s).ok())
+            .unwrap_or(Routes::PRIMARY);
+        let desired = smi::traffic_split(t.c, v, routes);
+        ensure(&api, t, desired, existing.as_ref(), contested).await
     }
 
-    fn get_routes<'a>(&'a self, t: &'a Target<'a>) -> BoxFuture<'a, Result<Routes, RouterError>> {
-        Box::pin(get_routes(t))
+    /// Reads the weights from the TrafficSplit.
+    async fn get_routes(&self, t: &Target<'_>) -> Result<Routes, RouterError> {
+        let split = get_weights_object(&splits(t, version(t)?), t, "TrafficSplit").await?;
+        smi::read_routes(t.c, &split).map_err(RouterError::routing)
     }
 
-    fn set_routes<'a>(
-        &'a self,
-        t: &'a Target<'a>,
+    /// Rewrites the backends with these weights.
+    async fn set_routes(
+        &self,
+        t: &Target<'_>,
         routes: Routes,
-        _cookies: &'a StickyCookies,
-    ) -> BoxFuture<'a, Result<(), RouterError>> {
-        Box::pin(set_routes(t, routes))
+        _cookies: &StickyCookies,
+    ) -> Result<(), RouterError> {
+        let v = version(t)?;
+        let api = splits(t, v);
+        let existing = get_json(&api, &t.c.apex).await?;
+        let desired = smi::traffic_split(t.c, v, routes);
+        ensure(&api, t, desired, existing.as_ref(), &mut Vec::new()).await
     }
 }
 
@@ -55,37 +69,4 @@ fn splits(t: &Target<'_>, v: SmiVersion) -> Api<DynamicObject> {
         "TrafficSplit",
         "trafficsplits",
     )
-}
-
-/// Creates or corrects the TrafficSplit, keeping the weights.
-async fn reconcile(t: &Target<'_>, contested: &mut Vec<Contested>) -> Result<(), RouterError> {
-    let v = version(t)?;
-    let api = splits(t, v);
-    let existing = get_json(&api, &t.c.apex).await?;
-    let routes = existing
-        .as_ref()
-        .and_then(|s| smi::read_routes(t.c, s).ok())
-        .unwrap_or(Routes::PRIMARY);
-    let desired = smi::traffic_split(t.c, v, routes);
-    ensure(&api, t, desired, existing.as_ref(), contested).await
-}
-
-/// Rewrites the backends with these weights.
-async fn set_routes(t: &Target<'_>, routes: Routes) -> Result<(), RouterError> {
-    let v = version(t)?;
-    let api = splits(t, v);
-    let existing = get_json(&api, &t.c.apex).await?;
-    let desired = smi::traffic_split(t.c, v, routes);
-    ensure(&api, t, desired, existing.as_ref(), &mut Vec::new()).await
-}
-
-/// Reads the weights from the TrafficSplit.
-async fn get_routes(t: &Target<'_>) -> Result<Routes, RouterError> {
-    match get_json(&splits(t, version(t)?), &t.c.apex).await? {
-        Some(split) => smi::read_routes(t.c, &split).map_err(RouterError::routing),
-        None => Err(RouterError::transient(format!(
-            "TrafficSplit {}.{} not found",
-            t.c.apex, t.c.namespace
-        ))),
-    }
 }

@@ -4,9 +4,7 @@
 //! The types carry the fields Flagger writes; unknown fields of an object read back are
 //! ignored.
 
-use super::observer::{Observer, p99, success_rate};
-use crate::gotemplate::Model;
-use crate::model::BuiltinMetric;
+use super::observer::Standard;
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -532,29 +530,18 @@ fn add_response_header(headers: Option<Headers>, value: String) -> Headers {
 
 /// The Istio observer: Istio's standard request metrics as the destination reports them. It is
 /// also Flagger's default observer, which `smi:*` canaries get.
-pub struct IstioObserver;
-
-impl Observer for IstioObserver {
-    fn query(&self, metric: BuiltinMetric, m: &Model) -> String {
-        let selector = format!(
+pub static OBSERVER: Standard = Standard {
+    requests: "istio_requests_total",
+    success: r#"response_code!~"5.*""#,
+    latency: "istio_request_duration_milliseconds_bucket",
+    selector: |m| {
+        format!(
             r#"reporter="destination",destination_workload_namespace="{}",destination_workload=~"{}""#,
             m.namespace, m.target
-        );
-        match metric {
-            BuiltinMetric::RequestSuccessRate => success_rate(
-                "istio_requests_total",
-                &selector,
-                r#"response_code!~"5.*""#,
-                &m.interval,
-            ),
-            BuiltinMetric::RequestDuration => p99(
-                "istio_request_duration_milliseconds_bucket",
-                &selector,
-                &m.interval,
-            ),
-        }
-    }
-}
+        )
+    },
+    seconds: false,
+};
 
 #[cfg(test)]
 mod tests {
@@ -596,15 +583,17 @@ mod tests {
 
     #[test]
     fn istio_observer_reads_the_destinations_request_metrics() {
+        use crate::model::BuiltinMetric;
+        use crate::routing::observer::Observer;
         use crate::routing::observer::tests::model;
         assert_eq!(
-            IstioObserver.query(BuiltinMetric::RequestSuccessRate, &model("30s")),
+            OBSERVER.query(BuiltinMetric::RequestSuccessRate, &model("30s")),
             r#"sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace="test",destination_workload=~"podinfo",response_code!~"5.*"}[30s])) / sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace="test",destination_workload=~"podinfo"}[30s])) * 100"#
         );
         assert_eq!(
-            IstioObserver.query(BuiltinMetric::RequestDuration, &model("30s")),
+            OBSERVER.query(BuiltinMetric::RequestDuration, &model("30s")),
             r#"histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace="test",destination_workload=~"podinfo"}[30s])) by (le))"#
         );
-        assert_eq!(IstioObserver.duration_ms(256.7), 256.0);
+        assert_eq!(OBSERVER.duration_ms(256.7), 256.0);
     }
 }

@@ -159,6 +159,9 @@ pub fn read_routes(
 /// (not a quantile), by the `ingress` label (`spec.ingressRef.name`).
 pub struct NginxObserver;
 
+/// The NGINX observer.
+pub static OBSERVER: NginxObserver = NginxObserver;
+
 impl Observer for NginxObserver {
     fn query(&self, metric: BuiltinMetric, m: &Model) -> String {
         let selector = format!(
@@ -189,13 +192,13 @@ mod tests {
     fn nginx_observer_reads_the_ingress_controllers_metrics_by_ingress() {
         use crate::routing::observer::tests::model;
         assert_eq!(
-            NginxObserver.query(BuiltinMetric::RequestSuccessRate, &model("30s")),
+            OBSERVER.query(BuiltinMetric::RequestSuccessRate, &model("30s")),
             r#"sum(rate(nginx_ingress_controller_requests{namespace="test",ingress="web",canary!="",status!~"5.*"}[30s])) / sum(rate(nginx_ingress_controller_requests{namespace="test",ingress="web",canary!=""}[30s])) * 100"#
         );
         assert_eq!(
-            NginxObserver.query(BuiltinMetric::RequestDuration, &model("30s")),
+            OBSERVER.query(BuiltinMetric::RequestDuration, &model("30s")),
             r#"sum(rate(nginx_ingress_controller_response_duration_seconds_sum{namespace="test",ingress="web",canary!=""}[30s])) / sum(rate(nginx_ingress_controller_response_duration_seconds_count{namespace="test",ingress="web",canary!=""}[30s])) * 1000"#
         );
-        assert_eq!(NginxObserver.duration_ms(256.7), 256.0);
+        assert_eq!(OBSERVER.duration_ms(256.7), 256.0);
     }
 }

@@ -31,30 +31,64 @@ pub trait Observer: Sync {
 /// has none for it yet (the check is then refused when the Canary is read).
 pub fn for_provider(provider: Provider) -> Option<&'static dyn Observer> {
     Some(match provider {
-        Provider::Kubernetes => &super::kubernetes::Http,
-        Provider::GatewayApiV1 | Provider::GatewayApiV1Beta1 => &super::kubernetes::Http,
-        Provider::Istio => &super::istio::IstioObserver,
+        Provider::Kubernetes => &super::kubernetes::HTTP,
+        Provider::GatewayApiV1 | Provider::GatewayApiV1Beta1 => &super::kubernetes::HTTP,
+        Provider::Istio => &super::istio::OBSERVER,
         // Flagger's observer factory has no case for `smi:*`: they fall to its default, Istio.
-        Provider::Smi(_) => &super::istio::IstioObserver,
-        Provider::Linkerd => &super::smi::LinkerdObserver,
-        Provider::Osm => &super::smi::OsmObserver,
-        Provider::Nginx => &super::nginx::NginxObserver,
+        Provider::Smi(_) => &super::istio::OBSERVER,
+        Provider::Linkerd => &super::smi::LINKERD,
+        Provider::Osm => &super::smi::OSM,
+        Provider::Nginx => &super::nginx::OBSERVER,
         _ => return None,
     })
 }
 
-/// `100 × rate(successful requests) / rate(all requests)` of a request counter: the success
-/// rate most observers compute. `selector` selects the canary's requests, `success` the ones
-/// that did not fail.
+/// The shape most observers have: the success rate from a request counter and a filter of the
+/// successful requests, the duration as the 99th percentile of a latency histogram, both over
+/// the canary's requests.
+pub struct Standard {
+    /// The request counter.
+    pub requests: &'static str,
+    /// The filter of the successful requests.
+    pub success: &'static str,
+    /// The latency histogram's buckets.
+    pub latency: &'static str,
+    /// The selector of the canary's requests.
+    pub selector: fn(&Model) -> String,
+    /// Whether the histogram is in seconds (milliseconds otherwise).
+    pub seconds: bool,
+}
+
+impl Observer for Standard {
+    fn query(&self, metric: BuiltinMetric, model: &Model) -> String {
+        let selector = (self.selector)(model);
+        let i = &model.interval;
+        match metric {
+            BuiltinMetric::RequestSuccessRate => {
+                success_rate(self.requests, &selector, self.success, i)
+            }
+            BuiltinMetric::RequestDuration => format!(
+                r#"histogram_quantile(0.99, sum(rate({}{{{selector}}}[{i}])) by (le))"#,
+                self.latency
+            ),
+        }
+    }
+
+    fn duration_ms(&self, value: f64) -> f64 {
+        if self.seconds {
+            (value * 1000.0).trunc()
+        } else {
+            value.trunc()
+        }
+    }
+}
+
+/// `100 × rate(successful requests) / rate(all requests)` of a request counter. `selector`
+/// selects the canary's requests, `success` the ones that did not fail.
 pub fn success_rate(series: &str, selector: &str, success: &str, interval: &str) -> String {
     format!(
         r#"sum(rate({series}{{{selector},{success}}}[{interval}])) / sum(rate({series}{{{selector}}}[{interval}])) * 100"#
     )
-}
-
-/// The 99th percentile of a latency histogram: the duration most observers compute.
-pub fn p99(bucket: &str, selector: &str, interval: &str) -> String {
-    format!(r#"histogram_quantile(0.99, sum(rate({bucket}{{{selector}}}[{interval}])) by (le))"#)
 }
 
 #[cfg(test)]

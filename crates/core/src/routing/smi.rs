@@ -9,9 +9,7 @@
 //! Flagger adds for the target mesh `istio` (`-mesh-provider=smi:<version>:istio`): the target
 //! mesh suffix is a controller flag the [`ValidatedCanary`] does not carry.
 
-use super::observer::{Observer, p99, success_rate};
-use crate::gotemplate::Model;
-use crate::model::BuiltinMetric;
+use super::observer::Standard;
 use serde_json::{Value, json};
 
 use super::{RoutingError, check_weights};
@@ -122,50 +120,32 @@ pub fn read_routes(canary: &ValidatedCanary, split: &Value) -> Result<Routes, Ro
 // === builtin checks ===
 
 /// The Linkerd observer: the proxy's inbound `response_total` and latency histogram.
-pub struct LinkerdObserver;
-
-impl Observer for LinkerdObserver {
-    fn query(&self, metric: BuiltinMetric, m: &Model) -> String {
-        let selector = format!(
+pub static LINKERD: Standard = Standard {
+    requests: "response_total",
+    success: r#"classification!="failure""#,
+    latency: "response_latency_ms_bucket",
+    selector: |m| {
+        format!(
             r#"namespace="{}",deployment=~"{}",direction="inbound""#,
             m.namespace, m.target
-        );
-        match metric {
-            BuiltinMetric::RequestSuccessRate => success_rate(
-                "response_total",
-                &selector,
-                r#"classification!="failure""#,
-                &m.interval,
-            ),
-            BuiltinMetric::RequestDuration => {
-                p99("response_latency_ms_bucket", &selector, &m.interval)
-            }
-        }
-    }
-}
+        )
+    },
+    seconds: false,
+};
 
 /// The OSM observer: OSM's request counter and latency histogram of the destination.
-pub struct OsmObserver;
-
-impl Observer for OsmObserver {
-    fn query(&self, metric: BuiltinMetric, m: &Model) -> String {
-        let selector = format!(
+pub static OSM: Standard = Standard {
+    requests: "osm_request_total",
+    success: r#"response_code!~"5.*""#,
+    latency: "osm_request_duration_ms_bucket",
+    selector: |m| {
+        format!(
             r#"destination_namespace="{}",destination_kind="Deployment",destination_name="{}""#,
             m.namespace, m.target
-        );
-        match metric {
-            BuiltinMetric::RequestSuccessRate => success_rate(
-                "osm_request_total",
-                &selector,
-                r#"response_code!~"5.*""#,
-                &m.interval,
-            ),
-            BuiltinMetric::RequestDuration => {
-                p99("osm_request_duration_ms_bucket", &selector, &m.interval)
-            }
-        }
-    }
-}
+        )
+    },
+    seconds: false,
+};
 
 #[cfg(test)]
 mod tests {
@@ -193,28 +173,30 @@ mod tests {
 
     #[test]
     fn linkerd_and_osm_observers_read_their_meshs_metrics() {
+        use crate::model::BuiltinMetric;
+        use crate::routing::observer::Observer;
         use crate::routing::observer::tests::model;
         let (sr, d) = (
             BuiltinMetric::RequestSuccessRate,
             BuiltinMetric::RequestDuration,
         );
         assert_eq!(
-            LinkerdObserver.query(sr, &model("30s")),
+            LINKERD.query(sr, &model("30s")),
             r#"sum(rate(response_total{namespace="test",deployment=~"podinfo",direction="inbound",classification!="failure"}[30s])) / sum(rate(response_total{namespace="test",deployment=~"podinfo",direction="inbound"}[30s])) * 100"#
         );
         assert_eq!(
-            LinkerdObserver.query(d, &model("30s")),
+            LINKERD.query(d, &model("30s")),
             r#"histogram_quantile(0.99, sum(rate(response_latency_ms_bucket{namespace="test",deployment=~"podinfo",direction="inbound"}[30s])) by (le))"#
         );
         assert_eq!(
-            OsmObserver.query(sr, &model("30s")),
+            OSM.query(sr, &model("30s")),
             r#"sum(rate(osm_request_total{destination_namespace="test",destination_kind="Deployment",destination_name="podinfo",response_code!~"5.*"}[30s])) / sum(rate(osm_request_total{destination_namespace="test",destination_kind="Deployment",destination_name="podinfo"}[30s])) * 100"#
         );
         assert_eq!(
-            OsmObserver.query(d, &model("30s")),
+            OSM.query(d, &model("30s")),
             r#"histogram_quantile(0.99, sum(rate(osm_request_duration_ms_bucket{destination_namespace="test",destination_kind="Deployment",destination_name="podinfo"}[30s])) by (le))"#
         );
-        assert_eq!(LinkerdObserver.duration_ms(256.7), 256.0);
-        assert_eq!(OsmObserver.duration_ms(256.7), 256.0);
+        assert_eq!(LINKERD.duration_ms(256.7), 256.0);
+        assert_eq!(OSM.duration_ms(256.7), 256.0);
     }
 }
