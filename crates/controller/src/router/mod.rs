@@ -6,9 +6,10 @@
 //! core decided, with the session-affinity cookies decided for them, and [`Router::finalize`]
 //! gives back what the router took over when the Canary goes (`revertOnDeletion`). Each returns
 //! a typed [`RouterError`] whose [`Category`] says whether to retry (transient API error), fix
-//! the Canary (invalid spec) or look for another writer (conflict). `reconcile` returns the
-//! routing objects it put back after another field manager changed them ([`Contested`]): the
-//! caller turns them into events and the `FieldConflict` condition.
+//! the Canary (invalid spec) or look for another writer (conflict). The steps hold a router as
+//! an [`AnyRouter`], whose `reconcile` returns the routing objects put back after another field
+//! manager changed them ([`Contested`]): the caller turns them into events and the
+//! `FieldConflict` condition.
 //!
 //! One module per provider writes the objects the pure builders of
 //! [`flagger_core::routing`] return (where the provider's builtin-check queries live too), by
@@ -33,12 +34,15 @@
 //!
 //! ## Why a trait object
 //!
-//! Routers are unit values behind `&'static dyn Router`: the registry is a plain `match` from
-//! [`Provider`] to a router, the steps hold the router as a copyable reference without generics
-//! spreading through them, and a new provider adds a module and a registry line, not a variant
-//! and a match arm in every operation. A provider with versions (SMI, Gateway API, App Mesh)
-//! reads its version from the Canary's provider. The futures are boxed ([`BoxFuture`]) to keep
-//! the trait object-safe; one allocation per call is nothing next to the API request it makes.
+//! A provider implements [`Router`] with plain `async fn`s (their futures are `Send` by the
+//! trait's signature). Every `Router` is an [`AnyRouter`] by a blanket implementation that
+//! boxes the futures ([`BoxFuture`]) and collects what `reconcile` put back, once for all
+//! providers; `AnyRouter` is object-safe, so routers are unit values behind
+//! `&'static dyn AnyRouter`. The registry is a plain `match` from [`Provider`] to a router, the
+//! steps hold the router as a copyable reference without generics spreading through them, and
+//! a new provider adds a module and a registry line, not a variant and a match arm in every
+//! operation. A provider with versions (SMI, Gateway API, App Mesh) reads its version from the
+//! Canary's provider. One allocation per call is nothing next to the API request it makes.
 //!
 //! ## How the coming routers fit (issues 15 and 16)
 //!
