@@ -1,4 +1,4 @@
-//! NGINX ingress: [`MeshRouter`] plays the ingress-nginx controller for hosts named by
+//! NGINX ingress: [`Nginx`] plays the ingress-nginx controller for hosts named by
 //! `networking.k8s.io/v1` Ingresses, canary annotations included.
 //!
 //! Served Ingresses: those whose `kubernetes.io/ingress.class` annotation is `nginx`, else
@@ -31,8 +31,8 @@ use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::mesh::{MeshRouter, View, hostname_matches, objects, path_prefix_matches, spec};
-use super::router::{IngressTelemetry, RouteActions, RouteDecision, ServicePort};
+use super::super::router::{IngressTelemetry, RouteActions, RouteDecision, ServicePort};
+use super::common::{Mesh, Tools, View, hostname_matches, objects, path_prefix_matches, spec};
 use crate::Api;
 use crate::util;
 
@@ -45,6 +45,28 @@ pub const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 
 const NETWORKING_GROUP: &str = "networking.k8s.io";
 const NETWORKING_VERSIONS: &[&str] = &["v1"];
+
+/// The ingress-nginx controller, reading the canary annotations under `prefix`.
+#[derive(Debug, Clone)]
+pub struct Nginx {
+    /// The annotation prefix (`nginx.ingress.kubernetes.io`, or ingress-nginx's
+    /// `--annotations-prefix`).
+    pub prefix: String,
+}
+
+impl Default for Nginx {
+    fn default() -> Self {
+        Self::new(DEFAULT_PREFIX)
+    }
+}
+
+impl Nginx {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.trim_end_matches('/').to_string(),
+        }
+    }
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
@@ -345,7 +367,7 @@ struct Location<'a> {
     backend: &'a Backend,
 }
 
-impl MeshRouter {
+impl Nginx {
     /// The served Ingresses, oldest first.
     fn nginx_ingresses(&self, api: &Api) -> Vec<Ing> {
         objects(api, NETWORKING_GROUP, NETWORKING_VERSIONS, "Ingress")
@@ -359,18 +381,21 @@ impl MeshRouter {
                 Some(Ing {
                     namespace: util::namespace(o).to_string(),
                     name: util::name(o).to_string(),
-                    canary: CanaryPolicy::from_annotations(&annotations, &self.nginx_prefix),
+                    canary: CanaryPolicy::from_annotations(&annotations, &self.prefix),
                     spec,
                 })
             })
             .collect()
     }
+}
 
+impl Mesh for Nginx {
     /// Routes a request for `host` as ingress-nginx would; `None` when no main Ingress has a
     /// rule for the host.
-    pub(super) fn nginx_ingress(
+    fn route_host(
         &self,
         api: &Api,
+        t: &Tools,
         host: &str,
         view: &View<'_>,
     ) -> Option<RouteDecision> {
@@ -451,8 +476,8 @@ impl MeshRouter {
                 .as_deref()
                 .and_then(|c| nginx_cookie(view.headers, c));
             policy
-                .by_request(header, cookie, |re, v| self.search(re, v))
-                .unwrap_or_else(|| policy.by_weight(self.chance()))
+                .by_request(header, cookie, |re, v| t.search(re, v))
+                .unwrap_or_else(|| policy.by_weight(t.chance()))
         });
 
         let main_service = location.backend.service.as_ref();
