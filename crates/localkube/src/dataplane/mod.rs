@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod resolve;
 pub mod router;
+pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -6,11 +6,13 @@
 //! carries mirrors, header edits, rewrites, a timeout, faults, a redirect or a direct response
 //! (see `docs/localkube.md`).
 
+use serde::Deserialize;
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-
 use super::super::router::{HeaderOps, RouteActions, RouteDecision, ServicePort};
+use super::super::telemetry::{
+    ISTIO_BUCKETS, MeshLabels, Recorded, Row, Telemetry, counter_and_histogram, escape, or_unknown,
+};
 use super::common::{
     Mesh, Tools, View, dest_port, direct, hostname_matches, objects, service_of, spec,
 };
@@ -21,7 +23,7 @@ use crate::util;
 const GROUP: &str = "networking.istio.io";
 const VERSIONS: &[&str] = &["v1", "v1beta1", "v1alpha3"];
 
-/// Istio's routing by VirtualServices.
+/// Istio: routing by VirtualServices, and the sidecars' standard metrics.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Istio;
 
@@ -456,6 +458,17 @@ fn vs_route(
     }
 }
 
+/// The oldest VirtualService for which `claims(namespace, spec)` holds, with its namespace.
+fn first_vs(api: &Api, claims: impl Fn(&str, &VsSpec) -> bool) -> Option<(String, VsSpec)> {
+    objects(api, GROUP, VERSIONS, "VirtualService")
+        .iter()
+        .find_map(|o| {
+            let ns = util::namespace(o);
+            let vs = spec::<VsSpec>(o)?;
+            claims(ns, &vs).then(|| (ns.to_string(), vs))
+        })
+}
+
 impl Mesh for Istio {
     fn route_service(
         &self,
@@ -464,17 +477,11 @@ impl Mesh for Istio {
         to: &ServicePort,
         view: &View<'_>,
     ) -> Option<RouteDecision> {
-        for o in objects(api, GROUP, VERSIONS, "VirtualService") {
-            let ns = util::namespace(&o);
-            let Some(vs) = spec::<VsSpec>(&o) else {
-                continue;
-            };
+        let (ns, vs) = first_vs(api, |ns, vs| {
             let mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
-            if mesh && vs.hosts.iter().any(|h| vs_host_names(h, ns, to)) {
-                return Some(vs_route(t, api, ns, &vs, to, view));
-            }
-        }
-        None
+            mesh && vs.hosts.iter().any(|h| vs_host_names(h, ns, to))
+        })?;
+        Some(vs_route(t, api, &ns, &vs, to, view))
     }
 
     fn route_host(
@@ -484,22 +491,67 @@ impl Mesh for Istio {
         host: &str,
         view: &View<'_>,
     ) -> Option<RouteDecision> {
-        for o in objects(api, GROUP, VERSIONS, "VirtualService") {
-            let ns = util::namespace(&o);
-            let Some(vs) = spec::<VsSpec>(&o) else {
-                continue;
-            };
+        let (ns, vs) = first_vs(api, |_, vs| {
             let gateway = vs.gateways.iter().any(|g| g != "mesh");
-            if gateway && vs.hosts.iter().any(|h| hostname_matches(h, host)) {
-                let none = ServicePort {
-                    namespace: ns.to_string(),
-                    service: String::new(),
-                    port: view.port,
-                };
-                return Some(vs_route(t, api, ns, &vs, &none, view));
-            }
-        }
-        None
+            gateway && vs.hosts.iter().any(|h| hostname_matches(h, host))
+        })?;
+        let none = ServicePort {
+            namespace: ns.clone(),
+            service: String::new(),
+            port: view.port,
+        };
+        Some(vs_route(t, api, &ns, &vs, &none, view))
+    }
+}
+
+/// The standard labels of one series, as the destination's sidecar reports it.
+fn labels(l: &MeshLabels) -> String {
+    let fqdn = if l.service.is_empty() {
+        "unknown".to_string()
+    } else {
+        format!(
+            "{}.{}.svc.cluster.local",
+            escape(&l.service),
+            escape(&l.service_namespace)
+        )
+    };
+    format!(
+        "reporter=\"destination\",source_workload=\"unknown\",source_workload_namespace=\"unknown\",destination_workload=\"{}\",destination_workload_namespace=\"{}\",destination_service=\"{fqdn}\",destination_service_name=\"{}\",destination_service_namespace=\"{}\",request_protocol=\"http\",response_code=\"{}\",response_flags=\"-\"",
+        escape(&l.workload),
+        escape(&l.namespace),
+        or_unknown(&l.service),
+        or_unknown(&l.service_namespace),
+        l.status
+    )
+}
+
+/// `istio_requests_total` and `istio_request_duration_milliseconds`.
+impl Telemetry for Istio {
+    fn render(&self, recorded: &Recorded, out: &mut String) {
+        let rows: Vec<Row<'_>> = recorded
+            .mesh
+            .iter()
+            .map(|(l, h)| Row {
+                labels: labels(l),
+                counter_only: String::new(),
+                buckets: &h.istio,
+                sum: h.sum_ms,
+                count: h.count,
+            })
+            .collect();
+        counter_and_histogram(
+            out,
+            (
+                "istio_requests_total",
+                "Requests reported by the destination sidecar.",
+            ),
+            (
+                "istio_request_duration_milliseconds",
+                "Request durations reported by the destination sidecar.",
+            ),
+            &ISTIO_BUCKETS,
+            &rows,
+        );
     }
 }
 

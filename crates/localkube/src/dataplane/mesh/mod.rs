@@ -18,22 +18,27 @@
 //! again. Weighted choices and mirror percentages draw from a seeded generator
 //! ([`MeshRouter::seeded`]) so tests are deterministic.
 //!
-//! Each mesh is a module implementing [`Mesh`] (routing); its telemetry is written by
-//! [`super::metrics`] from the requests recorded. A new mesh is a module and a line in
-//! [`registry`].
+//! Each mesh is a module implementing [`Mesh`] (its routing) and
+//! [`Telemetry`](super::telemetry::Telemetry) (its series, rendered from the requests
+//! [`super::metrics`] records). A new mesh is a module and a line in [`registry`] (and in
+//! [`telemetry`]).
 //!
 //! The objects are read as JSON from the store and parsed here into the fields honoured; this
 //! crate depends on no mesh or Flagger crate.
 
 pub mod common;
+pub mod envoy;
 pub mod gatewayapi;
 pub mod istio;
+pub mod linkerd;
 pub mod nginx;
+pub mod osm;
 pub mod smi;
 
 use std::sync::Arc;
 
 use super::router::{RequestInfo, RouteDecision, Router, ServicePort};
+use super::telemetry::Telemetry;
 use crate::Api;
 pub use common::{Mesh, Tools, View};
 
@@ -64,6 +69,17 @@ fn registry(s: &Settings) -> Vec<Entry> {
         entry(Arc::new(gatewayapi::GatewayApi), Some(2), Some(1)),
         entry(Arc::new(smi::Smi), Some(3), None),
         entry(Arc::new(nginx::Nginx::new(&s.nginx_prefix)), None, Some(3)),
+    ]
+}
+
+/// The meshes' series, one module each, in the order they are written on `/metrics`.
+pub fn telemetry() -> Vec<Box<dyn Telemetry>> {
+    vec![
+        Box::new(istio::Istio),
+        Box::new(linkerd::Linkerd),
+        Box::new(envoy::Envoy),
+        Box::new(osm::Osm),
+        Box::new(nginx::Nginx::default()),
     ]
 }
 

@@ -26,12 +26,16 @@
 //! upstream (`<namespace>-<service>-<port>`) when the canary Ingress took it.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::super::router::{IngressTelemetry, RouteActions, RouteDecision, ServicePort};
+use super::super::telemetry::{
+    BUCKETS, IngressLabels, Recorded, Telemetry, escape, header, histogram,
+};
 use super::common::{Mesh, Tools, View, hostname_matches, objects, path_prefix_matches, spec};
 use crate::Api;
 use crate::util;
@@ -516,6 +520,73 @@ impl Mesh for Nginx {
             },
             ..decision
         })
+    }
+}
+
+/// ingress-nginx's constant labels, as a controller installed by its Helm chart in
+/// `ingress-nginx` would have them.
+const CONTROLLER_LABELS: &str = "controller_class=\"k8s.io/ingress-nginx\",controller_namespace=\"ingress-nginx\",controller_pod=\"ingress-nginx-controller-localkube\"";
+
+fn labels(l: &IngressLabels) -> String {
+    format!(
+        "canary=\"{}\",{CONTROLLER_LABELS},host=\"{}\",ingress=\"{}\",method=\"{}\",namespace=\"{}\",path=\"{}\",service=\"{}\",status=\"{}\"",
+        escape(&l.canary),
+        escape(&l.host),
+        escape(&l.ingress),
+        escape(&l.method),
+        escape(&l.namespace),
+        escape(&l.path),
+        escape(&l.service),
+        l.status
+    )
+}
+
+/// The controller's series as ingress-nginx's socket collector writes them.
+impl Telemetry for Nginx {
+    fn render(&self, recorded: &Recorded, out: &mut String) {
+        header(
+            out,
+            "nginx_ingress_controller_requests",
+            "counter",
+            "The total number of client requests",
+        );
+        for (l, h) in &recorded.ingress {
+            let _ = writeln!(
+                out,
+                "nginx_ingress_controller_requests{{{}}} {}",
+                labels(l),
+                h.request.count
+            );
+        }
+        for (name, help, upstream) in [
+            (
+                "nginx_ingress_controller_request_duration_seconds",
+                "The request processing time in seconds",
+                false,
+            ),
+            (
+                "nginx_ingress_controller_response_duration_seconds",
+                "The time spent on receiving the response from the upstream server",
+                true,
+            ),
+        ] {
+            header(out, name, "histogram", help);
+            for (l, h) in &recorded.ingress {
+                let hist = if upstream { &h.response } else { &h.request };
+                if hist.count == 0 {
+                    continue;
+                }
+                histogram(
+                    out,
+                    name,
+                    &labels(l),
+                    &BUCKETS,
+                    &hist.buckets,
+                    hist.sum,
+                    hist.count,
+                );
+            }
+        }
     }
 }
 
