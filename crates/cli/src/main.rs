@@ -200,7 +200,11 @@ mod tests {
 
     #[test]
     fn flags_alone_imply_the_controller() {
-        let argv = |a: &[&str]| a.iter().map(Into::into).collect::<Vec<std::ffi::OsString>>();
+        let argv = |a: &[&str]| {
+            a.iter()
+                .map(Into::into)
+                .collect::<Vec<std::ffi::OsString>>()
+        };
         assert_eq!(
             super::implicit_controller(argv(&["./flagger", "-log-level=info"])),
             argv(&["./flagger", "controller", "-log-level=info"])

@@ -693,8 +693,13 @@ mod tests {
         let args = Args::try_parse_from(["controller", "-version"]).expect("parses");
         assert!(args.version);
         assert!(version_line().starts_with("flagger-rs version "));
-        for (value, want) in [("1", true), ("t", true), ("TRUE", true), ("F", false), ("0", false)]
-        {
+        for (value, want) in [
+            ("1", true),
+            ("t", true),
+            ("TRUE", true),
+            ("F", false),
+            ("0", false),
+        ] {
             let args = Args::try_parse_from([
                 "controller".to_string(),
                 format!("-enable-config-tracking={value}"),
@@ -732,7 +737,10 @@ mod tests {
         let err = Args::try_parse_from(["controller", "-no-such-flag=1"])
             .expect_err("unknown flags are refused")
             .to_string();
-        assert!(err.contains("unexpected argument '--no-such-flag'"), "{err}");
+        assert!(
+            err.contains("unexpected argument '--no-such-flag'"),
+            "{err}"
+        );
     }
 
     #[test]
