@@ -1469,3 +1469,311 @@ fn rendered_chart_applies_and_the_controller_gets_ready() {
     let mut controller = Controller::start(&cluster, &args);
     controller.wait_ready(&cluster);
 }
+
+/// Every key of Flagger 1.44's `charts/loadtester/values.yaml`, with Flagger's default where
+/// ours keeps it (the image's user differs: 10001 here, 100:101 in Flagger's).
+const FLAGGER_LOADTESTER_VALUES: &[(&str, &str)] = &[
+    ("/replicaCount", "1"),
+    ("/image/pullPolicy", r#""IfNotPresent""#),
+    ("/image/pullSecret", "null"),
+    ("/podLabels", "{}"),
+    (
+        "/podAnnotations",
+        r#"{"prometheus.io/scrape": "true", "prometheus.io/port": "8080"}"#,
+    ),
+    ("/podPriorityClassName", r#""""#),
+    ("/logLevel", r#""info""#),
+    ("/cmd/timeout", r#""1h""#),
+    ("/cmd/namespaceRegexp", r#""""#),
+    ("/nameOverride", r#""""#),
+    ("/fullnameOverride", r#""""#),
+    ("/env", "[]"),
+    ("/service/type", r#""ClusterIP""#),
+    ("/service/port", "80"),
+    (
+        "/resources",
+        r#"{"requests": {"cpu": "10m", "memory": "64Mi"}}"#,
+    ),
+    ("/volumes", "[]"),
+    ("/volumeMounts", "[]"),
+    ("/nodeSelector", "{}"),
+    ("/tolerations", "[]"),
+    ("/affinity", "{}"),
+    ("/rbac/create", "false"),
+    ("/rbac/scope", "null"),
+    ("/rbac/rules", "[]"),
+    ("/rbac/serviceAccountAnnotations", "{}"),
+    ("/serviceAccountName", r#""""#),
+    ("/meshName", r#""""#),
+    ("/appmesh/enabled", "false"),
+    ("/appmesh/backends", r#"["podinfo", "podinfo-canary"]"#),
+    ("/istio/enabled", "false"),
+    ("/istio/host", r#""flagger-loadtester.flagger""#),
+    ("/istio/gateway/enabled", "false"),
+    ("/istio/tls/enabled", "false"),
+    ("/istio/tls/httpsRedirect", "false"),
+    ("/securityContext/enabled", "false"),
+    ("/securityContext/context/readOnlyRootFilesystem", "true"),
+    ("/podSecurityContext/enabled", "false"),
+    (
+        "/podSecurityContext/context/fsGroupChangePolicy",
+        r#""OnRootMismatch""#,
+    ),
+    ("/podDisruptionBudget/enabled", "false"),
+    ("/podDisruptionBudget/minAvailable", "1"),
+];
+
+fn render_loadtester(sets: &[&str]) -> Vec<Value> {
+    let mut extra = Vec::new();
+    for s in sets {
+        extra.push("--set");
+        extra.push(s);
+    }
+    helm_template(&chart("loadtester"), "flagger-loadtester", "test", &extra)
+}
+
+#[test]
+fn loadtester_values_have_every_key_of_flaggers_chart() {
+    let values: Value = serde_yaml::from_str(&read("charts/loadtester/values.yaml")).unwrap();
+    for (pointer, want) in FLAGGER_LOADTESTER_VALUES {
+        let want: Value = serde_json::from_str(want).unwrap_or_else(|e| panic!("{pointer}: {e}"));
+        let got = values
+            .pointer(pointer)
+            .unwrap_or_else(|| panic!("loadtester values.yaml lacks {pointer}"));
+        assert_eq!(got, &want, "loadtester values.yaml {pointer}");
+    }
+    assert_eq!(values["securityContext"]["context"]["runAsUser"], 10001);
+}
+
+/// The load tester chart with Flagger's defaults: the Service webhooks call
+/// (`http://flagger-loadtester.<namespace>/`) selecting the pods, and the load tester's flags;
+/// then every optional object from its values.
+#[test]
+fn loadtester_chart_renders_like_flaggers() {
+    let docs = render_loadtester(&[]);
+    let mut kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["Deployment", "Service"]);
+    let svc = object(&docs, "Service", "flagger-loadtester");
+    assert_eq!(svc["spec"]["type"], "ClusterIP");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 80);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "http");
+    let d = object(&docs, "Deployment", "flagger-loadtester");
+    let pod = &d["spec"]["template"];
+    assert_eq!(d["spec"]["selector"]["matchLabels"]["app"], "loadtester");
+    for (k, v) in svc["spec"]["selector"].as_object().unwrap() {
+        assert_eq!(&pod["metadata"]["labels"][k], v);
+    }
+    let ann = &pod["metadata"]["annotations"];
+    assert_eq!(
+        ann["openservicemesh.io/inbound-port-exclusion-list"],
+        "80, 8080"
+    );
+    assert_eq!(ann["prometheus.io/scrape"], "true");
+    let c = &pod["spec"]["containers"][0];
+    assert_eq!(c["image"], "flagger-rs/flagger-loadtester:0.1.0");
+    assert_eq!(c["ports"][0]["containerPort"], 8080);
+    let command: Vec<String> = c["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        command,
+        [
+            "flagger-loadtester",
+            "-port=8080",
+            "-log-level=info",
+            "-timeout=1h",
+            "-namespace-regexp="
+        ]
+    );
+    let parsed = flagger_loadtester::cli::LoadtesterArgs::parse_go(
+        command[1..].iter().map(std::ffi::OsString::from),
+    )
+    .expect("the load tester parses the chart's flags");
+    assert_eq!(parsed.port, 8080);
+    assert_eq!(parsed.timeout, Duration::from_secs(3600));
+    assert!(pod["spec"].get("serviceAccountName").is_none());
+
+    let docs = render_loadtester(&[
+        "cmd.timeout=30m",
+        "cmd.namespaceRegexp=^test$",
+        "rbac.create=true",
+        "rbac.scope=cluster",
+        "rbac.rules[0].apiGroups[0]=",
+        "rbac.rules[0].resources[0]=pods",
+        "rbac.rules[0].verbs[0]=list",
+        "rbac.serviceAccountAnnotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::1:role/lt",
+        "podPriorityClassName=low",
+        "podDisruptionBudget.enabled=true",
+        "securityContext.enabled=true",
+        "podSecurityContext.enabled=true",
+        "istio.enabled=true",
+        "istio.gateway.enabled=true",
+        "istio.tls.enabled=true",
+        "appmesh.enabled=true",
+        "meshName=global",
+        "podLabels.team=qa",
+        "volumes[0].name=tmp",
+        "volumes[0].emptyDir.medium=Memory",
+        "volumeMounts[0].name=tmp",
+        "volumeMounts[0].mountPath=/tmp",
+        "service.port=8080",
+    ]);
+    let role = object(&docs, "ClusterRole", "flagger-loadtester");
+    assert_eq!(
+        role["rules"][0],
+        serde_json::json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]})
+    );
+    let binding = object(&docs, "ClusterRoleBinding", "flagger-loadtester");
+    assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
+    assert_eq!(binding["subjects"][0]["namespace"], "test");
+    let sa = object(&docs, "ServiceAccount", "flagger-loadtester");
+    assert_eq!(
+        sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        "arn:aws:iam::1:role/lt"
+    );
+    let d = object(&docs, "Deployment", "flagger-loadtester");
+    let spec = &d["spec"]["template"]["spec"];
+    assert_eq!(spec["serviceAccountName"], "flagger-loadtester");
+    assert_eq!(spec["priorityClassName"], "low");
+    assert_eq!(spec["securityContext"]["fsGroup"], 10001);
+    assert_eq!(spec["volumes"][0]["emptyDir"]["medium"], "Memory");
+    let c = &spec["containers"][0];
+    assert_eq!(c["securityContext"]["runAsUser"], 10001);
+    assert_eq!(c["volumeMounts"][0]["mountPath"], "/tmp");
+    assert_eq!(c["command"][3], "-timeout=30m");
+    assert_eq!(c["command"][4], "-namespace-regexp=^test$");
+    assert_eq!(d["spec"]["template"]["metadata"]["labels"]["team"], "qa");
+    let pdb = object(&docs, "PodDisruptionBudget", "flagger-loadtester");
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+        "loadtester"
+    );
+    let vs = object(&docs, "VirtualService", "flagger-loadtester");
+    assert_eq!(vs["spec"]["hosts"][0], "flagger-loadtester.flagger");
+    assert_eq!(
+        vs["spec"]["http"][0]["route"][0]["destination"]["port"]["number"],
+        8080
+    );
+    let gw = object(&docs, "Gateway", "flagger-loadtester");
+    assert_eq!(
+        gw["spec"]["servers"][1]["tls"]["credentialName"],
+        "flagger-loadtester"
+    );
+    let nodes = of_kind(&docs, "VirtualNode");
+    assert_eq!(nodes.len(), 2);
+    assert!(
+        nodes
+            .iter()
+            .any(|n| n["apiVersion"] == "appmesh.k8s.aws/v1beta2"
+                && n["spec"]["backends"][1]["virtualService"]["virtualServiceRef"]["name"]
+                    == "podinfo-canary")
+    );
+    assert!(
+        nodes
+            .iter()
+            .any(|n| n["apiVersion"] == "appmesh.k8s.aws/v1beta1"
+                && n["spec"]["meshName"] == "global")
+    );
+    // Namespace scope: a Role.
+    let ns_scoped = render_loadtester(&["rbac.create=true"]);
+    object(&ns_scoped, "Role", "flagger-loadtester");
+    object(&ns_scoped, "RoleBinding", "flagger-loadtester");
+}
+
+/// The rendered load tester chart applies to localkube, and the load tester started with the
+/// rendered command (on a free port) answers on /healthz.
+#[test]
+fn rendered_loadtester_chart_applies_and_serves() {
+    let cluster = Cluster::start();
+    let kc = cluster.kubeconfig.as_path();
+    let out = Command::new("helm")
+        .args(["template", "flagger-loadtester"])
+        .arg(chart("loadtester"))
+        .args([
+            "--namespace",
+            "test",
+            "--set",
+            "podDisruptionBudget.enabled=true",
+        ])
+        .output()
+        .expect("helm is on PATH (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = dir.path().join("loadtester.yaml");
+    std::fs::write(&rendered, &out.stdout).unwrap();
+    kubectl(kc, &["create", "namespace", "test"]);
+    kubectl(
+        kc,
+        &["-n", "test", "apply", "-f", rendered.to_str().unwrap()],
+    );
+    let d = kubectl_json(
+        kc,
+        &["-n", "test", "get", "deployment", "flagger-loadtester"],
+    );
+    kubectl(
+        kc,
+        &[
+            "-n",
+            "test",
+            "get",
+            "service/flagger-loadtester",
+            "pdb/flagger-loadtester",
+        ],
+    );
+    let port = free_port();
+    let command: Vec<String> = d["spec"]["template"]["spec"]["containers"][0]["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .map(|a| {
+            if a == "-port=8080" {
+                format!("-port={port}")
+            } else {
+                a
+            }
+        })
+        .collect();
+    assert_eq!(command[0], "flagger-loadtester");
+    let child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_flagger"))
+            .arg("loadtester")
+            .args(&command[1..])
+            .arg("-listen-address=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("flagger loadtester starts"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some((200, body)) = http_get(port, "/healthz") {
+            assert_eq!(body, "OK");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the load tester never answered /healthz"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(child);
+}
+
+/// The dashboard shipped in the chart is the one in deploy/grafana.
+#[test]
+fn dashboard_copies_match() {
+    assert!(
+        read("charts/flagger/dashboards/flagger-canary.json")
+            == read("grafana/flagger-canary.json"),
+        "deploy/charts/flagger/dashboards/flagger-canary.json differs from deploy/grafana/flagger-canary.json: cp deploy/grafana/flagger-canary.json deploy/charts/flagger/dashboards/"
+    );
+}
