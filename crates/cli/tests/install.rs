@@ -1763,7 +1763,9 @@ fn rendered_loadtester_chart_applies_and_serves() {
             Instant::now() < deadline,
             "the load tester never answered /healthz"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        cluster.rt.block_on(async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        });
     }
     drop(child);
 }
