@@ -1678,6 +1678,13 @@ fn loadtester_chart_renders_like_flaggers() {
             .any(|n| n["apiVersion"] == "appmesh.k8s.aws/v1beta1"
                 && n["spec"]["meshName"] == "global")
     );
+    // Seed 004's Helm tester: an existing ServiceAccount.
+    let tiller = render_loadtester(&["serviceAccountName=tiller"]);
+    assert_eq!(
+        object(&tiller, "Deployment", "flagger-loadtester")["spec"]["template"]["spec"]["serviceAccountName"],
+        "tiller"
+    );
+    assert!(of_kind(&tiller, "ServiceAccount").is_empty());
     // Namespace scope: a Role.
     let ns_scoped = render_loadtester(&["rbac.create=true"]);
     object(&ns_scoped, "Role", "flagger-loadtester");
@@ -1778,4 +1785,141 @@ fn dashboard_copies_match() {
             == read("grafana/flagger-canary.json"),
         "deploy/charts/flagger/dashboards/flagger-canary.json differs from deploy/grafana/flagger-canary.json: cp deploy/grafana/flagger-canary.json deploy/charts/flagger/dashboards/"
     );
+}
+
+/// Percent-encodes a query parameter.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The bundled Prometheus's pod job, run by the real Prometheus. Debian's build has no
+/// Kubernetes service discovery, so the two pods the discovery would report are given as
+/// static targets carrying the same `__meta_kubernetes_*` labels: an ingress controller
+/// annotated `prometheus.io/scrape`, `prometheus.io/port` and `prometheus.io/path`, and a pod
+/// without the annotations. The chart's relabeling must scrape only the first, on its annotated
+/// port and path, and label its series with the pod's namespace, name and labels (what the
+/// builtin queries select on).
+#[test]
+fn bundled_prometheus_scrapes_annotated_pods() {
+    let docs = render(&["prometheus.install=true"]);
+    let cm = object(&docs, "ConfigMap", "flagger-prometheus");
+    let config: Value =
+        serde_yaml::from_str(cm["data"]["prometheus.yml"].as_str().unwrap()).unwrap();
+    let mut job = config["scrape_configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_name"] == "kubernetes-pods")
+        .unwrap()
+        .clone();
+
+    // The ingress controller's metrics, on a path of its own.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let metrics_port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 4096];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let body = if request.starts_with("GET /ingress-metrics ") {
+                "nginx_ingress_controller_requests{ingress=\"podinfo\",status=\"200\"} 5\n"
+            } else {
+                ""
+            };
+            let status = if body.is_empty() {
+                "404 Not Found"
+            } else {
+                "200 OK"
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let pod = |name: &str, scrape: &str| {
+        serde_json::json!({
+            // The pod's IP and declared container port; the annotation names the real one.
+            "targets": ["127.0.0.1:1"],
+            "labels": {
+                "__meta_kubernetes_pod_annotation_prometheus_io_scrape": scrape,
+                "__meta_kubernetes_pod_annotation_prometheus_io_port": metrics_port.to_string(),
+                "__meta_kubernetes_pod_annotation_prometheus_io_path": "/ingress-metrics",
+                "__meta_kubernetes_namespace": "ingress-nginx",
+                "__meta_kubernetes_pod_name": name,
+                "__meta_kubernetes_pod_label_app_kubernetes_io_name": "ingress-nginx",
+            }
+        })
+    };
+    let job_map = job.as_object_mut().unwrap();
+    job_map.remove("kubernetes_sd_configs");
+    job_map.insert(
+        "static_configs".into(),
+        serde_json::json!([
+            pod("ingress-nginx-controller-7d9f8-x2k4p", "true"),
+            pod("podinfo-5c8d7-abcde", "false")
+        ]),
+    );
+    let test_config = serde_json::json!({
+        "global": {"scrape_interval": "500ms"},
+        "scrape_configs": [job],
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("prometheus.yml");
+    std::fs::write(&config_path, serde_yaml::to_string(&test_config).unwrap()).unwrap();
+    let port = free_port();
+    let _prometheus = KillOnDrop(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus is installed (scripts/test.sh installs Debian's package)"),
+    );
+    let query = |q: &str| -> Value {
+        http_get(port, &format!("/api/v1/query?query={}", urlencode(q)))
+            .and_then(|(status, body)| (status == 200).then_some(body))
+            .and_then(|body| serde_json::from_str(&body).ok())
+            .unwrap_or(Value::Null)
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let series = loop {
+        let answer = query("nginx_ingress_controller_requests");
+        if let Some(first) = answer.pointer("/data/result/0/metric") {
+            break first.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the annotated pod was never scraped: {answer}"
+        );
+        rt.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
+    };
+    assert_eq!(series["kubernetes_namespace"], "ingress-nginx");
+    assert_eq!(
+        series["kubernetes_pod_name"],
+        "ingress-nginx-controller-7d9f8-x2k4p"
+    );
+    assert_eq!(series["app_kubernetes_io_name"], "ingress-nginx");
+    assert_eq!(series["instance"], format!("127.0.0.1:{metrics_port}"));
+    assert_eq!(series["job"], "kubernetes-pods");
+    // Only the annotated pod is a target.
+    let up = query("up");
+    let targets = up["data"]["result"].as_array().map_or(0, Vec::len);
+    assert_eq!(targets, 1, "{up}");
 }
