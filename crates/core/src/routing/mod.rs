@@ -25,12 +25,17 @@
 //! [`Routes`]: crate::effects::Routes
 //! [`Routes::PRIMARY`]: crate::effects::Routes::PRIMARY
 
+pub mod apisix;
+pub mod contour;
 pub mod gatewayapi;
+pub mod gloo;
 pub mod istio;
 pub mod kubernetes;
 pub mod nginx;
 pub mod observer;
+pub mod skipper;
 pub mod smi;
+pub mod traefik;
 
 use std::collections::BTreeMap;
 

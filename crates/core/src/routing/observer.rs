@@ -39,6 +39,11 @@ pub fn for_provider(provider: Provider) -> Option<&'static dyn Observer> {
         Provider::Linkerd => &super::smi::LINKERD,
         Provider::Osm => &super::smi::OSM,
         Provider::Nginx => &super::nginx::OBSERVER,
+        Provider::Contour => &super::contour::OBSERVER,
+        Provider::Gloo => &super::gloo::OBSERVER,
+        Provider::Traefik => &super::traefik::OBSERVER,
+        Provider::Skipper => &super::skipper::OBSERVER,
+        Provider::Apisix => &super::apisix::OBSERVER,
         _ => return None,
     })
 }
@@ -121,12 +126,21 @@ pub(crate) mod tests {
         assert_eq!(q("smi:v1alpha1"), q("istio"));
         assert_eq!(q("gatewayapi:v1"), q("kubernetes"));
         assert_eq!(q("gatewayapi:v1beta1"), q("kubernetes"));
-        for p in ["istio", "linkerd", "osm", "nginx", "kubernetes"] {
+        for p in [
+            "istio",
+            "linkerd",
+            "osm",
+            "nginx",
+            "kubernetes",
+            "contour",
+            "gloo",
+            "traefik",
+            "skipper",
+            "apisix",
+        ] {
             assert!(q(p).is_some(), "{p}");
         }
-        for p in [
-            "contour", "gloo", "traefik", "skipper", "apisix", "kuma", "knative", "appmesh",
-        ] {
+        for p in ["kuma", "knative", "appmesh"] {
             assert!(q(p).is_none(), "{p}");
         }
     }
