@@ -115,6 +115,7 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
         canary,
         c,
         ingress_prefix: &ctx.settings.ingress_prefix,
+        ingress_class: &ctx.settings.ingress_class,
     };
     match deref.router.finalize(&target).await {
         Ok(None) => {}

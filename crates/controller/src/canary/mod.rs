@@ -142,6 +142,7 @@ async fn reconcile_canary(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Acti
             canary: &canary,
             c,
             ingress_prefix: &ctx.settings.ingress_prefix,
+            ingress_class: &ctx.settings.ingress_class,
         };
         let cookies = crate::router::cookies_of(Some(&status));
         let (contested, reconciled) = match deref.router.reconcile(&target, &cookies).await {

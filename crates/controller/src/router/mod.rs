@@ -22,7 +22,12 @@
 //!   `<apex>`;
 //! * [`smi`] (`linkerd`, `osm`, `smi:v1alpha1|2|3`): the TrafficSplit `<apex>`;
 //! * [`nginx`]: the Ingress `<ingressRef.name>-canary`;
-//! * [`gatewayapi`] (`gatewayapi:v1`, `gatewayapi:v1beta1`): the HTTPRoute `<apex>`.
+//! * [`gatewayapi`] (`gatewayapi:v1`, `gatewayapi:v1beta1`): the HTTPRoute `<apex>`;
+//! * [`contour`]: the HTTPProxy `<apex>` (`-ingress-class` reaches it through [`Target`]);
+//! * [`gloo`]: the Upstreams of the primary and canary Services and the RouteTable `<apex>`;
+//! * [`traefik`]: the TraefikService `<apex>` (`traefik.io`, or `traefik.containo.us`);
+//! * [`skipper`]: the Ingress `<ingressRef.name>-canary` (deleted by `finalize`);
+//! * [`apisix`]: the ApisixRoute `<routeRef>-<apex>-canary`.
 //!
 //! [`for_provider`] is the registry: one line per provider, and the refusal of a provider with
 //! no router yet, which the dereference step turns into `Valid=False`.
@@ -44,22 +49,12 @@
 //! operation. A provider with versions (SMI, Gateway API, App Mesh) reads its version from the
 //! Canary's provider. One allocation per call is nothing next to the API request it makes.
 //!
-//! ## How the coming routers fit (issues 15 and 16)
+//! ## How the coming routers fit (issue 16)
 //!
 //! Each is a pure builder and reader in `flagger_core::routing::<provider>` (with its observer
 //! and a line in `flagger_core::routing::observer::for_provider`), a module here, and a line in
 //! [`for_provider`]:
 //!
-//! * `contour`: one HTTPProxy `<apex>` through `ensure`; `-ingress-class` reaches the builder
-//!   through [`Target`], next to `ingress_prefix`.
-//! * `gloo`: `reconcile` writes several objects, the two Upstreams generated from `upstreamRef`
-//!   (read with `dynamic_api`) and the RouteTable, each through `ensure`, which collects
-//!   the fights of all of them.
-//! * `traefik`: one TraefikService; the module reads the older `traefik.containo.us` group when
-//!   `traefik.io` is not served.
-//! * `skipper`: the canary Ingress cloned from `ingressRef`, like `nginx`; its `finalize`
-//!   deletes that Ingress, as Flagger's does.
-//! * `apisix`: the ApisixRoute `<routeRef>-<apex>-canary` built from the route `routeRef` names.
 //! * `kuma`: a cluster-scoped TrafficRoute with no owner reference (a namespaced Canary cannot
 //!   own it): written on an `Api::all_with` through `ensure` with adoption turned off (one
 //!   more argument of the shared helper).
@@ -75,11 +70,16 @@
 //! client in [`Target`]; owner references are then set only when both clients reach the same
 //! API server, as in Flagger.
 
+pub mod apisix;
+pub mod contour;
 pub mod gatewayapi;
+pub mod gloo;
 pub mod istio;
 pub mod kubernetes;
 pub mod nginx;
+pub mod skipper;
 pub mod smi;
+pub mod traefik;
 
 use flagger_api::{Canary, CanaryStatus};
 use flagger_core::effects::Routes;
@@ -219,6 +219,11 @@ fn registered(provider: Provider) -> Option<&'static dyn AnyRouter> {
         Provider::Linkerd | Provider::Osm | Provider::Smi(_) => &smi::Smi,
         Provider::Nginx => &nginx::Nginx,
         Provider::GatewayApiV1 | Provider::GatewayApiV1Beta1 => &gatewayapi::GatewayApi,
+        Provider::Contour => &contour::Contour,
+        Provider::Gloo => &gloo::Gloo,
+        Provider::Traefik => &traefik::Traefik,
+        Provider::Skipper => &skipper::Skipper,
+        Provider::Apisix => &apisix::Apisix,
         _ => return None,
     })
 }
@@ -251,6 +256,8 @@ pub struct Target<'a> {
     pub c: &'a ValidatedCanary,
     /// `-ingress-annotations-prefix` (nginx).
     pub ingress_prefix: &'a str,
+    /// `-ingress-class` (contour), empty when not set.
+    pub ingress_class: &'a str,
 }
 
 /// A routing object whose fields another field manager changed, found when putting it back.
@@ -544,6 +551,11 @@ mod tests {
             "nginx",
             "gatewayapi:v1",
             "gatewayapi:v1beta1",
+            "contour",
+            "gloo",
+            "traefik",
+            "skipper",
+            "apisix",
         ] {
             let provider = Provider::parse(p).expect(p);
             assert!(for_provider(provider).is_ok(), "{p}");
@@ -552,15 +564,21 @@ mod tests {
         for p in ["istio", "gatewayapi:v1", "gatewayapi:v1beta1"] {
             assert_eq!(sticky(p).ok(), Some(true), "{p}");
         }
-        for p in ["kubernetes", "linkerd", "osm", "smi:v1alpha3", "nginx"] {
+        for p in [
+            "kubernetes",
+            "linkerd",
+            "osm",
+            "smi:v1alpha3",
+            "nginx",
+            "contour",
+            "gloo",
+            "traefik",
+            "skipper",
+            "apisix",
+        ] {
             assert_eq!(sticky(p).ok(), Some(false), "{p}");
         }
         for p in [
-            "contour",
-            "gloo",
-            "skipper",
-            "traefik",
-            "apisix",
             "kuma",
             "knative",
             "appmesh",
@@ -574,8 +592,9 @@ mod tests {
                 refused.message,
                 format!(
                     "the {p} provider is not supported by flagger-rs yet; supported: \
-                     gatewayapi:v1, gatewayapi:v1beta1, istio, kubernetes, linkerd, nginx, osm, \
-                     smi:v1alpha1, smi:v1alpha2, smi:v1alpha3"
+                     apisix, contour, gatewayapi:v1, gatewayapi:v1beta1, gloo, istio, \
+                     kubernetes, linkerd, nginx, osm, skipper, smi:v1alpha1, smi:v1alpha2, \
+                     smi:v1alpha3, traefik"
                 )
             );
         }
@@ -677,6 +696,7 @@ mod tests {
             canary: &canary,
             c: &c,
             ingress_prefix: "",
+            ingress_class: "",
         };
         let router: &dyn AnyRouter = &FailsAfterAFight;
         let failed = router

@@ -53,7 +53,7 @@ impl Router for Nginx {
     }
 }
 
-fn ingress_name(t: &Target<'_>) -> Result<String, RouterError> {
+pub(super) fn ingress_name(t: &Target<'_>) -> Result<String, RouterError> {
     t.canary
         .spec
         .ingress_ref
@@ -70,7 +70,7 @@ async fn get(api: &Api<Ingress>, name: &str, ns: &str) -> Result<Option<Ingress>
 }
 
 /// The user's Ingress and the canary Ingress as it is (`None` when missing).
-async fn current(t: &Target<'_>) -> Result<(Api<Ingress>, Ingress, Option<Ingress>), RouterError> {
+pub(super) async fn current(t: &Target<'_>) -> Result<(Api<Ingress>, Ingress, Option<Ingress>), RouterError> {
     let ns = &t.c.namespace;
     let api: Api<Ingress> = Api::namespaced(t.client.clone(), ns);
     let source_name = ingress_name(t)?;

@@ -29,8 +29,8 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::telemetry::{BUCKETS, Hist, IngressHist, MeshHist, Recorded, escape};
-pub use super::telemetry::{IngressLabels, MeshLabels};
+use super::telemetry::{BUCKETS, GatewayHist, Hist, IngressHist, MeshHist, Recorded, escape};
+pub use super::telemetry::{GatewayLabels, IngressLabels, MeshLabels};
 
 /// The labels of one series.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -75,6 +75,33 @@ impl RequestMetrics {
         if let Some(u) = upstream {
             h.response.observe(u);
         }
+    }
+
+    /// Records a request a gateway served: `took` in all, `upstream` of it waiting for the
+    /// backend (`None`: answered without one).
+    pub fn observe_gateway(
+        &self,
+        labels: GatewayLabels,
+        took: Duration,
+        upstream: Option<Duration>,
+    ) {
+        let mut recorded = self.recorded();
+        let h: &mut GatewayHist = recorded.gateway.entry(labels).or_default();
+        h.request.observe(took);
+        if let Some(u) = upstream {
+            h.upstream.observe(u);
+        }
+    }
+
+    /// Requests the gateway `gateway` filed under `name`, by status.
+    pub fn gateway_counts(&self, gateway: &str, name: &str) -> BTreeMap<u16, u64> {
+        let mut out = BTreeMap::new();
+        for (l, h) in self.recorded().gateway.iter() {
+            if l.telemetry.gateway == gateway && l.telemetry.name == name {
+                *out.entry(l.status).or_default() += h.request.count;
+            }
+        }
+        out
     }
 
     /// Requests the ingress controller recorded under Ingress `namespace/ingress`, by
@@ -247,7 +274,8 @@ mod tests {
             format!("response_latency_ms_bucket{{{linkerd},status_code=\"503\",le=\"500\"}} 0"),
             format!("response_latency_ms_bucket{{{linkerd},status_code=\"503\",le=\"1000\"}} 1"),
             format!("envoy_cluster_upstream_rq{{{envoy},envoy_response_code=\"503\"}} 1"),
-            format!("envoy_cluster_upstream_rq_time_count{{{envoy}}} 2"),
+            // One histogram per cluster, every response code in it.
+            format!("envoy_cluster_upstream_rq_time_count{{{envoy}}} 3"),
             // A pod addressed by IP: no Service, no Envoy cluster.
             "destination_service=\"unknown\",destination_service_name=\"unknown\"".to_string(),
         ] {

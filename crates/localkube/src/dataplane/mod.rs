@@ -36,8 +36,8 @@ use std::sync::Arc;
 
 pub use mesh::MeshRouter;
 pub use router::{
-    HeaderOps, IngressTelemetry, RequestInfo, RouteActions, RouteDecision, Router, ServicePort,
-    ServiceRouter,
+    GatewayTelemetry, HeaderOps, IngressTelemetry, RequestInfo, RouteActions, RouteDecision,
+    Router, ServicePort, ServiceRouter,
 };
 
 /// Pod-template annotation: the fraction (0..=1) of application requests that fail.

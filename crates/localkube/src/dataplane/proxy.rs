@@ -27,7 +27,7 @@ use super::app::{self, PodApp};
 use super::endpoints::{Endpoint, NoEndpoint, Picker};
 use serde_json::Value;
 
-use super::metrics::{IngressLabels, MeshLabels, RequestLabels, RequestMetrics};
+use super::metrics::{GatewayLabels, IngressLabels, MeshLabels, RequestLabels, RequestMetrics};
 use super::resolve::{Resolved, resolve};
 use super::router::{RequestInfo, RouteDecision, ServicePort};
 use super::{DataPlaneConfig, UPSTREAM};
@@ -242,15 +242,31 @@ pub async fn handle(State(st): State<Arc<ProxyState>>, req: Request) -> Response
     }
 }
 
-/// Carries out a routing decision and, when an ingress controller served the request,
-/// records it in the controller's series.
+/// Carries out a routing decision and, when an ingress controller or a gateway served the
+/// request, records it in its series.
 async fn routed(st: &Arc<ProxyState>, mut decision: RouteDecision, req: Req) -> Response {
-    let Some(ingress) = decision.actions.ingress.take() else {
+    let gateway = decision.actions.gateway.take();
+    let ingress = decision.actions.ingress.take();
+    if ingress.is_none() && gateway.is_none() {
         return carry_out(st, decision, req).await.0;
-    };
+    }
     let start = Instant::now();
     let method = req.method.to_string();
     let (resp, upstream) = carry_out(st, decision, req).await;
+    if let Some(telemetry) = gateway {
+        st.metrics.observe_gateway(
+            GatewayLabels {
+                telemetry,
+                method: method.clone(),
+                status: resp.status().as_u16(),
+            },
+            start.elapsed(),
+            upstream,
+        );
+    }
+    let Some(ingress) = ingress else {
+        return resp;
+    };
     st.metrics.observe_ingress(
         IngressLabels {
             namespace: ingress.namespace,

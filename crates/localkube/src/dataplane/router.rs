@@ -118,6 +118,20 @@ pub struct RouteActions {
     /// An ingress controller served the request: record it in the controller's series
     /// (`nginx_ingress_controller_*`) with these labels.
     pub ingress: Option<IngressTelemetry>,
+    /// A gateway (Gloo's Envoy, Traefik, Skipper, APISIX) served the request: record it in
+    /// that gateway's series.
+    pub gateway: Option<GatewayTelemetry>,
+}
+
+/// Under what a gateway records a request it served (besides method, status and durations):
+/// which gateway's series, the name it files the request under (Gloo's Envoy cluster,
+/// Traefik's service, Skipper's route, APISIX's route) and its other labels, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GatewayTelemetry {
+    /// The telemetry module that renders it (`envoy`, `traefik`, `skipper`, `apisix`).
+    pub gateway: &'static str,
+    pub name: String,
+    pub labels: Vec<(String, String)>,
 }
 
 /// The labels an ingress controller records a request under (besides `method` and `status`),
