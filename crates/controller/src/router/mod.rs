@@ -578,12 +578,7 @@ mod tests {
         ] {
             assert_eq!(sticky(p).ok(), Some(false), "{p}");
         }
-        for p in [
-            "kuma",
-            "knative",
-            "appmesh",
-            "appmesh:v1beta2",
-        ] {
+        for p in ["kuma", "knative", "appmesh", "appmesh:v1beta2"] {
             let refused = for_provider(Provider::parse(p).expect(p))
                 .err()
                 .expect("refused");

@@ -70,7 +70,9 @@ async fn get(api: &Api<Ingress>, name: &str, ns: &str) -> Result<Option<Ingress>
 }
 
 /// The user's Ingress and the canary Ingress as it is (`None` when missing).
-pub(super) async fn current(t: &Target<'_>) -> Result<(Api<Ingress>, Ingress, Option<Ingress>), RouterError> {
+pub(super) async fn current(
+    t: &Target<'_>,
+) -> Result<(Api<Ingress>, Ingress, Option<Ingress>), RouterError> {
     let ns = &t.c.namespace;
     let api: Api<Ingress> = Api::namespaced(t.client.clone(), ns);
     let source_name = ingress_name(t)?;

@@ -87,8 +87,7 @@ async fn write(
     existing: Option<&Ingress>,
     routes: Routes,
 ) -> Result<(), RouterError> {
-    let mut desired =
-        skipper::canary_ingress(t.c, source, routes).map_err(RouterError::routing)?;
+    let mut desired = skipper::canary_ingress(t.c, source, routes).map_err(RouterError::routing)?;
     if existing.is_none_or(|e| owned_by(e.metadata.owner_references.as_ref(), t.canary)) {
         desired.metadata.owner_references = owner_ref(t.canary).map(|o| vec![o]);
     }

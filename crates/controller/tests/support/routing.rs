@@ -114,7 +114,11 @@ impl Load {
         Load::start_at(env, APEX_URL, headers)
     }
 
-    pub fn start_at(env: &Env, url: &'static str, headers: &[(&'static str, &'static str)]) -> Load {
+    pub fn start_at(
+        env: &Env,
+        url: &'static str,
+        headers: &[(&'static str, &'static str)],
+    ) -> Load {
         let counts: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let http = proxied(env);

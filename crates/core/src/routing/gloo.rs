@@ -100,11 +100,22 @@ pub fn upstream(
 
 /// The merge patch that brings an existing Upstream's `loadBalancerConfig` to the template's,
 /// or `None` when they already agree (or there is no template, or it sets none: Flagger's
-/// patch then carries nothing).
+/// patch then carries nothing). The policy is a one-of: the existing policy's keys the
+/// template does not have are removed (Flagger's merge patch leaves them, so that the Upstream
+/// ends with two policies).
 pub fn upstream_load_balancer_patch(existing: &Value, template: Option<&Value>) -> Option<Value> {
     let want = template?["spec"]["loadBalancerConfig"].clone();
-    (!want.is_null() && existing["spec"]["loadBalancerConfig"] != want)
-        .then(|| json!({"spec": {"loadBalancerConfig": want}}))
+    let have = &existing["spec"]["loadBalancerConfig"];
+    if want.is_null() || *have == want {
+        return None;
+    }
+    let mut patch = want;
+    if let (Some(p), Some(h)) = (patch.as_object_mut(), have.as_object()) {
+        for k in h.keys() {
+            p.entry(k.clone()).or_insert(Value::Null);
+        }
+    }
+    Some(json!({"spec": {"loadBalancerConfig": patch}}))
 }
 
 /// The A/B matchers (none when the canary is not an A/B test).
@@ -234,7 +245,7 @@ mod tests {
         let existing = json!({"spec": {"loadBalancerConfig": {"random": {}}, "useHttp2": false}});
         assert_eq!(
             upstream_load_balancer_patch(&existing, Some(&template)),
-            Some(json!({"spec": {"loadBalancerConfig": {"roundRobin": {}}}}))
+            Some(json!({"spec": {"loadBalancerConfig": {"roundRobin": {}, "random": null}}}))
         );
         let same = json!({"spec": {"loadBalancerConfig": {"roundRobin": {}}}});
         assert_eq!(upstream_load_balancer_patch(&same, Some(&template)), None);

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod golden;
+
 use std::collections::BTreeMap;
 
 use flagger_api::{Canary, CanaryPhase, CanaryStatus};

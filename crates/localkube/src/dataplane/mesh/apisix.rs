@@ -37,8 +37,8 @@ pub const CLASS: &str = "apisix";
 pub const GATEWAY: &str = "apisix";
 /// APISIX's default latency buckets, in milliseconds.
 const BUCKETS_MS: [f64; 15] = [
-    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0,
-    30000.0, 60000.0,
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 30000.0,
+    60000.0,
 ];
 
 /// APISIX, routing by ApisixRoutes.
@@ -195,14 +195,27 @@ impl Mesh for Apisix {
                 if !method || !rule.matches.exprs.iter().all(|e| e.holds(t, view)) {
                     continue;
                 }
-                candidates.push((rank, rule.priority, order, ns, name, rule, matched_uri, matched_host));
+                candidates.push((
+                    rank,
+                    rule.priority,
+                    order,
+                    ns,
+                    name,
+                    rule,
+                    matched_uri,
+                    matched_host,
+                ));
             }
         }
         if !named_host {
             return None;
         }
         candidates.sort_by_key(|(rank, priority, order, ..)| {
-            (std::cmp::Reverse(*rank), std::cmp::Reverse(*priority), *order)
+            (
+                std::cmp::Reverse(*rank),
+                std::cmp::Reverse(*priority),
+                *order,
+            )
         });
         let Some((_, _, _, ns, name, rule, matched_uri, matched_host)) = candidates.first() else {
             return Some(answer(404, r#"{"error_msg":"404 Route Not Found"}"#, None));
@@ -231,7 +244,11 @@ impl Mesh for Apisix {
             .collect();
         match pick(t, &backends) {
             Some(b) => Some(to_backend(b, None, Some(telemetry))),
-            None => Some(answer(503, r#"{"error_msg":"no valid upstream node"}"#, Some(telemetry))),
+            None => Some(answer(
+                503,
+                r#"{"error_msg":"no valid upstream node"}"#,
+                Some(telemetry),
+            )),
         }
     }
 }
@@ -282,8 +299,10 @@ impl Telemetry for Apisix {
             "HTTP request latency in milliseconds per service in APISIX",
         );
         // One histogram per route and type: APISIX's latency has no status label.
-        let mut by_route: std::collections::BTreeMap<&str, [super::super::telemetry::Durations; 2]> =
-            Default::default();
+        let mut by_route: std::collections::BTreeMap<
+            &str,
+            [super::super::telemetry::Durations; 2],
+        > = Default::default();
         for (l, h) in &rows {
             let e = by_route.entry(l.telemetry.name.as_str()).or_default();
             for (acc, d) in e.iter_mut().zip([&h.request, &h.upstream]) {

@@ -217,13 +217,16 @@ fn split(conds: &[Condition]) -> Option<(Option<PathCond>, Vec<HeaderCondition>)
 }
 
 fn annotations_class(o: &Value) -> Option<String> {
-    ["projectcontour.io/ingress.class", "kubernetes.io/ingress.class"]
-        .iter()
-        .find_map(|k| {
-            o.pointer(&format!("/metadata/annotations/{}", k.replace('/', "~1")))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
+    [
+        "projectcontour.io/ingress.class",
+        "kubernetes.io/ingress.class",
+    ]
+    .iter()
+    .find_map(|k| {
+        o.pointer(&format!("/metadata/annotations/{}", k.replace('/', "~1")))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    })
 }
 
 struct Proxy {
@@ -338,10 +341,7 @@ impl Contour {
                 Some(_) => continue,
             };
             let ns = inc.namespace.as_deref().unwrap_or(&proxy.namespace);
-            if let Some(child) = all
-                .iter()
-                .find(|c| c.namespace == ns && c.name == inc.name)
-            {
+            if let Some(child) = all.iter().find(|c| c.namespace == ns && c.name == inc.name) {
                 let headers: Vec<HeaderCondition> = headers.iter().cloned().chain(hs).collect();
                 Self::flatten(api, all, child, &p, &headers, visited, &mut mine);
             }

@@ -10,7 +10,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::super::telemetry::{ISTIO_BUCKETS, MeshLabels, Recorded, Telemetry, escape, header, histogram};
+use super::super::telemetry::{
+    ISTIO_BUCKETS, MeshLabels, Recorded, Telemetry, escape, header, histogram,
+};
 
 /// The gateway name of the requests an Envoy gateway records (see
 /// [`GatewayTelemetry`](super::super::router::GatewayTelemetry)); its `name` is the cluster.
@@ -75,10 +77,12 @@ impl Telemetry for Envoy {
                 let _ = write!(key, ",{k}=\"{}\"", escape(v));
             }
             let buckets = h.upstream.cumulative(&ISTIO_BUCKETS);
-            clusters
-                .entry(key)
-                .or_default()
-                .add(l.status, &buckets, h.upstream.sum_ms, h.upstream.count);
+            clusters.entry(key).or_default().add(
+                l.status,
+                &buckets,
+                h.upstream.sum_ms,
+                h.upstream.count,
+            );
         }
         header(
             out,

@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use super::super::router::{
-    GatewayTelemetry, HeaderOps, RouteActions, RouteDecision, ServicePort,
-};
+use super::super::router::{GatewayTelemetry, HeaderOps, RouteActions, RouteDecision, ServicePort};
 use super::common::{Tools, dest_port};
 use crate::Api;
 

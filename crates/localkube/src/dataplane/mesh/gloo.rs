@@ -189,13 +189,19 @@ impl Matcher {
             };
             hit != h.invert_match
         });
-        let methods =
-            self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(view.method));
-        let query = self.query_parameters.iter().all(|q| match view.query_param(&q.name) {
-            None => false,
-            Some(v) if q.regex => t.full_match(&q.value, v),
-            Some(v) => q.value.is_empty() || v == q.value,
-        });
+        let methods = self.methods.is_empty()
+            || self
+                .methods
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(view.method));
+        let query = self
+            .query_parameters
+            .iter()
+            .all(|q| match view.query_param(&q.name) {
+                None => false,
+                Some(v) if q.regex => t.full_match(&q.value, v),
+                Some(v) => q.value.is_empty() || v == q.value,
+            });
         path && headers && methods && query
     }
 }
@@ -260,7 +266,9 @@ impl Gloo {
                     }
                 };
                 merged.headers.extend(p.headers.iter().cloned());
-                merged.query_parameters.extend(p.query_parameters.iter().cloned());
+                merged
+                    .query_parameters
+                    .extend(p.query_parameters.iter().cloned());
                 matchers.push(merged);
             }
             if let Some(d) = &r.delegate_action {
@@ -300,7 +308,9 @@ impl Gloo {
         let kube = upstream.pointer("/spec/kube")?;
         let svc = kube["serviceName"].as_str()?;
         let svc_ns = kube["serviceNamespace"].as_str().unwrap_or(&up_ns);
-        let port = kube["servicePort"].as_u64().and_then(|p| u32::try_from(p).ok());
+        let port = kube["servicePort"]
+            .as_u64()
+            .and_then(|p| u32::try_from(p).ok());
         let mut b = Backend::service(api, svc_ns, svc, port, weight);
         b.telemetry = Some(GatewayTelemetry {
             gateway: super::envoy::GATEWAY,
@@ -335,10 +345,13 @@ impl Mesh for Gloo {
                 Some(((o, s), rank))
             })
             // The best match; the oldest among equals.
-            .fold(None::<((Value, VirtualServiceSpec), (u8, usize))>, |best, c| match best {
-                Some(b) if b.1 >= c.1 => Some(b),
-                _ => Some(c),
-            })?;
+            .fold(
+                None::<((Value, VirtualServiceSpec), (u8, usize))>,
+                |best, c| match best {
+                    Some(b) if b.1 >= c.1 => Some(b),
+                    _ => Some(c),
+                },
+            )?;
         let ns = util::namespace(&vs.0).to_string();
         let mut routes = Vec::new();
         Self::flatten(api, &ns, &vs.1.virtual_host.routes, None, 0, &mut routes);
@@ -349,9 +362,7 @@ impl Mesh for Gloo {
             return Some(answer(404, "", None));
         };
         let backends: Vec<Backend> = match &route.action {
-            Some(RouteAction {
-                multi: Some(m), ..
-            }) => m
+            Some(RouteAction { multi: Some(m), .. }) => m
                 .destinations
                 .iter()
                 .filter_map(|d| {
@@ -380,8 +391,14 @@ mod tests {
 
     #[test]
     fn domains_rank_exact_then_suffix_then_any() {
-        assert_eq!(domain_rank("app.example.com", "app.example.com"), Some((3, 15)));
-        assert_eq!(domain_rank("*.example.com", "app.example.com"), Some((2, 12)));
+        assert_eq!(
+            domain_rank("app.example.com", "app.example.com"),
+            Some((3, 15))
+        );
+        assert_eq!(
+            domain_rank("*.example.com", "app.example.com"),
+            Some((2, 12))
+        );
         assert_eq!(domain_rank("*", "app.example.com"), Some((1, 0)));
         assert_eq!(domain_rank("other.com", "app.example.com"), None);
         assert_eq!(domain_rank("*.example.com", "example.com"), None);

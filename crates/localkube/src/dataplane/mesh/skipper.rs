@@ -321,8 +321,7 @@ impl Skipper {
             if class.as_deref() != Some(CLASS) {
                 continue;
             }
-            let Some(predicates) = parse_predicates(annotation(&o, PREDICATE).unwrap_or(""))
-            else {
+            let Some(predicates) = parse_predicates(annotation(&o, PREDICATE).unwrap_or("")) else {
                 continue;
             };
             let weights: BTreeMap<String, f64> = annotation(&o, BACKEND_WEIGHTS)
@@ -358,7 +357,8 @@ impl Skipper {
                             preds.push(Predicate::Traffic(chance));
                             preds.extend(std::iter::repeat_n(Predicate::True, balance));
                         }
-                        let mut backend = Backend::service(api, ns, &svc.name, svc.port.number, 1.0);
+                        let mut backend =
+                            Backend::service(api, ns, &svc.name, svc.port.number, 1.0);
                         backend.telemetry = Some(GatewayTelemetry {
                             gateway: GATEWAY,
                             name: route_id(
@@ -373,7 +373,11 @@ impl Skipper {
                         out.push(SkRoute {
                             host: host.clone(),
                             exact: p.path_type.as_deref() == Some("Exact"),
-                            path: if path.is_empty() { "/".into() } else { path.clone() },
+                            path: if path.is_empty() {
+                                "/".into()
+                            } else {
+                                path.clone()
+                            },
                             predicates: preds,
                             backend,
                         });
@@ -399,10 +403,11 @@ impl Mesh for Skipper {
                 .as_deref()
                 .is_none_or(|h| h.trim_end_matches('.').eq_ignore_ascii_case(host))
         };
-        if !routes
-            .iter()
-            .any(|r| r.host.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(host)))
-        {
+        if !routes.iter().any(|r| {
+            r.host
+                .as_deref()
+                .is_some_and(|h| h.eq_ignore_ascii_case(host))
+        }) {
             return None;
         }
         let mut candidates: Vec<(usize, (u8, usize), &SkRoute)> = routes
@@ -475,7 +480,11 @@ impl Telemetry for Skipper {
             "Total number of requests of serving a route.",
         );
         for (labels, h) in &rows {
-            let _ = writeln!(out, "skipper_serve_route_count{{{labels}}} {}", h.request.count);
+            let _ = writeln!(
+                out,
+                "skipper_serve_route_count{{{labels}}} {}",
+                h.request.count
+            );
         }
     }
 }
@@ -513,7 +522,13 @@ mod tests {
         assert_eq!(three[0].map(|(_, b)| b), Some(1));
         assert!((three[1].expect("route").0 - 0.2 / 0.9).abs() < 1e-9);
         assert_eq!(
-            route_id("test", "podinfo-canary", "app.example.com", "/", "podinfo-canary"),
+            route_id(
+                "test",
+                "podinfo-canary",
+                "app.example.com",
+                "/",
+                "podinfo-canary"
+            ),
             "kube_test__podinfo_canary__app_example_com_____podinfo_canary"
         );
     }

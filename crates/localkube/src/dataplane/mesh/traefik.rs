@@ -319,21 +319,19 @@ impl Traefik {
             return Self::resolve(api, t, ns, &children[i], depth + 1);
         }
         let port = r.port.as_ref().and_then(|p| {
-            p.as_u64()
-                .and_then(|p| u32::try_from(p).ok())
-                .or_else(|| {
-                    // A named port: the Service's port of that name.
-                    let svc = api
-                        .resource("v1", "Service")
-                        .ok()
-                        .and_then(|info| api.store.get(&info.storage_key(), ns, &r.name))?;
-                    svc.pointer("/spec/ports")?
-                        .as_array()?
-                        .iter()
-                        .find(|sp| sp["name"] == *p)?["port"]
-                        .as_u64()
-                        .and_then(|n| u32::try_from(n).ok())
-                })
+            p.as_u64().and_then(|p| u32::try_from(p).ok()).or_else(|| {
+                // A named port: the Service's port of that name.
+                let svc = api
+                    .resource("v1", "Service")
+                    .ok()
+                    .and_then(|info| api.store.get(&info.storage_key(), ns, &r.name))?;
+                svc.pointer("/spec/ports")?
+                    .as_array()?
+                    .iter()
+                    .find(|sp| sp["name"] == *p)?["port"]
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+            })
         });
         let mut b = Backend::service(api, ns, &r.name, port, 1.0);
         b.telemetry = Some(GatewayTelemetry {
@@ -419,7 +417,11 @@ impl Telemetry for Traefik {
             "How many HTTP requests processed on a service, partitioned by status code, protocol, and method.",
         );
         for (labels, h) in &rows {
-            let _ = writeln!(out, "traefik_service_requests_total{{{labels}}} {}", h.request.count);
+            let _ = writeln!(
+                out,
+                "traefik_service_requests_total{{{labels}}} {}",
+                h.request.count
+            );
         }
         header(
             out,
@@ -468,6 +470,9 @@ mod tests {
         );
         assert_eq!(parse("Host(`a`"), None);
         assert_eq!(parse("Host(`a`) &&"), None);
-        assert_eq!(host_regex("{sub:[a-z]+}.example.com"), "([a-z]+).example.com");
+        assert_eq!(
+            host_regex("{sub:[a-z]+}.example.com"),
+            "([a-z]+).example.com"
+        );
     }
 }
