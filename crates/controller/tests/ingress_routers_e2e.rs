@@ -305,7 +305,7 @@ async fn gloo_canary_is_promoted_through_its_weights_and_a_faulty_one_rolled_bac
         "upstreams.gloo.solo.io/podinfo-template",
         "--type=merge",
         "-p",
-        r#"{"spec":{"loadBalancerConfig":{"leastRequest":{}}}}"#,
+        r#"{"spec":{"loadBalancerConfig":{"roundRobin":null,"leastRequest":{}}}}"#,
     ])
     .await;
     promoted_then_rolled_back(
