@@ -22,6 +22,7 @@ pub mod discovery;
 pub mod error;
 pub mod faults;
 pub mod metrics;
+pub mod namespace;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
@@ -32,6 +33,7 @@ pub mod ssa;
 pub mod store;
 pub mod table;
 pub mod util;
+pub mod validation;
 
 use std::net::SocketAddr;
 use std::path::Path;
