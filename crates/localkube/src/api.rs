@@ -504,7 +504,12 @@ impl Api {
         if strip_for_compare(cur) == strip_for_compare(&new) {
             return Ok(Write::Keep);
         }
-        if new.pointer("/metadata/deletionTimestamp").is_some() && finalizers_empty(&new) {
+        if new.pointer("/metadata/deletionTimestamp").is_some()
+            && finalizers_empty(&new)
+            && !(info.crd.is_none()
+                && info.plural == "namespaces"
+                && crate::namespace::finalizers_pending(&new))
+        {
             return Ok(Write::Delete);
         }
         Ok(Write::Put(new))

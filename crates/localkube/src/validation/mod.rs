@@ -262,7 +262,10 @@ impl Errors {
 /// metadata only, as `ValidateXStatusUpdate` does for the kinds here).
 pub fn validate(info: &ResourceInfo, old: Option<&Value>, obj: &Value, sub: &str) -> ApiResult<()> {
     let mut errs = Errors::default();
-    if sub != "scale" {
+    // core/v1 Events keep their legacy validation, which leaves the metadata alone (old
+    // recorders name them `<object>.` + a suffix).
+    let legacy_event = info.crd.is_none() && info.group.is_empty() && info.plural == "events";
+    if sub != "scale" && !legacy_event {
         meta::object_meta(info, obj, &mut errs);
     }
     if sub.is_empty() {
