@@ -508,7 +508,7 @@ impl Api {
             && finalizers_empty(&new)
             && !(info.crd.is_none()
                 && info.plural == "namespaces"
-                && crate::namespace::finalizers_pending(&new))
+                && namespace_finalizers_pending(&new))
         {
             return Ok(Write::Delete);
         }
@@ -791,7 +791,7 @@ impl Api {
                     new["status"]["phase"] = json!("Terminating");
                     return Ok(Write::Put(new));
                 }
-                if crate::namespace::finalizers_pending(cur) {
+                if namespace_finalizers_pending(cur) {
                     return Err(ApiError::conflict(
                         "",
                         "namespaces",
@@ -863,6 +863,14 @@ fn ownership(v: &Value) -> Value {
         }
     }
     mf
+}
+
+/// Whether a Namespace still waits on a `spec.finalizers` entry (its content's removal, see
+/// [`crate::namespace`]).
+pub fn namespace_finalizers_pending(ns: &Value) -> bool {
+    ns.pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
 }
 
 fn finalizers_empty(v: &Value) -> bool {

@@ -608,14 +608,7 @@ fn default_builtin(info: &ResourceInfo, obj: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::builtins;
-
-    fn info(plural: &str) -> ResourceInfo {
-        builtins()
-            .into_iter()
-            .find(|i| i.plural == plural)
-            .expect("a built-in resource")
-    }
+    use crate::validation::testing::info;
 
     fn defaulted(plural: &str, mut obj: Value) -> Value {
         default_builtin(&info(plural), &mut obj);

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Value, json};
 
-use crate::api::{Api, DeleteOptions, ListOptions, WriteOptions};
+use crate::api::{Api, DeleteOptions, ListOptions, WriteOptions, namespace_finalizers_pending};
 use crate::error::ApiError;
 use crate::store::Write;
 use crate::util;
@@ -46,13 +46,6 @@ const CONDITIONS: &[(&str, &str, &str)] = &[
         "All content-preserving finalizers finished",
     ),
 ];
-
-/// Whether the namespace still waits on a `spec.finalizers` entry (its content's removal).
-pub fn finalizers_pending(ns: &Value) -> bool {
-    ns.pointer("/spec/finalizers")
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty())
-}
 
 /// What remains in a terminating namespace: objects per `resource.group`, and objects per
 /// finalizer.
@@ -239,7 +232,7 @@ fn finalize(api: &Api, ns: &str) {
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
             .is_none_or(Vec::is_empty);
-        if !finalizers_pending(&n) && meta_empty {
+        if !namespace_finalizers_pending(&n) && meta_empty {
             return Ok(Write::Delete);
         }
         Ok(if &n == cur {

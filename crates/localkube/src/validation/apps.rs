@@ -285,13 +285,8 @@ pub fn stateful_set(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validation::testing::run;
     use serde_json::json;
-
-    fn run(f: impl Fn(&mut Errors)) -> Vec<String> {
-        let mut e = Errors::default();
-        f(&mut e);
-        e.fields.iter().map(FieldError::message).collect()
-    }
 
     fn deploy(selector: Value, labels: Value) -> Value {
         json!({"spec": {

@@ -188,12 +188,11 @@ fn metric(m: &Value, path: &str, errs: &mut Errors) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validation::testing;
     use serde_json::json;
 
     fn run(obj: Value) -> Vec<String> {
-        let mut e = Errors::default();
-        hpa(&obj, &mut e);
-        e.fields.iter().map(FieldError::message).collect()
+        testing::run(|e| hpa(&obj, e))
     }
 
     #[test]

@@ -692,13 +692,8 @@ pub fn namespace(obj: &Value, errs: &mut Errors) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validation::testing::run;
     use serde_json::json;
-
-    fn run(f: impl Fn(&mut Errors)) -> Vec<String> {
-        let mut e = Errors::default();
-        f(&mut e);
-        e.fields.iter().map(FieldError::message).collect()
-    }
 
     fn svc(ports: Value) -> Value {
         json!({"spec": {"type": "ClusterIP", "sessionAffinity": "None", "ports": ports}})

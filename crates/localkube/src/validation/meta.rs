@@ -243,15 +243,8 @@ pub fn nonnegative(v: Option<&Value>, path: &str, errs: &mut Errors) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::builtins;
+    use crate::validation::testing::info;
     use serde_json::json;
-
-    fn info(plural: &str) -> ResourceInfo {
-        builtins()
-            .into_iter()
-            .find(|i| i.plural == plural)
-            .expect("a built-in resource")
-    }
 
     fn msgs(e: &Errors) -> Vec<String> {
         e.fields.iter().map(FieldError::message).collect()

@@ -309,6 +309,28 @@ fn kind_rules(info: &ResourceInfo, old: Option<&Value>, obj: &Value, errs: &mut 
     }
 }
 
+/// Helpers of the unit tests of validation and defaulting.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Errors, FieldError};
+    use crate::registry::{ResourceInfo, builtins};
+
+    /// The built-in resource named `plural`.
+    pub fn info(plural: &str) -> ResourceInfo {
+        builtins()
+            .into_iter()
+            .find(|i| i.plural == plural)
+            .expect("a built-in resource")
+    }
+
+    /// The messages `f` collects.
+    pub fn run(f: impl Fn(&mut Errors)) -> Vec<String> {
+        let mut e = Errors::default();
+        f(&mut e);
+        e.fields.iter().map(FieldError::message).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

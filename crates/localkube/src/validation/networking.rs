@@ -195,12 +195,11 @@ fn backend(b: &Value, path: &str, errs: &mut Errors) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validation::testing;
     use serde_json::json;
 
     fn run(obj: Value) -> Vec<String> {
-        let mut e = Errors::default();
-        ingress(&obj, &mut e);
-        e.fields.iter().map(FieldError::message).collect()
+        testing::run(|e| ingress(&obj, e))
     }
 
     #[test]
