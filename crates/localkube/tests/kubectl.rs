@@ -849,6 +849,32 @@ async fn invalid_objects_get_kube_apiserver_messages() {
             "The Service \"podinfo-svc\" is invalid: spec.ports[1].name: Duplicate value: \"http\""
         )
     );
+    // Issue 22's takeover: a client-side-applied port kept beside a server-side-applied one
+    // of the same name is what a real API server refuses.
+    let mine = k.write(
+        "mine.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: podinfo-svc}\nspec:\n  selector: {app: podinfo}\n  ports:\n  - {name: http, port: 9898}\n",
+    );
+    k.ok(&["apply", "-f", &mine]).await;
+    let theirs = k.write(
+        "theirs.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: podinfo-svc}\nspec:\n  selector: {app: podinfo}\n  ports:\n  - {name: http, port: 80, targetPort: 9898}\n",
+    );
+    assert_eq!(
+        refused(
+            &k,
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=flagger",
+                "-f",
+                &theirs
+            ]
+        )
+        .await,
+        "The Service \"podinfo-svc\" is invalid: spec.ports[1].name: Duplicate value: \"http\""
+    );
+    k.ok(&["delete", "svc", "podinfo-svc"]).await;
     let unnamed = k.write(
         "unnamed.yaml",
         "apiVersion: v1\nkind: Service\nmetadata: {name: two}\nspec:\n  ports:\n  - {port: 80}\n  - {port: 81}\n",
