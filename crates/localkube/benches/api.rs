@@ -270,7 +270,10 @@ async fn main() {
 
     drop(h);
     rows.push(dataplane_row(env_usize("LOCALKUBE_BENCH_REQUESTS", 20_000)).await);
-    rows.push(validation_row(env_usize("LOCALKUBE_BENCH_VALIDATIONS", 20_000)));
+    rows.push(validation_row(env_usize(
+        "LOCALKUBE_BENCH_VALIDATIONS",
+        20_000,
+    )));
 
     let width = rows.iter().map(|r| r.what.len()).max().unwrap_or(0);
     println!("\nlocalkube API bench (HTTP via the kube crate, controllers off)\n");
@@ -411,8 +414,7 @@ fn validation_row(n: usize) -> Row {
     let start = Instant::now();
     for _ in 0..n {
         let mut new = d.clone();
-        localkube::defaults::prepare_update(&info, &cur, &mut new, "", Default::default())
-            .unwrap();
+        localkube::defaults::prepare_update(&info, &cur, &mut new, "", Default::default()).unwrap();
     }
     let per = start.elapsed().as_secs_f64() * 1e6 / n as f64;
     row(

@@ -289,9 +289,105 @@ pub fn validate(info: &ResourceInfo, old: Option<&Value>, obj: &Value, sub: &str
     ))
 }
 
+/// Integer fields the decoder types (Go struct, JSON path from the object, Go type), per
+/// resource: a string or a fraction there is a 400 before validation runs.
+type TypedInt = (&'static str, &'static str, &'static str);
+
+const TEMPLATE_PORT: TypedInt = (
+    "ContainerPort",
+    "spec.template.spec.containers.ports.containerPort",
+    "int32",
+);
+
+const TYPED_INTS: &[(&str, &[TypedInt])] = &[
+    (
+        "services",
+        &[
+            ("ServicePort", "spec.ports.port", "int32"),
+            ("ServicePort", "spec.ports.nodePort", "int32"),
+        ],
+    ),
+    (
+        "pods",
+        &[(
+            "ContainerPort",
+            "spec.containers.ports.containerPort",
+            "int32",
+        )],
+    ),
+    (
+        "deployments",
+        &[("DeploymentSpec", "spec.replicas", "int32"), TEMPLATE_PORT],
+    ),
+    (
+        "replicasets",
+        &[("ReplicaSetSpec", "spec.replicas", "int32"), TEMPLATE_PORT],
+    ),
+    ("daemonsets", &[TEMPLATE_PORT]),
+    (
+        "statefulsets",
+        &[("StatefulSetSpec", "spec.replicas", "int32"), TEMPLATE_PORT],
+    ),
+    (
+        "horizontalpodautoscalers",
+        &[
+            ("HorizontalPodAutoscalerSpec", "spec.minReplicas", "int32"),
+            ("HorizontalPodAutoscalerSpec", "spec.maxReplicas", "int32"),
+        ],
+    ),
+];
+
+/// The values at a dotted path, arrays walked through (as Go's field paths name them).
+fn values_at<'a>(v: &'a Value, path: &[&str], out: &mut Vec<&'a Value>) {
+    match (v, path) {
+        (Value::Array(items), [_, ..]) => {
+            for i in items {
+                values_at(i, path, out);
+            }
+        }
+        (_, []) => out.push(v),
+        (Value::Object(m), [first, rest @ ..]) => {
+            if let Some(c) = m.get(*first) {
+                values_at(c, rest, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The decoder's `UnmarshalTypeError` for integer fields holding something else.
+fn typed_ints(info: &ResourceInfo, obj: &Value, errs: &mut Errors) {
+    let Some((_, fields)) = TYPED_INTS.iter().find(|(p, _)| *p == info.plural) else {
+        return;
+    };
+    for (strukt, path, go_type) in *fields {
+        let parts: Vec<&str> = path.split('.').collect();
+        let mut found = Vec::new();
+        values_at(obj, &parts, &mut found);
+        for v in found {
+            let what = match v {
+                Value::String(_) => "string".to_string(),
+                Value::Bool(_) => "bool".to_string(),
+                Value::Object(_) => "object".to_string(),
+                Value::Array(_) => "array".to_string(),
+                Value::Number(n) if n.as_i64().is_none_or(|i| i32::try_from(i).is_err()) => {
+                    format!("number {n}")
+                }
+                _ => continue,
+            };
+            errs.decode(format!(
+                "json: cannot unmarshal {what} into Go struct field {strukt}.{path} of type {go_type}"
+            ));
+        }
+    }
+}
+
 fn kind_rules(info: &ResourceInfo, old: Option<&Value>, obj: &Value, errs: &mut Errors) {
     if info.crd.is_some() {
         return;
+    }
+    if info.group.is_empty() || matches!(info.group.as_str(), "apps" | "autoscaling") {
+        typed_ints(info, obj, errs);
     }
     match (info.group.as_str(), info.plural.as_str()) {
         ("", "services") => core::service(obj, old, errs),
@@ -365,5 +461,22 @@ mod tests {
             e.body(),
             "Forbidden: field is immutable when `immutable` is set"
         );
+    }
+
+    #[test]
+    fn wrongly_typed_integers_are_decode_errors() {
+        let svc = testing::info("services");
+        let obj = serde_json::json!({"metadata": {"name": "s", "namespace": "d"},
+            "spec": {"type": "ClusterIP", "sessionAffinity": "None", "ports": [{"port": "80", "protocol": "TCP"}]}});
+        let e = validate(&svc, None, &obj, "").expect_err("refused");
+        assert_eq!(e.code, 400);
+        assert_eq!(
+            e.message,
+            "Service in version \"v1\" cannot be handled as a Service: json: cannot unmarshal string into Go struct field ServicePort.spec.ports.port of type int32"
+        );
+        let d = testing::info("deployments");
+        let obj = serde_json::json!({"metadata": {"name": "d", "namespace": "d"}, "spec": {"replicas": 1.5}});
+        let e = validate(&d, None, &obj, "").expect_err("refused");
+        assert!(e.message.ends_with("json: cannot unmarshal number 1.5 into Go struct field DeploymentSpec.spec.replicas of type int32"), "{}", e.message);
     }
 }
