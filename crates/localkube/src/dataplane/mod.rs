@@ -23,6 +23,7 @@
 //! [`LATENCY`]); a Service annotation ([`UPSTREAM`]) sends its traffic to a real local process.
 
 pub mod app;
+pub mod discovery;
 pub mod endpoints;
 pub mod mesh;
 pub mod metrics;
@@ -37,7 +38,7 @@ use std::sync::Arc;
 pub use mesh::MeshRouter;
 pub use router::{
     HeaderOps, IngressTelemetry, RequestInfo, RouteActions, RouteDecision, Router, ServicePort,
-    ServiceRouter,
+    ServiceRouter, Workload,
 };
 
 /// Pod-template annotation: the fraction (0..=1) of application requests that fail.
@@ -86,9 +87,28 @@ impl DataPlane {
         format!("http://{}", self.addr)
     }
 
-    /// Where Prometheus scrapes the request metrics.
+    /// The proxy URL for a process that is workload `name` in `namespace` (a Service
+    /// registered for it, say): single-label names resolve in `namespace`, and the meshes'
+    /// series name it as the client. `name` may be empty (only the namespace is known).
+    pub fn proxy_url_for(&self, name: &str, namespace: &str) -> String {
+        let user = if name.is_empty() {
+            namespace.to_string()
+        } else {
+            format!("{name}.{namespace}")
+        };
+        format!("http://{user}@{}", self.addr)
+    }
+
+    /// Where Prometheus scrapes the proxies' and controllers' series (Istio, Linkerd, Envoy,
+    /// OSM, ingress-nginx); the pods serve their own at their `/metrics`.
     pub fn metrics_url(&self) -> String {
         format!("http://{}/metrics", self.addr)
+    }
+
+    /// Prometheus's HTTP service discovery of the pods to scrape (`http_sd_configs`), with the
+    /// targets and meta labels of Kubernetes service discovery's `pod` role.
+    pub fn pod_discovery_url(&self) -> String {
+        format!("http://{}{}", self.addr, discovery::PODS_PATH)
     }
 }
 
