@@ -110,6 +110,58 @@ impl DataPlane {
     pub fn pod_discovery_url(&self) -> String {
         format!("http://{}{}", self.addr, discovery::PODS_PATH)
     }
+
+    /// Prometheus `scrape_configs` entries (a YAML list) that see the data plane as a
+    /// Prometheus on a cluster sees its pods and proxies:
+    ///
+    /// - `kubernetes-pods`: the pod job Flagger's Prometheus (and Prometheus's own example
+    ///   configuration) has: pods annotated `prometheus.io/scrape: "true"`, scraped at their
+    ///   `prometheus.io/port` and `prometheus.io/path`, labelled with their pod labels,
+    ///   `kubernetes_namespace` and `kubernetes_pod_name`. Its relabeling is unchanged; the
+    ///   discovery is the data plane's ([`Self::pod_discovery_url`], refreshed every
+    ///   `refresh`), and the scrapes go through the data plane (`proxy_url`).
+    /// - `localkube-dataplane`: the proxies' and controllers' series at [`Self::metrics_url`]
+    ///   (they carry their own labels: `honor_labels`).
+    pub fn prometheus_scrape_configs(&self, refresh: &str) -> String {
+        let addr = self.addr;
+        let sd = self.pod_discovery_url();
+        format!(
+            r#"- job_name: kubernetes-pods
+  http_sd_configs:
+  - url: {sd}
+    refresh_interval: {refresh}
+  proxy_url: http://{addr}
+  relabel_configs:
+  - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scrape]
+    regex: true
+    action: keep
+  - source_labels: [__address__]
+    regex: '.*9901.*'
+    action: drop
+  - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_path]
+    regex: (.+)
+    target_label: __metrics_path__
+    action: replace
+  - source_labels: [__address__, __meta_kubernetes_pod_annotation_prometheus_io_port]
+    regex: ([^:]+)(?::\d+)?;(\d+)
+    replacement: $1:$2
+    target_label: __address__
+    action: replace
+  - regex: __meta_kubernetes_pod_label_(.+)
+    action: labelmap
+  - source_labels: [__meta_kubernetes_namespace]
+    target_label: kubernetes_namespace
+    action: replace
+  - source_labels: [__meta_kubernetes_pod_name]
+    target_label: kubernetes_pod_name
+    action: replace
+- job_name: localkube-dataplane
+  honor_labels: true
+  static_configs:
+  - targets: ['{addr}']
+"#
+        )
+    }
 }
 
 /// Binds the proxy and serves it until `shutdown` turns true.
