@@ -463,7 +463,13 @@ async fn pod_ips(client: &Client, ns: &str, prefix: &str) -> Vec<String> {
         .unwrap()
         .items
         .iter()
-        .filter(|p| p.metadata.name.as_deref().unwrap_or_default().starts_with(prefix))
+        .filter(|p| {
+            p.metadata
+                .name
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with(prefix)
+        })
         .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
         .collect()
 }
@@ -573,8 +579,14 @@ async fn metrics_match_the_requests_sent_and_prometheus_scrapes_them() {
     );
     assert!(!all.contains("kubernetes_pod_name"), "{all}");
     // The scrapes on the metrics port were not recorded; one on the app port is.
-    assert_eq!(c.get(&format!("http://{}:9898/metrics", ips[0])).await.0, 200);
-    assert_eq!(m.counts_by_path("test", "podinfo-").get("metrics"), Some(&1));
+    assert_eq!(
+        c.get(&format!("http://{}:9898/metrics", ips[0])).await.0,
+        200
+    );
+    assert_eq!(
+        m.counts_by_path("test", "podinfo-").get("metrics"),
+        Some(&1)
+    );
     // The data plane's own /metrics has the proxies' series, not podinfo's.
     let own = http_get(&h.dataplane_metrics_url().unwrap()).await;
     assert!(!own.contains("http_request_duration_seconds"), "{own}");
@@ -730,7 +742,10 @@ async fn local_upstreams_and_outside_addresses() {
     // An address in the cluster's ranges that no pod or Service has is never forwarded out.
     let (status, body) = c.get("http://10.244.9.9:9898/").await;
     assert_eq!(status, 502, "{body}");
-    assert!(body.contains("no pod or Service has the address 10.244.9.9"), "{body}");
+    assert!(
+        body.contains("no pod or Service has the address 10.244.9.9"),
+        "{body}"
+    );
 
     // An upstream that is not listening: 502.
     svcs.patch(
@@ -838,4 +853,170 @@ async fn routing_seam_header_match_and_mirroring() {
         metrics.counts("test", "podinfo-canary-"),
         BTreeMap::from([(200, 5)])
     );
+}
+
+/// `curl ARGS` run as a process whose `http_proxy` is `proxy`; its stdout. `None` when curl is
+/// not installed.
+async fn curl(proxy: &str, args: &[&str]) -> Option<String> {
+    if !Path::new("/usr/bin/curl").exists() {
+        eprintln!("skipping: /usr/bin/curl not installed");
+        return None;
+    }
+    let out = tokio::process::Command::new("/usr/bin/curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .env("http_proxy", proxy)
+        .env("HTTP_PROXY", proxy)
+        .env_remove("no_proxy")
+        .env_remove("NO_PROXY")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test]
+async fn a_registered_process_resolves_names_in_its_namespace_and_an_ingress_controller_service_fronts_the_ingress()
+ {
+    // Single-label names default to namespace `default` for unknown clients.
+    let (h, client) = start().await;
+    app(
+        &client,
+        "test",
+        "podinfo-svc-canary",
+        "podinfo:6.0.1",
+        1,
+        json!({}),
+    )
+    .await;
+    app(
+        &client,
+        "default",
+        "podinfo-svc-canary",
+        "podinfo:9.9.9",
+        1,
+        json!({}),
+    )
+    .await;
+    let dp = h.dataplane.as_ref().unwrap();
+    // The load tester, registered as Service `flagger-loadtester` in `test`, names itself in
+    // its proxy URL: `curl http://podinfo-svc-canary/token` reaches the Service of its own
+    // namespace, as from a pod there.
+    let loadtester = dp.proxy_url_for("flagger-loadtester", "test");
+    assert!(loadtester.starts_with("http://flagger-loadtester.test@127.0.0.1:"));
+    let Some(token) = curl(
+        &loadtester,
+        &["-X", "POST", "http://podinfo-svc-canary:9898/token"],
+    )
+    .await
+    else {
+        return;
+    };
+    let v: Value = serde_json::from_str(&token).unwrap();
+    assert!(
+        v["token"]
+            .as_str()
+            .unwrap()
+            .starts_with("localkube.podinfo-svc-canary-"),
+        "{v}"
+    );
+    let version = |body: String| -> String {
+        let v: Value = serde_json::from_str(&body).unwrap();
+        v["version"].as_str().unwrap().to_string()
+    };
+    let from_test = curl(&loadtester, &["http://podinfo-svc-canary:9898/version"]).await;
+    assert_eq!(version(from_test.unwrap()), "6.0.1");
+    // A namespace alone works too; a client that names nothing is in `default`.
+    let ns_only = curl(
+        &dp.proxy_url_for("", "test"),
+        &["http://podinfo-svc-canary:9898/version"],
+    )
+    .await;
+    assert_eq!(version(ns_only.unwrap()), "6.0.1");
+    let anonymous = curl(&dp.proxy_url(), &["http://podinfo-svc-canary:9898/version"]).await;
+    assert_eq!(version(anonymous.unwrap()), "9.9.9");
+    // The meshes' series name the load tester as the client, from both sides.
+    let text = http_get(&dp.metrics_url()).await;
+    for reporter in ["source", "destination"] {
+        let series = format!(
+            "istio_requests_total{{reporter=\"{reporter}\",source_workload=\"flagger-loadtester\",source_workload_namespace=\"test\",destination_workload=\"podinfo-svc-canary\",destination_workload_namespace=\"test\""
+        );
+        assert_eq!(
+            sample_sum(&text, "istio_requests_total", &[&series[21..]]),
+            2,
+            "{reporter}: {text}"
+        );
+    }
+
+    // An ingress controller Service whose upstream is the data plane fronts the simulated
+    // NGINX ingress: Flagger's `curl -H 'Host: app.example.com' http://ingress-nginx-controller.ingress-nginx`.
+    let nss: Api<Namespace> = Api::all(client.clone());
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "ingress-nginx"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "ingress-nginx");
+    svcs.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "ingress-nginx-controller", "annotations": {dataplane::UPSTREAM: dp.addr.to_string()}},
+            "spec": {"ports": [{"name": "http", "port": 80}]},
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let ingresses: Api<k8s_openapi::api::networking::v1::Ingress> =
+        Api::namespaced(client.clone(), "test");
+    ingresses
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "podinfo", "annotations": {"kubernetes.io/ingress.class": "nginx"}},
+                "spec": {"rules": [{"host": "app.example.com", "http": {"paths": [{
+                    "path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": "podinfo-svc-canary", "port": {"number": 9898}}},
+                }]}}]},
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let through = curl(
+        &loadtester,
+        &[
+            "-H",
+            "Host: app.example.com",
+            "http://ingress-nginx-controller.ingress-nginx/",
+        ],
+    )
+    .await;
+    let v: Value = serde_json::from_str(&through.unwrap()).unwrap();
+    assert!(
+        v["hostname"]
+            .as_str()
+            .unwrap()
+            .starts_with("podinfo-svc-canary-"),
+        "{v}"
+    );
+    assert_eq!(v["version"], "6.0.1");
+    assert_eq!(
+        dp.metrics.ingress_counts("test", "podinfo"),
+        BTreeMap::from([((String::new(), 200), 1)])
+    );
+    // A host no Ingress has: the controller's default backend.
+    let mut c = ProxyConn::open(dp.addr).await;
+    let (status, body) = c
+        .get("http://ingress-nginx-controller.ingress-nginx/")
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("default backend"), "{body}");
 }
