@@ -375,7 +375,11 @@ async fn routed(st: &Arc<ProxyState>, mut decision: RouteDecision, mut req: Req)
     st.metrics.observe_mesh(
         MeshLabels {
             reporter: Reporter::Source,
-            source_namespace: source.namespace,
+            source_namespace: if source.name.is_empty() {
+                String::new()
+            } else {
+                source.namespace
+            },
             source_workload: source.name,
             response_flags: served.flags,
             namespace: dest.namespace,
