@@ -667,11 +667,12 @@ async fn served_by(
     url: &str,
     origin: bool,
 ) -> (&'static str, u16) {
+    // Counted as the pods' sidecars report them (podinfo does not count its 404s).
     let m = &h.dataplane.as_ref().unwrap().metrics;
-    let count = |prefix: &str| m.counts("test", prefix).values().sum::<u64>();
-    let before = (count("podinfo-primary-"), count("podinfo-canary-"));
+    let count = |workload: &str| m.mesh_counts("test", workload).values().sum::<u64>();
+    let before = (count("podinfo-primary"), count("podinfo-canary"));
     let status = c.request(url, &[], origin).await.status;
-    let after = (count("podinfo-primary-"), count("podinfo-canary-"));
+    let after = (count("podinfo-primary"), count("podinfo-canary"));
     let who = match (after.0 - before.0, after.1 - before.1) {
         (1, 0) => "primary",
         (0, 1) => "canary",
