@@ -72,8 +72,15 @@ fn mesh_crds() -> String {
     out
 }
 
-/// The podinfo Deployment; `annotations` go on the pod template (YAML flow-map entries).
+/// The podinfo Deployment; `annotations` go on the pod template (YAML flow-map entries),
+/// after the scrape annotations of Flagger's podinfo (metrics on port 9797).
 fn workload(tag: &str, annotations: &str) -> String {
+    let scrape = r#"prometheus.io/scrape: "true", prometheus.io/port: "9797""#;
+    let annotations = if annotations.is_empty() {
+        scrape.to_string()
+    } else {
+        format!("{scrape}, {annotations}")
+    };
     format!(
         r#"
 apiVersion: apps/v1
@@ -1078,6 +1085,17 @@ fn nginx_canary_requests(extra: &str) -> String {
     )
 }
 
+/// Flagger's `latency` MetricTemplate of its NGINX flow (podinfo's own histogram of `/`,
+/// `path="root"`, over the target's pods), with `{{ interval }}` as given.
+const LATENCY_QUERY: &str = r#"histogram_quantile(0.99, sum(rate(http_request_duration_seconds_bucket{kubernetes_namespace="{{ namespace }}", kubernetes_pod_name=~"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)", path="root"}[{{ interval }}])) by (le))"#;
+
+fn latency_template(env: &Env) -> String {
+    let address = env.prometheus.as_ref().unwrap().url();
+    format!(
+        "apiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata: {{name: latency, namespace: {NS}}}\nspec:\n  provider: {{type: prometheus, address: \"{address}\"}}\n  query: '{LATENCY_QUERY}'\n"
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_canary_ingress_carries_the_weights_and_is_promoted() {
     // A custom annotation prefix, as `-ingress-annotations-prefix` sets it (and ingress-nginx's
@@ -1090,7 +1108,16 @@ async fn nginx_canary_ingress_carries_the_weights_and_is_promoted() {
     .await;
     env.apply(&user_ingress("custom.ingress.kubernetes.io"))
         .await;
-    init(&env, &nginx_canary(&progressive(5, &builtin_metrics()))).await;
+    // The builtin checks and Flagger's `latency` template, which reads the canary pods' own
+    // podinfo series (`path="root"`) as Prometheus scrapes them through the data plane. A
+    // new canary pod has no series until it is discovered and scraped twice: a higher
+    // threshold leaves room for those first seconds.
+    env.apply(&latency_template(&env)).await;
+    let metrics = format!(
+        "{}    - name: latency\n      templateRef: {{name: latency}}\n      thresholdRange: {{max: 0.5}}\n      interval: 30s\n",
+        builtin_metrics()
+    );
+    init(&env, &nginx_canary(&progressive(10, &metrics))).await;
     // The canary Ingress: the user's, pointed at podinfo-canary, canary annotations reset.
     assert_eq!(
         env.jsonpath(
@@ -1129,6 +1156,17 @@ async fn nginx_canary_ingress_carries_the_weights_and_is_promoted() {
     )
     .await;
     assert!(canary_requests > 0.0);
+    // The template's query answered by the canary pods' series.
+    let p99 = prom_value(
+        &env,
+        "Flagger's latency template over the canary's pods (s)",
+        &LATENCY_QUERY
+            .replace("{{ namespace }}", NS)
+            .replace("{{ target }}", "podinfo")
+            .replace("{{ interval }}", "1m"),
+    )
+    .await;
+    assert!(p99 > 0.0 && p99 < 0.5, "{p99}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -114,11 +114,13 @@ impl Env {
         let hooks = hooks::Hooks::start().await;
         let (prometheus, metrics_server) = if opts.prometheus {
             let exporter = exporter::start(client.clone()).await;
-            // With the data plane on, its request and mesh series are scraped too.
+            // With the data plane on, Prometheus scrapes it as it scrapes a cluster: the pods
+            // annotated `prometheus.io/scrape` through it (Flagger's pod job, discovery by the
+            // data plane), and the proxies' series on its own endpoint.
             let dataplane = kube
-                .dataplane_metrics_url()
-                .and_then(|u| u.parse::<reqwest::Url>().ok())
-                .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port()?)));
+                .dataplane
+                .as_ref()
+                .map(|d| d.prometheus_scrape_configs("1s"));
             let prom = Prometheus::start(dir.path(), exporter, dataplane.as_deref()).await;
             let url = prom.url();
             (Some(prom), url)
@@ -491,9 +493,9 @@ impl PhaseLog {
     }
 }
 
-/// A real Prometheus (Debian's package) scraping the test exporter every 500 ms, and the data
-/// plane's `/metrics` (request and mesh series: `istio_requests_total`, `response_total`, ...)
-/// when the data plane runs (job `dataplane`).
+/// A real Prometheus (Debian's package) scraping the test exporter every 500 ms and, when the
+/// data plane runs, the pods through it (job `kubernetes-pods`: podinfo's own series with the
+/// pod's labels) and its proxies' series (`istio_requests_total`, `response_total`, ...).
 pub struct Prometheus {
     child: tokio::process::Child,
     pub addr: SocketAddr,
@@ -501,16 +503,15 @@ pub struct Prometheus {
 
 impl Prometheus {
     async fn start(dir: &Path, exporter: SocketAddr, dataplane: Option<&str>) -> Prometheus {
+        // `dataplane`: the data plane's scrape_configs entries.
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let config = dir.join("prometheus.yml");
         let mut yaml = format!(
             "global:\n  scrape_interval: 500ms\n  evaluation_interval: 1s\nscrape_configs:\n- job_name: pods\n  honor_labels: true\n  static_configs:\n  - targets: ['{exporter}']\n"
         );
-        if let Some(target) = dataplane {
-            yaml.push_str(&format!(
-                "- job_name: dataplane\n  honor_labels: true\n  metrics_path: /metrics\n  static_configs:\n  - targets: ['{target}']\n"
-            ));
+        if let Some(jobs) = dataplane {
+            yaml.push_str(jobs);
         }
         std::fs::write(&config, yaml).expect("prometheus config written");
         let child = Command::new("prometheus")
