@@ -669,6 +669,15 @@ async fn gatewayapi_faulty_canary_is_rolled_back_by_the_builtin_success_rate() {
     )
     .await;
     assert!(failures > 0.0);
+    // Flagger's query for Istio's Gateway API implementation reads the client side's series
+    // (`reporter="source"`): the data plane reports each routed request there too.
+    let source_failures = prom_value(
+        &env,
+        "istio_requests_total reported by the client side, canary 5xx",
+        r#"sum(istio_requests_total{reporter="source",destination_workload_namespace="test",destination_workload=~"podinfo",response_code=~"5.*"})"#,
+    )
+    .await;
+    assert!(source_failures > 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
