@@ -1,23 +1,26 @@
 //! The simulated data plane: simulated pods that answer HTTP like podinfo, localkube acting as
-//! an HTTP proxy that resolves cluster DNS names, and podinfo-style request metrics.
+//! an HTTP proxy that resolves cluster DNS names, and the telemetry a cluster's Prometheus
+//! would scrape.
 //!
 //! A request takes three steps, each in its own module:
 //!
 //! 1. [`resolve`]: the host a client asked for (`svc`, `svc.ns`, `svc.ns.svc.cluster.local`,
 //!    a ClusterIP or a pod IP, with a port) becomes a Service port, a pod, or an outside
-//!    address.
+//!    address; single-label names resolve in the client's namespace (named in its proxy URL,
+//!    [`DataPlane::proxy_url_for`]).
 //! 2. [`router`]: a [`Router`] decides which Service port gets a request addressed to a
 //!    Service, and which ones get a mirrored copy. [`ServiceRouter`] is plain kube-proxy: the
-//!    Service itself. [`MeshRouter`] (the default) routes by the Istio
-//!    VirtualServices, Gateway API HTTPRoutes and SMI TrafficSplits in the store (weights,
-//!    matches, mirroring, header edits, rewrites) and is kube-proxy where there are none; it
-//!    also plays the NGINX ingress controller for hosts named by Ingresses
-//!    ([`mesh::nginx`]). Each mesh is its own module under [`mesh`].
+//!    Service itself. [`MeshRouter`] (the default) routes by the meshes' objects in the store,
+//!    one module per mesh under [`mesh`] (Istio VirtualServices, Gateway API HTTPRoutes, SMI
+//!    TrafficSplits, NGINX Ingresses: weights, matches, mirroring, header edits, rewrites) and
+//!    is kube-proxy where there are none.
 //! 3. [`endpoints`]: the chosen Service port becomes one ready endpoint of its Endpoints
 //!    (round robin), a simulated pod or a real local process.
 //!
-//! [`app`] is what a simulated pod answers; [`metrics`] records every request; [`proxy`] is the
-//! HTTP listener that ties them together.
+//! [`app`] is what a simulated pod answers; [`metrics`] records every request (podinfo's own
+//! series per pod, served at the pod's `/metrics`; the proxies' records, rendered by each
+//! mesh's [`telemetry`]); [`discovery`] tells Prometheus which pods to scrape; [`proxy`] is
+//! the HTTP listener that ties them together.
 //!
 //! Pod-template annotations shape a pod's answers ([`ERROR_RATIO`], [`ERROR_CODE`],
 //! [`LATENCY`]); a Service annotation ([`UPSTREAM`]) sends its traffic to a real local process.
