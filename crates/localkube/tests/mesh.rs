@@ -24,7 +24,7 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use localkube::dataplane::{self, MeshRouter};
 use serde_json::{Value, json};
 
-use common::{Prometheus, eventually};
+use common::{Prometheus, eventually, http_get};
 
 /// Localkube with the data plane routed by a seeded [`MeshRouter`], the mesh CRDs installed,
 /// and a `test` namespace.
@@ -325,7 +325,7 @@ async fn istio_weights_80_20_and_telemetry() {
         m.mesh_counts("test", "podinfo-primary"),
         BTreeMap::from([(200, primary)])
     );
-    let text = reqwest_get(&h.dataplane_metrics_url().unwrap()).await;
+    let text = http_get(&h.dataplane_metrics_url().unwrap()).await;
     let ok = canary - canary / 10;
     for line in [
         format!(
@@ -376,27 +376,6 @@ fn pod_name(metrics: &str, deployment: &str) -> String {
     let key = format!("deployment=\"{deployment}\",pod=\"");
     let at = metrics.find(&key).unwrap() + key.len();
     metrics[at..].split('"').next().unwrap().to_string()
-}
-
-async fn reqwest_get(url: &str) -> String {
-    let uri: axum::http::Uri = url.parse().unwrap();
-    let addr = uri.authority().unwrap().as_str().to_string();
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = axum::http::Request::builder()
-        .uri(uri.path())
-        .header("host", uri.authority().unwrap().as_str())
-        .body(Body::empty())
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    let bytes = axum::body::to_bytes(Body::new(resp.into_body()), usize::MAX)
-        .await
-        .unwrap();
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 #[tokio::test]
