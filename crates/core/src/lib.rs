@@ -10,6 +10,7 @@ pub mod decide;
 pub mod duration;
 pub mod effects;
 pub mod hash;
+pub mod judge;
 pub mod keda;
 pub mod model;
 pub mod notify;
