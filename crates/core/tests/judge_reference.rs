@@ -108,8 +108,13 @@ fn mann_whitney_interval_matches_r_at_r_tolerance() {
 fn mann_whitney_interval_matches_r_at_the_judges_scaled_tolerance() {
     for case in reference().wilcoxon {
         let want = &case.scaled_tolerance;
-        let got = wilcoxon(&case.x, &case.y, case.confidence_level, RootTolerance::Scaled)
-            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let got = wilcoxon(
+            &case.x,
+            &case.y,
+            case.confidence_level,
+            RootTolerance::Scaled,
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
         assert!(
             (got.root_tolerance - want.tol).abs() <= 1e-15 * want.tol,
             "{}: tolerance {} vs {}",
@@ -153,7 +158,12 @@ fn percentiles_match_r_type_7() {
     let mut sorted = q.values.clone();
     sorted.sort_by(f64::total_cmp);
     for (p, want) in q.percents.iter().zip(&q.type7) {
-        close("quantile", &format!("p{p}"), percentile_sorted(&sorted, *p), *want);
+        close(
+            "quantile",
+            &format!("p{p}"),
+            percentile_sorted(&sorted, *p),
+            *want,
+        );
     }
 }
 

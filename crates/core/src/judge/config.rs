@@ -264,7 +264,10 @@ impl MetricConfig {
                     EffectMeasure::MeanRatio => "a ratio of 0 or more",
                     EffectMeasure::Cles => "a probability between 0 and 1",
                 };
-                bad(field, format!("must be {range} for {}, not {v}", e.measure.as_str()));
+                bad(
+                    field,
+                    format!("must be {range} for {}, not {v}", e.measure.as_str()),
+                );
             }
         }
         if self.test == TestKind::Proportions && e.measure == EffectMeasure::Cles {
@@ -279,7 +282,10 @@ impl MetricConfig {
         {
             bad(
                 "spread.allowedIncrease",
-                format!("must be a ratio of 0 or more, not {}", spread.allowed_increase),
+                format!(
+                    "must be a ratio of 0 or more, not {}",
+                    spread.allowed_increase
+                ),
             );
         }
         if self.spread.is_some() && self.test == TestKind::Proportions {

@@ -467,7 +467,11 @@ fn classify(
         } else if comparison.above_band() || comparison.below_band() {
             format!(
                 "the {level} interval of the {what} {interval} clears the band ±{band}, in a direction ({}) that is not counted against the canary",
-                if comparison.above_band() { "higher" } else { "lower" }
+                if comparison.above_band() {
+                    "higher"
+                } else {
+                    "lower"
+                }
             )
         } else {
             format!(
@@ -479,12 +483,8 @@ fn classify(
     // A critical metric fails the canary only past the critical effect size.
     if cfg.critical {
         let critical = match result.classification {
-            Classification::High => {
-                effect_value.is_none_or(|e| e >= thresholds.critical_increase)
-            }
-            Classification::Low => {
-                effect_value.is_none_or(|e| e <= thresholds.critical_decrease)
-            }
+            Classification::High => effect_value.is_none_or(|e| e >= thresholds.critical_increase),
+            Classification::Low => effect_value.is_none_or(|e| e <= thresholds.critical_decrease),
             _ => false,
         };
         if critical {
@@ -504,13 +504,7 @@ fn classify(
 }
 
 /// The spread check (ours, opt-in): distances to each side's median, compared by the same rule.
-fn spread_check(
-    result: &mut MetricResult,
-    cfg: &MetricConfig,
-    x: &[f64],
-    y: &[f64],
-    allowed: f64,
-) {
+fn spread_check(result: &mut MetricResult, cfg: &MetricConfig, x: &[f64], y: &[f64], allowed: f64) {
     let distances = |v: &[f64]| {
         let mut s = v.to_vec();
         s.sort_by(f64::total_cmp);

@@ -120,6 +120,60 @@ pub fn fmt_num(v: f64) -> String {
 mod tests {
     use super::*;
 
+    fn input(name: &str, config: MetricConfig, data: MetricData) -> MetricInput {
+        MetricInput {
+            name: name.to_string(),
+            config,
+            data,
+        }
+    }
+
+    fn series(canary: &[f64], primary: &[f64]) -> MetricData {
+        MetricData::Series {
+            canary: canary.to_vec(),
+            primary: primary.to_vec(),
+        }
+    }
+
+    #[test]
+    fn judge_scores_the_metrics() {
+        let slow = input(
+            "latency",
+            MetricConfig {
+                direction: config::Direction::Increase,
+                ..Default::default()
+            },
+            series(&[20.0, 22.0, 21.0, 25.0, 30.0], &[1.0, 2.2, 1.1, 2.5, 3.0]),
+        );
+        let same = input(
+            "errors",
+            MetricConfig::default(),
+            series(&[1.0, 2.0], &[2.0, 1.0]),
+        );
+        let j = judge(&[slow, same], &JudgeConfig::new(95.0, 75.0)).expect("valid");
+        assert_eq!((j.score, j.verdict), (50.0, Verdict::Fail));
+        assert_eq!(j.metrics[0].classification, Classification::High);
+    }
+
+    #[test]
+    fn judge_refuses_bad_options_naming_each() {
+        let bad = MetricConfig {
+            test: config::TestKind::Proportions,
+            ..Default::default()
+        };
+        let inputs = [
+            input("a", bad, series(&[1.0], &[2.0])),
+            input("a", MetricConfig::default(), series(&[1.0], &[2.0])),
+        ];
+        let err = judge(&inputs, &JudgeConfig::new(50.0, 75.0)).expect_err("invalid");
+        assert_eq!(
+            err.to_string(),
+            "thresholds.marginal: 75 is above the pass threshold 50; \
+             metrics.a.test: proportions compares events out of trials, but the data are series; \
+             metrics.a: the metric is given twice"
+        );
+    }
+
     #[test]
     fn numbers_for_people() {
         assert_eq!(fmt_num(0.0060123), "0.006012");

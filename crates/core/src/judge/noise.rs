@@ -49,7 +49,10 @@ pub fn seed_for(name: &str) -> u64 {
 
 /// `values` with N(0, σ²) noise added to each, drawn from `rng`.
 pub fn add_noise(values: &[f64], sigma: f64, rng: &mut SplitMix64) -> Vec<f64> {
-    values.iter().map(|v| v + sigma * rng.next_gaussian()).collect()
+    values
+        .iter()
+        .map(|v| v + sigma * rng.next_gaussian())
+        .collect()
 }
 
 #[cfg(test)]

@@ -146,6 +146,9 @@ mod tests {
     #[test]
     fn no_events_anywhere_is_no_difference() {
         let t = prop_test(c(0.0, 100.0), c(0.0, 50.0), 0.98).expect("test runs");
-        assert_eq!((t.estimate, t.lower, t.upper, t.p_value), (0.0, 0.0, 0.0, 1.0));
+        assert_eq!(
+            (t.estimate, t.lower, t.upper, t.p_value),
+            (0.0, 0.0, 0.0, 1.0)
+        );
     }
 }

@@ -116,10 +116,7 @@ pub fn compare(
         r.value = Some(figure);
     }
     let shown = if r.unbounded {
-        format!(
-            "unbounded (primary 0, canary {})",
-            fmt_num(c)
-        )
+        format!("unbounded (primary 0, canary {})", fmt_num(c))
     } else {
         fmt_num(figure)
     };
@@ -155,11 +152,22 @@ mod tests {
 
     #[test]
     fn ratio_against_a_maximum() {
-        let r = compare(Some(130.0), Some(100.0), t(RelativeMode::Ratio, None, Some(1.1)));
+        let r = compare(
+            Some(130.0),
+            Some(100.0),
+            t(RelativeMode::Ratio, None, Some(1.1)),
+        );
         assert_eq!(r.verdict, RelativeVerdict::Fail);
         assert_eq!(r.value, Some(1.3));
-        assert_eq!(r.reason, "canary 130 vs primary 100: ratio 1.3 is above the maximum 1.1");
-        let ok = compare(Some(105.0), Some(100.0), t(RelativeMode::Ratio, None, Some(1.1)));
+        assert_eq!(
+            r.reason,
+            "canary 130 vs primary 100: ratio 1.3 is above the maximum 1.1"
+        );
+        let ok = compare(
+            Some(105.0),
+            Some(100.0),
+            t(RelativeMode::Ratio, None, Some(1.1)),
+        );
         assert_eq!(ok.verdict, RelativeVerdict::Pass);
         assert_eq!((ok.canary, ok.primary), (Some(105.0), Some(100.0)));
     }
@@ -167,8 +175,14 @@ mod tests {
     #[test]
     fn difference_against_bounds() {
         let th = t(RelativeMode::Difference, Some(-0.01), Some(0.01));
-        assert_eq!(compare(Some(0.05), Some(0.01), th).verdict, RelativeVerdict::Fail);
-        assert_eq!(compare(Some(0.0), Some(0.02), th).verdict, RelativeVerdict::Fail);
+        assert_eq!(
+            compare(Some(0.05), Some(0.01), th).verdict,
+            RelativeVerdict::Fail
+        );
+        assert_eq!(
+            compare(Some(0.0), Some(0.02), th).verdict,
+            RelativeVerdict::Fail
+        );
         let r = compare(Some(0.015), Some(0.01), th);
         assert_eq!(r.verdict, RelativeVerdict::Pass);
         assert!((r.value.expect("a difference") - 0.005).abs() < 1e-15);
@@ -178,11 +192,21 @@ mod tests {
     fn zero_primary() {
         let th = t(RelativeMode::Ratio, None, Some(2.0));
         let r = compare(Some(0.5), Some(0.0), th);
-        assert_eq!((r.verdict, r.unbounded, r.value), (RelativeVerdict::Fail, true, None));
+        assert_eq!(
+            (r.verdict, r.unbounded, r.value),
+            (RelativeVerdict::Fail, true, None)
+        );
         let both = compare(Some(0.0), Some(0.0), th);
-        assert_eq!((both.verdict, both.value), (RelativeVerdict::Pass, Some(1.0)));
+        assert_eq!(
+            (both.verdict, both.value),
+            (RelativeVerdict::Pass, Some(1.0))
+        );
         // An unbounded ratio passes a lone minimum.
-        let min_only = compare(Some(0.5), Some(0.0), t(RelativeMode::Ratio, Some(0.9), None));
+        let min_only = compare(
+            Some(0.5),
+            Some(0.0),
+            t(RelativeMode::Ratio, Some(0.9), None),
+        );
         assert_eq!(min_only.verdict, RelativeVerdict::Pass);
     }
 
@@ -190,7 +214,13 @@ mod tests {
     fn missing_sides_are_no_data() {
         let th = t(RelativeMode::Ratio, None, Some(1.1));
         let r = compare(None, Some(1.0), th);
-        assert_eq!((r.verdict, r.reason.as_str()), (RelativeVerdict::NoData, "canary has no value"));
-        assert_eq!(compare(Some(f64::NAN), Some(1.0), th).verdict, RelativeVerdict::NoData);
+        assert_eq!(
+            (r.verdict, r.reason.as_str()),
+            (RelativeVerdict::NoData, "canary has no value")
+        );
+        assert_eq!(
+            compare(Some(f64::NAN), Some(1.0), th).verdict,
+            RelativeVerdict::NoData
+        );
     }
 }

@@ -277,6 +277,211 @@ pub fn round_half_up(x: f64, places: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::judge::config::Direction;
+    use crate::judge::metric::SideFigures;
+
+    fn m(name: &str, class: Classification, groups: &[&str]) -> MetricResult {
+        MetricResult {
+            name: name.to_string(),
+            classification: class,
+            critical: false,
+            muted: false,
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            direction: Direction::Either,
+            reason: format!("{name} is {class}"),
+            canary: SideFigures::default(),
+            primary: SideFigures::default(),
+            deviation: None,
+            comparison: None,
+            effect: None,
+            spread: None,
+            noise_seed: None,
+        }
+    }
+
+    fn critical(mut r: MetricResult) -> MetricResult {
+        r.critical = true;
+        r
+    }
+
+    fn muted(mut r: MetricResult) -> MetricResult {
+        r.muted = true;
+        r
+    }
+
+    use Classification::*;
+
+    #[test]
+    fn a_failed_critical_metric_zeroes_the_score() {
+        let j = aggregate(
+            vec![
+                m("a", Pass, &["g"]),
+                critical(m("b", High, &["g"])),
+                critical(m("c", Nodata, &["g"])),
+                m("d", Pass, &["g"]),
+            ],
+            &JudgeConfig::new(95.0, 75.0),
+        );
+        assert_eq!((j.score, j.verdict), (0.0, Verdict::Fail));
+        assert_eq!(
+            j.short_circuit,
+            Some(ShortCircuit::Critical {
+                metric: "b".to_string()
+            })
+        );
+        assert_eq!(
+            j.reason,
+            "score 0.00 (below marginal 75): critical metric b failed: b is High"
+        );
+        // The group scores are still reported.
+        assert_eq!(j.groups[0].counts.high, 1);
+    }
+
+    #[test]
+    fn a_critical_pass_or_a_muted_critical_failure_does_not_short_circuit() {
+        let j = aggregate(
+            vec![
+                critical(m("a", Pass, &["g"])),
+                muted(critical(m("b", High, &["g"]))),
+            ],
+            &JudgeConfig::new(95.0, 75.0),
+        );
+        assert_eq!(
+            (j.score, j.verdict, j.short_circuit),
+            (100.0, Verdict::Pass, None)
+        );
+        assert_eq!(j.metrics.len(), 2, "muted metrics are still reported");
+        assert_eq!(j.groups[0].counts.high, 0);
+    }
+
+    #[test]
+    fn half_the_metrics_without_data_zeroes_the_score() {
+        let half = aggregate(
+            vec![
+                m("a", Pass, &["g"]),
+                m("b", Nodata, &["g"]),
+                m("c", Nodata, &["h"]),
+                m("d", Pass, &["h"]),
+            ],
+            &JudgeConfig::new(95.0, 75.0),
+        );
+        assert_eq!(half.score, 0.0);
+        assert_eq!(
+            half.short_circuit,
+            Some(ShortCircuit::NoData {
+                nodata: 2,
+                scored: 4
+            })
+        );
+        assert!(
+            half.reason
+                .ends_with("2 of 4 metrics had no data (50% or more fails the canary)")
+        );
+        let third = aggregate(
+            vec![
+                m("a", Pass, &["g"]),
+                m("b", Nodata, &["g"]),
+                m("c", Pass, &["g"]),
+            ],
+            &JudgeConfig::new(95.0, 75.0),
+        );
+        assert_eq!((third.score, third.short_circuit), (100.0, None));
+    }
+
+    #[test]
+    fn group_scores_count_pass_high_low_and_required_data_only() {
+        let j = aggregate(
+            vec![
+                m("a", Pass, &["g"]),
+                m("b", High, &["g"]),
+                m("c", NodataFailMetric, &["g"]),
+                m("d", Error, &["g"]),
+                m("e", Pass, &["g"]),
+            ],
+            &JudgeConfig::new(95.0, 50.0),
+        );
+        let g = &j.groups[0];
+        assert_eq!(g.counts.counted(), 4);
+        assert_eq!(g.score, 50.0);
+        assert_eq!((j.score, j.verdict), (50.0, Verdict::Marginal));
+        assert_eq!(
+            j.reason,
+            "score 50.00 (below pass 95, at least marginal 50): failing: b, c"
+        );
+    }
+
+    #[test]
+    fn weights_and_the_leftover_share() {
+        // a: 60 explicit; b and c share the leftover 40; "unused" is weighted but has no
+        // metric: its 10 still comes out of the leftover, as in Kayenta.
+        let mut config = JudgeConfig::new(95.0, 75.0);
+        config.group_weights.insert("a".to_string(), 60.0);
+        config.group_weights.insert("unused".to_string(), 10.0);
+        let j = aggregate(
+            vec![
+                m("x", High, &["a"]),
+                m("y", Pass, &["b"]),
+                m("z", Pass, &["c", "a"]),
+            ],
+            &config,
+        );
+        let by_name = |n: &str| j.groups.iter().find(|g| g.name == n).expect("group");
+        assert_eq!((by_name("a").score, by_name("a").weight), (50.0, 60.0));
+        assert_eq!(by_name("b").weight, 15.0);
+        assert_eq!(by_name("c").weight, 15.0);
+        // 50·0.6 + 100·0.15 + 100·0.15
+        assert_eq!(j.score, 60.0);
+        assert_eq!(j.verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn a_group_with_nothing_to_count_counts_as_100() {
+        let j = aggregate(
+            vec![
+                m("a", Pass, &["g"]),
+                m("b", High, &["g"]),
+                m("c", Error, &["h"]),
+            ],
+            &JudgeConfig::new(95.0, 75.0),
+        );
+        let h = j.groups.iter().find(|g| g.name == "h").expect("group h");
+        assert!(h.no_data);
+        assert_eq!((h.score, h.contribution), (0.0, 50.0));
+        assert_eq!(j.score, 75.0);
+        assert_eq!(j.verdict, Verdict::Marginal);
+    }
+
+    #[test]
+    fn the_score_is_rounded_and_the_thresholds_are_inclusive() {
+        let j = aggregate(
+            vec![
+                m("a", Pass, &["g"]),
+                m("b", Pass, &["g"]),
+                m("c", Low, &["g"]),
+            ],
+            &JudgeConfig::new(66.67, 50.0),
+        );
+        assert_eq!(j.score, 66.67);
+        assert_eq!(j.verdict, Verdict::Pass);
+        assert_eq!(
+            aggregate(
+                vec![m("a", Pass, &["g"]), m("c", Low, &["g"])],
+                &JudgeConfig::new(95.0, 50.0)
+            )
+            .verdict,
+            Verdict::Marginal
+        );
+    }
+
+    #[test]
+    fn nothing_to_score_fails() {
+        let j = aggregate(vec![], &JudgeConfig::new(95.0, 75.0));
+        assert_eq!((j.score, j.verdict), (0.0, Verdict::Fail));
+        assert_eq!(
+            j.reason,
+            "score 0.00 (below marginal 75): no metric to score"
+        );
+    }
 
     #[test]
     fn rounding_is_half_up_on_the_decimal_form() {

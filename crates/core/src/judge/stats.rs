@@ -99,7 +99,13 @@ mod tests {
     fn percentiles_follow_r_type_7() {
         // R: quantile(c(1, 2, 3, 4, 10), c(.01, .25, .5, .75, .99), type = 7)
         let v = [1.0, 2.0, 3.0, 4.0, 10.0];
-        let expect = [(1.0, 1.04), (25.0, 2.0), (50.0, 3.0), (75.0, 4.0), (99.0, 9.76)];
+        let expect = [
+            (1.0, 1.04),
+            (25.0, 2.0),
+            (50.0, 3.0),
+            (75.0, 4.0),
+            (99.0, 9.76),
+        ];
         for (p, q) in expect {
             assert!((percentile_sorted(&v, p) - q).abs() < 1e-12, "p{p}");
         }
@@ -117,7 +123,10 @@ mod tests {
     #[test]
     fn summary_reports_sample_figures() {
         let s = Summary::of(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]);
-        assert_eq!((s.count, s.mean, s.median, s.min, s.max), (8, 5.0, 4.5, 2.0, 9.0));
+        assert_eq!(
+            (s.count, s.mean, s.median, s.min, s.max),
+            (8, 5.0, 4.5, 2.0, 9.0)
+        );
         assert!((s.std - 2.138_089_935_299_395).abs() < 1e-12);
         assert_eq!(Summary::of(&[]), Summary::default());
         assert_eq!(Summary::of(&[3.0]).std, 0.0);

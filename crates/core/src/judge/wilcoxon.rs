@@ -211,7 +211,10 @@ pub fn wilcoxon(
         if f_hi >= 0.0 {
             return hi;
         }
-        zeroin(lo, hi, f_lo, f_hi, tol, MAX_ITER, |d| pooled.z(d, true) - zq).x
+        zeroin(lo, hi, f_lo, f_hi, tol, MAX_ITER, |d| {
+            pooled.z(d, true) - zq
+        })
+        .x
     };
     let alpha = 1.0 - confidence_level;
     let z_half = normal::quantile(alpha / 2.0); // negative
@@ -248,8 +251,8 @@ mod tests {
             let (nx, ny) = (5.0, 4.0);
             let dz = ranks[..5].iter().sum::<f64>() - nx * (nx + 1.0) / 2.0 - nx * ny / 2.0;
             let t: f64 = ties.iter().map(|&t| (t * t * t - t) as f64).sum();
-            let sigma = ((nx * ny / 12.0) * ((nx + ny + 1.0) - t / ((nx + ny) * (nx + ny - 1.0))))
-                .sqrt();
+            let sigma =
+                ((nx * ny / 12.0) * ((nx + ny + 1.0) - t / ((nx + ny) * (nx + ny - 1.0)))).sqrt();
             assert_eq!(pooled.rank_statistic(d), (dz, sigma), "d={d}");
         }
     }
@@ -258,9 +261,18 @@ mod tests {
     fn refuses_what_it_cannot_test() {
         let r = RootTolerance::R;
         assert_eq!(wilcoxon(&[], &[1.0], 0.98, r), Err(WilcoxonError::Empty));
-        assert_eq!(wilcoxon(&[f64::NAN], &[1.0], 0.98, r), Err(WilcoxonError::NotFinite));
-        assert_eq!(wilcoxon(&[2.0, 2.0], &[1.0], 0.98, r), Err(WilcoxonError::AllTied));
-        assert_eq!(wilcoxon(&[2.0, 3.0], &[1.0], 1.0, r), Err(WilcoxonError::BadLevel));
+        assert_eq!(
+            wilcoxon(&[f64::NAN], &[1.0], 0.98, r),
+            Err(WilcoxonError::NotFinite)
+        );
+        assert_eq!(
+            wilcoxon(&[2.0, 2.0], &[1.0], 0.98, r),
+            Err(WilcoxonError::AllTied)
+        );
+        assert_eq!(
+            wilcoxon(&[2.0, 3.0], &[1.0], 1.0, r),
+            Err(WilcoxonError::BadLevel)
+        );
     }
 
     #[test]

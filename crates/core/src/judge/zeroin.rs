@@ -110,6 +110,7 @@ pub fn zeroin(
 }
 
 #[cfg(test)]
+#[allow(clippy::excessive_precision, reason = "R's %.17g output, verbatim")]
 mod tests {
     use super::*;
 
