@@ -236,7 +236,7 @@ impl MetricConfig {
         let mut out = Vec::new();
         let mut bad = |field: &str, message: String| {
             out.push(ConfigProblem {
-                field: field.to_string(),
+                path: field.to_string(),
                 message,
             })
         };
@@ -335,21 +335,21 @@ impl JudgeConfig {
         for (field, v) in [("thresholds.pass", pass), ("thresholds.marginal", marginal)] {
             if !(0.0..=100.0).contains(&v) {
                 out.push(ConfigProblem {
-                    field: field.to_string(),
+                    path: field.to_string(),
                     message: format!("must be a score between 0 and 100, not {v}"),
                 });
             }
         }
         if marginal > pass {
             out.push(ConfigProblem {
-                field: "thresholds.marginal".to_string(),
+                path: "thresholds.marginal".to_string(),
                 message: format!("{marginal} is above the pass threshold {pass}"),
             });
         }
         for (group, w) in &self.group_weights {
             if !(w.is_finite() && *w >= 0.0) {
                 out.push(ConfigProblem {
-                    field: format!("groupWeights.{group}"),
+                    path: format!("groupWeights.{group}"),
                     message: format!("must be a weight of 0 or more, not {w}"),
                 });
             }
@@ -357,7 +357,7 @@ impl JudgeConfig {
         let total: f64 = self.group_weights.values().sum();
         if total > 100.0 + 1e-9 {
             out.push(ConfigProblem {
-                field: "groupWeights".to_string(),
+                path: "groupWeights".to_string(),
                 message: format!("the weights add up to {total}, more than 100"),
             });
         }
@@ -365,19 +365,9 @@ impl JudgeConfig {
     }
 }
 
-/// One invalid option.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConfigProblem {
-    /// Path of the option, e.g. `effectSize.allowedIncrease`.
-    pub field: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
+/// One invalid option: its path (e.g. `effectSize.allowedIncrease`) and what is wrong, in the
+/// form the Canary validation reports problems.
+pub type ConfigProblem = crate::validate::Problem;
 
 #[cfg(test)]
 mod tests {
@@ -433,7 +423,7 @@ mod tests {
             test: TestKind::Proportions,
             ..Default::default()
         };
-        let fields: Vec<String> = c.problems().into_iter().map(|p| p.field).collect();
+        let fields: Vec<String> = c.problems().into_iter().map(|p| p.path).collect();
         assert_eq!(
             fields,
             [
@@ -445,7 +435,7 @@ mod tests {
         let mut j = JudgeConfig::new(70.0, 80.0);
         j.group_weights.insert("a".into(), 80.0);
         j.group_weights.insert("b".into(), 30.0);
-        let fields: Vec<String> = j.problems().into_iter().map(|p| p.field).collect();
+        let fields: Vec<String> = j.problems().into_iter().map(|p| p.path).collect();
         assert_eq!(fields, ["thresholds.marginal", "groupWeights"]);
     }
 }

@@ -48,7 +48,7 @@ pub fn judge(inputs: &[MetricInput], config: &JudgeConfig) -> Result<Judgement, 
     for input in inputs {
         if !seen.insert(input.name.as_str()) {
             problems.push(ConfigProblem {
-                field: format!("metrics.{}", input.name),
+                path: format!("metrics.{}", input.name),
                 message: "the metric is given twice".to_string(),
             });
         }
@@ -59,7 +59,7 @@ pub fn judge(inputs: &[MetricInput], config: &JudgeConfig) -> Result<Judgement, 
         );
         if !test_fits {
             problems.push(ConfigProblem {
-                field: format!("metrics.{}.test", input.name),
+                path: format!("metrics.{}.test", input.name),
                 message: match input.config.test {
                     config::TestKind::MannWhitney => {
                         "mannWhitney compares two series, but the data are counts".to_string()
@@ -73,7 +73,7 @@ pub fn judge(inputs: &[MetricInput], config: &JudgeConfig) -> Result<Judgement, 
         }
         for p in input.config.problems() {
             problems.push(ConfigProblem {
-                field: format!("metrics.{}.{}", input.name, p.field),
+                path: format!("metrics.{}.{}", input.name, p.path),
                 message: p.message,
             });
         }
