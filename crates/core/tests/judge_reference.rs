@@ -1,9 +1,10 @@
 //! The judge's numerics against reference values computed independently by R 4.2
 //! (`tests/judge/reference.R`, output committed as `tests/judge/reference.json`):
-//! `wilcox.test(x, y, conf.int = TRUE, exact = FALSE, correct = TRUE)` on 27 vector pairs (ties,
+//! `wilcox.test(x, y, conf.int = TRUE, exact = FALSE, correct = TRUE)` on 30 vector pairs (ties,
 //! constant sides, one to three points, 1000-point samples with ties, identical samples,
 //! shifted samples, seconds, ratios and milliseconds, the Kayenta issue vectors), at R's root
-//! tolerance and at the judge's scaled one; `prop.test` on 9 pairs of counts; type-7 quantiles.
+//! tolerance and at the judge's scaled one, and with `exact = TRUE` where R uses it by default
+//! (10 tie-free pairs under 50 points); `prop.test` on 9 pairs of counts; type-7 quantiles.
 //!
 //! Stated tolerance: estimate, interval ends and statistic within 1e-12 of R's (relative to
 //! max(1, |value|)), p-values within 1e-12 relative. Both sides run the same algorithm, so the
@@ -12,7 +13,7 @@
 
 use flagger_core::judge::proportions::{Counts, prop_test};
 use flagger_core::judge::stats::percentile_sorted;
-use flagger_core::judge::wilcoxon::{RootTolerance, wilcoxon};
+use flagger_core::judge::wilcoxon::{RootTolerance, wilcoxon, wilcoxon_exact};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -31,6 +32,17 @@ struct WilcoxonCase {
     y: Vec<f64>,
     r_tolerance: Expected,
     scaled_tolerance: Expected,
+    exact: Option<Exact>,
+}
+
+#[derive(Deserialize)]
+struct Exact {
+    statistic: f64,
+    p_value: f64,
+    estimate: f64,
+    lower: f64,
+    upper: f64,
+    confidence_level: f64,
 }
 
 #[derive(Deserialize)]
@@ -133,6 +145,37 @@ fn mann_whitney_interval_matches_r_at_the_judges_scaled_tolerance() {
         }
         close_p(&case.name, got.p_value, want.p_value);
     }
+}
+
+#[test]
+fn exact_interval_matches_r_where_r_uses_it() {
+    let mut checked = 0;
+    for case in reference().wilcoxon {
+        let got = wilcoxon_exact(&case.x, &case.y, case.confidence_level);
+        let Some(want) = case.exact else {
+            assert!(
+                got.is_none(),
+                "{}: R would not use the exact test",
+                case.name
+            );
+            continue;
+        };
+        let got = got.unwrap_or_else(|| panic!("{}: exact test expected", case.name));
+        assert!(got.exact);
+        close("statistic", &case.name, got.statistic, want.statistic);
+        close("estimate", &case.name, got.estimate, want.estimate);
+        close("lower", &case.name, got.lower, want.lower);
+        close("upper", &case.name, got.upper, want.upper);
+        close(
+            "level",
+            &case.name,
+            got.confidence_level,
+            want.confidence_level,
+        );
+        close_p(&case.name, got.p_value, want.p_value);
+        checked += 1;
+    }
+    assert!(checked >= 8, "{checked} exact cases");
 }
 
 #[test]

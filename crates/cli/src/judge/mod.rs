@@ -111,6 +111,9 @@ pub struct MetricFlags {
     /// higher and their mean ratio is at least RATIO.
     #[arg(long, value_name = "RATIO", num_args = 0..=1, default_missing_value = "1")]
     spread: Option<f64>,
+    /// Exact Mann-Whitney interval where R uses it (under 50 points a side, no ties).
+    #[arg(long)]
+    exact: bool,
     /// Fewer points than this on a side is "no data" [default: 0, off].
     #[arg(long, value_name = "N")]
     min_points: Option<usize>,
@@ -134,6 +137,7 @@ impl MetricFlags {
             test,
             trials,
             spread,
+            exact,
             min_points,
         } = self;
         direction.is_some()
@@ -151,6 +155,7 @@ impl MetricFlags {
             || test.is_some()
             || trials.is_some()
             || spread.is_some()
+            || *exact
             || min_points.is_some()
     }
 
@@ -197,6 +202,7 @@ impl MetricFlags {
         c.spread = self
             .spread
             .map(|allowed_increase| Spread { allowed_increase });
+        c.exact = self.exact;
         c.min_points = self.min_points.unwrap_or(0);
         c
     }

@@ -195,8 +195,8 @@ impl Default for Spread {
     }
 }
 
-/// The options of one metric. Kayenta's names and defaults; `groups`, `test`, `spread` and
-/// `minPoints` are ours and default to Kayenta's behaviour.
+/// The options of one metric. Kayenta's names and defaults; `groups`, `test`, `spread`,
+/// `exact` and `minPoints` are ours and default to Kayenta's behaviour.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct MetricConfig {
@@ -215,6 +215,11 @@ pub struct MetricConfig {
     pub test: TestKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spread: Option<Spread>,
+    /// flagger-rs: use the exact distribution of the Mann-Whitney statistic where R does by
+    /// default (fewer than 50 points a side, no ties): the interval is then exact instead of
+    /// a normal approximation, which matters for a handful of points; and a sample too small
+    /// to reach the 98% level at all is "no data" instead of a verdict. Off = Kayenta.
+    pub exact: bool,
     /// flagger-rs: fewer points than this on either side (after NaN and outlier handling) is
     /// "no data" rather than a verdict from a normal approximation of a handful of points.
     /// 0 (the default) = Kayenta's behaviour.
@@ -286,6 +291,12 @@ impl MetricConfig {
                     "must be a ratio of 0 or more, not {}",
                     spread.allowed_increase
                 ),
+            );
+        }
+        if self.exact && self.test == TestKind::Proportions {
+            bad(
+                "exact",
+                "applies to the Mann-Whitney test, not to the proportions test".to_string(),
             );
         }
         if self.spread.is_some() && self.test == TestKind::Proportions {

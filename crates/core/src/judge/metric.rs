@@ -14,7 +14,7 @@ use super::fmt_num;
 use super::noise::{SplitMix64, add_noise, seed_for};
 use super::proportions::{Counts, Proportions, ProportionsError, prop_test};
 use super::stats::{Summary, average_ranks, mean, percentile_sorted};
-use super::wilcoxon::{RootTolerance, Wilcoxon, wilcoxon};
+use super::wilcoxon::{RootTolerance, Wilcoxon, wilcoxon, wilcoxon_exact};
 
 /// The observations of one metric over the window.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -106,9 +106,13 @@ pub struct Comparison {
     pub p_value: f64,
     /// R's `W` (Mann-Whitney) or `X-squared` (proportions).
     pub statistic: f64,
-    /// The absolute tolerance the interval ends were located to (Mann-Whitney).
+    /// The absolute tolerance the interval ends were located to (Mann-Whitney, normal
+    /// approximation).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root_tolerance: Option<f64>,
+    /// The interval comes from the exact distribution (option `exact`).
+    #[serde(default)]
+    pub exact: bool,
 }
 
 impl Comparison {
@@ -122,7 +126,8 @@ impl Comparison {
             band: TOLERANCE * w.estimate.abs(),
             p_value: w.p_value,
             statistic: w.statistic,
-            root_tolerance: Some(w.root_tolerance),
+            root_tolerance: (!w.exact).then_some(w.root_tolerance),
+            exact: w.exact,
         }
     }
 
@@ -137,6 +142,7 @@ impl Comparison {
             p_value: p.p_value,
             statistic: p.statistic,
             root_tolerance: None,
+            exact: false,
         }
     }
 
@@ -347,7 +353,15 @@ fn judge_series(result: &mut MetricResult, cfg: &MetricConfig, canary: &[f64], p
         result.deviation = ratio(mean(&x), mean(&y));
     }
 
-    let test = match wilcoxon(&x, &y, CONFIDENCE_LEVEL, RootTolerance::Scaled) {
+    let exact = if cfg.exact {
+        wilcoxon_exact(&x, &y, CONFIDENCE_LEVEL)
+    } else {
+        None
+    };
+    let test = match exact.map_or_else(
+        || wilcoxon(&x, &y, CONFIDENCE_LEVEL, RootTolerance::Scaled),
+        Ok,
+    ) {
         Ok(t) => t,
         Err(e) => {
             test_error(result, cfg, &e.to_string());
@@ -355,6 +369,18 @@ fn judge_series(result: &mut MetricResult, cfg: &MetricConfig, canary: &[f64], p
         }
     };
     let comparison = Comparison::from_wilcoxon(&test);
+    if comparison.exact && comparison.confidence_level < CONFIDENCE_LEVEL {
+        let why = format!(
+            "too few points for a {}% interval: with {} and {} points the exact distribution reaches {}%",
+            fmt_num(CONFIDENCE_LEVEL * 100.0),
+            x.len(),
+            y.len(),
+            fmt_num(comparison.confidence_level * 100.0)
+        );
+        result.comparison = Some(comparison);
+        no_data(result, cfg, why, false);
+        return;
+    }
     let thresholds = cfg.effect_size.thresholds();
     let effect_value = match thresholds.measure {
         EffectMeasure::MeanRatio => result.deviation,
@@ -421,7 +447,11 @@ fn classify(
 ) {
     let dir = cfg.direction;
     let measure = thresholds.measure.as_str();
-    let level = format!("{}%", fmt_num(comparison.confidence_level * 100.0));
+    let level = format!(
+        "{}%{}",
+        fmt_num(comparison.confidence_level * 100.0),
+        if comparison.exact { " exact" } else { "" }
+    );
     let interval = format!(
         "[{}, {}]",
         fmt_num(comparison.lower),

@@ -6,11 +6,12 @@
 //!   tie-breaking noise, the test, effect size, High/Low/Pass, criticality);
 //! * [`score`]: muted metrics, critical and no-data short-circuits, group scores and weights,
 //!   the rounded score and the Pass/Marginal/Fail verdict;
-//! * [`wilcoxon`] (R's `wilcox.test` interval), [`proportions`] (R's `prop.test`),
+//! * [`wilcoxon`] (R's `wilcox.test` interval, normal or exact), [`proportions`] (R's
+//!   `prop.test`),
 //!   [`zeroin`] (R's Brent), [`normal`], [`stats`], [`noise`]: the numerics;
 //! * [`relative`]: the canary's value against the primary's as a ratio or a difference.
 //!
-//! What is ours and not Kayenta's is opt-in and named: `test: proportions`, `spread`,
+//! What is ours and not Kayenta's is opt-in and named: `test: proportions`, `spread`, `exact`,
 //! `minPoints` (see [`config::MetricConfig`]), plus three choices documented where they are
 //! made: the root tolerance scales with small data ([`wilcoxon::RootTolerance`]), the noise is
 //! seeded ([`noise`]), and ±Inf counts as "not a number".

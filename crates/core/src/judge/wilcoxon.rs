@@ -66,8 +66,12 @@ pub struct Wilcoxon {
     pub upper: f64,
     /// The interval's confidence level (0.98 in the judge).
     pub confidence_level: f64,
-    /// The absolute tolerance the roots were located to.
+    /// The absolute tolerance the roots were located to (0 for the exact interval).
     pub root_tolerance: f64,
+    /// From the exact distribution of the statistic ([`wilcoxon_exact`]) rather than the
+    /// normal approximation.
+    #[serde(default)]
+    pub exact: bool,
 }
 
 /// Why the test cannot run.
@@ -233,7 +237,132 @@ pub fn wilcoxon(
         upper,
         confidence_level,
         root_tolerance: tol,
+        exact: false,
     })
+}
+
+/// R uses the exact distribution by default below this many points on each side.
+pub const EXACT_BELOW: usize = 50;
+
+/// The exact test, as R's `wilcox.test(x, y, conf.int = TRUE)` computes it by default for
+/// fewer than 50 points a side without ties: the interval ends are order statistics of the
+/// pairwise differences `xᵢ − yⱼ` picked by quantiles of the exact distribution of `W`, the
+/// estimate is their median, the p-value exact. `None` when R would not use it (ties, a side
+/// of 50 points or more, or a side empty). When the level cannot be reached with so few
+/// points, the interval is the widest there is and `confidence_level` is the level achieved,
+/// as in R.
+pub fn wilcoxon_exact(x: &[f64], y: &[f64], confidence_level: f64) -> Option<Wilcoxon> {
+    let (nx, ny) = (x.len(), y.len());
+    if nx == 0 || ny == 0 || nx >= EXACT_BELOW || ny >= EXACT_BELOW {
+        return None;
+    }
+    if x.iter().chain(y).any(|v| !v.is_finite()) || !(0.0..1.0).contains(&confidence_level) {
+        return None;
+    }
+    let pooled: Vec<f64> = x.iter().chain(y).copied().collect();
+    let (ranks, ties) = super::stats::average_ranks(&pooled);
+    if ties.iter().any(|&t| t > 1) {
+        return None;
+    }
+    let (mf, nf) = (nx as f64, ny as f64);
+    let statistic = ranks[..nx].iter().sum::<f64>() - mf * (mf + 1.0) / 2.0;
+    let dist = WilcoxonDistribution::new(nx, ny);
+    let q = statistic as usize;
+    let p = if statistic > mf * nf / 2.0 {
+        dist.upper(q - 1)
+    } else {
+        dist.lower(q)
+    };
+    let p_value = (2.0 * p).min(1.0);
+
+    let mut diffs: Vec<f64> = x
+        .iter()
+        .flat_map(|a| y.iter().map(move |b| a - b))
+        .collect();
+    diffs.sort_by(f64::total_cmp);
+    let alpha = 1.0 - confidence_level;
+    let qu = dist.quantile(alpha / 2.0).max(1);
+    let ql = nx * ny - qu;
+    let achieved = 2.0 * dist.lower(qu - 1);
+    let level = if achieved - alpha > alpha / 2.0 {
+        1.0 - achieved
+    } else {
+        confidence_level
+    };
+    Some(Wilcoxon {
+        statistic,
+        p_value,
+        estimate: super::stats::percentile_sorted(&diffs, 50.0),
+        lower: diffs[qu - 1],
+        upper: diffs[ql],
+        confidence_level: level,
+        root_tolerance: 0.0,
+        exact: true,
+    })
+}
+
+/// The exact null distribution of `W` for `m` and `n` points: the number of orderings of the
+/// pooled sample giving each value, from the recurrence
+/// `N(k; i, j) = N(k − j; i − 1, j) + N(k; i, j − 1)` (the largest point is an x, beating every
+/// y, or a y). Additions only, so no cancellation; counts are f64 as in R.
+struct WilcoxonDistribution {
+    counts: Vec<f64>,
+    total: f64,
+}
+
+impl WilcoxonDistribution {
+    fn new(m: usize, n: usize) -> WilcoxonDistribution {
+        // row[j] = distribution for (i, j); start with i = 0: one ordering, W = 0.
+        let mut row: Vec<Vec<f64>> = vec![vec![1.0]; n + 1];
+        for i in 1..=m {
+            let mut next: Vec<Vec<f64>> = Vec::with_capacity(n + 1);
+            next.push(vec![1.0]);
+            for j in 1..=n {
+                let mut d = vec![0.0; i * j + 1];
+                for (k, c) in row[j].iter().enumerate() {
+                    d[k + j] += c;
+                }
+                for (k, c) in next[j - 1].iter().enumerate() {
+                    d[k] += c;
+                }
+                next.push(d);
+            }
+            row = next;
+        }
+        let counts = row.swap_remove(n);
+        let total = counts.iter().sum();
+        WilcoxonDistribution { counts, total }
+    }
+
+    /// P(W ≤ q), summed term by term as R's `pwilcox`.
+    fn lower(&self, q: usize) -> f64 {
+        let q = q.min(self.counts.len() - 1);
+        self.counts[..=q].iter().map(|c| c / self.total).sum()
+    }
+
+    /// P(W > q), R's `pwilcox(q, lower.tail = FALSE)`.
+    fn upper(&self, q: usize) -> f64 {
+        let mn = self.counts.len() - 1;
+        if 2 * q <= mn {
+            0.5 - self.lower(q) + 0.5
+        } else {
+            // By symmetry, P(W > q) = P(W < mn − q).
+            self.counts[..mn - q].iter().map(|c| c / self.total).sum()
+        }
+    }
+
+    /// R's `qwilcox(p)` for p ≤ 0.5: the smallest q with P(W ≤ q) ≥ p (less a few ulps).
+    fn quantile(&self, p: f64) -> usize {
+        let target = p - 10.0 * f64::EPSILON;
+        let mut acc = 0.0;
+        for (q, c) in self.counts.iter().enumerate() {
+            acc += c / self.total;
+            if acc >= target {
+                return q;
+            }
+        }
+        self.counts.len() - 1
+    }
 }
 
 #[cfg(test)]
@@ -255,6 +384,26 @@ mod tests {
                 ((nx * ny / 12.0) * ((nx + ny + 1.0) - t / ((nx + ny) * (nx + ny - 1.0)))).sqrt();
             assert_eq!(pooled.rank_statistic(d), (dz, sigma), "d={d}");
         }
+    }
+
+    #[test]
+    fn the_exact_distribution_counts_orderings() {
+        // m = 2, n = 2: C(4, 2) = 6 orderings, W = 0, 1, 2, 2, 3, 4.
+        let d = WilcoxonDistribution::new(2, 2);
+        assert_eq!(d.counts, vec![1.0, 1.0, 2.0, 1.0, 1.0]);
+        assert_eq!(d.total, 6.0);
+        let d = WilcoxonDistribution::new(3, 5);
+        assert_eq!(d.total, 56.0);
+        let mirrored: Vec<f64> = d.counts.iter().rev().copied().collect();
+        assert_eq!(d.counts, mirrored, "symmetric");
+        assert!(
+            wilcoxon_exact(&[1.0, 2.0], &[2.0, 3.0], 0.98).is_none(),
+            "ties"
+        );
+        assert!(
+            wilcoxon_exact(&[0.5; 50], &[1.0], 0.98).is_none(),
+            "too many points"
+        );
     }
 
     #[test]

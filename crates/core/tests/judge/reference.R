@@ -6,7 +6,9 @@
 # For each vector pair (x = canary, y = primary) it records wilcox.test(x, y, conf.int = TRUE,
 # exact = FALSE, correct = TRUE) at R's default root tolerance (1e-4) and at the judge's scaled
 # tolerance (1e-4 * min(1, max(x) - min(y) - (min(x) - max(y)))); for each pair of counts,
-# prop.test(c(x1, x2), c(n1, n2)); and a few type-7 quantiles (the outlier fences).
+# prop.test(c(x1, x2), c(n1, n2)); and a few type-7 quantiles (the outlier fences). Where R
+# would use the exact distribution by default (under 50 points a side, no ties), it also
+# records wilcox.test(x, y, conf.int = TRUE) with exact = TRUE.
 
 num <- function(v) {
   s <- ifelse(is.finite(v), sprintf("%.17g", v), ifelse(is.na(v), "null", ifelse(v > 0, "1e999", "-1e999")))
@@ -44,7 +46,10 @@ cases <- list(
        y = c(1.0, 100.0, 4.0, 101.0, 5.0, 102.0, 6.0, 103.0, 7.0, 104.0, 8.0, 105.0, 9.0, 106.0, 17.0)),
   list(name = "kayenta mean-ratio high", x = c(20, 22, 21, 25, 30), y = c(1, 2.2, 1.1, 2.5, 3)),
   list(name = "kayenta majority tied", x = c(1, 1, 1, 1, 10), y = c(1, 1, 1, 1, 1)),
-  list(name = "zero-heavy with one burst", x = c(rep(0, 20), 50), y = c(rep(0, 19), 1, 0))
+  list(name = "zero-heavy with one burst", x = c(rep(0, 20), 50), y = c(rep(0, 19), 1, 0)),
+  list(name = "four against five, separated", x = c(5.1, 6.3, 4.8, 7.2), y = c(3.3, 2.9, 4.1, 3.8, 2.5)),
+  list(name = "six against six, overlapping", x = c(1.2, 3.4, 2.2, 5.1, 4.4, 2.9), y = c(2.1, 1.1, 3.3, 0.4, 2.6, 1.9)),
+  list(name = "tie-free, 45 against 40", x = round(rnorm(45, 1.3, 1), 6), y = round(rnorm(40, 1, 1), 6))
 )
 
 wilcox <- function(x, y, conf, tol) {
@@ -54,13 +59,20 @@ wilcox <- function(x, y, conf, tol) {
           one(t$statistic), one(t$p.value), one(t$estimate), one(t$conf.int[1]), one(t$conf.int[2]), one(tol))
 }
 
+exact <- function(x, y, conf) {
+  if (length(unique(c(x, y))) != length(c(x, y)) || length(x) >= 50 || length(y) >= 50) return("null")
+  t <- suppressWarnings(wilcox.test(x, y, conf.int = TRUE, exact = TRUE, correct = TRUE, conf.level = conf))
+  sprintf('{"statistic": %s, "p_value": %s, "estimate": %s, "lower": %s, "upper": %s, "confidence_level": %s}',
+          one(t$statistic), one(t$p.value), one(t$estimate), one(t$conf.int[1]), one(t$conf.int[2]), one(attr(t$conf.int, "conf.level")))
+}
+
 out <- c()
 for (c in cases) {
   conf <- if (is.null(c$conf)) 0.98 else c$conf
   range <- (max(c$x) - min(c$y)) - (min(c$x) - max(c$y))
   scaled <- 1e-4 * min(1, range)
-  out <- c(out, sprintf('    {"name": "%s", "confidence_level": %s,\n     "x": %s,\n     "y": %s,\n     "r_tolerance": %s,\n     "scaled_tolerance": %s}',
-                        c$name, one(conf), num(c$x), num(c$y), wilcox(c$x, c$y, conf, 1e-4), wilcox(c$x, c$y, conf, scaled)))
+  out <- c(out, sprintf('    {"name": "%s", "confidence_level": %s,\n     "x": %s,\n     "y": %s,\n     "r_tolerance": %s,\n     "scaled_tolerance": %s,\n     "exact": %s}',
+                        c$name, one(conf), num(c$x), num(c$y), wilcox(c$x, c$y, conf, 1e-4), wilcox(c$x, c$y, conf, scaled), exact(c$x, c$y, conf)))
 }
 
 props <- list(c(30, 6000, 0, 6000), c(3, 6000, 0, 6000), c(120, 10000, 100, 10000), c(50, 1000, 20, 1000),

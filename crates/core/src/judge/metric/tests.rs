@@ -393,3 +393,42 @@ fn one_point_each_is_an_error_as_in_kayenta() {
         r.reason
     );
 }
+
+#[test]
+fn the_exact_option_uses_the_exact_interval_for_small_samples() {
+    let canary = [2.1, 2.4, 2.2, 2.6, 2.3];
+    let primary = [1.9, 2.0, 1.8, 2.05, 1.95];
+    let normal = series("m", MetricConfig::default(), &canary, &primary);
+    assert_eq!(
+        normal.classification,
+        Classification::Pass,
+        "{}",
+        normal.reason
+    );
+    let c = normal.comparison.expect("figures");
+    assert!(!c.exact && c.root_tolerance.is_some());
+
+    let exact = MetricConfig {
+        exact: true,
+        ..Default::default()
+    };
+    let r = series("m", exact.clone(), &canary, &primary);
+    assert_eq!(r.classification, Classification::High, "{}", r.reason);
+    let c = r.comparison.expect("figures");
+    assert!(c.exact && c.root_tolerance.is_none());
+    // Order statistics of the pairwise differences.
+    assert!((c.lower - 0.1).abs() < 1e-12 && (c.upper - 0.7).abs() < 1e-12);
+    assert!(r.reason.contains("98% exact interval"), "{}", r.reason);
+
+    // Three points a side cannot reach 98% (at best 90%): no verdict.
+    let r = series("m", exact.clone(), &[5.0, 6.0, 7.0], &[1.0, 2.0, 3.0]);
+    assert_eq!(r.classification, Classification::Nodata, "{}", r.reason);
+    assert!(r.reason.starts_with(
+        "too few points for a 98% interval: with 3 and 3 points the exact distribution reaches 90%"
+    ));
+    assert!(r.comparison.is_some(), "the figures are kept");
+
+    // Ties: the normal approximation, as in R.
+    let r = series("m", exact, &[2.0, 2.0, 3.0, 4.0], &[1.0, 1.0, 2.0, 0.5]);
+    assert!(!r.comparison.expect("figures").exact);
+}
