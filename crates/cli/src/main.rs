@@ -7,7 +7,6 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod judge;
-mod lint;
 mod schema_check;
 mod uninstall;
 mod validate;
@@ -29,7 +28,7 @@ enum Command {
     /// Check Canary manifests offline: every problem, with its field path and how to fix it.
     Validate(validate::Args),
     /// Find objects in GitOps manifests that collide or fight with what Flagger generates.
-    Lint(lint::Args),
+    Lint(flagger_lint::Args),
     /// Hand every Canary's traffic back to its target and remove the Canaries, so the
     /// controller and its CRDs can be removed or reinstalled without an outage.
     Uninstall(uninstall::Args),
@@ -133,7 +132,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Validate(args) => validate::run(args),
-        Command::Lint(args) => lint::run(args),
+        Command::Lint(args) => flagger_lint::run(args),
         Command::Uninstall(args) => match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
