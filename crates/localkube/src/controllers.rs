@@ -1,13 +1,15 @@
 //! Simulated controllers, one per file: Deployment → ReplicaSet → Pod ([`deployment`],
-//! [`replicaset`]), the scheduler and kubelet ([`kubelet`]), DaemonSets ([`daemonset`]),
-//! Endpoints/EndpointSlices ([`endpoints`]), garbage collection by ownerReferences ([`gc`]) and
-//! namespace deletion ([`namespace`]).
+//! [`replicaset`]), the scheduler ([`scheduler`]) and the kubelet ([`kubelet`], running
+//! containers ([`containers`]) from a simulated registry ([`images`]) and probing them
+//! ([`probes`])), DaemonSets ([`daemonset`]), Endpoints/EndpointSlices ([`endpoints`]), garbage
+//! collection by ownerReferences ([`gc`]) and namespace deletion ([`namespace`]).
 //!
 //! Each controller is level-triggered: it wakes on store events of the resources it cares
 //! about (and on a timer while something is time-dependent) and reconciles every object
 //! ([`queue`]).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,17 +19,23 @@ use tokio::sync::watch;
 use crate::api::Api;
 use crate::util;
 
+mod containers;
 mod daemonset;
 mod deployment;
 mod endpoints;
 mod gc;
+mod http;
+pub mod images;
 mod kubelet;
 mod namespace;
 mod objects;
+mod probes;
 mod queue;
 mod replicaset;
 mod scheduler;
 
+pub use images::ImageRegistry;
+pub use probes::USER_AGENT as PROBE_USER_AGENT;
 use objects::{log_err, opts, res, uid};
 
 /// Pod-template annotation: the pod never becomes ready.
@@ -48,6 +56,8 @@ pub struct SimConfig {
     pub readiness_delay: Duration,
     /// How often time-dependent work (readiness delays, progress deadlines) is rechecked.
     pub tick: Duration,
+    /// The images that exist: a pod whose image is not there never runs (`ErrImagePull`).
+    pub registry: ImageRegistry,
 }
 
 impl Default for SimConfig {
@@ -57,6 +67,7 @@ impl Default for SimConfig {
             node_labels: Vec::new(),
             readiness_delay: Duration::from_millis(0),
             tick: Duration::from_millis(100),
+            registry: ImageRegistry::default(),
         }
     }
 }
@@ -125,14 +136,57 @@ pub fn record_event(
     log_err("event", api.create(&info, ns, ev, &opts(component)));
 }
 
+/// Records an Event about `obj`, or counts one more on the same event (same object, reason,
+/// message and component), as the event recorder aggregates repeated events.
+pub fn record_repeated_event(
+    api: &Api,
+    obj: &Value,
+    type_: &str,
+    reason: &str,
+    message: &str,
+    component: &str,
+) {
+    let Some(info) = res(api, "v1", "Event") else {
+        return;
+    };
+    let ns = match util::namespace(obj) {
+        "" => "default",
+        n => n,
+    };
+    let same = |e: &Value| {
+        e.pointer("/involvedObject/uid").and_then(Value::as_str) == Some(uid(obj))
+            && e["reason"] == reason
+            && e["message"] == message
+            && e.pointer("/source/component").and_then(Value::as_str) == Some(component)
+    };
+    let found = objects::list(api, &info, Some(ns)).into_iter().find(same);
+    let Some(mut e) = found else {
+        return record_event(api, obj, type_, reason, message, component);
+    };
+    let n = e["count"].as_i64().unwrap_or(1) + 1;
+    e["count"] = json!(n);
+    e["lastTimestamp"] = json!(util::now());
+    let name = util::name(&e).to_string();
+    log_err("event", api.update(&info, ns, &name, e, "", &opts(component)));
+}
+
+/// What the simulated cluster reaches of the data plane, when it runs.
+#[derive(Debug, Clone, Default)]
+pub struct DataPlaneLink {
+    /// Its proxy: the kubelet's probes and other in-cluster requests go through it.
+    pub proxy: Option<SocketAddr>,
+}
+
 /// Starts all simulated controllers.
 pub fn spawn_all(
     api: Api,
     sim: SimConfig,
+    link: DataPlaneLink,
     shutdown: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let tick = sim.tick;
     let sim = Arc::new(sim);
+    let (kubelet, probe_reports) = kubelet::Kubelet::new(sim.clone(), link.proxy);
     vec![
         tokio::spawn(queue::run(
             api.clone(),
@@ -146,10 +200,11 @@ pub fn spawn_all(
             replicaset::ReplicaSets,
             shutdown.clone(),
         )),
-        tokio::spawn(queue::run(
+        tokio::spawn(queue::run_with_inputs(
             api.clone(),
             "kubelet",
-            kubelet::Kubelet::new(sim.clone()),
+            kubelet,
+            probe_reports,
             shutdown.clone(),
         )),
         tokio::spawn(queue::run(

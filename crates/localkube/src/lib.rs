@@ -122,13 +122,6 @@ impl Server {
                 tracing::error!("localkube server failed: {e}");
             }
         }));
-        if config.controllers {
-            tasks.extend(controllers::spawn_all(
-                api.clone(),
-                config.sim.clone(),
-                rx.clone(),
-            ));
-        }
         let dataplane = match config.dataplane.clone() {
             Some(dp) => {
                 let (dp, task) = dataplane::start(api.clone(), dp, rx.clone()).await?;
@@ -137,6 +130,17 @@ impl Server {
             }
             None => None,
         };
+        if config.controllers {
+            let link = controllers::DataPlaneLink {
+                proxy: dataplane.as_ref().map(|d| d.addr),
+            };
+            tasks.extend(controllers::spawn_all(
+                api.clone(),
+                config.sim.clone(),
+                link,
+                rx.clone(),
+            ));
+        }
         tracing::info!(%addr, "localkube serving");
         Ok(Handle {
             addr,
