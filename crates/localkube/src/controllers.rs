@@ -35,8 +35,8 @@ mod replicaset;
 mod scheduler;
 
 pub use images::ImageRegistry;
-pub use probes::USER_AGENT as PROBE_USER_AGENT;
 use objects::{log_err, opts, res, uid};
+pub use probes::USER_AGENT as PROBE_USER_AGENT;
 
 /// Pod-template annotation: the pod never becomes ready.
 pub const NEVER_READY: &str = "localkube.dev/never-ready";
@@ -167,7 +167,10 @@ pub fn record_repeated_event(
     e["count"] = json!(n);
     e["lastTimestamp"] = json!(util::now());
     let name = util::name(&e).to_string();
-    log_err("event", api.update(&info, ns, &name, e, "", &opts(component)));
+    log_err(
+        "event",
+        api.update(&info, ns, &name, e, "", &opts(component)),
+    );
 }
 
 /// What the simulated cluster reaches of the data plane, when it runs.

@@ -169,7 +169,10 @@ impl Container {
         self.spec = spec.clone();
         if image != self.image {
             if self.run.is_some() {
-                let msg = format!("Container {} definition changed, will be restarted", self.name);
+                let msg = format!(
+                    "Container {} definition changed, will be restarted",
+                    self.name
+                );
                 self.kill(normal("Killing", msg), ctx, now, ev);
                 self.restart_at = None;
             }
@@ -202,7 +205,10 @@ impl Container {
                         *backing_off = true;
                         let (image, back) = (&self.image, *reason == "ErrImagePull");
                         if back {
-                            ev.push(normal("BackOff", format!("Back-off pulling image \"{image}\"")));
+                            ev.push(normal(
+                                "BackOff",
+                                format!("Back-off pulling image \"{image}\""),
+                            ));
                             ev.push(warning("Failed", "Error: ImagePullBackOff".into()));
                         }
                     }
@@ -231,9 +237,8 @@ impl Container {
                 self.pull = Pull::Done;
             }
             ("Never", Err(_)) => {
-                let msg = format!(
-                    "Container image \"{image}\" is not present with pull policy of Never"
-                );
+                let msg =
+                    format!("Container image \"{image}\" is not present with pull policy of Never");
                 ev.push(warning("ErrImageNeverPull", msg.clone()));
                 self.pull = failed("ErrImageNeverPull", msg);
             }
@@ -266,8 +271,14 @@ impl Container {
             started_at: util::now(),
             id: format!("localkube://{id}"),
         });
-        ev.push(normal("Created", format!("Created container {}", self.name)));
-        ev.push(normal("Started", format!("Started container {}", self.name)));
+        ev.push(normal(
+            "Created",
+            format!("Created container {}", self.name),
+        ));
+        ev.push(normal(
+            "Started",
+            format!("Started container {}", self.name),
+        ));
         self.workers.clear();
         let first: &[Kind] = if Spec::of(&self.spec, Kind::Startup).is_some() {
             &[Kind::Startup]
@@ -354,13 +365,25 @@ impl Container {
             return;
         };
         if let Outcome::Failure(msg) = outcome {
-            ev.push(warning("Unhealthy", format!("{} probe failed: {msg}", kind.label())));
+            ev.push(warning(
+                "Unhealthy",
+                format!("{} probe failed: {msg}", kind.label()),
+            ));
         }
         match (kind, w.finish(outcome)) {
-            (Kind::Startup, Some(true)) => self.add_workers(&[Kind::Readiness, Kind::Liveness], now),
+            (Kind::Startup, Some(true)) => {
+                self.add_workers(&[Kind::Readiness, Kind::Liveness], now)
+            }
             (Kind::Liveness | Kind::Startup, Some(false)) => {
-                let what = if kind == Kind::Liveness { "liveness" } else { "startup" };
-                let msg = format!("Container {} failed {what} probe, will be restarted", self.name);
+                let what = if kind == Kind::Liveness {
+                    "liveness"
+                } else {
+                    "startup"
+                };
+                let msg = format!(
+                    "Container {} failed {what} probe, will be restarted",
+                    self.name
+                );
                 self.kill(normal("Killing", msg), ctx, now, ev);
             }
             _ => {}

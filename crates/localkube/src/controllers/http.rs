@@ -66,10 +66,7 @@ pub(super) async fn get(
     }
 }
 
-async fn exchange(
-    proxy: Option<SocketAddr>,
-    req: &Get,
-) -> Result<(u16, bytes::Bytes), HttpError> {
+async fn exchange(proxy: Option<SocketAddr>, req: &Get) -> Result<(u16, bytes::Bytes), HttpError> {
     let stream = match proxy {
         Some(p) => tokio::net::TcpStream::connect(p).await,
         None => tokio::net::TcpStream::connect(authority(&req.url)).await,

@@ -231,9 +231,14 @@ mod tests {
     #[test]
     fn the_default_fails_flaggers_missing_image_and_pulls_the_rest() {
         let r = ImageRegistry::default();
-        let err = r.pull("stefanprodan/potato:1.0.0").expect_err("potato is missing");
+        let err = r
+            .pull("stefanprodan/potato:1.0.0")
+            .expect_err("potato is missing");
         assert_eq!(err.resolved, "docker.io/stefanprodan/potato:1.0.0");
-        assert!(err.message().contains("docker.io/stefanprodan/potato:1.0.0: not found"));
+        assert!(
+            err.message()
+                .contains("docker.io/stefanprodan/potato:1.0.0: not found")
+        );
         assert!(r.pull("ghcr.io/stefanprodan/potato:1.0.0").is_err());
         for ok in [
             "ghcr.io/stefanprodan/podinfo:6.0.1",

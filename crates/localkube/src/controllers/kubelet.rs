@@ -218,7 +218,10 @@ impl Kubelet {
             .filter_map(|c| c.wake_at(&ctx, now))
             .min();
         self.pods.insert(uid(cur).to_string(), st);
-        wake.map(|at| at.saturating_duration_since(now).max(Duration::from_millis(1)))
+        wake.map(|at| {
+            at.saturating_duration_since(now)
+                .max(Duration::from_millis(1))
+        })
     }
 
     fn assign_ip(&mut self, status: &mut Value, node_idx: usize) {

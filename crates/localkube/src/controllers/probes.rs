@@ -145,7 +145,10 @@ impl Spec {
         let p = container.get(kind.field())?;
         let action = if let Some(h) = p.get("httpGet") {
             Action::Http {
-                host: h["host"].as_str().filter(|s| !s.is_empty()).map(String::from),
+                host: h["host"]
+                    .as_str()
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
                 port: Port::of(&h["port"])?,
                 path: match h["path"].as_str() {
                     Some(path) if path.starts_with('/') => path.to_string(),
@@ -392,12 +395,9 @@ async fn in_process(
     }
     let app = PodApp::from_pod(pod);
     let faults = app::Faults::default();
-    let answer = tokio::time::timeout(
-        timeout,
-        app::serve(&app, &faults, &Method::GET, path, &map),
-    )
-    .await
-    .ok()?;
+    let answer = tokio::time::timeout(timeout, app::serve(&app, &faults, &Method::GET, path, &map))
+        .await
+        .ok()?;
     Some(answer.status.as_u16())
 }
 
@@ -423,7 +423,10 @@ mod tests {
         assert_eq!((s.success_threshold, s.failure_threshold), (1, 3));
         assert_eq!(s.initial_delay, Duration::ZERO);
         let Action::Http {
-            path, port, headers, ..
+            path,
+            port,
+            headers,
+            ..
         } = &s.action
         else {
             panic!("an HTTP probe");
@@ -435,7 +438,11 @@ mod tests {
         );
         assert_eq!(headers, &vec![("X-A".to_string(), "1".to_string())]);
         assert!(
-            Spec::of(&json!({"livenessProbe": {"periodSeconds": 3}}), Kind::Liveness).is_none(),
+            Spec::of(
+                &json!({"livenessProbe": {"periodSeconds": 3}}),
+                Kind::Liveness
+            )
+            .is_none(),
             "no handler, no probe"
         );
         assert_eq!(
@@ -492,7 +499,10 @@ mod tests {
     fn liveness_failure_and_startup_success_end_the_probe() {
         let t0 = Instant::now();
         let mut live = Worker::new(
-            spec(Kind::Liveness, json!({"httpGet": {"port": 80}, "failureThreshold": 1})),
+            spec(
+                Kind::Liveness,
+                json!({"httpGet": {"port": 80}, "failureThreshold": 1}),
+            ),
             t0,
             t0,
         );
@@ -528,7 +538,10 @@ mod tests {
             )
         );
         t.listening = true;
-        assert_eq!(run(&healthz, Duration::from_secs(1), &t).await, Outcome::Success);
+        assert_eq!(
+            run(&healthz, Duration::from_secs(1), &t).await,
+            Outcome::Success
+        );
         let missing = Action::Http {
             host: None,
             port: Port::Number(9898),

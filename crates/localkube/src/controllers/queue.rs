@@ -133,7 +133,14 @@ pub(super) async fn run_with_inputs<R: Inputs>(
     inputs: mpsc::UnboundedReceiver<R::Input>,
     shutdown: watch::Receiver<bool>,
 ) {
-    run_loop(api, name, r, Some((inputs, R::input as Take<R, R::Input>)), shutdown).await;
+    run_loop(
+        api,
+        name,
+        r,
+        Some((inputs, R::input as Take<R, R::Input>)),
+        shutdown,
+    )
+    .await;
 }
 
 /// How a loop hands an input to its controller.
