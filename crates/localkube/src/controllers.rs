@@ -19,21 +19,27 @@ use tokio::sync::watch;
 use crate::api::Api;
 use crate::util;
 
+mod autoscaling;
 mod containers;
 mod daemonset;
 mod deployment;
 mod endpoints;
 mod gc;
+mod hpa;
+mod hpa_metrics;
 mod http;
 pub mod images;
 mod kubelet;
 mod namespace;
 mod objects;
 mod probes;
+mod quantity;
 mod queue;
 mod replicaset;
 mod scheduler;
+pub mod usage;
 
+pub use hpa::HpaConfig;
 pub use images::ImageRegistry;
 use objects::{log_err, opts, res, uid};
 pub use probes::USER_AGENT as PROBE_USER_AGENT;
@@ -58,6 +64,8 @@ pub struct SimConfig {
     pub tick: Duration,
     /// The images that exist: a pod whose image is not there never runs (`ErrImagePull`).
     pub registry: ImageRegistry,
+    /// The HorizontalPodAutoscaler controller's settings.
+    pub hpa: HpaConfig,
 }
 
 impl Default for SimConfig {
@@ -68,6 +76,7 @@ impl Default for SimConfig {
             readiness_delay: Duration::from_millis(0),
             tick: Duration::from_millis(100),
             registry: ImageRegistry::default(),
+            hpa: HpaConfig::default(),
         }
     }
 }
@@ -178,6 +187,8 @@ pub fn record_repeated_event(
 pub struct DataPlaneLink {
     /// Its proxy: the kubelet's probes and other in-cluster requests go through it.
     pub proxy: Option<SocketAddr>,
+    /// The requests it recorded (the HPA's simulated CPU follows them).
+    pub requests: Option<Arc<crate::dataplane::metrics::RequestMetrics>>,
 }
 
 /// Starts all simulated controllers.
@@ -190,6 +201,8 @@ pub fn spawn_all(
     let tick = sim.tick;
     let sim = Arc::new(sim);
     let (kubelet, probe_reports) = kubelet::Kubelet::new(sim.clone(), link.proxy);
+    let external = hpa_metrics::ExternalMetrics::default();
+    let autoscalers = hpa::Autoscalers::new(sim.hpa.clone(), link.requests.clone(), external);
     vec![
         tokio::spawn(queue::run(
             api.clone(),
@@ -220,6 +233,12 @@ pub fn spawn_all(
             api.clone(),
             "endpoints",
             endpoints::EndpointsController::default(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(queue::run(
+            api.clone(),
+            "horizontal-pod-autoscaler",
+            autoscalers,
             shutdown.clone(),
         )),
         tokio::spawn(queue::run(

@@ -133,6 +133,7 @@ impl Server {
         if config.controllers {
             let link = controllers::DataPlaneLink {
                 proxy: dataplane.as_ref().map(|d| d.addr),
+                requests: dataplane.as_ref().map(|d| d.metrics.clone()),
             };
             tasks.extend(controllers::spawn_all(
                 api.clone(),
