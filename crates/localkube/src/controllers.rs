@@ -29,6 +29,7 @@ mod hpa;
 mod hpa_metrics;
 mod http;
 pub mod images;
+pub mod keda;
 mod kubelet;
 mod namespace;
 mod objects;
@@ -66,6 +67,9 @@ pub struct SimConfig {
     pub registry: ImageRegistry,
     /// The HorizontalPodAutoscaler controller's settings.
     pub hpa: HpaConfig,
+    /// Run the KEDA-like scaler of ScaledObjects (and install their CRD), as a cluster with
+    /// KEDA installed.
+    pub keda: bool,
 }
 
 impl Default for SimConfig {
@@ -77,6 +81,7 @@ impl Default for SimConfig {
             tick: Duration::from_millis(100),
             registry: ImageRegistry::default(),
             hpa: HpaConfig::default(),
+            keda: false,
         }
     }
 }
@@ -202,8 +207,9 @@ pub fn spawn_all(
     let sim = Arc::new(sim);
     let (kubelet, probe_reports) = kubelet::Kubelet::new(sim.clone(), link.proxy);
     let external = hpa_metrics::ExternalMetrics::default();
-    let autoscalers = hpa::Autoscalers::new(sim.hpa.clone(), link.requests.clone(), external);
-    vec![
+    let autoscalers =
+        hpa::Autoscalers::new(sim.hpa.clone(), link.requests.clone(), external.clone());
+    let mut tasks = vec![
         tokio::spawn(queue::run(
             api.clone(),
             "deployment",
@@ -247,5 +253,16 @@ pub fn spawn_all(
             gc::GarbageCollector::new(tick),
             shutdown.clone(),
         )),
-    ]
+    ];
+    if sim.keda {
+        let (keda, answers) = keda::Keda::new(link.proxy, external);
+        tasks.push(tokio::spawn(queue::run_with_inputs(
+            api.clone(),
+            "keda",
+            keda,
+            answers,
+            shutdown.clone(),
+        )));
+    }
+    tasks
 }

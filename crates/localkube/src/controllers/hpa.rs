@@ -258,7 +258,7 @@ impl Autoscalers {
                 "Current number of replicas below Spec.MinReplicas".into(),
             )
         } else {
-            match self.from_metrics(api, hpa, &scale, &mut out, now) {
+            match self.desired_from_metrics(api, hpa, &scale, &mut out, now) {
                 Some(d) => d,
                 None => {
                     write_status(api, info, hpa, &out);
@@ -281,7 +281,7 @@ impl Autoscalers {
 
     /// The desired count from the metrics and the rescale reason; `None` when no count could
     /// be computed (the conditions and events say why).
-    fn from_metrics(
+    fn desired_from_metrics(
         &mut self,
         api: &Api,
         hpa: &Value,

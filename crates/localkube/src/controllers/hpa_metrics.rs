@@ -29,12 +29,13 @@ use crate::util;
 /// The custom metric names the data plane answers: requests per second per pod.
 const REQUEST_RATE: [&str; 2] = ["http_requests_per_second", "http_requests"];
 
+/// (namespace, metric, ScaledObject).
+type MetricKey = (String, String, String);
+
 /// Values of external metrics, by (namespace, metric, ScaledObject): what KEDA's metrics
 /// server would answer (`Err`: the message of its failure).
 #[derive(Debug, Clone, Default)]
-pub(super) struct ExternalMetrics(
-    Arc<Mutex<HashMap<(String, String, String), Result<f64, String>>>>,
-);
+pub(super) struct ExternalMetrics(Arc<Mutex<HashMap<MetricKey, Result<f64, String>>>>);
 
 impl ExternalMetrics {
     pub(super) fn set(&self, ns: &str, metric: &str, owner: &str, v: Result<f64, String>) {
