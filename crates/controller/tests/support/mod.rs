@@ -47,6 +47,11 @@ pub struct Options {
     /// Run the controller with the global Slack notifier (`-slack-url` at the hook `global`,
     /// `-slack-channel=general`) and `-cluster-name=e2e`.
     pub global_notifier: bool,
+    /// With `prometheus` and `dataplane`: no test exporter, Prometheus sees only the requests
+    /// the pods really answered (probes included).
+    pub no_exporter: bool,
+    /// Changes to localkube's simulator settings (the HPA's sync period, the KEDA scaler, ...).
+    pub sim: Option<fn(&mut localkube::controllers::SimConfig)>,
 }
 
 /// A running environment; everything stops when it is dropped.
@@ -74,6 +79,9 @@ impl Env {
         init_tracing();
         let mut config = localkube::Config::default();
         config.sim.nodes = opts.nodes.max(1);
+        if let Some(change) = opts.sim {
+            change(&mut config.sim);
+        }
         if opts.dataplane {
             let mut router = localkube::dataplane::MeshRouter::default();
             if let Some(prefix) = opts.nginx_annotations_prefix {
@@ -113,7 +121,11 @@ impl Env {
 
         let hooks = hooks::Hooks::start().await;
         let (prometheus, metrics_server) = if opts.prometheus {
-            let exporter = exporter::start(client.clone()).await;
+            let exporter = if opts.no_exporter {
+                None
+            } else {
+                Some(exporter::start(client.clone()).await)
+            };
             // With the data plane on, its request and mesh series are scraped too.
             let dataplane = kube
                 .dataplane_metrics_url()
@@ -500,13 +512,22 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
-    async fn start(dir: &Path, exporter: SocketAddr, dataplane: Option<&str>) -> Prometheus {
+    async fn start(
+        dir: &Path,
+        exporter: Option<SocketAddr>,
+        dataplane: Option<&str>,
+    ) -> Prometheus {
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let config = dir.join("prometheus.yml");
-        let mut yaml = format!(
-            "global:\n  scrape_interval: 500ms\n  evaluation_interval: 1s\nscrape_configs:\n- job_name: pods\n  honor_labels: true\n  static_configs:\n  - targets: ['{exporter}']\n"
-        );
+        let mut yaml =
+            "global:\n  scrape_interval: 500ms\n  evaluation_interval: 1s\nscrape_configs:\n"
+                .to_string();
+        if let Some(exporter) = exporter {
+            yaml.push_str(&format!(
+                "- job_name: pods\n  honor_labels: true\n  static_configs:\n  - targets: ['{exporter}']\n"
+            ));
+        }
         if let Some(target) = dataplane {
             yaml.push_str(&format!(
                 "- job_name: dataplane\n  honor_labels: true\n  metrics_path: /metrics\n  static_configs:\n  - targets: ['{target}']\n"
@@ -543,9 +564,14 @@ impl Prometheus {
         })
         .await;
         // Static targets reach the scrape loop a few seconds after start: wait for a scrape.
+        let job = if exporter.is_some() {
+            r#"up{job="pods"}"#
+        } else {
+            r#"up{job="dataplane"}"#
+        };
         let last = Mutex::new(String::new());
-        wait_for("prometheus scraping the exporter", &last, || async {
-            (prom.query(r#"up{job="pods"}"#).await == Some(1.0)).then_some(())
+        wait_for("prometheus scraping its first target", &last, || async {
+            (prom.query(job).await == Some(1.0)).then_some(())
         })
         .await;
         prom
