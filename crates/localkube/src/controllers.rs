@@ -1,12 +1,14 @@
-//! Simulated controllers, one per file: Deployment → ReplicaSet → Pod ([`deployment`],
-//! [`replicaset`]), the scheduler ([`scheduler`]) and the kubelet ([`kubelet`], running
-//! containers ([`containers`]) from a simulated registry ([`images`]) and probing them
-//! ([`probes`])), DaemonSets ([`daemonset`]), Endpoints/EndpointSlices ([`endpoints`]), garbage
-//! collection by ownerReferences ([`gc`]) and namespace deletion ([`namespace`]).
+//! Simulated controllers, one per file: Deployment → ReplicaSet → Pod (`deployment`,
+//! `replicaset`), the scheduler (`scheduler`) and the kubelet (`kubelet`, running
+//! containers (`containers`) from a simulated registry (`images`) and probing them
+//! (`probes`)), DaemonSets (`daemonset`), Endpoints/EndpointSlices (`endpoints`),
+//! HorizontalPodAutoscalers (`hpa`: the algorithm in `autoscaling`, the metrics in
+//! `hpa_metrics` and `usage`), the optional KEDA-like scaler (`keda`), garbage collection
+//! by ownerReferences (`gc`) and namespace deletion (`namespace`).
 //!
 //! Each controller is level-triggered: it wakes on store events of the resources it cares
 //! about (and on a timer while something is time-dependent) and reconciles every object
-//! ([`queue`]).
+//! (`queue`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

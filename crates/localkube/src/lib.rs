@@ -2,9 +2,10 @@
 //!
 //! It serves the kube-apiserver REST surface (discovery, OpenAPI v3, CRUD, watch, patch
 //! flavours, server-side apply, subresources, Tables) over plain HTTP, keeps objects as JSON in
-//! an in-memory [`store::Store`], and runs simulated controllers (Deployments, ReplicaSets,
-//! DaemonSets, Endpoints, garbage collection, namespace deletion). Every change is broadcast to
-//! in-process subscribers ([`Handle::subscribe`]).
+//! an in-memory [`store::Store`], and runs simulated controllers (Deployments, ReplicaSets, a
+//! kubelet with probes and an image registry, DaemonSets, Endpoints, HorizontalPodAutoscalers,
+//! an optional KEDA-like scaler, garbage collection, namespace deletion: [`controllers`]).
+//! Every change is broadcast to in-process subscribers ([`Handle::subscribe`]).
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {

@@ -4,7 +4,7 @@
 //!
 //! For each ScaledObject it keeps the HorizontalPodAutoscaler KEDA keeps (`keda-hpa-<name>`,
 //! or `advanced.horizontalPodAutoscalerConfig.name`), with one External metric per trigger
-//! (`s0-prometheus`, ...) that the simulated HPA controller reads ([`ExternalMetrics`]); every
+//! (`s0-prometheus`, ...) that the simulated HPA controller reads (`ExternalMetrics`); every
 //! `pollingInterval` it evaluates each `prometheus` trigger's query against the Prometheus at
 //! `serverAddress` (a real one, reached through the data plane when it runs, so cluster
 //! names resolve), activates a target at zero when a trigger is active and deactivates it
