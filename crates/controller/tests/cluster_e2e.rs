@@ -189,6 +189,20 @@ spec:
     resource: {name: cpu, target: {type: Utilization, averageUtilization: 99}}
 "#;
 
+/// Applies a Canary for the podinfo Deployment with `autoscaler` as its `autoscalerRef`, the
+/// builtin checks and a confirm-promotion gate (closed), and waits for `Initialized`.
+async fn init_gated(env: &Env, autoscaler: &str) {
+    let analysis = format!(
+        "    interval: 2s\n    threshold: 10\n    iterations: 3\n{BUILTIN_METRICS}\n    webhooks:\n    - name: gate\n      type: confirm-promotion\n      url: {}\n",
+        env.hooks.url("promotion")
+    );
+    env.hooks.set("promotion", 403);
+    let spec = format!("autoscalerRef: {autoscaler}");
+    env.apply(&canary("Deployment", "podinfo", &spec, &analysis))
+        .await;
+    env.wait_phase("podinfo", CanaryPhase::Initialized).await;
+}
+
 fn fast_hpa(sim: &mut localkube::controllers::SimConfig) {
     sim.hpa.sync_period = Duration::from_secs(1);
 }
@@ -206,19 +220,11 @@ async fn an_hpa_canary_scales_up_under_load_and_is_parked_with_its_target() {
     env.apply(&deployment(&format!("{PODINFO}:6.0.0"), 2, "100m"))
         .await;
     env.apply(HPA).await;
-    let analysis = format!(
-        "    interval: 2s\n    threshold: 10\n    iterations: 3\n{BUILTIN_METRICS}\n    webhooks:\n    - name: gate\n      type: confirm-promotion\n      url: {}\n",
-        env.hooks.url("promotion")
-    );
-    env.hooks.set("promotion", 403);
-    env.apply(&canary(
-        "Deployment",
-        "podinfo",
-        "autoscalerRef: {apiVersion: autoscaling/v2, kind: HorizontalPodAutoscaler, name: podinfo}",
-        &analysis,
-    ))
+    init_gated(
+        &env,
+        "{apiVersion: autoscaling/v2, kind: HorizontalPodAutoscaler, name: podinfo}",
+    )
     .await;
-    env.wait_phase("podinfo", CanaryPhase::Initialized).await;
     // Parked: the target at zero, its HPA idle as on a cluster.
     env.wait_jsonpath("deployment/podinfo", ".spec.replicas", "0")
         .await;
@@ -353,19 +359,11 @@ async fn a_keda_canary_scales_up_under_load_pauses_and_resumes() {
     env.apply(&deployment(&format!("{PODINFO}:6.0.0"), 1, "10m"))
         .await;
     env.apply(SCALED_OBJECT).await;
-    let analysis = format!(
-        "    interval: 2s\n    threshold: 10\n    iterations: 3\n{BUILTIN_METRICS}\n    webhooks:\n    - name: gate\n      type: confirm-promotion\n      url: {}\n",
-        env.hooks.url("promotion")
-    );
-    env.hooks.set("promotion", 403);
-    env.apply(&canary(
-        "Deployment",
-        "podinfo",
-        "autoscalerRef: {apiVersion: keda.sh/v1alpha1, kind: ScaledObject, name: podinfo-so}",
-        &analysis,
-    ))
+    init_gated(
+        &env,
+        "{apiVersion: keda.sh/v1alpha1, kind: ScaledObject, name: podinfo-so}",
+    )
     .await;
-    env.wait_phase("podinfo", CanaryPhase::Initialized).await;
     assert_eq!(
         env.jsonpath(
             "scaledobject/podinfo-so-primary",

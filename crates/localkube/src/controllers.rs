@@ -119,6 +119,18 @@ pub fn short_hash(v: &Value) -> String {
         .collect()
 }
 
+/// The Event resource and the namespace of events about `obj`.
+fn event_home<'a>(
+    api: &Api,
+    obj: &'a Value,
+) -> Option<(Arc<crate::registry::ResourceInfo>, &'a str)> {
+    let ns = match util::namespace(obj) {
+        "" => "default",
+        n => n,
+    };
+    Some((res(api, "v1", "Event")?, ns))
+}
+
 /// Records a core/v1 Event about `obj`.
 pub fn record_event(
     api: &Api,
@@ -128,12 +140,8 @@ pub fn record_event(
     message: &str,
     component: &str,
 ) {
-    let Some(info) = res(api, "v1", "Event") else {
+    let Some((info, ns)) = event_home(api, obj) else {
         return;
-    };
-    let ns = match util::namespace(obj) {
-        "" => "default",
-        n => n,
     };
     let now = util::now();
     let ev = json!({
@@ -162,12 +170,8 @@ pub fn record_repeated_event(
     message: &str,
     component: &str,
 ) {
-    let Some(info) = res(api, "v1", "Event") else {
+    let Some((info, ns)) = event_home(api, obj) else {
         return;
-    };
-    let ns = match util::namespace(obj) {
-        "" => "default",
-        n => n,
     };
     let same = |e: &Value| {
         e.pointer("/involvedObject/uid").and_then(Value::as_str) == Some(uid(obj))

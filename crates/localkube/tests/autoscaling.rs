@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Event, Namespace, Service};
+use k8s_openapi::api::core::v1::{Event, Service};
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -34,13 +34,7 @@ async fn start() -> (localkube::Handle, Client) {
     };
     config.sim.hpa.sync_period = Duration::from_secs(1);
     let (h, client) = common::start_with(config).await;
-    let nss: Api<Namespace> = Api::all(client.clone());
-    nss.create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({"metadata": {"name": "test"}})).unwrap(),
-    )
-    .await
-    .unwrap();
+    common::namespace(&client, "test").await;
     (h, client)
 }
 
@@ -225,7 +219,7 @@ async fn an_hpa_scales_a_deployment_on_the_cpu_its_requests_use() {
         (condition(&st, "ScalingLimited").1 == "TooManyReplicas").then_some(())
     })
     .await;
-    let table = kubectl(&h, &["-n", "test", "get", "hpa", "web"]).await;
+    let table = common::kubectl(&h, &["-n", "test", "get", "hpa", "web"]).await;
     assert!(table.contains("TARGETS"), "{table}");
     assert!(
         table.contains("cpu: ") && table.contains("%/50%"),
@@ -321,7 +315,7 @@ async fn metrics_that_cannot_be_read_stop_scaling_with_a_reason() {
         )),
         "{failures:?}"
     );
-    let table = kubectl(&h, &["-n", "test", "get", "hpa", "web"]).await;
+    let table = common::kubectl(&h, &["-n", "test", "get", "hpa", "web"]).await;
     assert!(table.contains("cpu: <unknown>/50%"), "{table}");
 
     // An external metric nobody serves (no KEDA): unavailable, as on a cluster without an
@@ -366,17 +360,4 @@ async fn metrics_that_cannot_be_read_stop_scaling_with_a_reason() {
         condition(&st, "ScalingActive").2,
         "the HPA was able to successfully calculate a replica count from pods metric http_requests_per_second"
     );
-}
-
-async fn kubectl(h: &localkube::Handle, args: &[&str]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    h.write_kubeconfig(&kubeconfig).unwrap();
-    let out = tokio::process::Command::new("kubectl")
-        .env("KUBECONFIG", &kubeconfig)
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use axum::extract::State;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -91,6 +90,14 @@ async fn replicas(client: &Client) -> i32 {
         .unwrap_or(1)
 }
 
+/// Merge-patches the ScaledObject `web-so`.
+async fn patch_so(client: &Client, patch: Value) {
+    scaled_objects(client)
+        .patch("web-so", &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap();
+}
+
 fn condition(so: &Value, t: &str) -> (String, String) {
     let c = so["status"]["conditions"]
         .as_array()
@@ -112,13 +119,7 @@ async fn a_scaled_object_scales_through_its_hpa_and_pauses() {
     config.sim.keda = true;
     config.sim.hpa.sync_period = Duration::from_secs(1);
     let (_h, client) = common::start_with(config).await;
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "test"}})).unwrap(),
-        )
-        .await
-        .unwrap();
+    common::namespace(&client, "test").await;
     let d: Deployment = serde_json::from_value(json!({
         "metadata": {"name": "web"},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
@@ -193,16 +194,11 @@ async fn a_scaled_object_scales_through_its_hpa_and_pauses() {
     assert!(so["status"]["lastActiveTime"].is_string());
 
     // Paused at zero: the target goes to zero and KEDA's HPA goes away.
-    scaled_objects(&client)
-        .patch(
-            "web-so",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"annotations": {"autoscaling.keda.sh/paused-replicas": "0"}}}),
-            ),
-        )
-        .await
-        .unwrap();
+    patch_so(
+        &client,
+        json!({"metadata": {"annotations": {"autoscaling.keda.sh/paused-replicas": "0"}}}),
+    )
+    .await;
     eventually(10, "paused at zero", || async {
         let so = json_of(&scaled_objects(&client), "web-so").await?;
         (replicas(&client).await == 0
@@ -215,16 +211,11 @@ async fn a_scaled_object_scales_through_its_hpa_and_pauses() {
 
     // Resumed: the HPA comes back, the active trigger brings the target back from zero and the
     // HPA scales it out again.
-    scaled_objects(&client)
-        .patch(
-            "web-so",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"annotations": {"autoscaling.keda.sh/paused-replicas": null}}}),
-            ),
-        )
-        .await
-        .unwrap();
+    patch_so(
+        &client,
+        json!({"metadata": {"annotations": {"autoscaling.keda.sh/paused-replicas": null}}}),
+    )
+    .await;
     eventually(20, "resumed and scaled out", || async {
         let so = json_of(&scaled_objects(&client), "web-so").await?;
         (replicas(&client).await == 3
@@ -236,17 +227,12 @@ async fn a_scaled_object_scales_through_its_hpa_and_pauses() {
     .await;
 
     // An unreachable Prometheus: the trigger fails, the HPA reports the external metric failing.
-    scaled_objects(&client)
-        .patch(
-            "web-so",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"spec": {"triggers": [{"type": "prometheus", "metadata": {
+    patch_so(
+        &client,
+        json!({"spec": {"triggers": [{"type": "prometheus", "metadata": {
                 "serverAddress": "http://127.0.0.1:9", "query": "up", "threshold": "5"}}]}}),
-            ),
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     eventually(15, "the failure reported", || async {
         let so = json_of(&scaled_objects(&client), "web-so").await?;
         let hpa = json_of(&hpas(&client), "keda-hpa-web-so").await?;

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use k8s_openapi::api::core::v1::{ContainerStatus, Endpoints, Event, Namespace, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Endpoints, Event, Pod};
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
@@ -24,13 +24,7 @@ use common::eventually;
 
 async fn start(config: localkube::Config) -> (localkube::Handle, Client) {
     let (h, client) = common::start_with(config).await;
-    let nss: Api<Namespace> = Api::all(client.clone());
-    nss.create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({"metadata": {"name": "test"}})).unwrap(),
-    )
-    .await
-    .unwrap();
+    common::namespace(&client, "test").await;
     (h, client)
 }
 
@@ -400,21 +394,8 @@ async fn an_image_the_registry_does_not_hold_never_runs() {
     )
     .await;
     // `kubectl get pods` shows the waiting reason as the pod's status.
-    let table = kubectl_get_pods(&_h).await;
+    let table = common::kubectl(&_h, &["-n", "test", "get", "pods"]).await;
     assert!(table.contains("ImagePullBackOff"), "{table}");
-}
-
-async fn kubectl_get_pods(h: &localkube::Handle) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    h.write_kubeconfig(&kubeconfig).unwrap();
-    let out = tokio::process::Command::new("kubectl")
-        .env("KUBECONFIG", &kubeconfig)
-        .args(["-n", "test", "get", "pods"])
-        .output()
-        .await
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test]

@@ -91,6 +91,41 @@ fn settle(ratio: f64, new_ratio: f64, new_replicas: i32, current: i32, tolerance
     }
 }
 
+/// The replica count for a usage `ratio`, damped as the controller damps it when pods are
+/// unready or miss metrics: they are added back (missing pods at `at_target` on a scale-down,
+/// at zero on a scale-up; unready ones at zero on a scale-up), `ratio_of` measures the ratio
+/// again, and a ratio that moved across 1 or into the tolerance keeps the current count.
+fn damped(
+    g: &Groups,
+    ratio: f64,
+    ratio_of: &dyn Fn(&[(usize, f64)]) -> Option<f64>,
+    at_target: &dyn Fn(usize) -> f64,
+    current: i32,
+    tolerance: f64,
+) -> i32 {
+    let up_with_unready = !g.unready.is_empty() && ratio > 1.0;
+    if !up_with_unready && g.missing.is_empty() {
+        if (1.0 - ratio).abs() <= tolerance {
+            return current;
+        }
+        return ceil(ratio * g.ready_count as f64);
+    }
+    let mut m = g.metrics.clone();
+    if ratio < 1.0 {
+        m.extend(g.missing.iter().map(|i| (*i, at_target(*i))));
+    } else if ratio > 1.0 {
+        m.extend(g.missing.iter().map(|i| (*i, 0.0)));
+    }
+    if up_with_unready {
+        m.extend(g.unready.iter().map(|i| (*i, 0.0)));
+    }
+    let Some(new_ratio) = ratio_of(&m) else {
+        return current;
+    };
+    let new_replicas = ceil(new_ratio * m.len() as f64);
+    settle(ratio, new_ratio, new_replicas, current, tolerance)
+}
+
 /// Replicas for a target utilization (percent of the pods' requests): `Resource` and
 /// `ContainerResource` metrics with `type: Utilization`.
 pub(super) fn utilization_replicas(
@@ -104,48 +139,23 @@ pub(super) fn utilization_replicas(
     if g.metrics.is_empty() {
         return Err(NO_METRICS.into());
     }
-    let ratio_of = |m: &[(usize, f64)]| -> Option<(f64, i64)> {
+    let utilization_of = |m: &[(usize, f64)]| -> Option<i64> {
         let usage: f64 = m.iter().map(|(_, v)| v).sum();
         let requests: f64 = m.iter().map(|(i, _)| pods[*i].request).sum();
-        if requests <= 0.0 {
-            return None;
-        }
-        let utilization = (usage * 100.0 / requests) as i64;
-        Some((utilization as f64 / target_pct, utilization))
+        (requests > 0.0).then(|| (usage * 100.0 / requests) as i64)
     };
-    let (ratio, utilization) =
-        ratio_of(&g.metrics).ok_or_else(|| "no metrics returned matched known pods".to_string())?;
-    let avg = g.metrics.iter().map(|(_, v)| v).sum::<f64>() / g.metrics.len() as f64;
-    let done = |replicas| {
-        Ok(Proposal {
-            replicas,
-            utilization,
-            value: avg,
-        })
-    };
-    let up_with_unready = !g.unready.is_empty() && ratio > 1.0;
-    if !up_with_unready && g.missing.is_empty() {
-        if (1.0 - ratio).abs() <= tolerance {
-            return done(current);
-        }
-        return done(ceil(ratio * g.ready_count as f64));
-    }
-    let mut m = g.metrics.clone();
-    if ratio < 1.0 {
-        // A scale-down counts missing pods at 100% of their request (or at the target above).
-        let fallback = target_pct.max(100.0) / 100.0;
-        m.extend(g.missing.iter().map(|i| (*i, pods[*i].request * fallback)));
-    } else if ratio > 1.0 {
-        m.extend(g.missing.iter().map(|i| (*i, 0.0)));
-    }
-    if up_with_unready {
-        m.extend(g.unready.iter().map(|i| (*i, 0.0)));
-    }
-    let Some((new_ratio, _)) = ratio_of(&m) else {
-        return done(current);
-    };
-    let new_replicas = ceil(new_ratio * m.len() as f64);
-    done(settle(ratio, new_ratio, new_replicas, current, tolerance))
+    let ratio_of = |m: &[(usize, f64)]| utilization_of(m).map(|u| u as f64 / target_pct);
+    let utilization = utilization_of(&g.metrics)
+        .ok_or_else(|| "no metrics returned matched known pods".to_string())?;
+    let ratio = utilization as f64 / target_pct;
+    // A scale-down counts missing pods at 100% of their request (or at the target above).
+    let fallback = target_pct.max(100.0) / 100.0;
+    let at_target = |i: usize| pods[i].request * fallback;
+    Ok(Proposal {
+        replicas: damped(&g, ratio, &ratio_of, &at_target, current, tolerance),
+        utilization,
+        value: g.metrics.iter().map(|(_, v)| v).sum::<f64>() / g.metrics.len() as f64,
+    })
 }
 
 /// Replicas for a target average value per pod: `Resource` metrics with `type: AverageValue`
@@ -165,34 +175,13 @@ pub(super) fn average_replicas(
         return Err("the target value must be greater than zero".into());
     }
     let avg_of = |m: &[(usize, f64)]| m.iter().map(|(_, v)| v).sum::<f64>() / m.len() as f64;
+    let ratio_of = |m: &[(usize, f64)]| Some(avg_of(m) / target);
     let avg = avg_of(&g.metrics);
-    let ratio = avg / target;
-    let done = |replicas| {
-        Ok(Proposal {
-            replicas,
-            utilization: 0,
-            value: avg,
-        })
-    };
-    let up_with_unready = !g.unready.is_empty() && ratio > 1.0;
-    if !up_with_unready && g.missing.is_empty() {
-        if (1.0 - ratio).abs() <= tolerance {
-            return done(current);
-        }
-        return done(ceil(ratio * g.ready_count as f64));
-    }
-    let mut m = g.metrics.clone();
-    if ratio < 1.0 {
-        m.extend(g.missing.iter().map(|i| (*i, target)));
-    } else if ratio > 1.0 {
-        m.extend(g.missing.iter().map(|i| (*i, 0.0)));
-    }
-    if up_with_unready {
-        m.extend(g.unready.iter().map(|i| (*i, 0.0)));
-    }
-    let new_ratio = avg_of(&m) / target;
-    let new_replicas = ceil(new_ratio * m.len() as f64);
-    done(settle(ratio, new_ratio, new_replicas, current, tolerance))
+    Ok(Proposal {
+        replicas: damped(&g, avg / target, &ratio_of, &|_| target, current, tolerance),
+        utilization: 0,
+        value: avg,
+    })
 }
 
 /// Replicas for a target total value (`Object` and `External` metrics with `type: Value`):
@@ -405,46 +394,54 @@ pub(super) struct Decision {
     pub limited: Cond,
 }
 
-const READY: Cond = Cond {
-    status: true,
-    reason: "ReadyForNewScale",
-    message: "recommended size matches current size",
-};
-const DOWN_STABILIZED: Cond = Cond {
-    status: true,
-    reason: "ScaleDownStabilized",
-    message: "recent recommendations were higher than current one, applying the highest recent recommendation",
-};
-const UP_STABILIZED: Cond = Cond {
-    status: true,
-    reason: "ScaleUpStabilized",
-    message: "recent recommendations were lower than current one, applying the lowest recent recommendation",
-};
-const WITHIN: Cond = Cond {
-    status: false,
-    reason: "DesiredWithinRange",
-    message: "the desired count is within the acceptable range",
-};
-const TOO_MANY: Cond = Cond {
-    status: true,
-    reason: "TooManyReplicas",
-    message: "the desired replica count is more than the maximum replica count",
-};
-const TOO_FEW: Cond = Cond {
-    status: true,
-    reason: "TooFewReplicas",
-    message: "the desired replica count is less than the minimum replica count",
-};
-const UP_LIMIT: Cond = Cond {
-    status: true,
-    reason: "ScaleUpLimit",
-    message: "the desired replica count is increasing faster than the maximum scale rate",
-};
-const DOWN_LIMIT: Cond = Cond {
-    status: true,
-    reason: "ScaleDownLimit",
-    message: "the desired replica count is decreasing faster than the maximum scale rate",
-};
+const fn cond(status: bool, reason: &'static str, message: &'static str) -> Cond {
+    Cond {
+        status,
+        reason,
+        message,
+    }
+}
+
+const READY: Cond = cond(
+    true,
+    "ReadyForNewScale",
+    "recommended size matches current size",
+);
+const DOWN_STABILIZED: Cond = cond(
+    true,
+    "ScaleDownStabilized",
+    "recent recommendations were higher than current one, applying the highest recent recommendation",
+);
+const UP_STABILIZED: Cond = cond(
+    true,
+    "ScaleUpStabilized",
+    "recent recommendations were lower than current one, applying the lowest recent recommendation",
+);
+const WITHIN: Cond = cond(
+    false,
+    "DesiredWithinRange",
+    "the desired count is within the acceptable range",
+);
+const TOO_MANY: Cond = cond(
+    true,
+    "TooManyReplicas",
+    "the desired replica count is more than the maximum replica count",
+);
+const TOO_FEW: Cond = cond(
+    true,
+    "TooFewReplicas",
+    "the desired replica count is less than the minimum replica count",
+);
+const UP_LIMIT: Cond = cond(
+    true,
+    "ScaleUpLimit",
+    "the desired replica count is increasing faster than the maximum scale rate",
+);
+const DOWN_LIMIT: Cond = cond(
+    true,
+    "ScaleDownLimit",
+    "the desired replica count is decreasing faster than the maximum scale rate",
+);
 
 /// The bounds of one sync.
 #[derive(Debug, Clone, Copy)]
@@ -592,48 +589,33 @@ fn limit_rate(
 }
 
 fn up_limit(h: &History, now: Instant, current: i32, rules: &Rules) -> i32 {
+    rate_limit(h, now, current, rules, true)
+}
+
+fn down_limit(h: &History, now: Instant, current: i32, rules: &Rules) -> i32 {
+    rate_limit(h, now, current, rules, false)
+}
+
+/// The furthest the policies let the count go from `current` in one direction (`up`), from
+/// where each policy's period started. `Max` picks the policy allowing the largest change,
+/// `Min` the smallest, `Disabled` none.
+fn rate_limit(h: &History, now: Instant, current: i32, rules: &Rules, up: bool) -> i32 {
+    let widest = (rules.select == Select::Max) == up;
     let pick: fn(i32, i32) -> i32 = match rules.select {
         Select::Disabled => return current,
-        Select::Min => i32::min,
-        Select::Max => i32::max,
+        _ if widest => i32::max,
+        _ => i32::min,
     };
-    let start = if rules.select == Select::Min {
-        i32::MAX
-    } else {
-        i32::MIN
-    };
+    let start = if widest { i32::MIN } else { i32::MAX };
     rules.policies.iter().fold(start, |acc, p| {
         let added = History::changed_within(&h.ups, p.period, now);
         let removed = History::changed_within(&h.downs, p.period, now);
         let base = current - added + removed;
-        let proposed = if p.pods {
-            base + p.value
-        } else {
-            (base as f64 * (1.0 + p.value as f64 / 100.0)).ceil() as i32
-        };
-        pick(acc, proposed)
-    })
-}
-
-fn down_limit(h: &History, now: Instant, current: i32, rules: &Rules) -> i32 {
-    let pick: fn(i32, i32) -> i32 = match rules.select {
-        Select::Disabled => return current,
-        Select::Min => i32::max,
-        Select::Max => i32::min,
-    };
-    let start = if rules.select == Select::Min {
-        i32::MIN
-    } else {
-        i32::MAX
-    };
-    rules.policies.iter().fold(start, |acc, p| {
-        let added = History::changed_within(&h.ups, p.period, now);
-        let removed = History::changed_within(&h.downs, p.period, now);
-        let base = current + removed - added;
-        let proposed = if p.pods {
-            base - p.value
-        } else {
-            (base as f64 * (1.0 - p.value as f64 / 100.0)) as i32
+        let proposed = match (p.pods, up) {
+            (true, true) => base + p.value,
+            (true, false) => base - p.value,
+            (false, true) => (base as f64 * (1.0 + p.value as f64 / 100.0)).ceil() as i32,
+            (false, false) => (base as f64 * (1.0 - p.value as f64 / 100.0)) as i32,
         };
         pick(acc, proposed)
     })
