@@ -91,6 +91,9 @@ fn settle(ratio: f64, new_ratio: f64, new_replicas: i32, current: i32, tolerance
     }
 }
 
+/// `(pod index, value)` of the pods counted in a ratio.
+type Values = [(usize, f64)];
+
 /// The replica count for a usage `ratio`, damped as the controller damps it when pods are
 /// unready or miss metrics: they are added back (missing pods at `at_target` on a scale-down,
 /// at zero on a scale-up; unready ones at zero on a scale-up), `ratio_of` measures the ratio
@@ -98,7 +101,7 @@ fn settle(ratio: f64, new_ratio: f64, new_replicas: i32, current: i32, tolerance
 fn damped(
     g: &Groups,
     ratio: f64,
-    ratio_of: &dyn Fn(&[(usize, f64)]) -> Option<f64>,
+    ratio_of: &dyn Fn(&Values) -> Option<f64>,
     at_target: &dyn Fn(usize) -> f64,
     current: i32,
     tolerance: f64,
