@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use super::hpa_metrics::{ExternalMetrics, SCALED_OBJECT_LABEL};
 use super::objects::{NsName, annotation, deleting, is, keys_of, log_err, opts, owner_ref, res};
-use super::{http, queue, record_event};
+use super::{http, queue, record_event, record_repeated_event};
 use crate::api::{Api, DeleteOptions};
 use crate::registry::ResourceInfo;
 use crate::store::{EventType, StoreEvent};
@@ -319,7 +319,7 @@ impl Keda {
                     "ScaledObjectCheckFailed",
                     "ScaledObject doesn't have correct scaleTargetRef specification",
                 );
-                record_event(
+                record_repeated_event(
                     api,
                     so,
                     "Warning",
@@ -619,7 +619,7 @@ impl Keda {
                 }
                 Err(e) => {
                     *failures += 1;
-                    record_event(api, so, "Warning", "KEDAScalerFailed", e, MANAGER);
+                    record_repeated_event(api, so, "Warning", "KEDAScalerFailed", e, MANAGER);
                 }
             }
             let state = if *failures == 0 { "Happy" } else { "Failing" };

@@ -21,9 +21,9 @@ use tokio::sync::mpsc;
 use super::containers::{Container, Ctx, Event};
 use super::objects::{NsName, annotation, condition, deleting, is, list, log_err, opts, res, uid};
 use super::probes::{self, Kind, Outcome, Target};
+use super::record_repeated_event;
 use super::scheduler::Scheduler;
 use super::{CRASH_LOOP, NEVER_READY, READY_AFTER, SimConfig, parse_duration, queue};
-use super::{record_event, record_repeated_event};
 use crate::api::Api;
 use crate::registry::ResourceInfo;
 use crate::store::{EventType, StoreEvent};
@@ -276,14 +276,11 @@ impl Kubelet {
     }
 }
 
-/// Records the kubelet's events about a pod (repeated warnings counted on one event).
+/// Records the kubelet's events about a pod (an event repeated, a restart's `Started` or a
+/// probe's `Unhealthy`, counted on one event, as the event recorder aggregates them).
 fn record(api: &Api, pod: &Value, events: &[Event]) {
     for e in events {
-        if e.type_ == "Warning" || e.reason == "BackOff" {
-            record_repeated_event(api, pod, e.type_, e.reason, &e.message, MANAGER);
-        } else {
-            record_event(api, pod, e.type_, e.reason, &e.message, MANAGER);
-        }
+        record_repeated_event(api, pod, e.type_, e.reason, &e.message, MANAGER);
     }
 }
 
