@@ -12,8 +12,10 @@
 //!
 //! An `httpGet` probe is a real request to the pod's simulated app (through the data plane
 //! when it runs, so it is recorded with the pod's other requests), with the kubelet's
-//! `User-Agent`; any status from 200 to 399 is a success. `tcpSocket` and `grpc` probes succeed
-//! once the app listens; `exec` probes succeed (commands are not run).
+//! `User-Agent`; any status from 200 to 399 is a success. The simulated app is podinfo: a probe
+//! on a path it has no route for (another app's health endpoint, `/-/ready`) succeeds once the
+//! app listens, without a request. `tcpSocket` and `grpc` probes succeed once the app listens;
+//! `exec` probes succeed (commands are not run).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -348,6 +350,12 @@ async fn http_probe(
     if !t.listening {
         return Outcome::Failure(format!("Get \"{url}\": {}", refused(host, port)));
     }
+    if !app::serves(url.path()) {
+        // The simulated app is podinfo: a path it has no route for stands for the real app's
+        // own health endpoint (Prometheus' `/-/ready`, an `/actuator/health`), which answers
+        // once the app listens.
+        return Outcome::Success;
+    }
     let mut all = vec![
         ("User-Agent".to_string(), USER_AGENT.to_string()),
         ("Accept".to_string(), "*/*".to_string()),
@@ -551,6 +559,17 @@ mod tests {
         assert_eq!(
             run(&missing, Duration::from_secs(1), &t).await,
             Outcome::Failure("HTTP probe failed with statuscode: 503".into())
+        );
+        let other_app = Action::Http {
+            host: None,
+            port: Port::Number(9090),
+            path: "/-/ready".into(),
+            headers: Vec::new(),
+        };
+        assert_eq!(
+            run(&other_app, Duration::from_secs(1), &t).await,
+            Outcome::Success,
+            "another app's health endpoint answers once it listens"
         );
         let slow = Action::Http {
             host: None,

@@ -139,6 +139,11 @@ fn latency_of(pod: &PodApp) -> Duration {
     min + (max - min).mul_f64(crate::faults::chance())
 }
 
+/// Whether the simulated app has a route for `path` (without its query).
+pub fn serves(path: &str) -> bool {
+    route_of(path) != "not_found"
+}
+
 fn route_of(path: &str) -> &'static str {
     match path.trim_end_matches('/') {
         "" => "/",
