@@ -173,9 +173,10 @@ async fn readiness_follows_the_readiness_probe() {
     .await;
     let agents = backend.agents.lock().unwrap().clone();
     assert!(
-        agents
-            .iter()
-            .all(|a| a == localkube::controllers::PROBE_USER_AGENT),
+        !agents.is_empty()
+            && agents
+                .iter()
+                .all(|a| a == localkube::controllers::PROBE_USER_AGENT),
         "{agents:?}"
     );
     assert_eq!(localkube::controllers::PROBE_USER_AGENT, "kube-probe/1.32");

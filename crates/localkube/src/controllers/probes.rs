@@ -350,10 +350,10 @@ async fn http_probe(
     if !t.listening {
         return Outcome::Failure(format!("Get \"{url}\": {}", refused(host, port)));
     }
-    if !app::serves(url.path()) {
-        // The simulated app is podinfo: a path it has no route for stands for the real app's
-        // own health endpoint (Prometheus' `/-/ready`, an `/actuator/health`), which answers
-        // once the app listens.
+    if host == t.pod_ip && !app::serves(url.path()) {
+        // The pod's simulated app is podinfo: a path it has no route for stands for the real
+        // app's own health endpoint (Prometheus' `/-/ready`, an `/actuator/health`), which
+        // answers once the app listens. (A probe `host` elsewhere gets its request.)
         return Outcome::Success;
     }
     let mut all = vec![
