@@ -123,9 +123,13 @@ fn run_local(args: LocalArgs) -> ExitCode {
             handle.url(),
             args.kubeconfig.display()
         );
-        if let (Some(proxy), Some(metrics)) = (handle.proxy_url(), handle.dataplane_metrics_url()) {
+        if let Some(dp) = &handle.dataplane {
+            let proxy = dp.proxy_url();
             eprintln!(
-                "data plane: export http_proxy={proxy} HTTP_PROXY={proxy} - request metrics at {metrics}"
+                "data plane: export http_proxy={proxy} HTTP_PROXY={proxy} (as workload NAME of namespace NS: {}) - pods to scrape at {}, proxy series at {}",
+                dp.proxy_url_for("NAME", "NS"),
+                dp.pod_discovery_url(),
+                dp.metrics_url()
             );
         }
         tokio::signal::ctrl_c().await?;

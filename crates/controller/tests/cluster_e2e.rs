@@ -29,12 +29,14 @@ metadata: {name: podinfo-ds, namespace: test, labels: {app.kubernetes.io/name: p
 spec:
   selector: {matchLabels: {app.kubernetes.io/name: podinfo-ds}}
   template:
-    metadata: {labels: {app.kubernetes.io/name: podinfo-ds}}
+    metadata:
+      labels: {app.kubernetes.io/name: podinfo-ds}
+      annotations: {prometheus.io/scrape: "true", prometheus.io/port: "9797"}
     spec:
       containers:
       - name: podinfod
         image: stefanprodan/podinfo:3.1.0
-        ports: [{name: http, containerPort: 9898}]
+        ports: [{name: http, containerPort: 9898}, {name: http-metrics, containerPort: 9797}]
         livenessProbe: {httpGet: {port: 9898, path: /healthz}, initialDelaySeconds: 5, timeoutSeconds: 5}
         readinessProbe: {httpGet: {port: 9898, path: /readyz}, initialDelaySeconds: 5, timeoutSeconds: 5}
         resources: {requests: {cpu: 1m, memory: 16Mi}}
@@ -78,7 +80,7 @@ spec:
   replicas: {replicas}
   selector: {{matchLabels: {{app: podinfo}}}}
   template:
-    metadata: {{labels: {{app: podinfo}}}}
+    metadata: {{labels: {{app: podinfo}}, annotations: {{prometheus.io/scrape: "true"}}}}
     spec:
       containers:
       - name: podinfod

@@ -4,7 +4,7 @@
 //! (`probes`)), DaemonSets (`daemonset`), Endpoints/EndpointSlices (`endpoints`),
 //! HorizontalPodAutoscalers (`hpa`: the algorithm in `autoscaling`, the metrics in
 //! `hpa_metrics` and `usage`), the optional KEDA-like scaler (`keda`), garbage collection
-//! by ownerReferences (`gc`) and namespace deletion (`namespace`).
+//! by ownerReferences (`gc`), which also drives namespace termination (`crate::namespace`).
 //!
 //! Each controller is level-triggered: it wakes on store events of the resources it cares
 //! about (and on a timer while something is time-dependent) and reconciles every object
@@ -33,7 +33,6 @@ mod http;
 pub mod images;
 pub mod keda;
 mod kubelet;
-mod namespace;
 mod objects;
 mod probes;
 mod quantity;

@@ -2,10 +2,11 @@
 //!
 //! It serves the kube-apiserver REST surface (discovery, OpenAPI v3, CRUD, watch, patch
 //! flavours, server-side apply, subresources, Tables) over plain HTTP, keeps objects as JSON in
-//! an in-memory [`store::Store`], and runs simulated controllers (Deployments, ReplicaSets, a
+//! an in-memory [`store::Store`], defaults and validates built-in objects as kube-apiserver does
+//! ([`defaults`], [`validation`]), and runs simulated controllers (Deployments, ReplicaSets, a
 //! kubelet with probes and an image registry, DaemonSets, Endpoints, HorizontalPodAutoscalers,
-//! an optional KEDA-like scaler, garbage collection, namespace deletion: [`controllers`]).
-//! Every change is broadcast to in-process subscribers ([`Handle::subscribe`]).
+//! an optional KEDA-like scaler, garbage collection: [`controllers`]; namespace termination in
+//! [`namespace`]). Every change is broadcast to in-process subscribers ([`Handle::subscribe`]).
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -23,6 +24,7 @@ pub mod discovery;
 pub mod error;
 pub mod faults;
 pub mod metrics;
+pub mod namespace;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
@@ -33,6 +35,7 @@ pub mod ssa;
 pub mod store;
 pub mod table;
 pub mod util;
+pub mod validation;
 
 use std::net::SocketAddr;
 use std::path::Path;

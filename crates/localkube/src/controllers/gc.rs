@@ -1,6 +1,6 @@
 //! The garbage collector: dependents whose owners are all gone are deleted (background),
 //! `orphan` deletion releases dependents, `foregroundDeletion` waits for blocking dependents;
-//! it also drives namespace deletion ([`super::namespace`]).
+//! it also drives namespace termination ([`crate::namespace`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::namespace::reconcile_namespace;
 use super::objects::{deleting, log_err, opts, uid};
 use super::queue;
 use crate::api::{Api, DeleteOptions, Propagation};
@@ -133,7 +132,10 @@ impl queue::Reconciler for GarbageCollector {
         let o = api.store.get(key, ns, name)?;
         let info = info_for(api, key)?;
         if info.group.is_empty() && info.plural == "namespaces" {
-            return reconcile_namespace(api, &info, &o).then_some(self.tick);
+            if !deleting(&o) {
+                return None;
+            }
+            return crate::namespace::reconcile_terminating(api, &o).then_some(self.tick);
         }
         if deleting(&o) {
             if has_finalizer(&o, "orphan") {

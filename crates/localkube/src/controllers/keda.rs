@@ -171,7 +171,7 @@ fn install_crd(api: &Api) {
         },
     });
     match api.create(&crds, "", crd, &opts(MANAGER)) {
-        Ok(o) => crate::crd::sync(api, &o.object, false),
+        Ok(o) => crate::crd::sync(&api.registry, &api.store, &o.object, false),
         Err(e) => log_err("scaledobject crd", Err::<(), _>(e)),
     }
 }
