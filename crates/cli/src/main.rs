@@ -73,6 +73,20 @@ struct LocalArgs {
     /// Where the data plane's proxy and request metrics listen (with --dataplane).
     #[arg(long, default_value = "127.0.0.1:0")]
     proxy_addr: std::net::SocketAddr,
+    /// An image rule of the simulated registry, checked before the others (repeatable):
+    /// `PATTERN` exists, `!PATTERN` does not, `*` matches anything (see docs/localkube.md).
+    #[arg(long = "registry-image", value_name = "PATTERN")]
+    registry_images: Vec<String>,
+    /// A file of registry rules (one per line) replacing the default ones.
+    #[arg(long, value_name = "FILE")]
+    registry_file: Option<std::path::PathBuf>,
+    /// Run the KEDA-like scaler: ScaledObjects with prometheus triggers act (its CRD is
+    /// installed).
+    #[arg(long)]
+    keda: bool,
+    /// How often the simulated HorizontalPodAutoscaler controller syncs each HPA.
+    #[arg(long, default_value = "15s")]
+    hpa_sync_period: String,
 }
 
 fn run_local(args: LocalArgs) -> ExitCode {
@@ -84,6 +98,21 @@ fn run_local(args: LocalArgs) -> ExitCode {
         config.sim.nodes = args.nodes;
         config.sim.readiness_delay = localkube::controllers::parse_duration(&args.ready_delay)
             .ok_or_else(|| anyhow::anyhow!("invalid --ready-delay {:?}", args.ready_delay))?;
+        config.sim.hpa.sync_period = localkube::controllers::parse_duration(&args.hpa_sync_period)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                anyhow::anyhow!("invalid --hpa-sync-period {:?}", args.hpa_sync_period)
+            })?;
+        if let Some(file) = &args.registry_file {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| anyhow::anyhow!("reading --registry-file {}: {e}", file.display()))?;
+            config.sim.registry = localkube::controllers::ImageRegistry::parse(&text);
+        }
+        config.sim.registry = config
+            .sim
+            .registry
+            .with_rules_first(args.registry_images.iter().map(String::as_str));
+        config.sim.keda = args.keda;
         if args.dataplane {
             config.dataplane = Some(localkube::dataplane::DataPlaneConfig {
                 addr: args.proxy_addr,

@@ -3,9 +3,10 @@
 //! It serves the kube-apiserver REST surface (discovery, OpenAPI v3, CRUD, watch, patch
 //! flavours, server-side apply, subresources, Tables) over plain HTTP, keeps objects as JSON in
 //! an in-memory [`store::Store`], defaults and validates built-in objects as kube-apiserver does
-//! ([`defaults`], [`validation`]), and runs simulated controllers (Deployments, ReplicaSets,
-//! DaemonSets, Endpoints, garbage collection, namespace termination in [`namespace`]). Every
-//! change is broadcast to in-process subscribers ([`Handle::subscribe`]).
+//! ([`defaults`], [`validation`]), and runs simulated controllers (Deployments, ReplicaSets, a
+//! kubelet with probes and an image registry, DaemonSets, Endpoints, HorizontalPodAutoscalers,
+//! an optional KEDA-like scaler, garbage collection: [`controllers`]; namespace termination in
+//! [`namespace`]). Every change is broadcast to in-process subscribers ([`Handle::subscribe`]).
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -125,13 +126,6 @@ impl Server {
                 tracing::error!("localkube server failed: {e}");
             }
         }));
-        if config.controllers {
-            tasks.extend(controllers::spawn_all(
-                api.clone(),
-                config.sim.clone(),
-                rx.clone(),
-            ));
-        }
         let dataplane = match config.dataplane.clone() {
             Some(dp) => {
                 let (dp, task) = dataplane::start(api.clone(), dp, rx.clone()).await?;
@@ -140,6 +134,18 @@ impl Server {
             }
             None => None,
         };
+        if config.controllers {
+            let link = controllers::DataPlaneLink {
+                proxy: dataplane.as_ref().map(|d| d.addr),
+                requests: dataplane.as_ref().map(|d| d.metrics.clone()),
+            };
+            tasks.extend(controllers::spawn_all(
+                api.clone(),
+                config.sim.clone(),
+                link,
+                rx.clone(),
+            ));
+        }
         tracing::info!(%addr, "localkube serving");
         Ok(Handle {
             addr,
