@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use flagger_api::CanaryPhase;
 use flagger_core::model::Webhook;
+use flagger_core::redact;
 use serde::Serialize;
 
 /// The body of every webhook call.
@@ -38,8 +39,26 @@ impl Clients {
     }
 }
 
+/// An HTTP client error as it may be shown: without the URL the client puts in it (it may
+/// carry a token), with its causes (`connection refused`), credentials redacted.
+pub fn error_text(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    redact::text(&text).into_owned()
+}
+
 /// Calls a hook. `Err` carries the reason Flagger would give: the response body for a rejected
-/// call, or the retry summary when every attempt failed.
+/// call, or the retry summary when every attempt failed; credentials in either (the hook's
+/// URL may carry an `access_token`) are redacted.
 pub async fn call(clients: &Clients, hook: &Webhook, payload: &Payload) -> Result<(), String> {
     let client = if hook.disable_tls {
         &clients.insecure
@@ -62,7 +81,7 @@ pub async fn call(clients: &Clients, hook: &Webhook, payload: &Payload) -> Resul
                 if (200..=202).contains(&status) {
                     return Ok(());
                 }
-                let body = response.text().await.unwrap_or_default();
+                let body = redact::text(&response.text().await.unwrap_or_default()).into_owned();
                 let retriable = status == 429 || (status >= 500 && status != 501);
                 if !retriable {
                     return Err(if body.is_empty() {
@@ -73,7 +92,7 @@ pub async fn call(clients: &Clients, hook: &Webhook, payload: &Payload) -> Resul
                 }
                 last_error = format!("status {status}: {}", body.trim());
             }
-            Err(e) => last_error = e.to_string(),
+            Err(e) => last_error = error_text(e),
         }
         if attempt < attempts {
             tokio::time::sleep(wait).await;
@@ -82,7 +101,7 @@ pub async fn call(clients: &Clients, hook: &Webhook, payload: &Payload) -> Resul
     }
     Err(format!(
         "POST {} giving up after {attempts} attempt(s): {last_error}",
-        hook.url
+        redact::url(&hook.url)
     ))
 }
 

@@ -14,6 +14,7 @@ pub mod keda;
 pub mod model;
 pub mod notify;
 pub mod readiness;
+pub mod redact;
 pub mod routing;
 pub mod services;
 pub mod status;

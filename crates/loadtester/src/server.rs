@@ -373,16 +373,19 @@ async fn new_task(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             ),
         );
     };
-    tracing::info!(canary, "{task_type} command {cmd}");
+    let shown = flagger_core::redact::text(cmd);
+    tracing::info!(canary, "{task_type} command {shown}");
     let ex = state.tasks.run_blocking(&canary, task_type, spec).await;
     match ex.failure_reason() {
+        // Asked for: the output as it is.
         None if return_output => text(StatusCode::OK, String::from_utf8_lossy(&ex.output)),
         None => StatusCode::OK.into_response(),
+        // An error text ends up in the controller's logs and events: credentials redacted.
         Some(reason) => text(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!(
-                "command {cmd} failed: {}: {reason}",
-                String::from_utf8_lossy(&ex.output)
+                "command {shown} failed: {}: {reason}",
+                tasks::shown_output(&ex.output)
             ),
         ),
     }

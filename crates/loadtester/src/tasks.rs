@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use flagger_core::redact;
+
 use crate::exec::{self, CommandSpec, Execution, Outcome, ProcessGroups};
 use crate::metrics::{Metrics, TaskResult};
 
@@ -90,13 +92,16 @@ impl TaskRunner {
         Some(spec)
     }
 
-    /// Starts an asynchronous `cmd` task unless the same one is already running.
+    /// Starts an asynchronous `cmd` task unless the same one is already running. Commands and
+    /// their output are logged with credentials redacted (`-H 'Authorization: Bearer ...'`,
+    /// `?token=...`).
     pub fn submit(self: &Arc<Self>, canary: &str, cmd: &str, log_output: bool) -> Submitted {
         let key = format!("{canary}\n{cmd}");
+        let shown = redact::text(cmd).into_owned();
         {
             let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
             if !running.insert(key.clone()) {
-                tracing::info!(canary, "command skipped {cmd} is already running");
+                tracing::info!(canary, "command skipped {shown} is already running");
                 self.metrics
                     .task_done(DEFAULT_TYPE, TaskResult::skipped, None);
                 return Submitted::AlreadyRunning;
@@ -107,21 +112,20 @@ impl TaskRunner {
         };
         let this = self.clone();
         let canary = canary.to_string();
-        let cmd = cmd.to_string();
         tokio::spawn(async move {
-            tracing::info!(canary, "command starting {cmd}");
+            tracing::info!(canary, "command starting {shown}");
             let ex = this.execute(DEFAULT_TYPE, &spec).await;
             match ex.failure_reason() {
                 None => {
                     if log_output {
-                        tracing::info!(canary, "{}", String::from_utf8_lossy(&ex.output));
+                        tracing::info!(canary, "{}", shown_output(&ex.output));
                     }
-                    tracing::info!(canary, "command finished {cmd}");
+                    tracing::info!(canary, "command finished {shown}");
                 }
                 Some(reason) => tracing::error!(
                     canary,
-                    "command failed {cmd} {reason} {}",
-                    String::from_utf8_lossy(&ex.output)
+                    "command failed {shown} {reason} {}",
+                    shown_output(&ex.output)
                 ),
             }
             this.running
@@ -152,7 +156,7 @@ impl TaskRunner {
                 duration: Duration::ZERO,
             },
         };
-        let out = String::from_utf8_lossy(&ex.output);
+        let out = shown_output(&ex.output);
         match ex.failure_reason() {
             None => tracing::info!(canary, task_type, "command finished, output: {out}"),
             Some(reason) => {
@@ -176,6 +180,11 @@ impl TaskRunner {
             .task_done(task_type, result, Some(ex.duration.as_secs_f64()));
         ex
     }
+}
+
+/// A command's output as it may be logged or returned: credentials redacted.
+pub fn shown_output(output: &[u8]) -> String {
+    redact::text(&String::from_utf8_lossy(output)).into_owned()
 }
 
 /// Whether `program` is an executable file in one of `PATH`'s directories.
