@@ -456,7 +456,10 @@ url: http://example.com/a:b/[x]
 
     #[test]
     fn multi_line_flow_and_quotes_continue() {
-        assert_eq!(depth_of("a: [\n  [\n    1\n  ],\n  \"x\n ]]]]\"\n]\nb: 1\n"), 3);
+        assert_eq!(
+            depth_of("a: [\n  [\n    1\n  ],\n  \"x\n ]]]]\"\n]\nb: 1\n"),
+            3
+        );
         assert_eq!(depth_of("a: 'it''s [ { '\nb: {c: 1}\n"), 2);
     }
 
@@ -506,7 +509,10 @@ url: http://example.com/a:b/[x]
             text.push_str("k:\n");
         }
         let err = check_yaml(&text, &Limits::default()).expect_err("too deep");
-        assert!(matches!(err, LimitError::TooDeep { line: 101, .. }), "{err}");
+        assert!(
+            matches!(err, LimitError::TooDeep { line: 101, .. }),
+            "{err}"
+        );
     }
 
     #[test]

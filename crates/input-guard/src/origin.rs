@@ -52,10 +52,10 @@ impl HostPolicy {
         if name == "localhost" || name.ends_with(".localhost") {
             return true;
         }
-        if let Ok(ip) = name.parse::<IpAddr>() {
-            if ip.is_loopback() || self.any_ip {
-                return true;
-            }
+        if let Ok(ip) = name.parse::<IpAddr>()
+            && (ip.is_loopback() || self.any_ip)
+        {
+            return true;
         }
         self.names.contains(&name)
     }
@@ -186,21 +186,38 @@ mod tests {
     #[test]
     fn kube_clients_and_curl_pass() {
         let hosts = HostPolicy::for_listener("127.0.0.1:6443".parse().expect("addr"), &[]);
-        for host in ["127.0.0.1:6443", "localhost:6443", "[::1]:6443", "127.0.0.2", "LOCALHOST."] {
-            assert_eq!(check(req(Some(host), None, None), Some(&hosts)), Ok(()), "{host}");
+        for host in [
+            "127.0.0.1:6443",
+            "localhost:6443",
+            "[::1]:6443",
+            "127.0.0.2",
+            "LOCALHOST.",
+        ] {
+            assert_eq!(
+                check(req(Some(host), None, None), Some(&hosts)),
+                Ok(()),
+                "{host}"
+            );
         }
         // No Host at all (HTTP/1.0): not a browser.
         assert_eq!(check(req(None, None, None), Some(&hosts)), Ok(()));
         // The page's own origin (e.g. a browser opening /version).
         assert_eq!(
             check(
-                req(Some("127.0.0.1:6443"), Some("http://127.0.0.1:6443"), Some("same-origin")),
+                req(
+                    Some("127.0.0.1:6443"),
+                    Some("http://127.0.0.1:6443"),
+                    Some("same-origin")
+                ),
                 Some(&hosts)
             ),
             Ok(())
         );
         assert_eq!(
-            check(req(Some("localhost"), Some("http://localhost:80"), Some("none")), Some(&hosts)),
+            check(
+                req(Some("localhost"), Some("http://localhost:80"), Some("none")),
+                Some(&hosts)
+            ),
             Ok(())
         );
     }
@@ -209,24 +226,43 @@ mod tests {
     fn browsers_on_other_sites_are_refused() {
         let hosts = HostPolicy::loopback();
         assert_eq!(
-            check(req(Some("127.0.0.1:6443"), Some("https://evil.example"), None), Some(&hosts)),
+            check(
+                req(Some("127.0.0.1:6443"), Some("https://evil.example"), None),
+                Some(&hosts)
+            ),
             Err(Refusal::Origin("https://evil.example".into()))
         );
         assert_eq!(
-            check(req(Some("127.0.0.1:6443"), Some("null"), None), Some(&hosts)),
+            check(
+                req(Some("127.0.0.1:6443"), Some("null"), None),
+                Some(&hosts)
+            ),
             Err(Refusal::Origin("null".into()))
         );
         // Another port of the same host is another origin.
-        assert!(check(req(Some("127.0.0.1:6443"), Some("http://127.0.0.1:8000"), None), None).is_err());
+        assert!(
+            check(
+                req(Some("127.0.0.1:6443"), Some("http://127.0.0.1:8000"), None),
+                None
+            )
+            .is_err()
+        );
         assert_eq!(
-            check(req(Some("127.0.0.1:6443"), None, Some("cross-site")), Some(&hosts)),
+            check(
+                req(Some("127.0.0.1:6443"), None, Some("cross-site")),
+                Some(&hosts)
+            ),
             Err(Refusal::FetchSite("cross-site".into()))
         );
         assert!(check(req(Some("127.0.0.1:6443"), None, Some("same-site")), None).is_err());
         // DNS rebinding: the page's name in Host, its own origin in Origin.
         assert_eq!(
             check(
-                req(Some("rebind.evil.example:6443"), Some("http://rebind.evil.example:6443"), None),
+                req(
+                    Some("rebind.evil.example:6443"),
+                    Some("http://rebind.evil.example:6443"),
+                    None
+                ),
                 Some(&hosts)
             ),
             Err(Refusal::Host("rebind.evil.example:6443".into()))
@@ -234,7 +270,11 @@ mod tests {
         // Without a Host policy (a Service name), same-origin requests still pass.
         assert_eq!(
             check(
-                req(Some("flagger-loadtester.test"), Some("http://flagger-loadtester.test"), None),
+                req(
+                    Some("flagger-loadtester.test"),
+                    Some("http://flagger-loadtester.test"),
+                    None
+                ),
                 None
             ),
             Ok(())
