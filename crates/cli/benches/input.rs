@@ -25,7 +25,8 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 fn flow_nested(depth: usize) -> String {
-    let mut s = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: deep}\ndata:\n  x: ");
+    let mut s =
+        String::from("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: deep}\ndata:\n  x: ");
     s.push_str(&"{a: ".repeat(depth));
     s.push('1');
     s.push_str(&"}".repeat(depth));

@@ -173,7 +173,10 @@ mod tests {
             .finish();
         tracing::subscriber::with_default(subscriber, || {
             let url = "http://lt.test/?access_token=MARKER";
-            tracing::warn!(hook = url, "POST {url} \"failed\" (Authorization: Bearer MARKER123456)");
+            tracing::warn!(
+                hook = url,
+                "POST {url} \"failed\" (Authorization: Bearer MARKER123456)"
+            );
         });
         let out = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf-8");
         assert!(!out.contains("MARKER"), "{out}");

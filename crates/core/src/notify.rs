@@ -98,10 +98,7 @@ impl std::fmt::Debug for Destination {
             .field("url", &"<redacted>")
             .field("channel", &self.channel)
             .field("username", &self.username)
-            .field(
-                "proxy",
-                &self.proxy.as_deref().map(crate::redact::url),
-            )
+            .field("proxy", &self.proxy.as_deref().map(crate::redact::url))
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .finish()
     }

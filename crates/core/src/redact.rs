@@ -79,9 +79,16 @@ const SECRET_HEADERS: &[&str] = &[
 pub fn is_secret_header(name: &str) -> bool {
     let n = name.trim().to_ascii_lowercase();
     SECRET_HEADERS.contains(&n.as_str())
-        || ["-token", "_token", "-api-key", "_api_key", "-secret", "-password"]
-            .iter()
-            .any(|s| n.ends_with(s))
+        || [
+            "-token",
+            "_token",
+            "-api-key",
+            "_api_key",
+            "-secret",
+            "-password",
+        ]
+        .iter()
+        .any(|s| n.ends_with(s))
 }
 
 /// Whether a query parameter or a `name=value` pair (any case, `-`, `_`, `.` and leading
@@ -121,7 +128,8 @@ pub fn header(name: &str, value: &str) -> String {
 
 fn is_webhook_host(host: &str) -> bool {
     let host = host.to_ascii_lowercase();
-    WEBHOOK_HOSTS.contains(&host.as_str()) || WEBHOOK_HOST_SUFFIXES.iter().any(|s| host.ends_with(s))
+    WEBHOOK_HOSTS.contains(&host.as_str())
+        || WEBHOOK_HOST_SUFFIXES.iter().any(|s| host.ends_with(s))
 }
 
 /// A URL as it may be shown: user info, credential parameters, the fragment and the path of
@@ -190,7 +198,11 @@ pub fn url(raw: &str) -> String {
         u.set_fragment(Some(MASK));
         changed = true;
     }
-    if changed { u.to_string() } else { raw.to_string() }
+    if changed {
+        u.to_string()
+    } else {
+        raw.to_string()
+    }
 }
 
 /// A URL that is a credential as a whole (an alert provider's address, a webhook from a
@@ -218,7 +230,11 @@ pub fn credential_url(raw: &str) -> String {
 
 /// Characters that end a URL in free text.
 fn ends_url(c: char) -> bool {
-    c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`' | '\\' | '|' | '^' | '{' | '}')
+    c.is_whitespace()
+        || matches!(
+            c,
+            '"' | '\'' | '<' | '>' | '`' | '\\' | '|' | '^' | '{' | '}'
+        )
 }
 
 /// The URLs in `s`, as byte ranges: `scheme://...` up to whitespace or a quote, without
@@ -348,7 +364,8 @@ fn text_without_urls(s: &str) -> Cow<'_, str> {
                 let len = b[from..]
                     .iter()
                     .take_while(|&&c| {
-                        c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+                        c.is_ascii_alphanumeric()
+                            || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
                     })
                     .count();
                 if len >= 8 {
@@ -372,8 +389,7 @@ fn text_without_urls(s: &str) -> Cow<'_, str> {
                     continue;
                 }
                 Some(b':')
-                    if is_secret_header(name)
-                        && matches!(b.get(after + 1), Some(b' ' | b'\t')) =>
+                    if is_secret_header(name) && matches!(b.get(after + 1), Some(b' ' | b'\t')) =>
                 {
                     let mut from = after + 1;
                     while matches!(b.get(from), Some(b' ' | b'\t')) {
@@ -456,7 +472,9 @@ mod tests {
             "https://chat.googleapis.com/REDACTED?key=REDACTED&token=REDACTED"
         );
         assert_eq!(
-            url("https://prod.westus.logic.azure.com/workflows/1/triggers/manual/paths/invoke?api-version=1&sp=%2Fx&sv=1.0&sig=abc"),
+            url(
+                "https://prod.westus.logic.azure.com/workflows/1/triggers/manual/paths/invoke?api-version=1&sp=%2Fx&sv=1.0&sig=abc"
+            ),
             "https://prod.westus.logic.azure.com/REDACTED?api-version=1&sp=%2Fx&sv=1.0&sig=REDACTED"
         );
         assert_eq!(
@@ -481,7 +499,10 @@ mod tests {
             url("http://a/?next=http://b/?token=t"),
             "http://a/?next=http%3A%2F%2Fb%2F%3Ftoken%3DREDACTED"
         );
-        assert_eq!(url("https://x.example/#access_token=t"), "https://x.example/#REDACTED");
+        assert_eq!(
+            url("https://x.example/#access_token=t"),
+            "https://x.example/#REDACTED"
+        );
     }
 
     #[test]
@@ -494,7 +515,10 @@ mod tests {
             credential_url("http://user:pw@127.0.0.1:8080/x?y=z"),
             "http://REDACTED@127.0.0.1:8080/REDACTED"
         );
-        assert_eq!(credential_url("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert_eq!(
+            credential_url("http://127.0.0.1:8080"),
+            "http://127.0.0.1:8080"
+        );
         assert_eq!(credential_url("not a url SECRET"), "REDACTED");
     }
 
@@ -513,7 +537,10 @@ mod tests {
         ] {
             assert!(is_secret_header(h), "{h}");
         }
-        assert_eq!(header("Content-Type", "application/json"), "application/json");
+        assert_eq!(
+            header("Content-Type", "application/json"),
+            "application/json"
+        );
     }
 
     #[test]
@@ -536,9 +563,15 @@ mod tests {
                 "curl -H \"X-Api-Key: REDACTED\" -d x http://a/",
             ),
             ("Bearer abcdefghijkl", "Bearer REDACTED"),
-            ("TOKEN=MARKER ./run --password='MARKER two'", "TOKEN=REDACTED ./run --password='REDACTED'"),
+            (
+                "TOKEN=MARKER ./run --password='MARKER two'",
+                "TOKEN=REDACTED ./run --password='REDACTED'",
+            ),
             ("api_key=MARKER&x=1", "api_key=REDACTED&x=1"),
-            ("DD-API-KEY: MARKER\nnext line", "DD-API-KEY: REDACTED\nnext line"),
+            (
+                "DD-API-KEY: MARKER\nnext line",
+                "DD-API-KEY: REDACTED\nnext line",
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(text(input), want, "{input}");
