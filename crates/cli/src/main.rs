@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod input;
 mod lint;
 mod schema_check;
 mod uninstall;
