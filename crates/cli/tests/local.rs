@@ -32,6 +32,10 @@ impl Drop for Local {
 }
 
 /// Starts `flagger local` with `args` and waits for its "serving on" line.
+#[allow(
+    clippy::zombie_processes,
+    reason = "the child is killed and waited for when Local is dropped"
+)]
 fn start(args: &[&str], files: &[(&str, &str)]) -> Local {
     let dir = tempfile::tempdir().unwrap();
     for (name, text) in files {
@@ -104,19 +108,22 @@ fn refused(args: &[&str], files: &[(&str, &str)]) -> (Option<i32>, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
+    // Its stderr ends when it exits.
+    let mut stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        let _ = tx.send(text);
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(text) => (child.wait().unwrap().code(), text),
+        Err(_) => {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("flagger local {args:?} kept running instead of refusing");
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {

@@ -124,7 +124,7 @@ fn kubectl(kc: &Path, args: &[&str], stdin: Option<&str>) -> String {
 }
 
 /// Polls `f` every 100 ms for up to 90 s; panics with `what` and the last value seen.
-fn wait_for(what: &str, mut f: impl FnMut() -> Result<(), String>) {
+fn wait_for(rt: &tokio::runtime::Runtime, what: &str, mut f: impl FnMut() -> Result<(), String>) {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         match f() {
@@ -132,7 +132,7 @@ fn wait_for(what: &str, mut f: impl FnMut() -> Result<(), String>) {
             Err(last) if Instant::now() > deadline => {
                 panic!("timed out waiting for {what}; last seen:\n{last}")
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            Err(_) => rt.block_on(tokio::time::sleep(Duration::from_millis(100))),
         }
     }
 }
@@ -251,7 +251,7 @@ fn no_secret_reaches_a_log_an_event_or_the_status() {
             format!("--kubeconfig={}", kc.display()),
         ],
     ));
-    wait_for("flagger local", || {
+    wait_for(&rt, "flagger local", || {
         let err = std::fs::read_to_string(d.join("local.err")).unwrap_or_default();
         if err.contains("localkube serving on") {
             Ok(())
@@ -279,7 +279,7 @@ fn no_secret_reaches_a_log_an_event_or_the_status() {
         ],
     ));
     let lt = format!("http://127.0.0.1:{lt_port}");
-    wait_for("the load tester", || {
+    wait_for(&rt, "the load tester", || {
         std::net::TcpStream::connect(("127.0.0.1", lt_port))
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -414,7 +414,7 @@ spec:
         )
     };
     for name in ["podinfo", "backend"] {
-        wait_for(&format!("{name} Initialized"), || match phase(name) {
+        wait_for(&rt, &format!("{name} Initialized"), || match phase(name) {
             p if p == "Initialized" => Ok(()),
             p => Err(p),
         });
@@ -432,13 +432,13 @@ spec:
         None,
     );
     // The unreachable hook and the unreachable Prometheus fail the analysis.
-    wait_for("podinfo Failed", || match phase("podinfo") {
+    wait_for(&rt, "podinfo Failed", || match phase("podinfo") {
         p if p == "Failed" => Ok(()),
         p => Err(p),
     });
     // Alerts were delivered (podinfo's to its Slack, backend's to the global one), the Teams
     // delivery failed, the load tester ran the command and logged its output.
-    wait_for("alerts, delivery errors and the load test", || {
+    wait_for(&rt, "alerts, delivery errors and the load test", || {
         let seen = slack_seen.lock().unwrap().clone();
         let ctl = std::fs::read_to_string(d.join("controller.err")).unwrap_or_default();
         let lt_err = std::fs::read_to_string(d.join("loadtester.err")).unwrap_or_default();
