@@ -56,28 +56,42 @@ fn too_large() -> ApiError {
     )
 }
 
-/// Reads the body up to [`BODY_LIMITS`]: a `Content-Length` over it is refused before a byte
-/// is read, a longer chunked body as soon as it passes it.
-async fn read_body(body: Body, headers: &HeaderMap) -> ApiResult<Bytes> {
+/// Bodies over the limit are still read (and dropped) up to this size before the 413 is sent,
+/// so that the client, still writing, reads the answer instead of a reset connection (Go's
+/// server lingers the same way).
+const DRAIN_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// Reads the body up to [`BODY_LIMITS`]; a longer one is answered 413 (a `Content-Length` over
+/// [`DRAIN_MAX_BYTES`] at once, without reading it).
+async fn read_body(mut body: Body, headers: &HeaderMap) -> ApiResult<Bytes> {
+    use http_body_util::BodyExt as _;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > BODY_LIMITS.max_bytes) {
+    if declared.is_some_and(|n| n > DRAIN_MAX_BYTES) {
         return Err(too_large());
     }
-    match axum::body::to_bytes(body, BODY_LIMITS.max_bytes).await {
-        Ok(b) => Ok(b),
-        Err(e)
-            if std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) =>
-        {
-            Err(too_large())
+    let mut kept = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("error reading the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen > DRAIN_MAX_BYTES {
+            return Err(too_large());
         }
-        Err(e) => Err(ApiError::bad_request(format!(
-            "error reading the request body: {e}"
-        ))),
+        if seen <= BODY_LIMITS.max_bytes {
+            kept.extend_from_slice(&data);
+        }
     }
+    if seen > BODY_LIMITS.max_bytes {
+        return Err(too_large());
+    }
+    Ok(kept.freeze())
 }
 
 /// Refuses what a web page makes a browser send (another site's `Origin`,
