@@ -193,7 +193,7 @@ pub async fn post(
     if status.is_success() {
         return Ok(());
     }
-    let text = response.text().await.unwrap_or_default();
+    let text = crate::webhook::body_text(response).await;
     Err(format!(
         "sending notification bad response {}: {}",
         status.as_u16(),
