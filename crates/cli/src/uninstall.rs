@@ -75,9 +75,9 @@ async fn client(args: &Args) -> anyhow::Result<kube::Client> {
     let config = match &args.kubeconfig {
         Some(path) => {
             // Bounded like every file the CLI reads, checked before it is parsed.
-            let text = crate::input::read_file(path)
+            let text = input_guard::files::read_file(path)
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            input_guard::check_yaml(&text, &crate::input::DOCUMENT_LIMITS)
+            input_guard::check_yaml(&text, &input_guard::files::DOCUMENT_LIMITS)
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;
             let kc = Kubeconfig::from_yaml(&text)
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;

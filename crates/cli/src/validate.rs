@@ -66,9 +66,9 @@ pub fn run(args: Args) -> ExitCode {
     for file in &args.files {
         let name = file.display().to_string();
         let text = if name == "-" {
-            crate::input::read_stdin()
+            input_guard::files::read_stdin()
         } else {
-            crate::input::read_file(file)
+            input_guard::files::read_file(file)
         };
         match text {
             Ok(text) => {
@@ -298,7 +298,7 @@ pub fn check_text(file: &str, text: &str, ctx: &ValidationContext) -> FileReport
                 message,
             });
         };
-        let value: Value = match crate::input::yaml_document(&doc_text) {
+        let value: Value = match input_guard::files::yaml_document(&doc_text) {
             Ok(v) => v,
             Err(e) => {
                 push(

@@ -9,9 +9,9 @@ pub enum Error {
     /// An object the canary needs is missing or malformed (target, config, primary).
     #[error("{0}")]
     Object(String),
-    /// A router could not read or write routes.
+    /// A router could not read, write or give back routes.
     #[error("router: {0}")]
-    Router(String),
+    Router(#[from] crate::router::RouterError),
     /// Serialization of an object failed.
     #[error("serialization: {0}")]
     Serde(#[from] serde_json::Error),

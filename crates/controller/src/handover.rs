@@ -25,7 +25,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::canary::finalize::{bring_back_target, hand_back, target_selector};
-use crate::canary::objects::owned_by;
+use crate::owner::owned_by;
 
 /// Field manager of the uninstall's writes.
 pub const MANAGER: &str = "flagger-uninstall";

@@ -5,11 +5,13 @@
 //! - [`limits`]: size and nesting-depth limits on YAML and JSON, checked in one linear pass
 //!   before a parser sees the text (`serde_yaml` is quadratic in the nesting of flow
 //!   collections);
+//! - [`files`]: files and standard input read bounded, YAML documents checked, then parsed;
 //! - [`origin`]: the checks that keep a web page from using a local HTTP server (cross-site
 //!   requests, DNS rebinding).
 //!
 //! It depends on no flagger crate: localkube, a plain Kubernetes API server, uses it too.
 
+pub mod files;
 pub mod limits;
 pub mod origin;
 

@@ -8,11 +8,13 @@
 //! `Host` is not a loopback name (DNS rebinding).
 
 pub mod cli;
+pub mod concord;
 pub mod conn;
 pub mod exec;
 pub mod gates;
 pub mod goflags;
 pub mod hey;
 pub mod metrics;
+pub mod ngrinder;
 pub mod server;
 pub mod tasks;

@@ -48,25 +48,29 @@ async fn apply_one(o: &Oracle<'_>, effect: &Effect) -> Result<(), String> {
     let ns = &c.namespace;
     match effect {
         Effect::SetRoutes(routes) => {
-            let mut target = o.route_target();
+            let target = o.route_target();
+            let mut cookies = crate::router::cookies_of(Some(o.status));
             let sticky = c
                 .analysis
                 .session_affinity
                 .as_ref()
                 .filter(|_| o.router.sticky());
             if let Some(affinity) = sticky {
-                target.cookies = flagger_core::routing::next_sticky_cookies(
+                cookies = flagger_core::routing::next_sticky_cookies(
                     affinity,
-                    &target.cookies,
+                    &cookies,
                     routes.canary,
                     crate::router::random_letters,
                 );
             }
-            o.router.set_routes(&target, *routes).await?;
+            o.router
+                .set_routes(&target, *routes, &cookies)
+                .await
+                .map_err(|e| e.message)?;
             if sticky.is_some()
                 && let Ok(mut written) = o.cookies.lock()
             {
-                *written = Some(target.cookies);
+                *written = Some(cookies);
             }
             ctx.metrics
                 .set_weights(&c.target.name, ns, routes.primary, routes.canary);

@@ -114,9 +114,7 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
         client: &client,
         canary,
         c,
-        cookies: crate::router::cookies_of(canary.status.as_ref()),
         ingress_prefix: &ctx.settings.ingress_prefix,
-        contested: None,
     };
     match deref.router.finalize(&target).await {
         Ok(None) => {}
@@ -125,7 +123,7 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
                 .record(canary, EventType::Warning, &warning, ctx.now())
                 .await;
         }
-        Err(e) => return Err(Error::Object(e)),
+        Err(e) => return Err(Error::Router(e)),
     }
 
     // Release the finalizer.

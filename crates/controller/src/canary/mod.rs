@@ -137,22 +137,23 @@ async fn reconcile_canary(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Acti
                 return Ok(Action::requeue(interval));
             }
         }
-        let contested = std::sync::Mutex::new(Vec::new());
         let target = crate::router::Target {
             client: &ctx.client,
             canary: &canary,
             c,
-            cookies: crate::router::cookies_of(Some(&status)),
             ingress_prefix: &ctx.settings.ingress_prefix,
-            contested: Some(&contested),
         };
-        let reconciled = deref.router.reconcile(&target).await;
-        for found in contested.into_inner().unwrap_or_default() {
+        let cookies = crate::router::cookies_of(Some(&status));
+        let (contested, reconciled) = match deref.router.reconcile(&target, &cookies).await {
+            Ok(contested) => (contested, Ok(())),
+            Err(mut e) => (std::mem::take(&mut e.contested), Err(e)),
+        };
+        for found in contested {
             let report = conflicts::routing_object(&ctx, &canary, found);
             conflicts::report(&ctx, &canary, c, &observed, &report).await;
         }
-        if let Err(message) = reconciled {
-            warn(&ctx, &canary, &message).await;
+        if let Err(e) = reconciled {
+            warn(&ctx, &canary, &e.message).await;
             return Ok(Action::requeue(interval));
         }
     }

@@ -1,27 +1,29 @@
-//! Reading manifest files and kubeconfigs the user points the CLI at: bounded in size, and each
-//! YAML document checked for size and depth (in linear time) before it is parsed, so that a
+//! Reading the files a user points a command at (manifests, kubeconfigs): bounded in size, and
+//! each YAML document checked for size and depth (in linear time) before it is parsed, so that a
 //! hostile or broken file is answered with a clear message at once instead of after minutes of
-//! parsing (the YAML parser is quadratic in the nesting of flow collections).
+//! parsing (the YAML parser is quadratic in the nesting of flow collections). Used by
+//! `flagger validate`, `flagger lint` and `flagger uninstall`.
 
 use std::io::Read;
 use std::path::Path;
 
-use input_guard::Limits;
 use serde_json::Value;
+
+use crate::limits::{self, Limits};
 
 /// Largest file read (a rendered kustomization of CRDs is a few MB).
 pub const MAX_FILE_BYTES: usize = 64 * 1024 * 1024;
 
 /// One document: kube-apiserver's limit on an object, and the default depth limit.
 pub const DOCUMENT_LIMITS: Limits = Limits {
-    max_bytes: input_guard::API_SERVER_MAX_BYTES,
-    max_depth: input_guard::DEFAULT_MAX_DEPTH,
+    max_bytes: limits::API_SERVER_MAX_BYTES,
+    max_depth: limits::DEFAULT_MAX_DEPTH,
 };
 
 fn too_large(len: u64) -> std::io::Error {
     std::io::Error::other(format!(
         "{}: larger than the {} MiB this command reads",
-        input_guard::LimitError::TooLarge {
+        limits::LimitError::TooLarge {
             size: usize::try_from(len).unwrap_or(usize::MAX),
             limit: MAX_FILE_BYTES
         },
@@ -55,7 +57,7 @@ fn read_limited(r: impl Read) -> std::io::Result<String> {
 
 /// Parses one YAML document after checking it against [`DOCUMENT_LIMITS`].
 pub fn yaml_document(text: &str) -> Result<Value, String> {
-    input_guard::check_yaml(text, &DOCUMENT_LIMITS).map_err(|e| format!("refused: {e}"))?;
+    limits::check_yaml(text, &DOCUMENT_LIMITS).map_err(|e| format!("refused: {e}"))?;
     serde_yaml::from_str(text).map_err(|e| e.to_string())
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::rules::{Object, Source};
+use crate::object::{Object, Source};
 
 /// File names that make a folder a kustomization.
 const KUSTOMIZATION_FILES: &[&str] = &["kustomization.yaml", "kustomization.yml", "Kustomization"];
@@ -109,7 +109,7 @@ pub fn split_documents(text: &str) -> Vec<Doc> {
 pub fn parse_objects(path: &str, text: &str) -> Result<Vec<Object>, String> {
     let mut out = Vec::new();
     for doc in split_documents(text) {
-        let value: Value = crate::input::yaml_document(&doc.text)
+        let value: Value = input_guard::files::yaml_document(&doc.text)
             .map_err(|e| format!("{path}:{}: not valid YAML: {e}", doc.start))?;
         if value.get("kind").and_then(Value::as_str).is_some() {
             out.push(Object::new(path, doc.line(), value));
@@ -123,7 +123,7 @@ pub fn load(paths: &[PathBuf], opts: &Options) -> Loaded {
     let mut loaded = Loaded::default();
     for path in paths {
         if path.as_os_str() == "-" {
-            match crate::input::read_stdin() {
+            match input_guard::files::read_stdin() {
                 Ok(text) => read_text(&mut loaded, "-", &text),
                 Err(e) => loaded.failures.push(format!("-: cannot read: {e}")),
             }
@@ -149,7 +149,7 @@ fn read_text(loaded: &mut Loaded, name: &str, text: &str) {
 }
 
 fn read_file(loaded: &mut Loaded, path: &Path) {
-    match crate::input::read_file(path) {
+    match input_guard::files::read_file(path) {
         Ok(text) => read_text(loaded, &display(path), &text),
         Err(e) => loaded
             .failures
@@ -235,9 +235,9 @@ fn kustomization_sources(
     let Some(kfile) = kustomization_file(dir) else {
         return Vec::new();
     };
-    let config: Option<Value> = crate::input::read_file(&kfile)
+    let config: Option<Value> = input_guard::files::read_file(&kfile)
         .ok()
-        .and_then(|t| crate::input::yaml_document(&t).ok());
+        .and_then(|t| input_guard::files::yaml_document(&t).ok());
     let mut objects = Vec::new();
     let listed: Vec<String> = config
         .iter()
@@ -306,7 +306,7 @@ fn normalize(path: &Path) -> PathBuf {
 
 fn file_objects(path: &Path, loaded: &mut Loaded) -> Vec<Object> {
     loaded.files += 1;
-    match crate::input::read_file(path) {
+    match input_guard::files::read_file(path) {
         Ok(text) => match parse_objects(&display(path), &text) {
             Ok(o) => o,
             Err(e) => {
