@@ -65,6 +65,9 @@ pub struct Config {
     pub faults: Faults,
     /// The simulated data plane (pods answering HTTP behind an HTTP proxy); off by default.
     pub dataplane: Option<dataplane::DataPlaneConfig>,
+    /// `Host` names served besides loopback ones and `addr`'s address (requests naming
+    /// another host are refused: DNS rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for Config {
@@ -77,6 +80,7 @@ impl Default for Config {
             sim: controllers::SimConfig::default(),
             faults: Faults::default(),
             dataplane: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -114,6 +118,7 @@ impl Server {
             faults: RwLock::new(config.faults.clone()),
             addr: RwLock::new(addr.to_string()),
             bookmark_interval: config.bookmark_interval,
+            hosts: input_guard::origin::HostPolicy::for_listener(addr, &config.allowed_hosts),
         });
         let mut tasks = Vec::new();
         let mut rx_srv = rx.clone();
