@@ -135,6 +135,32 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
         (
             "networking.k8s.io",
             &["ingresses"],
+            &["get", "create", "patch", "delete"],
+        ),
+        (
+            "projectcontour.io",
+            &["httpproxies"],
+            &["get", "create", "patch"],
+        ),
+        ("gloo.solo.io", &["upstreams"], &["get", "create", "patch"]),
+        (
+            "gateway.solo.io",
+            &["routetables"],
+            &["get", "create", "patch"],
+        ),
+        (
+            "traefik.io",
+            &["traefikservices"],
+            &["get", "create", "patch"],
+        ),
+        (
+            "traefik.containo.us",
+            &["traefikservices"],
+            &["get", "create", "patch"],
+        ),
+        (
+            "apisix.apache.org",
+            &["apisixroutes"],
             &["get", "create", "patch"],
         ),
         ("flagger.app", &["alertproviders"], &["get"]),

@@ -103,7 +103,7 @@ async fn promoted_then_rolled_back(
     // The checks of the next revision read the gateway's series; two failures roll it back.
     env.apply(&yaml.replace("threshold: 5", "threshold: 2"))
         .await;
-    faulty_rollout_is_rolled_back(env, object, INGRESS_URL, "6.0.2", "6.0.1").await;
+    faulty_rollout_is_rolled_back(env, object, INGRESS_URL, ("6.0.2", "6.0.1"), 10..=20).await;
     let failed = prom_value(
         env,
         "the gateway's series for the canary, 5xx",

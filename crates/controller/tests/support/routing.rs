@@ -21,8 +21,15 @@ use super::{Env, NS};
 
 pub const PODINFO: &str = "ghcr.io/stefanprodan/podinfo";
 
-/// The podinfo Deployment; `annotations` go on the pod template (YAML flow-map entries).
+/// The podinfo Deployment; `annotations` go on the pod template (YAML flow-map entries),
+/// after the scrape annotations of Flagger's podinfo (metrics on port 9797).
 pub fn workload(tag: &str, annotations: &str) -> String {
+    let scrape = r#"prometheus.io/scrape: "true", prometheus.io/port: "9797""#;
+    let annotations = if annotations.is_empty() {
+        scrape.to_string()
+    } else {
+        format!("{scrape}, {annotations}")
+    };
     format!(
         r#"
 apiVersion: apps/v1
@@ -288,16 +295,27 @@ pub async fn faulty_canary_is_rolled_back(
     object: &RoutingObject,
     url: &'static str,
 ) -> BTreeMap<String, usize> {
-    faulty_rollout_is_rolled_back(env, object, url, "6.0.1", "6.0.0").await
+    faulty_canary_is_rolled_back_within(env, object, url, 10..=20).await
 }
 
-/// As [`faulty_canary_is_rolled_back`], rolling out `tag` while the primary runs `primary`.
+/// As [`faulty_canary_is_rolled_back`], halted at a weight in `halted_at`.
+pub async fn faulty_canary_is_rolled_back_within(
+    env: &Env,
+    object: &RoutingObject,
+    url: &'static str,
+    halted_at: std::ops::RangeInclusive<u64>,
+) -> BTreeMap<String, usize> {
+    faulty_rollout_is_rolled_back(env, object, url, ("6.0.1", "6.0.0"), halted_at).await
+}
+
+/// As [`faulty_canary_is_rolled_back_within`], rolling out `tags.0` while the primary runs
+/// `tags.1`.
 pub async fn faulty_rollout_is_rolled_back(
     env: &Env,
     object: &RoutingObject,
     url: &'static str,
-    tag: &str,
-    primary: &str,
+    (tag, primary): (&str, &str),
+    halted_at: std::ops::RangeInclusive<u64>,
 ) -> BTreeMap<String, usize> {
     let weights = object.record();
     let load = Load::start_at(env, url, &[]);
@@ -315,7 +333,7 @@ pub async fn faulty_rollout_is_rolled_back(
     // lands one scrape after its first 2xx, the 5xx series has a single sample at the first
     // check, `rate` drops it and that check reads 100%), and traffic went back to the primary.
     let max = seen.iter().max().copied().unwrap_or(0);
-    assert!((10..=20).contains(&max), "weights seen: {seen:?}");
+    assert!(halted_at.contains(&max), "weights seen: {seen:?}");
     assert_eq!(seen.last(), Some(&0), "weights seen: {seen:?}");
     assert!(
         events

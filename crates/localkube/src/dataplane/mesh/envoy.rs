@@ -61,7 +61,10 @@ impl Telemetry for Envoy {
     /// cluster: the response code is a label of the counter only, as Envoy writes them.
     fn render(&self, recorded: &Recorded, out: &mut String) {
         let mut clusters: BTreeMap<String, Cluster> = BTreeMap::new();
-        for (l, h) in recorded.mesh.iter().filter(|(l, _)| !l.service.is_empty()) {
+        for (l, h) in recorded
+            .destination()
+            .filter(|(l, _)| !l.service.is_empty())
+        {
             clusters
                 .entry(labels(l))
                 .or_default()

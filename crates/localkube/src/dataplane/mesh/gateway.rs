@@ -52,7 +52,7 @@ pub fn answer(status: u16, body: &str, telemetry: Option<GatewayTelemetry>) -> R
     RouteDecision {
         actions: RouteActions {
             direct: Some((status, format!("{body}\n"))),
-            gateway: telemetry,
+            gateway_series: telemetry,
             ..Default::default()
         },
         ..RouteDecision::to(nowhere())
@@ -76,7 +76,7 @@ pub fn to_backend(
         actions: RouteActions {
             request_headers: backend.request_headers.clone(),
             timeout,
-            gateway: backend.telemetry.clone().or(telemetry),
+            gateway_series: backend.telemetry.clone().or(telemetry),
             ..Default::default()
         },
         ..RouteDecision::to(backend.to.clone())
