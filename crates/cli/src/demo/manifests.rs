@@ -102,7 +102,10 @@ pub async fn workload(client: &Client, ns: &str, name: &str, image: &str) -> any
 /// A weighted canary on `router`'s provider: the traffic of its load test (to
 /// `http://frontend.<ns>:9898/` for a mesh, `http://app.example.com/` for an ingress gateway)
 /// is split by the routing objects the controller writes, in steps of 20% up to 60%, checked
-/// by the builtin checks on the series the data plane records for that router.
+/// by the builtin checks on the series the data plane records for that router. The load test
+/// starts with the first step, so a gateway's series of the canary may not have reached
+/// Prometheus by the first check or two (`no values found`, a failed check in Flagger too):
+/// a threshold of 3 leaves room for that, and a faulty canary still fails it.
 pub async fn weighted_canary(
     client: &Client,
     ns: &str,
@@ -116,7 +119,7 @@ pub async fn weighted_canary(
         "service": {"port": 9898, "targetPort": 9898},
         "analysis": {
             "interval": interval,
-            "threshold": 2,
+            "threshold": 3,
             "maxWeight": 60,
             "stepWeight": 20,
             "metrics": [
