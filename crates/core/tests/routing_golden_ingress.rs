@@ -244,6 +244,22 @@ fn ingress_ref() -> Value {
 }
 
 fn mk_ref(provider: &str, field: &str, reference: Value, analysis: Value) -> ValidatedCanary {
+    mk_ref_service(
+        provider,
+        field,
+        reference,
+        json!({"port": 80, "targetPort": 9898}),
+        analysis,
+    )
+}
+
+fn mk_ref_service(
+    provider: &str,
+    field: &str,
+    reference: Value,
+    service: Value,
+    analysis: Value,
+) -> ValidatedCanary {
     let doc = json!({
         "apiVersion": "flagger.app/v1beta1",
         "kind": "Canary",
@@ -252,7 +268,7 @@ fn mk_ref(provider: &str, field: &str, reference: Value, analysis: Value) -> Val
             "provider": provider,
             "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
             field: reference,
-            "service": {"port": 80, "targetPort": 9898},
+            "service": service,
             "analysis": analysis,
         }
     });
@@ -274,6 +290,18 @@ fn skipper_goldens() {
     // No A/B in Flagger's Skipper router: all traffic to the canary during the test.
     let ab = mk_ref("skipper", "ingressRef", ingress_ref(), ab_analysis());
     golden("skipper/ab.json", &canary_ingress(&ab, w(0, 100)));
+    // Flagger's Skipper router reads no service option: the canary Ingress is the same.
+    let options = mk_ref_service(
+        "skipper",
+        "ingressRef",
+        ingress_ref(),
+        service_options(),
+        progressive(),
+    );
+    assert_eq!(
+        canary_ingress(&options, w(90, 10)),
+        canary_ingress(&plain, w(90, 10))
+    );
 }
 
 #[test]
@@ -357,6 +385,18 @@ fn apisix_goldens() {
     golden(
         "apisix/ab.json",
         &apisix::canary_route(&ab, &user_route(), w(0, 100)).expect("route"),
+    );
+    // Nor does Flagger's APISIX router: the backends keep the user's route's port.
+    let options = mk_ref_service(
+        "apisix",
+        "routeRef",
+        route_ref(),
+        service_options(),
+        progressive(),
+    );
+    assert_eq!(
+        apisix::canary_route(&options, &user_route(), w(90, 10)).expect("route"),
+        route(w(90, 10))
     );
 }
 
