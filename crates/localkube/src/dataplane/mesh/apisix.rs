@@ -111,7 +111,7 @@ fn host_matches(pattern: &str, host: &str) -> bool {
     }
 }
 
-fn cookie<'a>(view: &'a View<'_>, name: &str) -> Option<String> {
+fn cookie(view: &View<'_>, name: &str) -> Option<String> {
     view.header("cookie")?.split(';').find_map(|pair| {
         let (k, v) = pair.trim().split_once('=')?;
         (k.trim() == name).then(|| v.trim().to_string())
