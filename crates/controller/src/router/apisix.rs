@@ -8,7 +8,7 @@ use kube::api::DynamicObject;
 use serde_json::Value;
 
 use super::contour::no_valid_weights;
-use super::{Contested, Router, RouterError, Target, dynamic_api, ensure, get_json};
+use super::{Contested, Router, RouterError, Target, dynamic_api, get_json, write_weighted};
 
 /// The router of `apisix`.
 pub struct Apisix;
@@ -21,14 +21,7 @@ impl Router for Apisix {
         _cookies: &StickyCookies,
         contested: &mut Vec<Contested>,
     ) -> Result<(), RouterError> {
-        let (api, source, name) = source(t).await?;
-        let existing = get_json(&api, &name).await?;
-        let routes = existing
-            .as_ref()
-            .and_then(|r| apisix::read_routes(t.c, r).ok())
-            .unwrap_or(Routes::PRIMARY);
-        let desired = apisix::canary_route(t.c, &source, routes).map_err(RouterError::routing)?;
-        ensure(&api, t, desired, existing.as_ref(), contested).await
+        write(t, None, contested).await
     }
 
     /// Reads the weights from the canary route.
@@ -48,11 +41,27 @@ impl Router for Apisix {
         _cookies: &StickyCookies,
     ) -> Result<(), RouterError> {
         no_valid_weights(t, "ApisixRoute", routes)?;
-        let (api, source, name) = source(t).await?;
-        let existing = get_json(&api, &name).await?;
-        let desired = apisix::canary_route(t.c, &source, routes).map_err(RouterError::routing)?;
-        ensure(&api, t, desired, existing.as_ref(), &mut Vec::new()).await
+        write(t, Some(routes), &mut Vec::new()).await
     }
+}
+
+/// Writes the canary route with `routes`, or keeping its weights.
+async fn write(
+    t: &Target<'_>,
+    routes: Option<Routes>,
+    contested: &mut Vec<Contested>,
+) -> Result<(), RouterError> {
+    let (api, source, name) = source(t).await?;
+    write_weighted(
+        &api,
+        t,
+        &name,
+        routes,
+        |r| apisix::read_routes(t.c, r),
+        |r| apisix::canary_route(t.c, &source, r),
+        contested,
+    )
+    .await
 }
 
 fn route_ref<'a>(t: &Target<'a>) -> Result<&'a str, RouterError> {

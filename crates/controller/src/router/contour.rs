@@ -7,7 +7,7 @@ use kube::Api;
 use kube::api::DynamicObject;
 
 use super::{
-    Contested, Router, RouterError, Target, dynamic_api, ensure, get_json, get_weights_object,
+    Contested, Router, RouterError, Target, dynamic_api, get_weights_object, write_weighted,
 };
 
 /// The router of `contour`.
@@ -21,15 +21,7 @@ impl Router for Contour {
         _cookies: &StickyCookies,
         contested: &mut Vec<Contested>,
     ) -> Result<(), RouterError> {
-        let api = proxies(t);
-        let existing = get_json(&api, &t.c.apex).await?;
-        let routes = existing
-            .as_ref()
-            .and_then(|p| contour::read_routes(t.c, p).ok())
-            .unwrap_or(Routes::PRIMARY);
-        let desired =
-            contour::http_proxy(t.c, routes, t.ingress_class).map_err(RouterError::routing)?;
-        ensure(&api, t, desired, existing.as_ref(), contested).await
+        write(t, None, contested).await
     }
 
     /// Reads the weights from the HTTPProxy.
@@ -46,12 +38,26 @@ impl Router for Contour {
         _cookies: &StickyCookies,
     ) -> Result<(), RouterError> {
         no_valid_weights(t, "HTTPProxy", routes)?;
-        let api = proxies(t);
-        let existing = get_json(&api, &t.c.apex).await?;
-        let desired =
-            contour::http_proxy(t.c, routes, t.ingress_class).map_err(RouterError::routing)?;
-        ensure(&api, t, desired, existing.as_ref(), &mut Vec::new()).await
+        write(t, Some(routes), &mut Vec::new()).await
     }
+}
+
+/// Writes the HTTPProxy with `routes`, or keeping its weights.
+async fn write(
+    t: &Target<'_>,
+    routes: Option<Routes>,
+    contested: &mut Vec<Contested>,
+) -> Result<(), RouterError> {
+    write_weighted(
+        &proxies(t),
+        t,
+        &t.c.apex,
+        routes,
+        |p| contour::read_routes(t.c, p),
+        |r| contour::http_proxy(t.c, r, t.ingress_class),
+        contested,
+    )
+    .await
 }
 
 /// Flagger's ingress routers refuse to write 0/0.

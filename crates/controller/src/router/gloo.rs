@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::contour::no_valid_weights;
 use super::{
     Contested, Router, RouterError, Target, dynamic_api, ensure, get_json, get_weights_object,
-    to_json,
+    to_json, write_weighted,
 };
 use crate::FIELD_MANAGER;
 
@@ -35,14 +35,7 @@ impl Router for Gloo {
         ] {
             upstream(t, &name, &service, template.as_ref(), contested).await?;
         }
-        let api = tables(t);
-        let existing = get_json(&api, &t.c.apex).await?;
-        let routes = existing
-            .as_ref()
-            .and_then(|r| gloo::read_routes(t.c, r).ok())
-            .unwrap_or(Routes::PRIMARY);
-        let desired = gloo::route_table(t.c, routes).map_err(RouterError::routing)?;
-        ensure(&api, t, desired, existing.as_ref(), contested).await
+        write(t, None, contested).await
     }
 
     /// Reads the weights from the RouteTable.
@@ -59,11 +52,26 @@ impl Router for Gloo {
         _cookies: &StickyCookies,
     ) -> Result<(), RouterError> {
         no_valid_weights(t, "RouteTable", routes)?;
-        let api = tables(t);
-        let existing = get_json(&api, &t.c.apex).await?;
-        let desired = gloo::route_table(t.c, routes).map_err(RouterError::routing)?;
-        ensure(&api, t, desired, existing.as_ref(), &mut Vec::new()).await
+        write(t, Some(routes), &mut Vec::new()).await
     }
+}
+
+/// Writes the RouteTable with `routes`, or keeping its weights.
+async fn write(
+    t: &Target<'_>,
+    routes: Option<Routes>,
+    contested: &mut Vec<Contested>,
+) -> Result<(), RouterError> {
+    write_weighted(
+        &tables(t),
+        t,
+        &t.c.apex,
+        routes,
+        |r| gloo::read_routes(t.c, r),
+        |r| gloo::route_table(t.c, r),
+        contested,
+    )
+    .await
 }
 
 fn tables(t: &Target<'_>) -> Api<DynamicObject> {

@@ -480,6 +480,29 @@ pub(crate) fn up_to_date(desired: &Value, existing: &Value) -> bool {
             || desired["metadata"]["ownerReferences"] == existing["metadata"]["ownerReferences"])
 }
 
+/// Writes the one routing object `name` that `build` makes for a pair of weights: `routes`, or
+/// when `None` the weights `read` finds on the object as it is (100/0 when it is missing or
+/// unreadable), so that a reconcile corrects the object and keeps its weights.
+pub(crate) async fn write_weighted(
+    api: &Api<DynamicObject>,
+    t: &Target<'_>,
+    name: &str,
+    routes: Option<Routes>,
+    read: impl Fn(&Value) -> Result<Routes, RoutingError>,
+    build: impl Fn(Routes) -> Result<Value, RoutingError>,
+    contested: &mut Vec<Contested>,
+) -> Result<(), RouterError> {
+    let existing = get_json(api, name).await?;
+    let routes = routes.unwrap_or_else(|| {
+        existing
+            .as_ref()
+            .and_then(|o| read(o).ok())
+            .unwrap_or(Routes::PRIMARY)
+    });
+    let desired = build(routes).map_err(RouterError::routing)?;
+    ensure(api, t, desired, existing.as_ref(), contested).await
+}
+
 /// Server-side applies `desired` (a whole object as JSON) unless `existing` already matches,
 /// with the Canary as controller owner when the object is new or already the Canary's. Fields
 /// another field manager changed are put back and added to `contested`.

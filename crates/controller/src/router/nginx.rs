@@ -115,11 +115,20 @@ async fn write(
             return Ok(());
         }
     }
+    apply(api, t, &desired).await
+}
+
+/// Server-side applies the canary Ingress `desired`.
+pub(super) async fn apply(
+    api: &Api<Ingress>,
+    t: &Target<'_>,
+    desired: &Ingress,
+) -> Result<(), RouterError> {
     let name = desired.metadata.name.clone().unwrap_or_default();
     api.patch(
         &name,
         &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&desired),
+        &Patch::Apply(desired),
     )
     .await
     .map_err(|e| RouterError::api(format!("ingress {name}.{} apply failed", t.c.namespace), &e))?;

@@ -6,12 +6,11 @@ use flagger_core::effects::Routes;
 use flagger_core::routing::{StickyCookies, skipper};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::DeleteParams;
 
 use super::contour::no_valid_weights;
 use super::nginx::{current, ingress_name};
 use super::{Contested, Router, RouterError, Target};
-use crate::FIELD_MANAGER;
 use crate::owner::{owned_by, owner_ref};
 
 /// The router of `skipper`.
@@ -103,13 +102,5 @@ async fn write(
             return Ok(());
         }
     }
-    let name = desired.metadata.name.clone().unwrap_or_default();
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&desired),
-    )
-    .await
-    .map_err(|e| RouterError::api(format!("ingress {name}.{} apply failed", t.c.namespace), &e))?;
-    Ok(())
+    super::nginx::apply(api, t, &desired).await
 }

@@ -9,7 +9,7 @@ use kube::api::DynamicObject;
 
 use super::contour::no_valid_weights;
 use super::{
-    Contested, Router, RouterError, Target, dynamic_api, ensure, get_json, get_weights_object,
+    Contested, Router, RouterError, Target, dynamic_api, get_weights_object, write_weighted,
 };
 
 /// The router of `traefik`.
@@ -23,15 +23,7 @@ impl Router for Traefik {
         _cookies: &StickyCookies,
         contested: &mut Vec<Contested>,
     ) -> Result<(), RouterError> {
-        let version = api_version(t).await;
-        let api = services(t, version);
-        let existing = get_json(&api, &t.c.apex).await?;
-        let routes = existing
-            .as_ref()
-            .and_then(|s| traefik::read_routes(t.c, s).ok())
-            .unwrap_or(Routes::PRIMARY);
-        let desired = traefik::traefik_service(t.c, routes, version);
-        ensure(&api, t, desired, existing.as_ref(), contested).await
+        write(t, None, contested).await
     }
 
     /// Reads the weights from the TraefikService.
@@ -49,12 +41,27 @@ impl Router for Traefik {
         _cookies: &StickyCookies,
     ) -> Result<(), RouterError> {
         no_valid_weights(t, "TraefikService", routes)?;
-        let version = api_version(t).await;
-        let api = services(t, version);
-        let existing = get_json(&api, &t.c.apex).await?;
-        let desired = traefik::traefik_service(t.c, routes, version);
-        ensure(&api, t, desired, existing.as_ref(), &mut Vec::new()).await
+        write(t, Some(routes), &mut Vec::new()).await
     }
+}
+
+/// Writes the TraefikService with `routes`, or keeping its weights.
+async fn write(
+    t: &Target<'_>,
+    routes: Option<Routes>,
+    contested: &mut Vec<Contested>,
+) -> Result<(), RouterError> {
+    let version = api_version(t).await;
+    write_weighted(
+        &services(t, version),
+        t,
+        &t.c.apex,
+        routes,
+        |s| traefik::read_routes(t.c, s),
+        |r| Ok(traefik::traefik_service(t.c, r, version)),
+        contested,
+    )
+    .await
 }
 
 /// `traefik.io/v1alpha1`, unless the cluster serves TraefikServices only in the legacy group.
