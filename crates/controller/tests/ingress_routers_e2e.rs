@@ -101,8 +101,15 @@ async fn promoted_then_rolled_back(
     .await;
     assert!(canary_requests > 0.0);
     // The checks of the next revision read the gateway's series; two failures roll it back.
-    env.apply(&yaml.replace("threshold: 5", "threshold: 2"))
-        .await;
+    // The canary's series are the same as during the promotion just done (a gateway files
+    // them by Service or route, not by pod): a 5 s window leaves the promoted revision's
+    // healthy requests out of the first checks.
+    env.apply(
+        &yaml
+            .replace("threshold: 5", "threshold: 2")
+            .replace("interval: 15s", "interval: 5s"),
+    )
+    .await;
     faulty_rollout_is_rolled_back(env, object, INGRESS_URL, ("6.0.2", "6.0.1"), 10..=20).await;
     let failed = prom_value(
         env,
