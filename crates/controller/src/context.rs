@@ -98,6 +98,8 @@ pub struct Context {
     pub fights: Mutex<HashMap<ObjectRef<Canary>, FightLog>>,
     /// Alerts on their way out, in order.
     pub outbox: crate::alerts::Outbox,
+    /// Consecutive failed reconciles per canary (the retry backoff).
+    pub failures: Mutex<HashMap<ObjectRef<Canary>, u32>>,
 }
 
 /// A status write the reflector may not have seen yet.
@@ -175,6 +177,32 @@ impl Context {
         }
     }
 
+    /// Counts a failed reconcile of the canary; returns how many failed in a row.
+    pub fn failed(&self, canary: &ObjectRef<Canary>) -> u32 {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = f.entry(canary.clone()).or_default();
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    /// A reconcile of the canary succeeded: its backoff starts over.
+    pub fn succeeded(&self, canary: &ObjectRef<Canary>) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(canary);
+        }
+    }
+
+    /// What alert delivery needs.
+    pub fn alerting(&self) -> crate::alerts::Alerting<'_> {
+        crate::alerts::Alerting {
+            client: &self.client,
+            caches: &self.caches,
+            notifier: self.settings.notifier.as_ref(),
+            cluster_name: self.settings.cluster_name.as_deref(),
+            outbox: &self.outbox,
+        }
+    }
+
     /// Forgets a deleted canary.
     pub fn forget(&self, canary: &ObjectRef<Canary>) {
         if let Ok(mut s) = self.schedule.lock() {
@@ -186,6 +214,7 @@ impl Context {
         if let Ok(mut f) = self.fights.lock() {
             f.remove(canary);
         }
+        self.succeeded(canary);
         self.configs.set(canary.clone(), []);
     }
 

@@ -24,8 +24,9 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use crate::canary::finalize::{bring_back_target, hand_back, target_selector};
+use crate::canary::finalize::{hand_back, target_selector};
 use crate::canary::objects::owned_by;
+use crate::canary::workloads::bring_back_target;
 
 /// Field manager of the uninstall's writes.
 pub const MANAGER: &str = "flagger-uninstall";
@@ -121,9 +122,13 @@ async fn hand_over(
         .context("suspending the Canary")?;
     say("suspended".into());
 
-    bring_back_target(client, &c)
-        .await
-        .map_err(|e| anyhow!(e))?;
+    if !bring_back_target(client, &c, MANAGER).await? {
+        bail!(
+            "{} {} not found: there is no target to hand traffic back to",
+            c.target.kind.kind(),
+            c.target.name
+        );
+    }
     if c.autoscaler
         .as_ref()
         .is_some_and(|a| a.kind == AutoscalerKind::ScaledObject)
@@ -162,8 +167,12 @@ async fn hand_over(
                         .join(",")
                 })
                 .unwrap_or_default();
+            let params = PostParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            };
             services
-                .replace(&c.apex, &PostParams::default(), &restored)
+                .replace(&c.apex, &params, &restored)
                 .await
                 .context("handing the apex Service back")?;
             say(format!(

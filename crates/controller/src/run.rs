@@ -159,6 +159,7 @@ pub async fn serve(
         written: Default::default(),
         fights: Default::default(),
         outbox,
+        failures: Default::default(),
     });
 
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", args.port))

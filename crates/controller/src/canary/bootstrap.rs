@@ -4,35 +4,78 @@
 
 use std::collections::BTreeMap;
 
-use flagger_api::Canary;
 use flagger_api::labels::{ORIGINAL_SERVICE, TOOLKIT_MARKER};
+use flagger_api::{Canary, CanaryStatus};
 use flagger_core::keda::MetadataRule;
 use flagger_core::model::{AutoscalerKind, ValidatedCanary};
 use flagger_core::services::{self, ServiceRole};
-use flagger_core::workload::{self, PrimaryInputs};
 use flagger_core::{conflict, converge};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::Service;
+use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
+use super::conflicts;
+use super::dereference::Dereferenced;
 use super::keda;
-use super::objects::{apply, apply_json, owned_by, owner_ref};
-use super::observe::{Config, Observed, Target};
+use super::objects::{WriteError, apply_json, owned_by, owner_ref};
+use super::observe::{Observed, Target};
+use super::workloads;
 use crate::FIELD_MANAGER;
 use crate::cache;
-use crate::context::{Context, Settings};
+use crate::context::Context;
+use crate::error::{step_error, step_error_from};
+
+step_error!(
+    /// Step 3 failed: a generated object could not be read or written.
+    BootstrapError
+);
+step_error_from!(WriteError => BootstrapError);
+
+/// Step 3: the generated objects exist and are as the canary wants them (reads come from the
+/// caches; an unchanged object is not written), so another writer's change is seen and answered
+/// at once rather than at the next tick; fights found on the way are reported. A suspended
+/// canary is left as it is.
+pub async fn run(
+    ctx: &Context,
+    canary: &Canary,
+    deref: &Dereferenced,
+    observed: &Observed,
+    status: &CanaryStatus,
+    primary_ready: bool,
+) -> Result<(), BootstrapError> {
+    let c = &deref.canary;
+    if c.suspend {
+        return Ok(());
+    }
+    for report in ensure_objects(ctx, canary, c, observed, primary_ready).await? {
+        conflicts::report(ctx, canary, c, observed, &report).await;
+    }
+    let contested = std::sync::Mutex::new(Vec::new());
+    let target = crate::router::Target {
+        client: &ctx.client,
+        canary,
+        c,
+        cookies: crate::router::cookies_of(Some(status)),
+        ingress_prefix: &ctx.settings.ingress_prefix,
+        contested: Some(&contested),
+    };
+    let reconciled = deref.router.reconcile(&target).await;
+    for found in contested.into_inner().unwrap_or_default() {
+        let report = conflicts::routing_object(ctx, canary, found);
+        conflicts::report(ctx, canary, c, observed, &report).await;
+    }
+    reconciled.map_err(BootstrapError::provider)
+}
 
 /// Creates the primary configs and workload when missing, and reconciles the Services.
-pub async fn bootstrap(
+async fn ensure_objects(
     ctx: &Context,
     canary: &Canary,
     c: &ValidatedCanary,
     observed: &Observed,
     primary_ready: bool,
-) -> Result<Vec<ConflictReport>, String> {
+) -> Result<Vec<ConflictReport>, BootstrapError> {
     let (client, caches, settings) = (&ctx.client, &ctx.caches, &ctx.settings);
     let ns = &c.namespace;
     let primary_name = c.primary_workload();
@@ -50,12 +93,14 @@ pub async fn bootstrap(
                 .map(|o| o.map(|d| d.metadata.managed_fields.clone().unwrap_or_default())),
         ),
     };
-    let managed = managed.map_err(|e| format!("{primary_name}.{ns} get query error: {e}"))?;
+    let managed = managed
+        .map_err(|e| BootstrapError::api(format!("{primary_name}.{ns} get query error"), &e))?;
     let mut conflicts = Vec::new();
     match managed {
         None => {
-            write_primary_configs(client, settings, canary, observed).await?;
-            write_primary(client, settings, canary, observed, None).await?;
+            workloads::write_primary_configs(client, settings, canary, observed).await?;
+            let flagger_id = uuid::Uuid::new_v4().to_string();
+            workloads::write_primary(client, settings, canary, observed, None, &flagger_id).await?;
         }
         Some(managed) => {
             conflicts.extend(foreign_writes(ctx, canary, kind, &primary_name, &managed))
@@ -81,10 +126,13 @@ pub async fn bootstrap(
         let hpa = cache::get(&caches.hpas, client, ns, &primary_hpa)
             .await
             .map_err(|e| {
-                format!("HorizontalPodAutoscaler {primary_hpa}.{ns} get query error: {e}")
+                BootstrapError::api(
+                    format!("HorizontalPodAutoscaler {primary_hpa}.{ns} get query error"),
+                    &e,
+                )
             })?;
         match hpa {
-            None => write_primary_hpa(client, canary, c).await?,
+            None => workloads::write_primary_hpa(client, canary, c).await?,
             Some(hpa) => conflicts.extend(foreign_writes(
                 ctx,
                 canary,
@@ -97,127 +145,6 @@ pub async fn bootstrap(
     Ok(conflicts)
 }
 
-fn without_toolkit(map: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    map.iter()
-        .filter(|(k, _)| !k.contains(TOOLKIT_MARKER))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
-}
-
-/// Writes `<config>-primary` copies of the tracked configs (at creation and on promotion).
-pub async fn write_primary_configs(
-    client: &Client,
-    settings: &Settings,
-    canary: &Canary,
-    observed: &Observed,
-) -> Result<(), String> {
-    let ns = canary.namespace().unwrap_or_default();
-    for config in &observed.configs {
-        let name = format!("{}-primary", config.name());
-        let labels = |l: &BTreeMap<String, String>| -> BTreeMap<String, String> {
-            l.iter()
-                .filter(|(k, _)| settings.labels.includes(k))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        };
-        let meta = |source: &ObjectMeta| ObjectMeta {
-            name: Some(name.clone()),
-            namespace: Some(ns.clone()),
-            labels: Some(labels(source.labels.as_ref().unwrap_or(&BTreeMap::new()))),
-            owner_references: owner_ref(canary).map(|o| vec![o]),
-            ..Default::default()
-        };
-        let result = match config {
-            Config::ConfigMap(cm) => {
-                let copy = ConfigMap {
-                    metadata: meta(&cm.metadata),
-                    data: cm.data.clone(),
-                    binary_data: cm.binary_data.clone(),
-                    immutable: None,
-                };
-                apply(client, &ns, &name, &copy).await.map(|_| ())
-            }
-            Config::Secret(s) => {
-                let copy = Secret {
-                    metadata: meta(&s.metadata),
-                    data: s.data.clone(),
-                    type_: s.type_.clone(),
-                    immutable: None,
-                    string_data: None,
-                };
-                apply(client, &ns, &name, &copy).await.map(|_| ())
-            }
-        };
-        result.map_err(|e| format!("creating {} {name}.{ns} failed: {e}", config.kind().key()))?;
-    }
-    Ok(())
-}
-
-/// Writes the primary workload: the initial copy when `current` is `None`, the promoted one
-/// otherwise.
-pub async fn write_primary(
-    client: &Client,
-    settings: &Settings,
-    canary: &Canary,
-    observed: &Observed,
-    current: Option<&Target>,
-) -> Result<(), String> {
-    let ns = canary.namespace().unwrap_or_default();
-    let tracked = observed.tracked();
-    let flagger_id = uuid::Uuid::new_v4().to_string();
-    let inputs = PrimaryInputs {
-        policy: &settings.labels,
-        selector: (&observed.selector.0, &observed.selector.1),
-        tracked: &tracked,
-        flagger_id: &flagger_id,
-    };
-    let has_autoscaler = canary.spec.autoscaler_ref.is_some();
-    let result = match (&observed.target, current) {
-        (Target::Deployment(t), current) => {
-            let mut d = match current {
-                Some(Target::Deployment(p)) => {
-                    workload::promote_deployment(t, p, &inputs, has_autoscaler)
-                }
-                _ => workload::primary_deployment(t, &inputs),
-            };
-            d.metadata.owner_references = owner_ref(canary).map(|o| vec![o]);
-            d.metadata.resource_version = None;
-            d.metadata.managed_fields = None;
-            d.metadata.uid = None;
-            d.metadata.creation_timestamp = None;
-            d.metadata.generation = None;
-            if current.is_some() && has_autoscaler {
-                // The primary autoscaler owns the replica count.
-                if let Some(spec) = d.spec.as_mut() {
-                    spec.replicas = None;
-                }
-            }
-            let name = d.metadata.name.clone().unwrap_or_default();
-            apply(client, &ns, &name, &d).await.map(|_| ())
-        }
-        (Target::DaemonSet(t), current) => {
-            let mut d = match current {
-                Some(Target::DaemonSet(p)) => workload::promote_daemonset(t, p, &inputs),
-                _ => workload::primary_daemonset(t, &inputs),
-            };
-            d.metadata.owner_references = owner_ref(canary).map(|o| vec![o]);
-            d.metadata.resource_version = None;
-            d.metadata.managed_fields = None;
-            d.metadata.uid = None;
-            d.metadata.creation_timestamp = None;
-            d.metadata.generation = None;
-            let name = d.metadata.name.clone().unwrap_or_default();
-            apply(client, &ns, &name, &d).await.map(|_| ())
-        }
-    };
-    result.map_err(|e| {
-        format!(
-            "writing primary {}-primary.{ns} failed: {e}",
-            canary.spec.target_ref.name
-        )
-    })
-}
-
 /// Reconciles one of the three Services. Services this canary created (or will create) are
 /// applied whole; a Service someone else made (typically a pre-existing apex) only gets its
 /// selector and ports taken over, plus the annotations that keep Flux and Helm off it.
@@ -228,13 +155,13 @@ async fn reconcile_service(
     observed: &Observed,
     role: ServiceRole,
     primary_ready: bool,
-) -> Result<Option<ConflictReport>, String> {
+) -> Result<Option<ConflictReport>, BootstrapError> {
     let (client, caches) = (&ctx.client, &ctx.caches);
     let ns = &c.namespace;
     let name = role.name(c);
     let existing = cache::get(&caches.services, client, ns, &name)
         .await
-        .map_err(|e| format!("service {name}.{ns} get query error: {e}"))?;
+        .map_err(|e| BootstrapError::api(format!("service {name}.{ns} get query error"), &e))?;
     let extra = services::discovered_ports(c, &observed.target.pod_spec());
     let mut desired = services::desired_service(
         c,
@@ -305,7 +232,8 @@ async fn reconcile_service(
                     .as_ref()
                     .and_then(|s| s.traffic_distribution.clone());
             }
-            serde_json::to_value(&desired).map_err(|e| e.to_string())?
+            serde_json::to_value(&desired)
+                .map_err(|e| BootstrapError::invalid(format!("service {name}.{ns}: {e}")))?
         }
     };
     let mut report = None;
@@ -318,7 +246,8 @@ async fn reconcile_service(
     if let Some(live) = &existing {
         let key = ObjectRef::from_obj(canary);
         let object = format!("Service/{name}");
-        let live_json = serde_json::to_value(&**live).map_err(|e| e.to_string())?;
+        let live_json = serde_json::to_value(&**live)
+            .map_err(|e| BootstrapError::invalid(format!("service {name}.{ns}: {e}")))?;
         if converge::holds(&live_json, &document) {
             // Reversions age out of their window on their own; a yield lasts until the object
             // is deleted (below) or the controller restarts.
@@ -391,7 +320,7 @@ async fn reconcile_service(
     apply_json::<Service>(client, ns, &name, &document)
         .await
         .map(|_| report)
-        .map_err(|e| format!("reconciling service {name}.{ns} failed: {e}"))
+        .map_err(|e| BootstrapError::api(format!("reconciling service {name}.{ns} failed"), &e))
 }
 
 /// New writes by other managers to the spec of an object the controller generated and writes
@@ -446,50 +375,4 @@ pub struct ConflictReport {
     pub verdict: conflict::Verdict,
     /// The object, as the other writer left it, routes to the target's pods.
     pub selects_target: bool,
-}
-
-/// Creates or updates the primary HPA from the target's.
-pub async fn write_primary_hpa(
-    client: &Client,
-    canary: &Canary,
-    c: &ValidatedCanary,
-) -> Result<(), String> {
-    let Some(a) = &c.autoscaler else {
-        return Ok(());
-    };
-    let ns = &c.namespace;
-    let api = Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), ns);
-    let target = api.get(&a.name).await.map_err(|e| {
-        format!(
-            "HorizontalPodAutoscaler {}.{ns} get query error: {e}",
-            a.name
-        )
-    })?;
-    let spec = target.spec.clone().unwrap_or_default();
-    let mut scale_ref = spec.scale_target_ref.clone();
-    scale_ref.name = c.primary_workload();
-    let name = format!("{}-primary", a.name);
-    let hpa = HorizontalPodAutoscaler {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            namespace: Some(ns.clone()),
-            labels: Some(without_toolkit(target.labels())),
-            owner_references: owner_ref(canary).map(|o| vec![o]),
-            ..Default::default()
-        },
-        spec: Some(
-            k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscalerSpec {
-                scale_target_ref: scale_ref,
-                min_replicas: a.primary_min_replicas.or(spec.min_replicas),
-                max_replicas: a.primary_max_replicas.unwrap_or(spec.max_replicas),
-                metrics: spec.metrics.clone(),
-                behavior: spec.behavior.clone(),
-            },
-        ),
-        status: None,
-    };
-    apply(client, ns, &name, &hpa)
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("writing HorizontalPodAutoscaler {name}.{ns} failed: {e}"))
 }

@@ -105,20 +105,10 @@ pub async fn report(
     if matches!(r.verdict, Verdict::Yield { .. })
         && r.apex
         && r.selects_target
-        && let Err(e) = super::apply::keep_target_serving(ctx, c, observed).await
+        && let Err(e) = super::workloads::scale_up(&ctx.client, &ctx.caches, c, observed).await
     {
         ctx.recorder
-            .record(
-                canary,
-                EventType::Warning,
-                &format!(
-                    "scaling up {} {}.{} failed: {e}",
-                    c.target.kind.kind().to_lowercase(),
-                    c.target.name,
-                    c.namespace
-                ),
-                ctx.now(),
-            )
+            .record(canary, EventType::Warning, &e.to_string(), ctx.now())
             .await;
     }
 }

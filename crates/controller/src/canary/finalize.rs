@@ -3,34 +3,80 @@
 
 use std::time::Duration;
 
-use flagger_api::labels::{FINALIZER, LAST_APPLIED, ORIGINAL_SERVICE, SCALE_TO_ZERO_NODE_SELECTOR};
+use flagger_api::labels::{FINALIZER, LAST_APPLIED, ORIGINAL_SERVICE};
 use flagger_api::{Canary, CanaryPhase};
 use flagger_core::effects::{EventType, Readiness};
-use flagger_core::model::{AutoscalerKind, TargetKind, ValidatedCanary};
+use flagger_core::model::TargetKind;
 use flagger_core::readiness::{self, Role};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::dereference::dereference;
-use super::objects::owned_by;
-use super::write_status;
+use super::objects::{WriteError, merge_params, owned_by};
+use super::status::{self, StatusError};
+use super::workloads::bring_back_target;
 use crate::FIELD_MANAGER;
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::{step_error, step_error_from};
+
+step_error!(
+    /// Finalization failed: traffic could not be handed back yet.
+    FinalizeError
+);
+step_error_from!(WriteError => FinalizeError);
+step_error_from!(StatusError => FinalizeError);
+
+impl From<super::dereference::DereferenceError> for FinalizeError {
+    fn from(e: super::dereference::DereferenceError) -> Self {
+        FinalizeError::new(e.category, e.message)
+    }
+}
+
+/// Adds the finalizer when deletion must hand traffic back (`revertOnDeletion`, or
+/// `-safe-deletion`), removes it otherwise. `Some`: it was changed; go on with the object the
+/// patch produced (its watch event triggers the canary again), a status computed from this
+/// older copy would be taken for stale.
+pub async fn ensure_finalizer(
+    ctx: &Context,
+    canary: &Canary,
+) -> Result<Option<Action>, FinalizeError> {
+    let wanted = canary.spec.revert_on_deletion.unwrap_or(false) || ctx.settings.safe_deletion;
+    let has = canary.finalizers().iter().any(|f| f == FINALIZER);
+    if wanted == has {
+        return Ok(None);
+    }
+    let ns = canary.namespace().unwrap_or_default();
+    let name = canary.name_any();
+    let mut finalizers: Vec<String> = canary.finalizers().to_vec();
+    finalizers.retain(|f| f != FINALIZER);
+    if wanted {
+        finalizers.push(FINALIZER.into());
+    } else {
+        tracing::info!(canary = %format!("{name}.{ns}"), "opting out, deleting finalizers");
+    }
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": canary.resource_version()}});
+    Api::<Canary>::namespaced(ctx.client.clone(), &ns)
+        .patch(&name, &merge_params(FIELD_MANAGER), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| {
+            FinalizeError::api(format!("setting the finalizer of {name}.{ns} failed"), &e)
+        })?;
+    Ok(Some(Action::requeue(Duration::from_millis(200))))
+}
 
 /// Runs one step of finalization; requeues until the target is ready again.
-pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
+pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action, FinalizeError> {
     let ns = canary.namespace().unwrap_or_default();
     let name = canary.name_any();
     let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);
     let mut status = canary.status.clone().unwrap_or_default();
     if status.phase != CanaryPhase::Terminating {
         status.phase = CanaryPhase::Terminating;
-        write_status(&api, canary, &status).await?;
+        status::write(ctx, canary, &status).await?;
         ctx.recorder
             .record(
                 canary,
@@ -40,15 +86,26 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
             )
             .await;
     }
-    let deref = dereference(canary, &ctx.settings).map_err(|p| Error::Object(p.join("; ")))?;
+    let deref = dereference(canary, &ctx.settings)?;
     let c = &deref.canary;
     let client = ctx.client.clone();
-    bring_back_target(&client, c).await.map_err(Error::Object)?;
+    bring_back_target(&client, c, FIELD_MANAGER).await?;
+    let read_failed = |e: kube::Error| {
+        FinalizeError::api(
+            format!(
+                "{} {}.{ns} get query error",
+                c.target.kind.kind().to_lowercase(),
+                c.target.name
+            ),
+            &e,
+        )
+    };
     let ready = match c.target.kind {
         TargetKind::Deployment => {
             let target = Api::<Deployment>::namespaced(client.clone(), &ns)
                 .get(&c.target.name)
-                .await?;
+                .await
+                .map_err(read_failed)?;
             readiness::deployment(
                 &target,
                 Role::Canary,
@@ -62,7 +119,8 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
         TargetKind::DaemonSet => {
             let target = Api::<DaemonSet>::namespaced(client.clone(), &ns)
                 .get(&c.target.name)
-                .await?;
+                .await
+                .map_err(read_failed)?;
             readiness::daemonset(
                 &target,
                 Role::Canary,
@@ -86,13 +144,22 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
     // generated is re-pointed at the target and released from the Canary, so garbage
     // collection does not delete a Service that clients use (Flagger leaves it to GC).
     let services = Api::<Service>::namespaced(client.clone(), &ns);
-    if let Some(apex) = services.get_opt(&c.apex).await? {
+    let apex = services
+        .get_opt(&c.apex)
+        .await
+        .map_err(|e| FinalizeError::api(format!("service {}.{ns} get query error", c.apex), &e))?;
+    if let Some(apex) = apex {
         let generated = owned_by(apex.metadata.owner_references.as_ref(), canary);
-        let target = target_selector(&ctx.client, &ctx.settings.labels, c, &ns).await?;
+        let target = target_selector(&ctx.client, &ctx.settings.labels, c, &ns)
+            .await
+            .map_err(read_failed)?;
         let restored = hand_back(&apex, generated, target);
         services
             .replace(&c.apex, &PostParams::default(), &restored)
-            .await?;
+            .await
+            .map_err(|e| {
+                FinalizeError::api(format!("handing Service {}.{ns} back failed", c.apex), &e)
+            })?;
         let message = if generated {
             format!(
                 "Service {}.{ns} kept and pointed at {}.{ns}",
@@ -125,7 +192,7 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
                 .record(canary, EventType::Warning, &warning, ctx.now())
                 .await;
         }
-        Err(e) => return Err(Error::Object(e)),
+        Err(e) => return Err(FinalizeError::provider(e)),
     }
 
     // Release the finalizer.
@@ -137,10 +204,11 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
         .collect();
     api.patch(
         &name,
-        &PatchParams::default(),
+        &merge_params(FIELD_MANAGER),
         &Patch::Merge(json!({"metadata": {"finalizers": finalizers, "resourceVersion": canary.resource_version()}})),
     )
-    .await?;
+    .await
+    .map_err(|e| FinalizeError::api(format!("releasing the finalizer of {name}.{ns} failed"), &e))?;
     ctx.recorder
         .record(
             canary,
@@ -150,59 +218,6 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
         )
         .await;
     Ok(Action::await_change())
-}
-
-/// Brings the target back from zero, for good (deletion, uninstall): its KEDA ScaledObject
-/// resumed; a Deployment scaled to the primary's replicas (at least its own, at least 1); a
-/// DaemonSet's scale-to-zero node selector removed.
-pub async fn bring_back_target(
-    client: &kube::Client,
-    c: &ValidatedCanary,
-) -> std::result::Result<(), String> {
-    let ns = &c.namespace;
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    };
-    if c.autoscaler
-        .as_ref()
-        .is_some_and(|a| a.kind == AutoscalerKind::ScaledObject)
-    {
-        super::keda::set_paused(client, c, false).await?;
-    }
-    let failed = |e: kube::Error| {
-        format!(
-            "scaling up {} {}.{ns} failed: {e}",
-            c.target.kind.kind().to_lowercase(),
-            c.target.name
-        )
-    };
-    match c.target.kind {
-        TargetKind::Deployment => {
-            let api = Api::<Deployment>::namespaced(client.clone(), ns);
-            let replicas_of =
-                |d: Option<Deployment>| d.and_then(|d| d.spec).and_then(|s| s.replicas);
-            let primary = replicas_of(api.get_opt(&c.primary_workload()).await.map_err(failed)?);
-            let current = replicas_of(api.get_opt(&c.target.name).await.map_err(failed)?);
-            let replicas = primary.unwrap_or(1).max(current.unwrap_or(0)).max(1);
-            api.patch(
-                &c.target.name,
-                &params,
-                &Patch::Merge(json!({"spec": {"replicas": replicas}})),
-            )
-            .await
-            .map_err(failed)?;
-        }
-        TargetKind::DaemonSet => {
-            let patch = json!({"spec": {"template": {"spec": {"nodeSelector": {SCALE_TO_ZERO_NODE_SELECTOR: null}}}}});
-            Api::<DaemonSet>::namespaced(client.clone(), ns)
-                .patch(&c.target.name, &params, &Patch::Merge(patch))
-                .await
-                .map_err(failed)?;
-        }
-        other => return Err(format!("{} targets have nothing to scale", other.kind())),
-    }
-    Ok(())
 }
 
 /// The apex Service as it is handed back: a Service someone else made gets the selector and
@@ -252,7 +267,7 @@ pub async fn target_selector(
     labels: &flagger_core::workload::LabelPolicy,
     c: &flagger_core::model::ValidatedCanary,
     ns: &str,
-) -> Result<serde_json::Value> {
+) -> Result<serde_json::Value, kube::Error> {
     let client = client.clone();
     let match_labels = match c.target.kind {
         TargetKind::Deployment => Api::<Deployment>::namespaced(client, ns)

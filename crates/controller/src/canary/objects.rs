@@ -1,5 +1,5 @@
 //! Writing generated objects: server-side apply under the controller's field manager, with a
-//! controller owner reference to the Canary.
+//! controller owner reference to the Canary; the error of a failed write.
 
 use flagger_api::Canary;
 use k8s_openapi::NamespaceResourceScope;
@@ -10,6 +10,20 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::FIELD_MANAGER;
+use crate::error::step_error;
+
+step_error!(
+    /// A write of a generated object or of the target's scale failed.
+    WriteError
+);
+
+/// Merge patches under a field manager.
+pub fn merge_params(manager: &str) -> PatchParams {
+    PatchParams {
+        field_manager: Some(manager.into()),
+        ..Default::default()
+    }
+}
 
 /// The owner reference Flagger puts on generated objects.
 pub fn owner_ref(canary: &Canary) -> Option<OwnerReference> {

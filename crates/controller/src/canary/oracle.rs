@@ -1,8 +1,8 @@
-//! Step 4's helper: answers what the decision core asks (readiness, routes, hook calls, metric
-//! queries) by asking the cluster, the hooks and Prometheus.
+//! Step 4: runs the decision core, answering what it asks (readiness, routes, hook calls,
+//! metric queries) by asking the cluster, the hooks and Prometheus.
 
 use flagger_api::{Canary, CanaryStatus};
-use flagger_core::effects::{MetricOutcome, Need, Observations, Readiness};
+use flagger_core::effects::{Decision, MetricOutcome, Need, Observations, Readiness, Step};
 use flagger_core::hash;
 use flagger_core::model::{BuiltinMetric, MetricSource, ValidatedCanary};
 use flagger_core::readiness::{self, Role};
@@ -10,12 +10,60 @@ use flagger_core::readiness::{self, Role};
 use super::observe::{Observed, Target};
 use crate::cache;
 use crate::context::Context;
+use crate::error::step_error;
 use crate::gotemplate::{self, Model};
 use crate::metrics::MetricLabels;
 use crate::prometheus;
 use crate::router::Router;
 use crate::templates;
 use crate::webhook::{self, Payload};
+
+step_error!(
+    /// Step 4 failed: the decision could not be reached.
+    DecideError
+);
+
+/// Step 4: calls [`flagger_core::decide`] until it decides, answering each need it states.
+pub async fn decide(
+    oracle: &Oracle<'_>,
+    mut obs: Observations,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Result<Decision, DecideError> {
+    let mut answered: Vec<Need> = Vec::new();
+    loop {
+        match flagger_core::decide(oracle.c, oracle.status, &obs, now) {
+            Step::Done(d) => return Ok(d),
+            // Each answer is recorded in the observations, so a need stated twice means the
+            // answer did not reach the core: stop rather than loop.
+            Step::Need(need) if answered.contains(&need) => {
+                return Err(DecideError::transient(format!(
+                    "the decision for {}.{} asked twice for {}",
+                    oracle.c.name,
+                    oracle.c.namespace,
+                    describe(&need)
+                )));
+            }
+            Step::Need(need) => {
+                oracle.answer(&need, &mut obs).await;
+                answered.push(need);
+            }
+        }
+    }
+}
+
+/// A need in words.
+fn describe(need: &Need) -> String {
+    match need {
+        Need::PrimaryReadiness => "the primary's readiness".into(),
+        Need::CanaryReadiness => "the canary's readiness".into(),
+        Need::Routes => "the routes".into(),
+        Need::MetricProviders => "the metric providers' availability".into(),
+        Need::Hook {
+            hook_type, index, ..
+        } => format!("{} hook {index}", hook_type.as_str()),
+        Need::Metric { index } => format!("metric {index}"),
+    }
+}
 
 /// What the oracle works with for one tick.
 pub struct Oracle<'a> {

@@ -1,39 +1,38 @@
 //! Step 5: carry out the decision's effects, in order.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use flagger_api::CanaryPhase;
-use flagger_api::labels::SCALE_TO_ZERO_NODE_SELECTOR;
 use flagger_core::effects::{Decision, Effect, Event, EventType, RunOutcome};
 use flagger_core::keda::MetadataRule;
 use flagger_core::model::{AutoscalerKind, HookType, Severity, ValidatedCanary, Webhook};
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use kube::api::{Patch, PatchParams};
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 
-use crate::cache;
-use serde_json::json;
-
-use super::bootstrap;
 use super::keda;
-use super::observe::{Observed, Target};
+use super::objects::WriteError;
 use super::oracle::Oracle;
+use super::workloads;
 use crate::FIELD_MANAGER;
-use crate::context::Context;
+use crate::error::{step_error, step_error_from};
 use crate::metrics::RunLabels;
 use crate::webhook;
 
+step_error!(
+    /// Step 5 failed: an effect of the decision could not be carried out.
+    ExecuteError
+);
+step_error_from!(WriteError => ExecuteError);
+
 /// Carries out every effect of a decision. Failures become Warning events; the next tick
 /// retries whatever is still needed.
-pub async fn apply(oracle: &Oracle<'_>, decision: &Decision) {
+pub async fn run(oracle: &Oracle<'_>, decision: &Decision) {
     for effect in &decision.effects {
-        if let Err(message) = apply_one(oracle, effect).await {
+        if let Err(e) = apply_one(oracle, effect).await {
             record(
                 oracle,
                 &Event {
                     event_type: EventType::Warning,
-                    message,
+                    message: e.to_string(),
                     phase: oracle.status.phase,
                 },
             )
@@ -42,7 +41,7 @@ pub async fn apply(oracle: &Oracle<'_>, decision: &Decision) {
     }
 }
 
-async fn apply_one(o: &Oracle<'_>, effect: &Effect) -> Result<(), String> {
+async fn apply_one(o: &Oracle<'_>, effect: &Effect) -> Result<(), ExecuteError> {
     let c = o.c;
     let ctx = o.ctx;
     let ns = &c.namespace;
@@ -62,7 +61,10 @@ async fn apply_one(o: &Oracle<'_>, effect: &Effect) -> Result<(), String> {
                     crate::router::random_letters,
                 );
             }
-            o.router.set_routes(&target, *routes).await?;
+            o.router
+                .set_routes(&target, *routes)
+                .await
+                .map_err(ExecuteError::provider)?;
             if sticky.is_some()
                 && let Ok(mut written) = o.cookies.lock()
             {
@@ -74,36 +76,25 @@ async fn apply_one(o: &Oracle<'_>, effect: &Effect) -> Result<(), String> {
         }
         // The apex Service was left to another writer and routes to the target: keep it up.
         Effect::ScaleTargetToZero if super::conflicts::apex_yielded(ctx, o.canary, c) => {
-            keep_target_serving(ctx, c, o.observed).await.map_err(|e| {
-                format!(
-                    "scaling up {} {}.{ns} failed: {e}",
-                    c.target.kind.kind().to_lowercase(),
-                    c.target.name
-                )
-            })
+            Ok(workloads::scale_up(&ctx.client, &ctx.caches, c, o.observed).await?)
         }
-        Effect::ScaleTargetToZero => scale_to_zero(o).await.map_err(|e| {
-            format!(
-                "scaling down canary {} {}.{ns} failed: {e}",
-                c.target.kind.kind(),
-                c.target.name
-            )
-        }),
-        Effect::ScaleTargetUp => scale_up(o).await.map_err(|e| {
-            format!(
-                "scaling up {} {}.{ns} failed: {e}",
-                c.target.kind.kind().to_lowercase(),
-                c.target.name
-            )
-        }),
+        Effect::ScaleTargetToZero => Ok(workloads::scale_to_zero(&ctx.client, c).await?),
+        Effect::ScaleTargetUp => {
+            Ok(workloads::scale_up(&ctx.client, &ctx.caches, c, o.observed).await?)
+        }
         // HPAs need no pausing: a Deployment at zero replicas is not scaled by its HPA. A
         // ScaledObject would scale it back up, so KEDA's pause annotation holds it at zero.
         Effect::PauseTargetScaler | Effect::ResumeTargetScaler => {
             if is_keda(c) {
-                keda::set_paused(&ctx.client, c, *effect == Effect::PauseTargetScaler).await
-            } else {
-                Ok(())
+                keda::set_paused(
+                    &ctx.client,
+                    c,
+                    *effect == Effect::PauseTargetScaler,
+                    FIELD_MANAGER,
+                )
+                .await?;
             }
+            Ok(())
         }
         Effect::ReconcilePrimaryScaler => {
             if is_keda(c) {
@@ -114,12 +105,13 @@ async fn apply_one(o: &Oracle<'_>, effect: &Effect) -> Result<(), String> {
                     c,
                     MetadataRule::Update,
                 )
-                .await
+                .await?;
             } else {
-                bootstrap::write_primary_hpa(&ctx.client, o.canary, c).await
+                workloads::write_primary_hpa(&ctx.client, o.canary, c).await?;
             }
+            Ok(())
         }
-        Effect::Promote => promote(o).await,
+        Effect::Promote => Ok(promote(o).await?),
         Effect::RunPostRolloutHooks { phase } => {
             post_rollout(o, *phase).await;
             Ok(())
@@ -138,7 +130,7 @@ async fn apply_one(o: &Oracle<'_>, effect: &Effect) -> Result<(), String> {
                     tracing::info!(canary = %format!("{}.{ns}", c.name), severity = level, "alert: {}", alert.message)
                 }
             }
-            crate::alerts::send(ctx, c, alert).await;
+            crate::alerts::send(&ctx.alerting(), c, alert).await;
             Ok(())
         }
         Effect::CountRun(outcome) => {
@@ -168,139 +160,19 @@ fn is_keda(c: &ValidatedCanary) -> bool {
         .is_some_and(|a| a.kind == AutoscalerKind::ScaledObject)
 }
 
-fn merge() -> PatchParams {
-    PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    }
-}
-
-async fn scale_to_zero(o: &Oracle<'_>) -> Result<(), kube::Error> {
-    let c = o.c;
-    let client = o.ctx.client.clone();
-    match &o.observed.target {
-        Target::Deployment(_) => {
-            Api::<Deployment>::namespaced(client, &c.namespace)
-                .patch(
-                    &c.target.name,
-                    &merge(),
-                    &Patch::Merge(json!({"spec": {"replicas": 0}})),
-                )
-                .await?;
-        }
-        Target::DaemonSet(_) => {
-            let patch = json!({"spec": {"template": {"spec": {"nodeSelector": {SCALE_TO_ZERO_NODE_SELECTOR: "true"}}}}});
-            Api::<DaemonSet>::namespaced(client, &c.namespace)
-                .patch(&c.target.name, &merge(), &Patch::Merge(patch))
-                .await?;
-        }
-    }
-    Ok(())
-}
-
-async fn scale_up(o: &Oracle<'_>) -> Result<(), kube::Error> {
-    keep_target_serving(o.ctx, o.c, o.observed).await
-}
-
-/// Scales the target up from zero (Deployment: Flagger's replica count; DaemonSet: the
-/// scale-to-zero node selector removed).
-pub async fn keep_target_serving(
-    ctx: &Context,
-    c: &ValidatedCanary,
-    observed: &Observed,
-) -> Result<(), kube::Error> {
-    let client = ctx.client.clone();
-    match &observed.target {
-        Target::Deployment(target) => {
-            let replicas = replicas_from_zero(ctx, c, target).await?;
-            Api::<Deployment>::namespaced(client, &c.namespace)
-                .patch(
-                    &c.target.name,
-                    &merge(),
-                    &Patch::Merge(json!({"spec": {"replicas": replicas}})),
-                )
-                .await?;
-        }
-        Target::DaemonSet(_) => {
-            let patch = json!({"spec": {"template": {"spec": {"nodeSelector": {SCALE_TO_ZERO_NODE_SELECTOR: null}}}}});
-            Api::<DaemonSet>::namespaced(client, &c.namespace)
-                .patch(&c.target.name, &merge(), &Patch::Merge(patch))
-                .await?;
-        }
-    }
-    Ok(())
-}
-
-/// Flagger's scale-from-zero replica count (§3.5).
-async fn replicas_from_zero(
-    ctx: &Context,
-    c: &ValidatedCanary,
-    target: &Deployment,
-) -> Result<i32, kube::Error> {
-    if let Some(r) = target
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .filter(|r| *r > 0)
-    {
-        return Ok(r);
-    }
-    let client = ctx.client.clone();
-    if let Some(a) = &c.autoscaler
-        && a.kind == AutoscalerKind::ScaledObject
-    {
-        let so = keda::get(&client, &c.namespace, &a.name)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!(canary = %format!("{}.{}", c.name, c.namespace), "{e}");
-                None
-            });
-        return Ok(flagger_core::keda::replicas_from_zero(so.as_ref()));
-    }
-    if let Some(a) = &c.autoscaler {
-        let hpa = cache::get(&ctx.caches.hpas, &client, &c.namespace, &a.name).await?;
-        let min = hpa
-            .and_then(|h| h.spec.clone())
-            .and_then(|s| s.min_replicas)
-            .unwrap_or(1);
-        return Ok(min.max(1));
-    }
-    let primary = cache::get(
-        &ctx.caches.deployments,
-        &client,
-        &c.namespace,
-        &c.primary_workload(),
-    )
-    .await?;
-    Ok(primary
-        .and_then(|p| p.spec.clone())
-        .and_then(|s| s.replicas)
-        .filter(|r| *r > 0)
-        .unwrap_or(1))
-}
-
-async fn promote(o: &Oracle<'_>) -> Result<(), String> {
-    let c = o.c;
-    let ns = &c.namespace;
+/// Copies the target's template and tracked configs to the primary.
+async fn promote(o: &Oracle<'_>) -> Result<(), WriteError> {
     let client = &o.ctx.client;
-    let current = match &o.observed.target {
-        Target::Deployment(_) => Api::<Deployment>::namespaced(client.clone(), ns)
-            .get(&c.primary_workload())
-            .await
-            .map(|d| Target::Deployment(Arc::new(d))),
-        Target::DaemonSet(_) => Api::<DaemonSet>::namespaced(client.clone(), ns)
-            .get(&c.primary_workload())
-            .await
-            .map(|d| Target::DaemonSet(Arc::new(d))),
-    }
-    .map_err(|e| format!("{}.{ns} get query error: {e}", c.primary_workload()))?;
-    bootstrap::write_primary_configs(client, &o.ctx.settings, o.canary, o.observed).await?;
-    bootstrap::write_primary(
+    let current = workloads::read_primary(client, o.c, o.observed).await?;
+    workloads::write_primary_configs(client, &o.ctx.settings, o.canary, o.observed).await?;
+    let flagger_id = uuid::Uuid::new_v4().to_string();
+    workloads::write_primary(
         client,
         &o.ctx.settings,
         o.canary,
         o.observed,
         Some(&current),
+        &flagger_id,
     )
     .await
 }
