@@ -21,4 +21,4 @@ pub mod validate;
 pub mod workload;
 
 pub use decide::decide;
-pub use effects::{Decision, Effect, Need, Observations, Step};
+pub use effects::{Action, Decision, Need, Notice, Observations, Step};

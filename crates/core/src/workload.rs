@@ -382,6 +382,17 @@ pub fn primary_deployment(target: &Deployment, inputs: &PrimaryInputs<'_>) -> De
     }
 }
 
+/// The `flagger-id` of the primary's pod template for a revision: Flagger writes a fresh UUID
+/// at each promotion to roll the primary's pods (config changes included); derived from the
+/// revision instead, a promotion carried out again (after a failed step) rolls nothing twice,
+/// and a new revision or config still rolls the pods.
+pub fn promotion_id(revision: &crate::effects::TargetRevision) -> String {
+    crate::hash::spec_hash(&serde_json::json!({
+        "revision": revision.hash,
+        "configs": revision.tracked_configs,
+    }))
+}
+
 /// Flagger's scale-from-zero replica count (reference §3.5): the target's own count when it has
 /// one; else the autoscaler's minimum (HPA `minReplicas`, KEDA's count), at least 1; else the
 /// primary's, at least 1.
@@ -710,6 +721,17 @@ mod tests {
         }
         let promoted = promote_deployment(&t, &primary, &inputs, false);
         assert_eq!(promoted.spec.and_then(|s| s.replicas), Some(4));
+    }
+
+    #[test]
+    fn promotion_ids_follow_the_revision_and_its_configs() {
+        let r = |hash: &str, cfg: &str| crate::effects::TargetRevision {
+            hash: hash.into(),
+            tracked_configs: [("configmap/c".to_string(), cfg.to_string())].into(),
+        };
+        assert_eq!(promotion_id(&r("a", "1")), promotion_id(&r("a", "1")));
+        assert_ne!(promotion_id(&r("a", "1")), promotion_id(&r("b", "1")));
+        assert_ne!(promotion_id(&r("a", "1")), promotion_id(&r("a", "2")));
     }
 
     #[test]

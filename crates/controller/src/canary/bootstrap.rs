@@ -99,7 +99,7 @@ async fn ensure_objects(
     match managed {
         None => {
             workloads::write_primary_configs(client, settings, canary, observed).await?;
-            let flagger_id = uuid::Uuid::new_v4().to_string();
+            let flagger_id = flagger_core::workload::promotion_id(&observed.revision);
             workloads::write_primary(client, settings, canary, observed, None, &flagger_id).await?;
         }
         Some(managed) => {

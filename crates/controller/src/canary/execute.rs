@@ -1,12 +1,11 @@
-//! Step 5: carry out the decision's effects, in order.
+//! Step 5: carry out the decision's cluster actions, in order, stopping at the first that
+//! fails: the status the decision reached is written only when all of them succeeded (step 6),
+//! so a failed action leaves the canary where it was, to be retried with the per-canary
+//! backoff. Every action is idempotent.
 
-use std::collections::BTreeMap;
-
-use flagger_api::CanaryPhase;
-use flagger_core::effects::{Decision, Effect, Event, EventType, RunOutcome};
+use flagger_core::effects::Action;
 use flagger_core::keda::MetadataRule;
-use flagger_core::model::{AutoscalerKind, HookType, Severity, ValidatedCanary, Webhook};
-use kube::ResourceExt;
+use flagger_core::model::{AutoscalerKind, ValidatedCanary};
 
 use super::keda;
 use super::objects::WriteError;
@@ -14,39 +13,27 @@ use super::oracle::Oracle;
 use super::workloads;
 use crate::FIELD_MANAGER;
 use crate::error::{step_error, step_error_from};
-use crate::metrics::RunLabels;
-use crate::webhook;
 
 step_error!(
-    /// Step 5 failed: an effect of the decision could not be carried out.
+    /// Step 5 failed: an action of the decision could not be carried out.
     ExecuteError
 );
 step_error_from!(WriteError => ExecuteError);
 
-/// Carries out every effect of a decision. Failures become Warning events; the next tick
-/// retries whatever is still needed.
-pub async fn run(oracle: &Oracle<'_>, decision: &Decision) {
-    for effect in &decision.effects {
-        if let Err(e) = apply_one(oracle, effect).await {
-            record(
-                oracle,
-                &Event {
-                    event_type: EventType::Warning,
-                    message: e.to_string(),
-                    phase: oracle.status.phase,
-                },
-            )
-            .await;
-        }
+/// Carries out the actions in order; the first failure stops the rest and is returned.
+pub async fn run(oracle: &Oracle<'_>, actions: &[Action]) -> Result<(), ExecuteError> {
+    for action in actions {
+        act(oracle, action).await?;
     }
+    Ok(())
 }
 
-async fn apply_one(o: &Oracle<'_>, effect: &Effect) -> Result<(), ExecuteError> {
+async fn act(o: &Oracle<'_>, action: &Action) -> Result<(), ExecuteError> {
     let c = o.c;
     let ctx = o.ctx;
     let ns = &c.namespace;
-    match effect {
-        Effect::SetRoutes(routes) => {
+    match action {
+        Action::SetRoutes(routes) => {
             let mut target = o.route_target();
             let sticky = c
                 .analysis
@@ -75,28 +62,28 @@ async fn apply_one(o: &Oracle<'_>, effect: &Effect) -> Result<(), ExecuteError> 
             Ok(())
         }
         // The apex Service was left to another writer and routes to the target: keep it up.
-        Effect::ScaleTargetToZero if super::conflicts::apex_yielded(ctx, o.canary, c) => {
+        Action::ScaleTargetToZero if super::conflicts::apex_yielded(ctx, o.canary, c) => {
             Ok(workloads::scale_up(&ctx.client, &ctx.caches, c, o.observed).await?)
         }
-        Effect::ScaleTargetToZero => Ok(workloads::scale_to_zero(&ctx.client, c).await?),
-        Effect::ScaleTargetUp => {
+        Action::ScaleTargetToZero => Ok(workloads::scale_to_zero(&ctx.client, c).await?),
+        Action::ScaleTargetUp => {
             Ok(workloads::scale_up(&ctx.client, &ctx.caches, c, o.observed).await?)
         }
         // HPAs need no pausing: a Deployment at zero replicas is not scaled by its HPA. A
         // ScaledObject would scale it back up, so KEDA's pause annotation holds it at zero.
-        Effect::PauseTargetScaler | Effect::ResumeTargetScaler => {
+        Action::PauseTargetScaler | Action::ResumeTargetScaler => {
             if is_keda(c) {
                 keda::set_paused(
                     &ctx.client,
                     c,
-                    *effect == Effect::PauseTargetScaler,
+                    *action == Action::PauseTargetScaler,
                     FIELD_MANAGER,
                 )
                 .await?;
             }
             Ok(())
         }
-        Effect::ReconcilePrimaryScaler => {
+        Action::ReconcilePrimaryScaler => {
             if is_keda(c) {
                 keda::write_primary(
                     &ctx.client,
@@ -111,46 +98,7 @@ async fn apply_one(o: &Oracle<'_>, effect: &Effect) -> Result<(), ExecuteError> 
             }
             Ok(())
         }
-        Effect::Promote => Ok(promote(o).await?),
-        Effect::RunPostRolloutHooks { phase } => {
-            post_rollout(o, *phase).await;
-            Ok(())
-        }
-        Effect::Event(event) => {
-            record(o, event).await;
-            Ok(())
-        }
-        Effect::Alert(alert) => {
-            let level = alert.severity.as_str();
-            match alert.severity {
-                Severity::Error | Severity::Warn => {
-                    tracing::warn!(canary = %format!("{}.{ns}", c.name), severity = level, "alert: {}", alert.message)
-                }
-                Severity::Info => {
-                    tracing::info!(canary = %format!("{}.{ns}", c.name), severity = level, "alert: {}", alert.message)
-                }
-            }
-            crate::alerts::send(&ctx.alerting(), c, alert).await;
-            Ok(())
-        }
-        Effect::CountRun(outcome) => {
-            let (family, status) = match outcome {
-                RunOutcome::Succeeded { skipped } => (
-                    &ctx.metrics.successes,
-                    if *skipped { "skipped" } else { "completed" },
-                ),
-                RunOutcome::Failed => (&ctx.metrics.failures, "completed"),
-            };
-            family
-                .get_or_create(&RunLabels {
-                    name: c.target.name.clone(),
-                    namespace: ns.clone(),
-                    deployment_strategy: flagger_core::decide::effective_strategy(c).label().into(),
-                    analysis_status: status.into(),
-                })
-                .inc();
-            Ok(())
-        }
+        Action::Promote => Ok(promote(o).await?),
     }
 }
 
@@ -165,7 +113,9 @@ async fn promote(o: &Oracle<'_>) -> Result<(), WriteError> {
     let client = &o.ctx.client;
     let current = workloads::read_primary(client, o.c, o.observed).await?;
     workloads::write_primary_configs(client, &o.ctx.settings, o.canary, o.observed).await?;
-    let flagger_id = uuid::Uuid::new_v4().to_string();
+    // The same revision always gets the same id: a promotion tried again does not roll the
+    // primary's pods a second time.
+    let flagger_id = flagger_core::workload::promotion_id(&o.observed.revision);
     workloads::write_primary(
         client,
         &o.ctx.settings,
@@ -175,87 +125,4 @@ async fn promote(o: &Oracle<'_>) -> Result<(), WriteError> {
         &flagger_id,
     )
     .await
-}
-
-async fn post_rollout(o: &Oracle<'_>, phase: CanaryPhase) {
-    let hooks: Vec<Webhook> = o.c.analysis.hooks(HookType::PostRollout).cloned().collect();
-    for hook in hooks {
-        let payload = o.payload(phase, &hook.metadata);
-        let (event_type, message) = match webhook::call(&o.ctx.http, &hook, &payload).await {
-            Ok(()) => (
-                EventType::Normal,
-                format!("Post-rollout check {} passed", hook.name),
-            ),
-            Err(e) => (
-                EventType::Warning,
-                format!("Post-rollout hook {} failed {e}", hook.name),
-            ),
-        };
-        let failed = event_type == EventType::Warning;
-        record(
-            o,
-            &Event {
-                event_type,
-                message,
-                phase,
-            },
-        )
-        .await;
-        if failed {
-            break;
-        }
-    }
-}
-
-/// Records an event on the Canary and sends it to the event webhooks.
-pub async fn record(o: &Oracle<'_>, event: &Event) {
-    let now = o.ctx.now();
-    o.ctx
-        .recorder
-        .record(o.canary, event.event_type, &event.message, now)
-        .await;
-    let hooks: Vec<Webhook> = o.c.analysis.hooks(HookType::Event).cloned().collect();
-    let targets: Vec<Webhook> = if hooks.is_empty() {
-        o.ctx
-            .settings
-            .event_webhook
-            .iter()
-            .map(|url| Webhook {
-                name: "event-webhook".into(),
-                hook_type: HookType::Event,
-                url: url.clone(),
-                timeout: std::time::Duration::from_secs(10),
-                retries: 0,
-                mute_alert: false,
-                disable_tls: false,
-                metadata: BTreeMap::new(),
-            })
-            .collect()
-    } else {
-        hooks
-    };
-    for hook in targets {
-        let mut metadata = BTreeMap::from([
-            ("eventMessage".to_string(), event.message.clone()),
-            (
-                "eventType".to_string(),
-                match event.event_type {
-                    EventType::Normal => "Normal".to_string(),
-                    EventType::Warning => "Warning".to_string(),
-                },
-            ),
-            ("timestamp".to_string(), (now.as_millisecond()).to_string()),
-        ]);
-        for (k, v) in &hook.metadata {
-            metadata.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        let payload = o.payload(event.phase, &metadata);
-        let http = o.ctx.http.clone();
-        let canary = format!("{}.{}", o.canary.name_any(), o.c.namespace);
-        tokio::spawn(async move {
-            if let Err(e) = webhook::call(&http, &hook, &payload).await {
-                tracing::warn!(canary = %canary, "error sending event to webhook: {e}");
-            }
-        });
-    }
 }

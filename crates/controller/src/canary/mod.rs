@@ -8,6 +8,7 @@ pub mod dereference;
 pub mod execute;
 pub mod finalize;
 pub mod keda;
+pub mod notices;
 pub mod objects;
 pub mod observe;
 pub mod oracle;
@@ -73,15 +74,6 @@ async fn reconcile_canary(canary: &Canary, ctx: &Context) -> Result<Action> {
     )
     .await?;
 
-    // Ticks run once per interval; a new revision or config starts one at once.
-    let until_due = ctx.until_due(&key);
-    if !until_due.is_zero() && !revision_changed(&status, &observed.revision) {
-        status::write_conditions(ctx, canary, &status).await?;
-        return Ok(Action::requeue(until_due));
-    }
-    ctx.ticked(key.clone(), c.analysis.interval);
-
-    let started = tokio::time::Instant::now();
     let oracle = oracle::Oracle {
         ctx,
         canary,
@@ -93,20 +85,40 @@ async fn reconcile_canary(canary: &Canary, ctx: &Context) -> Result<Action> {
     };
     let obs = Observations {
         target: observed.revision.clone(),
+        target_scale: Some(observed.target.scale()),
         primary_ready: Some(primary_ready),
         ..Default::default()
     };
-    let decision = oracle::decide(&oracle, obs, ctx.now()).await?;
 
-    // Events report the status being written, as Flagger's do.
+    // Ticks run once per interval; a new revision or config starts one at once. Between
+    // ticks, only what the phase requires of the target's scale is restored.
+    let until_due = ctx.until_due(&key);
+    if !until_due.is_zero() && !revision_changed(&status, &observed.revision) {
+        let decision = flagger_core::decide::maintain(c, &status, &obs, ctx.now());
+        for action in &decision.actions {
+            tracing::info!(canary = %id(canary), phase = status.phase.as_str(), "restoring what the phase requires: {action}");
+        }
+        execute::run(&oracle, &decision.actions).await?;
+        status::write_conditions(ctx, canary, &status).await?;
+        return Ok(Action::requeue(until_due));
+    }
+
+    let started = tokio::time::Instant::now();
+    let decision = oracle::decide(&oracle, obs, ctx.now()).await?;
+    execute::run(&oracle, &decision.actions).await?;
+    let cookies = oracle.cookies.lock().ok().and_then(|mut c| c.take());
+    status::record(ctx, canary, &status, &decision, cookies).await?;
+    // The tick is done: the next is due one interval after it started. (A failed step above
+    // leaves it due, to be retried with the backoff.)
+    ctx.ticked(key, c.analysis.interval.saturating_sub(started.elapsed()));
+
+    // Events report the status just written, as Flagger's do.
     let next = decision.status.clone().unwrap_or_else(|| status.clone());
     let oracle = oracle::Oracle {
         status: &next,
         ..oracle
     };
-    execute::run(&oracle, &decision).await;
-    let cookies = oracle.cookies.lock().ok().and_then(|mut c| c.take());
-    status::record(ctx, canary, &status, &decision, cookies).await?;
+    notices::emit(&oracle, &decision.notices).await;
 
     let ns = &c.namespace;
     ctx.metrics.set_phase(&c.target.name, ns, next.phase);

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use flagger_api::labels::CONFIG_TRACKING;
-use flagger_core::effects::TargetRevision;
+use flagger_api::labels::{CONFIG_TRACKING, SCALE_TO_ZERO_NODE_SELECTOR};
+use flagger_core::effects::{Scale, TargetRevision};
 use flagger_core::hash;
 use flagger_core::model::{TargetKind, ValidatedCanary};
 use flagger_core::workload::{self, ConfigKind};
@@ -44,6 +44,21 @@ impl Target {
             }
             Target::DaemonSet(d) => d.status.as_ref().is_some_and(|s| s.number_ready > 0),
         }
+    }
+
+    /// Whether the target has pods: Deployment replicas above zero (unset is 1), a DaemonSet
+    /// without the scale-to-zero node selector.
+    pub fn scale(&self) -> Scale {
+        let zero = match self {
+            Target::Deployment(d) => d.spec.as_ref().and_then(|s| s.replicas) == Some(0),
+            Target::DaemonSet(d) => d
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .and_then(|p| p.node_selector.as_ref())
+                .is_some_and(|n| n.contains_key(SCALE_TO_ZERO_NODE_SELECTOR)),
+        };
+        if zero { Scale::Zero } else { Scale::Up }
     }
 
     /// The labels of the target's pod template.
