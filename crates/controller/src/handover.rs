@@ -15,7 +15,9 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow, bail};
 use flagger_api::Canary;
 use flagger_api::labels::FINALIZER;
+use flagger_core::generated;
 use flagger_core::model::{AutoscalerKind, TargetKind, ValidatedCanary};
+use flagger_core::services::ServiceRole;
 use flagger_core::validate::{ValidationContext, validate};
 use flagger_core::workload::LabelPolicy;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
@@ -227,10 +229,14 @@ async fn hand_over(
     })
     .await
     .context("the Canary was not deleted")?;
-    say(format!(
-        "Canary deleted (the primary {} and the -primary/-canary Services go with it)",
-        c.primary_workload()
-    ));
+    // What garbage collection removes with it: every generated object but the apex Service
+    // (kept, handed back above) and routing objects another writer made.
+    let gone: Vec<String> = generated::objects(&generated::Names::of(&c, &canary.spec))
+        .into_iter()
+        .filter(|o| o.role != generated::Role::Service(ServiceRole::Apex))
+        .map(|o| format!("{}/{}", o.kind, o.name))
+        .collect();
+    say(format!("Canary deleted ({} go with it)", gone.join(", ")));
     Ok(())
 }
 

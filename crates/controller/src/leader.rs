@@ -9,7 +9,6 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::PostParams;
 use kube::{Api, Client};
 
 /// The Lease's name: Flagger's, so that Flagger and flagger-rs replicas running side by side
@@ -82,7 +81,7 @@ impl Elector {
                 spec.renew_time = None;
                 let _ = self
                     .api
-                    .replace(LEASE_NAME, &PostParams::default(), &lease)
+                    .replace(LEASE_NAME, &crate::post_params(), &lease)
                     .await;
             }
         }
@@ -108,7 +107,7 @@ impl Elector {
                 },
                 spec: Some(mine(Some(0), None)),
             };
-            return match self.api.create(&PostParams::default(), &lease).await {
+            return match self.api.create(&crate::post_params(), &lease).await {
                 Ok(_) => Ok(true),
                 Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
                 Err(e) => Err(e),
@@ -133,7 +132,7 @@ impl Elector {
         });
         match self
             .api
-            .replace(LEASE_NAME, &PostParams::default(), &lease)
+            .replace(LEASE_NAME, &crate::post_params(), &lease)
             .await
         {
             Ok(_) => Ok(true),

@@ -50,3 +50,20 @@ pub use error::Error;
 
 /// Field manager of every write the controller makes.
 pub const FIELD_MANAGER: &str = "flagger";
+
+/// Create and replace parameters under the controller's field manager (a write without one is
+/// recorded as `unknown`, which the fight detector would take for another writer).
+pub fn post_params() -> kube::api::PostParams {
+    kube::api::PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+/// Merge-patch parameters under the controller's field manager.
+pub fn patch_params() -> kube::api::PatchParams {
+    kube::api::PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}

@@ -252,7 +252,43 @@ impl<'a> Tick<'a> {
     }
 
     fn act(&mut self, action: Action) {
-        self.actions.push(action);
+        match action {
+            // The apex Service routes to the target's pods (left to another writer): they stay.
+            Action::PauseTargetScaler if self.obs.keep_target_serving => {}
+            Action::ScaleTargetToZero if self.obs.keep_target_serving => {
+                if self.obs.target_scale != Some(Scale::Up) {
+                    self.actions.push(Action::ScaleTargetUp);
+                }
+            }
+            Action::SetRoutes(routes) => self.set_routes(routes),
+            action => self.actions.push(action),
+        }
+    }
+
+    /// Routes, with the session-affinity cookies they carry kept in the status (reference §4.3).
+    fn set_routes(&mut self, routes: Routes) {
+        self.actions.push(Action::SetRoutes(routes));
+        let Some(affinity) = self
+            .c
+            .analysis
+            .session_affinity
+            .as_ref()
+            .filter(|_| crate::routing::sticky(self.c.provider))
+        else {
+            return;
+        };
+        let current = crate::routing::StickyCookies::of(self.w.current());
+        let mut fresh = self.obs.cookie_values.iter();
+        let mut made = 0usize;
+        let seed = self.obs.target.hash.clone();
+        let next = crate::routing::next_sticky_cookies(affinity, &current, routes.canary, || {
+            made += 1;
+            fresh
+                .next()
+                .cloned()
+                .unwrap_or_else(|| fallback_cookie(&seed, made))
+        });
+        self.w.set_cookies(&next);
     }
 
     fn notice(&mut self, notice: Notice) {
@@ -261,7 +297,7 @@ impl<'a> Tick<'a> {
 
     fn scaler(&mut self, action: Action) {
         if self.c.autoscaler.is_some() {
-            self.actions.push(action);
+            self.act(action);
         }
     }
 
@@ -277,6 +313,8 @@ impl<'a> Tick<'a> {
         };
         let current = self.w.current();
         let wanted = match current.phase {
+            // Left to another writer, the apex Service routes to the target's pods.
+            _ if self.obs.keep_target_serving => Scale::Up,
             Progressing | WaitingPromotion | Promoting => Scale::Up,
             Initialized | Succeeded => Scale::Zero,
             Failed if current.canary_weight.unwrap_or(0) == 0 => Scale::Zero,
@@ -1100,6 +1138,17 @@ impl<'a> Tick<'a> {
             phase: CanaryPhase::Failed,
         });
     }
+}
+
+/// A cookie value when the controller gave none: ten letters derived from the revision (the
+/// controller gives random ones, as Flagger's).
+fn fallback_cookie(seed: &str, n: usize) -> String {
+    let hash = crate::hash::spec_hash(&serde_json::json!({"cookie": seed, "n": n}));
+    hash.bytes()
+        .rev()
+        .take(10)
+        .map(|b| char::from(b'a' + b % 26))
+        .collect()
 }
 
 /// Go's `time.Duration` formatting of a whole number of milliseconds (`500ms`, `1.5s`, `2m0s`).

@@ -114,6 +114,12 @@ pub struct Observations {
     pub hooks: BTreeMap<(HookType, usize), HookOutcome>,
     /// Outcomes of metric queries, by position in `analysis.metrics`.
     pub metrics: BTreeMap<usize, MetricOutcome>,
+    /// Fresh values for session-affinity cookies (Flagger: 10 random ASCII letters), used in
+    /// order when a run's cookies are made.
+    pub cookie_values: Vec<String>,
+    /// The apex Service was left to another writer and routes to the target's pods: the target
+    /// keeps serving instead of being scaled to zero.
+    pub keep_target_serving: bool,
 }
 
 /// Something `decide` must know before it can go on.

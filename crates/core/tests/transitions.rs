@@ -574,3 +574,74 @@ fn template_metric_failures_are_worded_as_flagger_words_them() {
         );
     }
 }
+
+#[test]
+fn session_affinity_cookies_are_decided_with_the_routes_and_kept_in_the_status() {
+    let affinity = "  analysis:\n    sessionAffinity: {cookieName: flagger-cookie, maxAge: 60}\n";
+    let spec = yaml("istio", CANARY_20_40, "").replace("  analysis:\n", affinity);
+    let mut w = World::new(canary(&spec));
+    w.initialize();
+    w.set_revision("v2");
+    w.run_until(&[Progressing], 3);
+    assert_eq!(w.status.session_affinity_cookie, None);
+    for _ in 0..5 {
+        if w.tick().routes() == Some(Routes::weights(80, 20)) {
+            break;
+        }
+    }
+    assert_eq!(w.status.canary_weight, Some(20));
+    let cookie = w
+        .status
+        .session_affinity_cookie
+        .clone()
+        .expect("the canary cookie is in the status with the routes");
+    assert!(cookie.starts_with("flagger-cookie="), "{cookie}");
+    // The same cookie for the rest of the run, retired when traffic goes back.
+    w.tick();
+    assert_eq!(
+        w.status.session_affinity_cookie.as_deref(),
+        Some(cookie.as_str())
+    );
+    w.run_until(&[Succeeded], 20);
+    assert_eq!(w.status.session_affinity_cookie, None);
+    assert_eq!(
+        w.status.previous_session_affinity_cookie.as_deref(),
+        Some(cookie.as_str())
+    );
+}
+
+#[test]
+fn a_target_serving_a_yielded_apex_is_never_scaled_down() {
+    let mut w = World::new(canary(&yaml(
+        "kubernetes",
+        "    threshold: 2\n    iterations: 2\n",
+        "",
+    )));
+    let obs_keep = |w: &World| flagger_core::effects::Observations {
+        target: w.target.clone(),
+        target_scale: Some(flagger_core::effects::Scale::Zero),
+        primary_ready: Some(Readiness::Ready),
+        keep_target_serving: true,
+        ..Default::default()
+    };
+    w.initialize();
+    // The apex Service was left to a writer that points it at the target: scaled up between
+    // ticks, and the tick that would scale it down keeps it.
+    let d = flagger_core::decide::maintain(&w.canary, &w.status, &obs_keep(&w), w.now);
+    assert_eq!(d.actions, vec![Action::ScaleTargetUp]);
+    w.set_revision("v2");
+    w.run_until(&[Finalising], 10);
+    let mut obs = obs_keep(&w);
+    obs.target_scale = Some(flagger_core::effects::Scale::Up);
+    obs.canary_ready = Some(Readiness::Ready);
+    let step = flagger_core::decide(&w.canary, &w.status, &obs, w.now);
+    let flagger_core::Step::Done(d) = step else {
+        panic!("decided: {step:?}");
+    };
+    assert_eq!(d.status.map(|s| s.phase), Some(Succeeded));
+    assert!(
+        !d.actions.contains(&Action::ScaleTargetToZero),
+        "{:?}",
+        d.actions
+    );
+}

@@ -343,6 +343,23 @@ struct CanaryView<'a> {
 }
 
 impl CanaryView<'_> {
+    /// What the core's list of generated objects is worked out from.
+    fn names(&self) -> flagger_core::generated::Names<'_> {
+        flagger_core::generated::Names {
+            provider: self.provider,
+            namespace: self.namespace,
+            target_kind: &self.target_kind,
+            target_name: &self.target_name,
+            apex: &self.apex,
+            ingress_ref: self.ingress_ref.as_deref(),
+            route_ref: self.route_ref.as_deref(),
+            autoscaler: self
+                .autoscaler
+                .as_ref()
+                .map(|(k, n)| (k.as_str(), n.as_str())),
+        }
+    }
+
     fn display(&self) -> String {
         match self.namespace {
             Some(ns) => format!("{ns}/{}", self.object.name()),
@@ -527,19 +544,24 @@ fn generated_services(c: &CanaryView<'_>, objects: &[Object], out: &mut Vec<Find
     if knative(c) {
         return;
     }
-    let mut names = Vec::new();
-    if c.is_workload() {
-        names.push((c.apex.clone(), "apex"));
-    }
-    if c.is_workload() || c.target_kind == "Service" {
-        let base = if c.is_workload() {
-            &c.apex
-        } else {
-            &c.target_name
-        };
-        names.push((format!("{base}-primary"), "primary"));
-        names.push((format!("{base}-canary"), "canary"));
-    }
+    use flagger_core::services::ServiceRole;
+    // The core's list of generated Services, apex first.
+    let mut names: Vec<(String, &str)> = flagger_core::generated::services(&c.names())
+        .into_iter()
+        .filter_map(|o| match o.role {
+            flagger_core::generated::Role::Service(ServiceRole::Apex) => Some((o.name, "apex")),
+            flagger_core::generated::Role::Service(ServiceRole::Primary) => {
+                Some((o.name, "primary"))
+            }
+            flagger_core::generated::Role::Service(ServiceRole::Canary) => Some((o.name, "canary")),
+            _ => None,
+        })
+        .collect();
+    names.sort_by_key(|(_, role)| match *role {
+        "apex" => 0,
+        "primary" => 1,
+        _ => 2,
+    });
     for (name, role) in &names {
         for o in named(objects, c, "Service", "", name) {
             let mut message = if c.is_workload() {
@@ -783,66 +805,13 @@ fn generated_autoscalers(c: &CanaryView<'_>, objects: &[Object], out: &mut Vec<F
     }
 }
 
-/// `(kind, group suffix, name)` of every routing object the provider generates (§4.2).
+/// `(kind, group suffix, name)` of every routing object the provider generates (§4.2), from
+/// the core's list of generated objects.
 fn routing_objects(c: &CanaryView<'_>) -> Vec<(&'static str, &'static str, String)> {
-    let apex = &c.apex;
-    let primary = format!("{apex}-primary");
-    let canary = format!("{apex}-canary");
-    match c.provider {
-        Provider::Kubernetes | Provider::Knative => vec![],
-        Provider::Istio => vec![
-            ("VirtualService", "istio.io", apex.clone()),
-            ("DestinationRule", "istio.io", primary),
-            ("DestinationRule", "istio.io", canary),
-        ],
-        Provider::Linkerd | Provider::Osm | Provider::Smi(_) => {
-            vec![("TrafficSplit", "smi-spec.io", apex.clone())]
-        }
-        Provider::AppMesh => {
-            let mut objects = vec![
-                ("VirtualNode", "appmesh.k8s.aws", apex.clone()),
-                ("VirtualNode", "appmesh.k8s.aws", primary),
-                ("VirtualNode", "appmesh.k8s.aws", canary.clone()),
-            ];
-            // v1beta1 names its VirtualServices after the mesh host, `<name>.<namespace>`.
-            if let Some(ns) = c.namespace {
-                objects.push(("VirtualService", "appmesh.k8s.aws", format!("{apex}.{ns}")));
-                objects.push((
-                    "VirtualService",
-                    "appmesh.k8s.aws",
-                    format!("{canary}.{ns}"),
-                ));
-            }
-            objects
-        }
-        Provider::AppMeshV1Beta2 => vec![
-            ("VirtualNode", "appmesh.k8s.aws", primary),
-            ("VirtualNode", "appmesh.k8s.aws", canary.clone()),
-            ("VirtualRouter", "appmesh.k8s.aws", apex.clone()),
-            ("VirtualRouter", "appmesh.k8s.aws", canary.clone()),
-            ("VirtualService", "appmesh.k8s.aws", apex.clone()),
-            ("VirtualService", "appmesh.k8s.aws", canary),
-        ],
-        Provider::Contour => vec![("HTTPProxy", "projectcontour.io", apex.clone())],
-        Provider::Gloo => vec![("RouteTable", "solo.io", apex.clone())],
-        Provider::Traefik => vec![("TraefikService", "", apex.clone())],
-        Provider::Kuma => vec![("TrafficRoute", "kuma.io", apex.clone())],
-        Provider::GatewayApiV1 | Provider::GatewayApiV1Beta1 => {
-            vec![("HTTPRoute", "gateway.networking.k8s.io", apex.clone())]
-        }
-        Provider::Nginx | Provider::Skipper => match &c.ingress_ref {
-            Some(i) => vec![("Ingress", "", format!("{i}-canary"))],
-            None => vec![],
-        },
-        Provider::Apisix => match &c.route_ref {
-            Some(r) => vec![(
-                "ApisixRoute",
-                "apisix.apache.org",
-                format!("{r}-{apex}-canary"),
-            )],
-            None => vec![],
-        },
-    }
+    flagger_core::generated::routing_objects(&c.names())
+        .into_iter()
+        .map(|o| (o.kind, o.group, o.name))
+        .collect()
 }
 
 fn generated_routes(c: &CanaryView<'_>, objects: &[Object], out: &mut Vec<Finding>) {

@@ -21,6 +21,7 @@ step_error!(
 step_error_from!(WriteError => ExecuteError);
 
 /// Carries out the actions in order; the first failure stops the rest and is returned.
+/// `oracle.status` is the status the decision reached.
 pub async fn run(oracle: &Oracle<'_>, actions: &[Action]) -> Result<(), ExecuteError> {
     for action in actions {
         act(oracle, action).await?;
@@ -33,37 +34,15 @@ async fn act(o: &Oracle<'_>, action: &Action) -> Result<(), ExecuteError> {
     let ctx = o.ctx;
     let ns = &c.namespace;
     match action {
+        // The router writes the session-affinity cookies of the status the decision reached.
         Action::SetRoutes(routes) => {
-            let mut target = o.route_target();
-            let sticky = c
-                .analysis
-                .session_affinity
-                .as_ref()
-                .filter(|_| o.router.sticky());
-            if let Some(affinity) = sticky {
-                target.cookies = flagger_core::routing::next_sticky_cookies(
-                    affinity,
-                    &target.cookies,
-                    routes.canary,
-                    crate::router::random_letters,
-                );
-            }
             o.router
-                .set_routes(&target, *routes)
+                .set_routes(&o.route_target(), *routes)
                 .await
                 .map_err(ExecuteError::provider)?;
-            if sticky.is_some()
-                && let Ok(mut written) = o.cookies.lock()
-            {
-                *written = Some(target.cookies);
-            }
             ctx.metrics
                 .set_weights(&c.target.name, ns, routes.primary, routes.canary);
             Ok(())
-        }
-        // The apex Service was left to another writer and routes to the target: keep it up.
-        Action::ScaleTargetToZero if super::conflicts::apex_yielded(ctx, o.canary, c) => {
-            Ok(workloads::scale_up(&ctx.client, &ctx.caches, c, o.observed).await?)
         }
         Action::ScaleTargetToZero => Ok(workloads::scale_to_zero(&ctx.client, c).await?),
         Action::ScaleTargetUp => {

@@ -10,7 +10,7 @@ use flagger_core::model::TargetKind;
 use flagger_core::readiness::{self, Role};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Patch, PostParams};
+use kube::api::Patch;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -155,7 +155,7 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action, Finalize
             .map_err(read_failed)?;
         let restored = hand_back(&apex, generated, target);
         services
-            .replace(&c.apex, &PostParams::default(), &restored)
+            .replace(&c.apex, &crate::post_params(), &restored)
             .await
             .map_err(|e| {
                 FinalizeError::api(format!("handing Service {}.{ns} back failed", c.apex), &e)
@@ -181,9 +181,10 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action, Finalize
         client: &client,
         canary,
         c,
-        cookies: crate::router::cookies_of(canary.status.as_ref()),
+        cookies: flagger_core::routing::StickyCookies::of(
+            &canary.status.clone().unwrap_or_default(),
+        ),
         ingress_prefix: &ctx.settings.ingress_prefix,
-        contested: None,
     };
     match deref.router.finalize(&target).await {
         Ok(None) => {}

@@ -64,7 +64,7 @@ async fn reconcile_canary(canary: &Canary, ctx: &Context) -> Result<Action> {
     // to the target may be switched to the primary) and decide (whether the target may be
     // scaled to zero) must agree on it.
     let primary_ready = oracle::readiness_of(ctx, c, &observed, &status, Role::Primary).await;
-    bootstrap::run(
+    let bootstrapped = bootstrap::run(
         ctx,
         canary,
         &deref,
@@ -81,12 +81,16 @@ async fn reconcile_canary(canary: &Canary, ctx: &Context) -> Result<Action> {
         observed: &observed,
         router: deref.router,
         status: &status,
-        cookies: Default::default(),
     };
     let obs = Observations {
         target: observed.revision.clone(),
         target_scale: Some(observed.target.scale()),
         primary_ready: Some(primary_ready),
+        keep_target_serving: bootstrapped.keep_target_serving,
+        cookie_values: vec![
+            crate::router::random_letters(),
+            crate::router::random_letters(),
+        ],
         ..Default::default()
     };
 
@@ -105,20 +109,19 @@ async fn reconcile_canary(canary: &Canary, ctx: &Context) -> Result<Action> {
 
     let started = tokio::time::Instant::now();
     let decision = oracle::decide(&oracle, obs, ctx.now()).await?;
-    execute::run(&oracle, &decision.actions).await?;
-    let cookies = oracle.cookies.lock().ok().and_then(|mut c| c.take());
-    status::record(ctx, canary, &status, &decision, cookies).await?;
-    // The tick is done: the next is due one interval after it started. (A failed step above
-    // leaves it due, to be retried with the backoff.)
-    ctx.ticked(key, c.analysis.interval.saturating_sub(started.elapsed()));
-
-    // Events report the status just written, as Flagger's do.
+    // The actions write what the decided status says (the routes' cookies); events report it,
+    // as Flagger's do.
     let next = decision.status.clone().unwrap_or_else(|| status.clone());
-    let oracle = oracle::Oracle {
+    let decided = oracle::Oracle {
         status: &next,
         ..oracle
     };
-    notices::emit(&oracle, &decision.notices).await;
+    execute::run(&decided, &decision.actions).await?;
+    status::record(ctx, canary, &status, &decision).await?;
+    // The tick is done: the next is due one interval after it started. (A failed step above
+    // leaves it due, to be retried with the backoff.)
+    ctx.ticked(key, c.analysis.interval.saturating_sub(started.elapsed()));
+    notices::emit(&decided, &decision.notices).await;
 
     let ns = &c.namespace;
     ctx.metrics.set_phase(&c.target.name, ns, next.phase);

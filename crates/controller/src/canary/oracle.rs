@@ -73,8 +73,6 @@ pub struct Oracle<'a> {
     pub observed: &'a Observed,
     pub router: Router,
     pub status: &'a CanaryStatus,
-    /// Session-affinity cookies the router wrote this tick, for the status.
-    pub cookies: std::sync::Mutex<Option<flagger_core::routing::StickyCookies>>,
 }
 
 impl Oracle<'_> {
@@ -112,9 +110,8 @@ impl Oracle<'_> {
             client: &self.ctx.client,
             canary: self.canary,
             c: self.c,
-            cookies: crate::router::cookies_of(Some(self.status)),
+            cookies: flagger_core::routing::StickyCookies::of(self.status),
             ingress_prefix: &self.ctx.settings.ingress_prefix,
-            contested: None,
         }
     }
 

@@ -126,30 +126,21 @@ fn without_valid(status: &mut CanaryStatus) -> Vec<CanaryCondition> {
         .collect()
 }
 
-/// Writes the status a decision reached, with the `FieldConflict` condition made current and
-/// the session-affinity cookies the router wrote; nothing when it is unchanged.
+/// Writes the status a decision reached (session-affinity cookies included), with the
+/// `FieldConflict` condition made current; nothing when it is unchanged.
 pub async fn record(
     ctx: &Context,
     canary: &Canary,
     current: &CanaryStatus,
     decision: &flagger_core::effects::Decision,
-    cookies: Option<flagger_core::routing::StickyCookies>,
 ) -> Result<(), StatusError> {
     let key = ObjectRef::from_obj(canary);
-    let next = decision.status.clone().unwrap_or_else(|| current.clone());
-    let mut to_write = match &decision.status {
+    let to_write = match &decision.status {
         Some(new) => {
             Some(super::conflicts::with_condition(ctx, &key, new).unwrap_or_else(|| new.clone()))
         }
         None => super::conflicts::with_condition(ctx, &key, current),
     };
-    if let Some(cookies) = cookies
-        && cookies != crate::router::cookies_of(Some(to_write.as_ref().unwrap_or(&next)))
-    {
-        let mut s = to_write.unwrap_or(next);
-        crate::router::set_cookies(&mut s, &cookies);
-        to_write = Some(s);
-    }
     match to_write {
         Some(status) => write(ctx, canary, &status).await,
         None => Ok(()),

@@ -7,7 +7,7 @@ use kube::Api;
 use kube::api::DynamicObject;
 use serde_json::Value;
 
-use super::{Target, dynamic_api, ensure, get_json};
+use super::{Contested, Target, dynamic_api, ensure, get_json};
 
 fn routes_api(t: &Target<'_>, v: Version) -> Api<DynamicObject> {
     dynamic_api(
@@ -31,14 +31,14 @@ async fn write(
     api: &Api<DynamicObject>,
     routes: Routes,
     existing: Option<&Value>,
-) -> Result<(), String> {
+) -> Result<Vec<Contested>, String> {
     let route = gatewayapi::http_route(t.c, v, routes, &t.cookies).map_err(|e| e.to_string())?;
     let desired = serde_json::to_value(&route).map_err(|e| e.to_string())?;
     ensure(api, t, desired, existing).await
 }
 
 /// Creates or corrects the HTTPRoute, keeping the weights.
-pub async fn reconcile(t: &Target<'_>, v: Version) -> Result<(), String> {
+pub async fn reconcile(t: &Target<'_>, v: Version) -> Result<Vec<Contested>, String> {
     let api = routes_api(t, v);
     let existing = get_json(&api, &t.c.apex).await?;
     // Weights only: a parent not ready yet must not reset them.
@@ -57,7 +57,9 @@ pub async fn reconcile(t: &Target<'_>, v: Version) -> Result<(), String> {
 pub async fn set_routes(t: &Target<'_>, v: Version, routes: Routes) -> Result<(), String> {
     let api = routes_api(t, v);
     let existing = get_json(&api, &t.c.apex).await?;
-    write(t, v, &api, routes, existing.as_ref()).await
+    write(t, v, &api, routes, existing.as_ref())
+        .await
+        .map(|_| ())
 }
 
 /// Reads the weights from the HTTPRoute (v1: after checking its parents accepted it).

@@ -14,7 +14,7 @@ use kube::Api;
 use kube::api::{DynamicObject, PostParams};
 use serde_json::Value;
 
-use super::{Target, dynamic_api, ensure, get_json};
+use super::{Contested, Target, dynamic_api, ensure, get_json};
 
 fn virtual_services(t: &Target<'_>) -> Api<DynamicObject> {
     dynamic_api(
@@ -47,13 +47,14 @@ fn read(t: &Target<'_>, vs: &Value) -> Result<Routes, String> {
 }
 
 /// Creates or corrects the DestinationRules and the VirtualService, keeping the weights.
-pub async fn reconcile(t: &Target<'_>) -> Result<(), String> {
+pub async fn reconcile(t: &Target<'_>) -> Result<Vec<Contested>, String> {
     let rules = destination_rules(t);
+    let mut contested = Vec::new();
     for dr in istio::destination_rules(t.c) {
         let name = dr.metadata.name.clone().unwrap_or_default();
         let desired = serde_json::to_value(&dr).map_err(|e| e.to_string())?;
         let existing = get_json(&rules, &name).await?;
-        ensure(&rules, t, desired, existing.as_ref()).await?;
+        contested.extend(ensure(&rules, t, desired, existing.as_ref()).await?);
     }
     let api = virtual_services(t);
     let existing = get_json(&api, &t.c.apex).await?;
@@ -61,14 +62,15 @@ pub async fn reconcile(t: &Target<'_>) -> Result<(), String> {
         .as_ref()
         .and_then(|vs| read(t, vs).ok())
         .unwrap_or(Routes::PRIMARY);
-    write(t, &api, routes, existing.as_ref()).await
+    contested.extend(write(t, &api, routes, existing.as_ref()).await?);
+    Ok(contested)
 }
 
 /// Rewrites the VirtualService with these weights.
 pub async fn set_routes(t: &Target<'_>, routes: Routes) -> Result<(), String> {
     let api = virtual_services(t);
     let existing = get_json(&api, &t.c.apex).await?;
-    write(t, &api, routes, existing.as_ref()).await
+    write(t, &api, routes, existing.as_ref()).await.map(|_| ())
 }
 
 /// Reads the weights from the VirtualService.
@@ -88,7 +90,7 @@ async fn write(
     api: &Api<DynamicObject>,
     routes: Routes,
     existing: Option<&Value>,
-) -> Result<(), String> {
+) -> Result<Vec<Contested>, String> {
     let vs = istio::virtual_service(t.c, routes, &t.cookies).map_err(|e| e.to_string())?;
     let mut desired = serde_json::to_value(&vs).map_err(|e| e.to_string())?;
     if let Some(existing) = existing {
@@ -151,7 +153,11 @@ pub async fn finalize(t: &Target<'_>) -> Result<Option<String>, String> {
     if let Some(a) = restored.metadata.annotations.as_mut() {
         a.remove(ORIGINAL_CONFIGURATION);
     }
-    api.replace(&t.c.apex, &PostParams::default(), &restored)
+    let params = PostParams {
+        field_manager: Some(crate::FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    api.replace(&t.c.apex, &params, &restored)
         .await
         .map_err(|e| {
             format!(

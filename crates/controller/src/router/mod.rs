@@ -51,8 +51,8 @@ pub enum Router {
 }
 
 /// What a router call works with: the API client, the Canary as stored (owner references,
-/// `ingressRef`), its validated form, and the session-affinity cookies of the current run
-/// (from the freshest status: the watch cache may lag behind the controller's own writes).
+/// `ingressRef`), its validated form, and the session-affinity cookies the core decided for the
+/// routes being written.
 #[derive(Clone)]
 pub struct Target<'a> {
     pub client: &'a Client,
@@ -61,12 +61,11 @@ pub struct Target<'a> {
     pub cookies: StickyCookies,
     /// `-ingress-annotations-prefix` (nginx).
     pub ingress_prefix: &'a str,
-    /// Where `reconcile` reports routing objects another field manager changed (fights); the
-    /// caller turns them into events and the `FieldConflict` condition.
-    pub contested: Option<&'a std::sync::Mutex<Vec<Contested>>>,
 }
 
-/// A routing object whose fields another field manager changed, found when putting it back.
+/// A routing object whose fields another field manager changed, found when putting it back
+/// (returned by `reconcile`; the caller turns them into events and the `FieldConflict`
+/// condition).
 #[derive(Clone, Debug)]
 pub struct Contested {
     pub kind: String,
@@ -122,10 +121,11 @@ impl Router {
         }
     }
 
-    /// Creates or corrects the routing objects, keeping the weights in effect.
-    pub async fn reconcile(&self, t: &Target<'_>) -> Result<(), String> {
+    /// Creates or corrects the routing objects, keeping the weights in effect; returns the
+    /// objects another field manager had changed.
+    pub async fn reconcile(&self, t: &Target<'_>) -> Result<Vec<Contested>, String> {
         match self {
-            Router::Kubernetes => Ok(()),
+            Router::Kubernetes => Ok(Vec::new()),
             Router::Istio => istio::reconcile(t).await,
             Router::Smi(v) => smi::reconcile(t, *v).await,
             Router::Nginx => nginx::reconcile(t).await,
@@ -225,7 +225,7 @@ fn contenders(existing: &Value, desired: &Value) -> Vec<flagger_core::conflict::
         existing,
         &serde_json::json!({"spec": desired["spec"]}),
     );
-    flagger_core::conflict::contenders(&managed, FIELD_MANAGER, &diff)
+    flagger_core::conflict::contenders_since_ours(&managed, FIELD_MANAGER, &diff)
 }
 
 /// Whether an object read as JSON is controlled by this Canary.
@@ -261,12 +261,13 @@ pub(crate) fn up_to_date(desired: &Value, existing: &Value) -> bool {
 
 /// Server-side applies `desired` (a whole object as JSON) unless `existing` already matches,
 /// with the Canary as controller owner when the object is new or already the Canary's.
+/// Returns what another field manager had changed in it (put back by this write).
 pub(crate) async fn ensure(
     api: &Api<DynamicObject>,
     t: &Target<'_>,
     mut desired: Value,
     existing: Option<&Value>,
-) -> Result<(), String> {
+) -> Result<Vec<Contested>, String> {
     let name = desired["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
@@ -284,19 +285,20 @@ pub(crate) async fn ensure(
             serde_json::to_value(vec![owner]).map_err(|e| e.to_string())?;
     }
     if existing.is_some_and(|e| up_to_date(&desired, e)) {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    if let (Some(existing), Some(sink)) = (existing, t.contested) {
-        for contender in contenders(existing, &desired) {
-            if let Ok(mut v) = sink.lock() {
-                v.push(Contested {
+    let contested = existing
+        .map(|existing| {
+            contenders(existing, &desired)
+                .into_iter()
+                .map(|contender| Contested {
                     kind: desired["kind"].as_str().unwrap_or_default().to_string(),
                     name: name.clone(),
                     contender,
-                });
-            }
-        }
-    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     api.patch(
         &name,
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -310,7 +312,7 @@ pub(crate) async fn ensure(
             t.c.namespace
         )
     })?;
-    Ok(())
+    Ok(contested)
 }
 
 #[cfg(test)]

@@ -84,13 +84,14 @@ async fn write(
 }
 
 /// Creates or corrects the canary Ingress, keeping the weights.
-pub async fn reconcile(t: &Target<'_>) -> Result<(), String> {
+pub async fn reconcile(t: &Target<'_>) -> Result<Vec<super::Contested>, String> {
     let (api, source, existing) = current(t).await?;
     let routes = existing
         .as_ref()
         .and_then(|i| nginx::read_routes(t.c, i, t.ingress_prefix).ok())
         .unwrap_or(Routes::PRIMARY);
-    write(t, &api, &source, existing.as_ref(), routes).await
+    write(t, &api, &source, existing.as_ref(), routes).await?;
+    Ok(Vec::new())
 }
 
 /// Writes the weight (or the A/B header and cookie annotations).

@@ -7,7 +7,7 @@ use flagger_core::routing::smi;
 use kube::Api;
 use kube::api::DynamicObject;
 
-use super::{Target, dynamic_api, ensure, get_json};
+use super::{Contested, Target, dynamic_api, ensure, get_json};
 
 fn splits(t: &Target<'_>, v: SmiVersion) -> Api<DynamicObject> {
     dynamic_api(
@@ -20,7 +20,7 @@ fn splits(t: &Target<'_>, v: SmiVersion) -> Api<DynamicObject> {
 }
 
 /// Creates or corrects the TrafficSplit, keeping the weights.
-pub async fn reconcile(t: &Target<'_>, v: SmiVersion) -> Result<(), String> {
+pub async fn reconcile(t: &Target<'_>, v: SmiVersion) -> Result<Vec<Contested>, String> {
     let api = splits(t, v);
     let existing = get_json(&api, &t.c.apex).await?;
     let routes = existing
@@ -36,7 +36,9 @@ pub async fn set_routes(t: &Target<'_>, v: SmiVersion, routes: Routes) -> Result
     let api = splits(t, v);
     let existing = get_json(&api, &t.c.apex).await?;
     let desired = smi::traffic_split(t.c, v, routes);
-    ensure(&api, t, desired, existing.as_ref()).await
+    ensure(&api, t, desired, existing.as_ref())
+        .await
+        .map(|_| ())
 }
 
 /// Reads the weights from the TrafficSplit.
