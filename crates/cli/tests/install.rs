@@ -137,6 +137,7 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
         ),
         ("flagger.app", &["alertproviders"], &["get"]),
         ("", &["events"], &["create", "patch"]),
+        ("", &["namespaces"], &["get"]),
     ];
     let mut out = BTreeSet::new();
     for (group, resources, verbs) in spec {

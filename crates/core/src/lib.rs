@@ -9,6 +9,7 @@ pub mod converge;
 pub mod decide;
 pub mod duration;
 pub mod effects;
+pub mod finalize;
 pub mod generated;
 pub mod hash;
 pub mod keda;
