@@ -6,7 +6,8 @@
 #   docker run --rm flagger-rs/flagger:0.1.0 --version   # or: crd, validate FILE, controller ...
 #
 # The install manifests (deploy/flagger, deploy/charts/flagger) run it with
-# `args: [controller, -log-level=info, -mesh-provider=kubernetes, ...]`. The load tester has its
+# `args: [controller, -log-level=info, ...]`; Flagger's own manifests (`command: [./flagger,
+# -log-level=info, ...]`) work too. The load tester has its
 # own image with bash, curl and kubectl: deploy/loadtester/Dockerfile.
 #
 # Static binary: the build targets musl (`<arch>-unknown-linux-musl`, arch from `uname -m`, so
@@ -41,9 +42,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 # distroless/static: CA certificates, tzdata, /etc/passwd with `nonroot` (65532); no shell.
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/flagger /usr/local/bin/flagger
+# Flagger's chart and kustomize files run `./flagger <flags>` from the working directory (its
+# image keeps the binary there); flags alone imply `flagger controller`.
+WORKDIR /usr/local/bin
 # The uid the manifests run as (runAsUser: 10001, as Flagger's); any non-root uid works, the
 # binary writes nothing to the filesystem.
 USER 10001:10001
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/flagger"]
-CMD ["controller", "-log-level=info", "-mesh-provider=kubernetes"]
+CMD ["controller", "-log-level=info"]

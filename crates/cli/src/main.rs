@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod demo;
-mod lint;
 mod schema_check;
 mod uninstall;
 mod validate;
@@ -28,7 +27,7 @@ enum Command {
     /// Check Canary manifests offline: every problem, with its field path and how to fix it.
     Validate(validate::Args),
     /// Find objects in GitOps manifests that collide or fight with what Flagger generates.
-    Lint(lint::Args),
+    Lint(flagger_lint::Args),
     /// Hand every Canary's traffic back to its target and remove the Canaries, so the
     /// controller and its CRDs can be removed or reinstalled without an outage.
     Uninstall(uninstall::Args),
@@ -115,12 +114,26 @@ fn run_local(args: LocalArgs) -> ExitCode {
     }
 }
 
+/// Flagger's image runs its binary with the controller's flags alone (`./flagger
+/// -log-level=info ...`, as its chart and kustomize patches do): when the first argument is a
+/// flag other than help or version, `controller` is implied.
+fn implicit_controller(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let first = args.get(1).and_then(|a| a.to_str());
+    if let Some(first) = first
+        && first.starts_with('-')
+        && !matches!(first, "-h" | "--help" | "-V" | "--version")
+    {
+        args.insert(1, "controller".into());
+    }
+    args
+}
+
 fn main() -> ExitCode {
     if let Some(code) = flagger_loadtester::cli::run_if_invoked_as_hey() {
         return code;
     }
     let cli = Cli::parse_from(flagger_controller::args::normalize_go_flags_after(
-        std::env::args_os(),
+        implicit_controller(std::env::args_os().collect()),
         "controller",
     ));
     match cli.command {
@@ -130,7 +143,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Validate(args) => validate::run(args),
-        Command::Lint(args) => lint::run(args),
+        Command::Lint(args) => flagger_lint::run(args),
         Command::Uninstall(args) => match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -182,5 +195,26 @@ mod tests {
     #[test]
     fn command_definition_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_alone_imply_the_controller() {
+        let argv = |a: &[&str]| {
+            a.iter()
+                .map(Into::into)
+                .collect::<Vec<std::ffi::OsString>>()
+        };
+        assert_eq!(
+            super::implicit_controller(argv(&["./flagger", "-log-level=info"])),
+            argv(&["./flagger", "controller", "-log-level=info"])
+        );
+        for kept in [
+            &["flagger", "crd"][..],
+            &["flagger", "--help"],
+            &["flagger", "-V"],
+            &["flagger"],
+        ] {
+            assert_eq!(super::implicit_controller(argv(kept)), argv(kept));
+        }
     }
 }

@@ -1,5 +1,8 @@
-//! Command-line flags of `flagger controller`: Flagger's flags (accepted with one dash or two),
-//! each also settable through the environment.
+//! Command-line flags of `flagger controller`: every flag of Flagger 1.44's controller
+//! (`cmd/flagger/main.go`, and the klog flags it registers), accepted with one dash or two and
+//! Go's boolean spellings, most also settable through the environment. Flags whose job
+//! flagger-rs does differently, or not yet, are accepted and reported at startup by
+//! [`Args::startup_notes`], never refused: a Deployment written for Flagger starts unchanged.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,7 +30,7 @@ pub struct Args {
     )]
     pub metrics_server: String,
 
-    /// Default provider when a Canary sets none.
+    /// Default provider when a Canary sets none (empty: istio, as in Flagger).
     #[arg(long, env = "FLAGGER_MESH_PROVIDER", default_value = "istio", value_parser = parse_provider)]
     pub mesh_provider: Provider,
 
@@ -56,7 +59,7 @@ pub struct Args {
     pub include_label_prefix: String,
 
     /// Track ConfigMaps and Secrets referenced by targets.
-    #[arg(long, env = "FLAGGER_ENABLE_CONFIG_TRACKING", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "FLAGGER_ENABLE_CONFIG_TRACKING", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool)]
     pub enable_config_tracking: bool,
 
     /// Canaries reconciled in parallel.
@@ -68,7 +71,7 @@ pub struct Args {
     pub event_webhook: Option<String>,
 
     /// Forbid cross-namespace MetricTemplate, AlertProvider and Upstream references.
-    #[arg(long, env = "FLAGGER_NO_CROSS_NAMESPACE_REFS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "FLAGGER_NO_CROSS_NAMESPACE_REFS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool)]
     pub no_cross_namespace_refs: bool,
 
     /// Prefix of the NGINX canary annotations (`<prefix>/canary-weight`, ...).
@@ -130,7 +133,7 @@ pub struct Args {
     /// does (the finalizer is added to every Canary): the target is scaled up and Ready, and the
     /// apex Service points at it, before the primary is garbage collected. `false`: Flagger's
     /// behaviour (without `revertOnDeletion`, deleting a Canary leaves the target at zero).
-    #[arg(long, env = "FLAGGER_SAFE_DELETION", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "FLAGGER_SAFE_DELETION", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool)]
     pub safe_deletion: bool,
 
     /// Log format: `json` (Flagger's: one JSON object per line with `level`, `ts`, `msg`,
@@ -143,7 +146,7 @@ pub struct Args {
     pub zap_encoding: Option<String>,
 
     /// Run only while holding the Lease `flagger-leader-election` (several replicas, one active).
-    #[arg(long, env = "FLAGGER_ENABLE_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "FLAGGER_ENABLE_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool)]
     pub enable_leader_election: bool,
 
     /// Namespace of the leader election Lease (the `-namespace` one when that is set).
@@ -165,9 +168,137 @@ pub struct Args {
     /// Requests the API server may get at once above `-kubeconfig-qps`.
     #[arg(long, env = "FLAGGER_KUBECONFIG_BURST", default_value_t = 250)]
     pub kubeconfig_burst: u64,
+
+    /// Flagger's period for syncing its canary map to analysis jobs. flagger-rs reacts to watch
+    /// events and schedules each canary on its own analysis interval: accepted, no effect.
+    #[arg(long, env = "FLAGGER_CONTROL_LOOP_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub control_loop_interval: Duration,
+
+    /// Kubeconfig of the cluster that holds the mesh/ingress objects (Flagger: defaults to
+    /// `-kubeconfig`). Only one cluster is supported yet: routing objects are written with the
+    /// main client, and a different value is reported at startup.
+    #[arg(long, env = "FLAGGER_KUBECONFIG_SERVICE_MESH")]
+    pub kubeconfig_service_mesh: Option<PathBuf>,
+
+    /// Ingress class set on Contour HTTPProxy objects (`spec.ingressClassName`). flagger-rs has
+    /// no Contour router yet: accepted, no effect.
+    #[arg(long, env = "FLAGGER_INGRESS_CLASS")]
+    pub ingress_class: Option<String>,
+
+    /// Flagger's switch for its global zap logger. flagger-rs has one logger: accepted, no effect.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub zap_replace_globals: bool,
+
+    /// Print the version and exit.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub version: bool,
+
+    /// klog's flags, which Flagger registers (its client library's logging). flagger-rs logs
+    /// through `-log-level` and `-log-format`: accepted, no effect.
+    #[command(flatten)]
+    pub klog: KlogFlags,
+}
+
+/// The flags `klog.InitFlags` adds to Flagger's command line. Accepted so that Flagger's
+/// manifests start flagger-rs unchanged; none has an effect (see [`Args::startup_notes`]).
+#[derive(clap::Args, Clone, Debug, Default)]
+#[command(next_help_heading = "klog flags (Flagger's client logging; accepted, no effect)")]
+pub struct KlogFlags {
+    /// klog: verbosity level.
+    #[arg(long = "v", short = 'v', value_name = "LEVEL")]
+    pub v: Option<String>,
+    /// klog: per-file verbosity (pattern=N,...).
+    #[arg(long = "vmodule", value_name = "PATTERNS")]
+    pub vmodule: Option<String>,
+    /// klog: directory of log files.
+    #[arg(long = "log_dir", value_name = "DIR")]
+    pub log_dir: Option<String>,
+    /// klog: a single log file.
+    #[arg(long = "log_file", value_name = "FILE")]
+    pub log_file: Option<String>,
+    /// klog: maximum log file size in MB.
+    #[arg(long = "log_file_max_size", value_name = "MB")]
+    pub log_file_max_size: Option<String>,
+    /// klog: log to standard error instead of files.
+    #[arg(long = "logtostderr", num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub logtostderr: Option<bool>,
+    /// klog: log to standard error as well as files.
+    #[arg(long = "alsologtostderr", num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub alsologtostderr: Option<bool>,
+    /// klog: add the file directory to log headers.
+    #[arg(long = "add_dir_header", num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub add_dir_header: Option<bool>,
+    /// klog: no header prefixes on log lines.
+    #[arg(long = "skip_headers", num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub skip_headers: Option<bool>,
+    /// klog: no headers when opening log files.
+    #[arg(long = "skip_log_headers", num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub skip_log_headers: Option<bool>,
+    /// klog: write each severity to its own file only.
+    #[arg(long = "one_output", num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub one_output: Option<bool>,
+    /// klog: severity from which logs also go to standard error.
+    #[arg(long = "stderrthreshold", value_name = "SEVERITY")]
+    pub stderrthreshold: Option<String>,
+    /// klog: emit a stack trace when logging hits file:N.
+    #[arg(long = "log_backtrace_at", value_name = "FILE:N")]
+    pub log_backtrace_at: Option<String>,
+    /// klog: whether -stderrthreshold follows klog's legacy rules.
+    #[arg(long = "legacy_stderr_threshold_behavior", num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool)]
+    pub legacy_stderr_threshold_behavior: Option<bool>,
+}
+
+impl KlogFlags {
+    /// The klog flags given on the command line, as `-name=value`.
+    pub fn given(&self) -> Vec<String> {
+        let text = |name: &str, v: &Option<String>| v.as_ref().map(|v| format!("-{name}={v}"));
+        let flag = |name: &str, v: &Option<bool>| v.map(|v| format!("-{name}={v}"));
+        [
+            text("v", &self.v),
+            text("vmodule", &self.vmodule),
+            text("log_dir", &self.log_dir),
+            text("log_file", &self.log_file),
+            text("log_file_max_size", &self.log_file_max_size),
+            flag("logtostderr", &self.logtostderr),
+            flag("alsologtostderr", &self.alsologtostderr),
+            flag("add_dir_header", &self.add_dir_header),
+            flag("skip_headers", &self.skip_headers),
+            flag("skip_log_headers", &self.skip_log_headers),
+            flag("one_output", &self.one_output),
+            text("stderrthreshold", &self.stderrthreshold),
+            text("log_backtrace_at", &self.log_backtrace_at),
+            flag(
+                "legacy_stderr_threshold_behavior",
+                &self.legacy_stderr_threshold_behavior,
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+/// How loud a startup note is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoteLevel {
+    Info,
+    Warn,
+}
+
+/// The version line of `-version`.
+pub fn version_line() -> String {
+    format!(
+        "flagger-rs version {} (Flagger 1.44 API and flags)",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 fn parse_provider(s: &str) -> Result<Provider, String> {
+    // Flagger's chart passes no -mesh-provider when `meshProvider` is empty, and an explicitly
+    // empty value reaches Flagger's router and observer factories, whose fallback is Istio.
+    if s.trim().is_empty() {
+        return Ok(Provider::Istio);
+    }
     Provider::parse_flag(s).ok_or_else(|| {
         format!(
             "unknown mesh provider {s:?}; valid: {}",
@@ -184,6 +315,17 @@ fn parse_log_level(s: &str) -> Result<String, String> {
         "fatal" | "panic" => Ok("error".into()),
         _ => Err(format!(
             "unknown log level {s:?}; valid: debug, info, warn, error"
+        )),
+    }
+}
+
+/// Go's `strconv.ParseBool`, which Flagger's boolean flags use.
+fn parse_go_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(format!(
+            "invalid boolean value {s:?}; valid: true, false (or 1, 0, t, f)"
         )),
     }
 }
@@ -219,6 +361,57 @@ impl Args {
 }
 
 impl Args {
+    /// What to say at startup about flags that flagger-rs accepts for compatibility but does
+    /// not act on (or acts on differently): one line per flag given, none for defaults.
+    pub fn startup_notes(&self) -> Vec<(NoteLevel, String)> {
+        let mut notes = Vec::new();
+        if self.control_loop_interval != Duration::from_secs(10) {
+            notes.push((
+                NoteLevel::Info,
+                format!(
+                    "-control-loop-interval={}: not used by flagger-rs, which reacts to watch events and runs each canary on its own analysis interval",
+                    flagger_core::duration::format_go(self.control_loop_interval)
+                ),
+            ));
+        }
+        if let Some(mesh) = &self.kubeconfig_service_mesh
+            && Some(mesh) != self.kubeconfig.as_ref()
+        {
+            notes.push((
+                NoteLevel::Warn,
+                format!(
+                    "-kubeconfig-service-mesh={}: a separate service-mesh cluster is not supported yet; routing objects are written to the cluster of -kubeconfig",
+                    mesh.display()
+                ),
+            ));
+        }
+        if let Some(class) = self.ingress_class.as_deref().filter(|c| !c.is_empty()) {
+            notes.push((
+                NoteLevel::Info,
+                format!(
+                    "-ingress-class={class}: used by Flagger's Contour router only, which flagger-rs does not have yet; no effect"
+                ),
+            ));
+        }
+        if self.zap_replace_globals {
+            notes.push((
+                NoteLevel::Info,
+                "-zap-replace-globals: flagger-rs has a single logger; no effect".into(),
+            ));
+        }
+        let klog = self.klog.given();
+        if !klog.is_empty() {
+            notes.push((
+                NoteLevel::Info,
+                format!(
+                    "{}: klog flags have no effect in flagger-rs; logs follow -log-level and -log-format",
+                    klog.join(" ")
+                ),
+            ));
+        }
+        notes
+    }
+
     /// The global notifier of `-slack-*` / `-msteams-*` (Flagger's `initNotifier`): MS Teams
     /// when its URL is set, else Slack when its URL is set, else none. `Err` when the flags
     /// cannot make a notifier (Flagger logs it and sends nothing).
@@ -400,6 +593,153 @@ mod tests {
             parse(&["-msteams-url=not a url"])
                 .global_notifier()
                 .is_err()
+        );
+    }
+
+    /// Every flag of Flagger 1.44's `cmd/flagger/main.go` and of `klog.InitFlags`, with a value.
+    const FLAGGER_FLAGS: &[&str] = &[
+        "-kubeconfig=/tmp/kubeconfig",
+        "-kubeconfig-qps=50",
+        "-kubeconfig-burst=100",
+        "-master=https://127.0.0.1:6443",
+        "-metrics-server=http://prometheus.istio-system:9090",
+        "-control-loop-interval=5s",
+        "-log-level=info",
+        "-port=9090",
+        "-slack-url=https://hooks.slack.com/services/x",
+        "-slack-token=t0k",
+        "-slack-proxy-url=http://proxy:3128",
+        "-slack-user=bot",
+        "-slack-channel=alerts",
+        "-event-webhook=http://events.example/hook",
+        "-msteams-url=https://outlook.office.com/webhook/y",
+        "-msteams-proxy-url=http://proxy:3128",
+        "-include-label-prefix=app.kubernetes.io",
+        "-threadiness=4",
+        "-zap-replace-globals",
+        "-zap-encoding=console",
+        "-namespace=test",
+        "-mesh-provider=linkerd",
+        "-selector-labels=app,name",
+        "-ingress-annotations-prefix=custom.ingress.kubernetes.io",
+        "-ingress-class=contour",
+        "-enable-leader-election=true",
+        "-leader-election-namespace=flagger-system",
+        "-enable-config-tracking=false",
+        "-version=false",
+        "-kubeconfig-service-mesh=/tmp/controlplane/kubeconfig",
+        "-cluster-name=prod",
+        "-no-cross-namespace-refs=true",
+        // klog
+        "-v=2",
+        "-vmodule=controller=4",
+        "-log_dir=/tmp",
+        "-log_file=/tmp/flagger.log",
+        "-log_file_max_size=1800",
+        "-logtostderr=true",
+        "-alsologtostderr",
+        "-add_dir_header=false",
+        "-skip_headers",
+        "-skip_log_headers=true",
+        "-one_output=false",
+        "-stderrthreshold=2",
+        "-log_backtrace_at=main.go:10",
+        "-legacy_stderr_threshold_behavior=true",
+    ];
+
+    #[test]
+    fn accepts_every_flag_of_flaggers_controller() {
+        for dashes in ["-", "--"] {
+            let argv = std::iter::once("controller".to_string()).chain(
+                FLAGGER_FLAGS
+                    .iter()
+                    .map(|f| format!("{}{}", &dashes[1..], f)),
+            );
+            let args = Args::try_parse_from(argv).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(args.control_loop_interval, Duration::from_secs(5));
+            assert_eq!(args.ingress_class.as_deref(), Some("contour"));
+            assert!(args.zap_replace_globals);
+            assert!(!args.json_logs());
+            assert!(!args.version);
+            assert_eq!(args.mesh_provider, Provider::Linkerd);
+            assert_eq!(args.port, 9090);
+            assert_eq!(
+                args.kubeconfig_service_mesh,
+                Some(PathBuf::from("/tmp/controlplane/kubeconfig"))
+            );
+            assert_eq!(args.klog.given().len(), 14);
+            let notes = args.startup_notes();
+            let text: Vec<&str> = notes.iter().map(|(_, n)| n.as_str()).collect();
+            assert_eq!(notes.len(), 5, "{text:#?}");
+            assert!(text[0].starts_with("-control-loop-interval=5s: not used"));
+            assert_eq!(notes[1].0, NoteLevel::Warn);
+            assert!(text[1].contains("not supported yet"));
+            assert!(text[2].starts_with("-ingress-class=contour"));
+            assert!(text[3].starts_with("-zap-replace-globals"));
+            assert!(text[4].starts_with("-v=2 -vmodule=controller=4"));
+        }
+        // Defaults say nothing; the same mesh kubeconfig as the main one is no news.
+        let quiet = Args::try_parse_from([
+            "controller",
+            "-kubeconfig=/k",
+            "-kubeconfig-service-mesh=/k",
+        ])
+        .expect("parses");
+        assert_eq!(quiet.startup_notes(), vec![]);
+    }
+
+    #[test]
+    fn version_and_go_booleans() {
+        let args = Args::try_parse_from(["controller", "-version"]).expect("parses");
+        assert!(args.version);
+        assert!(version_line().starts_with("flagger-rs version "));
+        for (value, want) in [
+            ("1", true),
+            ("t", true),
+            ("TRUE", true),
+            ("F", false),
+            ("0", false),
+        ] {
+            let args = Args::try_parse_from([
+                "controller".to_string(),
+                format!("-enable-config-tracking={value}"),
+            ])
+            .expect("parses");
+            assert_eq!(args.enable_config_tracking, want, "{value}");
+        }
+        let bare = Args::try_parse_from(["controller", "-enable-config-tracking"]).expect("parses");
+        assert!(bare.enable_config_tracking);
+        let err = Args::try_parse_from(["controller", "-enable-config-tracking=maybe"])
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("invalid boolean value \"maybe\""), "{err}");
+    }
+
+    /// Flagger's chart passes no `-mesh-provider` when `meshProvider` is empty, and Flagger's
+    /// factories fall back to Istio for an empty one: both mean istio here too.
+    #[test]
+    fn empty_mesh_provider_means_istio() {
+        let unset = Args::try_parse_from(["controller"]).expect("parses");
+        assert_eq!(unset.mesh_provider, Provider::Istio);
+        let empty = Args::try_parse_from(["controller", "-mesh-provider="]).expect("parses");
+        assert_eq!(empty.mesh_provider, Provider::Istio);
+    }
+
+    #[test]
+    fn help_lists_every_flag_and_unknown_flags_fail_clearly() {
+        use clap::CommandFactory;
+        let help = Standalone::command().render_long_help().to_string();
+        for flag in FLAGGER_FLAGS {
+            let name = flag.trim_start_matches('-');
+            let name = name.split_once('=').map_or(name, |(n, _)| n);
+            assert!(help.contains(&format!("--{name}")), "--help lacks {name}");
+        }
+        let err = Args::try_parse_from(["controller", "-no-such-flag=1"])
+            .expect_err("unknown flags are refused")
+            .to_string();
+        assert!(
+            err.contains("unexpected argument '--no-such-flag'"),
+            "{err}"
         );
     }
 

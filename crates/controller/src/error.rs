@@ -99,6 +99,16 @@ impl Category {
         }
     }
 
+    /// The category of a router failure: the router's own categories, provider failures
+    /// when transient.
+    pub fn of_router(e: &crate::router::RouterError) -> Category {
+        match e.category {
+            crate::router::Category::Conflict => Category::Conflict,
+            crate::router::Category::InvalidSpec => Category::InvalidSpec,
+            crate::router::Category::Transient => Category::Provider,
+        }
+    }
+
     /// The category of a failed API request: 409 is a conflict, 400 and 422 an object the API
     /// server refuses, anything else transient.
     pub fn of_kube(e: &kube::Error) -> Category {

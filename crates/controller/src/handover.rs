@@ -27,8 +27,8 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::canary::finalize::{hand_back, target_selector};
-use crate::canary::objects::owned_by;
 use crate::canary::workloads::bring_back_target;
+use crate::owner::owned_by;
 
 /// Field manager of the uninstall's writes.
 pub const MANAGER: &str = "flagger-uninstall";

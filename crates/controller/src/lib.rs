@@ -25,6 +25,12 @@
 //!
 //! Analysis ticks run once per `analysis.interval` per canary; a new revision of the target or a
 //! change to a tracked ConfigMap or Secret is acted on when its watch event arrives.
+//!
+//! Providers plug in through one seam per kind: [`router`] (the `Router` trait: reconcile, get
+//! and set routes, finalize; one module per provider and a registry line) and [`providers`]
+//! (the `MetricsProvider` trait: query and availability check; one module per MetricTemplate
+//! type and a registry line). The steps reach them through [`canary::oracle`] and
+//! [`canary::execute`] and never know which provider they talk to.
 
 pub mod alerts;
 pub mod args;
@@ -33,12 +39,12 @@ pub mod canary;
 pub mod context;
 pub mod error;
 pub mod events;
-pub mod gotemplate;
 pub mod handover;
 pub mod leader;
 pub mod logfmt;
 pub mod metrics;
-pub mod prometheus;
+pub mod owner;
+pub mod providers;
 pub mod router;
 pub mod run;
 pub mod server;
@@ -49,7 +55,7 @@ pub use args::Args;
 pub use error::Error;
 
 /// Field manager of every write the controller makes.
-pub const FIELD_MANAGER: &str = "flagger";
+pub use flagger_api::labels::FIELD_MANAGER;
 
 /// Create and replace parameters under the controller's field manager (a write without one is
 /// recorded as `unknown`, which the fight detector would take for another writer).

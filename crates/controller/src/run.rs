@@ -69,7 +69,17 @@ pub fn init_tracing(args: &Args) {
 
 /// `flagger controller`: runs until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    if args.version {
+        println!("{}", crate::args::version_line());
+        return Ok(());
+    }
     init_tracing(&args);
+    for (level, note) in args.startup_notes() {
+        match level {
+            crate::args::NoteLevel::Info => tracing::info!("{note}"),
+            crate::args::NoteLevel::Warn => tracing::warn!("{note}"),
+        }
+    }
     let client = client(&args).await?;
     serve(client, args, shutdown_signal()).await
 }

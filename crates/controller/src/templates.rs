@@ -1,16 +1,17 @@
 //! MetricTemplates: where a template and its Secret come from ([`Lookups`], the one place that
-//! reads them), how a template becomes a query client ([`prometheus_server`]), and the template
-//! check itself ([`run`]) with Flagger's messages for each way it can fail (reference §5.3).
+//! reads them), how a template becomes a provider ([`prepare`], through the registry of
+//! [`crate::providers`]), and the template check itself ([`run`]) with Flagger's messages for
+//! each way it can fail (reference §5.3).
 
 use std::collections::BTreeMap;
 
 use flagger_api::MetricTemplate;
-use flagger_api::metric::{METRIC_PROVIDERS, MetricProvider};
 use flagger_core::effects::MetricOutcome;
+use flagger_core::gotemplate::{self, Model};
+use flagger_core::metric::MetricCheck;
 
 use crate::cache::{self, Caches};
-use crate::gotemplate::{self, Model};
-use crate::prometheus::{self, Auth, Server};
+use crate::providers::{self, MetricsProvider, Setup};
 use crate::webhook::Clients;
 
 /// Reads MetricTemplates and their Secrets from the watch caches (the API server when a cache
@@ -70,66 +71,29 @@ fn api_message(e: kube::Error) -> String {
     }
 }
 
-/// The providers this build can query.
-pub const SUPPORTED_PROVIDERS: &[&str] = &["prometheus"];
-
-/// Why a template's provider cannot run here, for `Valid=False` and events; `None` when it can.
-/// Unknown types are not refused: Flagger treats them as Prometheus.
-pub fn unsupported_provider(provider: &MetricProvider) -> Option<String> {
-    let t = provider.r#type.as_str();
-    (METRIC_PROVIDERS.contains(&t) && !SUPPORTED_PROVIDERS.contains(&t)).then(|| {
-        format!(
-            "the {t} metrics provider is not supported by flagger-rs yet; supported: {}",
-            SUPPORTED_PROVIDERS.join(", ")
-        )
-    })
-}
-
-/// The query client of a template's provider, as Flagger builds its Prometheus provider:
-/// `address` must be a URL; credentials from the Secret's data when `secretRef` is set.
-pub fn prometheus_server(
-    provider: &MetricProvider,
-    secret: Option<&BTreeMap<String, Vec<u8>>>,
-) -> Result<Server, String> {
-    if let Some(reason) = unsupported_provider(provider) {
-        return Err(reason);
-    }
-    if !METRIC_PROVIDERS.contains(&provider.r#type.as_str()) {
-        tracing::warn!(
-            "unknown metrics provider '{}', using prometheus",
-            provider.r#type
-        );
-    }
-    let address = provider.address.clone().unwrap_or_default();
-    let valid = reqwest::Url::parse(&address)
-        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
-    if !valid {
-        return Err(format!("prometheus address {address} is not a valid URL"));
-    }
-    let auth: Option<Auth> = secret.map(Auth::from_secret).transpose()?;
-    Ok(Server {
-        address,
-        auth,
-        headers: provider.headers.clone().unwrap_or_default(),
-        insecure_skip_verify: provider.insecure_skip_verify.unwrap_or(false),
-    })
-}
-
-/// A template made ready to query: its rendered-query source and its client.
+/// A template made ready to query: the template (its query) and its provider.
 pub struct Prepared {
     pub template: MetricTemplate,
-    pub server: Server,
+    pub provider: Box<dyn MetricsProvider>,
 }
 
-/// Reads the template and its Secret and builds the provider. The error is the whole event
-/// message Flagger gives for the step that failed.
-pub async fn prepare(lookups: &Lookups, namespace: &str, name: &str) -> Result<Prepared, String> {
+/// Reads the template and its Secret and builds the provider through the registry of
+/// [`crate::providers`]. `interval` is the metric's as written (the window of the providers
+/// that query one). The error is the whole event message Flagger gives for the step that
+/// failed.
+pub async fn prepare(
+    lookups: &Lookups,
+    clients: &Clients,
+    namespace: &str,
+    name: &str,
+    interval: &str,
+) -> Result<Prepared, String> {
     let template = lookups
         .metric_template(namespace, name)
         .await
         .map_err(|e| format!("Metric template {name}.{namespace} error: {e}"))?;
-    let provider = &template.spec.provider;
-    let secret = match &provider.secret_ref {
+    let spec = &template.spec.provider;
+    let secret = match &spec.secret_ref {
         Some(s) => Some(lookups.secret_data(namespace, &s.name).await.map_err(|e| {
             format!(
                 "Metric template {name}.{namespace} secret {} error: {e}",
@@ -138,118 +102,72 @@ pub async fn prepare(lookups: &Lookups, namespace: &str, name: &str) -> Result<P
         })?),
         None => None,
     };
-    let server = prometheus_server(provider, secret.as_ref()).map_err(|e| {
+    let provider = providers::from_template(&Setup {
+        spec,
+        secret: secret.as_ref(),
+        interval,
+        http: clients,
+        kube: &lookups.client,
+    })
+    .map_err(|e| {
         format!(
             "Metric template {name}.{namespace} provider {} error: {e}",
-            provider.r#type
+            spec.r#type
         )
     })?;
-    Ok(Prepared { template, server })
+    Ok(Prepared { template, provider })
 }
 
-/// Runs one template check: prepare, render, query.
+/// Runs one template check: prepare, render, query. The check names the provider and the
+/// rendered query with the outcome.
 pub async fn run(
     lookups: &Lookups,
     clients: &Clients,
     namespace: &str,
     name: &str,
     model: &Model,
-) -> MetricOutcome {
-    let prepared = match prepare(lookups, namespace, name).await {
+) -> MetricCheck {
+    let prepared = match prepare(lookups, clients, namespace, name, &model.interval).await {
         Ok(p) => p,
-        Err(message) => return MetricOutcome::Unusable(message),
+        Err(message) => {
+            let provider = lookups
+                .metric_template(namespace, name)
+                .await
+                .map(|t| t.spec.provider.r#type)
+                .unwrap_or_default();
+            return MetricCheck::not_run(&provider, MetricOutcome::Unusable(message));
+        }
     };
+    let provider = prepared.provider.name();
     let query = match gotemplate::render(&prepared.template.spec.query, model) {
         Ok(q) => q,
         Err(e) => {
-            return MetricOutcome::Unusable(format!(
-                "Metric template {name}.{namespace} query render error: {e}"
-            ));
+            return MetricCheck::not_run(
+                provider,
+                MetricOutcome::Unusable(format!(
+                    "Metric template {name}.{namespace} query render error: {e}"
+                )),
+            );
         }
     };
-    prometheus::query(clients, &prepared.server, &query).await
+    let answer = prepared.provider.run_query(&query).await;
+    MetricCheck::ran(provider, query, providers::outcome(answer))
 }
 
-/// The availability check at initialization (reference §5.5) for one template.
+/// The availability check at initialization (reference §5.5) for one template, built for a
+/// metric of this `interval`.
 pub async fn is_online(
     lookups: &Lookups,
     clients: &Clients,
     namespace: &str,
     name: &str,
+    interval: &str,
 ) -> Result<(), String> {
-    let prepared = prepare(lookups, namespace, name).await?;
-    prometheus::is_online(clients, &prepared.server)
-        .await
-        .map_err(|e| {
-            format!(
-                "{} in metric template {name}.{namespace} not available: {e}",
-                prepared.template.spec.provider.r#type
-            )
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn provider(t: &str, address: Option<&str>) -> MetricProvider {
-        MetricProvider {
-            r#type: t.into(),
-            address: address.map(Into::into),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn prometheus_needs_a_url() {
-        for bad in [None, Some(""), Some("prometheus:9090"), Some("not a url")] {
-            let e = prometheus_server(&provider("prometheus", bad), None).unwrap_err();
-            assert!(e.starts_with("prometheus address"), "{e}");
-            assert!(e.ends_with("is not a valid URL"), "{e}");
-        }
-        let s = prometheus_server(&provider("prometheus", Some("http://prom:9090")), None)
-            .expect("server");
-        assert_eq!(s, Server::plain("http://prom:9090"));
-    }
-
-    #[test]
-    fn other_known_providers_are_refused_by_name() {
-        for t in ["datadog", "newrelic", "cloudwatch", "influxdb", "graphite"] {
-            let e = prometheus_server(&provider(t, Some("http://x")), None).unwrap_err();
-            assert_eq!(
-                e,
-                format!(
-                    "the {t} metrics provider is not supported by flagger-rs yet; supported: prometheus"
-                )
-            );
-        }
-    }
-
-    #[test]
-    fn unknown_providers_fall_back_to_prometheus() {
-        assert!(unsupported_provider(&provider("victoriametrics", None)).is_none());
-        assert!(
-            prometheus_server(&provider("victoriametrics", Some("http://vm:8428")), None).is_ok()
-        );
-    }
-
-    #[test]
-    fn secret_headers_and_tls_flags_reach_the_client() {
-        let mut p = provider("prometheus", Some("https://prom.example:9090/prefix"));
-        p.insecure_skip_verify = Some(true);
-        p.headers = Some(BTreeMap::from([(
-            "X-Scope-OrgID".to_string(),
-            vec!["tenant-a".to_string()],
-        )]));
-        let secret = BTreeMap::from([("token".to_string(), b"t0k".to_vec())]);
-        let s = prometheus_server(&p, Some(&secret)).expect("server");
-        assert!(s.insecure_skip_verify);
-        assert_eq!(s.auth, Some(Auth::Bearer("t0k".into())));
-        assert_eq!(s.headers["X-Scope-OrgID"], vec!["tenant-a".to_string()]);
-        let empty = BTreeMap::new();
-        assert_eq!(
-            prometheus_server(&p, Some(&empty)).unwrap_err(),
-            "prometheus credentials does not contain a username"
-        );
-    }
+    let prepared = prepare(lookups, clients, namespace, name, interval).await?;
+    prepared.provider.is_online().await.map_err(|e| {
+        format!(
+            "{} in metric template {name}.{namespace} not available: {e}",
+            prepared.template.spec.provider.r#type
+        )
+    })
 }

@@ -15,13 +15,14 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use flagger_api::MetricTemplate;
-use flagger_controller::gotemplate::Model;
 use flagger_controller::templates::{self, Lookups};
 use flagger_controller::webhook::Clients;
 use flagger_core::effects::MetricOutcome;
+use flagger_core::gotemplate::Model;
+use flagger_core::metric::MetricCheck;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::PostParams;
@@ -60,12 +61,13 @@ impl FakeProm {
     }
 }
 
-/// `vector(1)` answers 1, every other query 4.5.
+/// `vector(1)` answers 1, a query that starts with `bad(` Prometheus' error for a query that
+/// does not parse (status 400), every other query 4.5.
 async fn answer(
     State(prom): State<FakeProm>,
     Query(params): Query<BTreeMap<String, String>>,
     headers: HeaderMap,
-) -> String {
+) -> (StatusCode, String) {
     let query = params.get("query").cloned().unwrap_or_default();
     let header = |name: &str| {
         headers
@@ -78,9 +80,18 @@ async fn answer(
         authorization: header("authorization"),
         tenant: header("x-scope-orgid"),
     });
+    if query.starts_with("bad(") {
+        return (
+            StatusCode::BAD_REQUEST,
+            r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:5: parse error: unexpected \")\""}"#.into(),
+        );
+    }
     let value = if query == "vector(1)" { "1" } else { "4.5" };
-    format!(
-        r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{}},"value":[1700000000,"{value}"]}}]}}}}"#
+    (
+        StatusCode::OK,
+        format!(
+            r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{}},"value":[1700000000,"{value}"]}}]}}}}"#
+        ),
     )
 }
 
@@ -177,6 +188,10 @@ impl World {
     }
 
     async fn run(&self, template: &str) -> MetricOutcome {
+        self.check(template).await.outcome
+    }
+
+    async fn check(&self, template: &str) -> MetricCheck {
         templates::run(
             &Lookups::new(
                 self.client.clone(),
@@ -225,7 +240,15 @@ async fn basic_auth_secret_sends_the_username_and_password() {
     )
     .await;
 
-    assert_eq!(w.run("error-rate").await, MetricOutcome::Value(4.5));
+    let check = w.check("error-rate").await;
+    assert_eq!(check.outcome, MetricOutcome::Value(4.5));
+    // The check says which provider answered which query, and never the credentials.
+    assert_eq!(check.provider, "prometheus");
+    let query = check.query.unwrap_or_default();
+    assert_eq!(
+        query.split_whitespace().collect::<Vec<_>>().join(" "),
+        RENDERED
+    );
     let seen = w.prom.seen();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].query, RENDERED);
@@ -270,6 +293,7 @@ async fn token_secret_sends_a_bearer_token_and_the_template_headers() {
         &w.clients,
         NS,
         "error-rate",
+        "30s",
     )
     .await
     .unwrap();
@@ -366,6 +390,37 @@ async fn each_failure_is_an_unusable_check_with_flaggers_message() {
     assert!(w.prom.seen().is_empty(), "{:?}", w.prom.seen());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prometheus_error_reads_as_its_status_and_error_text() {
+    let w = World::start().await;
+    w.secret("prom-token", serde_json::json!({"token": "t0ken"}))
+        .await;
+    w.template(
+        "broken",
+        serde_json::json!({"type": "prometheus", "address": w.prom_url, "secretRef": {"name": "prom-token"}}),
+        r#"bad(sum(rate(http_requests_total{namespace="{{ namespace }}"}[1m])))"#,
+    )
+    .await;
+    let check = w.check("broken").await;
+    assert_eq!(
+        check.outcome,
+        MetricOutcome::Error(
+            r#"error response: Status 400 Bad Request: bad_data: invalid parameter "query": 1:5: parse error: unexpected ")""#
+                .into()
+        )
+    );
+    assert_eq!(check.provider, "prometheus");
+    assert_eq!(
+        check.query.as_deref(),
+        Some(r#"bad(sum(rate(http_requests_total{namespace="test"}[1m])))"#)
+    );
+    // Nothing of the request (address, encoded query, token) is in the reason.
+    let reason = check.failure().unwrap();
+    for leak in [w.prom_url.as_str(), "t0ken", "query=", "%7B"] {
+        assert!(!reason.contains(leak), "{leak} in {reason}");
+    }
+}
+
 /// A Prometheus behind TLS with a self-signed certificate: answers every query with 4.5.
 async fn tls_prometheus() -> SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -434,7 +489,11 @@ async fn insecure_skip_verify_accepts_a_self_signed_prometheus() {
     .await;
 
     match w.run("verified").await {
-        MetricOutcome::Error(e) => assert!(e.starts_with("request failed: "), "{e}"),
+        MetricOutcome::Error(e) => assert!(
+            e.starts_with("request failed: cannot connect to 127.0.0.1:")
+                && e.ends_with(": invalid peer certificate: UnknownIssuer"),
+            "{e}"
+        ),
         other => panic!("a self-signed certificate was accepted: {other:?}"),
     }
     assert_eq!(w.run("unverified").await, MetricOutcome::Value(4.5));

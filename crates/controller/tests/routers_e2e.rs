@@ -1420,3 +1420,132 @@ async fn nginx_ab_canary_gets_only_header_matching_requests() {
     let after = answers_at(&env, INGRESS_URL, &[("x-canary", "insider")], 10).await;
     assert_eq!(after.get("6.0.1"), Some(&10), "{after:?}");
 }
+
+/// The Grafana dashboard shipped in `deploy/grafana` (and the chart): every query in it, with
+/// its variables set to this canary, parses and returns series from the e2e Prometheus after
+/// an istio canary was promoted and its next revision rolled back (the controller's
+/// `/metrics` scraped as the pod annotations have it, the mesh's series from the data plane,
+/// podinfo's from the exporter).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_queries_return_series() {
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/grafana/flagger-canary.json"
+        ))
+        .unwrap(),
+    )
+    .expect("the dashboard is JSON");
+    let mut queries: Vec<(String, String)> = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            queries.push((
+                panel["title"].as_str().unwrap().to_string(),
+                target["expr"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    for var in dashboard["templating"]["list"].as_array().unwrap() {
+        if let Some(q) = var["query"]["query"].as_str() {
+            queries.push((format!("variable {}", var["name"]), q.to_string()));
+        }
+    }
+    assert!(queries.len() >= 12, "{queries:?}");
+
+    let env = start_env_opts(Options {
+        scrape_controller: true,
+        ..Default::default()
+    })
+    .await;
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    init(
+        &env,
+        &canary("istio", "", &progressive(2, &builtin_metrics())),
+    )
+    .await;
+    let vs = virtual_service(&env);
+    promote_progressively(&env, &vs).await;
+    {
+        let _load = Load::start(&env, &[]);
+        env.apply(&workload("6.0.2", r#""localkube.dev/error-ratio": "0.5""#))
+            .await;
+        env.wait_phase("podinfo", CanaryPhase::Failed).await;
+    }
+    let prom = env.prometheus.as_ref().unwrap();
+    // The rollback's counter reaches Prometheus at the next scrape of the controller.
+    let last = Mutex::new(String::new());
+    support::wait_for(
+        "the controller's failure counter scraped",
+        &last,
+        || async {
+            (prom
+                .query(r#"flagger_canary_failures_total{name="podinfo"}"#)
+                .await
+                .unwrap_or(0.0)
+                >= 1.0)
+                .then_some(())
+        },
+    )
+    .await;
+
+    // A little past now, so that the last step covers the newest samples.
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        + 5.0;
+    let http = reqwest::Client::new();
+    let mut report = Vec::new();
+    for (panel, expr) in &queries {
+        // Grafana's interpolation of the variables, for one canary.
+        let q = expr
+            .replace("$namespace", NS)
+            .replace("$canary", "podinfo")
+            .replace("$__rate_interval", "10s");
+        let (path, params): (&str, Vec<(&str, String)>) = if let Some(inner) = q
+            .strip_prefix("label_values(")
+            .and_then(|r| r.strip_suffix(')'))
+        {
+            // label_values(<series>, <label>): Grafana asks the series API.
+            let (series, _label) = inner.rsplit_once(',').unwrap();
+            (
+                "/api/v1/series",
+                vec![
+                    ("match[]", series.trim().to_string()),
+                    ("start", start.to_string()),
+                    ("end", end.to_string()),
+                ],
+            )
+        } else {
+            (
+                "/api/v1/query_range",
+                vec![
+                    ("query", q.clone()),
+                    ("start", start.to_string()),
+                    ("end", end.to_string()),
+                    ("step", "1".into()),
+                ],
+            )
+        };
+        let body: Value = http
+            .get(format!("{}{path}", prom.url()))
+            .query(&params)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["status"], "success", "{panel}: {q}\n{body}");
+        let series = body["data"]["result"]
+            .as_array()
+            .or_else(|| body["data"].as_array())
+            .map_or(0, Vec::len);
+        report.push(format!("{series:>3} series  {panel}: {q}"));
+        assert!(series > 0, "{panel}: no series for {q}\n{body}");
+    }
+    println!("{}", report.join("\n"));
+}

@@ -5,10 +5,12 @@
 //! cluster; restrict it with `-namespace-regexp`, a bearer token and a NetworkPolicy.
 
 pub mod cli;
+pub mod concord;
 pub mod exec;
 pub mod gates;
 pub mod goflags;
 pub mod hey;
 pub mod metrics;
+pub mod ngrinder;
 pub mod server;
 pub mod tasks;

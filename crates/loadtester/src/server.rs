@@ -349,6 +349,16 @@ async fn new_task(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         .unwrap_or(false);
     let cmd = metadata.get("cmd");
 
+    if let Some(reply) = state
+        .tasks
+        .run_service_task(&canary, task_type, &metadata)
+        .await
+    {
+        let status =
+            StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return text(status, reply.body);
+    }
+
     if task_type == DEFAULT_TYPE {
         let Some(cmd) = cmd else {
             state.metrics.rejected("bad_request");

@@ -1,9 +1,11 @@
-//! Task types (`cmd`, `bash`, `helm`, `helmv3`, `kubectl`) and the runner that executes them.
+//! Task types (`cmd`, `bash`, `helm`, `helmv3`, `kubectl`, `concord`, `ngrinder`) and the runner
+//! that executes them.
 //!
 //! `cmd` tasks are asynchronous and deduplicated: while a task with the same canary and command
 //! is running, submitting it again is a no-op (Flagger's behaviour; a `hey -z 10m` started by the
-//! `rollout` hook on every tick therefore runs once at a time). The other types block the request
-//! until the command ends.
+//! `rollout` hook on every tick therefore runs once at a time); so are `ngrinder` tasks, per
+//! canary and cloned test. The other types block the request until the command (or the Concord
+//! process) ends.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -14,7 +16,16 @@ use crate::exec::{self, CommandSpec, Execution, Outcome, ProcessGroups};
 use crate::metrics::{Metrics, TaskResult};
 
 /// Task types this load tester runs.
-pub const SUPPORTED_TYPES: &[&str] = &["cmd", "bash", "helm", "helmv3", "kubectl"];
+pub const SUPPORTED_TYPES: &[&str] = &[
+    "cmd", "bash", "helm", "helmv3", "kubectl", "concord", "ngrinder",
+];
+
+/// The answer to a task handled by [`TaskRunner::run_service_task`]: an HTTP status and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+}
 
 /// The default task type when `metadata.type` is absent.
 pub const DEFAULT_TYPE: &str = "cmd";
@@ -35,16 +46,151 @@ pub struct TaskRunner {
     running: Mutex<HashSet<String>>,
     hey_dir: Option<PathBuf>,
     metrics: Arc<Metrics>,
+    /// Client of the `concord` and `ngrinder` task types (60s per request, as Flagger's).
+    http: reqwest::Client,
 }
 
 impl TaskRunner {
     pub fn new(timeout: Duration, hey_dir: Option<PathBuf>, metrics: Arc<Metrics>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap_or_default();
         Self {
             timeout,
             groups: ProcessGroups::default(),
             running: Mutex::new(HashSet::new()),
             hey_dir,
             metrics,
+            http,
+        }
+    }
+
+    /// Runs the task types that call a service rather than a command: `concord` (blocking: 200
+    /// when the process finished, 500 with the reason otherwise, as Flagger answers) and
+    /// `ngrinder` (asynchronous: 202, or 400 for bad metadata). `None` for every other type.
+    pub async fn run_service_task(
+        self: &Arc<Self>,
+        canary: &str,
+        task_type: &str,
+        metadata: &std::collections::HashMap<String, String>,
+    ) -> Option<Reply> {
+        match task_type {
+            "concord" => Some(self.run_concord(canary, metadata).await),
+            "ngrinder" => Some(self.submit_ngrinder(canary, metadata)),
+            _ => None,
+        }
+    }
+
+    async fn run_concord(
+        self: &Arc<Self>,
+        canary: &str,
+        metadata: &std::collections::HashMap<String, String>,
+    ) -> Reply {
+        let task = match crate::concord::ConcordTask::from_metadata(metadata) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(canary, "concord task init error: {e}");
+                return Reply {
+                    status: 500,
+                    body: e,
+                };
+            }
+        };
+        let gauge = self.metrics.running("concord");
+        gauge.inc();
+        let started = std::time::Instant::now();
+        // Its own tokio task, so a client that hangs up does not cancel the process's wait.
+        let this = self.clone();
+        let run = task.clone();
+        let outcome = tokio::spawn(async move { run.run(&this.http, this.timeout).await })
+            .await
+            .unwrap_or_else(|e| Err(format!("concord task aborted: {e}")));
+        gauge.dec();
+        let result = if outcome.is_ok() {
+            TaskResult::success
+        } else {
+            TaskResult::failure
+        };
+        self.metrics
+            .task_done("concord", result, Some(started.elapsed().as_secs_f64()));
+        match outcome {
+            Ok(()) => {
+                tracing::info!(canary, "concord task finished {}", task.describe());
+                Reply {
+                    status: 200,
+                    body: String::new(),
+                }
+            }
+            Err(e) => {
+                tracing::error!(canary, "concord task error: {e}");
+                Reply {
+                    status: 500,
+                    body: e,
+                }
+            }
+        }
+    }
+
+    fn submit_ngrinder(
+        self: &Arc<Self>,
+        canary: &str,
+        metadata: &std::collections::HashMap<String, String>,
+    ) -> Reply {
+        let task = match crate::ngrinder::NGrinderTask::from_metadata(metadata) {
+            Ok(t) => t,
+            Err(e) => {
+                return Reply {
+                    status: 400,
+                    body: e,
+                };
+            }
+        };
+        let key = task.key(canary);
+        {
+            let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+            if !running.insert(key.clone()) {
+                tracing::info!(
+                    canary,
+                    "task skipped {} is already running",
+                    task.describe()
+                );
+                self.metrics
+                    .task_done("ngrinder", TaskResult::skipped, None);
+                return Reply {
+                    status: 202,
+                    body: String::new(),
+                };
+            }
+        }
+        let this = self.clone();
+        let canary = canary.to_string();
+        tokio::spawn(async move {
+            tracing::info!(canary, "task starting {}", task.describe());
+            let gauge = this.metrics.running("ngrinder");
+            gauge.inc();
+            let started = std::time::Instant::now();
+            let outcome = task.run(&this.http, this.timeout).await;
+            gauge.dec();
+            let result = match &outcome {
+                Ok(()) => TaskResult::success,
+                Err(e) if e.contains("timed out") => TaskResult::timeout,
+                Err(_) => TaskResult::failure,
+            };
+            this.metrics
+                .task_done("ngrinder", result, Some(started.elapsed().as_secs_f64()));
+            match outcome {
+                Ok(()) => tracing::info!(canary, "task finished {}", task.describe()),
+                Err(e) => tracing::error!(canary, "task failed {}: {e}", task.describe()),
+            }
+            this.running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&key);
+        });
+        Reply {
+            status: 202,
+            body: String::new(),
         }
     }
 

@@ -381,6 +381,18 @@ pub fn builtins() -> Vec<ResourceInfo> {
             false,
             false,
         ),
+        // Stored and served (install manifests carry them); evictions are not simulated.
+        builtin(
+            "policy",
+            "v1",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            &["pdb"],
+            &[],
+            true,
+            true,
+            false,
+        ),
     ];
     for r in &mut v {
         if r.plural == "endpoints" {

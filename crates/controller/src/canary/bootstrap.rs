@@ -74,14 +74,17 @@ pub async fn run(
         client: &ctx.client,
         canary,
         c,
-        cookies: StickyCookies::of(status),
         ingress_prefix: &ctx.settings.ingress_prefix,
     };
-    let contested = deref
+    // Objects put back are reported, whether or not the rest of the reconcile succeeded.
+    let (contested, reconciled) = match deref
         .router
-        .reconcile(&target)
+        .reconcile(&target, &StickyCookies::of(status))
         .await
-        .map_err(BootstrapError::provider)?;
+    {
+        Ok(contested) => (contested, Ok(())),
+        Err(mut e) => (std::mem::take(&mut e.contested), Err(e)),
+    };
     let key = ObjectRef::from_obj(canary);
     for object in contested {
         let report = ctx.with_fights(&key, |log| {
@@ -96,6 +99,9 @@ pub async fn run(
         });
         conflicts::report(ctx, canary, c, &report).await;
     }
+    reconciled.map_err(|e| {
+        BootstrapError::new(crate::error::Category::of_router(&e), e.message)
+    })?;
     Ok(Bootstrapped {
         keep_target_serving,
     })

@@ -6,9 +6,9 @@ use flagger_core::validate::{Problem, validate};
 
 use crate::context::{Context, Settings};
 use crate::error::step_error;
-use crate::prometheus;
-use crate::router::Router;
-use crate::templates::{self, Lookups};
+use crate::providers;
+use crate::router::AnyRouter;
+use crate::templates::Lookups;
 
 step_error!(
     /// Step 1 failed: the spec cannot run (every problem, with its path).
@@ -34,7 +34,7 @@ pub async fn run(ctx: &Context, canary: &Canary) -> Result<Dereferenced, Derefer
 /// A canary ready to run, with the warnings worth an event.
 pub struct Dereferenced {
     pub canary: ValidatedCanary,
-    pub router: Router,
+    pub router: &'static dyn AnyRouter,
     pub warnings: Vec<String>,
 }
 
@@ -45,8 +45,8 @@ pub fn dereference(canary: &Canary, settings: &Settings) -> Result<Dereferenced,
     })?;
     let c = validated.canary;
     let mut problems = Vec::new();
-    let router = Router::for_provider(c.provider)
-        .map_err(|e| problems.push(e))
+    let router = crate::router::for_provider(c.provider)
+        .map_err(|e| problems.push(e.message))
         .ok();
     if !matches!(
         c.target.kind,
@@ -61,7 +61,7 @@ pub fn dereference(canary: &Canary, settings: &Settings) -> Result<Dereferenced,
         for (i, m) in c.analysis.metrics.iter().enumerate() {
             match &m.source {
                 MetricSource::Builtin(b) => {
-                    if prometheus::builtin_query(&c, *b, "1m", "").is_none() {
+                    if flagger_core::routing::observer::for_provider(c.provider).is_none() {
                         problems.push(format!(
                             "spec.analysis.metrics[{i}]: the builtin {} check for the {} provider is not supported by flagger-rs yet",
                             b.name(),
@@ -98,7 +98,7 @@ pub async fn template_providers(lookups: &Lookups, c: &ValidatedCanary) -> Resul
             name, namespace, ..
         } = &m.source
             && let Ok(template) = lookups.metric_template(namespace, name).await
-            && let Some(reason) = templates::unsupported_provider(&template.spec.provider)
+            && let Some(reason) = providers::unsupported(&template.spec.provider.r#type)
         {
             problems.push(format!(
                 "spec.analysis.metrics[{i}].templateRef: MetricTemplate {name}.{namespace}: {reason}"

@@ -36,10 +36,13 @@ async fn act(o: &Oracle<'_>, action: &Action) -> Result<(), ExecuteError> {
     match action {
         // The router writes the session-affinity cookies of the status the decision reached.
         Action::SetRoutes(routes) => {
+            let cookies = flagger_core::routing::StickyCookies::of(o.status);
             o.router
-                .set_routes(&o.route_target(), *routes)
+                .set_routes(&o.route_target(), *routes, &cookies)
                 .await
-                .map_err(ExecuteError::provider)?;
+                .map_err(|e| {
+                    ExecuteError::new(crate::error::Category::of_router(&e), e.message)
+                })?;
             ctx.metrics
                 .set_weights(&c.target.name, ns, routes.primary, routes.canary);
             Ok(())

@@ -320,9 +320,6 @@ async fn hand_back_traffic(
         client: &client,
         canary,
         c,
-        cookies: flagger_core::routing::StickyCookies::of(
-            &canary.status.clone().unwrap_or_default(),
-        ),
         ingress_prefix: &ctx.settings.ingress_prefix,
     };
     match deref.router.finalize(&target).await {
@@ -333,7 +330,10 @@ async fn hand_back_traffic(
                 .await;
             Ok(())
         }
-        Err(e) => Err(FinalizeError::provider(e)),
+        Err(e) => Err(FinalizeError::new(
+            crate::error::Category::of_router(&e),
+            e.message,
+        )),
     }
 }
 

@@ -1,9 +1,7 @@
 //! Writing generated objects: server-side apply under the controller's field manager, with a
 //! controller owner reference to the Canary; the error of a failed write.
 
-use flagger_api::Canary;
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource};
 use serde::Serialize;
@@ -25,18 +23,7 @@ pub fn merge_params(manager: &str) -> PatchParams {
     }
 }
 
-/// The owner reference Flagger puts on generated objects.
-pub fn owner_ref(canary: &Canary) -> Option<OwnerReference> {
-    canary.controller_owner_ref(&())
-}
-
-/// Whether an object is owned (as controller) by this canary.
-pub fn owned_by(refs: Option<&Vec<OwnerReference>>, canary: &Canary) -> bool {
-    let uid = canary.meta().uid.as_deref();
-    refs.into_iter()
-        .flatten()
-        .any(|r| r.controller == Some(true) && Some(r.uid.as_str()) == uid)
-}
+pub use crate::owner::{owned_by, owner_ref};
 
 /// Server-side applies an object (creating it when missing), taking ownership of its fields.
 pub async fn apply<K>(

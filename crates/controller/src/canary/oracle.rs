@@ -11,12 +11,14 @@ use super::observe::{Observed, Target};
 use crate::cache;
 use crate::context::Context;
 use crate::error::step_error;
-use crate::gotemplate::{self, Model};
 use crate::metrics::MetricLabels;
-use crate::prometheus;
-use crate::router::Router;
+use crate::providers::{self, prometheus::Prometheus};
+use crate::router::AnyRouter;
 use crate::templates;
 use crate::webhook::{self, Payload};
+use flagger_core::gotemplate::{self, Model};
+use flagger_core::metric::MetricCheck;
+use flagger_core::routing::observer;
 
 step_error!(
     /// Step 4 failed: the decision could not be reached.
@@ -71,7 +73,7 @@ pub struct Oracle<'a> {
     pub canary: &'a Canary,
     pub c: &'a ValidatedCanary,
     pub observed: &'a Observed,
-    pub router: Router,
+    pub router: &'static dyn AnyRouter,
     pub status: &'a CanaryStatus,
 }
 
@@ -81,7 +83,10 @@ impl Oracle<'_> {
         match need {
             Need::PrimaryReadiness => obs.primary_ready = Some(self.readiness(Role::Primary).await),
             Need::CanaryReadiness => obs.canary_ready = Some(self.readiness(Role::Canary).await),
-            Need::Routes => obs.routes = Some(self.router.get_routes(&self.route_target()).await),
+            Need::Routes => {
+                let routes = self.router.get_routes(&self.route_target()).await;
+                obs.routes = Some(routes.map_err(|e| e.message));
+            }
             Need::MetricProviders => obs.metric_providers = Some(self.providers_online().await),
             Need::Hook {
                 hook_type,
@@ -110,7 +115,6 @@ impl Oracle<'_> {
             client: &self.ctx.client,
             canary: self.canary,
             c: self.c,
-            cookies: flagger_core::routing::StickyCookies::of(self.status),
             ingress_prefix: &self.ctx.settings.ingress_prefix,
         }
     }
@@ -136,8 +140,9 @@ impl Oracle<'_> {
 
     /// The Prometheus of builtin checks and inline queries: `spec.metricsServer` or
     /// `-metrics-server`.
-    fn prometheus(&self) -> prometheus::Server {
-        prometheus::Server::plain(
+    fn prometheus(&self) -> Prometheus {
+        Prometheus::plain(
+            &self.ctx.http,
             self.c
                 .metrics_server
                 .as_deref()
@@ -146,21 +151,29 @@ impl Oracle<'_> {
     }
 
     /// The availability check at initialization: the Prometheus of builtin checks and inline
-    /// queries, then every MetricTemplate (template, secret, provider, `vector(1)`).
+    /// queries, then every MetricTemplate (template, secret, provider, its own check).
     async fn providers_online(&self) -> Result<(), String> {
         let metrics = &self.c.analysis.metrics;
         let uses_prometheus = metrics
             .iter()
             .any(|m| matches!(m.source, MetricSource::Builtin(_) | MetricSource::Query(_)));
         if uses_prometheus {
-            prometheus::is_online(&self.ctx.http, &self.prometheus()).await?;
+            self.prometheus().check_online().await?;
         }
-        for m in metrics {
+        for (index, m) in metrics.iter().enumerate() {
             if let MetricSource::Template {
                 name, namespace, ..
             } = &m.source
             {
-                templates::is_online(&self.ctx.lookups, &self.ctx.http, namespace, name).await?;
+                let interval = self.template_model(index).interval;
+                templates::is_online(
+                    &self.ctx.lookups,
+                    &self.ctx.http,
+                    namespace,
+                    name,
+                    &interval,
+                )
+                .await?;
             }
         }
         Ok(())
@@ -214,30 +227,40 @@ impl Oracle<'_> {
             .interval
             .map(flagger_core::duration::format_go)
             .unwrap_or_else(|| "1m".into());
-        let outcome = match &metric.source {
-            MetricSource::Builtin(kind) => {
-                let ingress = self.template_model(index).ingress;
-                match prometheus::builtin_query(self.c, *kind, &interval, &ingress) {
-                    Some(q) => {
-                        let out = prometheus::query(&self.ctx.http, &self.prometheus(), &q).await;
-                        match (kind, out) {
-                            (BuiltinMetric::RequestDuration, MetricOutcome::Value(v)) => {
-                                MetricOutcome::Value(prometheus::duration_to_ms(self.c, v))
-                            }
-                            (_, other) => other,
-                        }
-                    }
-                    None => MetricOutcome::Error(format!(
+        let check = match &metric.source {
+            MetricSource::Builtin(kind) => match observer::for_provider(self.c.provider) {
+                Some(observer) => {
+                    let model = Model {
+                        interval,
+                        ..self.template_model(index)
+                    };
+                    let query = observer.query(*kind, &model);
+                    let answer = self.prometheus().query(&query).await;
+                    let answer = match kind {
+                        BuiltinMetric::RequestDuration => answer.map(|v| observer.duration_ms(v)),
+                        BuiltinMetric::RequestSuccessRate => answer,
+                    };
+                    MetricCheck::ran("prometheus", query, providers::outcome(answer))
+                }
+                None => MetricCheck::not_run(
+                    "prometheus",
+                    MetricOutcome::Error(format!(
                         "no builtin {} query for the {} provider",
                         kind.name(),
                         self.c.provider
                     )),
-                }
-            }
+                ),
+            },
             MetricSource::Query(query) => {
                 match gotemplate::render(query, &self.template_model(index)) {
-                    Ok(q) => prometheus::query(&self.ctx.http, &self.prometheus(), &q).await,
-                    Err(e) => MetricOutcome::Error(format!("query render error: {e}")),
+                    Ok(q) => {
+                        let answer = self.prometheus().query(&q).await;
+                        MetricCheck::ran("prometheus", q, providers::outcome(answer))
+                    }
+                    Err(e) => MetricCheck::not_run(
+                        "prometheus",
+                        MetricOutcome::Error(format!("query render error: {e}")),
+                    ),
                 }
             }
             MetricSource::Template {
@@ -253,6 +276,16 @@ impl Oracle<'_> {
                 .await
             }
         };
+        tracing::debug!(
+            canary = %format!("{}.{}", self.c.name, self.c.namespace),
+            metric = %metric.name,
+            provider = %check.provider,
+            query = check.query.as_deref().unwrap_or_default(),
+            value = ?check.value(),
+            failure = check.failure().unwrap_or_default(),
+            "metric check"
+        );
+        let outcome = check.outcome;
         if let MetricOutcome::Value(v) = &outcome {
             let value = match &metric.source {
                 // Flagger records request-duration in seconds.

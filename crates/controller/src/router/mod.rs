@@ -1,10 +1,22 @@
 //! The router seam: how a provider reads and writes traffic weights (reference §4.1).
 //!
-//! One module per provider writes the objects the pure builders of
-//! [`flagger_core::routing`] return, by server-side apply under the controller's field manager
-//! with a controller owner reference to the Canary:
+//! A [`Router`] has Flagger's four operations: [`Router::reconcile`] creates or corrects the
+//! routing objects (every reconcile), [`Router::get_routes`] reads the weights in effect (the
+//! source of truth the decision core asks for), [`Router::set_routes`] writes the weights the
+//! core decided, with the session-affinity cookies decided for them, and [`Router::finalize`]
+//! gives back what the router took over when the Canary goes (`revertOnDeletion`). Each returns
+//! a typed [`RouterError`] whose [`Category`] says whether to retry (transient API error), fix
+//! the Canary (invalid spec) or look for another writer (conflict). The steps hold a router as
+//! an [`AnyRouter`], whose `reconcile` returns the routing objects put back after another field
+//! manager changed them ([`Contested`]): the caller turns them into events and the
+//! `FieldConflict` condition.
 //!
-//! * `kubernetes`: no routing object (blue/green through the apex Service, which the bootstrap
+//! One module per provider writes the objects the pure builders of
+//! [`flagger_core::routing`] return (where the provider's builtin-check queries live too), by
+//! server-side apply under the controller's field manager with a controller owner reference to
+//! the Canary:
+//!
+//! * [`kubernetes`]: no routing object (blue/green through the apex Service, which the bootstrap
 //!   step manages);
 //! * [`istio`]: DestinationRules `<apex>-primary` / `<apex>-canary` and the VirtualService
 //!   `<apex>`;
@@ -12,65 +24,325 @@
 //! * [`nginx`]: the Ingress `<ingressRef.name>-canary`;
 //! * [`gatewayapi`] (`gatewayapi:v1`, `gatewayapi:v1beta1`): the HTTPRoute `<apex>`.
 //!
+//! [`for_provider`] is the registry: one line per provider, and the refusal of a provider with
+//! no router yet, which the dereference step turns into `Valid=False`.
+//!
 //! `reconcile` keeps the weights in effect: it reads the routes of an existing object first and
 //! re-applies the builder's object with them (Flagger resets to 100/0 on drift; keeping them
 //! means a spec edit mid-analysis does not send all traffic back to the primary until the next
 //! step). An object already as desired is not written.
 //!
-//! Other providers are refused at dereference with a clear condition, not silently ignored.
+//! ## Why a trait object
+//!
+//! A provider implements [`Router`] with plain `async fn`s (their futures are `Send` by the
+//! trait's signature). Every `Router` is an [`AnyRouter`] by a blanket implementation that
+//! boxes the futures ([`BoxFuture`]) and collects what `reconcile` put back, once for all
+//! providers; `AnyRouter` is object-safe, so routers are unit values behind
+//! `&'static dyn AnyRouter`. The registry is a plain `match` from [`Provider`] to a router, the
+//! steps hold the router as a copyable reference without generics spreading through them, and
+//! a new provider adds a module and a registry line, not a variant and a match arm in every
+//! operation. A provider with versions (SMI, Gateway API, App Mesh) reads its version from the
+//! Canary's provider. One allocation per call is nothing next to the API request it makes.
+//!
+//! ## How the coming routers fit (issues 15 and 16)
+//!
+//! Each is a pure builder and reader in `flagger_core::routing::<provider>` (with its observer
+//! and a line in `flagger_core::routing::observer::for_provider`), a module here, and a line in
+//! [`for_provider`]:
+//!
+//! * `contour`: one HTTPProxy `<apex>` through `ensure`; `-ingress-class` reaches the builder
+//!   through [`Target`], next to `ingress_prefix`.
+//! * `gloo`: `reconcile` writes several objects, the two Upstreams generated from `upstreamRef`
+//!   (read with `dynamic_api`) and the RouteTable, each through `ensure`, which collects
+//!   the fights of all of them.
+//! * `traefik`: one TraefikService; the module reads the older `traefik.containo.us` group when
+//!   `traefik.io` is not served.
+//! * `skipper`: the canary Ingress cloned from `ingressRef`, like `nginx`; its `finalize`
+//!   deletes that Ingress, as Flagger's does.
+//! * `apisix`: the ApisixRoute `<routeRef>-<apex>-canary` built from the route `routeRef` names.
+//! * `kuma`: a cluster-scoped TrafficRoute with no owner reference (a namespaced Canary cannot
+//!   own it): written on an `Api::all_with` through `ensure` with adoption turned off (one
+//!   more argument of the shared helper).
+//! * `appmesh`, `appmesh:v1beta2`: several objects (virtual nodes, routers and services) in
+//!   `reconcile`, the weights in one of them; the version comes from the provider, as for SMI.
+//! * `knative`: no routing object of its own and no primary workload: the router writes the
+//!   Knative Service's `spec.traffic` and the `flagger.app/primary-revision` annotation
+//!   (`reconcile`), reads `status.traffic` (`get_routes`) and removes the annotation
+//!   (`finalize`). The target kind and the missing primary are the bootstrap's concern, not
+//!   the router's.
+//!
+//! A router that needs the service-mesh cluster (`-kubeconfig-service-mesh`) gets a second
+//! client in [`Target`]; owner references are then set only when both clients reach the same
+//! API server, as in Flagger.
 
 pub mod gatewayapi;
 pub mod istio;
+pub mod kubernetes;
 pub mod nginx;
 pub mod smi;
 
 use flagger_api::{Canary, CanaryStatus};
 use flagger_core::effects::Routes;
-use flagger_core::model::{Provider, SmiVersion, ValidatedCanary};
-use flagger_core::routing::StickyCookies;
+use flagger_core::model::{Provider, ValidatedCanary};
+use flagger_core::routing::{RoutingError, StickyCookies};
+use futures::future::BoxFuture;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::Value;
 
 use crate::FIELD_MANAGER;
-use crate::canary::objects::{owned_by, owner_ref};
+use crate::owner::{owned_by, owner_ref};
 
-/// A traffic router for one canary.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Router {
-    /// The kubernetes provider: no routing object; traffic is switched by promoting the primary.
-    Kubernetes,
-    /// Istio VirtualService and DestinationRules.
-    Istio,
-    /// An SMI TrafficSplit of this version (`linkerd`, `osm`, `smi:*`).
-    Smi(SmiVersion),
-    /// The NGINX canary Ingress.
-    Nginx,
-    /// A Gateway API HTTPRoute of this version.
-    GatewayApi(flagger_core::routing::gatewayapi::Version),
+/// A traffic router: what a provider module implements.
+pub trait Router: Sync {
+    /// Whether this router writes session-affinity routes (`analysis.sessionAffinity`).
+    fn sticky(&self) -> bool {
+        false
+    }
+
+    /// Creates or corrects the routing objects, keeping the weights in effect and the
+    /// session-affinity `cookies` of the current run. Objects put back after another field
+    /// manager changed them go into `contested` (`ensure` does it).
+    fn reconcile(
+        &self,
+        t: &Target<'_>,
+        cookies: &StickyCookies,
+        contested: &mut Vec<Contested>,
+    ) -> impl Future<Output = Result<(), RouterError>> + Send;
+
+    /// Reads the weights in effect.
+    fn get_routes(
+        &self,
+        t: &Target<'_>,
+    ) -> impl Future<Output = Result<Routes, RouterError>> + Send;
+
+    /// Writes weights, with the session-affinity cookies decided for them.
+    fn set_routes(
+        &self,
+        t: &Target<'_>,
+        routes: Routes,
+        cookies: &StickyCookies,
+    ) -> impl Future<Output = Result<(), RouterError>> + Send;
+
+    /// Gives back what the router took over, on deletion with `revertOnDeletion`. `Ok(Some)`
+    /// is a warning for an event (nothing could be given back). By default there is nothing to
+    /// give back: the routing objects are the Canary's and go with it (garbage collection).
+    fn finalize(
+        &self,
+        _t: &Target<'_>,
+    ) -> impl Future<Output = Result<Option<String>, RouterError>> + Send {
+        async { Ok(None) }
+    }
+}
+
+/// A router as the steps hold it (`&'static dyn AnyRouter`, from [`for_provider`]): every
+/// [`Router`] is one, with its futures boxed and the objects its `reconcile` put back returned
+/// (also with a failure, in [`RouterError::contested`]).
+pub trait AnyRouter: Sync {
+    /// See [`Router::sticky`].
+    fn sticky(&self) -> bool;
+
+    /// See [`Router::reconcile`]: returns the objects put back after another field manager
+    /// changed them.
+    fn reconcile<'a>(
+        &'a self,
+        t: &'a Target<'a>,
+        cookies: &'a StickyCookies,
+    ) -> BoxFuture<'a, Result<Vec<Contested>, RouterError>>;
+
+    /// See [`Router::get_routes`].
+    fn get_routes<'a>(&'a self, t: &'a Target<'a>) -> BoxFuture<'a, Result<Routes, RouterError>>;
+
+    /// See [`Router::set_routes`].
+    fn set_routes<'a>(
+        &'a self,
+        t: &'a Target<'a>,
+        routes: Routes,
+        cookies: &'a StickyCookies,
+    ) -> BoxFuture<'a, Result<(), RouterError>>;
+
+    /// See [`Router::finalize`].
+    fn finalize<'a>(
+        &'a self,
+        t: &'a Target<'a>,
+    ) -> BoxFuture<'a, Result<Option<String>, RouterError>>;
+}
+
+impl<R: Router> AnyRouter for R {
+    fn sticky(&self) -> bool {
+        Router::sticky(self)
+    }
+
+    fn reconcile<'a>(
+        &'a self,
+        t: &'a Target<'a>,
+        cookies: &'a StickyCookies,
+    ) -> BoxFuture<'a, Result<Vec<Contested>, RouterError>> {
+        Box::pin(async move {
+            let mut contested = Vec::new();
+            match Router::reconcile(self, t, cookies, &mut contested).await {
+                Ok(()) => Ok(contested),
+                Err(mut e) => {
+                    e.contested = contested;
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    fn get_routes<'a>(&'a self, t: &'a Target<'a>) -> BoxFuture<'a, Result<Routes, RouterError>> {
+        Box::pin(Router::get_routes(self, t))
+    }
+
+    fn set_routes<'a>(
+        &'a self,
+        t: &'a Target<'a>,
+        routes: Routes,
+        cookies: &'a StickyCookies,
+    ) -> BoxFuture<'a, Result<(), RouterError>> {
+        Box::pin(Router::set_routes(self, t, routes, cookies))
+    }
+
+    fn finalize<'a>(
+        &'a self,
+        t: &'a Target<'a>,
+    ) -> BoxFuture<'a, Result<Option<String>, RouterError>> {
+        Box::pin(Router::finalize(self, t))
+    }
+}
+
+/// The router of a provider: one line per provider.
+fn registered(provider: Provider) -> Option<&'static dyn AnyRouter> {
+    Some(match provider {
+        Provider::Kubernetes => &kubernetes::Kubernetes,
+        Provider::Istio => &istio::Istio,
+        Provider::Linkerd | Provider::Osm | Provider::Smi(_) => &smi::Smi,
+        Provider::Nginx => &nginx::Nginx,
+        Provider::GatewayApiV1 | Provider::GatewayApiV1Beta1 => &gatewayapi::GatewayApi,
+        _ => return None,
+    })
+}
+
+/// The router of a provider, or why there is none yet.
+pub fn for_provider(provider: Provider) -> Result<&'static dyn AnyRouter, RouterError> {
+    registered(provider).ok_or_else(|| {
+        RouterError::invalid_spec(format!(
+            "the {provider} provider is not supported by flagger-rs yet; supported: {}",
+            supported().join(", ")
+        ))
+    })
+}
+
+/// The providers with a router, for messages.
+pub fn supported() -> Vec<&'static str> {
+    flagger_api::canary::PROVIDERS
+        .iter()
+        .copied()
+        .filter(|p| Provider::parse(p).and_then(registered).is_some())
+        .collect()
 }
 
 /// What a router call works with: the API client, the Canary as stored (owner references,
-/// `ingressRef`), its validated form, and the session-affinity cookies the core decided for the
-/// routes being written.
-#[derive(Clone)]
+/// `ingressRef`), its validated form, and the router settings of the controller.
+#[derive(Clone, Copy)]
 pub struct Target<'a> {
     pub client: &'a Client,
     pub canary: &'a Canary,
     pub c: &'a ValidatedCanary,
-    pub cookies: StickyCookies,
     /// `-ingress-annotations-prefix` (nginx).
     pub ingress_prefix: &'a str,
 }
 
-/// A routing object whose fields another field manager changed, found when putting it back
-/// (returned by `reconcile`; the caller turns them into events and the `FieldConflict`
-/// condition).
+/// A routing object whose fields another field manager changed, found when putting it back.
 #[derive(Clone, Debug)]
 pub struct Contested {
     pub kind: String,
     pub name: String,
     pub contender: flagger_core::conflict::Contender,
+}
+
+/// What kind of failure a router call met.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Category {
+    /// The API server failed or was unreachable, or an object is not ready yet: retry.
+    Transient,
+    /// The Canary asks for something the provider cannot do, or names what does not exist.
+    InvalidSpec,
+    /// The API server refused a write because the object changed underneath.
+    Conflict,
+}
+
+impl Category {
+    /// A short, stable label for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Transient => "transient",
+            Category::InvalidSpec => "invalid_spec",
+            Category::Conflict => "conflict",
+        }
+    }
+}
+
+/// Why a router call failed.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct RouterError {
+    pub category: Category,
+    /// A sentence for events and logs.
+    pub message: String,
+    /// Routing objects `reconcile` put back before it failed: reported as a success's are.
+    pub contested: Vec<Contested>,
+}
+
+impl RouterError {
+    fn new(category: Category, message: String) -> Self {
+        Self {
+            category,
+            message,
+            contested: Vec::new(),
+        }
+    }
+
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::new(Category::Transient, message.into())
+    }
+
+    pub fn invalid_spec(message: impl Into<String>) -> Self {
+        Self::new(Category::InvalidSpec, message.into())
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(Category::Conflict, message.into())
+    }
+
+    /// An API request that failed: `what` says which (`VirtualService podinfo.test apply
+    /// failed`), the API server's own message why.
+    pub fn api(what: impl std::fmt::Display, e: &kube::Error) -> Self {
+        let category = match e {
+            kube::Error::Api(s) if s.code == 409 => Category::Conflict,
+            // Refused as invalid, or a kind the cluster does not serve (the provider's CRDs
+            // are not installed).
+            kube::Error::Api(s) if matches!(s.code, 400 | 404 | 422) => Category::InvalidSpec,
+            _ => Category::Transient,
+        };
+        let why = match e {
+            kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
+            kube::Error::Api(s) => format!("{} {}", s.code, s.reason),
+            other => other.to_string(),
+        };
+        Self::new(category, format!("{what}: {why}"))
+    }
+
+    /// A routing object that cannot be built or read back.
+    pub fn routing(e: RoutingError) -> Self {
+        let category = match e {
+            RoutingError::Unsupported(_) | RoutingError::Missing(_) => Category::InvalidSpec,
+            RoutingError::NoRoutes(_) | RoutingError::NotReady(_) | RoutingError::Decode(_) => {
+                Category::Transient
+            }
+        };
+        Self::new(category, e.to_string())
+    }
 }
 
 /// The session-affinity cookies kept in a Canary status.
@@ -99,80 +371,6 @@ pub fn random_letters() -> String {
         .collect()
 }
 
-/// The providers with a router, for messages.
-pub const SUPPORTED: &str = "kubernetes, istio, linkerd, osm, smi:v1alpha1, smi:v1alpha2, smi:v1alpha3, nginx, gatewayapi:v1, gatewayapi:v1beta1";
-
-impl Router {
-    /// The router for a provider, or why there is none yet.
-    pub fn for_provider(provider: Provider) -> Result<Router, String> {
-        if let Some(v) = flagger_core::routing::smi::version(provider) {
-            return Ok(Router::Smi(v));
-        }
-        if let Some(v) = flagger_core::routing::gatewayapi::Version::of(provider) {
-            return Ok(Router::GatewayApi(v));
-        }
-        match provider {
-            Provider::Kubernetes => Ok(Router::Kubernetes),
-            Provider::Istio => Ok(Router::Istio),
-            Provider::Nginx => Ok(Router::Nginx),
-            other => Err(format!(
-                "the {other} provider is not supported by flagger-rs yet; supported: {SUPPORTED}"
-            )),
-        }
-    }
-
-    /// Creates or corrects the routing objects, keeping the weights in effect; returns the
-    /// objects another field manager had changed.
-    pub async fn reconcile(&self, t: &Target<'_>) -> Result<Vec<Contested>, String> {
-        match self {
-            Router::Kubernetes => Ok(Vec::new()),
-            Router::Istio => istio::reconcile(t).await,
-            Router::Smi(v) => smi::reconcile(t, *v).await,
-            Router::Nginx => nginx::reconcile(t).await,
-            Router::GatewayApi(v) => gatewayapi::reconcile(t, *v).await,
-        }
-    }
-
-    /// Writes weights.
-    pub async fn set_routes(&self, t: &Target<'_>, routes: Routes) -> Result<(), String> {
-        match self {
-            // The apex Service always selects the primary; nothing to write.
-            Router::Kubernetes => Ok(()),
-            Router::Istio => istio::set_routes(t, routes).await,
-            Router::Smi(v) => smi::set_routes(t, *v, routes).await,
-            Router::Nginx => nginx::set_routes(t, routes).await,
-            Router::GatewayApi(v) => gatewayapi::set_routes(t, *v, routes).await,
-        }
-    }
-
-    /// Reads weights.
-    pub async fn get_routes(&self, t: &Target<'_>) -> Result<Routes, String> {
-        match self {
-            // The decision core derives the kubernetes provider's virtual weights itself.
-            Router::Kubernetes => Ok(Routes::PRIMARY),
-            Router::Istio => istio::get_routes(t).await,
-            Router::Smi(v) => smi::get_routes(t, *v).await,
-            Router::Nginx => nginx::get_routes(t).await,
-            Router::GatewayApi(v) => gatewayapi::get_routes(t, *v).await,
-        }
-    }
-
-    /// Whether this router writes session-affinity routes (`analysis.sessionAffinity`).
-    pub fn sticky(&self) -> bool {
-        matches!(self, Router::Istio | Router::GatewayApi(_))
-    }
-
-    /// Reverts what the router changed, on deletion with `revertOnDeletion` (reference §4.1):
-    /// Istio gives a pre-existing VirtualService its own spec back; the others have nothing to
-    /// revert (their objects are garbage collected with the Canary).
-    pub async fn finalize(&self, t: &Target<'_>) -> Result<Option<String>, String> {
-        match self {
-            Router::Istio => istio::finalize(t).await,
-            _ => Ok(None),
-        }
-    }
-}
-
 // === helpers shared by the providers ===
 
 /// A namespaced API for a custom kind.
@@ -193,13 +391,29 @@ pub(crate) fn dynamic_api(
 pub(crate) async fn get_json(
     api: &Api<DynamicObject>,
     name: &str,
-) -> Result<Option<Value>, String> {
+) -> Result<Option<Value>, RouterError> {
     let obj = api
         .get_opt(name)
         .await
-        .map_err(|e| format!("{} {name} query error: {e}", kind_of(api)))?;
-    obj.map(|o| serde_json::to_value(o).map_err(|e| format!("{name}: {e}")))
-        .transpose()
+        .map_err(|e| RouterError::api(format!("{} {name} query error", kind_of(api)), &e))?;
+    obj.map(|o| to_json(&o, name)).transpose()
+}
+
+/// Reads the routing object `<apex>` that holds the weights; its absence is transient (the
+/// next `reconcile` creates it).
+pub(crate) async fn get_weights_object(
+    api: &Api<DynamicObject>,
+    t: &Target<'_>,
+    kind: &str,
+) -> Result<Value, RouterError> {
+    get_json(api, &t.c.apex).await?.ok_or_else(|| {
+        RouterError::transient(format!("{kind} {}.{} not found", t.c.apex, t.c.namespace))
+    })
+}
+
+/// An object as JSON.
+pub(crate) fn to_json(object: &impl serde::Serialize, name: &str) -> Result<Value, RouterError> {
+    serde_json::to_value(object).map_err(|e| RouterError::transient(format!("{name}: {e}")))
 }
 
 fn kind_of(api: &Api<DynamicObject>) -> String {
@@ -210,8 +424,8 @@ fn kind_of(api: &Api<DynamicObject>) -> String {
         .to_string()
 }
 
-/// Other field managers owning fields of `existing` that differ from `desired`, once the
-/// controller has written the object before (a first takeover is not a fight).
+/// Other field managers owning fields of `existing` that differ from `desired`, that wrote at
+/// or after the controller's last write (a first takeover is not a fight).
 fn contenders(existing: &Value, desired: &Value) -> Vec<flagger_core::conflict::Contender> {
     let managed: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry> =
         serde_json::from_value(existing["metadata"]["managedFields"].clone()).unwrap_or_default();
@@ -260,14 +474,15 @@ pub(crate) fn up_to_date(desired: &Value, existing: &Value) -> bool {
 }
 
 /// Server-side applies `desired` (a whole object as JSON) unless `existing` already matches,
-/// with the Canary as controller owner when the object is new or already the Canary's.
-/// Returns what another field manager had changed in it (put back by this write).
+/// with the Canary as controller owner when the object is new or already the Canary's. Fields
+/// another field manager changed are put back and added to `contested`.
 pub(crate) async fn ensure(
     api: &Api<DynamicObject>,
     t: &Target<'_>,
     mut desired: Value,
     existing: Option<&Value>,
-) -> Result<Vec<Contested>, String> {
+    contested: &mut Vec<Contested>,
+) -> Result<(), RouterError> {
     let name = desired["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
@@ -281,24 +496,21 @@ pub(crate) async fn ensure(
     }
     let adopt = existing.is_none_or(|e| is_owned(e, t.canary));
     if adopt && let Some(owner) = owner_ref(t.canary) {
-        desired["metadata"]["ownerReferences"] =
-            serde_json::to_value(vec![owner]).map_err(|e| e.to_string())?;
+        desired["metadata"]["ownerReferences"] = to_json(&vec![owner], &name)?;
     }
     if existing.is_some_and(|e| up_to_date(&desired, e)) {
-        return Ok(Vec::new());
+        return Ok(());
     }
-    let contested = existing
-        .map(|existing| {
-            contenders(existing, &desired)
-                .into_iter()
-                .map(|contender| Contested {
-                    kind: desired["kind"].as_str().unwrap_or_default().to_string(),
-                    name: name.clone(),
-                    contender,
-                })
-                .collect()
+    let fights: Vec<Contested> = existing
+        .map(|existing| contenders(existing, &desired))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|contender| Contested {
+            kind: desired["kind"].as_str().unwrap_or_default().to_string(),
+            name: name.clone(),
+            contender,
         })
-        .unwrap_or_default();
+        .collect();
     api.patch(
         &name,
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -306,42 +518,180 @@ pub(crate) async fn ensure(
     )
     .await
     .map_err(|e| {
-        format!(
-            "{} {name}.{} apply failed: {e}",
-            kind_of(api),
-            t.c.namespace
+        RouterError::api(
+            format!("{} {name}.{} apply failed", kind_of(api), t.c.namespace),
+            &e,
         )
     })?;
-    Ok(contested)
+    contested.extend(fights);
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flagger_core::routing::gatewayapi::Version;
 
     #[test]
-    fn providers_with_a_router() {
-        assert_eq!(Router::for_provider(Provider::Istio), Ok(Router::Istio));
+    fn the_registry_serves_the_providers_with_a_router_and_refuses_the_others() {
+        for p in [
+            "kubernetes",
+            "istio",
+            "linkerd",
+            "osm",
+            "smi:v1alpha1",
+            "smi:v1alpha2",
+            "smi:v1alpha3",
+            "nginx",
+            "gatewayapi:v1",
+            "gatewayapi:v1beta1",
+        ] {
+            let provider = Provider::parse(p).expect(p);
+            assert!(for_provider(provider).is_ok(), "{p}");
+        }
+        let sticky = |p: &str| for_provider(Provider::parse(p).expect(p)).map(|r| r.sticky());
+        for p in ["istio", "gatewayapi:v1", "gatewayapi:v1beta1"] {
+            assert_eq!(sticky(p).ok(), Some(true), "{p}");
+        }
+        for p in ["kubernetes", "linkerd", "osm", "smi:v1alpha3", "nginx"] {
+            assert_eq!(sticky(p).ok(), Some(false), "{p}");
+        }
+        for p in [
+            "contour",
+            "gloo",
+            "skipper",
+            "traefik",
+            "apisix",
+            "kuma",
+            "knative",
+            "appmesh",
+            "appmesh:v1beta2",
+        ] {
+            let refused = for_provider(Provider::parse(p).expect(p))
+                .err()
+                .expect("refused");
+            assert_eq!(refused.category, Category::InvalidSpec);
+            assert_eq!(
+                refused.message,
+                format!(
+                    "the {p} provider is not supported by flagger-rs yet; supported: \
+                     gatewayapi:v1, gatewayapi:v1beta1, istio, kubernetes, linkerd, nginx, osm, \
+                     smi:v1alpha1, smi:v1alpha2, smi:v1alpha3"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn api_failures_are_categorised_and_read_as_the_api_servers_message() {
+        let status = |code: u16, reason: &str, message: &str| {
+            kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                reason: reason.into(),
+                message: message.into(),
+                ..Default::default()
+            }))
+        };
+        let e = RouterError::api(
+            "VirtualService podinfo.test apply failed",
+            &status(409, "Conflict", "the object has been modified"),
+        );
+        assert_eq!(e.category, Category::Conflict);
         assert_eq!(
-            Router::for_provider(Provider::Linkerd),
-            Ok(Router::Smi(SmiVersion::V1Alpha1))
+            e.to_string(),
+            "VirtualService podinfo.test apply failed: the object has been modified"
+        );
+        let e = RouterError::api("x", &status(422, "Invalid", "spec.http: Invalid value"));
+        assert_eq!(e.category, Category::InvalidSpec);
+        let e = RouterError::api("x", &status(503, "ServiceUnavailable", ""));
+        assert_eq!(e.category, Category::Transient);
+        assert_eq!(e.to_string(), "x: 503 ServiceUnavailable");
+        assert_eq!(
+            RouterError::routing(RoutingError::NotReady("parent not ready".into())).category,
+            Category::Transient
         );
         assert_eq!(
-            Router::for_provider(Provider::Osm),
-            Ok(Router::Smi(SmiVersion::V1Alpha2))
+            RouterError::routing(RoutingError::Missing("no gatewayRefs".into())).category,
+            Category::InvalidSpec
         );
+    }
+
+    /// A router whose reconcile puts one object back, then fails on the next.
+    struct FailsAfterAFight;
+
+    impl Router for FailsAfterAFight {
+        async fn reconcile(
+            &self,
+            _t: &Target<'_>,
+            _cookies: &StickyCookies,
+            contested: &mut Vec<Contested>,
+        ) -> Result<(), RouterError> {
+            contested.push(Contested {
+                kind: "DestinationRule".into(),
+                name: "podinfo-primary".into(),
+                contender: flagger_core::conflict::Contender {
+                    manager: "kubectl-edit".into(),
+                    operation: "Update".into(),
+                    fields: vec!["spec.host".into()],
+                },
+            });
+            Err(RouterError::transient(
+                "VirtualService podinfo.test apply failed: etcdserver: request timed out",
+            ))
+        }
+
+        async fn get_routes(&self, _t: &Target<'_>) -> Result<Routes, RouterError> {
+            Ok(Routes::PRIMARY)
+        }
+
+        async fn set_routes(
+            &self,
+            _t: &Target<'_>,
+            _routes: Routes,
+            _cookies: &StickyCookies,
+        ) -> Result<(), RouterError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_reconcile_still_reports_the_fights_it_answered() {
+        // A client for a server that is never called.
+        let config = kube::Config::new("http://127.0.0.1:1".parse().expect("uri"));
+        let client = Client::try_from(config).expect("client");
+        let canary: Canary = serde_json::from_value(serde_json::json!({
+            "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+            "metadata": {"name": "podinfo", "namespace": "test"},
+            "spec": {
+                "provider": "istio",
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                "service": {"port": 9898},
+                "analysis": {"interval": "1m", "threshold": 1, "maxWeight": 50, "stepWeight": 10}
+            }
+        }))
+        .expect("canary");
+        let c = flagger_core::validate::validate(&canary, &Default::default())
+            .expect("valid")
+            .canary;
+        let t = Target {
+            client: &client,
+            canary: &canary,
+            c: &c,
+            ingress_prefix: "",
+        };
+        let router: &dyn AnyRouter = &FailsAfterAFight;
+        let failed = router
+            .reconcile(&t, &StickyCookies::default())
+            .await
+            .expect_err("failed");
+        assert_eq!(failed.category, Category::Transient);
+        assert_eq!(failed.contested.len(), 1);
+        assert_eq!(failed.contested[0].name, "podinfo-primary");
         assert_eq!(
-            Router::for_provider(Provider::Smi(SmiVersion::V1Alpha3)),
-            Ok(Router::Smi(SmiVersion::V1Alpha3))
+            router.get_routes(&t).await.expect("routes"),
+            Routes::PRIMARY
         );
-        assert_eq!(Router::for_provider(Provider::Nginx), Ok(Router::Nginx));
-        assert_eq!(
-            Router::for_provider(Provider::GatewayApiV1Beta1),
-            Ok(Router::GatewayApi(Version::V1Beta1))
-        );
-        let refused = Router::for_provider(Provider::Contour).unwrap_err();
-        assert!(refused.contains("contour"), "{refused}");
+        // Nothing to give back by default.
+        assert_eq!(router.finalize(&t).await.expect("finalized"), None);
     }
 
     #[test]

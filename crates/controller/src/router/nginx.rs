@@ -3,39 +3,80 @@
 //! default `nginx.ingress.kubernetes.io`).
 
 use flagger_core::effects::Routes;
-use flagger_core::routing::nginx;
+use flagger_core::routing::{StickyCookies, nginx};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 
-use super::Target;
+use super::{Contested, Router, RouterError, Target};
 use crate::FIELD_MANAGER;
-use crate::canary::objects::{owned_by, owner_ref};
+use crate::owner::{owned_by, owner_ref};
 
-fn ingress_name(t: &Target<'_>) -> Result<String, String> {
+/// The router of `nginx`.
+pub struct Nginx;
+
+impl Router for Nginx {
+    /// Creates or corrects the canary Ingress, keeping the weights.
+    async fn reconcile(
+        &self,
+        t: &Target<'_>,
+        _cookies: &StickyCookies,
+        _contested: &mut Vec<Contested>,
+    ) -> Result<(), RouterError> {
+        let (api, source, existing) = current(t).await?;
+        let routes = existing
+            .as_ref()
+            .and_then(|i| nginx::read_routes(t.c, i, t.ingress_prefix).ok())
+            .unwrap_or(Routes::PRIMARY);
+        write(t, &api, &source, existing.as_ref(), routes).await
+    }
+
+    /// Reads the weights from the canary Ingress.
+    async fn get_routes(&self, t: &Target<'_>) -> Result<Routes, RouterError> {
+        let (_, _, existing) = current(t).await?;
+        let name = format!("{}-canary", ingress_name(t)?);
+        let ingress = existing.ok_or_else(|| {
+            RouterError::transient(format!("ingress {name}.{} not found", t.c.namespace))
+        })?;
+        nginx::read_routes(t.c, &ingress, t.ingress_prefix).map_err(RouterError::routing)
+    }
+
+    /// Writes the weight (or the A/B header and cookie annotations).
+    async fn set_routes(
+        &self,
+        t: &Target<'_>,
+        routes: Routes,
+        _cookies: &StickyCookies,
+    ) -> Result<(), RouterError> {
+        let (api, source, existing) = current(t).await?;
+        write(t, &api, &source, existing.as_ref(), routes).await
+    }
+}
+
+fn ingress_name(t: &Target<'_>) -> Result<String, RouterError> {
     t.canary
         .spec
         .ingress_ref
         .as_ref()
         .map(|r| r.name.clone())
         .filter(|n| !n.is_empty())
-        .ok_or_else(|| "ingress selector is empty".to_string())
+        .ok_or_else(|| RouterError::invalid_spec("ingress selector is empty"))
 }
 
-async fn get(api: &Api<Ingress>, name: &str, ns: &str) -> Result<Option<Ingress>, String> {
+async fn get(api: &Api<Ingress>, name: &str, ns: &str) -> Result<Option<Ingress>, RouterError> {
     api.get_opt(name)
         .await
-        .map_err(|e| format!("ingress {name}.{ns} query error: {e}"))
+        .map_err(|e| RouterError::api(format!("ingress {name}.{ns} query error"), &e))
 }
 
-/// The canary Ingress as it is, `None` when missing.
-async fn current(t: &Target<'_>) -> Result<(Api<Ingress>, Ingress, Option<Ingress>), String> {
+/// The user's Ingress and the canary Ingress as it is (`None` when missing).
+async fn current(t: &Target<'_>) -> Result<(Api<Ingress>, Ingress, Option<Ingress>), RouterError> {
     let ns = &t.c.namespace;
     let api: Api<Ingress> = Api::namespaced(t.client.clone(), ns);
     let source_name = ingress_name(t)?;
-    let source = get(&api, &source_name, ns)
-        .await?
-        .ok_or_else(|| format!("ingress {source_name}.{ns} not found"))?;
+    let source = get(&api, &source_name, ns).await?.ok_or_else(|| {
+        RouterError::invalid_spec(format!("ingress {source_name}.{ns} not found"))
+    })?;
     let canary = get(&api, &format!("{source_name}-canary"), ns).await?;
     Ok((api, source, canary))
 }
@@ -46,9 +87,9 @@ async fn write(
     source: &Ingress,
     existing: Option<&Ingress>,
     routes: Routes,
-) -> Result<(), String> {
-    let mut desired =
-        nginx::canary_ingress(t.c, source, routes, t.ingress_prefix).map_err(|e| e.to_string())?;
+) -> Result<(), RouterError> {
+    let mut desired = nginx::canary_ingress(t.c, source, routes, t.ingress_prefix)
+        .map_err(RouterError::routing)?;
     let adopt = existing.is_none_or(|e| owned_by(e.metadata.owner_references.as_ref(), t.canary));
     if adopt {
         desired.metadata.owner_references = owner_ref(t.canary).map(|o| vec![o]);
@@ -79,31 +120,6 @@ async fn write(
         &Patch::Apply(&desired),
     )
     .await
-    .map_err(|e| format!("ingress {name}.{} apply failed: {e}", t.c.namespace))?;
+    .map_err(|e| RouterError::api(format!("ingress {name}.{} apply failed", t.c.namespace), &e))?;
     Ok(())
-}
-
-/// Creates or corrects the canary Ingress, keeping the weights.
-pub async fn reconcile(t: &Target<'_>) -> Result<Vec<super::Contested>, String> {
-    let (api, source, existing) = current(t).await?;
-    let routes = existing
-        .as_ref()
-        .and_then(|i| nginx::read_routes(t.c, i, t.ingress_prefix).ok())
-        .unwrap_or(Routes::PRIMARY);
-    write(t, &api, &source, existing.as_ref(), routes).await?;
-    Ok(Vec::new())
-}
-
-/// Writes the weight (or the A/B header and cookie annotations).
-pub async fn set_routes(t: &Target<'_>, routes: Routes) -> Result<(), String> {
-    let (api, source, existing) = current(t).await?;
-    write(t, &api, &source, existing.as_ref(), routes).await
-}
-
-/// Reads the weights from the canary Ingress.
-pub async fn get_routes(t: &Target<'_>) -> Result<Routes, String> {
-    let (_, _, existing) = current(t).await?;
-    let name = format!("{}-canary", ingress_name(t)?);
-    let ingress = existing.ok_or_else(|| format!("ingress {name}.{} not found", t.c.namespace))?;
-    nginx::read_routes(t.c, &ingress, t.ingress_prefix).map_err(|e| e.to_string())
 }

@@ -3,11 +3,63 @@
 
 use flagger_core::effects::Routes;
 use flagger_core::model::SmiVersion;
-use flagger_core::routing::smi;
+use flagger_core::routing::{StickyCookies, smi};
 use kube::Api;
 use kube::api::DynamicObject;
 
-use super::{Contested, Target, dynamic_api, ensure, get_json};
+use super::{
+    Contested, Router, RouterError, Target, dynamic_api, ensure, get_json, get_weights_object,
+};
+
+/// The router of `linkerd`, `osm` and `smi:*`.
+pub struct Smi;
+
+impl Router for Smi {
+    /// Creates or corrects the TrafficSplit, keeping the weights.
+    async fn reconcile(
+        &self,
+        t: &Target<'_>,
+        _cookies: &StickyCookies,
+        contested: &mut Vec<Contested>,
+    ) -> Result<(), RouterError> {
+        let v = version(t)?;
+        let api = splits(t, v);
+        let existing = get_json(&api, &t.c.apex).await?;
+        let routes = existing
+            .as_ref()
+            .and_then(|s| smi::read_routes(t.c, s).ok())
+            .unwrap_or(Routes::PRIMARY);
+        let desired = smi::traffic_split(t.c, v, routes);
+        ensure(&api, t, desired, existing.as_ref(), contested).await
+    }
+
+    /// Reads the weights from the TrafficSplit.
+    async fn get_routes(&self, t: &Target<'_>) -> Result<Routes, RouterError> {
+        let split = get_weights_object(&splits(t, version(t)?), t, "TrafficSplit").await?;
+        smi::read_routes(t.c, &split).map_err(RouterError::routing)
+    }
+
+    /// Rewrites the backends with these weights.
+    async fn set_routes(
+        &self,
+        t: &Target<'_>,
+        routes: Routes,
+        _cookies: &StickyCookies,
+    ) -> Result<(), RouterError> {
+        let v = version(t)?;
+        let api = splits(t, v);
+        let existing = get_json(&api, &t.c.apex).await?;
+        let desired = smi::traffic_split(t.c, v, routes);
+        ensure(&api, t, desired, existing.as_ref(), &mut Vec::new()).await
+    }
+}
+
+/// The TrafficSplit version of the canary's provider.
+fn version(t: &Target<'_>) -> Result<SmiVersion, RouterError> {
+    smi::version(t.c.provider).ok_or_else(|| {
+        RouterError::invalid_spec(format!("the {} provider is not an SMI one", t.c.provider))
+    })
+}
 
 fn splits(t: &Target<'_>, v: SmiVersion) -> Api<DynamicObject> {
     dynamic_api(
@@ -17,37 +69,4 @@ fn splits(t: &Target<'_>, v: SmiVersion) -> Api<DynamicObject> {
         "TrafficSplit",
         "trafficsplits",
     )
-}
-
-/// Creates or corrects the TrafficSplit, keeping the weights.
-pub async fn reconcile(t: &Target<'_>, v: SmiVersion) -> Result<Vec<Contested>, String> {
-    let api = splits(t, v);
-    let existing = get_json(&api, &t.c.apex).await?;
-    let routes = existing
-        .as_ref()
-        .and_then(|s| smi::read_routes(t.c, s).ok())
-        .unwrap_or(Routes::PRIMARY);
-    let desired = smi::traffic_split(t.c, v, routes);
-    ensure(&api, t, desired, existing.as_ref()).await
-}
-
-/// Rewrites the backends with these weights.
-pub async fn set_routes(t: &Target<'_>, v: SmiVersion, routes: Routes) -> Result<(), String> {
-    let api = splits(t, v);
-    let existing = get_json(&api, &t.c.apex).await?;
-    let desired = smi::traffic_split(t.c, v, routes);
-    ensure(&api, t, desired, existing.as_ref())
-        .await
-        .map(|_| ())
-}
-
-/// Reads the weights from the TrafficSplit.
-pub async fn get_routes(t: &Target<'_>, v: SmiVersion) -> Result<Routes, String> {
-    match get_json(&splits(t, v), &t.c.apex).await? {
-        Some(split) => smi::read_routes(t.c, &split).map_err(|e| e.to_string()),
-        None => Err(format!(
-            "TrafficSplit {}.{} not found",
-            t.c.apex, t.c.namespace
-        )),
-    }
 }

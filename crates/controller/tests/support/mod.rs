@@ -47,6 +47,10 @@ pub struct Options {
     /// Run the controller with the global Slack notifier (`-slack-url` at the hook `global`,
     /// `-slack-channel=general`) and `-cluster-name=e2e`.
     pub global_notifier: bool,
+    /// With `prometheus`: serve the controller's HTTP port on a fixed free port and have
+    /// Prometheus scrape its `/metrics` (job `flagger`), as the pod's prometheus.io annotations
+    /// do in a cluster. The controller must then not be restarted within the test.
+    pub scrape_controller: bool,
 }
 
 /// A running environment; everything stops when it is dropped.
@@ -62,6 +66,8 @@ pub struct Env {
     metrics_server: String,
     controller_args: Vec<String>,
     global_notifier: bool,
+    /// `-port` of the controller (0: any).
+    controller_port: u16,
 }
 
 struct Controller {
@@ -112,6 +118,11 @@ impl Env {
         .await;
 
         let hooks = hooks::Hooks::start().await;
+        let controller_port = if opts.prometheus && opts.scrape_controller {
+            free_port()
+        } else {
+            0
+        };
         let (prometheus, metrics_server) = if opts.prometheus {
             let exporter = exporter::start(client.clone()).await;
             // With the data plane on, its request and mesh series are scraped too.
@@ -119,7 +130,14 @@ impl Env {
                 .dataplane_metrics_url()
                 .and_then(|u| u.parse::<reqwest::Url>().ok())
                 .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port()?)));
-            let prom = Prometheus::start(dir.path(), exporter, dataplane.as_deref()).await;
+            let controller = (controller_port != 0).then(|| format!("127.0.0.1:{controller_port}"));
+            let prom = Prometheus::start(
+                dir.path(),
+                exporter,
+                dataplane.as_deref(),
+                controller.as_deref(),
+            )
+            .await;
             let url = prom.url();
             (Some(prom), url)
         } else {
@@ -139,6 +157,7 @@ impl Env {
             metrics_server,
             controller_args: opts.controller_args.iter().map(|s| s.to_string()).collect(),
             global_notifier: opts.global_notifier,
+            controller_port,
         };
         env.start_controller().await;
         env
@@ -152,13 +171,14 @@ impl Env {
 
     /// Starts the controller with extra flags.
     pub async fn start_controller_with(&mut self, extra: &[String]) {
+        let port = format!("--port={}", self.controller_port);
         let mut argv: Vec<String> = [
             "controller",
             "--mesh-provider=kubernetes",
             "--metrics-server",
             &self.metrics_server,
             "--min-analysis-interval=1s",
-            "--port=0",
+            &port,
             "--log-level=info",
         ]
         .iter()
@@ -491,16 +511,22 @@ impl PhaseLog {
     }
 }
 
-/// A real Prometheus (Debian's package) scraping the test exporter every 500 ms, and the data
+/// A real Prometheus (Debian's package) scraping the test exporter every 500 ms, the data
 /// plane's `/metrics` (request and mesh series: `istio_requests_total`, `response_total`, ...)
-/// when the data plane runs (job `dataplane`).
+/// when the data plane runs (job `dataplane`), and the controller's `/metrics` with
+/// `scrape_controller` (job `flagger`).
 pub struct Prometheus {
     child: tokio::process::Child,
     pub addr: SocketAddr,
 }
 
 impl Prometheus {
-    async fn start(dir: &Path, exporter: SocketAddr, dataplane: Option<&str>) -> Prometheus {
+    async fn start(
+        dir: &Path,
+        exporter: SocketAddr,
+        dataplane: Option<&str>,
+        controller: Option<&str>,
+    ) -> Prometheus {
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let config = dir.join("prometheus.yml");
@@ -510,6 +536,11 @@ impl Prometheus {
         if let Some(target) = dataplane {
             yaml.push_str(&format!(
                 "- job_name: dataplane\n  honor_labels: true\n  metrics_path: /metrics\n  static_configs:\n  - targets: ['{target}']\n"
+            ));
+        }
+        if let Some(target) = controller {
+            yaml.push_str(&format!(
+                "- job_name: flagger\n  metrics_path: /metrics\n  static_configs:\n  - targets: ['{target}']\n"
             ));
         }
         std::fs::write(&config, yaml).expect("prometheus config written");

@@ -4,6 +4,7 @@
 //! The types carry the fields Flagger writes; unknown fields of an object read back are
 //! ignored.
 
+use super::observer::Standard;
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -525,6 +526,23 @@ fn add_response_header(headers: Option<Headers>, value: String) -> Headers {
     headers
 }
 
+// === builtin checks ===
+
+/// The Istio observer: Istio's standard request metrics as the destination reports them. It is
+/// also Flagger's default observer, which `smi:*` canaries get.
+pub static OBSERVER: Standard = Standard {
+    requests: "istio_requests_total",
+    success: r#"response_code!~"5.*""#,
+    latency: "istio_request_duration_milliseconds_bucket",
+    selector: |m| {
+        format!(
+            r#"reporter="destination",destination_workload_namespace="{}",destination_workload=~"{}""#,
+            m.namespace, m.target
+        )
+    },
+    seconds: false,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -561,5 +579,21 @@ mod tests {
         assert_eq!(merged[1].uri, svc("/v2").uri);
         assert_eq!(merged[1].headers, m("a", "1").headers);
         assert_eq!(merged[2].headers, m("b", "2").headers);
+    }
+
+    #[test]
+    fn istio_observer_reads_the_destinations_request_metrics() {
+        use crate::model::BuiltinMetric;
+        use crate::routing::observer::Observer;
+        use crate::routing::observer::tests::model;
+        assert_eq!(
+            OBSERVER.query(BuiltinMetric::RequestSuccessRate, &model("30s")),
+            r#"sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace="test",destination_workload=~"podinfo",response_code!~"5.*"}[30s])) / sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace="test",destination_workload=~"podinfo"}[30s])) * 100"#
+        );
+        assert_eq!(
+            OBSERVER.query(BuiltinMetric::RequestDuration, &model("30s")),
+            r#"histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace="test",destination_workload=~"podinfo"}[30s])) by (le))"#
+        );
+        assert_eq!(OBSERVER.duration_ms(256.7), 256.0);
     }
 }

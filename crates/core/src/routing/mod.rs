@@ -7,10 +7,16 @@
 //! these functions return.
 //!
 //! One builder serves both router calls: with [`Routes::PRIMARY`] it gives the object
-//! `Reconcile` creates (initial weights), with other routes the object after `SetRoutes`. Not
-//! here yet: drift detection (Flagger rewrites the whole spec with 100/0 when non-weight fields
-//! differ, reference §4.1; re-applying the builder's object with the weights read back is the
-//! alternative), Istio takeover annotations and Finalize.
+//! `Reconcile` creates (initial weights), with other routes the object after `SetRoutes`. Drift
+//! is corrected by the controller re-applying the builder's object with the weights read back
+//! (Flagger rewrites the whole spec with 100/0 when non-weight fields differ, reference §4.1);
+//! the Istio takeover annotations and Finalize are the controller router's.
+//!
+//! Each provider module also holds the provider's builtin checks (reference §5.1): an
+//! [`observer::Observer`] with the PromQL of `request-success-rate` and `request-duration`,
+//! chosen by [`observer::for_provider`] (one line per provider). [`kubernetes`] has no routing
+//! object, only the HTTP observer `kubernetes` and `gatewayapi:*` share. A new provider is one
+//! module here (builder, reader, observer) and a line in that registry.
 //!
 //! Session-affinity cookies are random in Flagger and live in the Canary status; here the
 //! caller passes them in ([`StickyCookies`]), and [`next_sticky_cookies`] computes the status
@@ -21,7 +27,9 @@
 
 pub mod gatewayapi;
 pub mod istio;
+pub mod kubernetes;
 pub mod nginx;
+pub mod observer;
 pub mod smi;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,9 @@
 //! NGINX Ingress (`nginx`): the canary Ingress `<ingressRef.name>-canary` cloned from the
 //! user's Ingress (reference §4.6), and reading the weights back from its annotations.
 
+use super::observer::{Observer, success_rate};
+use crate::gotemplate::Model;
+use crate::model::BuiltinMetric;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::networking::v1::Ingress;
@@ -141,11 +144,61 @@ pub fn read_routes(
         None => 0,
         Some(w) => w.parse::<u32>().ok().filter(|w| *w <= 100).ok_or_else(|| {
             RoutingError::Decode(format!(
-                "{} annotation {w:?} of ingress {} is not a weight",
+                "{} annotation \"{w}\" of ingress {} is not a weight",
                 key(prefix, "canary-weight"),
                 canary_ingress.metadata.name.as_deref().unwrap_or_default()
             ))
         })?,
     };
     Ok(Routes::weights(100 - weight, weight))
+}
+
+// === builtin checks ===
+
+/// The NGINX observer: the ingress controller's request counter and its mean response time
+/// (not a quantile), by the `ingress` label (`spec.ingressRef.name`).
+pub struct NginxObserver;
+
+/// The NGINX observer.
+pub static OBSERVER: NginxObserver = NginxObserver;
+
+impl Observer for NginxObserver {
+    fn query(&self, metric: BuiltinMetric, m: &Model) -> String {
+        let selector = format!(
+            r#"namespace="{}",ingress="{}",canary!="""#,
+            m.namespace, m.ingress
+        );
+        let i = &m.interval;
+        match metric {
+            BuiltinMetric::RequestSuccessRate => success_rate(
+                "nginx_ingress_controller_requests",
+                &selector,
+                r#"status!~"5.*""#,
+                i,
+            ),
+            // The mean, in milliseconds.
+            BuiltinMetric::RequestDuration => format!(
+                r#"sum(rate(nginx_ingress_controller_response_duration_seconds_sum{{{selector}}}[{i}])) / sum(rate(nginx_ingress_controller_response_duration_seconds_count{{{selector}}}[{i}])) * 1000"#
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nginx_observer_reads_the_ingress_controllers_metrics_by_ingress() {
+        use crate::routing::observer::tests::model;
+        assert_eq!(
+            OBSERVER.query(BuiltinMetric::RequestSuccessRate, &model("30s")),
+            r#"sum(rate(nginx_ingress_controller_requests{namespace="test",ingress="web",canary!="",status!~"5.*"}[30s])) / sum(rate(nginx_ingress_controller_requests{namespace="test",ingress="web",canary!=""}[30s])) * 100"#
+        );
+        assert_eq!(
+            OBSERVER.query(BuiltinMetric::RequestDuration, &model("30s")),
+            r#"sum(rate(nginx_ingress_controller_response_duration_seconds_sum{namespace="test",ingress="web",canary!=""}[30s])) / sum(rate(nginx_ingress_controller_response_duration_seconds_count{namespace="test",ingress="web",canary!=""}[30s])) * 1000"#
+        );
+        assert_eq!(OBSERVER.duration_ms(256.7), 256.0);
+    }
 }

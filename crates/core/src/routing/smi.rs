@@ -9,6 +9,7 @@
 //! Flagger adds for the target mesh `istio` (`-mesh-provider=smi:<version>:istio`): the target
 //! mesh suffix is a controller flag the [`ValidatedCanary`] does not carry.
 
+use super::observer::Standard;
 use serde_json::{Value, json};
 
 use super::{RoutingError, check_weights};
@@ -116,6 +117,36 @@ pub fn read_routes(canary: &ValidatedCanary, split: &Value) -> Result<Routes, Ro
     Ok(Routes::weights(primary, canary_w))
 }
 
+// === builtin checks ===
+
+/// The Linkerd observer: the proxy's inbound `response_total` and latency histogram.
+pub static LINKERD: Standard = Standard {
+    requests: "response_total",
+    success: r#"classification!="failure""#,
+    latency: "response_latency_ms_bucket",
+    selector: |m| {
+        format!(
+            r#"namespace="{}",deployment=~"{}",direction="inbound""#,
+            m.namespace, m.target
+        )
+    },
+    seconds: false,
+};
+
+/// The OSM observer: OSM's request counter and latency histogram of the destination.
+pub static OSM: Standard = Standard {
+    requests: "osm_request_total",
+    success: r#"response_code!~"5.*""#,
+    latency: "osm_request_duration_ms_bucket",
+    selector: |m| {
+        format!(
+            r#"destination_namespace="{}",destination_kind="Deployment",destination_name="{}""#,
+            m.namespace, m.target
+        )
+    },
+    seconds: false,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +169,34 @@ mod tests {
             Some(SmiVersion::V1Alpha3)
         );
         assert_eq!(version(Provider::Istio), None);
+    }
+
+    #[test]
+    fn linkerd_and_osm_observers_read_their_meshs_metrics() {
+        use crate::model::BuiltinMetric;
+        use crate::routing::observer::Observer;
+        use crate::routing::observer::tests::model;
+        let (sr, d) = (
+            BuiltinMetric::RequestSuccessRate,
+            BuiltinMetric::RequestDuration,
+        );
+        assert_eq!(
+            LINKERD.query(sr, &model("30s")),
+            r#"sum(rate(response_total{namespace="test",deployment=~"podinfo",direction="inbound",classification!="failure"}[30s])) / sum(rate(response_total{namespace="test",deployment=~"podinfo",direction="inbound"}[30s])) * 100"#
+        );
+        assert_eq!(
+            LINKERD.query(d, &model("30s")),
+            r#"histogram_quantile(0.99, sum(rate(response_latency_ms_bucket{namespace="test",deployment=~"podinfo",direction="inbound"}[30s])) by (le))"#
+        );
+        assert_eq!(
+            OSM.query(sr, &model("30s")),
+            r#"sum(rate(osm_request_total{destination_namespace="test",destination_kind="Deployment",destination_name="podinfo",response_code!~"5.*"}[30s])) / sum(rate(osm_request_total{destination_namespace="test",destination_kind="Deployment",destination_name="podinfo"}[30s])) * 100"#
+        );
+        assert_eq!(
+            OSM.query(d, &model("30s")),
+            r#"histogram_quantile(0.99, sum(rate(osm_request_duration_ms_bucket{destination_namespace="test",destination_kind="Deployment",destination_name="podinfo"}[30s])) by (le))"#
+        );
+        assert_eq!(LINKERD.duration_ms(256.7), 256.0);
+        assert_eq!(OSM.duration_ms(256.7), 256.0);
     }
 }

@@ -11,7 +11,8 @@
 //!    Service itself. [`MeshRouter`] (the default) routes by the Istio
 //!    VirtualServices, Gateway API HTTPRoutes and SMI TrafficSplits in the store (weights,
 //!    matches, mirroring, header edits, rewrites) and is kube-proxy where there are none; it
-//!    also plays the NGINX ingress controller for hosts named by Ingresses ([`ingress`]).
+//!    also plays the NGINX ingress controller for hosts named by Ingresses
+//!    ([`mesh::nginx`]). Each mesh is its own module under [`mesh`].
 //! 3. [`endpoints`]: the chosen Service port becomes one ready endpoint of its Endpoints
 //!    (round robin), a simulated pod or a real local process.
 //!
@@ -23,12 +24,12 @@
 
 pub mod app;
 pub mod endpoints;
-pub mod ingress;
 pub mod mesh;
 pub mod metrics;
 pub mod proxy;
 pub mod resolve;
 pub mod router;
+pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

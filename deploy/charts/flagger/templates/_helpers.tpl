@@ -37,6 +37,7 @@ helm.sh/chart: {{ include "flagger.chart" . }}
 app.kubernetes.io/name: {{ include "flagger.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/part-of: flagger-rs
 {{- end -}}
 

@@ -1,4 +1,4 @@
-//! NGINX ingress: [`MeshRouter`] plays the ingress-nginx controller for hosts named by
+//! NGINX ingress: [`Nginx`] plays the ingress-nginx controller for hosts named by
 //! `networking.k8s.io/v1` Ingresses, canary annotations included.
 //!
 //! Served Ingresses: those whose `kubernetes.io/ingress.class` annotation is `nginx`, else
@@ -26,13 +26,17 @@
 //! upstream (`<namespace>-<service>-<port>`) when the canary Ingress took it.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::mesh::{MeshRouter, View, hostname_matches, objects, path_prefix_matches, spec};
-use super::router::{IngressTelemetry, RouteActions, RouteDecision, ServicePort};
+use super::super::router::{IngressTelemetry, RouteActions, RouteDecision, ServicePort};
+use super::super::telemetry::{
+    BUCKETS, IngressLabels, Recorded, Telemetry, escape, header, histogram,
+};
+use super::common::{Mesh, Tools, View, hostname_matches, objects, path_prefix_matches, spec};
 use crate::Api;
 use crate::util;
 
@@ -45,6 +49,28 @@ pub const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 
 const NETWORKING_GROUP: &str = "networking.k8s.io";
 const NETWORKING_VERSIONS: &[&str] = &["v1"];
+
+/// The ingress-nginx controller, reading the canary annotations under `prefix`.
+#[derive(Debug, Clone)]
+pub struct Nginx {
+    /// The annotation prefix (`nginx.ingress.kubernetes.io`, or ingress-nginx's
+    /// `--annotations-prefix`).
+    pub prefix: String,
+}
+
+impl Default for Nginx {
+    fn default() -> Self {
+        Self::new(DEFAULT_PREFIX)
+    }
+}
+
+impl Nginx {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.trim_end_matches('/').to_string(),
+        }
+    }
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
@@ -345,7 +371,7 @@ struct Location<'a> {
     backend: &'a Backend,
 }
 
-impl MeshRouter {
+impl Nginx {
     /// The served Ingresses, oldest first.
     fn nginx_ingresses(&self, api: &Api) -> Vec<Ing> {
         objects(api, NETWORKING_GROUP, NETWORKING_VERSIONS, "Ingress")
@@ -359,18 +385,21 @@ impl MeshRouter {
                 Some(Ing {
                     namespace: util::namespace(o).to_string(),
                     name: util::name(o).to_string(),
-                    canary: CanaryPolicy::from_annotations(&annotations, &self.nginx_prefix),
+                    canary: CanaryPolicy::from_annotations(&annotations, &self.prefix),
                     spec,
                 })
             })
             .collect()
     }
+}
 
+impl Mesh for Nginx {
     /// Routes a request for `host` as ingress-nginx would; `None` when no main Ingress has a
     /// rule for the host.
-    pub(super) fn nginx_ingress(
+    fn route_host(
         &self,
         api: &Api,
+        t: &Tools,
         host: &str,
         view: &View<'_>,
     ) -> Option<RouteDecision> {
@@ -451,8 +480,8 @@ impl MeshRouter {
                 .as_deref()
                 .and_then(|c| nginx_cookie(view.headers, c));
             policy
-                .by_request(header, cookie, |re, v| self.search(re, v))
-                .unwrap_or_else(|| policy.by_weight(self.chance()))
+                .by_request(header, cookie, |re, v| t.search(re, v))
+                .unwrap_or_else(|| policy.by_weight(t.chance()))
         });
 
         let main_service = location.backend.service.as_ref();
@@ -491,6 +520,73 @@ impl MeshRouter {
             },
             ..decision
         })
+    }
+}
+
+/// ingress-nginx's constant labels, as a controller installed by its Helm chart in
+/// `ingress-nginx` would have them.
+const CONTROLLER_LABELS: &str = "controller_class=\"k8s.io/ingress-nginx\",controller_namespace=\"ingress-nginx\",controller_pod=\"ingress-nginx-controller-localkube\"";
+
+fn labels(l: &IngressLabels) -> String {
+    format!(
+        "canary=\"{}\",{CONTROLLER_LABELS},host=\"{}\",ingress=\"{}\",method=\"{}\",namespace=\"{}\",path=\"{}\",service=\"{}\",status=\"{}\"",
+        escape(&l.canary),
+        escape(&l.host),
+        escape(&l.ingress),
+        escape(&l.method),
+        escape(&l.namespace),
+        escape(&l.path),
+        escape(&l.service),
+        l.status
+    )
+}
+
+/// The controller's series as ingress-nginx's socket collector writes them.
+impl Telemetry for Nginx {
+    fn render(&self, recorded: &Recorded, out: &mut String) {
+        header(
+            out,
+            "nginx_ingress_controller_requests",
+            "counter",
+            "The total number of client requests",
+        );
+        for (l, h) in &recorded.ingress {
+            let _ = writeln!(
+                out,
+                "nginx_ingress_controller_requests{{{}}} {}",
+                labels(l),
+                h.request.count
+            );
+        }
+        for (name, help, upstream) in [
+            (
+                "nginx_ingress_controller_request_duration_seconds",
+                "The request processing time in seconds",
+                false,
+            ),
+            (
+                "nginx_ingress_controller_response_duration_seconds",
+                "The time spent on receiving the response from the upstream server",
+                true,
+            ),
+        ] {
+            header(out, name, "histogram", help);
+            for (l, h) in &recorded.ingress {
+                let hist = if upstream { &h.response } else { &h.request };
+                if hist.count == 0 {
+                    continue;
+                }
+                histogram(
+                    out,
+                    name,
+                    &labels(l),
+                    &BUCKETS,
+                    &hist.buckets,
+                    hist.sum,
+                    hist.count,
+                );
+            }
+        }
     }
 }
 

@@ -1,13 +1,5 @@
-//! `flagger lint PATH...`: finds the objects of a GitOps repository that collide with what its
-//! Canaries make the controller generate, or that fight with the controller (docs/gitops.md).
-//!
-//! [`load`] reads the files (rendering kustomizations), [`rules`] judges the objects without
-//! I/O, and this module prints the findings and picks the exit code:
-//!
-//! * 0: no errors (warnings allowed);
-//! * 1: at least one error;
-//! * 2: a usage, read or parse problem (a path that cannot be read, YAML that does not parse,
-//!   an unknown `--mesh-provider`).
+//! The `flagger lint` command: arguments, reading the paths, running the rules, printing the
+//! findings and picking the exit code.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -16,10 +8,9 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-pub mod load;
-pub mod rules;
-
-use rules::{Context, Finding, Level, Rule};
+use crate::finding::{Finding, Level, Rule};
+use crate::settings::{Context, helm_settings};
+use crate::{load, rules};
 
 /// Output format of `flagger lint`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -82,7 +73,7 @@ pub fn run(args: Args) -> ExitCode {
     let timeout = match flagger_core::duration::parse_go_duration(&kustomize_timeout) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("flagger lint: invalid --kustomize-timeout {kustomize_timeout:?}: {e}");
+            eprintln!("flagger lint: invalid --kustomize-timeout \"{kustomize_timeout}\": {e}");
             return ExitCode::from(2);
         }
     };
@@ -94,7 +85,7 @@ pub fn run(args: Args) -> ExitCode {
             timeout,
         },
     );
-    let (helm_provider, helm_labels) = rules::helm_settings(&loaded.objects);
+    let (helm_provider, helm_labels) = helm_settings(&loaded.objects);
     let mut ctx = Context::default();
     if let Some(p) = mesh_provider.or(helm_provider) {
         match flagger_core::model::Provider::parse_flag(&p) {
@@ -103,7 +94,7 @@ pub fn run(args: Args) -> ExitCode {
                 ctx.validation.default_provider = p;
             }
             None => {
-                eprintln!("flagger lint: unknown mesh provider {p:?}");
+                eprintln!("flagger lint: unknown mesh provider \"{p}\"");
                 return ExitCode::from(2);
             }
         }
@@ -222,7 +213,7 @@ fn finding_json(f: &Finding) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rules::Source;
+    use crate::object::Source;
 
     #[test]
     fn text_lines_follow_the_compiler_format() {

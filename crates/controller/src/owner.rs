@@ -1,0 +1,20 @@
+//! Ownership of generated objects: the controller owner reference Flagger puts on what it
+//! generates, and whether an object carries this Canary's. Shared by the canary steps and the
+//! routers, neither of which depends on the other for it.
+
+use flagger_api::Canary;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Resource;
+
+/// The owner reference Flagger puts on generated objects.
+pub fn owner_ref(canary: &Canary) -> Option<OwnerReference> {
+    canary.controller_owner_ref(&())
+}
+
+/// Whether an object is owned (as controller) by this canary.
+pub fn owned_by(refs: Option<&Vec<OwnerReference>>, canary: &Canary) -> bool {
+    let uid = canary.meta().uid.as_deref();
+    refs.into_iter()
+        .flatten()
+        .any(|r| r.controller == Some(true) && Some(r.uid.as_str()) == uid)
+}

@@ -1,0 +1,216 @@
+//! The metric-provider seam: how a metric check's query reaches a monitoring system
+//! (reference §5.4–5.5). The router seam is [`crate::router`].
+//!
+//! A [`MetricsProvider`] answers a rendered query with one value, "no values", or why it failed
+//! (a plain sentence: the HTTP status and the provider's own error text), and says at
+//! initialization whether the system answers at all. One module per provider builds it from a
+//! MetricTemplate's `provider` block and the data of its `secretRef` ([`Setup`]):
+//!
+//! * [`prometheus`]: instant queries; also the Prometheus of builtin checks and inline queries
+//!   (`-metrics-server`, `spec.metricsServer`), built from its address alone.
+//!
+//! [`PROVIDERS`] maps each MetricTemplate `type` to its constructor, one line per provider.
+//! [`from_template`] refuses the types Flagger knows that flagger-rs does not query yet, naming
+//! them ([`unsupported`], also used to refuse such a Canary with `Valid=False`), and treats a
+//! type Flagger does not know as Prometheus, with Flagger's warning.
+//!
+//! A trait object, not an enum: the type is chosen at run time from a template, and a new
+//! provider is one new module plus one line in [`PROVIDERS`]. Its futures are boxed
+//! ([`BoxFuture`]) so that the trait stays object-safe; one allocation per query is nothing
+//! next to the request it makes.
+//!
+//! How the providers still to come fit (issue 14): each is a module with a `build` constructor
+//! reading [`Setup`], and `run_query` / `is_online` doing its own protocol:
+//!
+//! * `datadog`, `newrelic`, `dynatrace`, `splunk`: address (with Flagger's defaults) and keys
+//!   from [`Setup::spec`] and [`Setup::secret`] (a missing key fails construction, as in
+//!   Flagger), the query window from [`Setup::interval`] ("error parsing metric interval" when
+//!   it is empty), requests through [`Setup::http`]; Splunk's SignalFlow answers over a
+//!   WebSocket opened in `run_query`.
+//! * `graphite`, `influxdb`: a URL address and optional credentials, like Prometheus.
+//! * `cloudwatch`, `stackdriver`: construction stays synchronous and cheap (region, project,
+//!   key); the SDK's credential chain (IRSA web identity, workload identity or a service-account
+//!   key) is resolved inside the first `run_query`/`is_online` call.
+//! * `keptn`, `externalmetrics`: the cluster through [`Setup::kube`] (KeptnMetric and Analysis
+//!   objects; `external.metrics.k8s.io`).
+//!
+//! Secrets stay inside the provider: a message never carries a request URL (which holds the
+//! encoded query and may hold credentials), a header or a Secret's data.
+
+pub mod prometheus;
+
+use std::collections::BTreeMap;
+
+use flagger_api::metric::{METRIC_PROVIDERS, MetricProvider as ProviderSpec};
+use flagger_core::effects::MetricOutcome;
+use futures::future::BoxFuture;
+
+use crate::webhook::Clients;
+
+/// Why a query gave no value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// The query ran and found nothing (Flagger's `ErrNoValuesFound`; NaN counts as nothing).
+    #[error("{0}")]
+    NoValues(String),
+    /// The query could not run or its answer could not be read.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What a check judges: the value, or why there is none.
+pub fn outcome(answer: Result<f64, QueryError>) -> MetricOutcome {
+    match answer {
+        Ok(v) => MetricOutcome::Value(v),
+        Err(QueryError::NoValues(why)) => MetricOutcome::NoValues(why),
+        Err(QueryError::Failed(why)) => MetricOutcome::Error(why),
+    }
+}
+
+/// A monitoring system that answers metric queries.
+pub trait MetricsProvider: Send + Sync {
+    /// The provider's type as MetricTemplates spell it (`prometheus`).
+    fn name(&self) -> &'static str;
+
+    /// Runs a rendered query: one value, no values, or why it failed.
+    fn run_query<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<f64, QueryError>>;
+
+    /// The availability check at initialization (reference §5.5): `Err` says why the system
+    /// is not usable.
+    fn is_online(&self) -> BoxFuture<'_, Result<(), String>>;
+}
+
+/// What a provider is built from.
+pub struct Setup<'a> {
+    /// The MetricTemplate's `spec.provider` (`type`, `address`, `secretRef`, `headers`,
+    /// `region`, `insecureSkipVerify`).
+    pub spec: &'a ProviderSpec,
+    /// The data of the Secret `secretRef` names, when it names one.
+    pub secret: Option<&'a BTreeMap<String, Vec<u8>>>,
+    /// The metric's `interval` as written (empty when it has none): the window of the
+    /// providers that query one.
+    pub interval: &'a str,
+    /// HTTP clients (TLS verified, and not for `insecureSkipVerify`).
+    pub http: &'a Clients,
+    /// The cluster, for providers that read it.
+    pub kube: &'a kube::Client,
+}
+
+/// Builds a provider, or says why its Setup cannot make one.
+pub type Build = fn(&Setup<'_>) -> Result<Box<dyn MetricsProvider>, String>;
+
+/// The providers flagger-rs queries, by MetricTemplate `type`: one line per provider.
+pub const PROVIDERS: &[(&str, Build)] = &[("prometheus", prometheus::Prometheus::build)];
+
+/// The types of [`PROVIDERS`], for messages.
+pub fn supported() -> Vec<&'static str> {
+    PROVIDERS.iter().map(|(name, _)| *name).collect()
+}
+
+/// Why a template's provider type cannot run here, for `Valid=False` and events; `None` when
+/// it can. Types Flagger does not know are not refused: Flagger treats them as Prometheus.
+pub fn unsupported(provider_type: &str) -> Option<String> {
+    let known_here = PROVIDERS.iter().any(|(name, _)| *name == provider_type);
+    (METRIC_PROVIDERS.contains(&provider_type) && !known_here).then(|| {
+        format!(
+            "the {provider_type} metrics provider is not supported by flagger-rs yet; supported: {}",
+            supported().join(", ")
+        )
+    })
+}
+
+/// The provider of a MetricTemplate.
+pub fn from_template(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, String> {
+    let provider_type = setup.spec.r#type.as_str();
+    if let Some(reason) = unsupported(provider_type) {
+        return Err(reason);
+    }
+    let build = match PROVIDERS.iter().find(|(name, _)| *name == provider_type) {
+        Some((_, build)) => *build,
+        None => {
+            tracing::warn!("unknown metrics provider '{provider_type}', using prometheus");
+            prometheus::Prometheus::build
+        }
+    };
+    build(setup)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(t: &str, address: Option<&str>) -> ProviderSpec {
+        ProviderSpec {
+            r#type: t.into(),
+            address: address.map(Into::into),
+            ..Default::default()
+        }
+    }
+
+    /// A client for a server that is never called.
+    fn kube_client() -> kube::Client {
+        let config = kube::Config::new("http://127.0.0.1:1".parse().expect("uri"));
+        kube::Client::try_from(config).expect("client")
+    }
+
+    #[tokio::test]
+    async fn the_registry_builds_known_types_refuses_unsupported_ones_and_defaults_to_prometheus() {
+        let http = Clients::new().expect("clients");
+        let kube = kube_client();
+        let build = |s: &ProviderSpec| {
+            from_template(&Setup {
+                spec: s,
+                secret: None,
+                interval: "1m",
+                http: &http,
+                kube: &kube,
+            })
+            .map(|p| p.name())
+        };
+        assert_eq!(
+            build(&spec("prometheus", Some("http://prom:9090"))),
+            Ok("prometheus")
+        );
+        // Flagger treats a type it does not know as Prometheus.
+        assert_eq!(
+            build(&spec("victoriametrics", Some("http://vm:8428"))),
+            Ok("prometheus")
+        );
+        for t in [
+            "datadog",
+            "newrelic",
+            "cloudwatch",
+            "influxdb",
+            "graphite",
+            "stackdriver",
+            "dynatrace",
+            "keptn",
+            "splunk",
+            "externalmetrics",
+        ] {
+            let expected = format!(
+                "the {t} metrics provider is not supported by flagger-rs yet; supported: prometheus"
+            );
+            assert_eq!(
+                build(&spec(t, Some("http://x"))).err(),
+                Some(expected.clone())
+            );
+            assert_eq!(unsupported(t), Some(expected));
+        }
+        assert_eq!(unsupported("prometheus"), None);
+        assert_eq!(unsupported("victoriametrics"), None);
+    }
+
+    #[test]
+    fn outcomes_keep_the_reason() {
+        assert_eq!(outcome(Ok(1.5)), MetricOutcome::Value(1.5));
+        assert_eq!(
+            outcome(Err(QueryError::NoValues("no values found".into()))),
+            MetricOutcome::NoValues("no values found".into())
+        );
+        assert_eq!(
+            outcome(Err(QueryError::Failed("error response: Status 503".into()))),
+            MetricOutcome::Error("error response: Status 503".into())
+        );
+    }
+}
