@@ -23,6 +23,12 @@ step_error_from!(WriteError => ExecuteError);
 /// Carries out the actions in order; the first failure stops the rest and is returned.
 /// `oracle.status` is the status the decision reached.
 pub async fn run(oracle: &Oracle<'_>, actions: &[Action]) -> Result<(), ExecuteError> {
+    if !actions.is_empty() {
+        oracle
+            .ctx
+            .fenced()
+            .map_err(|why| ExecuteError::new(crate::error::Category::Conflict, why))?;
+    }
     for action in actions {
         act(oracle, action).await?;
     }
@@ -40,9 +46,7 @@ async fn act(o: &Oracle<'_>, action: &Action) -> Result<(), ExecuteError> {
             o.router
                 .set_routes(&o.route_target(), *routes, &cookies)
                 .await
-                .map_err(|e| {
-                    ExecuteError::new(crate::error::Category::of_router(&e), e.message)
-                })?;
+                .map_err(|e| ExecuteError::new(crate::error::Category::of_router(&e), e.message))?;
             ctx.metrics
                 .set_weights(&c.target.name, ns, routes.primary, routes.canary);
             Ok(())
