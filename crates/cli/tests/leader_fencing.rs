@@ -1,8 +1,11 @@
 //! The paused leader (issue 12): two `flagger controller` processes elect a leader on a 2s Lease
-//! against an in-process localkube; the leader is stopped (SIGSTOP) past its Lease while a canary
-//! is mid-analysis, the standby takes over and advances the canary, then the old leader is
-//! resumed (SIGCONT). A deposed leader must not write: the status the canary goes through never
-//! goes back (iterations only grow within a run).
+//! against an in-process localkube; the leader is stopped (SIGSTOP) past its Lease in the middle
+//! of an analysis tick (its rollout webhook call is held open by the test, so the tick has read
+//! the status and will write the next one when it resumes), the standby takes over and advances
+//! the canary, then the old leader is resumed (SIGCONT) and its held call answered. A deposed
+//! leader must not write: the status the canary goes through never goes back (iterations only
+//! grow within a run). Without fencing the resumed tick writes its stale iteration (a forced
+//! status write; the shutdown on losing the Lease lets a running reconcile finish).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -45,8 +48,41 @@ spec:
   targetRef: {apiVersion: apps/v1, kind: Deployment, name: app}
   progressDeadlineSeconds: 60
   service: {port: 80, targetPort: http}
-  analysis: {interval: 1s, threshold: 2, iterations: 60}
+  analysis:
+    interval: 1s
+    threshold: 2
+    iterations: 60
+    webhooks:
+    - {name: check, type: rollout, url: "HOOK_URL", timeout: 60s}
 "#;
+
+/// The rollout webhook: answers at once, except the one call it is armed to hold, which it
+/// answers only when released.
+#[derive(Default)]
+struct Hook {
+    armed: std::sync::atomic::AtomicBool,
+    held: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+async fn hook_server(hook: Arc<Hook>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("hook listener");
+    let addr = listener.local_addr().expect("hook address");
+    let app = axum::Router::new().fallback(move || {
+        let hook = hook.clone();
+        async move {
+            if hook.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                hook.held.notify_one();
+                hook.release.notified().await;
+            }
+            axum::http::StatusCode::OK
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/check")
+}
 
 fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> String {
     use std::io::Write;
@@ -202,7 +238,13 @@ async fn a_paused_leader_never_rolls_the_status_back() {
     let crds = dir.path().join("crds.yaml");
     std::fs::write(&crds, flagger_api::crd::crds_yaml()).expect("crds written");
     kubectl(&kc, &["apply", "-f", &crds.to_string_lossy()], None);
-    kubectl(&kc, &["apply", "-f", "-"], Some(MANIFESTS));
+    let hook = Arc::new(Hook::default());
+    let url = hook_server(hook.clone()).await;
+    kubectl(
+        &kc,
+        &["apply", "-f", "-"],
+        Some(&MANIFESTS.replace("HOOK_URL", &url)),
+    );
     let kc_yaml = kube::config::Kubeconfig::from_yaml(&kube.kubeconfig()).expect("kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kc_yaml, &Default::default())
         .await
@@ -245,7 +287,12 @@ async fn a_paused_leader_never_rolls_the_status_back() {
     })
     .await;
 
-    // The leader stalls past its Lease; the standby takes over and runs further.
+    // The leader stalls past its Lease in the middle of a tick (its rollout check held open);
+    // the standby takes over and runs further.
+    hook.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::timeout(DEADLINE, hook.held.notified())
+        .await
+        .expect("the leader's rollout check arrives");
     leader.signal("STOP");
     let (_, at_stop) = iterations(&history);
     let stopped = Instant::now();
@@ -260,7 +307,9 @@ async fn a_paused_leader_never_rolls_the_status_back() {
     })
     .await;
 
-    // The old leader resumes with its stale view, and gets further ticks' time to write.
+    // The old leader resumes with its stale tick (the check now answered), and gets further
+    // ticks' time to write.
+    hook.release.notify_one();
     leader.signal("CONT");
     let (_, at_resume) = iterations(&history);
     wait_for("the canary advancing after the resume", || async {
