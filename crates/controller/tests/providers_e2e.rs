@@ -1,0 +1,238 @@
+//! Canaries analysed with each hosted provider's MetricTemplate, end to end: localkube, the
+//! real kubectl, `flagger controller` in-process, and the provider's API-faithful fake
+//! (`support/fakes`) answering scripted values per phase: a healthy value while the first
+//! revision is analysed (promoted), a failing one for the next (rolled back).
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+mod support;
+
+use flagger_api::CanaryPhase;
+use support::fakes::{self, Answer, State};
+use support::{Env, NS, Options};
+
+const PODINFO: &str = "ghcr.io/stefanprodan/podinfo";
+
+fn workload(tag: &str) -> String {
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: podinfo, namespace: {NS}, labels: {{app: podinfo}}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: podinfo}}}}
+  template:
+    metadata: {{labels: {{app: podinfo}}}}
+    spec:
+      containers:
+      - name: podinfod
+        image: {PODINFO}:{tag}
+        ports: [{{name: http, containerPort: 9898}}]
+"#
+    )
+}
+
+/// A Canary analysed by one template metric (`error-rate`, at most 1) every second.
+fn canary(template: &str) -> String {
+    format!(
+        r#"
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {{name: podinfo, namespace: {NS}}}
+spec:
+  provider: kubernetes
+  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: podinfo}}
+  progressDeadlineSeconds: 60
+  service: {{port: 80, targetPort: http}}
+  analysis:
+    interval: 1s
+    threshold: 2
+    iterations: 3
+    metrics:
+    - name: error-rate
+      templateRef: {{name: {template}}}
+      thresholdRange: {{max: 1}}
+      interval: 1m
+"#
+    )
+}
+
+fn secret(name: &str, data: &[(&str, &str)]) -> String {
+    let mut yaml = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {NS}}}\nstringData:\n"
+    );
+    for (k, v) in data {
+        yaml.push_str(&format!("  {k}: {}\n", serde_json::to_string(v).unwrap()));
+    }
+    yaml
+}
+
+fn template(name: &str, provider: &str, query: &str) -> String {
+    format!(
+        "apiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n  provider: {provider}\n  query: {}\n",
+        serde_json::to_string(query).unwrap()
+    )
+}
+
+async fn set_image(env: &Env, tag: &str) {
+    env.kubectl(&[
+        "-n",
+        NS,
+        "set",
+        "image",
+        "deployment/podinfo",
+        &format!("podinfod={PODINFO}:{tag}"),
+    ])
+    .await;
+}
+
+/// Promotes 6.0.1 while the provider answers `good`, then rolls 6.0.2 back while it answers
+/// `bad`; returns the canary's events.
+async fn promote_then_roll_back(env: &Env, template: &str, state: &State, good: f64, bad: f64) -> Vec<String> {
+    state.set(Answer::Value(good));
+    env.apply(&workload("6.0.0")).await;
+    env.apply(&canary(template)).await;
+    env.wait_phase("podinfo", CanaryPhase::Initialized).await;
+    set_image(env, "6.0.1").await;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    let primary = env
+        .jsonpath("deployment/podinfo-primary", ".spec.template.spec.containers[0].image")
+        .await;
+    assert_eq!(primary, format!("{PODINFO}:6.0.1"));
+
+    state.set(Answer::Value(bad));
+    set_image(env, "6.0.2").await;
+    env.wait_phase("podinfo", CanaryPhase::Failed).await;
+    let primary = env
+        .jsonpath("deployment/podinfo-primary", ".spec.template.spec.containers[0].image")
+        .await;
+    assert_eq!(primary, format!("{PODINFO}:6.0.1"), "the primary keeps the promoted revision");
+    let events = env.events("podinfo").await;
+    for text in [
+        "all the metrics providers are available!",
+        "Promotion completed! Scaling down podinfo.test",
+        &format!("Halt podinfo.test advancement error-rate {bad:.2} > 1"),
+        "Rolling back podinfo.test failed checks threshold reached 2",
+    ] {
+        assert!(events.iter().any(|e| e == text), "{text:?} not in {events:#?}");
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_001_datadog_template_promotes_and_rolls_back() {
+    let env = Env::start(Options::default()).await;
+    let (dd, url) = fakes::datadog::Datadog::start().await;
+    env.apply(&secret(
+        "datadog",
+        &[
+            ("datadog_api_key", fakes::datadog::API_KEY),
+            ("datadog_application_key", fakes::datadog::APPLICATION_KEY),
+        ],
+    ))
+    .await;
+    // Seed 001's template, as its user wrote it.
+    env.apply(&template(
+        "error-rate",
+        &format!("{{type: datadog, address: \"{url}\", secretRef: {{name: datadog}}}}"),
+        "avg:trace.http.request.errors{service:{{ target }}} / avg:trace.http.request.hits{service:{{ target }}} * 100",
+    ))
+    .await;
+    promote_then_roll_back(&env, "error-rate", &dd.state, 0.35, 4.0).await;
+    let queries = dd.state.seen_at("/api/v1/query");
+    assert!(queries.iter().all(|s| s.query["query"]
+        == "avg:trace.http.request.errors{service:podinfo} / avg:trace.http.request.hits{service:podinfo} * 100"));
+    assert!(queries.iter().all(|s| s.headers["dd-api-key"] == fakes::datadog::API_KEY));
+    assert_eq!(dd.state.seen_at("/api/v1/validate").len(), 2, "one availability check per revision");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newrelic_template_promotes_and_rolls_back() {
+    let env = Env::start(Options::default()).await;
+    let (nr, url) = fakes::newrelic::NewRelic::start().await;
+    env.apply(&secret(
+        "newrelic",
+        &[
+            ("newrelic_account_id", fakes::newrelic::ACCOUNT),
+            ("newrelic_query_key", fakes::newrelic::QUERY_KEY),
+        ],
+    ))
+    .await;
+    env.apply(&template(
+        "error-rate",
+        &format!("{{type: newrelic, address: \"{url}\", secretRef: {{name: newrelic}}}}"),
+        "SELECT filter(count(*), WHERE `error` IS true) / count(*) * 100 FROM Transaction WHERE appName = '{{ target }}'",
+    ))
+    .await;
+    promote_then_roll_back(&env, "error-rate", &nr.state, 0.5, 3.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynatrace_template_promotes_and_rolls_back() {
+    let env = Env::start(Options::default()).await;
+    let (dt, url) = fakes::dynatrace::Dynatrace::start().await;
+    env.apply(&secret("dynatrace", &[("dynatrace_token", fakes::dynatrace::TOKEN)]))
+        .await;
+    env.apply(&template(
+        "error-rate",
+        &format!("{{type: dynatrace, address: \"{url}\", secretRef: {{name: dynatrace}}}}"),
+        "builtin:service.errors.total.rate:filter(eq(\"dt.entity.service\",\"{{ target }}\")):avg",
+    ))
+    .await;
+    promote_then_roll_back(&env, "error-rate", &dt.state, 0.1, 2.5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn influxdb_template_promotes_and_rolls_back() {
+    let env = Env::start(Options::default()).await;
+    let (db, url) = fakes::influxdb::InfluxDb::start().await;
+    env.apply(&secret(
+        "influxdb",
+        &[("token", fakes::influxdb::TOKEN), ("org", fakes::influxdb::ORG)],
+    ))
+    .await;
+    env.apply(&template(
+        "error-rate",
+        &format!("{{type: influxdb, address: \"{url}\", secretRef: {{name: influxdb}}}}"),
+        "from(bucket: \"apps\") |> range(start: -{{ interval }}) |> filter(fn: (r) => r.app == \"{{ target }}\") |> mean()",
+    ))
+    .await;
+    promote_then_roll_back(&env, "error-rate", &db.state, 0.2, 7.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn splunk_template_promotes_and_rolls_back() {
+    let env = Env::start(Options::default()).await;
+    let (sp, url) = fakes::splunk::Splunk::start().await;
+    env.apply(&secret("splunk", &[("sf_token_key", fakes::splunk::TOKEN)]))
+        .await;
+    env.apply(&template(
+        "error-rate",
+        &format!("{{type: splunk, address: \"{url}\", secretRef: {{name: splunk}}}}"),
+        "data('errors', filter=filter('service', '{{ target }}')).sum().publish()",
+    ))
+    .await;
+    promote_then_roll_back(&env, "error-rate", &sp.state, 0.3, 9.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stackdriver_template_promotes_and_rolls_back() {
+    let env = Env::start(Options::default()).await;
+    let (gcp, url, key) = fakes::gcp::Gcp::start().await;
+    env.apply(&secret(
+        "stackdriver",
+        &[("project", fakes::gcp::PROJECT), ("serviceAccountKey", &key)],
+    ))
+    .await;
+    env.apply(&template(
+        "error-rate",
+        &format!("{{type: stackdriver, address: \"{url}\", secretRef: {{name: stackdriver}}}}"),
+        "fetch k8s_container | metric 'istio.io/service/server/request_count' | filter resource.namespace_name == '{{ namespace }}' | every 1m",
+    ))
+    .await;
+    promote_then_roll_back(&env, "error-rate", &gcp.state, 0.25, 6.0).await;
+}
