@@ -236,3 +236,62 @@ async fn stackdriver_template_promotes_and_rolls_back() {
     .await;
     promote_then_roll_back(&env, "error-rate", &gcp.state, 0.25, 6.0).await;
 }
+
+/// Graphite for real: Debian's carbon-cache and graphite-web, fed every second with the
+/// simulated pods' request counters; the canary's error percentage is what its pods answer
+/// (the second revision answers half of its requests with 500).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphite_template_promotes_and_rolls_back_on_the_pods_requests() {
+    let env = Env::start(Options::default()).await;
+    let graphite = support::graphite::Graphite::start().await;
+    let exporter = support::exporter::start(env.client.clone()).await;
+    graphite.feed(exporter);
+    env.apply(&template(
+        "error-rate",
+        &format!("{{type: graphite, address: \"{}\"}}", graphite.url),
+        "target=asPercent(
+            sumSeries(perSecond(flagger.{{ namespace }}.{{ target }}.*.500)),
+            sumSeries(perSecond(flagger.{{ namespace }}.{{ target }}.*.*)))
+         &from=-20s",
+    ))
+    .await;
+    env.apply(&workload("6.0.0")).await;
+    // Points reach Graphite a second after the pods serve: a few empty checks are tolerated.
+    env.apply(&canary("error-rate").replace("threshold: 2", "threshold: 8"))
+        .await;
+    env.wait_phase("podinfo", CanaryPhase::Initialized).await;
+    set_image(&env, "6.0.1").await;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+
+    env.kubectl(&[
+        "-n",
+        NS,
+        "patch",
+        "deployment/podinfo",
+        "--type=merge",
+        "-p",
+        &format!(
+            r#"{{"spec":{{"template":{{"metadata":{{"annotations":{{"{}":"0.5"}}}},"spec":{{"containers":[{{"name":"podinfod","image":"{PODINFO}:6.0.2"}}]}}}}}}}}"#,
+            support::exporter::ERROR_RATIO
+        ),
+    ])
+    .await;
+    env.wait_phase("podinfo", CanaryPhase::Failed).await;
+    let primary = env
+        .jsonpath("deployment/podinfo-primary", ".spec.template.spec.containers[0].image")
+        .await;
+    assert_eq!(primary, format!("{PODINFO}:6.0.1"));
+    let events = env.events("podinfo").await;
+    assert!(
+        events.iter().any(|e| e
+            .strip_prefix("Halt podinfo.test advancement error-rate ")
+            .and_then(|r| r.strip_suffix(" > 1"))
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(|v| (20.0..=80.0).contains(&v))),
+        "{events:#?}"
+    );
+    assert!(
+        events.iter().any(|e| e == "all the metrics providers are available!"),
+        "{events:#?}"
+    );
+}
