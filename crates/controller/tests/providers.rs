@@ -546,3 +546,55 @@ async fn cloudwatch_signs_requests_with_web_identity_credentials() {
     assert!(denied.to_string().contains("InvalidIdentityToken"), "{denied}");
     assert_no_secret(&[denied.to_string()], &[fakes::aws::SECRET_ACCESS_KEY, "forged-token"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphite_requests_and_answers_against_a_real_graphite() {
+    use tokio::io::AsyncWriteExt;
+    let w = World::start().await;
+    let g = support::graphite::Graphite::start().await;
+    let now = support::now_secs();
+    let mut carbon = tokio::net::TcpStream::connect(g.carbon_addr).await.unwrap();
+    carbon
+        .write_all(format!("flagger.it.errors 2.5 {}\nflagger.it.errors 3.5 {}\n", now - 3, now - 2).as_bytes())
+        .await
+        .unwrap();
+    carbon.shutdown().await.unwrap();
+    w.template(
+        serde_json::json!({"type": "graphite", "address": g.url}),
+        &[],
+        "target=flagger.it.{{ variables.series }}&from=-1min",
+    )
+    .await;
+    let model_with = |series: &str| Model {
+        variables: BTreeMap::from([("series".to_string(), series.to_string())]),
+        ..model()
+    };
+    let run = |series: &'static str| {
+        let lookups = w.lookups();
+        let clients = w.clients.clone();
+        let m = model_with(series);
+        async move { templates::run(&lookups, &clients, NS, "graphite", &m).await }
+    };
+    // The newest non-null point, once carbon has it.
+    let last = std::sync::Mutex::new(String::new());
+    support::wait_for("graphite serving the points", &last, || async {
+        let c = run("errors").await;
+        *last.lock().unwrap() = format!("{:?}", c.outcome);
+        (c.outcome == MetricOutcome::Value(3.5)).then_some(c)
+    })
+    .await;
+    let check = run("errors").await;
+    assert_eq!(check.query.as_deref(), Some("target=flagger.it.errors&from=-1min"));
+    assert!(no_values(&run("nothing").await.outcome));
+    w.online("graphite").await.unwrap();
+
+    // A query graphite-web cannot run: an error with its status, not "no values".
+    w.apply(serde_json::json!({
+        "apiVersion": "flagger.app/v1beta1", "kind": "MetricTemplate",
+        "metadata": {"name": "graphite-bad", "namespace": NS},
+        "spec": {"provider": {"type": "graphite", "address": g.url}, "query": "target=noSuchFunction(flagger.it.errors)"},
+    }))
+    .await;
+    let bad = templates::run(&w.lookups(), &w.clients, NS, "graphite-bad", &model()).await;
+    assert!(error_with(&bad.outcome, "error response: Status"), "{:?}", bad.outcome);
+}
