@@ -598,3 +598,77 @@ async fn graphite_requests_and_answers_against_a_real_graphite() {
     let bad = templates::run(&w.lookups(), &w.clients, NS, "graphite-bad", &model()).await;
     assert!(error_with(&bad.outcome, "error response: Status"), "{:?}", bad.outcome);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keptn_reads_metrics_and_runs_analyses_in_the_cluster() {
+    let w = World::start().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(w.client.clone());
+    for doc in support::keptn::CRDS.split("\n---\n") {
+        let crd: CustomResourceDefinition = serde_yaml::from_str(doc).unwrap();
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    let op = support::keptn::Operator::start(&w.client, NS);
+    // KeptnMetric: its status.value.
+    w.template(
+        serde_json::json!({"type": "keptn"}),
+        &[],
+        "KeptnMetric/{{ namespace }}/{{ target }}-{{ variables.metric }}",
+    )
+    .await;
+    let run = |metric: &'static str| {
+        let lookups = w.lookups();
+        let clients = w.clients.clone();
+        let m = Model {
+            variables: BTreeMap::from([("metric".to_string(), metric.to_string())]),
+            ..model()
+        };
+        async move { templates::run(&lookups, &clients, NS, "keptn", &m).await }
+    };
+    let last = std::sync::Mutex::new(String::new());
+    support::wait_for("the KeptnMetric resource served", &last, || async {
+        tokio::time::timeout(Duration::from_secs(5), support::keptn::set_metric(&w.client, NS, "podinfo-errors", "0.42"))
+            .await
+            .ok()
+    })
+    .await;
+    let check = run("errors").await;
+    assert_eq!(check.outcome, MetricOutcome::Value(0.42));
+    assert_eq!(check.query.as_deref(), Some("KeptnMetric/test/podinfo-errors"));
+    support::keptn::set_metric(&w.client, NS, "podinfo-latency", "").await;
+    assert!(no_values(&run("latency").await.outcome));
+    let missing = run("missing").await.outcome;
+    assert!(
+        error_with(&missing, "could not retrieve KeptnMetric test/podinfo-missing: keptnmetrics.metrics.keptn.sh \"podinfo-missing\" not found"),
+        "{missing:?}"
+    );
+    w.online("keptn").await.unwrap();
+
+    // Analysis: created with the definition, timeframe and arguments, judged, then deleted.
+    w.apply(serde_json::json!({
+        "apiVersion": "flagger.app/v1beta1", "kind": "MetricTemplate",
+        "metadata": {"name": "keptn-slo", "namespace": NS},
+        "spec": {"provider": {"type": "keptn"}, "query": "analysis/{{ namespace }}/podinfo-slo/5m/service={{ target }};env=prod"},
+    }))
+    .await;
+    op.set_pass(true);
+    let passed = templates::run(&w.lookups(), &w.clients, NS, "keptn-slo", &model()).await;
+    assert_eq!(passed.outcome, MetricOutcome::Value(1.0));
+    op.set_pass(false);
+    let failed = templates::run(&w.lookups(), &w.clients, NS, "keptn-slo", &model()).await;
+    assert_eq!(failed.outcome, MetricOutcome::Value(0.0));
+    let spec = op.specs.lock().unwrap()[0].clone();
+    assert_eq!(
+        spec,
+        serde_json::json!({"analysisDefinition": {"name": "podinfo-slo"}, "timeframe": {"recent": "5m"}, "args": {"service": "podinfo", "env": "prod"}})
+    );
+    let analyses = Api::<kube::api::DynamicObject>::namespaced_with(
+        w.client.clone(),
+        NS,
+        &kube::core::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("metrics.keptn.sh", "v1beta1", "Analysis"),
+            "analyses",
+        ),
+    );
+    let left = analyses.list(&Default::default()).await.unwrap().items;
+    assert!(left.is_empty(), "each Analysis is deleted after it is read: {left:?}");
+}

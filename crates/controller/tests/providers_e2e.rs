@@ -11,6 +11,7 @@
 mod support;
 
 use flagger_api::CanaryPhase;
+use futures::future::BoxFuture;
 use support::fakes::{self, Answer, State};
 use support::{Env, NS, Options};
 
@@ -93,7 +94,22 @@ async fn set_image(env: &Env, tag: &str) {
 /// Promotes 6.0.1 while the provider answers `good`, then rolls 6.0.2 back while it answers
 /// `bad`; returns the canary's events.
 async fn promote_then_roll_back(env: &Env, template: &str, state: &State, good: f64, bad: f64) -> Vec<String> {
-    state.set(Answer::Value(good));
+    let set = |v: f64| -> BoxFuture<'static, ()> {
+        state.set(Answer::Value(v));
+        Box::pin(async {})
+    };
+    promote_then_roll_back_with(env, template, &set, good, bad).await
+}
+
+/// [`promote_then_roll_back`] with the values set by `set`.
+async fn promote_then_roll_back_with(
+    env: &Env,
+    template: &str,
+    set: &dyn Fn(f64) -> BoxFuture<'static, ()>,
+    good: f64,
+    bad: f64,
+) -> Vec<String> {
+    set(good).await;
     env.apply(&workload("6.0.0")).await;
     env.apply(&canary(template)).await;
     env.wait_phase("podinfo", CanaryPhase::Initialized).await;
@@ -104,7 +120,7 @@ async fn promote_then_roll_back(env: &Env, template: &str, state: &State, good: 
         .await;
     assert_eq!(primary, format!("{PODINFO}:6.0.1"));
 
-    state.set(Answer::Value(bad));
+    set(bad).await;
     set_image(env, "6.0.2").await;
     env.wait_phase("podinfo", CanaryPhase::Failed).await;
     let primary = env
@@ -294,4 +310,25 @@ async fn graphite_template_promotes_and_rolls_back_on_the_pods_requests() {
         events.iter().any(|e| e == "all the metrics providers are available!"),
         "{events:#?}"
     );
+}
+
+/// Keptn: the KeptnMetric Keptn's operator keeps up to date (set by the test per phase).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keptn_template_promotes_and_rolls_back() {
+    let env = Env::start(Options::default()).await;
+    env.apply(support::keptn::CRDS).await;
+    env.apply(&template(
+        "error-rate",
+        "{type: keptn}",
+        "keptnmetric/{{ namespace }}/{{ target }}-error-rate",
+    ))
+    .await;
+    let client = env.client.clone();
+    let set = move |v: f64| -> BoxFuture<'static, ()> {
+        let client = client.clone();
+        Box::pin(async move {
+            support::keptn::set_metric(&client, NS, "podinfo-error-rate", &v.to_string()).await
+        })
+    };
+    promote_then_roll_back_with(&env, "error-rate", &set, 0.15, 2.0).await;
 }

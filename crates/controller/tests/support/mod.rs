@@ -8,6 +8,7 @@ pub mod exporter;
 pub mod fakes;
 pub mod graphite;
 pub mod hooks;
+pub mod keptn;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
