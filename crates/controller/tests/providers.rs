@@ -29,7 +29,7 @@ use support::fakes::{self, Answer, State};
 const NS: &str = "test";
 
 struct World {
-    _kube: localkube::Handle,
+    kube: localkube::Handle,
     client: Client,
     clients: Clients,
 }
@@ -56,7 +56,7 @@ impl World {
         .await
         .unwrap();
         World {
-            _kube: kube,
+            kube,
             client,
             clients: Clients::new().unwrap(),
         }
@@ -68,11 +68,17 @@ impl World {
         for _ in 0..50 {
             let created = match kind.as_str() {
                 "Secret" => Api::<Secret>::namespaced(self.client.clone(), NS)
-                    .create(&PostParams::default(), &serde_json::from_value(value.clone()).unwrap())
+                    .create(
+                        &PostParams::default(),
+                        &serde_json::from_value(value.clone()).unwrap(),
+                    )
                     .await
                     .map(|_| ()),
                 _ => Api::<MetricTemplate>::namespaced(self.client.clone(), NS)
-                    .create(&PostParams::default(), &serde_json::from_value(value.clone()).unwrap())
+                    .create(
+                        &PostParams::default(),
+                        &serde_json::from_value(value.clone()).unwrap(),
+                    )
                     .await
                     .map(|_| ()),
             };
@@ -127,7 +133,12 @@ impl World {
     }
 
     /// Runs the template with each scripted answer; the outcomes, in order.
-    async fn outcomes(&self, template: &str, state: &State, answers: &[Answer]) -> Vec<MetricOutcome> {
+    async fn outcomes(
+        &self,
+        template: &str,
+        state: &State,
+        answers: &[Answer],
+    ) -> Vec<MetricOutcome> {
         let mut out = Vec::new();
         for a in answers {
             state.set(a.clone());
@@ -201,20 +212,44 @@ async fn datadog_requests_and_answers() {
     let s = seen.last().unwrap();
     assert_eq!(s.method, "GET");
     assert_eq!(s.query["query"], rendered);
-    assert_eq!(seconds(s, "to") - seconds(s, "from"), 300, "ten 30s intervals");
+    assert_eq!(
+        seconds(s, "to") - seconds(s, "from"),
+        300,
+        "ten 30s intervals"
+    );
     assert_eq!(s.headers["dd-api-key"], fakes::datadog::API_KEY);
-    assert_eq!(s.headers["dd-application-key"], fakes::datadog::APPLICATION_KEY);
+    assert_eq!(
+        s.headers["dd-application-key"],
+        fakes::datadog::APPLICATION_KEY
+    );
 
     let outcomes = w
         .outcomes(
             "datadog",
             &dd.state,
-            &[Answer::Empty, Answer::Null, Answer::BadQuery, Answer::RateLimited],
+            &[
+                Answer::Empty,
+                Answer::Null,
+                Answer::BadQuery,
+                Answer::RateLimited,
+            ],
         )
         .await;
-    assert!(no_values(&outcomes[0]) && no_values(&outcomes[1]), "{outcomes:?}");
-    assert!(error_with(&outcomes[2], "Status 400 Bad Request: Error parsing query"), "{outcomes:?}");
-    assert!(error_with(&outcomes[3], "Status 429 Too Many Requests: Rate limit exceeded"), "{outcomes:?}");
+    assert!(
+        no_values(&outcomes[0]) && no_values(&outcomes[1]),
+        "{outcomes:?}"
+    );
+    assert!(
+        error_with(&outcomes[2], "Status 400 Bad Request: Error parsing query"),
+        "{outcomes:?}"
+    );
+    assert!(
+        error_with(
+            &outcomes[3],
+            "Status 429 Too Many Requests: Rate limit exceeded"
+        ),
+        "{outcomes:?}"
+    );
 
     w.online("datadog").await.unwrap();
     assert_eq!(dd.state.seen_at("/api/v1/validate").len(), 1);
@@ -223,12 +258,18 @@ async fn datadog_requests_and_answers() {
     let w2 = World::start().await;
     w2.template(
         serde_json::json!({"type": "datadog", "address": url}),
-        &[("datadog_api_key", "wrong-key-1"), ("datadog_application_key", "wrong-key-2")],
+        &[
+            ("datadog_api_key", "wrong-key-1"),
+            ("datadog_application_key", "wrong-key-2"),
+        ],
         SEED_001_QUERY,
     )
     .await;
     let denied = w2.check("datadog").await.outcome;
-    assert!(error_with(&denied, "Status 403 Forbidden: Forbidden"), "{denied:?}");
+    assert!(
+        error_with(&denied, "Status 403 Forbidden: Forbidden"),
+        "{denied:?}"
+    );
     let offline = w2.online("datadog").await.unwrap_err();
     assert_eq!(
         offline,
@@ -236,7 +277,14 @@ async fn datadog_requests_and_answers() {
     );
     let mut texts = describe(&outcomes);
     texts.extend([format!("{denied:?}"), offline]);
-    assert_no_secret(&texts, &[fakes::datadog::API_KEY, fakes::datadog::APPLICATION_KEY, "wrong-key"]);
+    assert_no_secret(
+        &texts,
+        &[
+            fakes::datadog::API_KEY,
+            fakes::datadog::APPLICATION_KEY,
+            "wrong-key",
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,25 +329,54 @@ async fn newrelic_requests_and_answers() {
     );
     assert_eq!(s.headers["x-query-key"], fakes::newrelic::QUERY_KEY);
     let outcomes = w
-        .outcomes("newrelic", &nr.state, &[Answer::Empty, Answer::Null, Answer::BadQuery, Answer::RateLimited])
+        .outcomes(
+            "newrelic",
+            &nr.state,
+            &[
+                Answer::Empty,
+                Answer::Null,
+                Answer::BadQuery,
+                Answer::RateLimited,
+            ],
+        )
         .await;
-    assert!(no_values(&outcomes[0]) && no_values(&outcomes[1]), "{outcomes:?}");
-    assert!(error_with(&outcomes[2], "NRQL Syntax Error"), "{outcomes:?}");
+    assert!(
+        no_values(&outcomes[0]) && no_values(&outcomes[1]),
+        "{outcomes:?}"
+    );
+    assert!(
+        error_with(&outcomes[2], "NRQL Syntax Error"),
+        "{outcomes:?}"
+    );
     assert!(error_with(&outcomes[3], "Status 429"), "{outcomes:?}");
     w.online("newrelic").await.unwrap();
-    assert!(nr.state.seen_at(&path).iter().any(|s| s.query["nrql"] == "SELECT * FROM Metric SINCE 30 seconds ago"));
+    assert!(
+        nr.state
+            .seen_at(&path)
+            .iter()
+            .any(|s| s.query["nrql"] == "SELECT * FROM Metric SINCE 30 seconds ago")
+    );
 
     let w2 = World::start().await;
     w2.template(
         serde_json::json!({"type": "newrelic", "address": url}),
-        &[("newrelic_account_id", fakes::newrelic::ACCOUNT), ("newrelic_query_key", "NRIQ-wrong")],
+        &[
+            ("newrelic_account_id", fakes::newrelic::ACCOUNT),
+            ("newrelic_query_key", "NRIQ-wrong"),
+        ],
         "SELECT count(*) FROM Transaction",
     )
     .await;
     let denied = w2.check("newrelic").await.outcome;
-    assert!(error_with(&denied, "Status 401 Unauthorized: Invalid query key"), "{denied:?}");
+    assert!(
+        error_with(&denied, "Status 401 Unauthorized: Invalid query key"),
+        "{denied:?}"
+    );
     assert!(w2.online("newrelic").await.is_err());
-    assert_no_secret(&[format!("{denied:?}")], &["NRIQ-wrong", fakes::newrelic::QUERY_KEY]);
+    assert_no_secret(
+        &[format!("{denied:?}")],
+        &["NRIQ-wrong", fakes::newrelic::QUERY_KEY],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -313,23 +390,51 @@ async fn dynatrace_requests_and_answers() {
     )
     .await;
     dt.state.set(Answer::Value(0.75));
-    assert_eq!(w.check("dynatrace").await.outcome, MetricOutcome::Value(0.75));
+    assert_eq!(
+        w.check("dynatrace").await.outcome,
+        MetricOutcome::Value(0.75)
+    );
     let s = dt.state.seen_at("/api/v2/metrics/query").pop().unwrap();
     assert_eq!(
         s.query["metricSelector"],
         "builtin:service.errors.total.rate:filter(eq(\"dt.entity.service\",\"podinfo\")):avg"
     );
     assert_eq!(s.query["resolution"], "Inf");
-    assert_eq!(seconds(&s, "to") - seconds(&s, "from"), 300_000, "ten 30s intervals in ms");
-    assert_eq!(s.headers["authorization"], format!("Api-Token {}", fakes::dynatrace::TOKEN));
+    assert_eq!(
+        seconds(&s, "to") - seconds(&s, "from"),
+        300_000,
+        "ten 30s intervals in ms"
+    );
+    assert_eq!(
+        s.headers["authorization"],
+        format!("Api-Token {}", fakes::dynatrace::TOKEN)
+    );
     let outcomes = w
-        .outcomes("dynatrace", &dt.state, &[Answer::Empty, Answer::Null, Answer::BadQuery, Answer::RateLimited])
+        .outcomes(
+            "dynatrace",
+            &dt.state,
+            &[
+                Answer::Empty,
+                Answer::Null,
+                Answer::BadQuery,
+                Answer::RateLimited,
+            ],
+        )
         .await;
-    assert!(no_values(&outcomes[0]) && no_values(&outcomes[1]), "{outcomes:?}");
-    assert!(error_with(&outcomes[2], "Metric selector parse error"), "{outcomes:?}");
+    assert!(
+        no_values(&outcomes[0]) && no_values(&outcomes[1]),
+        "{outcomes:?}"
+    );
+    assert!(
+        error_with(&outcomes[2], "Metric selector parse error"),
+        "{outcomes:?}"
+    );
     assert!(error_with(&outcomes[3], "Status 429"), "{outcomes:?}");
     w.online("dynatrace").await.unwrap();
-    assert_eq!(dt.state.seen_at("/api/v2/metrics").pop().unwrap().query["pageSize"], "1");
+    assert_eq!(
+        dt.state.seen_at("/api/v2/metrics").pop().unwrap().query["pageSize"],
+        "1"
+    );
 
     let w2 = World::start().await;
     w2.template(
@@ -339,7 +444,13 @@ async fn dynatrace_requests_and_answers() {
     )
     .await;
     let denied = w2.check("dynatrace").await.outcome;
-    assert!(error_with(&denied, "Status 401 Unauthorized: Missing authorization parameter."), "{denied:?}");
+    assert!(
+        error_with(
+            &denied,
+            "Status 401 Unauthorized: Missing authorization parameter."
+        ),
+        "{denied:?}"
+    );
     assert!(w2.online("dynatrace").await.is_err());
     assert_no_secret(&[format!("{denied:?}")], &["dt0c01.WRONG"]);
 }
@@ -351,7 +462,10 @@ async fn influxdb_requests_and_answers() {
     let flux = "from(bucket: \"apps\") |> range(start: -{{ interval }}) |> filter(fn: (r) => r.app == \"{{ target }}\") |> mean()";
     w.template(
         serde_json::json!({"type": "influxdb", "address": url}),
-        &[("token", fakes::influxdb::TOKEN), ("org", fakes::influxdb::ORG)],
+        &[
+            ("token", fakes::influxdb::TOKEN),
+            ("org", fakes::influxdb::ORG),
+        ],
         flux,
     )
     .await;
@@ -360,7 +474,10 @@ async fn influxdb_requests_and_answers() {
     let s = db.state.seen_at("/api/v2/query").pop().unwrap();
     assert_eq!(s.method, "POST");
     assert_eq!(s.query["org"], fakes::influxdb::ORG);
-    assert_eq!(s.headers["authorization"], format!("Token {}", fakes::influxdb::TOKEN));
+    assert_eq!(
+        s.headers["authorization"],
+        format!("Token {}", fakes::influxdb::TOKEN)
+    );
     let body: serde_json::Value = serde_json::from_str(&s.body).unwrap();
     assert_eq!(
         body["query"],
@@ -368,10 +485,25 @@ async fn influxdb_requests_and_answers() {
     );
     assert_eq!(body["type"], "flux");
     let outcomes = w
-        .outcomes("influxdb", &db.state, &[Answer::Empty, Answer::Null, Answer::BadQuery, Answer::RateLimited])
+        .outcomes(
+            "influxdb",
+            &db.state,
+            &[
+                Answer::Empty,
+                Answer::Null,
+                Answer::BadQuery,
+                Answer::RateLimited,
+            ],
+        )
         .await;
-    assert!(no_values(&outcomes[0]) && no_values(&outcomes[1]), "{outcomes:?}");
-    assert!(error_with(&outcomes[2], "compilation failed"), "{outcomes:?}");
+    assert!(
+        no_values(&outcomes[0]) && no_values(&outcomes[1]),
+        "{outcomes:?}"
+    );
+    assert!(
+        error_with(&outcomes[2], "compilation failed"),
+        "{outcomes:?}"
+    );
     assert!(error_with(&outcomes[3], "Status 429"), "{outcomes:?}");
     w.online("influxdb").await.unwrap();
 
@@ -383,7 +515,10 @@ async fn influxdb_requests_and_answers() {
     )
     .await;
     let denied = w2.check("influxdb").await.outcome;
-    assert!(error_with(&denied, "Status 401 Unauthorized: unauthorized access"), "{denied:?}");
+    assert!(
+        error_with(&denied, "Status 401 Unauthorized: unauthorized access"),
+        "{denied:?}"
+    );
     assert!(w2.online("influxdb").await.is_err());
     assert_no_secret(&[format!("{denied:?}")], &["influx-wrong"]);
 }
@@ -399,22 +534,54 @@ async fn splunk_requests_and_answers() {
     )
     .await;
     sp.state.set(Answer::Value(0.5));
-    assert_eq!(w.check("splunk").await.outcome, MetricOutcome::Value(0.5), "the last point");
+    assert_eq!(
+        w.check("splunk").await.outcome,
+        MetricOutcome::Value(0.5),
+        "the last point"
+    );
     assert_eq!(sp.state.seen_at("/v2/signalflow/connect").len(), 1);
-    let auth: serde_json::Value =
-        serde_json::from_str(&sp.state.seen_at("/v2/signalflow/authenticate").pop().unwrap().body).unwrap();
+    let auth: serde_json::Value = serde_json::from_str(
+        &sp.state
+            .seen_at("/v2/signalflow/authenticate")
+            .pop()
+            .unwrap()
+            .body,
+    )
+    .unwrap();
     assert_eq!(auth["token"], fakes::splunk::TOKEN);
-    let exec: serde_json::Value =
-        serde_json::from_str(&sp.state.seen_at("/v2/signalflow/execute").pop().unwrap().body).unwrap();
-    assert_eq!(exec["program"], "data('errors', filter=filter('service', 'podinfo')).sum().publish()");
+    let exec: serde_json::Value = serde_json::from_str(
+        &sp.state
+            .seen_at("/v2/signalflow/execute")
+            .pop()
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    assert_eq!(
+        exec["program"],
+        "data('errors', filter=filter('service', 'podinfo')).sum().publish()"
+    );
     assert_eq!(exec["immediate"], true);
-    assert_eq!(exec["stop"].as_u64().unwrap() - exec["start"].as_u64().unwrap(), 300_000);
+    assert_eq!(
+        exec["stop"].as_u64().unwrap() - exec["start"].as_u64().unwrap(),
+        300_000
+    );
     let outcomes = w
-        .outcomes("splunk", &sp.state, &[Answer::Empty, Answer::BadQuery, Answer::RateLimited])
+        .outcomes(
+            "splunk",
+            &sp.state,
+            &[Answer::Empty, Answer::BadQuery, Answer::RateLimited],
+        )
         .await;
     assert!(no_values(&outcomes[0]), "{outcomes:?}");
-    assert!(error_with(&outcomes[1], "Unable to compile the program"), "{outcomes:?}");
-    assert!(error_with(&outcomes[2], "aborted: Too many concurrent jobs"), "{outcomes:?}");
+    assert!(
+        error_with(&outcomes[1], "Unable to compile the program"),
+        "{outcomes:?}"
+    );
+    assert!(
+        error_with(&outcomes[2], "aborted: Too many concurrent jobs"),
+        "{outcomes:?}"
+    );
     w.online("splunk").await.unwrap();
     let v = sp.state.seen_at("/v2/metric").pop().unwrap();
     assert_eq!(v.query["limit"], "1");
@@ -444,7 +611,10 @@ async fn stackdriver_requests_and_answers_with_a_service_account_key() {
     )
     .await;
     gcp.state.set(Answer::Value(99.5));
-    assert_eq!(w.check("stackdriver").await.outcome, MetricOutcome::Value(99.5));
+    assert_eq!(
+        w.check("stackdriver").await.outcome,
+        MetricOutcome::Value(99.5)
+    );
     let path = format!("/v3/projects/{}/timeSeries:query", fakes::gcp::PROJECT);
     let s = gcp.state.seen_at(&path).pop().unwrap();
     assert_eq!(s.method, "POST");
@@ -454,13 +624,34 @@ async fn stackdriver_requests_and_answers_with_a_service_account_key() {
         body["query"],
         "fetch k8s_container | metric 'istio.io/service/server/request_count' | filter resource.namespace_name == 'test' | every 1m"
     );
-    assert!(!gcp.state.seen_at("/token").is_empty(), "a token from the key's token_uri");
+    assert!(
+        !gcp.state.seen_at("/token").is_empty(),
+        "a token from the key's token_uri"
+    );
     let outcomes = w
-        .outcomes("stackdriver", &gcp.state, &[Answer::Empty, Answer::Null, Answer::BadQuery, Answer::RateLimited])
+        .outcomes(
+            "stackdriver",
+            &gcp.state,
+            &[
+                Answer::Empty,
+                Answer::Null,
+                Answer::BadQuery,
+                Answer::RateLimited,
+            ],
+        )
         .await;
-    assert!(no_values(&outcomes[0]) && no_values(&outcomes[1]), "{outcomes:?}");
-    assert!(error_with(&outcomes[2], "INVALID_ARGUMENT: Line 1"), "{outcomes:?}");
-    assert!(error_with(&outcomes[3], "RESOURCE_EXHAUSTED"), "{outcomes:?}");
+    assert!(
+        no_values(&outcomes[0]) && no_values(&outcomes[1]),
+        "{outcomes:?}"
+    );
+    assert!(
+        error_with(&outcomes[2], "INVALID_ARGUMENT: Line 1"),
+        "{outcomes:?}"
+    );
+    assert!(
+        error_with(&outcomes[3], "RESOURCE_EXHAUSTED"),
+        "{outcomes:?}"
+    );
     // The empty query answers INVALID_ARGUMENT: reachable and authorized.
     w.online("stackdriver").await.unwrap();
 
@@ -475,7 +666,10 @@ async fn stackdriver_requests_and_answers_with_a_service_account_key() {
     let denied = w2.check("stackdriver").await.outcome;
     assert!(error_with(&denied, "PERMISSION_DENIED"), "{denied:?}");
     let offline = w2.online("stackdriver").await.unwrap_err();
-    assert!(offline.contains("unexpected status code: PERMISSION_DENIED"), "{offline}");
+    assert!(
+        offline.contains("unexpected status code: PERMISSION_DENIED"),
+        "{offline}"
+    );
     assert_no_secret(&[format!("{denied:?}"), offline], &["PRIVATE KEY", "ya29."]);
 }
 
@@ -489,7 +683,10 @@ async fn cloudwatch_signs_requests_with_web_identity_credentials() {
     // IRSA as EKS's pod identity webhook sets it up, with the SDKs' endpoint variable.
     let env = Env::from_vars([
         ("AWS_ROLE_ARN", fakes::aws::ROLE_ARN.to_string()),
-        ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.display().to_string()),
+        (
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            token_file.display().to_string(),
+        ),
         ("AWS_ENDPOINT_URL", url.clone()),
         ("AWS_EC2_METADATA_DISABLED", "true".into()),
     ]);
@@ -500,31 +697,65 @@ async fn cloudwatch_signs_requests_with_web_identity_credentials() {
         region: Some(fakes::aws::REGION.into()),
         ..Default::default()
     };
-    let setup = Setup { spec: &spec, secret: None, interval: "1m", http: &clients, kube: &kube };
+    let setup = Setup {
+        spec: &spec,
+        secret: None,
+        interval: "1m",
+        http: &clients,
+        kube: &kube,
+    };
     let cw = CloudWatch::with_env(&setup, env.clone()).unwrap();
     let query = r#"[{"Id":"e1","Expression":"m1 / m2 * 100","Label":"error rate"},
         {"id":"m1","metricStat":{"metric":{"namespace":"AWS/ApplicationELB","metricName":"HTTPCode_Target_5XX_Count","dimensions":[{"name":"TargetGroup","value":"targetgroup/podinfo/1"}]},"period":60,"stat":"Sum"},"returnData":false},
         {"Id":"m2","MetricStat":{"Metric":{"Namespace":"AWS/ApplicationELB","MetricName":"RequestCount","Dimensions":[{"Name":"TargetGroup","Value":"targetgroup/podinfo/1"}]},"Period":60,"Stat":"Sum"},"ReturnData":false}]"#;
     aws.state.set(Answer::Value(0.25));
-    assert_eq!(cw.run_query(query).await, Ok(0.25), "the newest value, first");
+    assert_eq!(
+        cw.run_query(query).await,
+        Ok(0.25),
+        "the newest value, first"
+    );
     let calls = aws.state.seen();
-    let sts = calls.iter().find(|s| s.body.contains("AssumeRoleWithWebIdentity")).unwrap();
-    assert!(sts.body.contains("RoleArn=arn%3Aaws%3Aiam%3A%3A111122223333%3Arole%2Fflagger"), "{}", sts.body);
-    let get = calls.iter().rev().find(|s| s.headers.contains_key("x-amz-target")).unwrap();
+    let sts = calls
+        .iter()
+        .find(|s| s.body.contains("AssumeRoleWithWebIdentity"))
+        .unwrap();
+    assert!(
+        sts.body
+            .contains("RoleArn=arn%3Aaws%3Aiam%3A%3A111122223333%3Arole%2Fflagger"),
+        "{}",
+        sts.body
+    );
+    let get = calls
+        .iter()
+        .rev()
+        .find(|s| s.headers.contains_key("x-amz-target"))
+        .unwrap();
     assert_eq!(get.headers["content-type"], "application/x-amz-json-1.0");
     assert!(get.headers["authorization"].starts_with(&format!(
         "AWS4-HMAC-SHA256 Credential={}/",
         fakes::aws::ACCESS_KEY_ID
     )));
-    assert_eq!(get.headers["x-amz-security-token"], fakes::aws::SESSION_TOKEN);
+    assert_eq!(
+        get.headers["x-amz-security-token"],
+        fakes::aws::SESSION_TOKEN
+    );
     let input: serde_json::Value = serde_json::from_str(&get.body).unwrap();
     assert_eq!(input["MaxDatapoints"], 20);
-    assert_eq!(input["EndTime"].as_u64().unwrap() - input["StartTime"].as_u64().unwrap(), 600);
-    assert_eq!(input["MetricDataQueries"][1]["MetricStat"]["Metric"]["MetricName"], "HTTPCode_Target_5XX_Count");
+    assert_eq!(
+        input["EndTime"].as_u64().unwrap() - input["StartTime"].as_u64().unwrap(),
+        600
+    );
+    assert_eq!(
+        input["MetricDataQueries"][1]["MetricStat"]["Metric"]["MetricName"],
+        "HTTPCode_Target_5XX_Count"
+    );
 
     for (answer, expect) in [
         (Answer::Empty, "no values found"),
-        (Answer::BadQuery, "InvalidParameterValue: Error in expression"),
+        (
+            Answer::BadQuery,
+            "InvalidParameterValue: Error in expression",
+        ),
         (Answer::RateLimited, "Throttling: Rate exceeded"),
     ] {
         aws.state.set(answer.clone());
@@ -536,15 +767,31 @@ async fn cloudwatch_signs_requests_with_web_identity_credentials() {
         assert!(text.contains(expect), "{answer:?}: {text}");
     }
     // Throttling is retried as the SDK does (3 retries).
-    let throttled = aws.state.seen().iter().rev().take_while(|s| s.headers.contains_key("x-amz-target")).count();
+    let throttled = aws
+        .state
+        .seen()
+        .iter()
+        .rev()
+        .take_while(|s| s.headers.contains_key("x-amz-target"))
+        .count();
     assert!(throttled >= 4, "{throttled}");
     cw.is_online().await.unwrap();
 
     // A token the identity provider does not know.
     std::fs::write(&token_file, "forged-token").unwrap();
-    let denied = CloudWatch::with_env(&setup, env).unwrap().run_query(query).await.unwrap_err();
-    assert!(denied.to_string().contains("InvalidIdentityToken"), "{denied}");
-    assert_no_secret(&[denied.to_string()], &[fakes::aws::SECRET_ACCESS_KEY, "forged-token"]);
+    let denied = CloudWatch::with_env(&setup, env)
+        .unwrap()
+        .run_query(query)
+        .await
+        .unwrap_err();
+    assert!(
+        denied.to_string().contains("InvalidIdentityToken"),
+        "{denied}"
+    );
+    assert_no_secret(
+        &[denied.to_string()],
+        &[fakes::aws::SECRET_ACCESS_KEY, "forged-token"],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -555,7 +802,14 @@ async fn graphite_requests_and_answers_against_a_real_graphite() {
     let now = support::now_secs();
     let mut carbon = tokio::net::TcpStream::connect(g.carbon_addr).await.unwrap();
     carbon
-        .write_all(format!("flagger.it.errors 2.5 {}\nflagger.it.errors 3.5 {}\n", now - 3, now - 2).as_bytes())
+        .write_all(
+            format!(
+                "flagger.it.errors 2.5 {}\nflagger.it.errors 3.5 {}\n",
+                now - 3,
+                now - 2
+            )
+            .as_bytes(),
+        )
         .await
         .unwrap();
     carbon.shutdown().await.unwrap();
@@ -584,7 +838,10 @@ async fn graphite_requests_and_answers_against_a_real_graphite() {
     })
     .await;
     let check = run("errors").await;
-    assert_eq!(check.query.as_deref(), Some("target=flagger.it.errors&from=-1min"));
+    assert_eq!(
+        check.query.as_deref(),
+        Some("target=flagger.it.errors&from=-1min")
+    );
     assert!(no_values(&run("nothing").await.outcome));
     w.online("graphite").await.unwrap();
 
@@ -596,7 +853,11 @@ async fn graphite_requests_and_answers_against_a_real_graphite() {
     }))
     .await;
     let bad = templates::run(&w.lookups(), &w.clients, NS, "graphite-bad", &model()).await;
-    assert!(error_with(&bad.outcome, "error response: Status"), "{:?}", bad.outcome);
+    assert!(
+        error_with(&bad.outcome, "error response: Status"),
+        "{:?}",
+        bad.outcome
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -626,19 +887,28 @@ async fn keptn_reads_metrics_and_runs_analyses_in_the_cluster() {
     };
     let last = std::sync::Mutex::new(String::new());
     support::wait_for("the KeptnMetric resource served", &last, || async {
-        tokio::time::timeout(Duration::from_secs(5), support::keptn::set_metric(&w.client, NS, "podinfo-errors", "0.42"))
-            .await
-            .ok()
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            support::keptn::set_metric(&w.client, NS, "podinfo-errors", "0.42"),
+        )
+        .await
+        .ok()
     })
     .await;
     let check = run("errors").await;
     assert_eq!(check.outcome, MetricOutcome::Value(0.42));
-    assert_eq!(check.query.as_deref(), Some("KeptnMetric/test/podinfo-errors"));
+    assert_eq!(
+        check.query.as_deref(),
+        Some("KeptnMetric/test/podinfo-errors")
+    );
     support::keptn::set_metric(&w.client, NS, "podinfo-latency", "").await;
     assert!(no_values(&run("latency").await.outcome));
     let missing = run("missing").await.outcome;
     assert!(
-        error_with(&missing, "could not retrieve KeptnMetric test/podinfo-missing: keptnmetrics.metrics.keptn.sh \"podinfo-missing\" not found"),
+        error_with(
+            &missing,
+            "could not retrieve KeptnMetric test/podinfo-missing: keptnmetrics.metrics.keptn.sh \"podinfo-missing\" not found"
+        ),
         "{missing:?}"
     );
     w.online("keptn").await.unwrap();
@@ -670,5 +940,67 @@ async fn keptn_reads_metrics_and_runs_analyses_in_the_cluster() {
         ),
     );
     let left = analyses.list(&Default::default()).await.unwrap().items;
-    assert!(left.is_empty(), "each Analysis is deleted after it is read: {left:?}");
+    assert!(
+        left.is_empty(),
+        "each Analysis is deleted after it is read: {left:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn externalmetrics_reads_the_clusters_external_metrics_api() {
+    let w = World::start().await;
+    w.template(
+        serde_json::json!({"type": "externalmetrics"}),
+        &[],
+        "{{ namespace }}/http_errors_ratio?labelSelector=app%3D{{ target }}",
+    )
+    .await;
+    // Without an adapter the API server does not serve the group.
+    let offline = w.online("externalmetrics").await.unwrap_err();
+    assert!(
+        offline.starts_with("externalmetrics in metric template externalmetrics.test not available: external metrics service unavailable: the server answered 404"),
+        "{offline}"
+    );
+    let adapter = w.kube.external_metrics();
+    adapter.install();
+    w.online("externalmetrics").await.unwrap();
+    assert!(no_values(&w.check("externalmetrics").await.outcome));
+    adapter.set(
+        NS,
+        "http_errors_ratio",
+        serde_json::json!({"app": "podinfo"}),
+        "250m",
+    );
+    adapter.set(
+        NS,
+        "http_errors_ratio",
+        serde_json::json!({"app": "other"}),
+        "9",
+    );
+    let check = w.check("externalmetrics").await;
+    assert_eq!(
+        check.outcome,
+        MetricOutcome::Value(0.25),
+        "the selected series, as a quantity"
+    );
+    assert_eq!(
+        check.query.as_deref(),
+        Some("test/http_errors_ratio?labelSelector=app%3Dpodinfo")
+    );
+    // A query that is not `<namespace>/<metric>?labelSelector=`.
+    w.apply(serde_json::json!({
+        "apiVersion": "flagger.app/v1beta1", "kind": "MetricTemplate",
+        "metadata": {"name": "em-bad", "namespace": NS},
+        "spec": {"provider": {"type": "externalmetrics"}, "query": "a/b/c"},
+    }))
+    .await;
+    let bad = templates::run(&w.lookups(), &w.clients, NS, "em-bad", &model()).await;
+    assert!(
+        error_with(
+            &bad.outcome,
+            "error parsing metric query: malformed query string, too many slashes"
+        ),
+        "{:?}",
+        bad.outcome
+    );
 }

@@ -93,7 +93,13 @@ async fn set_image(env: &Env, tag: &str) {
 
 /// Promotes 6.0.1 while the provider answers `good`, then rolls 6.0.2 back while it answers
 /// `bad`; returns the canary's events.
-async fn promote_then_roll_back(env: &Env, template: &str, state: &State, good: f64, bad: f64) -> Vec<String> {
+async fn promote_then_roll_back(
+    env: &Env,
+    template: &str,
+    state: &State,
+    good: f64,
+    bad: f64,
+) -> Vec<String> {
     let set = |v: f64| -> BoxFuture<'static, ()> {
         state.set(Answer::Value(v));
         Box::pin(async {})
@@ -116,7 +122,10 @@ async fn promote_then_roll_back_with(
     set_image(env, "6.0.1").await;
     env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
     let primary = env
-        .jsonpath("deployment/podinfo-primary", ".spec.template.spec.containers[0].image")
+        .jsonpath(
+            "deployment/podinfo-primary",
+            ".spec.template.spec.containers[0].image",
+        )
         .await;
     assert_eq!(primary, format!("{PODINFO}:6.0.1"));
 
@@ -124,9 +133,16 @@ async fn promote_then_roll_back_with(
     set_image(env, "6.0.2").await;
     env.wait_phase("podinfo", CanaryPhase::Failed).await;
     let primary = env
-        .jsonpath("deployment/podinfo-primary", ".spec.template.spec.containers[0].image")
+        .jsonpath(
+            "deployment/podinfo-primary",
+            ".spec.template.spec.containers[0].image",
+        )
         .await;
-    assert_eq!(primary, format!("{PODINFO}:6.0.1"), "the primary keeps the promoted revision");
+    assert_eq!(
+        primary,
+        format!("{PODINFO}:6.0.1"),
+        "the primary keeps the promoted revision"
+    );
     let events = env.events("podinfo").await;
     for text in [
         "all the metrics providers are available!",
@@ -134,7 +150,10 @@ async fn promote_then_roll_back_with(
         &format!("Halt podinfo.test advancement error-rate {bad:.2} > 1"),
         "Rolling back podinfo.test failed checks threshold reached 2",
     ] {
-        assert!(events.iter().any(|e| e == text), "{text:?} not in {events:#?}");
+        assert!(
+            events.iter().any(|e| e == text),
+            "{text:?} not in {events:#?}"
+        );
     }
     events
 }
@@ -162,8 +181,16 @@ async fn seed_001_datadog_template_promotes_and_rolls_back() {
     let queries = dd.state.seen_at("/api/v1/query");
     assert!(queries.iter().all(|s| s.query["query"]
         == "avg:trace.http.request.errors{service:podinfo} / avg:trace.http.request.hits{service:podinfo} * 100"));
-    assert!(queries.iter().all(|s| s.headers["dd-api-key"] == fakes::datadog::API_KEY));
-    assert_eq!(dd.state.seen_at("/api/v1/validate").len(), 2, "one availability check per revision");
+    assert!(
+        queries
+            .iter()
+            .all(|s| s.headers["dd-api-key"] == fakes::datadog::API_KEY)
+    );
+    assert_eq!(
+        dd.state.seen_at("/api/v1/validate").len(),
+        2,
+        "one availability check per revision"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,8 +218,11 @@ async fn newrelic_template_promotes_and_rolls_back() {
 async fn dynatrace_template_promotes_and_rolls_back() {
     let env = Env::start(Options::default()).await;
     let (dt, url) = fakes::dynatrace::Dynatrace::start().await;
-    env.apply(&secret("dynatrace", &[("dynatrace_token", fakes::dynatrace::TOKEN)]))
-        .await;
+    env.apply(&secret(
+        "dynatrace",
+        &[("dynatrace_token", fakes::dynatrace::TOKEN)],
+    ))
+    .await;
     env.apply(&template(
         "error-rate",
         &format!("{{type: dynatrace, address: \"{url}\", secretRef: {{name: dynatrace}}}}"),
@@ -208,7 +238,10 @@ async fn influxdb_template_promotes_and_rolls_back() {
     let (db, url) = fakes::influxdb::InfluxDb::start().await;
     env.apply(&secret(
         "influxdb",
-        &[("token", fakes::influxdb::TOKEN), ("org", fakes::influxdb::ORG)],
+        &[
+            ("token", fakes::influxdb::TOKEN),
+            ("org", fakes::influxdb::ORG),
+        ],
     ))
     .await;
     env.apply(&template(
@@ -241,7 +274,10 @@ async fn stackdriver_template_promotes_and_rolls_back() {
     let (gcp, url, key) = fakes::gcp::Gcp::start().await;
     env.apply(&secret(
         "stackdriver",
-        &[("project", fakes::gcp::PROJECT), ("serviceAccountKey", &key)],
+        &[
+            ("project", fakes::gcp::PROJECT),
+            ("serviceAccountKey", &key),
+        ],
     ))
     .await;
     env.apply(&template(
@@ -294,7 +330,10 @@ async fn graphite_template_promotes_and_rolls_back_on_the_pods_requests() {
     .await;
     env.wait_phase("podinfo", CanaryPhase::Failed).await;
     let primary = env
-        .jsonpath("deployment/podinfo-primary", ".spec.template.spec.containers[0].image")
+        .jsonpath(
+            "deployment/podinfo-primary",
+            ".spec.template.spec.containers[0].image",
+        )
         .await;
     assert_eq!(primary, format!("{PODINFO}:6.0.1"));
     let events = env.events("podinfo").await;
@@ -307,7 +346,9 @@ async fn graphite_template_promotes_and_rolls_back_on_the_pods_requests() {
         "{events:#?}"
     );
     assert!(
-        events.iter().any(|e| e == "all the metrics providers are available!"),
+        events
+            .iter()
+            .any(|e| e == "all the metrics providers are available!"),
         "{events:#?}"
     );
 }
@@ -331,4 +372,29 @@ async fn keptn_template_promotes_and_rolls_back() {
         })
     };
     promote_then_roll_back_with(&env, "error-rate", &set, 0.15, 2.0).await;
+}
+
+/// The Kubernetes External Metrics API, served by localkube's aggregation of an adapter whose
+/// published value the test sets per phase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn externalmetrics_template_promotes_and_rolls_back() {
+    let env = Env::start(Options::default()).await;
+    env.kube.external_metrics().install();
+    env.apply(&template(
+        "error-rate",
+        "{type: externalmetrics}",
+        "{{ namespace }}/http_errors_percent?labelSelector=deployment%3D{{ target }}",
+    ))
+    .await;
+    let adapter = env.kube.external_metrics();
+    let set = move |v: f64| -> BoxFuture<'static, ()> {
+        adapter.set(
+            NS,
+            "http_errors_percent",
+            serde_json::json!({"deployment": "podinfo"}),
+            &v.to_string(),
+        );
+        Box::pin(async {})
+    };
+    promote_then_roll_back_with(&env, "error-rate", &set, 0.5, 3.0).await;
 }

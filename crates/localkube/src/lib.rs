@@ -20,6 +20,7 @@ pub mod dataplane;
 pub mod defaults;
 pub mod discovery;
 pub mod error;
+pub mod external_metrics;
 pub mod faults;
 pub mod metrics;
 pub mod openapi;
@@ -110,6 +111,7 @@ impl Server {
             faults: RwLock::new(config.faults.clone()),
             addr: RwLock::new(addr.to_string()),
             bookmark_interval: config.bookmark_interval,
+            external_metrics: Default::default(),
         });
         let mut tasks = Vec::new();
         let mut rx_srv = rx.clone();
@@ -188,6 +190,11 @@ impl Handle {
     }
 
     /// A kubeconfig (YAML) for kubectl and kube: plain HTTP, no auth, namespace `default`.
+    /// The External Metrics API's adapter: install it, publish values.
+    pub fn external_metrics(&self) -> &external_metrics::ExternalMetrics {
+        &self.state.external_metrics
+    }
+
     pub fn kubeconfig(&self) -> String {
         kubeconfig_for(&self.url())
     }

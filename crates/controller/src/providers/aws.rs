@@ -72,7 +72,10 @@ pub async fn credentials(
 ) -> Result<Credentials, String> {
     let mut tried = Vec::new();
     // 1. Environment.
-    match (env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")) {
+    match (
+        env.get("AWS_ACCESS_KEY_ID"),
+        env.get("AWS_SECRET_ACCESS_KEY"),
+    ) {
         (Some(id), Some(secret)) => {
             return Ok(Credentials::new(
                 id,
@@ -85,7 +88,10 @@ pub async fn credentials(
         _ => tried.push("no AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"),
     }
     // 2. Web identity.
-    match (env.get("AWS_WEB_IDENTITY_TOKEN_FILE"), env.get("AWS_ROLE_ARN")) {
+    match (
+        env.get("AWS_WEB_IDENTITY_TOKEN_FILE"),
+        env.get("AWS_ROLE_ARN"),
+    ) {
         (Some(file), Some(role)) => return web_identity(env, region, http, file, role).await,
         _ => tried.push("no AWS_WEB_IDENTITY_TOKEN_FILE/AWS_ROLE_ARN"),
     }
@@ -94,7 +100,10 @@ pub async fn credentials(
     let file = env
         .get("AWS_SHARED_CREDENTIALS_FILE")
         .map(std::path::PathBuf::from)
-        .or_else(|| env.get("HOME").map(|h| std::path::Path::new(h).join(".aws/credentials")));
+        .or_else(|| {
+            env.get("HOME")
+                .map(|h| std::path::Path::new(h).join(".aws/credentials"))
+        });
     if let Some(path) = file
         && let Ok(text) = std::fs::read_to_string(&path)
     {
@@ -117,8 +126,12 @@ pub async fn credentials(
     if let Some(url) = container {
         let mut request = http.get(&url).timeout(LOCAL_TIMEOUT);
         let token = match env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
-            Some(f) => std::fs::read_to_string(f).ok().map(|t| t.trim().to_string()),
-            None => env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN").map(str::to_string),
+            Some(f) => std::fs::read_to_string(f)
+                .ok()
+                .map(|t| t.trim().to_string()),
+            None => env
+                .get("AWS_CONTAINER_AUTHORIZATION_TOKEN")
+                .map(str::to_string),
         };
         if let Some(token) = token {
             request = request.header(reqwest::header::AUTHORIZATION, token);
@@ -139,9 +152,12 @@ pub async fn credentials(
         .unwrap_or("http://169.254.169.254")
         .trim_end_matches('/')
         .to_string();
-    instance_metadata(&imds, http)
-        .await
-        .map_err(|e| format!("no AWS credentials found ({}; instance metadata: {e})", tried.join("; ")))
+    instance_metadata(&imds, http).await.map_err(|e| {
+        format!(
+            "no AWS credentials found ({}; instance metadata: {e})",
+            tried.join("; ")
+        )
+    })
 }
 
 /// IRSA: the projected service-account token exchanged for role credentials.
@@ -169,15 +185,13 @@ async fn web_identity(
         .get("AWS_ROLE_SESSION_NAME")
         .map(str::to_string)
         .unwrap_or_else(|| format!("flagger-rs-{}", super::http::now_unix().as_millis()));
-    let request = http
-        .post(format!("{endpoint}/"))
-        .form(&[
-            ("Action", "AssumeRoleWithWebIdentity"),
-            ("Version", "2011-06-15"),
-            ("RoleArn", role),
-            ("RoleSessionName", session.as_str()),
-            ("WebIdentityToken", token.trim()),
-        ]);
+    let request = http.post(format!("{endpoint}/")).form(&[
+        ("Action", "AssumeRoleWithWebIdentity"),
+        ("Version", "2011-06-15"),
+        ("RoleArn", role),
+        ("RoleSessionName", session.as_str()),
+        ("WebIdentityToken", token.trim()),
+    ]);
     let (status, body) = super::http::send(request, &endpoint)
         .await
         .map_err(|e| format!("AssumeRoleWithWebIdentity: {e}"))?;
@@ -189,7 +203,8 @@ async fn web_identity(
         ));
     }
     let field = |name: &str| {
-        xml_text(&body, name).ok_or_else(|| format!("AssumeRoleWithWebIdentity: no {name} in the answer"))
+        xml_text(&body, name)
+            .ok_or_else(|| format!("AssumeRoleWithWebIdentity: no {name} in the answer"))
     };
     Ok(Credentials::new(
         field("AccessKeyId")?,
@@ -210,7 +225,10 @@ pub fn dns_suffix(region: &str) -> &'static str {
 }
 
 /// Credentials from an endpoint answering `{AccessKeyId, SecretAccessKey, Token, ...}`.
-async fn json_credentials(request: reqwest::RequestBuilder, what: &str) -> Result<Credentials, String> {
+async fn json_credentials(
+    request: reqwest::RequestBuilder,
+    what: &str,
+) -> Result<Credentials, String> {
     let response = request
         .send()
         .await

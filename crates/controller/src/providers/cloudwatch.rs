@@ -49,9 +49,7 @@ impl CloudWatch {
         let address = setup.spec.address.as_deref().filter(|a| !a.is_empty());
         let region = match setup.spec.region.as_deref().filter(|r| !r.is_empty()) {
             Some(r) => r.to_string(),
-            None => address
-                .and_then(region_of)
-                .ok_or("region not specified")?,
+            None => address.and_then(region_of).ok_or("region not specified")?,
         };
         let window = http::interval(setup.interval)? * 10;
         let endpoint = match address {
@@ -74,7 +72,10 @@ impl CloudWatch {
     }
 
     /// One signed `GetMetricData` call, retried when throttled or lost in transit.
-    async fn get_metric_data(&self, input: &Value) -> Result<(reqwest::StatusCode, String), String> {
+    async fn get_metric_data(
+        &self,
+        input: &Value,
+    ) -> Result<(reqwest::StatusCode, String), String> {
         let credentials = aws::credentials(&self.env, &self.region, &self.http).await?;
         let identity = credentials.into();
         let body = input.to_string();
@@ -94,7 +95,10 @@ impl CloudWatch {
                 .into();
             let headers = [
                 ("content-type", "application/x-amz-json-1.0"),
-                ("x-amz-target", "GraniteServiceVersion20100801.GetMetricData"),
+                (
+                    "x-amz-target",
+                    "GraniteServiceVersion20100801.GetMetricData",
+                ),
             ];
             let signable = SignableRequest::new(
                 "POST",
@@ -133,7 +137,10 @@ impl CloudWatch {
     async fn query(&self, query: &str) -> Result<f64, QueryError> {
         let queries: Vec<Value> = serde_json::from_str(query)
             .map_err(|e| QueryError::Failed(format!("error unmarshaling query: {e}")))?;
-        let queries: Vec<Value> = queries.iter().map(|q| canonical(q, &METRIC_DATA_QUERY)).collect();
+        let queries: Vec<Value> = queries
+            .iter()
+            .map(|q| canonical(q, &METRIC_DATA_QUERY))
+            .collect();
         let end = http::now_unix().as_secs();
         let start = end.saturating_sub(self.window.as_secs());
         let input = serde_json::json!({
@@ -161,7 +168,10 @@ impl CloudWatch {
         if status.is_success() || status == reqwest::StatusCode::BAD_REQUEST {
             Ok(())
         } else {
-            Err(format!("unexpected status code: {}", failure(status, &body)))
+            Err(format!(
+                "unexpected status code: {}",
+                failure(status, &body)
+            ))
         }
     }
 }
@@ -344,7 +354,10 @@ mod tests {
             r#"{"MetricDataResults":[],"Messages":[]}"#,
             r#"{"MetricDataResults":[{"Id":"e3","Timestamps":[],"Values":[],"StatusCode":"Complete"}]}"#,
         ] {
-            assert!(matches!(read(empty), Err(QueryError::NoValues(_))), "{empty}");
+            assert!(
+                matches!(read(empty), Err(QueryError::NoValues(_))),
+                "{empty}"
+            );
         }
         assert_eq!(
             failure(

@@ -135,7 +135,11 @@ fn read(body: &str) -> Result<f64, QueryError> {
             "no values found: the query matched no series".into(),
         ));
     };
-    match series.pointlist.first().map(|p| p.get(1).copied().flatten()) {
+    match series
+        .pointlist
+        .first()
+        .map(|p| p.get(1).copied().flatten())
+    {
         None => Err(QueryError::NoValues(
             "no values found: the series has no points".into(),
         )),
@@ -179,7 +183,10 @@ mod tests {
             ))
         );
         assert_eq!(
-            failure(reqwest::StatusCode::FORBIDDEN, r#"{"errors":["Forbidden"]}"#),
+            failure(
+                reqwest::StatusCode::FORBIDDEN,
+                r#"{"errors":["Forbidden"]}"#
+            ),
             "error response: Status 403 Forbidden: Forbidden"
         );
         assert!(matches!(read("<html>"), Err(QueryError::Failed(_))));

@@ -152,7 +152,13 @@ pub fn parse(query: &str) -> Result<(String, String, String), String> {
         .split('/')
         .map(|p| {
             url::form_urlencoded::parse(p.as_bytes())
-                .map(|(k, v)| if v.is_empty() { k.into_owned() } else { format!("{k}={v}") })
+                .map(|(k, v)| {
+                    if v.is_empty() {
+                        k.into_owned()
+                    } else {
+                        format!("{k}={v}")
+                    }
+                })
                 .collect::<String>()
         })
         .collect();

@@ -69,7 +69,9 @@ impl Graphite {
         }
         let (status, body) = http::query(request, self.url.as_str()).await?;
         if status.as_u16() >= 400 {
-            return Err(QueryError::Failed(http::error_response(status, None, &body)));
+            return Err(QueryError::Failed(http::error_response(
+                status, None, &body,
+            )));
         }
         read(&body)
     }

@@ -177,7 +177,10 @@ mod tests {
             Err("error parsing metric interval: the metric has no interval".into())
         );
         let e = interval("soon").unwrap_err();
-        assert!(e.starts_with("error parsing metric interval: \"soon\": "), "{e}");
+        assert!(
+            e.starts_with("error parsing metric interval: \"soon\": "),
+            "{e}"
+        );
     }
 
     #[test]

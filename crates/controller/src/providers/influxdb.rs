@@ -101,9 +101,7 @@ impl InfluxDb {
             Value::Null => Err(QueryError::NoValues(
                 "no values found: the first record has no _value".into(),
             )),
-            Value::Number(v) if v.is_nan() => {
-                Err(QueryError::NoValues("no values found".into()))
-            }
+            Value::Number(v) if v.is_nan() => Err(QueryError::NoValues("no values found".into())),
             Value::Number(v) => Ok(*v),
             Value::Other(datatype, text) => Err(QueryError::Failed(format!(
                 "invalid response: the first record's _value is {datatype} {text:?}, not a number"
@@ -243,9 +241,10 @@ pub fn annotated_csv(body: &str) -> Result<Vec<Table>, String> {
                 "double" | "long" | "unsignedLong" => match text.as_str() {
                     "+Inf" => Value::Number(f64::INFINITY),
                     "-Inf" => Value::Number(f64::NEG_INFINITY),
-                    t => t.parse::<f64>().map(Value::Number).map_err(|e| {
-                        format!("the {datatype} _value {t:?} is not a number: {e}")
-                    })?,
+                    t => t
+                        .parse::<f64>()
+                        .map(Value::Number)
+                        .map_err(|e| format!("the {datatype} _value {t:?} is not a number: {e}"))?,
                 },
                 other => Value::Other(other.to_string(), text),
             }
@@ -318,7 +317,10 @@ mod tests {
         let body = "#datatype,string,string\n#group,true,true\n#default,,\n,error,reference\n,\"compilation failed: error at @1:1-1:5: undefined identifier frm\",897\n";
         assert_eq!(
             annotated_csv(body),
-            Err("compilation failed: error at @1:1-1:5: undefined identifier frm (reference 897)".into())
+            Err(
+                "compilation failed: error at @1:1-1:5: undefined identifier frm (reference 897)"
+                    .into()
+            )
         );
     }
 }

@@ -251,7 +251,15 @@ mod tests {
                 args: BTreeMap::new(),
             })
         );
-        assert!(parse("keptnmetric/test").unwrap_err().starts_with("unexpected query format"));
-        assert!(parse("metric/test/x").unwrap_err().starts_with("unexpected resource kind"));
+        assert!(
+            parse("keptnmetric/test")
+                .unwrap_err()
+                .starts_with("unexpected query format")
+        );
+        assert!(
+            parse("metric/test/x")
+                .unwrap_err()
+                .starts_with("unexpected resource kind")
+        );
     }
 }

@@ -224,12 +224,16 @@ mod tests {
         for t in METRIC_PROVIDERS {
             let mut s = spec(t, Some("http://127.0.0.1:9"));
             s.region = Some("eu-west-1".into());
-            s.secret_ref = Some(flagger_api::metric::SecretRef { name: "creds".into() });
+            s.secret_ref = Some(flagger_api::metric::SecretRef {
+                name: "creds".into(),
+            });
             assert_eq!(build(&s, Some(&secret)), Ok(*t), "{t}");
         }
         // What is missing is named, in Flagger's words.
         assert_eq!(
-            build(&spec("datadog", None), Some(&BTreeMap::new())).err().as_deref(),
+            build(&spec("datadog", None), Some(&BTreeMap::new()))
+                .err()
+                .as_deref(),
             Some("datadog credentials does not contain datadog_api_key")
         );
         assert_eq!(
@@ -245,7 +249,9 @@ mod tests {
             Some("region not specified")
         );
         assert_eq!(
-            build(&spec("graphite", Some("graphite:80")), None).err().as_deref(),
+            build(&spec("graphite", Some("graphite:80")), None)
+                .err()
+                .as_deref(),
             Some("graphite address graphite:80 is not a valid URL")
         );
     }

@@ -164,10 +164,9 @@ impl Prometheus {
             .await
             .map_err(|e| QueryError::Failed(request_failed(&e, &self.server.address)))?;
         let status = response.status();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| QueryError::Failed(format!("reading response failed: {}", http::cause(&e))))?;
+        let body = response.text().await.map_err(|e| {
+            QueryError::Failed(format!("reading response failed: {}", http::cause(&e)))
+        })?;
         if status.as_u16() >= 400 {
             return Err(QueryError::Failed(error_response(status, &body)));
         }

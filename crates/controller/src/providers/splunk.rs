@@ -70,7 +70,12 @@ impl Splunk {
         let url = format!("{}/connect", self.stream.trim_end_matches('/'));
         let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
             .await
-            .map_err(|e| failed(format!("cannot open the SignalFlow WebSocket: {}", ws_cause(&e))))?;
+            .map_err(|e| {
+                failed(format!(
+                    "cannot open the SignalFlow WebSocket: {}",
+                    ws_cause(&e)
+                ))
+            })?;
         let send = |m: serde_json::Value| Message::Text(m.to_string().into());
         ws.send(send(serde_json::json!({
             "type": "authenticate",
@@ -103,8 +108,12 @@ impl Splunk {
                         let _ = ws.close(None).await;
                         return Err(failed(c.describe()));
                     }
-                    Ok(c) if c.r#type == "control-message"
-                        && matches!(c.event.as_deref(), Some("END_OF_CHANNEL" | "CHANNEL_ABORT")) =>
+                    Ok(c)
+                        if c.r#type == "control-message"
+                            && matches!(
+                                c.event.as_deref(),
+                                Some("END_OF_CHANNEL" | "CHANNEL_ABORT")
+                            ) =>
                     {
                         let _ = ws.close(None).await;
                         if c.event.as_deref() == Some("CHANNEL_ABORT") {
@@ -136,7 +145,10 @@ impl Splunk {
     }
 
     async fn online(&self) -> Result<(), String> {
-        let request = self.http.get(&self.validation).header("X-SF-Token", &self.token);
+        let request = self
+            .http
+            .get(&self.validation)
+            .header("X-SF-Token", &self.token);
         let (status, body) = http::send(request, &self.validation).await?;
         if status == reqwest::StatusCode::OK {
             Ok(())
@@ -270,7 +282,9 @@ pub fn binary_data(bytes: &[u8]) -> Result<Vec<Point>, String> {
         let value = match p[0] {
             1 => Some(i64::from_be_bytes(raw) as f64),
             2 => Some(f64::from_be_bytes(raw)),
-            3 => Some(f64::from(i32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]))),
+            3 => Some(f64::from(i32::from_be_bytes([
+                raw[0], raw[1], raw[2], raw[3],
+            ]))),
             _ => None,
         };
         points.push(Point {

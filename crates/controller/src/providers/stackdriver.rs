@@ -93,7 +93,10 @@ impl Stackdriver {
         let (token, project) = self.authorize().await?;
         let request = self
             .http
-            .post(format!("{}/v3/projects/{project}/timeSeries:query", self.endpoint))
+            .post(format!(
+                "{}/v3/projects/{project}/timeSeries:query",
+                self.endpoint
+            ))
             .bearer_auth(token)
             .json(&serde_json::json!({ "query": query }));
         http::send(request, &self.endpoint).await

@@ -70,7 +70,9 @@ impl Graphite {
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .expect("carbon-cache is installed (scripts/test.sh installs Debian's graphite-carbon)");
+            .expect(
+                "carbon-cache is installed (scripts/test.sh installs Debian's graphite-carbon)",
+            );
         let manage = |args: &[&str]| {
             let mut c = Command::new("graphite-manage");
             c.env("PYTHONPATH", d)
@@ -110,7 +112,10 @@ impl Graphite {
         .await;
         let carbon = g.carbon_addr;
         super::wait_for("carbon listening", &last, || async move {
-            tokio::net::TcpStream::connect(carbon).await.ok().map(|_| ())
+            tokio::net::TcpStream::connect(carbon)
+                .await
+                .ok()
+                .map(|_| ())
         })
         .await;
         g
@@ -154,9 +159,11 @@ pub fn carbon_lines(exposition: &str, now: u64) -> String {
                 .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
                 .map(|v| v.trim_end_matches('"').to_string())
         };
-        let (Some(ns), Some(pod), Some(status)) =
-            (label("kubernetes_namespace"), label("kubernetes_pod_name"), label("status"))
-        else {
+        let (Some(ns), Some(pod), Some(status)) = (
+            label("kubernetes_namespace"),
+            label("kubernetes_pod_name"),
+            label("status"),
+        ) else {
             continue;
         };
         let v: f64 = value.trim().parse().unwrap_or_default();

@@ -78,7 +78,11 @@ spec:
 
 fn api(client: &kube::Client, kind: &str, plural: &str, ns: &str) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("metrics.keptn.sh", "v1beta1", kind);
-    Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk_with_plural(&gvk, plural))
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::from_gvk_with_plural(&gvk, plural),
+    )
 }
 
 /// Creates or updates a KeptnMetric and sets its `status.value`, as Keptn's operator does.
@@ -91,7 +95,10 @@ pub async fn set_metric(client: &kube::Client, ns: &str, name: &str, value: &str
             "spec": {"provider": {"name": "prometheus"}, "query": "sum(rate(http_requests_total[1m]))", "fetchIntervalSeconds": 10},
         }))
         .expect("metric");
-        metrics.create(&PostParams::default(), &obj).await.expect("KeptnMetric created");
+        metrics
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect("KeptnMetric created");
     }
     if value.is_empty() {
         return;

@@ -42,18 +42,28 @@ pub struct Aws {
 impl Aws {
     pub async fn start() -> (Aws, String) {
         let aws = Aws::default();
-        let app = Router::new().route("/", post(dispatch)).with_state(aws.clone());
+        let app = Router::new()
+            .route("/", post(dispatch))
+            .with_state(aws.clone());
         let addr = super::serve(app).await;
         (aws, format!("http://{addr}"))
     }
 }
 
 fn json(status: StatusCode, body: serde_json::Value) -> Response {
-    (status, [("content-type", "application/x-amz-json-1.0")], body.to_string()).into_response()
+    (
+        status,
+        [("content-type", "application/x-amz-json-1.0")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn aws_error(status: StatusCode, code: &str, message: &str) -> Response {
-    json(status, serde_json::json!({"__type": code, "message": message}))
+    json(
+        status,
+        serde_json::json!({"__type": code, "message": message}),
+    )
 }
 
 async fn dispatch(
@@ -98,13 +108,22 @@ fn sts(body: &[u8]) -> Response {
         return xml_error("InvalidAction", "Could not find operation");
     }
     if form.get("RoleSessionName").is_none_or(|s| s.is_empty()) {
-        return xml_error("ValidationError", "1 validation error detected: Value null at 'roleSessionName'");
+        return xml_error(
+            "ValidationError",
+            "1 validation error detected: Value null at 'roleSessionName'",
+        );
     }
     if form.get("WebIdentityToken").map(String::as_str) != Some(WEB_IDENTITY_TOKEN) {
-        return xml_error("InvalidIdentityToken", "Couldn't retrieve verification key from your identity provider");
+        return xml_error(
+            "InvalidIdentityToken",
+            "Couldn't retrieve verification key from your identity provider",
+        );
     }
     if form.get("RoleArn").map(String::as_str) != Some(ROLE_ARN) {
-        return xml_error("AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity");
+        return xml_error(
+            "AccessDenied",
+            "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+        );
     }
     (
         StatusCode::OK,
@@ -119,10 +138,18 @@ fn sts(body: &[u8]) -> Response {
 /// Recomputes the request's SigV4 signature with the credentials STS issued.
 fn signature_matches(headers: &HeaderMap, body: &[u8]) -> Result<(), (&'static str, String)> {
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
     let authorization = h("authorization");
     let Some(rest) = authorization.strip_prefix("AWS4-HMAC-SHA256 ") else {
-        return Err(("MissingAuthenticationTokenException", "Missing Authentication Token".into()));
+        return Err((
+            "MissingAuthenticationTokenException",
+            "Missing Authentication Token".into(),
+        ));
     };
     let field = |name: &str| {
         rest.split(", ")
@@ -133,19 +160,31 @@ fn signature_matches(headers: &HeaderMap, body: &[u8]) -> Result<(), (&'static s
     let credential = field("Credential");
     let scope: Vec<&str> = credential.split('/').collect();
     if scope.first() != Some(&ACCESS_KEY_ID) {
-        return Err(("UnrecognizedClientException", "The security token included in the request is invalid.".into()));
+        return Err((
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.".into(),
+        ));
     }
     if scope.get(2) != Some(&REGION) || scope.get(3) != Some(&"monitoring") {
-        return Err(("SignatureDoesNotMatch", format!("Credential should be scoped to a valid region and service, not {credential}")));
+        return Err((
+            "SignatureDoesNotMatch",
+            format!("Credential should be scoped to a valid region and service, not {credential}"),
+        ));
     }
     if h("x-amz-security-token") != SESSION_TOKEN {
-        return Err(("UnrecognizedClientException", "The security token included in the request is invalid.".into()));
+        return Err((
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.".into(),
+        ));
     }
     let time = k8s_openapi::jiff::civil::DateTime::strptime("%Y%m%dT%H%M%SZ", h("x-amz-date"))
         .ok()
         .and_then(|d| d.to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC).ok())
         .map(|z| std::time::SystemTime::from(z.timestamp()))
-        .ok_or(("IncompleteSignatureException", "X-Amz-Date is missing or malformed".to_string()))?;
+        .ok_or((
+            "IncompleteSignatureException",
+            "X-Amz-Date is missing or malformed".to_string(),
+        ))?;
     let identity = aws_credential_types::Credentials::new(
         ACCESS_KEY_ID,
         SECRET_ACCESS_KEY,
@@ -190,9 +229,16 @@ fn get_metric_data(aws: &Aws, headers: &HeaderMap, body: &[u8]) -> Response {
         return aws_error(StatusCode::FORBIDDEN, code, &message);
     }
     let input: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let queries = input["MetricDataQueries"].as_array().cloned().unwrap_or_default();
+    let queries = input["MetricDataQueries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let (Some(start), Some(end)) = (input["StartTime"].as_f64(), input["EndTime"].as_f64()) else {
-        return aws_error(StatusCode::BAD_REQUEST, "MissingParameter", "The parameters StartTime and EndTime are required.");
+        return aws_error(
+            StatusCode::BAD_REQUEST,
+            "MissingParameter",
+            "The parameters StartTime and EndTime are required.",
+        );
     };
     if queries.is_empty() || end <= start {
         return aws_error(
@@ -201,7 +247,11 @@ fn get_metric_data(aws: &Aws, headers: &HeaderMap, body: &[u8]) -> Response {
             "The value for parameter StartTime must be before EndTime, and MetricDataQueries must not be empty.",
         );
     }
-    if queries.iter().any(|q| q["Id"].as_str().is_none_or(|id| id.is_empty() || !id.starts_with(|c: char| c.is_ascii_lowercase()))) {
+    if queries.iter().any(|q| {
+        q["Id"]
+            .as_str()
+            .is_none_or(|id| id.is_empty() || !id.starts_with(|c: char| c.is_ascii_lowercase()))
+    }) {
         return aws_error(
             StatusCode::BAD_REQUEST,
             "InvalidParameterValue",

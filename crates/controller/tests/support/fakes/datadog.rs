@@ -43,7 +43,12 @@ impl Datadog {
 }
 
 fn json(status: StatusCode, body: serde_json::Value) -> Response {
-    (status, [("content-type", "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn authorized(headers: &HeaderMap) -> bool {
@@ -52,7 +57,10 @@ fn authorized(headers: &HeaderMap) -> bool {
 }
 
 fn forbidden() -> Response {
-    json(StatusCode::FORBIDDEN, serde_json::json!({"errors": ["Forbidden"]}))
+    json(
+        StatusCode::FORBIDDEN,
+        serde_json::json!({"errors": ["Forbidden"]}),
+    )
 }
 
 async fn validate(

@@ -35,7 +35,12 @@ impl Dynatrace {
 }
 
 fn json(status: StatusCode, body: serde_json::Value) -> Response {
-    (status, [("content-type", "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn error(code: StatusCode, message: &str) -> Response {
@@ -82,7 +87,11 @@ async fn query(
     let Some(selector) = seen.query.get("metricSelector") else {
         return error(StatusCode::BAD_REQUEST, "Constraints violated.");
     };
-    let to: i64 = seen.query.get("to").and_then(|t| t.parse().ok()).unwrap_or_default();
+    let to: i64 = seen
+        .query
+        .get("to")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_default();
     let result = |values: serde_json::Value| {
         serde_json::json!({"totalCount": 1, "nextPageKey": null, "resolution": "Inf", "result": [{
             "metricId": selector,

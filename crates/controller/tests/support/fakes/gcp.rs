@@ -42,7 +42,14 @@ pub fn test_key() -> (String, Vec<u8>) {
     let pem = dir.path().join("key.pem");
     let der = dir.path().join("pub.der");
     let ok = std::process::Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
         .arg(&pem)
         .status()
         .expect("openssl runs (Debian's openssl package)")
@@ -92,7 +99,12 @@ impl Gcp {
 }
 
 fn json(status: StatusCode, body: serde_json::Value) -> Response {
-    (status, [("content-type", "application/json; charset=UTF-8")], body.to_string()).into_response()
+    (
+        status,
+        [("content-type", "application/json; charset=UTF-8")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn google_error(code: StatusCode, status: &str, message: &str) -> Response {
@@ -121,14 +133,18 @@ fn check_assertion(gcp: &Gcp, jwt: &str, token_uri: &str) -> Result<(), String> 
     );
     key.verify(format!("{header}.{claims}").as_bytes(), &signature)
         .map_err(|_| "Invalid JWT Signature.".to_string())?;
-    let claims: serde_json::Value =
-        serde_json::from_slice(&b64.decode(claims.trim_end_matches('=')).map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
+    let claims: serde_json::Value = serde_json::from_slice(
+        &b64.decode(claims.trim_end_matches('='))
+            .map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
     if claims["iss"] != CLIENT_EMAIL {
         return Err("Invalid issuer".into());
     }
     if claims["aud"] != token_uri {
-        return Err("Invalid JWT: Token must be a short-lived token and in a reasonable timeframe".into());
+        return Err(
+            "Invalid JWT: Token must be a short-lived token and in a reasonable timeframe".into(),
+        );
     }
     if !claims["scope"]
         .as_str()
@@ -151,7 +167,10 @@ async fn token(
     let form: std::collections::BTreeMap<String, String> = url::form_urlencoded::parse(&body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
     let token_uri = format!("http://{host}/token");
     let grant = form.get("grant_type").map(String::as_str);
     let checked = match (grant, form.get("assertion")) {
@@ -182,7 +201,9 @@ async fn query(
 ) -> Response {
     let seen = super::seen(&method, &uri, &headers, &body);
     gcp.state.record(seen.clone());
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {ACCESS_TOKEN}")) {
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some(&format!("Bearer {ACCESS_TOKEN}"))
+    {
         return google_error(
             StatusCode::UNAUTHORIZED,
             "UNAUTHENTICATED",
@@ -193,7 +214,9 @@ async fn query(
         return google_error(
             StatusCode::FORBIDDEN,
             "PERMISSION_DENIED",
-            &format!("Permission monitoring.timeSeries.list denied (or the resource may not exist) in project {project}."),
+            &format!(
+                "Permission monitoring.timeSeries.list denied (or the resource may not exist) in project {project}."
+            ),
         );
     }
     let mql = serde_json::from_slice::<serde_json::Value>(&body)
@@ -201,7 +224,11 @@ async fn query(
         .and_then(|b| b.get("query").and_then(|q| q.as_str()).map(str::to_string))
         .unwrap_or_default();
     if mql.trim().is_empty() {
-        return google_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "Field query had an invalid value: Query must not be empty.");
+        return google_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "Field query had an invalid value: Query must not be empty.",
+        );
     }
     let series = |values: serde_json::Value| {
         serde_json::json!({
@@ -216,7 +243,10 @@ async fn query(
         })
     };
     match gcp.state.answer() {
-        Answer::Value(v) => json(StatusCode::OK, series(serde_json::json!([{"doubleValue": v}]))),
+        Answer::Value(v) => json(
+            StatusCode::OK,
+            series(serde_json::json!([{"doubleValue": v}])),
+        ),
         Answer::Null => json(StatusCode::OK, series(serde_json::json!([]))),
         Answer::Empty => json(
             StatusCode::OK,

@@ -45,7 +45,12 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 fn csv(body: String) -> Response {
-    (StatusCode::OK, [("content-type", "text/csv; charset=utf-8")], body).into_response()
+    (
+        StatusCode::OK,
+        [("content-type", "text/csv; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 async fn query(
@@ -57,8 +62,13 @@ async fn query(
 ) -> Response {
     let seen = super::seen(&method, &uri, &headers, &body);
     db.state.record(seen.clone());
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Token {TOKEN}")) {
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", "unauthorized access");
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Token {TOKEN}"))
+    {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unauthorized access",
+        );
     }
     if seen.query.get("org").map(String::as_str) != Some(ORG) {
         return error(
@@ -68,9 +78,16 @@ async fn query(
         );
     }
     let Ok(request) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return error(StatusCode::BAD_REQUEST, "invalid", "failed to decode request body");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "failed to decode request body",
+        );
     };
-    let flux = request.get("query").and_then(|q| q.as_str()).unwrap_or_default();
+    let flux = request
+        .get("query")
+        .and_then(|q| q.as_str())
+        .unwrap_or_default();
     if flux.contains("bucket: \"default\"") {
         return csv("\r\n".into());
     }

@@ -34,7 +34,12 @@ impl NewRelic {
 }
 
 fn json(status: StatusCode, body: serde_json::Value) -> Response {
-    (status, [("content-type", "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn query(
@@ -73,7 +78,10 @@ async fn query(
             StatusCode::OK,
             serde_json::json!({"results": [{"result": v}], "metadata": metadata}),
         ),
-        Answer::Empty => json(StatusCode::OK, serde_json::json!({"results": [], "metadata": metadata})),
+        Answer::Empty => json(
+            StatusCode::OK,
+            serde_json::json!({"results": [], "metadata": metadata}),
+        ),
         Answer::Null => json(
             StatusCode::OK,
             serde_json::json!({"results": [{"result": null}], "metadata": metadata}),

@@ -114,7 +114,10 @@ async fn session(sp: Splunk, mut socket: WebSocket) {
                     .and_then(|c| c.as_str())
                     .unwrap_or_default()
                     .to_string();
-                let stop = request.get("stop").and_then(|s| s.as_u64()).unwrap_or_default();
+                let stop = request
+                    .get("stop")
+                    .and_then(|s| s.as_u64())
+                    .unwrap_or_default();
                 for m in execute(&sp.state.answer(), &channel, stop) {
                     if socket.send(m).await.is_err() {
                         return;
@@ -127,7 +130,9 @@ async fn session(sp: Splunk, mut socket: WebSocket) {
 }
 
 fn control(channel: &str, event: &str) -> Message {
-    text(serde_json::json!({"type": "control-message", "channel": channel, "event": event, "timestampMs": 1_700_000_000_000u64}))
+    text(
+        serde_json::json!({"type": "control-message", "channel": channel, "event": event, "timestampMs": 1_700_000_000_000u64}),
+    )
 }
 
 /// A binary data message with `points` of (time-series id, double value).
