@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod judge;
 mod schema_check;
 mod uninstall;
 mod validate;
@@ -31,6 +32,8 @@ enum Command {
     /// Hand every Canary's traffic back to its target and remove the Canaries, so the
     /// controller and its CRDs can be removed or reinstalled without an outage.
     Uninstall(uninstall::Args),
+    /// Judge a canary's series against the primary's offline (statistical judge, docs/judge.md).
+    Judge(Box<judge::Args>),
     /// Serve localkube, an in-memory Kubernetes API server, until stopped; writes a kubeconfig.
     Local(LocalArgs),
     /// Run a blue/green canary on localkube end to end: a promotion, then a rollback.
@@ -94,9 +97,13 @@ fn run_local(args: LocalArgs) -> ExitCode {
             handle.url(),
             args.kubeconfig.display()
         );
-        if let (Some(proxy), Some(metrics)) = (handle.proxy_url(), handle.dataplane_metrics_url()) {
+        if let Some(dp) = &handle.dataplane {
+            let proxy = dp.proxy_url();
             eprintln!(
-                "data plane: export http_proxy={proxy} HTTP_PROXY={proxy} - request metrics at {metrics}"
+                "data plane: export http_proxy={proxy} HTTP_PROXY={proxy} (as workload NAME of namespace NS: {}) - pods to scrape at {}, proxy series at {}",
+                dp.proxy_url_for("NAME", "NS"),
+                dp.pod_discovery_url(),
+                dp.metrics_url()
             );
         }
         tokio::signal::ctrl_c().await?;
@@ -154,6 +161,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Judge(args) => judge::run(*args),
         Command::Local(args) => run_local(args),
         Command::Demo(args) => run_async(async move {
             if demo::run(args).await? {

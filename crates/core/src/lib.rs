@@ -11,6 +11,7 @@ pub mod duration;
 pub mod effects;
 pub mod gotemplate;
 pub mod hash;
+pub mod judge;
 pub mod keda;
 pub mod metric;
 pub mod model;

@@ -1809,31 +1809,7 @@ impl queue::Reconciler for GarbageCollector {
             if !deleting(&o) {
                 return None;
             }
-            let ns = util::name(&o);
-            let mut seen = HashSet::new();
-            let mut content: Vec<(Arc<ResourceInfo>, Value)> = Vec::new();
-            for i in api.registry.all() {
-                if i.namespaced && seen.insert(i.storage_key()) {
-                    for x in list(api, &i, Some(ns)) {
-                        content.push((i.clone(), x));
-                    }
-                }
-            }
-            if content.is_empty() {
-                let _ = api.store.write(&info.storage_key(), "", ns, false, |_| {
-                    Ok::<_, ApiError>(crate::store::Write::Delete)
-                });
-                return None;
-            }
-            for (i, x) in content {
-                if !deleting(&x) {
-                    log_err(
-                        "namespace content",
-                        api.delete(&i, ns, util::name(&x), &DeleteOptions::default()),
-                    );
-                }
-            }
-            return Some(self.tick);
+            return crate::namespace::reconcile_terminating(api, &o).then_some(self.tick);
         }
         if deleting(&o) {
             if has_finalizer(&o, "orphan") {

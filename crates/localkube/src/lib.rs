@@ -2,9 +2,10 @@
 //!
 //! It serves the kube-apiserver REST surface (discovery, OpenAPI v3, CRUD, watch, patch
 //! flavours, server-side apply, subresources, Tables) over plain HTTP, keeps objects as JSON in
-//! an in-memory [`store::Store`], and runs simulated controllers (Deployments, ReplicaSets,
-//! DaemonSets, Endpoints, garbage collection, namespace deletion). Every change is broadcast to
-//! in-process subscribers ([`Handle::subscribe`]).
+//! an in-memory [`store::Store`], defaults and validates built-in objects as kube-apiserver does
+//! ([`defaults`], [`validation`]), and runs simulated controllers (Deployments, ReplicaSets,
+//! DaemonSets, Endpoints, garbage collection, namespace termination in [`namespace`]). Every
+//! change is broadcast to in-process subscribers ([`Handle::subscribe`]).
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -23,6 +24,7 @@ pub mod error;
 pub mod external_metrics;
 pub mod faults;
 pub mod metrics;
+pub mod namespace;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
@@ -33,6 +35,7 @@ pub mod ssa;
 pub mod store;
 pub mod table;
 pub mod util;
+pub mod validation;
 
 use std::net::SocketAddr;
 use std::path::Path;

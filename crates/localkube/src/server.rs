@@ -667,7 +667,7 @@ fn scale_write(
 /// Side effects of writes on the API itself (CRDs register their resources).
 fn after_write(api: &Api, info: &ResourceInfo, obj: &Value, deleted: bool) {
     if info.group == "apiextensions.k8s.io" && info.plural == "customresourcedefinitions" {
-        crate::crd::sync(api, obj, deleted);
+        crate::crd::sync(&api.registry, &api.store, obj, deleted);
     }
 }
 

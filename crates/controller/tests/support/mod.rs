@@ -128,11 +128,13 @@ impl Env {
         };
         let (prometheus, metrics_server) = if opts.prometheus {
             let exporter = exporter::start(client.clone()).await;
-            // With the data plane on, its request and mesh series are scraped too.
+            // With the data plane on, Prometheus scrapes it as it scrapes a cluster: the pods
+            // annotated `prometheus.io/scrape` through it (Flagger's pod job, discovery by the
+            // data plane), and the proxies' series on its own endpoint.
             let dataplane = kube
-                .dataplane_metrics_url()
-                .and_then(|u| u.parse::<reqwest::Url>().ok())
-                .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port()?)));
+                .dataplane
+                .as_ref()
+                .map(|d| d.prometheus_scrape_configs("1s"));
             let controller = (controller_port != 0).then(|| format!("127.0.0.1:{controller_port}"));
             let prom = Prometheus::start(
                 dir.path(),
@@ -514,10 +516,10 @@ impl PhaseLog {
     }
 }
 
-/// A real Prometheus (Debian's package) scraping the test exporter every 500 ms, the data
-/// plane's `/metrics` (request and mesh series: `istio_requests_total`, `response_total`, ...)
-/// when the data plane runs (job `dataplane`), and the controller's `/metrics` with
-/// `scrape_controller` (job `flagger`).
+/// A real Prometheus (Debian's package) scraping the test exporter every 500 ms and, when the
+/// data plane runs, the pods through it (job `kubernetes-pods`: podinfo's own series with the
+/// pod's labels) and its proxies' series (`istio_requests_total`, `response_total`, ...); with
+/// `scrape_controller`, the controller's `/metrics` (job `flagger`).
 pub struct Prometheus {
     child: tokio::process::Child,
     pub addr: SocketAddr,
@@ -530,16 +532,15 @@ impl Prometheus {
         dataplane: Option<&str>,
         controller: Option<&str>,
     ) -> Prometheus {
+        // `dataplane`: the data plane's scrape_configs entries.
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let config = dir.join("prometheus.yml");
         let mut yaml = format!(
             "global:\n  scrape_interval: 500ms\n  evaluation_interval: 1s\nscrape_configs:\n- job_name: pods\n  honor_labels: true\n  static_configs:\n  - targets: ['{exporter}']\n"
         );
-        if let Some(target) = dataplane {
-            yaml.push_str(&format!(
-                "- job_name: dataplane\n  honor_labels: true\n  metrics_path: /metrics\n  static_configs:\n  - targets: ['{target}']\n"
-            ));
+        if let Some(jobs) = dataplane {
+            yaml.push_str(jobs);
         }
         if let Some(target) = controller {
             yaml.push_str(&format!(
