@@ -125,16 +125,18 @@ pub fn cause(e: &reqwest::Error) -> String {
 }
 
 /// The first non-empty line of an answer, cut to 200 characters: enough to say what a
-/// provider or a proxy answered.
+/// provider or a proxy answered. Redacted (`flagger_core::redact::text`): a proxy or a
+/// provider may echo the request's URL or credential header back.
 pub fn excerpt(body: &str) -> String {
     let line = body
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty())
         .unwrap_or("");
+    let line = flagger_core::redact::text(line);
     match line.char_indices().nth(200) {
         Some((cut, _)) => format!("{}...", &line[..cut]),
-        None => line.to_string(),
+        None => line.into_owned(),
     }
 }
 
@@ -213,6 +215,11 @@ mod tests {
         );
         let long = "x".repeat(500);
         assert_eq!(excerpt(&long).len(), 203);
+        // An answer that echoes the request's credentials.
+        let echoed = excerpt("invalid key for GET https://api.example.com/q?api_key=s3cr3t-k3y");
+        assert!(!echoed.contains("s3cr3t-k3y"), "{echoed}");
+        let echoed = excerpt("rejected DD-API-KEY: s3cr3t-k3y");
+        assert!(!echoed.contains("s3cr3t-k3y"), "{echoed}");
     }
 
     #[test]
