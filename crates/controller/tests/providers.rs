@@ -128,6 +128,16 @@ impl World {
         templates::run(&self.lookups(), &self.clients, NS, template, &model()).await
     }
 
+    /// [`World::check`] of a template named after its provider type: the outcome, after
+    /// checking that the check names that provider and the query rendered (no action left).
+    async fn checked(&self, template: &str) -> (MetricOutcome, String) {
+        let check = self.check(template).await;
+        assert_eq!(check.provider, template);
+        let query = check.query.unwrap_or_default();
+        assert!(!query.is_empty() && !query.contains("{{"), "{query:?}");
+        (check.outcome, query)
+    }
+
     async fn online(&self, template: &str) -> Result<(), String> {
         templates::is_online(&self.lookups(), &self.clients, NS, template, "30s").await
     }
@@ -320,9 +330,11 @@ async fn newrelic_requests_and_answers() {
     )
     .await;
     nr.state.set(Answer::Value(1.5));
-    assert_eq!(w.check("newrelic").await.outcome, MetricOutcome::Value(1.5));
+    let (value, query) = w.checked("newrelic").await;
+    assert_eq!(value, MetricOutcome::Value(1.5));
     let path = format!("/v1/accounts/{}/query", fakes::newrelic::ACCOUNT);
     let s = nr.state.seen_at(&path).pop().unwrap();
+    assert_eq!(s.query["nrql"], format!("{query} SINCE 30 seconds ago"));
     assert_eq!(
         s.query["nrql"],
         "SELECT filter(count(*), WHERE `error` IS true) / count(*) * 100 FROM Transaction WHERE appName = 'podinfo' SINCE 30 seconds ago"
@@ -390,11 +402,10 @@ async fn dynatrace_requests_and_answers() {
     )
     .await;
     dt.state.set(Answer::Value(0.75));
-    assert_eq!(
-        w.check("dynatrace").await.outcome,
-        MetricOutcome::Value(0.75)
-    );
+    let (value, query) = w.checked("dynatrace").await;
+    assert_eq!(value, MetricOutcome::Value(0.75));
     let s = dt.state.seen_at("/api/v2/metrics/query").pop().unwrap();
+    assert_eq!(s.query["metricSelector"], query);
     assert_eq!(
         s.query["metricSelector"],
         "builtin:service.errors.total.rate:filter(eq(\"dt.entity.service\",\"podinfo\")):avg"
@@ -470,7 +481,8 @@ async fn influxdb_requests_and_answers() {
     )
     .await;
     db.state.set(Answer::Value(2.5));
-    assert_eq!(w.check("influxdb").await.outcome, MetricOutcome::Value(2.5));
+    let (value, query) = w.checked("influxdb").await;
+    assert_eq!(value, MetricOutcome::Value(2.5));
     let s = db.state.seen_at("/api/v2/query").pop().unwrap();
     assert_eq!(s.method, "POST");
     assert_eq!(s.query["org"], fakes::influxdb::ORG);
@@ -484,6 +496,7 @@ async fn influxdb_requests_and_answers() {
         "from(bucket: \"apps\") |> range(start: -30s) |> filter(fn: (r) => r.app == \"podinfo\") |> mean()"
     );
     assert_eq!(body["type"], "flux");
+    assert_eq!(body["query"], query);
     let outcomes = w
         .outcomes(
             "influxdb",
@@ -534,11 +547,8 @@ async fn splunk_requests_and_answers() {
     )
     .await;
     sp.state.set(Answer::Value(0.5));
-    assert_eq!(
-        w.check("splunk").await.outcome,
-        MetricOutcome::Value(0.5),
-        "the last point"
-    );
+    let (value, query) = w.checked("splunk").await;
+    assert_eq!(value, MetricOutcome::Value(0.5), "the last point");
     assert_eq!(sp.state.seen_at("/v2/signalflow/connect").len(), 1);
     let auth: serde_json::Value = serde_json::from_str(
         &sp.state
@@ -561,6 +571,7 @@ async fn splunk_requests_and_answers() {
         exec["program"],
         "data('errors', filter=filter('service', 'podinfo')).sum().publish()"
     );
+    assert_eq!(exec["program"], query);
     assert_eq!(exec["immediate"], true);
     assert_eq!(
         exec["stop"].as_u64().unwrap() - exec["start"].as_u64().unwrap(),
@@ -611,15 +622,14 @@ async fn stackdriver_requests_and_answers_with_a_service_account_key() {
     )
     .await;
     gcp.state.set(Answer::Value(99.5));
-    assert_eq!(
-        w.check("stackdriver").await.outcome,
-        MetricOutcome::Value(99.5)
-    );
+    let (value, query) = w.checked("stackdriver").await;
+    assert_eq!(value, MetricOutcome::Value(99.5));
     let path = format!("/v3/projects/{}/timeSeries:query", fakes::gcp::PROJECT);
     let s = gcp.state.seen_at(&path).pop().unwrap();
     assert_eq!(s.method, "POST");
     assert_eq!(s.headers["authorization"], "Bearer ya29.fake-access-token");
     let body: serde_json::Value = serde_json::from_str(&s.body).unwrap();
+    assert_eq!(body["query"], query);
     assert_eq!(
         body["query"],
         "fetch k8s_container | metric 'istio.io/service/server/request_count' | filter resource.namespace_name == 'test' | every 1m"

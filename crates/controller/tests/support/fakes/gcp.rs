@@ -51,6 +51,7 @@ pub fn test_key() -> (String, Vec<u8>) {
             "-out",
         ])
         .arg(&pem)
+        .stderr(std::process::Stdio::null())
         .status()
         .expect("openssl runs (Debian's openssl package)")
         .success()
