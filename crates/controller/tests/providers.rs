@@ -128,6 +128,32 @@ impl World {
         templates::run(&self.lookups(), &self.clients, NS, template, &model()).await
     }
 
+    /// The answers every HTTP vendor has, in turn: nothing and a null point (both "no
+    /// values"), the vendor's error for a query it cannot run and its rate limit (failures
+    /// quoting the vendor's words `bad_query` and `rate_limited`). The outcomes, in order.
+    async fn answers(
+        &self,
+        template: &str,
+        state: &State,
+        bad_query: &str,
+        rate_limited: &str,
+    ) -> Vec<MetricOutcome> {
+        let answers = [
+            Answer::Empty,
+            Answer::Null,
+            Answer::BadQuery,
+            Answer::RateLimited,
+        ];
+        let outcomes = self.outcomes(template, state, &answers).await;
+        assert!(
+            no_values(&outcomes[0]) && no_values(&outcomes[1]),
+            "{outcomes:?}"
+        );
+        assert!(error_with(&outcomes[2], bad_query), "{outcomes:?}");
+        assert!(error_with(&outcomes[3], rate_limited), "{outcomes:?}");
+        outcomes
+    }
+
     /// [`World::check`] of a template named after its provider type: the outcome, after
     /// checking that the check names that provider and the query rendered (no action left).
     async fn checked(&self, template: &str) -> (MetricOutcome, String) {
@@ -234,32 +260,13 @@ async fn datadog_requests_and_answers() {
     );
 
     let outcomes = w
-        .outcomes(
+        .answers(
             "datadog",
             &dd.state,
-            &[
-                Answer::Empty,
-                Answer::Null,
-                Answer::BadQuery,
-                Answer::RateLimited,
-            ],
+            "Status 400 Bad Request: Error parsing query",
+            "Status 429 Too Many Requests: Rate limit exceeded",
         )
         .await;
-    assert!(
-        no_values(&outcomes[0]) && no_values(&outcomes[1]),
-        "{outcomes:?}"
-    );
-    assert!(
-        error_with(&outcomes[2], "Status 400 Bad Request: Error parsing query"),
-        "{outcomes:?}"
-    );
-    assert!(
-        error_with(
-            &outcomes[3],
-            "Status 429 Too Many Requests: Rate limit exceeded"
-        ),
-        "{outcomes:?}"
-    );
 
     w.online("datadog").await.unwrap();
     assert_eq!(dd.state.seen_at("/api/v1/validate").len(), 1);
@@ -341,26 +348,8 @@ async fn newrelic_requests_and_answers() {
     );
     assert_eq!(s.headers["x-query-key"], fakes::newrelic::QUERY_KEY);
     let outcomes = w
-        .outcomes(
-            "newrelic",
-            &nr.state,
-            &[
-                Answer::Empty,
-                Answer::Null,
-                Answer::BadQuery,
-                Answer::RateLimited,
-            ],
-        )
+        .answers("newrelic", &nr.state, "NRQL Syntax Error", "Status 429")
         .await;
-    assert!(
-        no_values(&outcomes[0]) && no_values(&outcomes[1]),
-        "{outcomes:?}"
-    );
-    assert!(
-        error_with(&outcomes[2], "NRQL Syntax Error"),
-        "{outcomes:?}"
-    );
-    assert!(error_with(&outcomes[3], "Status 429"), "{outcomes:?}");
     w.online("newrelic").await.unwrap();
     assert!(
         nr.state
@@ -386,7 +375,7 @@ async fn newrelic_requests_and_answers() {
     );
     assert!(w2.online("newrelic").await.is_err());
     assert_no_secret(
-        &[format!("{denied:?}")],
+        &[describe(&outcomes), vec![format!("{denied:?}")]].concat(),
         &["NRIQ-wrong", fakes::newrelic::QUERY_KEY],
     );
 }
@@ -421,26 +410,13 @@ async fn dynatrace_requests_and_answers() {
         format!("Api-Token {}", fakes::dynatrace::TOKEN)
     );
     let outcomes = w
-        .outcomes(
+        .answers(
             "dynatrace",
             &dt.state,
-            &[
-                Answer::Empty,
-                Answer::Null,
-                Answer::BadQuery,
-                Answer::RateLimited,
-            ],
+            "Metric selector parse error",
+            "Status 429",
         )
         .await;
-    assert!(
-        no_values(&outcomes[0]) && no_values(&outcomes[1]),
-        "{outcomes:?}"
-    );
-    assert!(
-        error_with(&outcomes[2], "Metric selector parse error"),
-        "{outcomes:?}"
-    );
-    assert!(error_with(&outcomes[3], "Status 429"), "{outcomes:?}");
     w.online("dynatrace").await.unwrap();
     assert_eq!(
         dt.state.seen_at("/api/v2/metrics").pop().unwrap().query["pageSize"],
@@ -463,7 +439,10 @@ async fn dynatrace_requests_and_answers() {
         "{denied:?}"
     );
     assert!(w2.online("dynatrace").await.is_err());
-    assert_no_secret(&[format!("{denied:?}")], &["dt0c01.WRONG"]);
+    assert_no_secret(
+        &[describe(&outcomes), vec![format!("{denied:?}")]].concat(),
+        &["dt0c01.WRONG"],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -498,26 +477,8 @@ async fn influxdb_requests_and_answers() {
     assert_eq!(body["type"], "flux");
     assert_eq!(body["query"], query);
     let outcomes = w
-        .outcomes(
-            "influxdb",
-            &db.state,
-            &[
-                Answer::Empty,
-                Answer::Null,
-                Answer::BadQuery,
-                Answer::RateLimited,
-            ],
-        )
+        .answers("influxdb", &db.state, "compilation failed", "Status 429")
         .await;
-    assert!(
-        no_values(&outcomes[0]) && no_values(&outcomes[1]),
-        "{outcomes:?}"
-    );
-    assert!(
-        error_with(&outcomes[2], "compilation failed"),
-        "{outcomes:?}"
-    );
-    assert!(error_with(&outcomes[3], "Status 429"), "{outcomes:?}");
     w.online("influxdb").await.unwrap();
 
     let w2 = World::start().await;
@@ -533,7 +494,10 @@ async fn influxdb_requests_and_answers() {
         "{denied:?}"
     );
     assert!(w2.online("influxdb").await.is_err());
-    assert_no_secret(&[format!("{denied:?}")], &["influx-wrong"]);
+    assert_no_secret(
+        &[describe(&outcomes), vec![format!("{denied:?}")]].concat(),
+        &["influx-wrong"],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -639,29 +603,13 @@ async fn stackdriver_requests_and_answers_with_a_service_account_key() {
         "a token from the key's token_uri"
     );
     let outcomes = w
-        .outcomes(
+        .answers(
             "stackdriver",
             &gcp.state,
-            &[
-                Answer::Empty,
-                Answer::Null,
-                Answer::BadQuery,
-                Answer::RateLimited,
-            ],
+            "INVALID_ARGUMENT: Line 1",
+            "RESOURCE_EXHAUSTED",
         )
         .await;
-    assert!(
-        no_values(&outcomes[0]) && no_values(&outcomes[1]),
-        "{outcomes:?}"
-    );
-    assert!(
-        error_with(&outcomes[2], "INVALID_ARGUMENT: Line 1"),
-        "{outcomes:?}"
-    );
-    assert!(
-        error_with(&outcomes[3], "RESOURCE_EXHAUSTED"),
-        "{outcomes:?}"
-    );
     // The empty query answers INVALID_ARGUMENT: reachable and authorized.
     w.online("stackdriver").await.unwrap();
 
@@ -680,7 +628,10 @@ async fn stackdriver_requests_and_answers_with_a_service_account_key() {
         offline.contains("unexpected status code: PERMISSION_DENIED"),
         "{offline}"
     );
-    assert_no_secret(&[format!("{denied:?}"), offline], &["PRIVATE KEY", "ya29."]);
+    assert_no_secret(
+        &[describe(&outcomes), vec![format!("{denied:?}"), offline]].concat(),
+        &["PRIVATE KEY", "ya29."],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -158,26 +158,42 @@ async fn promote_then_roll_back_with(
     events
 }
 
+/// A canary analysed by a hosted provider's template (`{type: <provider>, address: <the
+/// fake>, secretRef: {name: <provider>}}` and its Secret), promoted while the fake answers
+/// `good`, rolled back while it answers `bad`.
+async fn hosted(
+    provider: &str,
+    (url, state): (&str, &State),
+    secret_data: &[(&str, &str)],
+    query: &str,
+    (good, bad): (f64, f64),
+) {
+    let env = Env::start(Options::default()).await;
+    env.apply(&secret(provider, secret_data)).await;
+    env.apply(&template(
+        "error-rate",
+        &format!("{{type: {provider}, address: \"{url}\", secretRef: {{name: {provider}}}}}"),
+        query,
+    ))
+    .await;
+    promote_then_roll_back(&env, "error-rate", state, good, bad).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_001_datadog_template_promotes_and_rolls_back() {
-    let env = Env::start(Options::default()).await;
     let (dd, url) = fakes::datadog::Datadog::start().await;
-    env.apply(&secret(
+    // Seed 001's template, as its user wrote it.
+    hosted(
         "datadog",
+        (&url, &dd.state),
         &[
             ("datadog_api_key", fakes::datadog::API_KEY),
             ("datadog_application_key", fakes::datadog::APPLICATION_KEY),
         ],
-    ))
-    .await;
-    // Seed 001's template, as its user wrote it.
-    env.apply(&template(
-        "error-rate",
-        &format!("{{type: datadog, address: \"{url}\", secretRef: {{name: datadog}}}}"),
         "avg:trace.http.request.errors{service:{{ target }}} / avg:trace.http.request.hits{service:{{ target }}} * 100",
-    ))
+        (0.35, 4.0),
+    )
     .await;
-    promote_then_roll_back(&env, "error-rate", &dd.state, 0.35, 4.0).await;
     let queries = dd.state.seen_at("/api/v1/query");
     assert!(queries.iter().all(|s| s.query["query"]
         == "avg:trace.http.request.errors{service:podinfo} / avg:trace.http.request.hits{service:podinfo} * 100"));
@@ -195,98 +211,76 @@ async fn seed_001_datadog_template_promotes_and_rolls_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn newrelic_template_promotes_and_rolls_back() {
-    let env = Env::start(Options::default()).await;
     let (nr, url) = fakes::newrelic::NewRelic::start().await;
-    env.apply(&secret(
+    hosted(
         "newrelic",
+        (&url, &nr.state),
         &[
             ("newrelic_account_id", fakes::newrelic::ACCOUNT),
             ("newrelic_query_key", fakes::newrelic::QUERY_KEY),
         ],
-    ))
-    .await;
-    env.apply(&template(
-        "error-rate",
-        &format!("{{type: newrelic, address: \"{url}\", secretRef: {{name: newrelic}}}}"),
         "SELECT filter(count(*), WHERE `error` IS true) / count(*) * 100 FROM Transaction WHERE appName = '{{ target }}'",
-    ))
+        (0.5, 3.0),
+    )
     .await;
-    promote_then_roll_back(&env, "error-rate", &nr.state, 0.5, 3.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynatrace_template_promotes_and_rolls_back() {
-    let env = Env::start(Options::default()).await;
     let (dt, url) = fakes::dynatrace::Dynatrace::start().await;
-    env.apply(&secret(
+    hosted(
         "dynatrace",
+        (&url, &dt.state),
         &[("dynatrace_token", fakes::dynatrace::TOKEN)],
-    ))
-    .await;
-    env.apply(&template(
-        "error-rate",
-        &format!("{{type: dynatrace, address: \"{url}\", secretRef: {{name: dynatrace}}}}"),
         "builtin:service.errors.total.rate:filter(eq(\"dt.entity.service\",\"{{ target }}\")):avg",
-    ))
+        (0.1, 2.5),
+    )
     .await;
-    promote_then_roll_back(&env, "error-rate", &dt.state, 0.1, 2.5).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn influxdb_template_promotes_and_rolls_back() {
-    let env = Env::start(Options::default()).await;
     let (db, url) = fakes::influxdb::InfluxDb::start().await;
-    env.apply(&secret(
+    hosted(
         "influxdb",
+        (&url, &db.state),
         &[
             ("token", fakes::influxdb::TOKEN),
             ("org", fakes::influxdb::ORG),
         ],
-    ))
-    .await;
-    env.apply(&template(
-        "error-rate",
-        &format!("{{type: influxdb, address: \"{url}\", secretRef: {{name: influxdb}}}}"),
         "from(bucket: \"apps\") |> range(start: -{{ interval }}) |> filter(fn: (r) => r.app == \"{{ target }}\") |> mean()",
-    ))
+        (0.2, 7.0),
+    )
     .await;
-    promote_then_roll_back(&env, "error-rate", &db.state, 0.2, 7.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn splunk_template_promotes_and_rolls_back() {
-    let env = Env::start(Options::default()).await;
     let (sp, url) = fakes::splunk::Splunk::start().await;
-    env.apply(&secret("splunk", &[("sf_token_key", fakes::splunk::TOKEN)]))
-        .await;
-    env.apply(&template(
-        "error-rate",
-        &format!("{{type: splunk, address: \"{url}\", secretRef: {{name: splunk}}}}"),
+    hosted(
+        "splunk",
+        (&url, &sp.state),
+        &[("sf_token_key", fakes::splunk::TOKEN)],
         "data('errors', filter=filter('service', '{{ target }}')).sum().publish()",
-    ))
+        (0.3, 9.0),
+    )
     .await;
-    promote_then_roll_back(&env, "error-rate", &sp.state, 0.3, 9.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stackdriver_template_promotes_and_rolls_back() {
-    let env = Env::start(Options::default()).await;
     let (gcp, url, key) = fakes::gcp::Gcp::start().await;
-    env.apply(&secret(
+    hosted(
         "stackdriver",
+        (&url, &gcp.state),
         &[
             ("project", fakes::gcp::PROJECT),
             ("serviceAccountKey", &key),
         ],
-    ))
-    .await;
-    env.apply(&template(
-        "error-rate",
-        &format!("{{type: stackdriver, address: \"{url}\", secretRef: {{name: stackdriver}}}}"),
         "fetch k8s_container | metric 'istio.io/service/server/request_count' | filter resource.namespace_name == '{{ namespace }}' | every 1m",
-    ))
+        (0.25, 6.0),
+    )
     .await;
-    promote_then_roll_back(&env, "error-rate", &gcp.state, 0.25, 6.0).await;
 }
 
 /// Graphite for real: Debian's carbon-cache and graphite-web, fed every second with the
