@@ -85,7 +85,8 @@ pub fn dereference(canary: &Canary, settings: &Settings) -> Result<Dereferenced,
     }
 }
 
-/// Refuses MetricTemplates whose provider this build cannot query (datadog, newrelic, ...),
+/// Refuses MetricTemplates whose provider this build cannot query (none today: every type
+/// Flagger has is registered; the refusal stays for a type Flagger adds first),
 /// naming the provider. Templates that cannot be read are not refused here: their check fails
 /// with Flagger's message at each tick, as in Flagger.
 pub async fn template_providers(lookups: &Lookups, c: &ValidatedCanary) -> Result<(), Vec<String>> {
