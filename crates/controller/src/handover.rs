@@ -219,12 +219,15 @@ async fn hand_over(
         .delete(&name, &DeleteParams::background())
         .await
         .context("deleting the Canary")?;
+    let uid = canary.uid();
     wait(opts.timeout, || async {
-        // A running controller may put its finalizer back and finalize it itself.
+        // A running controller may put its finalizer back and finalize it itself. A Canary of
+        // the same name with another uid is a new one (a GitOps tool still applying it): this
+        // one is gone.
         Ok(canaries
             .get_opt(&name)
             .await?
-            .is_none()
+            .is_none_or(|now| uid.is_some() && now.uid() != uid)
             .then(|| "gone".to_string()))
     })
     .await
