@@ -22,6 +22,7 @@ pub mod dataplane;
 pub mod defaults;
 pub mod discovery;
 pub mod error;
+pub mod external_metrics;
 pub mod faults;
 pub mod metrics;
 pub mod namespace;
@@ -119,6 +120,7 @@ impl Server {
             addr: RwLock::new(addr.to_string()),
             bookmark_interval: config.bookmark_interval,
             hosts: input_guard::origin::HostPolicy::for_listener(addr, &config.allowed_hosts),
+            external_metrics: Default::default(),
         });
         let mut tasks = Vec::new();
         let mut rx_srv = rx.clone();
@@ -199,6 +201,11 @@ impl Handle {
     /// The base URL (`http://127.0.0.1:PORT`).
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The External Metrics API's adapter: install it, publish values.
+    pub fn external_metrics(&self) -> &external_metrics::ExternalMetrics {
+        &self.state.external_metrics
     }
 
     /// A kubeconfig (YAML) for kubectl and kube: plain HTTP, no auth, namespace `default`.
