@@ -965,3 +965,165 @@ async fn externalmetrics_reads_the_clusters_external_metrics_api() {
         bad.outcome
     );
 }
+
+/// An authenticating front, as nginx's `auth_basic` before graphite-web or the API server's
+/// authentication before an aggregated API: a request whose `Authorization` is `expected` is
+/// passed to `upstream` as it came; any other gets `refusal` (status, content type, body).
+/// Its address, and the `Authorization` values it received.
+async fn auth_front(
+    upstream: String,
+    expected: String,
+    refusal: (u16, &'static str, &'static str),
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::http::{HeaderMap, StatusCode, Uri};
+    use axum::response::IntoResponse;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
+        let (client, upstream, expected, record) = (
+            client.clone(),
+            upstream.clone(),
+            expected.clone(),
+            record.clone(),
+        );
+        async move {
+            let auth = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            record.lock().unwrap().push(auth.clone());
+            if auth != expected {
+                let (status, content_type, body) = refusal;
+                let status = StatusCode::from_u16(status).unwrap();
+                return (status, [("content-type", content_type)], body).into_response();
+            }
+            let path = uri.path_and_query().map_or("/", |p| p.as_str());
+            let answer = client
+                .get(format!("{upstream}{path}"))
+                .send()
+                .await
+                .unwrap();
+            let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
+            let content_type = answer
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("text/plain")
+                .to_string();
+            let body = answer.text().await.unwrap();
+            (status, [("content-type", content_type)], body).into_response()
+        }
+    });
+    (format!("http://{}", fakes::serve(app).await), seen)
+}
+
+/// nginx's answer to a request without the right credentials (`auth_basic`).
+const NGINX_401: &str = "<html>\r\n<head><title>401 Authorization Required</title></head>\r\n<body>\r\n<center><h1>401 Authorization Required</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
+
+/// kube-apiserver's answer to a token it does not accept.
+const KUBE_401: &str = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphite_behind_basic_auth_gets_the_secrets_credentials() {
+    use base64::Engine as _;
+    use tokio::io::AsyncWriteExt;
+    let g = support::graphite::Graphite::start().await;
+    let mut carbon = tokio::net::TcpStream::connect(g.carbon_addr).await.unwrap();
+    let now = support::now_secs();
+    carbon
+        .write_all(format!("flagger.auth.errors 4.5 {}\n", now - 2).as_bytes())
+        .await
+        .unwrap();
+    carbon.shutdown().await.unwrap();
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("flagger:graphite-pass")
+    );
+    let (front, seen) =
+        auth_front(g.url.clone(), basic.clone(), (401, "text/html", NGINX_401)).await;
+    let w = World::start().await;
+    w.template(
+        serde_json::json!({"type": "graphite", "address": front}),
+        &[("username", "flagger"), ("password", "graphite-pass")],
+        "target=flagger.auth.errors&from=-1min",
+    )
+    .await;
+    let last = std::sync::Mutex::new(String::new());
+    support::wait_for("graphite serving the point", &last, || async {
+        let (value, _) = w.checked("graphite").await;
+        *last.lock().unwrap() = format!("{value:?}");
+        (value == MetricOutcome::Value(4.5)).then_some(())
+    })
+    .await;
+    w.online("graphite").await.unwrap();
+    assert!(seen.lock().unwrap().iter().all(|a| *a == basic));
+
+    let w2 = World::start().await;
+    w2.template(
+        serde_json::json!({"type": "graphite", "address": front}),
+        &[("username", "flagger"), ("password", "wrong-pass")],
+        "target=flagger.auth.errors&from=-1min",
+    )
+    .await;
+    let denied = w2.check("graphite").await.outcome;
+    assert!(error_with(&denied, "Status 401 Unauthorized"), "{denied:?}");
+    let offline = w2.online("graphite").await.unwrap_err();
+    assert!(offline.contains("401"), "{offline}");
+    assert_no_secret(
+        &[format!("{denied:?}"), offline],
+        &[
+            "graphite-pass",
+            "wrong-pass",
+            basic.trim_start_matches("Basic "),
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn externalmetrics_at_an_address_sends_the_secrets_token() {
+    let w = World::start().await;
+    let adapter = w.kube.external_metrics();
+    adapter.install();
+    adapter.set(
+        NS,
+        "queue_depth",
+        serde_json::json!({"queue": "orders"}),
+        "7",
+    );
+    let bearer = "Bearer sa-token-123".to_string();
+    let (front, seen) = auth_front(
+        w.kube.url().trim_end_matches('/').to_string(),
+        bearer.clone(),
+        (401, "application/json", KUBE_401),
+    )
+    .await;
+    let query = "{{ namespace }}/queue_depth?labelSelector=queue%3Dorders";
+    w.template(
+        serde_json::json!({"type": "externalmetrics", "address": front}),
+        &[("token", "sa-token-123")],
+        query,
+    )
+    .await;
+    let (value, _) = w.checked("externalmetrics").await;
+    assert_eq!(value, MetricOutcome::Value(7.0));
+    w.online("externalmetrics").await.unwrap();
+    assert!(seen.lock().unwrap().iter().all(|a| *a == bearer));
+
+    let w2 = World::start().await;
+    w2.template(
+        serde_json::json!({"type": "externalmetrics", "address": front}),
+        &[("token", "stale-token")],
+        query,
+    )
+    .await;
+    let denied = w2.check("externalmetrics").await.outcome;
+    assert!(error_with(&denied, "Status 401 Unauthorized"), "{denied:?}");
+    let offline = w2.online("externalmetrics").await.unwrap_err();
+    assert!(offline.contains("401"), "{offline}");
+    assert_no_secret(
+        &[format!("{denied:?}"), offline],
+        &["sa-token-123", "stale-token"],
+    );
+}
