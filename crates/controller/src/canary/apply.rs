@@ -198,6 +198,8 @@ async fn scale_to_zero(o: &Oracle<'_>) -> Result<(), kube::Error> {
                 .patch(&c.target.name, &merge(), &Patch::Merge(patch))
                 .await?;
         }
+        // Knative scales its revisions itself.
+        Target::KnativeService(_) => {}
     }
     Ok(())
 }
@@ -231,6 +233,7 @@ pub async fn keep_target_serving(
                 .patch(&c.target.name, &merge(), &Patch::Merge(patch))
                 .await?;
         }
+        Target::KnativeService(_) => {}
     }
     Ok(())
 }
@@ -288,6 +291,7 @@ async fn promote(o: &Oracle<'_>) -> Result<(), String> {
     let ns = &c.namespace;
     let client = &o.ctx.client;
     let current = match &o.observed.target {
+        Target::KnativeService(_) => return super::knative::promote(client, c).await,
         Target::Deployment(_) => Api::<Deployment>::namespaced(client.clone(), ns)
             .get(&c.primary_workload())
             .await

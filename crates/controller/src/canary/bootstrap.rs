@@ -34,9 +34,14 @@ pub async fn bootstrap(
     primary_ready: bool,
 ) -> Result<Vec<ConflictReport>, String> {
     let (client, caches, settings) = (&ctx.client, &ctx.caches, &ctx.settings);
+    if let Target::KnativeService(service) = &observed.target {
+        super::knative::initialize(client, canary, c, service).await?;
+        return Ok(Vec::new());
+    }
     let ns = &c.namespace;
     let primary_name = c.primary_workload();
     let (kind, managed) = match &observed.target {
+        Target::KnativeService(_) => return Ok(Vec::new()),
         Target::Deployment(_) => (
             "Deployment",
             cache::get(&caches.deployments, client, ns, &primary_name)
@@ -209,6 +214,8 @@ pub async fn write_primary(
             let name = d.metadata.name.clone().unwrap_or_default();
             apply(client, &ns, &name, &d).await.map(|_| ())
         }
+        // A Knative Service is its own primary (its primary revision).
+        (Target::KnativeService(_), _) => Ok(()),
     };
     result.map_err(|e| {
         format!(

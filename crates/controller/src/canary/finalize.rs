@@ -85,8 +85,14 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
     // The apex Service keeps serving: a pre-existing one gets its own selector back; one we
     // generated is re-pointed at the target and released from the Canary, so garbage
     // collection does not delete a Service that clients use (Flagger leaves it to GC).
+    // A Knative target has no apex Service of ours (Knative's own route Service bears its
+    // name).
     let services = Api::<Service>::namespaced(client.clone(), &ns);
-    if let Some(apex) = services.get_opt(&c.apex).await? {
+    let apex = match c.target.kind {
+        TargetKind::KnativeService => None,
+        _ => services.get_opt(&c.apex).await?,
+    };
+    if let Some(apex) = apex {
         let generated = owned_by(apex.metadata.owner_references.as_ref(), canary);
         let target = target_selector(&ctx.client, &ctx.settings.labels, c, &ns).await?;
         let restored = hand_back(&apex, generated, target);
@@ -198,6 +204,8 @@ pub async fn bring_back_target(
                 .await
                 .map_err(failed)?;
         }
+        // Knative scales its revisions itself.
+        TargetKind::KnativeService => {}
         other => return Err(format!("{} targets have nothing to scale", other.kind())),
     }
     Ok(())

@@ -7,6 +7,7 @@ pub mod conflicts;
 pub mod dereference;
 pub mod finalize;
 pub mod keda;
+pub mod knative;
 pub mod objects;
 pub mod observe;
 pub mod oracle;

@@ -21,6 +21,8 @@ use crate::context::Settings;
 pub enum Target {
     Deployment(Arc<Deployment>),
     DaemonSet(Arc<DaemonSet>),
+    /// A Knative Service, as JSON.
+    KnativeService(Arc<serde_json::Value>),
 }
 
 impl Target {
@@ -36,6 +38,7 @@ impl Target {
                         > 0
             }
             Target::DaemonSet(d) => d.status.as_ref().is_some_and(|s| s.number_ready > 0),
+            Target::KnativeService(_) => true,
         }
     }
 
@@ -44,6 +47,7 @@ impl Target {
         match self {
             Target::Deployment(d) => d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()),
             Target::DaemonSet(d) => d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()),
+            Target::KnativeService(_) => None,
         }
         .and_then(|m| m.labels.clone())
         .unwrap_or_default()
@@ -54,6 +58,7 @@ impl Target {
         match self {
             Target::Deployment(d) => d.spec.as_ref().and_then(|s| s.template.spec.clone()),
             Target::DaemonSet(d) => d.spec.as_ref().and_then(|s| s.template.spec.clone()),
+            Target::KnativeService(_) => None,
         }
         .unwrap_or_default()
     }
@@ -174,7 +179,18 @@ pub async fn observe(
             let input = workload::daemonset_hash_input(&d);
             (Target::DaemonSet(d), sel, input)
         }
-        TargetKind::Service | TargetKind::KnativeService => {
+        TargetKind::KnativeService => {
+            // Knative keeps the revisions: no configs are tracked, no selector is used.
+            let service = super::knative::get(client, c).await?;
+            let revision = super::knative::revision(c, &service)?;
+            return Ok(Observed {
+                target: Target::KnativeService(Arc::new(service)),
+                selector: (String::new(), String::new()),
+                revision,
+                configs: Vec::new(),
+            });
+        }
+        TargetKind::Service => {
             return Err(format!(
                 "{} targets are not supported yet",
                 c.target.kind.kind()
