@@ -18,6 +18,7 @@ use crate::selectors::LabelSelector;
 use crate::store::{EventType, ObjectRef, ResourceKey, StoreEvent};
 use crate::util;
 
+mod knative;
 mod queue;
 
 /// Pod-template annotation: the pod never becomes ready.
@@ -204,6 +205,12 @@ pub fn spawn_all(
             api.clone(),
             "endpoints",
             EndpointsController::default(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(queue::run(
+            api.clone(),
+            "knative-serving",
+            knative::KnativeServices,
             shutdown.clone(),
         )),
         tokio::spawn(queue::run(
