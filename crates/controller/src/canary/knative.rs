@@ -125,12 +125,12 @@ pub async fn readiness(
     role: Role,
 ) -> Readiness {
     let revision = match role {
-        Role::Primary => knative::primary_revision(service).ok_or_else(|| {
-            format!(
-                "Knative Service {} primary revision annotation not found",
-                name(c)
-            )
-        }),
+        // Without the annotation (before bootstrap writes it, or when someone removed it)
+        // the primary is the revision that bootstrap and the router's reconcile name: the
+        // latest created one.
+        Role::Primary => knative::primary_revision(service)
+            .or_else(|| knative::latest_created_revision(service))
+            .ok_or_else(|| format!("Knative Service {} has no revision yet", name(c))),
         Role::Canary => knative::latest_created_revision(service)
             .ok_or_else(|| format!("Knative Service {} has no revision yet", name(c))),
     };
