@@ -137,6 +137,14 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
             &["ingresses"],
             &["get", "create", "patch"],
         ),
+        ("kuma.io", &["trafficroutes"], &["get", "create", "patch"]),
+        (
+            "appmesh.k8s.aws",
+            &["virtualnodes", "virtualrouters", "virtualservices"],
+            &["get", "create", "patch"],
+        ),
+        ("serving.knative.dev", &["services"], &["get", "patch"]),
+        ("serving.knative.dev", &["revisions"], &["get"]),
         ("flagger.app", &["alertproviders"], &["get"]),
         ("", &["events"], &["create", "patch"]),
     ];

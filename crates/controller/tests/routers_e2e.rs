@@ -2089,10 +2089,7 @@ async fn knative_new_revision_is_analysed_by_traffic_percentage_and_promoted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn knative_faulty_revision_is_rolled_back_to_the_old_revision() {
     let env = start_serverless_env().await;
-    // The weights reach the gateway through the Route's status, and the new revision's
-    // series only exist from its first request: the first checks may find no values, so
-    // this analysis tolerates more failed checks than the other meshes' (2).
-    knative_init(&env, &progressive(5, &builtin_metrics())).await;
+    knative_init(&env, &progressive(2, &builtin_metrics())).await;
     let service = knative_services(&env);
     let weights = service.record();
     let load = Load::start(&env, &[]);

@@ -110,22 +110,26 @@ fn upsert(api: &Api, info: &ResourceInfo, ns: &str, desired: Value) -> Option<Va
             );
         }
         Some(current) => {
-            let same = ["labels", "annotations", "ownerReferences"]
+            // The API server adds defaults (a Deployment's strategy, a container's pull
+            // policy, ...) and other controllers their labels and annotations (the
+            // Deployment's revision): what is stored only has to cover what is desired.
+            let meta = |o: &Value, k: &str| o["metadata"][k].clone();
+            let same = ["labels", "annotations"]
                 .iter()
-                .all(|k| desired["metadata"][k] == current["metadata"][k])
-                && desired["spec"] == current["spec"];
+                .all(|k| covers(&meta(&current, k), &meta(&desired, k)))
+                && meta(&current, "ownerReferences") == meta(&desired, "ownerReferences")
+                && covers(&current["spec"], &desired["spec"]);
             if !same {
                 let mut next = current.clone();
-                for k in ["labels", "annotations", "ownerReferences"] {
-                    match desired["metadata"].get(k) {
-                        Some(v) => next["metadata"][k] = v.clone(),
-                        None => {
-                            if let Some(m) = next["metadata"].as_object_mut() {
-                                m.remove(k);
-                            }
+                for k in ["labels", "annotations"] {
+                    if let Some(Value::Object(want)) = desired["metadata"].get(k) {
+                        let have = util::obj_at(&mut next, &["metadata", k]);
+                        for (key, v) in want {
+                            have.insert(key.clone(), v.clone());
                         }
                     }
                 }
+                next["metadata"]["ownerReferences"] = meta(&desired, "ownerReferences");
                 next["spec"] = desired["spec"].clone();
                 log_err(
                     "knative update",
@@ -135,6 +139,40 @@ fn upsert(api: &Api, info: &ResourceInfo, ns: &str, desired: Value) -> Option<Va
         }
     }
     api.store.get(&info.storage_key(), ns, &name)
+}
+
+/// Whether `have` holds every field of `want` with the same value (objects may have more
+/// fields; arrays match element by element).
+fn covers(have: &Value, want: &Value) -> bool {
+    match (have, want) {
+        (Value::Object(h), Value::Object(w)) => w
+            .iter()
+            .all(|(k, v)| v.is_null() || h.get(k).is_some_and(|hv| covers(hv, v))),
+        (Value::Array(h), Value::Array(w)) => {
+            h.len() == w.len() && h.iter().zip(w).all(|(a, b)| covers(a, b))
+        }
+        _ => have == want,
+    }
+}
+
+/// The conditions `(type, ready, reason, message)` on top of the stored object's: a condition
+/// whose status did not change keeps its transition time, so an unchanged status is not
+/// written again.
+fn conditions(stored: &Value, list: &[(&str, bool, &str, &str)]) -> Value {
+    let mut status = json!({
+        "conditions": stored.pointer("/status/conditions").cloned().unwrap_or(json!([])),
+    });
+    for (t, ok, reason, message) in list {
+        set_condition(
+            &mut status,
+            t,
+            if *ok { "True" } else { "Unknown" },
+            reason,
+            message,
+            false,
+        );
+    }
+    status["conditions"].take()
 }
 
 /// Writes `status` unless it is already the stored one's.
@@ -156,13 +194,6 @@ fn generation_of(r: &Value) -> i64 {
         .and_then(Value::as_str)
         .and_then(|g| g.parse().ok())
         .unwrap_or(0)
-}
-
-fn ready_condition(ready: bool, reason: &str, message: &str) -> Value {
-    let mut status = json!({});
-    let st = if ready { "True" } else { "Unknown" };
-    set_condition(&mut status, "Ready", st, reason, message, false);
-    status
 }
 
 fn reconcile_service(api: &Api, k: &Kinds, ns: &str, name: &str, svc: &Value) {
@@ -254,12 +285,15 @@ fn reconcile_service(api: &Api, k: &Kinds, ns: &str, name: &str, svc: &Value) {
         "latestReadyRevisionName": latest_ready,
     });
     let config_ready = latest_created.is_some() && latest_created == latest_ready;
-    config_status["conditions"] = ready_condition(
-        config_ready,
-        if config_ready { "" } else { "RevisionMissing" },
-        "",
-    )["conditions"]
-        .clone();
+    config_status["conditions"] = conditions(
+        &configuration,
+        &[(
+            "Ready",
+            config_ready,
+            if config_ready { "" } else { "RevisionMissing" },
+            "",
+        )],
+    );
     write_status(api, &k.configuration, ns, &configuration, config_status);
 
     // The Route: the traffic split resolved to ready revisions.
@@ -305,12 +339,15 @@ fn reconcile_service(api: &Api, k: &Kinds, ns: &str, name: &str, svc: &Value) {
         "address": {"url": url},
         "traffic": route_traffic,
     });
-    route_status["conditions"] = ready_condition(
-        routes_ready,
-        if routes_ready { "" } else { "RevisionMissing" },
-        &message,
-    )["conditions"]
-        .clone();
+    route_status["conditions"] = conditions(
+        &route,
+        &[(
+            "Ready",
+            routes_ready,
+            if routes_ready { "" } else { "RevisionMissing" },
+            &message,
+        )],
+    );
     write_status(api, &k.route, ns, &route, route_status);
 
     // The Route's address.
@@ -340,46 +377,22 @@ fn reconcile_service(api: &Api, k: &Kinds, ns: &str, name: &str, svc: &Value) {
         "traffic": route_traffic,
     });
     let ready = config_ready && routes_ready;
-    let mut conditions = json!({});
-    for (t, ok) in [
+    let list: Vec<(&str, bool, &str, &str)> = [
         ("ConfigurationsReady", config_ready),
         ("RoutesReady", routes_ready),
         ("Ready", ready),
-    ] {
-        set_condition(
-            &mut conditions,
-            t,
-            if ok { "True" } else { "Unknown" },
-            if ok { "" } else { "RevisionMissing" },
-            if ok { "" } else { &message },
-            false,
-        );
-    }
-    // Keep the stored transition times when nothing changed.
-    let stored = svc.pointer("/status/conditions").cloned();
-    status["conditions"] = match stored {
-        Some(s) if same_conditions(&s, &conditions["conditions"]) => s,
-        _ => conditions["conditions"].clone(),
-    };
+    ]
+    .into_iter()
+    .map(|(t, ok)| {
+        if ok {
+            (t, ok, "", "")
+        } else {
+            (t, ok, "RevisionMissing", message.as_str())
+        }
+    })
+    .collect();
+    status["conditions"] = conditions(svc, &list);
     write_status(api, &k.service, ns, svc, status);
-}
-
-/// Whether two condition lists have the same types and statuses.
-fn same_conditions(a: &Value, b: &Value) -> bool {
-    let key = |v: &Value| -> Vec<(String, String, String)> {
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .map(|c| {
-                (
-                    c["type"].as_str().unwrap_or_default().to_string(),
-                    c["status"].as_str().unwrap_or_default().to_string(),
-                    c["message"].as_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect()
-    };
-    key(a) == key(b)
 }
 
 /// `spec.traffic` with each target named: `latestRevision: true` is the latest ready
@@ -496,21 +509,13 @@ fn revision_ready(api: &Api, k: &Kinds, ns: &str, service: &str, r: &Value) -> b
         "actualReplicas": ready_replicas,
         "desiredReplicas": 1,
     });
-    let mut conditions = json!({});
-    for t in ["ResourcesAvailable", "ContainerHealthy", "Active", "Ready"] {
-        set_condition(
-            &mut conditions,
-            t,
-            if ready { "True" } else { "Unknown" },
-            if ready { "" } else { "Deploying" },
-            "",
-            false,
-        );
-    }
-    status["conditions"] = match r.pointer("/status/conditions") {
-        Some(s) if same_conditions(s, &conditions["conditions"]) => s.clone(),
-        _ => conditions["conditions"].clone(),
-    };
+    let reason = if ready { "" } else { "Deploying" };
+    let list: Vec<(&str, bool, &str, &str)> =
+        ["ResourcesAvailable", "ContainerHealthy", "Active", "Ready"]
+            .into_iter()
+            .map(|t| (t, ready, reason, ""))
+            .collect();
+    status["conditions"] = conditions(r, &list);
     write_status(api, &k.revision, ns, r, status);
     ready
 }
