@@ -444,6 +444,22 @@ fn revision_ready(api: &Api, k: &Kinds, ns: &str, service: &str, r: &Value) -> b
             pod_spec[key] = v.clone();
         }
     }
+    // Knative's defaulting names an unnamed container `user-container` (a second one
+    // `user-container-<n>`).
+    if let Some(cs) = pod_spec.get_mut("containers").and_then(Value::as_array_mut) {
+        for (i, c) in cs.iter_mut().enumerate() {
+            if c.get("name")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                c["name"] = json!(if i == 0 {
+                    "user-container".to_string()
+                } else {
+                    format!("user-container-{i}")
+                });
+            }
+        }
+    }
     let container_port = spec
         .pointer("/containers/0/ports/0/containerPort")
         .and_then(Value::as_i64)
