@@ -1977,7 +1977,7 @@ fn knative_weight(s: &Value) -> Option<u64> {
 
 fn knative_services(env: &Env) -> RoutingObject {
     RoutingObject::new(
-        &env,
+        env,
         "serving.knative.dev/v1",
         "Service",
         "services",
