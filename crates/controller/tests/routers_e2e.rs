@@ -1991,26 +1991,32 @@ async fn knative_init(env: &Env, analysis: &str) {
     env.apply(&knative_service("6.0.0", "")).await;
     env.apply(&knative_canary(analysis)).await;
     env.wait_phase("podinfo", CanaryPhase::Initialized).await;
-    assert_eq!(
-        env.jsonpath(
-            "ksvc/podinfo",
-            r".metadata.annotations.flagger\.app/primary-revision"
-        )
-        .await,
-        "podinfo-00001"
-    );
-    env.wait_jsonpath(
-        "ksvc/podinfo",
-        ".status.traffic[?(@.percent==100)].revisionName",
-        "podinfo-00001",
-    )
-    .await;
+    assert_knative_primary(env, "podinfo-00001").await;
     // The primary was ready as soon as the annotation was written.
     let events = env.events("podinfo").await;
     assert!(
         !events.iter().any(|e| e.contains("annotation not found")),
         "{events:?}"
     );
+}
+
+/// The primary-revision annotation names `revision`, and the Service's status comes to send
+/// it all the traffic.
+async fn assert_knative_primary(env: &Env, revision: &str) {
+    assert_eq!(
+        env.jsonpath(
+            "ksvc/podinfo",
+            r".metadata.annotations.flagger\.app/primary-revision"
+        )
+        .await,
+        revision
+    );
+    env.wait_jsonpath(
+        "ksvc/podinfo",
+        ".status.traffic[?(@.percent==100)].revisionName",
+        revision,
+    )
+    .await;
 }
 
 /// The revision the Service's status sends 100% of the traffic to.
@@ -2033,20 +2039,7 @@ async fn knative_new_revision_is_analysed_by_traffic_percentage_and_promoted() {
     env.wait_phase("podinfo", CanaryPhase::Progressing).await;
     env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
     // Promoted by revision: the annotation names the new one and it has all the traffic.
-    assert_eq!(
-        env.jsonpath(
-            "ksvc/podinfo",
-            r".metadata.annotations.flagger\.app/primary-revision"
-        )
-        .await,
-        "podinfo-00002"
-    );
-    env.wait_jsonpath(
-        "ksvc/podinfo",
-        ".status.traffic[?(@.percent==100)].revisionName",
-        "podinfo-00002",
-    )
-    .await;
+    assert_knative_primary(&env, "podinfo-00002").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let seen = weights.get();
     let counts = load.counts();
@@ -2123,21 +2116,7 @@ async fn knative_faulty_revision_is_rolled_back_to_the_old_revision() {
         "{counts:?}"
     );
     // The Service's traffic is back on the old revision, which stays the primary.
-    assert_eq!(
-        env.jsonpath(
-            "ksvc/podinfo",
-            r".metadata.annotations.flagger\.app/primary-revision"
-        )
-        .await,
-        "podinfo-00001"
-    );
-    env.wait_jsonpath(
-        "ksvc/podinfo",
-        ".status.traffic[?(@.percent==100)].revisionName",
-        "podinfo-00001",
-    )
-    .await;
-    assert_eq!(knative_serving_revision(&env).await, "podinfo-00001");
+    assert_knative_primary(&env, "podinfo-00001").await;
     let after = answers_at(&env, APEX_URL, &[], 20).await;
     assert_eq!(after.get("6.0.0"), Some(&20), "{after:?}");
 }

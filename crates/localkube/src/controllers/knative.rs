@@ -196,6 +196,20 @@ fn generation_of(r: &Value) -> i64 {
         .unwrap_or(0)
 }
 
+/// The Service's `kind` of its name (Configuration, Route) with this spec.
+fn owned_by_service(svc: &Value, kind: &str, spec: Value) -> Value {
+    let name = util::name(svc);
+    json!({
+        "apiVersion": API_VERSION, "kind": kind,
+        "metadata": {
+            "name": name, "namespace": svc["metadata"]["namespace"],
+            "labels": {SERVICE_LABEL: name},
+            "ownerReferences": [owner_ref(svc)],
+        },
+        "spec": spec,
+    })
+}
+
 fn reconcile_service(api: &Api, k: &Kinds, ns: &str, name: &str, svc: &Value) {
     let template = svc.pointer("/spec/template").cloned().unwrap_or(json!({}));
     let template_hash = short_hash(&template);
@@ -205,16 +219,7 @@ fn reconcile_service(api: &Api, k: &Kinds, ns: &str, name: &str, svc: &Value) {
         api,
         &k.configuration,
         ns,
-        json!({
-            "apiVersion": API_VERSION, "kind": "Configuration",
-            "metadata": {
-                "name": name, "namespace": ns,
-                "labels": {SERVICE_LABEL: name},
-                "annotations": Value::Null,
-                "ownerReferences": [owner_ref(svc)],
-            },
-            "spec": {"template": template},
-        }),
+        owned_by_service(svc, "Configuration", json!({"template": template})),
     );
     let Some(configuration) = configuration else {
         return;
@@ -306,16 +311,7 @@ fn reconcile_service(api: &Api, k: &Kinds, ns: &str, name: &str, svc: &Value) {
         api,
         &k.route,
         ns,
-        json!({
-            "apiVersion": API_VERSION, "kind": "Route",
-            "metadata": {
-                "name": name, "namespace": ns,
-                "labels": {SERVICE_LABEL: name},
-                "annotations": Value::Null,
-                "ownerReferences": [owner_ref(svc)],
-            },
-            "spec": {"traffic": traffic},
-        }),
+        owned_by_service(svc, "Route", json!({"traffic": traffic})),
     );
     let Some(route) = route else {
         return;
