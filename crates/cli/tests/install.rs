@@ -84,7 +84,7 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
             &["canaries"],
             &["get", "list", "watch", "patch"],
         ),
-        ("flagger.app", &["canaries/status"], &["get", "patch"]),
+        ("flagger.app", &["canaries/status"], &["get", "update"]),
         ("flagger.app", &["canaries/finalizers"], &["update"]),
         (
             "flagger.app",
@@ -147,6 +147,7 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
         ("serving.knative.dev", &["revisions"], &["get"]),
         ("flagger.app", &["alertproviders"], &["get"]),
         ("", &["events"], &["create", "patch"]),
+        ("", &["namespaces"], &["get"]),
     ];
     let mut out = BTreeSet::new();
     for (group, resources, verbs) in spec {

@@ -430,8 +430,8 @@ fn kind_of(api: &Api<DynamicObject>) -> String {
         .to_string()
 }
 
-/// Other field managers owning fields of `existing` that differ from `desired`, once the
-/// controller has written the object before (a first takeover is not a fight).
+/// Other field managers owning fields of `existing` that differ from `desired`, that wrote at
+/// or after the controller's last write (a first takeover is not a fight).
 fn contenders(existing: &Value, desired: &Value) -> Vec<flagger_core::conflict::Contender> {
     let managed: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry> =
         serde_json::from_value(existing["metadata"]["managedFields"].clone()).unwrap_or_default();
@@ -445,7 +445,7 @@ fn contenders(existing: &Value, desired: &Value) -> Vec<flagger_core::conflict::
         existing,
         &serde_json::json!({"spec": desired["spec"]}),
     );
-    flagger_core::conflict::contenders(&managed, FIELD_MANAGER, &diff)
+    flagger_core::conflict::contenders_since_ours(&managed, FIELD_MANAGER, &diff)
 }
 
 /// Whether an object read as JSON is controlled by this Canary.

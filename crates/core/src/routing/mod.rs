@@ -71,6 +71,35 @@ pub struct StickyCookies {
     pub previous: Option<String>,
 }
 
+impl StickyCookies {
+    /// The cookies kept in a status.
+    pub fn of(status: &flagger_api::CanaryStatus) -> StickyCookies {
+        let nonempty = |c: &Option<String>| c.clone().filter(|c| !c.is_empty());
+        StickyCookies {
+            canary: nonempty(&status.session_affinity_cookie),
+            primary: nonempty(&status.primary_session_affinity_cookie),
+            previous: nonempty(&status.previous_session_affinity_cookie),
+        }
+    }
+
+    /// Writes the cookies into a status (an absent cookie clears its field).
+    pub fn write_to(&self, status: &mut flagger_api::CanaryStatus) {
+        status.session_affinity_cookie = self.canary.clone();
+        status.primary_session_affinity_cookie = self.primary.clone();
+        status.previous_session_affinity_cookie = self.previous.clone();
+    }
+}
+
+/// Whether a provider's routes carry session affinity (`analysis.sessionAffinity`): Istio and
+/// the Gateway API.
+pub fn sticky(provider: crate::model::Provider) -> bool {
+    use crate::model::Provider;
+    matches!(
+        provider,
+        Provider::Istio | Provider::GatewayApiV1 | Provider::GatewayApiV1Beta1
+    )
+}
+
 /// The cookies after `SetRoutes` with this canary weight (reference §4.3): with weight > 0 the
 /// canary cookie (and the primary cookie, when `primaryCookieName` is set) is generated once
 /// per run with `fresh` (Flagger: 10 random ASCII letters); with weight 0 the current canary
