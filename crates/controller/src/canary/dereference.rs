@@ -48,12 +48,9 @@ pub fn dereference(canary: &Canary, settings: &Settings) -> Result<Dereferenced,
     let router = crate::router::for_provider(c.provider)
         .map_err(|e| problems.push(e.message))
         .ok();
-    if !matches!(
-        c.target.kind,
-        TargetKind::Deployment | TargetKind::DaemonSet
-    ) {
+    if c.target.kind == TargetKind::Service {
         problems.push(format!(
-            "spec.targetRef: {} targets are not supported by flagger-rs yet; supported: Deployment, DaemonSet",
+            "spec.targetRef: {} targets are not supported by flagger-rs yet; supported: Deployment, DaemonSet, Knative Service",
             c.target.kind.kind()
         ));
     }

@@ -8,6 +8,7 @@ pub mod dereference;
 pub mod execute;
 pub mod finalize;
 pub mod keda;
+pub mod knative;
 pub mod notices;
 pub mod objects;
 pub mod observe;
@@ -85,7 +86,7 @@ async fn reconcile_canary(canary: &Canary, ctx: &Context) -> Result<Action> {
     };
     let obs = Observations {
         target: observed.revision.clone(),
-        target_scale: Some(observed.target.scale()),
+        target_scale: observed.target.scale(),
         primary_ready: Some(primary_ready),
         keep_target_serving: bootstrapped.keep_target_serving,
         cookie_values: vec![

@@ -208,11 +208,19 @@ impl Oracle<'_> {
                 .as_ref()
                 .map(|r| r.name.clone())
                 .unwrap_or_else(|| target.clone()),
-            route: spec
-                .route_ref
-                .as_ref()
-                .map(|r| r.name.clone())
-                .unwrap_or_else(|| target.clone()),
+            // Knative's route is the revision under analysis (reference §3.11).
+            route: match &self.observed.target {
+                Target::KnativeService(s) => {
+                    flagger_core::routing::knative::latest_created_revision(s)
+                        .unwrap_or_default()
+                        .to_string()
+                }
+                _ => spec
+                    .route_ref
+                    .as_ref()
+                    .map(|r| r.name.clone())
+                    .unwrap_or_else(|| target.clone()),
+            },
             target,
             interval,
             variables,
@@ -334,6 +342,9 @@ pub async fn readiness_of(
                     crate::error::api_text(&e)
                 )),
             }
+        }
+        Target::KnativeService(service) => {
+            super::knative::readiness(&ctx.client, c, service, role).await
         }
         Target::DaemonSet(_) => {
             match cache::require(&ctx.caches.daemonsets, &ctx.client, ns, &name).await {
