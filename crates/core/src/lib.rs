@@ -17,6 +17,7 @@ pub mod metric;
 pub mod model;
 pub mod notify;
 pub mod readiness;
+pub mod redact;
 pub mod routing;
 pub mod services;
 pub mod status;

@@ -124,10 +124,16 @@ impl Processes {
     pub async fn loadtester(&mut self, ns: &str) -> anyhow::Result<SocketAddr> {
         let addr = free_addr()?;
         let mut cmd = Command::new(std::env::current_exe()?);
+        // On loopback the load tester checks `Host`: the data plane forwards the Service's
+        // names to it.
+        let names = format!(
+            "-allowed-hosts=flagger-loadtester,flagger-loadtester.{ns},flagger-loadtester.{ns}.svc,flagger-loadtester.{ns}.svc.cluster.local"
+        );
         cmd.args([
             "loadtester",
             &format!("-port={}", addr.port()),
             "-listen-address=127.0.0.1",
+            &names,
             "-prefer-builtin-hey",
             "-log-level=info",
         ]);

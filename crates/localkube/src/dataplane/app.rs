@@ -139,6 +139,11 @@ fn latency_of(pod: &PodApp) -> Duration {
     min + (max - min).mul_f64(crate::faults::chance())
 }
 
+/// Whether the simulated app (podinfo) has a route for `path` (without its query).
+pub fn serves(path: &str) -> bool {
+    route_of(path).is_some()
+}
+
 /// A podinfo route: the `path` label podinfo records its requests under (its route's name, else
 /// its path template, as `[^a-zA-Z0-9]+` turned into `_`, `root` for `/`), and the methods it
 /// answers.

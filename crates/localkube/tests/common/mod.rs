@@ -126,3 +126,28 @@ impl Prometheus {
         v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
     }
 }
+
+/// Creates namespace `name`.
+pub async fn namespace(client: &Client, name: &str) {
+    let ns: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
+            .expect("a namespace");
+    kube::Api::all(client.clone())
+        .create(&kube::api::PostParams::default(), &ns)
+        .await
+        .expect("namespace created");
+}
+
+/// Runs the real kubectl against `h`; its standard output.
+pub async fn kubectl(h: &localkube::Handle, args: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    h.write_kubeconfig(&kubeconfig).expect("kubeconfig written");
+    let out = tokio::process::Command::new("kubectl")
+        .env("KUBECONFIG", &kubeconfig)
+        .args(args)
+        .output()
+        .await
+        .expect("kubectl runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
