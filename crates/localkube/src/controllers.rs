@@ -22,6 +22,7 @@ use crate::api::Api;
 use crate::util;
 
 mod autoscaling;
+mod clusterrole_aggregation;
 mod containers;
 mod daemonset;
 mod deployment;
@@ -250,6 +251,12 @@ pub fn spawn_all(
             api.clone(),
             "horizontal-pod-autoscaler",
             autoscalers,
+            shutdown.clone(),
+        )),
+        tokio::spawn(queue::run(
+            api.clone(),
+            "clusterrole-aggregation",
+            clusterrole_aggregation::Aggregation,
             shutdown.clone(),
         )),
         tokio::spawn(queue::run(

@@ -16,6 +16,7 @@
 //! ```
 
 pub mod api;
+pub mod auth;
 pub mod controllers;
 pub mod crd;
 pub mod dataplane;
@@ -68,6 +69,8 @@ pub struct Config {
     /// `Host` names served besides loopback ones and `addr`'s address (requests naming
     /// another host are refused: DNS rebinding).
     pub allowed_hosts: Vec<String>,
+    /// Authentication and RBAC authorization ([`auth`]); off by default (everything allowed).
+    pub auth: auth::AuthConfig,
 }
 
 impl Default for Config {
@@ -81,6 +84,7 @@ impl Default for Config {
             faults: Faults::default(),
             dataplane: None,
             allowed_hosts: Vec::new(),
+            auth: auth::AuthConfig::default(),
         }
     }
 }
@@ -110,6 +114,10 @@ impl Server {
         let store = Arc::new(store::Store::new(config.watch_window));
         let api = Api::new(registry, store);
         seed(&api, &config)?;
+        let auth = Arc::new(auth::Auth::new(config.auth.clone())?);
+        if auth.enabled() {
+            auth::bootstrap::seed(&api)?;
+        }
         let (tx, rx) = tokio::sync::watch::channel(false);
         let state = Arc::new(server::AppState {
             api: api.clone(),
@@ -119,6 +127,7 @@ impl Server {
             addr: RwLock::new(addr.to_string()),
             bookmark_interval: config.bookmark_interval,
             hosts: input_guard::origin::HostPolicy::for_listener(addr, &config.allowed_hosts),
+            auth: auth.clone(),
         });
         let mut tasks = Vec::new();
         let mut rx_srv = rx.clone();
@@ -201,9 +210,37 @@ impl Handle {
         format!("http://{}", self.addr)
     }
 
-    /// A kubeconfig (YAML) for kubectl and kube: plain HTTP, no auth, namespace `default`.
+    /// A kubeconfig (YAML) for kubectl and kube: plain HTTP, namespace `default`; with RBAC,
+    /// it carries the admin token (`kubernetes-admin` in `system:masters`).
     pub fn kubeconfig(&self) -> String {
-        kubeconfig_for(&self.url())
+        if self.state.auth.enabled() {
+            kubeconfig_with_token(&self.url(), &self.state.auth.admin_token)
+        } else {
+            kubeconfig_for(&self.url())
+        }
+    }
+
+    /// Authentication and authorization state (the audit of decisions, the signing key).
+    pub fn auth(&self) -> &auth::Auth {
+        &self.state.auth
+    }
+
+    /// A token for the ServiceAccount `namespace/name`, as `kubectl create token` gets one
+    /// (the TokenRequest subresource, default audience, `expiration_seconds` lifetime).
+    pub fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        expiration_seconds: i64,
+    ) -> anyhow::Result<String> {
+        auth::reviews::mint(
+            &self.state.auth,
+            &self.api,
+            namespace,
+            name,
+            expiration_seconds,
+        )
+        .map_err(|e| anyhow::anyhow!("{}", e.message))
     }
 
     /// Writes the kubeconfig to `path`.
@@ -249,6 +286,11 @@ impl Drop for Handle {
             t.abort();
         }
     }
+}
+
+/// A kubeconfig pointing at `url` whose user presents the bearer `token`.
+pub fn kubeconfig_with_token(url: &str, token: &str) -> String {
+    kubeconfig_for(url).replace("  user: {}\n", &format!("  user:\n    token: {token}\n"))
 }
 
 /// A kubeconfig pointing at `url`.

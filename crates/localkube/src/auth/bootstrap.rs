@@ -61,8 +61,17 @@ pub fn cluster_roles() -> Vec<Value> {
             &[],
             vec![urls(
                 &[
-                    "/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi",
-                    "/openapi/*", "/readyz", "/version", "/version/",
+                    "/api",
+                    "/api/*",
+                    "/apis",
+                    "/apis/*",
+                    "/healthz",
+                    "/livez",
+                    "/openapi",
+                    "/openapi/*",
+                    "/readyz",
+                    "/version",
+                    "/version/",
                 ],
                 &["get"],
             )],
@@ -79,7 +88,11 @@ pub fn cluster_roles() -> Vec<Value> {
             "system:basic-user",
             &[],
             vec![
-                rule(&["authentication.k8s.io"], &["selfsubjectreviews"], &["create"]),
+                rule(
+                    &["authentication.k8s.io"],
+                    &["selfsubjectreviews"],
+                    &["create"],
+                ),
                 rule(
                     &["authorization.k8s.io"],
                     &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
@@ -92,7 +105,11 @@ pub fn cluster_roles() -> Vec<Value> {
             &[],
             vec![
                 rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
-                rule(&["authorization.k8s.io"], &["subjectaccessreviews"], &["create"]),
+                rule(
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                    &["create"],
+                ),
             ],
         ),
         role(
@@ -115,7 +132,11 @@ pub fn cluster_roles() -> Vec<Value> {
             "system:aggregate-to-admin",
             &[to_admin],
             vec![
-                rule(&["authorization.k8s.io"], &["localsubjectaccessreviews"], &["create"]),
+                rule(
+                    &["authorization.k8s.io"],
+                    &["localsubjectaccessreviews"],
+                    &["create"],
+                ),
                 rule(&[RBAC], &["rolebindings", "roles"], &[WRITE, READ].concat()),
             ],
         ),
@@ -125,21 +146,40 @@ pub fn cluster_roles() -> Vec<Value> {
             vec![
                 rule(
                     &[""],
-                    &["pods/attach", "pods/exec", "pods/portforward", "pods/proxy", "secrets", "services/proxy"],
+                    &[
+                        "pods/attach",
+                        "pods/exec",
+                        "pods/portforward",
+                        "pods/proxy",
+                        "secrets",
+                        "services/proxy",
+                    ],
                     READ,
                 ),
                 rule(&[""], &["serviceaccounts"], &["impersonate"]),
                 rule(
                     &[""],
-                    &["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy"],
+                    &[
+                        "pods",
+                        "pods/attach",
+                        "pods/exec",
+                        "pods/portforward",
+                        "pods/proxy",
+                    ],
                     WRITE,
                 ),
                 rule(&[""], &["pods/eviction"], &["create"]),
                 rule(
                     &[""],
                     &[
-                        "configmaps", "events", "persistentvolumeclaims", "replicationcontrollers",
-                        "replicationcontrollers/scale", "secrets", "serviceaccounts", "services",
+                        "configmaps",
+                        "events",
+                        "persistentvolumeclaims",
+                        "replicationcontrollers",
+                        "replicationcontrollers/scale",
+                        "secrets",
+                        "serviceaccounts",
+                        "services",
                         "services/proxy",
                     ],
                     WRITE,
@@ -148,8 +188,14 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(
                     &["apps"],
                     &[
-                        "daemonsets", "deployments", "deployments/rollback", "deployments/scale",
-                        "replicasets", "replicasets/scale", "statefulsets", "statefulsets/scale",
+                        "daemonsets",
+                        "deployments",
+                        "deployments/rollback",
+                        "deployments/scale",
+                        "replicasets",
+                        "replicasets/scale",
+                        "statefulsets",
+                        "statefulsets/scale",
                     ],
                     WRITE,
                 ),
@@ -158,15 +204,29 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(
                     &["extensions"],
                     &[
-                        "daemonsets", "deployments", "deployments/rollback", "deployments/scale",
-                        "ingresses", "networkpolicies", "replicasets", "replicasets/scale",
+                        "daemonsets",
+                        "deployments",
+                        "deployments/rollback",
+                        "deployments/scale",
+                        "ingresses",
+                        "networkpolicies",
+                        "replicasets",
+                        "replicasets/scale",
                         "replicationcontrollers/scale",
                     ],
                     WRITE,
                 ),
                 rule(&["policy"], &["poddisruptionbudgets"], WRITE),
-                rule(&["networking.k8s.io"], &["ingresses", "networkpolicies"], WRITE),
-                rule(&["coordination.k8s.io"], &["leases"], &[WRITE, READ].concat()),
+                rule(
+                    &["networking.k8s.io"],
+                    &["ingresses", "networkpolicies"],
+                    WRITE,
+                ),
+                rule(
+                    &["coordination.k8s.io"],
+                    &["leases"],
+                    &[WRITE, READ].concat(),
+                ),
             ],
         ),
         role(
@@ -176,9 +236,15 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(
                     &[""],
                     &[
-                        "configmaps", "endpoints", "persistentvolumeclaims",
-                        "persistentvolumeclaims/status", "pods", "replicationcontrollers",
-                        "replicationcontrollers/scale", "serviceaccounts", "services",
+                        "configmaps",
+                        "endpoints",
+                        "persistentvolumeclaims",
+                        "persistentvolumeclaims/status",
+                        "pods",
+                        "replicationcontrollers",
+                        "replicationcontrollers/scale",
+                        "serviceaccounts",
+                        "services",
                         "services/status",
                     ],
                     READ,
@@ -186,8 +252,14 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(
                     &[""],
                     &[
-                        "bindings", "events", "limitranges", "namespaces/status", "pods/log",
-                        "pods/status", "replicationcontrollers/status", "resourcequotas",
+                        "bindings",
+                        "events",
+                        "limitranges",
+                        "namespaces/status",
+                        "pods/log",
+                        "pods/status",
+                        "replicationcontrollers/status",
+                        "resourcequotas",
                         "resourcequotas/status",
                     ],
                     READ,
@@ -197,30 +269,57 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(
                     &["apps"],
                     &[
-                        "controllerrevisions", "daemonsets", "daemonsets/status", "deployments",
-                        "deployments/scale", "deployments/status", "replicasets",
-                        "replicasets/scale", "replicasets/status", "statefulsets",
-                        "statefulsets/scale", "statefulsets/status",
+                        "controllerrevisions",
+                        "daemonsets",
+                        "daemonsets/status",
+                        "deployments",
+                        "deployments/scale",
+                        "deployments/status",
+                        "replicasets",
+                        "replicasets/scale",
+                        "replicasets/status",
+                        "statefulsets",
+                        "statefulsets/scale",
+                        "statefulsets/status",
                     ],
                     READ,
                 ),
                 rule(
                     &["autoscaling"],
-                    &["horizontalpodautoscalers", "horizontalpodautoscalers/status"],
+                    &[
+                        "horizontalpodautoscalers",
+                        "horizontalpodautoscalers/status",
+                    ],
                     READ,
                 ),
-                rule(&["batch"], &["cronjobs", "cronjobs/status", "jobs", "jobs/status"], READ),
+                rule(
+                    &["batch"],
+                    &["cronjobs", "cronjobs/status", "jobs", "jobs/status"],
+                    READ,
+                ),
                 rule(
                     &["extensions"],
                     &[
-                        "daemonsets", "daemonsets/status", "deployments", "deployments/scale",
-                        "deployments/status", "ingresses", "ingresses/status", "networkpolicies",
-                        "replicasets", "replicasets/scale", "replicasets/status",
+                        "daemonsets",
+                        "daemonsets/status",
+                        "deployments",
+                        "deployments/scale",
+                        "deployments/status",
+                        "ingresses",
+                        "ingresses/status",
+                        "networkpolicies",
+                        "replicasets",
+                        "replicasets/scale",
+                        "replicasets/status",
                         "replicationcontrollers/scale",
                     ],
                     READ,
                 ),
-                rule(&["policy"], &["poddisruptionbudgets", "poddisruptionbudgets/status"], READ),
+                rule(
+                    &["policy"],
+                    &["poddisruptionbudgets", "poddisruptionbudgets/status"],
+                    READ,
+                ),
                 rule(
                     &["networking.k8s.io"],
                     &["ingresses", "ingresses/status", "networkpolicies"],
@@ -235,8 +334,16 @@ pub fn cluster_roles() -> Vec<Value> {
 pub fn cluster_role_bindings() -> Vec<Value> {
     vec![
         binding("cluster-admin", "cluster-admin", &["system:masters"]),
-        binding("system:discovery", "system:discovery", &["system:authenticated"]),
-        binding("system:basic-user", "system:basic-user", &["system:authenticated"]),
+        binding(
+            "system:discovery",
+            "system:discovery",
+            &["system:authenticated"],
+        ),
+        binding(
+            "system:basic-user",
+            "system:basic-user",
+            &["system:authenticated"],
+        ),
         binding(
             "system:public-info-viewer",
             "system:public-info-viewer",
@@ -248,4 +355,21 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             &["system:serviceaccounts"],
         ),
     ]
+}
+
+/// Creates the default ClusterRoles and ClusterRoleBindings (a server started with RBAC).
+pub fn seed(api: &crate::api::Api) -> anyhow::Result<()> {
+    let opts = crate::api::WriteOptions {
+        field_manager: Some("kube-apiserver".into()),
+        ..Default::default()
+    };
+    let roles = api.resource("rbac.authorization.k8s.io/v1", "ClusterRole")?;
+    for r in cluster_roles() {
+        api.create(&roles, "", r, &opts)?;
+    }
+    let bindings = api.resource("rbac.authorization.k8s.io/v1", "ClusterRoleBinding")?;
+    for b in cluster_role_bindings() {
+        api.create(&bindings, "", b, &opts)?;
+    }
+    Ok(())
 }

@@ -21,11 +21,23 @@ use super::attributes::Attributes;
 pub struct PolicyRule {
     #[serde(default, deserialize_with = "null_vec")]
     pub verbs: Vec<String>,
-    #[serde(default, deserialize_with = "null_vec", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub api_groups: Vec<String>,
-    #[serde(default, deserialize_with = "null_vec", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub resources: Vec<String>,
-    #[serde(default, deserialize_with = "null_vec", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub resource_names: Vec<String>,
     #[serde(
         default,
@@ -97,9 +109,7 @@ impl PolicyRule {
 
     fn url_matches(&self, path: &str) -> bool {
         self.non_resource_urls.iter().any(|u| {
-            u == "*"
-                || u == path
-                || (u.ends_with('*') && path.starts_with(u.trim_end_matches('*')))
+            u == "*" || u == path || (u.ends_with('*') && path.starts_with(u.trim_end_matches('*')))
         })
     }
 
@@ -196,9 +206,9 @@ impl PolicyRule {
                         .is_some_and(|(_, s)| has(&self.resources, &format!("*/{s}")))
             });
         let urls = sub.non_resource_urls.iter().all(|p| {
-            self.non_resource_urls.iter().any(|o| {
-                o == p || (o.ends_with('*') && p.starts_with(o.trim_end_matches('*')))
-            })
+            self.non_resource_urls
+                .iter()
+                .any(|o| o == p || (o.ends_with('*') && p.starts_with(o.trim_end_matches('*'))))
         });
         let names = if sub.resource_names.is_empty() {
             self.resource_names.is_empty()
@@ -245,7 +255,8 @@ impl Subject {
                 } else {
                     &self.namespace
                 };
-                !ns.is_empty() && user.username == format!("system:serviceaccount:{ns}:{}", self.name)
+                !ns.is_empty()
+                    && user.username == format!("system:serviceaccount:{ns}:{}", self.name)
             }
             _ => false,
         }
@@ -371,9 +382,15 @@ impl Policy {
         }
         for b in role_bindings {
             let b = Binding::from_object(b);
-            p.role_bindings.entry(b.namespace.clone()).or_default().push(b);
+            p.role_bindings
+                .entry(b.namespace.clone())
+                .or_default()
+                .push(b);
         }
-        p.cluster_role_bindings = cluster_role_bindings.iter().map(Binding::from_object).collect();
+        p.cluster_role_bindings = cluster_role_bindings
+            .iter()
+            .map(Binding::from_object)
+            .collect();
         p
     }
 
@@ -391,7 +408,10 @@ impl Policy {
                 .get(&r.name)
                 .map(Vec::as_slice)
                 .ok_or_else(|| {
-                    format!("clusterrole.rbac.authorization.k8s.io {:?} not found", r.name)
+                    format!(
+                        "clusterrole.rbac.authorization.k8s.io {:?} not found",
+                        r.name
+                    )
                 }),
             k => Err(format!("unsupported role reference kind: {k:?}")),
         }
@@ -600,7 +620,15 @@ mod tests {
         }
     }
 
-    fn res(u: &UserInfo, verb: &str, group: &str, resource: &str, sub: &str, ns: &str, name: &str) -> Attributes {
+    fn res(
+        u: &UserInfo,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        sub: &str,
+        ns: &str,
+        name: &str,
+    ) -> Attributes {
         Attributes::resource(u, verb, group, resource, sub, ns, name)
     }
 
@@ -609,30 +637,150 @@ mod tests {
     fn rule_matching_table() {
         let u = user("u", &[]);
         let cases: Vec<(PolicyRule, Attributes, bool, &str)> = vec![
-            (PolicyRule::new(&[""], &["pods"], &["get"]), res(&u, "get", "", "pods", "", "ns", "p"), true, "exact"),
-            (PolicyRule::new(&[""], &["pods"], &["get"]), res(&u, "list", "", "pods", "", "ns", ""), false, "other verb"),
-            (PolicyRule::new(&[""], &["pods"], &["*"]), res(&u, "deletecollection", "", "pods", "", "ns", ""), true, "verb *"),
-            (PolicyRule::new(&["apps"], &["pods"], &["get"]), res(&u, "get", "", "pods", "", "ns", "p"), false, "other group"),
-            (PolicyRule::new(&["*"], &["deployments"], &["get"]), res(&u, "get", "apps", "deployments", "", "ns", "d"), true, "group *"),
-            (PolicyRule::new(&[""], &["*"], &["get"]), res(&u, "get", "", "pods", "log", "ns", "p"), true, "resource * covers subresources"),
-            (PolicyRule::new(&[""], &["pods"], &["get"]), res(&u, "get", "", "pods", "log", "ns", "p"), false, "resource does not cover its subresource"),
-            (PolicyRule::new(&[""], &["pods/log"], &["get"]), res(&u, "get", "", "pods", "log", "ns", "p"), true, "subresource"),
-            (PolicyRule::new(&[""], &["pods/log"], &["get"]), res(&u, "get", "", "pods", "", "ns", "p"), false, "subresource does not cover the resource"),
-            (PolicyRule::new(&[""], &["*/log"], &["get"]), res(&u, "get", "", "pods", "log", "ns", "p"), true, "*/subresource"),
-            (PolicyRule::new(&[""], &["*/log"], &["get"]), res(&u, "get", "", "pods", "status", "ns", "p"), false, "*/subresource of another"),
-            (PolicyRule::new(&[""], &["*/status"], &["get"]), res(&u, "get", "", "pods", "", "ns", "p"), false, "*/subresource without subresource"),
-            (PolicyRule::new(&[""], &["pods"], &["get"]).with_names(&["a"]), res(&u, "get", "", "pods", "", "ns", "a"), true, "resourceNames hit"),
-            (PolicyRule::new(&[""], &["pods"], &["get"]).with_names(&["a"]), res(&u, "get", "", "pods", "", "ns", "b"), false, "resourceNames miss"),
-            (PolicyRule::new(&[""], &["pods"], &["list"]).with_names(&["a"]), res(&u, "list", "", "pods", "", "ns", ""), false, "resourceNames never allow an unnamed list"),
-            (PolicyRule::new(&[""], &["pods"], &["create"]).with_names(&["a"]), res(&u, "create", "", "pods", "", "ns", ""), false, "resourceNames never allow create"),
-            (PolicyRule::non_resource(&["/healthz"], &["get"]), Attributes::non_resource(&u, "get", "/healthz"), true, "URL"),
-            (PolicyRule::non_resource(&["/apis/*"], &["get"]), Attributes::non_resource(&u, "get", "/apis/apps/v1"), true, "URL prefix *"),
-            (PolicyRule::non_resource(&["/apis/*"], &["get"]), Attributes::non_resource(&u, "get", "/apis"), false, "prefix * needs the slash"),
-            (PolicyRule::non_resource(&["/apis*"], &["get"]), Attributes::non_resource(&u, "get", "/apis"), true, "trailing * alone"),
-            (PolicyRule::non_resource(&["*"], &["get"]), Attributes::non_resource(&u, "get", "/metrics"), true, "URL *"),
-            (PolicyRule::non_resource(&["/healthz"], &["get"]), Attributes::non_resource(&u, "post", "/healthz"), false, "URL other verb"),
-            (PolicyRule::new(&["*"], &["*"], &["*"]), Attributes::non_resource(&u, "get", "/healthz"), false, "resource rules never allow URLs"),
-            (PolicyRule::non_resource(&["*"], &["*"]), res(&u, "get", "", "pods", "", "ns", "p"), false, "URL rules never allow resources"),
+            (
+                PolicyRule::new(&[""], &["pods"], &["get"]),
+                res(&u, "get", "", "pods", "", "ns", "p"),
+                true,
+                "exact",
+            ),
+            (
+                PolicyRule::new(&[""], &["pods"], &["get"]),
+                res(&u, "list", "", "pods", "", "ns", ""),
+                false,
+                "other verb",
+            ),
+            (
+                PolicyRule::new(&[""], &["pods"], &["*"]),
+                res(&u, "deletecollection", "", "pods", "", "ns", ""),
+                true,
+                "verb *",
+            ),
+            (
+                PolicyRule::new(&["apps"], &["pods"], &["get"]),
+                res(&u, "get", "", "pods", "", "ns", "p"),
+                false,
+                "other group",
+            ),
+            (
+                PolicyRule::new(&["*"], &["deployments"], &["get"]),
+                res(&u, "get", "apps", "deployments", "", "ns", "d"),
+                true,
+                "group *",
+            ),
+            (
+                PolicyRule::new(&[""], &["*"], &["get"]),
+                res(&u, "get", "", "pods", "log", "ns", "p"),
+                true,
+                "resource * covers subresources",
+            ),
+            (
+                PolicyRule::new(&[""], &["pods"], &["get"]),
+                res(&u, "get", "", "pods", "log", "ns", "p"),
+                false,
+                "resource does not cover its subresource",
+            ),
+            (
+                PolicyRule::new(&[""], &["pods/log"], &["get"]),
+                res(&u, "get", "", "pods", "log", "ns", "p"),
+                true,
+                "subresource",
+            ),
+            (
+                PolicyRule::new(&[""], &["pods/log"], &["get"]),
+                res(&u, "get", "", "pods", "", "ns", "p"),
+                false,
+                "subresource does not cover the resource",
+            ),
+            (
+                PolicyRule::new(&[""], &["*/log"], &["get"]),
+                res(&u, "get", "", "pods", "log", "ns", "p"),
+                true,
+                "*/subresource",
+            ),
+            (
+                PolicyRule::new(&[""], &["*/log"], &["get"]),
+                res(&u, "get", "", "pods", "status", "ns", "p"),
+                false,
+                "*/subresource of another",
+            ),
+            (
+                PolicyRule::new(&[""], &["*/status"], &["get"]),
+                res(&u, "get", "", "pods", "", "ns", "p"),
+                false,
+                "*/subresource without subresource",
+            ),
+            (
+                PolicyRule::new(&[""], &["pods"], &["get"]).with_names(&["a"]),
+                res(&u, "get", "", "pods", "", "ns", "a"),
+                true,
+                "resourceNames hit",
+            ),
+            (
+                PolicyRule::new(&[""], &["pods"], &["get"]).with_names(&["a"]),
+                res(&u, "get", "", "pods", "", "ns", "b"),
+                false,
+                "resourceNames miss",
+            ),
+            (
+                PolicyRule::new(&[""], &["pods"], &["list"]).with_names(&["a"]),
+                res(&u, "list", "", "pods", "", "ns", ""),
+                false,
+                "resourceNames never allow an unnamed list",
+            ),
+            (
+                PolicyRule::new(&[""], &["pods"], &["create"]).with_names(&["a"]),
+                res(&u, "create", "", "pods", "", "ns", ""),
+                false,
+                "resourceNames never allow create",
+            ),
+            (
+                PolicyRule::non_resource(&["/healthz"], &["get"]),
+                Attributes::non_resource(&u, "get", "/healthz"),
+                true,
+                "URL",
+            ),
+            (
+                PolicyRule::non_resource(&["/apis/*"], &["get"]),
+                Attributes::non_resource(&u, "get", "/apis/apps/v1"),
+                true,
+                "URL prefix *",
+            ),
+            (
+                PolicyRule::non_resource(&["/apis/*"], &["get"]),
+                Attributes::non_resource(&u, "get", "/apis"),
+                false,
+                "prefix * needs the slash",
+            ),
+            (
+                PolicyRule::non_resource(&["/apis*"], &["get"]),
+                Attributes::non_resource(&u, "get", "/apis"),
+                true,
+                "trailing * alone",
+            ),
+            (
+                PolicyRule::non_resource(&["*"], &["get"]),
+                Attributes::non_resource(&u, "get", "/metrics"),
+                true,
+                "URL *",
+            ),
+            (
+                PolicyRule::non_resource(&["/healthz"], &["get"]),
+                Attributes::non_resource(&u, "post", "/healthz"),
+                false,
+                "URL other verb",
+            ),
+            (
+                PolicyRule::new(&["*"], &["*"], &["*"]),
+                Attributes::non_resource(&u, "get", "/healthz"),
+                false,
+                "resource rules never allow URLs",
+            ),
+            (
+                PolicyRule::non_resource(&["*"], &["*"]),
+                res(&u, "get", "", "pods", "", "ns", "p"),
+                false,
+                "URL rules never allow resources",
+            ),
         ];
         for (rule, a, want, what) in cases {
             assert_eq!(rule.allows(&a), want, "{what}: {rule:?} vs {a:?}");
@@ -641,7 +789,9 @@ mod tests {
 
     fn policy() -> Policy {
         Policy::from_objects(
-            &[json!({"metadata": {"namespace": "ns", "name": "pod-reader"}, "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]})],
+            &[
+                json!({"metadata": {"namespace": "ns", "name": "pod-reader"}, "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]}),
+            ],
             &[
                 json!({"metadata": {"name": "deploy-admin"}, "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["*"]}]}),
                 json!({"metadata": {"name": "secret-reader"}, "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}),
@@ -654,8 +804,10 @@ mod tests {
                 json!({"metadata": {"namespace": "ns", "name": "dangling"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "gone"},
                        "subjects": [{"kind": "User", "name": "joe"}]}),
             ],
-            &[json!({"metadata": {"name": "deployers"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "deploy-admin"},
-                     "subjects": [{"kind": "Group", "name": "deployers"}, {"kind": "ServiceAccount", "name": "ci", "namespace": "tools"}]})],
+            &[
+                json!({"metadata": {"name": "deployers"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "deploy-admin"},
+                     "subjects": [{"kind": "Group", "name": "deployers"}, {"kind": "ServiceAccount", "name": "ci", "namespace": "tools"}]}),
+            ],
         )
     }
 
@@ -664,28 +816,77 @@ mod tests {
     fn bindings_table() {
         let p = policy();
         let jane = user("jane", &["system:authenticated"]);
-        let bot = user("system:serviceaccount:ns:bot", &["system:serviceaccounts", "system:serviceaccounts:ns", "system:authenticated"]);
-        let other_bot = user("system:serviceaccount:other:bot", &["system:serviceaccounts", "system:serviceaccounts:other", "system:authenticated"]);
-        let ci = user("system:serviceaccount:tools:ci", &["system:serviceaccounts", "system:serviceaccounts:tools"]);
+        let bot = user(
+            "system:serviceaccount:ns:bot",
+            &[
+                "system:serviceaccounts",
+                "system:serviceaccounts:ns",
+                "system:authenticated",
+            ],
+        );
+        let other_bot = user(
+            "system:serviceaccount:other:bot",
+            &[
+                "system:serviceaccounts",
+                "system:serviceaccounts:other",
+                "system:authenticated",
+            ],
+        );
+        let ci = user(
+            "system:serviceaccount:tools:ci",
+            &["system:serviceaccounts", "system:serviceaccounts:tools"],
+        );
         let dev = user("dev", &["deployers"]);
         let joe = user("joe", &[]);
         let cases: Vec<(Attributes, bool, &str)> = vec![
-            (res(&jane, "list", "", "pods", "", "ns", ""), true, r#"RBAC: allowed by RoleBinding "read-pods/ns" of Role "pod-reader" to User "jane""#),
+            (
+                res(&jane, "list", "", "pods", "", "ns", ""),
+                true,
+                r#"RBAC: allowed by RoleBinding "read-pods/ns" of Role "pod-reader" to User "jane""#,
+            ),
             (res(&jane, "list", "", "pods", "", "other", ""), false, ""),
             (res(&jane, "list", "", "pods", "", "", ""), false, ""),
             (res(&jane, "watch", "", "pods", "", "ns", ""), false, ""),
             // A ServiceAccount subject without namespace means the binding's namespace.
-            (res(&bot, "get", "", "pods", "", "ns", "p"), true, r#"RBAC: allowed by RoleBinding "read-pods/ns" of Role "pod-reader" to ServiceAccount "bot/ns""#),
+            (
+                res(&bot, "get", "", "pods", "", "ns", "p"),
+                true,
+                r#"RBAC: allowed by RoleBinding "read-pods/ns" of Role "pod-reader" to ServiceAccount "bot/ns""#,
+            ),
             (res(&other_bot, "get", "", "pods", "", "ns", "p"), false, ""),
             // A ClusterRole bound in a namespace grants only there; groups of service accounts.
-            (res(&bot, "get", "", "secrets", "", "ns", "s"), true, r#"RBAC: allowed by RoleBinding "secrets/ns" of ClusterRole "secret-reader" to Group "system:serviceaccounts:ns""#),
+            (
+                res(&bot, "get", "", "secrets", "", "ns", "s"),
+                true,
+                r#"RBAC: allowed by RoleBinding "secrets/ns" of ClusterRole "secret-reader" to Group "system:serviceaccounts:ns""#,
+            ),
             (res(&bot, "get", "", "secrets", "", "other", "s"), false, ""),
-            (res(&dev, "delete", "apps", "deployments", "", "any", "d"), true, r#"RBAC: allowed by ClusterRoleBinding "deployers" of ClusterRole "deploy-admin" to Group "deployers""#),
-            (res(&dev, "list", "apps", "deployments", "", "", ""), true, r#"RBAC: allowed by ClusterRoleBinding "deployers" of ClusterRole "deploy-admin" to Group "deployers""#),
-            (res(&ci, "patch", "apps", "deployments", "scale", "x", "d"), false, ""),
-            (res(&ci, "patch", "apps", "deployments", "", "x", "d"), true, r#"RBAC: allowed by ClusterRoleBinding "deployers" of ClusterRole "deploy-admin" to ServiceAccount "ci/tools""#),
+            (
+                res(&dev, "delete", "apps", "deployments", "", "any", "d"),
+                true,
+                r#"RBAC: allowed by ClusterRoleBinding "deployers" of ClusterRole "deploy-admin" to Group "deployers""#,
+            ),
+            (
+                res(&dev, "list", "apps", "deployments", "", "", ""),
+                true,
+                r#"RBAC: allowed by ClusterRoleBinding "deployers" of ClusterRole "deploy-admin" to Group "deployers""#,
+            ),
+            (
+                res(&ci, "patch", "apps", "deployments", "scale", "x", "d"),
+                false,
+                "",
+            ),
+            (
+                res(&ci, "patch", "apps", "deployments", "", "x", "d"),
+                true,
+                r#"RBAC: allowed by ClusterRoleBinding "deployers" of ClusterRole "deploy-admin" to ServiceAccount "ci/tools""#,
+            ),
             // A binding to a missing role denies with the resolution error as reason.
-            (res(&joe, "get", "", "pods", "", "ns", "p"), false, r#"RBAC: role.rbac.authorization.k8s.io "gone" not found"#),
+            (
+                res(&joe, "get", "", "pods", "", "ns", "p"),
+                false,
+                r#"RBAC: role.rbac.authorization.k8s.io "gone" not found"#,
+            ),
         ];
         for (a, allowed, reason) in cases {
             let d = p.authorize(&a);
@@ -697,17 +898,36 @@ mod tests {
     fn escalation_check_as_kube_apiserver_words_it() {
         let p = policy();
         let dev = user("dev", &["deployers"]);
-        assert!(p
-            .confirm_no_escalation(&dev, "x", &[PolicyRule::new(&["apps"], &["deployments"], &["get", "patch"])])
-            .is_ok());
-        assert!(p
-            .confirm_no_escalation(&dev, "x", &[PolicyRule::new(&["apps"], &["deployments/scale"], &["get"])])
-            .is_err(), "deployments/* is not deployments");
+        assert!(
+            p.confirm_no_escalation(
+                &dev,
+                "x",
+                &[PolicyRule::new(
+                    &["apps"],
+                    &["deployments"],
+                    &["get", "patch"]
+                )]
+            )
+            .is_ok()
+        );
+        assert!(
+            p.confirm_no_escalation(
+                &dev,
+                "x",
+                &[PolicyRule::new(&["apps"], &["deployments/scale"], &["get"])]
+            )
+            .is_err(),
+            "deployments/* is not deployments"
+        );
         let err = p
             .confirm_no_escalation(
                 &dev,
                 "x",
-                &[PolicyRule::new(&["apps", ""], &["deployments"], &["get", "list"])],
+                &[PolicyRule::new(
+                    &["apps", ""],
+                    &["deployments"],
+                    &["get", "list"],
+                )],
             )
             .expect_err("core deployments are not held");
         assert_eq!(
@@ -722,13 +942,20 @@ mod tests {
         ];
         let cases = [
             (PolicyRule::new(&[""], &["pods/status"], &["get"]), true),
-            (PolicyRule::new(&[""], &["configmaps"], &["get"]).with_names(&["a"]), true),
+            (
+                PolicyRule::new(&[""], &["configmaps"], &["get"]).with_names(&["a"]),
+                true,
+            ),
             (PolicyRule::new(&[""], &["configmaps"], &["get"]), false),
             (PolicyRule::non_resource(&["/logs/kubelet"], &["get"]), true),
             (PolicyRule::non_resource(&["/logs"], &["get"]), false),
         ];
         for (servant, want) in cases {
-            assert_eq!(covers(&owner, std::slice::from_ref(&servant)).0, want, "{servant:?}");
+            assert_eq!(
+                covers(&owner, std::slice::from_ref(&servant)).0,
+                want,
+                "{servant:?}"
+            );
         }
     }
 }

@@ -83,7 +83,10 @@ impl Signer {
     pub fn jwks(&self) -> Value {
         let point = self.key.public_key().as_ref();
         // Uncompressed point: 0x04 || x (32 bytes) || y (32 bytes).
-        let (x, y) = point.get(1..).unwrap_or_default().split_at(32.min(point.len().saturating_sub(1)));
+        let (x, y) = point
+            .get(1..)
+            .unwrap_or_default()
+            .split_at(32.min(point.len().saturating_sub(1)));
         json!({"keys": [{"use": "sig", "kty": "EC", "kid": self.kid, "crv": "P-256", "alg": "ES256",
                          "x": B64.encode(x), "y": B64.encode(y)}]})
     }
@@ -186,7 +189,10 @@ mod tests {
         let t = parse_token_file(f).expect("parses");
         assert_eq!(t.len(), 2);
         assert_eq!(t[0].groups, Vec::<String>::new());
-        assert_eq!((t[1].user.as_str(), t[1].groups.clone()), ("bob", vec!["dev".to_string(), "ops".to_string()]));
+        assert_eq!(
+            (t[1].user.as_str(), t[1].groups.clone()),
+            ("bob", vec!["dev".to_string(), "ops".to_string()])
+        );
         assert!(parse_token_file("only,two").is_err());
     }
 }
