@@ -97,6 +97,8 @@ pub struct Server;
 #[derive(Debug)]
 pub struct Handle {
     pub addr: SocketAddr,
+    /// The CA of the serving certificate, when the server serves HTTPS (with RBAC).
+    pub ca_pem: Option<String>,
     pub api: Api,
     /// The data plane, when [`Config::dataplane`] is set.
     pub dataplane: Option<dataplane::DataPlane>,
@@ -115,9 +117,13 @@ impl Server {
         let api = Api::new(registry, store);
         seed(&api, &config)?;
         let auth = Arc::new(auth::Auth::new(config.auth.clone())?);
-        if auth.enabled() {
+        let tls = if auth.enabled() {
             auth::bootstrap::seed(&api)?;
-        }
+            Some(auth::tls::Tls::generate(addr, &config.allowed_hosts)?)
+        } else {
+            None
+        };
+        let acceptor = tls.as_ref().map(|t| t.acceptor.clone());
         let (tx, rx) = tokio::sync::watch::channel(false);
         let state = Arc::new(server::AppState {
             api: api.clone(),
@@ -136,7 +142,7 @@ impl Server {
             let shutdown = async move {
                 let _ = rx_srv.wait_for(|v| *v).await;
             };
-            if let Err(e) = server::serve_on(listener, st, shutdown).await {
+            if let Err(e) = server::serve_on(listener, st, shutdown, acceptor).await {
                 tracing::error!("localkube server failed: {e}");
             }
         }));
@@ -163,6 +169,7 @@ impl Server {
         tracing::info!(%addr, "localkube serving");
         Ok(Handle {
             addr,
+            ca_pem: tls.map(|t| t.ca_pem),
             api,
             dataplane,
             state,
@@ -205,18 +212,40 @@ fn seed(api: &Api, config: &Config) -> anyhow::Result<()> {
 }
 
 impl Handle {
-    /// The base URL (`http://127.0.0.1:PORT`).
+    /// The base URL (`http://127.0.0.1:PORT`; `https://` with RBAC).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// A kubeconfig (YAML) for kubectl and kube: plain HTTP, namespace `default`; with RBAC,
     /// it carries the admin token (`kubernetes-admin` in `system:masters`).
     pub fn kubeconfig(&self) -> String {
         if self.state.auth.enabled() {
-            kubeconfig_with_token(&self.url(), &self.state.auth.admin_token)
+            self.kubeconfig_with_token(&self.state.auth.admin_token)
         } else {
             kubeconfig_for(&self.url())
+        }
+    }
+
+    /// A kubeconfig whose user presents the bearer `token` (and trusts the server's CA).
+    pub fn kubeconfig_with_token(&self, token: &str) -> String {
+        let kc = kubeconfig_with_token(&self.url(), token);
+        match &self.ca_pem {
+            Some(ca) => {
+                use base64::Engine;
+                let data = base64::engine::general_purpose::STANDARD.encode(ca);
+                kc.replacen(
+                    "  cluster:\n",
+                    &format!("  cluster:\n    certificate-authority-data: {data}\n"),
+                    1,
+                )
+            }
+            None => kc,
         }
     }
 

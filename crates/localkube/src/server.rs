@@ -991,9 +991,19 @@ pub async fn serve_on(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> std::io::Result<()> {
     let app = axum::Router::new().fallback(handle).with_state(state);
-    crate::util::serve_nodelay(listener, app, shutdown).await
+    match tls {
+        Some(acceptor) => {
+            let tcp = crate::auth::tls::TlsListener {
+                tcp: listener,
+                acceptor,
+            };
+            axum::serve(tcp, app).with_graceful_shutdown(shutdown).await
+        }
+        None => crate::util::serve_nodelay(listener, app, shutdown).await,
+    }
 }
 
 /// The bound address as text.

@@ -116,14 +116,14 @@ impl Attributes {
             }
             .to_string();
         }
-        if rest.first() == Some(&"namespaces") {
-            if let Some(ns) = rest.get(1) {
-                a.namespace = ns.to_string();
-                // `namespaces/<ns>/<resource>...`, unless what follows is the namespace's own
-                // subresource (`status`, `finalize`).
-                if rest.len() > 2 && !matches!(rest[2], "status" | "finalize") {
-                    rest = &rest[2..];
-                }
+        if rest.first() == Some(&"namespaces")
+            && let Some(ns) = rest.get(1)
+        {
+            a.namespace = ns.to_string();
+            // `namespaces/<ns>/<resource>...`, unless what follows is the namespace's own
+            // subresource (`status`, `finalize`).
+            if rest.len() > 2 && !matches!(rest[2], "status" | "finalize") {
+                rest = &rest[2..];
             }
         }
         if let Some(r) = rest.first() {
@@ -189,6 +189,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn request_info_as_kube_apiserver_reads_it() {
         // (method, path, query) → (resource request, verb, group, ns, resource, sub, name)
         let cases: &[(

@@ -25,6 +25,7 @@ pub mod attributes;
 pub mod bootstrap;
 pub mod rbac;
 pub mod reviews;
+pub mod tls;
 pub mod tokens;
 
 use std::collections::{BTreeMap, HashMap};
@@ -119,10 +120,13 @@ pub struct AuditRecord {
     pub count: u64,
 }
 
+/// (user, verb, group, resource, namespace, path, allowed).
+type AuditKey = (String, String, String, String, String, String, bool);
+
 /// The authorization decisions taken, one row per distinct request shape.
 #[derive(Debug, Default)]
 pub struct Audit {
-    rows: Mutex<HashMap<(String, String, String, String, String, String, bool), AuditRecord>>,
+    rows: Mutex<HashMap<AuditKey, AuditRecord>>,
 }
 
 /// The most distinct rows kept (a bound on memory; a test never comes close).

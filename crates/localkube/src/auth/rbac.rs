@@ -316,6 +316,9 @@ impl Binding {
     }
 }
 
+/// A rule that applies, where it comes from, and the subject that made it apply.
+pub type RuleVisit<'a> = (&'a PolicyRule, RuleSource, &'a Subject);
+
 /// Where an allowing rule came from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -424,7 +427,7 @@ impl Policy {
         &self,
         user: &UserInfo,
         namespace: &str,
-        visit: &mut dyn FnMut(Result<(&PolicyRule, RuleSource, &Subject), String>) -> bool,
+        visit: &mut dyn FnMut(Result<RuleVisit<'_>, String>) -> bool,
     ) {
         let mut walk = |bindings: &[Binding], kind: &str| -> bool {
             for b in bindings {
