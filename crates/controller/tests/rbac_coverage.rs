@@ -17,7 +17,9 @@ use serde_json::Value;
 fn cluster_role_rules() -> Vec<Value> {
     let text = include_str!("../../../deploy/flagger/rbac.yaml");
     serde_yaml::Deserializer::from_str(text)
-        .filter_map(|d| serde_yaml::from_value::<Value>(serde_yaml::Value::deserialize(d).ok()?).ok())
+        .filter_map(|d| {
+            serde_yaml::from_value::<Value>(serde_yaml::Value::deserialize(d).ok()?).ok()
+        })
         .find(|d| d["kind"] == "ClusterRole")
         .and_then(|d| d["rules"].as_array().cloned())
         .expect("deploy/flagger/rbac.yaml has a ClusterRole with rules")
@@ -50,7 +52,11 @@ fn every_rule_of_the_controller_rbac_is_used_and_nothing_else_is_asked() {
         );
         for d in audit["decisions"].as_array().into_iter().flatten() {
             let what = if d["resource"] == "" {
-                format!("{} {}", d["verb"].as_str().unwrap_or_default(), d["path"].as_str().unwrap_or_default())
+                format!(
+                    "{} {}",
+                    d["verb"].as_str().unwrap_or_default(),
+                    d["path"].as_str().unwrap_or_default()
+                )
             } else {
                 format!(
                     "{} {}/{}",
@@ -74,7 +80,11 @@ fn every_rule_of_the_controller_rbac_is_used_and_nothing_else_is_asked() {
             } else {
                 // Allowed by the bootstrap policy every authenticated user has (discovery,
                 // reviews): not the chart's to grant.
-                other.insert(format!("{what} (by {} {})", src["bindingKind"].as_str().unwrap_or_default(), src["binding"].as_str().unwrap_or_default()));
+                other.insert(format!(
+                    "{what} (by {} {})",
+                    src["bindingKind"].as_str().unwrap_or_default(),
+                    src["binding"].as_str().unwrap_or_default()
+                ));
             }
         }
     }
@@ -87,7 +97,12 @@ fn every_rule_of_the_controller_rbac_is_used_and_nothing_else_is_asked() {
                 .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>())
                 .unwrap_or_default()
         };
-        println!("rule {i}: {:?} {:?} {:?}", s("apiGroups"), s("resources"), s("verbs"));
+        println!(
+            "rule {i}: {:?} {:?} {:?}",
+            s("apiGroups"),
+            s("resources"),
+            s("verbs")
+        );
         let Some(reqs) = used.get(&i) else {
             println!("    NOT USED by any scenario");
             unused_rules.push(i);

@@ -133,7 +133,7 @@ rules:
 - apiGroups: [""]
   resources: [configmaps]
   resourceNames: [settings]
-  verbs: [get, update]
+  verbs: [get, update, patch]
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [roles, rolebindings]
   verbs: [create, get]
@@ -329,6 +329,23 @@ async fn escalation_check_and_aggregated_roles() {
         e.contains(r#"rolebindings.rbac.authorization.k8s.io "b-edit" is forbidden: user "alice""#),
         "{e}"
     );
+
+    // A server-side apply that would create the object needs `create` as well.
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: team}\ndata: {a: b}\n";
+    let e = env
+        .fails(&alice, &["apply", "--server-side", "-f", "-"], Some(cm))
+        .await;
+    assert!(
+        e.contains(r#"Error from server (Forbidden): configmaps "settings" is forbidden"#),
+        "{e}"
+    );
+    env.apply(cm).await;
+    env.ok(
+        &alice,
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        Some(&cm.replace("a: b", "a: c")),
+    )
+    .await;
 
     // Aggregation: a ClusterRole labelled for `view` extends it, and who holds `view` gets it
     // (the default `view` grants no Nodes).

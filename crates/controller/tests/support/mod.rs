@@ -120,6 +120,9 @@ impl Env {
         init_tracing();
         let mut config = localkube::Config::default();
         config.auth.rbac = !opts.admin_controller;
+        // As OpenShift and hardened clusters run it: owner references with
+        // blockOwnerDeletion need `update` on the owner's finalizers.
+        config.auth.owner_references_permission_enforcement = true;
         config.sim.nodes = opts.nodes.max(1);
         if let Some(change) = opts.sim {
             change(&mut config.sim);

@@ -99,6 +99,8 @@ pub struct AuthConfig {
     pub rbac: bool,
     /// Static users (`--token-auth-file`).
     pub static_tokens: Vec<StaticToken>,
+    /// Run the `OwnerReferencesPermissionEnforcement` admission plugin (with `rbac`).
+    pub owner_references_permission_enforcement: bool,
 }
 
 /// One row of the authorization audit: a distinct (user, verb, resource, namespace) asked.

@@ -104,14 +104,141 @@ pub fn intercept(
             (r.body)().and_then(|body| token_request(auth, api, r.namespace, r.name, body)),
         );
     }
-    if group == RBAC_GROUP
-        && auth.enabled()
-        && r.sub.is_empty()
-        && matches!(r.verb, "create" | "update" | "patch")
-    {
-        return escalation(auth, api, user, r).err().map(Err);
+    if !auth.enabled() || !matches!(r.verb, "create" | "update" | "patch") {
+        return None;
     }
-    None
+    let checks = || -> Result<(), ApiError> {
+        create_on_patch(auth, api, user, r)?;
+        if auth.config.owner_references_permission_enforcement && r.sub.is_empty() {
+            owner_references(auth, api, user, r)?;
+        }
+        if group == RBAC_GROUP && r.sub.is_empty() {
+            escalation(auth, api, user, r)?;
+        }
+        Ok(())
+    };
+    checks().err().map(Err)
+}
+
+/// A server-side apply that creates its object needs `create` too, as kube-apiserver's patch
+/// handler authorizes the create it turns into (its `withAuthorization`).
+fn create_on_patch(auth: &Auth, api: &Api, user: &UserInfo, r: &Request<'_>) -> ApiResult<()> {
+    if r.verb != "patch"
+        || !r.sub.is_empty()
+        || PatchType::from_content_type(r.content_type) != Some(PatchType::Apply)
+    {
+        return Ok(());
+    }
+    let ns = if r.info.namespaced { r.namespace } else { "" };
+    if api.store.get(&r.info.storage_key(), ns, r.name).is_some() {
+        return Ok(());
+    }
+    let a = Attributes::resource(
+        user,
+        "create",
+        &r.info.group,
+        &r.info.plural,
+        "",
+        ns,
+        r.name,
+    );
+    let d = auth.authorize(api, &a);
+    if d.allowed {
+        Ok(())
+    } else {
+        Err(forbidden_object(
+            &r.info.group,
+            &r.info.plural,
+            r.name,
+            &d.reason,
+        ))
+    }
+}
+
+/// The owner references with `blockOwnerDeletion` of an object.
+fn blocking_refs(o: Option<&Value>) -> Vec<Value> {
+    o.and_then(|o| o.pointer("/metadata/ownerReferences"))
+        .and_then(Value::as_array)
+        .map(|refs| {
+            refs.iter()
+                .filter(|r| r["blockOwnerDeletion"] == json!(true))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `OwnerReferencesPermissionEnforcement` admission plugin (off by default in
+/// kube-apiserver, on in OpenShift and hardened clusters): changing an object's owner
+/// references needs `delete` on it (unless it is being created), and a new reference with
+/// `blockOwnerDeletion` needs `update` on the owner's `finalizers` subresource.
+fn owner_references(auth: &Auth, api: &Api, user: &UserInfo, r: &Request<'_>) -> ApiResult<()> {
+    let Some(new) = written_object(api, r) else {
+        return Ok(());
+    };
+    let ns = if r.info.namespaced { r.namespace } else { "" };
+    let name = new
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or(r.name)
+        .to_string();
+    let old = if r.verb == "create" {
+        None
+    } else {
+        api.store.get(&r.info.storage_key(), ns, &name)
+    };
+    let refs = |o: Option<&Value>| {
+        o.and_then(|o| o.pointer("/metadata/ownerReferences"))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let empty = |v: &Value| v.is_null() || v.as_array().is_some_and(Vec::is_empty);
+    let (new_refs, old_refs) = (refs(Some(&new)), refs(old.as_ref()));
+    if new_refs == old_refs || (empty(&new_refs) && empty(&old_refs)) {
+        return Ok(());
+    }
+    let refuse = |why: String| forbidden_object(&r.info.group, &r.info.plural, &name, &why);
+    if old.is_some() {
+        let a = Attributes::resource(user, "delete", &r.info.group, &r.info.plural, "", ns, &name);
+        let d = auth.authorize(api, &a);
+        if !d.allowed {
+            return Err(refuse(format!(
+                "cannot set an ownerRef on a resource you can't delete: {}, <nil>",
+                d.reason
+            )));
+        }
+    }
+    let before = blocking_refs(old.as_ref());
+    for owner in blocking_refs(Some(&new)) {
+        if before.iter().any(|b| b["uid"] == owner["uid"]) {
+            continue;
+        }
+        let api_version = owner["apiVersion"].as_str().unwrap_or_default();
+        let kind = owner["kind"].as_str().unwrap_or_default();
+        let Some(info) = api.registry.by_kind(api_version, kind) else {
+            return Err(refuse(format!(
+                "cannot set blockOwnerDeletion in this case because cannot find RESTMapping for APIVersion {api_version} Kind {kind}"
+            )));
+        };
+        let owner_ns = if info.namespaced { ns } else { "" };
+        let a = Attributes::resource(
+            user,
+            "update",
+            &info.group,
+            &info.plural,
+            "finalizers",
+            owner_ns,
+            owner["name"].as_str().unwrap_or_default(),
+        );
+        if !auth.authorize(api, &a).allowed {
+            let what = super::forbidden(&a, "").message;
+            return Err(refuse(format!(
+                "cannot set blockOwnerDeletion if an ownerReference refers to a resource you can't set finalizers on: {}",
+                what.split_once(": ").map_or(what.as_str(), |(_, w)| w)
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn now() -> i64 {
