@@ -118,8 +118,13 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
         ),
         (
             "networking.istio.io",
-            &["virtualservices", "destinationrules"],
+            &["virtualservices"],
             &["get", "create", "update", "patch"],
+        ),
+        (
+            "networking.istio.io",
+            &["destinationrules"],
+            &["get", "create", "patch"],
         ),
         (
             "split.smi-spec.io",
