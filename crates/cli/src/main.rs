@@ -99,6 +99,15 @@ struct LocalArgs {
     /// rate or count, latency, watch cut); see docs/localkube.md.
     #[arg(long, value_name = "FILE")]
     faults: Option<std::path::PathBuf>,
+    /// Authenticate (bearer tokens) and authorize every request with RBAC, as kube-apiserver
+    /// does; the written kubeconfig carries an admin token (`system:masters`). See
+    /// docs/localkube.md.
+    #[arg(long)]
+    rbac: bool,
+    /// Static users (with --rbac), in kube-apiserver's `--token-auth-file` CSV format:
+    /// `token,user,uid[,"group1,group2"]` per line.
+    #[arg(long, value_name = "FILE", requires = "rbac")]
+    token_auth_file: Option<std::path::PathBuf>,
 }
 
 /// Refuses a non-loopback listen address unless `--allow-remote` was given; with it, says
@@ -185,6 +194,14 @@ fn run_local(args: LocalArgs) -> ExitCode {
             .registry
             .with_rules_first(args.registry_images.iter().map(String::as_str));
         config.sim.keda = args.keda;
+        config.auth.rbac = args.rbac;
+        if let Some(file) = &args.token_auth_file {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                anyhow::anyhow!("reading --token-auth-file {}: {e}", file.display())
+            })?;
+            config.auth.static_tokens = localkube::auth::tokens::parse_token_file(&text)
+                .map_err(|e| anyhow::anyhow!("--token-auth-file {}: {e}", file.display()))?;
+        }
         if args.dataplane {
             config.dataplane = Some(localkube::dataplane::DataPlaneConfig {
                 addr: args.proxy_addr,
@@ -194,9 +211,14 @@ fn run_local(args: LocalArgs) -> ExitCode {
         let handle = localkube::Server::start(config).await?;
         handle.write_kubeconfig(&args.kubeconfig)?;
         eprintln!(
-            "localkube serving on {} - export KUBECONFIG={}",
+            "localkube serving on {} - export KUBECONFIG={}{}",
             handle.url(),
-            args.kubeconfig.display()
+            args.kubeconfig.display(),
+            if args.rbac {
+                " (RBAC on: the kubeconfig's token is the admin's)"
+            } else {
+                ""
+            }
         );
         if let Some(dp) = &handle.dataplane {
             let proxy = dp.proxy_url();

@@ -85,7 +85,6 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
             &["get", "list", "watch", "patch"],
         ),
         ("flagger.app", &["canaries/status"], &["get", "update"]),
-        ("flagger.app", &["canaries/finalizers"], &["update"]),
         (
             "flagger.app",
             &["metrictemplates", "alertproviders"],
@@ -104,7 +103,7 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
         (
             "",
             &["services"],
-            &["get", "list", "watch", "create", "update", "patch"],
+            &["get", "list", "watch", "create", "update", "patch", "delete"],
         ),
         (
             "autoscaling",
@@ -119,8 +118,13 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
         ),
         (
             "networking.istio.io",
-            &["virtualservices", "destinationrules"],
+            &["virtualservices"],
             &["get", "create", "update", "patch"],
+        ),
+        (
+            "networking.istio.io",
+            &["destinationrules"],
+            &["get", "create", "patch"],
         ),
         (
             "split.smi-spec.io",

@@ -22,6 +22,7 @@ use crate::api::Api;
 use crate::util;
 
 mod autoscaling;
+mod clusterrole_aggregation;
 mod containers;
 mod daemonset;
 mod deployment;
@@ -257,6 +258,12 @@ pub fn spawn_all(
             api.clone(),
             "knative-serving",
             knative::KnativeServices,
+            shutdown.clone(),
+        )),
+        tokio::spawn(queue::run(
+            api.clone(),
+            "clusterrole-aggregation",
+            clusterrole_aggregation::Aggregation,
             shutdown.clone(),
         )),
         tokio::spawn(queue::run(
