@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod judge;
 mod schema_check;
 mod uninstall;
 mod validate;
@@ -31,6 +32,8 @@ enum Command {
     /// Hand every Canary's traffic back to its target and remove the Canaries, so the
     /// controller and its CRDs can be removed or reinstalled without an outage.
     Uninstall(uninstall::Args),
+    /// Judge a canary's series against the primary's offline (statistical judge, docs/judge.md).
+    Judge(Box<judge::Args>),
     /// Serve localkube, an in-memory Kubernetes API server, until stopped; writes a kubeconfig.
     Local(LocalArgs),
     /// Run a blue/green canary on localkube end to end: a promotion, then a rollback.
@@ -70,17 +73,118 @@ struct LocalArgs {
     /// Where the data plane's proxy and request metrics listen (with --dataplane).
     #[arg(long, default_value = "127.0.0.1:0")]
     proxy_addr: std::net::SocketAddr,
+    /// An image rule of the simulated registry, checked before the others (repeatable):
+    /// `PATTERN` exists, `!PATTERN` does not, `*` matches anything (see docs/localkube.md).
+    #[arg(long = "registry-image", value_name = "PATTERN")]
+    registry_images: Vec<String>,
+    /// A file of registry rules (one per line) replacing the default ones.
+    #[arg(long, value_name = "FILE")]
+    registry_file: Option<std::path::PathBuf>,
+    /// Run the KEDA-like scaler: ScaledObjects with prometheus triggers act (its CRD is
+    /// installed).
+    #[arg(long)]
+    keda: bool,
+    /// How often the simulated HorizontalPodAutoscaler controller syncs each HPA.
+    #[arg(long, default_value = "15s")]
+    hpa_sync_period: String,
+    /// Listen on an address other machines can reach (--addr, --proxy-addr). The API has no
+    /// authentication: whoever reaches it can read Secrets and run workloads.
+    #[arg(long)]
+    allow_remote: bool,
+    /// More names the API answers to besides loopback ones and --addr's address (e.g. this
+    /// machine's name with --allow-remote); requests naming other hosts are refused.
+    #[arg(long = "allowed-host", value_name = "NAME", value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
+    /// Inject API faults: a YAML list of rules (verb, resource, namespace, name pattern, code,
+    /// rate or count, latency, watch cut); see docs/localkube.md.
+    #[arg(long, value_name = "FILE")]
+    faults: Option<std::path::PathBuf>,
+}
+
+/// Refuses a non-loopback listen address unless `--allow-remote` was given; with it, says
+/// loudly what that means.
+fn check_remote(args: &LocalArgs) -> Result<(), String> {
+    let remote: Vec<String> = std::iter::once(("--addr", args.addr))
+        .chain(args.dataplane.then_some(("--proxy-addr", args.proxy_addr)))
+        .filter(|(_, a)| !a.ip().is_loopback())
+        .map(|(flag, a)| format!("{flag} {a}"))
+        .collect();
+    if remote.is_empty() {
+        return Ok(());
+    }
+    if !args.allow_remote {
+        return Err(format!(
+            "{} is reachable from other machines, and localkube's API has no authentication \
+             (anyone who reaches it can read Secrets and create workloads). Listen on \
+             127.0.0.1, or pass --allow-remote to accept that",
+            remote.join(" and ")
+        ));
+    }
+    eprintln!(
+        "WARNING: {} listens beyond this machine with --allow-remote.\n\
+         WARNING: localkube has NO authentication and NO authorization: anyone who can reach \
+         it can read every Secret, create workloads and delete everything.\n\
+         WARNING: use it only on a network you trust, and stop it when you are done.",
+        remote.join(" and ")
+    );
+    Ok(())
+}
+
+/// Reads a `--faults` file.
+fn read_faults(path: &std::path::Path) -> anyhow::Result<localkube::Faults> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("--faults {}: cannot read: {e}", path.display()))?;
+    localkube::Faults::from_yaml(&text)
+        .map_err(|e| anyhow::anyhow!("--faults {}: {e}", path.display()))
 }
 
 fn run_local(args: LocalArgs) -> ExitCode {
+    if let Err(e) = check_remote(&args) {
+        eprintln!("flagger local: {e}");
+        return ExitCode::from(2);
+    }
+    let faults = match args.faults.as_deref().map(read_faults).transpose() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("flagger local: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     let run = async move {
         let mut config = localkube::Config {
             addr: args.addr,
+            allowed_hosts: args.allowed_hosts.clone(),
             ..Default::default()
         };
+        if let Some(faults) = faults {
+            eprintln!(
+                "fault injection: {} rule(s) from {}",
+                faults.rules.len(),
+                args.faults
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            );
+            config.faults = faults;
+        }
         config.sim.nodes = args.nodes;
         config.sim.readiness_delay = localkube::controllers::parse_duration(&args.ready_delay)
             .ok_or_else(|| anyhow::anyhow!("invalid --ready-delay {:?}", args.ready_delay))?;
+        config.sim.hpa.sync_period = localkube::controllers::parse_duration(&args.hpa_sync_period)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                anyhow::anyhow!("invalid --hpa-sync-period {:?}", args.hpa_sync_period)
+            })?;
+        if let Some(file) = &args.registry_file {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| anyhow::anyhow!("reading --registry-file {}: {e}", file.display()))?;
+            config.sim.registry = localkube::controllers::ImageRegistry::parse(&text);
+        }
+        config.sim.registry = config
+            .sim
+            .registry
+            .with_rules_first(args.registry_images.iter().map(String::as_str));
+        config.sim.keda = args.keda;
         if args.dataplane {
             config.dataplane = Some(localkube::dataplane::DataPlaneConfig {
                 addr: args.proxy_addr,
@@ -94,9 +198,13 @@ fn run_local(args: LocalArgs) -> ExitCode {
             handle.url(),
             args.kubeconfig.display()
         );
-        if let (Some(proxy), Some(metrics)) = (handle.proxy_url(), handle.dataplane_metrics_url()) {
+        if let Some(dp) = &handle.dataplane {
+            let proxy = dp.proxy_url();
             eprintln!(
-                "data plane: export http_proxy={proxy} HTTP_PROXY={proxy} - request metrics at {metrics}"
+                "data plane: export http_proxy={proxy} HTTP_PROXY={proxy} (as workload NAME of namespace NS: {}) - pods to scrape at {}, proxy series at {}",
+                dp.proxy_url_for("NAME", "NS"),
+                dp.pod_discovery_url(),
+                dp.metrics_url()
             );
         }
         tokio::signal::ctrl_c().await?;
@@ -154,6 +262,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Judge(args) => judge::run(*args),
         Command::Local(args) => run_local(args),
         Command::Demo(args) => run_async(async move {
             if demo::run(args).await? {

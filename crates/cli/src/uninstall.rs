@@ -74,7 +74,12 @@ pub async fn run(args: Args) -> ExitCode {
 async fn client(args: &Args) -> anyhow::Result<kube::Client> {
     let config = match &args.kubeconfig {
         Some(path) => {
-            let kc = Kubeconfig::read_from(path)
+            // Bounded like every file the CLI reads, checked before it is parsed.
+            let text = input_guard::files::read_file(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            input_guard::check_yaml(&text, &input_guard::files::DOCUMENT_LIMITS)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            let kc = Kubeconfig::from_yaml(&text)
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;
             kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?
         }

@@ -24,7 +24,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -67,10 +66,9 @@ pub fn run(args: Args) -> ExitCode {
     for file in &args.files {
         let name = file.display().to_string();
         let text = if name == "-" {
-            let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).map(|_| s)
+            input_guard::files::read_stdin()
         } else {
-            std::fs::read_to_string(file)
+            input_guard::files::read_file(file)
         };
         match text {
             Ok(text) => {
@@ -300,7 +298,7 @@ pub fn check_text(file: &str, text: &str, ctx: &ValidationContext) -> FileReport
                 message,
             });
         };
-        let value: Value = match serde_yaml::from_str(&doc_text) {
+        let value: Value = match input_guard::files::yaml_document(&doc_text) {
             Ok(v) => v,
             Err(e) => {
                 push(

@@ -9,6 +9,7 @@ use flagger_api::AlertProvider;
 use flagger_core::effects::Alert;
 use flagger_core::model::{AlertRoute, ValidatedCanary};
 use flagger_core::notify::{self, DEFAULT_CHANNEL, DEFAULT_USERNAME, Destination, Notification};
+use flagger_core::redact;
 
 use std::sync::Arc;
 
@@ -99,7 +100,9 @@ impl Outbox {
         tokio::spawn(async move {
             while let Some(job) = rx.recv().await {
                 if let Err(e) = post(&http, &job.destination, &job.body).await {
-                    tracing::warn!(canary = %job.canary, notifier = job.destination.kind.as_str(), "error sending alert: {e}");
+                    // The address is a credential: only where it goes is logged.
+                    let to = redact::credential_url(&job.destination.url);
+                    tracing::warn!(canary = %job.canary, notifier = job.destination.kind.as_str(), "error sending alert to {to}: {e}");
                 }
             }
         });
@@ -169,6 +172,7 @@ async fn destination(ctx: &Alerting<'_>, route: &AlertRoute) -> Result<Destinati
 }
 
 /// POSTs the body as JSON (5s timeout, the destination's proxy, a bearer token for Slack).
+/// Errors never quote the address, the proxy's credentials or the token.
 pub async fn post(
     shared: &reqwest::Client,
     d: &Destination,
@@ -176,9 +180,15 @@ pub async fn post(
 ) -> Result<(), String> {
     let client = match &d.proxy {
         Some(proxy) => reqwest::Client::builder()
-            .proxy(reqwest::Proxy::all(proxy).map_err(|e| format!("invalid proxy {proxy}: {e}"))?)
+            .proxy(reqwest::Proxy::all(proxy).map_err(|e| {
+                format!(
+                    "invalid proxy {}: {}",
+                    redact::url(proxy),
+                    crate::webhook::error_text(e)
+                )
+            })?)
             .build()
-            .map_err(|e| e.to_string())?,
+            .map_err(crate::webhook::error_text)?,
         None => shared.clone(),
     };
     let mut request = client
@@ -188,16 +198,16 @@ pub async fn post(
     if let Some(token) = d.token.as_ref().filter(|_| d.kind.sends_token()) {
         request = request.bearer_auth(token);
     }
-    let response = request.send().await.map_err(|e| e.to_string())?;
+    let response = request.send().await.map_err(crate::webhook::error_text)?;
     let status = response.status();
     if status.is_success() {
         return Ok(());
     }
-    let text = response.text().await.unwrap_or_default();
+    let text = crate::webhook::body_text(response).await;
     Err(format!(
         "sending notification bad response {}: {}",
         status.as_u16(),
-        text.trim()
+        redact::text(text.trim())
     ))
 }
 
@@ -312,6 +322,25 @@ mod tests {
         .await
         .expect_err("500 is a failure");
         assert_eq!(err, "sending notification bad response 500: boom");
+    }
+
+    #[tokio::test]
+    async fn delivery_errors_never_quote_the_address_or_the_proxy_credentials() {
+        // Nothing listens on port 9: the client's error would name the URL.
+        let mut d = destination(
+            NotifierKind::Slack,
+            "http://127.0.0.1:9/services/T0/B0/MARKERPATH?token=MARKERQUERY".into(),
+        );
+        let err = post(&reqwest::Client::new(), &d, &json!({}))
+            .await
+            .expect_err("nothing listens");
+        assert!(!err.contains("MARKER"), "{err}");
+        assert!(err.contains("error sending request"), "{err}");
+        d.proxy = Some("http://user:MARKERPASS@127.0.0.1:9".into());
+        let err = post(&reqwest::Client::new(), &d, &json!({}))
+            .await
+            .expect_err("the proxy is down");
+        assert!(!err.contains("MARKER"), "{err}");
     }
 
     #[tokio::test]

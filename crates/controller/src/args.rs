@@ -67,7 +67,7 @@ pub struct Args {
     pub threadiness: u16,
 
     /// Global event webhook (called for every event when a canary has no `event` hook).
-    #[arg(long, env = "EVENT_WEBHOOK_URL")]
+    #[arg(long, env = "EVENT_WEBHOOK_URL", hide_env_values = true)]
     pub event_webhook: Option<String>,
 
     /// Forbid cross-namespace MetricTemplate, AlertProvider and Upstream references.
@@ -87,15 +87,15 @@ pub struct Args {
     pub cluster_name: Option<String>,
 
     /// Global Slack notifier: incoming webhook URL (used when a canary has no `analysis.alerts`).
-    #[arg(long, env = "SLACK_URL")]
+    #[arg(long, env = "SLACK_URL", hide_env_values = true)]
     pub slack_url: Option<String>,
 
     /// Global Slack notifier: bearer token.
-    #[arg(long, env = "SLACK_TOKEN")]
+    #[arg(long, env = "SLACK_TOKEN", hide_env_values = true)]
     pub slack_token: Option<String>,
 
     /// Global Slack notifier: HTTP(S) proxy.
-    #[arg(long, env = "SLACK_PROXY_URL")]
+    #[arg(long, env = "SLACK_PROXY_URL", hide_env_values = true)]
     pub slack_proxy_url: Option<String>,
 
     /// Global Slack notifier: user name.
@@ -107,11 +107,11 @@ pub struct Args {
     pub slack_channel: Option<String>,
 
     /// Global MS Teams notifier: webhook URL; takes precedence over Slack.
-    #[arg(long, env = "MSTEAMS_URL")]
+    #[arg(long, env = "MSTEAMS_URL", hide_env_values = true)]
     pub msteams_url: Option<String>,
 
     /// Global MS Teams notifier: HTTP(S) proxy.
-    #[arg(long, env = "MSTEAMS_PROXY_URL")]
+    #[arg(long, env = "MSTEAMS_PROXY_URL", hide_env_values = true)]
     pub msteams_proxy_url: Option<String>,
 
     /// Shortest analysis interval; Flagger's is 10s. Lower it for tests and demos.

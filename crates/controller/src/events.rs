@@ -29,7 +29,9 @@ impl Recorder {
         }
     }
 
-    /// Records an event on a canary; failures are logged, never fatal.
+    /// Records an event on a canary; failures are logged, never fatal. Credentials in the
+    /// message (a URL's token, a webhook path) are redacted first: events are readable by
+    /// anyone who can read the namespace.
     pub async fn record(
         &self,
         canary: &Canary,
@@ -37,6 +39,7 @@ impl Recorder {
         message: &str,
         now: Timestamp,
     ) {
+        let message = &*flagger_core::redact::text(message);
         let ns = canary.namespace().unwrap_or_default();
         let kind = match event_type {
             EventType::Normal => "Normal",

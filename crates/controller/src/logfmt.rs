@@ -1,8 +1,15 @@
 //! Flagger-style JSON log lines: `{"level":"info","ts":"...","caller":"...","msg":"...",
 //! "canary":"podinfo.test","namespace":"test", ...}`, so that `jq .msg` and the usual
 //! `jq 'select(.canary == "podinfo.test")'` work as they do on Flagger's logs.
+//!
+//! Every text field goes through `flagger_core::redact::text` (a URL's token, a webhook path,
+//! an `Authorization` header never reach a log line); text logs get the same through
+//! [`redacted_stderr`].
 
 use std::fmt;
+use std::io::Write;
+
+use flagger_core::redact;
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
@@ -18,14 +25,17 @@ struct Fields(Map<String, Value>);
 
 impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let text = format!("{value:?}");
         self.0.insert(
             field.name().to_string(),
-            Value::String(format!("{value:?}")),
+            Value::String(redact::text(&text).into_owned()),
         );
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0
-            .insert(field.name().to_string(), Value::String(value.to_string()));
+        self.0.insert(
+            field.name().to_string(),
+            Value::String(redact::text(value).into_owned()),
+        );
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.0.insert(field.name().to_string(), Value::from(value));
@@ -89,6 +99,28 @@ where
     }
 }
 
+/// Standard error with credentials redacted from each line (the writer of text logs; JSON
+/// logs are redacted field by field before they are encoded).
+pub fn redacted_stderr() -> RedactedStderr {
+    RedactedStderr
+}
+
+/// See [`redacted_stderr`].
+pub struct RedactedStderr;
+
+impl Write for RedactedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // The formatter writes one whole event per call.
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(redact::text(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +147,44 @@ mod tests {
         let l = line("warn", "t", "c", Map::new());
         assert_eq!(l["msg"], "");
         assert!(l.get("namespace").is_none());
+    }
+
+    #[test]
+    fn fields_are_redacted_before_they_are_encoded() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                if let Ok(mut v) = self.0.lock() {
+                    v.extend_from_slice(b);
+                }
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .event_format(FlaggerJson)
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let url = "http://lt.test/?access_token=MARKER";
+            tracing::warn!(
+                hook = url,
+                "POST {url} \"failed\" (Authorization: Bearer MARKER123456)"
+            );
+        });
+        let out = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf-8");
+        assert!(!out.contains("MARKER"), "{out}");
+        let l: Value = serde_json::from_str(out.trim()).expect("one JSON line");
+        assert_eq!(l["hook"], "http://lt.test/?access_token=REDACTED");
+        assert_eq!(
+            l["msg"],
+            "POST http://lt.test/?access_token=REDACTED \"failed\" (Authorization: REDACTED)"
+        );
     }
 }

@@ -63,7 +63,9 @@ pub fn init_tracing(args: &Args) {
     let _ = if args.json_logs() {
         builder.event_format(crate::logfmt::FlaggerJson).try_init()
     } else {
-        builder.try_init()
+        builder
+            .with_writer(crate::logfmt::redacted_stderr)
+            .try_init()
     };
 }
 

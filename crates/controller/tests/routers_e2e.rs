@@ -72,8 +72,15 @@ fn mesh_crds() -> String {
     out
 }
 
-/// The podinfo Deployment; `annotations` go on the pod template (YAML flow-map entries).
+/// The podinfo Deployment; `annotations` go on the pod template (YAML flow-map entries),
+/// after the scrape annotations of Flagger's podinfo (metrics on port 9797).
 fn workload(tag: &str, annotations: &str) -> String {
+    let scrape = r#"prometheus.io/scrape: "true", prometheus.io/port: "9797""#;
+    let annotations = if annotations.is_empty() {
+        scrape.to_string()
+    } else {
+        format!("{scrape}, {annotations}")
+    };
     format!(
         r#"
 apiVersion: apps/v1
@@ -449,6 +456,16 @@ async fn faulty_canary_is_rolled_back(
     object: &RoutingObject,
     url: &'static str,
 ) -> BTreeMap<String, usize> {
+    faulty_canary_is_rolled_back_within(env, object, url, 10..=20).await
+}
+
+/// As [`faulty_canary_is_rolled_back`], halted at a weight in `halted_at`.
+async fn faulty_canary_is_rolled_back_within(
+    env: &Env,
+    object: &RoutingObject,
+    url: &'static str,
+    halted_at: std::ops::RangeInclusive<u64>,
+) -> BTreeMap<String, usize> {
     let weights = object.record();
     let load = Load::start_at(env, url, &[]);
     env.apply(&workload("6.0.1", r#""localkube.dev/error-ratio": "0.5""#))
@@ -465,7 +482,7 @@ async fn faulty_canary_is_rolled_back(
     // lands one scrape after its first 2xx, the 5xx series has a single sample at the first
     // check, `rate` drops it and that check reads 100%), and traffic went back to the primary.
     let max = seen.iter().max().copied().unwrap_or(0);
-    assert!((10..=20).contains(&max), "weights seen: {seen:?}");
+    assert!(halted_at.contains(&max), "weights seen: {seen:?}");
     assert_eq!(seen.last(), Some(&0), "weights seen: {seen:?}");
     assert!(
         events
@@ -642,26 +659,36 @@ async fn smi_v1alpha3_canary_is_checked_with_the_istio_queries_and_promoted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gatewayapi_faulty_canary_is_rolled_back_by_the_builtin_success_rate() {
     let env = start_env().await;
-    // The gatewayapi observer queries podinfo's own `http_request_duration_seconds`, which the
-    // data plane records for the real requests (and the support exporter writes, all 200, for
-    // every ready pod: the success rate reads nearer 90% than 50%).
-    init(
-        &env,
-        &canary(
-            "gatewayapi:v1",
-            GAMMA_REFS,
-            &progressive(2, &builtin_metrics()),
-        ),
-    )
-    .await;
-    faulty_canary_is_rolled_back(&env, &http_route(&env), APEX_URL).await;
+    // The gatewayapi observer queries podinfo's own `http_request_duration_seconds`, which
+    // the canary's new pods serve and Prometheus scrapes once it has discovered them (the
+    // support exporter also writes them, all 200, for every ready pod: the success rate reads
+    // nearer 90% than 50%). Prometheus hands discovered targets to its scrapers in batches
+    // every 5 s (its discovery and scrape managers each wait that long, as on a cluster):
+    // the new pods' failures reach the checks seconds late, so the canary moves in steps of
+    // 5% and is halted before its maximum, at whichever step their series arrive.
+    let analysis = format!(
+        "    interval: 1s\n    threshold: 2\n    maxWeight: 50\n    stepWeight: 5\n    metrics:\n{}",
+        builtin_metrics()
+    );
+    init(&env, &canary("gatewayapi:v1", GAMMA_REFS, &analysis)).await;
+    faulty_canary_is_rolled_back_within(&env, &http_route(&env), APEX_URL, 5..=45).await;
     let failures = prom_value(
         &env,
         "http_request_duration_seconds_count of the canary's pods, 5xx",
-        r#"sum(http_request_duration_seconds_count{kubernetes_namespace="test",kubernetes_pod_name=~"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)",status=~"5.*"})"#,
+        // The pods are gone (scaled down), so their series are stale: over the last minute.
+        r#"sum(max_over_time(http_request_duration_seconds_count{kubernetes_namespace="test",kubernetes_pod_name=~"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)",status=~"5.*"}[1m]))"#,
     )
     .await;
     assert!(failures > 0.0);
+    // Flagger's query for Istio's Gateway API implementation reads the client side's series
+    // (`reporter="source"`): the data plane reports each routed request there too.
+    let source_failures = prom_value(
+        &env,
+        "istio_requests_total reported by the client side, canary 5xx",
+        r#"sum(istio_requests_total{reporter="source",destination_workload_namespace="test",destination_workload=~"podinfo",response_code=~"5.*"})"#,
+    )
+    .await;
+    assert!(source_failures > 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1078,6 +1105,17 @@ fn nginx_canary_requests(extra: &str) -> String {
     )
 }
 
+/// Flagger's `latency` MetricTemplate of its NGINX flow (podinfo's own histogram of `/`,
+/// `path="root"`, over the target's pods), with `{{ interval }}` as given.
+const LATENCY_QUERY: &str = r#"histogram_quantile(0.99, sum(rate(http_request_duration_seconds_bucket{kubernetes_namespace="{{ namespace }}", kubernetes_pod_name=~"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)", path="root"}[{{ interval }}])) by (le))"#;
+
+fn latency_template(env: &Env) -> String {
+    let address = env.prometheus.as_ref().unwrap().url();
+    format!(
+        "apiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata: {{name: latency, namespace: {NS}}}\nspec:\n  provider: {{type: prometheus, address: \"{address}\"}}\n  query: '{LATENCY_QUERY}'\n"
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_canary_ingress_carries_the_weights_and_is_promoted() {
     // A custom annotation prefix, as `-ingress-annotations-prefix` sets it (and ingress-nginx's
@@ -1090,7 +1128,16 @@ async fn nginx_canary_ingress_carries_the_weights_and_is_promoted() {
     .await;
     env.apply(&user_ingress("custom.ingress.kubernetes.io"))
         .await;
-    init(&env, &nginx_canary(&progressive(5, &builtin_metrics()))).await;
+    // The builtin checks and Flagger's `latency` template, which reads the canary pods' own
+    // podinfo series (`path="root"`) as Prometheus scrapes them through the data plane. A
+    // new canary pod has no series until it is discovered and scraped twice: a higher
+    // threshold leaves room for those first seconds.
+    env.apply(&latency_template(&env)).await;
+    let metrics = format!(
+        "{}    - name: latency\n      templateRef: {{name: latency}}\n      thresholdRange: {{max: 0.5}}\n      interval: 30s\n",
+        builtin_metrics()
+    );
+    init(&env, &nginx_canary(&progressive(10, &metrics))).await;
     // The canary Ingress: the user's, pointed at podinfo-canary, canary annotations reset.
     assert_eq!(
         env.jsonpath(
@@ -1129,6 +1176,17 @@ async fn nginx_canary_ingress_carries_the_weights_and_is_promoted() {
     )
     .await;
     assert!(canary_requests > 0.0);
+    // The template's query answered by the canary pods' series.
+    let p99 = prom_value(
+        &env,
+        "Flagger's latency template over the canary's pods (s)",
+        &LATENCY_QUERY
+            .replace("{{ namespace }}", NS)
+            .replace("{{ target }}", "podinfo")
+            .replace("{{ interval }}", "1m"),
+    )
+    .await;
+    assert!(p99 > 0.0 && p99 < 0.5, "{p99}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

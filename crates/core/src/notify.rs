@@ -98,7 +98,7 @@ impl std::fmt::Debug for Destination {
             .field("url", &"<redacted>")
             .field("channel", &self.channel)
             .field("username", &self.username)
-            .field("proxy", &self.proxy)
+            .field("proxy", &self.proxy.as_deref().map(crate::redact::url))
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -169,12 +169,13 @@ pub fn post_url(kind: NotifierKind, address: &str) -> String {
     }
 }
 
-/// Checks an address as Flagger does (`url.ParseRequestURI`): an absolute URL.
+/// Checks an address as Flagger does (`url.ParseRequestURI`): an absolute URL. The error
+/// does not quote the address: a webhook address is a credential.
 pub fn check_address(address: &str) -> Result<(), String> {
     match url::Url::parse(address) {
         Ok(u) if u.has_host() || !u.cannot_be_a_base() => Ok(()),
-        Ok(_) => Err(format!("invalid address {address:?}: not an absolute URL")),
-        Err(e) => Err(format!("invalid address {address:?}: {e}")),
+        Ok(_) => Err("invalid address: not an absolute URL".to_string()),
+        Err(e) => Err(format!("invalid address: {e}")),
     }
 }
 
@@ -487,5 +488,7 @@ mod tests {
         assert!(check_address("http://127.0.0.1:8080/slack").is_ok());
         assert!(check_address("hooks.slack.com/services/x").is_err());
         assert!(check_address("").is_err());
+        let e = check_address("hooks.slack.com/services/T/B/MARKER").expect_err("relative");
+        assert!(!e.contains("MARKER"), "{e}");
     }
 }

@@ -1383,7 +1383,7 @@ impl Checker<'_> {
                     format!("{p}.url"),
                     format!(
                         "{:?} {why}; write a full URL such as http://flagger-loadtester.test/",
-                        h.url
+                        crate::redact::url(&h.url)
                     ),
                 );
                 hook_ok = false;

@@ -109,7 +109,7 @@ pub fn split_documents(text: &str) -> Vec<Doc> {
 pub fn parse_objects(path: &str, text: &str) -> Result<Vec<Object>, String> {
     let mut out = Vec::new();
     for doc in split_documents(text) {
-        let value: Value = serde_yaml::from_str(&doc.text)
+        let value: Value = input_guard::files::yaml_document(&doc.text)
             .map_err(|e| format!("{path}:{}: not valid YAML: {e}", doc.start))?;
         if value.get("kind").and_then(Value::as_str).is_some() {
             out.push(Object::new(path, doc.line(), value));
@@ -123,9 +123,8 @@ pub fn load(paths: &[PathBuf], opts: &Options) -> Loaded {
     let mut loaded = Loaded::default();
     for path in paths {
         if path.as_os_str() == "-" {
-            let mut text = String::new();
-            match std::io::stdin().read_to_string(&mut text) {
-                Ok(_) => read_text(&mut loaded, "-", &text),
+            match input_guard::files::read_stdin() {
+                Ok(text) => read_text(&mut loaded, "-", &text),
                 Err(e) => loaded.failures.push(format!("-: cannot read: {e}")),
             }
         } else if path.is_dir() {
@@ -150,7 +149,7 @@ fn read_text(loaded: &mut Loaded, name: &str, text: &str) {
 }
 
 fn read_file(loaded: &mut Loaded, path: &Path) {
-    match std::fs::read_to_string(path) {
+    match input_guard::files::read_file(path) {
         Ok(text) => read_text(loaded, &display(path), &text),
         Err(e) => loaded
             .failures
@@ -236,9 +235,9 @@ fn kustomization_sources(
     let Some(kfile) = kustomization_file(dir) else {
         return Vec::new();
     };
-    let config: Option<Value> = std::fs::read_to_string(&kfile)
+    let config: Option<Value> = input_guard::files::read_file(&kfile)
         .ok()
-        .and_then(|t| serde_yaml::from_str(&t).ok());
+        .and_then(|t| input_guard::files::yaml_document(&t).ok());
     let mut objects = Vec::new();
     let listed: Vec<String> = config
         .iter()
@@ -307,7 +306,7 @@ fn normalize(path: &Path) -> PathBuf {
 
 fn file_objects(path: &Path, loaded: &mut Loaded) -> Vec<Object> {
     loaded.files += 1;
-    match std::fs::read_to_string(path) {
+    match input_guard::files::read_file(path) {
         Ok(text) => match parse_objects(&display(path), &text) {
             Ok(o) => o,
             Err(e) => {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use regex::Regex;
 
+use crate::conn::ConnLimits;
 use crate::goflags;
 use crate::server::{self, Config};
 
@@ -63,6 +64,21 @@ pub struct LoadtesterArgs {
     /// How long to wait for requests in progress on SIGTERM/SIGINT.
     #[arg(long = "shutdown-timeout", default_value = "1m", value_parser = goflags::parse_duration)]
     pub shutdown_timeout: Duration,
+    /// Close a connection that has not sent a complete request head within this time.
+    #[arg(long = "header-read-timeout", default_value = "10s", value_parser = goflags::parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Close a kept-alive connection after this long without a request.
+    #[arg(long = "idle-timeout", default_value = "2m", value_parser = goflags::parse_duration)]
+    pub idle_timeout: Duration,
+    /// Most connections open at once (kept below the open-files limit); at the limit, the
+    /// connection idle the longest is closed to make room.
+    #[arg(long = "max-connections", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Extra `Host` names accepted when listening on a loopback address (comma-separated), for
+    /// a proxy that forwards Service names to it; other names are refused there (DNS
+    /// rebinding).
+    #[arg(long = "allowed-hosts", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
 }
 
 fn is_bool_flag(name: &str) -> bool {
@@ -91,6 +107,12 @@ impl LoadtesterArgs {
                 .map_err(|e| anyhow::anyhow!("cannot read -token-file {}: {e}", path.display()))?;
             token = Some(t.trim().to_string()).filter(|t| !t.is_empty());
         }
+        if self.header_read_timeout.is_zero() || self.idle_timeout.is_zero() {
+            anyhow::bail!("-header-read-timeout and -idle-timeout must be positive");
+        }
+        if self.max_connections == 0 {
+            anyhow::bail!("-max-connections must be at least 1");
+        }
         Ok(Config {
             timeout: self.timeout,
             namespace_regexp,
@@ -98,6 +120,18 @@ impl LoadtesterArgs {
             gates_file: self.gates_file.clone(),
             hey_exe: None,
             prefer_builtin_hey: self.prefer_builtin_hey,
+            connections: ConnLimits {
+                header_read_timeout: self.header_read_timeout,
+                idle_timeout: self.idle_timeout,
+                max_connections: self.max_connections,
+            },
+            allowed_hosts: self
+                .allowed_hosts
+                .iter()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            hosts: None,
         })
     }
 }
@@ -157,9 +191,34 @@ pub fn loadtester_main(args: Vec<OsString>) -> ExitCode {
     }
 }
 
-async fn serve(args: LoadtesterArgs, config: Config) -> anyhow::Result<()> {
+/// Raises the soft open-files limit to the hard one (as Go programs do at start) and returns
+/// how many connections fit under it, leaving room for commands, pipes and the gate file.
+fn connection_room(wanted: usize) -> usize {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    const RESERVE: u64 = 64;
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return wanted;
+    };
+    let soft = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    let room = usize::try_from(soft.saturating_sub(RESERVE)).unwrap_or(usize::MAX);
+    wanted.min(room.max(1))
+}
+
+async fn serve(args: LoadtesterArgs, mut config: Config) -> anyhow::Result<()> {
     let addr = format!("{}:{}", args.listen_address, args.port);
     let timeout = config.timeout;
+    let wanted = config.connections.max_connections;
+    config.connections.max_connections = connection_room(wanted);
+    if config.connections.max_connections < wanted {
+        tracing::warn!(
+            "-max-connections {wanted} does not fit the open-files limit: at most {} connections",
+            config.connections.max_connections
+        );
+    }
     let mut running = server::spawn(config, &addr).await?;
     tracing::info!(
         "Starting load tester v{} API on {}, command timeout {}",

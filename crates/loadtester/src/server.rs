@@ -13,10 +13,13 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use input_guard::origin::{self, HostPolicy};
+use input_guard::{LimitError, Limits};
 use regex::Regex;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
+use crate::conn::{self, ConnLimits};
 use crate::gates::{GateKind, GateStore};
 use crate::goflags::parse_bool;
 use crate::metrics::Metrics;
@@ -37,6 +40,13 @@ pub struct Config {
     pub hey_exe: Option<PathBuf>,
     /// Use the built-in `hey` even when a `hey` is on `PATH`.
     pub prefer_builtin_hey: bool,
+    /// Connection cap and timeouts.
+    pub connections: ConnLimits,
+    /// `Host` names accepted besides loopback ones when listening on a loopback address (a
+    /// proxy that reaches it under a Service name); ignored on other addresses.
+    pub allowed_hosts: Vec<String>,
+    /// The `Host` check in force: set by [`spawn`] from the address it binds (loopback: on).
+    pub hosts: Option<HostPolicy>,
 }
 
 impl Default for Config {
@@ -48,9 +58,18 @@ impl Default for Config {
             gates_file: None,
             hey_exe: None,
             prefer_builtin_hey: false,
+            connections: ConnLimits::default(),
+            allowed_hosts: Vec::new(),
+            hosts: None,
         }
     }
 }
+
+/// Largest request body: webhook payloads are a few hundred bytes.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Longest command a task may carry (Linux refuses a single argument over 128 KiB).
+pub const MAX_CMD_BYTES: usize = 64 * 1024;
 
 /// State shared by the handlers.
 #[derive(Debug)]
@@ -118,6 +137,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/gates", get(list_gates))
         .fallback(new_task)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), same_origin))
+        // Bodies over the limit are read no further (the handlers answer 413).
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
@@ -126,7 +148,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub state: Arc<AppState>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    shutdown: Option<tokio::sync::watch::Sender<bool>>,
     join: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -135,7 +157,7 @@ impl RunningServer {
     /// command still running.
     pub async fn shutdown(mut self, grace: Duration) {
         if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+            let _ = tx.send(true);
         }
         if tokio::time::timeout(grace, &mut self.join).await.is_err() {
             self.join.abort();
@@ -152,19 +174,18 @@ impl RunningServer {
     }
 }
 
-/// Binds `addr` and serves in a background task.
-pub async fn spawn(config: Config, addr: &str) -> anyhow::Result<RunningServer> {
-    let (router, state) = build(config).await?;
+/// Binds `addr` and serves in a background task. On a loopback address, `Host` is checked
+/// (loopback names and [`Config::allowed_hosts`]).
+pub async fn spawn(mut config: Config, addr: &str) -> anyhow::Result<RunningServer> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let join = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-    });
+    if config.hosts.is_none() && origin::is_loopback_listener(&addr) {
+        config.hosts = Some(HostPolicy::for_listener(addr, &config.allowed_hosts));
+    }
+    let limits = config.connections;
+    let (router, state) = build(config).await?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let join = tokio::spawn(conn::serve(listener, router, limits, rx));
     Ok(RunningServer {
         addr,
         state,
@@ -220,6 +241,31 @@ async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Ne
     resp
 }
 
+/// Refuses what a browser sends on a web page's behalf (another site's `Origin`,
+/// `Sec-Fetch-Site: cross-site` or `same-site`) and, on a loopback address, a `Host` that is
+/// not a loopback name (DNS rebinding). curl, Flagger and kubelet probes send no `Origin`.
+async fn same_origin(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let checked = {
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        origin::check(
+            origin::RequestHeaders {
+                host: header("host"),
+                origin: header("origin"),
+                sec_fetch_site: header("sec-fetch-site"),
+            },
+            state.config.hosts.as_ref(),
+        )
+    };
+    match checked {
+        Ok(()) => next.run(req).await,
+        Err(refusal) => {
+            state.metrics.rejected("cross_site");
+            tracing::warn!("request refused: {refusal}");
+            text(StatusCode::FORBIDDEN, format!("Forbidden: {refusal}"))
+        }
+    }
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
@@ -233,13 +279,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     reason = "the error is the HTTP response itself, returned straight to axum"
 )]
 fn parse_payload(state: &AppState, body: &[u8]) -> Result<Payload, Response> {
-    let payload: Payload = serde_json::from_slice(body).map_err(|e| {
+    let limits = Limits::with_max_bytes(MAX_BODY_BYTES);
+    let payload: Payload = input_guard::from_json_slice(body, &limits).map_err(|e| {
         tracing::error!("decoding the request body failed: {e}");
         state.metrics.rejected("bad_request");
-        text(
-            StatusCode::BAD_REQUEST,
-            format!("decoding the request body failed: {e}"),
-        )
+        let status = match e {
+            input_guard::Error::Limit(LimitError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        text(status, format!("decoding the request body failed: {e}"))
     })?;
     if let Some(re) = &state.config.namespace_regexp
         && !re.is_match(&payload.namespace)
@@ -348,6 +396,16 @@ async fn new_task(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         .and_then(|v| parse_bool(v))
         .unwrap_or(false);
     let cmd = metadata.get("cmd");
+    if let Some(c) = cmd.filter(|c| c.len() > MAX_CMD_BYTES) {
+        state.metrics.rejected("bad_request");
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "cmd is {} bytes, over the limit of {MAX_CMD_BYTES}",
+                c.len()
+            ),
+        );
+    }
 
     if let Some(reply) = state
         .tasks
@@ -383,16 +441,19 @@ async fn new_task(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             ),
         );
     };
-    tracing::info!(canary, "{task_type} command {cmd}");
+    let shown = flagger_core::redact::text(cmd);
+    tracing::info!(canary, "{task_type} command {shown}");
     let ex = state.tasks.run_blocking(&canary, task_type, spec).await;
     match ex.failure_reason() {
+        // Asked for: the output as it is.
         None if return_output => text(StatusCode::OK, String::from_utf8_lossy(&ex.output)),
         None => StatusCode::OK.into_response(),
+        // An error text ends up in the controller's logs and events: credentials redacted.
         Some(reason) => text(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!(
-                "command {cmd} failed: {}: {reason}",
-                String::from_utf8_lossy(&ex.output)
+                "command {shown} failed: {}: {reason}",
+                tasks::shown_output(&ex.output)
             ),
         ),
     }

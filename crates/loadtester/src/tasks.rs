@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use flagger_core::redact;
+
 use crate::exec::{self, CommandSpec, Execution, Outcome, ProcessGroups};
 use crate::metrics::{Metrics, TaskResult};
 
@@ -90,6 +92,7 @@ impl TaskRunner {
         let task = match crate::concord::ConcordTask::from_metadata(metadata) {
             Ok(t) => t,
             Err(e) => {
+                let e = redact::text(&e).into_owned();
                 tracing::error!(canary, "concord task init error: {e}");
                 return Reply {
                     status: 500,
@@ -116,13 +119,19 @@ impl TaskRunner {
             .task_done("concord", result, Some(started.elapsed().as_secs_f64()));
         match outcome {
             Ok(()) => {
-                tracing::info!(canary, "concord task finished {}", task.describe());
+                tracing::info!(
+                    canary,
+                    "concord task finished {}",
+                    redact::text(&task.describe())
+                );
                 Reply {
                     status: 200,
                     body: String::new(),
                 }
             }
             Err(e) => {
+                // Errors name the server's URL, which may carry credentials.
+                let e = redact::text(&e).into_owned();
                 tracing::error!(canary, "concord task error: {e}");
                 Reply {
                     status: 500,
@@ -142,7 +151,7 @@ impl TaskRunner {
             Err(e) => {
                 return Reply {
                     status: 400,
-                    body: e,
+                    body: redact::text(&e).into_owned(),
                 };
             }
         };
@@ -153,7 +162,7 @@ impl TaskRunner {
                 tracing::info!(
                     canary,
                     "task skipped {} is already running",
-                    task.describe()
+                    redact::text(&task.describe())
                 );
                 self.metrics
                     .task_done("ngrinder", TaskResult::skipped, None);
@@ -166,7 +175,7 @@ impl TaskRunner {
         let this = self.clone();
         let canary = canary.to_string();
         tokio::spawn(async move {
-            tracing::info!(canary, "task starting {}", task.describe());
+            tracing::info!(canary, "task starting {}", redact::text(&task.describe()));
             let gauge = this.metrics.running("ngrinder");
             gauge.inc();
             let started = std::time::Instant::now();
@@ -180,8 +189,15 @@ impl TaskRunner {
             this.metrics
                 .task_done("ngrinder", result, Some(started.elapsed().as_secs_f64()));
             match outcome {
-                Ok(()) => tracing::info!(canary, "task finished {}", task.describe()),
-                Err(e) => tracing::error!(canary, "task failed {}: {e}", task.describe()),
+                Ok(()) => {
+                    tracing::info!(canary, "task finished {}", redact::text(&task.describe()))
+                }
+                Err(e) => tracing::error!(
+                    canary,
+                    "task failed {}: {}",
+                    redact::text(&task.describe()),
+                    redact::text(&e)
+                ),
             }
             this.running
                 .lock()
@@ -236,13 +252,16 @@ impl TaskRunner {
         Some(spec)
     }
 
-    /// Starts an asynchronous `cmd` task unless the same one is already running.
+    /// Starts an asynchronous `cmd` task unless the same one is already running. Commands and
+    /// their output are logged with credentials redacted (`-H 'Authorization: Bearer ...'`,
+    /// `?token=...`).
     pub fn submit(self: &Arc<Self>, canary: &str, cmd: &str, log_output: bool) -> Submitted {
         let key = format!("{canary}\n{cmd}");
+        let shown = redact::text(cmd).into_owned();
         {
             let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
             if !running.insert(key.clone()) {
-                tracing::info!(canary, "command skipped {cmd} is already running");
+                tracing::info!(canary, "command skipped {shown} is already running");
                 self.metrics
                     .task_done(DEFAULT_TYPE, TaskResult::skipped, None);
                 return Submitted::AlreadyRunning;
@@ -253,21 +272,20 @@ impl TaskRunner {
         };
         let this = self.clone();
         let canary = canary.to_string();
-        let cmd = cmd.to_string();
         tokio::spawn(async move {
-            tracing::info!(canary, "command starting {cmd}");
+            tracing::info!(canary, "command starting {shown}");
             let ex = this.execute(DEFAULT_TYPE, &spec).await;
             match ex.failure_reason() {
                 None => {
                     if log_output {
-                        tracing::info!(canary, "{}", String::from_utf8_lossy(&ex.output));
+                        tracing::info!(canary, "{}", shown_output(&ex.output));
                     }
-                    tracing::info!(canary, "command finished {cmd}");
+                    tracing::info!(canary, "command finished {shown}");
                 }
                 Some(reason) => tracing::error!(
                     canary,
-                    "command failed {cmd} {reason} {}",
-                    String::from_utf8_lossy(&ex.output)
+                    "command failed {shown} {reason} {}",
+                    shown_output(&ex.output)
                 ),
             }
             this.running
@@ -298,7 +316,7 @@ impl TaskRunner {
                 duration: Duration::ZERO,
             },
         };
-        let out = String::from_utf8_lossy(&ex.output);
+        let out = shown_output(&ex.output);
         match ex.failure_reason() {
             None => tracing::info!(canary, task_type, "command finished, output: {out}"),
             Some(reason) => {
@@ -322,6 +340,11 @@ impl TaskRunner {
             .task_done(task_type, result, Some(ex.duration.as_secs_f64()));
         ex
     }
+}
+
+/// A command's output as it may be logged or returned: credentials redacted.
+pub fn shown_output(output: &[u8]) -> String {
+    redact::text(&String::from_utf8_lossy(output)).into_owned()
 }
 
 /// Whether `program` is an executable file in one of `PATH`'s directories.

@@ -270,6 +270,10 @@ async fn main() {
 
     drop(h);
     rows.push(dataplane_row(env_usize("LOCALKUBE_BENCH_REQUESTS", 20_000)).await);
+    rows.push(validation_row(env_usize(
+        "LOCALKUBE_BENCH_VALIDATIONS",
+        20_000,
+    )));
 
     let width = rows.iter().map(|r| r.what.len()).max().unwrap_or(0);
     println!("\nlocalkube API bench (HTTP via the kube crate, controllers off)\n");
@@ -383,5 +387,38 @@ async fn dataplane_row(requests: usize) -> Row {
             pct(0.5),
             pct(0.99)
         ),
+    )
+}
+
+/// Defaulting plus validation of a Deployment update (what every write of a Deployment pays
+/// in-process, before the store): microseconds per object.
+fn validation_row(n: usize) -> Row {
+    let reg = localkube::registry::Registry::new();
+    let info = reg.by_kind("apps/v1", "Deployment").unwrap();
+    let store = localkube::store::Store::new(16);
+    let d = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "podinfo", "namespace": "test", "labels": {"app": "podinfo"},
+                     "annotations": {"flagger.app/config-tracking": "enabled"}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "podinfo"}},
+            "template": {"metadata": {"labels": {"app": "podinfo"}}, "spec": {"containers": [{
+                "name": "podinfod", "image": "ghcr.io/stefanprodan/podinfo:6.0.0",
+                "ports": [{"name": "http", "containerPort": 9898}, {"name": "grpc", "containerPort": 9999}],
+                "readinessProbe": {"httpGet": {"path": "/readyz", "port": 9898}},
+                "livenessProbe": {"httpGet": {"path": "/healthz", "port": 9898}},
+                "resources": {"limits": {"cpu": "1", "memory": "128Mi"}, "requests": {"cpu": "100m", "memory": "64Mi"}}
+            }]}}}
+    });
+    let mut cur = d.clone();
+    localkube::defaults::prepare_create(&store, &info, &mut cur, Default::default()).unwrap();
+    let start = Instant::now();
+    for _ in 0..n {
+        let mut new = d.clone();
+        localkube::defaults::prepare_update(&info, &cur, &mut new, "", Default::default()).unwrap();
+    }
+    let per = start.elapsed().as_secs_f64() * 1e6 / n as f64;
+    row(
+        format!("defaults + validation of a Deployment update ({n} runs)"),
+        format!("{per:.1} us per object"),
     )
 }

@@ -12,26 +12,7 @@ use crate::ssa;
 use crate::store::{Store, Write, Written};
 use crate::util;
 
-/// Server-side field validation (`fieldValidation`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FieldValidation {
-    #[default]
-    Strict,
-    Warn,
-    Ignore,
-}
-
-impl FieldValidation {
-    pub fn parse(s: Option<&str>) -> Self {
-        match s {
-            Some("Ignore") => Self::Ignore,
-            Some("Warn") => Self::Warn,
-            // kube-apiserver defaults to Warn when the client sends nothing.
-            Some("Strict") => Self::Strict,
-            _ => Self::Warn,
-        }
-    }
-}
+pub use crate::validation::FieldValidation;
 
 /// Options of a write.
 #[derive(Debug, Clone, Default)]
@@ -212,7 +193,9 @@ impl Api {
             .ok_or_else(|| ApiError::not_found("", "resource", &format!("{api_version}/{kind}")))
     }
 
-    fn check_namespace(&self, info: &ResourceInfo, ns: &str) -> ApiResult<()> {
+    /// The NamespaceLifecycle admission of a create: the namespace must exist and not be
+    /// terminating.
+    fn check_namespace(&self, info: &ResourceInfo, ns: &str, name: &str) -> ApiResult<()> {
         if !info.namespaced {
             return Ok(());
         }
@@ -224,11 +207,9 @@ impl Api {
         let nsinfo = ResourceKeyCache::namespaces();
         match self.store.get(&nsinfo, "", ns) {
             None => Err(ApiError::not_found("", "namespaces", ns)),
-            Some(n) if n.pointer("/metadata/deletionTimestamp").is_some() => {
-                Err(ApiError::forbidden(format!(
-                    "unable to create new content in namespace {ns} because it is being terminated"
-                )))
-            }
+            Some(n) if n.pointer("/metadata/deletionTimestamp").is_some() => Err(
+                ApiError::namespace_terminating(&info.group, &info.plural, name, ns),
+            ),
             Some(_) => Ok(()),
         }
     }
@@ -376,23 +357,12 @@ impl Api {
         ] {
             md.remove(k);
         }
-        if name.is_empty() {
-            return Err(ApiError::invalid(
-                &info.kind,
-                &info.group,
-                "",
-                vec![(
-                    "metadata.name".into(),
-                    "Required value: name or generateName is required".into(),
-                )],
-            ));
-        }
-        self.check_namespace(info, &ns)?;
+        self.check_namespace(info, &ns, &name)?;
         if info.has_generation() {
             md.insert("generation".into(), json!(1));
         }
         let warnings =
-            crate::defaults::prepare_create(self, info, &mut obj, opts.field_validation)?;
+            crate::defaults::prepare_create(&self.store, info, &mut obj, opts.field_validation)?;
         let manager = opts.manager();
         let api_version = info.api_version();
         let lk = list_keys_for(info);
@@ -507,10 +477,10 @@ impl Api {
             }
         }
         warnings.extend(crate::defaults::prepare_update(
-            self,
             info,
             cur,
             &mut new,
+            sub,
             opts.field_validation,
         )?);
         if info.has_generation() && generation_content(cur, info) != generation_content(&new, info)
@@ -534,7 +504,12 @@ impl Api {
         if strip_for_compare(cur) == strip_for_compare(&new) {
             return Ok(Write::Keep);
         }
-        if new.pointer("/metadata/deletionTimestamp").is_some() && finalizers_empty(&new) {
+        if new.pointer("/metadata/deletionTimestamp").is_some()
+            && finalizers_empty(&new)
+            && !(info.crd.is_none()
+                && info.plural == "namespaces"
+                && namespace_finalizers_pending(&new))
+        {
             return Ok(Write::Delete);
         }
         Ok(Write::Put(new))
@@ -813,8 +788,16 @@ impl Api {
                 if new.pointer("/metadata/deletionTimestamp").is_none() {
                     new["metadata"]["deletionTimestamp"] = json!(util::now());
                     new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-                    new["status"] = json!({"phase": "Terminating"});
+                    new["status"]["phase"] = json!("Terminating");
                     return Ok(Write::Put(new));
+                }
+                if namespace_finalizers_pending(cur) {
+                    return Err(ApiError::conflict(
+                        "",
+                        "namespaces",
+                        name,
+                        "The system is ensuring all content is removed from this namespace.  Upon completion, this namespace will automatically be purged by the system.",
+                    ));
                 }
                 return Ok(Write::Keep);
             }
@@ -880,6 +863,14 @@ fn ownership(v: &Value) -> Value {
         }
     }
     mf
+}
+
+/// Whether a Namespace still waits on a `spec.finalizers` entry (its content's removal, see
+/// [`crate::namespace`]).
+pub fn namespace_finalizers_pending(ns: &Value) -> bool {
+    ns.pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
 }
 
 fn finalizers_empty(v: &Value) -> bool {

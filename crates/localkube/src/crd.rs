@@ -3,10 +3,11 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::api::{Api, FieldValidation};
 use crate::error::{ApiError, ApiResult};
-use crate::registry::{ALL_VERBS, CrdInfo, PrinterColumn, ResourceInfo, ScaleInfo};
+use crate::registry::{ALL_VERBS, CrdInfo, PrinterColumn, Registry, ResourceInfo, ScaleInfo};
+use crate::store::Store;
 use crate::util;
+use crate::validation::FieldValidation;
 
 /// Checks the parts of a CRD that serving needs.
 pub fn validate_crd(crd: &Value) -> ApiResult<()> {
@@ -129,22 +130,21 @@ pub fn resources_from_crd(crd: &Value) -> Vec<ResourceInfo> {
 }
 
 /// Brings the registry in line with a CRD after a write (or its deletion when `deleted`).
-pub fn sync(api: &Api, crd: &Value, deleted: bool) {
+pub fn sync(registry: &Registry, store: &Store, crd: &Value, deleted: bool) {
     let name = util::name(crd);
     if deleted {
-        let old = api
-            .registry
+        let old = registry
             .all()
             .into_iter()
             .filter(|r| r.crd.as_ref().is_some_and(|c| c.crd_name == name))
             .collect::<Vec<_>>();
-        api.registry.remove_crd(name);
+        registry.remove_crd(name);
         if let Some(r) = old.first() {
-            api.store.remove_all(&r.storage_key());
+            store.remove_all(&r.storage_key());
         }
         return;
     }
-    api.registry.set_crd(name, resources_from_crd(crd));
+    registry.set_crd(name, resources_from_crd(crd));
 }
 
 /// Validates a custom object against its schema, pruning unknown fields and applying

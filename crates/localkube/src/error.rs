@@ -83,18 +83,60 @@ impl ApiError {
         )
     }
 
-    /// 422 Invalid with causes `(field, message)`.
+    /// 422 Invalid with causes `(field, message)`, the reason of each read from its message
+    /// (`Required value` is FieldValueRequired, ...).
     pub fn invalid(kind: &str, group: &str, name: &str, causes: Vec<(String, String)>) -> Self {
-        let text: Vec<String> = causes.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+        let causes = causes
+            .into_iter()
+            .map(|(field, body)| Cause {
+                reason: reason_of(&body).into(),
+                field,
+                message: body,
+            })
+            .collect();
+        Self::invalid_causes(kind, group, name, causes)
+    }
+
+    /// 422 Invalid worded as kube-apiserver's `NewInvalid`: `Kind.group "name" is invalid: `
+    /// then the one error, or `[a, b]` for several (repeated texts dropped).
+    pub fn invalid_causes(kind: &str, group: &str, name: &str, causes: Vec<Cause>) -> Self {
+        let mut seen = std::collections::HashSet::new();
+        let texts: Vec<String> = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .filter(|m| seen.insert(m.clone()))
+            .collect();
+        let agg = match texts.as_slice() {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
         let kg = if group.is_empty() {
             kind.to_string()
         } else {
             format!("{kind}.{group}")
         };
-        let msg = format!("{kg} \"{name}\" is invalid: {}", text.join(", "));
+        let msg = format!("{kg} \"{name}\" is invalid: {agg}");
         Self::new(422, "Invalid", msg).with_details(json!({
             "name": name, "group": group, "kind": kind,
-            "causes": causes.iter().map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f})).collect::<Vec<_>>()
+            "causes": causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect::<Vec<_>>()
+        }))
+    }
+
+    /// 403 Forbidden for a create in a terminating namespace, as the NamespaceLifecycle
+    /// admission plugin answers it (with its `NamespaceTerminating` cause).
+    pub fn namespace_terminating(group: &str, resource: &str, name: &str, ns: &str) -> Self {
+        let gr = Self::gr(group, resource);
+        let why = format!(
+            "unable to create new content in namespace {ns} because it is being terminated"
+        );
+        let message = if name.is_empty() {
+            format!("{gr} is forbidden: {why}")
+        } else {
+            format!("{gr} \"{name}\" is forbidden: {why}")
+        };
+        Self::new(403, "Forbidden", message).with_details(json!({
+            "name": name, "group": group, "kind": resource,
+            "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]
         }))
     }
 
@@ -170,6 +212,30 @@ impl ApiError {
         }
         s
     }
+}
+
+/// One `StatusCause` of an Invalid answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    pub reason: String,
+    pub field: String,
+    pub message: String,
+}
+
+/// The cause reason of a field error's message, by its leading text.
+fn reason_of(body: &str) -> &'static str {
+    [
+        ("Not found", "FieldValueNotFound"),
+        ("Required value", "FieldValueRequired"),
+        ("Duplicate value", "FieldValueDuplicate"),
+        ("Unsupported value", "FieldValueNotSupported"),
+        ("Forbidden", "FieldValueForbidden"),
+        ("Too long", "FieldValueTooLong"),
+        ("Too many", "FieldValueTooMany"),
+    ]
+    .into_iter()
+    .find(|(t, _)| body.starts_with(t))
+    .map_or("FieldValueInvalid", |(_, r)| r)
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

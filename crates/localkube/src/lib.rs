@@ -2,9 +2,11 @@
 //!
 //! It serves the kube-apiserver REST surface (discovery, OpenAPI v3, CRUD, watch, patch
 //! flavours, server-side apply, subresources, Tables) over plain HTTP, keeps objects as JSON in
-//! an in-memory [`store::Store`], and runs simulated controllers (Deployments, ReplicaSets,
-//! DaemonSets, Endpoints, garbage collection, namespace deletion). Every change is broadcast to
-//! in-process subscribers ([`Handle::subscribe`]).
+//! an in-memory [`store::Store`], defaults and validates built-in objects as kube-apiserver does
+//! ([`defaults`], [`validation`]), and runs simulated controllers (Deployments, ReplicaSets, a
+//! kubelet with probes and an image registry, DaemonSets, Endpoints, HorizontalPodAutoscalers,
+//! an optional KEDA-like scaler, garbage collection: [`controllers`]; namespace termination in
+//! [`namespace`]). Every change is broadcast to in-process subscribers ([`Handle::subscribe`]).
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -22,6 +24,7 @@ pub mod discovery;
 pub mod error;
 pub mod faults;
 pub mod metrics;
+pub mod namespace;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
@@ -32,6 +35,7 @@ pub mod ssa;
 pub mod store;
 pub mod table;
 pub mod util;
+pub mod validation;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -61,6 +65,9 @@ pub struct Config {
     pub faults: Faults,
     /// The simulated data plane (pods answering HTTP behind an HTTP proxy); off by default.
     pub dataplane: Option<dataplane::DataPlaneConfig>,
+    /// `Host` names served besides loopback ones and `addr`'s address (requests naming
+    /// another host are refused: DNS rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for Config {
@@ -73,6 +80,7 @@ impl Default for Config {
             sim: controllers::SimConfig::default(),
             faults: Faults::default(),
             dataplane: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -110,6 +118,7 @@ impl Server {
             faults: RwLock::new(config.faults.clone()),
             addr: RwLock::new(addr.to_string()),
             bookmark_interval: config.bookmark_interval,
+            hosts: input_guard::origin::HostPolicy::for_listener(addr, &config.allowed_hosts),
         });
         let mut tasks = Vec::new();
         let mut rx_srv = rx.clone();
@@ -122,13 +131,6 @@ impl Server {
                 tracing::error!("localkube server failed: {e}");
             }
         }));
-        if config.controllers {
-            tasks.extend(controllers::spawn_all(
-                api.clone(),
-                config.sim.clone(),
-                rx.clone(),
-            ));
-        }
         let dataplane = match config.dataplane.clone() {
             Some(dp) => {
                 let (dp, task) = dataplane::start(api.clone(), dp, rx.clone()).await?;
@@ -137,6 +139,18 @@ impl Server {
             }
             None => None,
         };
+        if config.controllers {
+            let link = controllers::DataPlaneLink {
+                proxy: dataplane.as_ref().map(|d| d.addr),
+                requests: dataplane.as_ref().map(|d| d.metrics.clone()),
+            };
+            tasks.extend(controllers::spawn_all(
+                api.clone(),
+                config.sim.clone(),
+                link,
+                rx.clone(),
+            ));
+        }
         tracing::info!(%addr, "localkube serving");
         Ok(Handle {
             addr,

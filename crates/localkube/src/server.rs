@@ -8,6 +8,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
+use input_guard::origin::{self, HostPolicy};
+use input_guard::{LimitError, Limits};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -15,7 +17,6 @@ use crate::api::{
     Api, DeleteOptions, FieldValidation, ListOptions, PatchType, Propagation, WriteOptions,
 };
 use crate::error::{ApiError, ApiResult};
-use crate::faults::Faults;
 use crate::metrics::Metrics;
 use crate::registry::{Registry, ResourceInfo};
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -29,9 +30,85 @@ pub struct AppState {
     pub api: Api,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     pub metrics: Metrics,
-    pub faults: RwLock<Faults>,
+    pub faults: RwLock<crate::faults::Faults>,
     pub addr: RwLock<String>,
     pub bookmark_interval: Duration,
+    /// The `Host` values served (loopback names and addresses, the configured address).
+    pub hosts: HostPolicy,
+}
+
+/// kube-apiserver's `MaxRequestBodyBytes` (3 MiB), and a nesting limit that YAML and JSON
+/// bodies are checked against in linear time before they are parsed.
+pub const BODY_LIMITS: Limits = Limits {
+    max_bytes: input_guard::API_SERVER_MAX_BYTES,
+    max_depth: input_guard::DEFAULT_MAX_DEPTH,
+};
+
+/// kube-apiserver's answer to a body over the limit.
+fn too_large() -> ApiError {
+    ApiError::new(
+        413,
+        "RequestEntityTooLarge",
+        format!(
+            "Request entity too large: limit is {}",
+            BODY_LIMITS.max_bytes
+        ),
+    )
+}
+
+/// Bodies over the limit are still read (and dropped) up to this size before the 413 is sent,
+/// so that the client, still writing, reads the answer instead of a reset connection (Go's
+/// server lingers the same way).
+const DRAIN_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// Reads the body up to [`BODY_LIMITS`]; a longer one is answered 413 (a `Content-Length` over
+/// [`DRAIN_MAX_BYTES`] at once, without reading it).
+async fn read_body(mut body: Body, headers: &HeaderMap) -> ApiResult<Bytes> {
+    use http_body_util::BodyExt as _;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > DRAIN_MAX_BYTES) {
+        return Err(too_large());
+    }
+    let mut kept = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("error reading the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen > DRAIN_MAX_BYTES {
+            return Err(too_large());
+        }
+        if seen <= BODY_LIMITS.max_bytes {
+            kept.extend_from_slice(&data);
+        }
+    }
+    if seen > BODY_LIMITS.max_bytes {
+        return Err(too_large());
+    }
+    Ok(kept.freeze())
+}
+
+/// Refuses what a web page makes a browser send (another site's `Origin`,
+/// `Sec-Fetch-Site: cross-site`) and a `Host` that is not this server's (DNS rebinding).
+/// kubectl and client libraries send no `Origin`.
+fn refuse_cross_site(st: &AppState, headers: &HeaderMap) -> Option<ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    origin::check(
+        origin::RequestHeaders {
+            host: header("host"),
+            origin: header("origin"),
+            sec_fetch_site: header("sec-fetch-site"),
+        },
+        Some(&st.hosts),
+    )
+    .err()
+    .map(|refusal| ApiError::forbidden(format!("forbidden: {refusal}")))
 }
 
 type S = State<Arc<AppState>>;
@@ -196,13 +273,23 @@ pub async fn handle(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let start = Instant::now();
     let path = uri.path().trim_end_matches('/').to_string();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let q = Query::parse(&uri);
-    let (resp, verb, resource) = route(&st, &method, &segs, &q, &headers, body).await;
+    let refused = match refuse_cross_site(&st, &headers) {
+        Some(e) => Err(e),
+        None => read_body(body, &headers).await,
+    };
+    let (resp, verb, resource) = match refused {
+        Ok(body) => route(&st, &method, &segs, &q, &headers, body).await,
+        Err(e) => {
+            tracing::warn!(target: "localkube::request", %method, path = %uri, "refused: {}", e.message);
+            (err(&e), "unknown".to_string(), String::new())
+        }
+    };
     let code = resp.status().as_u16();
     let took = start.elapsed();
     st.metrics.observe(&verb, &resource, code, took);
@@ -317,8 +404,16 @@ async fn route(
         None => target.info.plural.clone(),
     };
     let faults = st.faults.read().map(|f| f.clone()).unwrap_or_default();
+    let mut watch_cut = None;
     if !faults.is_empty() {
-        let v = faults.judge(verb, &target.info.plural);
+        let v = faults.judge(&crate::faults::Request {
+            verb,
+            resource: &target.info.plural,
+            subresource: target.sub.as_deref(),
+            namespace: target.namespace.as_deref(),
+            name: target.name.as_deref(),
+        });
+        watch_cut = v.watch_cut;
         if !v.latency.is_zero() {
             tokio::time::sleep(v.latency).await;
         }
@@ -335,7 +430,7 @@ async fn route(
             return (err(&e), verb.into(), resource);
         }
     }
-    let resp = match serve(st, method, verb, &target, q, headers, body, &faults).await {
+    let resp = match serve(st, method, verb, &target, q, headers, body, watch_cut).await {
         Ok(r) => r,
         Err(e) => err(&e),
     };
@@ -350,12 +445,24 @@ fn decode_body(body: &Bytes, headers: &HeaderMap) -> ApiResult<Value> {
     if body.is_empty() {
         return Ok(json!({}));
     }
+    // The size was checked when the body was read; the depth is checked here, in linear time,
+    // before a parser sees the text (a deeply nested YAML document costs a parser time
+    // quadratic in its size).
+    let limit = |what: &str, e: LimitError| match e {
+        LimitError::TooLarge { .. } => too_large(),
+        LimitError::TooDeep { .. } => ApiError::bad_request(format!("error decoding {what}: {e}")),
+    };
     if ct.contains("yaml") {
-        serde_yaml::from_slice::<Value>(body)
+        let text = std::str::from_utf8(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+        input_guard::check_yaml(text, &BODY_LIMITS).map_err(|e| limit("YAML", e))?;
+        serde_yaml::from_str::<Value>(text)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
     } else if ct.contains("protobuf") {
+        // Decoded against fixed schemas: its depth is theirs.
         crate::protobuf::decode(body)
     } else {
+        input_guard::check_json(body, &BODY_LIMITS).map_err(|e| limit("JSON", e))?;
         serde_json::from_slice::<Value>(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding JSON: {e}")))
     }
@@ -448,7 +555,7 @@ async fn serve(
     q: &Query,
     headers: &HeaderMap,
     body: Bytes,
-    faults: &Faults,
+    watch_cut: Option<Duration>,
 ) -> ApiResult<Response> {
     let api = &st.api;
     let info = &t.info;
@@ -468,7 +575,7 @@ async fn serve(
                 t.namespace.clone(),
                 q,
                 headers,
-                faults,
+                watch_cut,
             ));
         }
         "list" => {
@@ -652,7 +759,7 @@ fn scale_write(
 /// Side effects of writes on the API itself (CRDs register their resources).
 fn after_write(api: &Api, info: &ResourceInfo, obj: &Value, deleted: bool) {
     if info.group == "apiextensions.k8s.io" && info.plural == "customresourcedefinitions" {
-        crate::crd::sync(api, obj, deleted);
+        crate::crd::sync(&api.registry, &api.store, obj, deleted);
     }
 }
 
@@ -702,7 +809,7 @@ fn watch(
     namespace: Option<String>,
     q: &Query,
     headers: &HeaderMap,
-    faults: &Faults,
+    watch_cut: Option<Duration>,
 ) -> Response {
     let as_table = wants_table(headers);
     let include = include_of(q);
@@ -713,7 +820,7 @@ fn watch(
         .and_then(|t| t.parse::<u64>().ok())
         .map(Duration::from_secs)
         .unwrap_or(Duration::from_secs(1800));
-    let timeout = match faults.watch_cut {
+    let timeout = match watch_cut {
         Some(c) => timeout.min(c),
         None => timeout,
     };

@@ -191,6 +191,18 @@ pub fn remove_at(obj: &mut Value, path: &[String]) {
     }
 }
 
+/// Whether `p` names a key field of an associative-list element (`k:{"port":80,...}` then
+/// `f:port`): an element that stays keeps its keys.
+fn is_key_field(p: &[String]) -> bool {
+    let [.., elem, last] = p else {
+        return false;
+    };
+    let (Some(k), Some(f)) = (elem.strip_prefix("k:"), last.strip_prefix("f:")) else {
+        return false;
+    };
+    serde_json::from_str::<Map<String, Value>>(k).is_ok_and(|m| m.contains_key(f))
+}
+
 /// Renders a field set as `fieldsV1`.
 pub fn to_fields_v1(set: &FieldSet) -> Value {
     let mut root = Map::new();
@@ -531,8 +543,12 @@ pub fn apply(
             .iter()
             .filter(|p| !applied_set.iter().any(|a| a == *p || a.starts_with(p)))
             .filter(|p| !others.iter().any(|o| o.starts_with(p)))
+            .filter(|p| !is_key_field(p))
             .collect();
-        gone.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        // Whole subtrees first: an element removed with its fields keeps nothing behind (its
+        // unowned, defaulted fields included), and an element's identity is never broken by
+        // removing a key field before the element itself.
+        gone.sort_by_key(|p| p.len());
         for p in gone {
             remove_at(&mut new, p);
         }
@@ -649,5 +665,77 @@ mod tests {
         .unwrap();
         assert!(o4["data"].get("k").is_none());
         assert_eq!(o4["data"]["other"], "1");
+    }
+
+    #[test]
+    fn a_list_element_dropped_by_its_applier_goes_whole() {
+        let svc = |ports: Value| json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"ports": ports}});
+        let key = ("", "services", "s");
+        let two = svc(json!([{"name": "http", "port": 80}, {"name": "grpc", "port": 9999}]));
+        let mut o = apply(
+            None,
+            &two,
+            "flagger",
+            false,
+            "v1",
+            "",
+            builtin_list_keys,
+            key,
+        )
+        .expect("applies");
+        // Defaults nobody owns, as the server adds them.
+        for p in o["spec"]["ports"].as_array_mut().expect("ports") {
+            p["protocol"] = json!("TCP");
+            p["targetPort"] = p["port"].clone();
+        }
+        let one = svc(json!([{"name": "http", "port": 80}]));
+        let o2 = apply(
+            Some(&o),
+            &one,
+            "flagger",
+            false,
+            "v1",
+            "",
+            builtin_list_keys,
+            key,
+        )
+        .expect("applies");
+        assert_eq!(
+            o2["spec"]["ports"],
+            json!([{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 80}])
+        );
+        // Another manager owning a field of the element keeps it, keys included.
+        let mut entries = read_entries(&o);
+        entries.push(Entry {
+            manager: "kubectl".into(),
+            operation: "Update".into(),
+            api_version: "v1".into(),
+            time: String::new(),
+            subresource: String::new(),
+            fields: [vec![
+                "f:spec".to_string(),
+                "f:ports".into(),
+                r#"k:{"port":9999}"#.into(),
+                "f:targetPort".into(),
+            ]]
+            .into_iter()
+            .collect(),
+        });
+        write_entries(&mut o, &entries);
+        let o3 = apply(
+            Some(&o),
+            &one,
+            "flagger",
+            false,
+            "v1",
+            "",
+            builtin_list_keys,
+            key,
+        )
+        .expect("applies");
+        assert_eq!(
+            o3["spec"]["ports"][1],
+            json!({"port": 9999, "protocol": "TCP", "targetPort": 9999})
+        );
     }
 }

@@ -132,6 +132,7 @@ fn builtin_columns(info: &ResourceInfo) -> Vec<Col> {
         ("autoscaling", "horizontalpodautoscalers") => vec![
             col("Name", "string", 0),
             col("Reference", "string", 0),
+            col("Targets", "string", 0),
             col("MinPods", "string", 0),
             col("MaxPods", "string", 0),
             col("Replicas", "string", 0),
@@ -376,6 +377,7 @@ fn cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
                 s(o.pointer("/spec/scaleTargetRef/kind")),
                 s(o.pointer("/spec/scaleTargetRef/name"))
             )),
+            json!(hpa_targets(o)),
             json!(s(o.pointer("/spec/minReplicas"))),
             json!(s(o.pointer("/spec/maxReplicas"))),
             json!(i(o, "/status/currentReplicas").to_string()),
@@ -385,6 +387,83 @@ fn cells(info: &ResourceInfo, o: &Value) -> Vec<Value> {
             vec![name, json!(s(o.pointer("/metadata/creationTimestamp")))]
         }
         _ => vec![name, json!(created(o))],
+    }
+}
+
+/// The TARGETS column of an HPA, as kubectl prints it: `cpu: 12%/50%`, `40/5 (avg)`, ...
+fn hpa_targets(o: &Value) -> String {
+    let specs = o
+        .pointer("/spec/metrics")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let statuses = o
+        .pointer("/status/currentMetrics")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let q = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let mut list: Vec<String> = Vec::new();
+    for (i, m) in specs.iter().enumerate() {
+        let t = m["type"].as_str().unwrap_or_default();
+        let field = match t {
+            "Resource" => "resource",
+            "ContainerResource" => "containerResource",
+            "Pods" => "pods",
+            "Object" => "object",
+            "External" => "external",
+            _ => {
+                list.push("<unknown type>".into());
+                continue;
+            }
+        };
+        let target = &m[field]["target"];
+        let current = &statuses
+            .get(i)
+            .map(|st| st[field]["current"].clone())
+            .unwrap_or_default();
+        let unknown = || "<unknown>".to_string();
+        let entry = match (field, q(&target["averageValue"])) {
+            ("resource" | "containerResource", Some(avg)) => format!(
+                "{}: {}/{avg}",
+                m[field]["name"].as_str().unwrap_or_default(),
+                q(&current["averageValue"]).unwrap_or_else(unknown)
+            ),
+            ("resource" | "containerResource", None) => format!(
+                "{}: {}/{}",
+                m[field]["name"].as_str().unwrap_or_default(),
+                q(&current["averageUtilization"])
+                    .map(|u| format!("{u}%"))
+                    .unwrap_or_else(unknown),
+                q(&target["averageUtilization"])
+                    .map(|u| format!("{u}%"))
+                    .unwrap_or_else(|| "<auto>".into())
+            ),
+            ("pods", avg) => format!(
+                "{}/{}",
+                q(&current["averageValue"]).unwrap_or_else(unknown),
+                avg.unwrap_or_default()
+            ),
+            (_, Some(avg)) => format!(
+                "{}/{avg} (avg)",
+                q(&current["averageValue"]).unwrap_or_else(unknown)
+            ),
+            (_, None) => format!(
+                "{}/{}",
+                q(&current["value"]).unwrap_or_else(unknown),
+                q(&target["value"]).unwrap_or_default()
+            ),
+        };
+        list.push(entry);
+    }
+    match list.len() {
+        0 => "<none>".into(),
+        n if n > 2 => format!("{} + {} more...", list[..2].join(", "), n - 2),
+        _ => list.join(", "),
     }
 }
 

@@ -23,7 +23,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use localkube::dataplane::{self, RequestInfo, RouteDecision, Router, ServicePort};
 use serde_json::{Value, json};
 
-use common::eventually;
+use common::{Prometheus, eventually, http_get};
 
 async fn start_with(dp: dataplane::DataPlaneConfig) -> (localkube::Handle, Client) {
     let (h, client) = common::start_with(localkube::Config {
@@ -74,10 +74,10 @@ impl ProxyConn {
         body: &str,
     ) -> (u16, String) {
         let uri: axum::http::Uri = url.parse().unwrap();
-        let mut b = axum::http::Request::builder()
-            .method(method)
-            .uri(url)
-            .header("host", uri.authority().unwrap().as_str());
+        let mut b = axum::http::Request::builder().method(method).uri(url);
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            b = b.header("host", uri.authority().unwrap().as_str());
+        }
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
@@ -446,87 +446,59 @@ fn sample_sum(metrics: &str, name: &str, labels: &[&str]) -> u64 {
         .sum()
 }
 
-async fn http_get(url: &str) -> String {
-    let uri: axum::http::Uri = url.parse().unwrap();
-    let addr = format!("{}:{}", uri.host().unwrap(), uri.port_u16().unwrap_or(80));
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = axum::http::Request::get(uri.path_and_query().unwrap().as_str())
-        .header("host", uri.authority().unwrap().as_str())
-        .body(Body::empty())
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    let bytes = axum::body::to_bytes(Body::new(resp.into_body()), usize::MAX)
+/// The scrape annotations of Flagger's podinfo (its metrics port is 9797).
+fn scraped(extra: Value) -> Value {
+    let mut a = json!({"prometheus.io/scrape": "true", "prometheus.io/port": "9797"});
+    if let (Some(a), Some(extra)) = (a.as_object_mut(), extra.as_object()) {
+        a.extend(extra.clone());
+    }
+    a
+}
+
+/// The IPs of the pods whose name starts with `prefix`.
+async fn pod_ips(client: &Client, ns: &str, prefix: &str) -> Vec<String> {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns);
+    pods.list(&Default::default())
         .await
-        .unwrap();
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// A Prometheus server scraping `target` every 200 ms; killed on drop.
-struct Prometheus {
-    _child: tokio::process::Child,
-    _dir: tempfile::TempDir,
-    url: String,
-}
-
-impl Prometheus {
-    async fn start(target: SocketAddr) -> Option<Self> {
-        const BIN: &str = "/usr/bin/prometheus";
-        if !Path::new(BIN).exists() {
-            eprintln!("skipping the Prometheus half: {BIN} not installed");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 200ms\n  evaluation_interval: 1s\nscrape_configs:\n- job_name: localkube-dataplane\n  static_configs:\n  - targets: ['{target}']\n"
-            ),
-        )
-        .unwrap();
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let child = tokio::process::Command::new(BIN)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        Some(Self {
-            _child: child,
-            _dir: dir,
-            url: format!("http://127.0.0.1:{port}"),
+        .unwrap()
+        .items
+        .iter()
+        .filter(|p| {
+            p.metadata
+                .name
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with(prefix)
         })
-    }
-
-    /// The value of an instant query returning one sample, if it does.
-    async fn scalar(&self, query: &str) -> Option<f64> {
-        let q: String = url::form_urlencoded::byte_serialize(query.as_bytes()).collect();
-        let stream = tokio::net::TcpStream::connect(self.url.trim_start_matches("http://")).await;
-        stream.ok()?;
-        let body = http_get(&format!("{}/api/v1/query?query={q}", self.url)).await;
-        let v: Value = serde_json::from_str(&body).ok()?;
-        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
-    }
+        .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+        .collect()
 }
 
 #[tokio::test]
 async fn metrics_match_the_requests_sent_and_prometheus_scrapes_them() {
     let (h, client) = start().await;
-    app(&client, "test", "podinfo", "podinfo:6.0.0", 2, json!({})).await;
+    app(
+        &client,
+        "test",
+        "podinfo",
+        "podinfo:6.0.0",
+        2,
+        scraped(json!({dataplane::LATENCY: "15ms"})),
+    )
+    .await;
+    let dp = h.dataplane.as_ref().unwrap();
+    // Prometheus with the pod job of Flagger's configuration, discovery and scrapes through
+    // the data plane; it sees both pods before any traffic.
+    let prom = Prometheus::start(&dp.prometheus_scrape_configs("1s")).await;
+    if let Some(prom) = &prom {
+        eventually(30, "Prometheus scraping both pods", || async move {
+            prom.scalar(r#"sum(up{job="kubernetes-pods",kubernetes_namespace="test"})"#)
+                .await
+                .filter(|v| *v == 2.0)
+        })
+        .await;
+    }
+
     let mut c = ProxyConn::open(proxy_addr(&h)).await;
     for _ in 0..30 {
         assert_eq!(c.get("http://podinfo.test:9898/").await.0, 200);
@@ -542,68 +514,117 @@ async fn metrics_match_the_requests_sent_and_prometheus_scrapes_them() {
             200
         );
     }
-    let dp = h.dataplane.as_ref().unwrap();
+    // podinfo's router answers these before its metrics middleware: not recorded.
+    assert_eq!(c.get("http://podinfo.test:9898/nothing/here").await.0, 404);
+    assert_eq!(c.get("http://podinfo.test:9898/token").await.0, 405);
+    let m = &dp.metrics;
     assert_eq!(
-        dp.metrics.counts("test", "podinfo-"),
+        m.counts("test", "podinfo-"),
         BTreeMap::from([(200, 34), (500, 10)])
     );
-    let text = http_get(&h.dataplane_metrics_url().unwrap()).await;
-    let ns = "kubernetes_namespace=\"test\"";
     assert_eq!(
-        sample_sum(&text, "http_request_duration_seconds_count", &[ns]),
-        44
+        m.counts_by_path("test", "podinfo-"),
+        BTreeMap::from([
+            ("root".to_string(), 30),
+            ("status".to_string(), 10),
+            ("token".to_string(), 4)
+        ])
+    );
+
+    // Each pod serves its own series at /metrics, as podinfo does: reached at the pod's IP
+    // through the proxy, as Prometheus scrapes it, with podinfo's labels only.
+    let ips = pod_ips(&client, "test", "podinfo-").await;
+    assert_eq!(ips.len(), 2, "{ips:?}");
+    let mut texts = Vec::new();
+    for ip in &ips {
+        let (status, text) = c.get(&format!("http://{ip}:9797/metrics")).await;
+        assert_eq!(status, 200, "{text}");
+        texts.push(text);
+    }
+    let all = texts.join("\n");
+    let sum = |name: &str, labels: &[&str]| sample_sum(&all, name, labels);
+    assert_eq!(
+        sum(
+            "http_request_duration_seconds_count",
+            &["method=\"GET\",path=\"root\",status=\"200\""]
+        ),
+        30
     );
     assert_eq!(
-        sample_sum(
-            &text,
+        sum(
             "http_request_duration_seconds_count",
-            &[ns, "status=\"500\"", "path=\"/status/{code}\""]
+            &["path=\"status\",status=\"500\""]
         ),
         10
     );
     assert_eq!(
-        sample_sum(
-            &text,
+        sum(
             "http_request_duration_seconds_bucket",
-            &[ns, "le=\"+Inf\""]
+            &["path=\"root\"", "le=\"+Inf\""]
         ),
-        44
+        30
+    );
+    // 15 ms each (at least): none in the buckets up to 10 ms.
+    assert_eq!(
+        sum(
+            "http_request_duration_seconds_bucket",
+            &["path=\"root\"", "le=\"0.01\""]
+        ),
+        0
     );
     assert_eq!(
-        sample_sum(&text, "http_requests_total", &[ns, "method=\"POST\""]),
-        4
+        sum("http_requests_total", &["{status=\"200\"}"]),
+        34,
+        "podinfo's counter is labelled by status only"
     );
-    // Each pod has its own series, named as Prometheus's pod discovery would label them.
-    let pods: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("http_request_duration_seconds_count{"))
-        .filter_map(|l| l.split("kubernetes_pod_name=\"").nth(1)?.split('"').next())
-        .collect();
-    assert!(pods.iter().all(|p| p.starts_with("podinfo-")), "{pods:?}");
-    let distinct: std::collections::BTreeSet<&&str> = pods.iter().collect();
-    assert_eq!(distinct.len(), 2, "{pods:?}");
+    assert!(!all.contains("kubernetes_pod_name"), "{all}");
+    // The scrapes on the metrics port were not recorded; one on the app port is.
+    assert_eq!(
+        c.get(&format!("http://{}:9898/metrics", ips[0])).await.0,
+        200
+    );
+    assert_eq!(
+        m.counts_by_path("test", "podinfo-").get("metrics"),
+        Some(&1)
+    );
+    // The data plane's own /metrics has the proxies' series, not podinfo's.
+    let own = http_get(&h.dataplane_metrics_url().unwrap()).await;
+    assert!(!own.contains("http_request_duration_seconds"), "{own}");
+    assert!(own.contains("istio_requests_total{"), "{own}");
 
-    // What Prometheus scrapes.
-    let Some(prom) = Prometheus::start(dp.addr).await else {
+    // What Prometheus scraped, with the labels its relabeling adds.
+    let Some(prom) = prom else {
         return;
     };
-    let total = eventually(30, "Prometheus scraped the data plane", || {
+    let root = eventually(30, "Prometheus scraped the requests", || {
         let prom = &prom;
         async move {
-            prom.scalar("sum(http_request_duration_seconds_count{kubernetes_namespace=\"test\"})")
+            prom.scalar(r#"sum(http_request_duration_seconds_count{kubernetes_namespace="test",kubernetes_pod_name=~"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)",app="podinfo",path="root"})"#)
                 .await
-                .filter(|v| *v >= 44.0)
+                .filter(|v| *v >= 30.0)
         }
     })
     .await;
-    assert_eq!(total, 44.0);
-    let errors = prom
-        .scalar("sum(http_request_duration_seconds_count{kubernetes_namespace=\"test\",kubernetes_pod_name=~\"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)\",status!~\"5.*\"})")
-        .await;
-    assert_eq!(
-        errors,
-        Some(34.0),
-        "non-5xx requests, as Flagger's success-rate query counts them"
+    assert_eq!(root, 30.0);
+    // Non-5xx requests, as Flagger's success-rate query counts them: `/`, `/token` and the
+    // scrape on the app port.
+    eventually(30, "Prometheus counting 35 non-5xx requests", || {
+        let prom = &prom;
+        async move {
+            prom.scalar(r#"sum(http_request_duration_seconds_count{kubernetes_namespace="test",kubernetes_pod_name=~"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)",status!~"5.*"})"#)
+                .await
+                .filter(|v| *v == 35.0)
+        }
+    })
+    .await;
+    // Flagger's NGINX `latency` MetricTemplate: the 99th percentile of `/`, in seconds.
+    let latency = prom
+        .scalar(r#"histogram_quantile(0.99, sum(rate(http_request_duration_seconds_bucket{kubernetes_namespace="test",kubernetes_pod_name=~"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)",path="root"}[1m])) by (le))"#)
+        .await
+        .unwrap();
+    assert!(
+        latency > 0.01 && latency < 1.0,
+        "p99 of 15 ms requests: {latency}"
     );
 }
 
@@ -696,14 +717,35 @@ async fn local_upstreams_and_outside_addresses() {
     let v: Value = serde_json::from_str(&c.get(&format!("http://{echo}/direct")).await.1).unwrap();
     assert_eq!(v["path"], "/direct");
 
-    // Forwarded requests are recorded too, under the Service's name.
-    let counts = h
-        .dataplane
-        .as_ref()
-        .unwrap()
-        .metrics
-        .counts("test", "flagger-loadtester");
-    assert_eq!(counts, BTreeMap::from([(200, 1)]));
+    // Forwarded requests are recorded by the destination's proxy, under the Service's name;
+    // podinfo's series are podinfo's (a real process keeps its own).
+    let metrics = &h.dataplane.as_ref().unwrap().metrics;
+    assert_eq!(
+        metrics.mesh_counts("test", "flagger-loadtester"),
+        BTreeMap::from([(200, 1)])
+    );
+    assert!(metrics.counts("test", "flagger-loadtester").is_empty());
+
+    // The client's Host goes to the process as it was sent (hey -host, curl -H Host:).
+    let (status, body) = c
+        .send(
+            "GET",
+            "http://flagger-loadtester.test/",
+            &[("host", "app.example.com")],
+            "",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["host"], "app.example.com");
+
+    // An address in the cluster's ranges that no pod or Service has is never forwarded out.
+    let (status, body) = c.get("http://10.244.9.9:9898/").await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.contains("no pod or Service has the address 10.244.9.9"),
+        "{body}"
+    );
 
     // An upstream that is not listening: 502.
     svcs.patch(
@@ -811,4 +853,170 @@ async fn routing_seam_header_match_and_mirroring() {
         metrics.counts("test", "podinfo-canary-"),
         BTreeMap::from([(200, 5)])
     );
+}
+
+/// `curl ARGS` run as a process whose `http_proxy` is `proxy`; its stdout. `None` when curl is
+/// not installed.
+async fn curl(proxy: &str, args: &[&str]) -> Option<String> {
+    if !Path::new("/usr/bin/curl").exists() {
+        eprintln!("skipping: /usr/bin/curl not installed");
+        return None;
+    }
+    let out = tokio::process::Command::new("/usr/bin/curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .env("http_proxy", proxy)
+        .env("HTTP_PROXY", proxy)
+        .env_remove("no_proxy")
+        .env_remove("NO_PROXY")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test]
+async fn a_registered_process_resolves_names_in_its_namespace_and_an_ingress_controller_service_fronts_the_ingress()
+ {
+    // Single-label names default to namespace `default` for unknown clients.
+    let (h, client) = start().await;
+    app(
+        &client,
+        "test",
+        "podinfo-svc-canary",
+        "podinfo:6.0.1",
+        1,
+        json!({}),
+    )
+    .await;
+    app(
+        &client,
+        "default",
+        "podinfo-svc-canary",
+        "podinfo:9.9.9",
+        1,
+        json!({}),
+    )
+    .await;
+    let dp = h.dataplane.as_ref().unwrap();
+    // The load tester, registered as Service `flagger-loadtester` in `test`, names itself in
+    // its proxy URL: `curl http://podinfo-svc-canary/token` reaches the Service of its own
+    // namespace, as from a pod there.
+    let loadtester = dp.proxy_url_for("flagger-loadtester", "test");
+    assert!(loadtester.starts_with("http://flagger-loadtester.test@127.0.0.1:"));
+    let Some(token) = curl(
+        &loadtester,
+        &["-X", "POST", "http://podinfo-svc-canary:9898/token"],
+    )
+    .await
+    else {
+        return;
+    };
+    let v: Value = serde_json::from_str(&token).unwrap();
+    assert!(
+        v["token"]
+            .as_str()
+            .unwrap()
+            .starts_with("localkube.podinfo-svc-canary-"),
+        "{v}"
+    );
+    let version = |body: String| -> String {
+        let v: Value = serde_json::from_str(&body).unwrap();
+        v["version"].as_str().unwrap().to_string()
+    };
+    let from_test = curl(&loadtester, &["http://podinfo-svc-canary:9898/version"]).await;
+    assert_eq!(version(from_test.unwrap()), "6.0.1");
+    // A namespace alone works too; a client that names nothing is in `default`.
+    let ns_only = curl(
+        &dp.proxy_url_for("", "test"),
+        &["http://podinfo-svc-canary:9898/version"],
+    )
+    .await;
+    assert_eq!(version(ns_only.unwrap()), "6.0.1");
+    let anonymous = curl(&dp.proxy_url(), &["http://podinfo-svc-canary:9898/version"]).await;
+    assert_eq!(version(anonymous.unwrap()), "9.9.9");
+    // The meshes' series name the load tester as the client, from both sides.
+    let text = http_get(&dp.metrics_url()).await;
+    for reporter in ["source", "destination"] {
+        let series = format!(
+            "istio_requests_total{{reporter=\"{reporter}\",source_workload=\"flagger-loadtester\",source_workload_namespace=\"test\",destination_workload=\"podinfo-svc-canary\",destination_workload_namespace=\"test\""
+        );
+        assert_eq!(
+            sample_sum(&text, "istio_requests_total", &[&series[21..]]),
+            2,
+            "{reporter}: {text}"
+        );
+    }
+
+    // An ingress controller Service whose upstream is the data plane fronts the simulated
+    // NGINX ingress: Flagger's `curl -H 'Host: app.example.com' http://ingress-nginx-controller.ingress-nginx`.
+    let nss: Api<Namespace> = Api::all(client.clone());
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "ingress-nginx"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "ingress-nginx");
+    svcs.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "ingress-nginx-controller", "annotations": {dataplane::UPSTREAM: dp.addr.to_string()}},
+            "spec": {"ports": [{"name": "http", "port": 80}]},
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let ingresses: Api<k8s_openapi::api::networking::v1::Ingress> =
+        Api::namespaced(client.clone(), "test");
+    ingresses
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "podinfo", "annotations": {"kubernetes.io/ingress.class": "nginx"}},
+                "spec": {"rules": [{"host": "app.example.com", "http": {"paths": [{
+                    "path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": "podinfo-svc-canary", "port": {"number": 9898}}},
+                }]}}]},
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let through = curl(
+        &loadtester,
+        &[
+            "-H",
+            "Host: app.example.com",
+            "http://ingress-nginx-controller.ingress-nginx/",
+        ],
+    )
+    .await;
+    let v: Value = serde_json::from_str(&through.unwrap()).unwrap();
+    assert!(
+        v["hostname"]
+            .as_str()
+            .unwrap()
+            .starts_with("podinfo-svc-canary-"),
+        "{v}"
+    );
+    assert_eq!(v["version"], "6.0.1");
+    assert_eq!(
+        dp.metrics.ingress_counts("test", "podinfo"),
+        BTreeMap::from([((String::new(), 200), 1)])
+    );
+    // A host no Ingress has: the controller's default backend.
+    let mut c = ProxyConn::open(dp.addr).await;
+    let (status, body) = c
+        .get("http://ingress-nginx-controller.ingress-nginx/")
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("default backend"), "{body}");
 }

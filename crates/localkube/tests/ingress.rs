@@ -24,7 +24,7 @@ use kube::api::{
 use localkube::dataplane::{self, MeshRouter};
 use serde_json::{Value, json};
 
-use common::eventually;
+use common::{eventually, http_get};
 
 const PREFIX: &str = "nginx.ingress.kubernetes.io";
 const HOST: &str = "app.example.com";
@@ -274,27 +274,6 @@ async fn primary_and_canary(client: &Client, canary_annotations: Value) {
 fn share(seen: &BTreeMap<String, usize>, version: &str) -> f64 {
     let total: usize = seen.values().sum();
     seen.get(version).copied().unwrap_or_default() as f64 / total as f64
-}
-
-async fn http_get(url: &str) -> String {
-    let uri: axum::http::Uri = url.parse().unwrap();
-    let addr = uri.authority().unwrap().as_str().to_string();
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = axum::http::Request::builder()
-        .uri(uri.path())
-        .header("host", uri.authority().unwrap().as_str())
-        .body(Body::empty())
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    let bytes = axum::body::to_bytes(Body::new(resp.into_body()), usize::MAX)
-        .await
-        .unwrap();
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// The samples of `name` in a Prometheus exposition: labels and value.
@@ -667,11 +646,12 @@ async fn served_by(
     url: &str,
     origin: bool,
 ) -> (&'static str, u16) {
+    // Counted as the pods' sidecars report them (podinfo does not count its 404s).
     let m = &h.dataplane.as_ref().unwrap().metrics;
-    let count = |prefix: &str| m.counts("test", prefix).values().sum::<u64>();
-    let before = (count("podinfo-primary-"), count("podinfo-canary-"));
+    let count = |workload: &str| m.mesh_counts("test", workload).values().sum::<u64>();
+    let before = (count("podinfo-primary"), count("podinfo-canary"));
     let status = c.request(url, &[], origin).await.status;
-    let after = (count("podinfo-primary-"), count("podinfo-canary-"));
+    let after = (count("podinfo-primary"), count("podinfo-canary"));
     let who = match (after.0 - before.0, after.1 - before.1) {
         (1, 0) => "primary",
         (0, 1) => "canary",

@@ -769,8 +769,11 @@ async fn imperative_generators_send_protobuf() {
             got["metadata"]["labels"], want["metadata"]["labels"],
             "{args:?}"
         );
-        for field in ["data", "type"] {
-            assert_eq!(got[field], want[field], "{args:?}: {field}");
+        assert_eq!(got["data"], want["data"], "{args:?}: data");
+        if kind == "secret" {
+            // The server defaults what the client leaves out.
+            let want_type = want["type"].as_str().unwrap_or("Opaque");
+            assert_eq!(got["type"], want_type, "{args:?}: type");
         }
         if kind == "deployment" {
             for p in [
@@ -824,4 +827,241 @@ async fn imperative_generators_send_protobuf() {
         |s| s.split_whitespace().count() == 2,
     )
     .await;
+}
+
+/// What kubectl prints for an object the API server refuses (stderr, trimmed).
+async fn refused(k: &Env, args: &[&str]) -> String {
+    let o = k.run(args).await;
+    assert!(!o.ok, "kubectl {args:?} should fail:\n{}", o.stdout);
+    o.stderr.trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_objects_get_kube_apiserver_messages() {
+    let Some(k) = Env::start().await else { return };
+    let dup = k.write(
+        "dup.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: podinfo-svc}\nspec:\n  selector: {app: podinfo}\n  ports:\n  - {name: http, port: 80, targetPort: 9898}\n  - {name: http, port: 9898}\n",
+    );
+    assert_eq!(
+        refused(&k, &["apply", "-f", &dup]).await,
+        format!(
+            "The Service \"podinfo-svc\" is invalid: spec.ports[1].name: Duplicate value: \"http\""
+        )
+    );
+    // Issue 22's takeover: a client-side-applied port kept beside a server-side-applied one
+    // of the same name is what a real API server refuses.
+    let mine = k.write(
+        "mine.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: podinfo-svc}\nspec:\n  selector: {app: podinfo}\n  ports:\n  - {name: http, port: 9898}\n",
+    );
+    k.ok(&["apply", "-f", &mine]).await;
+    let theirs = k.write(
+        "theirs.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: podinfo-svc}\nspec:\n  selector: {app: podinfo}\n  ports:\n  - {name: http, port: 80, targetPort: 9898}\n",
+    );
+    assert_eq!(
+        refused(
+            &k,
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=flagger",
+                "-f",
+                &theirs
+            ]
+        )
+        .await,
+        "The Service \"podinfo-svc\" is invalid: spec.ports[1].name: Duplicate value: \"http\""
+    );
+    k.ok(&["delete", "svc", "podinfo-svc"]).await;
+    let unnamed = k.write(
+        "unnamed.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: two}\nspec:\n  ports:\n  - {port: 80}\n  - {port: 81}\n",
+    );
+    assert_eq!(
+        refused(&k, &["create", "-f", &unnamed]).await,
+        "The Service \"two\" is invalid: \n* spec.ports[0].name: Required value\n* spec.ports[1].name: Required value"
+    );
+    let mismatch = k.write(
+        "mismatch.yaml",
+        &DEPLOY.split("---").next().expect("a deployment").replace(
+            "labels: {app: web}\n    spec:",
+            "labels: {app: other}\n    spec:",
+        ),
+    );
+    assert_eq!(
+        refused(&k, &["apply", "-f", &mismatch]).await,
+        "The Deployment \"web\" is invalid: spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`"
+    );
+    let bad_name = refused(&k, &["create", "configmap", "Bad_Name"]).await;
+    assert_eq!(
+        bad_name,
+        "error: failed to create configmap: ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+    );
+
+    // The result of a patch is validated like any write.
+    let web = k.write("web.yaml", DEPLOY);
+    k.ok(&["apply", "-f", &web]).await;
+    let patch = r#"[{"op":"add","path":"/spec/ports/-","value":{"name":"web","port":81}},{"op":"add","path":"/spec/ports/0/name","value":"web"}]"#;
+    assert_eq!(
+        refused(&k, &["patch", "svc", "web", "--type=json", "-p", patch]).await,
+        "The Service \"web\" is invalid: spec.ports[1].name: Duplicate value: \"web\""
+    );
+    let moved = DEPLOY.replace("{app: web}", "{app: web2}");
+    let moved = k.write(
+        "moved.yaml",
+        moved.split("---").next().expect("a deployment"),
+    );
+    assert_eq!(
+        refused(&k, &["apply", "-f", &moved]).await,
+        "The Deployment \"web\" is invalid: spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"web2\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"
+    );
+    let ip = k.json(&["get", "svc", "web"]).await["spec"]["clusterIP"].clone();
+    assert!(ip.as_str().is_some_and(|s| s.starts_with("10.96.")), "{ip}");
+    let other = if ip == "10.96.0.7" {
+        "10.96.0.8"
+    } else {
+        "10.96.0.7"
+    };
+    let p = format!(r#"{{"spec":{{"clusterIP":"{other}"}}}}"#);
+    assert_eq!(
+        refused(&k, &["patch", "svc", "web", "-p", &p]).await,
+        format!(
+            "The Service \"web\" is invalid: spec.clusterIPs[0]: Invalid value: []string{{\"{other}\"}}: may not change once set"
+        )
+    );
+
+    // Immutable ConfigMaps, and Secrets whose stringData is folded into data.
+    let cm = k.write(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: frozen}\nimmutable: true\ndata: {a: \"1\"}\n",
+    );
+    k.ok(&["apply", "-f", &cm]).await;
+    assert_eq!(
+        refused(
+            &k,
+            &["patch", "cm", "frozen", "-p", r#"{"data":{"a":"2"}}"#]
+        )
+        .await,
+        "The ConfigMap \"frozen\" is invalid: data: Forbidden: field is immutable when `immutable` is set"
+    );
+    let secret = k.write(
+        "secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: token}\nstringData: {token: hunter2}\n",
+    );
+    k.ok(&["apply", "-f", &secret]).await;
+    let s = k.json(&["get", "secret", "token"]).await;
+    assert_eq!(s["data"]["token"], "aHVudGVyMg==");
+    assert_eq!(s["type"], "Opaque");
+    assert!(s.get("stringData").is_none(), "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defaults_show_in_get_and_describe() {
+    let Some(k) = Env::start().await else { return };
+    let web = k.write("web.yaml", DEPLOY);
+    k.ok(&["apply", "-f", &web]).await;
+    let d = k.json(&["get", "deploy", "web"]).await;
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
+    assert_eq!(c["ports"][0]["protocol"], "TCP");
+    assert_eq!(
+        d["spec"]["strategy"]["rollingUpdate"],
+        serde_json::json!({"maxSurge": "25%", "maxUnavailable": "25%"})
+    );
+    let s = k.json(&["get", "svc", "web"]).await;
+    for (f, v) in [
+        ("sessionAffinity", "None"),
+        ("ipFamilyPolicy", "SingleStack"),
+        ("internalTrafficPolicy", "Cluster"),
+        ("type", "ClusterIP"),
+    ] {
+        assert_eq!(s["spec"][f], v, "{f}");
+    }
+    assert_eq!(s["spec"]["ipFamilies"], serde_json::json!(["IPv4"]));
+    let desc = k.ok(&["describe", "deploy", "web"]).await;
+    assert!(
+        desc.contains("RollingUpdateStrategy:  25% max unavailable, 25% max surge"),
+        "{desc}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_termination_waits_for_finalizers() {
+    let Some(k) = Env::start().await else { return };
+    k.ok(&["create", "namespace", "demo"]).await;
+    let web = k.write("web.yaml", DEPLOY);
+    k.ok(&["-n", "demo", "apply", "-f", &web]).await;
+    let held = k.write(
+        "held.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held, finalizers: [example.com/hold]}\n",
+    );
+    k.ok(&["-n", "demo", "apply", "-f", &held]).await;
+    k.ok(&["delete", "namespace", "demo", "--wait=false"]).await;
+    let ns = k
+        .until(15, &["get", "ns", "demo", "-o", "json"], |s| {
+            s.contains("SomeFinalizersRemain") && !s.contains("deployments.apps has")
+        })
+        .await;
+    let ns: Value = serde_json::from_str(&ns).expect("JSON");
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    let cond = |t: &str| {
+        ns["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == t))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(
+        cond("NamespaceContentRemaining")["message"],
+        "Some resources are remaining: configmaps. has 1 resource instances"
+    );
+    assert_eq!(
+        cond("NamespaceFinalizersRemaining")["message"],
+        "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances"
+    );
+    assert_eq!(cond("NamespaceDeletionContentFailure")["status"], "False");
+    let cm = k.write(
+        "late.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: late}\n",
+    );
+    let err = refused(&k, &["-n", "demo", "create", "-f", &cm]).await;
+    assert!(
+        err.ends_with("configmaps \"late\" is forbidden: unable to create new content in namespace demo because it is being terminated"),
+        "{err}"
+    );
+    let again = refused(&k, &["delete", "namespace", "demo"]).await;
+    assert!(
+        again.contains("Operation cannot be fulfilled on namespaces \"demo\": The system is ensuring all content is removed from this namespace."),
+        "{again}"
+    );
+    k.ok(&[
+        "-n",
+        "demo",
+        "patch",
+        "cm",
+        "held",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ])
+    .await;
+    k.ok(&["wait", "--for=delete", "namespace/demo", "--timeout=20s"])
+        .await;
+
+    // `--wait=true` returns once the namespace and its content are gone.
+    k.ok(&["create", "namespace", "gone"]).await;
+    k.ok(&["-n", "gone", "apply", "-f", &web]).await;
+    k.ok(&[
+        "delete",
+        "namespace",
+        "gone",
+        "--wait=true",
+        "--timeout=30s",
+    ])
+    .await;
+    let o = k.run(&["get", "namespace", "gone"]).await;
+    assert!(o.stderr.contains("NotFound"), "{}", o.stderr);
 }

@@ -24,7 +24,7 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use localkube::dataplane::{self, MeshRouter};
 use serde_json::{Value, json};
 
-use common::eventually;
+use common::{Prometheus, eventually, http_get};
 
 /// Localkube with the data plane routed by a seeded [`MeshRouter`], the mesh CRDs installed,
 /// and a `test` namespace.
@@ -325,7 +325,7 @@ async fn istio_weights_80_20_and_telemetry() {
         m.mesh_counts("test", "podinfo-primary"),
         BTreeMap::from([(200, primary)])
     );
-    let text = reqwest_get(&h.dataplane_metrics_url().unwrap()).await;
+    let text = http_get(&h.dataplane_metrics_url().unwrap()).await;
     let ok = canary - canary / 10;
     for line in [
         format!(
@@ -335,6 +335,10 @@ async fn istio_weights_80_20_and_telemetry() {
             "response_total{{direction=\"inbound\",namespace=\"test\",deployment=\"podinfo-canary\",pod=\"{}\",tls=\"true\",status_code=\"500\",classification=\"failure\"}} {}",
             pod_name(&text, "podinfo-canary"),
             canary / 10
+        ),
+        // The client's sidecar reports the same requests, by the Service the route chose.
+        format!(
+            "istio_requests_total{{reporter=\"source\",source_workload=\"unknown\",source_workload_namespace=\"unknown\",destination_workload=\"podinfo-canary\",destination_workload_namespace=\"test\",destination_service=\"podinfo-canary.test.svc.cluster.local\",destination_service_name=\"podinfo-canary\",destination_service_namespace=\"test\",request_protocol=\"http\",response_code=\"200\",response_flags=\"-\"}} {ok}"
         ),
         // OSM: the Deployment, through its ReplicaSet, with its kind.
         format!(
@@ -372,27 +376,6 @@ fn pod_name(metrics: &str, deployment: &str) -> String {
     let key = format!("deployment=\"{deployment}\",pod=\"");
     let at = metrics.find(&key).unwrap() + key.len();
     metrics[at..].split('"').next().unwrap().to_string()
-}
-
-async fn reqwest_get(url: &str) -> String {
-    let uri: axum::http::Uri = url.parse().unwrap();
-    let addr = uri.authority().unwrap().as_str().to_string();
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = axum::http::Request::builder()
-        .uri(uri.path())
-        .header("host", uri.authority().unwrap().as_str())
-        .body(Body::empty())
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    let bytes = axum::body::to_bytes(Body::new(resp.into_body()), usize::MAX)
-        .await
-        .unwrap();
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 #[tokio::test]
@@ -958,4 +941,74 @@ async fn istio_faults_redirects_direct_responses_and_gateway_redirect() {
         a.headers.get("location").unwrap(),
         "http://new.example.com/docs?page=2"
     );
+}
+
+#[tokio::test]
+async fn istio_gateway_route_for_every_host_and_both_reporters_through_prometheus() {
+    let (h, client) = start().await;
+    primary_and_canary(&client, json!({"localkube.dev/error-ratio": "0.5"})).await;
+    // Flagger's Istio flows bind a VirtualService with `hosts: ["*"]` to a gateway: it takes
+    // every host the gateway gets.
+    create(
+        &client,
+        "virtualservices",
+        json!({
+            "apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+            "metadata": {"name": "podinfo"},
+            "spec": {"hosts": ["*"], "gateways": ["istio-system/public-gateway"], "http": [{"route": [
+                {"destination": {"host": "podinfo-primary"}, "weight": 50},
+                {"destination": {"host": "podinfo-canary"}, "weight": 50},
+            ]}]},
+        }),
+    )
+    .await;
+    let mut c = ProxyConn::open(proxy_addr(&h)).await;
+    for host in ["app.example.com", "www.example.org", "anything"] {
+        let a = c.send(&format!("http://{host}/version"), &[]).await;
+        assert!(matches!(a.status, 200 | 500), "{host}: {}", a.body);
+    }
+    // Not a mesh route: requests to the Service itself go by kube-proxy.
+    assert_eq!(c.send(APEX, &[]).await.version(), "1.0.0");
+    let mut seen = BTreeMap::<u16, u64>::new();
+    for _ in 0..100 {
+        *seen
+            .entry(c.send("http://app.example.com/", &[]).await.status)
+            .or_default() += 1;
+    }
+    let canary = counts(&h, "podinfo-canary-");
+    let failed = seen.get(&500).copied().unwrap_or_default();
+    assert!(canary > 20 && failed > 0, "{canary} {seen:?}");
+
+    // Both reporters, as Prometheus scrapes them: the gateway reports every request as the
+    // client (Flagger's Gateway API queries select `reporter="source"`), the pods' sidecars
+    // as the destination, with the gateway as their client.
+    let Some(prom) = Prometheus::start(
+        &h.dataplane
+            .as_ref()
+            .unwrap()
+            .prometheus_scrape_configs("1s"),
+    )
+    .await
+    else {
+        return;
+    };
+    for reporter in ["source", "destination"] {
+        let q = format!(
+            r#"sum(istio_requests_total{{reporter="{reporter}",source_workload="istio-ingressgateway",source_workload_namespace="istio-system",destination_workload_namespace="test",destination_workload=~"podinfo-canary"}})"#
+        );
+        let got = eventually(30, "Prometheus scraping the gateway's series", || {
+            let (prom, q) = (&prom, q.clone());
+            async move { prom.scalar(&q).await.filter(|v| *v as u64 == canary) }
+        })
+        .await;
+        assert_eq!(got as u64, canary, "{reporter}");
+    }
+    let failures = prom
+        .scalar(r#"sum(istio_requests_total{reporter="source",destination_workload_namespace="test",destination_workload=~"podinfo-canary",response_code=~"5.*"})"#)
+        .await;
+    assert_eq!(failures, Some(failed as f64));
+    let ok = prom
+        .scalar(r#"sum(istio_requests_total{reporter="source",destination_workload_namespace="test",destination_workload=~"podinfo-canary",response_code!~"5.*"})"#)
+        .await;
+    assert_eq!(ok, Some((canary - failed) as f64));
 }

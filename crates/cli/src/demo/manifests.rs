@@ -107,7 +107,12 @@ pub async fn workload(client: &Client, ns: &str, name: &str, image: &str) -> any
             "template": {
                 "metadata": {
                     "labels": {"app": name},
-                    "annotations": {localkube::dataplane::LATENCY: "5ms-40ms"}
+                    "annotations": {
+                        localkube::dataplane::LATENCY: "5ms-40ms",
+                        // Scraped as Flagger's podinfo is (metrics on port 9797).
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": "9797"
+                    }
                 },
                 "spec": {"containers": [{
                     "name": "podinfod",
@@ -194,7 +199,9 @@ pub async fn canary(
                         "timeout": "30s",
                         "metadata": {
                             "type": "bash",
-                            "cmd": format!("curl -sd 'test' http://podinfo-canary.{ns}:9898/token | grep token")
+                            // A single-label name, as Flagger's flows write it: the load
+                            // tester resolves it in its own namespace.
+                            "cmd": "curl -sd 'test' http://podinfo-canary:9898/token | grep token"
                         }
                     },
                     {

@@ -77,18 +77,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     let kube = localkube::Server::start(config).await?;
     kube.write_kubeconfig(&kubeconfig)
         .with_context(|| format!("writing {}", kubeconfig.display()))?;
-    let proxy = kube.proxy_url().context("the data plane did not start")?;
-    let metrics_url = kube
-        .dataplane_metrics_url()
+    let dataplane = kube
+        .dataplane
+        .clone()
         .context("the data plane did not start")?;
+    let proxy = dataplane.proxy_url();
     let client = client_for(&kube).await?;
     manifests::install_crds(&client).await?;
     manifests::namespace(&client, NS).await?;
 
-    let mut procs = Processes::new(dir.path().to_path_buf(), kubeconfig.clone(), proxy.clone());
+    let mut procs = Processes::new(dir.path().to_path_buf(), kubeconfig.clone(), dataplane);
     step("starting Prometheus, the load tester and the controller");
-    let prom_url = procs.prometheus(&prometheus, &metrics_url).await?;
-    let loadtester = procs.loadtester().await?;
+    let prom_url = procs.prometheus(&prometheus).await?;
+    let loadtester = procs.loadtester(NS).await?;
     let controller_metrics = procs.controller(&prom_url).await?;
     manifests::loadtester_service(&client, NS, loadtester).await?;
 

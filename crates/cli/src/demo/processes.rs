@@ -28,24 +28,29 @@ pub fn find_prometheus() -> anyhow::Result<PathBuf> {
 pub struct Processes {
     dir: PathBuf,
     kubeconfig: PathBuf,
-    proxy: String,
+    dataplane: localkube::dataplane::DataPlane,
     children: Vec<(&'static str, Child)>,
 }
 
 impl Processes {
-    pub fn new(dir: PathBuf, kubeconfig: PathBuf, proxy: String) -> Self {
+    pub fn new(
+        dir: PathBuf,
+        kubeconfig: PathBuf,
+        dataplane: localkube::dataplane::DataPlane,
+    ) -> Self {
         Processes {
             dir,
             kubeconfig,
-            proxy,
+            dataplane,
             children: Vec::new(),
         }
     }
 
-    /// Environment that makes cluster names resolve through the data plane.
-    fn proxied(&self, cmd: &mut Command) {
-        cmd.env("HTTP_PROXY", &self.proxy)
-            .env("http_proxy", &self.proxy)
+    /// Environment that makes cluster names resolve through the data plane (`proxy`: the data
+    /// plane's proxy URL, naming the process when it stands for a workload).
+    fn proxied(cmd: &mut Command, proxy: &str) {
+        cmd.env("HTTP_PROXY", proxy)
+            .env("http_proxy", proxy)
             .env("NO_PROXY", "127.0.0.1,localhost")
             .env("no_proxy", "127.0.0.1,localhost");
     }
@@ -66,19 +71,16 @@ impl Processes {
         Ok(())
     }
 
-    /// Prometheus scraping the data plane every second; returns its URL once it has scraped.
-    pub async fn prometheus(&mut self, binary: &Path, metrics_url: &str) -> anyhow::Result<String> {
-        let target = metrics_url
-            .trim_start_matches("http://")
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_string();
+    /// Prometheus scraping every second as on a cluster: the pods through the data plane (with
+    /// the pod job of Flagger's Prometheus) and the data plane's proxy series; returns its URL
+    /// once it has scraped.
+    pub async fn prometheus(&mut self, binary: &Path) -> anyhow::Result<String> {
         let config = self.dir.join("prometheus.yml");
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n- job_name: dataplane\n  honor_labels: true\n  static_configs:\n  - targets: ['{target}']\n"
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n{}",
+                self.dataplane.prometheus_scrape_configs("1s")
             ),
         )?;
         let addr = free_addr()?;
@@ -102,7 +104,7 @@ impl Processes {
                 async move {
                     let body: serde_json::Value = http
                         .get(format!("{url}/api/v1/query"))
-                        .query(&[("query", r#"up{job="dataplane"}"#)])
+                        .query(&[("query", r#"up{job="localkube-dataplane"}"#)])
                         .send()
                         .await
                         .ok()?
@@ -117,18 +119,28 @@ impl Processes {
         Ok(url)
     }
 
-    /// `flagger loadtester` with the built-in hey; returns its address.
-    pub async fn loadtester(&mut self) -> anyhow::Result<SocketAddr> {
+    /// `flagger loadtester` with the built-in hey, as the workload `flagger-loadtester` of
+    /// namespace `ns` (single-label names resolve there); returns its address.
+    pub async fn loadtester(&mut self, ns: &str) -> anyhow::Result<SocketAddr> {
         let addr = free_addr()?;
         let mut cmd = Command::new(std::env::current_exe()?);
+        // On loopback the load tester checks `Host`: the data plane forwards the Service's
+        // names to it.
+        let names = format!(
+            "-allowed-hosts=flagger-loadtester,flagger-loadtester.{ns},flagger-loadtester.{ns}.svc,flagger-loadtester.{ns}.svc.cluster.local"
+        );
         cmd.args([
             "loadtester",
             &format!("-port={}", addr.port()),
             "-listen-address=127.0.0.1",
+            &names,
             "-prefer-builtin-hey",
             "-log-level=info",
         ]);
-        self.proxied(&mut cmd);
+        Self::proxied(
+            &mut cmd,
+            &self.dataplane.proxy_url_for("flagger-loadtester", ns),
+        );
         self.spawn("loadtester", cmd)?;
         let http = reqwest::Client::builder().no_proxy().build()?;
         wait_until("the load tester to answer", Duration::from_secs(30), || {
@@ -159,7 +171,7 @@ impl Processes {
             &format!("-port={port}"),
             "-log-level=info",
         ]);
-        self.proxied(&mut cmd);
+        Self::proxied(&mut cmd, &self.dataplane.proxy_url());
         self.spawn("controller", cmd)?;
         let http = reqwest::Client::builder().no_proxy().build()?;
         let base = format!("http://127.0.0.1:{port}");

@@ -51,6 +51,11 @@ pub struct Options {
     /// Prometheus scrape its `/metrics` (job `flagger`), as the pod's prometheus.io annotations
     /// do in a cluster. The controller must then not be restarted within the test.
     pub scrape_controller: bool,
+    /// With `prometheus` and `dataplane`: no test exporter, Prometheus sees only the requests
+    /// the pods really answered (probes included).
+    pub no_exporter: bool,
+    /// Changes to localkube's simulator settings (the HPA's sync period, the KEDA scaler, ...).
+    pub sim: Option<fn(&mut localkube::controllers::SimConfig)>,
 }
 
 /// A running environment; everything stops when it is dropped.
@@ -80,6 +85,9 @@ impl Env {
         init_tracing();
         let mut config = localkube::Config::default();
         config.sim.nodes = opts.nodes.max(1);
+        if let Some(change) = opts.sim {
+            change(&mut config.sim);
+        }
         if opts.dataplane {
             let mut router = localkube::dataplane::MeshRouter::default();
             if let Some(prefix) = opts.nginx_annotations_prefix {
@@ -124,12 +132,18 @@ impl Env {
             0
         };
         let (prometheus, metrics_server) = if opts.prometheus {
-            let exporter = exporter::start(client.clone()).await;
-            // With the data plane on, its request and mesh series are scraped too.
+            let exporter = if opts.no_exporter {
+                None
+            } else {
+                Some(exporter::start(client.clone()).await)
+            };
+            // With the data plane on, Prometheus scrapes it as it scrapes a cluster: the pods
+            // annotated `prometheus.io/scrape` through it (Flagger's pod job, discovery by the
+            // data plane), and the proxies' series on its own endpoint.
             let dataplane = kube
-                .dataplane_metrics_url()
-                .and_then(|u| u.parse::<reqwest::Url>().ok())
-                .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port()?)));
+                .dataplane
+                .as_ref()
+                .map(|d| d.prometheus_scrape_configs("1s"));
             let controller = (controller_port != 0).then(|| format!("127.0.0.1:{controller_port}"));
             let prom = Prometheus::start(
                 dir.path(),
@@ -511,10 +525,10 @@ impl PhaseLog {
     }
 }
 
-/// A real Prometheus (Debian's package) scraping the test exporter every 500 ms, the data
-/// plane's `/metrics` (request and mesh series: `istio_requests_total`, `response_total`, ...)
-/// when the data plane runs (job `dataplane`), and the controller's `/metrics` with
-/// `scrape_controller` (job `flagger`).
+/// A real Prometheus (Debian's package) scraping the test exporter every 500 ms and, when the
+/// data plane runs, the pods through it (job `kubernetes-pods`: podinfo's own series with the
+/// pod's labels) and its proxies' series (`istio_requests_total`, `response_total`, ...); with
+/// `scrape_controller`, the controller's `/metrics` (job `flagger`).
 pub struct Prometheus {
     child: tokio::process::Child,
     pub addr: SocketAddr,
@@ -523,20 +537,24 @@ pub struct Prometheus {
 impl Prometheus {
     async fn start(
         dir: &Path,
-        exporter: SocketAddr,
+        exporter: Option<SocketAddr>,
         dataplane: Option<&str>,
         controller: Option<&str>,
     ) -> Prometheus {
+        // `dataplane`: the data plane's scrape_configs entries.
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let config = dir.join("prometheus.yml");
-        let mut yaml = format!(
-            "global:\n  scrape_interval: 500ms\n  evaluation_interval: 1s\nscrape_configs:\n- job_name: pods\n  honor_labels: true\n  static_configs:\n  - targets: ['{exporter}']\n"
-        );
-        if let Some(target) = dataplane {
+        let mut yaml =
+            "global:\n  scrape_interval: 500ms\n  evaluation_interval: 1s\nscrape_configs:\n"
+                .to_string();
+        if let Some(exporter) = exporter {
             yaml.push_str(&format!(
-                "- job_name: dataplane\n  honor_labels: true\n  metrics_path: /metrics\n  static_configs:\n  - targets: ['{target}']\n"
+                "- job_name: pods\n  honor_labels: true\n  static_configs:\n  - targets: ['{exporter}']\n"
             ));
+        }
+        if let Some(jobs) = dataplane {
+            yaml.push_str(jobs);
         }
         if let Some(target) = controller {
             yaml.push_str(&format!(
@@ -574,9 +592,14 @@ impl Prometheus {
         })
         .await;
         // Static targets reach the scrape loop a few seconds after start: wait for a scrape.
+        let job = if exporter.is_some() {
+            r#"up{job="pods"}"#
+        } else {
+            r#"up{job="localkube-dataplane"}"#
+        };
         let last = Mutex::new(String::new());
-        wait_for("prometheus scraping the exporter", &last, || async {
-            (prom.query(r#"up{job="pods"}"#).await == Some(1.0)).then_some(())
+        wait_for("prometheus scraping its first target", &last, || async {
+            (prom.query(job).await == Some(1.0)).then_some(())
         })
         .await;
         prom

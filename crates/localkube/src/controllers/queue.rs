@@ -2,13 +2,17 @@
 //! each store event is mapped to the keys it concerns (the object, its owner, the services
 //! selecting a pod, ...), each queued key is reconciled alone, and a key is looked at again
 //! later only when its reconcile asked for it (readiness delays, progress deadlines).
+//!
+//! A controller that starts work elsewhere (the kubelet's probes, the KEDA scaler's queries)
+//! gets the results back as inputs ([`Inputs`]): each input is handed to the controller, which
+//! says which keys it concerns, on the same loop as the store events.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::api::Api;
 use crate::store::StoreEvent;
@@ -29,6 +33,14 @@ pub(super) trait Reconciler: Send + 'static {
 
     /// Reconciles one key; `Some(d)` asks for another look after `d`.
     fn reconcile(&mut self, api: &Api, key: &Self::Key) -> Option<Duration>;
+}
+
+/// A controller that also takes inputs from work it started (probe results, query answers).
+pub(super) trait Inputs: Reconciler {
+    type Input: Send + 'static;
+
+    /// Takes one input; the keys it concerns are appended to `out`.
+    fn input(&mut self, api: &Api, input: Self::Input, out: &mut Vec<Self::Key>);
 }
 
 /// Deduplicated keys to reconcile now, plus keys due later.
@@ -107,7 +119,51 @@ impl<K: Clone + Eq + Hash> WorkQueue<K> {
 pub(super) async fn run<R: Reconciler>(
     api: Api,
     name: &'static str,
+    r: R,
+    shutdown: watch::Receiver<bool>,
+) {
+    run_loop(api, name, r, None::<Feed<R, ()>>, shutdown).await;
+}
+
+/// Runs `r` until shutdown, as [`run`], also taking the inputs sent on `inputs`.
+pub(super) async fn run_with_inputs<R: Inputs>(
+    api: Api,
+    name: &'static str,
+    r: R,
+    inputs: mpsc::UnboundedReceiver<R::Input>,
+    shutdown: watch::Receiver<bool>,
+) {
+    run_loop(
+        api,
+        name,
+        r,
+        Some((inputs, R::input as Take<R, R::Input>)),
+        shutdown,
+    )
+    .await;
+}
+
+/// How a loop hands an input to its controller.
+type Take<R, I> = fn(&mut R, &Api, I, &mut Vec<<R as Reconciler>::Key>);
+/// Where inputs come from, and how they are handed over.
+type Feed<R, I> = (mpsc::UnboundedReceiver<I>, Take<R, I>);
+
+/// The next input, or never when there is no feed (or it closed).
+async fn next_input<R: Reconciler, I>(feed: &mut Option<Feed<R, I>>) -> Option<I> {
+    match feed {
+        Some((rx, _)) => match rx.recv().await {
+            Some(i) => Some(i),
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+async fn run_loop<R: Reconciler, I>(
+    api: Api,
+    name: &'static str,
     mut r: R,
+    mut feed: Option<Feed<R, I>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut rx = api.store.subscribe();
@@ -120,24 +176,25 @@ pub(super) async fn run<R: Reconciler>(
         if *shutdown.borrow() {
             return;
         }
-        // Take in every pending event.
+        // Take in every pending event and input.
         loop {
             match rx.try_recv() {
-                Ok(ev) => {
-                    r.keys(&api, &ev, &mut keys);
-                    for k in keys.drain(..) {
-                        q.add(k);
-                    }
-                }
+                Ok(ev) => r.keys(&api, &ev, &mut keys),
                 Err(TryRecvError::Lagged(_)) => {
                     tracing::debug!(controller = name, "missed events: resync");
-                    for k in r.resync(&api) {
-                        q.add(k);
-                    }
+                    keys.extend(r.resync(&api));
                 }
                 Err(TryRecvError::Closed) => return,
                 Err(TryRecvError::Empty) => break,
             }
+        }
+        if let Some((inputs, take)) = feed.as_mut() {
+            while let Ok(i) = inputs.try_recv() {
+                take(&mut r, &api, i, &mut keys);
+            }
+        }
+        for k in keys.drain(..) {
+            q.add(k);
         }
         q.promote(Instant::now());
         if !q.is_empty() {
@@ -170,19 +227,18 @@ pub(super) async fn run<R: Reconciler>(
                 }
             } => {}
             ev = rx.recv() => match ev {
-                Ok(ev) => {
-                    r.keys(&api, &ev, &mut keys);
-                    for k in keys.drain(..) {
-                        q.add(k);
-                    }
-                }
-                Err(RecvError::Lagged(_)) => {
-                    for k in r.resync(&api) {
-                        q.add(k);
-                    }
-                }
+                Ok(ev) => r.keys(&api, &ev, &mut keys),
+                Err(RecvError::Lagged(_)) => keys.extend(r.resync(&api)),
                 Err(RecvError::Closed) => return,
+            },
+            input = next_input(&mut feed) => {
+                if let (Some(i), Some((_, take))) = (input, feed.as_ref()) {
+                    take(&mut r, &api, i, &mut keys);
+                }
             }
+        }
+        for k in keys.drain(..) {
+            q.add(k);
         }
     }
 }

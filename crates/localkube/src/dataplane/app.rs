@@ -98,12 +98,12 @@ impl PodApp {
     }
 }
 
-/// An answer, and the route template it matched (the `path` metric label, as podinfo's).
+/// An answer, and the `path` label podinfo records it under (`None`: not recorded).
 #[derive(Debug)]
 pub struct Answer {
     pub status: StatusCode,
     pub body: Value,
-    pub route: &'static str,
+    pub route: Option<&'static str>,
 }
 
 /// Fault state across requests: the error-diffusion accumulator of each pod.
@@ -139,17 +139,45 @@ fn latency_of(pod: &PodApp) -> Duration {
     min + (max - min).mul_f64(crate::faults::chance())
 }
 
-fn route_of(path: &str) -> &'static str {
+/// Whether the simulated app (podinfo) has a route for `path` (without its query).
+pub fn serves(path: &str) -> bool {
+    route_of(path).is_some()
+}
+
+/// A podinfo route: the `path` label podinfo records its requests under (its route's name, else
+/// its path template, as `[^a-zA-Z0-9]+` turned into `_`, `root` for `/`), and the methods it
+/// answers.
+struct Route {
+    label: &'static str,
+    methods: &'static [&'static str],
+}
+
+const GET: &[&str] = &["GET"];
+
+/// The route `path` matches; `None`: podinfo has none (404, not recorded).
+fn route_of(path: &str) -> Option<Route> {
+    let r = |label, methods| Some(Route { label, methods });
+    // `{code:[0-9]+}`, `{wait:[0-9]+}` (fractions of seconds allowed here).
+    let number = |p: &str, prefix: &str, fraction: bool| {
+        p.strip_prefix(prefix).is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || (fraction && c == '.'))
+        })
+    };
     match path.trim_end_matches('/') {
-        "" => "/",
-        "/healthz" => "/healthz",
-        "/readyz" => "/readyz",
-        "/token" => "/token",
-        "/version" => "/version",
-        "/headers" => "/headers",
-        p if p.starts_with("/status/") => "/status/{code}",
-        p if p.starts_with("/delay/") => "/delay/{wait}",
-        _ => "not_found",
+        "" => r("root", GET),
+        "/api/info" => r("api_info", GET),
+        "/healthz" => r("healthz", GET),
+        "/readyz" => r("readyz", GET),
+        "/token" => r("token", &["POST"]),
+        "/version" => r("version", GET),
+        "/headers" => r("headers", &["GET", "POST"]),
+        "/metrics" => r("metrics", GET),
+        p if number(p, "/status/", false) => r("status", &["GET", "POST", "PUT"]),
+        p if number(p, "/delay/", true) => r("delay", GET),
+        _ => None,
     }
 }
 
@@ -157,7 +185,8 @@ fn msg(status: StatusCode, message: &str) -> (StatusCode, Value) {
     (status, json!({"code": status.as_u16(), "message": message}))
 }
 
-/// Serves one request on `pod`.
+/// Serves one request on `pod`. `/metrics` is answered by the caller (it knows the pod's
+/// series); here it is only matched, so that the request is recorded like any other.
 pub async fn serve(
     pod: &PodApp,
     faults: &Faults,
@@ -165,8 +194,26 @@ pub async fn serve(
     path: &str,
     headers: &HeaderMap,
 ) -> Answer {
-    let route = route_of(path);
-    let probe = matches!(route, "/healthz" | "/readyz");
+    let Some(route) = route_of(path) else {
+        let (status, body) = msg(StatusCode::NOT_FOUND, "404 page not found");
+        return Answer {
+            status,
+            body,
+            route: None,
+        };
+    };
+    // gorilla/mux answers a method the route does not take with 405, before podinfo's
+    // middleware: not recorded.
+    if !route.methods.contains(&method.as_str()) {
+        let (status, body) = msg(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        return Answer {
+            status,
+            body,
+            route: None,
+        };
+    }
+    let label = Some(route.label);
+    let probe = matches!(route.label, "healthz" | "readyz" | "metrics");
     if !probe {
         let delay = latency_of(pod);
         if !delay.is_zero() {
@@ -177,12 +224,12 @@ pub async fn serve(
             return Answer {
                 status,
                 body,
-                route,
+                route: label,
             };
         }
     }
-    let (status, body) = match route {
-        "/" => (
+    let (status, body) = match route.label {
+        "root" | "api_info" => (
             StatusCode::OK,
             json!({
                 "hostname": pod.name,
@@ -198,12 +245,12 @@ pub async fn serve(
                 "num_cpu": "8",
             }),
         ),
-        "/healthz" | "/readyz" => (StatusCode::OK, json!({"status": "OK"})),
-        "/version" => (
+        "healthz" | "readyz" => (StatusCode::OK, json!({"status": "OK"})),
+        "version" => (
             StatusCode::OK,
             json!({"commit": "localkube", "version": pod.version}),
         ),
-        "/headers" => {
+        "headers" => {
             let mut h = serde_json::Map::new();
             for (k, v) in headers {
                 let entry = h.entry(k.as_str().to_string()).or_insert_with(|| json!([]));
@@ -213,7 +260,7 @@ pub async fn serve(
             }
             (StatusCode::OK, Value::Object(h))
         }
-        "/token" if method == Method::POST => {
+        "token" => {
             let expires = chrono::Utc::now() + chrono::Duration::minutes(1);
             (
                 StatusCode::OK,
@@ -223,8 +270,7 @@ pub async fn serve(
                 }),
             )
         }
-        "/token" => msg(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
-        "/status/{code}" => {
+        "status" => {
             let code = path
                 .trim_end_matches('/')
                 .rsplit('/')
@@ -236,7 +282,7 @@ pub async fn serve(
                 None => msg(StatusCode::BAD_REQUEST, "invalid status code"),
             }
         }
-        "/delay/{wait}" => {
+        "delay" => {
             let secs = path
                 .trim_end_matches('/')
                 .rsplit('/')
@@ -251,12 +297,13 @@ pub async fn serve(
                 None => msg(StatusCode::BAD_REQUEST, "invalid delay"),
             }
         }
-        _ => msg(StatusCode::NOT_FOUND, "not found"),
+        // `metrics`: the caller answers it.
+        _ => (StatusCode::OK, Value::Null),
     };
     Answer {
         status,
         body,
-        route,
+        route: label,
     }
 }
 

@@ -1,64 +1,143 @@
-//! Request metrics as podinfo exposes them, with the labels Prometheus's Kubernetes pod
-//! discovery would add: `http_request_duration_seconds` (histogram) and `http_requests_total`,
-//! labelled `kubernetes_namespace`, `kubernetes_pod_name`, `method`, `path` and `status`.
+//! The data plane's recorder: every request a simulated pod answers, as the pod's own podinfo
+//! counts it and as the meshes' proxies and the ingress controller report it.
 //!
-//! And the mesh's telemetry of the same requests, as the sidecar of the pod that answered
-//! reports it (what Flagger's builtin checks query):
+//! **podinfo's series, per pod.** Each simulated pod keeps podinfo's own series of the
+//! requests it answered, `http_request_duration_seconds` (histogram, Prometheus's default
+//! buckets) labelled `method`, `path` (podinfo's route label: `root` for `/`, `status`,
+//! `delay`, `token`, ...) and `status`, and `http_requests_total` labelled `status`, and
+//! serves them at its own `/metrics` ([`RequestMetrics::render_pod`]). Prometheus scrapes each
+//! pod through the data plane and adds the pod's labels by relabeling the targets of the data
+//! plane's service discovery ([`super::discovery`]), as on a cluster.
 //!
-//! - Istio: `istio_requests_total` and `istio_request_duration_milliseconds` (histogram),
-//!   `reporter="destination"`, `destination_workload_namespace`, `destination_workload`,
-//!   `destination_service*`, `response_code`, ...;
-//! - Linkerd: `response_total` (`direction="inbound"`, `namespace`, `deployment`, `pod`,
-//!   `status_code`, `classification="success|failure"`) and `response_latency_ms` (histogram);
-//! - Envoy (Contour-style clusters `<ns>_<service>_<port>`, with the pod discovery labels):
-//!   `envoy_cluster_upstream_rq` (`envoy_response_code`) and `envoy_cluster_upstream_rq_time`
-//!   (histogram), for requests that came through a Service;
-//! - OSM (its Envoy's stats): `osm_request_total` (`destination_namespace`,
-//!   `destination_kind`, `destination_name`, `destination_pod`, `response_code`, the
-//!   `source_*` labels `unknown`) and `osm_request_duration_ms` (histogram).
-//!
-//! And, for requests the simulated NGINX ingress controller served, its series as
-//! ingress-nginx's socket collector writes them: `nginx_ingress_controller_requests`,
-//! `nginx_ingress_controller_request_duration_seconds` and
-//! `nginx_ingress_controller_response_duration_seconds` (histograms), labelled `namespace`,
-//! `ingress`, `service`, `canary`, `path`, `method`, `status`, `host` and the controller's
-//! constant labels.
+//! **The proxies' and controllers' series**, on the data plane's own `/metrics`
+//! ([`RequestMetrics::render`]): each mesh module writes its own from the records
+//! ([`super::telemetry`]): Istio (both reporters), Linkerd, Envoy, OSM, ingress-nginx.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::telemetry::{BUCKETS, Hist, IngressHist, MeshHist, Recorded, escape};
-pub use super::telemetry::{IngressLabels, MeshLabels};
+use super::telemetry::{BUCKETS, Hist, IngressHist, MeshHist, Recorded, escape, header, histogram};
+pub use super::telemetry::{IngressLabels, MeshLabels, Reporter};
 
-/// The labels of one series.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct RequestLabels {
+/// The pod a podinfo series belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodRef {
     pub namespace: String,
-    /// The pod that answered (for a Service forwarded to a real process: the Service's name).
-    pub pod: String,
-    pub method: String,
-    /// The route template (`/`, `/status/{code}`, ...); for forwarded requests, the path.
-    pub path: String,
-    pub status: u16,
+    pub name: String,
+    pub uid: String,
+}
+
+/// podinfo's own series of one pod.
+#[derive(Debug, Default, Clone)]
+struct PodSeries {
+    namespace: String,
+    name: String,
+    /// `http_request_duration_seconds` by `(method, path, status)`.
+    durations: BTreeMap<(String, String, u16), Hist>,
+    /// `http_requests_total` by `status`.
+    totals: BTreeMap<u16, u64>,
 }
 
 /// All recorded requests.
 #[derive(Debug, Default)]
 pub struct RequestMetrics {
-    series: Mutex<BTreeMap<RequestLabels, Hist>>,
+    /// podinfo's series, by pod uid.
+    pods: Mutex<HashMap<String, PodSeries>>,
     recorded: Mutex<Recorded>,
 }
 
 impl RequestMetrics {
-    pub fn observe(&self, labels: RequestLabels, took: Duration) {
-        let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-        series.entry(labels).or_default().observe(took);
+    fn pods(&self) -> std::sync::MutexGuard<'_, HashMap<String, PodSeries>> {
+        self.pods.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn recorded(&self) -> std::sync::MutexGuard<'_, Recorded> {
         self.recorded.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a request `pod` answered, as podinfo's middleware does: under its route's
+    /// `path` label, the `method` and the `status`.
+    pub fn observe_pod(&self, pod: &PodRef, method: &str, path: &str, status: u16, took: Duration) {
+        let mut pods = self.pods();
+        let series = pods.entry(pod.uid.clone()).or_insert_with(|| PodSeries {
+            namespace: pod.namespace.clone(),
+            name: pod.name.clone(),
+            ..Default::default()
+        });
+        series
+            .durations
+            .entry((method.to_string(), path.to_string(), status))
+            .or_default()
+            .observe(took);
+        *series.totals.entry(status).or_default() += 1;
+    }
+
+    /// What the pod with this uid serves at `/metrics` (podinfo's exposition; empty series
+    /// before its first request).
+    pub fn render_pod(&self, uid: &str) -> String {
+        let series = self.pods().get(uid).cloned().unwrap_or_default();
+        let mut out = String::new();
+        header(
+            &mut out,
+            "http_request_duration_seconds",
+            "histogram",
+            "Seconds spent serving HTTP requests.",
+        );
+        for ((method, path, status), h) in &series.durations {
+            let labels = format!(
+                "method=\"{}\",path=\"{}\",status=\"{status}\"",
+                escape(method),
+                escape(path)
+            );
+            histogram(
+                &mut out,
+                "http_request_duration_seconds",
+                &labels,
+                &BUCKETS,
+                &h.buckets,
+                h.sum,
+                h.count,
+            );
+        }
+        header(
+            &mut out,
+            "http_requests_total",
+            "counter",
+            "The total number of HTTP requests.",
+        );
+        for (status, n) in &series.totals {
+            let _ = writeln!(out, "http_requests_total{{status=\"{status}\"}} {n}");
+        }
+        out
+    }
+
+    /// Requests recorded by pods whose name starts with `pod_prefix` in `namespace`, by status.
+    pub fn counts(&self, namespace: &str, pod_prefix: &str) -> BTreeMap<u16, u64> {
+        let mut out = BTreeMap::new();
+        for s in self.pods().values() {
+            if s.namespace == namespace && s.name.starts_with(pod_prefix) {
+                for (status, n) in &s.totals {
+                    *out.entry(*status).or_default() += n;
+                }
+            }
+        }
+        out
+    }
+
+    /// Requests recorded by pods whose name starts with `pod_prefix` in `namespace`, by
+    /// podinfo's `path` label.
+    pub fn counts_by_path(&self, namespace: &str, pod_prefix: &str) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for s in self.pods().values() {
+            if s.namespace == namespace && s.name.starts_with(pod_prefix) {
+                for ((_, path, _), h) in &s.durations {
+                    *out.entry(path.clone()).or_default() += h.count;
+                }
+            }
+        }
+        out
     }
 
     /// Records a request the ingress controller served: `took` in all, `upstream` of it
@@ -91,10 +170,7 @@ impl RequestMetrics {
 
     /// Forgets every recorded request.
     pub fn reset(&self) {
-        self.series
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.pods().clear();
         *self.recorded() = Recorded::default();
     }
 
@@ -105,79 +181,25 @@ impl RequestMetrics {
         h.observe(took);
     }
 
-    /// Requests answered by `workload` in `namespace` as the mesh telemetry has them, by status.
+    /// Requests answered by `workload` in `namespace` as the destinations' proxies report
+    /// them, by status.
     pub fn mesh_counts(&self, namespace: &str, workload: &str) -> BTreeMap<u16, u64> {
         let mut out = BTreeMap::new();
         for (l, h) in self.recorded().mesh.iter() {
-            if l.namespace == namespace && l.workload == workload {
+            if l.reporter == Reporter::Destination
+                && l.namespace == namespace
+                && l.workload == workload
+            {
                 *out.entry(l.status).or_default() += h.count;
             }
         }
         out
     }
 
-    /// Requests recorded for pods whose name starts with `pod_prefix` in `namespace`, by status.
-    pub fn counts(&self, namespace: &str, pod_prefix: &str) -> BTreeMap<u16, u64> {
-        let mut out = BTreeMap::new();
-        for (l, h) in self.series.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            if l.namespace == namespace && l.pod.starts_with(pod_prefix) {
-                *out.entry(l.status).or_default() += h.count;
-            }
-        }
-        out
-    }
-
-    /// The Prometheus text exposition.
+    /// The data plane's own exposition: the proxies' and controllers' series.
     pub fn render(&self) -> String {
-        let series = self
-            .series
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let mut out = String::new();
-        out.push_str("# HELP http_request_duration_seconds Seconds spent serving HTTP requests.\n# TYPE http_request_duration_seconds histogram\n");
-        for (l, h) in &series {
-            let base = format!(
-                "kubernetes_namespace=\"{}\",kubernetes_pod_name=\"{}\",method=\"{}\",path=\"{}\",status=\"{}\"",
-                escape(&l.namespace),
-                escape(&l.pod),
-                escape(&l.method),
-                escape(&l.path),
-                l.status
-            );
-            for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "http_request_duration_seconds_bucket{{{base},le=\"{b}\"}} {}",
-                    h.buckets[i]
-                );
-            }
-            let _ = writeln!(
-                out,
-                "http_request_duration_seconds_bucket{{{base},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(out, "http_request_duration_seconds_sum{{{base}}} {}", h.sum);
-            let _ = writeln!(
-                out,
-                "http_request_duration_seconds_count{{{base}}} {}",
-                h.count
-            );
-        }
-        out.push_str("# HELP http_requests_total The total number of HTTP requests.\n# TYPE http_requests_total counter\n");
-        for (l, h) in &series {
-            let _ = writeln!(
-                out,
-                "http_requests_total{{kubernetes_namespace=\"{}\",kubernetes_pod_name=\"{}\",method=\"{}\",path=\"{}\",status=\"{}\"}} {}",
-                escape(&l.namespace),
-                escape(&l.pod),
-                escape(&l.method),
-                escape(&l.path),
-                l.status,
-                h.count
-            );
-        }
         let recorded = self.recorded().clone();
+        let mut out = String::new();
         for t in super::mesh::telemetry() {
             t.render(&recorded, &mut out);
         }
@@ -191,6 +213,10 @@ mod tests {
 
     fn labels(status: u16) -> MeshLabels {
         MeshLabels {
+            reporter: Reporter::Destination,
+            source_namespace: String::new(),
+            source_workload: String::new(),
+            response_flags: "-",
             namespace: "test".into(),
             workload_kind: "Deployment".into(),
             workload: "podinfo".into(),

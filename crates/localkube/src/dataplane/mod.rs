@@ -1,28 +1,32 @@
 //! The simulated data plane: simulated pods that answer HTTP like podinfo, localkube acting as
-//! an HTTP proxy that resolves cluster DNS names, and podinfo-style request metrics.
+//! an HTTP proxy that resolves cluster DNS names, and the telemetry a cluster's Prometheus
+//! would scrape.
 //!
 //! A request takes three steps, each in its own module:
 //!
 //! 1. [`resolve`]: the host a client asked for (`svc`, `svc.ns`, `svc.ns.svc.cluster.local`,
 //!    a ClusterIP or a pod IP, with a port) becomes a Service port, a pod, or an outside
-//!    address.
+//!    address; single-label names resolve in the client's namespace (named in its proxy URL,
+//!    [`DataPlane::proxy_url_for`]).
 //! 2. [`router`]: a [`Router`] decides which Service port gets a request addressed to a
 //!    Service, and which ones get a mirrored copy. [`ServiceRouter`] is plain kube-proxy: the
-//!    Service itself. [`MeshRouter`] (the default) routes by the Istio
-//!    VirtualServices, Gateway API HTTPRoutes and SMI TrafficSplits in the store (weights,
-//!    matches, mirroring, header edits, rewrites) and is kube-proxy where there are none; it
-//!    also plays the NGINX ingress controller for hosts named by Ingresses
-//!    ([`mesh::nginx`]). Each mesh is its own module under [`mesh`].
+//!    Service itself. [`MeshRouter`] (the default) routes by the meshes' objects in the store,
+//!    one module per mesh under [`mesh`] (Istio VirtualServices, Gateway API HTTPRoutes, SMI
+//!    TrafficSplits, NGINX Ingresses: weights, matches, mirroring, header edits, rewrites) and
+//!    is kube-proxy where there are none.
 //! 3. [`endpoints`]: the chosen Service port becomes one ready endpoint of its Endpoints
 //!    (round robin), a simulated pod or a real local process.
 //!
-//! [`app`] is what a simulated pod answers; [`metrics`] records every request; [`proxy`] is the
-//! HTTP listener that ties them together.
+//! [`app`] is what a simulated pod answers; [`metrics`] records every request (podinfo's own
+//! series per pod, served at the pod's `/metrics`; the proxies' records, rendered by each
+//! mesh's [`telemetry`]); [`discovery`] tells Prometheus which pods to scrape; [`proxy`] is
+//! the HTTP listener that ties them together.
 //!
 //! Pod-template annotations shape a pod's answers ([`ERROR_RATIO`], [`ERROR_CODE`],
 //! [`LATENCY`]); a Service annotation ([`UPSTREAM`]) sends its traffic to a real local process.
 
 pub mod app;
+pub mod discovery;
 pub mod endpoints;
 pub mod mesh;
 pub mod metrics;
@@ -37,7 +41,7 @@ use std::sync::Arc;
 pub use mesh::MeshRouter;
 pub use router::{
     HeaderOps, IngressTelemetry, RequestInfo, RouteActions, RouteDecision, Router, ServicePort,
-    ServiceRouter,
+    ServiceRouter, Workload,
 };
 
 /// Pod-template annotation: the fraction (0..=1) of application requests that fail.
@@ -86,9 +90,80 @@ impl DataPlane {
         format!("http://{}", self.addr)
     }
 
-    /// Where Prometheus scrapes the request metrics.
+    /// The proxy URL for a process that is workload `name` in `namespace` (a Service
+    /// registered for it, say): single-label names resolve in `namespace`, and the meshes'
+    /// series name it as the client. `name` may be empty (only the namespace is known).
+    pub fn proxy_url_for(&self, name: &str, namespace: &str) -> String {
+        let user = if name.is_empty() {
+            namespace.to_string()
+        } else {
+            format!("{name}.{namespace}")
+        };
+        format!("http://{user}@{}", self.addr)
+    }
+
+    /// Where Prometheus scrapes the proxies' and controllers' series (Istio, Linkerd, Envoy,
+    /// OSM, ingress-nginx); the pods serve their own at their `/metrics`.
     pub fn metrics_url(&self) -> String {
         format!("http://{}/metrics", self.addr)
+    }
+
+    /// Prometheus's HTTP service discovery of the pods to scrape (`http_sd_configs`), with the
+    /// targets and meta labels of Kubernetes service discovery's `pod` role.
+    pub fn pod_discovery_url(&self) -> String {
+        format!("http://{}{}", self.addr, discovery::PODS_PATH)
+    }
+
+    /// Prometheus `scrape_configs` entries (a YAML list) that see the data plane as a
+    /// Prometheus on a cluster sees its pods and proxies:
+    ///
+    /// - `kubernetes-pods`: the pod job Flagger's Prometheus (and Prometheus's own example
+    ///   configuration) has: pods annotated `prometheus.io/scrape: "true"`, scraped at their
+    ///   `prometheus.io/port` and `prometheus.io/path`, labelled with their pod labels,
+    ///   `kubernetes_namespace` and `kubernetes_pod_name`. Its relabeling is unchanged; the
+    ///   discovery is the data plane's ([`Self::pod_discovery_url`], refreshed every
+    ///   `refresh`), and the scrapes go through the data plane (`proxy_url`).
+    /// - `localkube-dataplane`: the proxies' and controllers' series at [`Self::metrics_url`]
+    ///   (they carry their own labels: `honor_labels`).
+    pub fn prometheus_scrape_configs(&self, refresh: &str) -> String {
+        let addr = self.addr;
+        let sd = self.pod_discovery_url();
+        format!(
+            r#"- job_name: kubernetes-pods
+  http_sd_configs:
+  - url: {sd}
+    refresh_interval: {refresh}
+  proxy_url: http://{addr}
+  relabel_configs:
+  - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scrape]
+    regex: true
+    action: keep
+  - source_labels: [__address__]
+    regex: '.*9901.*'
+    action: drop
+  - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_path]
+    regex: (.+)
+    target_label: __metrics_path__
+    action: replace
+  - source_labels: [__address__, __meta_kubernetes_pod_annotation_prometheus_io_port]
+    regex: ([^:]+)(?::\d+)?;(\d+)
+    replacement: $1:$2
+    target_label: __address__
+    action: replace
+  - regex: __meta_kubernetes_pod_label_(.+)
+    action: labelmap
+  - source_labels: [__meta_kubernetes_namespace]
+    target_label: kubernetes_namespace
+    action: replace
+  - source_labels: [__meta_kubernetes_pod_name]
+    target_label: kubernetes_pod_name
+    action: replace
+- job_name: localkube-dataplane
+  honor_labels: true
+  static_configs:
+  - targets: ['{addr}']
+"#
+        )
     }
 }
 

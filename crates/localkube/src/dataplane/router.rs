@@ -118,6 +118,25 @@ pub struct RouteActions {
     /// An ingress controller served the request: record it in the controller's series
     /// (`nginx_ingress_controller_*`) with these labels.
     pub ingress: Option<IngressTelemetry>,
+    /// The gateway (or ingress controller) that took the request: the meshes' series name it
+    /// as the client (Istio's `reporter="source"`).
+    pub gateway: Option<Workload>,
+}
+
+/// A workload as the meshes' series name it: its namespace and name (empty: not known).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Workload {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Workload {
+    pub fn new(namespace: &str, name: &str) -> Self {
+        Self {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
 }
 
 /// The labels an ingress controller records a request under (besides `method` and `status`),

@@ -44,11 +44,36 @@ impl Hist {
     }
 }
 
-/// The labels of one mesh series: the workload that answered and the Service it was reached
-/// through.
+/// Which proxy reports a request: the client's (its sidecar, or the gateway it came through) or
+/// the one of the pod that answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reporter {
+    Source,
+    Destination,
+}
+
+impl Reporter {
+    /// As Istio's `reporter` label writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Source => "source",
+            Self::Destination => "destination",
+        }
+    }
+}
+
+/// The labels of one mesh series: who reported it, the client, the workload that answered and
+/// the Service it was reached through.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct MeshLabels {
-    /// The namespace of the pod that answered.
+    pub reporter: Reporter,
+    /// The client's namespace and workload (empty: not known, `unknown` in the series).
+    pub source_namespace: String,
+    pub source_workload: String,
+    /// Envoy's response flags (`-`: none; `UH` no healthy upstream, `UT` upstream timeout,
+    /// `NR` no route, `FI` an injected abort).
+    pub response_flags: &'static str,
+    /// The namespace of the pod that answered (empty when none did).
     pub namespace: String,
     /// The kind of its workload (`Deployment`, `DaemonSet`, ..., `Pod`; `Service` for a
     /// Service forwarded to a real process).
@@ -122,7 +147,9 @@ pub struct IngressHist {
 /// Everything recorded so far, as the renderers see it.
 #[derive(Debug, Default, Clone)]
 pub struct Recorded {
-    /// Requests answered by pods (or a Service's upstream), as their sidecars see them.
+    /// Requests as the proxies report them: every request a pod (or a Service's upstream)
+    /// answered, by the destination's proxy; every request routed to a Service or through a
+    /// gateway, by the client's.
     pub mesh: BTreeMap<MeshLabels, MeshHist>,
     /// Requests the ingress controller served.
     pub ingress: BTreeMap<IngressLabels, IngressHist>,
@@ -132,6 +159,15 @@ pub struct Recorded {
 pub trait Telemetry: Send + Sync + std::fmt::Debug {
     /// Appends the series in the Prometheus text format.
     fn render(&self, recorded: &Recorded, out: &mut String);
+}
+
+impl Recorded {
+    /// The records reported by the destinations' proxies.
+    pub fn destination(&self) -> impl Iterator<Item = (&MeshLabels, &MeshHist)> {
+        self.mesh
+            .iter()
+            .filter(|(l, _)| l.reporter == Reporter::Destination)
+    }
 }
 
 /// A label value escaped for the text format.

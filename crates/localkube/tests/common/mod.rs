@@ -3,7 +3,11 @@
 
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::time::Duration;
+
+use axum::body::Body;
+use serde_json::Value;
 
 use kube::Client;
 
@@ -42,4 +46,108 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// GETs `url` over a fresh HTTP/1.1 connection; the body.
+pub async fn http_get(url: &str) -> String {
+    let uri: axum::http::Uri = url.parse().unwrap();
+    let addr = format!("{}:{}", uri.host().unwrap(), uri.port_u16().unwrap_or(80));
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = axum::http::Request::get(uri.path_and_query().unwrap().as_str())
+        .header("host", uri.authority().unwrap().as_str())
+        .body(Body::empty())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let bytes = axum::body::to_bytes(Body::new(resp.into_body()), usize::MAX)
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// A real Prometheus (Debian's package) with these `scrape_configs` entries, every 200 ms;
+/// killed on drop.
+pub struct Prometheus {
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Prometheus {
+    pub async fn start(scrape_configs: &str) -> Option<Self> {
+        const BIN: &str = "/usr/bin/prometheus";
+        if !Path::new(BIN).exists() {
+            eprintln!("skipping the Prometheus half: {BIN} not installed");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 200ms\n  evaluation_interval: 1s\nscrape_configs:\n{scrape_configs}"
+            ),
+        )
+        .unwrap();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let child = tokio::process::Command::new(BIN)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Some(Self {
+            _child: child,
+            _dir: dir,
+            url: format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    /// The value of an instant query returning one sample, if it does.
+    pub async fn scalar(&self, query: &str) -> Option<f64> {
+        let q: String = url::form_urlencoded::byte_serialize(query.as_bytes()).collect();
+        let stream = tokio::net::TcpStream::connect(self.url.trim_start_matches("http://")).await;
+        stream.ok()?;
+        let body = http_get(&format!("{}/api/v1/query?query={q}", self.url)).await;
+        let v: Value = serde_json::from_str(&body).ok()?;
+        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+}
+
+/// Creates namespace `name`.
+pub async fn namespace(client: &Client, name: &str) {
+    let ns: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
+            .expect("a namespace");
+    kube::Api::all(client.clone())
+        .create(&kube::api::PostParams::default(), &ns)
+        .await
+        .expect("namespace created");
+}
+
+/// Runs the real kubectl against `h`; its standard output.
+pub async fn kubectl(h: &localkube::Handle, args: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    h.write_kubeconfig(&kubeconfig).expect("kubeconfig written");
+    let out = tokio::process::Command::new("kubectl")
+        .env("KUBECONFIG", &kubeconfig)
+        .args(args)
+        .output()
+        .await
+        .expect("kubectl runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

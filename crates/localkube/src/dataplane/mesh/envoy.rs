@@ -25,8 +25,7 @@ fn labels(l: &MeshLabels) -> String {
 impl Telemetry for Envoy {
     fn render(&self, recorded: &Recorded, out: &mut String) {
         let rows: Vec<Row<'_>> = recorded
-            .mesh
-            .iter()
+            .destination()
             .filter(|(l, _)| !l.service.is_empty())
             .map(|(l, h)| Row {
                 labels: labels(l),

@@ -8,7 +8,7 @@
 
 use serde::Deserialize;
 
-use super::super::router::{HeaderOps, RouteDecision, ServicePort};
+use super::super::router::{HeaderOps, RouteDecision, ServicePort, Workload};
 use super::common::{
     Mesh, Tools, View, dest_port, direct, hostname_matches, objects, path_prefix_matches, spec,
 };
@@ -494,12 +494,21 @@ impl Mesh for GatewayApi {
             s.parent_refs.iter().any(ParentRef::is_gateway)
                 && s.hostnames.iter().any(|h| hostname_matches(h, host))
         });
+        // The gateway's workload, as Istio's Gateway API implementation names the Deployment
+        // it makes for a Gateway: `<gateway>-istio` in the Gateway's namespace.
+        let (ns, route) = routes.first()?;
+        let gateway = route.parent_refs.iter().find(|p| p.is_gateway())?;
         let none = ServicePort {
             namespace: String::new(),
             service: String::new(),
             port: view.port,
         };
-        (!routes.is_empty()).then(|| gw_route(t, api, &routes, &none, view))
+        let mut d = gw_route(t, api, &routes, &none, view);
+        d.actions.gateway = Some(Workload::new(
+            gateway.namespace.as_deref().unwrap_or(ns),
+            &format!("{}-istio", gateway.name),
+        ));
+        Some(d)
     }
 }
 

@@ -9,7 +9,7 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-use super::super::router::{HeaderOps, RouteActions, RouteDecision, ServicePort};
+use super::super::router::{HeaderOps, RouteActions, RouteDecision, ServicePort, Workload};
 use super::super::telemetry::{
     ISTIO_BUCKETS, MeshLabels, Recorded, Row, Telemetry, counter_and_histogram, escape, or_unknown,
 };
@@ -458,6 +458,12 @@ fn vs_route(
     }
 }
 
+/// Whether a gateway-bound VirtualService `host` takes a request for `host`: `*` takes every
+/// host, `*.example.com` every name under `example.com`, others the same name.
+fn gateway_host_matches(pattern: &str, host: &str) -> bool {
+    pattern == "*" || hostname_matches(pattern, host)
+}
+
 /// The oldest VirtualService for which `claims(namespace, spec)` holds, with its namespace.
 fn first_vs(api: &Api, claims: impl Fn(&str, &VsSpec) -> bool) -> Option<(String, VsSpec)> {
     objects(api, GROUP, VERSIONS, "VirtualService")
@@ -493,18 +499,22 @@ impl Mesh for Istio {
     ) -> Option<RouteDecision> {
         let (ns, vs) = first_vs(api, |_, vs| {
             let gateway = vs.gateways.iter().any(|g| g != "mesh");
-            gateway && vs.hosts.iter().any(|h| hostname_matches(h, host))
+            gateway && vs.hosts.iter().any(|h| gateway_host_matches(h, host))
         })?;
         let none = ServicePort {
             namespace: ns.clone(),
             service: String::new(),
             port: view.port,
         };
-        Some(vs_route(t, api, &ns, &vs, &none, view))
+        let mut d = vs_route(t, api, &ns, &vs, &none, view);
+        d.actions.gateway = Some(Workload::new("istio-system", "istio-ingressgateway"));
+        Some(d)
     }
 }
 
-/// The standard labels of one series, as the destination's sidecar reports it.
+/// Istio's standard labels of one series, as either reporter fills them: the client (`source_*`,
+/// `unknown` when the data plane does not know it), the workload that answered and the Service
+/// the request was sent to (`unknown` when none), the answer.
 fn labels(l: &MeshLabels) -> String {
     let fqdn = if l.service.is_empty() {
         "unknown".to_string()
@@ -516,16 +526,20 @@ fn labels(l: &MeshLabels) -> String {
         )
     };
     format!(
-        "reporter=\"destination\",source_workload=\"unknown\",source_workload_namespace=\"unknown\",destination_workload=\"{}\",destination_workload_namespace=\"{}\",destination_service=\"{fqdn}\",destination_service_name=\"{}\",destination_service_namespace=\"{}\",request_protocol=\"http\",response_code=\"{}\",response_flags=\"-\"",
-        escape(&l.workload),
-        escape(&l.namespace),
+        "reporter=\"{}\",source_workload=\"{}\",source_workload_namespace=\"{}\",destination_workload=\"{}\",destination_workload_namespace=\"{}\",destination_service=\"{fqdn}\",destination_service_name=\"{}\",destination_service_namespace=\"{}\",request_protocol=\"http\",response_code=\"{}\",response_flags=\"{}\"",
+        l.reporter.as_str(),
+        or_unknown(&l.source_workload),
+        or_unknown(&l.source_namespace),
+        or_unknown(&l.workload),
+        or_unknown(&l.namespace),
         or_unknown(&l.service),
         or_unknown(&l.service_namespace),
-        l.status
+        l.status,
+        l.response_flags,
     )
 }
 
-/// `istio_requests_total` and `istio_request_duration_milliseconds`.
+/// `istio_requests_total` and `istio_request_duration_milliseconds`, from both reporters.
 impl Telemetry for Istio {
     fn render(&self, recorded: &Recorded, out: &mut String) {
         let rows: Vec<Row<'_>> = recorded
@@ -543,11 +557,11 @@ impl Telemetry for Istio {
             out,
             (
                 "istio_requests_total",
-                "Requests reported by the destination sidecar.",
+                "Requests, as the client's and the destination's proxies report them.",
             ),
             (
                 "istio_request_duration_milliseconds",
-                "Request durations reported by the destination sidecar.",
+                "Request durations, as the client's and the destination's proxies report them.",
             ),
             &ISTIO_BUCKETS,
             &rows,
@@ -675,5 +689,16 @@ mod tests {
             assert!(!vs_host_names(h, "test", &to), "{h}");
         }
         assert!(!vs_host_names("podinfo", "other", &to));
+        for (pattern, host, yes) in [
+            ("*", "app.example.com", true),
+            ("*", "anything", true),
+            ("*.example.com", "app.example.com", true),
+            ("*.example.com", "a.b.example.com", true),
+            ("*.example.com", "example.com", false),
+            ("app.example.com", "APP.example.com", true),
+            ("app.example.com", "www.example.com", false),
+        ] {
+            assert_eq!(gateway_host_matches(pattern, host), yes, "{pattern} {host}");
+        }
     }
 }

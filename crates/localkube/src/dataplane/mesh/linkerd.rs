@@ -22,8 +22,7 @@ fn labels(l: &MeshLabels) -> String {
 impl Telemetry for Linkerd {
     fn render(&self, recorded: &Recorded, out: &mut String) {
         let rows: Vec<Row<'_>> = recorded
-            .mesh
-            .iter()
+            .destination()
             .map(|(l, h)| Row {
                 labels: labels(l),
                 counter_only: format!(

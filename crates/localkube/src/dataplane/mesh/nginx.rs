@@ -32,7 +32,7 @@ use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::super::router::{IngressTelemetry, RouteActions, RouteDecision, ServicePort};
+use super::super::router::{IngressTelemetry, RouteActions, RouteDecision, ServicePort, Workload};
 use super::super::telemetry::{
     BUCKETS, IngressLabels, Recorded, Telemetry, escape, header, histogram,
 };
@@ -516,6 +516,7 @@ impl Mesh for Nginx {
         Some(RouteDecision {
             actions: RouteActions {
                 ingress: Some(telemetry),
+                gateway: Some(Workload::new(CONTROLLER_NAMESPACE, CONTROLLER_NAME)),
                 ..decision.actions
             },
             ..decision
@@ -526,6 +527,10 @@ impl Mesh for Nginx {
 /// ingress-nginx's constant labels, as a controller installed by its Helm chart in
 /// `ingress-nginx` would have them.
 const CONTROLLER_LABELS: &str = "controller_class=\"k8s.io/ingress-nginx\",controller_namespace=\"ingress-nginx\",controller_pod=\"ingress-nginx-controller-localkube\"";
+
+/// The controller's workload, as its Helm chart installs it.
+const CONTROLLER_NAMESPACE: &str = "ingress-nginx";
+const CONTROLLER_NAME: &str = "ingress-nginx-controller";
 
 fn labels(l: &IngressLabels) -> String {
     format!(

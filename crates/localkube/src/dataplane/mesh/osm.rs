@@ -24,8 +24,7 @@ fn labels(l: &MeshLabels) -> String {
 impl Telemetry for Osm {
     fn render(&self, recorded: &Recorded, out: &mut String) {
         let rows: Vec<Row<'_>> = recorded
-            .mesh
-            .iter()
+            .destination()
             .map(|(l, h)| Row {
                 labels: labels(l),
                 counter_only: String::new(),

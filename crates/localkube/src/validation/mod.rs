@@ -1,0 +1,482 @@
+//! Validation of built-in objects as kube-apiserver does it (`pkg/apis/*/validation` and
+//! apimachinery's `util/validation`), with its wording: every rule yields a [`FieldError`] whose
+//! text is what the real server puts in `details.causes` and in the `422 Invalid` message, so
+//! `kubectl` prints the same lines.
+//!
+//! The entry point is [`validate`], run on every create, update, patch and server-side apply
+//! (on the resulting object, after defaulting). Custom resources get the metadata rules here
+//! and their schema in [`crate::crd`].
+//!
+//! Values are plain JSON (`serde_json::Value`); a field of the wrong JSON type is left to the
+//! decoding step kube-apiserver has before validation, which localkube models only for
+//! quantities and Secret data ([`DecodeError`]).
+
+pub mod apps;
+pub mod autoscaling;
+pub mod content;
+pub mod core;
+pub mod meta;
+pub mod networking;
+
+use serde_json::Value;
+
+use crate::error::{ApiError, ApiResult, Cause};
+use crate::registry::ResourceInfo;
+
+/// Server-side field validation (`fieldValidation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FieldValidation {
+    #[default]
+    Strict,
+    Warn,
+    Ignore,
+}
+
+impl FieldValidation {
+    pub fn parse(s: Option<&str>) -> Self {
+        match s {
+            Some("Ignore") => Self::Ignore,
+            Some("Warn") => Self::Warn,
+            // kube-apiserver defaults to Warn when the client sends nothing.
+            Some("Strict") => Self::Strict,
+            _ => Self::Warn,
+        }
+    }
+}
+
+/// `field.ErrorType`: the cause's `reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorType {
+    NotFound,
+    Required,
+    Duplicate,
+    Invalid,
+    NotSupported,
+    Forbidden,
+    TooLong,
+    TooMany,
+}
+
+impl ErrorType {
+    /// The `reason` of a `StatusCause`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::NotFound => "FieldValueNotFound",
+            Self::Required => "FieldValueRequired",
+            Self::Duplicate => "FieldValueDuplicate",
+            Self::Invalid => "FieldValueInvalid",
+            Self::NotSupported => "FieldValueNotSupported",
+            Self::Forbidden => "FieldValueForbidden",
+            Self::TooLong => "FieldValueTooLong",
+            Self::TooMany => "FieldValueTooMany",
+        }
+    }
+
+    /// The canonical text (`ErrorType.String()`).
+    pub fn text(self) -> &'static str {
+        match self {
+            Self::NotFound => "Not found",
+            Self::Required => "Required value",
+            Self::Duplicate => "Duplicate value",
+            Self::Invalid => "Invalid value",
+            Self::NotSupported => "Unsupported value",
+            Self::Forbidden => "Forbidden",
+            Self::TooLong => "Too long",
+            Self::TooMany => "Too many",
+        }
+    }
+}
+
+/// The offending value, as Go's `fmt` would print it in `ErrorBody`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bad {
+    /// No value shown (Required, Forbidden, TooLong).
+    None,
+    /// A string, shown quoted (`%q`).
+    Str(String),
+    /// A number or boolean, shown plain.
+    Plain(String),
+    /// Already rendered as Go's `%#v` would (maps, structs, slices).
+    Go(String),
+}
+
+impl Bad {
+    pub fn str(s: impl Into<String>) -> Self {
+        Self::Str(s.into())
+    }
+
+    pub fn int(n: i64) -> Self {
+        Self::Plain(n.to_string())
+    }
+
+    /// A JSON scalar as the Go type kube-apiserver decoded it into.
+    pub fn json(v: &Value) -> Self {
+        match v {
+            Value::String(s) => Self::Str(s.clone()),
+            Value::Null => Self::Plain("null".into()),
+            other => Self::Plain(other.to_string()),
+        }
+    }
+}
+
+/// One field error (`field.Error`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldError {
+    pub type_: ErrorType,
+    pub field: String,
+    pub value: Bad,
+    pub detail: String,
+}
+
+impl FieldError {
+    pub fn required(field: impl Into<String>, detail: &str) -> Self {
+        Self {
+            type_: ErrorType::Required,
+            field: field.into(),
+            value: Bad::None,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn invalid(field: impl Into<String>, value: Bad, detail: impl Into<String>) -> Self {
+        Self {
+            type_: ErrorType::Invalid,
+            field: field.into(),
+            value,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn duplicate(field: impl Into<String>, value: Bad) -> Self {
+        Self {
+            type_: ErrorType::Duplicate,
+            field: field.into(),
+            value,
+            detail: String::new(),
+        }
+    }
+
+    pub fn not_found(field: impl Into<String>, value: Bad) -> Self {
+        Self {
+            type_: ErrorType::NotFound,
+            field: field.into(),
+            value,
+            detail: String::new(),
+        }
+    }
+
+    /// `field.NotSupported`: the detail lists the supported values, quoted.
+    pub fn not_supported(field: impl Into<String>, value: Bad, supported: &[&str]) -> Self {
+        let detail = if supported.is_empty() {
+            String::new()
+        } else {
+            let q: Vec<String> = supported.iter().map(|s| content::go_quote(s)).collect();
+            format!("supported values: {}", q.join(", "))
+        };
+        Self {
+            type_: ErrorType::NotSupported,
+            field: field.into(),
+            value,
+            detail,
+        }
+    }
+
+    pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            type_: ErrorType::Forbidden,
+            field: field.into(),
+            value: Bad::None,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn too_long(field: impl Into<String>, max_bytes: usize) -> Self {
+        Self {
+            type_: ErrorType::TooLong,
+            field: field.into(),
+            value: Bad::None,
+            detail: format!("must have at most {max_bytes} bytes"),
+        }
+    }
+
+    /// `ErrorBody()`: the message without the field.
+    pub fn body(&self) -> String {
+        let mut s = match (&self.type_, &self.value) {
+            (ErrorType::Required | ErrorType::Forbidden | ErrorType::TooLong, _)
+            | (_, Bad::None) => self.type_.text().to_string(),
+            (t, Bad::Str(v)) => format!("{}: {}", t.text(), content::go_quote(v)),
+            (t, Bad::Plain(v) | Bad::Go(v)) => format!("{}: {v}", t.text()),
+        };
+        if !self.detail.is_empty() {
+            s.push_str(": ");
+            s.push_str(&self.detail);
+        }
+        s
+    }
+
+    /// The `StatusCause` of this error.
+    pub fn cause(&self) -> Cause {
+        Cause {
+            reason: self.type_.reason().into(),
+            field: self.field.clone(),
+            message: self.body(),
+        }
+    }
+
+    /// `Error()`: `field: body`.
+    pub fn message(&self) -> String {
+        format!("{}: {}", self.field, self.body())
+    }
+}
+
+/// A failure of the decoding step (400 BadRequest `... cannot be handled as a Kind: ...`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodeError(pub String);
+
+/// What a validator collects.
+#[derive(Debug, Default)]
+pub struct Errors {
+    pub fields: Vec<FieldError>,
+    pub decode: Option<DecodeError>,
+}
+
+impl Errors {
+    pub fn push(&mut self, e: FieldError) {
+        self.fields.push(e);
+    }
+
+    pub fn extend(&mut self, es: impl IntoIterator<Item = FieldError>) {
+        self.fields.extend(es);
+    }
+
+    /// Records a decode failure (the first one wins, as decoding stops there).
+    pub fn decode(&mut self, msg: impl Into<String>) {
+        if self.decode.is_none() {
+            self.decode = Some(DecodeError(msg.into()));
+        }
+    }
+}
+
+/// Validates `obj` (the state about to be stored) as kube-apiserver would: `old` is the
+/// stored object on updates; `sub` the subresource written (`status` writes validate the
+/// metadata only, as `ValidateXStatusUpdate` does for the kinds here).
+pub fn validate(info: &ResourceInfo, old: Option<&Value>, obj: &Value, sub: &str) -> ApiResult<()> {
+    let mut errs = Errors::default();
+    // core/v1 Events keep their legacy validation, which leaves the metadata alone (old
+    // recorders name them `<object>.` + a suffix).
+    let legacy_event = info.crd.is_none() && info.group.is_empty() && info.plural == "events";
+    if sub != "scale" && !legacy_event {
+        meta::object_meta(info, obj, &mut errs);
+    }
+    if sub.is_empty() {
+        kind_rules(info, old, obj, &mut errs);
+    }
+    if let Some(DecodeError(msg)) = errs.decode {
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version \"{v}\" cannot be handled as a {kind}: {msg}",
+            kind = info.kind,
+            v = info.version
+        )));
+    }
+    if errs.fields.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid_causes(
+        &info.kind,
+        &info.group,
+        crate::util::name(obj),
+        errs.fields.iter().map(FieldError::cause).collect(),
+    ))
+}
+
+/// Integer fields the decoder types (Go struct, JSON path from the object, Go type), per
+/// resource: a string or a fraction there is a 400 before validation runs.
+type TypedInt = (&'static str, &'static str, &'static str);
+
+const TEMPLATE_PORT: TypedInt = (
+    "ContainerPort",
+    "spec.template.spec.containers.ports.containerPort",
+    "int32",
+);
+
+const TYPED_INTS: &[(&str, &[TypedInt])] = &[
+    (
+        "services",
+        &[
+            ("ServicePort", "spec.ports.port", "int32"),
+            ("ServicePort", "spec.ports.nodePort", "int32"),
+        ],
+    ),
+    (
+        "pods",
+        &[(
+            "ContainerPort",
+            "spec.containers.ports.containerPort",
+            "int32",
+        )],
+    ),
+    (
+        "deployments",
+        &[("DeploymentSpec", "spec.replicas", "int32"), TEMPLATE_PORT],
+    ),
+    (
+        "replicasets",
+        &[("ReplicaSetSpec", "spec.replicas", "int32"), TEMPLATE_PORT],
+    ),
+    ("daemonsets", &[TEMPLATE_PORT]),
+    (
+        "statefulsets",
+        &[("StatefulSetSpec", "spec.replicas", "int32"), TEMPLATE_PORT],
+    ),
+    (
+        "horizontalpodautoscalers",
+        &[
+            ("HorizontalPodAutoscalerSpec", "spec.minReplicas", "int32"),
+            ("HorizontalPodAutoscalerSpec", "spec.maxReplicas", "int32"),
+        ],
+    ),
+];
+
+/// The values at a dotted path, arrays walked through (as Go's field paths name them).
+fn values_at<'a>(v: &'a Value, path: &[&str], out: &mut Vec<&'a Value>) {
+    match (v, path) {
+        (Value::Array(items), [_, ..]) => {
+            for i in items {
+                values_at(i, path, out);
+            }
+        }
+        (_, []) => out.push(v),
+        (Value::Object(m), [first, rest @ ..]) => {
+            if let Some(c) = m.get(*first) {
+                values_at(c, rest, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The decoder's `UnmarshalTypeError` for integer fields holding something else.
+fn typed_ints(info: &ResourceInfo, obj: &Value, errs: &mut Errors) {
+    let Some((_, fields)) = TYPED_INTS.iter().find(|(p, _)| *p == info.plural) else {
+        return;
+    };
+    for (strukt, path, go_type) in *fields {
+        let parts: Vec<&str> = path.split('.').collect();
+        let mut found = Vec::new();
+        values_at(obj, &parts, &mut found);
+        for v in found {
+            let what = match v {
+                Value::String(_) => "string".to_string(),
+                Value::Bool(_) => "bool".to_string(),
+                Value::Object(_) => "object".to_string(),
+                Value::Array(_) => "array".to_string(),
+                Value::Number(n) if n.as_i64().is_none_or(|i| i32::try_from(i).is_err()) => {
+                    format!("number {n}")
+                }
+                _ => continue,
+            };
+            errs.decode(format!(
+                "json: cannot unmarshal {what} into Go struct field {strukt}.{path} of type {go_type}"
+            ));
+        }
+    }
+}
+
+fn kind_rules(info: &ResourceInfo, old: Option<&Value>, obj: &Value, errs: &mut Errors) {
+    if info.crd.is_some() {
+        return;
+    }
+    if info.group.is_empty() || matches!(info.group.as_str(), "apps" | "autoscaling") {
+        typed_ints(info, obj, errs);
+    }
+    match (info.group.as_str(), info.plural.as_str()) {
+        ("", "services") => core::service(obj, old, errs),
+        ("", "pods") => core::pod(obj, errs),
+        ("", "configmaps") => core::config_map(obj, old, errs),
+        ("", "secrets") => core::secret(obj, old, errs),
+        ("", "namespaces") => core::namespace(obj, errs),
+        ("apps", "deployments") => apps::deployment(obj, old, errs),
+        ("apps", "replicasets") => apps::replica_set(obj, old, errs),
+        ("apps", "daemonsets") => apps::daemon_set(obj, old, errs),
+        ("apps", "statefulsets") => apps::stateful_set(obj, old, errs),
+        ("autoscaling", "horizontalpodautoscalers") => autoscaling::hpa(obj, errs),
+        ("networking.k8s.io", "ingresses") => networking::ingress(obj, errs),
+        _ => {}
+    }
+}
+
+/// Helpers of the unit tests of validation and defaulting.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Errors, FieldError};
+    use crate::registry::{ResourceInfo, builtins};
+
+    /// The built-in resource named `plural`.
+    pub fn info(plural: &str) -> ResourceInfo {
+        builtins()
+            .into_iter()
+            .find(|i| i.plural == plural)
+            .expect("a built-in resource")
+    }
+
+    /// The messages `f` collects.
+    pub fn run(f: impl Fn(&mut Errors)) -> Vec<String> {
+        let mut e = Errors::default();
+        f(&mut e);
+        e.fields.iter().map(FieldError::message).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_follow_go_error_body() {
+        let e = FieldError::required("spec.ports[1].name", "");
+        assert_eq!(e.message(), "spec.ports[1].name: Required value");
+        let e = FieldError::duplicate("spec.ports[1].name", Bad::str("http"));
+        assert_eq!(e.message(), "spec.ports[1].name: Duplicate value: \"http\"");
+        let e = FieldError::not_supported("spec.type", Bad::str("Foo"), &["ClusterIP", "NodePort"]);
+        assert_eq!(
+            e.message(),
+            "spec.type: Unsupported value: \"Foo\": supported values: \"ClusterIP\", \"NodePort\""
+        );
+        let e = FieldError::invalid(
+            "spec.replicas",
+            Bad::int(-1),
+            "must be greater than or equal to 0",
+        );
+        assert_eq!(
+            e.message(),
+            "spec.replicas: Invalid value: -1: must be greater than or equal to 0"
+        );
+        let e = FieldError::too_long("metadata.annotations", 262144);
+        assert_eq!(
+            e.message(),
+            "metadata.annotations: Too long: must have at most 262144 bytes"
+        );
+        let e = FieldError::forbidden("data", "field is immutable when `immutable` is set");
+        assert_eq!(
+            e.body(),
+            "Forbidden: field is immutable when `immutable` is set"
+        );
+    }
+
+    #[test]
+    fn wrongly_typed_integers_are_decode_errors() {
+        let svc = testing::info("services");
+        let obj = serde_json::json!({"metadata": {"name": "s", "namespace": "d"},
+            "spec": {"type": "ClusterIP", "sessionAffinity": "None", "ports": [{"port": "80", "protocol": "TCP"}]}});
+        let e = validate(&svc, None, &obj, "").expect_err("refused");
+        assert_eq!(e.code, 400);
+        assert_eq!(
+            e.message,
+            "Service in version \"v1\" cannot be handled as a Service: json: cannot unmarshal string into Go struct field ServicePort.spec.ports.port of type int32"
+        );
+        let d = testing::info("deployments");
+        let obj = serde_json::json!({"metadata": {"name": "d", "namespace": "d"}, "spec": {"replicas": 1.5}});
+        let e = validate(&d, None, &obj, "").expect_err("refused");
+        assert!(e.message.ends_with("json: cannot unmarshal number 1.5 into Go struct field DeploymentSpec.spec.replicas of type int32"), "{}", e.message);
+    }
+}
