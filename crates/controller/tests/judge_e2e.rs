@@ -307,10 +307,15 @@ async fn a_canary_as_good_as_a_slow_erring_primary_is_promoted_where_fixed_thres
     let events = env.events("podinfo").await;
     let passed = events
         .iter()
-        .find(|m| m.contains("latency-judge: the judge passes"))
+        .rfind(|m| m.contains("latency-judge: the judge passes"))
         .expect("a pass");
     assert!(
-        passed.contains("verdict Pass over the last 10s every 1s; Pass: "),
-        "{passed}"
+        passed.contains("score 100.00 >= 95, verdict Pass over the last 10s every 1s; Pass: no clear shift: the 98% interval"),
+        "{events:#?}"
     );
+    let ratio = events
+        .iter()
+        .rfind(|m| m.starts_with("podinfo.test errors-ratio: canary "))
+        .expect("a ratio within bounds");
+    assert!(ratio.ends_with("is within bounds"), "{events:#?}");
 }

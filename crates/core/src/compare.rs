@@ -437,6 +437,21 @@ impl Compared {
                     .first()
                     .map(metric_words)
                     .unwrap_or_default();
+                // Kayenta leaves a metric whose test could not run out of the score, so a
+                // judgement of that metric alone scores 100; a check that could not compare
+                // fails instead, as a query that fails does.
+                let errored = judgement
+                    .metrics
+                    .first()
+                    .is_some_and(|m| m.classification == judge::Classification::Error);
+                if errored {
+                    return CheckResult {
+                        passed: false,
+                        message: format!(
+                            "Halt {canary} advancement {name}: the judge could not compare the canary with the primary {window}; {detail}"
+                        ),
+                    };
+                }
                 let head = if passed {
                     format!("{canary} {name}: the judge passes the canary against the primary")
                 } else {

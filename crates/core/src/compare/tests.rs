@@ -330,3 +330,33 @@ fn relative_checks_compare_against_the_threshold_range() {
         )
     );
 }
+
+#[test]
+fn a_judge_that_could_not_compare_fails_the_check() {
+    // One point a side: no interval can be computed (Kayenta's Error, left out of its score).
+    let c = Compared::judged(
+        "latency",
+        &options(judge::config::Direction::Increase),
+        window(),
+        ("c".into(), vec![0.67]),
+        ("p".into(), vec![0.675]),
+    )
+    .expect("judged");
+    assert_eq!(c.value(), Some(100.0));
+    let r = c.check(
+        "podinfo.test",
+        "latency",
+        Range {
+            min: Some(95.0),
+            max: None,
+        },
+    );
+    assert!(!r.passed);
+    assert!(
+        r.message.starts_with(
+            "Halt podinfo.test advancement latency: the judge could not compare the canary with the primary over the last 30s every 1s; Error: "
+        ),
+        "{}",
+        r.message
+    );
+}
