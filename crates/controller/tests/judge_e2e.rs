@@ -18,11 +18,8 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
-
 use flagger_api::CanaryPhase;
+use support::load::Load;
 use support::{Env, NS, Options};
 
 const PODINFO: &str = "ghcr.io/stefanprodan/podinfo";
@@ -137,40 +134,6 @@ const ERROR_METRICS: &str = r#"    - name: errors-fixed
       interval: 10s
       templateRef: {name: errors-vs-primary}
       thresholdRange: {max: 2}"#;
-
-/// Requests through the data plane to `url`, `rps` a second, each on its own task (slow answers
-/// do not slow the rate), until dropped.
-struct Load(Arc<AtomicBool>);
-
-impl Load {
-    fn start(env: &Env, url: &'static str, rps: u64) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let proxy = env.kube.proxy_url().expect("data plane");
-        let http = reqwest::Client::builder()
-            .proxy(reqwest::Proxy::http(&proxy).expect("proxy"))
-            .timeout(Duration::from_secs(5))
-            .build()
-            .expect("client");
-        let s = stop.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(1000 / rps));
-            while !s.load(Ordering::Relaxed) {
-                tick.tick().await;
-                let http = http.clone();
-                tokio::spawn(async move {
-                    let _ = http.get(url).send().await;
-                });
-            }
-        });
-        Load(stop)
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
 
 /// Localkube with its data plane, Prometheus scraping the pods, the templates, podinfo as
 /// given and its Canary initialized; load on the canary's and the primary's Services.

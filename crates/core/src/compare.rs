@@ -333,21 +333,26 @@ impl Compared {
             group_weights: BTreeMap::new(),
         };
         let judgement = judge::judge(&[input], &config).map_err(|e| e.to_string())?;
-        Ok(Compared {
+        let figures = Figures::Judge {
+            judgement: Box::new(judgement),
+            range_seconds: window.range.as_secs_f64(),
+            step_seconds: window.step.as_secs_f64(),
+        };
+        Ok(Compared::of(canary.0, primary.0, figures))
+    }
+
+    fn of(canary_query: String, primary_query: String, figures: Figures) -> Compared {
+        Compared {
             canary: Queried {
                 variant: Variant::Canary,
-                query: canary.0,
+                query: canary_query,
             },
             primary: Queried {
                 variant: Variant::Primary,
-                query: primary.0,
+                query: primary_query,
             },
-            figures: Figures::Judge {
-                judgement: Box::new(judgement),
-                range_seconds: window.range.as_secs_f64(),
-                step_seconds: window.step.as_secs_f64(),
-            },
-        })
+            figures,
+        }
     }
 
     /// Compares one value per side (`None`: the side had no value) against the metric's
@@ -367,17 +372,7 @@ impl Compared {
                 max: range.max,
             },
         );
-        Compared {
-            canary: Queried {
-                variant: Variant::Canary,
-                query: canary.0,
-            },
-            primary: Queried {
-                variant: Variant::Primary,
-                query: primary.0,
-            },
-            figures: Figures::Relative(result),
-        }
+        Compared::of(canary.0, primary.0, Figures::Relative(result))
     }
 
     /// The check's value: the judge's score, or the ratio or difference (`None` when a side

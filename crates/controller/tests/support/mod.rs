@@ -6,6 +6,7 @@
 
 pub mod exporter;
 pub mod hooks;
+pub mod load;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -170,6 +170,18 @@ fn options(direction: judge::config::Direction) -> JudgeOptions {
     }
 }
 
+/// The judge (increases count) on two latency vectors.
+fn latency_judged(canary: (String, Vec<f64>), primary: (String, Vec<f64>)) -> Compared {
+    Compared::judged(
+        "latency",
+        &options(judge::config::Direction::Increase),
+        window(),
+        canary,
+        primary,
+    )
+    .expect("judged")
+}
+
 fn window() -> Window {
     Window {
         range: Duration::from_secs(30),
@@ -186,14 +198,10 @@ fn points(centre: f64, n: usize, phase: usize) -> Vec<f64> {
 
 #[test]
 fn a_canary_thirty_percent_slower_fails_with_the_figures_in_words() {
-    let c = Compared::judged(
-        "latency",
-        &options(judge::config::Direction::Increase),
-        window(),
+    let c = latency_judged(
         ("canary q".into(), points(0.13, 30, 3)),
         ("primary q".into(), points(0.10, 30, 0)),
-    )
-    .expect("judged");
+    );
     assert_eq!(c.value(), Some(0.0));
     let j = c.judgement().expect("a judgement");
     assert_eq!(j.metrics[0].classification, judge::Classification::High);
@@ -226,14 +234,10 @@ fn a_canary_thirty_percent_slower_fails_with_the_figures_in_words() {
 
 #[test]
 fn a_canary_as_slow_as_the_primary_passes() {
-    let c = Compared::judged(
-        "latency",
-        &options(judge::config::Direction::Increase),
-        window(),
+    let c = latency_judged(
         ("c".into(), points(0.6, 30, 5)),
         ("p".into(), points(0.6, 30, 0)),
-    )
-    .expect("judged");
+    );
     assert_eq!(c.value(), Some(100.0));
     // No thresholdRange: the score must reach the pass threshold.
     let r = c.check("podinfo.test", "latency", Range::default());
@@ -246,27 +250,16 @@ fn a_canary_as_slow_as_the_primary_passes() {
         r.message
     );
     // A faster canary passes a judge that counts increases only.
-    let faster = Compared::judged(
-        "latency",
-        &options(judge::config::Direction::Increase),
-        window(),
+    let faster = latency_judged(
         ("c".into(), points(0.3, 30, 5)),
         ("p".into(), points(0.6, 30, 0)),
-    )
-    .expect("judged");
+    );
     assert_eq!(faster.value(), Some(100.0));
 }
 
 #[test]
 fn no_points_on_a_side_fails_the_check() {
-    let c = Compared::judged(
-        "latency",
-        &options(judge::config::Direction::Increase),
-        window(),
-        ("c".into(), vec![]),
-        ("p".into(), points(0.6, 30, 0)),
-    )
-    .expect("judged");
+    let c = latency_judged(("c".into(), vec![]), ("p".into(), points(0.6, 30, 0)));
     let r = c.check(
         "podinfo.test",
         "latency",
@@ -334,14 +327,7 @@ fn relative_checks_compare_against_the_threshold_range() {
 #[test]
 fn a_judge_that_could_not_compare_fails_the_check() {
     // One point a side: no interval can be computed (Kayenta's Error, left out of its score).
-    let c = Compared::judged(
-        "latency",
-        &options(judge::config::Direction::Increase),
-        window(),
-        ("c".into(), vec![0.67]),
-        ("p".into(), vec![0.675]),
-    )
-    .expect("judged");
+    let c = latency_judged(("c".into(), vec![0.67]), ("p".into(), vec![0.675]));
     assert_eq!(c.value(), Some(100.0));
     let r = c.check(
         "podinfo.test",
