@@ -653,3 +653,31 @@ async fn a_misspelt_marking_is_an_unusable_check_naming_the_annotation() {
     );
     assert!(w.prom.seen().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_marking_makes_the_canary_invalid_naming_the_template() {
+    let w = World::start().await;
+    w.marked_template(
+        "latency",
+        serde_json::json!({"flagger.app/compare": "judge", "flagger.app/compare-stepp": "2s"}),
+        VARIANT_QUERY,
+    )
+    .await;
+    let lookups = Lookups::new(
+        w.client.clone(),
+        flagger_controller::cache::build(&w.client, None).0,
+    );
+    let problems = flagger_controller::canary::dereference::template_providers(
+        &lookups,
+        &w.clients,
+        &validated_canary(),
+    )
+    .await
+    .expect_err("refused");
+    assert_eq!(
+        problems,
+        [
+            "spec.analysis.metrics[0].templateRef: MetricTemplate latency.test: annotation flagger.app/compare-stepp is not known; the comparison annotations are flagger.app/compare, flagger.app/compare-options and flagger.app/compare-step"
+        ]
+    );
+}
