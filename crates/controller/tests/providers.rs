@@ -125,7 +125,7 @@ impl World {
     }
 
     async fn check(&self, template: &str) -> MetricCheck {
-        templates::run(&self.lookups(), &self.clients, NS, template, &model()).await
+        run_template(&self.lookups(), &self.clients, template, &model()).await
     }
 
     /// The answers every HTTP vendor has, in turn: nothing and a null point (both "no
@@ -182,6 +182,39 @@ impl World {
         }
         out
     }
+}
+
+/// Runs a template check as the analysis does, for a canary whose one metric names it.
+async fn run_template(
+    lookups: &Lookups,
+    clients: &Clients,
+    name: &str,
+    model: &Model,
+) -> MetricCheck {
+    let canary: flagger_api::Canary = serde_json::from_value(serde_json::json!({
+        "apiVersion": "flagger.app/v1beta1",
+        "kind": "Canary",
+        "metadata": {"name": "podinfo", "namespace": NS},
+        "spec": {
+            "provider": "kubernetes",
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "service": {"port": 9898},
+            "analysis": {
+                "interval": "1m", "threshold": 2, "iterations": 2,
+                "metrics": [{"name": name, "templateRef": {"name": name}, "thresholdRange": {"min": 0}}]
+            }
+        }
+    }))
+    .expect("a valid Canary");
+    let canary = flagger_core::validate::validate(&canary, &Default::default())
+        .expect("the Canary validates")
+        .canary;
+    let comparing = templates::Comparing {
+        metric: &canary.analysis.metrics[0],
+        canary: &canary,
+        now: 1_700_000_100.0,
+    };
+    templates::run(lookups, clients, NS, name, model, &comparing).await
 }
 
 fn model() -> Model {
@@ -788,7 +821,7 @@ async fn graphite_requests_and_answers_against_a_real_graphite() {
         let lookups = w.lookups();
         let clients = w.clients.clone();
         let m = model_with(series);
-        async move { templates::run(&lookups, &clients, NS, "graphite", &m).await }
+        async move { run_template(&lookups, &clients, "graphite", &m).await }
     };
     // The newest non-null point, once carbon has it.
     let last = std::sync::Mutex::new(String::new());
@@ -813,7 +846,7 @@ async fn graphite_requests_and_answers_against_a_real_graphite() {
         "spec": {"provider": {"type": "graphite", "address": g.url}, "query": "target=noSuchFunction(flagger.it.errors)"},
     }))
     .await;
-    let bad = templates::run(&w.lookups(), &w.clients, NS, "graphite-bad", &model()).await;
+    let bad = run_template(&w.lookups(), &w.clients, "graphite-bad", &model()).await;
     assert!(
         error_with(&bad.outcome, "error response: Status"),
         "{:?}",
@@ -844,7 +877,7 @@ async fn keptn_reads_metrics_and_runs_analyses_in_the_cluster() {
             variables: BTreeMap::from([("metric".to_string(), metric.to_string())]),
             ..model()
         };
-        async move { templates::run(&lookups, &clients, NS, "keptn", &m).await }
+        async move { run_template(&lookups, &clients, "keptn", &m).await }
     };
     let last = std::sync::Mutex::new(String::new());
     support::wait_for("the KeptnMetric resource served", &last, || async {
@@ -882,10 +915,10 @@ async fn keptn_reads_metrics_and_runs_analyses_in_the_cluster() {
     }))
     .await;
     op.set_pass(true);
-    let passed = templates::run(&w.lookups(), &w.clients, NS, "keptn-slo", &model()).await;
+    let passed = run_template(&w.lookups(), &w.clients, "keptn-slo", &model()).await;
     assert_eq!(passed.outcome, MetricOutcome::Value(1.0));
     op.set_pass(false);
-    let failed = templates::run(&w.lookups(), &w.clients, NS, "keptn-slo", &model()).await;
+    let failed = run_template(&w.lookups(), &w.clients, "keptn-slo", &model()).await;
     assert_eq!(failed.outcome, MetricOutcome::Value(0.0));
     let spec = op.specs.lock().unwrap()[0].clone();
     assert_eq!(
@@ -955,7 +988,7 @@ async fn externalmetrics_reads_the_clusters_external_metrics_api() {
         "spec": {"provider": {"type": "externalmetrics"}, "query": "a/b/c"},
     }))
     .await;
-    let bad = templates::run(&w.lookups(), &w.clients, NS, "em-bad", &model()).await;
+    let bad = run_template(&w.lookups(), &w.clients, "em-bad", &model()).await;
     assert!(
         error_with(
             &bad.outcome,

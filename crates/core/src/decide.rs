@@ -729,6 +729,17 @@ impl<'a> Tick<'a> {
             .collect::<Vec<_>>();
         for index in order {
             let outcome = self.metric(index)?;
+            if let MetricOutcome::Compared(compared) = &outcome {
+                let metric = &self.c.analysis.metrics[index];
+                let result = compared.check(&self.canary_name, &metric.name, metric.range);
+                if result.passed {
+                    self.info(result.message);
+                    continue;
+                }
+                self.warn(result.message);
+                self.add_failed_check();
+                return Ok(false);
+            }
             if let Some(message) = self.metric_failure(index, &outcome) {
                 self.warn(message);
                 self.add_failed_check();
@@ -746,6 +757,8 @@ impl<'a> Tick<'a> {
         let range = metric.range;
         match (&metric.source, outcome) {
             (_, MetricOutcome::Unusable(message)) => Some(message.clone()),
+            // Judged by `analysis` before this is asked.
+            (_, MetricOutcome::Compared(_)) => None,
             (MetricSource::Builtin(kind), MetricOutcome::Value(v)) => {
                 let (v, min, max) = (*v, range.min, range.max);
                 match kind {

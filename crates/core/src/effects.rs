@@ -86,6 +86,9 @@ pub enum MetricOutcome {
     /// provider, a query that does not render); the text is the whole event message, as Flagger
     /// words each of these (`Metric template podinfo.test error: ...`).
     Unusable(String),
+    /// A comparison check (a MetricTemplate marked for comparison, [`crate::compare`]): both
+    /// sides' queries and the figures computed from their answers.
+    Compared(Box<crate::compare::Compared>),
 }
 
 /// Whether the target workload has pods: a Deployment's `spec.replicas` above zero, a

@@ -4,6 +4,7 @@
 //! observations and the current time to [`decide::decide`], and carries out the returned effects;
 //! nothing in this crate performs I/O or reads a clock (see `clippy.toml` beside `Cargo.toml`).
 
+pub mod compare;
 pub mod conflict;
 pub mod converge;
 pub mod decide;

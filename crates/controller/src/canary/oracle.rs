@@ -274,12 +274,19 @@ impl Oracle<'_> {
             MetricSource::Template {
                 name, namespace, ..
             } => {
+                let now = self.ctx.now().as_millisecond() as f64 / 1000.0;
+                let comparing = templates::Comparing {
+                    metric,
+                    canary: self.c,
+                    now,
+                };
                 templates::run(
                     &self.ctx.lookups,
                     &self.ctx.http,
                     namespace,
                     name,
                     &self.template_model(index),
+                    &comparing,
                 )
                 .await
             }
@@ -293,12 +300,11 @@ impl Oracle<'_> {
             failure = check.failure().unwrap_or_default(),
             "metric check"
         );
-        let outcome = check.outcome;
-        if let MetricOutcome::Value(v) = &outcome {
+        if let Some(v) = check.value() {
             let value = match &metric.source {
                 // Flagger records request-duration in seconds.
                 MetricSource::Builtin(BuiltinMetric::RequestDuration) => v / 1000.0,
-                _ => *v,
+                _ => v,
             };
             self.ctx
                 .metrics
@@ -310,7 +316,7 @@ impl Oracle<'_> {
                 })
                 .set(value);
         }
-        outcome
+        check.outcome
     }
 }
 

@@ -9,6 +9,7 @@ pub mod fakes;
 pub mod graphite;
 pub mod hooks;
 pub mod keptn;
+pub mod load;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
