@@ -9,6 +9,7 @@ pub mod converge;
 pub mod decide;
 pub mod duration;
 pub mod effects;
+pub mod explain;
 pub mod finalize;
 pub mod generated;
 pub mod gotemplate;
@@ -23,6 +24,7 @@ pub mod redact;
 pub mod routing;
 pub mod services;
 pub mod status;
+pub mod steer;
 pub mod validate;
 pub mod workload;
 

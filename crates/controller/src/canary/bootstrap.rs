@@ -99,9 +99,8 @@ pub async fn run(
         });
         conflicts::report(ctx, canary, c, &report).await;
     }
-    reconciled.map_err(|e| {
-        BootstrapError::new(crate::error::Category::of_router(&e), e.message)
-    })?;
+    reconciled
+        .map_err(|e| BootstrapError::new(crate::error::Category::of_router(&e), e.message))?;
     Ok(Bootstrapped {
         keep_target_serving,
     })

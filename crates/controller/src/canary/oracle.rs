@@ -219,9 +219,11 @@ impl Oracle<'_> {
         }
     }
 
-    async fn metric(&self, index: usize) -> MetricOutcome {
+    async fn metric(&self, index: usize) -> MetricCheck {
         let Some(metric) = self.c.analysis.metrics.get(index) else {
-            return MetricOutcome::Error(format!("no metric at index {index}"));
+            return MetricCheck::outcome(MetricOutcome::Error(format!(
+                "no metric at index {index}"
+            )));
         };
         let interval = metric
             .interval
@@ -285,8 +287,7 @@ impl Oracle<'_> {
             failure = check.failure().unwrap_or_default(),
             "metric check"
         );
-        let outcome = check.outcome;
-        if let MetricOutcome::Value(v) = &outcome {
+        if let MetricOutcome::Value(v) = &check.outcome {
             let value = match &metric.source {
                 // Flagger records request-duration in seconds.
                 MetricSource::Builtin(BuiltinMetric::RequestDuration) => v / 1000.0,
@@ -302,7 +303,7 @@ impl Oracle<'_> {
                 })
                 .set(value);
         }
-        outcome
+        check
     }
 }
 
