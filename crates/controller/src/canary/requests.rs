@@ -35,7 +35,10 @@ pub fn pending(canary: &Canary, status: &flagger_api::CanaryStatus) -> bool {
 
 /// JSON pointer escaping of a map key.
 fn pointer(key: &str) -> String {
-    format!("/metadata/annotations/{}", key.replace('~', "~0").replace('/', "~1"))
+    format!(
+        "/metadata/annotations/{}",
+        key.replace('~', "~0").replace('/', "~1")
+    )
 }
 
 /// Removes the request `raw` (and its id), if the annotation still reads `raw`. A failure is
@@ -59,10 +62,18 @@ pub async fn clear(ctx: &Context, canary: &Canary, raw: &str) {
     };
     let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);
     match api
-        .patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Json::<()>(patch))
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Json::<()>(patch),
+        )
         .await
     {
-        Ok(_) => tracing::info!(canary = %format!("{name}.{ns}"), action = raw, "request done, annotation removed"),
-        Err(e) => tracing::warn!(canary = %format!("{name}.{ns}"), action = raw, "removing the request annotation failed: {e}"),
+        Ok(_) => {
+            tracing::info!(canary = %format!("{name}.{ns}"), action = raw, "request done, annotation removed")
+        }
+        Err(e) => {
+            tracing::warn!(canary = %format!("{name}.{ns}"), action = raw, "removing the request annotation failed: {e}")
+        }
     }
 }
