@@ -315,4 +315,35 @@ mod tests {
             assert!(text.contains(name), "missing {name:?} in:\n{text}");
         }
     }
+
+    #[test]
+    fn a_check_exports_its_value_next_to_its_threshold_and_its_verdict() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        let check = |value: Option<f64>, verdict: &str| flagger_api::CheckStatus {
+            name: "request-success-rate".into(),
+            provider: Some("prometheus".into()),
+            value,
+            min: Some(99.0),
+            verdict: verdict.into(),
+            ..Default::default()
+        };
+        m.record_check("podinfo", "test", &check(Some(94.5), "Fail"));
+        m.record_check("podinfo", "test", &check(None, "InsufficientData"));
+        m.record_check("podinfo", "test", &check(None, "InsufficientData"));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        let labels = r#"name="podinfo",namespace="test",metric="request-success-rate""#;
+        for line in [
+            format!(r#"flagger_canary_check_value{{{labels},provider="prometheus"}} 94.5"#),
+            format!(
+                r#"flagger_canary_check_threshold{{{labels},provider="prometheus",bound="min"}} 99.0"#
+            ),
+            format!(r#"flagger_canary_checks_total{{{labels},verdict="fail"}} 1"#),
+            format!(r#"flagger_canary_checks_total{{{labels},verdict="insufficient_data"}} 2"#),
+        ] {
+            assert!(text.contains(&line), "missing {line:?} in:\n{text}");
+        }
+        assert!(!text.contains(r#"bound="max""#), "no max was set:\n{text}");
+    }
 }
