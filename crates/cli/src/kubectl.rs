@@ -183,7 +183,10 @@ async fn fetch(api: &Api<Canary>, name: &str, ns: &str) -> Result<Canary> {
     match api.get_opt(name).await {
         Ok(Some(c)) => Ok(c),
         Ok(None) => bail!("canary {name} not found in namespace {ns}"),
-        Err(e) => Err(anyhow::anyhow!("reading canary {name}.{ns}: {e}")),
+        Err(e) => Err(anyhow::anyhow!(
+            "reading canary {name}.{ns}: {}",
+            flagger_controller::error::api_text(&e)
+        )),
     }
 }
 
@@ -316,7 +319,12 @@ async fn get(g: &Global, name: Option<&str>) -> Result<()> {
             };
             api.list(&ListParams::default())
                 .await
-                .map_err(|e| anyhow::anyhow!("listing canaries: {e}"))?
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "listing canaries: {}",
+                        flagger_controller::error::api_text(&e)
+                    )
+                })?
                 .items
         }
     };
@@ -689,7 +697,7 @@ async fn watch(g: &Global, name: &str, until_done: bool, timeout: Option<Duratio
             }
             Some(Ok(_)) => continue,
             Some(Err(e)) => {
-                eprintln!("watch interrupted ({e}); resuming");
+                eprintln!("watch interrupted ({}); resuming", watch_text(&e));
                 continue;
             }
         };
@@ -722,6 +730,17 @@ async fn watch(g: &Global, name: &str, until_done: bool, timeout: Option<Duratio
 
 // ----- actions -----------------------------------------------------------------------------------
 
+/// A watcher error without Rust's debug formatting.
+fn watch_text(e: &watcher::Error) -> String {
+    match e {
+        watcher::Error::InitialListFailed(k)
+        | watcher::Error::WatchStartFailed(k)
+        | watcher::Error::WatchFailed(k) => flagger_controller::error::api_text(k),
+        watcher::Error::WatchError(s) => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// A fresh id for a request (the time in nanoseconds and the process id).
 fn nonce() -> String {
     let nanos = std::time::SystemTime::now()
@@ -746,7 +765,12 @@ async fn act(g: &Global, verb: &str, a: &ActionArgs) -> Result<()> {
     };
     api.patch(name, &params, &Patch::Merge(&patch))
         .await
-        .map_err(|e| anyhow::anyhow!("writing the request on canary {name}.{ns}: {e}"))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "writing the request on canary {name}.{ns}: {}",
+                flagger_controller::error::api_text(&e)
+            )
+        })?;
     if !a.wait {
         println!("canary {name}.{ns}: {verb} requested ({ACTION}={verb}, {ACTION_ID}={id})");
         return Ok(());

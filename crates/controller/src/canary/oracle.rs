@@ -330,9 +330,10 @@ pub async fn readiness_of(
         Target::Deployment(_) => {
             match cache::require(&ctx.caches.deployments, &ctx.client, ns, &name).await {
                 Ok(d) => readiness::deployment(&d, role, ns, &c.name, threshold, deadline, now),
-                Err(e) => {
-                    Readiness::Waiting(format!("deployment {name}.{ns} get query error: {e}"))
-                }
+                Err(e) => Readiness::Waiting(format!(
+                    "deployment {name}.{ns} get query error: {}",
+                    crate::error::api_text(&e)
+                )),
             }
         }
         Target::DaemonSet(_) => {
@@ -341,7 +342,10 @@ pub async fn readiness_of(
                     let since = status.last_transition_time.as_ref().map(|t| t.0);
                     readiness::daemonset(&d, role, ns, threshold, deadline, since, now)
                 }
-                Err(e) => Readiness::Waiting(format!("daemonset {name}.{ns} get query error: {e}")),
+                Err(e) => Readiness::Waiting(format!(
+                    "daemonset {name}.{ns} get query error: {}",
+                    crate::error::api_text(&e)
+                )),
             }
         }
     }
