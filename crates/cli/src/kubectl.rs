@@ -249,12 +249,7 @@ fn summary(canary: &Canary) -> Summary {
         weight: status.canary_weight.unwrap_or(0),
         iterations: status.iterations.unwrap_or(0),
         failed_checks: status.failed_checks.unwrap_or(0),
-        threshold: canary
-            .spec
-            .analysis
-            .as_ref()
-            .and_then(|a| a.threshold)
-            .map(|t| t as i32),
+        threshold: canary.spec.analysis.as_ref().and_then(|a| a.threshold),
         paused: condition(canary, CONDITION_PAUSED).is_some(),
         last_decision: last_decision(canary),
         pending_action: canary.annotations().get(ACTION).cloned(),
@@ -601,7 +596,7 @@ async fn why(g: &Global, name: &str) -> Result<()> {
 fn progress(canary: &Canary) -> (i32, i32, &'static str) {
     let status = canary.status.clone().unwrap_or_default();
     let a = canary.spec.analysis.clone().unwrap_or_default();
-    let iterations = a.iterations.unwrap_or(0) as i32;
+    let iterations = a.iterations.unwrap_or(0);
     if iterations > 0 {
         return (status.iterations.unwrap_or(0), iterations, "iteration");
     }
@@ -609,8 +604,7 @@ fn progress(canary: &Canary) -> (i32, i32, &'static str) {
         .step_weights
         .as_ref()
         .and_then(|w| w.last().copied())
-        .map(|w| w as i32)
-        .or(a.max_weight.map(|w| w as i32))
+        .or(a.max_weight)
         .unwrap_or(100);
     (status.canary_weight.unwrap_or(0), max.max(1), "%")
 }

@@ -263,6 +263,10 @@ impl Applier {
                     String::from_utf8_lossy(&out.stderr)
                 );
                 c.fetch_add(1, Ordering::SeqCst);
+                #[allow(
+                    clippy::disallowed_methods,
+                    reason = "the applier's period (Flux's interval), not a wait for a condition"
+                )]
                 std::thread::sleep(Duration::from_secs(1));
             }
         });
