@@ -46,6 +46,11 @@ fn pointer(key: &str) -> String {
 pub async fn clear(ctx: &Context, canary: &Canary, raw: &str) {
     let ns = canary.namespace().unwrap_or_default();
     let name = canary.name_any();
+    // Only the leader writes; another replica acts on the request when it leads.
+    if let Err(why) = ctx.fenced() {
+        tracing::info!(canary = %format!("{name}.{ns}"), action = raw, "request left in place: {why}");
+        return;
+    }
     let mut ops = vec![
         json!({"op": "test", "path": pointer(ACTION), "value": raw}),
         json!({"op": "remove", "path": pointer(ACTION)}),
