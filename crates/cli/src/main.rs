@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod judge;
+mod kubectl;
 mod schema_check;
 mod uninstall;
 mod validate;
@@ -38,6 +39,9 @@ enum Command {
     Local(LocalArgs),
     /// Run a blue/green canary on localkube end to end: a promotion, then a rollback.
     Demo(demo::DemoArgs),
+    /// See and steer canaries: get, watch, why, promote, abort, pause, resume, retry, history
+    /// (also run as the kubectl plugin `kubectl-flagger`).
+    Kubectl(kubectl::Args),
     /// Run the Flagger-compatible load tester (`flagger loadtester -h` for its flags).
     #[command(disable_help_flag = true)]
     Loadtester {
@@ -262,8 +266,9 @@ fn main() -> ExitCode {
     if let Some(code) = flagger_loadtester::cli::run_if_invoked_as_hey() {
         return code;
     }
+    let args = kubectl::plugin_args(std::env::args_os().collect());
     let cli = Cli::parse_from(flagger_controller::args::normalize_go_flags_after(
-        implicit_controller(std::env::args_os().collect()),
+        implicit_controller(args),
         "controller",
     ));
     match cli.command {
@@ -285,6 +290,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Judge(args) => judge::run(*args),
+        Command::Kubectl(args) => run_async(kubectl::run(args)),
         Command::Local(args) => run_local(args),
         Command::Demo(args) => run_async(async move {
             if demo::run(args).await? {

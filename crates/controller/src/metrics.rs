@@ -42,6 +42,35 @@ pub struct MetricLabels {
     pub metric: String,
 }
 
+/// Labels of `flagger_canary_check_value` (flagger-rs).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabels {
+    pub name: String,
+    pub namespace: String,
+    pub metric: String,
+    pub provider: String,
+}
+
+/// Labels of `flagger_canary_check_threshold` (flagger-rs): `bound` is `min` or `max`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ThresholdLabels {
+    pub name: String,
+    pub namespace: String,
+    pub metric: String,
+    pub provider: String,
+    pub bound: String,
+}
+
+/// Labels of `flagger_canary_checks_total` (flagger-rs): `verdict` is `pass`, `fail`,
+/// `insufficient_data` or `error`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    pub name: String,
+    pub namespace: String,
+    pub metric: String,
+    pub verdict: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RunLabels {
     pub name: String,
@@ -66,6 +95,9 @@ pub struct Metrics {
     pub status: Family<CanaryLabels, Gauge>,
     pub weight: Family<WeightLabels, Gauge>,
     pub metric_analysis: Family<MetricLabels, Gauge<f64, AtomicU64>>,
+    pub check_value: Family<CheckLabels, Gauge<f64, AtomicU64>>,
+    pub check_threshold: Family<ThresholdLabels, Gauge<f64, AtomicU64>>,
+    pub checks: Family<VerdictLabels, Counter>,
     pub duration: Family<CanaryLabels, Histogram>,
     pub successes: Family<RunLabels, Counter>,
     pub failures: Family<RunLabels, Counter>,
@@ -96,6 +128,9 @@ impl Metrics {
             status: Family::default(),
             weight: Family::default(),
             metric_analysis: Family::default(),
+            check_value: Family::default(),
+            check_threshold: Family::default(),
+            checks: Family::default(),
             duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.005, 2.0, 14))
             }),
@@ -129,6 +164,21 @@ impl Metrics {
             "flagger_canary_metric_analysis",
             "Last value of each metric check",
             m.metric_analysis.clone(),
+        );
+        registry.register(
+            "flagger_canary_check_value",
+            "Last value of each metric check, next to flagger_canary_check_threshold (flagger-rs)",
+            m.check_value.clone(),
+        );
+        registry.register(
+            "flagger_canary_check_threshold",
+            "Accepted range of each metric check, bound=min or max (flagger-rs)",
+            m.check_threshold.clone(),
+        );
+        registry.register(
+            "flagger_canary_checks",
+            "Metric checks by verdict: pass, fail, insufficient_data, error (flagger-rs)",
+            m.checks.clone(),
         );
         registry.register(
             "flagger_canary_duration_seconds",
@@ -178,6 +228,45 @@ impl Metrics {
             .set(value);
     }
 
+    /// Exports one metric check: its value next to its range, and its verdict counted.
+    pub fn record_check(&self, target: &str, namespace: &str, check: &flagger_api::CheckStatus) {
+        let provider = check.provider.clone().unwrap_or_default();
+        if let Some(v) = check.value {
+            self.check_value
+                .get_or_create(&CheckLabels {
+                    name: target.into(),
+                    namespace: namespace.into(),
+                    metric: check.name.clone(),
+                    provider: provider.clone(),
+                })
+                .set(v);
+        }
+        for (bound, value) in [("min", check.min), ("max", check.max)] {
+            if let Some(v) = value {
+                self.check_threshold
+                    .get_or_create(&ThresholdLabels {
+                        name: target.into(),
+                        namespace: namespace.into(),
+                        metric: check.name.clone(),
+                        provider: provider.clone(),
+                        bound: bound.into(),
+                    })
+                    .set(v);
+            }
+        }
+        let verdict = flagger_core::explain::Verdict::parse(&check.verdict)
+            .map(|v| v.label())
+            .unwrap_or("error");
+        self.checks
+            .get_or_create(&VerdictLabels {
+                name: target.into(),
+                namespace: namespace.into(),
+                metric: check.name.clone(),
+                verdict: verdict.into(),
+            })
+            .inc();
+    }
+
     /// Sets `flagger_canary_weight` for the primary and the canary.
     pub fn set_weights(&self, target: &str, namespace: &str, primary: u32, canary: u32) {
         self.weight
@@ -225,5 +314,36 @@ mod tests {
         ] {
             assert!(text.contains(name), "missing {name:?} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn a_check_exports_its_value_next_to_its_threshold_and_its_verdict() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        let check = |value: Option<f64>, verdict: &str| flagger_api::CheckStatus {
+            name: "request-success-rate".into(),
+            provider: Some("prometheus".into()),
+            value,
+            min: Some(99.0),
+            verdict: verdict.into(),
+            ..Default::default()
+        };
+        m.record_check("podinfo", "test", &check(Some(94.5), "Fail"));
+        m.record_check("podinfo", "test", &check(None, "InsufficientData"));
+        m.record_check("podinfo", "test", &check(None, "InsufficientData"));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        let labels = r#"name="podinfo",namespace="test",metric="request-success-rate""#;
+        for line in [
+            format!(r#"flagger_canary_check_value{{{labels},provider="prometheus"}} 94.5"#),
+            format!(
+                r#"flagger_canary_check_threshold{{{labels},provider="prometheus",bound="min"}} 99.0"#
+            ),
+            format!(r#"flagger_canary_checks_total{{{labels},verdict="fail"}} 1"#),
+            format!(r#"flagger_canary_checks_total{{{labels},verdict="insufficient_data"}} 2"#),
+        ] {
+            assert!(text.contains(&line), "missing {line:?} in:\n{text}");
+        }
+        assert!(!text.contains(r#"bound="max""#), "no max was set:\n{text}");
     }
 }

@@ -136,6 +136,7 @@ pub async fn serve(
             default_provider: args.mesh_provider,
             min_interval: args.min_analysis_interval,
             no_cross_namespace_refs: args.no_cross_namespace_refs,
+            no_data: args.no_data_policy,
         },
         labels: args.label_policy(),
         metrics_server: args.metrics_server.clone(),

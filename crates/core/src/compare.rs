@@ -311,6 +311,33 @@ pub struct CheckResult {
 }
 
 impl Compared {
+    /// Whether a side had nothing to compare (a relative check without a value on a side): the
+    /// no-data policy applies, as to a query with no values. The judge's own no-data rules
+    /// (`mustHaveData`, the no-data short-circuit) are already in its score.
+    pub fn no_data(&self) -> bool {
+        matches!(&self.figures, Figures::Relative(r) if r.verdict == RelativeVerdict::NoData)
+    }
+
+    /// The figures in words, for the check's status: the judge's score, verdict and class of
+    /// the metric, or the relative comparison's reason.
+    pub fn describe(&self) -> String {
+        match &self.figures {
+            Figures::Judge { judgement, .. } => {
+                let detail = judgement
+                    .metrics
+                    .first()
+                    .map(metric_words)
+                    .unwrap_or_default();
+                format!(
+                    "judge score {}, verdict {}; {detail}",
+                    fmt_score(judgement.score),
+                    judgement.verdict.as_str()
+                )
+            }
+            Figures::Relative(r) => r.reason.clone(),
+        }
+    }
+
     /// Judges the two sample vectors of the check `name` (the judge's options were checked when
     /// the marking was read; a problem found now is returned as text).
     pub fn judged(

@@ -10,6 +10,7 @@ pub mod converge;
 pub mod decide;
 pub mod duration;
 pub mod effects;
+pub mod explain;
 pub mod finalize;
 pub mod generated;
 pub mod gotemplate;
@@ -24,6 +25,7 @@ pub mod redact;
 pub mod routing;
 pub mod services;
 pub mod status;
+pub mod steer;
 pub mod validate;
 pub mod workload;
 

@@ -37,6 +37,15 @@ impl MetricCheck {
         }
     }
 
+    /// A check known only by its outcome (no provider, no query): tests and replays.
+    pub fn outcome(outcome: MetricOutcome) -> Self {
+        Self {
+            provider: String::new(),
+            query: None,
+            outcome,
+        }
+    }
+
     /// The value read, when there is one.
     pub fn value(&self) -> Option<f64> {
         match &self.outcome {

@@ -13,6 +13,7 @@ pub mod notices;
 pub mod objects;
 pub mod observe;
 pub mod oracle;
+pub mod requests;
 pub mod status;
 pub mod workloads;
 
@@ -89,6 +90,7 @@ async fn reconcile_canary(canary: &Canary, ctx: &Context) -> Result<Action> {
         target_scale: observed.target.scale(),
         primary_ready: Some(primary_ready),
         keep_target_serving: bootstrapped.keep_target_serving,
+        action: requests::observe(canary),
         cookie_values: vec![
             crate::router::random_letters(),
             crate::router::random_letters(),
@@ -99,7 +101,11 @@ async fn reconcile_canary(canary: &Canary, ctx: &Context) -> Result<Action> {
     // Ticks run once per interval; a new revision or config starts one at once. Between
     // ticks, only what the phase requires of the target's scale is restored.
     let until_due = ctx.until_due(&key);
-    if !until_due.is_zero() && !revision_changed(&status, &observed.revision) {
+    // A request on the Canary (`flagger.app/action`) is acted on at its watch event.
+    if !until_due.is_zero()
+        && !revision_changed(&status, &observed.revision)
+        && !requests::pending(canary, &status)
+    {
         let decision = flagger_core::decide::maintain(c, &status, &obs, ctx.now());
         for action in &decision.actions {
             tracing::info!(canary = %id(canary), phase = status.phase.as_str(), "restoring what the phase requires: {action}");

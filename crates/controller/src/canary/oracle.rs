@@ -227,9 +227,11 @@ impl Oracle<'_> {
         }
     }
 
-    async fn metric(&self, index: usize) -> MetricOutcome {
+    async fn metric(&self, index: usize) -> MetricCheck {
         let Some(metric) = self.c.analysis.metrics.get(index) else {
-            return MetricOutcome::Error(format!("no metric at index {index}"));
+            return MetricCheck::outcome(MetricOutcome::Error(format!(
+                "no metric at index {index}"
+            )));
         };
         let interval = metric
             .interval
@@ -316,7 +318,7 @@ impl Oracle<'_> {
                 })
                 .set(value);
         }
-        check.outcome
+        check
     }
 }
 
