@@ -99,9 +99,8 @@ pub async fn run(
         });
         conflicts::report(ctx, canary, c, &report).await;
     }
-    reconciled.map_err(|e| {
-        BootstrapError::new(crate::error::Category::of_router(&e), e.message)
-    })?;
+    reconciled
+        .map_err(|e| BootstrapError::new(crate::error::Category::of_router(&e), e.message))?;
     Ok(Bootstrapped {
         keep_target_serving,
     })
@@ -225,6 +224,7 @@ async fn reconcile_service(
         role,
         desired: &desired,
         live: live.as_deref(),
+        unmanaged: c.service.unmanaged_metadata.as_ref(),
         owned: live
             .as_ref()
             .is_some_and(|l| owned_by(l.meta().owner_references.as_ref(), canary)),
