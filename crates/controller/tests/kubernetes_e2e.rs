@@ -363,18 +363,7 @@ async fn rolls_back_when_the_canary_fails_its_metrics() {
     .await;
     init(&env, &bg_analysis(10, 2, METRICS), "").await;
     // v2 answers half of its requests with 500.
-    env.kubectl(&[
-        "-n",
-        NS,
-        "patch",
-        "deployment/podinfo",
-        "--type=merge",
-        "-p",
-        &format!(
-            r#"{{"spec":{{"template":{{"metadata":{{"annotations":{{"{ERROR_RATIO}":"0.5"}}}},"spec":{{"containers":[{{"name":"podinfod","image":"{PODINFO}:6.0.2"}}]}}}}}}}}"#
-        ),
-    ])
-    .await;
+    set_faulty_image(&env, "6.0.2").await;
     let failed = env.wait_phase("podinfo", CanaryPhase::Failed).await;
     let status = failed.status.unwrap();
     assert_eq!(
