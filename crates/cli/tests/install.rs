@@ -84,7 +84,7 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
             &["canaries"],
             &["get", "list", "watch", "patch"],
         ),
-        ("flagger.app", &["canaries/status"], &["get", "patch"]),
+        ("flagger.app", &["canaries/status"], &["get", "update"]),
         ("flagger.app", &["canaries/finalizers"], &["update"]),
         (
             "flagger.app",

@@ -58,6 +58,19 @@ spec:
     )
 }
 
+/// One fault rule: every `verb` on `resource` answered 409 (as a stale resourceVersion is).
+fn conflict(verb: &str, resource: &str) -> localkube::Faults {
+    localkube::Faults {
+        rules: vec![localkube::FaultRule {
+            verb: Some(verb.into()),
+            resource: Some(resource.into()),
+            conflict_rate: 1.0,
+            ..Default::default()
+        }],
+        watch_cut: None,
+    }
+}
+
 /// One fault rule: every `verb` on `resource` answered 500.
 fn fail(verb: &str, resource: &str) -> localkube::Faults {
     localkube::Faults {
@@ -93,14 +106,24 @@ async fn answered(env: &Env, verb: &str, resource: &str, code: u16) -> u64 {
 /// metrics name it: `canaries/status` for the status subresource) was answered 500 by them, and
 /// switches them off.
 async fn fail_once(env: &Env, verb: &str, resource: &str, faults: localkube::Faults) {
-    let before = answered(env, verb, resource, 500).await;
+    fail_once_with(env, verb, resource, faults, 500).await;
+}
+
+async fn fail_once_with(
+    env: &Env,
+    verb: &str,
+    resource: &str,
+    faults: localkube::Faults,
+    code: u16,
+) {
+    let before = answered(env, verb, resource, code).await;
     env.kube.set_faults(faults);
     let last = Mutex::new(String::new());
     support::wait_for(
-        &format!("a 500 answered to {verb} {resource}"),
+        &format!("a {code} answered to {verb} {resource}"),
         &last,
         || async {
-            let n = answered(env, verb, resource, 500).await;
+            let n = answered(env, verb, resource, code).await;
             *last.lock().unwrap() = format!("{n} (before: {before})");
             (n > before).then_some(())
         },
@@ -350,12 +373,12 @@ async fn failed_status_and_promotion_writes_converge() {
     env.wait_phase("podinfo", CanaryPhase::Initialized).await;
     let endpoints = EndpointsLog::start(&env, "podinfo").await;
 
-    // The status write of the new revision fails once (canaries/status is a patch of
-    // `canaries` for the fault rules).
-    let faults = fail("patch", "canaries");
+    // The status write of the new revision fails once (an update of canaries/status, which the
+    // fault rules see as `canaries`).
+    let faults = fail("update", "canaries");
     env.kube.set_faults(faults.clone());
     new_revision(&env, "6.0.1").await;
-    fail_once(&env, "patch", "canaries/status", faults).await;
+    fail_once(&env, "update", "canaries/status", faults).await;
 
     // The promotion's write of the primary fails once: after the last iteration, the next
     // patch of a Deployment is the primary's.
@@ -391,4 +414,31 @@ async fn failed_status_and_promotion_writes_converge() {
     ] {
         assert_eq!(env.event_count("podinfo", text).await, 1, "{text}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_write_refused_as_stale_is_read_again_and_retried() {
+    let env = Env::start(Options::default()).await;
+    env.apply(&manifests("1s", 2)).await;
+    env.wait_phase("podinfo", CanaryPhase::Initialized).await;
+
+    // The status write of the new revision is refused once as if another writer had changed
+    // the Canary (409): the canary is read again and the tick runs again from what it reads.
+    let faults = conflict("update", "canaries");
+    env.kube.set_faults(faults.clone());
+    new_revision(&env, "6.0.1").await;
+    fail_once_with(&env, "update", "canaries/status", faults, 409).await;
+
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    let phases = env.phases.of("podinfo");
+    let progressing = phases
+        .iter()
+        .filter(|p| **p == CanaryPhase::Progressing)
+        .count();
+    assert_eq!(progressing, 1, "one run, never back: {phases:?}");
+    assert_eq!(
+        env.event_count("podinfo", "New revision detected! Scaling up podinfo.test")
+            .await,
+        1
+    );
 }

@@ -23,6 +23,12 @@ step_error_from!(WriteError => ExecuteError);
 /// Carries out the actions in order; the first failure stops the rest and is returned.
 /// `oracle.status` is the status the decision reached.
 pub async fn run(oracle: &Oracle<'_>, actions: &[Action]) -> Result<(), ExecuteError> {
+    if !actions.is_empty() {
+        oracle
+            .ctx
+            .fenced()
+            .map_err(|why| ExecuteError::new(crate::error::Category::Conflict, why))?;
+    }
     for action in actions {
         act(oracle, action).await?;
     }

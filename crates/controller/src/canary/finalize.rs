@@ -50,6 +50,8 @@ pub async fn ensure_finalizer(
     if wanted == has {
         return Ok(None);
     }
+    ctx.fenced()
+        .map_err(|why| FinalizeError::new(crate::error::Category::Conflict, why))?;
     let ns = canary.namespace().unwrap_or_default();
     let name = canary.name_any();
     let mut finalizers: Vec<String> = canary.finalizers().to_vec();
@@ -75,6 +77,8 @@ pub async fn ensure_finalizer(
 pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action, FinalizeError> {
     let ns = canary.namespace().unwrap_or_default();
     let name = canary.name_any();
+    ctx.fenced()
+        .map_err(|why| FinalizeError::new(crate::error::Category::Conflict, why))?;
     let mut status = canary.status.clone().unwrap_or_default();
     if status.phase != CanaryPhase::Terminating {
         status.phase = CanaryPhase::Terminating;
@@ -352,11 +356,16 @@ async fn release(
         .filter(|f| *f != FINALIZER)
         .cloned()
         .collect();
+    // At the version this finalization last wrote (its status), else the one it read.
+    let (_, rv) = ctx.current_version(
+        &kube::runtime::reflector::ObjectRef::from_obj(canary),
+        canary,
+    );
     Api::<Canary>::namespaced(ctx.client.clone(), &ns)
         .patch(
             &name,
             &merge_params(FIELD_MANAGER),
-            &Patch::Merge(json!({"metadata": {"finalizers": finalizers, "resourceVersion": canary.resource_version()}})),
+            &Patch::Merge(json!({"metadata": {"finalizers": finalizers, "resourceVersion": rv}})),
         )
         .await
         .map_err(|e| {

@@ -34,6 +34,7 @@ use crate::metrics::ErrorLabels;
 /// reported (event, condition) here and counted by [`error_policy`].
 pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action> {
     let started = tokio::time::Instant::now();
+    let canary = refreshed(&ctx, canary).await;
     let result = reconcile_canary(&canary, &ctx).await;
     ctx.metrics
         .reconcile_duration
@@ -135,6 +136,26 @@ async fn reconcile_canary(canary: &Canary, ctx: &Context) -> Result<Action> {
             .observe(started.elapsed().as_secs_f64());
     }
     Ok(Action::requeue(c.analysis.interval))
+}
+
+/// The canary as the API server has it, when a write of ours was refused as stale (the watch
+/// cache may not show the newer version yet); else the cached one.
+async fn refreshed(ctx: &Context, canary: Arc<Canary>) -> Arc<Canary> {
+    let key = ObjectRef::from_obj(&*canary);
+    if !ctx.take_refresh(&key) {
+        return canary;
+    }
+    let api: kube::Api<Canary> =
+        kube::Api::namespaced(ctx.client.clone(), &canary.namespace().unwrap_or_default());
+    match api.get_opt(&canary.name_any()).await {
+        Ok(Some(fresh)) => Arc::new(fresh),
+        Ok(None) => canary,
+        Err(e) => {
+            tracing::debug!(canary = %id(&canary), "reading the canary again failed: {}", crate::error::api_text(&e));
+            ctx.stale(&key);
+            canary
+        }
+    }
 }
 
 /// Whether the target or its configs differ from what the status last recorded.

@@ -4,14 +4,11 @@
 use flagger_api::{Canary, CanaryCondition, CanaryStatus};
 use flagger_core::effects::EventType;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
-use serde_json::json;
 
-use crate::FIELD_MANAGER;
 use crate::context::Context;
-use crate::error::step_error;
+use crate::error::{Category, step_error};
 
 step_error!(
     /// Step 6 failed: the status could not be written.
@@ -26,7 +23,11 @@ pub fn current(ctx: &Context, canary: &Canary) -> CanaryStatus {
     ctx.current_status(&ObjectRef::from_obj(canary), canary)
 }
 
-/// Writes `status` and remembers it until the watch cache has caught up with the write.
+/// Writes `status` (a fenced, conditional update of the status subresource: refused unless this
+/// replica leads and the Canary is still at the resourceVersion its status was read at) and
+/// remembers it until the watch cache has caught up with the write. A refused write (409)
+/// marks the canary to be read again: its next reconcile starts from what the API server has,
+/// so the status never goes back.
 pub async fn write(
     ctx: &Context,
     canary: &Canary,
@@ -34,27 +35,29 @@ pub async fn write(
 ) -> Result<(), StatusError> {
     let ns = canary.namespace().unwrap_or_default();
     let name = canary.name_any();
+    let key = ObjectRef::from_obj(canary);
+    ctx.fenced()
+        .map_err(|why| StatusError::new(Category::Conflict, why))?;
     let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);
-    let patch = json!({
-        "apiVersion": "flagger.app/v1beta1",
-        "kind": "Canary",
-        "status": status,
-    });
+    let (_, read_at) = ctx.current_version(&key, canary);
+    let mut object = canary.clone();
+    object.metadata.resource_version = Some(read_at).filter(|rv| !rv.is_empty());
+    object.metadata.managed_fields = None;
+    object.status = Some(status.clone());
     let written = api
-        .patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
+        .replace_status(&name, &crate::post_params(), &object)
         .await
         .map_err(|e| {
+            if Category::of_kube(&e) == Category::Conflict {
+                ctx.stale(&key);
+            }
             StatusError::api(
                 format!("writing the status of canary {name}.{ns} failed"),
                 &e,
             )
         })?;
     ctx.wrote_status(
-        ObjectRef::from_obj(canary),
+        key,
         written.resource_version().unwrap_or_default(),
         status.clone(),
     );
