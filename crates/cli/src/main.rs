@@ -159,7 +159,7 @@ fn run_local(args: LocalArgs) -> ExitCode {
     let faults = match args.faults.as_deref().map(read_faults).transpose() {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("flagger local: {e:#}");
+            eprintln!("flagger local: {}", plain(&e));
             return ExitCode::from(2);
         }
     };
@@ -242,7 +242,7 @@ fn run_local(args: LocalArgs) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("flagger local: {e:#}");
+            eprintln!("flagger local: {}", plain(&e));
             ExitCode::FAILURE
         }
     }
@@ -305,6 +305,12 @@ fn main() -> ExitCode {
 }
 
 /// Runs an async entry point on a multi-threaded runtime, reporting errors on stderr.
+/// An error and its causes for the terminal: an API failure as the API server's message, never
+/// the client's debug rendering.
+fn plain(e: &anyhow::Error) -> String {
+    flagger_controller::error::text(e.as_ref())
+}
+
 fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -319,7 +325,7 @@ fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
     match runtime.block_on(fut) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", plain(&e));
             ExitCode::FAILURE
         }
     }

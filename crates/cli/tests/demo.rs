@@ -163,6 +163,22 @@ fn demo_promotes_v2_and_rolls_back_v3() {
         events.contains("Pre-rollout check acceptance-test passed"),
         "{events}"
     );
+    // The timeline and every Event read as plain text: an API failure as the API server's
+    // message, never the client's debug rendering.
+    for debug in [
+        "Some(",
+        "None,",
+        "Status {",
+        "ApiError",
+        "ErrorResponse",
+        "{ ",
+    ] {
+        assert!(!out.contains(debug), "{debug:?} in the timeline:\n{out}");
+        assert!(
+            !events.contains(debug),
+            "{debug:?} in the events:\n{events}"
+        );
+    }
 
     // `kubectl flagger` as a kubectl plugin: the rolled-back canary explained.
     let bin = dir.path().join("bin");

@@ -107,7 +107,9 @@ impl Recorder {
                     m.insert(key, (name, 1));
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "recording event failed"),
+            Err(e) => {
+                tracing::warn!(error = %crate::error::api_text(&e), "recording event failed")
+            }
         }
     }
 }

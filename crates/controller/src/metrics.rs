@@ -1,5 +1,10 @@
 //! The controller's own Prometheus metrics, named and labelled as Flagger's (§9.4 of the
-//! behaviour reference), plus reconcile error counters.
+//! behaviour reference: `flagger_info`, `flagger_canary_total`, `_status`, `_weight`,
+//! `_metric_analysis`, `_duration_seconds`, `_successes_total`, `_failures_total`), the
+//! process metrics Go's client exports (`process_*`, see [`process`]), and flagger-rs's own
+//! reconcile and conflict counters.
+
+pub mod process;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -7,9 +12,19 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
-use flagger_api::CanaryPhase;
+use flagger_api::{Canary, CanaryPhase};
+use kube::ResourceExt;
+use kube::runtime::reflector::Store;
+use tokio::task::JoinHandle;
+
+/// The buckets of `flagger_canary_duration_seconds`: Flagger's (the Go client's defaults).
+pub const DURATION_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InfoLabels {
@@ -131,9 +146,7 @@ impl Metrics {
             check_value: Family::default(),
             check_threshold: Family::default(),
             checks: Family::default(),
-            duration: Family::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.005, 2.0, 14))
-            }),
+            duration: Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS)),
             successes: Family::default(),
             failures: Family::default(),
             reconcile_errors: Family::default(),
@@ -147,7 +160,7 @@ impl Metrics {
         );
         registry.register(
             "flagger_canary_total",
-            "Number of canaries per namespace",
+            "Canaries per namespace, counted every control-loop interval",
             m.canary_total.clone(),
         );
         registry.register(
@@ -182,7 +195,7 @@ impl Metrics {
         );
         registry.register(
             "flagger_canary_duration_seconds",
-            "Seconds taken by analysis ticks",
+            "Seconds taken by the analysis of a canary's tick",
             m.duration.clone(),
         );
         registry.register(
@@ -210,7 +223,40 @@ impl Metrics {
             "Changes by other field managers to fields of generated objects, by what the controller did",
             m.conflicts.clone(),
         );
+        registry.register_collector(Box::new(process::ProcessCollector));
         m
+    }
+
+    /// Sets `flagger_canary_total` for every namespace that has canaries. As Flagger's, a
+    /// namespace whose last canary went keeps its last count.
+    pub fn set_totals<'a>(&self, namespaces: impl IntoIterator<Item = &'a str>) {
+        let mut totals: BTreeMap<&str, i64> = BTreeMap::new();
+        for ns in namespaces {
+            *totals.entry(ns).or_default() += 1;
+        }
+        for (ns, total) in totals {
+            self.canary_total
+                .get_or_create(&NamespaceLabels {
+                    namespace: ns.into(),
+                })
+                .set(total);
+        }
+    }
+
+    /// Counts the canaries of `store` every `every` (Flagger's control-loop interval), for
+    /// `flagger_canary_total`, until the returned task is aborted.
+    pub fn count_canaries(&self, store: Store<Canary>, every: Duration) -> JoinHandle<()> {
+        let metrics = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every.max(Duration::from_millis(100)));
+            loop {
+                ticks.tick().await;
+                let canaries = store.state();
+                let namespaces: Vec<String> =
+                    canaries.iter().filter_map(|c| c.namespace()).collect();
+                metrics.set_totals(namespaces.iter().map(String::as_str));
+            }
+        })
     }
 
     /// Sets `flagger_canary_status` from a phase (0 progressing, 2 failed, 1 otherwise).
@@ -295,6 +341,13 @@ mod tests {
         m.set_phase("podinfo", "test", CanaryPhase::Progressing);
         m.set_weights("podinfo", "test", 90, 10);
         m.reconcile_duration.observe(0.002);
+        m.set_totals(["test", "prod", "test"]);
+        m.duration
+            .get_or_create(&CanaryLabels {
+                name: "podinfo".into(),
+                namespace: "test".into(),
+            })
+            .observe(0.2);
         m.conflicts
             .get_or_create(&ConflictLabels {
                 name: "podinfo".into(),
@@ -310,10 +363,20 @@ mod tests {
             "flagger_canary_status{name=\"podinfo\",namespace=\"test\"} 0",
             "flagger_canary_weight{workload=\"podinfo-primary\",namespace=\"test\"} 90",
             "flagger_reconcile_duration_seconds_count 1",
+            "flagger_canary_total{namespace=\"test\"} 2",
+            "flagger_canary_total{namespace=\"prod\"} 1",
+            "flagger_canary_duration_seconds_count{name=\"podinfo\",namespace=\"test\"} 1",
+            "# TYPE process_cpu_seconds counter",
             "flagger_field_conflicts_total{name=\"podinfo\",namespace=\"test\",object=\"Service/podinfo\",manager=\"kustomize-controller\",action=\"reverted\"} 1",
         ] {
             assert!(text.contains(name), "missing {name:?} in:\n{text}");
         }
+        // Flagger's buckets (the Go client's defaults) and +Inf.
+        let buckets = text
+            .lines()
+            .filter(|l| l.starts_with("flagger_canary_duration_seconds_bucket{"))
+            .count();
+        assert_eq!(buckets, DURATION_BUCKETS.len() + 1, "{text}");
     }
 
     #[test]

@@ -273,6 +273,9 @@ pub async fn serve(
     let controller = Controller::new(canaries, watcher::Config::default())
         .with_config(controller::Config::default().concurrency(args.threadiness));
     let store = controller.store();
+    let counting = ctx
+        .metrics
+        .count_canaries(store.clone(), args.control_loop_interval);
 
     let by_target = |kind: &'static str| {
         let store = store.clone();
@@ -364,6 +367,7 @@ pub async fn serve(
             }
         })
         .await;
+    counting.abort();
     if lost.load(std::sync::atomic::Ordering::SeqCst) {
         anyhow::bail!("leader election lost");
     }

@@ -67,10 +67,7 @@ impl Lookups {
 }
 
 fn api_message(e: kube::Error) -> String {
-    match e {
-        kube::Error::Api(status) => status.message,
-        other => other.to_string(),
-    }
+    crate::error::api_text(&e)
 }
 
 /// A template made ready to query: the template (its query) and its provider.

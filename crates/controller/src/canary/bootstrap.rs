@@ -233,6 +233,7 @@ async fn reconcile_service(
         role,
         desired: &desired,
         live: live.as_deref(),
+        unmanaged: c.service.unmanaged_metadata.as_ref(),
         owned: live
             .as_ref()
             .is_some_and(|l| owned_by(l.meta().owner_references.as_ref(), canary)),

@@ -10,7 +10,7 @@ use flagger_core::readiness::{self, Role};
 use super::observe::{Observed, Target};
 use crate::cache;
 use crate::context::Context;
-use crate::error::step_error;
+use crate::error::{api_text, step_error};
 use crate::metrics::MetricLabels;
 use crate::providers::{self, prometheus::Prometheus};
 use crate::router::AnyRouter;
@@ -85,6 +85,13 @@ impl Oracle<'_> {
             Need::CanaryReadiness => obs.canary_ready = Some(self.readiness(Role::Canary).await),
             Need::Routes => {
                 let routes = self.router.get_routes(&self.route_target()).await;
+                // Flagger records the weights it reads at each tick that gets this far.
+                if let Ok(r) = &routes {
+                    let (target, ns) = (&self.c.target.name, &self.c.namespace);
+                    self.ctx
+                        .metrics
+                        .set_weights(target, ns, r.primary, r.canary);
+                }
                 obs.routes = Some(routes.map_err(|e| e.message));
             }
             Need::MetricProviders => obs.metric_providers = Some(self.providers_online().await),
@@ -233,17 +240,12 @@ impl Oracle<'_> {
                 "no metric at index {index}"
             )));
         };
-        let interval = metric
-            .interval
-            .map(flagger_core::duration::format_go)
-            .unwrap_or_else(|| "1m".into());
         let check = match &metric.source {
+            // `{{ interval }}` of a builtin query is the metric's interval as written (`1m`
+            // when it has none), as Flagger renders it.
             MetricSource::Builtin(kind) => match observer::for_provider(self.c.provider) {
                 Some(observer) => {
-                    let model = Model {
-                        interval,
-                        ..self.template_model(index)
-                    };
+                    let model = self.template_model(index);
                     let query = observer.query(*kind, &model);
                     let answer = self.prometheus().query(&query).await;
                     let answer = match kind {
@@ -298,7 +300,7 @@ impl Oracle<'_> {
             metric = %metric.name,
             provider = %check.provider,
             query = check.query.as_deref().unwrap_or_default(),
-            value = ?check.value(),
+            value = check.value().map(|v| v.to_string()).unwrap_or_default(),
             failure = check.failure().unwrap_or_default(),
             "metric check"
         );
@@ -347,7 +349,7 @@ pub async fn readiness_of(
                 Ok(d) => readiness::deployment(&d, role, ns, &c.name, threshold, deadline, now),
                 Err(e) => Readiness::Waiting(format!(
                     "deployment {name}.{ns} get query error: {}",
-                    crate::error::api_text(&e)
+                    api_text(&e)
                 )),
             }
         }
@@ -362,7 +364,7 @@ pub async fn readiness_of(
                 }
                 Err(e) => Readiness::Waiting(format!(
                     "daemonset {name}.{ns} get query error: {}",
-                    crate::error::api_text(&e)
+                    api_text(&e)
                 )),
             }
         }

@@ -331,12 +331,7 @@ impl RouterError {
             kube::Error::Api(s) if matches!(s.code, 400 | 404 | 422) => Category::InvalidSpec,
             _ => Category::Transient,
         };
-        let why = match e {
-            kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
-            kube::Error::Api(s) => format!("{} {}", s.code, s.reason),
-            other => other.to_string(),
-        };
-        Self::new(category, format!("{what}: {why}"))
+        Self::new(category, format!("{what}: {}", crate::error::api_text(e)))
     }
 
     /// A routing object that cannot be built or read back.

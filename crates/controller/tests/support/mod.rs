@@ -243,6 +243,11 @@ impl Env {
         env
     }
 
+    /// The controller's HTTP server (`/metrics`); a fixed port only with `scrape_controller`.
+    pub fn controller_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.controller_port)
+    }
+
     /// Starts the controller (in-process, as `flagger controller` runs it).
     pub async fn start_controller(&mut self) {
         let extra = self.controller_args.clone();
