@@ -1327,13 +1327,19 @@ async fn metrics_endpoint_shows_flaggers_series_for_what_happened() {
 
     let url = format!("{}/metrics", env.controller_url());
     let last = std::sync::Mutex::new(String::new());
-    // `flagger_canary_total` is counted every control-loop interval.
-    let text = support::wait_for("flagger_canary_total", &last, || async {
+    // The metrics are set once the status is written (as Flagger's); `flagger_canary_total` is
+    // counted every control-loop interval.
+    let text = support::wait_for("the failed run in the metrics", &last, || async {
         let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
         if let Ok(mut l) = last.lock() {
             l.clone_from(&text);
         }
-        sample(&text, r#"flagger_canary_total{namespace="test"}"#).map(|_| text)
+        let counted = sample(&text, r#"flagger_canary_total{namespace="test"}"#).is_some();
+        let failed = sample(
+            &text,
+            r#"flagger_canary_status{name="podinfo",namespace="test"}"#,
+        );
+        (counted && failed == Some(2.0)).then_some(text)
     })
     .await;
     let version = env!("CARGO_PKG_VERSION");
