@@ -550,6 +550,7 @@ const CHART_FLAGS: &[(&str, &str)] = &[
     ("msteams-proxy-url", "http://proxy:3128"),
     ("threadiness", "4"),
     ("no-cross-namespace-refs", "true"),
+    ("no-data-policy", "hold"),
     ("enable-leader-election", "true"),
     ("kubeconfig-qps", "50"),
     ("kubeconfig-burst", "100"),
@@ -587,6 +588,7 @@ fn chart_passes_only_flags_the_controller_accepts() {
     assert_eq!(args.threadiness, 4);
     assert!(!args.enable_config_tracking);
     assert!(args.no_cross_namespace_refs);
+    assert_eq!(args.no_data_policy, flagger_core::steer::NoDataPolicy::Hold);
     assert_eq!(
         args.ingress_annotations_prefix,
         "custom.ingress.kubernetes.io"
