@@ -103,7 +103,9 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
         (
             "",
             &["services"],
-            &["get", "list", "watch", "create", "update", "patch", "delete"],
+            &[
+                "get", "list", "watch", "create", "update", "patch", "delete",
+            ],
         ),
         (
             "autoscaling",
