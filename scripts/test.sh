@@ -11,6 +11,11 @@ command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
 command -v hey >/dev/null 2>&1 || need_pkgs+=(hey)
 command -v prometheus >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+# A real Graphite for the graphite metric provider's tests; openssl makes the test service
+# account's RSA key for the Google Cloud Monitoring fake.
+command -v carbon-cache >/dev/null 2>&1 || need_pkgs+=(graphite-carbon)
+command -v graphite-manage >/dev/null 2>&1 || need_pkgs+=(graphite-web)
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 if [ ${#need_pkgs[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "==> installing ${need_pkgs[*]}"
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}") >/dev/null 2>&1 \

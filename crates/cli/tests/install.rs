@@ -84,7 +84,7 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
             &["canaries"],
             &["get", "list", "watch", "patch"],
         ),
-        ("flagger.app", &["canaries/status"], &["get", "patch"]),
+        ("flagger.app", &["canaries/status"], &["get", "update"]),
         (
             "flagger.app",
             &["metrictemplates", "alertproviders"],
@@ -103,7 +103,9 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
         (
             "",
             &["services"],
-            &["get", "list", "watch", "create", "update", "patch", "delete"],
+            &[
+                "get", "list", "watch", "create", "update", "patch", "delete",
+            ],
         ),
         (
             "autoscaling",
@@ -141,8 +143,17 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
             &["ingresses"],
             &["get", "create", "patch"],
         ),
+        ("kuma.io", &["trafficroutes"], &["get", "create", "patch"]),
+        (
+            "appmesh.k8s.aws",
+            &["virtualnodes", "virtualrouters", "virtualservices"],
+            &["get", "create", "patch"],
+        ),
+        ("serving.knative.dev", &["services"], &["get", "patch"]),
+        ("serving.knative.dev", &["revisions"], &["get"]),
         ("flagger.app", &["alertproviders"], &["get"]),
         ("", &["events"], &["create", "patch"]),
+        ("", &["namespaces"], &["get"]),
     ];
     let mut out = BTreeSet::new();
     for (group, resources, verbs) in spec {
@@ -322,8 +333,8 @@ fn kustomize_bases_install_into_localkube() {
     assert_eq!(got, expected_rules(), "ClusterRole flagger rules");
     assert!(
         got.iter()
-            .all(|(_, r, v)| v != "delete" && r != "*" && v != "*"),
-        "no delete, no wildcards"
+            .all(|(_, r, v)| (v != "delete" || r == "services") && r != "*" && v != "*"),
+        "no delete (but on Services, for the owner-reference admission check), no wildcards"
     );
     assert!(
         role["rules"]

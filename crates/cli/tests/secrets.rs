@@ -132,7 +132,7 @@ fn wait_for(rt: &tokio::runtime::Runtime, what: &str, mut f: impl FnMut() -> Res
             Err(last) if Instant::now() > deadline => {
                 panic!("timed out waiting for {what}; last seen:\n{last}")
             }
-            Err(_) => rt.block_on(tokio::time::sleep(Duration::from_millis(100))),
+            Err(_) => rt.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await }),
         }
     }
 }

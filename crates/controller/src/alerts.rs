@@ -1,6 +1,7 @@
 //! Alert delivery (reference §8): the canary's alert routes, or the global notifier when it has
 //! none, resolved to destinations; the bodies come from `flagger_core::notify`. Delivery runs
-//! in the background: a failure is logged and never holds up or fails a reconcile.
+//! in the background: a failure is logged and never holds up or fails a reconcile. Works from
+//! an [`Alerting`] (what delivery needs), not from the reconcile's context.
 
 use std::time::Duration;
 
@@ -12,28 +13,37 @@ use flagger_core::redact;
 
 use std::sync::Arc;
 
-use crate::cache;
-use crate::context::Context;
+use crate::cache::{self, Caches};
+
+/// What alert delivery works with.
+pub struct Alerting<'a> {
+    pub client: &'a kube::Client,
+    pub caches: &'a Caches,
+    /// The global notifier (`-slack-*` / `-msteams-*`), for canaries without alert routes.
+    pub notifier: Option<&'a Destination>,
+    /// `-cluster-name`: the `Cluster` field of every alert.
+    pub cluster_name: Option<&'a str>,
+    pub outbox: &'a Outbox,
+}
 
 /// Flagger's notifier HTTP timeout.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Reads an AlertProvider from the watch cache (the API server when the cache lacks it).
 pub async fn provider(
-    ctx: &Context,
+    a: &Alerting<'_>,
     namespace: &str,
     name: &str,
 ) -> Result<Arc<AlertProvider>, kube::Error> {
-    cache::require(&ctx.caches.alert_providers, &ctx.client, namespace, name).await
+    cache::require(&a.caches.alert_providers, a.client, namespace, name).await
 }
 
 /// Sends an alert about canary `c` to every destination that takes its severity.
-pub async fn send(ctx: &Context, c: &ValidatedCanary, alert: &Alert) {
-    let settings = &ctx.settings;
+pub async fn send(ctx: &Alerting<'_>, c: &ValidatedCanary, alert: &Alert) {
     let canary = format!("{}.{}", c.name, c.namespace);
     let destinations: Vec<Destination> = if c.analysis.alerts.is_empty() {
         // The global notifier receives every alert, whatever its severity.
-        settings.notifier.iter().cloned().collect()
+        ctx.notifier.iter().map(|d| (*d).clone()).collect()
     } else {
         let mut out = Vec::new();
         for route in &c.analysis.alerts {
@@ -57,7 +67,7 @@ pub async fn send(ctx: &Context, c: &ValidatedCanary, alert: &Alert) {
         name: c.name.clone(),
         namespace: c.namespace.clone(),
         message: alert.message.clone(),
-        fields: notify::fields(c, alert.with_metadata, settings.cluster_name.as_deref()),
+        fields: notify::fields(c, alert.with_metadata, ctx.cluster_name),
         severity: alert.severity,
     };
     for d in destinations {
@@ -107,7 +117,7 @@ impl Outbox {
 }
 
 /// Resolves an alert route to where its alerts go.
-async fn destination(ctx: &Context, route: &AlertRoute) -> Result<Destination, String> {
+async fn destination(ctx: &Alerting<'_>, route: &AlertRoute) -> Result<Destination, String> {
     let ns = &route.provider_namespace;
     let name = &route.provider_name;
     let provider = provider(ctx, ns, name)
@@ -119,7 +129,7 @@ async fn destination(ctx: &Context, route: &AlertRoute) -> Result<Destination, S
         .ok_or_else(|| format!("alert provider {name}.{ns}: unsupported type {type_:?}"))?;
     let (url, token) = match &spec.secret_ref {
         Some(secret_ref) => {
-            let secret = cache::require(&ctx.caches.secrets, &ctx.client, ns, &secret_ref.name)
+            let secret = cache::require(&ctx.caches.secrets, ctx.client, ns, &secret_ref.name)
                 .await
                 .map_err(|e| {
                     format!(

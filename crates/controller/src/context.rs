@@ -98,6 +98,12 @@ pub struct Context {
     pub fights: Mutex<HashMap<ObjectRef<Canary>, FightLog>>,
     /// Alerts on their way out, in order.
     pub outbox: crate::alerts::Outbox,
+    /// Consecutive failed reconciles per canary (the retry backoff).
+    pub failures: Mutex<HashMap<ObjectRef<Canary>, u32>>,
+    /// With leader election: whether this replica may write (see [`crate::leader`]).
+    pub fence: Option<std::sync::Arc<crate::leader::Fence>>,
+    /// Canaries to read again from the API server (a status write was refused as stale).
+    pub refresh: Mutex<HashSet<ObjectRef<Canary>>>,
 }
 
 /// A status write the reflector may not have seen yet.
@@ -136,17 +142,40 @@ impl Context {
         }
     }
 
-    /// The status to act on: the one this controller last wrote, until the watch cache shows
-    /// it (the cached object is the version the write produced, or already carries that status;
-    /// only the controller writes status). Acting on an older cached copy, including the
-    /// versions produced by earlier writes still in flight, would run a step twice (e.g. emit
-    /// `Initialization done!` twice).
-    pub fn current_status(&self, key: &ObjectRef<Canary>, canary: &Canary) -> CanaryStatus {
-        let rv = canary
-            .metadata
-            .resource_version
-            .as_deref()
-            .unwrap_or_default();
+    /// `Ok` when this replica may write: it leads (renewed the Lease within the renew
+    /// deadline), or runs without leader election.
+    pub fn fenced(&self) -> Result<(), String> {
+        self.fence.as_ref().map_or(Ok(()), |f| f.check())
+    }
+
+    /// Marks a canary to be read again from the API server at its next reconcile, forgetting
+    /// the status this controller last wrote (another writer got there first).
+    pub fn stale(&self, key: &ObjectRef<Canary>) {
+        if let Ok(mut w) = self.written.lock() {
+            w.remove(key);
+        }
+        if let Ok(mut r) = self.refresh.lock() {
+            r.insert(key.clone());
+        }
+    }
+
+    /// Whether the canary must be read again (and clears the mark).
+    pub fn take_refresh(&self, key: &ObjectRef<Canary>) -> bool {
+        self.refresh.lock().is_ok_and(|mut r| r.remove(key))
+    }
+
+    /// The status to act on and the resourceVersion it was written at: the one this
+    /// controller last wrote, until the watch cache shows it (the cached object is the
+    /// version the write produced, or already carries that status; only the controller
+    /// writes status). Acting on an older cached copy, including the versions produced by
+    /// earlier writes still in flight, would run a step twice (e.g. emit `Initialization
+    /// done!` twice); writing with its resourceVersion would be refused as stale.
+    pub fn current_version(
+        &self,
+        key: &ObjectRef<Canary>,
+        canary: &Canary,
+    ) -> (CanaryStatus, String) {
+        let rv = canary.metadata.resource_version.clone().unwrap_or_default();
         let cached = canary.status.clone().unwrap_or_default();
         if let Ok(mut w) = self.written.lock()
             && let Some(memo) = w.get(key)
@@ -155,10 +184,15 @@ impl Context {
             if caught_up || memo.at.elapsed() > WRITTEN_STATUS_TTL {
                 w.remove(key);
             } else {
-                return memo.status.clone();
+                return (memo.status.clone(), memo.after.clone());
             }
         }
-        cached
+        (cached, rv)
+    }
+
+    /// The status to act on (see [`Context::current_version`]).
+    pub fn current_status(&self, key: &ObjectRef<Canary>, canary: &Canary) -> CanaryStatus {
+        self.current_version(key, canary).0
     }
 
     /// Remembers a status write that produced resourceVersion `after`.
@@ -175,6 +209,32 @@ impl Context {
         }
     }
 
+    /// Counts a failed reconcile of the canary; returns how many failed in a row.
+    pub fn failed(&self, canary: &ObjectRef<Canary>) -> u32 {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = f.entry(canary.clone()).or_default();
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    /// A reconcile of the canary succeeded: its backoff starts over.
+    pub fn succeeded(&self, canary: &ObjectRef<Canary>) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(canary);
+        }
+    }
+
+    /// What alert delivery needs.
+    pub fn alerting(&self) -> crate::alerts::Alerting<'_> {
+        crate::alerts::Alerting {
+            client: &self.client,
+            caches: &self.caches,
+            notifier: self.settings.notifier.as_ref(),
+            cluster_name: self.settings.cluster_name.as_deref(),
+            outbox: &self.outbox,
+        }
+    }
+
     /// Forgets a deleted canary.
     pub fn forget(&self, canary: &ObjectRef<Canary>) {
         if let Ok(mut s) = self.schedule.lock() {
@@ -186,6 +246,10 @@ impl Context {
         if let Ok(mut f) = self.fights.lock() {
             f.remove(canary);
         }
+        if let Ok(mut r) = self.refresh.lock() {
+            r.remove(canary);
+        }
+        self.succeeded(canary);
         self.configs.set(canary.clone(), []);
     }
 

@@ -1,33 +1,219 @@
-//! Errors of the controller, with a stable category for metric labels and log fields.
+//! Errors of a reconcile: one type per step of the pipeline (each defined beside its step), all
+//! gathered in [`Error`], with a [`Category`] that decides how soon the canary is tried again and
+//! labels `flagger_reconcile_errors_total` together with the step.
 
-/// What can go wrong while reconciling a canary.
+use std::time::Duration;
+
+/// Defines the error type of one step: a message in words (events, logs) and a [`Category`].
+macro_rules! step_error {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+        #[error("{message}")]
+        pub struct $name {
+            pub category: $crate::error::Category,
+            pub message: String,
+        }
+
+        impl $name {
+            pub fn new(category: $crate::error::Category, message: impl Into<String>) -> Self {
+                Self {
+                    category,
+                    message: message.into(),
+                }
+            }
+
+            /// A failed API request: `what` and the API server's answer.
+            pub fn api(what: impl std::fmt::Display, e: &kube::Error) -> Self {
+                Self::new(
+                    $crate::error::Category::of_kube(e),
+                    format!("{what}: {}", $crate::error::api_text(e)),
+                )
+            }
+
+            /// Something the spec (or an object it names) gets wrong.
+            pub fn invalid(message: impl Into<String>) -> Self {
+                Self::new($crate::error::Category::InvalidSpec, message)
+            }
+
+            /// A router or metric provider failure.
+            pub fn provider(message: impl Into<String>) -> Self {
+                Self::new($crate::error::Category::Provider, message)
+            }
+
+            /// A failure worth trying again.
+            pub fn transient(message: impl Into<String>) -> Self {
+                Self::new($crate::error::Category::Transient, message)
+            }
+
+            pub fn category(&self) -> $crate::error::Category {
+                self.category
+            }
+        }
+    };
+}
+pub(crate) use step_error;
+
+/// Converts between step errors (a writer shared by two steps), keeping category and message.
+macro_rules! step_error_from {
+    ($from:ty => $($to:ty),+) => {
+        $(impl From<$from> for $to {
+            fn from(e: $from) -> Self {
+                Self::new(e.category, e.message)
+            }
+        })+
+    };
+}
+pub(crate) use step_error_from;
+
+use crate::canary::bootstrap::BootstrapError;
+use crate::canary::dereference::DereferenceError;
+use crate::canary::execute::ExecuteError;
+use crate::canary::finalize::FinalizeError;
+use crate::canary::observe::ObserveError;
+use crate::canary::oracle::DecideError;
+use crate::canary::status::StatusError;
+
+/// What kind of failure it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Category {
+    /// The API server or the network failed; trying again later may succeed.
+    Transient,
+    /// The Canary (or an object it refers to) cannot run as written; it is looked at again when
+    /// it changes.
+    InvalidSpec,
+    /// A write lost a race (409): re-read and try again at once.
+    Conflict,
+    /// A router or metric provider failed.
+    Provider,
+}
+
+impl Category {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Transient => "transient",
+            Category::InvalidSpec => "invalid_spec",
+            Category::Conflict => "conflict",
+            Category::Provider => "provider",
+        }
+    }
+
+    /// The category of a router failure: the router's own categories, provider failures
+    /// when transient.
+    pub fn of_router(e: &crate::router::RouterError) -> Category {
+        match e.category {
+            crate::router::Category::Conflict => Category::Conflict,
+            crate::router::Category::InvalidSpec => Category::InvalidSpec,
+            crate::router::Category::Transient => Category::Provider,
+        }
+    }
+
+    /// The category of a failed API request: 409 is a conflict, 400 and 422 an object the API
+    /// server refuses, anything else transient.
+    pub fn of_kube(e: &kube::Error) -> Category {
+        match e {
+            kube::Error::Api(s) if s.code == 409 => Category::Conflict,
+            kube::Error::Api(s) if s.code == 400 || s.code == 422 => Category::InvalidSpec,
+            _ => Category::Transient,
+        }
+    }
+}
+
+/// A failed reconcile, by step.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The Kubernetes API refused or failed a request.
-    #[error("kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    /// An object the canary needs is missing or malformed (target, config, primary).
-    #[error("{0}")]
-    Object(String),
-    /// A router could not read, write or give back routes.
-    #[error("router: {0}")]
-    Router(#[from] crate::router::RouterError),
-    /// Serialization of an object failed.
-    #[error("serialization: {0}")]
-    Serde(#[from] serde_json::Error),
+    #[error(transparent)]
+    Dereference(#[from] DereferenceError),
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    #[error(transparent)]
+    Decide(#[from] DecideError),
+    #[error(transparent)]
+    Execute(#[from] ExecuteError),
+    #[error(transparent)]
+    Status(#[from] StatusError),
+    #[error(transparent)]
+    Finalize(#[from] FinalizeError),
 }
 
 impl Error {
-    /// A short, stable label for metrics.
-    pub fn category(&self) -> &'static str {
+    /// The step that failed (metric label, log field).
+    pub fn step(&self) -> &'static str {
         match self {
-            Self::Kube(_) => "kube",
-            Self::Object(_) => "object",
-            Self::Router(_) => "router",
-            Self::Serde(_) => "serde",
+            Error::Dereference(_) => "dereference",
+            Error::Observe(_) => "observe",
+            Error::Bootstrap(_) => "bootstrap",
+            Error::Decide(_) => "decide",
+            Error::Execute(_) => "execute",
+            Error::Status(_) => "status",
+            Error::Finalize(_) => "finalize",
         }
+    }
+
+    pub fn category(&self) -> Category {
+        match self {
+            Error::Dereference(e) => e.category(),
+            Error::Observe(e) => e.category(),
+            Error::Bootstrap(e) => e.category(),
+            Error::Decide(e) => e.category(),
+            Error::Execute(e) => e.category(),
+            Error::Status(e) => e.category(),
+            Error::Finalize(e) => e.category(),
+        }
+    }
+}
+
+/// A failed API request in words: the API server's message (`deployments.apps "podinfo" not
+/// found`), without the client's debug rendering of the whole response.
+pub fn api_text(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
+        kube::Error::Api(s) => format!("{} ({})", s.reason, s.code),
+        other => other.to_string(),
     }
 }
 
 /// Result alias of the controller.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Backoff of a canary's retries: 500 ms doubling with each consecutive failure, capped.
+pub fn backoff(failures: u32, cap: Duration) -> Duration {
+    let base = Duration::from_millis(500);
+    let factor = 1u32 << failures.saturating_sub(1).min(16);
+    (base * factor).min(cap).max(Duration::from_millis(100))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_interval() {
+        let cap = Duration::from_secs(10);
+        assert_eq!(backoff(1, cap), Duration::from_millis(500));
+        assert_eq!(backoff(2, cap), Duration::from_secs(1));
+        assert_eq!(backoff(4, cap), Duration::from_secs(4));
+        assert_eq!(backoff(5, cap), Duration::from_secs(8));
+        assert_eq!(backoff(6, cap), cap);
+        assert_eq!(backoff(60, cap), cap);
+    }
+
+    #[test]
+    fn api_failures_are_categorized() {
+        let api = |code: u16| {
+            kube::Error::Api(
+                kube::core::Status::failure("m", "r")
+                    .with_code(code)
+                    .boxed(),
+            )
+        };
+        assert_eq!(Category::of_kube(&api(409)), Category::Conflict);
+        assert_eq!(Category::of_kube(&api(422)), Category::InvalidSpec);
+        assert_eq!(Category::of_kube(&api(500)), Category::Transient);
+        assert_eq!(Category::of_kube(&api(404)), Category::Transient);
+        assert_eq!(api_text(&api(404)), "m");
+    }
+}

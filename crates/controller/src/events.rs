@@ -11,7 +11,7 @@ use flagger_core::effects::EventType;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::Patch;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
@@ -60,7 +60,7 @@ impl Recorder {
         if let Some((name, count)) = existing {
             let patch = json!({"count": count + 1, "lastTimestamp": Time(now)});
             if api
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .patch(&name, &crate::patch_params(), &Patch::Merge(&patch))
                 .await
                 .is_ok()
             {
@@ -98,7 +98,7 @@ impl Recorder {
             count: Some(1),
             ..Default::default()
         };
-        match api.create(&PostParams::default(), &event).await {
+        match api.create(&crate::post_params(), &event).await {
             Ok(_) => {
                 if let Ok(mut m) = self.seen.lock() {
                     if m.len() > 10_000 {

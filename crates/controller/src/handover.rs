@@ -15,7 +15,9 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow, bail};
 use flagger_api::Canary;
 use flagger_api::labels::FINALIZER;
+use flagger_core::generated;
 use flagger_core::model::{AutoscalerKind, TargetKind, ValidatedCanary};
+use flagger_core::services::ServiceRole;
 use flagger_core::validate::{ValidationContext, validate};
 use flagger_core::workload::LabelPolicy;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
@@ -24,7 +26,8 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use crate::canary::finalize::{bring_back_target, hand_back, target_selector};
+use crate::canary::finalize::{hand_back, target_selector};
+use crate::canary::workloads::bring_back_target;
 use crate::owner::owned_by;
 
 /// Field manager of the uninstall's writes.
@@ -121,9 +124,13 @@ async fn hand_over(
         .context("suspending the Canary")?;
     say("suspended".into());
 
-    bring_back_target(client, &c)
-        .await
-        .map_err(|e| anyhow!(e))?;
+    if !bring_back_target(client, &c, MANAGER).await? {
+        bail!(
+            "{} {} not found: there is no target to hand traffic back to",
+            c.target.kind.kind(),
+            c.target.name
+        );
+    }
     if c.autoscaler
         .as_ref()
         .is_some_and(|a| a.kind == AutoscalerKind::ScaledObject)
@@ -162,8 +169,12 @@ async fn hand_over(
                         .join(",")
                 })
                 .unwrap_or_default();
+            let params = PostParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            };
             services
-                .replace(&c.apex, &PostParams::default(), &restored)
+                .replace(&c.apex, &params, &restored)
                 .await
                 .context("handing the apex Service back")?;
             say(format!(
@@ -208,20 +219,27 @@ async fn hand_over(
         .delete(&name, &DeleteParams::background())
         .await
         .context("deleting the Canary")?;
+    let uid = canary.uid();
     wait(opts.timeout, || async {
-        // A running controller may put its finalizer back and finalize it itself.
+        // A running controller may put its finalizer back and finalize it itself. A Canary of
+        // the same name with another uid is a new one (a GitOps tool still applying it): this
+        // one is gone.
         Ok(canaries
             .get_opt(&name)
             .await?
-            .is_none()
+            .is_none_or(|now| uid.is_some() && now.uid() != uid)
             .then(|| "gone".to_string()))
     })
     .await
     .context("the Canary was not deleted")?;
-    say(format!(
-        "Canary deleted (the primary {} and the -primary/-canary Services go with it)",
-        c.primary_workload()
-    ));
+    // What garbage collection removes with it: every generated object but the apex Service
+    // (kept, handed back above) and routing objects another writer made.
+    let gone: Vec<String> = generated::objects(&generated::Names::of(&c, &canary.spec))
+        .into_iter()
+        .filter(|o| o.role != generated::Role::Service(ServiceRole::Apex))
+        .map(|o| format!("{}/{}", o.kind, o.name))
+        .collect();
+    say(format!("Canary deleted ({} go with it)", gone.join(", ")));
     Ok(())
 }
 

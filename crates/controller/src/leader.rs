@@ -3,18 +3,82 @@
 //! status, applies effects) only while it holds the Lease; it renews it every `retry` and steps
 //! down, ending the controller, when it cannot renew within the renew deadline (a quarter of the
 //! lease). A stopping leader releases the Lease so another replica takes over at once.
+//!
+//! Leadership is fenced: noticing a lost Lease takes a renewal attempt, and a replica paused
+//! past its Lease (a VM stall, SIGSTOP) wakes up still believing it leads. So before each write
+//! batch the controller asks the [`Fence`] whether it renewed the Lease within the renew
+//! deadline, measured on the monotonic clock (it keeps running while the process is stopped),
+//! and its status writes are conditional on the resourceVersion it read: a deposed leader's
+//! write is refused (409) instead of rolling the canary back.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::PostParams;
 use kube::{Api, Client};
 
 /// The Lease's name: Flagger's, so that Flagger and flagger-rs replicas running side by side
 /// (during a switch from one to the other) share one election.
 pub const LEASE_NAME: &str = "flagger-leader-election";
+
+/// Whether this replica may write: it renewed the Lease within the renew deadline.
+#[derive(Debug)]
+pub struct Fence {
+    /// When the last successful renewal was sent (monotonic clock); `None`: not leading.
+    renewed: Mutex<Option<Instant>>,
+    deadline: Duration,
+}
+
+impl Fence {
+    /// A fence for a Lease of `lease` (renew deadline: a quarter of it, as the elector's).
+    pub fn new(lease: Duration) -> Fence {
+        Fence {
+            renewed: Mutex::new(None),
+            deadline: renew_deadline(lease),
+        }
+    }
+
+    /// Records a renewal sent at `at`.
+    pub fn renewed(&self, at: Instant) {
+        if let Ok(mut r) = self.renewed.lock() {
+            *r = Some(at);
+        }
+    }
+
+    /// The Lease is lost or given up.
+    pub fn revoke(&self) {
+        if let Ok(mut r) = self.renewed.lock() {
+            *r = None;
+        }
+    }
+
+    /// `Ok` when the Lease was renewed less than the renew deadline before `now`; else why
+    /// this replica must not write.
+    pub fn check_at(&self, now: Instant) -> Result<(), String> {
+        let renewed = self.renewed.lock().map(|r| *r).unwrap_or(None);
+        match renewed {
+            Some(at) if now.saturating_duration_since(at) < self.deadline => Ok(()),
+            Some(at) => Err(format!(
+                "not writing: this replica renewed the leader election Lease {:.1}s ago, past \
+                 the renew deadline of {:.1}s (another replica may lead)",
+                now.saturating_duration_since(at).as_secs_f64(),
+                self.deadline.as_secs_f64()
+            )),
+            None => Err("not writing: this replica does not hold the leader election Lease".into()),
+        }
+    }
+
+    /// [`Fence::check_at`] now.
+    pub fn check(&self) -> Result<(), String> {
+        self.check_at(Instant::now())
+    }
+}
+
+fn renew_deadline(lease: Duration) -> Duration {
+    lease / 4
+}
 
 /// One replica's view of the election.
 pub struct Elector {
@@ -23,18 +87,26 @@ pub struct Elector {
     lease: Duration,
     renew_deadline: Duration,
     retry: Duration,
+    fence: Arc<Fence>,
 }
 
 impl Elector {
-    /// An elector for the Lease `flagger-leader-election` in `namespace`, under `identity` (pod name and a
-    /// random suffix).
-    pub fn new(client: Client, namespace: &str, identity: String, lease: Duration) -> Elector {
+    /// An elector for the Lease `flagger-leader-election` in `namespace`, under `identity` (pod
+    /// name and a random suffix), recording its renewals in `fence`.
+    pub fn new(
+        client: Client,
+        namespace: &str,
+        identity: String,
+        lease: Duration,
+        fence: Arc<Fence>,
+    ) -> Elector {
         Elector {
             api: Api::namespaced(client, namespace),
             identity,
             lease,
-            renew_deadline: lease / 4,
+            renew_deadline: renew_deadline(lease),
             retry: (lease / 12).clamp(Duration::from_millis(100), Duration::from_secs(5)),
+            fence,
         }
     }
 
@@ -62,10 +134,14 @@ impl Elector {
             tokio::time::sleep(self.retry).await;
             match self.try_hold().await {
                 Ok(true) => last_renewal = tokio::time::Instant::now(),
-                Ok(false) => return,
+                Ok(false) => {
+                    self.fence.revoke();
+                    return;
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "leader election: renewing the Lease failed");
+                    tracing::warn!(error = %crate::error::api_text(&e), "leader election: renewing the Lease failed");
                     if last_renewal.elapsed() >= self.renew_deadline {
+                        self.fence.revoke();
                         return;
                     }
                 }
@@ -75,6 +151,7 @@ impl Elector {
 
     /// Gives the Lease up so another replica takes over without waiting for it to expire.
     pub async fn release(&self) {
+        self.fence.revoke();
         if let Ok(Some(mut lease)) = self.api.get_opt(LEASE_NAME).await {
             let spec = lease.spec.get_or_insert_with(Default::default);
             if spec.holder_identity.as_deref() == Some(self.identity.as_str()) {
@@ -82,7 +159,7 @@ impl Elector {
                 spec.renew_time = None;
                 let _ = self
                     .api
-                    .replace(LEASE_NAME, &PostParams::default(), &lease)
+                    .replace(LEASE_NAME, &crate::post_params(), &lease)
                     .await;
             }
         }
@@ -91,6 +168,16 @@ impl Elector {
     /// Takes or renews the Lease: `Ok(true)` when this replica holds it afterwards. Writes are
     /// guarded by the resourceVersion, so two replicas never both win.
     async fn try_hold(&self) -> Result<bool, kube::Error> {
+        let sent = Instant::now();
+        let held = self.try_hold_once().await?;
+        if held {
+            // The Lease runs from the renewal written; measured from before it was sent.
+            self.fence.renewed(sent);
+        }
+        Ok(held)
+    }
+
+    async fn try_hold_once(&self) -> Result<bool, kube::Error> {
         let now = Timestamp::now();
         let mine = |transitions: Option<i32>, acquired: Option<MicroTime>| LeaseSpec {
             holder_identity: Some(self.identity.clone()),
@@ -108,7 +195,7 @@ impl Elector {
                 },
                 spec: Some(mine(Some(0), None)),
             };
-            return match self.api.create(&PostParams::default(), &lease).await {
+            return match self.api.create(&crate::post_params(), &lease).await {
                 Ok(_) => Ok(true),
                 Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
                 Err(e) => Err(e),
@@ -133,12 +220,34 @@ impl Elector {
         });
         match self
             .api
-            .replace(LEASE_NAME, &PostParams::default(), &lease)
+            .replace(LEASE_NAME, &crate::post_params(), &lease)
             .await
         {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replica_writes_only_within_the_renew_deadline_of_its_last_renewal() {
+        let fence = Fence::new(Duration::from_secs(2));
+        let t0 = Instant::now();
+        assert!(fence.check_at(t0).is_err(), "not leading yet");
+        fence.renewed(t0);
+        assert!(fence.check_at(t0 + Duration::from_millis(499)).is_ok());
+        let late = fence
+            .check_at(t0 + Duration::from_secs(5))
+            .expect_err("paused past its Lease");
+        assert!(late.contains("5.0s ago") && late.contains("0.5s"), "{late}");
+        fence.renewed(t0 + Duration::from_secs(5));
+        assert!(fence.check_at(t0 + Duration::from_millis(5200)).is_ok());
+        fence.revoke();
+        assert!(fence.check_at(t0 + Duration::from_millis(5200)).is_err());
     }
 }

@@ -1,16 +1,24 @@
 //! The flagger-rs operator.
 //!
-//! A kube-runtime controller over Canaries. Each reconcile of a canary is a named pipeline:
+//! A kube-runtime controller over Canaries. Each reconcile of a canary is a named pipeline, one
+//! call per step, each step with its own error type and a category (see [`error`]):
 //!
 //! 1. **dereference** ([`canary::dereference`]): validate the Canary into a domain value;
 //! 2. **observe** ([`canary::observe`]): read the target, its tracked configs and compute the
 //!    revision;
 //! 3. **bootstrap** ([`canary::bootstrap`]): make sure the generated objects exist (primary
-//!    workload and configs, Services, primary autoscaler);
-//! 4. **decide**: run [`flagger_core::decide`], answering what it needs (readiness, routes, hook
-//!    calls, metric queries) through [`canary::oracle`];
-//! 5. **apply** ([`canary::apply`]): carry out the effects (alerts through [`alerts`]);
-//! 6. **status**: write the status through the status subresource.
+//!    workload and configs, Services, primary autoscaler, routing objects);
+//! 4. **decide** ([`canary::oracle`]): run [`flagger_core::decide`], answering what it needs
+//!    (readiness, routes, hook calls, metric queries);
+//! 5. **execute** ([`canary::execute`]): carry out the decision's cluster actions in order,
+//!    stopping at the first failure;
+//! 6. **status** ([`canary::status`]): write the status the decision reached, only when every
+//!    action succeeded; then the notices ([`canary::notices`]: events, alerts through
+//!    [`alerts`], run counters, post-rollout hooks).
+//!
+//! A failed step leaves the canary where it was: a Warning event and a log line say which step
+//! failed and why, [`canary::error_policy`] counts it (`flagger_reconcile_errors_total{step,
+//! category}`) and retries the canary with a backoff capped at its interval.
 //!
 //! Every read of steps 2–5 comes from watch caches ([`cache`]), the same watch streams that
 //! trigger reconciles, so an idle tick costs no API request.
@@ -22,7 +30,7 @@
 //! and set routes, finalize; one module per provider and a registry line) and [`providers`]
 //! (the `MetricsProvider` trait: query and availability check; one module per MetricTemplate
 //! type and a registry line). The steps reach them through [`canary::oracle`] and
-//! [`canary::apply`] and never know which provider they talk to.
+//! [`canary::execute`] and never know which provider they talk to.
 
 pub mod alerts;
 pub mod args;
@@ -48,3 +56,20 @@ pub use error::Error;
 
 /// Field manager of every write the controller makes.
 pub use flagger_api::labels::FIELD_MANAGER;
+
+/// Create and replace parameters under the controller's field manager (a write without one is
+/// recorded as `unknown`, which the fight detector would take for another writer).
+pub fn post_params() -> kube::api::PostParams {
+    kube::api::PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+/// Merge-patch parameters under the controller's field manager.
+pub fn patch_params() -> kube::api::PatchParams {
+    kube::api::PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}

@@ -52,6 +52,9 @@ pub struct RunLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
+    /// The step of the reconcile that failed (`observe`, `execute`, ...).
+    pub step: String,
+    /// `transient`, `invalid_spec`, `conflict` or `provider`.
     pub category: String,
 }
 
@@ -144,7 +147,7 @@ impl Metrics {
         );
         registry.register(
             "flagger_reconcile_errors",
-            "Reconcile errors by category",
+            "Reconcile errors by step and category",
             m.reconcile_errors.clone(),
         );
         registry.register(

@@ -157,6 +157,12 @@ pub async fn serve(
     let (caches, feeds) = cache::build(&client, ns);
     let http = Clients::new().context("building HTTP clients")?;
     let outbox = crate::alerts::Outbox::start(http.verified.clone());
+    // Leader election's fence: renewals are recorded in it, writes check it.
+    let fence = args.enable_leader_election.then(|| {
+        Arc::new(crate::leader::Fence::new(
+            args.leader_election_lease_duration,
+        ))
+    });
     let ctx = Arc::new(Context {
         client: client.clone(),
         caches: caches.clone(),
@@ -171,6 +177,9 @@ pub async fn serve(
         written: Default::default(),
         fights: Default::default(),
         outbox,
+        failures: Default::default(),
+        fence: fence.clone(),
+        refresh: Default::default(),
     });
 
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", args.port))
@@ -200,6 +209,11 @@ pub async fn serve(
             &lease_ns,
             identity,
             args.leader_election_lease_duration,
+            fence.clone().unwrap_or_else(|| {
+                Arc::new(crate::leader::Fence::new(
+                    args.leader_election_lease_duration,
+                ))
+            }),
         );
         tracing::info!(
             "waiting for leadership (Lease {lease_ns}/{})",

@@ -358,7 +358,7 @@ async fn each_failure_is_an_unusable_check_with_flaggers_message() {
             "Metric template user-only.test provider prometheus error: prometheus credentials does not contain a password".into()
         )
     );
-    // A provider flagger-rs does not query.
+    // A provider without the Secret keys it needs.
     w.template(
         "dd",
         serde_json::json!({"type": "datadog", "address": "https://api.datadoghq.com"}),
@@ -368,7 +368,7 @@ async fn each_failure_is_an_unusable_check_with_flaggers_message() {
     assert_eq!(
         w.run("dd").await,
         MetricOutcome::Unusable(
-            "Metric template dd.test provider datadog error: the datadog metrics provider is not supported by flagger-rs yet; supported: prometheus".into()
+            "Metric template dd.test provider datadog error: datadog credentials does not contain datadog_api_key".into()
         )
     );
     // A query that does not render.

@@ -13,9 +13,13 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+use flagger_api::{CanaryCondition, CanaryStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
+
+/// Condition type present while another writer fights over a generated object.
+pub const CONDITION_FIELD_CONFLICT: &str = "FieldConflict";
 
 /// A field path, as object keys from the root (`["spec", "selector", "app"]`). A path that ends
 /// at a list names the whole list.
@@ -63,7 +67,8 @@ pub struct Contender {
     pub fields: Vec<String>,
 }
 
-/// Managers other than `ours` that own any of `paths` in `managed`.
+/// Managers other than `ours` (and the expected ones, see [`EXPECTED_MANAGERS`]) that own any of
+/// `paths` in `managed`.
 pub fn contenders(
     managed: &[ManagedFieldsEntry],
     ours: &str,
@@ -72,7 +77,10 @@ pub fn contenders(
     let mut out: Vec<Contender> = Vec::new();
     for entry in managed {
         let manager = entry.manager.clone().unwrap_or_default();
-        if manager == ours || entry.subresource.as_deref().is_some_and(|s| !s.is_empty()) {
+        if manager == ours
+            || EXPECTED_MANAGERS.contains(&manager.as_str())
+            || entry.subresource.as_deref().is_some_and(|s| !s.is_empty())
+        {
             continue;
         }
         let Some(fields) = entry.fields_v1.as_ref().map(|f| &f.0) else {
@@ -105,9 +113,35 @@ pub fn contenders(
     out
 }
 
+/// The [`contenders`] that wrote at or after the controller's last write (managedFields times,
+/// to the second): a write that came before ours is the state the controller took over, not a
+/// fight. Without a write of ours there is no fight yet.
+pub fn contenders_since_ours(
+    managed: &[ManagedFieldsEntry],
+    ours: &str,
+    paths: &[FieldPath],
+) -> Vec<Contender> {
+    let time = |e: &ManagedFieldsEntry| e.time.as_ref().map(|t| t.0);
+    let Some(last_ours) = managed
+        .iter()
+        .filter(|e| e.manager.as_deref() == Some(ours))
+        .filter_map(time)
+        .max()
+    else {
+        return Vec::new();
+    };
+    let since: Vec<ManagedFieldsEntry> = managed
+        .iter()
+        .filter(|e| time(e).is_some_and(|t| t >= last_ours))
+        .cloned()
+        .collect();
+    contenders(&since, ours, paths)
+}
+
 /// Managers that write the controller's objects as a matter of course and are never a fight:
-/// the HPA and other controllers of kube-controller-manager, and `flagger uninstall`.
-const EXPECTED_MANAGERS: &[&str] = &["kube-controller-manager", "flagger-uninstall"];
+/// the HPA and other controllers of kube-controller-manager, and `flagger uninstall` (the
+/// controller's own tool).
+pub const EXPECTED_MANAGERS: &[&str] = &["kube-controller-manager", "flagger-uninstall"];
 
 /// A foreign write found in `managedFields`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -229,12 +263,20 @@ pub enum Verdict {
     Noted,
 }
 
+/// The latest description of a fight over one object, for the Canary condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub text: String,
+    /// The controller stopped reverting the object.
+    pub yielded: bool,
+}
+
 /// Per-object, per-manager history of reversions, and the objects yielded.
 #[derive(Clone, Debug, Default)]
 pub struct FightLog {
     reversions: BTreeMap<(String, String), VecDeque<Timestamp>>,
     yielded: BTreeMap<String, String>,
-    notes: BTreeMap<String, String>,
+    notes: BTreeMap<String, Note>,
     /// Last write time seen per (object, manager), for objects only noted.
     writes: BTreeMap<(String, String), String>,
     /// When each note was made, so noted changes leave the condition after the window.
@@ -297,16 +339,43 @@ impl FightLog {
     /// Records a noted change (see [`Verdict::Noted`]) at `now`, with its description.
     pub fn noted(&mut self, object: &str, now: Timestamp, text: String) {
         self.noted_at.insert(object.to_string(), now);
-        self.notes.insert(object.to_string(), text);
+        self.notes.insert(
+            object.to_string(),
+            Note {
+                text,
+                yielded: false,
+            },
+        );
     }
 
     /// Keeps the latest description of the fight over `object` (for the Canary condition).
-    pub fn note(&mut self, object: &str, text: String) {
-        self.notes.insert(object.to_string(), text);
+    pub fn note(&mut self, object: &str, note: Note) {
+        self.notes.insert(object.to_string(), note);
+    }
+
+    /// Records a reported change: its description, and when it is only noted, its time.
+    pub fn record(&mut self, report: &ConflictReport, now: Timestamp, text: String) {
+        match report.verdict {
+            Verdict::Noted => self.noted(&report.object, now, text),
+            Verdict::Yield { .. } => self.note(
+                &report.object,
+                Note {
+                    text,
+                    yielded: true,
+                },
+            ),
+            Verdict::Revert { .. } => self.note(
+                &report.object,
+                Note {
+                    text,
+                    yielded: false,
+                },
+            ),
+        }
     }
 
     /// Descriptions of the fights still active at `now`, by object.
-    pub fn active_notes(&self, now: Timestamp, policy: FightPolicy) -> Vec<(String, String)> {
+    pub fn active_notes(&self, now: Timestamp, policy: FightPolicy) -> Vec<(String, Note)> {
         let window = policy.window.as_secs() as i64;
         let mut active: BTreeSet<String> = self
             .active(now, policy)
@@ -342,6 +411,198 @@ impl FightLog {
         }
         out.into_iter().collect()
     }
+}
+
+/// Another writer's change to a generated object, and what the controller does about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConflictReport {
+    /// `Service/app`
+    pub object: String,
+    pub kind: String,
+    pub name: String,
+    /// The object is the apex Service (the one clients use).
+    pub apex: bool,
+    pub contender: Contender,
+    pub verdict: Verdict,
+    /// The object, as the other writer left it, routes to the target's pods.
+    pub selects_target: bool,
+}
+
+impl ConflictReport {
+    /// What the controller did, for the `flagger_field_conflicts_total` label.
+    pub fn action(&self) -> &'static str {
+        match self.verdict {
+            Verdict::Noted => "noted",
+            Verdict::Revert { .. } => "reverted",
+            Verdict::Yield { .. } => "yielded",
+        }
+    }
+
+    /// The event message: who changed what, what the controller does, and the fix. `target`
+    /// is the target's kind and name.
+    pub fn message(&self, policy: FightPolicy, target: (&str, &str)) -> String {
+        let manager = &self.contender.manager;
+        let fields = self.contender.fields.join(", ");
+        let window = crate::duration::format_go(policy.window);
+        let limit = policy.max_reversions;
+        let remedy = remedy(manager, &self.kind, &self.name);
+        let (kind, name) = (&self.kind, &self.name);
+        match self.verdict {
+            Verdict::Noted => format!(
+                "{kind} {name}: field manager {manager} changed {fields}, which the controller \
+                 manages; it is written again at the next promotion, undoing the change. Fix: \
+                 {remedy}"
+            ),
+            Verdict::Revert { count } => {
+                // Only Services are ever left to another writer; routing objects are always
+                // put back.
+                let stop = if limit == 0 || kind != "Service" {
+                    String::new()
+                } else {
+                    format!("; stops after {limit}")
+                };
+                format!(
+                    "{kind} {name}: field manager {manager} changed {fields}, which the \
+                     controller manages; put back ({count} times in {window}{stop}). Fix: \
+                     {remedy}"
+                )
+            }
+            Verdict::Yield { count } => {
+                let safety = if self.apex && self.selects_target {
+                    format!(
+                        "; it routes to the pods of {} {}, which is scaled up and kept up so \
+                         traffic keeps flowing (the Service is put back until those pods are \
+                         ready), and canary analysis no longer protects this Service",
+                        target.0, target.1
+                    )
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{kind} {name}: field manager {manager} changed {fields} again after \
+                     {count} reversions in {window}; stopped reverting, the object is left to \
+                     {manager}{safety}. Fix: {remedy}"
+                )
+            }
+        }
+    }
+}
+
+/// New writes by other managers to the spec of an object the controller generated and writes
+/// only at set moments (the primary workload and autoscaler, rewritten at promotion): noted,
+/// once per write.
+pub fn noted_writes(
+    log: &mut FightLog,
+    kind: &str,
+    name: &str,
+    managed: &[ManagedFieldsEntry],
+    ours: &str,
+) -> Vec<ConflictReport> {
+    let object = format!("{kind}/{name}");
+    foreign_spec_writers(managed, ours, 5)
+        .into_iter()
+        .filter(|w| log.new_write(&object, &w.contender.manager, &w.time))
+        .map(|w| ConflictReport {
+            object: object.clone(),
+            kind: kind.into(),
+            name: name.into(),
+            apex: false,
+            contender: w.contender,
+            verdict: Verdict::Noted,
+            selects_target: false,
+        })
+        .collect()
+}
+
+/// A fight over a routing object. Routing objects are always put back (without them the canary
+/// cannot route), so the verdict is always `Revert`.
+pub fn routing_report(
+    log: &mut FightLog,
+    kind: &str,
+    name: &str,
+    contender: Contender,
+    now: Timestamp,
+    window: Duration,
+) -> ConflictReport {
+    let object = format!("{kind}/{name}");
+    let policy = FightPolicy {
+        max_reversions: 0,
+        window,
+    };
+    let verdict = log.observe(&object, &contender.manager, now, policy);
+    ConflictReport {
+        object,
+        kind: kind.into(),
+        name: name.into(),
+        apex: false,
+        contender,
+        verdict,
+        selects_target: false,
+    }
+}
+
+/// `status` with the `FieldConflict` condition made current from the fights still active (added,
+/// updated or removed), or `None` when it already is. The reason is `StoppedReverting` when the
+/// controller left an object to another writer, else `Reverting`.
+pub fn with_condition(
+    status: &CanaryStatus,
+    notes: &[(String, Note)],
+    now: Timestamp,
+) -> Option<CanaryStatus> {
+    let current = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.r#type == CONDITION_FIELD_CONFLICT);
+    let wanted = (!notes.is_empty()).then(|| {
+        let yielded = notes.iter().any(|(_, n)| n.yielded);
+        (
+            if yielded {
+                "StoppedReverting"
+            } else {
+                "Reverting"
+            },
+            notes
+                .iter()
+                .map(|(_, n)| n.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" | "),
+        )
+    });
+    let unchanged = match (current, &wanted) {
+        (None, None) => true,
+        (Some(c), Some((reason, message))) => {
+            c.reason == *reason && c.message.as_deref() == Some(message.as_str())
+        }
+        _ => false,
+    };
+    if unchanged {
+        return None;
+    }
+    let mut updated = status.clone();
+    let mut conditions: Vec<CanaryCondition> = updated
+        .conditions
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.r#type != CONDITION_FIELD_CONFLICT)
+        .collect();
+    if let Some((reason, message)) = wanted {
+        conditions.push(CanaryCondition {
+            r#type: CONDITION_FIELD_CONFLICT.into(),
+            status: "True".into(),
+            last_update_time: Some(Time(now)),
+            last_transition_time: Some(Time(
+                current
+                    .and_then(|c| c.last_transition_time.as_ref().map(|t| t.0))
+                    .unwrap_or(now),
+            )),
+            reason: reason.into(),
+            message: Some(message),
+        });
+    }
+    updated.conditions = (!conditions.is_empty()).then_some(conditions);
+    Some(updated)
 }
 
 /// How to stop a GitOps tool from fighting over a generated object, for the message.
@@ -560,6 +821,78 @@ mod tests {
         log.noted("Deployment/app-primary", at(0), "changed".into());
         assert_eq!(log.active_notes(at(10), policy).len(), 1);
         assert!(log.active_notes(at(700), policy).is_empty());
+    }
+
+    #[test]
+    fn the_condition_reason_comes_from_the_verdict_not_the_text() {
+        let status = CanaryStatus::default();
+        let note = |text: &str, yielded| Note {
+            text: text.into(),
+            yielded,
+        };
+        let reverting = with_condition(
+            &status,
+            &[(
+                "Service/app".into(),
+                note("stopped reverting, says the text", false),
+            )],
+            at(0),
+        )
+        .expect("added");
+        let c = &reverting.conditions.as_ref().expect("conditions")[0];
+        assert_eq!(
+            (c.r#type.as_str(), c.reason.as_str()),
+            (CONDITION_FIELD_CONFLICT, "Reverting")
+        );
+        let yielded = with_condition(
+            &reverting,
+            &[("Service/app".into(), note("left to flux", true))],
+            at(5),
+        )
+        .expect("updated");
+        let c = &yielded.conditions.as_ref().expect("conditions")[0];
+        assert_eq!(c.reason, "StoppedReverting");
+        assert_eq!(c.last_transition_time.as_ref().map(|t| t.0), Some(at(0)));
+        assert_eq!(
+            with_condition(
+                &yielded,
+                &[("Service/app".into(), note("left to flux", true))],
+                at(9)
+            ),
+            None
+        );
+        let cleared = with_condition(&yielded, &[], at(10)).expect("removed");
+        assert!(cleared.conditions.is_none());
+    }
+
+    #[test]
+    fn only_writes_at_or_after_ours_are_contenders() {
+        let diff = vec![vec!["spec".to_string(), "selector".into(), "app".into()]];
+        let timed = |manager: &str, time: &str, fields: Value| ManagedFieldsEntry {
+            time: Some(Time(time.parse().expect("time"))),
+            ..entry(manager, fields)
+        };
+        let selector = json!({"f:spec": {"f:selector": {"f:app": {}}}});
+        let before = vec![
+            timed(
+                "kubectl-client-side-apply",
+                "2024-01-01T00:00:00Z",
+                selector.clone(),
+            ),
+            timed("flagger", "2024-01-01T00:00:05Z", json!({})),
+        ];
+        assert!(contenders_since_ours(&before, "flagger", &diff).is_empty());
+        let after = vec![
+            timed(
+                "kustomize-controller",
+                "2024-01-01T00:00:05Z",
+                selector.clone(),
+            ),
+            timed("flagger", "2024-01-01T00:00:05Z", json!({})),
+        ];
+        assert_eq!(contenders_since_ours(&after, "flagger", &diff).len(), 1);
+        let never_ours = vec![timed("kubectl", "2024-01-01T00:00:00Z", selector)];
+        assert!(contenders_since_ours(&never_ours, "flagger", &diff).is_empty());
     }
 
     #[test]

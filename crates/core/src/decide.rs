@@ -1,9 +1,15 @@
 //! The canary state machine: one analysis tick, as a pure function.
 //!
 //! [`decide`] follows the order of Flagger's tick (reference §2.3, from initialization on) and
-//! returns either the next thing it needs to observe or the decision: effects in order and the
-//! status to write. The controller has already reconciled the generated objects (primary
-//! workload, Services, routing objects) before it calls `decide`.
+//! returns either the next thing it needs to observe or the decision: the cluster actions in
+//! order, the status they lead to, and the notices. The controller has already reconciled the
+//! generated objects (primary workload, Services, routing objects) before it calls `decide`,
+//! writes the status only once every action succeeded, then emits the notices.
+//!
+//! Every phase also says what it requires of the target's scale, re-checked on every tick and,
+//! through [`maintain`], on every reconcile between ticks: scaled up while a run uses it, at
+//! zero at rest once the primary serves. A scale-down that failed, or a target scaled by hand,
+//! is put right without waiting for a new revision.
 //!
 //! Where Flagger's behaviour is a bug or dead code, the choice made here is written next to the
 //! code and in `docs/compatibility.md`.
@@ -12,8 +18,8 @@ use flagger_api::{CanaryPhase, CanaryStatus};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::effects::{
-    Alert, Decision, Effect, Event, EventType, HookOutcome, MetricOutcome, Need, Observations,
-    Readiness, Routes, RunOutcome, Step,
+    Action, Alert, Decision, Event, EventType, HookOutcome, MetricOutcome, Need, Notice,
+    Observations, Readiness, Routes, RunOutcome, Scale, Step,
 };
 use crate::hash;
 use crate::model::{
@@ -36,6 +42,25 @@ pub fn decide(
     match tick.run() {
         Ok(()) => Step::Done(tick.finish()),
         Err(need) => Step::Need(need),
+    }
+}
+
+/// Between ticks: the actions that restore what the current phase requires of the target's
+/// scale (see [`Tick::hold_target_scale`]), and nothing else (no status, no notice).
+pub fn maintain(
+    canary: &ValidatedCanary,
+    status: &CanaryStatus,
+    obs: &Observations,
+    now: Timestamp,
+) -> Decision {
+    let mut tick = Tick::new(canary, status, obs, now);
+    if !canary.suspend {
+        // Without the primary's readiness (the controller always gives it) nothing is scaled.
+        let _ = tick.hold_target_scale();
+    }
+    Decision {
+        actions: tick.actions,
+        ..Default::default()
     }
 }
 
@@ -102,7 +127,8 @@ struct Tick<'a> {
     obs: &'a Observations,
     start: CanaryStatus,
     w: StatusWriter,
-    effects: Vec<Effect>,
+    actions: Vec<Action>,
+    notices: Vec<Notice>,
     analysed: bool,
     canary_name: String,
     target_name: String,
@@ -120,7 +146,8 @@ impl<'a> Tick<'a> {
             obs,
             start: status.clone(),
             w: StatusWriter::new(status, c.target.kind.kind(), now),
-            effects: Vec::new(),
+            actions: Vec::new(),
+            notices: Vec::new(),
             analysed: false,
             canary_name: format!("{}.{}", c.name, c.namespace),
             target_name: format!("{}.{}", c.target.name, c.namespace),
@@ -129,8 +156,9 @@ impl<'a> Tick<'a> {
 
     fn finish(self) -> Decision {
         Decision {
-            effects: self.effects,
+            actions: self.actions,
             status: self.w.finish(),
+            notices: self.notices,
             analysed: self.analysed,
         }
     }
@@ -198,7 +226,7 @@ impl<'a> Tick<'a> {
     // === effects ===
 
     fn event(&mut self, event_type: EventType, message: String, phase: CanaryPhase) {
-        self.effects.push(Effect::Event(Event {
+        self.notices.push(Notice::Event(Event {
             event_type,
             message,
             phase,
@@ -216,21 +244,98 @@ impl<'a> Tick<'a> {
     }
 
     fn alert(&mut self, severity: Severity, message: String, with_metadata: bool) {
-        self.effects.push(Effect::Alert(Alert {
+        self.notices.push(Notice::Alert(Alert {
             severity,
             message,
             with_metadata,
         }));
     }
 
-    fn effect(&mut self, effect: Effect) {
-        self.effects.push(effect);
+    fn act(&mut self, action: Action) {
+        match action {
+            // The apex Service routes to the target's pods (left to another writer): they stay.
+            Action::PauseTargetScaler if self.obs.keep_target_serving => {}
+            Action::ScaleTargetToZero if self.obs.keep_target_serving => {
+                if self.obs.target_scale != Some(Scale::Up) {
+                    self.actions.push(Action::ScaleTargetUp);
+                }
+            }
+            Action::SetRoutes(routes) => self.set_routes(routes),
+            action => self.actions.push(action),
+        }
     }
 
-    fn scaler(&mut self, effect: Effect) {
+    /// Routes, with the session-affinity cookies they carry kept in the status (reference §4.3).
+    fn set_routes(&mut self, routes: Routes) {
+        self.actions.push(Action::SetRoutes(routes));
+        let Some(affinity) = self
+            .c
+            .analysis
+            .session_affinity
+            .as_ref()
+            .filter(|_| crate::routing::sticky(self.c.provider))
+        else {
+            return;
+        };
+        let current = crate::routing::StickyCookies::of(self.w.current());
+        let mut fresh = self.obs.cookie_values.iter();
+        let mut made = 0usize;
+        let seed = self.obs.target.hash.clone();
+        let next = crate::routing::next_sticky_cookies(affinity, &current, routes.canary, || {
+            made += 1;
+            fresh
+                .next()
+                .cloned()
+                .unwrap_or_else(|| fallback_cookie(&seed, made))
+        });
+        self.w.set_cookies(&next);
+    }
+
+    fn notice(&mut self, notice: Notice) {
+        self.notices.push(notice);
+    }
+
+    fn scaler(&mut self, action: Action) {
         if self.c.autoscaler.is_some() {
-            self.effects.push(effect);
+            self.act(action);
         }
+    }
+
+    /// What the phase requires of the target's scale, restored when it does not hold (a
+    /// scale-down that failed, or someone scaling the target by hand): up while a run uses it
+    /// (`Progressing`, `WaitingPromotion`, `Promoting`), at zero at rest (`Initialized`,
+    /// `Succeeded`, and `Failed` unless a failed promotion left the traffic on it), once the
+    /// primary serves. Returns whether it acted.
+    fn hold_target_scale(&mut self) -> Result<bool, Need> {
+        use CanaryPhase::*;
+        let Some(scale) = self.obs.target_scale else {
+            return Ok(false);
+        };
+        let current = self.w.current();
+        let wanted = match current.phase {
+            // Left to another writer, the apex Service routes to the target's pods.
+            _ if self.obs.keep_target_serving => Scale::Up,
+            Progressing | WaitingPromotion | Promoting => Scale::Up,
+            Initialized | Succeeded => Scale::Zero,
+            Failed if current.canary_weight.unwrap_or(0) == 0 => Scale::Zero,
+            _ => return Ok(false),
+        };
+        Ok(match (wanted, scale) {
+            (Scale::Zero, Scale::Up) => {
+                if !self.c.skip_analysis && self.primary_ready()? != Readiness::Ready {
+                    return Ok(false);
+                }
+                self.scaler(Action::PauseTargetScaler);
+                self.act(Action::ScaleTargetToZero);
+                true
+            }
+            (Scale::Up, Scale::Zero) => {
+                self.scaler(Action::ResumeTargetScaler);
+                self.act(Action::ScaleTargetUp);
+                true
+            }
+            _ => false,
+        })
     }
 
     fn failed_checks(&self) -> i32 {
@@ -291,6 +396,7 @@ impl<'a> Tick<'a> {
                 self.w.refresh_revision(&self.obs.target);
             }
             if !changed {
+                self.hold_target_scale()?;
                 return Ok(());
             }
         }
@@ -330,8 +436,14 @@ impl<'a> Tick<'a> {
                 "New revision detected! Restarting analysis for {}",
                 self.target_name
             ));
-            self.effect(Effect::SetRoutes(Routes::PRIMARY));
+            self.act(Action::SetRoutes(Routes::PRIMARY));
             self.w.sync(Progressing, 0, 0, 0, &self.obs.target);
+            return Ok(());
+        }
+
+        // A run needs the target's pods: scaled up again when they went (the analysis would
+        // otherwise run against no pods, and promotion copy a target at zero).
+        if self.hold_target_scale()? {
             return Ok(());
         }
 
@@ -359,7 +471,7 @@ impl<'a> Tick<'a> {
 
         match phase {
             Promoting => {
-                self.scaler(Effect::ReconcilePrimaryScaler);
+                self.scaler(Action::ReconcilePrimaryScaler);
                 self.shift_to_primary(routes);
                 return Ok(());
             }
@@ -462,8 +574,8 @@ impl<'a> Tick<'a> {
                 }
             }
         }
-        self.scaler(Effect::PauseTargetScaler);
-        self.effect(Effect::ScaleTargetToZero);
+        self.scaler(Action::PauseTargetScaler);
+        self.act(Action::ScaleTargetToZero);
         self.w
             .sync(CanaryPhase::Initialized, 0, 0, 0, &self.obs.target);
         self.info(format!("Initialization done! {}", self.canary_name));
@@ -519,8 +631,8 @@ impl<'a> Tick<'a> {
             "New revision detected, progressing canary analysis.".into(),
             true,
         );
-        self.scaler(Effect::ResumeTargetScaler);
-        self.effect(Effect::ScaleTargetUp);
+        self.scaler(Action::ResumeTargetScaler);
+        self.act(Action::ScaleTargetUp);
         self.w
             .sync(CanaryPhase::Progressing, 0, 0, 0, &self.obs.target);
         Ok(())
@@ -753,7 +865,7 @@ impl<'a> Tick<'a> {
             self.c.primary_workload(),
             self.c.namespace
         ));
-        self.effect(Effect::Promote);
+        self.act(Action::Promote);
         self.w.set_phase(CanaryPhase::Promoting, 0);
     }
 
@@ -819,7 +931,7 @@ impl<'a> Tick<'a> {
                     (routes.canary + step).min(100),
                 )
             };
-            self.effect(Effect::SetRoutes(next));
+            self.act(Action::SetRoutes(next));
             self.w.set_weight(next.canary);
             self.info(format!(
                 "Advance {} canary weight {}",
@@ -837,7 +949,7 @@ impl<'a> Tick<'a> {
     fn run_ab(&mut self, iterations: u32) -> Flow {
         let done = self.w.current().iterations.unwrap_or(0);
         if iterations as i32 > done {
-            self.effect(Effect::SetRoutes(Routes::CANARY));
+            self.act(Action::SetRoutes(Routes::CANARY));
             self.w.set_iterations(done + 1);
             self.info(format!(
                 "Advance {} canary iteration {}/{}",
@@ -859,7 +971,7 @@ impl<'a> Tick<'a> {
         let iterations = iterations as i32;
         if iterations > done {
             if !kubernetes && mirror && !routes.mirrored {
-                self.effect(Effect::SetRoutes(Routes {
+                self.act(Action::SetRoutes(Routes {
                     primary: 100,
                     canary: 0,
                     mirrored: true,
@@ -884,7 +996,7 @@ impl<'a> Tick<'a> {
                 } else {
                     "Routing all traffic to canary".into()
                 });
-                self.effect(Effect::SetRoutes(Routes::CANARY));
+                self.act(Action::SetRoutes(Routes::CANARY));
             }
             self.w.set_iterations(done + 1);
             return Ok(());
@@ -904,13 +1016,13 @@ impl<'a> Tick<'a> {
         // already 0 (blue/green, A/B); we finish the promotion instead.
         if step == 0 || routes.canary == 0 {
             self.info("Routing all traffic to primary".into());
-            self.effect(Effect::SetRoutes(Routes::PRIMARY));
+            self.act(Action::SetRoutes(Routes::PRIMARY));
             self.w.set_phase(CanaryPhase::Finalising, 0);
             return;
         }
         let primary = (routes.primary + step).min(100);
         let canary = routes.canary.saturating_sub(step);
-        self.effect(Effect::SetRoutes(Routes::weights(primary, canary)));
+        self.act(Action::SetRoutes(Routes::weights(primary, canary)));
         self.info(format!(
             "Advance {} primary weight {primary}",
             self.canary_name
@@ -923,11 +1035,11 @@ impl<'a> Tick<'a> {
     }
 
     fn finalise(&mut self) {
-        self.scaler(Effect::PauseTargetScaler);
-        self.effect(Effect::ScaleTargetToZero);
+        self.scaler(Action::PauseTargetScaler);
+        self.act(Action::ScaleTargetToZero);
         self.w.set_phase(CanaryPhase::Succeeded, 0);
-        self.effect(Effect::CountRun(RunOutcome::Succeeded { skipped: false }));
-        self.effect(Effect::RunPostRolloutHooks {
+        self.notice(Notice::CountRun(RunOutcome::Succeeded { skipped: false }));
+        self.notice(Notice::RunPostRolloutHooks {
             phase: CanaryPhase::Succeeded,
         });
         self.event(
@@ -943,20 +1055,20 @@ impl<'a> Tick<'a> {
     }
 
     fn promote_without_analysis(&mut self) {
-        self.effect(Effect::SetRoutes(Routes::PRIMARY));
+        self.act(Action::SetRoutes(Routes::PRIMARY));
         self.info(format!(
             "Copying {} template spec to {}.{}",
             self.target_name,
             self.c.primary_workload(),
             self.c.namespace
         ));
-        self.effect(Effect::Promote);
-        self.scaler(Effect::ReconcilePrimaryScaler);
-        self.scaler(Effect::PauseTargetScaler);
-        self.effect(Effect::ScaleTargetToZero);
+        self.act(Action::Promote);
+        self.scaler(Action::ReconcilePrimaryScaler);
+        self.scaler(Action::PauseTargetScaler);
+        self.act(Action::ScaleTargetToZero);
         self.w.set_phase(CanaryPhase::Succeeded, 0);
-        self.effect(Effect::CountRun(RunOutcome::Succeeded { skipped: true }));
-        self.effect(Effect::RunPostRolloutHooks {
+        self.notice(Notice::CountRun(RunOutcome::Succeeded { skipped: true }));
+        self.notice(Notice::RunPostRolloutHooks {
             phase: CanaryPhase::Succeeded,
         });
         self.event(
@@ -987,17 +1099,17 @@ impl<'a> Tick<'a> {
                 false,
             );
         }
-        self.effect(Effect::SetRoutes(Routes::PRIMARY));
+        self.act(Action::SetRoutes(Routes::PRIMARY));
         self.event(
             EventType::Warning,
             format!("Canary failed! Scaling down {}", self.canary_name),
             CanaryPhase::Failed,
         );
-        self.scaler(Effect::PauseTargetScaler);
-        self.effect(Effect::ScaleTargetToZero);
+        self.scaler(Action::PauseTargetScaler);
+        self.act(Action::ScaleTargetToZero);
         self.w.sync(CanaryPhase::Failed, 0, 0, 0, &self.obs.target);
-        self.effect(Effect::CountRun(RunOutcome::Failed));
-        self.effect(Effect::RunPostRolloutHooks {
+        self.notice(Notice::CountRun(RunOutcome::Failed));
+        self.notice(Notice::RunPostRolloutHooks {
             phase: CanaryPhase::Failed,
         });
     }
@@ -1018,14 +1130,25 @@ impl<'a> Tick<'a> {
             format!("Promotion failed, primary not ready: {reason}"),
             false,
         );
-        self.effect(Effect::SetRoutes(Routes::CANARY));
+        self.act(Action::SetRoutes(Routes::CANARY));
         self.w
             .sync(CanaryPhase::Failed, 100, 0, 0, &self.obs.target);
-        self.effect(Effect::CountRun(RunOutcome::Failed));
-        self.effect(Effect::RunPostRolloutHooks {
+        self.notice(Notice::CountRun(RunOutcome::Failed));
+        self.notice(Notice::RunPostRolloutHooks {
             phase: CanaryPhase::Failed,
         });
     }
+}
+
+/// A cookie value when the controller gave none: ten letters derived from the revision (the
+/// controller gives random ones, as Flagger's).
+fn fallback_cookie(seed: &str, n: usize) -> String {
+    let hash = crate::hash::spec_hash(&serde_json::json!({"cookie": seed, "n": n}));
+    hash.bytes()
+        .rev()
+        .take(10)
+        .map(|b| char::from(b'a' + b % 26))
+        .collect()
 }
 
 /// Go's `time.Duration` formatting of a whole number of milliseconds (`500ms`, `1.5s`, `2m0s`).

@@ -6,8 +6,12 @@
 //! `decide` returns [`Step::Need`]; the controller obtains exactly that, adds it to the
 //! [`Observations`] and calls `decide` again. A pure function of its inputs, `decide` walks the
 //! same path each time and goes one step further, so the order of hooks and queries is decided
-//! here and nowhere else. The final [`Step::Done`] carries the effects, in the order they must be
-//! carried out, and the status to write.
+//! here and nowhere else. The final [`Step::Done`] carries the [`Decision`]: the cluster
+//! [`Action`]s in the order they must be carried out, the status to write, and the [`Notice`]s.
+//!
+//! The status a decision reaches depends on its actions: the controller writes it only once
+//! every action has succeeded (a failed scale-up leaves the canary where it was, to be retried),
+//! and only then emits the notices, so a retried decision does not tell its story twice.
 
 use std::collections::BTreeMap;
 
@@ -84,11 +88,22 @@ pub enum MetricOutcome {
     Unusable(String),
 }
 
+/// Whether the target workload has pods: a Deployment's `spec.replicas` above zero, a
+/// DaemonSet without the scale-to-zero node selector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scale {
+    Zero,
+    Up,
+}
+
 /// Everything a tick observed. Fields that are `None` (or missing from the maps) have not been
 /// observed yet; `decide` asks for them when it needs them.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Observations {
     pub target: TargetRevision,
+    /// The target's scale, as read with the target (`None`: not observed; the phase's scale
+    /// invariants are then not checked).
+    pub target_scale: Option<Scale>,
     pub primary_ready: Option<Readiness>,
     pub canary_ready: Option<Readiness>,
     /// Result of the router's get-routes (not needed for the kubernetes provider).
@@ -99,6 +114,12 @@ pub struct Observations {
     pub hooks: BTreeMap<(HookType, usize), HookOutcome>,
     /// Outcomes of metric queries, by position in `analysis.metrics`.
     pub metrics: BTreeMap<usize, MetricOutcome>,
+    /// Fresh values for session-affinity cookies (Flagger: 10 random ASCII letters), used in
+    /// order when a run's cookies are made.
+    pub cookie_values: Vec<String>,
+    /// The apex Service was left to another writer and routes to the target's pods: the target
+    /// keeps serving instead of being scaled to zero.
+    pub keep_target_serving: bool,
 }
 
 /// Something `decide` must know before it can go on.
@@ -152,14 +173,15 @@ pub enum RunOutcome {
     Failed,
 }
 
-/// One thing to do, in order.
+/// A change to the cluster the decision depends on. Idempotent: carrying one out again
+/// (a retry after a later action or the status write failed) changes nothing more.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Effect {
+pub enum Action {
     /// Write these weights to the router.
     SetRoutes(Routes),
     /// Scale the target to zero (Deployment replicas 0, DaemonSet node selector).
     ScaleTargetToZero,
-    /// Scale the target up from zero for a new revision.
+    /// Scale the target up from zero.
     ScaleTargetUp,
     /// Pause the target's autoscaler (KEDA); a no-op for HPAs.
     PauseTargetScaler,
@@ -169,23 +191,51 @@ pub enum Effect {
     ReconcilePrimaryScaler,
     /// Copy the target's template spec and tracked configs to the primary.
     Promote,
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::SetRoutes(r) => write!(
+                f,
+                "route {}% to the primary and {}% to the canary{}",
+                r.primary,
+                r.canary,
+                if r.mirrored { " (mirrored)" } else { "" }
+            ),
+            Action::ScaleTargetToZero => f.write_str("scale the target to zero"),
+            Action::ScaleTargetUp => f.write_str("scale the target up"),
+            Action::PauseTargetScaler => f.write_str("pause the target's autoscaler"),
+            Action::ResumeTargetScaler => f.write_str("resume the target's autoscaler"),
+            Action::ReconcilePrimaryScaler => f.write_str("update the primary's autoscaler"),
+            Action::Promote => f.write_str("promote the target to the primary"),
+        }
+    }
+}
+
+/// Telling about a decision: emitted once its actions succeeded and its status is written.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Notice {
+    Event(Event),
+    Alert(Alert),
+    CountRun(RunOutcome),
     /// Call every post-rollout hook in order (stop at the first failure), reporting `phase`;
     /// each result becomes an event.
     RunPostRolloutHooks {
         phase: CanaryPhase,
     },
-    Event(Event),
-    Alert(Alert),
-    CountRun(RunOutcome),
 }
 
 /// The outcome of a tick.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Decision {
-    /// Effects in the order they must be carried out.
-    pub effects: Vec<Effect>,
-    /// The status to write, when it changes.
+    /// Cluster actions in the order they must be carried out; all must succeed before the
+    /// status is written.
+    pub actions: Vec<Action>,
+    /// The status to write once the actions succeeded, when it changes.
     pub status: Option<CanaryStatus>,
+    /// Events, alerts, counters and post-rollout hooks, in order, after the status.
+    pub notices: Vec<Notice>,
     /// The tick reached the analysis step (observe `flagger_canary_duration_seconds`).
     pub analysed: bool,
 }
@@ -193,16 +243,16 @@ pub struct Decision {
 impl Decision {
     /// The events of the decision, in order.
     pub fn events(&self) -> impl Iterator<Item = &Event> {
-        self.effects.iter().filter_map(|e| match e {
-            Effect::Event(ev) => Some(ev),
+        self.notices.iter().filter_map(|n| match n {
+            Notice::Event(ev) => Some(ev),
             _ => None,
         })
     }
 
     /// The routes this decision sets last, if any.
     pub fn routes(&self) -> Option<Routes> {
-        self.effects.iter().rev().find_map(|e| match e {
-            Effect::SetRoutes(r) => Some(*r),
+        self.actions.iter().rev().find_map(|a| match a {
+            Action::SetRoutes(r) => Some(*r),
             _ => None,
         })
     }

@@ -9,6 +9,8 @@ pub mod converge;
 pub mod decide;
 pub mod duration;
 pub mod effects;
+pub mod finalize;
+pub mod generated;
 pub mod gotemplate;
 pub mod hash;
 pub mod judge;
@@ -25,4 +27,4 @@ pub mod validate;
 pub mod workload;
 
 pub use decide::decide;
-pub use effects::{Decision, Effect, Need, Observations, Step};
+pub use effects::{Action, Decision, Need, Notice, Observations, Step};

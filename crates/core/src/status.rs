@@ -167,6 +167,15 @@ impl StatusWriter {
         self.touch();
     }
 
+    /// Keeps the session-affinity cookies of the run (written with the routes that use them;
+    /// no transition of its own).
+    pub fn set_cookies(&mut self, cookies: &crate::routing::StickyCookies) {
+        if crate::routing::StickyCookies::of(&self.status) != *cookies {
+            cookies.write_to(&mut self.status);
+            self.written = true;
+        }
+    }
+
     /// Replaces the revision hashes (adoption of a canary Flagger ran before).
     pub fn rebaseline(&mut self, applied: Option<String>, promoted: Option<String>) {
         self.status.last_applied_spec = applied;

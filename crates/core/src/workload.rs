@@ -382,8 +382,34 @@ pub fn primary_deployment(target: &Deployment, inputs: &PrimaryInputs<'_>) -> De
     }
 }
 
+/// The `flagger-id` of the primary's pod template for a revision: Flagger writes a fresh UUID
+/// at each promotion to roll the primary's pods (config changes included); derived from the
+/// revision instead, a promotion carried out again (after a failed step) rolls nothing twice,
+/// and a new revision or config still rolls the pods.
+pub fn promotion_id(revision: &crate::effects::TargetRevision) -> String {
+    crate::hash::spec_hash(&serde_json::json!({
+        "revision": revision.hash,
+        "configs": revision.tracked_configs,
+    }))
+}
+
+/// Flagger's scale-from-zero replica count (reference §3.5): the target's own count when it has
+/// one; else the autoscaler's minimum (HPA `minReplicas`, KEDA's count), at least 1; else the
+/// primary's, at least 1.
+pub fn replicas_from_zero(own: Option<i32>, autoscaler: Option<i32>, primary: Option<i32>) -> i32 {
+    if let Some(r) = own.filter(|r| *r > 0) {
+        return r;
+    }
+    match autoscaler {
+        Some(min) => min.max(1),
+        None => primary.filter(|r| *r > 0).unwrap_or(1),
+    }
+}
+
 /// The primary Deployment after promotion: template spec, strategy fields, replicas (unless an
-/// autoscaler owns them) and metadata copied from the target; the selector never changes.
+/// autoscaler owns them) and metadata copied from the target; the selector never changes. A
+/// target at zero replicas (its pods were scaled down while the promotion was decided) leaves
+/// the primary's count as it is: a primary is never promoted to zero replicas.
 pub fn promote_deployment(
     target: &Deployment,
     primary: &Deployment,
@@ -406,8 +432,8 @@ pub fn promote_deployment(
     spec.min_ready_seconds = tspec.min_ready_seconds;
     spec.revision_history_limit = tspec.revision_history_limit;
     spec.strategy = tspec.strategy.clone();
-    if !has_autoscaler {
-        spec.replicas = tspec.replicas;
+    if !has_autoscaler && let Some(replicas) = tspec.replicas.filter(|r| *r > 0) {
+        spec.replicas = Some(replicas);
     }
     spec.template = primary_template(&tspec.template, inputs, &name, true);
     out.status = None;
@@ -673,6 +699,49 @@ mod tests {
         assert_eq!(v["metadata"]["annotations"], json!({}));
         let promoted = promote_deployment(&t, &primary, &inputs, false);
         assert_eq!(promoted.spec.and_then(|s| s.replicas), Some(3));
+    }
+
+    #[test]
+    fn a_primary_is_never_promoted_to_zero_replicas() {
+        let policy = LabelPolicy::default();
+        let tracked = BTreeSet::new();
+        let inputs = PrimaryInputs {
+            policy: &policy,
+            selector: ("app", "podinfo"),
+            tracked: &tracked,
+            flagger_id: "uuid-3",
+        };
+        let mut t = target();
+        if let Some(s) = t.spec.as_mut() {
+            s.replicas = Some(4);
+        }
+        let primary = primary_deployment(&t, &inputs);
+        if let Some(s) = t.spec.as_mut() {
+            s.replicas = Some(0);
+        }
+        let promoted = promote_deployment(&t, &primary, &inputs, false);
+        assert_eq!(promoted.spec.and_then(|s| s.replicas), Some(4));
+    }
+
+    #[test]
+    fn promotion_ids_follow_the_revision_and_its_configs() {
+        let r = |hash: &str, cfg: &str| crate::effects::TargetRevision {
+            hash: hash.into(),
+            tracked_configs: [("configmap/c".to_string(), cfg.to_string())].into(),
+        };
+        assert_eq!(promotion_id(&r("a", "1")), promotion_id(&r("a", "1")));
+        assert_ne!(promotion_id(&r("a", "1")), promotion_id(&r("b", "1")));
+        assert_ne!(promotion_id(&r("a", "1")), promotion_id(&r("a", "2")));
+    }
+
+    #[test]
+    fn scale_from_zero_takes_the_target_then_the_autoscaler_then_the_primary() {
+        assert_eq!(replicas_from_zero(Some(3), Some(5), Some(7)), 3);
+        assert_eq!(replicas_from_zero(Some(0), Some(5), Some(7)), 5);
+        assert_eq!(replicas_from_zero(None, Some(0), Some(7)), 1);
+        assert_eq!(replicas_from_zero(Some(0), None, Some(7)), 7);
+        assert_eq!(replicas_from_zero(Some(0), None, Some(0)), 1);
+        assert_eq!(replicas_from_zero(None, None, None), 1);
     }
 
     #[test]

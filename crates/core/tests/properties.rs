@@ -6,7 +6,7 @@ mod support;
 use std::rc::Rc;
 
 use flagger_api::CanaryPhase;
-use flagger_core::effects::{Effect, MetricOutcome};
+use flagger_core::effects::{Action, MetricOutcome};
 use flagger_core::model::HookType;
 use k8s_openapi::jiff::Timestamp;
 use proptest::prelude::*;
@@ -121,8 +121,8 @@ proptest! {
         let mut w = w.expect("valid");
         for _ in 0..60 {
             let d = w.tick();
-            for e in &d.effects {
-                if let Effect::SetRoutes(r) = e {
+            for a in &d.actions {
+                if let Action::SetRoutes(r) = a {
                     prop_assert!(r.primary <= 100 && r.canary <= 100, "{r:?}");
                     prop_assert_eq!(r.primary + r.canary, 100, "{:?}", r);
                 }
@@ -164,7 +164,7 @@ proptest! {
         let mut w = w.expect("valid");
         for _ in 0..60 {
             let d = w.tick();
-            prop_assert!(!d.effects.contains(&Effect::Promote));
+            prop_assert!(!d.actions.contains(&Action::Promote));
             prop_assert!(!matches!(w.status.phase, CanaryPhase::Promoting | CanaryPhase::Finalising | CanaryPhase::Succeeded));
         }
     }
@@ -182,7 +182,8 @@ proptest! {
         for _ in 0..40 {
             let da = a.tick();
             let db = b.tick();
-            prop_assert_eq!(&da.effects, &db.effects);
+            prop_assert_eq!(&da.actions, &db.actions);
+            prop_assert_eq!(&da.notices, &db.notices);
             let strip = |s: Option<flagger_api::CanaryStatus>| s.map(|mut s| {
                 s.last_transition_time = None;
                 if let Some(cs) = s.conditions.as_mut() {

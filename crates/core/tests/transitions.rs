@@ -1,10 +1,11 @@
 //! Phase transitions of reference §2 beyond the seeds: gates, skip analysis, suspend, restart,
-//! failed promotion, promotion steps, mirroring, takeover of a status Flagger wrote.
+//! failed promotion, promotion steps, mirroring, takeover of a status Flagger wrote, and what
+//! each phase requires of the target's scale (re-checked on every tick and between ticks).
 
 mod support;
 
 use flagger_api::CanaryPhase::*;
-use flagger_core::effects::{Effect, EventType, Readiness, Routes, RunOutcome};
+use flagger_core::effects::{Action, EventType, Readiness, Routes, RunOutcome};
 use flagger_core::model::HookType;
 use support::{World, canary};
 
@@ -138,7 +139,7 @@ fn skip_analysis_promotes_in_one_tick_after_scale_up() {
     assert_eq!(w.status.phase, Progressing);
     let d = w.tick();
     assert_eq!(w.status.phase, Succeeded);
-    assert!(d.effects.contains(&Effect::Promote));
+    assert!(d.actions.contains(&Action::Promote));
     assert_eq!(w.runs, vec![RunOutcome::Succeeded { skipped: true }]);
     assert_eq!(
         w.event_messages().last().map(String::as_str),
@@ -161,7 +162,8 @@ fn suspended_canary_does_nothing_but_say_so() {
         w.event_messages(),
         vec!["skipping canary run as object is suspended"]
     );
-    assert_eq!(d.effects.len(), 1);
+    assert_eq!(d.notices.len(), 1);
+    assert!(d.actions.is_empty());
 }
 
 #[test]
@@ -236,6 +238,67 @@ fn primary_failing_during_promotion_leaves_traffic_on_the_canary() {
             .iter()
             .any(|m| m.starts_with("Promotion of app.ns failed, primary not ready:"))
     );
+    // Later ticks leave the traffic (and the pods) where they are.
+    w.primary_ready = Box::new(|_| Readiness::Ready);
+    let d = w.tick();
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert!(w.target_replicas_up);
+}
+
+#[test]
+fn a_target_left_running_at_rest_is_scaled_to_zero_again() {
+    let mut w = World::new(canary(&yaml("istio", CANARY_20_40, "")));
+    w.initialize();
+    assert!(!w.target_replicas_up);
+    // The scale-down did not happen (it failed, or someone scaled the target up).
+    w.target_replicas_up = true;
+    let d = w.tick();
+    assert_eq!(d.actions, vec![Action::ScaleTargetToZero]);
+    assert!(d.status.is_none() && d.notices.is_empty(), "{d:?}");
+    assert!(!w.target_replicas_up);
+    // Not while the primary does not serve.
+    w.target_replicas_up = true;
+    w.primary_ready = Box::new(|_| Readiness::Waiting("app-primary.ns not ready".into()));
+    let d = w.tick();
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    // The same between ticks.
+    w.primary_ready = Box::new(|_| Readiness::Ready);
+    let d = flagger_core::decide::maintain(
+        &w.canary,
+        &w.status,
+        &flagger_core::effects::Observations {
+            target: w.target.clone(),
+            target_scale: Some(flagger_core::effects::Scale::Up),
+            primary_ready: Some(Readiness::Ready),
+            ..Default::default()
+        },
+        w.now,
+    );
+    assert_eq!(d.actions, vec![Action::ScaleTargetToZero]);
+    assert!(d.status.is_none() && d.notices.is_empty());
+}
+
+#[test]
+fn a_run_whose_target_lost_its_pods_scales_it_up_before_analysing() {
+    let mut w = World::new(canary(&yaml("istio", CANARY_20_40, "")));
+    w.initialize();
+    w.set_revision("v2");
+    w.tick();
+    assert_eq!(w.status.phase, Progressing);
+    w.target_replicas_up = false;
+    w.clear_log();
+    let before = w.status.clone();
+    let d = w.tick();
+    assert_eq!(d.actions, vec![Action::ScaleTargetUp]);
+    assert!(d.status.is_none(), "no step without pods");
+    assert_eq!(w.status, before);
+    assert!(w.needs.iter().flatten().all(|n| !matches!(
+        n,
+        flagger_core::Need::Metric { .. } | flagger_core::Need::CanaryReadiness
+    )));
+    w.run_until(&[Succeeded], 20);
+    assert_eq!(w.primary_revision, w.target.hash);
+    assert!(!w.target_replicas_up);
 }
 
 #[test]
@@ -510,4 +573,75 @@ fn template_metric_failures_are_worded_as_flagger_words_them() {
             "missing {expected:?} in {warnings:#?}"
         );
     }
+}
+
+#[test]
+fn session_affinity_cookies_are_decided_with_the_routes_and_kept_in_the_status() {
+    let affinity = "  analysis:\n    sessionAffinity: {cookieName: flagger-cookie, maxAge: 60}\n";
+    let spec = yaml("istio", CANARY_20_40, "").replace("  analysis:\n", affinity);
+    let mut w = World::new(canary(&spec));
+    w.initialize();
+    w.set_revision("v2");
+    w.run_until(&[Progressing], 3);
+    assert_eq!(w.status.session_affinity_cookie, None);
+    for _ in 0..5 {
+        if w.tick().routes() == Some(Routes::weights(80, 20)) {
+            break;
+        }
+    }
+    assert_eq!(w.status.canary_weight, Some(20));
+    let cookie = w
+        .status
+        .session_affinity_cookie
+        .clone()
+        .expect("the canary cookie is in the status with the routes");
+    assert!(cookie.starts_with("flagger-cookie="), "{cookie}");
+    // The same cookie for the rest of the run, retired when traffic goes back.
+    w.tick();
+    assert_eq!(
+        w.status.session_affinity_cookie.as_deref(),
+        Some(cookie.as_str())
+    );
+    w.run_until(&[Succeeded], 20);
+    assert_eq!(w.status.session_affinity_cookie, None);
+    assert_eq!(
+        w.status.previous_session_affinity_cookie.as_deref(),
+        Some(cookie.as_str())
+    );
+}
+
+#[test]
+fn a_target_serving_a_yielded_apex_is_never_scaled_down() {
+    let mut w = World::new(canary(&yaml(
+        "kubernetes",
+        "    threshold: 2\n    iterations: 2\n",
+        "",
+    )));
+    let obs_keep = |w: &World| flagger_core::effects::Observations {
+        target: w.target.clone(),
+        target_scale: Some(flagger_core::effects::Scale::Zero),
+        primary_ready: Some(Readiness::Ready),
+        keep_target_serving: true,
+        ..Default::default()
+    };
+    w.initialize();
+    // The apex Service was left to a writer that points it at the target: scaled up between
+    // ticks, and the tick that would scale it down keeps it.
+    let d = flagger_core::decide::maintain(&w.canary, &w.status, &obs_keep(&w), w.now);
+    assert_eq!(d.actions, vec![Action::ScaleTargetUp]);
+    w.set_revision("v2");
+    w.run_until(&[Finalising], 10);
+    let mut obs = obs_keep(&w);
+    obs.target_scale = Some(flagger_core::effects::Scale::Up);
+    obs.canary_ready = Some(Readiness::Ready);
+    let step = flagger_core::decide(&w.canary, &w.status, &obs, w.now);
+    let flagger_core::Step::Done(d) = step else {
+        panic!("decided: {step:?}");
+    };
+    assert_eq!(d.status.map(|s| s.phase), Some(Succeeded));
+    assert!(
+        !d.actions.contains(&Action::ScaleTargetToZero),
+        "{:?}",
+        d.actions
+    );
 }

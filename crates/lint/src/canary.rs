@@ -26,6 +26,23 @@ pub(crate) struct CanaryView<'a> {
 }
 
 impl CanaryView<'_> {
+    /// What the core's list of generated objects is worked out from.
+    pub(crate) fn names(&self) -> flagger_core::generated::Names<'_> {
+        flagger_core::generated::Names {
+            provider: self.provider,
+            namespace: self.namespace,
+            target_kind: &self.target_kind,
+            target_name: &self.target_name,
+            apex: &self.apex,
+            ingress_ref: self.ingress_ref.as_deref(),
+            route_ref: self.route_ref.as_deref(),
+            autoscaler: self
+                .autoscaler
+                .as_ref()
+                .map(|(k, n)| (k.as_str(), n.as_str())),
+        }
+    }
+
     pub(crate) fn display(&self) -> String {
         match self.namespace {
             Some(ns) => format!("{ns}/{}", self.object.name()),

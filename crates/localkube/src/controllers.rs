@@ -33,6 +33,7 @@ mod hpa_metrics;
 mod http;
 pub mod images;
 pub mod keda;
+mod knative;
 mod kubelet;
 mod objects;
 mod probes;
@@ -251,6 +252,12 @@ pub fn spawn_all(
             api.clone(),
             "horizontal-pod-autoscaler",
             autoscalers,
+            shutdown.clone(),
+        )),
+        tokio::spawn(queue::run(
+            api.clone(),
+            "knative-serving",
+            knative::KnativeServices,
             shutdown.clone(),
         )),
         tokio::spawn(queue::run(

@@ -23,6 +23,7 @@ pub mod dataplane;
 pub mod defaults;
 pub mod discovery;
 pub mod error;
+pub mod external_metrics;
 pub mod faults;
 pub mod metrics;
 pub mod namespace;
@@ -133,6 +134,7 @@ impl Server {
             addr: RwLock::new(addr.to_string()),
             bookmark_interval: config.bookmark_interval,
             hosts: input_guard::origin::HostPolicy::for_listener(addr, &config.allowed_hosts),
+            external_metrics: Default::default(),
             auth: auth.clone(),
         });
         let mut tasks = Vec::new();
@@ -220,6 +222,11 @@ impl Handle {
             "http"
         };
         format!("{scheme}://{}", self.addr)
+    }
+
+    /// The External Metrics API's adapter: install it, publish values.
+    pub fn external_metrics(&self) -> &external_metrics::ExternalMetrics {
+        &self.state.external_metrics
     }
 
     /// A kubeconfig (YAML) for kubectl and kube: plain HTTP, namespace `default`; with RBAC,

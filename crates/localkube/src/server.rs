@@ -35,6 +35,8 @@ pub struct AppState {
     pub bookmark_interval: Duration,
     /// The `Host` values served (loopback names and addresses, the configured address).
     pub hosts: HostPolicy,
+    /// The aggregated External Metrics API (crate::external_metrics).
+    pub external_metrics: crate::external_metrics::ExternalMetrics,
     /// Authentication and authorization (RBAC when enabled).
     pub auth: Arc<crate::auth::Auth>,
 }
@@ -316,6 +318,12 @@ async fn route(
 ) -> (Response, String, String) {
     let reg = &st.api.registry;
     let meta = |r: Response| (r, "get".to_string(), String::new());
+    if let Some(answer) = st.external_metrics.serve(segs, q.get("labelSelector")) {
+        return meta(match answer {
+            Ok(v) => ok(&v),
+            Err(e) => err(&e),
+        });
+    }
     match segs {
         ["version"] => {
             return meta(ok(&json!({
@@ -368,7 +376,14 @@ async fn route(
                     AGG_CT,
                 ));
             }
-            return meta(ok(&discovery::api_group_list(reg)));
+            let mut groups = discovery::api_group_list(reg);
+            if let (Some(entry), Some(list)) = (
+                st.external_metrics.group_entry(),
+                groups.get_mut("groups").and_then(Value::as_array_mut),
+            ) {
+                list.push(entry);
+            }
+            return meta(ok(&groups));
         }
         ["api", v] => {
             return meta(match discovery::api_resource_list(reg, "", v) {

@@ -292,7 +292,14 @@ async fn set_image(
         "spec": {"containers": [{"name": "podinfod", "image": format!("{IMAGE}:{tag}")}]}
     }}});
     Api::<Deployment>::namespaced(client.clone(), NS)
-        .patch(name, &PatchParams::default(), &Patch::Strategic(patch))
+        .patch(
+            name,
+            &PatchParams {
+                field_manager: Some("flagger-demo".into()),
+                ..Default::default()
+            },
+            &Patch::Strategic(patch),
+        )
         .await
         .with_context(|| format!("updating the {name} Deployment"))?;
     Ok(())

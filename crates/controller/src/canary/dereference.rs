@@ -4,10 +4,32 @@ use flagger_api::Canary;
 use flagger_core::model::{MetricSource, TargetKind, ValidatedCanary};
 use flagger_core::validate::{Problem, validate};
 
-use crate::context::Settings;
+use crate::context::{Context, Settings};
+use crate::error::step_error;
 use crate::providers;
 use crate::router::AnyRouter;
 use crate::templates::Lookups;
+
+step_error!(
+    /// Step 1 failed: the spec cannot run (every problem, with its path).
+    DereferenceError
+);
+
+impl DereferenceError {
+    fn problems(problems: &[String]) -> Self {
+        Self::invalid(format!("invalid canary spec: {}", problems.join("; ")))
+    }
+}
+
+/// Step 1: the spec validated and checked against what this build supports, including the
+/// providers of the MetricTemplates it uses.
+pub async fn run(ctx: &Context, canary: &Canary) -> Result<Dereferenced, DereferenceError> {
+    let deref = dereference(canary, &ctx.settings)?;
+    template_providers(&ctx.lookups, &deref.canary)
+        .await
+        .map_err(|p| DereferenceError::problems(&p))?;
+    Ok(deref)
+}
 
 /// A canary ready to run, with the warnings worth an event.
 pub struct Dereferenced {
@@ -17,20 +39,18 @@ pub struct Dereferenced {
 }
 
 /// Validates the spec, then checks that this build supports what the spec uses.
-pub fn dereference(canary: &Canary, settings: &Settings) -> Result<Dereferenced, Vec<String>> {
-    let validated = validate(canary, &settings.validation)
-        .map_err(|problems| problems.iter().map(format_problem).collect::<Vec<_>>())?;
+pub fn dereference(canary: &Canary, settings: &Settings) -> Result<Dereferenced, DereferenceError> {
+    let validated = validate(canary, &settings.validation).map_err(|problems| {
+        DereferenceError::problems(&problems.iter().map(format_problem).collect::<Vec<_>>())
+    })?;
     let c = validated.canary;
     let mut problems = Vec::new();
     let router = crate::router::for_provider(c.provider)
         .map_err(|e| problems.push(e.message))
         .ok();
-    if !matches!(
-        c.target.kind,
-        TargetKind::Deployment | TargetKind::DaemonSet
-    ) {
+    if c.target.kind == TargetKind::Service {
         problems.push(format!(
-            "spec.targetRef: {} targets are not supported by flagger-rs yet; supported: Deployment, DaemonSet",
+            "spec.targetRef: {} targets are not supported by flagger-rs yet; supported: Deployment, DaemonSet, Knative Service",
             c.target.kind.kind()
         ));
     }
@@ -58,11 +78,12 @@ pub fn dereference(canary: &Canary, settings: &Settings) -> Result<Dereferenced,
             router,
             warnings,
         }),
-        _ => Err(problems),
+        _ => Err(DereferenceError::problems(&problems)),
     }
 }
 
-/// Refuses MetricTemplates whose provider this build cannot query (datadog, newrelic, ...),
+/// Refuses MetricTemplates whose provider this build cannot query (none today: every type
+/// Flagger has is registered; the refusal stays for a type Flagger adds first),
 /// naming the provider. Templates that cannot be read are not refused here: their check fails
 /// with Flagger's message at each tick, as in Flagger.
 pub async fn template_providers(lookups: &Lookups, c: &ValidatedCanary) -> Result<(), Vec<String>> {

@@ -3,34 +3,86 @@
 
 use std::time::Duration;
 
-use flagger_api::labels::{FINALIZER, LAST_APPLIED, ORIGINAL_SERVICE, SCALE_TO_ZERO_NODE_SELECTOR};
+use flagger_api::labels::{FINALIZER, LAST_APPLIED, ORIGINAL_SERVICE};
 use flagger_api::{Canary, CanaryPhase};
 use flagger_core::effects::{EventType, Readiness};
-use flagger_core::model::{AutoscalerKind, TargetKind, ValidatedCanary};
+use flagger_core::finalize::Next;
+use flagger_core::model::TargetKind;
 use flagger_core::readiness::{self, Role};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::Service;
-use kube::api::{Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::api::Patch;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::dereference::dereference;
-use super::objects::owned_by;
-use super::write_status;
+use super::objects::{WriteError, merge_params, owned_by};
+use super::status::{self, StatusError};
+use super::workloads::bring_back_target;
 use crate::FIELD_MANAGER;
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::{step_error, step_error_from};
 
-/// Runs one step of finalization; requeues until the target is ready again.
-pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
+step_error!(
+    /// Finalization failed: traffic could not be handed back yet.
+    FinalizeError
+);
+step_error_from!(WriteError => FinalizeError);
+step_error_from!(StatusError => FinalizeError);
+
+impl From<super::dereference::DereferenceError> for FinalizeError {
+    fn from(e: super::dereference::DereferenceError) -> Self {
+        FinalizeError::new(e.category, e.message)
+    }
+}
+
+/// Adds the finalizer when deletion must hand traffic back (`revertOnDeletion`, or
+/// `-safe-deletion`), removes it otherwise. `Some`: it was changed; go on with the object the
+/// patch produced (its watch event triggers the canary again), a status computed from this
+/// older copy would be taken for stale.
+pub async fn ensure_finalizer(
+    ctx: &Context,
+    canary: &Canary,
+) -> Result<Option<Action>, FinalizeError> {
+    let wanted = canary.spec.revert_on_deletion.unwrap_or(false) || ctx.settings.safe_deletion;
+    let has = canary.finalizers().iter().any(|f| f == FINALIZER);
+    if wanted == has {
+        return Ok(None);
+    }
+    ctx.fenced()
+        .map_err(|why| FinalizeError::new(crate::error::Category::Conflict, why))?;
     let ns = canary.namespace().unwrap_or_default();
     let name = canary.name_any();
-    let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut finalizers: Vec<String> = canary.finalizers().to_vec();
+    finalizers.retain(|f| f != FINALIZER);
+    if wanted {
+        finalizers.push(FINALIZER.into());
+    } else {
+        tracing::info!(canary = %format!("{name}.{ns}"), "opting out, deleting finalizers");
+    }
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": canary.resource_version()}});
+    Api::<Canary>::namespaced(ctx.client.clone(), &ns)
+        .patch(&name, &merge_params(FIELD_MANAGER), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| {
+            FinalizeError::api(format!("setting the finalizer of {name}.{ns} failed"), &e)
+        })?;
+    Ok(Some(Action::requeue(Duration::from_millis(200))))
+}
+
+/// Runs one step of finalization, as [`flagger_core::finalize::next`] decides: hand the traffic
+/// back once the target serves, wait for it (a `Finalized=False` condition says why), or
+/// release the finalizer at once when there is nothing to hand back or the wait is over.
+pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action, FinalizeError> {
+    let ns = canary.namespace().unwrap_or_default();
+    let name = canary.name_any();
+    ctx.fenced()
+        .map_err(|why| FinalizeError::new(crate::error::Category::Conflict, why))?;
     let mut status = canary.status.clone().unwrap_or_default();
     if status.phase != CanaryPhase::Terminating {
         status.phase = CanaryPhase::Terminating;
-        write_status(&api, canary, &status).await?;
+        status::write(ctx, canary, &status).await?;
         ctx.recorder
             .record(
                 canary,
@@ -40,59 +92,221 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
             )
             .await;
     }
-    let deref = dereference(canary, &ctx.settings).map_err(|p| Error::Object(p.join("; ")))?;
-    let c = &deref.canary;
+    let deref = dereference(canary, &ctx.settings);
+    let namespace_terminating = namespace_terminating(ctx, &ns).await;
+    let waited = canary
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| {
+            Duration::from_secs(
+                (ctx.now().as_second() - t.0.as_second())
+                    .try_into()
+                    .unwrap_or(0),
+            )
+        })
+        .unwrap_or_default();
+    let mut seen = flagger_core::finalize::Seen {
+        namespace: ns.clone(),
+        namespace_terminating,
+        invalid: deref.as_ref().err().map(|e| e.message.clone()),
+        target: canary.spec.target_ref.name.clone(),
+        target_ready: Some(Readiness::Ready),
+        waited,
+        bound: Duration::from_secs(600),
+    };
+    let handed = match (&deref, namespace_terminating) {
+        (Ok(deref), false) => {
+            let c = &deref.canary;
+            seen.target = format!(
+                "{} {}.{ns}",
+                c.target.kind.kind().to_lowercase(),
+                c.target.name
+            );
+            seen.bound = c.progress_deadline;
+            match target_readiness(ctx, c).await {
+                Ok(ready) => {
+                    seen.target_ready = ready;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        }
+        _ => Ok(()),
+    };
+    let next = match handed {
+        Ok(()) => flagger_core::finalize::next(&seen),
+        // A hand-back that keeps failing is given up after the bound too.
+        Err(e) if waited < seen.bound => return Err(e),
+        Err(e) => flagger_core::finalize::next(&flagger_core::finalize::Seen {
+            target_ready: Some(Readiness::Failed(e.message)),
+            ..seen
+        }),
+    };
+    match next {
+        Next::HandBack => {
+            if let Ok(deref) = &deref {
+                hand_back_traffic(ctx, canary, deref).await?;
+            }
+            release(
+                ctx,
+                canary,
+                EventType::Normal,
+                format!("Terminated canary {name}.{ns}"),
+            )
+            .await
+        }
+        Next::Release { reason, warning } => {
+            let kind = if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            release(
+                ctx,
+                canary,
+                kind,
+                format!("Terminated canary {name}.{ns}: {reason}"),
+            )
+            .await
+        }
+        Next::Wait(reason) => {
+            tracing::info!(canary = %format!("{name}.{ns}"), "{reason}");
+            let mut status = status::current(ctx, canary);
+            status.phase = CanaryPhase::Terminating;
+            if let Some(updated) =
+                flagger_core::finalize::with_waiting_condition(&status, &reason, ctx.now())
+            {
+                status::write(ctx, canary, &updated).await?;
+            }
+            let interval = deref
+                .as_ref()
+                .map(|d| d.canary.analysis.interval)
+                .unwrap_or(Duration::from_secs(3));
+            Ok(Action::requeue(Duration::from_secs(3).min(interval)))
+        }
+    }
+}
+
+/// Whether the namespace is being deleted (a Namespace that cannot be read counts as not).
+async fn namespace_terminating(ctx: &Context, ns: &str) -> bool {
+    match Api::<Namespace>::all(ctx.client.clone()).get_opt(ns).await {
+        Ok(Some(n)) => n.metadata.deletion_timestamp.is_some(),
+        Ok(None) => true,
+        Err(e) => {
+            tracing::debug!(
+                namespace = ns,
+                "reading the namespace failed: {}",
+                crate::error::api_text(&e)
+            );
+            false
+        }
+    }
+}
+
+/// Brings the target back and reads its readiness; `None`: the target does not exist.
+async fn target_readiness(
+    ctx: &Context,
+    c: &flagger_core::model::ValidatedCanary,
+) -> Result<Option<Readiness>, FinalizeError> {
+    let ns = &c.namespace;
     let client = ctx.client.clone();
-    bring_back_target(&client, c).await.map_err(Error::Object)?;
-    let ready = match c.target.kind {
+    if !bring_back_target(&client, c, FIELD_MANAGER).await? {
+        return Ok(None);
+    }
+    let read_failed = |e: kube::Error| {
+        FinalizeError::api(
+            format!(
+                "{} {}.{ns} get query error",
+                c.target.kind.kind().to_lowercase(),
+                c.target.name
+            ),
+            &e,
+        )
+    };
+    Ok(match c.target.kind {
         TargetKind::Deployment => {
-            let target = Api::<Deployment>::namespaced(client.clone(), &ns)
-                .get(&c.target.name)
-                .await?;
-            readiness::deployment(
+            let Some(target) = Api::<Deployment>::namespaced(client, ns)
+                .get_opt(&c.target.name)
+                .await
+                .map_err(read_failed)?
+            else {
+                return Ok(None);
+            };
+            Some(readiness::deployment(
                 &target,
                 Role::Canary,
-                &ns,
-                &name,
+                ns,
+                &c.name,
                 c.analysis.canary_ready_threshold,
                 c.progress_deadline.as_secs() as i64,
                 ctx.now(),
-            )
+            ))
         }
         TargetKind::DaemonSet => {
-            let target = Api::<DaemonSet>::namespaced(client.clone(), &ns)
-                .get(&c.target.name)
-                .await?;
-            readiness::daemonset(
+            let Some(target) = Api::<DaemonSet>::namespaced(client, ns)
+                .get_opt(&c.target.name)
+                .await
+                .map_err(read_failed)?
+            else {
+                return Ok(None);
+            };
+            Some(readiness::daemonset(
                 &target,
                 Role::Canary,
-                &ns,
+                ns,
                 c.analysis.canary_ready_threshold,
                 c.progress_deadline.as_secs() as i64,
                 None,
                 ctx.now(),
-            )
+            ))
         }
-        _ => Readiness::Ready,
-    };
-    if let Readiness::Waiting(msg) | Readiness::Failed(msg) = &ready {
-        tracing::info!(canary = %format!("{name}.{ns}"), "canary not ready during finalizing: {msg}");
-        return Ok(Action::requeue(
-            Duration::from_secs(3).min(c.analysis.interval),
-        ));
-    }
+        _ => Some(Readiness::Ready),
+    })
+}
 
+/// Hands the apex Service and the routes back.
+async fn hand_back_traffic(
+    ctx: &Context,
+    canary: &Canary,
+    deref: &super::dereference::Dereferenced,
+) -> Result<(), FinalizeError> {
+    let c = &deref.canary;
+    let ns = &c.namespace;
+    let client = ctx.client.clone();
     // The apex Service keeps serving: a pre-existing one gets its own selector back; one we
     // generated is re-pointed at the target and released from the Canary, so garbage
     // collection does not delete a Service that clients use (Flagger leaves it to GC).
-    let services = Api::<Service>::namespaced(client.clone(), &ns);
-    if let Some(apex) = services.get_opt(&c.apex).await? {
+    // A Knative target has no apex Service of ours (Knative's own route Service bears its
+    // name).
+    let services = Api::<Service>::namespaced(client.clone(), ns);
+    let apex = match c.target.kind {
+        TargetKind::KnativeService => None,
+        _ => services.get_opt(&c.apex).await.map_err(|e| {
+            FinalizeError::api(format!("service {}.{ns} get query error", c.apex), &e)
+        })?,
+    };
+    if let Some(apex) = apex {
         let generated = owned_by(apex.metadata.owner_references.as_ref(), canary);
-        let target = target_selector(&ctx.client, &ctx.settings.labels, c, &ns).await?;
+        let target = target_selector(&ctx.client, &ctx.settings.labels, c, ns)
+            .await
+            .map_err(|e| {
+                FinalizeError::api(
+                    format!(
+                        "{} {}.{ns} get query error",
+                        c.target.kind.kind().to_lowercase(),
+                        c.target.name
+                    ),
+                    &e,
+                )
+            })?;
         let restored = hand_back(&apex, generated, target);
         services
-            .replace(&c.apex, &PostParams::default(), &restored)
-            .await?;
+            .replace(&c.apex, &crate::post_params(), &restored)
+            .await
+            .map_err(|e| {
+                FinalizeError::api(format!("handing Service {}.{ns} back failed", c.apex), &e)
+            })?;
         let message = if generated {
             format!(
                 "Service {}.{ns} kept and pointed at {}.{ns}",
@@ -117,90 +331,54 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action> {
         ingress_prefix: &ctx.settings.ingress_prefix,
     };
     match deref.router.finalize(&target).await {
-        Ok(None) => {}
+        Ok(None) => Ok(()),
         Ok(Some(warning)) => {
             ctx.recorder
                 .record(canary, EventType::Warning, &warning, ctx.now())
                 .await;
+            Ok(())
         }
-        Err(e) => return Err(Error::Router(e)),
+        Err(e) => Err(FinalizeError::new(
+            crate::error::Category::of_router(&e),
+            e.message,
+        )),
     }
+}
 
-    // Release the finalizer.
+/// Releases the finalizer, with an event saying how the deletion ended.
+async fn release(
+    ctx: &Context,
+    canary: &Canary,
+    event_type: EventType,
+    message: String,
+) -> Result<Action, FinalizeError> {
+    let ns = canary.namespace().unwrap_or_default();
+    let name = canary.name_any();
     let finalizers: Vec<String> = canary
         .finalizers()
         .iter()
         .filter(|f| *f != FINALIZER)
         .cloned()
         .collect();
-    api.patch(
-        &name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"finalizers": finalizers, "resourceVersion": canary.resource_version()}})),
-    )
-    .await?;
-    ctx.recorder
-        .record(
-            canary,
-            EventType::Normal,
-            &format!("Terminated canary {name}.{ns}"),
-            ctx.now(),
+    // At the version this finalization last wrote (its status), else the one it read.
+    let (_, rv) = ctx.current_version(
+        &kube::runtime::reflector::ObjectRef::from_obj(canary),
+        canary,
+    );
+    Api::<Canary>::namespaced(ctx.client.clone(), &ns)
+        .patch(
+            &name,
+            &merge_params(FIELD_MANAGER),
+            &Patch::Merge(json!({"metadata": {"finalizers": finalizers, "resourceVersion": rv}})),
         )
+        .await
+        .map_err(|e| {
+            FinalizeError::api(format!("releasing the finalizer of {name}.{ns} failed"), &e)
+        })?;
+    ctx.recorder
+        .record(canary, event_type, &message, ctx.now())
         .await;
     Ok(Action::await_change())
-}
-
-/// Brings the target back from zero, for good (deletion, uninstall): its KEDA ScaledObject
-/// resumed; a Deployment scaled to the primary's replicas (at least its own, at least 1); a
-/// DaemonSet's scale-to-zero node selector removed.
-pub async fn bring_back_target(
-    client: &kube::Client,
-    c: &ValidatedCanary,
-) -> std::result::Result<(), String> {
-    let ns = &c.namespace;
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    };
-    if c.autoscaler
-        .as_ref()
-        .is_some_and(|a| a.kind == AutoscalerKind::ScaledObject)
-    {
-        super::keda::set_paused(client, c, false).await?;
-    }
-    let failed = |e: kube::Error| {
-        format!(
-            "scaling up {} {}.{ns} failed: {e}",
-            c.target.kind.kind().to_lowercase(),
-            c.target.name
-        )
-    };
-    match c.target.kind {
-        TargetKind::Deployment => {
-            let api = Api::<Deployment>::namespaced(client.clone(), ns);
-            let replicas_of =
-                |d: Option<Deployment>| d.and_then(|d| d.spec).and_then(|s| s.replicas);
-            let primary = replicas_of(api.get_opt(&c.primary_workload()).await.map_err(failed)?);
-            let current = replicas_of(api.get_opt(&c.target.name).await.map_err(failed)?);
-            let replicas = primary.unwrap_or(1).max(current.unwrap_or(0)).max(1);
-            api.patch(
-                &c.target.name,
-                &params,
-                &Patch::Merge(json!({"spec": {"replicas": replicas}})),
-            )
-            .await
-            .map_err(failed)?;
-        }
-        TargetKind::DaemonSet => {
-            let patch = json!({"spec": {"template": {"spec": {"nodeSelector": {SCALE_TO_ZERO_NODE_SELECTOR: null}}}}});
-            Api::<DaemonSet>::namespaced(client.clone(), ns)
-                .patch(&c.target.name, &params, &Patch::Merge(patch))
-                .await
-                .map_err(failed)?;
-        }
-        other => return Err(format!("{} targets have nothing to scale", other.kind())),
-    }
-    Ok(())
 }
 
 /// The apex Service as it is handed back: a Service someone else made gets the selector and
@@ -250,7 +428,7 @@ pub async fn target_selector(
     labels: &flagger_core::workload::LabelPolicy,
     c: &flagger_core::model::ValidatedCanary,
     ns: &str,
-) -> Result<serde_json::Value> {
+) -> Result<serde_json::Value, kube::Error> {
     let client = client.clone();
     let match_labels = match c.target.kind {
         TargetKind::Deployment => Api::<Deployment>::namespaced(client, ns)

@@ -9,7 +9,7 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams
 use kube::{Api, Client};
 use serde_json::Value;
 
-use super::objects::owner_ref;
+use super::objects::{WriteError, merge_params, owner_ref};
 use crate::FIELD_MANAGER;
 use crate::context::Settings;
 
@@ -20,17 +20,29 @@ fn api(client: &Client, namespace: &str) -> Api<DynamicObject> {
 }
 
 /// Reads a ScaledObject as JSON (`None` when missing).
-pub async fn get(client: &Client, namespace: &str, name: &str) -> Result<Option<Value>, String> {
+pub async fn get(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Value>, WriteError> {
     api(client, namespace)
         .get_opt(name)
         .await
-        .map_err(|e| format!("ScaledObject {name}.{namespace} get query error: {e}"))?
-        .map(|o| serde_json::to_value(o).map_err(|e| e.to_string()))
+        .map_err(|e| {
+            WriteError::api(
+                format!("ScaledObject {name}.{namespace} get query error"),
+                &e,
+            )
+        })?
+        .map(|o| {
+            serde_json::to_value(o)
+                .map_err(|e| WriteError::invalid(format!("ScaledObject {name}.{namespace}: {e}")))
+        })
         .transpose()
 }
 
 /// Whether the primary ScaledObject exists.
-pub async fn primary_exists(client: &Client, c: &ValidatedCanary) -> Result<bool, String> {
+pub async fn primary_exists(client: &Client, c: &ValidatedCanary) -> Result<bool, WriteError> {
     let Some(a) = &c.autoscaler else {
         return Ok(true);
     };
@@ -46,14 +58,17 @@ pub async fn write_primary(
     canary: &Canary,
     c: &ValidatedCanary,
     rule: MetadataRule,
-) -> Result<(), String> {
+) -> Result<(), WriteError> {
     let Some(a) = &c.autoscaler else {
         return Ok(());
     };
     let ns = &c.namespace;
-    let target = get(client, ns, &a.name)
-        .await?
-        .ok_or_else(|| format!("ScaledObject {}.{ns} get query error: not found", a.name))?;
+    let target = get(client, ns, &a.name).await?.ok_or_else(|| {
+        WriteError::transient(format!(
+            "ScaledObject {}.{ns} get query error: not found",
+            a.name
+        ))
+    })?;
     let mut primary = keda::primary_scaled_object(
         &target,
         a,
@@ -75,28 +90,37 @@ pub async fn write_primary(
         )
         .await
         .map(|_| ())
-        .map_err(|e| format!("writing ScaledObject {name}.{ns} failed: {e}"))
+        .map_err(|e| WriteError::api(format!("writing ScaledObject {name}.{ns} failed"), &e))
 }
 
-/// Pauses (`true`) or resumes the target's ScaledObject (`autoscaling.keda.sh/paused-replicas`).
-pub async fn set_paused(client: &Client, c: &ValidatedCanary, paused: bool) -> Result<(), String> {
+/// Pauses (`true`) or resumes the target's ScaledObject (`autoscaling.keda.sh/paused-replicas`),
+/// under the field manager `manager`.
+pub async fn set_paused(
+    client: &Client,
+    c: &ValidatedCanary,
+    paused: bool,
+    manager: &str,
+) -> Result<(), WriteError> {
     let Some(a) = &c.autoscaler else {
         return Ok(());
     };
     let ns = &c.namespace;
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    };
     api(client, ns)
-        .patch(&a.name, &params, &Patch::Merge(keda::pause_patch(paused)))
+        .patch(
+            &a.name,
+            &merge_params(manager),
+            &Patch::Merge(keda::pause_patch(paused)),
+        )
         .await
         .map(|_| ())
         .map_err(|e| {
-            format!(
-                "{} ScaledObject {}.{ns} failed: {e}",
-                if paused { "pausing" } else { "resuming" },
-                a.name
+            WriteError::api(
+                format!(
+                    "{} ScaledObject {}.{ns} failed",
+                    if paused { "pausing" } else { "resuming" },
+                    a.name
+                ),
+                &e,
             )
         })
 }

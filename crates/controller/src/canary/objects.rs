@@ -1,5 +1,5 @@
 //! Writing generated objects: server-side apply under the controller's field manager, with a
-//! controller owner reference to the Canary.
+//! controller owner reference to the Canary; the error of a failed write.
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Patch, PatchParams};
@@ -8,6 +8,20 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::FIELD_MANAGER;
+use crate::error::step_error;
+
+step_error!(
+    /// A write of a generated object or of the target's scale failed.
+    WriteError
+);
+
+/// Merge patches under a field manager.
+pub fn merge_params(manager: &str) -> PatchParams {
+    PatchParams {
+        field_manager: Some(manager.into()),
+        ..Default::default()
+    }
+}
 
 pub use crate::owner::{owned_by, owner_ref};
 

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use flagger_api::labels::CONFIG_TRACKING;
-use flagger_core::effects::TargetRevision;
+use flagger_api::labels::{CONFIG_TRACKING, SCALE_TO_ZERO_NODE_SELECTOR};
+use flagger_core::effects::{Scale, TargetRevision};
 use flagger_core::hash;
 use flagger_core::model::{TargetKind, ValidatedCanary};
 use flagger_core::workload::{self, ConfigKind};
@@ -14,13 +14,22 @@ use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Secret};
 use kube::{Client, ResourceExt};
 
 use crate::cache::{self, Caches};
-use crate::context::Settings;
+use crate::context::{ConfigIndex, Context, Settings};
+use crate::error::step_error;
+use kube::runtime::reflector::ObjectRef;
+
+step_error!(
+    /// Step 2 failed: the target or a config it tracks could not be read, or cannot run.
+    ObserveError
+);
 
 /// The target workload.
 #[derive(Clone, Debug)]
 pub enum Target {
     Deployment(Arc<Deployment>),
     DaemonSet(Arc<DaemonSet>),
+    /// A Knative Service, as JSON.
+    KnativeService(Arc<serde_json::Value>),
 }
 
 impl Target {
@@ -36,7 +45,25 @@ impl Target {
                         > 0
             }
             Target::DaemonSet(d) => d.status.as_ref().is_some_and(|s| s.number_ready > 0),
+            Target::KnativeService(_) => true,
         }
+    }
+
+    /// Whether the target has pods: Deployment replicas above zero (unset is 1), a DaemonSet
+    /// without the scale-to-zero node selector; `None` for a Knative Service, which Knative
+    /// scales itself (nothing is scaled).
+    pub fn scale(&self) -> Option<Scale> {
+        let zero = match self {
+            Target::KnativeService(_) => return None,
+            Target::Deployment(d) => d.spec.as_ref().and_then(|s| s.replicas) == Some(0),
+            Target::DaemonSet(d) => d
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .and_then(|p| p.node_selector.as_ref())
+                .is_some_and(|n| n.contains_key(SCALE_TO_ZERO_NODE_SELECTOR)),
+        };
+        Some(if zero { Scale::Zero } else { Scale::Up })
     }
 
     /// The labels of the target's pod template.
@@ -44,6 +71,7 @@ impl Target {
         match self {
             Target::Deployment(d) => d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()),
             Target::DaemonSet(d) => d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()),
+            Target::KnativeService(_) => None,
         }
         .and_then(|m| m.labels.clone())
         .unwrap_or_default()
@@ -54,6 +82,7 @@ impl Target {
         match self {
             Target::Deployment(d) => d.spec.as_ref().and_then(|s| s.template.spec.clone()),
             Target::DaemonSet(d) => d.spec.as_ref().and_then(|s| s.template.spec.clone()),
+            Target::KnativeService(_) => None,
         }
         .unwrap_or_default()
     }
@@ -127,33 +156,50 @@ impl Observed {
     }
 }
 
+/// Step 2: reads the target and its tracked configs, and indexes the configs so that a change
+/// to one triggers the canary.
+pub async fn run(ctx: &Context, c: &ValidatedCanary) -> Result<Observed, ObserveError> {
+    let observed = observe(&ctx.client, &ctx.caches, &ctx.settings, c).await?;
+    let ns = &c.namespace;
+    ctx.configs.set(
+        ObjectRef::new(&c.name).within(ns),
+        observed
+            .configs
+            .iter()
+            .map(|cfg| ConfigIndex::key(ns, cfg.kind().key(), &cfg.name())),
+    );
+    Ok(observed)
+}
+
 /// Reads the target and its tracked configs.
 pub async fn observe(
     client: &Client,
     caches: &Caches,
     settings: &Settings,
     c: &ValidatedCanary,
-) -> Result<Observed, String> {
+) -> Result<Observed, ObserveError> {
     let ns = &c.namespace;
     let name = &c.target.name;
     let (target, selector, hash_input) = match c.target.kind {
         TargetKind::Deployment => {
             let d = cache::require(&caches.deployments, client, ns, name)
                 .await
-                .map_err(|e| format!("deployment {name}.{ns} get query error: {e}"))?;
-            let sel = settings.labels.selector_label(
-                "Deployment",
-                name,
-                ns,
-                d.spec.as_ref().map(|s| &s.selector),
-            )?;
+                .map_err(|e| {
+                    ObserveError::api(format!("deployment {name}.{ns} get query error"), &e)
+                })?;
+            let sel = settings
+                .labels
+                .selector_label("Deployment", name, ns, d.spec.as_ref().map(|s| &s.selector))
+                .map_err(ObserveError::invalid)?;
             let input = workload::deployment_hash_input(&d);
             (Target::Deployment(d), sel, input)
         }
         TargetKind::DaemonSet => {
             let d = cache::require(&caches.daemonsets, client, ns, name)
                 .await
-                .map_err(|e| format!("daemonset {name}.{ns} get query error: {e}"))?;
+                .map_err(|e| {
+                    ObserveError::api(format!("daemonset {name}.{ns} get query error"), &e)
+                })?;
             let strategy = d
                 .spec
                 .as_ref()
@@ -161,24 +207,36 @@ pub async fn observe(
                 .and_then(|s| s.type_.clone())
                 .unwrap_or_default();
             if !strategy.is_empty() && strategy != "RollingUpdate" {
-                return Err(format!(
+                return Err(ObserveError::invalid(format!(
                     "daemonset {name}.{ns} must have RollingUpdate strategy but have {strategy}"
-                ));
+                )));
             }
-            let sel = settings.labels.selector_label(
-                "DaemonSet",
-                name,
-                ns,
-                d.spec.as_ref().map(|s| &s.selector),
-            )?;
+            let sel = settings
+                .labels
+                .selector_label("DaemonSet", name, ns, d.spec.as_ref().map(|s| &s.selector))
+                .map_err(ObserveError::invalid)?;
             let input = workload::daemonset_hash_input(&d);
             (Target::DaemonSet(d), sel, input)
         }
-        TargetKind::Service | TargetKind::KnativeService => {
-            return Err(format!(
+        TargetKind::KnativeService => {
+            // Knative keeps the revisions: no configs are tracked, no selector is used.
+            let service = super::knative::get(client, c)
+                .await
+                .map_err(ObserveError::transient)?;
+            let revision =
+                super::knative::revision(c, &service).map_err(ObserveError::transient)?;
+            return Ok(Observed {
+                target: Target::KnativeService(Arc::new(service)),
+                selector: (String::new(), String::new()),
+                revision,
+                configs: Vec::new(),
+            });
+        }
+        TargetKind::Service => {
+            return Err(ObserveError::invalid(format!(
                 "{} targets are not supported yet",
                 c.target.kind.kind()
-            ));
+            )));
         }
     };
 
@@ -226,7 +284,7 @@ async fn tracked_configs(
     caches: &Caches,
     ns: &str,
     pod: &PodSpec,
-) -> Result<Vec<Config>, String> {
+) -> Result<Vec<Config>, ObserveError> {
     let mut out = Vec::new();
     for r in workload::config_refs(pod) {
         match r.kind {
@@ -236,13 +294,16 @@ async fn tracked_configs(
                     Ok(Some(_)) => {}
                     Ok(None) if r.optional => {}
                     Ok(None) => {
-                        return Err(format!(
+                        return Err(ObserveError::transient(format!(
                             "configmap {}.{ns} get query error: not found",
                             r.name
-                        ));
+                        )));
                     }
                     Err(e) => {
-                        return Err(format!("configmap {}.{ns} get query error: {e}", r.name));
+                        return Err(ObserveError::api(
+                            format!("configmap {}.{ns} get query error", r.name),
+                            &e,
+                        ));
                     }
                 }
             }
@@ -255,9 +316,17 @@ async fn tracked_configs(
                 Ok(Some(_)) => {}
                 Ok(None) if r.optional => {}
                 Ok(None) => {
-                    return Err(format!("secret {}.{ns} get query error: not found", r.name));
+                    return Err(ObserveError::transient(format!(
+                        "secret {}.{ns} get query error: not found",
+                        r.name
+                    )));
                 }
-                Err(e) => return Err(format!("secret {}.{ns} get query error: {e}", r.name)),
+                Err(e) => {
+                    return Err(ObserveError::api(
+                        format!("secret {}.{ns} get query error", r.name),
+                        &e,
+                    ));
+                }
             },
         }
     }

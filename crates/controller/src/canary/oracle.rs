@@ -1,8 +1,8 @@
-//! Step 4's helper: answers what the decision core asks (readiness, routes, hook calls, metric
-//! queries) by asking the cluster, the hooks and Prometheus.
+//! Step 4: runs the decision core, answering what it asks (readiness, routes, hook calls,
+//! metric queries) by asking the cluster, the hooks and Prometheus.
 
 use flagger_api::{Canary, CanaryStatus};
-use flagger_core::effects::{MetricOutcome, Need, Observations, Readiness};
+use flagger_core::effects::{Decision, MetricOutcome, Need, Observations, Readiness, Step};
 use flagger_core::hash;
 use flagger_core::model::{BuiltinMetric, MetricSource, ValidatedCanary};
 use flagger_core::readiness::{self, Role};
@@ -10,6 +10,7 @@ use flagger_core::readiness::{self, Role};
 use super::observe::{Observed, Target};
 use crate::cache;
 use crate::context::Context;
+use crate::error::step_error;
 use crate::metrics::MetricLabels;
 use crate::providers::{self, prometheus::Prometheus};
 use crate::router::AnyRouter;
@@ -19,6 +20,53 @@ use flagger_core::gotemplate::{self, Model};
 use flagger_core::metric::MetricCheck;
 use flagger_core::routing::observer;
 
+step_error!(
+    /// Step 4 failed: the decision could not be reached.
+    DecideError
+);
+
+/// Step 4: calls [`flagger_core::decide`] until it decides, answering each need it states.
+pub async fn decide(
+    oracle: &Oracle<'_>,
+    mut obs: Observations,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Result<Decision, DecideError> {
+    let mut answered: Vec<Need> = Vec::new();
+    loop {
+        match flagger_core::decide(oracle.c, oracle.status, &obs, now) {
+            Step::Done(d) => return Ok(d),
+            // Each answer is recorded in the observations, so a need stated twice means the
+            // answer did not reach the core: stop rather than loop.
+            Step::Need(need) if answered.contains(&need) => {
+                return Err(DecideError::transient(format!(
+                    "the decision for {}.{} asked twice for {}",
+                    oracle.c.name,
+                    oracle.c.namespace,
+                    describe(&need)
+                )));
+            }
+            Step::Need(need) => {
+                oracle.answer(&need, &mut obs).await;
+                answered.push(need);
+            }
+        }
+    }
+}
+
+/// A need in words.
+fn describe(need: &Need) -> String {
+    match need {
+        Need::PrimaryReadiness => "the primary's readiness".into(),
+        Need::CanaryReadiness => "the canary's readiness".into(),
+        Need::Routes => "the routes".into(),
+        Need::MetricProviders => "the metric providers' availability".into(),
+        Need::Hook {
+            hook_type, index, ..
+        } => format!("{} hook {index}", hook_type.as_str()),
+        Need::Metric { index } => format!("metric {index}"),
+    }
+}
+
 /// What the oracle works with for one tick.
 pub struct Oracle<'a> {
     pub ctx: &'a Context,
@@ -27,8 +75,6 @@ pub struct Oracle<'a> {
     pub observed: &'a Observed,
     pub router: &'static dyn AnyRouter,
     pub status: &'a CanaryStatus,
-    /// Session-affinity cookies the router wrote this tick, for the status.
-    pub cookies: std::sync::Mutex<Option<flagger_core::routing::StickyCookies>>,
 }
 
 impl Oracle<'_> {
@@ -162,11 +208,19 @@ impl Oracle<'_> {
                 .as_ref()
                 .map(|r| r.name.clone())
                 .unwrap_or_else(|| target.clone()),
-            route: spec
-                .route_ref
-                .as_ref()
-                .map(|r| r.name.clone())
-                .unwrap_or_else(|| target.clone()),
+            // Knative's route is the revision under analysis (reference §3.11).
+            route: match &self.observed.target {
+                Target::KnativeService(s) => {
+                    flagger_core::routing::knative::latest_created_revision(s)
+                        .unwrap_or_default()
+                        .to_string()
+                }
+                _ => spec
+                    .route_ref
+                    .as_ref()
+                    .map(|r| r.name.clone())
+                    .unwrap_or_else(|| target.clone()),
+            },
             target,
             interval,
             variables,
@@ -283,10 +337,14 @@ pub async fn readiness_of(
         Target::Deployment(_) => {
             match cache::require(&ctx.caches.deployments, &ctx.client, ns, &name).await {
                 Ok(d) => readiness::deployment(&d, role, ns, &c.name, threshold, deadline, now),
-                Err(e) => {
-                    Readiness::Waiting(format!("deployment {name}.{ns} get query error: {e}"))
-                }
+                Err(e) => Readiness::Waiting(format!(
+                    "deployment {name}.{ns} get query error: {}",
+                    crate::error::api_text(&e)
+                )),
             }
+        }
+        Target::KnativeService(service) => {
+            super::knative::readiness(&ctx.client, c, service, role).await
         }
         Target::DaemonSet(_) => {
             match cache::require(&ctx.caches.daemonsets, &ctx.client, ns, &name).await {
@@ -294,7 +352,10 @@ pub async fn readiness_of(
                     let since = status.last_transition_time.as_ref().map(|t| t.0);
                     readiness::daemonset(&d, role, ns, threshold, deadline, since, now)
                 }
-                Err(e) => Readiness::Waiting(format!("daemonset {name}.{ns} get query error: {e}")),
+                Err(e) => Readiness::Waiting(format!(
+                    "daemonset {name}.{ns} get query error: {}",
+                    crate::error::api_text(&e)
+                )),
             }
         }
     }

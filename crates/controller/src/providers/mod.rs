@@ -8,36 +8,48 @@
 //!
 //! * [`prometheus`]: instant queries; also the Prometheus of builtin checks and inline queries
 //!   (`-metrics-server`, `spec.metricsServer`), built from its address alone.
+//! * [`datadog`], [`newrelic`], [`dynatrace`]: the vendors' HTTP query APIs, with Flagger's
+//!   default addresses, Secret keys and window (ten metric intervals; "error parsing metric
+//!   interval" without one).
+//! * [`splunk`]: SignalFlow over its WebSocket API.
+//! * [`influxdb`]: Flux through InfluxDB v2's query API, its annotated CSV read here.
+//! * [`graphite`]: the render API.
+//! * [`stackdriver`]: Google Cloud Monitoring's MQL query API, tokens from `gcp_auth`
+//!   (service-account key, or Application Default Credentials incl. Workload Identity).
+//! * [`cloudwatch`]: `GetMetricData` signed with `aws-sigv4`, credentials from the AWS
+//!   standard chain ([`aws`], incl. IRSA web identity), resolved at query time.
+//! * [`keptn`], [`externalmetrics`]: the cluster, through [`Setup::kube`] (KeptnMetric and
+//!   Analysis objects; the `external.metrics.k8s.io` aggregated API).
+//!
+//! [`http`] holds what the HTTP providers share: the window, Secret keys, failure texts.
 //!
 //! [`PROVIDERS`] maps each MetricTemplate `type` to its constructor, one line per provider.
-//! [`from_template`] refuses the types Flagger knows that flagger-rs does not query yet, naming
-//! them ([`unsupported`], also used to refuse such a Canary with `Valid=False`), and treats a
-//! type Flagger does not know as Prometheus, with Flagger's warning.
+//! [`from_template`] treats a type Flagger does not know as Prometheus, with Flagger's warning;
+//! [`unsupported`] names a type Flagger knows that flagger-rs would not query (none today: the
+//! refusal stays for a type Flagger adds before flagger-rs does).
 //!
 //! A trait object, not an enum: the type is chosen at run time from a template, and a new
 //! provider is one new module plus one line in [`PROVIDERS`]. Its futures are boxed
 //! ([`BoxFuture`]) so that the trait stays object-safe; one allocation per query is nothing
-//! next to the request it makes.
-//!
-//! How the providers still to come fit (issue 14): each is a module with a `build` constructor
-//! reading [`Setup`], and `run_query` / `is_online` doing its own protocol:
-//!
-//! * `datadog`, `newrelic`, `dynatrace`, `splunk`: address (with Flagger's defaults) and keys
-//!   from [`Setup::spec`] and [`Setup::secret`] (a missing key fails construction, as in
-//!   Flagger), the query window from [`Setup::interval`] ("error parsing metric interval" when
-//!   it is empty), requests through [`Setup::http`]; Splunk's SignalFlow answers over a
-//!   WebSocket opened in `run_query`.
-//! * `graphite`, `influxdb`: a URL address and optional credentials, like Prometheus.
-//! * `cloudwatch`, `stackdriver`: construction stays synchronous and cheap (region, project,
-//!   key); the SDK's credential chain (IRSA web identity, workload identity or a service-account
-//!   key) is resolved inside the first `run_query`/`is_online` call.
-//! * `keptn`, `externalmetrics`: the cluster through [`Setup::kube`] (KeptnMetric and Analysis
-//!   objects; `external.metrics.k8s.io`).
+//! next to the request it makes. Construction is synchronous and cheap everywhere: no provider
+//! asks anything (credentials included) before its first `run_query`/`is_online`.
 //!
 //! Secrets stay inside the provider: a message never carries a request URL (which holds the
 //! encoded query and may hold credentials), a header or a Secret's data.
 
+pub mod aws;
+pub mod cloudwatch;
+pub mod datadog;
+pub mod dynatrace;
+pub mod externalmetrics;
+pub mod graphite;
+pub mod http;
+pub mod influxdb;
+pub mod keptn;
+pub mod newrelic;
 pub mod prometheus;
+pub mod splunk;
+pub mod stackdriver;
 
 use std::collections::BTreeMap;
 
@@ -100,7 +112,19 @@ pub struct Setup<'a> {
 pub type Build = fn(&Setup<'_>) -> Result<Box<dyn MetricsProvider>, String>;
 
 /// The providers flagger-rs queries, by MetricTemplate `type`: one line per provider.
-pub const PROVIDERS: &[(&str, Build)] = &[("prometheus", prometheus::Prometheus::build)];
+pub const PROVIDERS: &[(&str, Build)] = &[
+    ("prometheus", prometheus::Prometheus::build),
+    ("datadog", datadog::Datadog::build),
+    ("newrelic", newrelic::NewRelic::build),
+    ("dynatrace", dynatrace::Dynatrace::build),
+    ("splunk", splunk::Splunk::build),
+    ("influxdb", influxdb::InfluxDb::build),
+    ("graphite", graphite::Graphite::build),
+    ("stackdriver", stackdriver::Stackdriver::build),
+    ("cloudwatch", cloudwatch::CloudWatch::build),
+    ("keptn", keptn::Keptn::build),
+    ("externalmetrics", externalmetrics::ExternalMetrics::build),
+];
 
 /// The types of [`PROVIDERS`], for messages.
 pub fn supported() -> Vec<&'static str> {
@@ -154,13 +178,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_registry_builds_known_types_refuses_unsupported_ones_and_defaults_to_prometheus() {
+    async fn every_type_flagger_knows_is_registered_and_unknown_types_are_prometheus() {
         let http = Clients::new().expect("clients");
         let kube = kube_client();
-        let build = |s: &ProviderSpec| {
+        let build = |s: &ProviderSpec, secret: Option<&BTreeMap<String, Vec<u8>>>| {
             from_template(&Setup {
                 spec: s,
-                secret: None,
+                secret,
                 interval: "1m",
                 http: &http,
                 kube: &kube,
@@ -168,37 +192,68 @@ mod tests {
             .map(|p| p.name())
         };
         assert_eq!(
-            build(&spec("prometheus", Some("http://prom:9090"))),
+            build(&spec("prometheus", Some("http://prom:9090")), None),
             Ok("prometheus")
         );
         // Flagger treats a type it does not know as Prometheus.
         assert_eq!(
-            build(&spec("victoriametrics", Some("http://vm:8428"))),
+            build(&spec("victoriametrics", Some("http://vm:8428")), None),
             Ok("prometheus")
         );
-        for t in [
-            "datadog",
-            "newrelic",
-            "cloudwatch",
-            "influxdb",
-            "graphite",
-            "stackdriver",
-            "dynatrace",
-            "keptn",
-            "splunk",
-            "externalmetrics",
-        ] {
-            let expected = format!(
-                "the {t} metrics provider is not supported by flagger-rs yet; supported: prometheus"
-            );
-            assert_eq!(
-                build(&spec(t, Some("http://x"))).err(),
-                Some(expected.clone())
-            );
-            assert_eq!(unsupported(t), Some(expected));
+        for t in METRIC_PROVIDERS {
+            assert_eq!(unsupported(t), None, "{t}");
+            assert!(supported().contains(t), "{t}");
         }
-        assert_eq!(unsupported("prometheus"), None);
-        assert_eq!(unsupported("victoriametrics"), None);
+        // Each provider builds from what Flagger's needs (no request is made).
+        let secret = BTreeMap::from(
+            [
+                ("datadog_api_key", "a"),
+                ("datadog_application_key", "b"),
+                ("newrelic_account_id", "1"),
+                ("newrelic_query_key", "q"),
+                ("dynatrace_token", "t"),
+                ("sf_token_key", "s"),
+                ("token", "t"),
+                ("org", "o"),
+                ("username", "u"),
+                ("password", "p"),
+                ("project", "p"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())),
+        );
+        for t in METRIC_PROVIDERS {
+            let mut s = spec(t, Some("http://127.0.0.1:9"));
+            s.region = Some("eu-west-1".into());
+            s.secret_ref = Some(flagger_api::metric::SecretRef {
+                name: "creds".into(),
+            });
+            assert_eq!(build(&s, Some(&secret)), Ok(*t), "{t}");
+        }
+        // What is missing is named, in Flagger's words.
+        assert_eq!(
+            build(&spec("datadog", None), Some(&BTreeMap::new()))
+                .err()
+                .as_deref(),
+            Some("datadog credentials does not contain datadog_api_key")
+        );
+        assert_eq!(
+            build(&spec("dynatrace", None), None).err().as_deref(),
+            Some("dynatrace endpoint is not set")
+        );
+        assert_eq!(
+            build(&spec("splunk", None), None).err().as_deref(),
+            Some("splunk endpoint is not set")
+        );
+        assert_eq!(
+            build(&spec("cloudwatch", None), None).err().as_deref(),
+            Some("region not specified")
+        );
+        assert_eq!(
+            build(&spec("graphite", Some("graphite:80")), None)
+                .err()
+                .as_deref(),
+            Some("graphite address graphite:80 is not a valid URL")
+        );
     }
 
     #[test]

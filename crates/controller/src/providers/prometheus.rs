@@ -4,13 +4,13 @@
 //! [`flagger_core::routing::observer`].
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use base64::Engine as _;
 use flagger_api::metric::MetricProvider as ProviderSpec;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
+use super::http::{self, TIMEOUT, collapse_whitespace, request_failed};
 use super::{MetricsProvider, QueryError, Setup};
 use crate::webhook::Clients;
 
@@ -112,9 +112,6 @@ pub struct Prometheus {
     http: reqwest::Client,
 }
 
-/// How long one query may take.
-const TIMEOUT: Duration = Duration::from_secs(5);
-
 impl Prometheus {
     /// A Prometheus reached with no credentials: the one of builtin checks and inline queries
     /// (`-metrics-server`, `spec.metricsServer`).
@@ -167,10 +164,9 @@ impl Prometheus {
             .await
             .map_err(|e| QueryError::Failed(request_failed(&e, &self.server.address)))?;
         let status = response.status();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| QueryError::Failed(format!("reading response failed: {}", cause(&e))))?;
+        let body = response.text().await.map_err(|e| {
+            QueryError::Failed(format!("reading response failed: {}", http::cause(&e)))
+        })?;
         if status.as_u16() >= 400 {
             return Err(QueryError::Failed(error_response(status, &body)));
         }
@@ -201,52 +197,6 @@ impl MetricsProvider for Prometheus {
     }
 }
 
-/// Why a request got no answer, without its URL: reqwest's own message names the URL, which
-/// holds the encoded query (hundreds of characters) and may hold credentials. The server is
-/// named by host and port only.
-fn request_failed(e: &reqwest::Error, address: &str) -> String {
-    let host = reqwest::Url::parse(address)
-        .ok()
-        .and_then(|u| {
-            let host = u.host_str()?.to_string();
-            Some(match u.port_or_known_default() {
-                Some(port) => format!("{host}:{port}"),
-                None => host,
-            })
-        })
-        .unwrap_or_else(|| "the server".into());
-    if e.is_timeout() {
-        return format!(
-            "request failed: no answer from {host} within {}s",
-            TIMEOUT.as_secs()
-        );
-    }
-    if e.is_connect() {
-        return format!("request failed: cannot connect to {host}: {}", cause(e));
-    }
-    format!("request failed: {host}: {}", cause(e))
-}
-
-/// The innermost reason of an error: what actually went wrong ("Connection refused", "invalid
-/// peer certificate: UnknownIssuer"), not the layers that passed it on (whose text names the
-/// URL).
-fn cause(e: &reqwest::Error) -> String {
-    let mut innermost: Option<&dyn std::error::Error> = None;
-    let mut next = std::error::Error::source(e);
-    while let Some(source) = next {
-        innermost = Some(source);
-        next = source.source();
-    }
-    match innermost {
-        Some(source) => source.to_string(),
-        None if e.is_decode() => "the answer could not be decoded".into(),
-        None if e.is_body() => "the answer could not be read".into(),
-        None if e.is_redirect() => "too many redirects".into(),
-        None if e.is_builder() => "invalid address or header".into(),
-        None => "unknown error".into(),
-    }
-}
-
 /// An error answer, as Prometheus words it (`{"errorType":"bad_data","error":"..."}`) or, from
 /// something else in the way (a proxy's page), the start of its first line.
 fn error_response(status: reqwest::StatusCode, body: &str) -> String {
@@ -259,26 +209,12 @@ fn error_response(status: reqwest::StatusCode, body: &str) -> String {
     }
     let reason = match serde_json::from_str::<ErrorBody>(body) {
         Ok(b) if !b.error.is_empty() && !b.error_type.is_empty() => {
-            format!("{}: {}", b.error_type, b.error)
+            Some(format!("{}: {}", b.error_type, b.error))
         }
-        Ok(b) if !b.error.is_empty() => b.error,
-        _ => {
-            let line = body
-                .lines()
-                .map(str::trim)
-                .find(|l| !l.is_empty())
-                .unwrap_or("");
-            match line.char_indices().nth(200) {
-                Some((cut, _)) => format!("{}...", &line[..cut]),
-                None => line.to_string(),
-            }
-        }
+        Ok(b) if !b.error.is_empty() => Some(b.error),
+        _ => None,
     };
-    if reason.is_empty() {
-        format!("error response: Status {status}")
-    } else {
-        format!("error response: Status {status}: {reason}")
-    }
+    http::error_response(status, reason, body)
 }
 
 #[derive(Deserialize)]
@@ -313,10 +249,6 @@ fn reduce(body: &str) -> Result<f64, QueryError> {
             Err(e) => Err(QueryError::Failed(format!("invalid value \"{v}\": {e}"))),
         },
     }
-}
-
-fn collapse_whitespace(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

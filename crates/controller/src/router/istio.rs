@@ -12,7 +12,7 @@ use flagger_core::effects::Routes;
 use flagger_core::routing::istio::{self, API_VERSION, VirtualService};
 use flagger_core::routing::{RoutingError, StickyCookies};
 use kube::Api;
-use kube::api::{DynamicObject, PostParams};
+use kube::api::DynamicObject;
 use serde_json::Value;
 
 use super::{
@@ -109,7 +109,7 @@ impl Router for Istio {
         if let Some(a) = restored.metadata.annotations.as_mut() {
             a.remove(ORIGINAL_CONFIGURATION);
         }
-        api.replace(&t.c.apex, &PostParams::default(), &restored)
+        api.replace(&t.c.apex, &crate::post_params(), &restored)
             .await
             .map_err(|e| {
                 RouterError::api(

@@ -75,9 +75,12 @@
 //! client in [`Target`]; owner references are then set only when both clients reach the same
 //! API server, as in Flagger.
 
+pub mod appmesh;
 pub mod gatewayapi;
 pub mod istio;
+pub mod knative;
 pub mod kubernetes;
+pub mod kuma;
 pub mod nginx;
 pub mod smi;
 
@@ -219,6 +222,9 @@ fn registered(provider: Provider) -> Option<&'static dyn AnyRouter> {
         Provider::Linkerd | Provider::Osm | Provider::Smi(_) => &smi::Smi,
         Provider::Nginx => &nginx::Nginx,
         Provider::GatewayApiV1 | Provider::GatewayApiV1Beta1 => &gatewayapi::GatewayApi,
+        Provider::Kuma => &kuma::Kuma,
+        Provider::AppMesh | Provider::AppMeshV1Beta2 => &appmesh::AppMesh,
+        Provider::Knative => &knative::Knative,
         _ => return None,
     })
 }
@@ -424,8 +430,8 @@ fn kind_of(api: &Api<DynamicObject>) -> String {
         .to_string()
 }
 
-/// Other field managers owning fields of `existing` that differ from `desired`, once the
-/// controller has written the object before (a first takeover is not a fight).
+/// Other field managers owning fields of `existing` that differ from `desired`, that wrote at
+/// or after the controller's last write (a first takeover is not a fight).
 fn contenders(existing: &Value, desired: &Value) -> Vec<flagger_core::conflict::Contender> {
     let managed: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry> =
         serde_json::from_value(existing["metadata"]["managedFields"].clone()).unwrap_or_default();
@@ -439,7 +445,7 @@ fn contenders(existing: &Value, desired: &Value) -> Vec<flagger_core::conflict::
         existing,
         &serde_json::json!({"spec": desired["spec"]}),
     );
-    flagger_core::conflict::contenders(&managed, FIELD_MANAGER, &diff)
+    flagger_core::conflict::contenders_since_ours(&managed, FIELD_MANAGER, &diff)
 }
 
 /// Whether an object read as JSON is controlled by this Canary.
@@ -479,9 +485,22 @@ pub(crate) fn up_to_date(desired: &Value, existing: &Value) -> bool {
 pub(crate) async fn ensure(
     api: &Api<DynamicObject>,
     t: &Target<'_>,
+    desired: Value,
+    existing: Option<&Value>,
+    contested: &mut Vec<Contested>,
+) -> Result<(), RouterError> {
+    ensure_with(api, t, desired, existing, contested, true).await
+}
+
+/// [`ensure`], with `adopt` false for an object the Canary cannot own (a cluster-scoped one):
+/// no owner reference is set.
+pub(crate) async fn ensure_with(
+    api: &Api<DynamicObject>,
+    t: &Target<'_>,
     mut desired: Value,
     existing: Option<&Value>,
     contested: &mut Vec<Contested>,
+    adopt: bool,
 ) -> Result<(), RouterError> {
     let name = desired["metadata"]["name"]
         .as_str()
@@ -494,7 +513,7 @@ pub(crate) async fn ensure(
     if let Some(obj) = desired.as_object_mut() {
         obj.remove("status");
     }
-    let adopt = existing.is_none_or(|e| is_owned(e, t.canary));
+    let adopt = adopt && existing.is_none_or(|e| is_owned(e, t.canary));
     if adopt && let Some(owner) = owner_ref(t.canary) {
         desired["metadata"]["ownerReferences"] = to_json(&vec![owner], &name)?;
     }
@@ -544,6 +563,10 @@ mod tests {
             "nginx",
             "gatewayapi:v1",
             "gatewayapi:v1beta1",
+            "kuma",
+            "appmesh",
+            "appmesh:v1beta2",
+            "knative",
         ] {
             let provider = Provider::parse(p).expect(p);
             assert!(for_provider(provider).is_ok(), "{p}");
@@ -552,20 +575,18 @@ mod tests {
         for p in ["istio", "gatewayapi:v1", "gatewayapi:v1beta1"] {
             assert_eq!(sticky(p).ok(), Some(true), "{p}");
         }
-        for p in ["kubernetes", "linkerd", "osm", "smi:v1alpha3", "nginx"] {
-            assert_eq!(sticky(p).ok(), Some(false), "{p}");
-        }
         for p in [
-            "contour",
-            "gloo",
-            "skipper",
-            "traefik",
-            "apisix",
+            "kubernetes",
+            "linkerd",
+            "osm",
+            "smi:v1alpha3",
+            "nginx",
             "kuma",
             "knative",
-            "appmesh",
-            "appmesh:v1beta2",
         ] {
+            assert_eq!(sticky(p).ok(), Some(false), "{p}");
+        }
+        for p in ["contour", "gloo", "skipper", "traefik", "apisix"] {
             let refused = for_provider(Provider::parse(p).expect(p))
                 .err()
                 .expect("refused");
@@ -574,8 +595,8 @@ mod tests {
                 refused.message,
                 format!(
                     "the {p} provider is not supported by flagger-rs yet; supported: \
-                     gatewayapi:v1, gatewayapi:v1beta1, istio, kubernetes, linkerd, nginx, osm, \
-                     smi:v1alpha1, smi:v1alpha2, smi:v1alpha3"
+                     appmesh, appmesh:v1beta2, gatewayapi:v1, gatewayapi:v1beta1, istio, knative, \
+                     kubernetes, kuma, linkerd, nginx, osm, smi:v1alpha1, smi:v1alpha2, smi:v1alpha3"
                 )
             );
         }

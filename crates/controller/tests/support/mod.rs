@@ -5,7 +5,10 @@
 #![allow(dead_code)]
 
 pub mod exporter;
+pub mod fakes;
+pub mod graphite;
 pub mod hooks;
+pub mod keptn;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -751,4 +754,12 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }

@@ -25,9 +25,12 @@
 //! [`Routes`]: crate::effects::Routes
 //! [`Routes::PRIMARY`]: crate::effects::Routes::PRIMARY
 
+pub mod appmesh;
 pub mod gatewayapi;
 pub mod istio;
+pub mod knative;
 pub mod kubernetes;
+pub mod kuma;
 pub mod nginx;
 pub mod observer;
 pub mod smi;
@@ -66,6 +69,35 @@ pub struct StickyCookies {
     pub canary: Option<String>,
     pub primary: Option<String>,
     pub previous: Option<String>,
+}
+
+impl StickyCookies {
+    /// The cookies kept in a status.
+    pub fn of(status: &flagger_api::CanaryStatus) -> StickyCookies {
+        let nonempty = |c: &Option<String>| c.clone().filter(|c| !c.is_empty());
+        StickyCookies {
+            canary: nonempty(&status.session_affinity_cookie),
+            primary: nonempty(&status.primary_session_affinity_cookie),
+            previous: nonempty(&status.previous_session_affinity_cookie),
+        }
+    }
+
+    /// Writes the cookies into a status (an absent cookie clears its field).
+    pub fn write_to(&self, status: &mut flagger_api::CanaryStatus) {
+        status.session_affinity_cookie = self.canary.clone();
+        status.primary_session_affinity_cookie = self.primary.clone();
+        status.previous_session_affinity_cookie = self.previous.clone();
+    }
+}
+
+/// Whether a provider's routes carry session affinity (`analysis.sessionAffinity`): Istio and
+/// the Gateway API.
+pub fn sticky(provider: crate::model::Provider) -> bool {
+    use crate::model::Provider;
+    matches!(
+        provider,
+        Provider::Istio | Provider::GatewayApiV1 | Provider::GatewayApiV1Beta1
+    )
 }
 
 /// The cookies after `SetRoutes` with this canary weight (reference §4.3): with weight > 0 the

@@ -1,6 +1,7 @@
 //! A scripted world for driving the decision core tick by tick: it answers every `Need` from
-//! scripts (hooks, metrics, readiness), carries out the effects on a tiny model of the cluster
-//! (router weights, target scale, primary revision) and records events, alerts and phases.
+//! scripts (hooks, metrics, readiness), carries out the actions on a tiny model of the cluster
+//! (router weights, target scale, primary revision), writes the status, and records the
+//! notices (events, alerts, runs) and phases.
 
 #![allow(dead_code)]
 
@@ -9,8 +10,8 @@ use std::collections::BTreeMap;
 use flagger_api::{Canary, CanaryPhase, CanaryStatus};
 use flagger_core::decide;
 use flagger_core::effects::{
-    Alert, Decision, Effect, Event, EventType, HookOutcome, MetricOutcome, Need, Observations,
-    Readiness, Routes, RunOutcome, Step, TargetRevision,
+    Action, Alert, Decision, Event, EventType, HookOutcome, MetricOutcome, Need, Notice,
+    Observations, Readiness, Routes, RunOutcome, Scale, Step, TargetRevision,
 };
 use flagger_core::model::{HookType, ValidatedCanary};
 use flagger_core::validate::{ValidationContext, validate};
@@ -115,6 +116,11 @@ impl World {
         self.tick_no += 1;
         let mut obs = Observations {
             target: self.target.clone(),
+            target_scale: Some(if self.target_replicas_up {
+                Scale::Up
+            } else {
+                Scale::Zero
+            }),
             ..Default::default()
         };
         let mut needs = Vec::new();
@@ -173,23 +179,27 @@ impl World {
     }
 
     fn apply(&mut self, d: &Decision) {
-        for effect in &d.effects {
-            match effect {
-                Effect::SetRoutes(r) => self.routes = *r,
-                Effect::ScaleTargetToZero => self.target_replicas_up = false,
-                Effect::ScaleTargetUp => self.target_replicas_up = true,
-                Effect::Promote => self.primary_revision = self.target.hash.clone(),
-                Effect::Event(e) => self.events.push(e.clone()),
-                Effect::Alert(a) => self.alerts.push(a.clone()),
-                Effect::CountRun(r) => self.runs.push(*r),
-                Effect::RunPostRolloutHooks { phase } => self.post_rollout_phases.push(*phase),
-                Effect::PauseTargetScaler
-                | Effect::ResumeTargetScaler
-                | Effect::ReconcilePrimaryScaler => {}
+        for action in &d.actions {
+            match action {
+                Action::SetRoutes(r) => self.routes = *r,
+                Action::ScaleTargetToZero => self.target_replicas_up = false,
+                Action::ScaleTargetUp => self.target_replicas_up = true,
+                Action::Promote => self.primary_revision = self.target.hash.clone(),
+                Action::PauseTargetScaler
+                | Action::ResumeTargetScaler
+                | Action::ReconcilePrimaryScaler => {}
             }
         }
         if let Some(status) = &d.status {
             self.status = status.clone();
+        }
+        for notice in &d.notices {
+            match notice {
+                Notice::Event(e) => self.events.push(e.clone()),
+                Notice::Alert(a) => self.alerts.push(a.clone()),
+                Notice::CountRun(r) => self.runs.push(*r),
+                Notice::RunPostRolloutHooks { phase } => self.post_rollout_phases.push(*phase),
+            }
         }
     }
 
@@ -247,4 +257,30 @@ pub fn revision(name: &str) -> TargetRevision {
         hash: flagger_core::hash::spec_hash(&serde_json::json!({ "image": name })),
         tracked_configs: BTreeMap::new(),
     }
+}
+
+/// Compares `actual` with the golden file, or rewrites the file when `UPDATE_GOLDEN=1`.
+pub fn golden(path: &str, actual: &impl serde::Serialize) {
+    let actual = serde_json::to_value(actual).expect("serializable");
+    let file = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/routing")
+        .join(path);
+    if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("golden dir");
+        let text = serde_json::to_string_pretty(&actual).expect("json") + "\n";
+        std::fs::write(&file, text).expect("write golden");
+        return;
+    }
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
+        panic!(
+            "golden {} unreadable ({e}); create it with UPDATE_GOLDEN=1",
+            file.display()
+        )
+    });
+    let expected: serde_json::Value = serde_json::from_str(&text).expect("golden is JSON");
+    pretty_assertions::assert_eq!(
+        expected,
+        actual,
+        "golden {path} differs; if the change is intended, rerun with UPDATE_GOLDEN=1 and review the diff"
+    );
 }

@@ -3,6 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use flagger_core::generated::Role;
+use flagger_core::services::ServiceRole;
+
 use crate::canary::{CanaryView, knative, named};
 use crate::finding::{Finding, Level, Rule, finding};
 use crate::object::{Object, argo_ignores, same_namespace};
@@ -11,19 +14,21 @@ pub(super) fn generated_services(c: &CanaryView<'_>, objects: &[Object], out: &m
     if knative(c) {
         return;
     }
-    let mut names = Vec::new();
-    if c.is_workload() {
-        names.push((c.apex.clone(), "apex"));
-    }
-    if c.is_workload() || c.target_kind == "Service" {
-        let base = if c.is_workload() {
-            &c.apex
-        } else {
-            &c.target_name
-        };
-        names.push((format!("{base}-primary"), "primary"));
-        names.push((format!("{base}-canary"), "canary"));
-    }
+    // The core's list of generated Services, apex first.
+    let mut names: Vec<(String, &str)> = flagger_core::generated::services(&c.names())
+        .into_iter()
+        .filter_map(|o| match o.role {
+            Role::Service(ServiceRole::Apex) => Some((o.name, "apex")),
+            Role::Service(ServiceRole::Primary) => Some((o.name, "primary")),
+            Role::Service(ServiceRole::Canary) => Some((o.name, "canary")),
+            _ => None,
+        })
+        .collect();
+    names.sort_by_key(|(_, role)| match *role {
+        "apex" => 0,
+        "primary" => 1,
+        _ => 2,
+    });
     for (name, role) in &names {
         for o in named(objects, c, "Service", "", name) {
             let mut message = if c.is_workload() {
