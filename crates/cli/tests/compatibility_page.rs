@@ -5,8 +5,7 @@
 //! named must exist (a partial path such as `canary/mod.rs` must name exactly one file), and
 //! each name of a function written after a file (`snake_case` of three words or more; metric
 //! names such as `flagger_canary_total` aside) must be a `fn` of that file; `name` in `file`
-//! binds the other way round. A name with no file before it must be a `fn` somewhere in the
-//! workspace.
+//! binds the other way round. A name with no file before it claims nothing.
 
 #![allow(
     clippy::unwrap_used,
@@ -195,7 +194,6 @@ fn resolve(path: &str, files: &BTreeMap<String, BTreeSet<String>>) -> Vec<String
 
 /// What is wrong with the page: each a line number and why.
 fn problems(page: &str, files: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
-    let anywhere: BTreeSet<&String> = files.values().flatten().collect();
     let mut out = Vec::new();
     for (line, unit) in units(page) {
         let tokens = tokens(&unit);
@@ -224,20 +222,16 @@ fn problems(page: &str, files: &BTreeMap<String, BTreeSet<String>>) -> Vec<Strin
                         }
                         _ => current.clone(),
                     };
-                    let ok = if owner.is_empty() {
-                        anywhere.contains(name)
-                    } else {
-                        owner
+                    // A name with no file before it is no claim (a Secret key, a setting).
+                    let ok = owner.is_empty()
+                        || owner
                             .iter()
-                            .any(|f| files.get(f).is_some_and(|names| names.contains(name)))
-                    };
+                            .any(|f| files.get(f).is_some_and(|names| names.contains(name)));
                     if !ok {
-                        let place = if owner.is_empty() {
-                            "anywhere in the workspace".to_string()
-                        } else {
+                        out.push(format!(
+                            "line {line}: no fn {name} in {}",
                             owner.join(" or ")
-                        };
-                        out.push(format!("line {line}: no fn {name} in {place}"));
+                        ));
                     }
                 }
                 Token::In => {}
