@@ -152,7 +152,11 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
         ("serving.knative.dev", &["services"], &["get", "patch"]),
         ("serving.knative.dev", &["revisions"], &["get"]),
         ("metrics.keptn.sh", &["keptnmetrics"], &["get"]),
-        ("metrics.keptn.sh", &["analyses"], &["get", "create", "delete"]),
+        (
+            "metrics.keptn.sh",
+            &["analyses"],
+            &["get", "create", "delete"],
+        ),
         ("external.metrics.k8s.io", &["*"], &["get"]),
         ("flagger.app", &["alertproviders"], &["get"]),
         ("", &["events"], &["create", "patch"]),
