@@ -261,12 +261,10 @@ impl EndpointSamples {
                     continue;
                 };
                 let ready = !deleted
-                    && slice.endpoints.iter().any(|e| {
-                        e.conditions
-                            .as_ref()
-                            .and_then(|c| c.ready)
-                            .unwrap_or(true)
-                    });
+                    && slice
+                        .endpoints
+                        .iter()
+                        .any(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true));
                 let of = by_service.entry(service.clone()).or_default();
                 of.insert(slice.name_any(), ready);
                 let any = of.values().any(|r| *r);
@@ -335,7 +333,10 @@ async fn new_revision(env: &Env, n: &str, tag: &str) {
         if attempt.await.is_some() {
             return;
         }
-        assert!(Instant::now() < deadline, "{n}: the new revision was never written");
+        assert!(
+            Instant::now() < deadline,
+            "{n}: the new revision was never written"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -530,8 +531,14 @@ async fn rollouts_under_a_random_fault_mix_end_right_and_keep_serving() {
                 .count() as i32
         };
         for (text, want) in [
-            (format!("New revision detected! Scaling up {n}.{NS}"), of(true) + of(false)),
-            (format!("Promotion completed! Scaling down {n}.{NS}"), of(true)),
+            (
+                format!("New revision detected! Scaling up {n}.{NS}"),
+                of(true) + of(false),
+            ),
+            (
+                format!("Promotion completed! Scaling down {n}.{NS}"),
+                of(true),
+            ),
             (format!("Canary failed! Scaling down {n}.{NS}"), of(false)),
             (format!("Initialization done! {n}.{NS}"), 1),
         ] {
@@ -571,7 +578,10 @@ async fn rollouts_under_a_random_fault_mix_end_right_and_keep_serving() {
         duplicated.len(),
     );
     assert!(outcomes.len() >= 20 || rounds < 3, "at least 20 rollouts");
-    assert!(wrong.is_empty(), "seed {seed}: wrong end states: {wrong:#?}");
+    assert!(
+        wrong.is_empty(),
+        "seed {seed}: wrong end states: {wrong:#?}"
+    );
     assert!(
         empty.is_empty(),
         "seed {seed}: apex Services without ready endpoints: {empty:#?}"

@@ -118,8 +118,7 @@ spec:
     resource: {{name: cpu, target: {{type: Utilization, averageUtilization: 99}}}}
 "#
         ));
-        autoscaler =
-            "\n  autoscalerRef: {apiVersion: autoscaling/v2, kind: HorizontalPodAutoscaler, name: podinfo}";
+        autoscaler = "\n  autoscalerRef: {apiVersion: autoscaling/v2, kind: HorizontalPodAutoscaler, name: podinfo}";
     }
     let (provider, analysis) = if f == Fixture::Istio {
         ("istio", "maxWeight: 30\n    stepWeight: 10")
@@ -201,7 +200,15 @@ async fn new_revision(env: &Env, f: Fixture, tag: &str) {
     if target_kind(f) == "DaemonSet" {
         let api = Api::<DaemonSet>::namespaced(env.client.clone(), NS);
         let mut d = api.get("podinfo").await.unwrap();
-        d.spec.as_mut().unwrap().template.spec.as_mut().unwrap().containers[0].image = Some(image);
+        d.spec
+            .as_mut()
+            .unwrap()
+            .template
+            .spec
+            .as_mut()
+            .unwrap()
+            .containers[0]
+            .image = Some(image);
         d.metadata.managed_fields = None;
         api.replace("podinfo", &PostParams::default(), &d)
             .await
@@ -209,7 +216,15 @@ async fn new_revision(env: &Env, f: Fixture, tag: &str) {
     } else {
         let api = Api::<Deployment>::namespaced(env.client.clone(), NS);
         let mut d = api.get("podinfo").await.unwrap();
-        d.spec.as_mut().unwrap().template.spec.as_mut().unwrap().containers[0].image = Some(image);
+        d.spec
+            .as_mut()
+            .unwrap()
+            .template
+            .spec
+            .as_mut()
+            .unwrap()
+            .containers[0]
+            .image = Some(image);
         d.metadata.managed_fields = None;
         api.replace("podinfo", &PostParams::default(), &d)
             .await
