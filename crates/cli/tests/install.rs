@@ -85,7 +85,6 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
             &["get", "list", "watch", "patch"],
         ),
         ("flagger.app", &["canaries/status"], &["get", "update"]),
-        ("flagger.app", &["canaries/finalizers"], &["update"]),
         (
             "flagger.app",
             &["metrictemplates", "alertproviders"],
@@ -104,7 +103,9 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
         (
             "",
             &["services"],
-            &["get", "list", "watch", "create", "update", "patch"],
+            &[
+                "get", "list", "watch", "create", "update", "patch", "delete",
+            ],
         ),
         (
             "autoscaling",
@@ -119,8 +120,13 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
         ),
         (
             "networking.istio.io",
-            &["virtualservices", "destinationrules"],
+            &["virtualservices"],
             &["get", "create", "update", "patch"],
+        ),
+        (
+            "networking.istio.io",
+            &["destinationrules"],
+            &["get", "create", "patch"],
         ),
         (
             "split.smi-spec.io",
@@ -137,6 +143,14 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
             &["ingresses"],
             &["get", "create", "patch"],
         ),
+        ("kuma.io", &["trafficroutes"], &["get", "create", "patch"]),
+        (
+            "appmesh.k8s.aws",
+            &["virtualnodes", "virtualrouters", "virtualservices"],
+            &["get", "create", "patch"],
+        ),
+        ("serving.knative.dev", &["services"], &["get", "patch"]),
+        ("serving.knative.dev", &["revisions"], &["get"]),
         ("flagger.app", &["alertproviders"], &["get"]),
         ("", &["events"], &["create", "patch"]),
         ("", &["namespaces"], &["get"]),
@@ -319,8 +333,8 @@ fn kustomize_bases_install_into_localkube() {
     assert_eq!(got, expected_rules(), "ClusterRole flagger rules");
     assert!(
         got.iter()
-            .all(|(_, r, v)| v != "delete" && r != "*" && v != "*"),
-        "no delete, no wildcards"
+            .all(|(_, r, v)| (v != "delete" || r == "services") && r != "*" && v != "*"),
+        "no delete (but on Services, for the owner-reference admission check), no wildcards"
     );
     assert!(
         role["rules"]
@@ -536,6 +550,7 @@ const CHART_FLAGS: &[(&str, &str)] = &[
     ("msteams-proxy-url", "http://proxy:3128"),
     ("threadiness", "4"),
     ("no-cross-namespace-refs", "true"),
+    ("no-data-policy", "hold"),
     ("enable-leader-election", "true"),
     ("kubeconfig-qps", "50"),
     ("kubeconfig-burst", "100"),
@@ -573,6 +588,7 @@ fn chart_passes_only_flags_the_controller_accepts() {
     assert_eq!(args.threadiness, 4);
     assert!(!args.enable_config_tracking);
     assert!(args.no_cross_namespace_refs);
+    assert_eq!(args.no_data_policy, flagger_core::steer::NoDataPolicy::Hold);
     assert_eq!(
         args.ingress_annotations_prefix,
         "custom.ingress.kubernetes.io"

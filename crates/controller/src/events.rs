@@ -113,13 +113,17 @@ impl Recorder {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 409 && e.reason == "AlreadyExists" => {}
                 Err(e) if attempt < EVENT_ATTEMPTS => {
-                    tracing::debug!(error = %e, attempt, "recording event failed, trying again");
+                    tracing::debug!(
+                        error = %crate::error::api_text(&e),
+                        attempt,
+                        "recording event failed, trying again"
+                    );
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                     continue;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "recording event failed");
+                    tracing::warn!(error = %crate::error::api_text(&e), "recording event failed");
                     return;
                 }
             }

@@ -314,6 +314,12 @@ async fn a_failed_scale_up_holds_the_canary_until_it_succeeds() {
             .any(|e| e.contains("scaling up deployment podinfo.test failed")),
         "the failure is reported: {events:#?}"
     );
+    // In words: the API server's message, never the client's debug rendering.
+    for e in &events {
+        for debug in ["Some(", "Status {", "ApiError", "{ "] {
+            assert!(!e.contains(debug), "{debug} in {e}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

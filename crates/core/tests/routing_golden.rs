@@ -8,45 +8,14 @@
 
 mod support;
 
-use std::path::PathBuf;
-
 use k8s_openapi::api::networking::v1::Ingress;
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use flagger_core::effects::Routes;
 use flagger_core::model::{SmiVersion, Steps, Strategy, ValidatedCanary};
 use flagger_core::routing::gatewayapi::{self, Version};
 use flagger_core::routing::{RoutingError, StickyCookies, istio, nginx, smi};
-use support::canary;
-
-// === golden helper ===
-
-/// Compares `actual` with the golden file, or rewrites the file when `UPDATE_GOLDEN=1`.
-fn golden(path: &str, actual: &impl Serialize) {
-    let actual = serde_json::to_value(actual).expect("serializable");
-    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden/routing")
-        .join(path);
-    if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
-        std::fs::create_dir_all(file.parent().expect("parent")).expect("golden dir");
-        let text = serde_json::to_string_pretty(&actual).expect("json") + "\n";
-        std::fs::write(&file, text).expect("write golden");
-        return;
-    }
-    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
-        panic!(
-            "golden {} unreadable ({e}); create it with UPDATE_GOLDEN=1",
-            file.display()
-        )
-    });
-    let expected: Value = serde_json::from_str(&text).expect("golden is JSON");
-    pretty_assertions::assert_eq!(
-        expected,
-        actual,
-        "golden {path} differs; if the change is intended, rerun with UPDATE_GOLDEN=1 and review the diff"
-    );
-}
+use support::{canary, golden};
 
 // === fixtures ===
 

@@ -604,6 +604,70 @@ fn template_metric_failures_are_worded_as_flagger_words_them() {
 }
 
 #[test]
+fn comparison_checks_are_judged_by_the_core_and_told_in_words() {
+    use flagger_core::compare::{Compared, JudgeOptions};
+    use flagger_core::effects::MetricOutcome;
+    use flagger_core::judge::{MetricConfig, Thresholds, config::Direction};
+    use std::time::Duration;
+    let analysis = "    threshold: 2\n    stepWeight: 20\n    maxWeight: 40\n    metrics:\n    - name: latency\n      interval: 30s\n      templateRef: {name: latency}\n      thresholdRange: {min: 95}\n";
+    let options = JudgeOptions {
+        metric: MetricConfig {
+            direction: Direction::Increase,
+            ..Default::default()
+        },
+        thresholds: Thresholds {
+            pass: 95.0,
+            marginal: 75.0,
+        },
+    };
+    let window = flagger_core::compare::Window {
+        range: Duration::from_secs(30),
+        step: Duration::from_secs(1),
+    };
+    let around = |centre: f64, phase: usize| -> Vec<f64> {
+        (0..30)
+            .map(|i| centre * (1.0 + 0.05 * (((i * 7 + phase) % 11) as f64 / 10.0 - 0.5)))
+            .collect()
+    };
+    let mut calls = 0;
+    let mut w = World::new(canary(&yaml("istio", analysis, ""))).with_metrics(move |_, _| {
+        calls += 1;
+        // As good as the primary on the first check, 30% slower after.
+        let canary = if calls == 1 { 0.1 } else { 0.13 };
+        let compared = Compared::judged(
+            "latency",
+            &options,
+            window,
+            ("canary query".into(), around(canary, 3)),
+            ("primary query".into(), around(0.1, 0)),
+        )
+        .expect("valid options");
+        MetricOutcome::Compared(Box::new(compared))
+    });
+    w.initialize();
+    w.set_revision("v2");
+    w.run_until(&[Failed], 12);
+    let messages = w.event_messages();
+    assert!(
+        messages.iter().any(|m| m.starts_with(
+            "app.ns latency: the judge passes the canary against the primary: score 100.00 >= 95, verdict Pass"
+        )),
+        "{messages:#?}"
+    );
+    let failures: Vec<_> = w
+        .warnings()
+        .into_iter()
+        .filter(|m| m.starts_with("Halt app.ns advancement latency: the judge fails the canary against the primary: score 0.00 < 95"))
+        .collect();
+    assert_eq!(failures.len(), 2, "{messages:#?}");
+    assert!(
+        failures[0].contains("High: canary higher"),
+        "{}",
+        failures[0]
+    );
+}
+
+#[test]
 fn session_affinity_cookies_are_decided_with_the_routes_and_kept_in_the_status() {
     let affinity = "  analysis:\n    sessionAffinity: {cookieName: flagger-cookie, maxAge: 60}\n";
     let spec = yaml("istio", CANARY_20_40, "").replace("  analysis:\n", affinity);

@@ -135,7 +135,9 @@ pub async fn workload(client: &Client, ns: &str, name: &str, image: &str) -> any
 pub async fn weighted_canary(client: &Client, ns: &str, interval: &str) -> anyhow::Result<()> {
     let c: Canary = serde_json::from_value(json!({
         "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
-        "metadata": {"name": "frontend", "namespace": ns},
+        // Until the load test has been scraped a check has no data: held, not failed.
+        "metadata": {"name": "frontend", "namespace": ns,
+                     "annotations": {flagger_api::labels::NO_DATA_POLICY: "hold"}},
         "spec": {
             "provider": "istio",
             "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "frontend"},
@@ -177,7 +179,9 @@ pub async fn canary(
 ) -> anyhow::Result<()> {
     let c: Canary = serde_json::from_value(json!({
         "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
-        "metadata": {"name": "podinfo", "namespace": ns},
+        // Until the load test has been scraped a check has no data: held, not failed.
+        "metadata": {"name": "podinfo", "namespace": ns,
+                     "annotations": {flagger_api::labels::NO_DATA_POLICY: "hold"}},
         "spec": {
             "provider": "kubernetes",
             "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},

@@ -75,9 +75,12 @@
 //! client in [`Target`]; owner references are then set only when both clients reach the same
 //! API server, as in Flagger.
 
+pub mod appmesh;
 pub mod gatewayapi;
 pub mod istio;
+pub mod knative;
 pub mod kubernetes;
+pub mod kuma;
 pub mod nginx;
 pub mod smi;
 
@@ -219,6 +222,9 @@ fn registered(provider: Provider) -> Option<&'static dyn AnyRouter> {
         Provider::Linkerd | Provider::Osm | Provider::Smi(_) => &smi::Smi,
         Provider::Nginx => &nginx::Nginx,
         Provider::GatewayApiV1 | Provider::GatewayApiV1Beta1 => &gatewayapi::GatewayApi,
+        Provider::Kuma => &kuma::Kuma,
+        Provider::AppMesh | Provider::AppMeshV1Beta2 => &appmesh::AppMesh,
+        Provider::Knative => &knative::Knative,
         _ => return None,
     })
 }
@@ -325,12 +331,7 @@ impl RouterError {
             kube::Error::Api(s) if matches!(s.code, 400 | 404 | 422) => Category::InvalidSpec,
             _ => Category::Transient,
         };
-        let why = match e {
-            kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
-            kube::Error::Api(s) => format!("{} {}", s.code, s.reason),
-            other => other.to_string(),
-        };
-        Self::new(category, format!("{what}: {why}"))
+        Self::new(category, format!("{what}: {}", crate::error::api_text(e)))
     }
 
     /// A routing object that cannot be built or read back.
@@ -479,9 +480,22 @@ pub(crate) fn up_to_date(desired: &Value, existing: &Value) -> bool {
 pub(crate) async fn ensure(
     api: &Api<DynamicObject>,
     t: &Target<'_>,
+    desired: Value,
+    existing: Option<&Value>,
+    contested: &mut Vec<Contested>,
+) -> Result<(), RouterError> {
+    ensure_with(api, t, desired, existing, contested, true).await
+}
+
+/// [`ensure`], with `adopt` false for an object the Canary cannot own (a cluster-scoped one):
+/// no owner reference is set.
+pub(crate) async fn ensure_with(
+    api: &Api<DynamicObject>,
+    t: &Target<'_>,
     mut desired: Value,
     existing: Option<&Value>,
     contested: &mut Vec<Contested>,
+    adopt: bool,
 ) -> Result<(), RouterError> {
     let name = desired["metadata"]["name"]
         .as_str()
@@ -494,7 +508,7 @@ pub(crate) async fn ensure(
     if let Some(obj) = desired.as_object_mut() {
         obj.remove("status");
     }
-    let adopt = existing.is_none_or(|e| is_owned(e, t.canary));
+    let adopt = adopt && existing.is_none_or(|e| is_owned(e, t.canary));
     if adopt && let Some(owner) = owner_ref(t.canary) {
         desired["metadata"]["ownerReferences"] = to_json(&vec![owner], &name)?;
     }
@@ -544,6 +558,10 @@ mod tests {
             "nginx",
             "gatewayapi:v1",
             "gatewayapi:v1beta1",
+            "kuma",
+            "appmesh",
+            "appmesh:v1beta2",
+            "knative",
         ] {
             let provider = Provider::parse(p).expect(p);
             assert!(for_provider(provider).is_ok(), "{p}");
@@ -552,20 +570,18 @@ mod tests {
         for p in ["istio", "gatewayapi:v1", "gatewayapi:v1beta1"] {
             assert_eq!(sticky(p).ok(), Some(true), "{p}");
         }
-        for p in ["kubernetes", "linkerd", "osm", "smi:v1alpha3", "nginx"] {
-            assert_eq!(sticky(p).ok(), Some(false), "{p}");
-        }
         for p in [
-            "contour",
-            "gloo",
-            "skipper",
-            "traefik",
-            "apisix",
+            "kubernetes",
+            "linkerd",
+            "osm",
+            "smi:v1alpha3",
+            "nginx",
             "kuma",
             "knative",
-            "appmesh",
-            "appmesh:v1beta2",
         ] {
+            assert_eq!(sticky(p).ok(), Some(false), "{p}");
+        }
+        for p in ["contour", "gloo", "skipper", "traefik", "apisix"] {
             let refused = for_provider(Provider::parse(p).expect(p))
                 .err()
                 .expect("refused");
@@ -574,8 +590,8 @@ mod tests {
                 refused.message,
                 format!(
                     "the {p} provider is not supported by flagger-rs yet; supported: \
-                     gatewayapi:v1, gatewayapi:v1beta1, istio, kubernetes, linkerd, nginx, osm, \
-                     smi:v1alpha1, smi:v1alpha2, smi:v1alpha3"
+                     appmesh, appmesh:v1beta2, gatewayapi:v1, gatewayapi:v1beta1, istio, knative, \
+                     kubernetes, kuma, linkerd, nginx, osm, smi:v1alpha1, smi:v1alpha2, smi:v1alpha3"
                 )
             );
         }

@@ -25,9 +25,12 @@
 //! [`Routes`]: crate::effects::Routes
 //! [`Routes::PRIMARY`]: crate::effects::Routes::PRIMARY
 
+pub mod appmesh;
 pub mod gatewayapi;
 pub mod istio;
+pub mod knative;
 pub mod kubernetes;
+pub mod kuma;
 pub mod nginx;
 pub mod observer;
 pub mod smi;

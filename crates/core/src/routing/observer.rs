@@ -39,6 +39,9 @@ pub fn for_provider(provider: Provider) -> Option<&'static dyn Observer> {
         Provider::Linkerd => &super::smi::LINKERD,
         Provider::Osm => &super::smi::OSM,
         Provider::Nginx => &super::nginx::OBSERVER,
+        Provider::Kuma => &super::kuma::OBSERVER,
+        Provider::AppMesh | Provider::AppMeshV1Beta2 => &super::appmesh::OBSERVER,
+        Provider::Knative => &super::knative::OBSERVER,
         _ => return None,
     })
 }
@@ -124,9 +127,7 @@ pub(crate) mod tests {
         for p in ["istio", "linkerd", "osm", "nginx", "kubernetes"] {
             assert!(q(p).is_some(), "{p}");
         }
-        for p in [
-            "contour", "gloo", "traefik", "skipper", "apisix", "kuma", "knative", "appmesh",
-        ] {
+        for p in ["contour", "gloo", "traefik", "skipper", "apisix"] {
             assert!(q(p).is_none(), "{p}");
         }
     }

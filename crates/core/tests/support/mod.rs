@@ -66,6 +66,13 @@ pub struct World {
     pub primary_ready: ReadyScript,
     pub canary_ready: ReadyScript,
     pub routes_error: Option<String>,
+    /// The `flagger.app/action` annotation as the controller would observe it (removed when the
+    /// decision asks for it).
+    pub action: Option<String>,
+    /// Requests the decisions asked to remove.
+    pub cleared: Vec<String>,
+    /// Metric checks recorded by the decisions, in order.
+    pub checks: Vec<flagger_api::CheckStatus>,
 }
 
 impl World {
@@ -95,7 +102,30 @@ impl World {
             primary_ready: Box::new(|_| Readiness::Ready),
             canary_ready: Box::new(|_| Readiness::Ready),
             routes_error: None,
+            action: None,
+            cleared: Vec::new(),
+            checks: Vec::new(),
         }
+    }
+
+    /// Sets the `flagger.app/action` annotation.
+    pub fn request(&mut self, verb: &str) {
+        self.action = Some(verb.to_string());
+    }
+
+    /// The `Analysis` condition's message.
+    pub fn sentence(&self) -> Option<String> {
+        self.condition("Analysis").and_then(|c| c.message)
+    }
+
+    /// A condition of the status, by type.
+    pub fn condition(&self, kind: &str) -> Option<flagger_api::CanaryCondition> {
+        self.status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.r#type == kind)
+            .cloned()
     }
 
     pub fn with_hooks(
@@ -120,6 +150,12 @@ impl World {
                 Scale::Up
             } else {
                 Scale::Zero
+            }),
+            action: self.action.as_ref().and_then(|a| {
+                flagger_core::steer::request(&BTreeMap::from([(
+                    flagger_api::labels::ACTION.to_string(),
+                    a.clone(),
+                )]))
             }),
             ..Default::default()
         };
@@ -173,7 +209,8 @@ impl World {
             Need::Metric { index } => {
                 let name = self.canary.analysis.metrics[*index].name.clone();
                 let outcome = (self.metrics)(&name, t);
-                obs.metrics.insert(*index, outcome);
+                obs.metrics
+                    .insert(*index, flagger_core::metric::MetricCheck::outcome(outcome));
             }
         }
     }
@@ -199,6 +236,13 @@ impl World {
                 Notice::Alert(a) => self.alerts.push(a.clone()),
                 Notice::CountRun(r) => self.runs.push(*r),
                 Notice::RunPostRolloutHooks { phase } => self.post_rollout_phases.push(*phase),
+                Notice::ClearAction { raw } => {
+                    if self.action.as_deref() == Some(raw.as_str()) {
+                        self.action = None;
+                    }
+                    self.cleared.push(raw.clone());
+                }
+                Notice::Check(check) => self.checks.push(check.clone()),
             }
         }
     }
@@ -257,4 +301,30 @@ pub fn revision(name: &str) -> TargetRevision {
         hash: flagger_core::hash::spec_hash(&serde_json::json!({ "image": name })),
         tracked_configs: BTreeMap::new(),
     }
+}
+
+/// Compares `actual` with the golden file, or rewrites the file when `UPDATE_GOLDEN=1`.
+pub fn golden(path: &str, actual: &impl serde::Serialize) {
+    let actual = serde_json::to_value(actual).expect("serializable");
+    let file = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/routing")
+        .join(path);
+    if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("golden dir");
+        let text = serde_json::to_string_pretty(&actual).expect("json") + "\n";
+        std::fs::write(&file, text).expect("write golden");
+        return;
+    }
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
+        panic!(
+            "golden {} unreadable ({e}); create it with UPDATE_GOLDEN=1",
+            file.display()
+        )
+    });
+    let expected: serde_json::Value = serde_json::from_str(&text).expect("golden is JSON");
+    pretty_assertions::assert_eq!(
+        expected,
+        actual,
+        "golden {path} differs; if the change is intended, rerun with UPDATE_GOLDEN=1 and review the diff"
+    );
 }

@@ -1,7 +1,9 @@
 //! Envoy's cluster statistics, Contour-style: `envoy_cluster_upstream_rq` and
 //! `envoy_cluster_upstream_rq_time` per cluster `<namespace>_<service>_<port>` (the Service a
 //! request was sent to), with the pod discovery labels, for requests that came through a
-//! Service. Flagger's Contour, Gloo and Gateway API (Envoy-based) queries read these.
+//! Service. Flagger's Contour, Gloo, App Mesh and Gateway API (Envoy-based) queries read these.
+//! Kuma's proxies ([`super::kuma`]) and Kourier's gateway ([`super::knative`]) add their rows
+//! to the same families.
 
 use super::super::telemetry::{
     ISTIO_BUCKETS, MeshLabels, Recorded, Row, Telemetry, counter_and_histogram, escape,
@@ -24,7 +26,7 @@ fn labels(l: &MeshLabels) -> String {
 
 impl Telemetry for Envoy {
     fn render(&self, recorded: &Recorded, out: &mut String) {
-        let rows: Vec<Row<'_>> = recorded
+        let mut rows: Vec<Row<'_>> = recorded
             .destination()
             .filter(|(l, _)| !l.service.is_empty())
             .map(|(l, h)| Row {
@@ -35,6 +37,8 @@ impl Telemetry for Envoy {
                 count: h.count,
             })
             .collect();
+        rows.extend(super::kuma::envoy_rows(recorded));
+        rows.extend(super::knative::envoy_rows(recorded));
         counter_and_histogram(
             out,
             (

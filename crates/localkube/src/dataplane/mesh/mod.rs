@@ -26,10 +26,13 @@
 //! The objects are read as JSON from the store and parsed here into the fields honoured; this
 //! crate depends on no mesh or Flagger crate.
 
+pub mod appmesh;
 pub mod common;
 pub mod envoy;
 pub mod gatewayapi;
 pub mod istio;
+pub mod knative;
+pub mod kuma;
 pub mod linkerd;
 pub mod nginx;
 pub mod osm;
@@ -68,6 +71,9 @@ fn registry(s: &Settings) -> Vec<Entry> {
         entry(Arc::new(istio::Istio), Some(1), Some(2)),
         entry(Arc::new(gatewayapi::GatewayApi), Some(2), Some(1)),
         entry(Arc::new(smi::Smi), Some(3), None),
+        entry(Arc::new(kuma::Kuma), Some(4), None),
+        entry(Arc::new(appmesh::AppMesh), Some(5), None),
+        entry(Arc::new(knative::Knative), Some(6), None),
         entry(Arc::new(nginx::Nginx::new(&s.nginx_prefix)), None, Some(3)),
     ]
 }
