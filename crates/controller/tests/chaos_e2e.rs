@@ -418,7 +418,7 @@ async fn rollouts_under_a_random_fault_mix_end_right_and_keep_serving() {
     // kind when it has two rounds or more.
     let plans: Vec<Vec<bool>> = (0..CANARIES)
         .map(|_| {
-            let mut p: Vec<bool> = (0..rounds).map(|_| rng.next() % 3 != 0).collect();
+            let mut p: Vec<bool> = (0..rounds).map(|_| !rng.next().is_multiple_of(3)).collect();
             if rounds >= 2 && p.iter().all(|x| *x) {
                 p[(rng.next() % rounds as u64) as usize] = false;
             }
