@@ -184,12 +184,16 @@ fn fault_mix() -> (localkube::Faults, [Arc<AtomicU64>; 2]) {
 
 /// Watch streams opened so far (each cut is followed by one more).
 async fn watches_opened(env: &Env) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", env.kube.url()))
+    // Through the kube client: its TLS and credentials are the cluster's (HTTPS with RBAC).
+    let text = env
+        .client
+        .request_text(
+            http::Request::get("/metrics")
+                .body(Vec::new())
+                .expect("metrics request"),
+        )
         .await
-        .expect("localkube metrics")
-        .text()
-        .await
-        .expect("metrics text");
+        .expect("localkube metrics");
     text.lines()
         .filter(|l| l.starts_with("apiserver_request_total{verb=\"watch\""))
         .filter_map(|l| l.rsplit_once(' ')?.1.trim().parse::<u64>().ok())
