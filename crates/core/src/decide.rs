@@ -545,14 +545,16 @@ impl<'a> Tick<'a> {
             phase,
             Progressing | Waiting | WaitingPromotion | Promoting | Finalising
         );
-        if !active {
+        if !active && !changed && !self.retry_requested {
+            // A failed canary tracks the target (going back to the promoted revision, then
+            // re-applying the failed one, starts no run). Only when no run starts: a new
+            // revision whose run cannot start on this tick (the primary not ready, the routes
+            // not read) must still be new on the next one, not swallowed by this refresh.
             if phase == Failed {
                 self.w.refresh_revision(&self.obs.target);
             }
-            if !changed && !self.retry_requested {
-                self.hold_target_scale()?;
-                return Ok(());
-            }
+            self.hold_target_scale()?;
+            return Ok(());
         }
 
         if !c.skip_analysis {

@@ -219,6 +219,34 @@ fn reverting_to_the_promoted_revision_does_not_start_a_run() {
     assert_eq!(w.status.phase, Progressing);
 }
 
+/// Found by the chaos suite (`chaos_e2e.rs`): after a rollback, a new revision met a tick that
+/// could not start its run (the routes' read failed); the Failed canary's revision tracking
+/// recorded the new revision anyway, so the next tick saw nothing new and the revision was
+/// never analysed nor promoted.
+#[test]
+fn a_new_revision_after_a_rollback_is_not_swallowed_by_a_tick_that_cannot_start_it() {
+    let mut w = World::new(canary(&yaml("istio", CANARY_20_40, "")));
+    w.initialize();
+    w.set_revision("v2");
+    w.tick();
+    w.canary_ready = Box::new(|_| Readiness::Failed("exceeded its progress deadline".into()));
+    w.tick();
+    assert_eq!(w.status.phase, Failed);
+    let applied = w.status.last_applied_spec.clone();
+    w.canary_ready = Box::new(|_| Readiness::Ready);
+    w.primary_ready = Box::new(|_| Readiness::Waiting("primary not ready yet".into()));
+    w.set_revision("v3");
+    w.tick();
+    assert_eq!(w.status.phase, Failed);
+    assert_eq!(
+        w.status.last_applied_spec, applied,
+        "the revision that did not start is still new"
+    );
+    w.primary_ready = Box::new(|_| Readiness::Ready);
+    w.tick();
+    assert_eq!(w.status.phase, Progressing, "v3 runs once it can");
+}
+
 #[test]
 fn primary_failing_during_promotion_leaves_traffic_on_the_canary() {
     let mut w = World::new(canary(&yaml("istio", CANARY_20_40, "")));
