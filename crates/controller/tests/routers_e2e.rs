@@ -276,6 +276,24 @@ impl RoutingObject {
         serde_json::to_value(obj).ok()
     }
 
+    /// Waits until `weights` has recorded the weight the object shows now (the final write of
+    /// a run), so that what follows reads the whole sequence; fails after the deadline.
+    async fn settled(&self, weights: &Weights) {
+        let deadline = std::time::Instant::now() + support::DEADLINE;
+        loop {
+            let now = self.json().await.as_ref().and_then(self.canary_weight);
+            if now.is_none() || weights.get().last() == now.as_ref() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the recorder never saw the object's weight {now:?}: {:?}",
+                weights.get()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Records every canary weight the object shows, polling every 20 ms, until dropped.
     fn record(&self) -> Weights {
         let seen: Arc<Mutex<Vec<u64>>> = Arc::default();
@@ -393,8 +411,7 @@ async fn promote_progressively_at(
     env.wait_phase("podinfo", CanaryPhase::Progressing).await;
     env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
     assert_eq!(primary_image(env).await, format!("{PODINFO}:6.0.1"));
-    // Let the recorder see the final write.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    object.settled(&weights).await;
     let seen = weights.get();
     let counts = load.counts();
     println!("weights seen: {seen:?}; answers: {counts:?}");
@@ -471,7 +488,7 @@ async fn faulty_canary_is_rolled_back_within(
     env.apply(&workload("6.0.1", r#""localkube.dev/error-ratio": "0.5""#))
         .await;
     env.wait_phase("podinfo", CanaryPhase::Failed).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    object.settled(&weights).await;
     let seen = weights.get();
     let counts = load.counts();
     println!("weights seen: {seen:?}; answers: {counts:?}");
@@ -2040,7 +2057,7 @@ async fn knative_new_revision_is_analysed_by_traffic_percentage_and_promoted() {
     env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
     // Promoted by revision: the annotation names the new one and it has all the traffic.
     assert_knative_primary(&env, "podinfo-00002").await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    service.settled(&weights).await;
     let seen = weights.get();
     let counts = load.counts();
     println!("weights seen: {seen:?}; answers: {counts:?}");
@@ -2092,7 +2109,7 @@ async fn knative_faulty_revision_is_rolled_back_to_the_old_revision() {
     ))
     .await;
     env.wait_phase("podinfo", CanaryPhase::Failed).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    service.settled(&weights).await;
     let seen = weights.get();
     let counts = load.counts();
     println!("weights seen: {seen:?}; answers: {counts:?}");
