@@ -665,6 +665,19 @@ fn comparison_checks_are_judged_by_the_core_and_told_in_words() {
         "{}",
         failures[0]
     );
+    // The check's explanation in the status carries the judge's figures too.
+    let check = w
+        .status
+        .analysis
+        .as_ref()
+        .and_then(|a| a.checks.iter().find(|c| c.name == "latency"))
+        .expect("the latency check is explained in the status");
+    assert_eq!(check.verdict, "Fail");
+    let reason = check.reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.starts_with("latency: judge score 0.00, verdict Fail; High: canary higher"),
+        "{reason}"
+    );
 }
 
 #[test]
