@@ -157,7 +157,7 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
             &["analyses"],
             &["get", "create", "delete"],
         ),
-        ("external.metrics.k8s.io", &["*"], &["get"]),
+        ("external.metrics.k8s.io", &["*"], &["get", "list"]),
         ("flagger.app", &["alertproviders"], &["get"]),
         ("", &["events"], &["create", "patch"]),
         ("", &["namespaces"], &["get"]),
