@@ -4,6 +4,18 @@
 pub const FINALIZER: &str = "finalizer.flagger.app";
 /// The only Canary condition type.
 pub const CONDITION_PROMOTED: &str = "Promoted";
+/// flagger-rs: condition with the last decision of the analysis in one sentence.
+pub const CONDITION_ANALYSIS: &str = "Analysis";
+/// flagger-rs: condition present while the canary is paused by `flagger.app/action: pause`.
+pub const CONDITION_PAUSED: &str = "Paused";
+/// flagger-rs: what a check without data does: `fail` (Flagger's behaviour, counted as a failed
+/// check) or `hold` (neither advance nor count until data arrives or the progress deadline).
+pub const NO_DATA_POLICY: &str = "flagger.app/no-data";
+/// flagger-rs: a request to the controller (`promote`, `abort`, `pause`, `resume`, `retry`),
+/// acted on at the watch event and removed when done (`pause` stays until `resume`).
+pub const ACTION: &str = "flagger.app/action";
+/// flagger-rs: a fresh value with every request, so the same request twice is two requests.
+pub const ACTION_ID: &str = "flagger.app/action-id";
 /// Primary pod-template annotation regenerated on every promotion.
 pub const FLAGGER_ID: &str = "flagger-id";
 /// DaemonSet node selector key that keeps the target off every node.

@@ -20,7 +20,7 @@ pub mod status;
 pub use alert::{AlertProvider, AlertProviderSpec};
 pub use canary::*;
 pub use metric::{MetricTemplate, MetricTemplateSpec};
-pub use status::{CanaryCondition, CanaryPhase, CanaryStatus};
+pub use status::{AnalysisStatus, CanaryCondition, CanaryPhase, CanaryStatus, CheckStatus};
 
 /// The API group of every Flagger resource.
 pub const GROUP: &str = "flagger.app";

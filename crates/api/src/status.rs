@@ -120,6 +120,63 @@ pub struct CanaryStatus {
     /// Status conditions of this canary (a single `Promoted` condition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Vec<CanaryCondition>>,
+    /// flagger-rs: the checks of the current analysis and the last decision, explained. Not in
+    /// Flagger's CRD, whose schema prunes it: the `Analysis` condition carries the sentence
+    /// there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisStatus>,
+}
+
+/// flagger-rs: what the current analysis checked and what the controller decided, in words.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisStatus {
+    /// The last decision in one sentence (the `Analysis` condition's message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_decision: Option<String>,
+    /// Why the last check failed (kept for the sentence of the rollback that follows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+    /// One entry per metric of the analysis, in declaration order, once it has been checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckStatus>,
+}
+
+/// flagger-rs: the last run of one metric check of the current analysis.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckStatus {
+    /// The metric's name in the Canary.
+    pub name: String,
+    /// The provider that answered (`prometheus`, `datadog`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The query as rendered and sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// The value read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Lowest accepted value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Highest accepted value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// `Pass`, `Fail`, `InsufficientData` or `Error`.
+    pub verdict: String,
+    /// The verdict in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+    /// How many times it failed (insufficient data counted or not, by the policy) in this run.
+    #[serde(default)]
+    pub failures: i32,
+    /// Since when it has had no data, while it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insufficient_since: Option<Time>,
 }
 
 /// A status condition.

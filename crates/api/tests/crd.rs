@@ -92,7 +92,10 @@ fn ours(kind: &str) -> BTreeSet<String> {
 
 fn assert_same_fields(kind: &str, file: &str) {
     let flagger = listed(file);
-    let ours = ours(kind);
+    let mut ours = ours(kind);
+    // Our own status block (docs/kubectl-flagger.md): a cluster with Flagger's CRDs prunes it,
+    // and accepts the object; nothing else may differ.
+    ours.retain(|p| !p.starts_with("status.analysis"));
     let missing: Vec<&String> = flagger.difference(&ours).collect();
     let extra: Vec<&String> = ours.difference(&flagger).collect();
     assert!(

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod judge;
+mod kubectl;
 mod schema_check;
 mod uninstall;
 mod validate;
@@ -38,6 +39,9 @@ enum Command {
     Local(LocalArgs),
     /// Run a blue/green canary on localkube end to end: a promotion, then a rollback.
     Demo(demo::DemoArgs),
+    /// See and steer canaries: get, watch, why, promote, abort, pause, resume, retry, history
+    /// (also run as the kubectl plugin `kubectl-flagger`).
+    Kubectl(kubectl::Args),
     /// Run the Flagger-compatible load tester (`flagger loadtester -h` for its flags).
     #[command(disable_help_flag = true)]
     Loadtester {
@@ -99,6 +103,15 @@ struct LocalArgs {
     /// rate or count, latency, watch cut); see docs/localkube.md.
     #[arg(long, value_name = "FILE")]
     faults: Option<std::path::PathBuf>,
+    /// Authenticate (bearer tokens) and authorize every request with RBAC, as kube-apiserver
+    /// does; the written kubeconfig carries an admin token (`system:masters`). See
+    /// docs/localkube.md.
+    #[arg(long)]
+    rbac: bool,
+    /// Static users (with --rbac), in kube-apiserver's `--token-auth-file` CSV format:
+    /// `token,user,uid[,"group1,group2"]` per line.
+    #[arg(long, value_name = "FILE", requires = "rbac")]
+    token_auth_file: Option<std::path::PathBuf>,
 }
 
 /// Refuses a non-loopback listen address unless `--allow-remote` was given; with it, says
@@ -146,7 +159,7 @@ fn run_local(args: LocalArgs) -> ExitCode {
     let faults = match args.faults.as_deref().map(read_faults).transpose() {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("flagger local: {e:#}");
+            eprintln!("flagger local: {}", plain(&e));
             return ExitCode::from(2);
         }
     };
@@ -185,6 +198,14 @@ fn run_local(args: LocalArgs) -> ExitCode {
             .registry
             .with_rules_first(args.registry_images.iter().map(String::as_str));
         config.sim.keda = args.keda;
+        config.auth.rbac = args.rbac;
+        if let Some(file) = &args.token_auth_file {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                anyhow::anyhow!("reading --token-auth-file {}: {e}", file.display())
+            })?;
+            config.auth.static_tokens = localkube::auth::tokens::parse_token_file(&text)
+                .map_err(|e| anyhow::anyhow!("--token-auth-file {}: {e}", file.display()))?;
+        }
         if args.dataplane {
             config.dataplane = Some(localkube::dataplane::DataPlaneConfig {
                 addr: args.proxy_addr,
@@ -194,9 +215,14 @@ fn run_local(args: LocalArgs) -> ExitCode {
         let handle = localkube::Server::start(config).await?;
         handle.write_kubeconfig(&args.kubeconfig)?;
         eprintln!(
-            "localkube serving on {} - export KUBECONFIG={}",
+            "localkube serving on {} - export KUBECONFIG={}{}",
             handle.url(),
-            args.kubeconfig.display()
+            args.kubeconfig.display(),
+            if args.rbac {
+                " (RBAC on: the kubeconfig's token is the admin's)"
+            } else {
+                ""
+            }
         );
         if let Some(dp) = &handle.dataplane {
             let proxy = dp.proxy_url();
@@ -216,7 +242,7 @@ fn run_local(args: LocalArgs) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("flagger local: {e:#}");
+            eprintln!("flagger local: {}", plain(&e));
             ExitCode::FAILURE
         }
     }
@@ -240,8 +266,9 @@ fn main() -> ExitCode {
     if let Some(code) = flagger_loadtester::cli::run_if_invoked_as_hey() {
         return code;
     }
+    let args = kubectl::plugin_args(std::env::args_os().collect());
     let cli = Cli::parse_from(flagger_controller::args::normalize_go_flags_after(
-        implicit_controller(std::env::args_os().collect()),
+        implicit_controller(args),
         "controller",
     ));
     match cli.command {
@@ -263,6 +290,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Judge(args) => judge::run(*args),
+        Command::Kubectl(args) => run_async(kubectl::run(args)),
         Command::Local(args) => run_local(args),
         Command::Demo(args) => run_async(async move {
             if demo::run(args).await? {
@@ -277,6 +305,12 @@ fn main() -> ExitCode {
 }
 
 /// Runs an async entry point on a multi-threaded runtime, reporting errors on stderr.
+/// An error and its causes for the terminal: an API failure as the API server's message, never
+/// the client's debug rendering.
+fn plain(e: &anyhow::Error) -> String {
+    flagger_controller::error::text(e.as_ref())
+}
+
 fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -291,7 +325,7 @@ fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
     match runtime.block_on(fut) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", plain(&e));
             ExitCode::FAILURE
         }
     }

@@ -44,7 +44,7 @@ pub async fn run(args: Args) -> ExitCode {
     let client = match client(&args).await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", flagger_controller::error::text(e.as_ref()));
             return ExitCode::from(2);
         }
     };
@@ -65,7 +65,7 @@ pub async fn run(args: Args) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", flagger_controller::error::text(e.as_ref()));
             ExitCode::from(1)
         }
     }

@@ -31,7 +31,7 @@ fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> String {
 /// cluster it keeps up; stop it with [`Kept::stop`].
 struct Kept {
     child: std::process::Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     kubeconfig: std::path::PathBuf,
     /// The demo's output so far.
     out: String,
@@ -80,7 +80,7 @@ impl Kept {
         }
         Kept {
             child,
-            _dir: dir,
+            dir,
             kubeconfig,
             out: seen.join("\n"),
         }
@@ -100,13 +100,23 @@ fn demo_promotes_v2_and_rolls_back_v3() {
     let demo = Kept::run(&[]);
     let kubeconfig = demo.kubeconfig.clone();
     let out = demo.out.clone();
-    assert!(out.contains("podinfo 6.0.1: promoted"), "{out}");
+    // Under the demo's no-data policy (hold) the healthy runs count no failed check.
+    assert!(
+        out.contains("podinfo 6.0.1: promoted with 0 failed checks"),
+        "{out}"
+    );
     assert!(out.contains("podinfo 6.0.2: rolled back"), "{out}");
     assert!(
         out.contains("frontend 6.0.1: promoted after canary weights 0% -> 20% -> 40% -> 60%"),
         "{out}"
     );
     assert!(out.contains("frontend 6.0.2: rolled back"), "{out}");
+    assert!(
+        out.lines().any(
+            |l| l.starts_with("frontend 6.0.1: promoted") && l.contains("with 0 failed checks")
+        ),
+        "{out}"
+    );
 
     // The weighted canary's VirtualService sends everything to the primary again.
     let weights = kubectl(
@@ -185,6 +195,68 @@ fn demo_promotes_v2_and_rolls_back_v3() {
     assert!(
         events.contains("Pre-rollout check acceptance-test passed"),
         "{events}"
+    );
+    // The timeline and every Event read as plain text: an API failure as the API server's
+    // message, never the client's debug rendering.
+    for debug in [
+        "Some(",
+        "None,",
+        "Status {",
+        "ApiError",
+        "ErrorResponse",
+        "{ ",
+    ] {
+        assert!(!out.contains(debug), "{debug:?} in the timeline:\n{out}");
+        assert!(
+            !events.contains(debug),
+            "{debug:?} in the events:\n{events}"
+        );
+    }
+
+    // `kubectl flagger` as a kubectl plugin: the rolled-back canary explained.
+    let bin = demo.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_flagger"), bin.join("kubectl-flagger")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let plugin = |args: &[&str]| {
+        let out = Command::new("kubectl")
+            .env("KUBECONFIG", &kubeconfig)
+            .env("PATH", &path)
+            .arg("flagger")
+            .args(args)
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            out.status.success(),
+            "kubectl flagger {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let why = plugin(&["-n", "test", "why", "podinfo"]);
+    println!("{why}");
+    assert!(
+        why.contains("Last decision: rolled back at iteration"),
+        "{why}"
+    );
+    assert!(why.contains("request-success-rate"), "{why}");
+    assert!(why.contains("threshold: >= 99"), "{why}");
+    assert!(why.contains("query:     "), "{why}");
+    assert!(why.contains("Rolling back podinfo.test"), "{why}");
+    let get = plugin(&["get", "-A"]);
+    assert!(
+        get.contains("frontend") && get.contains("after 2 of 2 failed checks"),
+        "{get}"
+    );
+    let history = plugin(&["-n", "test", "history", "podinfo"]);
+    assert!(
+        history.contains("promoted") && history.contains("failed"),
+        "{history}"
     );
 
     demo.stop();

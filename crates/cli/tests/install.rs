@@ -85,7 +85,6 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
             &["get", "list", "watch", "patch"],
         ),
         ("flagger.app", &["canaries/status"], &["get", "update"]),
-        ("flagger.app", &["canaries/finalizers"], &["update"]),
         (
             "flagger.app",
             &["metrictemplates", "alertproviders"],
@@ -104,7 +103,9 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
         (
             "",
             &["services"],
-            &["get", "list", "watch", "create", "update", "patch"],
+            &[
+                "get", "list", "watch", "create", "update", "patch", "delete",
+            ],
         ),
         (
             "autoscaling",
@@ -119,8 +120,13 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
         ),
         (
             "networking.istio.io",
-            &["virtualservices", "destinationrules"],
+            &["virtualservices"],
             &["get", "create", "update", "patch"],
+        ),
+        (
+            "networking.istio.io",
+            &["destinationrules"],
+            &["get", "create", "patch"],
         ),
         (
             "split.smi-spec.io",
@@ -163,6 +169,21 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
             &["apisixroutes"],
             &["get", "create", "patch"],
         ),
+        ("kuma.io", &["trafficroutes"], &["get", "create", "patch"]),
+        (
+            "appmesh.k8s.aws",
+            &["virtualnodes", "virtualrouters", "virtualservices"],
+            &["get", "create", "patch"],
+        ),
+        ("serving.knative.dev", &["services"], &["get", "patch"]),
+        ("serving.knative.dev", &["revisions"], &["get"]),
+        ("metrics.keptn.sh", &["keptnmetrics"], &["get"]),
+        (
+            "metrics.keptn.sh",
+            &["analyses"],
+            &["get", "create", "delete"],
+        ),
+        ("external.metrics.k8s.io", &["*"], &["get", "list"]),
         ("flagger.app", &["alertproviders"], &["get"]),
         ("", &["events"], &["create", "patch"]),
         ("", &["namespaces"], &["get"]),
@@ -344,9 +365,15 @@ fn kustomize_bases_install_into_localkube() {
     let got = rule_triples(&role["rules"]);
     assert_eq!(got, expected_rules(), "ClusterRole flagger rules");
     assert!(
-        got.iter()
-            .all(|(_, r, v)| v != "delete" && r != "*" && v != "*"),
-        "no delete, no wildcards"
+        got.iter().all(|(g, r, v)| (v != "delete"
+            || r == "services"
+            || r == "analyses"
+            || r == "ingresses")
+            && (r != "*" || g == "external.metrics.k8s.io")
+            && v != "*"),
+        "no delete (but on Services, for the owner-reference admission check, on the keptn \
+         provider's own Analyses and on Ingresses, skipper's canary Ingress), no wildcards (but the External Metrics API, whose \
+         resources are metric names)"
     );
     assert!(
         role["rules"]
@@ -562,6 +589,7 @@ const CHART_FLAGS: &[(&str, &str)] = &[
     ("msteams-proxy-url", "http://proxy:3128"),
     ("threadiness", "4"),
     ("no-cross-namespace-refs", "true"),
+    ("no-data-policy", "hold"),
     ("enable-leader-election", "true"),
     ("kubeconfig-qps", "50"),
     ("kubeconfig-burst", "100"),
@@ -599,6 +627,7 @@ fn chart_passes_only_flags_the_controller_accepts() {
     assert_eq!(args.threadiness, 4);
     assert!(!args.enable_config_tracking);
     assert!(args.no_cross_namespace_refs);
+    assert_eq!(args.no_data_policy, flagger_core::steer::NoDataPolicy::Hold);
     assert_eq!(
         args.ingress_annotations_prefix,
         "custom.ingress.kubernetes.io"

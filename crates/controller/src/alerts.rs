@@ -14,6 +14,7 @@ use flagger_core::redact;
 use std::sync::Arc;
 
 use crate::cache::{self, Caches};
+use crate::error::api_text;
 
 /// What alert delivery works with.
 pub struct Alerting<'a> {
@@ -122,7 +123,7 @@ async fn destination(ctx: &Alerting<'_>, route: &AlertRoute) -> Result<Destinati
     let name = &route.provider_name;
     let provider = provider(ctx, ns, name)
         .await
-        .map_err(|e| format!("alert provider {name}.{ns} error: {e}"))?;
+        .map_err(|e| format!("alert provider {name}.{ns} error: {}", api_text(&e)))?;
     let spec = provider.spec.clone();
     let type_ = spec.r#type.clone().unwrap_or_default();
     let kind = notify::NotifierKind::parse(&type_)
@@ -133,8 +134,9 @@ async fn destination(ctx: &Alerting<'_>, route: &AlertRoute) -> Result<Destinati
                 .await
                 .map_err(|e| {
                     format!(
-                        "alert provider {name}.{ns}: secret {}.{ns} error: {e}",
-                        secret_ref.name
+                        "alert provider {name}.{ns}: secret {}.{ns} error: {}",
+                        secret_ref.name,
+                        api_text(&e)
                     )
                 })?;
             let key = |k: &str| -> Option<String> {

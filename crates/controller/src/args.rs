@@ -118,6 +118,12 @@ pub struct Args {
     #[arg(long, env = "FLAGGER_MIN_ANALYSIS_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub min_analysis_interval: Duration,
 
+    /// What a metric check without data does when the Canary's `flagger.app/no-data`
+    /// annotation does not say: `fail` (Flagger's behaviour: a failed check) or `hold` (neither
+    /// advance nor count until data arrives or the progress deadline).
+    #[arg(long, env = "FLAGGER_NO_DATA_POLICY", default_value = "fail")]
+    pub no_data_policy: flagger_core::steer::NoDataPolicy,
+
     /// Reversions of another writer's change to one generated object (within
     /// `-gitops-window`) after which the controller stops reverting it and leaves the object to
     /// that writer, keeping the target serving if the object routes to it. 0: revert forever,

@@ -166,14 +166,46 @@ impl Error {
     }
 }
 
-/// A failed API request in words: the API server's message (`deployments.apps "podinfo" not
-/// found`), without the client's debug rendering of the whole response.
+/// A failed API request in words, as Flagger's Go client prints it: the API server's message
+/// (`deployments.apps "podinfo" not found`); a failed connection as its causes (`client error
+/// (Connect): tcp connect error: Connection refused (os error 111)`). Never the client's debug
+/// rendering of the whole response.
 pub fn api_text(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
-        kube::Error::Api(s) => format!("{} ({})", s.reason, s.code),
+        kube::Error::Api(s) => format!("{} {}", s.code, s.reason).trim().to_string(),
+        kube::Error::HyperError(inner) => text(inner),
+        kube::Error::Service(inner) => text(inner.as_ref()),
         other => other.to_string(),
     }
+}
+
+/// An error and its causes in words, `: `-joined as Go's wrapped errors print; a Kubernetes API
+/// failure anywhere in the chain as [`api_text`]. A wrapper that shows its cause's text in its
+/// own (`failed to list: {cause}`) is cut at it, so no cause appears twice and none in debug
+/// form.
+pub fn text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(k) = err.downcast_ref::<kube::Error>() {
+            parts.push(api_text(k));
+            break;
+        }
+        let mut line = err.to_string();
+        if let Some(cause) = err.source() {
+            let shown = cause.to_string();
+            if let Some(at) = line.find(&shown).filter(|_| !shown.is_empty()) {
+                line.truncate(at);
+                line = line.trim_end_matches([' ', ':', '(']).to_string();
+            }
+        }
+        if !line.is_empty() {
+            parts.push(line);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
 }
 
 /// Result alias of the controller.
@@ -215,5 +247,66 @@ mod tests {
         assert_eq!(Category::of_kube(&api(500)), Category::Transient);
         assert_eq!(Category::of_kube(&api(404)), Category::Transient);
         assert_eq!(api_text(&api(404)), "m");
+    }
+
+    /// What kube-apiserver answers for a missing object, as kube's client hands it over.
+    fn not_found() -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure(
+                r#"deployments.apps "podinfo-primary" not found"#,
+                "NotFound",
+            )
+            .with_code(404)
+            .boxed(),
+        )
+    }
+
+    /// Rust debug text: what no user-facing message may hold.
+    fn has_debug_text(s: &str) -> bool {
+        [
+            "Some(",
+            "None",
+            "{ ",
+            "Status {",
+            "ApiError",
+            "ErrorResponse",
+        ]
+        .iter()
+        .any(|p| s.contains(p))
+    }
+
+    #[test]
+    fn api_failures_read_as_the_api_servers_message() {
+        let e = not_found();
+        assert!(has_debug_text(&e.to_string()), "kube's own text: {e}");
+        assert_eq!(
+            api_text(&e),
+            r#"deployments.apps "podinfo-primary" not found"#
+        );
+        let empty = kube::Error::Api(
+            kube::core::Status::failure("", "ServiceUnavailable")
+                .with_code(503)
+                .boxed(),
+        );
+        assert_eq!(api_text(&empty), "503 ServiceUnavailable");
+    }
+
+    #[test]
+    fn error_chains_read_plainly() {
+        // anyhow's context over a kube error, as the CLI reports it.
+        let e = anyhow::Error::new(not_found()).context("reading deployment podinfo-primary");
+        let plain = text(e.as_ref());
+        assert_eq!(
+            plain,
+            r#"reading deployment podinfo-primary: deployments.apps "podinfo-primary" not found"#
+        );
+        // A wrapper that prints its cause inside its own text (kube's watcher errors do).
+        let watch = kube::runtime::watcher::Error::InitialListFailed(not_found());
+        let plain = text(&watch);
+        assert!(!has_debug_text(&plain), "{plain}");
+        assert_eq!(
+            plain,
+            r#"failed to perform initial object list: deployments.apps "podinfo-primary" not found"#
+        );
     }
 }

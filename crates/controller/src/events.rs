@@ -15,6 +15,11 @@ use kube::api::Patch;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
+/// Tries of one event write before it is given up (logged).
+const EVENT_ATTEMPTS: u32 = 4;
+/// The first pause between tries; doubled after each.
+const RETRY_BASE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Writes and aggregates events.
 pub struct Recorder {
     client: Client,
@@ -98,16 +103,37 @@ impl Recorder {
             count: Some(1),
             ..Default::default()
         };
-        match api.create(&crate::post_params(), &event).await {
-            Ok(_) => {
-                if let Ok(mut m) = self.seen.lock() {
-                    if m.len() > 10_000 {
-                        m.clear();
-                    }
-                    m.insert(key, (name, 1));
+        // A failed write is tried again a few times with a short backoff, as client-go's
+        // recorder does (it tries 12 times, 10 s apart, from a queue): an API server answering
+        // one request in twenty with a 500 must not lose a step's event. The name is fixed, so
+        // a retry of a create that did land is answered AlreadyExists: it counts as written.
+        let mut delay = RETRY_BASE;
+        for attempt in 1..=EVENT_ATTEMPTS {
+            match api.create(&crate::post_params(), &event).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 409 && e.reason == "AlreadyExists" => {}
+                Err(e) if attempt < EVENT_ATTEMPTS => {
+                    tracing::debug!(
+                        error = %crate::error::api_text(&e),
+                        attempt,
+                        "recording event failed, trying again"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %crate::error::api_text(&e), "recording event failed");
+                    return;
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "recording event failed"),
+            if let Ok(mut m) = self.seen.lock() {
+                if m.len() > 10_000 {
+                    m.clear();
+                }
+                m.insert(key, (name, 1));
+            }
+            return;
         }
     }
 }

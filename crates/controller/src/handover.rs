@@ -72,7 +72,7 @@ pub async fn uninstall(
         match hand_over(client, opts, canary, &mut |m| say(format!("{id}: {m}"))).await {
             Ok(()) => done += 1,
             Err(e) => {
-                say(format!("{id}: FAILED: {e:#}"));
+                say(format!("{id}: FAILED: {}", crate::error::text(e.as_ref())));
                 failed.push(id);
             }
         }
@@ -294,7 +294,7 @@ where
         let last = match check().await {
             Ok(Some(v)) => return Ok(v),
             Ok(None) => "not yet".to_string(),
-            Err(e) => format!("{e:#}"),
+            Err(e) => crate::error::text(e.as_ref()),
         };
         if tokio::time::Instant::now() >= deadline {
             bail!("timed out after {}s ({last})", timeout.as_secs());

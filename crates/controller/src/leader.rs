@@ -120,7 +120,10 @@ impl Elector {
             match self.try_hold().await {
                 Ok(true) => return,
                 Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "leader election: reading the Lease failed"),
+                Err(e) => tracing::warn!(
+                    error = %crate::error::api_text(&e),
+                    "leader election: reading the Lease failed"
+                ),
             }
             tokio::time::sleep(self.retry).await;
         }
@@ -139,7 +142,10 @@ impl Elector {
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %crate::error::api_text(&e), "leader election: renewing the Lease failed");
+                    tracing::warn!(
+                        error = %crate::error::api_text(&e),
+                        "leader election: renewing the Lease failed"
+                    );
                     if last_renewal.elapsed() >= self.renew_deadline {
                         self.fence.revoke();
                         return;

@@ -1,5 +1,10 @@
 //! The controller's own Prometheus metrics, named and labelled as Flagger's (§9.4 of the
-//! behaviour reference), plus reconcile error counters.
+//! behaviour reference: `flagger_info`, `flagger_canary_total`, `_status`, `_weight`,
+//! `_metric_analysis`, `_duration_seconds`, `_successes_total`, `_failures_total`), the
+//! process metrics Go's client exports (`process_*`, see [`process`]), and flagger-rs's own
+//! reconcile and conflict counters.
+
+pub mod process;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -7,9 +12,19 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
-use flagger_api::CanaryPhase;
+use flagger_api::{Canary, CanaryPhase};
+use kube::ResourceExt;
+use kube::runtime::reflector::Store;
+use tokio::task::JoinHandle;
+
+/// The buckets of `flagger_canary_duration_seconds`: Flagger's (the Go client's defaults).
+pub const DURATION_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InfoLabels {
@@ -42,6 +57,35 @@ pub struct MetricLabels {
     pub metric: String,
 }
 
+/// Labels of `flagger_canary_check_value` (flagger-rs).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabels {
+    pub name: String,
+    pub namespace: String,
+    pub metric: String,
+    pub provider: String,
+}
+
+/// Labels of `flagger_canary_check_threshold` (flagger-rs): `bound` is `min` or `max`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ThresholdLabels {
+    pub name: String,
+    pub namespace: String,
+    pub metric: String,
+    pub provider: String,
+    pub bound: String,
+}
+
+/// Labels of `flagger_canary_checks_total` (flagger-rs): `verdict` is `pass`, `fail`,
+/// `insufficient_data` or `error`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    pub name: String,
+    pub namespace: String,
+    pub metric: String,
+    pub verdict: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RunLabels {
     pub name: String,
@@ -66,6 +110,9 @@ pub struct Metrics {
     pub status: Family<CanaryLabels, Gauge>,
     pub weight: Family<WeightLabels, Gauge>,
     pub metric_analysis: Family<MetricLabels, Gauge<f64, AtomicU64>>,
+    pub check_value: Family<CheckLabels, Gauge<f64, AtomicU64>>,
+    pub check_threshold: Family<ThresholdLabels, Gauge<f64, AtomicU64>>,
+    pub checks: Family<VerdictLabels, Counter>,
     pub duration: Family<CanaryLabels, Histogram>,
     pub successes: Family<RunLabels, Counter>,
     pub failures: Family<RunLabels, Counter>,
@@ -96,9 +143,10 @@ impl Metrics {
             status: Family::default(),
             weight: Family::default(),
             metric_analysis: Family::default(),
-            duration: Family::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.005, 2.0, 14))
-            }),
+            check_value: Family::default(),
+            check_threshold: Family::default(),
+            checks: Family::default(),
+            duration: Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS)),
             successes: Family::default(),
             failures: Family::default(),
             reconcile_errors: Family::default(),
@@ -112,7 +160,7 @@ impl Metrics {
         );
         registry.register(
             "flagger_canary_total",
-            "Number of canaries per namespace",
+            "Canaries per namespace, counted every control-loop interval",
             m.canary_total.clone(),
         );
         registry.register(
@@ -131,8 +179,23 @@ impl Metrics {
             m.metric_analysis.clone(),
         );
         registry.register(
+            "flagger_canary_check_value",
+            "Last value of each metric check, next to flagger_canary_check_threshold (flagger-rs)",
+            m.check_value.clone(),
+        );
+        registry.register(
+            "flagger_canary_check_threshold",
+            "Accepted range of each metric check, bound=min or max (flagger-rs)",
+            m.check_threshold.clone(),
+        );
+        registry.register(
+            "flagger_canary_checks",
+            "Metric checks by verdict: pass, fail, insufficient_data, error (flagger-rs)",
+            m.checks.clone(),
+        );
+        registry.register(
             "flagger_canary_duration_seconds",
-            "Seconds taken by analysis ticks",
+            "Seconds taken by the analysis of a canary's tick",
             m.duration.clone(),
         );
         registry.register(
@@ -160,7 +223,40 @@ impl Metrics {
             "Changes by other field managers to fields of generated objects, by what the controller did",
             m.conflicts.clone(),
         );
+        registry.register_collector(Box::new(process::ProcessCollector));
         m
+    }
+
+    /// Sets `flagger_canary_total` for every namespace that has canaries. As Flagger's, a
+    /// namespace whose last canary went keeps its last count.
+    pub fn set_totals<'a>(&self, namespaces: impl IntoIterator<Item = &'a str>) {
+        let mut totals: BTreeMap<&str, i64> = BTreeMap::new();
+        for ns in namespaces {
+            *totals.entry(ns).or_default() += 1;
+        }
+        for (ns, total) in totals {
+            self.canary_total
+                .get_or_create(&NamespaceLabels {
+                    namespace: ns.into(),
+                })
+                .set(total);
+        }
+    }
+
+    /// Counts the canaries of `store` every `every` (Flagger's control-loop interval), for
+    /// `flagger_canary_total`, until the returned task is aborted.
+    pub fn count_canaries(&self, store: Store<Canary>, every: Duration) -> JoinHandle<()> {
+        let metrics = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every.max(Duration::from_millis(100)));
+            loop {
+                ticks.tick().await;
+                let canaries = store.state();
+                let namespaces: Vec<String> =
+                    canaries.iter().filter_map(|c| c.namespace()).collect();
+                metrics.set_totals(namespaces.iter().map(String::as_str));
+            }
+        })
     }
 
     /// Sets `flagger_canary_status` from a phase (0 progressing, 2 failed, 1 otherwise).
@@ -176,6 +272,45 @@ impl Metrics {
                 namespace: namespace.into(),
             })
             .set(value);
+    }
+
+    /// Exports one metric check: its value next to its range, and its verdict counted.
+    pub fn record_check(&self, target: &str, namespace: &str, check: &flagger_api::CheckStatus) {
+        let provider = check.provider.clone().unwrap_or_default();
+        if let Some(v) = check.value {
+            self.check_value
+                .get_or_create(&CheckLabels {
+                    name: target.into(),
+                    namespace: namespace.into(),
+                    metric: check.name.clone(),
+                    provider: provider.clone(),
+                })
+                .set(v);
+        }
+        for (bound, value) in [("min", check.min), ("max", check.max)] {
+            if let Some(v) = value {
+                self.check_threshold
+                    .get_or_create(&ThresholdLabels {
+                        name: target.into(),
+                        namespace: namespace.into(),
+                        metric: check.name.clone(),
+                        provider: provider.clone(),
+                        bound: bound.into(),
+                    })
+                    .set(v);
+            }
+        }
+        let verdict = flagger_core::explain::Verdict::parse(&check.verdict)
+            .map(|v| v.label())
+            .unwrap_or("error");
+        self.checks
+            .get_or_create(&VerdictLabels {
+                name: target.into(),
+                namespace: namespace.into(),
+                metric: check.name.clone(),
+                verdict: verdict.into(),
+            })
+            .inc();
     }
 
     /// Sets `flagger_canary_weight` for the primary and the canary.
@@ -206,6 +341,13 @@ mod tests {
         m.set_phase("podinfo", "test", CanaryPhase::Progressing);
         m.set_weights("podinfo", "test", 90, 10);
         m.reconcile_duration.observe(0.002);
+        m.set_totals(["test", "prod", "test"]);
+        m.duration
+            .get_or_create(&CanaryLabels {
+                name: "podinfo".into(),
+                namespace: "test".into(),
+            })
+            .observe(0.2);
         m.conflicts
             .get_or_create(&ConflictLabels {
                 name: "podinfo".into(),
@@ -221,9 +363,50 @@ mod tests {
             "flagger_canary_status{name=\"podinfo\",namespace=\"test\"} 0",
             "flagger_canary_weight{workload=\"podinfo-primary\",namespace=\"test\"} 90",
             "flagger_reconcile_duration_seconds_count 1",
+            "flagger_canary_total{namespace=\"test\"} 2",
+            "flagger_canary_total{namespace=\"prod\"} 1",
+            "flagger_canary_duration_seconds_count{name=\"podinfo\",namespace=\"test\"} 1",
+            "# TYPE process_cpu_seconds counter",
             "flagger_field_conflicts_total{name=\"podinfo\",namespace=\"test\",object=\"Service/podinfo\",manager=\"kustomize-controller\",action=\"reverted\"} 1",
         ] {
             assert!(text.contains(name), "missing {name:?} in:\n{text}");
         }
+        // Flagger's buckets (the Go client's defaults) and +Inf.
+        let buckets = text
+            .lines()
+            .filter(|l| l.starts_with("flagger_canary_duration_seconds_bucket{"))
+            .count();
+        assert_eq!(buckets, DURATION_BUCKETS.len() + 1, "{text}");
+    }
+
+    #[test]
+    fn a_check_exports_its_value_next_to_its_threshold_and_its_verdict() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        let check = |value: Option<f64>, verdict: &str| flagger_api::CheckStatus {
+            name: "request-success-rate".into(),
+            provider: Some("prometheus".into()),
+            value,
+            min: Some(99.0),
+            verdict: verdict.into(),
+            ..Default::default()
+        };
+        m.record_check("podinfo", "test", &check(Some(94.5), "Fail"));
+        m.record_check("podinfo", "test", &check(None, "InsufficientData"));
+        m.record_check("podinfo", "test", &check(None, "InsufficientData"));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        let labels = r#"name="podinfo",namespace="test",metric="request-success-rate""#;
+        for line in [
+            format!(r#"flagger_canary_check_value{{{labels},provider="prometheus"}} 94.5"#),
+            format!(
+                r#"flagger_canary_check_threshold{{{labels},provider="prometheus",bound="min"}} 99.0"#
+            ),
+            format!(r#"flagger_canary_checks_total{{{labels},verdict="fail"}} 1"#),
+            format!(r#"flagger_canary_checks_total{{{labels},verdict="insufficient_data"}} 2"#),
+        ] {
+            assert!(text.contains(&line), "missing {line:?} in:\n{text}");
+        }
+        assert!(!text.contains(r#"bound="max""#), "no max was set:\n{text}");
     }
 }

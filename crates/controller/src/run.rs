@@ -136,6 +136,7 @@ pub async fn serve(
             default_provider: args.mesh_provider,
             min_interval: args.min_analysis_interval,
             no_cross_namespace_refs: args.no_cross_namespace_refs,
+            no_data: args.no_data_policy,
         },
         labels: args.label_policy(),
         metrics_server: args.metrics_server.clone(),
@@ -273,6 +274,9 @@ pub async fn serve(
     let controller = Controller::new(canaries, watcher::Config::default())
         .with_config(controller::Config::default().concurrency(args.threadiness));
     let store = controller.store();
+    let counting = ctx
+        .metrics
+        .count_canaries(store.clone(), args.control_loop_interval);
 
     let by_target = |kind: &'static str| {
         let store = store.clone();
@@ -364,6 +368,7 @@ pub async fn serve(
             }
         })
         .await;
+    counting.abort();
     if lost.load(std::sync::atomic::Ordering::SeqCst) {
         anyhow::bail!("leader election lost");
     }

@@ -6,12 +6,14 @@
 use std::collections::BTreeMap;
 
 use flagger_api::MetricTemplate;
+use flagger_core::compare::{self, Compared, Marking, Mode, Variant};
 use flagger_core::effects::MetricOutcome;
 use flagger_core::gotemplate::{self, Model};
 use flagger_core::metric::MetricCheck;
+use flagger_core::model::{Metric, ValidatedCanary};
 
 use crate::cache::{self, Caches};
-use crate::providers::{self, MetricsProvider, Setup};
+use crate::providers::{self, MetricsProvider, QueryError, RangeWindow, Setup};
 use crate::webhook::Clients;
 
 /// Reads MetricTemplates and their Secrets from the watch caches (the API server when a cache
@@ -65,10 +67,7 @@ impl Lookups {
 }
 
 fn api_message(e: kube::Error) -> String {
-    match e {
-        kube::Error::Api(status) => status.message,
-        other => other.to_string(),
-    }
+    crate::error::api_text(&e)
 }
 
 /// A template made ready to query: the template (its query) and its provider.
@@ -118,14 +117,26 @@ pub async fn prepare(
     Ok(Prepared { template, provider })
 }
 
+/// What a comparison check needs besides the template: the metric, the analysis interval
+/// (the window of a metric without one), the time, and the canary's names.
+pub struct Comparing<'a> {
+    pub metric: &'a Metric,
+    pub canary: &'a ValidatedCanary,
+    /// Now, in Unix seconds.
+    pub now: f64,
+}
+
 /// Runs one template check: prepare, render, query. The check names the provider and the
-/// rendered query with the outcome.
+/// rendered query with the outcome. A template marked for comparison
+/// ([`flagger_core::compare`]) is run for the canary and for the primary instead
+/// ([`compare`]).
 pub async fn run(
     lookups: &Lookups,
     clients: &Clients,
     namespace: &str,
     name: &str,
     model: &Model,
+    comparing: &Comparing<'_>,
 ) -> MetricCheck {
     let prepared = match prepare(lookups, clients, namespace, name, &model.interval).await {
         Ok(p) => p,
@@ -139,6 +150,24 @@ pub async fn run(
         }
     };
     let provider = prepared.provider.name();
+    let annotations = prepared
+        .template
+        .metadata
+        .annotations
+        .clone()
+        .unwrap_or_default();
+    match compare::marking(&annotations) {
+        Ok(None) => {}
+        Ok(Some(marking)) => {
+            return self::compare(&prepared, namespace, name, model, &marking, comparing).await;
+        }
+        Err(e) => {
+            return MetricCheck::not_run(
+                provider,
+                MetricOutcome::Unusable(format!("Metric template {name}.{namespace} error: {e}")),
+            );
+        }
+    }
     let query = match gotemplate::render(&prepared.template.spec.query, model) {
         Ok(q) => q,
         Err(e) => {
@@ -152,6 +181,140 @@ pub async fn run(
     };
     let answer = prepared.provider.run_query(&query).await;
     MetricCheck::ran(provider, query, providers::outcome(answer))
+}
+
+/// The model of one side of a comparison: `target` is the side's workload (the target, or
+/// its primary), `service` the side's Service (`<service>-canary`, `<service>-primary`), and
+/// `variables.variant` says `canary` or `primary`.
+pub fn variant_model(model: &Model, c: &ValidatedCanary, variant: Variant) -> Model {
+    let (target, service) = match variant {
+        Variant::Canary => (c.target.name.clone(), c.canary_service()),
+        Variant::Primary => (c.primary_workload(), c.primary_service()),
+    };
+    let mut variables = model.variables.clone();
+    variables.insert("variant".into(), variant.as_str().into());
+    Model {
+        target,
+        service,
+        variables,
+        ..model.clone()
+    }
+}
+
+/// Runs a comparison check: the template rendered for each side, queried (range queries for
+/// the judge, ordinary queries for a ratio or difference), and the answers handed to the core,
+/// which computes the figures. A side whose query fails fails the check, naming the side.
+async fn compare(
+    prepared: &Prepared,
+    namespace: &str,
+    name: &str,
+    model: &Model,
+    marking: &Marking,
+    comparing: &Comparing<'_>,
+) -> MetricCheck {
+    let provider = prepared.provider.name();
+    if let Some(why) = providers::refuses_comparison(prepared.provider.as_ref(), marking) {
+        return MetricCheck::not_run(
+            provider,
+            MetricOutcome::Unusable(format!("Metric template {name}.{namespace} error: {why}")),
+        );
+    }
+    let mut queries = Vec::with_capacity(2);
+    for variant in [Variant::Canary, Variant::Primary] {
+        let side = variant_model(model, comparing.canary, variant);
+        match gotemplate::render(&prepared.template.spec.query, &side) {
+            Ok(q) => queries.push(q),
+            Err(e) => {
+                return MetricCheck::not_run(
+                    provider,
+                    MetricOutcome::Unusable(format!(
+                        "Metric template {name}.{namespace} query render error for the {}: {e}",
+                        variant.as_str()
+                    )),
+                );
+            }
+        }
+    }
+    let (canary_query, primary_query) = (queries[0].clone(), queries[1].clone());
+    let metric = comparing.metric;
+    let failed = |variant: Variant, why: String| {
+        MetricCheck::ran(
+            provider,
+            canary_query.clone(),
+            MetricOutcome::Error(format!("the {} query: {why}", variant.as_str())),
+        )
+    };
+    let compared = match &marking.mode {
+        Mode::Judge(options) => {
+            let window = marking.window(metric.interval, comparing.canary.analysis.interval);
+            let range = RangeWindow::ending(comparing.now, window);
+            let (canary, primary) = futures::join!(
+                prepared.provider.run_range_query(&canary_query, range),
+                prepared.provider.run_range_query(&primary_query, range),
+            );
+            // No series is no points: the judge's no-data rules decide.
+            let points = |answer: Result<Vec<f64>, QueryError>| match answer {
+                Ok(v) => Ok(v),
+                Err(QueryError::NoValues(_)) => Ok(Vec::new()),
+                Err(QueryError::Failed(why)) => Err(why),
+            };
+            let canary = match points(canary) {
+                Ok(v) => v,
+                Err(why) => return failed(Variant::Canary, why),
+            };
+            let primary = match points(primary) {
+                Ok(v) => v,
+                Err(why) => return failed(Variant::Primary, why),
+            };
+            match Compared::judged(
+                &metric.name,
+                options,
+                window,
+                (canary_query.clone(), canary),
+                (primary_query.clone(), primary),
+            ) {
+                Ok(c) => c,
+                Err(e) => {
+                    return MetricCheck::not_run(
+                        provider,
+                        MetricOutcome::Unusable(format!(
+                            "Metric template {name}.{namespace} error: {e}"
+                        )),
+                    );
+                }
+            }
+        }
+        Mode::Relative(mode) => {
+            let (canary, primary) = futures::join!(
+                prepared.provider.run_query(&canary_query),
+                prepared.provider.run_query(&primary_query),
+            );
+            let value = |answer: Result<f64, QueryError>| match answer {
+                Ok(v) => Ok(Some(v)),
+                Err(QueryError::NoValues(_)) => Ok(None),
+                Err(QueryError::Failed(why)) => Err(why),
+            };
+            let canary = match value(canary) {
+                Ok(v) => v,
+                Err(why) => return failed(Variant::Canary, why),
+            };
+            let primary = match value(primary) {
+                Ok(v) => v,
+                Err(why) => return failed(Variant::Primary, why),
+            };
+            Compared::relative(
+                *mode,
+                metric.range,
+                (canary_query.clone(), canary),
+                (primary_query.clone(), primary),
+            )
+        }
+    };
+    MetricCheck::ran(
+        provider,
+        canary_query,
+        MetricOutcome::Compared(Box::new(compared)),
+    )
 }
 
 /// The availability check at initialization (reference §5.5) for one template, built for a

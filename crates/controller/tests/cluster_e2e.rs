@@ -11,11 +11,10 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use flagger_api::CanaryPhase;
+use support::load::Load;
 use support::{Env, NS, Options};
 
 const PODINFO: &str = "ghcr.io/stefanprodan/podinfo";
@@ -102,37 +101,6 @@ async fn set_image(env: &Env, image: &str) {
         &format!("podinfod={image}"),
     ])
     .await;
-}
-
-/// Requests through the data plane to `url`, about `rps` a second, until dropped (a load
-/// tester's `hey -q`).
-struct Load(Arc<AtomicBool>);
-
-impl Load {
-    fn start(env: &Env, url: &'static str, rps: u64) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let proxy = env.kube.proxy_url().expect("data plane");
-        let http = reqwest::Client::builder()
-            .proxy(reqwest::Proxy::http(&proxy).expect("proxy"))
-            .timeout(Duration::from_secs(2))
-            .build()
-            .expect("client");
-        let s = stop.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(1000 / rps));
-            while !s.load(Ordering::Relaxed) {
-                tick.tick().await;
-                let _ = http.get(url).send().await;
-            }
-        });
-        Load(stop)
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -87,12 +87,16 @@ fn fail(verb: &str, resource: &str) -> localkube::Faults {
 
 /// How many requests localkube answered with `code` for `verb` on `resource`.
 async fn answered(env: &Env, verb: &str, resource: &str, code: u16) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", env.kube.url()))
+    // Through the kube client: its TLS and credentials are the cluster's (HTTPS with RBAC).
+    let text = env
+        .client
+        .request_text(
+            http::Request::get("/metrics")
+                .body(Vec::new())
+                .expect("metrics request"),
+        )
         .await
-        .expect("localkube metrics")
-        .text()
-        .await
-        .expect("metrics text");
+        .expect("localkube metrics");
     let series = format!(
         "apiserver_request_total{{verb=\"{verb}\",resource=\"{resource}\",code=\"{code}\"}} "
     );
@@ -314,6 +318,12 @@ async fn a_failed_scale_up_holds_the_canary_until_it_succeeds() {
             .any(|e| e.contains("scaling up deployment podinfo.test failed")),
         "the failure is reported: {events:#?}"
     );
+    // In words: the API server's message, never the client's debug rendering.
+    for e in &events {
+        for debug in ["Some(", "Status {", "ApiError", "{ "] {
+            assert!(!e.contains(debug), "{debug} in {e}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -363,18 +363,7 @@ async fn rolls_back_when_the_canary_fails_its_metrics() {
     .await;
     init(&env, &bg_analysis(10, 2, METRICS), "").await;
     // v2 answers half of its requests with 500.
-    env.kubectl(&[
-        "-n",
-        NS,
-        "patch",
-        "deployment/podinfo",
-        "--type=merge",
-        "-p",
-        &format!(
-            r#"{{"spec":{{"template":{{"metadata":{{"annotations":{{"{ERROR_RATIO}":"0.5"}}}},"spec":{{"containers":[{{"name":"podinfod","image":"{PODINFO}:6.0.2"}}]}}}}}}}}"#
-        ),
-    ])
-    .await;
+    set_faulty_image(&env, "6.0.2").await;
     let failed = env.wait_phase("podinfo", CanaryPhase::Failed).await;
     let status = failed.status.unwrap();
     assert_eq!(
@@ -1281,5 +1270,440 @@ async fn global_slack_notifier_gets_every_alert_of_canaries_without_routes() {
             call["attachments"][0]["fields"][0],
             serde_json::json!({"title": "Cluster", "value": "e2e", "short": false})
         );
+    }
+}
+
+/// Rolls the target out to `tag` with half of its requests failing.
+async fn set_faulty_image(env: &Env, tag: &str) {
+    env.kubectl(&[
+        "-n",
+        NS,
+        "patch",
+        "deployment/podinfo",
+        "--type=merge",
+        "-p",
+        &format!(
+            r#"{{"spec":{{"template":{{"metadata":{{"annotations":{{"{ERROR_RATIO}":"0.5"}}}},"spec":{{"containers":[{{"name":"podinfod","image":"{PODINFO}:{tag}"}}]}}}}}}}}"#
+        ),
+    ])
+    .await;
+}
+
+/// The value of the sample `series` (name and labels as written) in a `/metrics` text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Rust debug text: what no event, condition or log line meant for users may hold.
+fn debug_text_in(s: &str) -> Option<&'static str> {
+    [
+        "Some(",
+        "None,",
+        "{ ",
+        "Status {",
+        "ApiError",
+        "ErrorResponse",
+    ]
+    .into_iter()
+    .find(|p| s.contains(p))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_endpoint_shows_flaggers_series_for_what_happened() {
+    let env = Env::start(Options {
+        prometheus: true,
+        scrape_controller: true,
+        controller_args: &["-control-loop-interval=1s"],
+        ..Default::default()
+    })
+    .await;
+    init(&env, &bg_analysis(2, 1, METRICS), "").await;
+    set_image(&env, "6.0.1").await;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    set_faulty_image(&env, "6.0.2").await;
+    env.wait_phase("podinfo", CanaryPhase::Failed).await;
+
+    let url = format!("{}/metrics", env.controller_url());
+    let last = std::sync::Mutex::new(String::new());
+    // The metrics are set once the status is written (as Flagger's); `flagger_canary_total` is
+    // counted every control-loop interval.
+    let text = support::wait_for("the failed run in the metrics", &last, || async {
+        let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+        if let Ok(mut l) = last.lock() {
+            l.clone_from(&text);
+        }
+        let counted = sample(&text, r#"flagger_canary_total{namespace="test"}"#).is_some();
+        let failed = sample(
+            &text,
+            r#"flagger_canary_status{name="podinfo",namespace="test"}"#,
+        );
+        (counted && failed == Some(2.0)).then_some(text)
+    })
+    .await;
+    let version = env!("CARGO_PKG_VERSION");
+    let canary = r#"name="podinfo",namespace="test""#;
+    let run = |outcome: &str| {
+        format!(
+            r#"flagger_canary_{outcome}_total{{{canary},deployment_strategy="blue-green",analysis_status="completed"}}"#
+        )
+    };
+    for (series, want) in [
+        (
+            format!(r#"flagger_info{{version="{version}",mesh_provider="kubernetes"}}"#),
+            1.0,
+        ),
+        (r#"flagger_canary_total{namespace="test"}"#.to_string(), 1.0),
+        // 2: the last run failed.
+        (format!("flagger_canary_status{{{canary}}}"), 2.0),
+        // The rollback routed everything to the primary.
+        (
+            r#"flagger_canary_weight{workload="podinfo-primary",namespace="test"}"#.to_string(),
+            100.0,
+        ),
+        (
+            r#"flagger_canary_weight{workload="podinfo",namespace="test"}"#.to_string(),
+            0.0,
+        ),
+        (run("successes"), 1.0),
+        (run("failures"), 1.0),
+    ] {
+        assert_eq!(sample(&text, &series), Some(want), "{series} in:\n{text}");
+    }
+    // The last success rate seen is the failing canary's; request-duration is in seconds.
+    let rate = sample(
+        &text,
+        &format!(r#"flagger_canary_metric_analysis{{{canary},metric="request-success-rate"}}"#),
+    )
+    .unwrap_or_else(|| panic!("success rate in:\n{text}"));
+    assert!(rate > 0.0 && rate < 99.0, "{rate}");
+    let duration = sample(
+        &text,
+        &format!(r#"flagger_canary_metric_analysis{{{canary},metric="request-duration"}}"#),
+    )
+    .unwrap_or_else(|| panic!("request duration in:\n{text}"));
+    assert!((0.0..1.0).contains(&duration), "{duration} s");
+    // One observation per analysed tick: two iterations of the good run, one of the bad.
+    let ticks = sample(
+        &text,
+        &format!("flagger_canary_duration_seconds_count{{{canary}}}"),
+    )
+    .unwrap_or_else(|| panic!("duration histogram in:\n{text}"));
+    assert!(ticks >= 3.0, "{ticks}");
+    let buckets = text
+        .lines()
+        .filter(|l| l.starts_with("flagger_canary_duration_seconds_bucket{") && l.contains(canary))
+        .count();
+    assert_eq!(
+        buckets, 12,
+        "Flagger's 11 default buckets and +Inf:\n{text}"
+    );
+    for process in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ] {
+        let v = sample(&text, process).unwrap_or_else(|| panic!("{process} in:\n{text}"));
+        assert!(v > 0.0, "{process} = {v}");
+    }
+    // What the runs said is plain text.
+    let said = env.events("podinfo").await;
+    for e in &said {
+        assert_eq!(debug_text_in(e), None, "{e}");
+    }
+    let status = env
+        .kubectl(&["-n", NS, "get", "canary", "podinfo", "-o", "json"])
+        .await;
+    assert_eq!(debug_text_in(&status), None, "{status}");
+    // Prometheus scrapes the same series.
+    let prom = env.prometheus.as_ref().unwrap();
+    let last = std::sync::Mutex::new(String::new());
+    support::wait_for("the controller's series in Prometheus", &last, || async {
+        let status = prom.query(r#"flagger_canary_status{name="podinfo"}"#).await;
+        let total = prom
+            .query(r#"flagger_canary_total{namespace="test"}"#)
+            .await;
+        if let Ok(mut l) = last.lock() {
+            *l = format!("status {status:?}, total {total:?}");
+        }
+        (status == Some(2.0) && total == Some(1.0)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_webhooks_get_every_event_with_flaggers_payload() {
+    let mut env = Env::start(Options::default()).await;
+    init(&env, &bg_analysis(1, 1, ""), "").await;
+    // Restarted with `-event-webhook` (once its caches have synced: a controller stopped
+    // before that does not stop).
+    env.stop_controller().await;
+    env.start_controller_with(&[format!("-event-webhook={}", env.hooks.url("global"))])
+        .await;
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let messages = |hook: &str| -> Vec<String> {
+        env.hooks
+            .calls(hook)
+            .iter()
+            .filter_map(|c| c["metadata"]["eventMessage"].as_str().map(String::from))
+            .collect()
+    };
+    let wait_message = |hook: &'static str, text: &'static str| {
+        let last = std::sync::Mutex::new(String::new());
+        async move {
+            support::wait_for(&format!("{text} at {hook}"), &last, || async {
+                let seen = messages(hook);
+                if let Ok(mut l) = last.lock() {
+                    *l = seen.join("\n");
+                }
+                seen.iter().any(|m| m == text).then_some(())
+            })
+            .await
+        }
+    };
+    // Without event hooks, the canary's events go to `-event-webhook`.
+    set_image(&env, "6.0.1").await;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    wait_message("global", "Promotion completed! Scaling down podinfo.test").await;
+    let call = env
+        .hooks
+        .calls("global")
+        .into_iter()
+        .find(|c| c["metadata"]["eventMessage"] == "New revision detected! Scaling up podinfo.test")
+        .unwrap_or_else(|| panic!("{:#?}", messages("global")));
+    assert_eq!(call["name"], "podinfo");
+    assert_eq!(call["namespace"], NS);
+    assert!(call["phase"].is_string(), "{call}");
+    assert!(
+        call["checksum"].as_str().is_some_and(|c| !c.is_empty()),
+        "{call}"
+    );
+    assert_eq!(call["metadata"]["eventType"], "Normal");
+    let at: u128 = call["metadata"]["timestamp"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("milliseconds since the epoch: {call}"));
+    assert!(at >= started, "{at} < {started}");
+    assert_eq!(
+        call["metadata"].as_object().unwrap().len(),
+        3,
+        "eventMessage, eventType, timestamp: {call}"
+    );
+    let global_before = messages("global").len();
+
+    // A `type: event` hook takes them instead; its metadata is added, never over Flagger's keys.
+    let hooks = format!(
+        "    webhooks:\n    - name: events\n      type: event\n      url: {}\n      metadata: {{team: payments, eventType: mine}}\n",
+        env.hooks.url("canary-events")
+    );
+    env.apply(&canary(
+        "Deployment",
+        "podinfo",
+        "",
+        &bg_analysis(1, 1, &hooks),
+    ))
+    .await;
+    set_image(&env, "6.0.2").await;
+    wait_message(
+        "canary-events",
+        "Promotion completed! Scaling down podinfo.test",
+    )
+    .await;
+    let events = messages("canary-events");
+    for want in [
+        "New revision detected! Scaling up podinfo.test",
+        "Starting canary analysis for podinfo.test",
+        "Promotion completed! Scaling down podinfo.test",
+    ] {
+        assert!(events.iter().any(|m| m == want), "{want} in {events:#?}");
+    }
+    for call in env.hooks.calls("canary-events") {
+        assert_eq!(call["metadata"]["team"], "payments", "{call}");
+        assert_eq!(call["metadata"]["eventType"], "Normal", "{call}");
+    }
+    let global = messages("global");
+    assert_eq!(
+        global.len(),
+        global_before,
+        "a canary with event hooks bypasses -event-webhook: {global:#?}"
+    );
+}
+
+/// A Service as the API server has it.
+async fn service_json(env: &Env, name: &str) -> serde_json::Value {
+    serde_json::from_str(
+        &env.kubectl(&["-n", NS, "get", "service", name, "-o", "json"])
+            .await,
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_metadata_and_unmanaged_keys_reach_the_generated_services() {
+    let env = Env::start(Options::default()).await;
+    env.apply(&workload("6.0.0", "")).await;
+    let canary = |canary_note: &str, distribution: &str| {
+        format!(
+            r#"
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {{name: podinfo, namespace: {NS}}}
+spec:
+  provider: kubernetes
+  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: podinfo}}
+  service:
+    port: 80
+    targetPort: http
+    trafficDistribution: {distribution}
+    primary:
+      labels: {{role: primary}}
+      annotations: {{note: primary}}
+    canary:
+      labels: {{role: canary, team: payments}}
+      annotations: {{note: {canary_note}}}
+    unmanagedMetadata:
+      labels: [team]
+      annotations: [external-dns.alpha.kubernetes.io/hostname]
+  analysis:
+{}
+"#,
+            bg_analysis(1, 1, "")
+        )
+    };
+    env.apply(&canary("canary", "PreferClose")).await;
+    env.wait_phase("podinfo", CanaryPhase::Initialized).await;
+    let primary = service_json(&env, "podinfo-primary").await;
+    assert_eq!(primary["metadata"]["labels"]["role"], "primary");
+    assert_eq!(primary["metadata"]["labels"]["app"], "podinfo-primary");
+    assert_eq!(primary["metadata"]["annotations"]["note"], "primary");
+    assert_eq!(
+        primary["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/reconcile"],
+        "disabled"
+    );
+    assert_eq!(primary["spec"]["trafficDistribution"], "PreferClose");
+    let canary_svc = service_json(&env, "podinfo-canary").await;
+    assert_eq!(canary_svc["metadata"]["labels"]["role"], "canary");
+    assert_eq!(canary_svc["metadata"]["labels"]["app"], "podinfo-canary");
+    assert_eq!(
+        canary_svc["metadata"]["labels"]["team"], "payments",
+        "an unmanaged key gets the spec's value at creation"
+    );
+    assert_eq!(canary_svc["metadata"]["annotations"]["note"], "canary");
+    let apex = service_json(&env, "podinfo").await;
+    assert!(apex["metadata"]["labels"]["role"].is_null(), "{apex}");
+
+    // Another controller sets the unmanaged keys; the Canary changes the managed ones and the
+    // traffic distribution: the managed ones follow it, the unmanaged ones stay.
+    env.kubectl(&[
+        "-n",
+        NS,
+        "label",
+        "--overwrite",
+        "service/podinfo-canary",
+        "team=search",
+    ])
+    .await;
+    env.kubectl(&[
+        "-n",
+        NS,
+        "annotate",
+        "service/podinfo-canary",
+        "external-dns.alpha.kubernetes.io/hostname=podinfo.example.com",
+    ])
+    .await;
+    env.apply(&canary("canary-v2", "PreferSameZone")).await;
+    env.wait_jsonpath(
+        "service/podinfo-canary",
+        ".metadata.annotations.note",
+        "canary-v2",
+    )
+    .await;
+    for svc in ["podinfo", "podinfo-primary", "podinfo-canary"] {
+        env.wait_jsonpath(
+            &format!("service/{svc}"),
+            ".spec.trafficDistribution",
+            "PreferSameZone",
+        )
+        .await;
+    }
+    let canary_svc = service_json(&env, "podinfo-canary").await;
+    assert_eq!(canary_svc["metadata"]["labels"]["team"], "search");
+    assert_eq!(
+        canary_svc["metadata"]["annotations"]["external-dns.alpha.kubernetes.io/hostname"],
+        "podinfo.example.com"
+    );
+    assert_eq!(canary_svc["metadata"]["labels"]["role"], "canary");
+}
+
+/// A Prometheus that records the queries it is asked and answers every one with a value:
+/// 1 for `vector(1)`, 0.1 (seconds) for a quantile, 100 otherwise.
+async fn recording_prometheus() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::extract::{Query, State};
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+    async fn query(
+        State(seen): State<Seen>,
+        Query(params): Query<std::collections::HashMap<String, String>>,
+    ) -> String {
+        let q = params.get("query").cloned().unwrap_or_default();
+        let value = match q.as_str() {
+            "vector(1)" => "1",
+            q if q.contains("quantile") => "0.1",
+            _ => "100",
+        };
+        if let Ok(mut s) = seen.lock() {
+            s.push(q);
+        }
+        serde_json::json!({"status": "success", "data": {"resultType": "vector",
+            "result": [{"metric": {}, "value": [0, value]}]}})
+        .to_string()
+    }
+    let seen: Seen = Default::default();
+    let app = axum::Router::new()
+        .route("/api/v1/query", axum::routing::get(query))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builtin_queries_get_the_metric_interval_as_written() {
+    let env = Env::start(Options::default()).await;
+    let (prometheus, seen) = recording_prometheus().await;
+    let metrics = "    metrics:\n    - name: request-success-rate\n      thresholdRange: {min: 99}\n      interval: 90s\n    - name: request-duration\n      thresholdRange: {max: 500}";
+    init(
+        &env,
+        &bg_analysis(1, 1, metrics),
+        &format!("metricsServer: {prometheus}"),
+    )
+    .await;
+    set_image(&env, "6.0.1").await;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    let queries = seen.lock().unwrap().clone();
+    let rate = queries
+        .iter()
+        .find(|q| !q.contains("quantile") && *q != "vector(1)")
+        .unwrap_or_else(|| panic!("a success-rate query in {queries:#?}"));
+    let duration = queries
+        .iter()
+        .find(|q| q.contains("quantile"))
+        .unwrap_or_else(|| panic!("a duration query in {queries:#?}"));
+    assert!(rate.contains("[90s]"), "{rate}");
+    assert!(
+        duration.contains("[1m]"),
+        "the default, as Flagger writes it: {duration}"
+    );
+    for q in &queries {
+        assert!(!q.contains("m0s") && !q.contains("1m30s"), "{q}");
     }
 }

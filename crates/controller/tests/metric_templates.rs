@@ -49,6 +49,7 @@ impl FakeProm {
         let addr = listener.local_addr().unwrap();
         let app = Router::new()
             .route("/api/v1/query", get(answer))
+            .route("/api/v1/query_range", get(answer_range))
             .with_state(self.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -91,6 +92,44 @@ async fn answer(
         StatusCode::OK,
         format!(
             r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{}},"value":[1700000000,"{value}"]}}]}}}}"#
+        ),
+    )
+}
+
+/// A range query: 30 points around 0.1 for a query naming the primary, around 0.13 for any
+/// other; the time range is recorded with the query.
+async fn answer_range(
+    State(prom): State<FakeProm>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> (StatusCode, String) {
+    let query = params.get("query").cloned().unwrap_or_default();
+    let number = |k: &str| params.get(k).and_then(|v| v.parse::<f64>().ok());
+    let (start, end, step) = (number("start"), number("end"), number("step"));
+    prom.seen.lock().unwrap().push(Seen {
+        query: format!(
+            "range {:?} {:?} {query}",
+            end.zip(start).map(|(e, s)| e - s),
+            step
+        ),
+        authorization: None,
+        tenant: None,
+    });
+    let centre = if query.contains("podinfo-primary") {
+        0.1
+    } else {
+        0.13
+    };
+    let values: Vec<String> = (0..30)
+        .map(|i| {
+            let v = centre * (1.0 + 0.05 * (((i * 7) % 11) as f64 / 10.0 - 0.5));
+            format!("[{},\"{v}\"]", 1_700_000_000 + i)
+        })
+        .collect();
+    (
+        StatusCode::OK,
+        format!(
+            r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{}},"values":[{}]}}]}}}}"#,
+            values.join(",")
         ),
     )
 }
@@ -192,6 +231,13 @@ impl World {
     }
 
     async fn check(&self, template: &str) -> MetricCheck {
+        let canary = validated_canary();
+        let metric = &canary.analysis.metrics[0];
+        let comparing = templates::Comparing {
+            metric,
+            canary: &canary,
+            now: 1_700_000_100.0,
+        };
         templates::run(
             &Lookups::new(
                 self.client.clone(),
@@ -201,9 +247,44 @@ impl World {
             NS,
             template,
             &model(),
+            &comparing,
         )
         .await
     }
+
+    async fn marked_template(&self, name: &str, annotations: serde_json::Value, query: &str) {
+        self.create::<MetricTemplate>(serde_json::json!({
+            "apiVersion": "flagger.app/v1beta1",
+            "kind": "MetricTemplate",
+            "metadata": {"name": name, "namespace": NS, "annotations": annotations},
+            "spec": {"provider": {"type": "prometheus", "address": self.prom_url}, "query": query},
+        }))
+        .await;
+    }
+}
+
+/// The canary whose checks run: podinfo with one template metric of 30s, at least 95.
+fn validated_canary() -> flagger_core::model::ValidatedCanary {
+    let canary: flagger_api::Canary = serde_json::from_value(serde_json::json!({
+        "apiVersion": "flagger.app/v1beta1",
+        "kind": "Canary",
+        "metadata": {"name": "podinfo", "namespace": NS},
+        "spec": {
+            "provider": "kubernetes",
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "service": {"port": 9898},
+            "analysis": {
+                "interval": "10s", "threshold": 2, "iterations": 2,
+                "metrics": [{"name": "latency", "interval": "30s",
+                             "templateRef": {"name": "latency"},
+                             "thresholdRange": {"min": 95}}]
+            }
+        }
+    }))
+    .unwrap();
+    flagger_core::validate::validate(&canary, &Default::default())
+        .unwrap()
+        .canary
 }
 
 fn model() -> Model {
@@ -497,4 +578,106 @@ async fn insecure_skip_verify_accepts_a_self_signed_prometheus() {
         other => panic!("a self-signed certificate was accepted: {other:?}"),
     }
     assert_eq!(w.run("unverified").await, MetricOutcome::Value(4.5));
+}
+
+const VARIANT_QUERY: &str =
+    r#"avg(latency{app="{{ target }}", service="{{ service }}", side="{{ variables.variant }}"})"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_judge_marked_template_runs_two_range_queries_and_the_core_judges_them() {
+    let w = World::start().await;
+    w.marked_template(
+        "latency",
+        serde_json::json!({"flagger.app/compare": "judge",
+                           "flagger.app/compare-options": "{direction: increase}"}),
+        VARIANT_QUERY,
+    )
+    .await;
+    let check = w.check("latency").await;
+    let seen: Vec<String> = w.prom.seen().into_iter().map(|s| s.query).collect();
+    let mut seen_sorted = seen.clone();
+    seen_sorted.sort();
+    assert_eq!(
+        seen_sorted,
+        [
+            r#"range Some(30.0) Some(1.0) avg(latency{app="podinfo", service="podinfo-canary", side="canary"})"#,
+            r#"range Some(30.0) Some(1.0) avg(latency{app="podinfo-primary", service="podinfo-primary", side="primary"})"#,
+        ]
+    );
+    let compared = check.compared().expect("a comparison");
+    assert_eq!(
+        compared.primary.query,
+        r#"avg(latency{app="podinfo-primary", service="podinfo-primary", side="primary"})"#
+    );
+    let judgement = compared.judgement().expect("judged");
+    assert_eq!(judgement.score, 0.0);
+    assert_eq!(
+        judgement.metrics[0].classification,
+        flagger_core::judge::Classification::High
+    );
+    assert_eq!(check.value(), Some(0.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ratio_marked_template_runs_two_instant_queries() {
+    let w = World::start().await;
+    w.marked_template(
+        "latency",
+        serde_json::json!({"flagger.app/compare": "ratio"}),
+        VARIANT_QUERY,
+    )
+    .await;
+    let check = w.check("latency").await;
+    assert_eq!(w.prom.seen().len(), 2);
+    // Both answer 4.5: a ratio of 1.
+    assert_eq!(check.value(), Some(1.0));
+    assert!(w.prom.seen().iter().all(|s| !s.query.starts_with("range")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misspelt_marking_is_an_unusable_check_naming_the_annotation() {
+    let w = World::start().await;
+    w.marked_template(
+        "latency",
+        serde_json::json!({"flagger.app/compare": "judge",
+                           "flagger.app/compare-options": "{direktion: increase}"}),
+        VARIANT_QUERY,
+    )
+    .await;
+    let MetricOutcome::Unusable(why) = w.run("latency").await else {
+        panic!("a misspelt option ran");
+    };
+    assert!(
+        why.starts_with("Metric template latency.test error: annotation flagger.app/compare-options: unknown field `direktion`"),
+        "{why}"
+    );
+    assert!(w.prom.seen().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_marking_makes_the_canary_invalid_naming_the_template() {
+    let w = World::start().await;
+    w.marked_template(
+        "latency",
+        serde_json::json!({"flagger.app/compare": "judge", "flagger.app/compare-stepp": "2s"}),
+        VARIANT_QUERY,
+    )
+    .await;
+    let lookups = Lookups::new(
+        w.client.clone(),
+        flagger_controller::cache::build(&w.client, None).0,
+    );
+    let problems = flagger_controller::canary::dereference::template_providers(
+        &lookups,
+        &w.clients,
+        &validated_canary(),
+    )
+    .await
+    .expect_err("refused");
+    assert_eq!(
+        problems,
+        [
+            "spec.analysis.metrics[0].templateRef: MetricTemplate latency.test: annotation flagger.app/compare-stepp is not known; the comparison annotations are flagger.app/compare, flagger.app/compare-options and flagger.app/compare-step"
+        ]
+    );
 }

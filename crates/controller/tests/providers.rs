@@ -125,7 +125,7 @@ impl World {
     }
 
     async fn check(&self, template: &str) -> MetricCheck {
-        templates::run(&self.lookups(), &self.clients, NS, template, &model()).await
+        run_template(&self.lookups(), &self.clients, template, &model()).await
     }
 
     /// The answers every HTTP vendor has, in turn: nothing and a null point (both "no
@@ -182,6 +182,39 @@ impl World {
         }
         out
     }
+}
+
+/// Runs a template check as the analysis does, for a canary whose one metric names it.
+async fn run_template(
+    lookups: &Lookups,
+    clients: &Clients,
+    name: &str,
+    model: &Model,
+) -> MetricCheck {
+    let canary: flagger_api::Canary = serde_json::from_value(serde_json::json!({
+        "apiVersion": "flagger.app/v1beta1",
+        "kind": "Canary",
+        "metadata": {"name": "podinfo", "namespace": NS},
+        "spec": {
+            "provider": "kubernetes",
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "service": {"port": 9898},
+            "analysis": {
+                "interval": "1m", "threshold": 2, "iterations": 2,
+                "metrics": [{"name": name, "templateRef": {"name": name}, "thresholdRange": {"min": 0}}]
+            }
+        }
+    }))
+    .expect("a valid Canary");
+    let canary = flagger_core::validate::validate(&canary, &Default::default())
+        .expect("the Canary validates")
+        .canary;
+    let comparing = templates::Comparing {
+        metric: &canary.analysis.metrics[0],
+        canary: &canary,
+        now: 1_700_000_100.0,
+    };
+    templates::run(lookups, clients, NS, name, model, &comparing).await
 }
 
 fn model() -> Model {
@@ -788,7 +821,7 @@ async fn graphite_requests_and_answers_against_a_real_graphite() {
         let lookups = w.lookups();
         let clients = w.clients.clone();
         let m = model_with(series);
-        async move { templates::run(&lookups, &clients, NS, "graphite", &m).await }
+        async move { run_template(&lookups, &clients, "graphite", &m).await }
     };
     // The newest non-null point, once carbon has it.
     let last = std::sync::Mutex::new(String::new());
@@ -813,7 +846,7 @@ async fn graphite_requests_and_answers_against_a_real_graphite() {
         "spec": {"provider": {"type": "graphite", "address": g.url}, "query": "target=noSuchFunction(flagger.it.errors)"},
     }))
     .await;
-    let bad = templates::run(&w.lookups(), &w.clients, NS, "graphite-bad", &model()).await;
+    let bad = run_template(&w.lookups(), &w.clients, "graphite-bad", &model()).await;
     assert!(
         error_with(&bad.outcome, "error response: Status"),
         "{:?}",
@@ -844,7 +877,7 @@ async fn keptn_reads_metrics_and_runs_analyses_in_the_cluster() {
             variables: BTreeMap::from([("metric".to_string(), metric.to_string())]),
             ..model()
         };
-        async move { templates::run(&lookups, &clients, NS, "keptn", &m).await }
+        async move { run_template(&lookups, &clients, "keptn", &m).await }
     };
     let last = std::sync::Mutex::new(String::new());
     support::wait_for("the KeptnMetric resource served", &last, || async {
@@ -882,10 +915,10 @@ async fn keptn_reads_metrics_and_runs_analyses_in_the_cluster() {
     }))
     .await;
     op.set_pass(true);
-    let passed = templates::run(&w.lookups(), &w.clients, NS, "keptn-slo", &model()).await;
+    let passed = run_template(&w.lookups(), &w.clients, "keptn-slo", &model()).await;
     assert_eq!(passed.outcome, MetricOutcome::Value(1.0));
     op.set_pass(false);
-    let failed = templates::run(&w.lookups(), &w.clients, NS, "keptn-slo", &model()).await;
+    let failed = run_template(&w.lookups(), &w.clients, "keptn-slo", &model()).await;
     assert_eq!(failed.outcome, MetricOutcome::Value(0.0));
     let spec = op.specs.lock().unwrap()[0].clone();
     assert_eq!(
@@ -955,7 +988,7 @@ async fn externalmetrics_reads_the_clusters_external_metrics_api() {
         "spec": {"provider": {"type": "externalmetrics"}, "query": "a/b/c"},
     }))
     .await;
-    let bad = templates::run(&w.lookups(), &w.clients, NS, "em-bad", &model()).await;
+    let bad = run_template(&w.lookups(), &w.clients, "em-bad", &model()).await;
     assert!(
         error_with(
             &bad.outcome,
@@ -963,5 +996,167 @@ async fn externalmetrics_reads_the_clusters_external_metrics_api() {
         ),
         "{:?}",
         bad.outcome
+    );
+}
+
+/// An authenticating front, as nginx's `auth_basic` before graphite-web or the API server's
+/// authentication before an aggregated API: a request whose `Authorization` is `expected` is
+/// passed to `upstream` as it came; any other gets `refusal` (status, content type, body).
+/// Its address, and the `Authorization` values it received.
+async fn auth_front(
+    upstream: String,
+    expected: String,
+    refusal: (u16, &'static str, &'static str),
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::http::{HeaderMap, StatusCode, Uri};
+    use axum::response::IntoResponse;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
+        let (client, upstream, expected, record) = (
+            client.clone(),
+            upstream.clone(),
+            expected.clone(),
+            record.clone(),
+        );
+        async move {
+            let auth = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            record.lock().unwrap().push(auth.clone());
+            if auth != expected {
+                let (status, content_type, body) = refusal;
+                let status = StatusCode::from_u16(status).unwrap();
+                return (status, [("content-type", content_type)], body).into_response();
+            }
+            let path = uri.path_and_query().map_or("/", |p| p.as_str());
+            let answer = client
+                .get(format!("{upstream}{path}"))
+                .send()
+                .await
+                .unwrap();
+            let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
+            let content_type = answer
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("text/plain")
+                .to_string();
+            let body = answer.text().await.unwrap();
+            (status, [("content-type", content_type)], body).into_response()
+        }
+    });
+    (format!("http://{}", fakes::serve(app).await), seen)
+}
+
+/// nginx's answer to a request without the right credentials (`auth_basic`).
+const NGINX_401: &str = "<html>\r\n<head><title>401 Authorization Required</title></head>\r\n<body>\r\n<center><h1>401 Authorization Required</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
+
+/// kube-apiserver's answer to a token it does not accept.
+const KUBE_401: &str = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphite_behind_basic_auth_gets_the_secrets_credentials() {
+    use base64::Engine as _;
+    use tokio::io::AsyncWriteExt;
+    let g = support::graphite::Graphite::start().await;
+    let mut carbon = tokio::net::TcpStream::connect(g.carbon_addr).await.unwrap();
+    let now = support::now_secs();
+    carbon
+        .write_all(format!("flagger.auth.errors 4.5 {}\n", now - 2).as_bytes())
+        .await
+        .unwrap();
+    carbon.shutdown().await.unwrap();
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("flagger:graphite-pass")
+    );
+    let (front, seen) =
+        auth_front(g.url.clone(), basic.clone(), (401, "text/html", NGINX_401)).await;
+    let w = World::start().await;
+    w.template(
+        serde_json::json!({"type": "graphite", "address": front}),
+        &[("username", "flagger"), ("password", "graphite-pass")],
+        "target=flagger.auth.errors&from=-1min",
+    )
+    .await;
+    let last = std::sync::Mutex::new(String::new());
+    support::wait_for("graphite serving the point", &last, || async {
+        let (value, _) = w.checked("graphite").await;
+        *last.lock().unwrap() = format!("{value:?}");
+        (value == MetricOutcome::Value(4.5)).then_some(())
+    })
+    .await;
+    w.online("graphite").await.unwrap();
+    assert!(seen.lock().unwrap().iter().all(|a| *a == basic));
+
+    let w2 = World::start().await;
+    w2.template(
+        serde_json::json!({"type": "graphite", "address": front}),
+        &[("username", "flagger"), ("password", "wrong-pass")],
+        "target=flagger.auth.errors&from=-1min",
+    )
+    .await;
+    let denied = w2.check("graphite").await.outcome;
+    assert!(error_with(&denied, "Status 401 Unauthorized"), "{denied:?}");
+    let offline = w2.online("graphite").await.unwrap_err();
+    assert!(offline.contains("401"), "{offline}");
+    assert_no_secret(
+        &[format!("{denied:?}"), offline],
+        &[
+            "graphite-pass",
+            "wrong-pass",
+            basic.trim_start_matches("Basic "),
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn externalmetrics_at_an_address_sends_the_secrets_token() {
+    let w = World::start().await;
+    let adapter = w.kube.external_metrics();
+    adapter.install();
+    adapter.set(
+        NS,
+        "queue_depth",
+        serde_json::json!({"queue": "orders"}),
+        "7",
+    );
+    let bearer = "Bearer sa-token-123".to_string();
+    let (front, seen) = auth_front(
+        w.kube.url().trim_end_matches('/').to_string(),
+        bearer.clone(),
+        (401, "application/json", KUBE_401),
+    )
+    .await;
+    let query = "{{ namespace }}/queue_depth?labelSelector=queue%3Dorders";
+    w.template(
+        serde_json::json!({"type": "externalmetrics", "address": front}),
+        &[("token", "sa-token-123")],
+        query,
+    )
+    .await;
+    let (value, _) = w.checked("externalmetrics").await;
+    assert_eq!(value, MetricOutcome::Value(7.0));
+    w.online("externalmetrics").await.unwrap();
+    assert!(seen.lock().unwrap().iter().all(|a| *a == bearer));
+
+    let w2 = World::start().await;
+    w2.template(
+        serde_json::json!({"type": "externalmetrics", "address": front}),
+        &[("token", "stale-token")],
+        query,
+    )
+    .await;
+    let denied = w2.check("externalmetrics").await.outcome;
+    assert!(error_with(&denied, "Status 401 Unauthorized"), "{denied:?}");
+    let offline = w2.online("externalmetrics").await.unwrap_err();
+    assert!(offline.contains("401"), "{offline}");
+    assert_no_secret(
+        &[format!("{denied:?}"), offline],
+        &["sa-token-123", "stale-token"],
     );
 }

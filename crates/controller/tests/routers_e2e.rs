@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flagger_api::CanaryPhase;
+use kube::Api;
+use kube::api::{ApiResource, GroupVersionKind};
 use serde_json::Value;
 use support::routing::*;
 use support::{Env, NS, Options};
@@ -1245,4 +1247,517 @@ async fn dashboard_queries_return_series() {
         assert!(series > 0, "{panel}: no series for {q}\n{body}");
     }
     println!("{}", report.join("\n"));
+}
+
+// ----- Kuma, App Mesh, Knative (issue 16) ------------------------------------------------
+
+/// The CRDs of Kuma's TrafficRoute (kuma chart 2.x, `kuma.io_trafficroutes.yaml`: cluster
+/// scope, a top-level `mesh`), App Mesh's virtual nodes, routers and services (eks-charts
+/// appmesh-controller 1.13 serves `v1beta2`; the legacy controller's `v1beta1` is served by
+/// the same CRDs here, without conversion) and Knative Serving's Service, Configuration,
+/// Revision and Route (serving 1.x, `config/core/300-resources`: status subresources and the
+/// short names). Written after the published files: names, scope, versions, subresources and
+/// short names as they are; the schemas keep unknown fields instead of the full OpenAPI.
+fn serverless_crds() -> String {
+    let schema =
+        "schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}";
+    let mut out = String::new();
+    for (group, kind, plural, short, scope, versions, status) in [
+        (
+            "kuma.io",
+            "TrafficRoute",
+            "trafficroutes",
+            "",
+            "Cluster",
+            &["v1alpha1"][..],
+            false,
+        ),
+        (
+            "appmesh.k8s.aws",
+            "VirtualNode",
+            "virtualnodes",
+            "",
+            "Namespaced",
+            &["v1beta2", "v1beta1"][..],
+            true,
+        ),
+        (
+            "appmesh.k8s.aws",
+            "VirtualRouter",
+            "virtualrouters",
+            "",
+            "Namespaced",
+            &["v1beta2", "v1beta1"][..],
+            true,
+        ),
+        (
+            "appmesh.k8s.aws",
+            "VirtualService",
+            "virtualservices",
+            "",
+            "Namespaced",
+            &["v1beta2", "v1beta1"][..],
+            true,
+        ),
+        (
+            "serving.knative.dev",
+            "Service",
+            "services",
+            "kservice, ksvc",
+            "Namespaced",
+            &["v1"][..],
+            true,
+        ),
+        (
+            "serving.knative.dev",
+            "Configuration",
+            "configurations",
+            "config, cfg",
+            "Namespaced",
+            &["v1"][..],
+            true,
+        ),
+        (
+            "serving.knative.dev",
+            "Revision",
+            "revisions",
+            "rev",
+            "Namespaced",
+            &["v1"][..],
+            true,
+        ),
+        (
+            "serving.knative.dev",
+            "Route",
+            "routes",
+            "rt",
+            "Namespaced",
+            &["v1"][..],
+            true,
+        ),
+    ] {
+        let subresources = if status {
+            ", subresources: {status: {}}"
+        } else {
+            ""
+        };
+        let versions: String = versions
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                format!(
+                    "  - {{name: {v}, served: true, storage: {}, {schema}{subresources}}}\n",
+                    i == 0
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: {plural}.{group}}}\nspec:\n  group: {group}\n  scope: {scope}\n  names: {{kind: {kind}, plural: {plural}, singular: {}, listKind: {kind}List, shortNames: [{short}]}}\n  versions:\n{versions}",
+            kind.to_lowercase()
+        ));
+    }
+    out
+}
+
+async fn start_serverless_env() -> Env {
+    let env = start_env().await;
+    env.apply(&serverless_crds()).await;
+    env
+}
+
+fn kuma_weight(r: &Value) -> Option<u64> {
+    r.pointer("/spec/conf/split")?
+        .as_array()?
+        .iter()
+        .find(|s| {
+            s.pointer("/destination/kuma.io~1service")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.starts_with("podinfo-canary_"))
+        })?["weight"]
+        .as_u64()
+}
+
+/// The TrafficRoute, cluster-scoped.
+fn traffic_route(env: &Env) -> RoutingObject {
+    let gvk = GroupVersionKind::gvk("kuma.io", "v1alpha1", "TrafficRoute");
+    RoutingObject {
+        api: Api::all_with(
+            env.client.clone(),
+            &ApiResource::from_gvk_with_plural(&gvk, "trafficroutes"),
+        ),
+        name: "podinfo",
+        canary_weight: kuma_weight,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kuma_canary_advances_through_its_traffic_route_and_is_promoted() {
+    let env = start_serverless_env().await;
+    init(
+        &env,
+        &canary("kuma", "", &progressive(5, &builtin_metrics())),
+    )
+    .await;
+    let route = traffic_route(&env);
+    let initial = route.json().await.unwrap();
+    // Cluster-scoped, in the default mesh, owned by nobody.
+    assert_eq!(initial["mesh"], "default", "{initial}");
+    assert!(
+        initial["metadata"].get("ownerReferences").is_none(),
+        "{initial}"
+    );
+    assert_eq!(kuma_weight(&initial), Some(0), "{initial}");
+    let (seen, counts) = promote_progressively(&env, &route).await;
+    assert_progressive(&seen);
+    assert!(counts.get("6.0.1").copied().unwrap_or(0) > 0, "{counts:?}");
+    // Kuma's proxies' series, by the canary Service's tag, reached Prometheus.
+    let canary_requests = prom_value(
+        &env,
+        "envoy_cluster_upstream_rq of the canary's kuma.io/service",
+        r#"sum(envoy_cluster_upstream_rq{service=~"podinfo-canary_test_svc_[0-9a-zA-Z-]+"})"#,
+    )
+    .await;
+    assert!(canary_requests > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kuma_faulty_canary_is_rolled_back_by_the_builtin_success_rate() {
+    let env = start_serverless_env().await;
+    init(
+        &env,
+        &canary("kuma", "", &progressive(2, &builtin_metrics())),
+    )
+    .await;
+    faulty_canary_is_rolled_back(&env, &traffic_route(&env), APEX_URL).await;
+    let failures = prom_value(
+        &env,
+        "envoy_cluster_upstream_rq of the canary's kuma.io/service, 5xx",
+        r#"sum(envoy_cluster_upstream_rq{service=~"podinfo-canary_test_svc_[0-9a-zA-Z-]+",envoy_response_code=~"5.*"})"#,
+    )
+    .await;
+    assert!(failures > 0.0);
+}
+
+/// App Mesh's service block: the mesh and a backend.
+const APPMESH_SERVICE: &str = "    meshName: global\n    backends: [backend.test]";
+
+fn appmesh_v1beta2_weight(r: &Value) -> Option<u64> {
+    r.pointer("/spec/routes/0/httpRoute/action/weightedTargets")?
+        .as_array()?
+        .iter()
+        .find(|t| t["virtualNodeRef"]["name"] == "podinfo-canary")?["weight"]
+        .as_u64()
+}
+
+fn appmesh_v1beta1_weight(r: &Value) -> Option<u64> {
+    r.pointer("/spec/routes/0/http/action/weightedTargets")?
+        .as_array()?
+        .iter()
+        .find(|t| t["virtualNodeName"] == "podinfo-canary")?["weight"]
+        .as_u64()
+}
+
+/// App Mesh's series of the canary's pods, as its builtin queries select them.
+const APPMESH_PODS_REQUESTS: &str = r#"sum(envoy_cluster_upstream_rq{kubernetes_namespace="test",kubernetes_pod_name=~"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"})"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appmesh_v1beta2_canary_advances_through_its_virtual_router_and_is_promoted() {
+    let env = start_serverless_env().await;
+    init(
+        &env,
+        &canary(
+            "appmesh:v1beta2",
+            APPMESH_SERVICE,
+            &progressive(5, &builtin_metrics()),
+        ),
+    )
+    .await;
+    // The virtual nodes select the pods; the canary one names the canary Service by DNS.
+    assert_eq!(
+        env.jsonpath(
+            "virtualnodes.appmesh.k8s.aws/podinfo-canary",
+            ".spec.serviceDiscovery.dns.hostname"
+        )
+        .await,
+        "podinfo-canary.test.svc.cluster.local."
+    );
+    assert_eq!(
+        env.jsonpath(
+            "virtualnodes.appmesh.k8s.aws/podinfo-primary",
+            ".spec.backends[0].virtualService.virtualServiceRef.name"
+        )
+        .await,
+        "backend.test"
+    );
+    let router = RoutingObject::new(
+        &env,
+        "appmesh.k8s.aws/v1beta2",
+        "VirtualRouter",
+        "virtualrouters",
+        appmesh_v1beta2_weight,
+    );
+    let (seen, counts) = promote_progressively(&env, &router).await;
+    assert_progressive(&seen);
+    assert!(counts.get("6.0.1").copied().unwrap_or(0) > 0, "{counts:?}");
+    let canary_requests = prom_value(
+        &env,
+        "App Mesh envoy_cluster_upstream_rq of the canary's pods",
+        APPMESH_PODS_REQUESTS,
+    )
+    .await;
+    assert!(canary_requests > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appmesh_v1beta1_canary_advances_through_its_virtual_service_and_is_promoted() {
+    let env = start_serverless_env().await;
+    init(
+        &env,
+        &canary(
+            "appmesh",
+            APPMESH_SERVICE,
+            &progressive(5, &builtin_metrics()),
+        ),
+    )
+    .await;
+    let mut service = RoutingObject::new(
+        &env,
+        "appmesh.k8s.aws/v1beta1",
+        "VirtualService",
+        "virtualservices",
+        appmesh_v1beta1_weight,
+    );
+    service.name = "podinfo.test";
+    let (seen, counts) = promote_progressively(&env, &service).await;
+    assert_progressive(&seen);
+    assert!(counts.get("6.0.1").copied().unwrap_or(0) > 0, "{counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appmesh_faulty_canary_is_rolled_back_by_the_builtin_success_rate() {
+    let env = start_serverless_env().await;
+    init(
+        &env,
+        &canary(
+            "appmesh:v1beta2",
+            APPMESH_SERVICE,
+            &progressive(2, &builtin_metrics()),
+        ),
+    )
+    .await;
+    let router = RoutingObject::new(
+        &env,
+        "appmesh.k8s.aws/v1beta2",
+        "VirtualRouter",
+        "virtualrouters",
+        appmesh_v1beta2_weight,
+    );
+    faulty_canary_is_rolled_back(&env, &router, APEX_URL).await;
+    let failures = prom_value(
+        &env,
+        "App Mesh envoy_cluster_upstream_rq of the canary's pods, 5xx",
+        // The canary's pods are gone (scaled down): over the last minute.
+        r#"sum(max_over_time(envoy_cluster_upstream_rq{kubernetes_namespace="test",kubernetes_pod_name=~"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)",envoy_response_code=~"5.*"}[1m]))"#,
+    )
+    .await;
+    assert!(failures > 0.0);
+}
+
+/// A Knative Service running podinfo `tag`; `annotations` go on the revision template.
+fn knative_service(tag: &str, annotations: &str) -> String {
+    let scrape = r#"prometheus.io/scrape: "true", prometheus.io/port: "9797""#;
+    let annotations = if annotations.is_empty() {
+        scrape.to_string()
+    } else {
+        format!("{scrape}, {annotations}")
+    };
+    format!(
+        r#"
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {{name: podinfo, namespace: {NS}}}
+spec:
+  template:
+    metadata:
+      labels: {{app: podinfo}}
+      annotations: {{{annotations}}}
+    spec:
+      containers:
+      - name: podinfod
+        image: {PODINFO}:{tag}
+        ports: [{{name: http1, containerPort: 9898}}]
+"#
+    )
+}
+
+fn knative_canary(analysis: &str) -> String {
+    format!(
+        r#"
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {{name: podinfo, namespace: {NS}}}
+spec:
+  provider: knative
+  targetRef: {{apiVersion: serving.knative.dev/v1, kind: Service, name: podinfo}}
+  progressDeadlineSeconds: 60
+  revertOnDeletion: true
+  analysis:
+{analysis}
+"#
+    )
+}
+
+/// The percent of the Service's `latestRevision` traffic entry: the canary's.
+fn knative_weight(s: &Value) -> Option<u64> {
+    s.pointer("/spec/traffic")?
+        .as_array()?
+        .iter()
+        .find(|t| t["latestRevision"] == true)?["percent"]
+        .as_u64()
+}
+
+fn knative_services(env: &Env) -> RoutingObject {
+    RoutingObject::new(
+        env,
+        "serving.knative.dev/v1",
+        "Service",
+        "services",
+        knative_weight,
+    )
+}
+
+/// Applies the Knative Service and the canary; waits for `Initialized` with all the traffic on
+/// the first revision.
+async fn knative_init(env: &Env, analysis: &str) {
+    env.apply(&knative_service("6.0.0", "")).await;
+    env.apply(&knative_canary(analysis)).await;
+    env.wait_phase("podinfo", CanaryPhase::Initialized).await;
+    assert_knative_primary(env, "podinfo-00001").await;
+    // The primary was ready as soon as the annotation was written.
+    let events = env.events("podinfo").await;
+    assert!(
+        !events.iter().any(|e| e.contains("annotation not found")),
+        "{events:?}"
+    );
+}
+
+/// The primary-revision annotation names `revision`, and the Service's status comes to send
+/// it all the traffic.
+async fn assert_knative_primary(env: &Env, revision: &str) {
+    assert_eq!(
+        env.jsonpath(
+            "ksvc/podinfo",
+            r".metadata.annotations.flagger\.app/primary-revision"
+        )
+        .await,
+        revision
+    );
+    env.wait_jsonpath(
+        "ksvc/podinfo",
+        ".status.traffic[?(@.percent==100)].revisionName",
+        revision,
+    )
+    .await;
+}
+
+/// The revision the Service's status sends 100% of the traffic to.
+async fn knative_serving_revision(env: &Env) -> String {
+    env.jsonpath(
+        "ksvc/podinfo",
+        ".status.traffic[?(@.percent==100)].revisionName",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn knative_new_revision_is_analysed_by_traffic_percentage_and_promoted() {
+    let env = start_serverless_env().await;
+    knative_init(&env, &progressive(5, &builtin_metrics())).await;
+    let service = knative_services(&env);
+    let weights = service.record();
+    let load = Load::start(&env, &[]);
+    env.apply(&knative_service("6.0.1", "")).await;
+    env.wait_phase("podinfo", CanaryPhase::Progressing).await;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    // Promoted by revision: the annotation names the new one and it has all the traffic.
+    assert_knative_primary(&env, "podinfo-00002").await;
+    service.settled(&weights).await;
+    let seen = weights.get();
+    let counts = load.counts();
+    println!("weights seen: {seen:?}; answers: {counts:?}");
+    assert_progressive(&seen);
+    assert!(counts.get("6.0.1").copied().unwrap_or(0) > 0, "{counts:?}");
+    // No -primary Deployment was made: Knative keeps the revisions.
+    assert!(
+        env.kubectl(&["-n", NS, "get", "deployments", "-o", "name"])
+            .await
+            .lines()
+            .all(|l| !l.contains("podinfo-primary")),
+    );
+    // Kourier's series for the new revision, as the knative observer reads them.
+    let canary_requests = prom_value(
+        &env,
+        "envoy_cluster_upstream_rq of revision podinfo-00002",
+        r#"sum(envoy_cluster_upstream_rq{envoy_cluster_name=~"test/podinfo-00002"})"#,
+    )
+    .await;
+    assert!(canary_requests > 0.0);
+    // After promotion every request reaches the new revision.
+    let after = answers_at(&env, APEX_URL, &[], 20).await;
+    assert_eq!(after.get("6.0.1"), Some(&20), "{after:?}");
+    // Deleting the Canary (revertOnDeletion) takes the annotation off; the traffic stays.
+    env.kubectl(&["-n", NS, "delete", "canary", "podinfo"])
+        .await;
+    env.wait_gone("canary/podinfo").await;
+    assert_eq!(
+        env.jsonpath(
+            "ksvc/podinfo",
+            r".metadata.annotations.flagger\.app/primary-revision"
+        )
+        .await,
+        ""
+    );
+    assert_eq!(knative_serving_revision(&env).await, "podinfo-00002");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn knative_faulty_revision_is_rolled_back_to_the_old_revision() {
+    let env = start_serverless_env().await;
+    knative_init(&env, &progressive(2, &builtin_metrics())).await;
+    let service = knative_services(&env);
+    let weights = service.record();
+    let load = Load::start(&env, &[]);
+    env.apply(&knative_service(
+        "6.0.1",
+        r#""localkube.dev/error-ratio": "0.5""#,
+    ))
+    .await;
+    env.wait_phase("podinfo", CanaryPhase::Failed).await;
+    service.settled(&weights).await;
+    let seen = weights.get();
+    let counts = load.counts();
+    println!("weights seen: {seen:?}; answers: {counts:?}");
+    let events = env.events("podinfo").await;
+    println!("events:\n{}", events.join("\n"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("Halt podinfo.test advancement success rate")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e.contains("Rolling back")),
+        "{events:?}"
+    );
+    let max = seen.iter().max().copied().unwrap_or(0);
+    assert!((10..=20).contains(&max), "weights seen: {seen:?}");
+    assert_eq!(seen.last(), Some(&0), "weights seen: {seen:?}");
+    assert!(
+        counts.get("status 500").copied().unwrap_or(0) > 0,
+        "{counts:?}"
+    );
+    // The Service's traffic is back on the old revision, which stays the primary.
+    assert_knative_primary(&env, "podinfo-00001").await;
+    let after = answers_at(&env, APEX_URL, &[], 20).await;
+    assert_eq!(after.get("6.0.0"), Some(&20), "{after:?}");
 }

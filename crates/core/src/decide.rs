@@ -21,11 +21,15 @@ use crate::effects::{
     Action, Alert, Decision, Event, EventType, HookOutcome, MetricOutcome, Need, Notice,
     Observations, Readiness, Routes, RunOutcome, Scale, Step,
 };
+use crate::explain::{self, Outcome, Verdict};
 use crate::hash;
+use crate::metric::MetricCheck;
 use crate::model::{
     BuiltinMetric, HookType, MetricSource, Provider, Severity, Steps, Strategy, ValidatedCanary,
 };
 use crate::status::StatusWriter;
+use crate::steer::{NoDataPolicy, Request, Verb};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// Iterations the kubernetes provider uses when the spec sets none (Flagger's forced value).
 pub const KUBERNETES_DEFAULT_ITERATIONS: u32 = 10;
@@ -132,6 +136,16 @@ struct Tick<'a> {
     analysed: bool,
     canary_name: String,
     target_name: String,
+    now: Timestamp,
+    /// The last decision in one sentence, written with the status at the end of the tick.
+    sentence: Option<(Outcome, String)>,
+    /// Why the next rollback happens, when it is not the failed-checks threshold.
+    rollback_reason: Option<String>,
+    /// Metric checks that passed this tick.
+    passed: usize,
+    /// The request on the Canary is being carried out this tick.
+    promote_requested: bool,
+    retry_requested: bool,
 }
 
 impl<'a> Tick<'a> {
@@ -151,10 +165,19 @@ impl<'a> Tick<'a> {
             analysed: false,
             canary_name: format!("{}.{}", c.name, c.namespace),
             target_name: format!("{}.{}", c.target.name, c.namespace),
+            now,
+            sentence: None,
+            rollback_reason: None,
+            passed: 0,
+            promote_requested: false,
+            retry_requested: false,
         }
     }
 
-    fn finish(self) -> Decision {
+    fn finish(mut self) -> Decision {
+        if let Some((outcome, sentence)) = self.sentence.take() {
+            self.w.set_decision(outcome, sentence);
+        }
         Decision {
             actions: self.actions,
             status: self.w.finish(),
@@ -194,7 +217,7 @@ impl<'a> Tick<'a> {
             })
     }
 
-    fn metric(&self, index: usize) -> Result<MetricOutcome, Need> {
+    fn metric(&self, index: usize) -> Result<MetricCheck, Need> {
         self.obs
             .metrics
             .get(&index)
@@ -358,6 +381,132 @@ impl<'a> Tick<'a> {
         (self.strategy().iterations() as i32 - 1).max(0)
     }
 
+    // === explanations and requests ===
+
+    /// The last decision of this tick, in one sentence.
+    fn explain(&mut self, outcome: Outcome, sentence: String) {
+        self.sentence = Some((outcome, sentence));
+    }
+
+    /// Where the run stands: `20%` (canary strategy) or `iteration 3/10`.
+    fn at(&self) -> String {
+        let current = self.w.current();
+        match self.strategy() {
+            Strategy::Canary { .. } => format!("{}%", current.canary_weight.unwrap_or(0)),
+            s => format!(
+                "iteration {}/{}",
+                current.iterations.unwrap_or(0),
+                s.iterations()
+            ),
+        }
+    }
+
+    /// `(2 of 3 failed checks)`.
+    fn failed_of(&self) -> String {
+        format!(
+            "({} of {} failed checks)",
+            self.failed_checks(),
+            self.c.analysis.threshold
+        )
+    }
+
+    /// A check counted as failed: the failed-checks counter, the event, the sentence.
+    fn check_failed(&mut self, event: String, why: String) {
+        self.warn(event);
+        self.add_failed_check();
+        let sentence = format!("halted at {}: {why} {}", self.at(), self.failed_of());
+        self.w.set_last_failure(why);
+        self.explain(Outcome::Halted, sentence);
+    }
+
+    fn clear_request(&mut self) {
+        if let Some(request) = &self.obs.action {
+            self.notices.push(Notice::ClearAction {
+                raw: request.raw.clone(),
+            });
+        }
+    }
+
+    /// Acts on a request made through the `flagger.app/action` annotation. Returns whether the
+    /// tick stops here.
+    fn request(&mut self, request: &Request) -> bool {
+        use CanaryPhase::*;
+        let phase = self.phase();
+        let verb = match &request.verb {
+            Ok(verb) => *verb,
+            Err(why) => {
+                self.warn(format!(
+                    "Ignoring the {} annotation of {}: {why}",
+                    flagger_api::labels::ACTION,
+                    self.canary_name
+                ));
+                self.clear_request();
+                return false;
+            }
+        };
+        let running = matches!(phase, Progressing | Waiting | WaitingPromotion);
+        // Any other request replaces a pause (the annotation holds one request at a time).
+        if verb != Verb::Pause && self.w.paused() {
+            self.w.set_paused(None);
+            self.info(format!("Resumed {} by request", self.canary_name));
+            let at = self.at();
+            self.explain(Outcome::Started, format!("resumed at {at} by request"));
+        }
+        match verb {
+            Verb::Pause => {
+                if !self.w.paused() {
+                    let at = self.at();
+                    self.w.set_paused(Some(format!(
+                        "paused at {at} by request: no advance and no check until resumed"
+                    )));
+                    self.info(format!(
+                        "Paused {} at {at} by request: no advance and no check until resumed",
+                        self.canary_name
+                    ));
+                    self.explain(Outcome::Paused, format!("paused at {at} by request"));
+                }
+                true
+            }
+            Verb::Resume => {
+                self.clear_request();
+                false
+            }
+            Verb::Abort if running => {
+                self.warn(format!(
+                    "Rolling back {}: abort requested",
+                    self.canary_name
+                ));
+                self.rollback_reason = Some("abort requested".into());
+                self.rollback();
+                self.clear_request();
+                true
+            }
+            Verb::Promote if matches!(phase, Progressing | WaitingPromotion) => {
+                self.promote_requested = true;
+                false
+            }
+            // A run is about to start (a new revision, an approval): promoted once it runs.
+            Verb::Promote if phase == Waiting => false,
+            Verb::Retry if phase == Failed => {
+                self.retry_requested = true;
+                false
+            }
+            Verb::Abort | Verb::Promote | Verb::Retry => {
+                self.info(format!(
+                    "Nothing to {verb} for {}: it is {}",
+                    self.canary_name,
+                    if phase == Unknown {
+                        "new"
+                    } else {
+                        phase.as_str()
+                    }
+                ));
+                self.clear_request();
+                false
+            }
+        }
+    }
+
     // === the tick ===
 
     fn run(&mut self) -> Flow {
@@ -373,6 +522,11 @@ impl<'a> Tick<'a> {
         }
         if matches!(phase, CanaryPhase::Terminating | CanaryPhase::Terminated) {
             // Deletion is the finalizer's business.
+            return Ok(());
+        }
+        if let Some(request) = self.obs.action.clone()
+            && self.request(&request)
+        {
             return Ok(());
         }
 
@@ -391,14 +545,16 @@ impl<'a> Tick<'a> {
             phase,
             Progressing | Waiting | WaitingPromotion | Promoting | Finalising
         );
-        if !active {
+        if !active && !changed && !self.retry_requested {
+            // A failed canary tracks the target (going back to the promoted revision, then
+            // re-applying the failed one, starts no run). Only when no run starts: a new
+            // revision whose run cannot start on this tick (the primary not ready, the routes
+            // not read) must still be new on the next one, not swallowed by this refresh.
             if phase == Failed {
                 self.w.refresh_revision(&self.obs.target);
             }
-            if !changed {
-                self.hold_target_scale()?;
-                return Ok(());
-            }
+            self.hold_target_scale()?;
+            return Ok(());
         }
 
         if !c.skip_analysis {
@@ -413,6 +569,7 @@ impl<'a> Tick<'a> {
                     if matches!(phase, Promoting | Finalising) {
                         self.failed_promotion(msg);
                     } else {
+                        self.rollback_reason = Some(format!("primary not ready: {msg}"));
                         self.rollback();
                     }
                     return Ok(());
@@ -438,6 +595,11 @@ impl<'a> Tick<'a> {
             ));
             self.act(Action::SetRoutes(Routes::PRIMARY));
             self.w.sync(Progressing, 0, 0, 0, &self.obs.target);
+            self.w.reset_analysis();
+            self.explain(
+                Outcome::Started,
+                "new revision detected: analysis restarted".into(),
+            );
             return Ok(());
         }
 
@@ -454,7 +616,8 @@ impl<'a> Tick<'a> {
                 return Ok(());
             }
             Readiness::Failed(msg) => {
-                self.warn(msg);
+                self.warn(msg.clone());
+                self.rollback_reason = Some(format!("canary not ready: {msg}"));
                 self.rollback();
                 return Ok(());
             }
@@ -484,6 +647,21 @@ impl<'a> Tick<'a> {
 
         if self.failed_checks() >= c.analysis.threshold as i32 {
             self.rollback();
+            return Ok(());
+        }
+
+        if self.promote_requested {
+            let at = self.at();
+            self.info(format!(
+                "Promotion of {} requested: skipping the remaining analysis",
+                self.target_name
+            ));
+            self.promote();
+            self.explain(
+                Outcome::Promoting,
+                format!("promoting at {at}: requested, remaining analysis skipped"),
+            );
+            self.clear_request();
             return Ok(());
         }
 
@@ -603,6 +781,10 @@ impl<'a> Tick<'a> {
             match self.hook(HookType::ConfirmRollout, i, phase)? {
                 Ok(()) => self.info(format!("Confirm-rollout check {} passed", hook.name)),
                 Err(_) => {
+                    self.explain(
+                        Outcome::Waiting,
+                        format!("waiting for approval to start ({})", hook.name),
+                    );
                     if phase != CanaryPhase::Waiting {
                         self.w.set_phase(CanaryPhase::Waiting, 0);
                         self.warn(format!(
@@ -635,6 +817,22 @@ impl<'a> Tick<'a> {
         self.act(Action::ScaleTargetUp);
         self.w
             .sync(CanaryPhase::Progressing, 0, 0, 0, &self.obs.target);
+        self.w.reset_analysis();
+        if self.retry_requested {
+            self.info(format!(
+                "Retrying {}: the analysis of the failed revision starts again",
+                self.target_name
+            ));
+            self.clear_request();
+        }
+        self.explain(
+            Outcome::Started,
+            if self.retry_requested {
+                "retry requested: analysis of the failed revision starting".into()
+            } else {
+                "new revision detected: analysis starting".into()
+            },
+        );
         Ok(())
     }
 
@@ -645,6 +843,8 @@ impl<'a> Tick<'a> {
         for (i, hook) in hooks.iter().enumerate() {
             match self.hook(HookType::Rollback, i, phase)? {
                 Ok(()) => {
+                    self.rollback_reason =
+                        Some(format!("rollback webhook {} asked for it", hook.name));
                     self.warn(format!("Rollback check {} passed", hook.name));
                     self.warn(format!(
                         "Rolling back {} manual webhook invoked",
@@ -689,11 +889,13 @@ impl<'a> Tick<'a> {
                 match self.hook(HookType::PreRollout, i, CanaryPhase::Progressing)? {
                     Ok(()) => self.info(format!("Pre-rollout check {} passed", hook.name)),
                     Err(e) => {
-                        self.warn(format!(
-                            "Halt {} advancement pre-rollout check {} failed {e}",
-                            self.canary_name, hook.name
-                        ));
-                        self.add_failed_check();
+                        self.check_failed(
+                            format!(
+                                "Halt {} advancement pre-rollout check {} failed {e}",
+                                self.canary_name, hook.name
+                            ),
+                            format!("pre-rollout check {} failed: {e}", hook.name),
+                        );
                         return Ok(false);
                     }
                 }
@@ -704,11 +906,13 @@ impl<'a> Tick<'a> {
         let hooks: Vec<_> = self.c.analysis.hooks(HookType::Rollout).cloned().collect();
         for (i, hook) in hooks.iter().enumerate() {
             if let Err(e) = self.hook(HookType::Rollout, i, CanaryPhase::Progressing)? {
-                self.warn(format!(
-                    "Halt {} advancement external check {} failed {e}",
-                    self.canary_name, hook.name
-                ));
-                self.add_failed_check();
+                self.check_failed(
+                    format!(
+                        "Halt {} advancement external check {} failed {e}",
+                        self.canary_name, hook.name
+                    ),
+                    format!("external check {} failed: {e}", hook.name),
+                );
                 return Ok(false);
             }
         }
@@ -728,14 +932,89 @@ impl<'a> Tick<'a> {
             .map(|(i, _)| i)
             .collect::<Vec<_>>();
         for index in order {
-            let outcome = self.metric(index)?;
-            if let Some(message) = self.metric_failure(index, &outcome) {
-                self.warn(message);
-                self.add_failed_check();
+            let check = self.metric(index)?;
+            if !self.judge_check(index, &check) {
                 return Ok(false);
             }
         }
         Ok(true)
+    }
+
+    /// Records one metric check (status, metric notice) and counts it; returns whether the
+    /// analysis goes on. A check without data under the `hold` policy holds the run (no failed
+    /// check, no advance) until data arrives or the progress deadline has passed.
+    fn judge_check(&mut self, index: usize, check: &MetricCheck) -> bool {
+        let metric = &self.c.analysis.metrics[index];
+        let verdict = explain::verdict(metric, &check.outcome);
+        let previous = self
+            .w
+            .analysis()
+            .and_then(|a| a.checks.iter().find(|c| c.name == metric.name))
+            .cloned();
+        let now = Time(self.now);
+        let hold = verdict == Verdict::InsufficientData && self.c.no_data == NoDataPolicy::Hold;
+        let deadline = self.c.progress_deadline;
+        let held_too_long = hold
+            && previous
+                .as_ref()
+                .and_then(|p| p.insufficient_since.as_ref())
+                .is_some_and(|since| {
+                    self.now.as_second() - since.0.as_second() >= deadline.as_secs() as i64
+                });
+        let counted = verdict != Verdict::Pass && (!hold || held_too_long);
+        let status = explain::check_status(metric, check, previous.as_ref(), counted, now);
+        let why = status.reason.clone().unwrap_or_default();
+        // Counted and exported as metrics: no time in it (a notice does not depend on the clock).
+        self.notices.push(Notice::Check(flagger_api::CheckStatus {
+            time: None,
+            insufficient_since: None,
+            ..status.clone()
+        }));
+        self.w.set_check(status);
+        if verdict == Verdict::Pass {
+            if let MetricOutcome::Compared(compared) = &check.outcome {
+                // The judge's figures in words, as each comparison check reports them.
+                let message = compared
+                    .check(&self.canary_name, &metric.name, metric.range)
+                    .message;
+                self.info(message);
+            }
+            self.passed += 1;
+            return true;
+        }
+        let name = metric.name.clone();
+        let deadline_text = go_duration_ms(deadline.as_millis() as f64);
+        if hold && !held_too_long {
+            self.warn(format!(
+                "Halt {} advancement: insufficient data for metric {name}, holding (no-data policy hold): no failed check counted until data arrives or the progress deadline ({deadline_text}) passes",
+                self.canary_name
+            ));
+            let at = self.at();
+            self.explain(
+                Outcome::InsufficientData,
+                format!(
+                    "held at {at}: {why}; no failed check counted (no-data policy hold, until data arrives or {deadline_text} pass)"
+                ),
+            );
+            return false;
+        }
+        let event = if let MetricOutcome::Compared(compared) = &check.outcome
+            && !hold
+        {
+            compared
+                .check(&self.canary_name, &name, metric.range)
+                .message
+        } else if hold {
+            format!(
+                "Halt {} advancement: insufficient data for metric {name} for longer than the progress deadline ({deadline_text}): counted as a failed check",
+                self.canary_name
+            )
+        } else {
+            self.metric_failure(index, &check.outcome)
+                .unwrap_or_else(|| why.clone())
+        };
+        self.check_failed(event, why);
+        false
     }
 
     /// The event text when a metric check fails, `None` when it passes.
@@ -746,6 +1025,8 @@ impl<'a> Tick<'a> {
         let range = metric.range;
         match (&metric.source, outcome) {
             (_, MetricOutcome::Unusable(message)) => Some(message.clone()),
+            // Judged by `analysis` before this is asked.
+            (_, MetricOutcome::Compared(_)) => None,
             (MetricSource::Builtin(kind), MetricOutcome::Value(v)) => {
                 let (v, min, max) = (*v, range.min, range.max);
                 match kind {
@@ -834,6 +1115,14 @@ impl<'a> Tick<'a> {
             match self.hook(HookType::ConfirmPromotion, i, CanaryPhase::Progressing)? {
                 Ok(()) => self.info(format!("Confirm-promotion check {} passed", hook.name)),
                 Err(_) => {
+                    let at = self.at();
+                    self.explain(
+                        Outcome::Waiting,
+                        format!(
+                            "waiting at {at} for promotion approval ({}); checks passed",
+                            hook.name
+                        ),
+                    );
                     let waiting = self.waiting_iterations();
                     if self.phase() != CanaryPhase::WaitingPromotion {
                         self.w.set_phase(CanaryPhase::WaitingPromotion, waiting);
@@ -865,8 +1154,23 @@ impl<'a> Tick<'a> {
             self.c.primary_workload(),
             self.c.namespace
         ));
+        let at = self.at();
+        self.explain(
+            Outcome::Promoting,
+            format!("promoting at {at}: {}", self.passed_text()),
+        );
         self.act(Action::Promote);
         self.w.set_phase(CanaryPhase::Promoting, 0);
+    }
+
+    /// What passed this tick, in words.
+    fn passed_text(&self) -> String {
+        match (self.passed, self.c.analysis.metrics.len()) {
+            (_, 0) => "no metric to check".into(),
+            (p, n) if p == n => format!("{n} of {n} metric checks passed"),
+            // The first tick runs the pre-rollout hooks only.
+            _ => "pre-rollout checks passed".into(),
+        }
     }
 
     fn run_canary(&mut self, steps: &Steps, max_weight: u32, mirror: bool, routes: Routes) -> Flow {
@@ -901,6 +1205,14 @@ impl<'a> Tick<'a> {
                             "Halt {} advancement waiting for traffic increase approval {}",
                             self.canary_name, hook.name
                         ));
+                        let at = self.at();
+                        self.explain(
+                            Outcome::Waiting,
+                            format!(
+                                "waiting at {at} for traffic increase approval ({})",
+                                hook.name
+                            ),
+                        );
                         if !hook.mute_alert {
                             self.alert(
                                 Severity::Warn,
@@ -933,6 +1245,10 @@ impl<'a> Tick<'a> {
             };
             self.act(Action::SetRoutes(next));
             self.w.set_weight(next.canary);
+            self.explain(
+                Outcome::Advanced,
+                format!("advanced to {}%: {}", next.canary, self.passed_text()),
+            );
             self.info(format!(
                 "Advance {} canary weight {}",
                 self.canary_name, next.canary
@@ -951,6 +1267,14 @@ impl<'a> Tick<'a> {
         if iterations as i32 > done {
             self.act(Action::SetRoutes(Routes::CANARY));
             self.w.set_iterations(done + 1);
+            self.explain(
+                Outcome::Advanced,
+                format!(
+                    "advanced to iteration {}/{iterations}: {}",
+                    done + 1,
+                    self.passed_text()
+                ),
+            );
             self.info(format!(
                 "Advance {} canary iteration {}/{}",
                 self.canary_name,
@@ -978,6 +1302,14 @@ impl<'a> Tick<'a> {
                 }));
             }
             self.w.set_iterations(done + 1);
+            self.explain(
+                Outcome::Advanced,
+                format!(
+                    "advanced to iteration {}/{iterations}: {}",
+                    done + 1,
+                    self.passed_text()
+                ),
+            );
             self.info(format!(
                 "Advance {} canary iteration {}/{}",
                 self.canary_name,
@@ -1035,6 +1367,13 @@ impl<'a> Tick<'a> {
     }
 
     fn finalise(&mut self) {
+        self.explain(
+            Outcome::Promoted,
+            format!(
+                "promoted: analysis completed, {} scaled to zero",
+                self.target_name
+            ),
+        );
         self.scaler(Action::PauseTargetScaler);
         self.act(Action::ScaleTargetToZero);
         self.w.set_phase(CanaryPhase::Succeeded, 0);
@@ -1055,6 +1394,10 @@ impl<'a> Tick<'a> {
     }
 
     fn promote_without_analysis(&mut self) {
+        self.explain(
+            Outcome::Promoted,
+            "promoted without analysis (skipAnalysis)".into(),
+        );
         self.act(Action::SetRoutes(Routes::PRIMARY));
         self.info(format!(
             "Copying {} template spec to {}.{}",
@@ -1088,6 +1431,23 @@ impl<'a> Tick<'a> {
 
     fn rollback(&mut self) {
         let failed = self.failed_checks();
+        let at = self.at();
+        let sentence = match self.rollback_reason.take() {
+            Some(reason) => format!("rolled back at {at}: {reason}"),
+            None => {
+                let last = self
+                    .w
+                    .analysis()
+                    .and_then(|a| a.last_failure.clone())
+                    .map(|l| format!(": {l}"))
+                    .unwrap_or_default();
+                format!(
+                    "rolled back at {at} after {failed} of {} failed checks{last}",
+                    self.c.analysis.threshold
+                )
+            }
+        };
+        self.explain(Outcome::RolledBack, sentence);
         if failed >= self.c.analysis.threshold as i32 {
             self.warn(format!(
                 "Rolling back {} failed checks threshold reached {failed}",
@@ -1117,6 +1477,10 @@ impl<'a> Tick<'a> {
     /// The primary did not become ready while promoting: keep users on the canary, the only
     /// healthy copy, and do not scale it down.
     fn failed_promotion(&mut self, reason: String) {
+        self.explain(
+            Outcome::Halted,
+            format!("promotion failed, traffic kept on the canary: primary not ready: {reason}"),
+        );
         self.event(
             EventType::Warning,
             format!(

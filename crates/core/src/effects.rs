@@ -86,6 +86,9 @@ pub enum MetricOutcome {
     /// provider, a query that does not render); the text is the whole event message, as Flagger
     /// words each of these (`Metric template podinfo.test error: ...`).
     Unusable(String),
+    /// A comparison check (a MetricTemplate marked for comparison, [`crate::compare`]): both
+    /// sides' queries and the figures computed from their answers.
+    Compared(Box<crate::compare::Compared>),
 }
 
 /// Whether the target workload has pods: a Deployment's `spec.replicas` above zero, a
@@ -112,8 +115,11 @@ pub struct Observations {
     pub metric_providers: Option<Result<(), String>>,
     /// Outcomes of hooks, by type and position among the hooks of that type.
     pub hooks: BTreeMap<(HookType, usize), HookOutcome>,
-    /// Outcomes of metric queries, by position in `analysis.metrics`.
-    pub metrics: BTreeMap<usize, MetricOutcome>,
+    /// Metric checks as they ran (provider, rendered query, outcome), by position in
+    /// `analysis.metrics`.
+    pub metrics: BTreeMap<usize, crate::metric::MetricCheck>,
+    /// The request on the Canary's `flagger.app/action` annotation (see [`crate::steer`]).
+    pub action: Option<crate::steer::Request>,
     /// Fresh values for session-affinity cookies (Flagger: 10 random ASCII letters), used in
     /// order when a run's cookies are made.
     pub cookie_values: Vec<String>,
@@ -224,6 +230,14 @@ pub enum Notice {
     RunPostRolloutHooks {
         phase: CanaryPhase,
     },
+    /// The request on the `flagger.app/action` annotation is done: remove it (and its id), if
+    /// it still reads `raw` (a newer request is left alone).
+    ClearAction {
+        raw: String,
+    },
+    /// Count a metric check by verdict and export its value next to its range
+    /// (`flagger_canary_checks_total`, `flagger_canary_check_value`, `_threshold`).
+    Check(flagger_api::CheckStatus),
 }
 
 /// The outcome of a tick.

@@ -454,6 +454,18 @@ enum Value {
 }
 
 impl Value {
+    /// The Go type's name, as text/template's errors give it.
+    fn go_type(&self) -> &'static str {
+        match self {
+            Value::Nil => "<nil>",
+            Value::Bool(_) => "bool",
+            Value::Int(_) => "int",
+            Value::Float(_) => "float64",
+            Value::Str(_) => "string",
+            Value::Map(_) => "map[string]string",
+        }
+    }
+
     fn truthy(&self) -> bool {
         match self {
             Value::Nil => false,
@@ -580,7 +592,10 @@ impl Eval<'_> {
                     )));
                 }
                 other => {
-                    return Err(self.err(format!("can't evaluate field {field} in {other:?}")));
+                    return Err(self.err(format!(
+                        "can't evaluate field {field} in type {}",
+                        other.go_type()
+                    )));
                 }
             };
         }
@@ -652,7 +667,9 @@ impl Eval<'_> {
                         }
                         _ => {
                             return Err(self.err(format!(
-                                "error calling index: can't index item of type {v:?} with {k:?}"
+                                "error calling index: can't index item of type {} with {}",
+                                v.go_type(),
+                                k.go_type()
                             )));
                         }
                     };

@@ -4,11 +4,13 @@
 //! observations and the current time to [`decide::decide`], and carries out the returned effects;
 //! nothing in this crate performs I/O or reads a clock (see `clippy.toml` beside `Cargo.toml`).
 
+pub mod compare;
 pub mod conflict;
 pub mod converge;
 pub mod decide;
 pub mod duration;
 pub mod effects;
+pub mod explain;
 pub mod finalize;
 pub mod generated;
 pub mod gotemplate;
@@ -23,6 +25,7 @@ pub mod redact;
 pub mod routing;
 pub mod services;
 pub mod status;
+pub mod steer;
 pub mod validate;
 pub mod workload;
 

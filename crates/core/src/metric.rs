@@ -37,10 +37,29 @@ impl MetricCheck {
         }
     }
 
+    /// A check known only by its outcome (no provider, no query): tests and replays.
+    pub fn outcome(outcome: MetricOutcome) -> Self {
+        Self {
+            provider: String::new(),
+            query: None,
+            outcome,
+        }
+    }
+
     /// The value read, when there is one.
     pub fn value(&self) -> Option<f64> {
-        match self.outcome {
-            MetricOutcome::Value(v) => Some(v),
+        match &self.outcome {
+            MetricOutcome::Value(v) => Some(*v),
+            MetricOutcome::Compared(c) => c.value(),
+            _ => None,
+        }
+    }
+
+    /// The comparison's figures (the judge's, or the ratio or difference), for a comparison
+    /// check.
+    pub fn compared(&self) -> Option<&crate::compare::Compared> {
+        match &self.outcome {
+            MetricOutcome::Compared(c) => Some(c),
             _ => None,
         }
     }
@@ -48,7 +67,7 @@ impl MetricCheck {
     /// Why there is no value, when there is none.
     pub fn failure(&self) -> Option<&str> {
         match &self.outcome {
-            MetricOutcome::Value(_) => None,
+            MetricOutcome::Value(_) | MetricOutcome::Compared(_) => None,
             MetricOutcome::NoValues(why)
             | MetricOutcome::Error(why)
             | MetricOutcome::Unusable(why) => Some(why),

@@ -472,6 +472,9 @@ pub struct ValidatedCanary {
     pub revert_on_deletion: bool,
     pub suspend: bool,
     pub metrics_server: Option<String>,
+    /// flagger-rs: what a check without data does (`flagger.app/no-data`, else the
+    /// controller's `--no-data-policy`).
+    pub no_data: crate::steer::NoDataPolicy,
 }
 
 impl ValidatedCanary {

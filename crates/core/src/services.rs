@@ -112,15 +112,6 @@ pub fn desired_service(
     for (k, v) in [FLUX_RECONCILE_DISABLED, HELM_DRIFT_DISABLED] {
         annotations.insert(k.to_string(), v.to_string());
     }
-    // `service.unmanagedMetadata`: keys other controllers own, never written.
-    if let Some(unmanaged) = &svc.unmanaged_metadata {
-        for k in unmanaged.labels.iter().flatten() {
-            labels.remove(k);
-        }
-        for k in unmanaged.annotations.iter().flatten() {
-            annotations.remove(k);
-        }
-    }
     let mut ports = vec![ServicePort {
         name: Some(svc.port_name.clone().unwrap_or_else(|| "http".into())),
         protocol: Some("TCP".into()),
@@ -164,6 +155,8 @@ pub struct ServiceObservation<'a> {
     pub desired: &'a Service,
     /// The Service as it is, with its managedFields.
     pub live: Option<&'a Service>,
+    /// `service.unmanagedMetadata`: keys whose live values an owned Service keeps.
+    pub unmanaged: Option<&'a flagger_api::UnmanagedMetadata>,
     /// The live Service is controlled by this Canary (owner reference).
     pub owned: bool,
     /// The owner reference to the Canary that generated Services carry.
@@ -235,14 +228,12 @@ fn plan_write(o: &ServiceObservation<'_>, log: &mut FightLog) -> ServicePlan {
     let (write, wanted) = if o.owned {
         let mut desired = o.desired.clone();
         desired.metadata.owner_references = o.owner.map(|r| vec![r.clone()]);
+        keep_unmanaged(o.unmanaged, &mut desired.metadata, &live.metadata);
         if let Some(spec) = desired.spec.as_mut() {
-            // Immutable or creation-only fields: keep what the Service has, so that the apply
-            // neither changes them nor drops them from our managed fields.
+            // `clusterIP` is immutable: left out, so that the apply neither changes it nor
+            // drops it from our managed fields. `trafficDistribution` is mutable and follows
+            // the spec (Flagger sets it at creation only; a change in the Canary is applied).
             spec.cluster_ip = None;
-            spec.traffic_distribution = live
-                .spec
-                .as_ref()
-                .and_then(|s| s.traffic_distribution.clone());
         }
         let doc = to_json(&desired);
         (ServiceWrite::Apply(doc.clone()), doc)
@@ -354,6 +345,34 @@ fn take_over(live: &Service, desired: &Service, manager: &str) -> (Service, Valu
     live_spec.ports = spec.ports;
     taken.status = None;
     (taken, wanted)
+}
+
+/// `service.unmanagedMetadata`: keys other controllers own. As Flagger does, a Service is
+/// created with the spec's values for them, and afterwards keeps the values it has (written
+/// back as they are, so that no apply takes them away).
+fn keep_unmanaged(
+    unmanaged: Option<&flagger_api::UnmanagedMetadata>,
+    desired: &mut ObjectMeta,
+    live: &ObjectMeta,
+) {
+    let Some(unmanaged) = unmanaged else { return };
+    let keep = |keys: &Option<Vec<String>>,
+                desired: &mut Option<BTreeMap<String, String>>,
+                live: &Option<BTreeMap<String, String>>| {
+        for key in keys.iter().flatten() {
+            if let Some(value) = live.as_ref().and_then(|l| l.get(key)) {
+                desired
+                    .get_or_insert_with(Default::default)
+                    .insert(key.clone(), value.clone());
+            }
+        }
+    };
+    keep(&unmanaged.labels, &mut desired.labels, &live.labels);
+    keep(
+        &unmanaged.annotations,
+        &mut desired.annotations,
+        &live.annotations,
+    );
 }
 
 /// Whether a Service's selector selects pods with `labels`.
@@ -504,11 +523,11 @@ mod tests {
         live: Option<&'a Service>,
         target_serving: bool,
     ) -> ServiceObservation<'a> {
-        let _ = &k.c;
         ServiceObservation {
             role: ServiceRole::Apex,
             desired: &k.desired,
             live,
+            unmanaged: k.c.service.unmanaged_metadata.as_ref(),
             owned: false,
             owner: None,
             manager: "flagger",
@@ -626,5 +645,68 @@ mod tests {
         let mut o = observe(&k, Some(&live), true);
         o.owned = true;
         assert_eq!(plan(&o, &mut log), ServicePlan::default());
+    }
+
+    #[test]
+    fn unmanaged_keys_get_the_spec_value_at_creation_then_keep_the_live_one() {
+        let c = canary(
+            json!({"name": "podinfo-svc", "port": 80, "targetPort": 9898,
+            "apex": {"labels": {"team": "payments", "tier": "web"}, "annotations": {"dns": "a.example.com"}},
+            "unmanagedMetadata": {"labels": ["team"], "annotations": ["dns", "other"]}}),
+        );
+        let k = Case {
+            desired: desired_service(&c, ServiceRole::Apex, ("app", "podinfo"), &[]),
+            c,
+            pods: BTreeMap::from([("app".to_string(), "podinfo".to_string())]),
+        };
+        let mut log = FightLog::default();
+        let Some(ServiceWrite::Apply(created)) = plan(&observe(&k, None, true), &mut log).write
+        else {
+            panic!("created");
+        };
+        assert_eq!(created["metadata"]["labels"]["team"], "payments");
+        assert_eq!(created["metadata"]["annotations"]["dns"], "a.example.com");
+        // Another controller changes them (and sets `other`): an owned Service keeps its values
+        // while the managed keys follow the spec.
+        let mut live: Service = serde_json::from_value(created).expect("service");
+        let labels = live.metadata.labels.get_or_insert_with(Default::default);
+        labels.insert("team".into(), "search".into());
+        labels.insert("tier".into(), "db".into());
+        let annotations = live
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default);
+        annotations.insert("dns".into(), "b.example.com".into());
+        annotations.insert("other".into(), "theirs".into());
+        let mut o = observe(&k, Some(&live), true);
+        o.owned = true;
+        let Some(ServiceWrite::Apply(doc)) = plan(&o, &mut log).write else {
+            panic!("the managed label is put back");
+        };
+        assert_eq!(doc["metadata"]["labels"]["tier"], "web");
+        assert_eq!(doc["metadata"]["labels"]["team"], "search");
+        assert_eq!(doc["metadata"]["annotations"]["dns"], "b.example.com");
+        assert_eq!(doc["metadata"]["annotations"]["other"], "theirs");
+    }
+
+    #[test]
+    fn a_traffic_distribution_changed_in_the_canary_is_applied_to_an_owned_service() {
+        let service = |td: &str| json!({"name": "podinfo-svc", "port": 80, "targetPort": 9898, "trafficDistribution": td});
+        let before = canary(service("PreferClose"));
+        let live = desired_service(&before, ServiceRole::Apex, ("app", "podinfo"), &[]);
+        let after = canary(service("PreferSameZone"));
+        let k = Case {
+            desired: desired_service(&after, ServiceRole::Apex, ("app", "podinfo"), &[]),
+            c: after,
+            pods: BTreeMap::from([("app".to_string(), "podinfo".to_string())]),
+        };
+        let mut o = observe(&k, Some(&live), true);
+        o.owned = true;
+        let mut log = FightLog::default();
+        let Some(ServiceWrite::Apply(doc)) = plan(&o, &mut log).write else {
+            panic!("the change is applied");
+        };
+        assert_eq!(doc["spec"]["trafficDistribution"], "PreferSameZone");
+        assert!(doc["spec"]["clusterIP"].is_null(), "clusterIP is immutable");
     }
 }

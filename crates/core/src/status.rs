@@ -1,8 +1,8 @@
 //! Status transitions with Flagger's exact semantics: which fields each kind of write resets,
 //! and the single `Promoted` condition.
 
-use flagger_api::labels::CONDITION_PROMOTED;
-use flagger_api::{CanaryCondition, CanaryPhase, CanaryStatus};
+use flagger_api::labels::{CONDITION_ANALYSIS, CONDITION_PAUSED, CONDITION_PROMOTED};
+use flagger_api::{AnalysisStatus, CanaryCondition, CanaryPhase, CanaryStatus, CheckStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
@@ -103,7 +103,118 @@ impl StatusWriter {
                 message: Some(message),
             },
         };
-        self.status.conditions = Some(vec![condition]);
+        // Our own conditions (the explanation, the pause) stay next to Flagger's single one.
+        let ours = self
+            .status
+            .conditions
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| [CONDITION_ANALYSIS, CONDITION_PAUSED].contains(&c.r#type.as_str()));
+        self.status.conditions = Some(std::iter::once(condition).chain(ours).collect());
+    }
+
+    /// Sets (or, with `None`, removes) one of our conditions; its transition time moves only
+    /// when its status does. No status write of its own unless it changed.
+    fn put_condition(&mut self, kind: &str, value: Option<(&str, &str, String)>) {
+        let now = Some(Time(self.now));
+        let mut conditions = self.status.conditions.take().unwrap_or_default();
+        let at = conditions.iter().position(|c| c.r#type == kind);
+        let before = at.map(|i| conditions[i].clone());
+        match (at, value) {
+            (Some(i), None) => {
+                conditions.remove(i);
+            }
+            (None, None) => {}
+            (at, Some((status, reason, message))) => {
+                let same = before.as_ref().is_some_and(|b| {
+                    b.status == status
+                        && b.reason == reason
+                        && b.message.as_deref() == Some(&message)
+                });
+                if !same {
+                    let condition = CanaryCondition {
+                        r#type: kind.into(),
+                        status: status.into(),
+                        last_update_time: now.clone(),
+                        last_transition_time: match &before {
+                            Some(b) if b.status == status => b.last_transition_time.clone(),
+                            _ => now,
+                        },
+                        reason: reason.into(),
+                        message: Some(message),
+                    };
+                    match at {
+                        Some(i) => conditions[i] = condition,
+                        None => conditions.push(condition),
+                    }
+                }
+            }
+        }
+        let changed = conditions.iter().find(|c| c.r#type == kind) != before.as_ref();
+        self.status.conditions = (!conditions.is_empty()).then_some(conditions);
+        self.written |= changed;
+    }
+
+    /// The explanation of the current analysis, as it stands.
+    pub fn analysis(&self) -> Option<&AnalysisStatus> {
+        self.status.analysis.as_ref()
+    }
+
+    fn analysis_mut(&mut self) -> &mut AnalysisStatus {
+        self.written = true;
+        self.status.analysis.get_or_insert_with(Default::default)
+    }
+
+    /// Records a check that ran, replacing its previous entry.
+    pub fn set_check(&mut self, check: CheckStatus) {
+        let analysis = self.analysis_mut();
+        match analysis.checks.iter_mut().find(|c| c.name == check.name) {
+            Some(slot) => *slot = check,
+            None => analysis.checks.push(check),
+        }
+    }
+
+    /// Why the last failed check failed (the rollback that follows says it).
+    pub fn set_last_failure(&mut self, why: String) {
+        self.analysis_mut().last_failure = Some(why);
+    }
+
+    /// A new run: the checks and failures of the previous one are forgotten.
+    pub fn reset_analysis(&mut self) {
+        if let Some(a) = self.status.analysis.as_mut()
+            && (!a.checks.is_empty() || a.last_failure.is_some())
+        {
+            a.checks.clear();
+            a.last_failure = None;
+            self.written = true;
+        }
+    }
+
+    /// The last decision in one sentence: `status.analysis.lastDecision` and the `Analysis`
+    /// condition (which survives on a cluster with Flagger's CRDs).
+    pub fn set_decision(&mut self, outcome: crate::explain::Outcome, sentence: String) {
+        if self.analysis().and_then(|a| a.last_decision.as_deref()) != Some(sentence.as_str()) {
+            self.analysis_mut().last_decision = Some(sentence.clone());
+        }
+        self.put_condition(
+            CONDITION_ANALYSIS,
+            Some((outcome.status(), outcome.reason(), sentence)),
+        );
+    }
+
+    /// Whether the `Paused` condition is present.
+    pub fn paused(&self) -> bool {
+        self.status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.r#type == CONDITION_PAUSED)
+    }
+
+    /// Sets or removes the `Paused` condition.
+    pub fn set_paused(&mut self, message: Option<String>) {
+        self.put_condition(CONDITION_PAUSED, message.map(|m| ("True", "Requested", m)));
     }
 
     /// Flagger's `SyncStatus`: phase and counters as given, revision hashes refreshed from the

@@ -45,6 +45,9 @@ pub struct ValidationContext {
     pub min_interval: Duration,
     /// `-no-cross-namespace-refs`.
     pub no_cross_namespace_refs: bool,
+    /// `--no-data-policy`: what a check without data does when the Canary's
+    /// `flagger.app/no-data` annotation does not say.
+    pub no_data: crate::steer::NoDataPolicy,
 }
 
 impl Default for ValidationContext {
@@ -53,6 +56,7 @@ impl Default for ValidationContext {
             default_provider: Provider::Istio,
             min_interval: Duration::from_secs(10),
             no_cross_namespace_refs: false,
+            no_data: crate::steer::NoDataPolicy::Fail,
         }
     }
 }
@@ -121,7 +125,29 @@ pub fn diagnose(canary: &Canary, ctx: &ValidationContext) -> Diagnosis {
             "missing: every Canary needs a name (the API server rejects an object without one)",
         );
     }
-    let built = c.canary(&canary.spec, name);
+    let no_data = match crate::steer::no_data_policy(
+        canary
+            .metadata
+            .annotations
+            .as_ref()
+            .unwrap_or(&BTreeMap::new()),
+    ) {
+        Ok(policy) => policy.unwrap_or(ctx.no_data),
+        Err(why) => {
+            c.err(
+                format!(
+                    "metadata.annotations[{}]",
+                    flagger_api::labels::NO_DATA_POLICY
+                ),
+                why,
+            );
+            ctx.no_data
+        }
+    };
+    let built = c.canary(&canary.spec, name).map(|mut v| {
+        v.no_data = no_data;
+        v
+    });
     let canary = if c.errors.is_empty() { built } else { None };
     Diagnosis {
         errors: c.errors,
@@ -230,6 +256,7 @@ impl Checker<'_> {
             revert_on_deletion: spec.revert_on_deletion.unwrap_or(false),
             suspend: spec.suspend.unwrap_or(false),
             metrics_server: spec.metrics_server.clone().filter(|s| !s.is_empty()),
+            no_data: self.ctx.no_data,
         })
     }
 

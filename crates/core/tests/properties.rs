@@ -189,6 +189,9 @@ proptest! {
                 if let Some(cs) = s.conditions.as_mut() {
                     for c in cs { c.last_transition_time = None; c.last_update_time = None; }
                 }
+                if let Some(a) = s.analysis.as_mut() {
+                    for c in &mut a.checks { c.time = None; c.insufficient_since = None; }
+                }
                 s
             });
             prop_assert_eq!(strip(da.status), strip(db.status));

@@ -219,6 +219,34 @@ fn reverting_to_the_promoted_revision_does_not_start_a_run() {
     assert_eq!(w.status.phase, Progressing);
 }
 
+/// Found by the chaos suite (`chaos_e2e.rs`): after a rollback, a new revision met a tick that
+/// could not start its run (the routes' read failed); the Failed canary's revision tracking
+/// recorded the new revision anyway, so the next tick saw nothing new and the revision was
+/// never analysed nor promoted.
+#[test]
+fn a_new_revision_after_a_rollback_is_not_swallowed_by_a_tick_that_cannot_start_it() {
+    let mut w = World::new(canary(&yaml("istio", CANARY_20_40, "")));
+    w.initialize();
+    w.set_revision("v2");
+    w.tick();
+    w.canary_ready = Box::new(|_| Readiness::Failed("exceeded its progress deadline".into()));
+    w.tick();
+    assert_eq!(w.status.phase, Failed);
+    let applied = w.status.last_applied_spec.clone();
+    w.canary_ready = Box::new(|_| Readiness::Ready);
+    w.primary_ready = Box::new(|_| Readiness::Waiting("primary not ready yet".into()));
+    w.set_revision("v3");
+    w.tick();
+    assert_eq!(w.status.phase, Failed);
+    assert_eq!(
+        w.status.last_applied_spec, applied,
+        "the revision that did not start is still new"
+    );
+    w.primary_ready = Box::new(|_| Readiness::Ready);
+    w.tick();
+    assert_eq!(w.status.phase, Progressing, "v3 runs once it can");
+}
+
 #[test]
 fn primary_failing_during_promotion_leaves_traffic_on_the_canary() {
     let mut w = World::new(canary(&yaml("istio", CANARY_20_40, "")));
@@ -573,6 +601,83 @@ fn template_metric_failures_are_worded_as_flagger_words_them() {
             "missing {expected:?} in {warnings:#?}"
         );
     }
+}
+
+#[test]
+fn comparison_checks_are_judged_by_the_core_and_told_in_words() {
+    use flagger_core::compare::{Compared, JudgeOptions};
+    use flagger_core::effects::MetricOutcome;
+    use flagger_core::judge::{MetricConfig, Thresholds, config::Direction};
+    use std::time::Duration;
+    let analysis = "    threshold: 2\n    stepWeight: 20\n    maxWeight: 40\n    metrics:\n    - name: latency\n      interval: 30s\n      templateRef: {name: latency}\n      thresholdRange: {min: 95}\n";
+    let options = JudgeOptions {
+        metric: MetricConfig {
+            direction: Direction::Increase,
+            ..Default::default()
+        },
+        thresholds: Thresholds {
+            pass: 95.0,
+            marginal: 75.0,
+        },
+    };
+    let window = flagger_core::compare::Window {
+        range: Duration::from_secs(30),
+        step: Duration::from_secs(1),
+    };
+    let around = |centre: f64, phase: usize| -> Vec<f64> {
+        (0..30)
+            .map(|i| centre * (1.0 + 0.05 * (((i * 7 + phase) % 11) as f64 / 10.0 - 0.5)))
+            .collect()
+    };
+    let mut calls = 0;
+    let mut w = World::new(canary(&yaml("istio", analysis, ""))).with_metrics(move |_, _| {
+        calls += 1;
+        // As good as the primary on the first check, 30% slower after.
+        let canary = if calls == 1 { 0.1 } else { 0.13 };
+        let compared = Compared::judged(
+            "latency",
+            &options,
+            window,
+            ("canary query".into(), around(canary, 3)),
+            ("primary query".into(), around(0.1, 0)),
+        )
+        .expect("valid options");
+        MetricOutcome::Compared(Box::new(compared))
+    });
+    w.initialize();
+    w.set_revision("v2");
+    w.run_until(&[Failed], 12);
+    let messages = w.event_messages();
+    assert!(
+        messages.iter().any(|m| m.starts_with(
+            "app.ns latency: the judge passes the canary against the primary: score 100.00 >= 95, verdict Pass"
+        )),
+        "{messages:#?}"
+    );
+    let failures: Vec<_> = w
+        .warnings()
+        .into_iter()
+        .filter(|m| m.starts_with("Halt app.ns advancement latency: the judge fails the canary against the primary: score 0.00 < 95"))
+        .collect();
+    assert_eq!(failures.len(), 2, "{messages:#?}");
+    assert!(
+        failures[0].contains("High: canary higher"),
+        "{}",
+        failures[0]
+    );
+    // The check's explanation in the status carries the judge's figures too.
+    let check = w
+        .status
+        .analysis
+        .as_ref()
+        .and_then(|a| a.checks.iter().find(|c| c.name == "latency"))
+        .expect("the latency check is explained in the status");
+    assert_eq!(check.verdict, "Fail");
+    let reason = check.reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.starts_with("latency: judge score 0.00, verdict Fail; High: canary higher"),
+        "{reason}"
+    );
 }
 
 #[test]

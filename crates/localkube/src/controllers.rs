@@ -22,6 +22,7 @@ use crate::api::Api;
 use crate::util;
 
 mod autoscaling;
+mod clusterrole_aggregation;
 mod containers;
 mod daemonset;
 mod deployment;
@@ -32,6 +33,7 @@ mod hpa_metrics;
 mod http;
 pub mod images;
 pub mod keda;
+mod knative;
 mod kubelet;
 mod objects;
 mod probes;
@@ -250,6 +252,18 @@ pub fn spawn_all(
             api.clone(),
             "horizontal-pod-autoscaler",
             autoscalers,
+            shutdown.clone(),
+        )),
+        tokio::spawn(queue::run(
+            api.clone(),
+            "knative-serving",
+            knative::KnativeServices,
+            shutdown.clone(),
+        )),
+        tokio::spawn(queue::run(
+            api.clone(),
+            "clusterrole-aggregation",
+            clusterrole_aggregation::Aggregation,
             shutdown.clone(),
         )),
         tokio::spawn(queue::run(

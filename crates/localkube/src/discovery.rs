@@ -75,6 +75,9 @@ pub fn api_resource_list(reg: &Registry, group: &str, version: &str) -> Option<V
         if r.scale.is_some() {
             out.push(json!({"name": format!("{}/scale", r.plural), "singularName": "", "namespaced": r.namespaced, "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));
         }
+        if r.group.is_empty() && r.plural == "serviceaccounts" {
+            out.push(json!({"name": "serviceaccounts/token", "singularName": "", "namespaced": true, "group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest", "verbs": ["create"]}));
+        }
     }
     let gv = if group.is_empty() {
         version.to_string()

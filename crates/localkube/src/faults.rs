@@ -59,7 +59,8 @@ pub struct FaultRule {
     pub times: Option<u64>,
     /// Watch streams matching the rule end after this long.
     pub watch_cut: Option<Duration>,
-    /// Failures injected so far (shared by clones of the rule).
+    /// Failures injected so far (shared by clones of the rule), whether by `times`, by
+    /// `error_rate` or by `conflict_rate`.
     pub injected: Arc<AtomicU64>,
 }
 
@@ -91,10 +92,32 @@ pub struct Request<'a> {
     pub name: Option<&'a str>,
 }
 
+/// Set by [`seed_chance`]: the state of the seeded sequence, and whether it is used.
+static SEEDED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static STATE: AtomicU64 = AtomicU64::new(0);
+
+/// Makes [`chance`] (fault rates, the data plane's weighted picks and latencies) a sequence
+/// drawn from `seed` for the rest of the process, so that a chaos run can be repeated with the
+/// same draws. Which request gets which draw still depends on timing.
+pub fn seed_chance(seed: u64) {
+    STATE.store(seed, Ordering::SeqCst);
+    SEEDED.store(true, Ordering::SeqCst);
+}
+
 /// A uniform number in [0, 1).
 pub fn chance() -> f64 {
-    let b = uuid::Uuid::new_v4().as_u128();
-    (b as u64 >> 11) as f64 / (1u64 << 53) as f64
+    let bits = if SEEDED.load(Ordering::Relaxed) {
+        // splitmix64: one step of the shared counter, then its finaliser.
+        let mut z = STATE
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    } else {
+        uuid::Uuid::new_v4().as_u128() as u64
+    };
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// `*` and `?` glob match, linear in `pattern.len() * name.len()` at worst.
@@ -181,7 +204,13 @@ impl Faults {
                     Some(times) => {
                         (r.error_rate == 0.0 || chance() < r.error_rate) && r.take(times)
                     }
-                    None => r.error_rate > 0.0 && chance() < r.error_rate,
+                    None => {
+                        let fires = r.error_rate > 0.0 && chance() < r.error_rate;
+                        if fires {
+                            r.injected.fetch_add(1, Ordering::AcqRel);
+                        }
+                        fires
+                    }
                 };
                 if fires {
                     v.error = Some(if r.code == 0 { 500 } else { r.code });
@@ -192,6 +221,7 @@ impl Faults {
                 && matches!(req.verb, "update" | "patch")
                 && chance() < r.conflict_rate
             {
+                r.injected.fetch_add(1, Ordering::AcqRel);
                 v.error = Some(409);
             }
         }

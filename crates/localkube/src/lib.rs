@@ -16,6 +16,7 @@
 //! ```
 
 pub mod api;
+pub mod auth;
 pub mod controllers;
 pub mod crd;
 pub mod dataplane;
@@ -69,6 +70,8 @@ pub struct Config {
     /// `Host` names served besides loopback ones and `addr`'s address (requests naming
     /// another host are refused: DNS rebinding).
     pub allowed_hosts: Vec<String>,
+    /// Authentication and RBAC authorization ([`auth`]); off by default (everything allowed).
+    pub auth: auth::AuthConfig,
 }
 
 impl Default for Config {
@@ -82,6 +85,7 @@ impl Default for Config {
             faults: Faults::default(),
             dataplane: None,
             allowed_hosts: Vec::new(),
+            auth: auth::AuthConfig::default(),
         }
     }
 }
@@ -94,6 +98,8 @@ pub struct Server;
 #[derive(Debug)]
 pub struct Handle {
     pub addr: SocketAddr,
+    /// The CA of the serving certificate, when the server serves HTTPS (with RBAC).
+    pub ca_pem: Option<String>,
     pub api: Api,
     /// The data plane, when [`Config::dataplane`] is set.
     pub dataplane: Option<dataplane::DataPlane>,
@@ -111,6 +117,14 @@ impl Server {
         let store = Arc::new(store::Store::new(config.watch_window));
         let api = Api::new(registry, store);
         seed(&api, &config)?;
+        let auth = Arc::new(auth::Auth::new(config.auth.clone())?);
+        let tls = if auth.enabled() {
+            auth::bootstrap::seed(&api)?;
+            Some(auth::tls::Tls::generate(addr, &config.allowed_hosts)?)
+        } else {
+            None
+        };
+        let acceptor = tls.as_ref().map(|t| t.acceptor.clone());
         let (tx, rx) = tokio::sync::watch::channel(false);
         let state = Arc::new(server::AppState {
             api: api.clone(),
@@ -121,6 +135,7 @@ impl Server {
             bookmark_interval: config.bookmark_interval,
             hosts: input_guard::origin::HostPolicy::for_listener(addr, &config.allowed_hosts),
             external_metrics: Default::default(),
+            auth: auth.clone(),
         });
         let mut tasks = Vec::new();
         let mut rx_srv = rx.clone();
@@ -129,7 +144,7 @@ impl Server {
             let shutdown = async move {
                 let _ = rx_srv.wait_for(|v| *v).await;
             };
-            if let Err(e) = server::serve_on(listener, st, shutdown).await {
+            if let Err(e) = server::serve_on(listener, st, shutdown, acceptor).await {
                 tracing::error!("localkube server failed: {e}");
             }
         }));
@@ -156,6 +171,7 @@ impl Server {
         tracing::info!(%addr, "localkube serving");
         Ok(Handle {
             addr,
+            ca_pem: tls.map(|t| t.ca_pem),
             api,
             dataplane,
             state,
@@ -198,9 +214,14 @@ fn seed(api: &Api, config: &Config) -> anyhow::Result<()> {
 }
 
 impl Handle {
-    /// The base URL (`http://127.0.0.1:PORT`).
+    /// The base URL (`http://127.0.0.1:PORT`; `https://` with RBAC).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The External Metrics API's adapter: install it, publish values.
@@ -208,9 +229,54 @@ impl Handle {
         &self.state.external_metrics
     }
 
-    /// A kubeconfig (YAML) for kubectl and kube: plain HTTP, no auth, namespace `default`.
+    /// A kubeconfig (YAML) for kubectl and kube: plain HTTP, namespace `default`; with RBAC,
+    /// it carries the admin token (`kubernetes-admin` in `system:masters`).
     pub fn kubeconfig(&self) -> String {
-        kubeconfig_for(&self.url())
+        if self.state.auth.enabled() {
+            self.kubeconfig_with_token(&self.state.auth.admin_token)
+        } else {
+            kubeconfig_for(&self.url())
+        }
+    }
+
+    /// A kubeconfig whose user presents the bearer `token` (and trusts the server's CA).
+    pub fn kubeconfig_with_token(&self, token: &str) -> String {
+        let kc = kubeconfig_with_token(&self.url(), token);
+        match &self.ca_pem {
+            Some(ca) => {
+                use base64::Engine;
+                let data = base64::engine::general_purpose::STANDARD.encode(ca);
+                kc.replacen(
+                    "  cluster:\n",
+                    &format!("  cluster:\n    certificate-authority-data: {data}\n"),
+                    1,
+                )
+            }
+            None => kc,
+        }
+    }
+
+    /// Authentication and authorization state (the audit of decisions, the signing key).
+    pub fn auth(&self) -> &auth::Auth {
+        &self.state.auth
+    }
+
+    /// A token for the ServiceAccount `namespace/name`, as `kubectl create token` gets one
+    /// (the TokenRequest subresource, default audience, `expiration_seconds` lifetime).
+    pub fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        expiration_seconds: i64,
+    ) -> anyhow::Result<String> {
+        auth::reviews::mint(
+            &self.state.auth,
+            &self.api,
+            namespace,
+            name,
+            expiration_seconds,
+        )
+        .map_err(|e| anyhow::anyhow!("{}", e.message))
     }
 
     /// Writes the kubeconfig to `path`.
@@ -256,6 +322,11 @@ impl Drop for Handle {
             t.abort();
         }
     }
+}
+
+/// A kubeconfig pointing at `url` whose user presents the bearer `token`.
+pub fn kubeconfig_with_token(url: &str, token: &str) -> String {
+    kubeconfig_for(url).replace("  user: {}\n", &format!("  user:\n    token: {token}\n"))
 }
 
 /// A kubeconfig pointing at `url`.

@@ -218,6 +218,133 @@ static DEPLOYMENT: [F; 3] = [
     f(3, "status", T::Msg(&DEPLOYMENT_STATUS)),
 ];
 
+// === authentication/v1, authorization/v1: what `kubectl create token`, `kubectl auth whoami`
+// and `kubectl auth can-i` send ===
+
+static BOUND_OBJECT_REFERENCE: [F; 4] = [
+    f(1, "kind", T::Str),
+    f(2, "apiVersion", T::Str),
+    f(3, "name", T::Str),
+    f(4, "uid", T::Str),
+];
+static TOKEN_REQUEST_SPEC: [F; 3] = [
+    rep(1, "audiences", T::Str),
+    opt(3, "boundObjectRef", T::Msg(&BOUND_OBJECT_REFERENCE)),
+    opt(4, "expirationSeconds", T::Int),
+];
+// Go's marshaller always writes a status (a struct, not a pointer); what the client sends
+// there is read and then replaced by the server's.
+static TOKEN_REQUEST_STATUS: [F; 2] = [f(1, "token", T::Str), f(2, "expirationTimestamp", T::Time)];
+static TOKEN_REQUEST: [F; 3] = [
+    f(1, "metadata", T::Msg(&OBJECT_META)),
+    f(2, "spec", T::Msg(&TOKEN_REQUEST_SPEC)),
+    f(3, "status", T::Msg(&TOKEN_REQUEST_STATUS)),
+];
+static USER_INFO: [F; 3] = [
+    f(1, "username", T::Str),
+    f(2, "uid", T::Str),
+    rep(3, "groups", T::Str),
+];
+static TOKEN_REVIEW_SPEC: [F; 2] = [f(1, "token", T::Str), rep(2, "audiences", T::Str)];
+static TOKEN_REVIEW_STATUS: [F; 4] = [
+    f(1, "authenticated", T::Bool),
+    f(2, "user", T::Msg(&USER_INFO)),
+    f(3, "error", T::Str),
+    rep(4, "audiences", T::Str),
+];
+static TOKEN_REVIEW: [F; 3] = [
+    f(1, "metadata", T::Msg(&OBJECT_META)),
+    f(2, "spec", T::Msg(&TOKEN_REVIEW_SPEC)),
+    f(3, "status", T::Msg(&TOKEN_REVIEW_STATUS)),
+];
+static SELF_SUBJECT_REVIEW_STATUS: [F; 1] = [f(1, "userInfo", T::Msg(&USER_INFO))];
+static SELF_SUBJECT_REVIEW: [F; 2] = [
+    f(1, "metadata", T::Msg(&OBJECT_META)),
+    f(2, "status", T::Msg(&SELF_SUBJECT_REVIEW_STATUS)),
+];
+static RESOURCE_ATTRIBUTES: [F; 7] = [
+    f(1, "namespace", T::Str),
+    f(2, "verb", T::Str),
+    f(3, "group", T::Str),
+    f(4, "version", T::Str),
+    f(5, "resource", T::Str),
+    f(6, "subresource", T::Str),
+    f(7, "name", T::Str),
+];
+static NON_RESOURCE_ATTRIBUTES: [F; 2] = [f(1, "path", T::Str), f(2, "verb", T::Str)];
+static SELF_SUBJECT_ACCESS_REVIEW_SPEC: [F; 2] = [
+    opt(1, "resourceAttributes", T::Msg(&RESOURCE_ATTRIBUTES)),
+    opt(2, "nonResourceAttributes", T::Msg(&NON_RESOURCE_ATTRIBUTES)),
+];
+static SUBJECT_ACCESS_REVIEW_STATUS: [F; 4] = [
+    f(1, "allowed", T::Bool),
+    f(2, "reason", T::Str),
+    f(3, "evaluationError", T::Str),
+    f(4, "denied", T::Bool),
+];
+static SELF_SUBJECT_ACCESS_REVIEW: [F; 3] = [
+    f(1, "metadata", T::Msg(&OBJECT_META)),
+    f(2, "spec", T::Msg(&SELF_SUBJECT_ACCESS_REVIEW_SPEC)),
+    f(3, "status", T::Msg(&SUBJECT_ACCESS_REVIEW_STATUS)),
+];
+static SUBJECT_ACCESS_REVIEW_SPEC: [F; 5] = [
+    opt(1, "resourceAttributes", T::Msg(&RESOURCE_ATTRIBUTES)),
+    opt(2, "nonResourceAttributes", T::Msg(&NON_RESOURCE_ATTRIBUTES)),
+    f(3, "user", T::Str),
+    rep(4, "groups", T::Str),
+    f(6, "uid", T::Str),
+];
+static SUBJECT_ACCESS_REVIEW: [F; 3] = [
+    f(1, "metadata", T::Msg(&OBJECT_META)),
+    f(2, "spec", T::Msg(&SUBJECT_ACCESS_REVIEW_SPEC)),
+    f(3, "status", T::Msg(&SUBJECT_ACCESS_REVIEW_STATUS)),
+];
+static SELF_SUBJECT_RULES_REVIEW_SPEC: [F; 1] = [f(1, "namespace", T::Str)];
+static SUBJECT_RULES_REVIEW_STATUS: [F; 2] =
+    [f(3, "incomplete", T::Bool), f(4, "evaluationError", T::Str)];
+static SELF_SUBJECT_RULES_REVIEW: [F; 3] = [
+    f(1, "metadata", T::Msg(&OBJECT_META)),
+    f(2, "spec", T::Msg(&SELF_SUBJECT_RULES_REVIEW_SPEC)),
+    f(3, "status", T::Msg(&SUBJECT_RULES_REVIEW_STATUS)),
+];
+
+// === rbac.authorization.k8s.io/v1: `kubectl create role | clusterrole | rolebinding |
+// clusterrolebinding` ===
+
+static POLICY_RULE: [F; 5] = [
+    rep(1, "verbs", T::Str),
+    rep(2, "apiGroups", T::Str),
+    rep(3, "resources", T::Str),
+    rep(4, "resourceNames", T::Str),
+    rep(5, "nonResourceURLs", T::Str),
+];
+static ROLE: [F; 2] = [
+    f(1, "metadata", T::Msg(&OBJECT_META)),
+    rep(2, "rules", T::Msg(&POLICY_RULE)),
+];
+static AGGREGATION_RULE: [F; 1] = [rep(1, "clusterRoleSelectors", T::Msg(&LABEL_SELECTOR))];
+static CLUSTER_ROLE: [F; 3] = [
+    f(1, "metadata", T::Msg(&OBJECT_META)),
+    rep(2, "rules", T::Msg(&POLICY_RULE)),
+    opt(3, "aggregationRule", T::Msg(&AGGREGATION_RULE)),
+];
+static SUBJECT: [F; 4] = [
+    f(1, "kind", T::Str),
+    f(2, "apiGroup", T::Str),
+    f(3, "name", T::Str),
+    f(4, "namespace", T::Str),
+];
+static ROLE_REF: [F; 3] = [
+    f(1, "apiGroup", T::Str),
+    f(2, "kind", T::Str),
+    f(3, "name", T::Str),
+];
+static ROLE_BINDING: [F; 3] = [
+    f(1, "metadata", T::Msg(&OBJECT_META)),
+    rep(2, "subjects", T::Msg(&SUBJECT)),
+    f(3, "roleRef", T::Msg(&ROLE_REF)),
+];
+
 fn schema_of(api_version: &str, kind: &str) -> Option<&'static [F]> {
     Some(match (api_version, kind) {
         ("v1", "Namespace") => &NAMESPACE,
@@ -226,6 +353,17 @@ fn schema_of(api_version: &str, kind: &str) -> Option<&'static [F]> {
         ("v1", "ServiceAccount") => &SERVICE_ACCOUNT,
         ("v1", "Service") => &SERVICE,
         ("apps/v1", "Deployment") => &DEPLOYMENT,
+        ("authentication.k8s.io/v1", "TokenRequest") => &TOKEN_REQUEST,
+        ("authentication.k8s.io/v1", "TokenReview") => &TOKEN_REVIEW,
+        ("authentication.k8s.io/v1", "SelfSubjectReview") => &SELF_SUBJECT_REVIEW,
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => &SELF_SUBJECT_ACCESS_REVIEW,
+        ("authorization.k8s.io/v1", "SubjectAccessReview" | "LocalSubjectAccessReview") => {
+            &SUBJECT_ACCESS_REVIEW
+        }
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => &SELF_SUBJECT_RULES_REVIEW,
+        ("rbac.authorization.k8s.io/v1", "Role") => &ROLE,
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => &CLUSTER_ROLE,
+        ("rbac.authorization.k8s.io/v1", "RoleBinding" | "ClusterRoleBinding") => &ROLE_BINDING,
         _ => return None,
     })
 }
@@ -479,7 +617,7 @@ fn message(buf: &[u8], schema: &[F], path: &str) -> Result<Map<String, Value>, S
 
 fn unsupported(message: String) -> ApiError {
     ApiError::unsupported_media(format!(
-        "{message}; localkube reads protobuf only for Namespaces, ConfigMaps, Secrets, ServiceAccounts, Services and Deployments - send JSON (kubectl: create -f / apply -f)"
+        "{message}; localkube reads protobuf only for Namespaces, ConfigMaps, Secrets, ServiceAccounts, Services, Deployments, RBAC objects and the authentication and authorization reviews - send JSON (kubectl: create -f / apply -f)"
     ))
 }
 

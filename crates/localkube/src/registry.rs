@@ -394,6 +394,23 @@ pub fn builtins() -> Vec<ResourceInfo> {
             false,
         ),
     ];
+    // The reviews of authentication and authorization: create-only, answered by
+    // `crate::auth::reviews`, never stored.
+    for (group, plural, kind, namespaced) in crate::auth::reviews::REVIEWS {
+        let mut r = builtin(
+            group,
+            "v1",
+            kind,
+            plural,
+            &[],
+            &[],
+            *namespaced,
+            false,
+            false,
+        );
+        r.verbs = vec!["create".into()];
+        v.push(r);
+    }
     for r in &mut v {
         if r.plural == "endpoints" {
             r.singular = "endpoints".into();

@@ -37,6 +37,8 @@ pub struct AppState {
     pub hosts: HostPolicy,
     /// The aggregated External Metrics API (crate::external_metrics).
     pub external_metrics: crate::external_metrics::ExternalMetrics,
+    /// Authentication and authorization (RBAC when enabled).
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 /// kube-apiserver's `MaxRequestBodyBytes` (3 MiB), and a nesting limit that YAML and JSON
@@ -281,12 +283,18 @@ pub async fn handle(
     let path = uri.path().trim_end_matches('/').to_string();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let q = Query::parse(&uri);
-    let refused = match refuse_cross_site(&st, &headers) {
+    let admitted = match refuse_cross_site(&st, &headers) {
         Some(e) => Err(e),
-        None => read_body(body, &headers).await,
+        None => match st
+            .auth
+            .admit(&st.api, method.as_str(), uri.path(), &q.0, &headers)
+        {
+            Ok(user) => read_body(body, &headers).await.map(|b| (user, b)),
+            Err(e) => Err(e),
+        },
     };
-    let (resp, verb, resource) = match refused {
-        Ok(body) => route(&st, &method, &segs, &q, &headers, body).await,
+    let (resp, verb, resource) = match admitted {
+        Ok((user, body)) => route(&st, &user, &method, &segs, &q, &headers, body).await,
         Err(e) => {
             tracing::warn!(target: "localkube::request", %method, path = %uri, "refused: {}", e.message);
             (err(&e), "unknown".to_string(), String::new())
@@ -301,6 +309,7 @@ pub async fn handle(
 
 async fn route(
     st: &Arc<AppState>,
+    user: &crate::auth::UserInfo,
     method: &Method,
     segs: &[&str],
     q: &Query,
@@ -444,6 +453,30 @@ async fn route(
             };
             return (err(&e), verb.into(), resource);
         }
+    }
+    let answer = {
+        let decode = || decode_body(&body, headers);
+        let special = crate::auth::reviews::Request {
+            method: method.as_str(),
+            verb,
+            info: &target.info,
+            namespace: target.namespace.as_deref().unwrap_or_default(),
+            name: target.name.as_deref().unwrap_or_default(),
+            sub: target.sub.as_deref().unwrap_or_default(),
+            content_type: headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default(),
+            body: &decode,
+        };
+        crate::auth::reviews::intercept(&st.auth, &st.api, user, &special)
+    };
+    if let Some(answer) = answer {
+        let resp = match answer {
+            Ok((code, v)) => json_response(code, &v, "application/json"),
+            Err(e) => err(&e),
+        };
+        return (resp, verb.into(), resource);
     }
     let resp = match serve(st, method, verb, &target, q, headers, body, watch_cut).await {
         Ok(r) => r,
@@ -973,9 +1006,19 @@ pub async fn serve_on(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> std::io::Result<()> {
     let app = axum::Router::new().fallback(handle).with_state(state);
-    crate::util::serve_nodelay(listener, app, shutdown).await
+    match tls {
+        Some(acceptor) => {
+            let tcp = crate::auth::tls::TlsListener {
+                tcp: listener,
+                acceptor,
+            };
+            axum::serve(tcp, app).with_graceful_shutdown(shutdown).await
+        }
+        None => crate::util::serve_nodelay(listener, app, shutdown).await,
+    }
 }
 
 /// The bound address as text.

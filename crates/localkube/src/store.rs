@@ -97,6 +97,8 @@ struct Inner {
     uids: HashMap<String, ObjectRef>,
     /// Owner uid → the objects naming it in an ownerReference.
     dependents: HashMap<String, BTreeSet<ObjectRef>>,
+    /// The resourceVersion of the last change to each resource (caches of derived state).
+    changed: HashMap<ResourceKey, u64>,
 }
 
 fn obj_uid(obj: &Value) -> Option<&str> {
@@ -204,6 +206,17 @@ impl Store {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The resourceVersion of the last change to any of `keys` (0: never changed), so a cache
+    /// derived from them knows when to rebuild.
+    pub fn changed_at(&self, keys: &[ResourceKey]) -> u64 {
+        let inner = self.lock();
+        keys.iter()
+            .filter_map(|k| inner.changed.get(k))
+            .copied()
+            .max()
+            .unwrap_or(0)
     }
 
     /// The current global resourceVersion.
@@ -446,6 +459,7 @@ impl Store {
             old,
             resource_version: inner.rv,
         });
+        inner.changed.insert(key.clone(), inner.rv);
         inner.history.push_back(ev.clone());
         while inner.history.len() > self.window {
             if let Some(dropped) = inner.history.pop_front() {

@@ -104,8 +104,8 @@ pub async fn workload(client: &Client, ns: &str, name: &str, image: &str) -> any
 /// is split by the routing objects the controller writes, in steps of 20% up to 60%, checked
 /// by the builtin checks on the series the data plane records for that router. The load test
 /// starts with the first step, so a gateway's series of the canary may not have reached
-/// Prometheus by the first check or two (`no values found`, a failed check in Flagger too):
-/// a threshold of 3 leaves room for that, and a faulty canary still fails it.
+/// Prometheus by the first check or two: the no-data policy `hold` waits for them instead of
+/// failing the check.
 pub async fn weighted_canary(
     client: &Client,
     ns: &str,
@@ -119,7 +119,7 @@ pub async fn weighted_canary(
         "service": {"port": 9898, "targetPort": 9898},
         "analysis": {
             "interval": interval,
-            "threshold": 3,
+            "threshold": 2,
             "maxWeight": 60,
             "stepWeight": 20,
             "metrics": [
@@ -138,7 +138,9 @@ pub async fn weighted_canary(
     merge(&mut spec, router.spec()?);
     let c: Canary = serde_json::from_value(json!({
         "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
-        "metadata": {"name": "frontend", "namespace": ns},
+        // Until the load test has been scraped a check has no data: held, not failed.
+        "metadata": {"name": "frontend", "namespace": ns,
+                     "annotations": {flagger_api::labels::NO_DATA_POLICY: "hold"}},
         "spec": spec,
     }))?;
     Api::<Canary>::namespaced(client.clone(), ns)
@@ -170,7 +172,9 @@ pub async fn canary(
 ) -> anyhow::Result<()> {
     let c: Canary = serde_json::from_value(json!({
         "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
-        "metadata": {"name": "podinfo", "namespace": ns},
+        // Until the load test has been scraped a check has no data: held, not failed.
+        "metadata": {"name": "podinfo", "namespace": ns,
+                     "annotations": {flagger_api::labels::NO_DATA_POLICY: "hold"}},
         "spec": {
             "provider": "kubernetes",
             "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},

@@ -115,6 +115,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     manifests::loadtester_service(&client, NS, loadtester).await?;
 
     let timeout = Duration::from_secs(args.rollout_timeout);
+    // The healthy runs must count no failed check (no data before the first scrape is held).
+    let most_failed = std::cell::Cell::new(0);
+    let failed_checks = |c: &Canary| {
+        let n = c.status.as_ref().and_then(|s| s.failed_checks).unwrap_or(0);
+        most_failed.set(most_failed.get().max(n));
+    };
     // The blue/green demo, unless a router was chosen.
     let blue_green = if args.provider.is_none() {
         step("deploying podinfo 6.0.0 and its Canary");
@@ -137,9 +143,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         set_image(&client, "podinfo", "6.0.1", None).await?;
         progress
             .until("v2 analysed", timeout, &mut procs, |c| {
+                failed_checks(c);
                 matches!(phase(c), CanaryPhase::Succeeded | CanaryPhase::Failed)
             })
             .await?;
+        let v2_failed = most_failed.replace(0);
         let v2 = phase(&progress.canary().await?);
         let v2_image = primary_image(&client, "podinfo").await?;
 
@@ -163,7 +171,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         for line in progress.timeline().await {
             println!("  {line}");
         }
-        Some((v2, v2_image, v3, v3_image))
+        Some((v2, v2_failed, v2_image, v3, v3_image))
     } else {
         None
     };
@@ -204,9 +212,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     weighted
         .until("frontend v2 analysed", timeout, &mut procs, |c| {
             record(c);
+            failed_checks(c);
             matches!(phase(c), CanaryPhase::Succeeded | CanaryPhase::Failed)
         })
         .await?;
+    let w2_failed = most_failed.replace(0);
     let w2 = phase(&weighted.canary().await?);
     let w2_image = primary_image(&client, "frontend").await?;
     let w2_weights = seen.replace(Vec::new());
@@ -233,11 +243,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     }
     println!();
     let mut ok_blue_green = true;
-    if let Some((v2, v2_image, v3, v3_image)) = blue_green {
-        let ok_v2 = v2 == CanaryPhase::Succeeded && v2_image.ends_with(":6.0.1");
+    if let Some((v2, v2_failed, v2_image, v3, v3_image)) = blue_green {
+        let ok_v2 = v2 == CanaryPhase::Succeeded && v2_image.ends_with(":6.0.1") && v2_failed == 0;
         let ok_v3 = v3 == CanaryPhase::Failed && v3_image.ends_with(":6.0.1");
         println!(
-            "podinfo 6.0.1: {} (primary runs {v2_image})",
+            "podinfo 6.0.1: {} with {v2_failed} failed checks (primary runs {v2_image})",
             if ok_v2 { "promoted" } else { "NOT promoted" }
         );
         println!(
@@ -250,8 +260,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         );
         ok_blue_green = ok_v2 && ok_v3;
     }
-    let ok_w2 =
-        w2 == CanaryPhase::Succeeded && w2_image.ends_with(":6.0.1") && w2_weights.contains(&60);
+    let ok_w2 = w2 == CanaryPhase::Succeeded
+        && w2_image.ends_with(":6.0.1")
+        && w2_weights.contains(&60)
+        && w2_failed == 0;
     let ok_w3 = w3 == CanaryPhase::Failed && w3_image.ends_with(":6.0.1");
     let shown = |w: &[i32]| {
         w.iter()
@@ -260,7 +272,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
             .join(" -> ")
     };
     println!(
-        "frontend 6.0.1: {} after canary weights {} (primary runs {w2_image})",
+        "frontend 6.0.1: {} after canary weights {} with {w2_failed} failed checks (primary \
+         runs {w2_image})",
         if ok_w2 { "promoted" } else { "NOT promoted" },
         shown(&w2_weights)
     );

@@ -118,9 +118,16 @@ async fn ensure_primary(
     found: &mut Vec<ConflictReport>,
 ) -> Result<(), BootstrapError> {
     let (client, caches, settings) = (&ctx.client, &ctx.caches, &ctx.settings);
+    // A Knative Service is its own primary: bootstrap names its primary revision.
+    if let Target::KnativeService(service) = &observed.target {
+        return super::knative::initialize(client, canary, c, service)
+            .await
+            .map_err(BootstrapError::transient);
+    }
     let ns = &c.namespace;
     let primary_name = c.primary_workload();
     let (kind, managed) = match &observed.target {
+        Target::KnativeService(_) => return Ok(()),
         Target::Deployment(_) => (
             "Deployment",
             cache::get(&caches.deployments, client, ns, &primary_name)
@@ -227,6 +234,7 @@ async fn reconcile_service(
         role,
         desired: &desired,
         live: live.as_deref(),
+        unmanaged: c.service.unmanaged_metadata.as_ref(),
         owned: live
             .as_ref()
             .is_some_and(|l| owned_by(l.meta().owner_references.as_ref(), canary)),

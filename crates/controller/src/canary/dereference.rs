@@ -8,7 +8,9 @@ use crate::context::{Context, Settings};
 use crate::error::step_error;
 use crate::providers;
 use crate::router::AnyRouter;
-use crate::templates::Lookups;
+use crate::templates::{self, Lookups};
+use crate::webhook::Clients;
+use flagger_core::compare;
 
 step_error!(
     /// Step 1 failed: the spec cannot run (every problem, with its path).
@@ -25,7 +27,7 @@ impl DereferenceError {
 /// providers of the MetricTemplates it uses.
 pub async fn run(ctx: &Context, canary: &Canary) -> Result<Dereferenced, DereferenceError> {
     let deref = dereference(canary, &ctx.settings)?;
-    template_providers(&ctx.lookups, &deref.canary)
+    template_providers(&ctx.lookups, &ctx.http, &deref.canary)
         .await
         .map_err(|p| DereferenceError::problems(&p))?;
     Ok(deref)
@@ -48,12 +50,9 @@ pub fn dereference(canary: &Canary, settings: &Settings) -> Result<Dereferenced,
     let router = crate::router::for_provider(c.provider)
         .map_err(|e| problems.push(e.message))
         .ok();
-    if !matches!(
-        c.target.kind,
-        TargetKind::Deployment | TargetKind::DaemonSet
-    ) {
+    if c.target.kind == TargetKind::Service {
         problems.push(format!(
-            "spec.targetRef: {} targets are not supported by flagger-rs yet; supported: Deployment, DaemonSet",
+            "spec.targetRef: {} targets are not supported by flagger-rs yet; supported: Deployment, DaemonSet, Knative Service",
             c.target.kind.kind()
         ));
     }
@@ -85,25 +84,58 @@ pub fn dereference(canary: &Canary, settings: &Settings) -> Result<Dereferenced,
     }
 }
 
-/// Refuses MetricTemplates whose provider this build cannot query (none today: every type
-/// Flagger has is registered; the refusal stays for a type Flagger adds first),
-/// naming the provider. Templates that cannot be read are not refused here: their check fails
-/// with Flagger's message at each tick, as in Flagger.
-pub async fn template_providers(lookups: &Lookups, c: &ValidatedCanary) -> Result<(), Vec<String>> {
+/// Refuses MetricTemplates whose provider this build cannot query (none today:
+/// every type Flagger has is registered; the refusal stays for a type Flagger adds first),
+/// naming the provider, and templates whose comparison marking ([`flagger_core::compare`]) is
+/// wrong or needs range queries their provider does not have. Templates that cannot be read
+/// are not refused here: their check fails with Flagger's message at each tick, as in Flagger.
+pub async fn template_providers(
+    lookups: &Lookups,
+    clients: &Clients,
+    c: &ValidatedCanary,
+) -> Result<(), Vec<String>> {
     if c.skip_analysis {
         return Ok(());
     }
     let mut problems = Vec::new();
     for (i, m) in c.analysis.metrics.iter().enumerate() {
-        if let MetricSource::Template {
+        let MetricSource::Template {
             name, namespace, ..
         } = &m.source
-            && let Ok(template) = lookups.metric_template(namespace, name).await
-            && let Some(reason) = providers::unsupported(&template.spec.provider.r#type)
-        {
-            problems.push(format!(
-                "spec.analysis.metrics[{i}].templateRef: MetricTemplate {name}.{namespace}: {reason}"
-            ));
+        else {
+            continue;
+        };
+        let Ok(template) = lookups.metric_template(namespace, name).await else {
+            continue;
+        };
+        let at =
+            format!("spec.analysis.metrics[{i}].templateRef: MetricTemplate {name}.{namespace}");
+        if let Some(reason) = providers::unsupported(&template.spec.provider.r#type) {
+            problems.push(format!("{at}: {reason}"));
+            continue;
+        }
+        let annotations = template.metadata.annotations.clone().unwrap_or_default();
+        match compare::marking(&annotations) {
+            Ok(None) => {}
+            Ok(Some(marking)) => {
+                let interval = m.interval.map(flagger_core::duration::format_go);
+                // A template whose provider cannot be built yet (a missing Secret) fails at
+                // each tick with Flagger's message instead.
+                if let Ok(prepared) = templates::prepare(
+                    lookups,
+                    clients,
+                    namespace,
+                    name,
+                    interval.as_deref().unwrap_or_default(),
+                )
+                .await
+                    && let Some(reason) =
+                        providers::refuses_comparison(prepared.provider.as_ref(), &marking)
+                {
+                    problems.push(format!("{at}: {reason}"));
+                }
+            }
+            Err(e) => problems.push(format!("{at}: {e}")),
         }
     }
     if problems.is_empty() {

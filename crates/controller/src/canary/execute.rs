@@ -97,6 +97,12 @@ fn is_keda(c: &ValidatedCanary) -> bool {
 /// Copies the target's template and tracked configs to the primary.
 async fn promote(o: &Oracle<'_>) -> Result<(), WriteError> {
     let client = &o.ctx.client;
+    // A Knative Service's promotion names its latest created revision the primary.
+    if let super::observe::Target::KnativeService(_) = &o.observed.target {
+        return super::knative::promote(client, o.c)
+            .await
+            .map_err(WriteError::transient);
+    }
     let current = workloads::read_primary(client, o.c, o.observed).await?;
     workloads::write_primary_configs(client, &o.ctx.settings, o.canary, o.observed).await?;
     // The same revision always gets the same id: a promotion tried again does not roll the

@@ -277,11 +277,15 @@ async fn hand_back_traffic(
     // The apex Service keeps serving: a pre-existing one gets its own selector back; one we
     // generated is re-pointed at the target and released from the Canary, so garbage
     // collection does not delete a Service that clients use (Flagger leaves it to GC).
+    // A Knative target has no apex Service of ours (Knative's own route Service bears its
+    // name).
     let services = Api::<Service>::namespaced(client.clone(), ns);
-    let apex = services
-        .get_opt(&c.apex)
-        .await
-        .map_err(|e| FinalizeError::api(format!("service {}.{ns} get query error", c.apex), &e))?;
+    let apex = match c.target.kind {
+        TargetKind::KnativeService => None,
+        _ => services.get_opt(&c.apex).await.map_err(|e| {
+            FinalizeError::api(format!("service {}.{ns} get query error", c.apex), &e)
+        })?,
+    };
     if let Some(apex) = apex {
         let generated = owned_by(apex.metadata.owner_references.as_ref(), canary);
         let target = target_selector(&ctx.client, &ctx.settings.labels, c, ns)

@@ -8,10 +8,12 @@ pub mod dereference;
 pub mod execute;
 pub mod finalize;
 pub mod keda;
+pub mod knative;
 pub mod notices;
 pub mod objects;
 pub mod observe;
 pub mod oracle;
+pub mod requests;
 pub mod status;
 pub mod workloads;
 
@@ -85,9 +87,10 @@ async fn reconcile_canary(canary: &Canary, ctx: &Context) -> Result<Action> {
     };
     let obs = Observations {
         target: observed.revision.clone(),
-        target_scale: Some(observed.target.scale()),
+        target_scale: observed.target.scale(),
         primary_ready: Some(primary_ready),
         keep_target_serving: bootstrapped.keep_target_serving,
+        action: requests::observe(canary),
         cookie_values: vec![
             crate::router::random_letters(),
             crate::router::random_letters(),
@@ -98,7 +101,11 @@ async fn reconcile_canary(canary: &Canary, ctx: &Context) -> Result<Action> {
     // Ticks run once per interval; a new revision or config starts one at once. Between
     // ticks, only what the phase requires of the target's scale is restored.
     let until_due = ctx.until_due(&key);
-    if !until_due.is_zero() && !revision_changed(&status, &observed.revision) {
+    // A request on the Canary (`flagger.app/action`) is acted on at its watch event.
+    if !until_due.is_zero()
+        && !revision_changed(&status, &observed.revision)
+        && !requests::pending(canary, &status)
+    {
         let decision = flagger_core::decide::maintain(c, &status, &obs, ctx.now());
         for action in &decision.actions {
             tracing::info!(canary = %id(canary), phase = status.phase.as_str(), "restoring what the phase requires: {action}");

@@ -34,6 +34,12 @@ pub async fn emit(o: &Oracle<'_>, notices: &[Notice]) {
             }
             Notice::CountRun(outcome) => count(o, *outcome),
             Notice::RunPostRolloutHooks { phase } => post_rollout(o, *phase).await,
+            Notice::ClearAction { raw } => super::requests::clear(o.ctx, o.canary, raw).await,
+            Notice::Check(check) => {
+                o.ctx
+                    .metrics
+                    .record_check(&o.c.target.name, &o.c.namespace, check)
+            }
         }
     }
 }

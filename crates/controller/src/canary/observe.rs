@@ -28,6 +28,8 @@ step_error!(
 pub enum Target {
     Deployment(Arc<Deployment>),
     DaemonSet(Arc<DaemonSet>),
+    /// A Knative Service, as JSON.
+    KnativeService(Arc<serde_json::Value>),
 }
 
 impl Target {
@@ -43,13 +45,16 @@ impl Target {
                         > 0
             }
             Target::DaemonSet(d) => d.status.as_ref().is_some_and(|s| s.number_ready > 0),
+            Target::KnativeService(_) => true,
         }
     }
 
     /// Whether the target has pods: Deployment replicas above zero (unset is 1), a DaemonSet
-    /// without the scale-to-zero node selector.
-    pub fn scale(&self) -> Scale {
+    /// without the scale-to-zero node selector; `None` for a Knative Service, which Knative
+    /// scales itself (nothing is scaled).
+    pub fn scale(&self) -> Option<Scale> {
         let zero = match self {
+            Target::KnativeService(_) => return None,
             Target::Deployment(d) => d.spec.as_ref().and_then(|s| s.replicas) == Some(0),
             Target::DaemonSet(d) => d
                 .spec
@@ -58,7 +63,7 @@ impl Target {
                 .and_then(|p| p.node_selector.as_ref())
                 .is_some_and(|n| n.contains_key(SCALE_TO_ZERO_NODE_SELECTOR)),
         };
-        if zero { Scale::Zero } else { Scale::Up }
+        Some(if zero { Scale::Zero } else { Scale::Up })
     }
 
     /// The labels of the target's pod template.
@@ -66,6 +71,7 @@ impl Target {
         match self {
             Target::Deployment(d) => d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()),
             Target::DaemonSet(d) => d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()),
+            Target::KnativeService(_) => None,
         }
         .and_then(|m| m.labels.clone())
         .unwrap_or_default()
@@ -76,6 +82,7 @@ impl Target {
         match self {
             Target::Deployment(d) => d.spec.as_ref().and_then(|s| s.template.spec.clone()),
             Target::DaemonSet(d) => d.spec.as_ref().and_then(|s| s.template.spec.clone()),
+            Target::KnativeService(_) => None,
         }
         .unwrap_or_default()
     }
@@ -211,7 +218,21 @@ pub async fn observe(
             let input = workload::daemonset_hash_input(&d);
             (Target::DaemonSet(d), sel, input)
         }
-        TargetKind::Service | TargetKind::KnativeService => {
+        TargetKind::KnativeService => {
+            // Knative keeps the revisions: no configs are tracked, no selector is used.
+            let service = super::knative::get(client, c)
+                .await
+                .map_err(ObserveError::transient)?;
+            let revision =
+                super::knative::revision(c, &service).map_err(ObserveError::transient)?;
+            return Ok(Observed {
+                target: Target::KnativeService(Arc::new(service)),
+                selector: (String::new(), String::new()),
+                revision,
+                configs: Vec::new(),
+            });
+        }
+        TargetKind::Service => {
             return Err(ObserveError::invalid(format!(
                 "{} targets are not supported yet",
                 c.target.kind.kind()

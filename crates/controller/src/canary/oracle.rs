@@ -10,7 +10,7 @@ use flagger_core::readiness::{self, Role};
 use super::observe::{Observed, Target};
 use crate::cache;
 use crate::context::Context;
-use crate::error::step_error;
+use crate::error::{api_text, step_error};
 use crate::metrics::MetricLabels;
 use crate::providers::{self, prometheus::Prometheus};
 use crate::router::AnyRouter;
@@ -85,6 +85,13 @@ impl Oracle<'_> {
             Need::CanaryReadiness => obs.canary_ready = Some(self.readiness(Role::Canary).await),
             Need::Routes => {
                 let routes = self.router.get_routes(&self.route_target()).await;
+                // Flagger records the weights it reads at each tick that gets this far.
+                if let Ok(r) = &routes {
+                    let (target, ns) = (&self.c.target.name, &self.c.namespace);
+                    self.ctx
+                        .metrics
+                        .set_weights(target, ns, r.primary, r.canary);
+                }
                 obs.routes = Some(routes.map_err(|e| e.message));
             }
             Need::MetricProviders => obs.metric_providers = Some(self.providers_online().await),
@@ -209,32 +216,37 @@ impl Oracle<'_> {
                 .as_ref()
                 .map(|r| r.name.clone())
                 .unwrap_or_else(|| target.clone()),
-            route: spec
-                .route_ref
-                .as_ref()
-                .map(|r| r.name.clone())
-                .unwrap_or_else(|| target.clone()),
+            // Knative's route is the revision under analysis (reference §3.11).
+            route: match &self.observed.target {
+                Target::KnativeService(s) => {
+                    flagger_core::routing::knative::latest_created_revision(s)
+                        .unwrap_or_default()
+                        .to_string()
+                }
+                _ => spec
+                    .route_ref
+                    .as_ref()
+                    .map(|r| r.name.clone())
+                    .unwrap_or_else(|| target.clone()),
+            },
             target,
             interval,
             variables,
         }
     }
 
-    async fn metric(&self, index: usize) -> MetricOutcome {
+    async fn metric(&self, index: usize) -> MetricCheck {
         let Some(metric) = self.c.analysis.metrics.get(index) else {
-            return MetricOutcome::Error(format!("no metric at index {index}"));
+            return MetricCheck::outcome(MetricOutcome::Error(format!(
+                "no metric at index {index}"
+            )));
         };
-        let interval = metric
-            .interval
-            .map(flagger_core::duration::format_go)
-            .unwrap_or_else(|| "1m".into());
         let check = match &metric.source {
+            // `{{ interval }}` of a builtin query is the metric's interval as written (`1m`
+            // when it has none), as Flagger renders it.
             MetricSource::Builtin(kind) => match observer::for_provider(self.c.provider) {
                 Some(observer) => {
-                    let model = Model {
-                        interval,
-                        ..self.template_model(index)
-                    };
+                    let model = self.template_model(index);
                     let query = observer.query(*kind, &model);
                     let answer = self.prometheus().query(&query).await;
                     let answer = match kind {
@@ -267,12 +279,19 @@ impl Oracle<'_> {
             MetricSource::Template {
                 name, namespace, ..
             } => {
+                let now = self.ctx.now().as_millisecond() as f64 / 1000.0;
+                let comparing = templates::Comparing {
+                    metric,
+                    canary: self.c,
+                    now,
+                };
                 templates::run(
                     &self.ctx.lookups,
                     &self.ctx.http,
                     namespace,
                     name,
                     &self.template_model(index),
+                    &comparing,
                 )
                 .await
             }
@@ -282,16 +301,15 @@ impl Oracle<'_> {
             metric = %metric.name,
             provider = %check.provider,
             query = check.query.as_deref().unwrap_or_default(),
-            value = ?check.value(),
+            value = check.value().map(|v| v.to_string()).unwrap_or_default(),
             failure = check.failure().unwrap_or_default(),
             "metric check"
         );
-        let outcome = check.outcome;
-        if let MetricOutcome::Value(v) = &outcome {
+        if let Some(v) = check.value() {
             let value = match &metric.source {
                 // Flagger records request-duration in seconds.
                 MetricSource::Builtin(BuiltinMetric::RequestDuration) => v / 1000.0,
-                _ => *v,
+                _ => v,
             };
             self.ctx
                 .metrics
@@ -303,7 +321,7 @@ impl Oracle<'_> {
                 })
                 .set(value);
         }
-        outcome
+        check
     }
 }
 
@@ -332,9 +350,12 @@ pub async fn readiness_of(
                 Ok(d) => readiness::deployment(&d, role, ns, &c.name, threshold, deadline, now),
                 Err(e) => Readiness::Waiting(format!(
                     "deployment {name}.{ns} get query error: {}",
-                    crate::error::api_text(&e)
+                    api_text(&e)
                 )),
             }
+        }
+        Target::KnativeService(service) => {
+            super::knative::readiness(&ctx.client, c, service, role).await
         }
         Target::DaemonSet(_) => {
             match cache::require(&ctx.caches.daemonsets, &ctx.client, ns, &name).await {
@@ -344,7 +365,7 @@ pub async fn readiness_of(
                 }
                 Err(e) => Readiness::Waiting(format!(
                     "daemonset {name}.{ns} get query error: {}",
-                    crate::error::api_text(&e)
+                    api_text(&e)
                 )),
             }
         }

@@ -107,6 +107,8 @@ pub async fn write_primary(
     };
     let has_autoscaler = canary.spec.autoscaler_ref.is_some();
     let result = match (&observed.target, current) {
+        // A Knative Service is its own primary (its primary revision).
+        (Target::KnativeService(_), _) => Ok(()),
         (Target::Deployment(t), current) => {
             let mut d = match current {
                 Some(Target::Deployment(p)) => {
@@ -163,6 +165,7 @@ pub async fn read_primary(
 ) -> Result<Target, WriteError> {
     let ns = &c.namespace;
     match &observed.target {
+        Target::KnativeService(s) => Ok(Target::KnativeService(s.clone())),
         Target::Deployment(_) => Api::<Deployment>::namespaced(client.clone(), ns)
             .get(&c.primary_workload())
             .await
@@ -241,6 +244,8 @@ pub async fn scale_to_zero(client: &Client, c: &ValidatedCanary) -> Result<(), W
         )
     };
     match c.target.kind {
+        // Knative scales its revisions itself.
+        TargetKind::KnativeService => {}
         TargetKind::DaemonSet => {
             let patch = json!({"spec": {"template": {"spec": {"nodeSelector": {SCALE_TO_ZERO_NODE_SELECTOR: "true"}}}}});
             Api::<DaemonSet>::namespaced(client.clone(), ns)
@@ -286,6 +291,8 @@ pub async fn scale_up(
         )
     };
     match &observed.target {
+        // Knative scales its revisions itself.
+        Target::KnativeService(_) => {}
         Target::Deployment(target) => {
             let replicas = replicas_from_zero(client, caches, c, target).await?;
             Api::<Deployment>::namespaced(client.clone(), ns)
@@ -415,6 +422,8 @@ pub async fn bring_back_target(
                 .await
                 .map_err(failed)?;
         }
+        // Knative scales its revisions itself.
+        TargetKind::KnativeService => {}
         other => {
             return Err(WriteError::invalid(format!(
                 "{} targets have nothing to scale",

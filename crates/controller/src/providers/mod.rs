@@ -6,7 +6,7 @@
 //! initialization whether the system answers at all. One module per provider builds it from a
 //! MetricTemplate's `provider` block and the data of its `secretRef` ([`Setup`]):
 //!
-//! * [`prometheus`]: instant queries; also the Prometheus of builtin checks and inline queries
+//! * [`prometheus`]: instant and range queries (the judge of comparison checks); also the Prometheus of builtin checks and inline queries
 //!   (`-metrics-server`, `spec.metricsServer`), built from its address alone.
 //! * [`datadog`], [`newrelic`], [`dynatrace`]: the vendors' HTTP query APIs, with Flagger's
 //!   default addresses, Secret keys and window (ten metric intervals; "error parsing metric
@@ -90,6 +90,65 @@ pub trait MetricsProvider: Send + Sync {
     /// The availability check at initialization (reference §5.5): `Err` says why the system
     /// is not usable.
     fn is_online(&self) -> BoxFuture<'_, Result<(), String>>;
+
+    /// Whether [`MetricsProvider::run_range_query`] works: the judge of a comparison check
+    /// (`flagger.app/compare: judge`, [`flagger_core::compare`]) needs it. `false` unless a
+    /// provider says otherwise.
+    fn range_queries(&self) -> bool {
+        false
+    }
+
+    /// Runs a range query whose answer is one series: its values over `window`, in time order
+    /// (non-numbers kept, for the judge's `nanStrategy`; no series: no values). Providers
+    /// without range queries refuse, naming themselves.
+    fn run_range_query<'a>(
+        &'a self,
+        query: &'a str,
+        window: RangeWindow,
+    ) -> BoxFuture<'a, Result<Vec<f64>, QueryError>> {
+        let _ = (query, window);
+        let name = self.name();
+        Box::pin(async move {
+            Err(QueryError::Failed(format!(
+                "the {name} provider has no range queries in flagger-rs"
+            )))
+        })
+    }
+}
+
+/// The time range of a range query: Unix seconds and the step in seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RangeWindow {
+    pub start: f64,
+    pub end: f64,
+    pub step: f64,
+}
+
+impl RangeWindow {
+    /// The window of a comparison check ending at `now` (Unix seconds).
+    pub fn ending(now: f64, window: flagger_core::compare::Window) -> Self {
+        Self {
+            start: now - window.range.as_secs_f64(),
+            end: now,
+            step: window.step.as_secs_f64(),
+        }
+    }
+}
+
+/// Why a comparison check cannot run on a template's provider; `None` when it can.
+pub fn refuses_comparison(
+    provider: &dyn MetricsProvider,
+    marking: &flagger_core::compare::Marking,
+) -> Option<String> {
+    (marking.needs_range_queries() && !provider.range_queries()).then(|| {
+        format!(
+            "the {} provider has no range queries in flagger-rs, which {}: judge needs; \
+             providers with range queries: prometheus (a ratio or difference comparison works \
+             with every provider)",
+            provider.name(),
+            flagger_core::compare::COMPARE
+        )
+    })
 }
 
 /// What a provider is built from.
@@ -254,6 +313,55 @@ mod tests {
                 .as_deref(),
             Some("graphite address graphite:80 is not a valid URL")
         );
+    }
+
+    /// A provider with instant queries only, as every provider is by default.
+    struct InstantOnly;
+
+    impl MetricsProvider for InstantOnly {
+        fn name(&self) -> &'static str {
+            "graphite"
+        }
+        fn run_query<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<f64, QueryError>> {
+            Box::pin(async { Ok(1.0) })
+        }
+        fn is_online(&self) -> BoxFuture<'_, Result<(), String>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_judge_needs_range_queries_and_a_relative_comparison_does_not() {
+        let marked = |kind: &str| {
+            let annotations =
+                BTreeMap::from([(flagger_core::compare::COMPARE.to_string(), kind.to_string())]);
+            flagger_core::compare::marking(&annotations)
+                .expect("valid")
+                .expect("marked")
+        };
+        let judge = marked("judge");
+        assert_eq!(
+            refuses_comparison(&InstantOnly, &judge).as_deref(),
+            Some(
+                "the graphite provider has no range queries in flagger-rs, which flagger.app/compare: judge needs; \
+                 providers with range queries: prometheus (a ratio or difference comparison works with every provider)"
+            )
+        );
+        assert_eq!(refuses_comparison(&InstantOnly, &marked("ratio")), None);
+        let window = RangeWindow {
+            start: 0.0,
+            end: 60.0,
+            step: 2.0,
+        };
+        assert_eq!(
+            InstantOnly.run_range_query("up", window).await,
+            Err(QueryError::Failed(
+                "the graphite provider has no range queries in flagger-rs".into()
+            ))
+        );
+        let http = Clients::new().expect("clients");
+        let prom = prometheus::Prometheus::plain(&http, "http://127.0.0.1:9");
+        assert_eq!(refuses_comparison(&prom, &judge), None);
     }
 
     #[test]

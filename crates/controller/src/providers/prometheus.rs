@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::http::{self, TIMEOUT, collapse_whitespace, request_failed};
-use super::{MetricsProvider, QueryError, Setup};
+use super::{MetricsProvider, QueryError, RangeWindow, Setup};
 use crate::webhook::Clients;
 
 /// A Prometheus to query: the canary's or the controller's (address only), or a MetricTemplate's
@@ -145,12 +145,36 @@ impl Prometheus {
     /// sample of a vector; no sample (or NaN) is "no values".
     pub async fn query(&self, promql: &str) -> Result<f64, QueryError> {
         let q = collapse_whitespace(promql);
-        let url = format!("{}/api/v1/query", self.server.address.trim_end_matches('/'));
-        let mut request = self
-            .http
-            .get(&url)
-            .query(&[("query", q.as_str())])
-            .timeout(TIMEOUT);
+        let body = self.get("query", &[("query", q)]).await?;
+        reduce(&body)
+    }
+
+    /// Runs a range query (`/api/v1/query_range`) whose answer is one series: its values in
+    /// time order; no series is "no values", more than one an error (aggregate in PromQL).
+    pub async fn query_range(
+        &self,
+        promql: &str,
+        window: RangeWindow,
+    ) -> Result<Vec<f64>, QueryError> {
+        let q = collapse_whitespace(promql);
+        let params = [
+            ("query", q),
+            ("start", format!("{:.3}", window.start)),
+            ("end", format!("{:.3}", window.end)),
+            ("step", format!("{:.3}", window.step)),
+        ];
+        let body = self.get("query_range", &params).await?;
+        series(&body)
+    }
+
+    /// A GET of `/api/v1/{path}` with the server's headers and credentials: the body of a
+    /// success.
+    async fn get(&self, path: &str, params: &[(&str, String)]) -> Result<String, QueryError> {
+        let url = format!(
+            "{}/api/v1/{path}",
+            self.server.address.trim_end_matches('/')
+        );
+        let mut request = self.http.get(&url).query(params).timeout(TIMEOUT);
         for (name, values) in &self.server.headers {
             for value in values {
                 request = request.header(name, value);
@@ -170,7 +194,7 @@ impl Prometheus {
         if status.as_u16() >= 400 {
             return Err(QueryError::Failed(error_response(status, &body)));
         }
-        reduce(&body)
+        Ok(body)
     }
 
     /// Whether the Prometheus answers `vector(1)` with 1.
@@ -194,6 +218,18 @@ impl MetricsProvider for Prometheus {
 
     fn is_online(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(self.check_online())
+    }
+
+    fn range_queries(&self) -> bool {
+        true
+    }
+
+    fn run_range_query<'a>(
+        &'a self,
+        query: &'a str,
+        window: RangeWindow,
+    ) -> BoxFuture<'a, Result<Vec<f64>, QueryError>> {
+        Box::pin(self.query_range(query, window))
     }
 }
 
@@ -251,6 +287,52 @@ fn reduce(body: &str) -> Result<f64, QueryError> {
     }
 }
 
+/// The values of a range query's single series, in time order ("NaN", "+Inf" kept as such).
+fn series(body: &str) -> Result<Vec<f64>, QueryError> {
+    #[derive(Deserialize)]
+    struct Matrix {
+        data: Option<MatrixData>,
+    }
+    #[derive(Deserialize)]
+    struct MatrixData {
+        #[serde(rename = "resultType", default)]
+        result_type: String,
+        #[serde(default)]
+        result: Vec<Stream>,
+    }
+    #[derive(Deserialize)]
+    struct Stream {
+        #[serde(default)]
+        values: Vec<(f64, String)>,
+    }
+    let parsed: Matrix = serde_json::from_str(body)
+        .map_err(|e| QueryError::Failed(format!("unmarshaling result failed: {e}")))?;
+    let data = parsed
+        .data
+        .ok_or_else(|| QueryError::Failed("the answer has no data".into()))?;
+    if data.result_type != "matrix" {
+        return Err(QueryError::Failed(format!(
+            "a range query answered a {} instead of a matrix",
+            data.result_type
+        )));
+    }
+    match data.result.as_slice() {
+        [] => Err(QueryError::NoValues("no values found".into())),
+        [one] => one
+            .values
+            .iter()
+            .map(|(_, v)| {
+                v.parse::<f64>()
+                    .map_err(|e| QueryError::Failed(format!("invalid value \"{v}\": {e}")))
+            })
+            .collect(),
+        many => Err(QueryError::Failed(format!(
+            "the query gave {} series; a comparison needs one per side (aggregate with sum, avg, ...)",
+            many.len()
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +365,31 @@ mod tests {
             reduce(m),
             Err(QueryError::Failed("query returned multiple values".into()))
         );
+    }
+
+    #[test]
+    fn a_range_query_gives_one_series_in_time_order() {
+        let one = r#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{"app":"podinfo"},"values":[[1,"0.1"],[2,"NaN"],[3,"+Inf"],[4,"0.3"]]}]}}"#;
+        let got = series(one).expect("one series");
+        assert_eq!(got.len(), 4);
+        assert_eq!((got[0], got[3]), (0.1, 0.3));
+        assert!(got[1].is_nan() && got[2].is_infinite());
+        let none = r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
+        assert_eq!(
+            series(none),
+            Err(QueryError::NoValues("no values found".into()))
+        );
+        let two = r#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{"pod":"a"},"values":[[1,"1"]]},{"metric":{"pod":"b"},"values":[[1,"2"]]}]}}"#;
+        assert_eq!(
+            series(two),
+            Err(QueryError::Failed(
+                "the query gave 2 series; a comparison needs one per side (aggregate with sum, avg, ...)".into()
+            ))
+        );
+        let vector = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        assert!(series(vector).is_err());
     }
 
     #[test]

@@ -71,11 +71,14 @@
 //! API server, as in Flagger.
 
 pub mod apisix;
+pub mod appmesh;
 pub mod contour;
 pub mod gatewayapi;
 pub mod gloo;
 pub mod istio;
+pub mod knative;
 pub mod kubernetes;
+pub mod kuma;
 pub mod nginx;
 pub mod skipper;
 pub mod smi;
@@ -224,7 +227,9 @@ fn registered(provider: Provider) -> Option<&'static dyn AnyRouter> {
         Provider::Traefik => &traefik::Traefik,
         Provider::Skipper => &skipper::Skipper,
         Provider::Apisix => &apisix::Apisix,
-        _ => return None,
+        Provider::Kuma => &kuma::Kuma,
+        Provider::AppMesh | Provider::AppMeshV1Beta2 => &appmesh::AppMesh,
+        Provider::Knative => &knative::Knative,
     })
 }
 
@@ -332,12 +337,7 @@ impl RouterError {
             kube::Error::Api(s) if matches!(s.code, 400 | 404 | 422) => Category::InvalidSpec,
             _ => Category::Transient,
         };
-        let why = match e {
-            kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
-            kube::Error::Api(s) => format!("{} {}", s.code, s.reason),
-            other => other.to_string(),
-        };
-        Self::new(category, format!("{what}: {why}"))
+        Self::new(category, format!("{what}: {}", crate::error::api_text(e)))
     }
 
     /// A routing object that cannot be built or read back.
@@ -509,9 +509,22 @@ pub(crate) async fn write_weighted(
 pub(crate) async fn ensure(
     api: &Api<DynamicObject>,
     t: &Target<'_>,
+    desired: Value,
+    existing: Option<&Value>,
+    contested: &mut Vec<Contested>,
+) -> Result<(), RouterError> {
+    ensure_with(api, t, desired, existing, contested, true).await
+}
+
+/// [`ensure`], with `adopt` false for an object the Canary cannot own (a cluster-scoped one):
+/// no owner reference is set.
+pub(crate) async fn ensure_with(
+    api: &Api<DynamicObject>,
+    t: &Target<'_>,
     mut desired: Value,
     existing: Option<&Value>,
     contested: &mut Vec<Contested>,
+    adopt: bool,
 ) -> Result<(), RouterError> {
     let name = desired["metadata"]["name"]
         .as_str()
@@ -524,7 +537,7 @@ pub(crate) async fn ensure(
     if let Some(obj) = desired.as_object_mut() {
         obj.remove("status");
     }
-    let adopt = existing.is_none_or(|e| is_owned(e, t.canary));
+    let adopt = adopt && existing.is_none_or(|e| is_owned(e, t.canary));
     if adopt && let Some(owner) = owner_ref(t.canary) {
         desired["metadata"]["ownerReferences"] = to_json(&vec![owner], &name)?;
     }
@@ -562,7 +575,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_registry_serves_the_providers_with_a_router_and_refuses_the_others() {
+    fn the_registry_serves_every_provider_of_the_crd() {
         for p in [
             "kubernetes",
             "istio",
@@ -579,6 +592,10 @@ mod tests {
             "traefik",
             "skipper",
             "apisix",
+            "kuma",
+            "appmesh",
+            "appmesh:v1beta2",
+            "knative",
         ] {
             let provider = Provider::parse(p).expect(p);
             assert!(for_provider(provider).is_ok(), "{p}");
@@ -598,24 +615,13 @@ mod tests {
             "traefik",
             "skipper",
             "apisix",
+            "kuma",
+            "knative",
         ] {
             assert_eq!(sticky(p).ok(), Some(false), "{p}");
         }
-        for p in ["kuma", "knative", "appmesh", "appmesh:v1beta2"] {
-            let refused = for_provider(Provider::parse(p).expect(p))
-                .err()
-                .expect("refused");
-            assert_eq!(refused.category, Category::InvalidSpec);
-            assert_eq!(
-                refused.message,
-                format!(
-                    "the {p} provider is not supported by flagger-rs yet; supported: \
-                     apisix, contour, gatewayapi:v1, gatewayapi:v1beta1, gloo, istio, \
-                     kubernetes, linkerd, nginx, osm, skipper, smi:v1alpha1, smi:v1alpha2, \
-                     smi:v1alpha3, traefik"
-                )
-            );
-        }
+        // Every provider of the CRD's enum has a router now.
+        assert_eq!(supported(), flagger_api::canary::PROVIDERS.to_vec());
     }
 
     #[test]

@@ -20,6 +20,27 @@ pub const ERROR_RATIO: &str = "e2e.flagger.app/error-ratio";
 pub const LATENCY_MS: &str = "e2e.flagger.app/latency-ms";
 
 const RPS: f64 = 20.0;
+
+/// `app` label values whose pods receive no traffic (no series at all) until removed: a
+/// service nobody calls yet.
+pub static NO_TRAFFIC: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Whether pods labelled `app=<app>` receive traffic.
+pub fn set_traffic(app: &str, on: bool) {
+    if let Ok(mut quiet) = NO_TRAFFIC.lock() {
+        if on {
+            quiet.remove(app);
+        } else {
+            quiet.insert(app.to_string());
+        }
+    }
+}
+
+fn quiet(pod: &Pod) -> bool {
+    let app = pod.labels().get("app").cloned().unwrap_or_default();
+    NO_TRAFFIC.lock().is_ok_and(|q| q.contains(&app))
+}
 const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -50,7 +71,7 @@ async fn metrics(State(client): State<Client>) -> String {
         "# HELP http_request_duration_seconds Request duration.\n# TYPE http_request_duration_seconds histogram\n",
     );
     for pod in &pods {
-        if pod.metadata.deletion_timestamp.is_some() || !ready(pod) {
+        if pod.metadata.deletion_timestamp.is_some() || !ready(pod) || quiet(pod) {
             continue;
         }
         let Some(created) = pod.metadata.creation_timestamp.as_ref() else {

@@ -9,6 +9,7 @@ pub mod fakes;
 pub mod graphite;
 pub mod hooks;
 pub mod keptn;
+pub mod load;
 pub mod routing;
 
 use std::net::SocketAddr;
@@ -60,6 +61,38 @@ pub struct Options {
     pub no_exporter: bool,
     /// Changes to localkube's simulator settings (the HPA's sync period, the KEDA scaler, ...).
     pub sim: Option<fn(&mut localkube::controllers::SimConfig)>,
+    /// Run the controller as cluster admin on a server without RBAC, instead of under its
+    /// own RBAC (`deploy/flagger`: ServiceAccount `flagger-system/flagger` and its
+    /// ClusterRole) on a server that enforces it, the default.
+    pub admin_controller: bool,
+}
+
+/// Where the controller's ServiceAccount lives, as `deploy/flagger` installs it.
+pub const CONTROLLER_NS: &str = "flagger-system";
+/// The user the controller's token authenticates as.
+pub const CONTROLLER_USER: &str = "system:serviceaccount:flagger-system:flagger";
+
+/// The controller's ServiceAccount, ClusterRole and ClusterRoleBinding from `deploy/flagger`,
+/// as kustomize renders them into `flagger-system`.
+pub fn controller_rbac_yaml() -> String {
+    let account = include_str!("../../../../deploy/flagger/account.yaml");
+    let rbac = include_str!("../../../../deploy/flagger/rbac.yaml").replace(
+        "  - kind: ServiceAccount\n    name: flagger\n",
+        &format!("  - kind: ServiceAccount\n    name: flagger\n    namespace: {CONTROLLER_NS}\n"),
+    );
+    format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {CONTROLLER_NS}}}\n---\n{}\n---\n{rbac}",
+        account.replace(
+            "metadata:\n  name: flagger\n",
+            &format!("metadata:\n  name: flagger\n  namespace: {CONTROLLER_NS}\n")
+        )
+    )
+}
+
+/// Where each e2e environment leaves the controller's authorization decisions (one JSON file
+/// per test), for `rbac_coverage`.
+pub fn audit_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("rbac-audit")
 }
 
 /// A running environment; everything stops when it is dropped.
@@ -71,6 +104,9 @@ pub struct Env {
     pub hooks: hooks::Hooks,
     pub prometheus: Option<Prometheus>,
     pub phases: PhaseLog,
+    /// The client the controller runs with: its ServiceAccount's token (or `client` with
+    /// `admin_controller`).
+    pub controller_client: Client,
     controller: Option<Controller>,
     metrics_server: String,
     controller_args: Vec<String>,
@@ -88,6 +124,10 @@ impl Env {
     pub async fn start(opts: Options) -> Env {
         init_tracing();
         let mut config = localkube::Config::default();
+        config.auth.rbac = !opts.admin_controller;
+        // As OpenShift and hardened clusters run it: owner references with
+        // blockOwnerDeletion need `update` on the owner's finalizers.
+        config.auth.owner_references_permission_enforcement = true;
         config.sim.nodes = opts.nodes.max(1);
         if let Some(change) = opts.sim {
             change(&mut config.sim);
@@ -128,6 +168,28 @@ impl Env {
             )),
         )
         .await;
+
+        // The controller's identity and RBAC, as `kubectl apply -k deploy/flagger` installs
+        // them, and a kubeconfig with its ServiceAccount's token.
+        let controller_client = if opts.admin_controller {
+            client.clone()
+        } else {
+            kubectl_at(
+                &kubeconfig,
+                &["apply", "-f", "-"],
+                Some(&controller_rbac_yaml()),
+            )
+            .await;
+            let token = kube
+                .service_account_token(CONTROLLER_NS, "flagger", 24 * 3600)
+                .expect("controller token");
+            let kc = kube::config::Kubeconfig::from_yaml(&kube.kubeconfig_with_token(&token))
+                .expect("controller kubeconfig");
+            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .expect("controller client config");
+            Client::try_from(cfg).expect("controller client")
+        };
 
         let hooks = hooks::Hooks::start().await;
         let controller_port = if opts.prometheus && opts.scrape_controller {
@@ -171,6 +233,7 @@ impl Env {
             hooks,
             prometheus,
             phases,
+            controller_client,
             controller: None,
             metrics_server,
             controller_args: opts.controller_args.iter().map(|s| s.to_string()).collect(),
@@ -179,6 +242,11 @@ impl Env {
         };
         env.start_controller().await;
         env
+    }
+
+    /// The controller's HTTP server (`/metrics`); a fixed port only with `scrape_controller`.
+    pub fn controller_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.controller_port)
     }
 
     /// Starts the controller (in-process, as `flagger controller` runs it).
@@ -210,7 +278,7 @@ impl Env {
         }
         let args = flagger_controller::Args::try_parse_from(argv).expect("controller flags parse");
         let (stop, rx) = oneshot::channel::<()>();
-        let client = self.client.clone();
+        let client = self.controller_client.clone();
         let task = tokio::spawn(async move {
             flagger_controller::run::serve(client, args, async move {
                 let _ = rx.await;
@@ -396,12 +464,68 @@ impl Env {
     }
 }
 
+impl Env {
+    /// The controller's authorization decisions so far.
+    pub fn controller_audit(&self) -> Vec<localkube::auth::AuditRecord> {
+        self.kube
+            .auth()
+            .audit
+            .records()
+            .into_iter()
+            .filter(|r| r.user == CONTROLLER_USER)
+            .collect()
+    }
+
+    /// Leaves the controller's decisions in [`audit_dir`] and fails the test when the
+    /// controller was refused anything: its RBAC must cover all it asks.
+    fn finish_audit(&self) {
+        if !self.kube.auth().enabled() {
+            return;
+        }
+        let rows = self.controller_audit();
+        let binary = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .map(|s| s.split('-').next().unwrap_or_default().to_string())
+            .unwrap_or_default();
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .replace("::", "__");
+        let dir = audit_dir();
+        if std::fs::create_dir_all(&dir).is_ok() {
+            let body = serde_json::json!({"suite": binary, "test": test, "decisions": rows});
+            let _ = std::fs::write(
+                dir.join(format!("{binary}--{test}.json")),
+                serde_json::to_vec_pretty(&body).unwrap_or_default(),
+            );
+        }
+        let denied: Vec<String> = rows
+            .iter()
+            .filter(|r| !r.allowed)
+            .map(|r| {
+                format!(
+                    "{} {}/{} in {:?} ({} times)",
+                    r.verb, r.api_group, r.resource, r.namespace, r.count
+                )
+            })
+            .collect();
+        if !denied.is_empty() && !std::thread::panicking() {
+            panic!(
+                "the controller was refused by its RBAC (deploy/flagger/rbac.yaml):\n{}",
+                denied.join("\n")
+            );
+        }
+    }
+}
+
 impl Drop for Env {
     fn drop(&mut self) {
         if let Some(c) = self.controller.take() {
             let _ = c.stop.send(());
             c.task.abort();
         }
+        self.finish_audit();
         self.kube.shutdown();
     }
 }

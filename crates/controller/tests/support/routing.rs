@@ -213,6 +213,24 @@ impl RoutingObject {
         serde_json::to_value(obj).ok()
     }
 
+    /// Waits until `weights` has recorded the weight the object shows now (the final write of
+    /// a run), so that what follows reads the whole sequence; fails after the deadline.
+    pub async fn settled(&self, weights: &Weights) {
+        let deadline = std::time::Instant::now() + super::DEADLINE;
+        loop {
+            let now = self.json().await.as_ref().and_then(self.canary_weight);
+            if now.is_none() || weights.get().last() == now.as_ref() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the recorder never saw the object's weight {now:?}: {:?}",
+                weights.get()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Records every canary weight the object shows, polling every 20 ms, until dropped.
     pub fn record(&self) -> Weights {
         let seen: Arc<Mutex<Vec<u64>>> = Arc::default();
@@ -271,8 +289,7 @@ pub async fn promote_progressively_at(
     env.wait_phase("podinfo", CanaryPhase::Progressing).await;
     env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
     assert_eq!(primary_image(env).await, format!("{PODINFO}:6.0.1"));
-    // Let the recorder see the final write.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    object.settled(&weights).await;
     let seen = weights.get();
     let counts = load.counts();
     println!("weights seen: {seen:?}; answers: {counts:?}");
@@ -322,7 +339,7 @@ pub async fn faulty_rollout_is_rolled_back(
     env.apply(&workload(tag, r#""localkube.dev/error-ratio": "0.5""#))
         .await;
     env.wait_phase("podinfo", CanaryPhase::Failed).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    object.settled(&weights).await;
     let seen = weights.get();
     let counts = load.counts();
     println!("weights seen: {seen:?}; answers: {counts:?}");

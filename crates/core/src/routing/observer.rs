@@ -44,7 +44,9 @@ pub fn for_provider(provider: Provider) -> Option<&'static dyn Observer> {
         Provider::Traefik => &super::traefik::OBSERVER,
         Provider::Skipper => &super::skipper::OBSERVER,
         Provider::Apisix => &super::apisix::OBSERVER,
-        _ => return None,
+        Provider::Kuma => &super::kuma::OBSERVER,
+        Provider::AppMesh | Provider::AppMeshV1Beta2 => &super::appmesh::OBSERVER,
+        Provider::Knative => &super::knative::OBSERVER,
     })
 }
 
@@ -137,11 +139,12 @@ pub(crate) mod tests {
             "traefik",
             "skipper",
             "apisix",
+            "kuma",
+            "knative",
+            "appmesh",
+            "appmesh:v1beta2",
         ] {
             assert!(q(p).is_some(), "{p}");
-        }
-        for p in ["kuma", "knative", "appmesh"] {
-            assert!(q(p).is_none(), "{p}");
         }
     }
 }

@@ -68,6 +68,13 @@ pub struct World {
     pub primary_ready: ReadyScript,
     pub canary_ready: ReadyScript,
     pub routes_error: Option<String>,
+    /// The `flagger.app/action` annotation as the controller would observe it (removed when the
+    /// decision asks for it).
+    pub action: Option<String>,
+    /// Requests the decisions asked to remove.
+    pub cleared: Vec<String>,
+    /// Metric checks recorded by the decisions, in order.
+    pub checks: Vec<flagger_api::CheckStatus>,
 }
 
 impl World {
@@ -97,7 +104,30 @@ impl World {
             primary_ready: Box::new(|_| Readiness::Ready),
             canary_ready: Box::new(|_| Readiness::Ready),
             routes_error: None,
+            action: None,
+            cleared: Vec::new(),
+            checks: Vec::new(),
         }
+    }
+
+    /// Sets the `flagger.app/action` annotation.
+    pub fn request(&mut self, verb: &str) {
+        self.action = Some(verb.to_string());
+    }
+
+    /// The `Analysis` condition's message.
+    pub fn sentence(&self) -> Option<String> {
+        self.condition("Analysis").and_then(|c| c.message)
+    }
+
+    /// A condition of the status, by type.
+    pub fn condition(&self, kind: &str) -> Option<flagger_api::CanaryCondition> {
+        self.status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.r#type == kind)
+            .cloned()
     }
 
     pub fn with_hooks(
@@ -122,6 +152,12 @@ impl World {
                 Scale::Up
             } else {
                 Scale::Zero
+            }),
+            action: self.action.as_ref().and_then(|a| {
+                flagger_core::steer::request(&BTreeMap::from([(
+                    flagger_api::labels::ACTION.to_string(),
+                    a.clone(),
+                )]))
             }),
             ..Default::default()
         };
@@ -175,7 +211,8 @@ impl World {
             Need::Metric { index } => {
                 let name = self.canary.analysis.metrics[*index].name.clone();
                 let outcome = (self.metrics)(&name, t);
-                obs.metrics.insert(*index, outcome);
+                obs.metrics
+                    .insert(*index, flagger_core::metric::MetricCheck::outcome(outcome));
             }
         }
     }
@@ -201,6 +238,13 @@ impl World {
                 Notice::Alert(a) => self.alerts.push(a.clone()),
                 Notice::CountRun(r) => self.runs.push(*r),
                 Notice::RunPostRolloutHooks { phase } => self.post_rollout_phases.push(*phase),
+                Notice::ClearAction { raw } => {
+                    if self.action.as_deref() == Some(raw.as_str()) {
+                        self.action = None;
+                    }
+                    self.cleared.push(raw.clone());
+                }
+                Notice::Check(check) => self.checks.push(check.clone()),
             }
         }
     }

@@ -1,7 +1,9 @@
 //! Envoy's cluster statistics, Contour-style: `envoy_cluster_upstream_rq` and
 //! `envoy_cluster_upstream_rq_time` per cluster `<namespace>_<service>_<port>` (the Service a
 //! request was sent to), with the pod discovery labels, for requests that came through a
-//! Service. Flagger's Contour queries read these.
+//! Service. Flagger's Contour, App Mesh and Gateway API (Envoy-based) queries read these.
+//! Kuma's proxies ([`super::kuma`]) and Kourier's gateway ([`super::knative`]) add their rows
+//! to the same families.
 //!
 //! And the same statistics of the requests Gloo's gateway Envoy served ([`super::gloo`]),
 //! per cluster as Gloo names them (`<upstream>_<upstream namespace>`), with the discovery
@@ -33,17 +35,18 @@ fn labels(l: &MeshLabels) -> String {
     )
 }
 
-/// One cluster's statistics: requests by response code, and their times.
+/// One cluster's statistics: requests by response code (the counter's own labels), and their
+/// times.
 #[derive(Default)]
 struct Cluster {
-    codes: BTreeMap<u16, u64>,
+    codes: BTreeMap<String, u64>,
     buckets: Vec<u64>,
     sum_ms: f64,
     count: u64,
 }
 
 impl Cluster {
-    fn add(&mut self, code: u16, buckets: &[u64], sum_ms: f64, count: u64) {
+    fn add(&mut self, code: String, buckets: &[u64], sum_ms: f64, count: u64) {
         *self.codes.entry(code).or_default() += count;
         if self.buckets.len() < buckets.len() {
             self.buckets.resize(buckets.len(), 0);
@@ -54,6 +57,11 @@ impl Cluster {
         self.sum_ms += sum_ms;
         self.count += count;
     }
+}
+
+/// The counter's own label: the response code.
+fn code(status: u16) -> String {
+    format!(",envoy_response_code=\"{status}\"")
 }
 
 impl Telemetry for Envoy {
@@ -68,7 +76,16 @@ impl Telemetry for Envoy {
             clusters
                 .entry(labels(l))
                 .or_default()
-                .add(l.status, &h.istio, h.sum_ms, h.count);
+                .add(code(l.status), &h.istio, h.sum_ms, h.count);
+        }
+        for r in super::kuma::envoy_rows(recorded)
+            .into_iter()
+            .chain(super::knative::envoy_rows(recorded))
+        {
+            clusters
+                .entry(r.labels)
+                .or_default()
+                .add(r.counter_only, r.buckets, r.sum, r.count);
         }
         for (l, h) in recorded
             .gateway
@@ -81,7 +98,7 @@ impl Telemetry for Envoy {
             }
             let buckets = h.upstream.cumulative(&ISTIO_BUCKETS);
             clusters.entry(key).or_default().add(
-                l.status,
+                code(l.status),
                 &buckets,
                 h.upstream.sum_ms,
                 h.upstream.count,
@@ -95,10 +112,7 @@ impl Telemetry for Envoy {
         );
         for (labels, c) in &clusters {
             for (code, n) in &c.codes {
-                let _ = writeln!(
-                    out,
-                    "envoy_cluster_upstream_rq{{{labels},envoy_response_code=\"{code}\"}} {n}"
-                );
+                let _ = writeln!(out, "envoy_cluster_upstream_rq{{{labels}{code}}} {n}");
             }
         }
         header(

@@ -31,6 +31,7 @@
 //! crate depends on no mesh or Flagger crate.
 
 pub mod apisix;
+pub mod appmesh;
 pub mod common;
 pub mod contour;
 pub mod envoy;
@@ -38,6 +39,8 @@ pub mod gateway;
 pub mod gatewayapi;
 pub mod gloo;
 pub mod istio;
+pub mod knative;
+pub mod kuma;
 pub mod linkerd;
 pub mod nginx;
 pub mod osm;
@@ -78,6 +81,9 @@ fn registry(s: &Settings) -> Vec<Entry> {
         entry(Arc::new(istio::Istio), Some(1), Some(2)),
         entry(Arc::new(gatewayapi::GatewayApi), Some(2), Some(1)),
         entry(Arc::new(smi::Smi), Some(3), None),
+        entry(Arc::new(kuma::Kuma), Some(4), None),
+        entry(Arc::new(appmesh::AppMesh), Some(5), None),
+        entry(Arc::new(knative::Knative), Some(6), None),
         entry(Arc::new(nginx::Nginx::new(&s.nginx_prefix)), None, Some(3)),
         entry(Arc::new(contour::Contour), None, Some(4)),
         entry(Arc::new(gloo::Gloo), None, Some(5)),
