@@ -144,80 +144,24 @@ pub fn services(n: &Names<'_>) -> Vec<Generated> {
     }
 }
 
-/// The provider's routing objects (reference §4.2).
+/// The provider's routing objects (reference §4.2), as its descriptor lists them.
 pub fn routing_objects(n: &Names<'_>) -> Vec<Generated> {
-    let apex = n.apex;
-    let primary = format!("{apex}-primary");
-    let canary = format!("{apex}-canary");
-    let route = |kind, group, name: String| Generated {
+    (n.provider.descriptor().routing_objects)(n)
+}
+
+/// A routing object named `name`.
+pub fn route(kind: &'static str, group: &'static str, name: String) -> Generated {
+    Generated {
         kind,
         group,
         name,
         role: Role::Route,
-    };
-    match n.provider {
-        Provider::Kubernetes | Provider::Knative => vec![],
-        Provider::Istio => vec![
-            route("VirtualService", "istio.io", apex.to_string()),
-            route("DestinationRule", "istio.io", primary),
-            route("DestinationRule", "istio.io", canary),
-        ],
-        Provider::Linkerd | Provider::Osm | Provider::Smi(_) => {
-            vec![route("TrafficSplit", "smi-spec.io", apex.to_string())]
-        }
-        Provider::AppMesh => {
-            let mut objects = vec![
-                route("VirtualNode", "appmesh.k8s.aws", apex.to_string()),
-                route("VirtualNode", "appmesh.k8s.aws", primary),
-                route("VirtualNode", "appmesh.k8s.aws", canary.clone()),
-            ];
-            // v1beta1 names its VirtualServices after the mesh host, `<name>.<namespace>`.
-            if let Some(ns) = n.namespace {
-                objects.push(route(
-                    "VirtualService",
-                    "appmesh.k8s.aws",
-                    format!("{apex}.{ns}"),
-                ));
-                objects.push(route(
-                    "VirtualService",
-                    "appmesh.k8s.aws",
-                    format!("{canary}.{ns}"),
-                ));
-            }
-            objects
-        }
-        Provider::AppMeshV1Beta2 => vec![
-            route("VirtualNode", "appmesh.k8s.aws", primary),
-            route("VirtualNode", "appmesh.k8s.aws", canary.clone()),
-            route("VirtualRouter", "appmesh.k8s.aws", apex.to_string()),
-            route("VirtualRouter", "appmesh.k8s.aws", canary.clone()),
-            route("VirtualService", "appmesh.k8s.aws", apex.to_string()),
-            route("VirtualService", "appmesh.k8s.aws", canary),
-        ],
-        Provider::Contour => vec![route("HTTPProxy", "projectcontour.io", apex.to_string())],
-        Provider::Gloo => vec![route("RouteTable", "solo.io", apex.to_string())],
-        Provider::Traefik => vec![route("TraefikService", "", apex.to_string())],
-        Provider::Kuma => vec![route("TrafficRoute", "kuma.io", apex.to_string())],
-        Provider::GatewayApiV1 | Provider::GatewayApiV1Beta1 => {
-            vec![route(
-                "HTTPRoute",
-                "gateway.networking.k8s.io",
-                apex.to_string(),
-            )]
-        }
-        Provider::Nginx | Provider::Skipper => match n.ingress_ref {
-            Some(i) => vec![route("Ingress", "", format!("{i}-canary"))],
-            None => vec![],
-        },
-        Provider::Apisix => match n.route_ref {
-            Some(r) => vec![route(
-                "ApisixRoute",
-                "apisix.apache.org",
-                format!("{r}-{apex}-canary"),
-            )],
-            None => vec![],
-        },
     }
+}
+
+/// No routing object (kubernetes, knative).
+pub fn no_routes(_: &Names<'_>) -> Vec<Generated> {
+    Vec::new()
 }
 
 #[cfg(test)]

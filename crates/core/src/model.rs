@@ -5,12 +5,13 @@
 //! strings or guess defaults.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
 use flagger_api::{AbMatch, CanaryService};
 
-/// Traffic provider (router) of a canary.
+/// Traffic provider (router) of a canary: its identity. What it is (spelling, features,
+/// observer, routing objects) is told by its module's descriptor, listed in
+/// `routing::registry::DESCRIPTORS`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Provider {
     Kubernetes,
@@ -42,119 +43,8 @@ pub enum SmiVersion {
     V1Alpha3,
 }
 
-impl Provider {
-    /// Parses a provider the way Flagger's CRD enum spells it (`spec.provider`). Flagger's
-    /// controller flag also accepts `smi:<version>:<mesh>` and any `gloo*`; see
-    /// [`Provider::parse_flag`].
-    pub fn parse(s: &str) -> Option<Provider> {
-        Some(match s {
-            "kubernetes" => Self::Kubernetes,
-            "istio" => Self::Istio,
-            "linkerd" => Self::Linkerd,
-            "appmesh" => Self::AppMesh,
-            "appmesh:v1beta2" => Self::AppMeshV1Beta2,
-            "contour" => Self::Contour,
-            "gatewayapi:v1" => Self::GatewayApiV1,
-            "gatewayapi:v1beta1" => Self::GatewayApiV1Beta1,
-            "gloo" => Self::Gloo,
-            "knative" => Self::Knative,
-            "kuma" => Self::Kuma,
-            "nginx" => Self::Nginx,
-            "osm" => Self::Osm,
-            "skipper" => Self::Skipper,
-            "smi:v1alpha1" => Self::Smi(SmiVersion::V1Alpha1),
-            "smi:v1alpha2" => Self::Smi(SmiVersion::V1Alpha2),
-            "smi:v1alpha3" => Self::Smi(SmiVersion::V1Alpha3),
-            "traefik" => Self::Traefik,
-            "apisix" => Self::Apisix,
-            _ => return None,
-        })
-    }
-
-    /// Parses the controller's `-mesh-provider` flag, which also takes a mesh suffix on SMI
-    /// (`smi:v1alpha3:linkerd`), on AppMesh and Gateway API, and any `gloo*` spelling.
-    pub fn parse_flag(s: &str) -> Option<Provider> {
-        if let Some(p) = Self::parse(s) {
-            return Some(p);
-        }
-        for (prefix, p) in [
-            ("appmesh:v1beta2", Self::AppMeshV1Beta2),
-            ("smi:v1alpha1", Self::Smi(SmiVersion::V1Alpha1)),
-            ("smi:v1alpha2", Self::Smi(SmiVersion::V1Alpha2)),
-            ("smi:v1alpha3", Self::Smi(SmiVersion::V1Alpha3)),
-            ("gatewayapi:v1beta1", Self::GatewayApiV1Beta1),
-            ("gatewayapi:v1", Self::GatewayApiV1),
-            ("gloo", Self::Gloo),
-        ] {
-            if s.starts_with(prefix) {
-                return Some(p);
-            }
-        }
-        None
-    }
-
-    /// The canonical spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Kubernetes => "kubernetes",
-            Self::Istio => "istio",
-            Self::Linkerd => "linkerd",
-            Self::AppMesh => "appmesh",
-            Self::AppMeshV1Beta2 => "appmesh:v1beta2",
-            Self::Contour => "contour",
-            Self::GatewayApiV1 => "gatewayapi:v1",
-            Self::GatewayApiV1Beta1 => "gatewayapi:v1beta1",
-            Self::Gloo => "gloo",
-            Self::Knative => "knative",
-            Self::Kuma => "kuma",
-            Self::Nginx => "nginx",
-            Self::Osm => "osm",
-            Self::Skipper => "skipper",
-            Self::Smi(SmiVersion::V1Alpha1) => "smi:v1alpha1",
-            Self::Smi(SmiVersion::V1Alpha2) => "smi:v1alpha2",
-            Self::Smi(SmiVersion::V1Alpha3) => "smi:v1alpha3",
-            Self::Traefik => "traefik",
-            Self::Apisix => "apisix",
-        }
-    }
-
-    /// Providers whose router applies `analysis.match` (A/B testing).
-    pub fn supports_ab(self) -> bool {
-        matches!(
-            self,
-            Self::Istio
-                | Self::AppMesh
-                | Self::AppMeshV1Beta2
-                | Self::Contour
-                | Self::Gloo
-                | Self::Nginx
-                | Self::GatewayApiV1
-                | Self::GatewayApiV1Beta1
-        )
-    }
-
-    /// Providers that implement `analysis.mirror`.
-    pub fn supports_mirroring(self) -> bool {
-        matches!(
-            self,
-            Self::Istio | Self::GatewayApiV1 | Self::GatewayApiV1Beta1
-        )
-    }
-
-    /// Providers that implement `analysis.sessionAffinity`.
-    pub fn supports_session_affinity(self) -> bool {
-        matches!(
-            self,
-            Self::Istio | Self::GatewayApiV1 | Self::GatewayApiV1Beta1
-        )
-    }
-}
-
-impl fmt::Display for Provider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+// Parsing, spelling and features of each provider come from its descriptor:
+// `crate::routing::registry`.
 
 /// Kind of the target workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

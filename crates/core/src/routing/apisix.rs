@@ -13,9 +13,12 @@ use serde_json::{Map, Value, json};
 
 use super::RoutingError;
 use super::contour::weights_from_primary;
+use super::descriptor::Descriptor;
 use super::observer::Observer;
 use crate::effects::Routes;
+use crate::generated::{self, Names};
 use crate::gotemplate::Model;
+use crate::model::Provider;
 use crate::model::{BuiltinMetric, ValidatedCanary};
 use flagger_api::labels::LAST_APPLIED;
 
@@ -155,6 +158,21 @@ impl Observer for ApisixObserver {
         }
     }
 }
+
+/// `apisix`: the ApisixRoute `<routeRef>-<apex>-canary`.
+pub static PROVIDER: Descriptor =
+    Descriptor::new(Provider::Apisix, "apisix", &OBSERVER, |n: &Names<'_>| {
+        n.route_ref
+            .map(|r| {
+                generated::route(
+                    "ApisixRoute",
+                    "apisix.apache.org",
+                    format!("{r}-{}-canary", n.apex),
+                )
+            })
+            .into_iter()
+            .collect()
+    });
 
 #[cfg(test)]
 mod tests {

@@ -25,10 +25,12 @@ use serde_json::{Map, Value, json};
 use flagger_api::AbMatch;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::descriptor::Descriptor;
 use super::observer::Standard;
 use super::{RoutingError, apex_metadata, check_weights};
 use crate::duration::parse_go_duration;
 use crate::effects::Routes;
+use crate::generated::{self, Names};
 use crate::model::{Provider, Strategy, ValidatedCanary};
 
 /// The Canary annotation that turns on the virtual nodes' access log.
@@ -522,6 +524,56 @@ pub static OBSERVER: Standard = Standard {
     },
     seconds: false,
 };
+
+/// `appmesh` (v1beta1): three VirtualNodes and the VirtualServices named after the mesh host;
+/// A/B by headers.
+pub static V1BETA1_PROVIDER: Descriptor =
+    Descriptor::new(Provider::AppMesh, "appmesh", &OBSERVER, |n: &Names<'_>| {
+        let apex = n.apex;
+        let mut objects = vec![
+            generated::route("VirtualNode", "appmesh.k8s.aws", apex.to_string()),
+            generated::route("VirtualNode", "appmesh.k8s.aws", format!("{apex}-primary")),
+            generated::route("VirtualNode", "appmesh.k8s.aws", format!("{apex}-canary")),
+        ];
+        // v1beta1 names its VirtualServices after the mesh host, `<name>.<namespace>`.
+        if let Some(ns) = n.namespace {
+            objects.push(generated::route(
+                "VirtualService",
+                "appmesh.k8s.aws",
+                format!("{apex}.{ns}"),
+            ));
+            objects.push(generated::route(
+                "VirtualService",
+                "appmesh.k8s.aws",
+                format!("{apex}-canary.{ns}"),
+            ));
+        }
+        objects
+    })
+    .ab();
+/// `appmesh:v1beta2`: the primary and canary VirtualNodes, VirtualRouters and VirtualServices.
+pub static V1BETA2_PROVIDER: Descriptor = Descriptor::new(
+    Provider::AppMeshV1Beta2,
+    "appmesh:v1beta2",
+    &OBSERVER,
+    |n: &Names<'_>| {
+        let (apex, primary, canary) = (
+            n.apex.to_string(),
+            format!("{}-primary", n.apex),
+            format!("{}-canary", n.apex),
+        );
+        vec![
+            generated::route("VirtualNode", "appmesh.k8s.aws", primary),
+            generated::route("VirtualNode", "appmesh.k8s.aws", canary.clone()),
+            generated::route("VirtualRouter", "appmesh.k8s.aws", apex.clone()),
+            generated::route("VirtualRouter", "appmesh.k8s.aws", canary.clone()),
+            generated::route("VirtualService", "appmesh.k8s.aws", apex),
+            generated::route("VirtualService", "appmesh.k8s.aws", canary),
+        ]
+    },
+)
+.ab()
+.flag_prefix();
 
 #[cfg(test)]
 mod tests {

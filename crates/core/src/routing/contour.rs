@@ -17,9 +17,12 @@
 
 use serde_json::{Value, json};
 
+use super::descriptor::Descriptor;
 use super::observer::Standard;
 use super::{RoutingError, apex_metadata};
 use crate::effects::Routes;
+use crate::generated::{self, Names};
+use crate::model::Provider;
 use crate::model::{Strategy, ValidatedCanary};
 
 /// API version of the HTTPProxy written.
@@ -211,6 +214,17 @@ pub static OBSERVER: Standard = Standard {
     },
     seconds: false,
 };
+
+/// `contour`: the HTTPProxy `<apex>`; A/B by headers.
+pub static PROVIDER: Descriptor =
+    Descriptor::new(Provider::Contour, "contour", &OBSERVER, |n: &Names<'_>| {
+        vec![generated::route(
+            "HTTPProxy",
+            "projectcontour.io",
+            n.apex.to_string(),
+        )]
+    })
+    .ab();
 
 #[cfg(test)]
 mod tests {

@@ -15,12 +15,14 @@ use flagger_api::gateway::{GatewayParentRef, MirrorBackendRef};
 use flagger_api::istio::{HeaderOperations, HttpMatchRequest, StringMatch};
 use flagger_api::{AbMatch, HeaderMatch};
 
+use super::descriptor::Descriptor;
 use super::{
     RoutingError, StickyCookies, apex_metadata, check_weights, cookie_regex, expire_cookie,
     set_cookie,
 };
 use crate::duration::parse_go_duration;
 use crate::effects::Routes;
+use crate::generated::{self, Generated, Names};
 use crate::model::{Provider, Strategy, ValidatedCanary};
 
 /// The HTTPRoute API version a provider writes.
@@ -785,3 +787,33 @@ fn add_response_header(value: String) -> HttpRouteFilter {
         ..Default::default()
     }
 }
+
+fn generated_http_route(n: &Names<'_>) -> Vec<Generated> {
+    vec![generated::route(
+        "HTTPRoute",
+        "gateway.networking.k8s.io",
+        n.apex.to_string(),
+    )]
+}
+
+// Flagger's observer for `gatewayapi:*` is the HTTP one of `kubernetes`.
+/// `gatewayapi:v1`: the HTTPRoute; A/B, mirroring, session affinity.
+pub static V1_PROVIDER: Descriptor = Descriptor::new(
+    Provider::GatewayApiV1,
+    "gatewayapi:v1",
+    &super::kubernetes::HTTP,
+    generated_http_route,
+)
+.ab()
+.mirroring_and_affinity()
+.flag_prefix();
+/// `gatewayapi:v1beta1`.
+pub static V1BETA1_PROVIDER: Descriptor = Descriptor::new(
+    Provider::GatewayApiV1Beta1,
+    "gatewayapi:v1beta1",
+    &super::kubernetes::HTTP,
+    generated_http_route,
+)
+.ab()
+.mirroring_and_affinity()
+.flag_prefix();

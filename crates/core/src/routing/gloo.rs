@@ -24,9 +24,12 @@
 use serde_json::{Map, Value, json};
 
 use super::contour::weights_from_primary;
+use super::descriptor::Descriptor;
 use super::observer::Standard;
 use super::{RoutingError, apex_metadata};
 use crate::effects::Routes;
+use crate::generated::{self, Names};
+use crate::model::Provider;
 use crate::model::{Strategy, ValidatedCanary};
 
 /// API version of the Upstreams.
@@ -218,6 +221,19 @@ pub static OBSERVER: Standard = Standard {
     },
     seconds: false,
 };
+
+/// `gloo`: the RouteTable `<apex>` (and the Upstreams, owned by it); A/B by headers. The
+/// `-mesh-provider` flag takes any `gloo*`.
+pub static PROVIDER: Descriptor =
+    Descriptor::new(Provider::Gloo, "gloo", &OBSERVER, |n: &Names<'_>| {
+        vec![generated::route(
+            "RouteTable",
+            "solo.io",
+            n.apex.to_string(),
+        )]
+    })
+    .ab()
+    .flag_prefix();
 
 #[cfg(test)]
 mod tests {

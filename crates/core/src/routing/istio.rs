@@ -15,11 +15,14 @@ use flagger_api::istio::{
     CorsPolicy, HeaderOperations, Headers, HttpMatchRequest, HttpRetry, TrafficPolicy,
 };
 
+use super::descriptor::Descriptor;
 use super::{
     RoutingError, StickyCookies, apex_metadata, check_weights, cookie_regex, expire_cookie,
     set_cookie,
 };
 use crate::effects::Routes;
+use crate::generated::{self, Names};
+use crate::model::Provider;
 use crate::model::{Strategy, ValidatedCanary};
 
 /// API version of the objects written.
@@ -542,6 +545,18 @@ pub static OBSERVER: Standard = Standard {
     },
     seconds: false,
 };
+
+/// `istio`: the VirtualService and the two DestinationRules; A/B, mirroring, session affinity.
+pub static PROVIDER: Descriptor =
+    Descriptor::new(Provider::Istio, "istio", &OBSERVER, |n: &Names<'_>| {
+        vec![
+            generated::route("VirtualService", "istio.io", n.apex.to_string()),
+            generated::route("DestinationRule", "istio.io", format!("{}-primary", n.apex)),
+            generated::route("DestinationRule", "istio.io", format!("{}-canary", n.apex)),
+        ]
+    })
+    .ab()
+    .mirroring_and_affinity();
 
 #[cfg(test)]
 mod tests {

@@ -13,8 +13,10 @@ use serde_json::{Value, json};
 use flagger_api::labels::PRIMARY_REVISION;
 
 use super::RoutingError;
+use super::descriptor::Descriptor;
 use super::observer::Standard;
 use crate::effects::Routes;
+use crate::model::Provider;
 use crate::model::ValidatedCanary;
 
 /// API version of the Knative Service.
@@ -124,6 +126,14 @@ pub static OBSERVER: Standard = Standard {
     selector: |m| format!(r#"envoy_cluster_name=~"{}/{}""#, m.namespace, m.route),
     seconds: false,
 };
+
+/// `knative`: no routing object of its own (the Knative Service's traffic block).
+pub static PROVIDER: Descriptor = Descriptor::new(
+    Provider::Knative,
+    "knative",
+    &OBSERVER,
+    crate::generated::no_routes,
+);
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,9 @@
 //! shares (reference §5.1): the app's own `http_request_duration_seconds` histogram, selected
 //! by the canary's pod names.
 
+use super::descriptor::Descriptor;
 use super::observer::Standard;
+use crate::model::Provider;
 
 /// The HTTP observer (`kubernetes`, `gatewayapi:*`): a histogram in seconds.
 pub static HTTP: Standard = Standard {
@@ -18,6 +20,14 @@ pub static HTTP: Standard = Standard {
     },
     seconds: true,
 };
+
+/// `kubernetes`: no routing object (blue/green through the apex Service), the HTTP observer.
+pub static PROVIDER: Descriptor = Descriptor::new(
+    Provider::Kubernetes,
+    "kubernetes",
+    &HTTP,
+    crate::generated::no_routes,
+);
 
 #[cfg(test)]
 mod tests {

@@ -13,9 +13,12 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use super::descriptor::Descriptor;
 use super::observer::Standard;
 use super::{RoutingError, apex_metadata, check_weights};
 use crate::effects::Routes;
+use crate::generated::{self, Names};
+use crate::model::Provider;
 use crate::model::ValidatedCanary;
 
 /// API version of the TrafficRoute.
@@ -116,6 +119,16 @@ pub static OBSERVER: Standard = Standard {
     },
     seconds: false,
 };
+
+/// `kuma`: the cluster-scoped TrafficRoute `<apex>`.
+pub static PROVIDER: Descriptor =
+    Descriptor::new(Provider::Kuma, "kuma", &OBSERVER, |n: &Names<'_>| {
+        vec![generated::route(
+            "TrafficRoute",
+            "kuma.io",
+            n.apex.to_string(),
+        )]
+    });
 
 #[cfg(test)]
 mod tests {

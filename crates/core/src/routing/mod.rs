@@ -28,6 +28,7 @@
 pub mod apisix;
 pub mod appmesh;
 pub mod contour;
+pub mod descriptor;
 pub mod gatewayapi;
 pub mod gloo;
 pub mod istio;
@@ -36,6 +37,7 @@ pub mod kubernetes;
 pub mod kuma;
 pub mod nginx;
 pub mod observer;
+pub mod registry;
 pub mod skipper;
 pub mod smi;
 pub mod traefik;
@@ -98,11 +100,7 @@ impl StickyCookies {
 /// Whether a provider's routes carry session affinity (`analysis.sessionAffinity`): Istio and
 /// the Gateway API.
 pub fn sticky(provider: crate::model::Provider) -> bool {
-    use crate::model::Provider;
-    matches!(
-        provider,
-        Provider::Istio | Provider::GatewayApiV1 | Provider::GatewayApiV1Beta1
-    )
+    provider.supports_session_affinity()
 }
 
 /// The cookies after `SetRoutes` with this canary weight (reference §4.3): with weight > 0 the

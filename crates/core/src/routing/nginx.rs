@@ -12,7 +12,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use flagger_api::labels::{FLUX_RECONCILE_DISABLED, HELM_DRIFT_DISABLED, LAST_APPLIED};
 
 use super::RoutingError;
+use super::descriptor::Descriptor;
 use crate::effects::Routes;
+use crate::generated::{self, Generated, Names};
+use crate::model::Provider;
 use crate::model::{Strategy, ValidatedCanary};
 
 /// Flagger's default `-ingress-annotations-prefix`.
@@ -182,6 +185,23 @@ impl Observer for NginxObserver {
             ),
         }
     }
+}
+
+/// `nginx`: the canary Ingress cloned from `ingressRef`; A/B by headers and cookies.
+pub static PROVIDER: Descriptor = Descriptor::new(
+    Provider::Nginx,
+    "nginx",
+    &OBSERVER,
+    generated_canary_ingress,
+)
+.ab();
+
+/// The `<ingressRef>-canary` Ingress (nginx, skipper).
+pub fn generated_canary_ingress(n: &Names<'_>) -> Vec<Generated> {
+    n.ingress_ref
+        .map(|i| generated::route("Ingress", "", format!("{i}-canary")))
+        .into_iter()
+        .collect()
 }
 
 #[cfg(test)]

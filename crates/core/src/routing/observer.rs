@@ -4,8 +4,8 @@
 //!
 //! Each observer lives in its provider's pure module, next to the builder of its routing
 //! objects ([`super::istio`], [`super::smi`] for `linkerd` and `osm`, [`super::nginx`],
-//! [`super::kubernetes`] for the HTTP observer of `kubernetes` and `gatewayapi:*`), so a new
-//! router brings its builtin queries in its own file and adds one line to [`for_provider`].
+//! [`super::kubernetes`] for the HTTP observer of `kubernetes` and `gatewayapi:*`), named by
+//! the provider's descriptor, so a new router brings its builtin queries in its own file.
 //!
 //! The queries are built from the same [`Model`] MetricTemplates are rendered with (`namespace`,
 //! `target`, `service`, `ingress`, `route`, `interval`), which is what Flagger's observers
@@ -27,27 +27,10 @@ pub trait Observer: Sync {
     }
 }
 
-/// The observer of a provider's builtin checks, one line per provider; `None` when flagger-rs
-/// has none for it yet (the check is then refused when the Canary is read).
+/// The observer of a provider's builtin checks, from its descriptor. Every provider has one
+/// (`Option` for the steps that refuse a check a provider would not answer).
 pub fn for_provider(provider: Provider) -> Option<&'static dyn Observer> {
-    Some(match provider {
-        Provider::Kubernetes => &super::kubernetes::HTTP,
-        Provider::GatewayApiV1 | Provider::GatewayApiV1Beta1 => &super::kubernetes::HTTP,
-        Provider::Istio => &super::istio::OBSERVER,
-        // Flagger's observer factory has no case for `smi:*`: they fall to its default, Istio.
-        Provider::Smi(_) => &super::istio::OBSERVER,
-        Provider::Linkerd => &super::smi::LINKERD,
-        Provider::Osm => &super::smi::OSM,
-        Provider::Nginx => &super::nginx::OBSERVER,
-        Provider::Contour => &super::contour::OBSERVER,
-        Provider::Gloo => &super::gloo::OBSERVER,
-        Provider::Traefik => &super::traefik::OBSERVER,
-        Provider::Skipper => &super::skipper::OBSERVER,
-        Provider::Apisix => &super::apisix::OBSERVER,
-        Provider::Kuma => &super::kuma::OBSERVER,
-        Provider::AppMesh | Provider::AppMeshV1Beta2 => &super::appmesh::OBSERVER,
-        Provider::Knative => &super::knative::OBSERVER,
-    })
+    Some(provider.descriptor().observer)
 }
 
 /// The shape most observers have: the success rate from a request counter and a filter of the

@@ -23,10 +23,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use flagger_api::labels::{FLUX_RECONCILE_DISABLED, HELM_DRIFT_DISABLED, LAST_APPLIED};
 
+use super::descriptor::Descriptor;
 use super::observer::Observer;
 use super::{RoutingError, check_weights};
 use crate::effects::Routes;
 use crate::gotemplate::Model;
+use crate::model::Provider;
 use crate::model::{BuiltinMetric, ValidatedCanary};
 
 /// The annotation holding the backend weights.
@@ -217,6 +219,14 @@ impl Observer for SkipperObserver {
         }
     }
 }
+
+/// `skipper`: the canary Ingress cloned from `ingressRef`.
+pub static PROVIDER: Descriptor = Descriptor::new(
+    Provider::Skipper,
+    "skipper",
+    &OBSERVER,
+    super::nginx::generated_canary_ingress,
+);
 
 #[cfg(test)]
 mod tests {

@@ -12,8 +12,10 @@
 use super::observer::Standard;
 use serde_json::{Value, json};
 
+use super::descriptor::Descriptor;
 use super::{RoutingError, check_weights};
 use crate::effects::Routes;
+use crate::generated::{self, Generated, Names};
 use crate::model::{Provider, SmiVersion, ValidatedCanary};
 
 /// The TrafficSplit API version of a provider, if it routes with SMI.
@@ -146,6 +148,50 @@ pub static OSM: Standard = Standard {
     },
     seconds: false,
 };
+
+fn generated_traffic_split(n: &Names<'_>) -> Vec<Generated> {
+    vec![generated::route(
+        "TrafficSplit",
+        "smi-spec.io",
+        n.apex.to_string(),
+    )]
+}
+
+/// `linkerd`: SMI v1alpha1 TrafficSplit, Linkerd's observer.
+pub static LINKERD_PROVIDER: Descriptor = Descriptor::new(
+    Provider::Linkerd,
+    "linkerd",
+    &LINKERD,
+    generated_traffic_split,
+);
+/// `osm`: SMI v1alpha2 TrafficSplit, OSM's observer.
+pub static OSM_PROVIDER: Descriptor =
+    Descriptor::new(Provider::Osm, "osm", &OSM, generated_traffic_split);
+// Flagger's observer factory has no case for `smi:*`: they fall to its default, Istio.
+/// `smi:v1alpha1`.
+pub static V1ALPHA1_PROVIDER: Descriptor = Descriptor::new(
+    Provider::Smi(SmiVersion::V1Alpha1),
+    "smi:v1alpha1",
+    &super::istio::OBSERVER,
+    generated_traffic_split,
+)
+.flag_prefix();
+/// `smi:v1alpha2`.
+pub static V1ALPHA2_PROVIDER: Descriptor = Descriptor::new(
+    Provider::Smi(SmiVersion::V1Alpha2),
+    "smi:v1alpha2",
+    &super::istio::OBSERVER,
+    generated_traffic_split,
+)
+.flag_prefix();
+/// `smi:v1alpha3`.
+pub static V1ALPHA3_PROVIDER: Descriptor = Descriptor::new(
+    Provider::Smi(SmiVersion::V1Alpha3),
+    "smi:v1alpha3",
+    &super::istio::OBSERVER,
+    generated_traffic_split,
+)
+.flag_prefix();
 
 #[cfg(test)]
 mod tests {

@@ -14,10 +14,13 @@
 use serde_json::{Value, json};
 
 use super::contour::weights_from_primary;
+use super::descriptor::Descriptor;
 use super::observer::Observer;
 use super::{RoutingError, apex_metadata};
 use crate::effects::Routes;
+use crate::generated::{self, Names};
 use crate::gotemplate::Model;
+use crate::model::Provider;
 use crate::model::{BuiltinMetric, ValidatedCanary};
 
 /// The API version Flagger writes.
@@ -105,6 +108,12 @@ impl Observer for TraefikObserver {
         }
     }
 }
+
+/// `traefik`: the TraefikService `<apex>` (in `traefik.io` or `traefik.containo.us`).
+pub static PROVIDER: Descriptor =
+    Descriptor::new(Provider::Traefik, "traefik", &OBSERVER, |n: &Names<'_>| {
+        vec![generated::route("TraefikService", "", n.apex.to_string())]
+    });
 
 #[cfg(test)]
 mod tests {
