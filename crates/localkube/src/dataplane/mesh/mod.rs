@@ -24,8 +24,8 @@
 //!
 //! Each mesh is a module implementing [`Mesh`] (its routing) and
 //! [`Telemetry`](super::telemetry::Telemetry) (its series, rendered from the requests
-//! [`super::metrics`] records). A new mesh is a module and a line in [`registry`] (and in
-//! [`telemetry`]).
+//! [`super::metrics`] records). A new mesh is a module and a line in [`registry`], which
+//! also lists the series families ([`telemetry`]).
 //!
 //! The objects are read as JSON from the store and parsed here into the fields honoured; this
 //! crate depends on no mesh or Flagger crate.
@@ -62,56 +62,87 @@ struct Settings {
     nginx_prefix: String,
 }
 
-/// Where a mesh claims requests: its rank among the meshes that route requests to Services
-/// and among those that route gateway hosts (lower first; `None`: never).
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            nginx_prefix: nginx::DEFAULT_PREFIX.to_string(),
+        }
+    }
+}
+
+/// One line of the [`registry`]: a mesh and where it claims requests (its rank among the
+/// meshes that route requests to Services and among those that route gateway hosts, lower
+/// first; `None`: never), and the series family it writes on `/metrics`, if it has its own.
+/// A family several meshes share (Envoy's) or one apart from its mesh's routing (Linkerd's
+/// and OSM's, the SMI mesh's) is a line of its own with no mesh.
 struct Entry {
-    mesh: Arc<dyn Mesh>,
+    mesh: Option<Arc<dyn Mesh>>,
     service: Option<u8>,
     host: Option<u8>,
+    telemetry: Option<Box<dyn Telemetry>>,
 }
 
-/// The meshes the data plane plays, one module each.
+impl Entry {
+    fn mesh(mesh: impl Mesh + 'static, service: Option<u8>, host: Option<u8>) -> Entry {
+        Entry {
+            mesh: Some(Arc::new(mesh)),
+            service,
+            host,
+            telemetry: None,
+        }
+    }
+
+    fn series(telemetry: impl Telemetry + 'static) -> Entry {
+        Entry {
+            mesh: None,
+            service: None,
+            host: None,
+            telemetry: Some(Box::new(telemetry)),
+        }
+    }
+
+    fn with_series(mut self, telemetry: impl Telemetry + 'static) -> Entry {
+        self.telemetry = Some(Box::new(telemetry));
+        self
+    }
+}
+
+/// The meshes the data plane plays and the series they write, one module and one line each
+/// (series in the order they are written on `/metrics`).
 fn registry(s: &Settings) -> Vec<Entry> {
-    let entry = |mesh: Arc<dyn Mesh>, service, host| Entry {
-        mesh,
-        service,
-        host,
-    };
     vec![
-        entry(Arc::new(istio::Istio), Some(1), Some(2)),
-        entry(Arc::new(gatewayapi::GatewayApi), Some(2), Some(1)),
-        entry(Arc::new(smi::Smi), Some(3), None),
-        entry(Arc::new(kuma::Kuma), Some(4), None),
-        entry(Arc::new(appmesh::AppMesh), Some(5), None),
-        entry(Arc::new(knative::Knative), Some(6), None),
-        entry(Arc::new(nginx::Nginx::new(&s.nginx_prefix)), None, Some(3)),
-        entry(Arc::new(contour::Contour), None, Some(4)),
-        entry(Arc::new(gloo::Gloo), None, Some(5)),
-        entry(Arc::new(traefik::Traefik), None, Some(6)),
-        entry(Arc::new(skipper::Skipper), None, Some(7)),
-        entry(Arc::new(apisix::Apisix), None, Some(8)),
+        Entry::mesh(istio::Istio, Some(1), Some(2)).with_series(istio::Istio),
+        Entry::series(linkerd::Linkerd),
+        Entry::series(envoy::Envoy),
+        Entry::series(osm::Osm),
+        Entry::mesh(gatewayapi::GatewayApi, Some(2), Some(1)),
+        Entry::mesh(smi::Smi, Some(3), None),
+        Entry::mesh(kuma::Kuma, Some(4), None),
+        Entry::mesh(appmesh::AppMesh, Some(5), None),
+        Entry::mesh(knative::Knative, Some(6), None),
+        Entry::mesh(nginx::Nginx::new(&s.nginx_prefix), None, Some(3))
+            .with_series(nginx::Nginx::default()),
+        Entry::mesh(contour::Contour, None, Some(4)),
+        Entry::mesh(gloo::Gloo, None, Some(5)),
+        Entry::mesh(traefik::Traefik, None, Some(6)).with_series(traefik::Traefik),
+        Entry::mesh(skipper::Skipper, None, Some(7)).with_series(skipper::Skipper),
+        Entry::mesh(apisix::Apisix, None, Some(8)).with_series(apisix::Apisix),
     ]
 }
 
-/// The meshes' series, one module each, in the order they are written on `/metrics`.
+/// The meshes' series, from the [`registry`], in the order they are written on `/metrics`.
 pub fn telemetry() -> Vec<Box<dyn Telemetry>> {
-    vec![
-        Box::new(istio::Istio),
-        Box::new(linkerd::Linkerd),
-        Box::new(envoy::Envoy),
-        Box::new(osm::Osm),
-        Box::new(nginx::Nginx::default()),
-        Box::new(traefik::Traefik),
-        Box::new(skipper::Skipper),
-        Box::new(apisix::Apisix),
-    ]
+    registry(&Settings::default())
+        .into_iter()
+        .filter_map(|e| e.telemetry)
+        .collect()
 }
 
 /// The meshes that have a `rank`, lowest first.
 fn ordered(entries: &[Entry], rank: fn(&Entry) -> Option<u8>) -> Vec<Arc<dyn Mesh>> {
     let mut ranked: Vec<(u8, &Arc<dyn Mesh>)> = entries
         .iter()
-        .filter_map(|e| Some((rank(e)?, &e.mesh)))
+        .filter_map(|e| Some((rank(e)?, e.mesh.as_ref()?)))
         .collect();
     ranked.sort_by_key(|(r, _)| *r);
     ranked.into_iter().map(|(_, m)| m.clone()).collect()
@@ -137,12 +168,7 @@ impl Default for MeshRouter {
 impl MeshRouter {
     /// A router whose weighted choices follow from `seed`.
     pub fn seeded(seed: u64) -> Self {
-        Self::with(
-            Tools::seeded(seed),
-            &Settings {
-                nginx_prefix: nginx::DEFAULT_PREFIX.to_string(),
-            },
-        )
+        Self::with(Tools::seeded(seed), &Settings::default())
     }
 
     fn with(tools: Tools, settings: &Settings) -> Self {
