@@ -146,7 +146,7 @@ impl Context {
 
     /// `Ok` when this replica may write: it leads (renewed the Lease within the renew
     /// deadline), or runs without leader election.
-    pub fn fenced(&self) -> Result<(), String> {
+    pub fn fenced(&self) -> Result<(), crate::leader::FenceError> {
         self.fence.as_ref().map_or(Ok(()), |f| f.check())
     }
 

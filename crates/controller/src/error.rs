@@ -50,6 +50,12 @@ macro_rules! step_error {
                 self.category
             }
         }
+
+        impl From<$crate::leader::FenceError> for $name {
+            fn from(e: $crate::leader::FenceError) -> Self {
+                Self::new(e.category(), e.to_string())
+            }
+        }
     };
 }
 pub(crate) use step_error;

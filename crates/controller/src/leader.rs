@@ -56,23 +56,43 @@ impl Fence {
 
     /// `Ok` when the Lease was renewed less than the renew deadline before `now`; else why
     /// this replica must not write.
-    pub fn check_at(&self, now: Instant) -> Result<(), String> {
+    pub fn check_at(&self, now: Instant) -> Result<(), FenceError> {
         let renewed = self.renewed.lock().map(|r| *r).unwrap_or(None);
         match renewed {
             Some(at) if now.saturating_duration_since(at) < self.deadline => Ok(()),
-            Some(at) => Err(format!(
-                "not writing: this replica renewed the leader election Lease {:.1}s ago, past \
-                 the renew deadline of {:.1}s (another replica may lead)",
-                now.saturating_duration_since(at).as_secs_f64(),
-                self.deadline.as_secs_f64()
-            )),
-            None => Err("not writing: this replica does not hold the leader election Lease".into()),
+            Some(at) => Err(FenceError::Lapsed {
+                ago: now.saturating_duration_since(at).as_secs_f64(),
+                deadline: self.deadline.as_secs_f64(),
+            }),
+            None => Err(FenceError::NotLeader),
         }
     }
 
     /// [`Fence::check_at`] now.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), FenceError> {
         self.check_at(Instant::now())
+    }
+}
+
+/// Why this replica must not write. Its category is a conflict: another replica may lead, and
+/// the canary is looked at again at once (by whoever leads).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum FenceError {
+    /// The Lease was last renewed longer ago than the renew deadline.
+    #[error(
+        "not writing: this replica renewed the leader election Lease {ago:.1}s ago, past the \
+         renew deadline of {deadline:.1}s (another replica may lead)"
+    )]
+    Lapsed { ago: f64, deadline: f64 },
+    /// This replica does not hold the Lease.
+    #[error("not writing: this replica does not hold the leader election Lease")]
+    NotLeader,
+}
+
+impl FenceError {
+    /// Every fence refusal is a lost race with another replica.
+    pub fn category(&self) -> crate::error::Category {
+        crate::error::Category::Conflict
     }
 }
 
@@ -250,7 +270,9 @@ mod tests {
         let late = fence
             .check_at(t0 + Duration::from_secs(5))
             .expect_err("paused past its Lease");
-        assert!(late.contains("5.0s ago") && late.contains("0.5s"), "{late}");
+        let text = late.to_string();
+        assert!(text.contains("5.0s ago") && text.contains("0.5s"), "{text}");
+        assert_eq!(late.category(), crate::error::Category::Conflict);
         fence.renewed(t0 + Duration::from_secs(5));
         assert!(fence.check_at(t0 + Duration::from_millis(5200)).is_ok());
         fence.revoke();

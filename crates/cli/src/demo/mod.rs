@@ -61,9 +61,9 @@ pub struct DemoArgs {
     /// Give up when a rollout takes longer than this many seconds.
     #[arg(long, default_value_t = 180)]
     pub rollout_timeout: u64,
-    /// Run only the weighted demo, on this router (any provider with a router but
-    /// `kubernetes`, which is blue/green only); without it, the blue/green demo and the
-    /// weighted one on istio.
+    /// Run only the weighted demo, on this router (any provider but `kubernetes`, which is
+    /// blue/green only, and `knative`, whose target is a Knative Service); without it, the
+    /// blue/green demo and the weighted one on istio.
     #[arg(long)]
     pub provider: Option<String>,
 }

@@ -4,7 +4,8 @@
 //! Ingress, a root HTTPProxy, a Gloo VirtualService...), what the Canary adds to its spec, and
 //! the URL the load test sends its requests to: the `frontend` Service for a mesh, the host
 //! `app.example.com` for an ingress gateway. `{ns}` in the objects, the spec and the URL is the
-//! demo namespace. `kubernetes` has no row: it is blue/green only.
+//! demo namespace. `kubernetes` has no row: it is blue/green only; nor has `knative`, whose
+//! target is a Knative Service where the demo deploys a Deployment.
 
 use anyhow::Context as _;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -101,6 +102,30 @@ const TRAEFIK: &[Crd] = &[
     ),
 ];
 const APISIX: &[Crd] = &[("apisix.apache.org", "ApisixRoute", "apisixroutes", &["v2"])];
+const KUMA: &[Crd] = &[("kuma.io", "TrafficRoute", "trafficroutes", &["v1alpha1"])];
+/// App Mesh's CRDs serve `v1beta2` and, for the legacy `appmesh` provider, `v1beta1`.
+const APPMESH: &[Crd] = &[
+    (
+        "appmesh.k8s.aws",
+        "VirtualNode",
+        "virtualnodes",
+        &["v1beta2", "v1beta1"],
+    ),
+    (
+        "appmesh.k8s.aws",
+        "VirtualRouter",
+        "virtualrouters",
+        &["v1beta2", "v1beta1"],
+    ),
+    (
+        "appmesh.k8s.aws",
+        "VirtualService",
+        "virtualservices",
+        &["v1beta2", "v1beta1"],
+    ),
+];
+/// The CRDs that are cluster-scoped (Kuma's policies); every other one is namespaced.
+const CLUSTER_SCOPED: &[&str] = &["trafficroutes.kuma.io"];
 
 /// GAMMA: the HTTPRoute's parent is the `frontend` Service.
 const GAMMA: &str =
@@ -112,6 +137,8 @@ const CONTOUR_ROOT: &str = r#"{"apiVersion": "projectcontour.io/v1", "kind": "HT
 const GLOO_VS: &str = r#"{"apiVersion": "gateway.solo.io/v1", "kind": "VirtualService", "metadata": {"name": "frontend", "namespace": "{ns}"}, "spec": {"virtualHost": {"domains": ["app.example.com"], "routes": [{"matchers": [{"prefix": "/"}], "delegateAction": {"ref": {"name": "frontend", "namespace": "{ns}"}}}]}}}"#;
 const TRAEFIK_ROUTE: &str = r#"{"apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute", "metadata": {"name": "frontend", "namespace": "{ns}"}, "spec": {"entryPoints": ["web"], "routes": [{"match": "Host(`app.example.com`)", "kind": "Rule", "services": [{"name": "frontend", "kind": "TraefikService"}]}]}}"#;
 const APISIX_ROUTE: &str = r#"{"apiVersion": "apisix.apache.org/v2", "kind": "ApisixRoute", "metadata": {"name": "frontend", "namespace": "{ns}"}, "spec": {"http": [{"name": "rule1", "match": {"hosts": ["app.example.com"], "paths": ["/*"]}, "backends": [{"serviceName": "frontend", "servicePort": 9898}]}]}}"#;
+/// App Mesh: the mesh the virtual nodes join.
+const APPMESH_SPEC: &str = r#"{"service": {"meshName": "global"}}"#;
 const ROUTE_REF: &str = r#"{"routeRef": {"apiVersion": "apisix.apache.org/v2", "kind": "ApisixRoute", "name": "frontend"}}"#;
 
 /// Every router the weighted demo runs on: one line each.
@@ -130,6 +157,9 @@ pub const ROUTERS: &[Weighted] = &[
     row("traefik", TRAEFIK, &[TRAEFIK_ROUTE], NONE, GATEWAY),
     row("skipper", &[], &[SKIPPER_INGRESS], INGRESS_REF, GATEWAY),
     row("apisix", APISIX, &[APISIX_ROUTE], ROUTE_REF, GATEWAY),
+    row("kuma", KUMA, &[], NONE, MESH),
+    row("appmesh", APPMESH, &[], APPMESH_SPEC, MESH),
+    row("appmesh:v1beta2", APPMESH, &[], APPMESH_SPEC, MESH),
 ];
 
 /// The row of a provider.
@@ -171,7 +201,8 @@ impl Weighted {
                 "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
                 "metadata": {"name": name},
                 "spec": {
-                    "group": group, "scope": "Namespaced",
+                    "group": group,
+                    "scope": if CLUSTER_SCOPED.contains(&name.as_str()) { "Cluster" } else { "Namespaced" },
                     "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase(),
                               "listKind": format!("{kind}List")},
                     "versions": versions
@@ -223,7 +254,8 @@ mod tests {
             let registered = flagger_core::model::Provider::parse(p)
                 .and_then(|p| flagger_controller::router::for_provider(p).ok())
                 .is_some();
-            if *p == "kubernetes" || !registered {
+            // kubernetes is blue/green only; knative's target is a Knative Service.
+            if *p == "kubernetes" || *p == "knative" || !registered {
                 continue;
             }
             let row = find(p).unwrap_or_else(|| panic!("no demo row for {p}"));

@@ -50,8 +50,7 @@ pub async fn ensure_finalizer(
     if wanted == has {
         return Ok(None);
     }
-    ctx.fenced()
-        .map_err(|why| FinalizeError::new(crate::error::Category::Conflict, why))?;
+    ctx.fenced()?;
     let ns = canary.namespace().unwrap_or_default();
     let name = canary.name_any();
     let mut finalizers: Vec<String> = canary.finalizers().to_vec();
@@ -77,8 +76,7 @@ pub async fn ensure_finalizer(
 pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action, FinalizeError> {
     let ns = canary.namespace().unwrap_or_default();
     let name = canary.name_any();
-    ctx.fenced()
-        .map_err(|why| FinalizeError::new(crate::error::Category::Conflict, why))?;
+    ctx.fenced()?;
     let mut status = canary.status.clone().unwrap_or_default();
     if status.phase != CanaryPhase::Terminating {
         status.phase = CanaryPhase::Terminating;

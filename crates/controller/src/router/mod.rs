@@ -27,10 +27,14 @@
 //! * [`gloo`]: the Upstreams of the primary and canary Services and the RouteTable `<apex>`;
 //! * [`traefik`]: the TraefikService `<apex>` (`traefik.io`, or `traefik.containo.us`);
 //! * [`skipper`]: the Ingress `<ingressRef.name>-canary` (deleted by `finalize`);
-//! * [`apisix`]: the ApisixRoute `<routeRef>-<apex>-canary`.
+//! * [`apisix`]: the ApisixRoute `<routeRef>-<apex>-canary`;
+//! * [`kuma`]: the cluster-scoped TrafficRoute `<apex>`;
+//! * [`appmesh`] (`appmesh`, `appmesh:v1beta2`): the virtual nodes, routers and services;
+//! * [`knative`]: the Knative Service's traffic block and primary-revision annotation.
 //!
-//! [`for_provider`] is the registry: one line per provider, and the refusal of a provider with
-//! no router yet, which the dereference step turns into `Valid=False`.
+//! [`registered`] is the registry, one line per provider (beside its `pub mod` line);
+//! [`for_provider`] reads it, and would refuse a provider with no router (the dereference step
+//! turns that into `Valid=False`): every provider of the CRD's enum has one.
 //!
 //! `reconcile` keeps the weights in effect: it reads the routes of an existing object first and
 //! re-applies the builder's object with them (Flagger resets to 100/0 on drift; keeping them
@@ -49,22 +53,16 @@
 //! operation. A provider with versions (SMI, Gateway API, App Mesh) reads its version from the
 //! Canary's provider. One allocation per call is nothing next to the API request it makes.
 //!
-//! ## How the coming routers fit (issue 16)
+//! ## Adding a router
 //!
-//! Each is a pure builder and reader in `flagger_core::routing::<provider>` (with its observer
-//! and a line in `flagger_core::routing::observer::for_provider`), a module here, and a line in
-//! [`for_provider`]:
-//!
-//! * `kuma`: a cluster-scoped TrafficRoute with no owner reference (a namespaced Canary cannot
-//!   own it): written on an `Api::all_with` through `ensure` with adoption turned off (one
-//!   more argument of the shared helper).
-//! * `appmesh`, `appmesh:v1beta2`: several objects (virtual nodes, routers and services) in
-//!   `reconcile`, the weights in one of them; the version comes from the provider, as for SMI.
-//! * `knative`: no routing object of its own and no primary workload: the router writes the
-//!   Knative Service's `spec.traffic` and the `flagger.app/primary-revision` annotation
-//!   (`reconcile`), reads `status.traffic` (`get_routes`) and removes the annotation
-//!   (`finalize`). The target kind and the missing primary are the bootstrap's concern, not
-//!   the router's.
+//! A new router is its pure builder, observer and descriptor in
+//! `flagger_core::routing::<provider>` (one line in `flagger_core::routing::DESCRIPTORS`), a
+//! module here (one line in [`registered`]), and its data plane in localkube; `docs/providers.md`
+//! lists the files. Three shapes already fit the seam: a cluster-scoped object with no owner
+//! reference ([`kuma`]: `ensure` with adoption off), several objects with the weights in one
+//! ([`appmesh`], [`gloo`]: the version from the provider, as for SMI), and no routing object
+//! of its own ([`knative`]: the Knative Service's traffic block; the target kind and the
+//! missing primary are the bootstrap's concern).
 //!
 //! A router that needs the service-mesh cluster (`-kubeconfig-service-mesh`) gets a second
 //! client in [`Target`]; owner references are then set only when both clients reach the same
@@ -214,7 +212,7 @@ impl<R: Router> AnyRouter for R {
     }
 }
 
-/// The router of a provider: one line per provider.
+/// The router of a provider: one line per provider (see `docs/providers.md`).
 fn registered(provider: Provider) -> Option<&'static dyn AnyRouter> {
     Some(match provider {
         Provider::Kubernetes => &kubernetes::Kubernetes,

@@ -1,5 +1,5 @@
 //! What a provider tells about itself ([`Descriptor`]); each provider's module defines its own,
-//! and [`super::registry::DESCRIPTORS`] lists them.
+//! and [`super::DESCRIPTORS`] lists them.
 
 use super::observer::Observer;
 use crate::generated::{Generated, Names};

@@ -13,10 +13,13 @@
 //! the Istio takeover annotations and Finalize are the controller router's.
 //!
 //! Each provider module also holds the provider's builtin checks (reference §5.1): an
-//! [`observer::Observer`] with the PromQL of `request-success-rate` and `request-duration`,
-//! chosen by [`observer::for_provider`] (one line per provider). [`kubernetes`] has no routing
-//! object, only the HTTP observer `kubernetes` and `gatewayapi:*` share. A new provider is one
-//! module here (builder, reader, observer) and a line in that registry.
+//! [`observer::Observer`] with the PromQL of `request-success-rate` and `request-duration`.
+//! [`kubernetes`] has no routing object, only the HTTP observer `kubernetes` and
+//! `gatewayapi:*` share. And each describes its provider with a [`descriptor::Descriptor`]
+//! (spelling, observer, features, generated routing objects), listed one line each in
+//! [`DESCRIPTORS`]: [`registry`] reads `spec.provider` and everything else per provider from
+//! that list. A new provider is one module here (builder, reader, observer, descriptor), its
+//! `pub mod` line and its line in [`DESCRIPTORS`] (`docs/providers.md`).
 //!
 //! Session-affinity cookies are random in Flagger and live in the Canary status; here the
 //! caller passes them in ([`StickyCookies`]), and [`next_sticky_cookies`] computes the status
@@ -47,6 +50,30 @@ use std::collections::BTreeMap;
 use flagger_api::labels::{FLUX_RECONCILE_DISABLED, HELM_DRIFT_DISABLED};
 
 use crate::model::{SessionAffinity, ValidatedCanary};
+use descriptor::Descriptor;
+
+/// Every provider, one line each (its module describes it: [`descriptor::Descriptor`]).
+pub static DESCRIPTORS: &[&Descriptor] = &[
+    &kubernetes::PROVIDER,
+    &istio::PROVIDER,
+    &smi::LINKERD_PROVIDER,
+    &smi::OSM_PROVIDER,
+    &smi::V1ALPHA1_PROVIDER,
+    &smi::V1ALPHA2_PROVIDER,
+    &smi::V1ALPHA3_PROVIDER,
+    &nginx::PROVIDER,
+    &gatewayapi::V1_PROVIDER,
+    &gatewayapi::V1BETA1_PROVIDER,
+    &contour::PROVIDER,
+    &gloo::PROVIDER,
+    &traefik::PROVIDER,
+    &skipper::PROVIDER,
+    &apisix::PROVIDER,
+    &kuma::PROVIDER,
+    &appmesh::V1BETA1_PROVIDER,
+    &appmesh::V1BETA2_PROVIDER,
+    &knative::PROVIDER,
+];
 
 /// Why a routing object cannot be built or read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -1,48 +1,29 @@
 //! The providers, one line each: every provider describes itself in its own module with a
 //! [`Descriptor`](super::descriptor::Descriptor) (its `spec.provider` spelling, the observer of its builtin checks, the
-//! features its router has, the routing objects it generates), and [`DESCRIPTORS`] lists them.
+//! features its router has, the routing objects it generates), and [`DESCRIPTORS`](super::DESCRIPTORS) lists them.
 //! Everything the core knows per provider is read from here: [`Provider::parse`] (the accepted
 //! `spec.provider` strings), [`Provider::as_str`], [`Provider::parse_flag`], the features
 //! validation checks ([`Provider::supports_ab`] and the others), the builtin checks' observer
 //! ([`super::observer::for_provider`]) and the routing objects of [`crate::generated`].
 //!
-//! A new provider is a variant of [`Provider`] (its identity), a module with its builder,
-//! observer and `Descriptor`, and one line in [`DESCRIPTORS`].
+//! A new provider is a module with its builder, observer and `Descriptor`, declared in
+//! `routing/mod.rs` with one line in [`DESCRIPTORS`](super::DESCRIPTORS) (and a variant of
+//! [`Provider`], its identity, when the CRD's enum gains a value).
 
 use std::fmt;
 
 use super::descriptor::Descriptor;
 use crate::model::Provider;
 
-/// Every provider, one line each.
-pub static DESCRIPTORS: &[&Descriptor] = &[
-    &super::kubernetes::PROVIDER,
-    &super::istio::PROVIDER,
-    &super::smi::LINKERD_PROVIDER,
-    &super::smi::OSM_PROVIDER,
-    &super::smi::V1ALPHA1_PROVIDER,
-    &super::smi::V1ALPHA2_PROVIDER,
-    &super::smi::V1ALPHA3_PROVIDER,
-    &super::nginx::PROVIDER,
-    &super::gatewayapi::V1_PROVIDER,
-    &super::gatewayapi::V1BETA1_PROVIDER,
-    &super::contour::PROVIDER,
-    &super::gloo::PROVIDER,
-    &super::traefik::PROVIDER,
-    &super::skipper::PROVIDER,
-    &super::apisix::PROVIDER,
-    &super::kuma::PROVIDER,
-    &super::appmesh::V1BETA1_PROVIDER,
-    &super::appmesh::V1BETA2_PROVIDER,
-    &super::knative::PROVIDER,
-];
-
 impl Provider {
     /// Parses a provider the way Flagger's CRD enum spells it (`spec.provider`): one of the
-    /// [`DESCRIPTORS`]' names. Flagger's controller flag also accepts `smi:<version>:<mesh>`
+    /// [`DESCRIPTORS`](super::DESCRIPTORS)' names. Flagger's controller flag also accepts `smi:<version>:<mesh>`
     /// and any `gloo*`; see [`Provider::parse_flag`].
     pub fn parse(s: &str) -> Option<Provider> {
-        DESCRIPTORS.iter().find(|d| d.name == s).map(|d| d.provider)
+        super::DESCRIPTORS
+            .iter()
+            .find(|d| d.name == s)
+            .map(|d| d.provider)
     }
 
     /// Parses the controller's `-mesh-provider` flag, which also takes a suffix after the
@@ -50,7 +31,7 @@ impl Provider {
     /// `gatewayapi:v1:istio`, any `gloo*`): the longest such spelling the flag starts with.
     pub fn parse_flag(s: &str) -> Option<Provider> {
         Self::parse(s).or_else(|| {
-            DESCRIPTORS
+            super::DESCRIPTORS
                 .iter()
                 .filter(|d| d.flag_prefix && s.starts_with(d.name))
                 .max_by_key(|d| d.name.len())
@@ -60,7 +41,7 @@ impl Provider {
 
     /// The provider's own description.
     pub fn descriptor(self) -> &'static Descriptor {
-        match DESCRIPTORS.iter().find(|d| d.provider == self) {
+        match super::DESCRIPTORS.iter().find(|d| d.provider == self) {
             Some(d) => d,
             // Every variant has a line in DESCRIPTORS (`every_provider_is_described`).
             None => &super::kubernetes::PROVIDER,
@@ -100,12 +81,12 @@ mod tests {
 
     #[test]
     fn every_provider_is_described_once_and_the_crd_enum_is_the_list_of_names() {
-        let mut names: Vec<&str> = DESCRIPTORS.iter().map(|d| d.name).collect();
+        let mut names: Vec<&str> = super::super::DESCRIPTORS.iter().map(|d| d.name).collect();
         names.sort_unstable();
         let mut crd = flagger_api::canary::PROVIDERS.to_vec();
         crd.sort_unstable();
         assert_eq!(names, crd);
-        for d in DESCRIPTORS {
+        for d in super::super::DESCRIPTORS {
             assert_eq!(Provider::parse(d.name), Some(d.provider), "{}", d.name);
             assert_eq!(d.provider.as_str(), d.name);
             assert!(std::ptr::eq(d.provider.descriptor(), *d), "{}", d.name);
@@ -151,7 +132,7 @@ mod tests {
     #[test]
     fn features_per_provider() {
         let with = |f: fn(Provider) -> bool| {
-            let mut v: Vec<&str> = DESCRIPTORS
+            let mut v: Vec<&str> = super::super::DESCRIPTORS
                 .iter()
                 .filter(|d| f(d.provider))
                 .map(|d| d.name)
