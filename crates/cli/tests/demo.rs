@@ -307,3 +307,26 @@ fn demo_on_contour_promotes_and_rolls_back() {
     );
     demo.stop();
 }
+
+/// `flagger demo --provider kuma|appmesh|appmesh:v1beta2`: the weighted demo on each mesh of
+/// issue 16 (Kuma's TrafficRoute, App Mesh's virtual router or service; builtin checks on their
+/// Envoy series) promotes the healthy revision, rolls the faulty one back and exits 0.
+#[test]
+fn demo_on_kuma_and_appmesh_promotes_rolls_back_and_exits_0() {
+    for provider in ["kuma", "appmesh", "appmesh:v1beta2"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_flagger"))
+            .args(["demo", "--plain", "--provider", provider])
+            .output()
+            .expect("flagger demo runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{provider}: {text}");
+        assert!(
+            text.contains("frontend 6.0.1: promoted after canary weights 0% -> 20% -> 40% -> 60%"),
+            "{provider}: {text}"
+        );
+        assert!(
+            text.contains("frontend 6.0.2: rolled back"),
+            "{provider}: {text}"
+        );
+    }
+}
