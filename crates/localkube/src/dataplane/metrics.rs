@@ -279,7 +279,21 @@ mod tests {
         ] {
             assert!(text.contains(&line), "missing {line}\n{text}");
         }
-        assert_eq!(text.matches("envoy_cluster_upstream_rq{").count(), 2);
+        // Two Contour-style rows (200 and 503 of the Service-addressed requests) and the same
+        // two in Kuma's form (`localhost_<port>` clusters); the pod addressed by IP has none.
+        assert_eq!(
+            text.matches(
+                "envoy_cluster_upstream_rq{envoy_cluster_name=\"test_podinfo-canary_9898\""
+            )
+            .count(),
+            2
+        );
+        assert_eq!(
+            text.matches("envoy_cluster_upstream_rq{envoy_cluster_name=\"localhost_9898\"")
+                .count(),
+            2
+        );
+        assert_eq!(text.matches("envoy_cluster_upstream_rq{").count(), 4);
         m.reset();
         assert!(m.mesh_counts("test", "podinfo").is_empty());
     }
