@@ -343,7 +343,18 @@ pub async fn faulty_rollout_is_rolled_back(
     let seen = weights.get();
     let counts = load.counts();
     println!("weights seen: {seen:?}; answers: {counts:?}");
-    let events = env.events("podinfo").await;
+    // The events of a decision are emitted after its status is written: wait for the
+    // rollback's, with a deadline, rather than read them once the phase shows.
+    let last = Mutex::new(String::new());
+    let events = super::wait_for("the rollback's events", &last, || async {
+        let events = env.events("podinfo").await;
+        *last.lock().unwrap() = events.join("\n");
+        events
+            .iter()
+            .any(|e| e.contains("Rolling back"))
+            .then_some(events)
+    })
+    .await;
     println!("events:\n{}", events.join("\n"));
     assert_eq!(primary_image(env).await, format!("{PODINFO}:{primary}"));
     // It was halted at the first step (or the second: when the canary's first 5xx answer
