@@ -12,7 +12,7 @@
 //!
 //! Seeded: the seed is printed and `FLAGGER_CHAOS_SEED` replays the kill delays and the choice
 //! of promotions and rollbacks (what each kill interrupts still depends on timing).
-//! `FLAGGER_KILL_ROUNDS` (default 5) sets the revisions per canary: 4 canaries x 5 = 20
+//! `FLAGGER_KILL_ROUNDS` (default 15) sets the revisions per canary: 4 canaries x 15 = 60
 //! rollouts in CI; `scripts/chaos-soak.sh` runs more.
 
 mod common;
@@ -92,7 +92,12 @@ struct Outcome {
 
 /// Rolls canary `i` through `plan` (promote or roll back each revision); returns the outcomes
 /// and the image its primary should run at the end.
-async fn roll(cluster: &Cluster, hooks: &Hooks, i: usize, plan: Vec<bool>) -> (Vec<Outcome>, String) {
+async fn roll(
+    cluster: &Cluster,
+    hooks: &Hooks,
+    i: usize,
+    plan: Vec<bool>,
+) -> (Vec<Outcome>, String) {
     let n = name(i);
     let api = Api::<Canary>::namespaced(cluster.client.clone(), NS);
     let deployments = Api::<Deployment>::namespaced(cluster.client.clone(), NS);
@@ -149,7 +154,7 @@ fn count(events: &[Event], name: &str, text: &str) -> i32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollouts_survive_kill_9_of_the_controller_at_random_moments() {
     let seed = common::seed();
-    let rounds = common::env_count("FLAGGER_KILL_ROUNDS", 5);
+    let rounds = common::env_count("FLAGGER_KILL_ROUNDS", 15);
     println!("kill -9: seed {seed} (FLAGGER_CHAOS_SEED={seed} replays it), {rounds} rounds");
     let mut rng = Rng(seed);
     let plans: Vec<Vec<bool>> = (0..CANARIES)
@@ -170,9 +175,13 @@ async fn rollouts_survive_kill_9_of_the_controller_at_random_moments() {
     let mut controller = Replica::start(&cluster.kubeconfig, cluster.dir.path(), "flagger", &[]);
     let canaries = Api::<Canary>::namespaced(cluster.client.clone(), NS);
     for i in 0..CANARIES {
-        common::wait_for(&format!("{} initialized", name(i)), ROLLOUT_DEADLINE, || async {
-            (status(&canaries, &name(i)).await?.0 == CanaryPhase::Initialized).then_some(())
-        })
+        common::wait_for(
+            &format!("{} initialized", name(i)),
+            ROLLOUT_DEADLINE,
+            || async {
+                (status(&canaries, &name(i)).await?.0 == CanaryPhase::Initialized).then_some(())
+            },
+        )
         .await;
     }
 
@@ -240,7 +249,10 @@ async fn rollouts_survive_kill_9_of_the_controller_at_random_moments() {
             wrong.push(format!("{n}: target at {:?} replicas", settled.0));
         }
         if settled.1.as_deref() != Some(primary.as_str()) {
-            wrong.push(format!("{n}: primary runs {:?}, meant {primary}", settled.1));
+            wrong.push(format!(
+                "{n}: primary runs {:?}, meant {primary}",
+                settled.1
+            ));
         }
         if settled.2 == 0 {
             wrong.push(format!("{n}: primary without ready replicas"));
@@ -278,8 +290,14 @@ async fn rollouts_survive_kill_9_of_the_controller_at_random_moments() {
                 .count() as i32
         };
         for (text, want) in [
-            (format!("New revision detected! Scaling up {n}.{NS}"), of(true) + of(false)),
-            (format!("Promotion completed! Scaling down {n}.{NS}"), of(true)),
+            (
+                format!("New revision detected! Scaling up {n}.{NS}"),
+                of(true) + of(false),
+            ),
+            (
+                format!("Promotion completed! Scaling down {n}.{NS}"),
+                of(true),
+            ),
             (format!("Canary failed! Scaling down {n}.{NS}"), of(false)),
             (format!("Initialization done! {n}.{NS}"), 1),
         ] {
@@ -316,13 +334,22 @@ async fn rollouts_survive_kill_9_of_the_controller_at_random_moments() {
         missing.len(),
     );
     assert!(kills > 0, "the controller was killed");
-    assert!(exits.is_empty(), "seed {seed}: the controller ended by itself: {exits:?}");
-    assert!(wrong.is_empty(), "seed {seed}: wrong end states: {wrong:#?}");
+    assert!(
+        exits.is_empty(),
+        "seed {seed}: the controller ended by itself: {exits:?}"
+    );
+    assert!(
+        wrong.is_empty(),
+        "seed {seed}: wrong end states: {wrong:#?}"
+    );
     assert!(
         empty.is_empty(),
         "seed {seed}: apex Services without ready endpoints: {empty:#?}"
     );
-    assert!(missing.is_empty(), "seed {seed}: step events missing: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "seed {seed}: step events missing: {missing:#?}"
+    );
     assert!(
         extra <= kills as i32,
         "seed {seed}: {extra} duplicated step events for {kills} kills"

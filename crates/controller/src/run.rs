@@ -82,30 +82,38 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             crate::args::NoteLevel::Warn => tracing::warn!("{note}"),
         }
     }
+    let stop = shutdown_signal();
+    tracing::info!(
+        "Starting flagger-rs version {} (mesh provider {}); SIGTERM stops it",
+        env!("CARGO_PKG_VERSION"),
+        args.mesh_provider.as_str()
+    );
     let client = client(&args).await?;
-    serve(client, args, shutdown_signal()).await
+    serve(client, args, stop).await
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
+/// SIGINT or SIGTERM. The handlers are installed here, before the controller starts, so a
+/// signal that comes early stops it cleanly instead of killing it.
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        match (interrupt, terminate) {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => {},
+                    _ = term.recv() => {},
                 }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+            }
+            (Ok(mut one), Err(_)) | (Err(_), Ok(mut one)) => {
+                let _ = one.recv().await;
+            }
+            (Err(e), Err(_)) => {
+                tracing::warn!("cannot listen for SIGINT/SIGTERM ({e}); stop with SIGKILL");
+                std::future::pending::<()>().await
+            }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
     }
 }
 
@@ -149,7 +157,7 @@ impl Stop {
 pub async fn serve(
     client: Client,
     args: Args,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let stop = Stop::on(shutdown);
     let canaries: Api<Canary> = cache::scoped(&client, args.namespace.as_deref());

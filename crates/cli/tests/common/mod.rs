@@ -367,18 +367,17 @@ impl EndpointStates {
                         (ev.name.clone(), ready, "Endpoints")
                     }
                     "endpointslices" => {
-                        let Some(service) = ev.object["metadata"]["labels"]
-                            ["kubernetes.io/service-name"]
-                            .as_str()
-                            .map(str::to_string)
+                        let Some(service) =
+                            ev.object["metadata"]["labels"]["kubernetes.io/service-name"]
+                                .as_str()
+                                .map(str::to_string)
                         else {
                             continue;
                         };
                         let ready = !deleted
                             && ev.object["endpoints"].as_array().is_some_and(|eps| {
-                                eps.iter().any(|e| {
-                                    e["conditions"]["ready"].as_bool().unwrap_or(true)
-                                })
+                                eps.iter()
+                                    .any(|e| e["conditions"]["ready"].as_bool().unwrap_or(true))
                             });
                         let of = slices.entry(service.clone()).or_default();
                         of.insert(ev.name.clone(), ready);
