@@ -7,8 +7,10 @@
 //!   the image it should, a target not back at zero replicas;
 //! - states of an apex Service's Endpoints or EndpointSlices without a ready address, once it
 //!   had one (every state localkube stored, from its change feed);
-//! - step events: missing ones, and duplicates beyond one per kill (a step interrupted between
-//!   its event and its status write is re-announced by the next process).
+//! - step events lost or duplicated: at most one per kill. Events are announced after the
+//!   status write that makes the step true (so a failed step is never announced, and a retried
+//!   one never twice); a kill between the two loses that one event, at most once per kill, as
+//!   Flagger's asynchronous event recorder does when its process dies.
 //!
 //! Seeded: the seed is printed and `FLAGGER_CHAOS_SEED` replays the kill delays and the choice
 //! of promotions and rollbacks (what each kill interrupts still depends on timing).
@@ -273,13 +275,14 @@ async fn rollouts_survive_kill_9_of_the_controller_at_random_moments() {
         }
     }
 
-    // Step events: none missing, duplicates at most one per kill.
+    // Step events: lost or duplicated at most once per kill.
     let events = Api::<Event>::namespaced(cluster.client.clone(), NS)
         .list(&ListParams::default())
         .await
         .expect("events")
         .items;
     let mut missing = Vec::new();
+    let mut lost = 0;
     let mut extra = 0;
     for i in 0..CANARIES {
         let n = name(i);
@@ -304,6 +307,7 @@ async fn rollouts_survive_kill_9_of_the_controller_at_random_moments() {
             let got = count(&events, &n, &text);
             if got < want {
                 missing.push(format!("{n}: {got} x {text:?}, meant {want}"));
+                lost += want - got;
             }
             extra += (got - want).max(0);
         }
@@ -317,7 +321,7 @@ async fn rollouts_survive_kill_9_of_the_controller_at_random_moments() {
         "kill -9: seed {seed}: {kills} kills (every {:.1}-{:.1}s), {} controller starts, {} exits not caused by a kill; \
          {} rollouts ({promoted} promoted, {} rolled back) in {:.1}s, rollout median {:.1}s, max {:.1}s; \
          {} wrong end states; {} endpoint states sampled ({} lagged), {} without a ready address; \
-         {} step events missing, {extra} re-announced (bound: {kills})",
+         step events: {lost} lost, {extra} re-announced (bound: {kills}) {missing:?}",
         KILL_AFTER.0.as_secs_f64(),
         KILL_AFTER.1.as_secs_f64(),
         controller.starts,
@@ -331,7 +335,6 @@ async fn rollouts_survive_kill_9_of_the_controller_at_random_moments() {
         endpoints.samples.load(Ordering::Relaxed),
         endpoints.lagged.load(Ordering::Relaxed),
         empty.len(),
-        missing.len(),
     );
     assert!(kills > 0, "the controller was killed");
     assert!(
