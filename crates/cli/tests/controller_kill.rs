@@ -191,13 +191,13 @@ async fn rollouts_survive_kill_9_of_the_controller_at_random_moments() {
     let done = Arc::new(AtomicBool::new(false));
     let stop = done.clone();
     let mut kill_rng = Rng(seed ^ 0x6b69_6c6c);
-    let killer = tokio::task::spawn_blocking(move || {
+    let killer = tokio::spawn(async move {
         let mut kills = 0u32;
         let mut exits = Vec::new();
         while !stop.load(Ordering::Relaxed) {
             let until = Instant::now() + kill_rng.between(KILL_AFTER.0, KILL_AFTER.1);
             while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(10));
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
             if stop.load(Ordering::Relaxed) {
                 break;

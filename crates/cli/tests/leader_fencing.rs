@@ -155,7 +155,7 @@ async fn a_paused_leader_never_rolls_the_status_back() {
     .await;
 
     kubectl(
-        &kc,
+        kc,
         &[
             "-n",
             "test",

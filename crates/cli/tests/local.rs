@@ -361,8 +361,8 @@ fn oversized_and_deeply_nested_bodies_get_kube_apiservers_answers() {
     );
 }
 
-#[test]
-fn sigterm_stops_it_cleanly() {
+#[tokio::test]
+async fn sigterm_stops_it_cleanly() {
     let mut local = start(&["--addr", "127.0.0.1:0"], &[]);
     kubectl_ok(&local.kubeconfig, &["get", "namespaces"]);
     let ok = Command::new("kill")
@@ -380,7 +380,7 @@ fn sigterm_stops_it_cleanly() {
             asked.elapsed() < Duration::from_secs(5),
             "flagger local still running 5s after SIGTERM"
         );
-        std::thread::sleep(Duration::from_millis(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
     };
     println!(
         "flagger local: ended {:.0?} after SIGTERM, {status}",

@@ -87,6 +87,7 @@ async fn the_controller_stops_on_sigterm_while_reconciling_and_before_its_cache_
     replica.signal("TERM");
     let (status, took) = replica
         .wait_exit(controller_bound())
+        .await
         .unwrap_or_else(|| panic!("still running {:?} after SIGTERM", controller_bound()));
     let holder = cluster.lease_holder().await;
     println!(
@@ -117,6 +118,7 @@ async fn the_controller_stops_on_sigterm_while_reconciling_and_before_its_cache_
     let bound = Duration::from_secs(3);
     let (status, took) = replica
         .wait_exit(bound)
+        .await
         .unwrap_or_else(|| panic!("still running {bound:?} after SIGTERM:\n{}", replica.log()));
     println!("controller waiting for its Canary list: ended {took:.0?} after SIGTERM, {status}");
     assert!(status.success(), "{status}\n{}", replica.log());
@@ -182,7 +184,7 @@ async fn the_load_tester_stops_on_sigterm_with_a_command_holding_its_pipe() {
         if asked.elapsed() > bound {
             break None;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let alive = |pid: i32| std::path::Path::new(&format!("/proc/{pid}")).exists();
     let shell_alive = alive(shell);

@@ -431,7 +431,7 @@ pub async fn serve(
                 tracing::debug!(error = %e, "controller event");
             }
         });
-    let mut running = std::pin::pin!(running);
+    let mut running = Box::pin(running);
     tokio::select! {
         _ = &mut running => {}
         _ = halt.requested() => {

@@ -169,13 +169,13 @@ impl Replica {
     }
 
     /// Waits up to `bound` for the process to end; its status and how long it took.
-    pub fn wait_exit(&mut self, bound: Duration) -> Option<(ExitStatus, Duration)> {
+    pub async fn wait_exit(&mut self, bound: Duration) -> Option<(ExitStatus, Duration)> {
         let start = Instant::now();
         while start.elapsed() < bound {
             if let Some(status) = self.exited() {
                 return Some((status, start.elapsed()));
             }
-            std::thread::sleep(Duration::from_millis(10));
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         None
     }
