@@ -325,7 +325,11 @@ mod tests {
         );
         assert_eq!(text.matches("envoy_cluster_upstream_rq{").count(), 4);
         // One histogram per cluster in each form.
-        assert_eq!(text.matches("envoy_cluster_upstream_rq_time_count{").count(), 2);
+        assert_eq!(
+            text.matches("envoy_cluster_upstream_rq_time_count{")
+                .count(),
+            2
+        );
         m.reset();
         assert!(m.mesh_counts("test", "podinfo").is_empty());
     }
