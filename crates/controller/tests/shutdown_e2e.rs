@@ -199,3 +199,92 @@ async fn a_controller_stopped_before_its_canary_cache_synced_ends_in_time() {
         println!("  {f}");
     }
 }
+
+/// A rollout whose webhook never answers (its timeout is a minute): the reconcile waiting on it
+/// is given `SHUTDOWN_GRACE`, then dropped; the controller ends well before the webhook's
+/// timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_stopped_during_a_reconcile_ends_within_the_grace() {
+    let mut env = Env::start(Options::default()).await;
+    // Accepts connections and never answers; counts them.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("hook listener");
+    let addr = listener.local_addr().expect("hook address");
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = calls.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(conn);
+        }
+    });
+    env.apply(&format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: app, namespace: {NS}, labels: {{app: app}}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: app}}}}
+  template:
+    metadata: {{labels: {{app: app}}}}
+    spec:
+      containers:
+      - name: app
+        image: ghcr.io/stefanprodan/podinfo:6.0.0
+        ports: [{{name: http, containerPort: 9898}}]
+---
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {{name: app, namespace: {NS}}}
+spec:
+  provider: kubernetes
+  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: app}}
+  service: {{port: 80, targetPort: http}}
+  analysis:
+    interval: 1s
+    threshold: 2
+    iterations: 3
+    webhooks:
+    - {{name: held, type: pre-rollout, url: "http://{addr}/", timeout: 60s}}
+"#
+    ))
+    .await;
+    env.wait_phase("app", flagger_api::CanaryPhase::Initialized)
+        .await;
+    env.stop_controller().await;
+    let r = start(&env, false);
+    env.kubectl(&[
+        "-n",
+        NS,
+        "set",
+        "image",
+        "deployment/app",
+        "app=ghcr.io/stefanprodan/podinfo:6.0.1",
+    ])
+    .await;
+    let last = std::sync::Mutex::new(String::new());
+    support::wait_for("the pre-rollout webhook called", &last, || async {
+        (calls.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
+    })
+    .await;
+    let asked = Instant::now();
+    let _ = r.stop.send(());
+    let bound = flagger_controller::run::SHUTDOWN_GRACE + Duration::from_secs(5);
+    let mut task = r.task;
+    let ended = tokio::time::timeout(bound, &mut task).await;
+    let took = asked.elapsed();
+    if ended.is_err() {
+        task.abort();
+    }
+    println!(
+        "stop during a reconcile held by a webhook (timeout 60s): ended {took:.2?} after the stop (grace {:?})",
+        flagger_controller::run::SHUTDOWN_GRACE
+    );
+    ended
+        .unwrap_or_else(|_| panic!("the controller did not end within {bound:?} of the stop"))
+        .expect("controller task")
+        .expect("controller ended cleanly");
+}
