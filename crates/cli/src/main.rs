@@ -233,7 +233,8 @@ fn run_local(args: LocalArgs) -> ExitCode {
                 dp.metrics_url()
             );
         }
-        tokio::signal::ctrl_c().await?;
+        stop_requested().await?;
+        eprintln!("localkube stopping");
         anyhow::Ok(())
     };
     let result = tokio::runtime::Runtime::new()
@@ -245,6 +246,15 @@ fn run_local(args: LocalArgs) -> ExitCode {
             eprintln!("flagger local: {}", plain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM (`kill`, a container runtime stopping the process).
+async fn stop_requested() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
     }
 }
 
@@ -322,7 +332,10 @@ fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(fut) {
+    let result = runtime.block_on(fut);
+    // Work still blocked (a name lookup, a read on a dead connection) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", plain(&e));

@@ -7,25 +7,34 @@
 //! grow within a run). Without fencing the resumed tick writes its stale iteration (a forced
 //! status write; the shutdown on losing the Lease lets a running reconcile finish).
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{Cluster, Replica, kubectl};
 use flagger_api::{Canary, CanaryPhase};
 use futures::StreamExt;
-use k8s_openapi::api::coordination::v1::Lease;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 
-const BIN: &str = env!("CARGO_BIN_EXE_flagger");
 const DEADLINE: Duration = Duration::from_secs(90);
 
+/// Leader election on a 2s Lease.
+const ELECTION: &[&str] = &[
+    "--enable-leader-election",
+    "--leader-election-namespace=test",
+    "--leader-election-lease-duration=2s",
+];
+
+async fn wait_for<T, Fut: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    f: impl FnMut() -> Fut,
+) -> T {
+    common::wait_for(what, DEADLINE, f).await
+}
+
 const MANIFESTS: &str = r#"
-apiVersion: v1
-kind: Namespace
-metadata: {name: test}
----
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: app, namespace: test, labels: {app: app}}
@@ -84,114 +93,6 @@ async fn hook_server(hook: Arc<Hook>) -> String {
     format!("http://{addr}/check")
 }
 
-fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> String {
-    use std::io::Write;
-    let mut child = Command::new("kubectl")
-        .env("KUBECONFIG", kubeconfig)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl runs");
-    let mut pipe = child.stdin.take().expect("stdin");
-    if let Some(input) = stdin {
-        pipe.write_all(input.as_bytes()).expect("stdin written");
-    }
-    drop(pipe);
-    let out = child.wait_with_output().expect("kubectl ends");
-    assert!(
-        out.status.success(),
-        "kubectl {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A `flagger controller` process named `name` (its Lease identity starts with it).
-struct Replica {
-    name: &'static str,
-    child: Child,
-}
-
-impl Replica {
-    fn start(kubeconfig: &Path, dir: &Path, name: &'static str) -> Replica {
-        let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file");
-        let child = Command::new(BIN)
-            .args([
-                "controller",
-                "--enable-leader-election",
-                "--leader-election-namespace=test",
-                "--leader-election-lease-duration=2s",
-                "--mesh-provider=kubernetes",
-                "--min-analysis-interval=1s",
-                "--metrics-server=http://127.0.0.1:9",
-                "--log-level=info",
-                &format!("--port={}", free_port()),
-                "--kubeconfig",
-            ])
-            .arg(kubeconfig)
-            .env("POD_NAME", name)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("flagger controller starts");
-        Replica { name, child }
-    }
-
-    fn signal(&self, signal: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill runs")
-            .success();
-        assert!(ok, "kill -{signal} {} failed", self.child.id());
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        self.signal("CONT");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Polls `f` every 50 ms until it yields a value; panics after [`DEADLINE`].
-async fn wait_for<T, Fut: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut f: impl FnMut() -> Fut,
-) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn holder(client: &Client) -> String {
-    Api::<Lease>::namespaced(client.clone(), "test")
-        .get_opt(flagger_controller::leader::LEASE_NAME)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
-        .unwrap_or_default()
-}
-
 /// (phase, iterations, revision) of every status the Canary went through, in order.
 type History = Arc<Mutex<Vec<(CanaryPhase, i32, String)>>>;
 
@@ -229,33 +130,17 @@ fn iterations(history: &History) -> (CanaryPhase, i32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_leader_never_rolls_the_status_back() {
-    let kube = localkube::Server::start(localkube::Config::default())
-        .await
-        .expect("localkube starts");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let kc = dir.path().join("kubeconfig");
-    kube.write_kubeconfig(&kc).expect("kubeconfig");
-    let crds = dir.path().join("crds.yaml");
-    std::fs::write(&crds, flagger_api::crd::crds_yaml()).expect("crds written");
-    kubectl(&kc, &["apply", "-f", &crds.to_string_lossy()], None);
+    let cluster = Cluster::start().await;
+    let (kc, dir, client) = (&cluster.kubeconfig, &cluster.dir, cluster.client.clone());
     let hook = Arc::new(Hook::default());
     let url = hook_server(hook.clone()).await;
-    kubectl(
-        &kc,
-        &["apply", "-f", "-"],
-        Some(&MANIFESTS.replace("HOOK_URL", &url)),
-    );
-    let kc_yaml = kube::config::Kubeconfig::from_yaml(&kube.kubeconfig()).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc_yaml, &Default::default())
-        .await
-        .expect("client config");
-    let client = Client::try_from(config).expect("client");
+    cluster.apply(&MANIFESTS.replace("HOOK_URL", &url));
     let history = record(client.clone());
 
-    let alpha = Replica::start(&kc, dir.path(), "alpha");
-    let beta = Replica::start(&kc, dir.path(), "beta");
+    let alpha = Replica::start(kc, dir.path(), "alpha", ELECTION);
+    let beta = Replica::start(kc, dir.path(), "beta", ELECTION);
     let first = wait_for("a leader", || async {
-        let h = holder(&client).await;
+        let h = cluster.lease_holder().await;
         (!h.is_empty()).then_some(h)
     })
     .await;
@@ -270,7 +155,7 @@ async fn a_paused_leader_never_rolls_the_status_back() {
     .await;
 
     kubectl(
-        &kc,
+        kc,
         &[
             "-n",
             "test",
@@ -298,7 +183,11 @@ async fn a_paused_leader_never_rolls_the_status_back() {
     let stopped = Instant::now();
     let prefix = format!("{}_", standby.name);
     wait_for("the standby leading", || async {
-        holder(&client).await.starts_with(&prefix).then_some(())
+        cluster
+            .lease_holder()
+            .await
+            .starts_with(&prefix)
+            .then_some(())
     })
     .await;
     let took_over = stopped.elapsed();
@@ -335,8 +224,7 @@ async fn a_paused_leader_never_rolls_the_status_back() {
         run.len(),
         regressions.len()
     );
-    let leader_log = std::fs::read_to_string(dir.path().join(format!("{}.log", leader.name)))
-        .unwrap_or_default();
+    let leader_log = leader.log();
     let refused = leader_log
         .lines()
         .filter(|l| l.contains("reconcile failed"))

@@ -360,3 +360,31 @@ fn oversized_and_deeply_nested_bodies_get_kube_apiservers_answers() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn sigterm_stops_it_cleanly() {
+    let mut local = start(&["--addr", "127.0.0.1:0"], &[]);
+    kubectl_ok(&local.kubeconfig, &["get", "namespaces"]);
+    let ok = Command::new("kill")
+        .args(["-TERM", &local.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -TERM");
+    let asked = Instant::now();
+    let status = loop {
+        if let Some(status) = local.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "flagger local still running 5s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    println!(
+        "flagger local: ended {:.0?} after SIGTERM, {status}",
+        asked.elapsed()
+    );
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+}

@@ -204,9 +204,9 @@ where
         .map(Arc::new)
 }
 
-/// Drives a feed nobody else polls, so its store stays current.
-pub fn drive<K: Send + 'static>(feed: Feed<K>) {
-    tokio::spawn(feed.for_each(|_| std::future::ready(())));
+/// Drives a feed nobody else polls, so its store stays current (until the task is aborted).
+pub fn drive<K: Send + 'static>(feed: Feed<K>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(feed.for_each(|_| std::future::ready(())))
 }
 
 /// An API handle limited to `namespace` when the controller watches a single one.

@@ -82,44 +82,95 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             crate::args::NoteLevel::Warn => tracing::warn!("{note}"),
         }
     }
+    let stop = shutdown_signal();
+    tracing::info!(
+        "Starting flagger-rs version {} (mesh provider {}); SIGTERM stops it",
+        env!("CARGO_PKG_VERSION"),
+        args.mesh_provider.as_str()
+    );
     let client = client(&args).await?;
-    serve(client, args, shutdown_signal()).await
+    serve(client, args, stop).await
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
+/// SIGINT or SIGTERM. The handlers are installed here, before the controller starts, so a
+/// signal that comes early stops it cleanly instead of killing it.
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        match (interrupt, terminate) {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => {},
+                    _ = term.recv() => {},
                 }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+            }
+            (Ok(mut one), Err(_)) | (Err(_), Ok(mut one)) => {
+                let _ = one.recv().await;
+            }
+            (Err(e), Err(_)) => {
+                tracing::warn!("cannot listen for SIGINT/SIGTERM ({e}); stop with SIGKILL");
+                std::future::pending::<()>().await
+            }
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+}
+
+/// How long a stopping controller lets the reconciles in progress finish before it drops them.
+/// Dropping a tick is safe (effects gate the status: the next leader redoes what it did not
+/// record), so the bound is short: well within Kubernetes' default grace period of 30 s, which
+/// leaves time to release the Lease before the kubelet sends SIGKILL.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long giving the Lease back may take on the way out (the API server may be slow or down).
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A stop request every stage of the controller can wait on (starting, waiting for the Lease,
+/// waiting for the caches, reconciling); clones share it.
+#[derive(Clone)]
+struct Stop(tokio::sync::watch::Receiver<bool>);
+
+impl Stop {
+    /// A stop requested when `signal` completes.
+    fn on(signal: impl Future<Output = ()> + Send + 'static) -> Stop {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            signal.await;
+            let _ = tx.send(true);
+        });
+        Stop(rx)
+    }
+
+    /// Completes once a stop is requested (or nobody can request one any more).
+    async fn requested(mut self) {
+        let _ = self.0.wait_for(|stop| *stop).await;
     }
 }
 
 /// Runs the controller with a given client until `shutdown` completes.
+///
+/// A stop is honoured at every stage, within a bound: while the first API call is slow, while
+/// waiting for the Lease, while the Canary cache has not synced (the controller then has no
+/// reconcile to finish and ends at once), and while reconciles run ([`SHUTDOWN_GRACE`]). The
+/// Lease is then released.
 pub async fn serve(
     client: Client,
     args: Args,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let stop = Stop::on(shutdown);
     let canaries: Api<Canary> = cache::scoped(&client, args.namespace.as_deref());
-    canaries
-        .list(&ListParams::default().limit(1))
-        .await
-        .context("Canary CRD is not registered")?;
+    let first = ListParams::default().limit(1);
+    tokio::select! {
+        listed = canaries.list(&first) => {
+            listed.context("Canary CRD is not registered")?;
+        }
+        _ = stop.clone().requested() => {
+            tracing::info!("stopping before the API server answered the first Canary list");
+            return Ok(());
+        }
+    }
 
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
@@ -188,14 +239,13 @@ pub async fn serve(
         .await
         .with_context(|| format!("binding port {}", args.port))?;
     let app = crate::server::router(registry, ctx.clone());
-    tokio::spawn(async move {
+    let http_server = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
 
     // Leader election: wait for the Lease before acting; step down (and end) when it is lost.
-    let mut shutdown = Box::pin(shutdown);
     let elector = if args.enable_leader_election {
         let host = std::env::var("POD_NAME")
             .or_else(|_| std::env::var("HOSTNAME"))
@@ -223,7 +273,10 @@ pub async fn serve(
         );
         tokio::select! {
             _ = elector.acquire() => {}
-            _ = &mut shutdown => return Ok(()),
+            _ = stop.clone().requested() => {
+                http_server.abort();
+                return Ok(());
+            }
         }
         tracing::info!(identity = elector.identity(), "acquired leadership");
         Some(Arc::new(elector))
@@ -239,22 +292,24 @@ pub async fn serve(
             let _ = lost_tx.send(());
         })
     });
-    let stop = {
+    // The controller halts on a stop request or when the Lease is lost, whichever comes first.
+    let halt = {
         let lost = lost.clone();
         let electing = elector.is_some();
-        async move {
+        let stop = stop.clone();
+        Stop::on(async move {
             if electing {
                 tokio::select! {
-                    _ = &mut shutdown => {}
+                    _ = stop.requested() => {}
                     Ok(()) = lost_rx => {
                         lost.store(true, std::sync::atomic::Ordering::SeqCst);
                         tracing::error!("leadership lost; stopping");
                     }
                 }
             } else {
-                shutdown.await
+                stop.requested().await
             }
-        }
+        })
     };
 
     let cache::Feeds {
@@ -267,9 +322,13 @@ pub async fn serve(
         metric_templates,
         alert_providers,
     } = feeds;
-    cache::drive(hpas);
-    cache::drive(metric_templates);
-    cache::drive(alert_providers);
+    // Tasks that end with the controller.
+    let mut background = vec![
+        http_server,
+        cache::drive(hpas),
+        cache::drive(metric_templates),
+        cache::drive(alert_providers),
+    ];
 
     let controller = Controller::new(canaries, watcher::Config::default())
         .with_config(controller::Config::default().concurrency(args.threadiness));
@@ -330,11 +389,16 @@ pub async fn serve(
 
     let ready_ctx = ctx.clone();
     let ready_store = store.clone();
-    tokio::spawn(async move {
+    // Until the Canary cache has synced, kube-runtime holds reconciles back and a graceful
+    // shutdown would wait for the sync forever: a stop then ends the controller at once.
+    let canaries_synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let synced = canaries_synced.clone();
+    background.push(tokio::spawn(async move {
         if let Err(e) = cache::wait_ready(&ready_store).await {
             tracing::error!(error = %e, "canary cache never became ready");
             return;
         }
+        synced.store(true, std::sync::atomic::Ordering::SeqCst);
         match ready_ctx.caches.wait_until_ready().await {
             Ok(()) => {
                 ready_ctx.set_ready();
@@ -342,9 +406,9 @@ pub async fn serve(
             }
             Err(e) => tracing::error!(error = %e, "a watch cache never became ready"),
         }
-    });
+    }));
 
-    controller
+    let running = controller
         .watches_stream(deployments, move |d: Deployment| deployment_map(&d))
         .watches_stream(daemonsets, move |d: DaemonSet| daemonset_map(&d))
         .watches_stream(configmaps, move |c: ConfigMap| {
@@ -360,24 +424,49 @@ pub async fn serve(
             secret_ctx.configs.canaries(&key)
         })
         .watches_stream(services, move |s: Service| service_map(&s))
-        .graceful_shutdown_on(stop)
+        .graceful_shutdown_on(halt.clone().requested())
         .run(canary::reconcile, canary::error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "controller event");
             }
-        })
-        .await;
+        });
+    let mut running = Box::pin(running);
+    tokio::select! {
+        _ = &mut running => {}
+        _ = halt.requested() => {
+            if !canaries_synced.load(std::sync::atomic::Ordering::SeqCst) {
+                tracing::info!("stopping before the Canary cache synced");
+            } else if tokio::time::timeout(SHUTDOWN_GRACE, &mut running).await.is_err() {
+                tracing::warn!(
+                    "reconciles still running {}s after the stop; dropping them (the next leader \
+                     redoes their step)",
+                    SHUTDOWN_GRACE.as_secs()
+                );
+            }
+        }
+    }
+    // Dropping the controller's stream cancels what is left of its reconciles.
+    drop(running);
     counting.abort();
-    if lost.load(std::sync::atomic::Ordering::SeqCst) {
-        anyhow::bail!("leader election lost");
+    for task in background {
+        task.abort();
     }
     if let Some(task) = renewal {
         task.abort();
     }
+    if lost.load(std::sync::atomic::Ordering::SeqCst) {
+        anyhow::bail!("leader election lost");
+    }
     if let Some(e) = elector {
-        e.release().await;
-        tracing::info!("leadership released");
+        match tokio::time::timeout(RELEASE_TIMEOUT, e.release()).await {
+            Ok(()) => tracing::info!("leadership released"),
+            Err(_) => tracing::warn!(
+                "the Lease could not be released within {}s; another replica takes over when \
+                 it expires",
+                RELEASE_TIMEOUT.as_secs()
+            ),
+        }
     }
     Ok(())
 }

@@ -182,7 +182,11 @@ pub fn loadtester_main(args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(serve(parsed, config)) {
+    let result = runtime.block_on(serve(parsed, config));
+    // A command's output reader can outlive the command (a grandchild that left its process
+    // group keeps the pipe open): it must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
