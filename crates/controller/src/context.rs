@@ -44,6 +44,8 @@ pub struct Settings {
     pub autoscaler_sync_immediate: bool,
     /// `-max-concurrent-canaries` and its per-namespace twin.
     pub caps: flagger_core::queue::Caps,
+    /// `-ingress-class`: the contour router's `spec.ingressClassName`.
+    pub ingress_class: String,
 }
 
 /// Which canaries track a ConfigMap or Secret (`<namespace>/<kind>/<name>`), learned while
