@@ -154,28 +154,29 @@ async fn a_change_to_twenty_targets_rolls_out_three_at_a_time() {
     )
     .await;
 
-    let s = seen.lock().expect("samples");
-    assert!(
-        s.most_running <= CAP,
-        "{} runs under way at once with a cap of {CAP}",
-        s.most_running
-    );
-    assert_eq!(s.most_running, CAP, "the cap's slots are used");
-    assert!(
-        s.queued.len() >= CANARIES - CAP,
-        "the canaries over the cap waited in line: {:?}",
-        s.queued
-    );
-    let message = s
-        .queued_message
-        .clone()
-        .expect("a Queued condition was seen");
-    assert!(
-        message.starts_with("waiting for a rollout slot: ")
-            && message.ends_with("slots in use: 3 of 3 cluster-wide"),
-        "{message}"
-    );
-    drop(s);
+    {
+        let s = seen.lock().expect("samples");
+        assert!(
+            s.most_running <= CAP,
+            "{} runs under way at once with a cap of {CAP}",
+            s.most_running
+        );
+        assert_eq!(s.most_running, CAP, "the cap's slots are used");
+        assert!(
+            s.queued.len() >= CANARIES - CAP,
+            "the canaries over the cap waited in line: {:?}",
+            s.queued
+        );
+        let message = s
+            .queued_message
+            .clone()
+            .expect("a Queued condition was seen");
+        assert!(
+            message.starts_with("waiting for a rollout slot: ")
+                && message.ends_with("slots in use: 3 of 3 cluster-wide"),
+            "{message}"
+        );
+    }
     // Every run finished: the queue left no condition behind, and each primary runs the new
     // image.
     let canaries = Api::<Canary>::namespaced(env.client.clone(), NS)
