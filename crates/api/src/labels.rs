@@ -8,6 +8,9 @@ pub const CONDITION_PROMOTED: &str = "Promoted";
 pub const CONDITION_ANALYSIS: &str = "Analysis";
 /// flagger-rs: condition present while the canary is paused by `flagger.app/action: pause`.
 pub const CONDITION_PAUSED: &str = "Paused";
+/// flagger-rs: condition present while a new revision waits for a rollout slot (the cap on
+/// concurrent rollouts); its `lastTransitionTime` is the canary's place in line.
+pub const CONDITION_QUEUED: &str = "Queued";
 /// flagger-rs: what a check without data does: `fail` (Flagger's behaviour, counted as a failed
 /// check) or `hold` (neither advance nor count until data arrives or the progress deadline).
 pub const NO_DATA_POLICY: &str = "flagger.app/no-data";

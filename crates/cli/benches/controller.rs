@@ -152,6 +152,14 @@ async fn run(runs: usize, canaries: usize, window: u64) -> anyhow::Result<()> {
         };
         samples.push(t1 - t0);
     }
+    println!(
+        "every run (ms, in order): {}",
+        samples
+            .iter()
+            .map(|d| format!("{:.1}", ms(*d)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     samples.sort();
     let pct = |q: f64| {
         samples[((samples.len() as f64 * q).ceil() as usize)

@@ -590,6 +590,9 @@ const CHART_FLAGS: &[(&str, &str)] = &[
     ("threadiness", "4"),
     ("no-cross-namespace-refs", "true"),
     ("no-data-policy", "hold"),
+    ("max-concurrent-canaries", "3"),
+    ("max-concurrent-canaries-per-namespace", "1"),
+    ("autoscaler-sync", "immediate"),
     ("enable-leader-election", "true"),
     ("kubeconfig-qps", "50"),
     ("kubeconfig-burst", "100"),
@@ -628,6 +631,14 @@ fn chart_passes_only_flags_the_controller_accepts() {
     assert!(!args.enable_config_tracking);
     assert!(args.no_cross_namespace_refs);
     assert_eq!(args.no_data_policy, flagger_core::steer::NoDataPolicy::Hold);
+    assert_eq!(
+        (
+            args.max_concurrent_canaries,
+            args.max_concurrent_canaries_per_namespace
+        ),
+        (3, 1)
+    );
+    assert_eq!(args.autoscaler_sync, "immediate");
     assert_eq!(
         args.ingress_annotations_prefix,
         "custom.ingress.kubernetes.io"

@@ -142,6 +142,26 @@ pub struct Args {
     #[arg(long, env = "FLAGGER_SAFE_DELETION", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = parse_go_bool)]
     pub safe_deletion: bool,
 
+    /// When a change to the target's HorizontalPodAutoscaler reaches the primary's:
+    /// `promotion` (Flagger's behaviour: copied at the next promotion) or `immediate` (at once,
+    /// without a rollout).
+    #[arg(long, env = "FLAGGER_AUTOSCALER_SYNC", default_value = "promotion", value_parser = ["promotion", "immediate"])]
+    pub autoscaler_sync: String,
+
+    /// Cap on canaries whose run is under way at once, cluster-wide (0: no cap). Canaries over
+    /// the cap wait in `Waiting` with a `Queued` condition giving their place in line, first
+    /// come first served by detection time; runs under way are never held back.
+    #[arg(long, env = "FLAGGER_MAX_CONCURRENT_CANARIES", default_value_t = 0)]
+    pub max_concurrent_canaries: u32,
+
+    /// The same cap per namespace (0: no cap).
+    #[arg(
+        long,
+        env = "FLAGGER_MAX_CONCURRENT_CANARIES_PER_NAMESPACE",
+        default_value_t = 0
+    )]
+    pub max_concurrent_canaries_per_namespace: u32,
+
     /// Log format: `json` (Flagger's: one JSON object per line with `level`, `ts`, `msg`,
     /// `canary`, `namespace`) or `text`.
     #[arg(long, env = "FLAGGER_LOG_FORMAT", default_value = "json", value_parser = ["text", "json"])]

@@ -39,6 +39,11 @@ pub struct Settings {
     pub cluster_name: Option<String>,
     /// `-ingress-annotations-prefix`: the nginx router's annotation prefix.
     pub ingress_prefix: String,
+    /// `-autoscaler-sync=immediate`: a change to the target's HPA reaches the primary HPA at
+    /// once (Flagger's behaviour, `promotion`: at the next promotion).
+    pub autoscaler_sync_immediate: bool,
+    /// `-max-concurrent-canaries` and its per-namespace twin.
+    pub caps: flagger_core::queue::Caps,
     /// `-ingress-class`: the contour router's `spec.ingressClassName`.
     pub ingress_class: String,
 }
@@ -106,6 +111,13 @@ pub struct Context {
     pub fence: Option<std::sync::Arc<crate::leader::Fence>>,
     /// Canaries to read again from the API server (a status write was refused as stale).
     pub refresh: Mutex<HashSet<ObjectRef<Canary>>>,
+    /// The fleet: the controller's Canary cache (set once the controller is built).
+    pub canaries: std::sync::OnceLock<kube::runtime::reflector::Store<Canary>>,
+    /// Held from reading the fleet to recording the status by a canary that may start a run
+    /// under a cap on concurrent rollouts, so that two reconciles never take the same slot.
+    pub admission: tokio::sync::Mutex<()>,
+    /// Canaries to reconcile now (a rollout slot was freed: the ones in line ask again).
+    pub wake: tokio::sync::mpsc::UnboundedSender<ObjectRef<Canary>>,
 }
 
 /// A status write the reflector may not have seen yet.
@@ -234,6 +246,45 @@ impl Context {
             notifier: self.settings.notifier.as_ref(),
             cluster_name: self.settings.cluster_name.as_deref(),
             outbox: &self.outbox,
+        }
+    }
+
+    /// The fleet as the cap on concurrent rollouts sees it: every cached canary with the status
+    /// this controller acts on (its own writes count before the cache shows them).
+    pub fn fleet(&self) -> Vec<flagger_core::queue::Member> {
+        let Some(store) = self.canaries.get() else {
+            return Vec::new();
+        };
+        store
+            .state()
+            .iter()
+            .map(|c| {
+                let key = ObjectRef::from_obj(&**c);
+                let status = self.current_status(&key, c);
+                flagger_core::queue::member_of(
+                    key.namespace.as_deref().unwrap_or_default(),
+                    &key.name,
+                    &status,
+                )
+            })
+            .collect()
+    }
+
+    /// A rollout slot was freed: the canaries in line are reconciled now, not at their next
+    /// tick.
+    pub fn wake_queued(&self) {
+        let Some(store) = self.canaries.get() else {
+            return;
+        };
+        for c in store.state() {
+            let key = ObjectRef::from_obj(&*c);
+            let status = self.current_status(&key, &c);
+            if matches!(
+                flagger_core::queue::member_of("", "", &status).state,
+                flagger_core::queue::State::Queued(_)
+            ) {
+                let _ = self.wake.send(key);
+            }
         }
     }
 

@@ -45,6 +45,7 @@ pub mod logfmt;
 pub mod metrics;
 pub mod owner;
 pub mod providers;
+pub mod ratelimit;
 pub mod router;
 pub mod run;
 pub mod server;

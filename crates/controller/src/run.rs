@@ -9,6 +9,7 @@ use flagger_api::Canary;
 use flagger_core::validate::ValidationContext;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -42,11 +43,9 @@ pub async fn client(args: &Args) -> anyhow::Result<Client> {
     }
     let builder = kube::client::ClientBuilder::try_from(config)?;
     if args.kubeconfig_qps > 0.0 {
-        // client-go's token bucket, approximated: up to `burst` requests per window of
-        // `burst / qps` seconds, i.e. `qps` sustained with bursts of `burst`.
-        let burst = args.kubeconfig_burst.max(1);
-        let window = Duration::from_secs_f64(burst as f64 / args.kubeconfig_qps);
-        let limit = tower::limit::RateLimitLayer::new(burst, window);
+        // client-go's token bucket: `qps` sustained, bursts of `burst`.
+        let limit =
+            crate::ratelimit::TokenBucketLayer::new(args.kubeconfig_qps, args.kubeconfig_burst);
         return Ok(builder.with_layer(&limit).build());
     }
     Ok(builder.build())
@@ -205,9 +204,15 @@ pub async fn serve(
             None
         }),
         cluster_name: args.cluster_name.clone(),
+        autoscaler_sync_immediate: args.autoscaler_sync == "immediate",
+        caps: flagger_core::queue::Caps {
+            cluster: Some(args.max_concurrent_canaries).filter(|n| *n > 0),
+            namespace: Some(args.max_concurrent_canaries_per_namespace).filter(|n| *n > 0),
+        },
     };
     let ns = args.namespace.as_deref();
     let (caches, feeds) = cache::build(&client, ns);
+    let (wake, woken) = tokio::sync::mpsc::unbounded_channel();
     let http = Clients::new().context("building HTTP clients")?;
     let outbox = crate::alerts::Outbox::start(http.verified.clone());
     // Leader election's fence: renewals are recorded in it, writes check it.
@@ -233,6 +238,9 @@ pub async fn serve(
         failures: Default::default(),
         fence: fence.clone(),
         refresh: Default::default(),
+        canaries: Default::default(),
+        admission: Default::default(),
+        wake,
     });
 
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", args.port))
@@ -325,7 +333,6 @@ pub async fn serve(
     // Tasks that end with the controller.
     let mut background = vec![
         http_server,
-        cache::drive(hpas),
         cache::drive(metric_templates),
         cache::drive(alert_providers),
     ];
@@ -333,6 +340,7 @@ pub async fn serve(
     let controller = Controller::new(canaries, watcher::Config::default())
         .with_config(controller::Config::default().concurrency(args.threadiness));
     let store = controller.store();
+    let _ = ctx.canaries.set(store.clone());
     let counting = ctx
         .metrics
         .count_canaries(store.clone(), args.control_loop_interval);
@@ -382,6 +390,30 @@ pub async fn serve(
         );
         refs
     };
+    // `-autoscaler-sync=immediate`: a target HPA's change triggers its canaries.
+    let hpa_store = store.clone();
+    let hpa_map = move |hpa: &HorizontalPodAutoscaler| -> Vec<ObjectRef<Canary>> {
+        let ns = hpa.object_namespace();
+        let name = hpa.object_name();
+        hpa_store
+            .state()
+            .iter()
+            .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
+            .filter(|c| {
+                c.spec
+                    .autoscaler_ref
+                    .as_ref()
+                    .is_some_and(|a| a.kind == "HorizontalPodAutoscaler" && a.name == name)
+            })
+            .map(|c| ObjectRef::from_obj(&**c))
+            .collect()
+    };
+    let controller = if args.autoscaler_sync == "immediate" {
+        controller.watches_stream(hpas, move |h: HorizontalPodAutoscaler| hpa_map(&h))
+    } else {
+        background.push(cache::drive(hpas));
+        controller
+    };
     let deployment_map = by_target("Deployment");
     let daemonset_map = by_target("DaemonSet");
     let cfg_ctx = ctx.clone();
@@ -424,6 +456,9 @@ pub async fn serve(
             secret_ctx.configs.canaries(&key)
         })
         .watches_stream(services, move |s: Service| service_map(&s))
+        .reconcile_on(futures::stream::unfold(woken, |mut rx| async move {
+            rx.recv().await.map(|key| (key, rx))
+        }))
         .graceful_shutdown_on(halt.clone().requested())
         .run(canary::reconcile, canary::error_policy, ctx)
         .for_each(|result| async move {

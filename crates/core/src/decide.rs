@@ -803,6 +803,30 @@ impl<'a> Tick<'a> {
                 }
             }
         }
+        // The cap on concurrent rollouts: wait in line for a slot (approval comes first).
+        if self.obs.caps.any() {
+            let Some(fleet) = self.obs.fleet.as_deref() else {
+                return Err(Need::Fleet);
+            };
+            let admission = crate::queue::admit(
+                &self.obs.caps,
+                fleet,
+                &self.c.namespace,
+                &self.c.name,
+                self.now,
+            );
+            if let crate::queue::Admission::Queued(place) = admission {
+                let message = place.message();
+                self.explain(Outcome::Waiting, message.clone());
+                self.w.set_queued(Some(message.clone()));
+                if phase != CanaryPhase::Waiting {
+                    self.w.set_phase(CanaryPhase::Waiting, 0);
+                    self.warn(format!("Halt {} advancement: {message}", self.canary_name));
+                }
+                return Ok(());
+            }
+            self.w.set_queued(None);
+        }
         self.event(
             EventType::Normal,
             format!("New revision detected! Scaling up {}", self.target_name),

@@ -126,6 +126,10 @@ pub struct Observations {
     /// The apex Service was left to another writer and routes to the target's pods: the target
     /// keeps serving instead of being scaled to zero.
     pub keep_target_serving: bool,
+    /// The caps on concurrent rollouts (none by default).
+    pub caps: crate::queue::Caps,
+    /// The fleet as the cap sees it, answered on [`Need::Fleet`].
+    pub fleet: Option<Vec<crate::queue::Member>>,
 }
 
 /// Something `decide` must know before it can go on.
@@ -145,6 +149,9 @@ pub enum Need {
     Metric {
         index: usize,
     },
+    /// Every canary's phase and place in line (a new revision is about to start a run under a
+    /// cap on concurrent rollouts).
+    Fleet,
 }
 
 /// Kubernetes event type.

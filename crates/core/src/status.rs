@@ -1,7 +1,9 @@
 //! Status transitions with Flagger's exact semantics: which fields each kind of write resets,
 //! and the single `Promoted` condition.
 
-use flagger_api::labels::{CONDITION_ANALYSIS, CONDITION_PAUSED, CONDITION_PROMOTED};
+use flagger_api::labels::{
+    CONDITION_ANALYSIS, CONDITION_PAUSED, CONDITION_PROMOTED, CONDITION_QUEUED,
+};
 use flagger_api::{AnalysisStatus, CanaryCondition, CanaryPhase, CanaryStatus, CheckStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -103,14 +105,18 @@ impl StatusWriter {
                 message: Some(message),
             },
         };
-        // Our own conditions (the explanation, the pause) stay next to Flagger's single one.
+        // Our own conditions (the explanation, the pause, the place in line) stay next to
+        // Flagger's single one.
         let ours = self
             .status
             .conditions
             .take()
             .unwrap_or_default()
             .into_iter()
-            .filter(|c| [CONDITION_ANALYSIS, CONDITION_PAUSED].contains(&c.r#type.as_str()));
+            .filter(|c| {
+                [CONDITION_ANALYSIS, CONDITION_PAUSED, CONDITION_QUEUED]
+                    .contains(&c.r#type.as_str())
+            });
         self.status.conditions = Some(std::iter::once(condition).chain(ours).collect());
     }
 
@@ -215,6 +221,14 @@ impl StatusWriter {
     /// Sets or removes the `Paused` condition.
     pub fn set_paused(&mut self, message: Option<String>) {
         self.put_condition(CONDITION_PAUSED, message.map(|m| ("True", "Requested", m)));
+    }
+
+    /// Sets (with the place in line) or removes the `Queued` condition.
+    pub fn set_queued(&mut self, message: Option<String>) {
+        self.put_condition(
+            CONDITION_QUEUED,
+            message.map(|m| ("True", "ConcurrencyCap", m)),
+        );
     }
 
     /// Flagger's `SyncStatus`: phase and counters as given, revision hashes refreshed from the

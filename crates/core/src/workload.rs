@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscalerSpec;
 use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use serde_json::Value;
@@ -406,6 +407,37 @@ pub fn replicas_from_zero(own: Option<i32>, autoscaler: Option<i32>, primary: Op
     }
 }
 
+/// The primary HPA's spec from the target HPA's: the same metrics and behaviour, scaling the
+/// primary workload, within the Canary's `primaryScalerReplicas` bounds when it sets them.
+pub fn primary_hpa_spec(
+    target: &HorizontalPodAutoscalerSpec,
+    autoscaler: &crate::model::Autoscaler,
+    primary_workload: &str,
+) -> HorizontalPodAutoscalerSpec {
+    let mut scale_ref = target.scale_target_ref.clone();
+    scale_ref.name = primary_workload.to_string();
+    HorizontalPodAutoscalerSpec {
+        scale_target_ref: scale_ref,
+        min_replicas: autoscaler.primary_min_replicas.or(target.min_replicas),
+        max_replicas: autoscaler
+            .primary_max_replicas
+            .unwrap_or(target.max_replicas),
+        metrics: target.metrics.clone(),
+        behavior: target.behavior.clone(),
+    }
+}
+
+/// Whether the primary HPA no longer follows its target's (`-autoscaler-sync=immediate`: the
+/// change is carried over at once instead of at the next promotion).
+pub fn primary_hpa_drifted(
+    target: &HorizontalPodAutoscalerSpec,
+    autoscaler: &crate::model::Autoscaler,
+    primary_workload: &str,
+    primary: Option<&HorizontalPodAutoscalerSpec>,
+) -> bool {
+    primary != Some(&primary_hpa_spec(target, autoscaler, primary_workload))
+}
+
 /// The primary Deployment after promotion: template spec, strategy fields, replicas (unless an
 /// autoscaler owns them) and metadata copied from the target; the selector never changes. A
 /// target at zero replicas (its pods were scaled down while the promotion was decided) leaves
@@ -539,6 +571,55 @@ pub fn daemonset_hash_input(target: &DaemonSet) -> Value {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_primary_hpa_follows_the_target_within_the_canary_bounds() {
+        use crate::model::{Autoscaler, AutoscalerKind};
+        use k8s_openapi::api::autoscaling::v2::CrossVersionObjectReference;
+        let target = super::HorizontalPodAutoscalerSpec {
+            scale_target_ref: CrossVersionObjectReference {
+                api_version: Some("apps/v1".into()),
+                kind: "Deployment".into(),
+                name: "app".into(),
+            },
+            min_replicas: Some(2),
+            max_replicas: 4,
+            ..Default::default()
+        };
+        let mut a = Autoscaler {
+            kind: AutoscalerKind::HorizontalPodAutoscaler,
+            api_version: "autoscaling/v2".into(),
+            name: "app".into(),
+            primary_scaler_queries: Default::default(),
+            primary_min_replicas: None,
+            primary_max_replicas: None,
+        };
+        let primary = super::primary_hpa_spec(&target, &a, "app-primary");
+        assert_eq!(primary.scale_target_ref.name, "app-primary");
+        assert_eq!((primary.min_replicas, primary.max_replicas), (Some(2), 4));
+        assert!(!super::primary_hpa_drifted(
+            &target,
+            &a,
+            "app-primary",
+            Some(&primary)
+        ));
+        let raised = super::HorizontalPodAutoscalerSpec {
+            max_replicas: 6,
+            ..target.clone()
+        };
+        assert!(super::primary_hpa_drifted(
+            &raised,
+            &a,
+            "app-primary",
+            Some(&primary)
+        ));
+        assert!(super::primary_hpa_drifted(&target, &a, "app-primary", None));
+        a.primary_max_replicas = Some(3);
+        assert_eq!(
+            super::primary_hpa_spec(&raised, &a, "app-primary").max_replicas,
+            3
+        );
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -185,6 +185,32 @@ async fn ensure_autoscaler(
             match hpa {
                 None => workloads::write_primary_hpa(client, canary, c).await?,
                 Some(hpa) => {
+                    if settings.autoscaler_sync_immediate
+                        && let Some(target) = cache::get(&caches.hpas, client, ns, &a.name)
+                            .await
+                            .map_err(|e| {
+                                BootstrapError::api(
+                                    format!(
+                                        "HorizontalPodAutoscaler {}.{ns} get query error",
+                                        a.name
+                                    ),
+                                    &e,
+                                )
+                            })?
+                        && flagger_core::workload::primary_hpa_drifted(
+                            &target.spec.clone().unwrap_or_default(),
+                            a,
+                            &c.primary_workload(),
+                            hpa.spec.as_ref(),
+                        )
+                    {
+                        tracing::info!(
+                            canary = %format!("{}.{ns}", c.name),
+                            "HorizontalPodAutoscaler {}.{ns} changed: updating {primary_hpa}.{ns} now",
+                            a.name
+                        );
+                        workloads::write_primary_hpa(client, canary, c).await?;
+                    }
                     let managed = hpa.metadata.managed_fields.clone().unwrap_or_default();
                     found.extend(ctx.with_fights(&ObjectRef::from_obj(canary), |log| {
                         conflict::noted_writes(

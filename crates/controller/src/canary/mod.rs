@@ -53,6 +53,9 @@ async fn reconcile_canary(canary: &Canary, ctx: &Context) -> Result<Action> {
     let key = ObjectRef::from_obj(canary);
     if canary.metadata.deletion_timestamp.is_some() {
         ctx.forget(&key);
+        if ctx.settings.caps.any() {
+            ctx.wake_queued();
+        }
         return Ok(finalize::finalize(ctx, canary).await?);
     }
     if let Some(wait) = finalize::ensure_finalizer(ctx, canary).await? {
@@ -115,6 +118,21 @@ async fn reconcile_canary(canary: &Canary, ctx: &Context) -> Result<Action> {
         return Ok(Action::requeue(until_due));
     }
 
+    // Under a cap on concurrent rollouts, a canary that may start a run takes its slot (or its
+    // place in line) and records it before another may look at the fleet.
+    let caps = ctx.settings.caps;
+    let admission = if caps.any()
+        && !flagger_core::queue::running(status.phase)
+        && (revision_changed(&status, &observed.revision)
+            || status.phase == flagger_api::CanaryPhase::Waiting
+            || requests::pending(canary, &status))
+    {
+        Some(ctx.admission.lock().await)
+    } else {
+        None
+    };
+    let obs = Observations { caps, ..obs };
+
     let started = tokio::time::Instant::now();
     let decision = oracle::decide(&oracle, obs, ctx.now()).await?;
     // The actions write what the decided status says (the routes' cookies); events report it,
@@ -126,6 +144,14 @@ async fn reconcile_canary(canary: &Canary, ctx: &Context) -> Result<Action> {
     };
     execute::run(&decided, &decision.actions).await?;
     status::record(ctx, canary, &status, &decision).await?;
+    drop(admission);
+    // A run ended: a slot is free for the canaries in line.
+    if caps.any()
+        && flagger_core::queue::running(status.phase)
+        && !flagger_core::queue::running(next.phase)
+    {
+        ctx.wake_queued();
+    }
     // The tick is done: the next is due one interval after it started. (A failed step above
     // leaves it due, to be retried with the backoff.)
     ctx.ticked(key, c.analysis.interval.saturating_sub(started.elapsed()));

@@ -64,6 +64,7 @@ fn describe(need: &Need) -> String {
             hook_type, index, ..
         } => format!("{} hook {index}", hook_type.as_str()),
         Need::Metric { index } => format!("metric {index}"),
+        Need::Fleet => "the fleet's rollouts".into(),
     }
 }
 
@@ -113,6 +114,7 @@ impl Oracle<'_> {
                 let outcome = self.metric(*index).await;
                 obs.metrics.insert(*index, outcome);
             }
+            Need::Fleet => obs.fleet = Some(self.ctx.fleet()),
         }
     }
 

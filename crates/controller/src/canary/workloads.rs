@@ -196,8 +196,6 @@ pub async fn write_primary_hpa(
         )
     })?;
     let spec = target.spec.clone().unwrap_or_default();
-    let mut scale_ref = spec.scale_target_ref.clone();
-    scale_ref.name = c.primary_workload();
     let name = format!("{}-primary", a.name);
     let hpa = HorizontalPodAutoscaler {
         metadata: ObjectMeta {
@@ -207,15 +205,11 @@ pub async fn write_primary_hpa(
             owner_references: owner_ref(canary).map(|o| vec![o]),
             ..Default::default()
         },
-        spec: Some(
-            k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscalerSpec {
-                scale_target_ref: scale_ref,
-                min_replicas: a.primary_min_replicas.or(spec.min_replicas),
-                max_replicas: a.primary_max_replicas.unwrap_or(spec.max_replicas),
-                metrics: spec.metrics.clone(),
-                behavior: spec.behavior.clone(),
-            },
-        ),
+        spec: Some(flagger_core::workload::primary_hpa_spec(
+            &spec,
+            a,
+            &c.primary_workload(),
+        )),
         status: None,
     };
     apply(client, ns, &name, &hpa)

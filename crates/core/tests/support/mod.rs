@@ -75,6 +75,9 @@ pub struct World {
     pub cleared: Vec<String>,
     /// Metric checks recorded by the decisions, in order.
     pub checks: Vec<flagger_api::CheckStatus>,
+    /// The cap on concurrent rollouts, and the other canaries as the cap sees them.
+    pub caps: flagger_core::queue::Caps,
+    pub fleet: Vec<flagger_core::queue::Member>,
 }
 
 impl World {
@@ -107,6 +110,8 @@ impl World {
             action: None,
             cleared: Vec::new(),
             checks: Vec::new(),
+            caps: Default::default(),
+            fleet: Vec::new(),
         }
     }
 
@@ -159,6 +164,7 @@ impl World {
                     a.clone(),
                 )]))
             }),
+            caps: self.caps,
             ..Default::default()
         };
         let mut needs = Vec::new();
@@ -195,6 +201,7 @@ impl World {
                 })
             }
             Need::MetricProviders => obs.metric_providers = Some(Ok(())),
+            Need::Fleet => obs.fleet = Some(self.fleet.clone()),
             Need::Hook {
                 hook_type, index, ..
             } => {

@@ -1,0 +1,302 @@
+//! Fleet scale (issue 21): the cap on concurrent rollouts, and the primary HPA following its
+//! target's without a rollout (`-autoscaler-sync=immediate`) or at promotion (Flagger's
+//! behaviour, the default).
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flagger_api::{Canary, CanaryPhase};
+use futures::StreamExt;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+use support::{Env, NS, Options};
+
+const CANARIES: usize = 20;
+const CAP: usize = 3;
+
+/// `n` Deployments, each with a Canary (kubernetes provider, blue/green, one iteration at 1s).
+///
+/// Not a shared tracked ConfigMap, as the issue asks: its `-primary` copy can only have one
+/// controller owner, so the second canary that tracks it fails to initialize (a bug of config
+/// tracking, left for its own change); one `kubectl set image --all` is the shared change here.
+fn fleet(n: usize) -> String {
+    let mut docs = Vec::new();
+    for i in 0..n {
+        docs.push(format!(
+            r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: app-{i}, namespace: {NS}, labels: {{app: app-{i}}}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: app-{i}}}}}
+  template:
+    metadata: {{labels: {{app: app-{i}}}}}
+    spec:
+      containers:
+      - name: app
+        image: example.com/app:1
+        ports: [{{containerPort: 8080}}]
+---
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {{name: app-{i}, namespace: {NS}}}
+spec:
+  provider: kubernetes
+  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: app-{i}}}
+  service: {{port: 80, targetPort: 8080}}
+  analysis: {{interval: 1s, threshold: 1, iterations: 1}}
+"#
+        ));
+    }
+    docs.join("---\n")
+}
+
+/// What a watch of the canaries saw: each one's current phase, the most runs under way at once,
+/// the first `Queued` condition message, and every canary that ever waited in line.
+#[derive(Default)]
+struct Sampled {
+    phases: HashMap<String, CanaryPhase>,
+    most_running: usize,
+    queued_message: Option<String>,
+    queued: std::collections::BTreeSet<String>,
+}
+
+fn sample(client: kube::Client) -> Arc<Mutex<Sampled>> {
+    let seen: Arc<Mutex<Sampled>> = Arc::default();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        let api = Api::<Canary>::namespaced(client, NS);
+        let stream = watcher(api, watcher::Config::default()).applied_objects();
+        futures::pin_mut!(stream);
+        while let Some(Ok(c)) = stream.next().await {
+            let status = c.status.clone().unwrap_or_default();
+            let Ok(mut s) = log.lock() else { return };
+            s.phases.insert(c.name_any(), status.phase);
+            let running = s
+                .phases
+                .values()
+                .filter(|p| flagger_core::queue::running(**p))
+                .count();
+            s.most_running = s.most_running.max(running);
+            if let Some(q) = status
+                .conditions
+                .iter()
+                .flatten()
+                .find(|c| c.r#type == "Queued")
+            {
+                s.queued.insert(c.name_any());
+                if s.queued_message.is_none() {
+                    s.queued_message = q.message.clone();
+                }
+            }
+        }
+    });
+    seen
+}
+
+async fn wait_all(env: &Env, phase: CanaryPhase, n: usize, within: Duration) {
+    let api = Api::<Canary>::namespaced(env.client.clone(), NS);
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let list = api.list(&Default::default()).await.expect("list canaries");
+        let done = list
+            .items
+            .iter()
+            .filter(|c| c.status.as_ref().is_some_and(|s| s.phase == phase))
+            .count();
+        if done == n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {done} of {n} canaries reached {phase:?} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_to_twenty_targets_rolls_out_three_at_a_time() {
+    let env = Env::start(Options {
+        controller_args: &["--max-concurrent-canaries=3"],
+        ..Default::default()
+    })
+    .await;
+    env.apply(&fleet(CANARIES)).await;
+    wait_all(
+        &env,
+        CanaryPhase::Initialized,
+        CANARIES,
+        Duration::from_secs(120),
+    )
+    .await;
+
+    let seen = sample(env.client.clone());
+    // One change reaches every target at once.
+    env.kubectl(&[
+        "-n",
+        NS,
+        "set",
+        "image",
+        "deployment",
+        "--all",
+        "app=example.com/app:2",
+    ])
+    .await;
+    wait_all(
+        &env,
+        CanaryPhase::Succeeded,
+        CANARIES,
+        Duration::from_secs(240),
+    )
+    .await;
+
+    {
+        let s = seen.lock().expect("samples");
+        assert!(
+            s.most_running <= CAP,
+            "{} runs under way at once with a cap of {CAP}",
+            s.most_running
+        );
+        assert_eq!(s.most_running, CAP, "the cap's slots are used");
+        assert!(
+            s.queued.len() >= CANARIES - CAP,
+            "the canaries over the cap waited in line: {:?}",
+            s.queued
+        );
+        let message = s
+            .queued_message
+            .clone()
+            .expect("a Queued condition was seen");
+        assert!(
+            message.starts_with("waiting for a rollout slot: ")
+                && message.ends_with("slots in use: 3 of 3 cluster-wide"),
+            "{message}"
+        );
+    }
+    // Every run finished: the queue left no condition behind, and each primary runs the new
+    // image.
+    let canaries = Api::<Canary>::namespaced(env.client.clone(), NS)
+        .list(&Default::default())
+        .await
+        .expect("list canaries");
+    for c in canaries.items {
+        let name = c.metadata.name.clone().unwrap_or_default();
+        let conditions = c.status.and_then(|s| s.conditions).unwrap_or_default();
+        assert!(
+            conditions.iter().all(|c| c.r#type != "Queued"),
+            "{name} keeps a Queued condition"
+        );
+        assert_eq!(
+            env.jsonpath(
+                &format!("deployment/{name}-primary"),
+                ".spec.template.spec.containers[0].image"
+            )
+            .await,
+            "example.com/app:2"
+        );
+    }
+}
+
+const HPA_WORKLOAD: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: test, labels: {app: web}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: example.com/web:1
+        ports: [{containerPort: 8080}]
+        resources: {requests: {cpu: 100m}}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web, namespace: test}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 2
+  maxReplicas: 4
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 99}}
+---
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: web, namespace: test}
+spec:
+  provider: kubernetes
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  autoscalerRef: {apiVersion: autoscaling/v2, kind: HorizontalPodAutoscaler, name: web}
+  service: {port: 80, targetPort: 8080}
+  analysis: {interval: 1s, threshold: 1, iterations: 1}
+"#;
+
+async fn raise_max_replicas(env: &Env) {
+    env.kubectl(&[
+        "-n",
+        NS,
+        "patch",
+        "hpa/web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"maxReplicas":6}}"#,
+    ])
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autoscaler_sync_immediate_carries_an_hpa_change_over_without_a_rollout() {
+    let env = Env::start(Options {
+        controller_args: &["--autoscaler-sync=immediate"],
+        ..Default::default()
+    })
+    .await;
+    env.apply(HPA_WORKLOAD).await;
+    env.wait_phase("web", CanaryPhase::Initialized).await;
+    env.wait_jsonpath("hpa/web-primary", ".spec.maxReplicas", "4")
+        .await;
+    raise_max_replicas(&env).await;
+    env.wait_jsonpath("hpa/web-primary", ".spec.maxReplicas", "6")
+        .await;
+    // No rollout ran for it.
+    assert_eq!(
+        env.canary("web").await.status.map(|s| s.phase),
+        Some(CanaryPhase::Initialized)
+    );
+    assert!(!env.phases.of("web").contains(&CanaryPhase::Progressing));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_an_hpa_change_reaches_the_primary_at_the_next_promotion() {
+    let env = Env::start(Options::default()).await;
+    env.apply(HPA_WORKLOAD).await;
+    env.wait_phase("web", CanaryPhase::Initialized).await;
+    raise_max_replicas(&env).await;
+    // A new revision: when its run starts (a tick after the HPA change), the primary HPA is
+    // still as it was; it follows at promotion.
+    env.kubectl(&[
+        "-n",
+        NS,
+        "set",
+        "image",
+        "deployment/web",
+        "web=example.com/web:2",
+    ])
+    .await;
+    env.wait_phase("web", CanaryPhase::Progressing).await;
+    assert_eq!(
+        env.jsonpath("hpa/web-primary", ".spec.maxReplicas").await,
+        "4"
+    );
+    env.wait_phase("web", CanaryPhase::Succeeded).await;
+    env.wait_jsonpath("hpa/web-primary", ".spec.maxReplicas", "6")
+        .await;
+}
