@@ -201,6 +201,42 @@ impl Env {
     }
 }
 
+impl Env {
+    /// One step of an analysis as the controller would record it: weight, the success rate's
+    /// check, the last decision, and an event on the canary.
+    pub async fn step(&self, ns: &str, weight: i32, success_rate: f64) {
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let verdict = if success_rate >= 99.0 { "Pass" } else { "Fail" };
+        let decision = format!("Advance podinfo.{ns} canary weight {weight}");
+        let patch = serde_json::json!({"status": {
+            "phase": "Progressing", "canaryWeight": weight, "iterations": 0, "failedChecks": 0,
+            "lastTransitionTime": now,
+            "analysis": {"lastDecision": decision, "checks": [{
+                "name": "request-success-rate", "provider": "prometheus",
+                "query": "sum(rate(http_requests_total{status!~\"5.*\"}[1m])) / sum(rate(http_requests_total[1m])) * 100",
+                "value": success_rate, "min": 99.0, "verdict": verdict,
+                "reason": format!("{success_rate} >= 99"), "time": now, "failures": 0}]}}});
+        self.canaries(ns)
+            .patch_status("podinfo", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("status patched");
+        let events: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(self.client.clone(), ns);
+        let event = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("podinfo.{weight}"), "namespace": ns},
+            "involvedObject": {"kind": "Canary", "name": "podinfo", "namespace": ns, "apiVersion": "flagger.app/v1beta1"},
+            "reason": "Synced", "type": "Normal", "message": decision, "count": 1,
+            "firstTimestamp": now, "lastTimestamp": now,
+            "source": {"component": "flagger"}
+        }))
+        .expect("an event");
+        events
+            .create(&Default::default(), &event)
+            .await
+            .expect("event created");
+    }
+}
+
 pub struct Dashboard {
     pub child: Child,
     pub url: String,
