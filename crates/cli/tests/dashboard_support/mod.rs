@@ -223,7 +223,7 @@ impl Env {
         let events: Api<k8s_openapi::api::core::v1::Event> =
             Api::namespaced(self.client.clone(), ns);
         let event = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": format!("podinfo.{weight}"), "namespace": ns},
+            "metadata": {"name": format!("podinfo.{}", k8s_openapi::jiff::Timestamp::now().as_nanosecond()), "namespace": ns},
             "involvedObject": {"kind": "Canary", "name": "podinfo", "namespace": ns, "apiVersion": "flagger.app/v1beta1"},
             "reason": "Synced", "type": "Normal", "message": decision, "count": 1,
             "firstTimestamp": now, "lastTimestamp": now,
