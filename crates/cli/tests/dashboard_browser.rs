@@ -351,3 +351,109 @@ async fn the_dashboard_in_chromium() {
         assert!(std::fs::metadata(&p).expect("written").len() > 1000);
     }
 }
+
+/// `flagger demo --keep --dashboard`: the dashboard watches the demo's cluster from its start;
+/// once the demo is done, the list shows both canaries and their pages chart the runs (the
+/// istio canary's weight steps, each check's values). Screenshots: demo-list.png,
+/// demo-podinfo.png, demo-frontend.png.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_in_chromium() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_flagger"))
+        .args([
+            "demo",
+            "--keep",
+            "--plain",
+            "--dashboard",
+            "127.0.0.1:0",
+            "--kubeconfig",
+        ])
+        .arg(dir.path().join("kubeconfig"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("flagger demo starts");
+    struct Stop(Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            // Ctrl-C: the demo stops what it started.
+            let _ = Command::new("kill")
+                .args(["-INT", &self.0.id().to_string()])
+                .status();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = demo.stdout.take().expect("stdout");
+    let _stop = Stop(demo);
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("demo| {line}");
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(400);
+    let mut url = None;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("the demo finishes within its deadline");
+        if let Some(rest) = line.strip_prefix("dashboard: ") {
+            url = rest
+                .split_whitespace()
+                .next()
+                .map(|u| u.trim_end_matches('/').to_string());
+        }
+        if line.trim_start().starts_with("export KUBECONFIG=") {
+            break;
+        }
+    }
+    let base = url.expect("the demo printed the dashboard's address");
+    let mut b = Browser::start().await;
+    b.goto(&format!("{base}/")).await;
+    b.until(
+        "the list",
+        "document.getElementById('main').dataset.ready === 'list'",
+    )
+    .await;
+    let rows = b
+        .eval("[...document.querySelectorAll('#canaries tr')].map(r => r.id)")
+        .await;
+    assert_eq!(rows, json!(["row-test-frontend", "row-test-podinfo"]));
+    b.screenshot("demo-list").await;
+    b.goto(&format!("{base}/canary/test/podinfo")).await;
+    b.until(
+        "podinfo's page",
+        "document.getElementById('main').dataset.ready === 'canary'",
+    )
+    .await;
+    let charts = b
+        .eval("document.querySelectorAll('#charts .chart').length")
+        .await;
+    assert!(
+        charts.as_u64().unwrap_or(0) >= 2,
+        "weight and at least one check: {charts}"
+    );
+    b.screenshot("demo-podinfo").await;
+    b.goto(&format!("{base}/canary/test/frontend")).await;
+    b.until(
+        "frontend's page",
+        "document.getElementById('main').dataset.ready === 'canary'",
+    )
+    .await;
+    // The weight chart went through the steps: its line has more than two distinct heights.
+    let heights = b
+        .eval(
+            "new Set(document.querySelector('#charts .chart polyline').getAttribute('points')\
+             .split(' ').map(p => p.split(',')[1])).size",
+        )
+        .await;
+    assert!(
+        heights.as_u64().unwrap_or(0) > 2,
+        "weight steps charted: {heights}"
+    );
+    b.screenshot("demo-frontend").await;
+}

@@ -174,6 +174,42 @@ pub async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// Serves an anonymous dashboard in this process on a loopback `addr` (what `flagger demo
+/// --dashboard` runs beside its cluster); returns the address it listens on.
+pub async fn serve_anonymous(client: Client, addr: SocketAddr) -> Result<SocketAddr> {
+    let args = Args {
+        listen: addr,
+        kubeconfig: None,
+        context: None,
+        read_only: false,
+        anonymous: true,
+        auth_proxy_headers: false,
+        trusted_proxies: Vec::new(),
+        auth_proxy_user_header: "X-Forwarded-User".into(),
+        auth_proxy_groups_header: "X-Forwarded-Groups".into(),
+        secure_cookie: false,
+        history: 1000,
+        max_streams: 1000,
+    };
+    check(&args).map_err(|e| anyhow::anyhow!(e))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let bound = listener.local_addr()?;
+    let app = app(client, &args)?;
+    tokio::spawn(async move {
+        let served = axum::serve(
+            listener,
+            router(app).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
+        if let Err(e) = served {
+            eprintln!("dashboard: {e}");
+        }
+    });
+    Ok(bound)
+}
+
 /// The server's state, its watches started.
 pub fn app(client: Client, args: &Args) -> Result<Arc<App>> {
     let auth = Auth::new(
@@ -345,8 +381,8 @@ async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    if let Err(r) = same_origin(&headers) {
-        return r;
+    if let Err(why) = same_origin(&headers) {
+        return error(StatusCode::FORBIDDEN, why);
     }
     let token = form.token.trim();
     if token.is_empty() || token.chars().any(|c| !c.is_ascii_graphic()) {
@@ -368,8 +404,8 @@ async fn login(
 }
 
 async fn logout(AxState(app): AxState<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Err(r) = same_origin(&headers) {
-        return r;
+    if let Err(why) = same_origin(&headers) {
+        return error(StatusCode::FORBIDDEN, why);
     }
     let mut r = hardened((StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response());
     r.headers_mut()
@@ -548,8 +584,8 @@ async fn detail(
 
 /// Refuses a browser request from another site: a cross-site `Sec-Fetch-Site`, or an `Origin`
 /// whose host is not the `Host` asked for.
-fn same_origin(headers: &HeaderMap) -> Result<(), Response> {
-    let refuse = |why: String| Err(error(StatusCode::FORBIDDEN, why));
+fn same_origin(headers: &HeaderMap) -> Result<(), String> {
+    let refuse = |why: String| Err(why);
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
         && matches!(site, "cross-site" | "same-site")
     {
@@ -583,8 +619,8 @@ async fn action(
         Ok(id) => id,
         Err(r) => return r,
     };
-    if let Err(r) = same_origin(&headers) {
-        return r;
+    if let Err(why) = same_origin(&headers) {
+        return error(StatusCode::FORBIDDEN, why);
     }
     let csrf = headers
         .get("x-csrf-token")

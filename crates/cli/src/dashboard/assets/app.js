@@ -54,7 +54,6 @@ async function api(path, options) {
 function failed(e) {
   if (e.status === 403) {
     showBanner("Forbidden: " + e.message, "");
-    banner.id = "banner";
     main.replaceChildren(h("p", { id: "forbidden", class: "muted" },
       "You are logged in as " + (me ? me.user : "?") + ", but Kubernetes RBAC does not let you see this. " +
       "Ask an administrator for a Role granting get (to see) or patch (to act) on canaries.flagger.app."));
