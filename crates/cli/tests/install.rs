@@ -1981,14 +1981,20 @@ fn chart_dashboard_switch_adds_a_container_and_its_own_cluster_role() {
     assert_eq!(&args[..3], ["dashboard", "--listen", "0.0.0.0:9090"]);
     assert!(args.contains(&"--read-only".to_string()), "{args:?}");
     // The flags parse: the binary gets past its arguments to reading the kubeconfig.
+    // (on a free loopback port here).
+    let local: Vec<&str> = args
+        .iter()
+        .map(|a| {
+            if a == "0.0.0.0:9090" {
+                "127.0.0.1:0"
+            } else {
+                a.as_str()
+            }
+        })
+        .collect();
     let out = Command::new(env!("CARGO_BIN_EXE_flagger"))
-        .args(&args)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--kubeconfig",
-            "/nonexistent/kubeconfig",
-        ])
+        .args(&local)
+        .args(["--kubeconfig", "/nonexistent/kubeconfig"])
         .output()
         .expect("flagger runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
