@@ -27,46 +27,79 @@ fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[test]
-fn demo_promotes_v2_and_rolls_back_v3() {
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flagger"))
-        .args(["demo", "--keep", "--plain", "--kubeconfig"])
-        .arg(&kubeconfig)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("flagger demo starts");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            println!("demo| {line}");
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(300);
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                let done = line.trim_start().starts_with("export KUBECONFIG=");
-                seen.push(line);
-                if done {
+/// A `flagger demo --keep --plain` run with `args`, up to the line that says how to reach the
+/// cluster it keeps up; stop it with [`Kept::stop`].
+struct Kept {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    kubeconfig: std::path::PathBuf,
+    /// The demo's output so far.
+    out: String,
+}
+
+impl Kept {
+    fn run(args: &[&str]) -> Kept {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flagger"))
+            .args(["demo", "--keep", "--plain", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("flagger demo starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                println!("demo| {line}");
+                if tx.send(line).is_err() {
                     break;
                 }
             }
-            Err(e) => {
-                let _ = child.kill();
-                panic!("demo did not finish ({e}); output:\n{}", seen.join("\n"));
+        });
+        let mut seen = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(300);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    let done = line.trim_start().starts_with("export KUBECONFIG=");
+                    seen.push(line);
+                    if done {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("demo did not finish ({e}); output:\n{}", seen.join("\n"));
+                }
             }
         }
+        Kept {
+            child,
+            dir,
+            kubeconfig,
+            out: seen.join("\n"),
+        }
     }
-    let out = seen.join("\n");
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn demo_promotes_v2_and_rolls_back_v3() {
+    let demo = Kept::run(&[]);
+    let kubeconfig = demo.kubeconfig.clone();
+    let out = demo.out.clone();
     // Under the demo's no-data policy (hold) the healthy runs count no failed check.
     assert!(
         out.contains("podinfo 6.0.1: promoted with 0 failed checks"),
@@ -181,7 +214,7 @@ fn demo_promotes_v2_and_rolls_back_v3() {
     }
 
     // `kubectl flagger` as a kubectl plugin: the rolled-back canary explained.
-    let bin = dir.path().join("bin");
+    let bin = demo.dir.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_flagger"), bin.join("kubectl-flagger")).unwrap();
     let path = format!(
@@ -226,9 +259,49 @@ fn demo_promotes_v2_and_rolls_back_v3() {
         "{history}"
     );
 
-    let _ = Command::new("kill")
-        .arg("-INT")
-        .arg(child.id().to_string())
-        .status();
-    let _ = child.wait();
+    demo.stop();
+}
+
+/// `flagger demo --provider contour`: only the weighted demo, on Contour: the data plane plays
+/// Contour's Envoy from the user's root HTTPProxy and the one the controller writes, and the
+/// builtin checks read Envoy's cluster statistics.
+#[test]
+fn demo_on_contour_promotes_and_rolls_back() {
+    let demo = Kept::run(&["--provider", "contour"]);
+    let out = &demo.out;
+    assert!(
+        out.contains("frontend 6.0.1: promoted after canary weights 0% -> 20% -> 40% -> 60%"),
+        "{out}"
+    );
+    assert!(out.contains("frontend 6.0.2: rolled back"), "{out}");
+    assert!(!out.contains("podinfo 6.0.1"), "no blue/green demo: {out}");
+    let weights = kubectl(
+        &demo.kubeconfig,
+        &[
+            "-n",
+            "test",
+            "get",
+            "httpproxy",
+            "frontend",
+            "-o",
+            "jsonpath={.spec.routes[0].services[*].weight}",
+        ],
+    );
+    assert_eq!(weights, "100 0");
+    let events = kubectl(
+        &demo.kubeconfig,
+        &[
+            "-n",
+            "test",
+            "get",
+            "events",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+    );
+    assert!(
+        events.contains("Halt frontend.test advancement success rate"),
+        "{events}"
+    );
+    demo.stop();
 }

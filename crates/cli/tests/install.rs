@@ -141,6 +141,32 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
         (
             "networking.k8s.io",
             &["ingresses"],
+            &["get", "create", "patch", "delete"],
+        ),
+        (
+            "projectcontour.io",
+            &["httpproxies"],
+            &["get", "create", "patch"],
+        ),
+        ("gloo.solo.io", &["upstreams"], &["get", "create", "patch"]),
+        (
+            "gateway.solo.io",
+            &["routetables"],
+            &["get", "create", "patch"],
+        ),
+        (
+            "traefik.io",
+            &["traefikservices"],
+            &["get", "create", "patch"],
+        ),
+        (
+            "traefik.containo.us",
+            &["traefikservices"],
+            &["get", "create", "patch"],
+        ),
+        (
+            "apisix.apache.org",
+            &["apisixroutes"],
             &["get", "create", "patch"],
         ),
         ("kuma.io", &["trafficroutes"], &["get", "create", "patch"]),
@@ -339,13 +365,14 @@ fn kustomize_bases_install_into_localkube() {
     let got = rule_triples(&role["rules"]);
     assert_eq!(got, expected_rules(), "ClusterRole flagger rules");
     assert!(
-        got.iter().all(
-            |(g, r, v)| (v != "delete" || r == "services" || r == "analyses")
-                && (r != "*" || g == "external.metrics.k8s.io")
-                && v != "*"
-        ),
-        "no delete (but on Services, for the owner-reference admission check, and on the \
-         keptn provider's own Analyses), no wildcards (but the External Metrics API, whose \
+        got.iter().all(|(g, r, v)| (v != "delete"
+            || r == "services"
+            || r == "analyses"
+            || r == "ingresses")
+            && (r != "*" || g == "external.metrics.k8s.io")
+            && v != "*"),
+        "no delete (but on Services, for the owner-reference admission check, on the keptn \
+         provider's own Analyses and on Ingresses, skipper's canary Ingress), no wildcards (but the External Metrics API, whose \
          resources are metric names)"
     );
     assert!(

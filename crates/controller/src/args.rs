@@ -186,8 +186,7 @@ pub struct Args {
     #[arg(long, env = "FLAGGER_KUBECONFIG_SERVICE_MESH")]
     pub kubeconfig_service_mesh: Option<PathBuf>,
 
-    /// Ingress class set on Contour HTTPProxy objects (`spec.ingressClassName`). flagger-rs has
-    /// no Contour router yet: accepted, no effect.
+    /// Ingress class set on Contour HTTPProxy objects (`spec.ingressClassName`).
     #[arg(long, env = "FLAGGER_INGRESS_CLASS")]
     pub ingress_class: Option<String>,
 
@@ -388,14 +387,6 @@ impl Args {
                 format!(
                     "-kubeconfig-service-mesh={}: a separate service-mesh cluster is not supported yet; routing objects are written to the cluster of -kubeconfig",
                     mesh.display()
-                ),
-            ));
-        }
-        if let Some(class) = self.ingress_class.as_deref().filter(|c| !c.is_empty()) {
-            notes.push((
-                NoteLevel::Info,
-                format!(
-                    "-ingress-class={class}: used by Flagger's Contour router only, which flagger-rs does not have yet; no effect"
                 ),
             ));
         }
@@ -676,13 +667,12 @@ mod tests {
             assert_eq!(args.klog.given().len(), 14);
             let notes = args.startup_notes();
             let text: Vec<&str> = notes.iter().map(|(_, n)| n.as_str()).collect();
-            assert_eq!(notes.len(), 5, "{text:#?}");
+            assert_eq!(notes.len(), 4, "{text:#?}");
             assert!(text[0].starts_with("-control-loop-interval=5s: not used"));
             assert_eq!(notes[1].0, NoteLevel::Warn);
             assert!(text[1].contains("not supported yet"));
-            assert!(text[2].starts_with("-ingress-class=contour"));
-            assert!(text[3].starts_with("-zap-replace-globals"));
-            assert!(text[4].starts_with("-v=2 -vmodule=controller=4"));
+            assert!(text[2].starts_with("-zap-replace-globals"));
+            assert!(text[3].starts_with("-v=2 -vmodule=controller=4"));
         }
         // Defaults say nothing; the same mesh kubeconfig as the main one is no news.
         let quiet = Args::try_parse_from([

@@ -39,6 +39,8 @@ pub struct Settings {
     pub cluster_name: Option<String>,
     /// `-ingress-annotations-prefix`: the nginx router's annotation prefix.
     pub ingress_prefix: String,
+    /// `-ingress-class`: the contour router's `spec.ingressClassName`.
+    pub ingress_class: String,
 }
 
 /// Which canaries track a ConfigMap or Secret (`<namespace>/<kind>/<name>`), learned while

@@ -141,6 +141,7 @@ pub async fn serve(
         labels: args.label_policy(),
         metrics_server: args.metrics_server.clone(),
         ingress_prefix: args.ingress_annotations_prefix.clone(),
+        ingress_class: args.ingress_class.clone().unwrap_or_default(),
         event_webhook: args.event_webhook.clone(),
         config_tracking: args.enable_config_tracking,
         fights: flagger_core::conflict::FightPolicy {

@@ -368,6 +368,51 @@ async fn keptn_template_promotes_and_rolls_back() {
     promote_then_roll_back_with(&env, "error-rate", &set, 0.15, 2.0).await;
 }
 
+/// Keptn's Analysis: each check creates an Analysis (definition, timeframe, arguments) that
+/// Keptn's operator, played by the test, completes; a pass reads 1, a failure 0, so the metric
+/// asks for at least 1. The controller deletes each Analysis once read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keptn_analysis_template_promotes_and_rolls_back() {
+    let env = Env::start(Options::default()).await;
+    env.apply(support::keptn::CRDS).await;
+    let operator = support::keptn::Operator::start(&env.client, NS);
+    env.apply(&template(
+        "error-rate",
+        "{type: keptn}",
+        "analysis/{{ namespace }}/podinfo-slo/1m/service={{ target }}",
+    ))
+    .await;
+    operator.set_pass(true);
+    env.apply(&workload("6.0.0")).await;
+    env.apply(
+        &canary("error-rate").replace("thresholdRange: {max: 1}", "thresholdRange: {min: 1}"),
+    )
+    .await;
+    env.wait_phase("podinfo", CanaryPhase::Initialized).await;
+    set_image(&env, "6.0.1").await;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
+    operator.set_pass(false);
+    set_image(&env, "6.0.2").await;
+    env.wait_phase("podinfo", CanaryPhase::Failed).await;
+    let events = env.events("podinfo").await;
+    for text in [
+        "Promotion completed! Scaling down podinfo.test",
+        "Halt podinfo.test advancement error-rate 0.00 < 1",
+        "Rolling back podinfo.test failed checks threshold reached 2",
+    ] {
+        assert!(
+            events.iter().any(|e| e == text),
+            "{text:?} not in {events:#?}"
+        );
+    }
+    let specs = operator.specs.lock().unwrap().clone();
+    assert!(!specs.is_empty(), "no Analysis was created");
+    assert_eq!(
+        specs[0],
+        serde_json::json!({"analysisDefinition": {"name": "podinfo-slo"}, "timeframe": {"recent": "1m"}, "args": {"service": "podinfo"}})
+    );
+}
+
 /// The Kubernetes External Metrics API, served by localkube's aggregation of an adapter whose
 /// published value the test sets per phase.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

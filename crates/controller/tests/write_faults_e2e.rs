@@ -194,42 +194,47 @@ fn rule(case: &Case) -> localkube::Faults {
 }
 
 /// A new revision of the target (an update, so that faults on `patch` only meet the
-/// controller's writes).
+/// controller's writes). A read-modify-write as any client does it: a 409 (the target's status
+/// moved between the read and the write) reads again and retries.
 async fn new_revision(env: &Env, f: Fixture, tag: &str) {
     let image = format!("{PODINFO}:{tag}");
     if target_kind(f) == "DaemonSet" {
         let api = Api::<DaemonSet>::namespaced(env.client.clone(), NS);
-        let mut d = api.get("podinfo").await.unwrap();
-        d.spec
-            .as_mut()
-            .unwrap()
-            .template
-            .spec
-            .as_mut()
-            .unwrap()
-            .containers[0]
-            .image = Some(image);
-        d.metadata.managed_fields = None;
-        api.replace("podinfo", &PostParams::default(), &d)
-            .await
-            .unwrap();
+        replace_retrying(&api, |d: &mut DaemonSet| {
+            set_image(d.spec.as_mut().map(|s| &mut s.template), &image)
+        })
+        .await;
     } else {
         let api = Api::<Deployment>::namespaced(env.client.clone(), NS);
-        let mut d = api.get("podinfo").await.unwrap();
-        d.spec
-            .as_mut()
-            .unwrap()
-            .template
-            .spec
-            .as_mut()
-            .unwrap()
-            .containers[0]
-            .image = Some(image);
-        d.metadata.managed_fields = None;
-        api.replace("podinfo", &PostParams::default(), &d)
-            .await
-            .unwrap();
+        replace_retrying(&api, |d: &mut Deployment| {
+            set_image(d.spec.as_mut().map(|s| &mut s.template), &image)
+        })
+        .await;
     }
+}
+
+fn set_image(template: Option<&mut k8s_openapi::api::core::v1::PodTemplateSpec>, image: &str) {
+    let spec = template
+        .and_then(|t| t.spec.as_mut())
+        .expect("the target has a pod template");
+    spec.containers[0].image = Some(image.to_string());
+}
+
+async fn replace_retrying<K>(api: &Api<K>, edit: impl Fn(&mut K))
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    for _ in 0..20 {
+        let mut obj = api.get("podinfo").await.expect("read the target");
+        edit(&mut obj);
+        obj.meta_mut().managed_fields = None;
+        match api.replace("podinfo", &PostParams::default(), &obj).await {
+            Ok(_) => return,
+            Err(kube::Error::Api(e)) if e.code == 409 => continue,
+            Err(e) => panic!("update the target: {e}"),
+        }
+    }
+    panic!("update the target: 20 conflicts in a row");
 }
 
 /// Waits until the rollout is about to end: the last iteration (or weight step) passed when it

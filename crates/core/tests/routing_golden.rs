@@ -15,39 +15,8 @@ use flagger_core::effects::Routes;
 use flagger_core::model::{SmiVersion, Steps, Strategy, ValidatedCanary};
 use flagger_core::routing::gatewayapi::{self, Version};
 use flagger_core::routing::{RoutingError, StickyCookies, istio, nginx, smi};
-use support::{canary, golden};
-
-// === fixtures ===
-
-/// A Canary `podinfo` in namespace `test` with this provider, service block and analysis.
-fn mk(provider: &str, service: Value, analysis: Value) -> ValidatedCanary {
-    let doc = json!({
-        "apiVersion": "flagger.app/v1beta1",
-        "kind": "Canary",
-        "metadata": {"name": "podinfo", "namespace": "test"},
-        "spec": {
-            "provider": provider,
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-            "service": service,
-            "analysis": analysis,
-        }
-    });
-    canary(&doc.to_string())
-}
-
-fn progressive() -> Value {
-    json!({"interval": "1m", "threshold": 5, "maxWeight": 50, "stepWeight": 10})
-}
-
-fn ab_analysis() -> Value {
-    json!({
-        "interval": "1m", "threshold": 5, "iterations": 10,
-        "match": [
-            {"headers": {"x-canary": {"exact": "insider"}}},
-            {"headers": {"cookie": {"regex": "^(.*?;)?(canary=always)(;.*)?$"}}}
-        ]
-    })
-}
+use support::canary;
+use support::golden::{ab_analysis, golden, mk, progressive, w};
 
 fn affinity_analysis() -> Value {
     json!({
@@ -77,10 +46,6 @@ fn retired_cookies() -> StickyCookies {
         primary: Some("flagger-primary-cookie=klmnopqrst".into()),
         previous: Some("flagger-cookie=abcdefghij".into()),
     }
-}
-
-fn w(primary: u32, canary: u32) -> Routes {
-    Routes::weights(primary, canary)
 }
 
 fn mirrored(primary: u32, canary: u32) -> Routes {

@@ -15,27 +15,8 @@ use flagger_core::effects::Routes;
 use flagger_core::model::ValidatedCanary;
 use flagger_core::routing::appmesh::{self, Options, Version};
 use flagger_core::routing::{RoutingError, knative, kuma};
-use support::{canary, golden};
-
-/// A Canary `podinfo` in namespace `test` with this provider, service block and analysis.
-fn mk(provider: &str, service: Value, analysis: Value) -> ValidatedCanary {
-    let doc = json!({
-        "apiVersion": "flagger.app/v1beta1",
-        "kind": "Canary",
-        "metadata": {"name": "podinfo", "namespace": "test"},
-        "spec": {
-            "provider": provider,
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-            "service": service,
-            "analysis": analysis,
-        }
-    });
-    canary(&doc.to_string())
-}
-
-fn progressive() -> Value {
-    json!({"interval": "1m", "threshold": 5, "maxWeight": 50, "stepWeight": 10})
-}
+use support::canary;
+use support::golden::{golden, mk, progressive, w};
 
 fn ab_analysis() -> Value {
     json!({
@@ -45,10 +26,6 @@ fn ab_analysis() -> Value {
             {"headers": {"user-agent": {"regex": ".*Firefox.*"}, "x-team": {"prefix": "qa"}}}
         ]
     })
-}
-
-fn w(primary: u32, canary: u32) -> Routes {
-    Routes::weights(primary, canary)
 }
 
 // === Kuma ===

@@ -1,7 +1,9 @@
 //! The simulated NGINX ingress controller: Ingresses (`networking.k8s.io/v1`) route requests
 //! for their hosts, a canary Ingress takes requests by header, cookie and weight as
 //! ingress-nginx's canary annotations say, and the controller's series that Flagger's builtin
-//! `nginx` checks query appear on the metrics endpoint.
+//! `nginx` checks query appear on the metrics endpoint. And the other ingress gateways Flagger
+//! routes with (Contour, Gloo, Traefik, Skipper, APISIX), from their own CRDs: the objects
+//! Flagger writes split the traffic and each gateway's series count it.
 
 #![allow(
     clippy::unwrap_used,
@@ -749,12 +751,14 @@ async fn hosts_paths_default_backend_and_classes() {
         (404, "default backend - 404\n")
     );
     // Other classes, and hosts no rule names, are not served: the data plane answers
-    // origin-form requests itself.
-    for host in ["traefik.example.com", "skipper.example.com", "example.org"] {
+    // origin-form requests itself. (Class `skipper` is Skipper's: it serves that host.)
+    for host in ["traefik.example.com", "example.org"] {
         let a = c.request(&format!("http://{host}/"), &[], true).await;
         assert_eq!(a.status, 404);
         assert!(a.body.contains("HTTP_PROXY"), "{host}: {}", a.body);
     }
+    let a = c.request("http://skipper.example.com/", &[], true).await;
+    assert!(!a.body.contains("HTTP_PROXY"), "{}", a.body);
     // The locations are the telemetry's paths.
     let m = &h.dataplane.as_ref().unwrap().metrics;
     assert_eq!(m.ingress_counts("test", "site").values().sum::<u64>(), 12);
@@ -949,4 +953,484 @@ async fn gateway_routes_take_precedence_over_ingresses() {
     assert_eq!(m.ingress_counts("test", "podinfo").values().sum::<u64>(), 1);
     routes.delete("app", &Default::default()).await.unwrap();
     assert_eq!(c.version(URL, &[]).await, "1.0.0");
+}
+
+// === the other ingress gateways: Contour, Gloo, Traefik, Skipper, APISIX ===
+
+/// Installs the upstream CRDs of a gateway, as its project publishes them (the files the
+/// controller's router tests use, `crates/controller/tests/fixtures/crds/<prefix>*`).
+async fn gateway_crds(client: &Client, prefix: &str) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../controller/tests/fixtures/crds");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !name.starts_with(prefix) || !name.ends_with(".yaml") {
+            continue;
+        }
+        let crd: CustomResourceDefinition =
+            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+        n += 1;
+    }
+    assert!(n > 0, "no CRD {prefix}* in {}", dir.display());
+}
+
+/// The API of a custom kind in `test`.
+fn custom(client: &Client, api_version: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let (group, version) = api_version.split_once('/').unwrap();
+    let gvk = GroupVersionKind::gvk(group, version, kind);
+    Api::namespaced_with(
+        client.clone(),
+        "test",
+        &ApiResource::from_gvk_with_plural(&gvk, plural),
+    )
+}
+
+/// Creates or replaces (server-side apply) a custom object in `test`.
+async fn put(client: &Client, plural: &str, obj: Value) {
+    let api = custom(
+        client,
+        obj["apiVersion"].as_str().unwrap(),
+        obj["kind"].as_str().unwrap(),
+        plural,
+    );
+    let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+    api.patch(
+        &name,
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .unwrap();
+}
+
+/// `n` requests to the gateway host: the share answered by the canary (2.0.0), the others by
+/// the primary; panics on any other answer.
+async fn canary_share(c: &mut ProxyConn, headers: &[(&str, &str)], n: usize) -> f64 {
+    let seen = c.versions(URL, headers, n).await;
+    assert!(
+        seen.keys().all(|v| v == "1.0.0" || v == "2.0.0"),
+        "{seen:?}"
+    );
+    share(&seen, "2.0.0")
+}
+
+/// Sums the samples of `name` whose labels include every pair of `want`.
+fn series(text: &str, name: &str, want: &[(&str, &str)]) -> f64 {
+    sum(text, name, |l| {
+        want.iter()
+            .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+    })
+}
+
+fn contour_service(name: &str, weight: u64) -> Value {
+    json!({"name": name, "port": 80, "weight": weight,
+           "requestHeadersPolicy": {"set": [{"name": "l5d-dst-override",
+               "value": format!("{name}.test.svc.cluster.local:80")}]}})
+}
+
+#[tokio::test]
+async fn contour_routes_through_the_included_proxy_by_weight_and_header() {
+    let (h, client) = start().await;
+    gateway_crds(&client, "contour").await;
+    primary_and_canary(&client, json!({})).await;
+    put(&client, "httpproxies", json!({
+        "apiVersion": "projectcontour.io/v1", "kind": "HTTPProxy",
+        "metadata": {"name": "podinfo-ingress"},
+        "spec": {"virtualhost": {"fqdn": HOST},
+                 "includes": [{"name": "podinfo", "namespace": "test", "conditions": [{"prefix": "/"}]}]},
+    }))
+    .await;
+    // Flagger's A/B routes: the header condition first, the default route after it.
+    let child = |routes: Value| {
+        json!({
+            "apiVersion": "projectcontour.io/v1", "kind": "HTTPProxy",
+            "metadata": {"name": "podinfo"},
+            "spec": {"routes": routes},
+        })
+    };
+    put(&client, "httpproxies", child(json!([
+        {"conditions": [{"prefix": "/", "header": {"name": "x-canary", "exact": "insider"}}],
+         "services": [contour_service("podinfo-primary", 0), contour_service("podinfo-canary", 100)]},
+        {"conditions": [{"prefix": "/"}],
+         "services": [contour_service("podinfo-primary", 70), contour_service("podinfo-canary", 30)]},
+    ])))
+    .await;
+    let mut c = ProxyConn::open(proxy_addr(&h)).await;
+    assert_eq!(
+        canary_share(&mut c, &[("x-canary", "insider")], 50).await,
+        1.0
+    );
+    let weighted = canary_share(&mut c, &[("x-canary", "outsider")], 600).await;
+    eprintln!("contour 70/30: canary share {weighted:.3}");
+    assert!((0.25..=0.35).contains(&weighted), "{weighted}");
+    // Each service's request headers reach it.
+    let a = c
+        .send("http://app.example.com/headers", &[("x-canary", "insider")])
+        .await;
+    assert!(
+        a.body.contains("podinfo-canary.test.svc.cluster.local:80"),
+        "{}",
+        a.body
+    );
+    // Envoy's cluster statistics of the canary Service, as Flagger's Contour queries read them.
+    let text = http_get(&h.dataplane_metrics_url().unwrap()).await;
+    let rq = series(
+        &text,
+        "envoy_cluster_upstream_rq",
+        &[("envoy_cluster_name", "test_podinfo-canary_80")],
+    );
+    assert!(rq > 50.0, "{rq}");
+
+    // Two header conditions each repeating the prefix (Flagger's A/B with two matches): Contour
+    // refuses the proxy, the root's include leads nowhere.
+    put(
+        &client,
+        "httpproxies",
+        child(json!([
+            {"conditions": [{"prefix": "/", "header": {"name": "x-canary", "exact": "insider"}},
+                            {"prefix": "/", "header": {"name": "cookie", "contains": "canary"}}],
+             "services": [contour_service("podinfo-canary", 100)]},
+        ])),
+    )
+    .await;
+    assert_eq!(c.send(URL, &[("x-canary", "insider")]).await.status, 404);
+}
+
+fn upstream(name: &str, service: &str) -> Value {
+    json!({
+        "apiVersion": "gloo.solo.io/v1", "kind": "Upstream",
+        "metadata": {"name": name},
+        "spec": {"kube": {"serviceName": service, "serviceNamespace": "test", "servicePort": 80,
+                          "selector": {"app": service}}},
+    })
+}
+
+fn route_table(matchers: Value, primary: u64, canary: u64) -> Value {
+    let dest = |name: &str, w: u64| json!({"destination": {"upstream": {"name": name, "namespace": "test"}}, "weight": w});
+    let mut route = json!({
+        "inheritablePathMatchers": true,
+        "routeAction": {"multi": {"destinations": [
+            dest("test-podinfo-primaryupstream-80", primary),
+            dest("test-podinfo-canaryupstream-80", canary),
+        ]}},
+    });
+    if !matchers.is_null() {
+        route["matchers"] = matchers;
+    }
+    json!({
+        "apiVersion": "gateway.solo.io/v1", "kind": "RouteTable",
+        "metadata": {"name": "podinfo"},
+        "spec": {"routes": [route]},
+    })
+}
+
+#[tokio::test]
+async fn gloo_delegates_to_the_route_table_and_files_requests_per_upstream_cluster() {
+    let (h, client) = start().await;
+    gateway_crds(&client, "gloo").await;
+    primary_and_canary(&client, json!({})).await;
+    put(
+        &client,
+        "upstreams",
+        upstream("test-podinfo-primaryupstream-80", "podinfo-primary"),
+    )
+    .await;
+    put(
+        &client,
+        "upstreams",
+        upstream("test-podinfo-canaryupstream-80", "podinfo-canary"),
+    )
+    .await;
+    put(&client, "virtualservices", json!({
+        "apiVersion": "gateway.solo.io/v1", "kind": "VirtualService",
+        "metadata": {"name": "podinfo"},
+        "spec": {"virtualHost": {"domains": [HOST], "routes": [
+            {"matchers": [{"prefix": "/"}], "delegateAction": {"ref": {"name": "podinfo", "namespace": "test"}}}
+        ]}},
+    }))
+    .await;
+    put(&client, "routetables", route_table(Value::Null, 80, 20)).await;
+    let mut c = ProxyConn::open(proxy_addr(&h)).await;
+    let weighted = canary_share(&mut c, &[], 600).await;
+    eprintln!("gloo 80/20: canary share {weighted:.3}");
+    assert!((0.15..=0.25).contains(&weighted), "{weighted}");
+    // A/B, as Flagger writes it: one matcher with the headers, all the weight on the canary.
+    put(&client, "routetables", route_table(
+        json!([{"headers": [{"name": "x-canary", "value": "^(insider|beta)$", "regex": true}]}]),
+        0,
+        100,
+    ))
+    .await;
+    assert_eq!(canary_share(&mut c, &[("x-canary", "beta")], 50).await, 1.0);
+    assert_eq!(c.send(URL, &[("x-canary", "outsider")]).await.status, 404);
+    let text = http_get(&h.dataplane_metrics_url().unwrap()).await;
+    let canary = series(
+        &text,
+        "envoy_cluster_upstream_rq",
+        &[
+            ("envoy_cluster_name", "test-podinfo-canaryupstream-80_test"),
+            ("kubernetes_namespace", "gloo-system"),
+            ("envoy_response_code", "200"),
+        ],
+    );
+    let primary = series(
+        &text,
+        "envoy_cluster_upstream_rq",
+        &[("envoy_cluster_name", "test-podinfo-primaryupstream-80_test")],
+    );
+    assert_eq!(canary + primary, 650.0, "{canary} + {primary}");
+    assert!(canary >= 50.0 + 600.0 * 0.15, "{canary}");
+}
+
+fn traefik_service(primary: u64, canary: Option<u64>) -> Value {
+    let mut services = vec![
+        json!({"name": "podinfo-primary", "namespace": "test", "port": 80, "weight": primary}),
+    ];
+    if let Some(w) = canary {
+        services
+            .push(json!({"name": "podinfo-canary", "namespace": "test", "port": 80, "weight": w}));
+    }
+    json!({
+        "apiVersion": "traefik.io/v1alpha1", "kind": "TraefikService",
+        "metadata": {"name": "podinfo"},
+        "spec": {"weighted": {"services": services}},
+    })
+}
+
+#[tokio::test]
+async fn traefik_routes_through_the_weighted_traefik_service() {
+    let (h, client) = start().await;
+    gateway_crds(&client, "traefik").await;
+    primary_and_canary(&client, json!({"localkube.dev/error-ratio": "0.2"})).await;
+    put(
+        &client,
+        "ingressroutes",
+        json!({
+            "apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
+            "metadata": {"name": "podinfo"},
+            "spec": {"entryPoints": ["web"], "routes": [{
+                "match": format!("Host(`{HOST}`) && PathPrefix(`/`)"), "kind": "Rule",
+                "services": [{"name": "podinfo", "kind": "TraefikService"}]}]},
+        }),
+    )
+    .await;
+    put(&client, "traefikservices", traefik_service(60, Some(40))).await;
+    let mut c = ProxyConn::open(proxy_addr(&h)).await;
+    let n = 600;
+    let mut statuses = BTreeMap::<u16, u64>::new();
+    for _ in 0..n {
+        *statuses.entry(c.send(URL, &[]).await.status).or_default() += 1;
+    }
+    let m = &h.dataplane.as_ref().unwrap().metrics;
+    let canary: u64 = m
+        .gateway_counts("traefik", "test-podinfo-canary-80@kubernetescrd")
+        .values()
+        .sum();
+    eprintln!("traefik 60/40 over {n}: canary {canary}, statuses {statuses:?}");
+    assert!((200..=280).contains(&canary), "{canary}");
+    // Traefik's service series, by the canary Service as Traefik names it.
+    let text = http_get(&h.dataplane_metrics_url().unwrap()).await;
+    let svc = ("service", "test-podinfo-canary-80@kubernetescrd");
+    let failed = series(
+        &text,
+        "traefik_service_requests_total",
+        &[svc, ("code", "500")],
+    );
+    assert_eq!(
+        failed,
+        statuses.get(&500).copied().unwrap_or_default() as f64
+    );
+    let inf = series(
+        &text,
+        "traefik_service_request_duration_seconds_bucket",
+        &[svc, ("le", "+Inf")],
+    );
+    assert_eq!(inf, canary as f64);
+    // Flagger's 0/100: the primary written at weight 0 gets nothing.
+    put(&client, "traefikservices", traefik_service(0, Some(100))).await;
+    let primary = |m: &dataplane::metrics::RequestMetrics| -> u64 {
+        m.gateway_counts("traefik", "test-podinfo-primary-80@kubernetescrd")
+            .values()
+            .sum()
+    };
+    let before = primary(m);
+    for _ in 0..50 {
+        c.send(URL, &[]).await;
+    }
+    assert_eq!(primary(m), before);
+}
+
+fn skipper_ingress(name: &str, paths: Value, annotations: Value) -> Value {
+    let mut a = json!({"kubernetes.io/ingress.class": "skipper"});
+    for (k, v) in annotations.as_object().unwrap() {
+        a[k] = v.clone();
+    }
+    json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": name, "annotations": a},
+        "spec": {"rules": [{"host": HOST, "http": {"paths": paths}}]},
+    })
+}
+
+fn skipper_path(service: &str) -> Value {
+    json!({"path": "/", "pathType": "Prefix", "backend": {"service": {"name": service, "port": {"number": 80}}}})
+}
+
+#[tokio::test]
+async fn skipper_splits_a_path_by_backend_weights_and_yields_to_the_users_ingress() {
+    let (h, client) = start().await;
+    primary_and_canary(&client, json!({})).await;
+    let ingresses = ingresses(&client);
+    let apply = |obj: Value| {
+        let ingresses = ingresses.clone();
+        async move {
+            let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+            ingresses
+                .patch(
+                    &name,
+                    &PatchParams::apply("test").force(),
+                    &Patch::Apply(&obj),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    apply(skipper_ingress(
+        "podinfo",
+        json!([skipper_path("podinfo")]),
+        json!({}),
+    ))
+    .await;
+    let canary = |weights: &str, predicate: &str| {
+        skipper_ingress(
+            "podinfo-canary",
+            json!([
+                skipper_path("podinfo-primary"),
+                skipper_path("podinfo-canary")
+            ]),
+            json!({"zalando.org/backend-weights": weights, "zalando.org/skipper-predicate": predicate}),
+        )
+    };
+    apply(canary(
+        r#"{"podinfo-canary":25,"podinfo-primary":75}"#,
+        "Weight(100)",
+    ))
+    .await;
+    let mut c = ProxyConn::open(proxy_addr(&h)).await;
+    let weighted = canary_share(&mut c, &[], 600).await;
+    eprintln!("skipper 75/25: canary share {weighted:.3}");
+    assert!((0.20..=0.30).contains(&weighted), "{weighted}");
+    let m = &h.dataplane.as_ref().unwrap().metrics;
+    let route = |ingress: &str, service: &str| {
+        format!(
+            "kube_test__{}__app_example_com_____{}",
+            ingress.replace('-', "_"),
+            service.replace('-', "_")
+        )
+    };
+    let apex_route = route("podinfo", "podinfo");
+    assert!(m.gateway_counts("skipper", &apex_route).is_empty());
+    // Back to 100/0 with False(): the canary Ingress's routes are off, the user's serves.
+    apply(canary(
+        r#"{"podinfo-canary":0,"podinfo-primary":100}"#,
+        "False()",
+    ))
+    .await;
+    assert_eq!(canary_share(&mut c, &[], 50).await, 0.0);
+    assert_eq!(
+        m.gateway_counts("skipper", &apex_route).get(&200),
+        Some(&50)
+    );
+    let text = http_get(&h.dataplane_metrics_url().unwrap()).await;
+    let canary_route = route("podinfo-canary", "podinfo-canary");
+    let served = series(
+        &text,
+        "skipper_serve_route_count",
+        &[("route", &canary_route), ("code", "200")],
+    );
+    let inf = series(
+        &text,
+        "skipper_response_duration_seconds_bucket",
+        &[("route", &canary_route), ("le", "+Inf")],
+    );
+    assert_eq!(served, weighted * 600.0);
+    assert_eq!(inf, served);
+}
+
+fn apisix_route(name: &str, priority: Option<u64>, backends: Value) -> Value {
+    let mut rule = json!({"name": "rule1",
+        "match": {"hosts": [HOST], "paths": ["/*"], "methods": ["GET"]},
+        "backends": backends});
+    if let Some(p) = priority {
+        rule["priority"] = json!(p);
+    }
+    json!({
+        "apiVersion": "apisix.apache.org/v2", "kind": "ApisixRoute",
+        "metadata": {"name": name},
+        "spec": {"http": [rule]},
+    })
+}
+
+#[tokio::test]
+async fn apisix_canary_route_outranks_the_users_and_splits_by_weight() {
+    let (h, client) = start().await;
+    gateway_crds(&client, "apisix").await;
+    primary_and_canary(&client, json!({})).await;
+    put(
+        &client,
+        "apisixroutes",
+        apisix_route(
+            "podinfo",
+            None,
+            json!([{"serviceName": "podinfo", "servicePort": 80}]),
+        ),
+    )
+    .await;
+    let mut c = ProxyConn::open(proxy_addr(&h)).await;
+    assert_eq!(canary_share(&mut c, &[], 20).await, 0.0);
+    put(
+        &client,
+        "apisixroutes",
+        apisix_route(
+            "podinfo-podinfo-canary",
+            Some(10000),
+            json!([
+                {"serviceName": "podinfo-primary", "servicePort": 80, "weight": 50},
+                {"serviceName": "podinfo-canary", "servicePort": 80, "weight": 50},
+            ]),
+        ),
+    )
+    .await;
+    let weighted = canary_share(&mut c, &[], 600).await;
+    eprintln!("apisix 50/50: canary share {weighted:.3}");
+    assert!((0.44..=0.56).contains(&weighted), "{weighted}");
+    let text = http_get(&h.dataplane_metrics_url().unwrap()).await;
+    let canary_route = ("route", "test_podinfo-podinfo-canary_rule1");
+    assert_eq!(
+        series(
+            &text,
+            "apisix_http_status",
+            &[canary_route, ("code", "200"), ("matched_uri", "/*")]
+        ),
+        600.0
+    );
+    assert_eq!(
+        series(
+            &text,
+            "apisix_http_status",
+            &[("route", "test_podinfo_rule1")]
+        ),
+        20.0
+    );
+    let request = series(
+        &text,
+        "apisix_http_latency_bucket",
+        &[canary_route, ("type", "request"), ("le", "60000")],
+    );
+    assert_eq!(request, 600.0);
 }

@@ -14,7 +14,7 @@ use serde_json::json;
 
 const MANAGER: &str = "flagger-demo";
 
-fn apply() -> PatchParams {
+pub(super) fn apply() -> PatchParams {
     PatchParams::apply(MANAGER).force()
 }
 
@@ -61,36 +61,6 @@ pub async fn loadtester_service(
     Ok(())
 }
 
-/// Istio's VirtualService and DestinationRule CRDs (schemas that keep every field): what the
-/// istio router writes and localkube's data plane routes by.
-pub async fn istio_crds(client: &Client) -> anyhow::Result<()> {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for (kind, plural) in [
-        ("VirtualService", "virtualservices"),
-        ("DestinationRule", "destinationrules"),
-    ] {
-        let name = format!("{plural}.networking.istio.io");
-        let version = |v: &str, storage: bool| {
-            json!({"name": v, "served": true, "storage": storage, "schema": {"openAPIV3Schema":
-                {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}})
-        };
-        let crd: CustomResourceDefinition = serde_json::from_value(json!({
-            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-            "metadata": {"name": name},
-            "spec": {
-                "group": "networking.istio.io", "scope": "Namespaced",
-                "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase(),
-                          "listKind": format!("{kind}List")},
-                "versions": [version("v1beta1", true), version("v1", false)]
-            }
-        }))?;
-        api.patch(&name, &apply(), &Patch::Apply(&crd))
-            .await
-            .with_context(|| format!("installing CRD {name}"))?;
-    }
-    Ok(())
-}
-
 /// The podinfo Deployment of Flagger's tutorials.
 pub async fn podinfo(client: &Client, ns: &str, image: &str) -> anyhow::Result<()> {
     workload(client, ns, "podinfo", image).await
@@ -129,44 +99,67 @@ pub async fn workload(client: &Client, ns: &str, name: &str, image: &str) -> any
     Ok(())
 }
 
-/// A weighted canary on the istio provider: traffic to `http://frontend.<ns>:9898/` is split
-/// by the VirtualService the controller writes, in steps of 20% up to 60%, checked by the
-/// builtin checks on the Istio series the data plane records.
-pub async fn weighted_canary(client: &Client, ns: &str, interval: &str) -> anyhow::Result<()> {
+/// A weighted canary on `router`'s provider: the traffic of its load test (to
+/// `http://frontend.<ns>:9898/` for a mesh, `http://app.example.com/` for an ingress gateway)
+/// is split by the routing objects the controller writes, in steps of 20% up to 60%, checked
+/// by the builtin checks on the series the data plane records for that router. The load test
+/// starts with the first step, so a gateway's series of the canary may not have reached
+/// Prometheus by the first check or two: the no-data policy `hold` waits for them instead of
+/// failing the check.
+pub async fn weighted_canary(
+    client: &Client,
+    ns: &str,
+    interval: &str,
+    router: &super::routers::Weighted,
+) -> anyhow::Result<()> {
+    let mut spec = json!({
+        "provider": router.provider,
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "frontend"},
+        "progressDeadlineSeconds": 60,
+        "service": {"port": 9898, "targetPort": 9898},
+        "analysis": {
+            "interval": interval,
+            "threshold": 2,
+            "maxWeight": 60,
+            "stepWeight": 20,
+            "metrics": [
+                {"name": "request-success-rate", "thresholdRange": {"min": 99}, "interval": "10s"},
+                {"name": "request-duration", "thresholdRange": {"max": 500}, "interval": "10s"}
+            ],
+            "webhooks": [{
+                "name": "load-test",
+                "type": "rollout",
+                "url": format!("http://flagger-loadtester.{ns}/"),
+                "timeout": "5s",
+                "metadata": {"cmd": format!("hey -z 1m -q 20 -c 2 {}", router.url(ns))}
+            }]
+        }
+    });
+    merge(&mut spec, router.spec()?);
     let c: Canary = serde_json::from_value(json!({
         "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
         // Until the load test has been scraped a check has no data: held, not failed.
         "metadata": {"name": "frontend", "namespace": ns,
                      "annotations": {flagger_api::labels::NO_DATA_POLICY: "hold"}},
-        "spec": {
-            "provider": "istio",
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "frontend"},
-            "progressDeadlineSeconds": 60,
-            "service": {"port": 9898, "targetPort": 9898},
-            "analysis": {
-                "interval": interval,
-                "threshold": 2,
-                "maxWeight": 60,
-                "stepWeight": 20,
-                "metrics": [
-                    {"name": "request-success-rate", "thresholdRange": {"min": 99}, "interval": "10s"},
-                    {"name": "request-duration", "thresholdRange": {"max": 500}, "interval": "10s"}
-                ],
-                "webhooks": [{
-                    "name": "load-test",
-                    "type": "rollout",
-                    "url": format!("http://flagger-loadtester.{ns}/"),
-                    "timeout": "5s",
-                    "metadata": {"cmd": format!("hey -z 1m -q 20 -c 2 http://frontend.{ns}:9898/")}
-                }]
-            }
-        }
+        "spec": spec,
     }))?;
     Api::<Canary>::namespaced(client.clone(), ns)
         .patch("frontend", &apply(), &Patch::Apply(&c))
         .await
         .context("creating the frontend Canary")?;
     Ok(())
+}
+
+/// Merges the object `extra` into `into`, key by key (objects recursively).
+fn merge(into: &mut serde_json::Value, extra: serde_json::Value) {
+    match (into, extra) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v,
+    }
 }
 
 /// The Canary: kubernetes provider (blue/green), builtin checks, an acceptance test before the

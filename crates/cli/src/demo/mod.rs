@@ -11,10 +11,15 @@
 //! with `frontend` on the istio provider: the controller writes a VirtualService, the data plane
 //! splits `http://frontend.test:9898/` by its weights (20%, 40%, 60%) and records Istio's series,
 //! and the builtin checks run Flagger's Istio queries against them.
+//!
+//! `flagger demo --provider NAME` runs only the weighted demo, on that router: the data plane
+//! plays its mesh or ingress gateway from the objects a user of that router creates
+//! ([`routers`], one row per router), and the builtin checks read that router's series.
 
 mod manifests;
 mod processes;
 mod progress;
+mod routers;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -60,10 +65,26 @@ pub struct DemoArgs {
     /// Give up when a rollout takes longer than this many seconds.
     #[arg(long, default_value_t = 180)]
     pub rollout_timeout: u64,
+    /// Run only the weighted demo, on this router (any provider with a router but
+    /// `kubernetes`, which is blue/green only); without it, the blue/green demo and the
+    /// weighted one on istio.
+    #[arg(long)]
+    pub provider: Option<String>,
 }
 
 /// Runs the demo; `Ok(true)` when both outcomes were the expected ones.
 pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
+    let router = match args.provider.as_deref() {
+        None => routers::find("istio"),
+        Some(p) => routers::find(p),
+    };
+    let Some(router) = router else {
+        bail!(
+            "the weighted demo has no router {}; choose one of: {}",
+            args.provider.as_deref().unwrap_or_default(),
+            routers::names().join(", ")
+        );
+    };
     let started = Instant::now();
     let prometheus = processes::find_prometheus()?;
     let dir = tempfile::tempdir().context("creating a working directory")?;
@@ -101,75 +122,84 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     let controller_metrics = procs.controller(&prom_url).await?;
     manifests::loadtester_service(&client, NS, loadtester).await?;
 
-    step("deploying podinfo 6.0.0 and its Canary");
-    manifests::podinfo(&client, NS, &format!("{IMAGE}:6.0.0")).await?;
-    manifests::canary(&client, NS, &args.interval, args.iterations).await?;
-    let mut progress = Progress::new(
-        client.clone(),
-        NS,
-        "podinfo",
-        controller_metrics,
-        args.plain,
-    );
     let timeout = Duration::from_secs(args.rollout_timeout);
-    progress
-        .until("initialized", timeout, &mut procs, |c| {
-            phase(c) == CanaryPhase::Initialized
-        })
-        .await?;
-
-    step("rolling out podinfo 6.0.1 (healthy)");
-    set_image(&client, "podinfo", "6.0.1", None).await?;
     // The healthy runs must count no failed check (no data before the first scrape is held).
     let most_failed = std::cell::Cell::new(0);
     let failed_checks = |c: &Canary| {
         let n = c.status.as_ref().and_then(|s| s.failed_checks).unwrap_or(0);
         most_failed.set(most_failed.get().max(n));
     };
-    progress
-        .until("v2 analysed", timeout, &mut procs, |c| {
-            failed_checks(c);
-            matches!(phase(c), CanaryPhase::Succeeded | CanaryPhase::Failed)
-        })
-        .await?;
-    let v2_failed = most_failed.replace(0);
-    let v2 = phase(&progress.canary().await?);
-    let v2_image = primary_image(&client, "podinfo").await?;
+    // The blue/green demo, unless a router was chosen.
+    let blue_green = if args.provider.is_none() {
+        step("deploying podinfo 6.0.0 and its Canary");
+        manifests::podinfo(&client, NS, &format!("{IMAGE}:6.0.0")).await?;
+        manifests::canary(&client, NS, &args.interval, args.iterations).await?;
+        let mut progress = Progress::new(
+            client.clone(),
+            NS,
+            "podinfo",
+            controller_metrics.clone(),
+            args.plain,
+        );
+        progress
+            .until("initialized", timeout, &mut procs, |c| {
+                phase(c) == CanaryPhase::Initialized
+            })
+            .await?;
 
-    step("rolling out podinfo 6.0.2 (faulty: half of its requests fail)");
-    set_image(&client, "podinfo", "6.0.2", Some("0.5")).await?;
-    progress
-        .until("v3 started", timeout, &mut procs, |c| {
-            phase(c) == CanaryPhase::Progressing
-        })
-        .await?;
-    progress
-        .until("v3 analysed", timeout, &mut procs, |c| {
-            matches!(phase(c), CanaryPhase::Succeeded | CanaryPhase::Failed)
-        })
-        .await?;
-    let v3 = phase(&progress.canary().await?);
-    let v3_image = primary_image(&client, "podinfo").await?;
+        step("rolling out podinfo 6.0.1 (healthy)");
+        set_image(&client, "podinfo", "6.0.1", None).await?;
+        progress
+            .until("v2 analysed", timeout, &mut procs, |c| {
+                failed_checks(c);
+                matches!(phase(c), CanaryPhase::Succeeded | CanaryPhase::Failed)
+            })
+            .await?;
+        let v2_failed = most_failed.replace(0);
+        let v2 = phase(&progress.canary().await?);
+        let v2_image = primary_image(&client, "podinfo").await?;
 
+        step("rolling out podinfo 6.0.2 (faulty: half of its requests fail)");
+        set_image(&client, "podinfo", "6.0.2", Some("0.5")).await?;
+        progress
+            .until("v3 started", timeout, &mut procs, |c| {
+                phase(c) == CanaryPhase::Progressing
+            })
+            .await?;
+        progress
+            .until("v3 analysed", timeout, &mut procs, |c| {
+                matches!(phase(c), CanaryPhase::Succeeded | CanaryPhase::Failed)
+            })
+            .await?;
+        let v3 = phase(&progress.canary().await?);
+        let v3_image = primary_image(&client, "podinfo").await?;
+
+        println!();
+        println!("Timeline (podinfo, blue/green)");
+        for line in progress.timeline().await {
+            println!("  {line}");
+        }
+        Some((v2, v2_failed, v2_image, v3, v3_image))
+    } else {
+        None
+    };
+
+    // A weighted canary: the router's objects split the traffic of the load test, which
+    // localkube's data plane honours; the builtin checks read the series it records for that
+    // router.
     println!();
-    println!("Timeline (podinfo, blue/green)");
-    for line in progress.timeline().await {
-        println!("  {line}");
-    }
-
-    // A weighted canary: the istio provider splits the traffic of frontend's Service by a
-    // VirtualService, which localkube's data plane honours; the builtin checks read the Istio
-    // series it records.
-    println!();
-    step("deploying frontend 6.0.0 and a weighted Canary (istio provider, steps of 20% up to 60%)");
-    manifests::istio_crds(&client).await?;
+    step(&format!(
+        "deploying frontend 6.0.0 and a weighted Canary ({} provider, steps of 20% up to 60%)",
+        router.provider
+    ));
+    router.install(&client, NS).await?;
     manifests::workload(&client, NS, "frontend", &format!("{IMAGE}:6.0.0")).await?;
-    manifests::weighted_canary(&client, NS, &args.interval).await?;
+    manifests::weighted_canary(&client, NS, &args.interval, router).await?;
     let mut weighted = Progress::new(
         client.clone(),
         NS,
         "frontend",
-        progress.metrics_url(),
+        controller_metrics.clone(),
         args.plain,
     );
     weighted
@@ -220,25 +250,29 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         println!("  {line}");
     }
     println!();
-    let ok_v2 = v2 == CanaryPhase::Succeeded && v2_image.ends_with(":6.0.1") && v2_failed == 0;
-    let ok_v3 = v3 == CanaryPhase::Failed && v3_image.ends_with(":6.0.1");
+    let mut ok_blue_green = true;
+    if let Some((v2, v2_failed, v2_image, v3, v3_image)) = blue_green {
+        let ok_v2 = v2 == CanaryPhase::Succeeded && v2_image.ends_with(":6.0.1") && v2_failed == 0;
+        let ok_v3 = v3 == CanaryPhase::Failed && v3_image.ends_with(":6.0.1");
+        println!(
+            "podinfo 6.0.1: {} with {v2_failed} failed checks (primary runs {v2_image})",
+            if ok_v2 { "promoted" } else { "NOT promoted" }
+        );
+        println!(
+            "podinfo 6.0.2: {} (primary runs {v3_image})",
+            if ok_v3 {
+                "rolled back"
+            } else {
+                "NOT rolled back"
+            }
+        );
+        ok_blue_green = ok_v2 && ok_v3;
+    }
     let ok_w2 = w2 == CanaryPhase::Succeeded
         && w2_image.ends_with(":6.0.1")
         && w2_weights.contains(&60)
         && w2_failed == 0;
     let ok_w3 = w3 == CanaryPhase::Failed && w3_image.ends_with(":6.0.1");
-    println!(
-        "podinfo 6.0.1: {} with {v2_failed} failed checks (primary runs {v2_image})",
-        if ok_v2 { "promoted" } else { "NOT promoted" }
-    );
-    println!(
-        "podinfo 6.0.2: {} (primary runs {v3_image})",
-        if ok_v3 {
-            "rolled back"
-        } else {
-            "NOT rolled back"
-        }
-    );
     let shown = |w: &[i32]| {
         w.iter()
             .map(|w| format!("{w}%"))
@@ -268,7 +302,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         println!("  export KUBECONFIG={}", kubeconfig.display());
         println!("  export HTTP_PROXY={proxy} http_proxy={proxy} NO_PROXY=127.0.0.1,localhost");
         println!("  kubectl -n {NS} get canaries,deployments,services");
-        println!("  curl http://podinfo.{NS}:9898/");
+        if args.provider.is_none() {
+            println!("  curl http://podinfo.{NS}:9898/");
+        }
+        println!("  curl {}", router.url(NS));
         println!("Prometheus: {prom_url}   Stop with Ctrl-C.");
         let _ = tokio::signal::ctrl_c().await;
         // Keep the temporary directory (the kubeconfig) alive until here.
@@ -276,7 +313,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     }
     procs.stop().await;
     kube.shutdown();
-    Ok(ok_v2 && ok_v3 && ok_w2 && ok_w3)
+    Ok(ok_blue_green && ok_w2 && ok_w3)
 }
 
 fn step(what: &str) {

@@ -39,11 +39,6 @@ impl Progress {
         }
     }
 
-    /// The controller's metrics endpoint this progress reads.
-    pub fn metrics_url(&self) -> String {
-        self.metrics_url.clone()
-    }
-
     pub async fn canary(&self) -> anyhow::Result<Canary> {
         Ok(Api::<Canary>::namespaced(self.client.clone(), &self.ns)
             .get(&self.name)

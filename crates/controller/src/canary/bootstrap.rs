@@ -77,6 +77,7 @@ pub async fn run(
         canary,
         c,
         ingress_prefix: &ctx.settings.ingress_prefix,
+        ingress_class: &ctx.settings.ingress_class,
     };
     // Objects put back are reported, whether or not the rest of the reconcile succeeded.
     let (contested, reconciled) = match deref

@@ -329,6 +329,7 @@ async fn hand_back_traffic(
         canary,
         c,
         ingress_prefix: &ctx.settings.ingress_prefix,
+        ingress_class: &ctx.settings.ingress_class,
     };
     match deref.router.finalize(&target).await {
         Ok(None) => Ok(()),

@@ -123,6 +123,7 @@ impl Oracle<'_> {
             canary: self.canary,
             c: self.c,
             ingress_prefix: &self.ctx.settings.ingress_prefix,
+            ingress_class: &self.ctx.settings.ingress_class,
         }
     }
 

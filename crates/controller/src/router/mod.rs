@@ -22,7 +22,12 @@
 //!   `<apex>`;
 //! * [`smi`] (`linkerd`, `osm`, `smi:v1alpha1|2|3`): the TrafficSplit `<apex>`;
 //! * [`nginx`]: the Ingress `<ingressRef.name>-canary`;
-//! * [`gatewayapi`] (`gatewayapi:v1`, `gatewayapi:v1beta1`): the HTTPRoute `<apex>`.
+//! * [`gatewayapi`] (`gatewayapi:v1`, `gatewayapi:v1beta1`): the HTTPRoute `<apex>`;
+//! * [`contour`]: the HTTPProxy `<apex>` (`-ingress-class` reaches it through [`Target`]);
+//! * [`gloo`]: the Upstreams of the primary and canary Services and the RouteTable `<apex>`;
+//! * [`traefik`]: the TraefikService `<apex>` (`traefik.io`, or `traefik.containo.us`);
+//! * [`skipper`]: the Ingress `<ingressRef.name>-canary` (deleted by `finalize`);
+//! * [`apisix`]: the ApisixRoute `<routeRef>-<apex>-canary`.
 //!
 //! [`for_provider`] is the registry: one line per provider, and the refusal of a provider with
 //! no router yet, which the dereference step turns into `Valid=False`.
@@ -44,22 +49,12 @@
 //! operation. A provider with versions (SMI, Gateway API, App Mesh) reads its version from the
 //! Canary's provider. One allocation per call is nothing next to the API request it makes.
 //!
-//! ## How the coming routers fit (issues 15 and 16)
+//! ## How the coming routers fit (issue 16)
 //!
 //! Each is a pure builder and reader in `flagger_core::routing::<provider>` (with its observer
 //! and a line in `flagger_core::routing::observer::for_provider`), a module here, and a line in
 //! [`for_provider`]:
 //!
-//! * `contour`: one HTTPProxy `<apex>` through `ensure`; `-ingress-class` reaches the builder
-//!   through [`Target`], next to `ingress_prefix`.
-//! * `gloo`: `reconcile` writes several objects, the two Upstreams generated from `upstreamRef`
-//!   (read with `dynamic_api`) and the RouteTable, each through `ensure`, which collects
-//!   the fights of all of them.
-//! * `traefik`: one TraefikService; the module reads the older `traefik.containo.us` group when
-//!   `traefik.io` is not served.
-//! * `skipper`: the canary Ingress cloned from `ingressRef`, like `nginx`; its `finalize`
-//!   deletes that Ingress, as Flagger's does.
-//! * `apisix`: the ApisixRoute `<routeRef>-<apex>-canary` built from the route `routeRef` names.
 //! * `kuma`: a cluster-scoped TrafficRoute with no owner reference (a namespaced Canary cannot
 //!   own it): written on an `Api::all_with` through `ensure` with adoption turned off (one
 //!   more argument of the shared helper).
@@ -75,14 +70,19 @@
 //! client in [`Target`]; owner references are then set only when both clients reach the same
 //! API server, as in Flagger.
 
+pub mod apisix;
 pub mod appmesh;
+pub mod contour;
 pub mod gatewayapi;
+pub mod gloo;
 pub mod istio;
 pub mod knative;
 pub mod kubernetes;
 pub mod kuma;
 pub mod nginx;
+pub mod skipper;
 pub mod smi;
+pub mod traefik;
 
 use flagger_api::{Canary, CanaryStatus};
 use flagger_core::effects::Routes;
@@ -222,10 +222,14 @@ fn registered(provider: Provider) -> Option<&'static dyn AnyRouter> {
         Provider::Linkerd | Provider::Osm | Provider::Smi(_) => &smi::Smi,
         Provider::Nginx => &nginx::Nginx,
         Provider::GatewayApiV1 | Provider::GatewayApiV1Beta1 => &gatewayapi::GatewayApi,
+        Provider::Contour => &contour::Contour,
+        Provider::Gloo => &gloo::Gloo,
+        Provider::Traefik => &traefik::Traefik,
+        Provider::Skipper => &skipper::Skipper,
+        Provider::Apisix => &apisix::Apisix,
         Provider::Kuma => &kuma::Kuma,
         Provider::AppMesh | Provider::AppMeshV1Beta2 => &appmesh::AppMesh,
         Provider::Knative => &knative::Knative,
-        _ => return None,
     })
 }
 
@@ -257,6 +261,8 @@ pub struct Target<'a> {
     pub c: &'a ValidatedCanary,
     /// `-ingress-annotations-prefix` (nginx).
     pub ingress_prefix: &'a str,
+    /// `-ingress-class` (contour), empty when not set.
+    pub ingress_class: &'a str,
 }
 
 /// A routing object whose fields another field manager changed, found when putting it back.
@@ -474,6 +480,29 @@ pub(crate) fn up_to_date(desired: &Value, existing: &Value) -> bool {
             || desired["metadata"]["ownerReferences"] == existing["metadata"]["ownerReferences"])
 }
 
+/// Writes the one routing object `name` that `build` makes for a pair of weights: `routes`, or
+/// when `None` the weights `read` finds on the object as it is (100/0 when it is missing or
+/// unreadable), so that a reconcile corrects the object and keeps its weights.
+pub(crate) async fn write_weighted(
+    api: &Api<DynamicObject>,
+    t: &Target<'_>,
+    name: &str,
+    routes: Option<Routes>,
+    read: impl Fn(&Value) -> Result<Routes, RoutingError>,
+    build: impl Fn(Routes) -> Result<Value, RoutingError>,
+    contested: &mut Vec<Contested>,
+) -> Result<(), RouterError> {
+    let existing = get_json(api, name).await?;
+    let routes = routes.unwrap_or_else(|| {
+        existing
+            .as_ref()
+            .and_then(|o| read(o).ok())
+            .unwrap_or(Routes::PRIMARY)
+    });
+    let desired = build(routes).map_err(RouterError::routing)?;
+    ensure(api, t, desired, existing.as_ref(), contested).await
+}
+
 /// Server-side applies `desired` (a whole object as JSON) unless `existing` already matches,
 /// with the Canary as controller owner when the object is new or already the Canary's. Fields
 /// another field manager changed are put back and added to `contested`.
@@ -546,7 +575,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_registry_serves_the_providers_with_a_router_and_refuses_the_others() {
+    fn the_registry_serves_every_provider_of_the_crd() {
         for p in [
             "kubernetes",
             "istio",
@@ -558,6 +587,11 @@ mod tests {
             "nginx",
             "gatewayapi:v1",
             "gatewayapi:v1beta1",
+            "contour",
+            "gloo",
+            "traefik",
+            "skipper",
+            "apisix",
             "kuma",
             "appmesh",
             "appmesh:v1beta2",
@@ -576,25 +610,18 @@ mod tests {
             "osm",
             "smi:v1alpha3",
             "nginx",
+            "contour",
+            "gloo",
+            "traefik",
+            "skipper",
+            "apisix",
             "kuma",
             "knative",
         ] {
             assert_eq!(sticky(p).ok(), Some(false), "{p}");
         }
-        for p in ["contour", "gloo", "skipper", "traefik", "apisix"] {
-            let refused = for_provider(Provider::parse(p).expect(p))
-                .err()
-                .expect("refused");
-            assert_eq!(refused.category, Category::InvalidSpec);
-            assert_eq!(
-                refused.message,
-                format!(
-                    "the {p} provider is not supported by flagger-rs yet; supported: \
-                     appmesh, appmesh:v1beta2, gatewayapi:v1, gatewayapi:v1beta1, istio, knative, \
-                     kubernetes, kuma, linkerd, nginx, osm, smi:v1alpha1, smi:v1alpha2, smi:v1alpha3"
-                )
-            );
-        }
+        // Every provider of the CRD's enum has a router now.
+        assert_eq!(supported(), flagger_api::canary::PROVIDERS.to_vec());
     }
 
     #[test]
@@ -693,6 +720,7 @@ mod tests {
             canary: &canary,
             c: &c,
             ingress_prefix: "",
+            ingress_class: "",
         };
         let router: &dyn AnyRouter = &FailsAfterAFight;
         let failed = router

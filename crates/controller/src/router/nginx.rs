@@ -53,7 +53,7 @@ impl Router for Nginx {
     }
 }
 
-fn ingress_name(t: &Target<'_>) -> Result<String, RouterError> {
+pub(super) fn ingress_name(t: &Target<'_>) -> Result<String, RouterError> {
     t.canary
         .spec
         .ingress_ref
@@ -70,7 +70,9 @@ async fn get(api: &Api<Ingress>, name: &str, ns: &str) -> Result<Option<Ingress>
 }
 
 /// The user's Ingress and the canary Ingress as it is (`None` when missing).
-async fn current(t: &Target<'_>) -> Result<(Api<Ingress>, Ingress, Option<Ingress>), RouterError> {
+pub(super) async fn current(
+    t: &Target<'_>,
+) -> Result<(Api<Ingress>, Ingress, Option<Ingress>), RouterError> {
     let ns = &t.c.namespace;
     let api: Api<Ingress> = Api::namespaced(t.client.clone(), ns);
     let source_name = ingress_name(t)?;
@@ -113,11 +115,20 @@ async fn write(
             return Ok(());
         }
     }
+    apply(api, t, &desired).await
+}
+
+/// Server-side applies the canary Ingress `desired`.
+pub(super) async fn apply(
+    api: &Api<Ingress>,
+    t: &Target<'_>,
+    desired: &Ingress,
+) -> Result<(), RouterError> {
     let name = desired.metadata.name.clone().unwrap_or_default();
     api.patch(
         &name,
         &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&desired),
+        &Patch::Apply(desired),
     )
     .await
     .map_err(|e| RouterError::api(format!("ingress {name}.{} apply failed", t.c.namespace), &e))?;

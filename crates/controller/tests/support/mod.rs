@@ -10,6 +10,7 @@ pub mod graphite;
 pub mod hooks;
 pub mod keptn;
 pub mod load;
+pub mod routing;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -25,15 +25,20 @@
 //! [`Routes`]: crate::effects::Routes
 //! [`Routes::PRIMARY`]: crate::effects::Routes::PRIMARY
 
+pub mod apisix;
 pub mod appmesh;
+pub mod contour;
 pub mod gatewayapi;
+pub mod gloo;
 pub mod istio;
 pub mod knative;
 pub mod kubernetes;
 pub mod kuma;
 pub mod nginx;
 pub mod observer;
+pub mod skipper;
 pub mod smi;
+pub mod traefik;
 
 use std::collections::BTreeMap;
 

@@ -39,10 +39,14 @@ pub fn for_provider(provider: Provider) -> Option<&'static dyn Observer> {
         Provider::Linkerd => &super::smi::LINKERD,
         Provider::Osm => &super::smi::OSM,
         Provider::Nginx => &super::nginx::OBSERVER,
+        Provider::Contour => &super::contour::OBSERVER,
+        Provider::Gloo => &super::gloo::OBSERVER,
+        Provider::Traefik => &super::traefik::OBSERVER,
+        Provider::Skipper => &super::skipper::OBSERVER,
+        Provider::Apisix => &super::apisix::OBSERVER,
         Provider::Kuma => &super::kuma::OBSERVER,
         Provider::AppMesh | Provider::AppMeshV1Beta2 => &super::appmesh::OBSERVER,
         Provider::Knative => &super::knative::OBSERVER,
-        _ => return None,
     })
 }
 
@@ -124,11 +128,23 @@ pub(crate) mod tests {
         assert_eq!(q("smi:v1alpha1"), q("istio"));
         assert_eq!(q("gatewayapi:v1"), q("kubernetes"));
         assert_eq!(q("gatewayapi:v1beta1"), q("kubernetes"));
-        for p in ["istio", "linkerd", "osm", "nginx", "kubernetes"] {
+        for p in [
+            "istio",
+            "linkerd",
+            "osm",
+            "nginx",
+            "kubernetes",
+            "contour",
+            "gloo",
+            "traefik",
+            "skipper",
+            "apisix",
+            "kuma",
+            "knative",
+            "appmesh",
+            "appmesh:v1beta2",
+        ] {
             assert!(q(p).is_some(), "{p}");
-        }
-        for p in ["contour", "gloo", "traefik", "skipper", "apisix"] {
-            assert!(q(p).is_none(), "{p}");
         }
     }
 }

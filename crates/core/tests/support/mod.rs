@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod golden;
+
 use std::collections::BTreeMap;
 
 use flagger_api::{Canary, CanaryPhase, CanaryStatus};
@@ -301,30 +303,4 @@ pub fn revision(name: &str) -> TargetRevision {
         hash: flagger_core::hash::spec_hash(&serde_json::json!({ "image": name })),
         tracked_configs: BTreeMap::new(),
     }
-}
-
-/// Compares `actual` with the golden file, or rewrites the file when `UPDATE_GOLDEN=1`.
-pub fn golden(path: &str, actual: &impl serde::Serialize) {
-    let actual = serde_json::to_value(actual).expect("serializable");
-    let file = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden/routing")
-        .join(path);
-    if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
-        std::fs::create_dir_all(file.parent().expect("parent")).expect("golden dir");
-        let text = serde_json::to_string_pretty(&actual).expect("json") + "\n";
-        std::fs::write(&file, text).expect("write golden");
-        return;
-    }
-    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
-        panic!(
-            "golden {} unreadable ({e}); create it with UPDATE_GOLDEN=1",
-            file.display()
-        )
-    });
-    let expected: serde_json::Value = serde_json::from_str(&text).expect("golden is JSON");
-    pretty_assertions::assert_eq!(
-        expected,
-        actual,
-        "golden {path} differs; if the change is intended, rerun with UPDATE_GOLDEN=1 and review the diff"
-    );
 }

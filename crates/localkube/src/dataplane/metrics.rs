@@ -18,8 +18,10 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::telemetry::{BUCKETS, Hist, IngressHist, MeshHist, Recorded, escape, header, histogram};
-pub use super::telemetry::{IngressLabels, MeshLabels, Reporter};
+use super::telemetry::{
+    BUCKETS, GatewayHist, Hist, IngressHist, MeshHist, Recorded, escape, header, histogram,
+};
+pub use super::telemetry::{GatewayLabels, IngressLabels, MeshLabels, Reporter};
 
 /// The pod a podinfo series belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +158,33 @@ impl RequestMetrics {
         }
     }
 
+    /// Records a request a gateway served: `took` in all, `upstream` of it waiting for the
+    /// backend (`None`: answered without one).
+    pub fn observe_gateway(
+        &self,
+        labels: GatewayLabels,
+        took: Duration,
+        upstream: Option<Duration>,
+    ) {
+        let mut recorded = self.recorded();
+        let h: &mut GatewayHist = recorded.gateway.entry(labels).or_default();
+        h.request.observe(took);
+        if let Some(u) = upstream {
+            h.upstream.observe(u);
+        }
+    }
+
+    /// Requests the gateway `gateway` filed under `name`, by status.
+    pub fn gateway_counts(&self, gateway: &str, name: &str) -> BTreeMap<u16, u64> {
+        let mut out = BTreeMap::new();
+        for (l, h) in self.recorded().gateway.iter() {
+            if l.telemetry.gateway == gateway && l.telemetry.name == name {
+                *out.entry(l.status).or_default() += h.request.count;
+            }
+        }
+        out
+    }
+
     /// Requests the ingress controller recorded under Ingress `namespace/ingress`, by
     /// `canary` label and status.
     pub fn ingress_counts(&self, namespace: &str, ingress: &str) -> BTreeMap<(String, u16), u64> {
@@ -273,13 +302,34 @@ mod tests {
             format!("response_latency_ms_bucket{{{linkerd},status_code=\"503\",le=\"500\"}} 0"),
             format!("response_latency_ms_bucket{{{linkerd},status_code=\"503\",le=\"1000\"}} 1"),
             format!("envoy_cluster_upstream_rq{{{envoy},envoy_response_code=\"503\"}} 1"),
-            format!("envoy_cluster_upstream_rq_time_count{{{envoy}}} 2"),
+            // One histogram per cluster, every response code in it.
+            format!("envoy_cluster_upstream_rq_time_count{{{envoy}}} 3"),
             // A pod addressed by IP: no Service, no Envoy cluster.
             "destination_service=\"unknown\",destination_service_name=\"unknown\"".to_string(),
         ] {
             assert!(text.contains(&line), "missing {line}\n{text}");
         }
-        assert_eq!(text.matches("envoy_cluster_upstream_rq{").count(), 2);
+        // Two Contour-style rows (200 and 503 of the Service-addressed requests) and the same
+        // two in Kuma's form (`localhost_<port>` clusters); the pod addressed by IP has none.
+        assert_eq!(
+            text.matches(
+                "envoy_cluster_upstream_rq{envoy_cluster_name=\"test_podinfo-canary_9898\""
+            )
+            .count(),
+            2
+        );
+        assert_eq!(
+            text.matches("envoy_cluster_upstream_rq{envoy_cluster_name=\"localhost_9898\"")
+                .count(),
+            2
+        );
+        assert_eq!(text.matches("envoy_cluster_upstream_rq{").count(), 4);
+        // One histogram per cluster in each form.
+        assert_eq!(
+            text.matches("envoy_cluster_upstream_rq_time_count{")
+                .count(),
+            2
+        );
         m.reset();
         assert!(m.mesh_counts("test", "podinfo").is_empty());
     }

@@ -40,8 +40,8 @@ use std::sync::Arc;
 
 pub use mesh::MeshRouter;
 pub use router::{
-    HeaderOps, IngressTelemetry, RequestInfo, RouteActions, RouteDecision, Router, ServicePort,
-    ServiceRouter, Workload,
+    GatewayTelemetry, HeaderOps, IngressTelemetry, RequestInfo, RouteActions, RouteDecision,
+    Router, ServicePort, ServiceRouter, Workload,
 };
 
 /// Pod-template annotation: the fraction (0..=1) of application requests that fail.

@@ -41,7 +41,7 @@ use super::app::{self, PodApp};
 use super::endpoints::{Endpoint, NoEndpoint, Picker};
 use serde_json::Value;
 
-use super::metrics::{IngressLabels, MeshLabels, PodRef, Reporter, RequestMetrics};
+use super::metrics::{GatewayLabels, IngressLabels, MeshLabels, PodRef, Reporter, RequestMetrics};
 use super::resolve::{Resolved, resolve};
 use super::router::{RequestInfo, RouteDecision, ServicePort, Workload};
 use super::{DataPlaneConfig, UPSTREAM};
@@ -340,10 +340,11 @@ struct Served {
 }
 
 /// Carries out a routing decision and records it as the client's side reports it: in the
-/// ingress controller's series when it served the request, and in the meshes' source-reported
-/// series (the client's sidecar, or the gateway it came through).
+/// ingress controller's or the gateway's series when one served the request, and in the
+/// meshes' source-reported series (the client's sidecar, or the gateway it came through).
 async fn routed(st: &Arc<ProxyState>, mut decision: RouteDecision, mut req: Req) -> Response {
     let ingress = decision.actions.ingress.take();
+    let gateway_series = decision.actions.gateway_series.take();
     if let Some(gateway) = decision.actions.gateway.take() {
         req.source = gateway;
     }
@@ -354,6 +355,17 @@ async fn routed(st: &Arc<ProxyState>, mut decision: RouteDecision, mut req: Req)
     let (resp, served) = carry_out(st, decision, req).await;
     let took = start.elapsed();
     let status = resp.status().as_u16();
+    if let Some(telemetry) = gateway_series {
+        st.metrics.observe_gateway(
+            GatewayLabels {
+                telemetry,
+                method: method.clone(),
+                status,
+            },
+            took,
+            served.upstream,
+        );
+    }
     if let Some(ingress) = ingress {
         st.metrics.observe_ingress(
             IngressLabels {

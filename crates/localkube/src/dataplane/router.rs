@@ -121,6 +121,20 @@ pub struct RouteActions {
     /// The gateway (or ingress controller) that took the request: the meshes' series name it
     /// as the client (Istio's `reporter="source"`).
     pub gateway: Option<Workload>,
+    /// A gateway (Gloo's Envoy, Traefik, Skipper, APISIX) served the request: record it in
+    /// that gateway's series.
+    pub gateway_series: Option<GatewayTelemetry>,
+}
+
+/// Under what a gateway records a request it served (besides method, status and durations):
+/// which gateway's series, the name it files the request under (Gloo's Envoy cluster,
+/// Traefik's service, Skipper's route, APISIX's route) and its other labels, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GatewayTelemetry {
+    /// The telemetry module that renders it (`envoy`, `traefik`, `skipper`, `apisix`).
+    pub gateway: &'static str,
+    pub name: String,
+    pub labels: Vec<(String, String)>,
 }
 
 /// A workload as the meshes' series name it: its namespace and name (empty: not known).

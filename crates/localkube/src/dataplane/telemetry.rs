@@ -144,6 +144,65 @@ pub struct IngressHist {
     pub response: Hist,
 }
 
+/// The labels of one gateway series: what the gateway filed the request under, with the
+/// request's method and the answer's status.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GatewayLabels {
+    pub telemetry: super::router::GatewayTelemetry,
+    pub method: String,
+    pub status: u16,
+}
+
+/// Every bucket bound (ms) a gateway's histogram uses: Envoy's (Istio's), Prometheus's
+/// default ones, Traefik's (0.1s, 0.3s, 1.2s, 5s) and APISIX's.
+pub const GATEWAY_BOUNDS_MS: [f64; 25] = [
+    0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 25.0, 50.0, 100.0, 200.0, 250.0, 300.0, 500.0, 1000.0, 1200.0,
+    2000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+
+/// Durations in milliseconds, counted over [`GATEWAY_BOUNDS_MS`]; each gateway renders the
+/// bounds it uses.
+#[derive(Debug, Default, Clone)]
+pub struct Durations {
+    pub buckets: [u64; 25],
+    pub sum_ms: f64,
+    pub count: u64,
+}
+
+impl Durations {
+    pub fn observe(&mut self, took: Duration) {
+        let ms = took.as_secs_f64() * 1000.0;
+        for (i, b) in GATEWAY_BOUNDS_MS.iter().enumerate() {
+            if ms <= *b {
+                self.buckets[i] += 1;
+            }
+        }
+        self.sum_ms += ms;
+        self.count += 1;
+    }
+
+    /// The cumulative counts at `bounds_ms` (each one of [`GATEWAY_BOUNDS_MS`]).
+    pub fn cumulative(&self, bounds_ms: &[f64]) -> Vec<u64> {
+        bounds_ms
+            .iter()
+            .map(|b| {
+                GATEWAY_BOUNDS_MS
+                    .iter()
+                    .position(|g| g == b)
+                    .map_or(0, |i| self.buckets[i])
+            })
+            .collect()
+    }
+}
+
+/// The durations of one gateway series: the whole request as the gateway saw it, and the
+/// upstream's part (absent when no upstream answered).
+#[derive(Debug, Default, Clone)]
+pub struct GatewayHist {
+    pub request: Durations,
+    pub upstream: Durations,
+}
+
 /// Everything recorded so far, as the renderers see it.
 #[derive(Debug, Default, Clone)]
 pub struct Recorded {
@@ -153,6 +212,8 @@ pub struct Recorded {
     pub mesh: BTreeMap<MeshLabels, MeshHist>,
     /// Requests the ingress controller served.
     pub ingress: BTreeMap<IngressLabels, IngressHist>,
+    /// Requests the gateways served.
+    pub gateway: BTreeMap<GatewayLabels, GatewayHist>,
 }
 
 /// A mesh's (or ingress controller's) series, rendered from what was recorded.

@@ -12,7 +12,11 @@
 //! "gateway": HTTPRoutes with a Gateway parent whose `hostnames` match the host, then
 //! VirtualServices bound to a gateway other than `mesh` whose `hosts` match it, then the NGINX
 //! ingress: Ingresses with a rule for the host and their canary annotations
-//! ([`nginx`]). Without any of these it is forwarded outside the cluster as before.
+//! ([`nginx`]), then the other ingress gateways, each for the hosts its own objects name:
+//! Contour's root HTTPProxies ([`contour`]), Gloo's VirtualServices ([`gloo`]), Traefik's
+//! IngressRoutes ([`traefik`]), Skipper's Ingresses of class `skipper` ([`skipper`]) and
+//! APISIX's ApisixRoutes ([`apisix`]). Without any of these it is forwarded outside the
+//! cluster as before.
 //!
 //! The mesh routes once, as a client sidecar does: the chosen backend Service is not routed
 //! again. Weighted choices and mirror percentages draw from a seeded generator
@@ -26,17 +30,23 @@
 //! The objects are read as JSON from the store and parsed here into the fields honoured; this
 //! crate depends on no mesh or Flagger crate.
 
+pub mod apisix;
 pub mod appmesh;
 pub mod common;
+pub mod contour;
 pub mod envoy;
+pub mod gateway;
 pub mod gatewayapi;
+pub mod gloo;
 pub mod istio;
 pub mod knative;
 pub mod kuma;
 pub mod linkerd;
 pub mod nginx;
 pub mod osm;
+pub mod skipper;
 pub mod smi;
+pub mod traefik;
 
 use std::sync::Arc;
 
@@ -75,6 +85,11 @@ fn registry(s: &Settings) -> Vec<Entry> {
         entry(Arc::new(appmesh::AppMesh), Some(5), None),
         entry(Arc::new(knative::Knative), Some(6), None),
         entry(Arc::new(nginx::Nginx::new(&s.nginx_prefix)), None, Some(3)),
+        entry(Arc::new(contour::Contour), None, Some(4)),
+        entry(Arc::new(gloo::Gloo), None, Some(5)),
+        entry(Arc::new(traefik::Traefik), None, Some(6)),
+        entry(Arc::new(skipper::Skipper), None, Some(7)),
+        entry(Arc::new(apisix::Apisix), None, Some(8)),
     ]
 }
 
@@ -86,6 +101,9 @@ pub fn telemetry() -> Vec<Box<dyn Telemetry>> {
         Box::new(envoy::Envoy),
         Box::new(osm::Osm),
         Box::new(nginx::Nginx::default()),
+        Box::new(traefik::Traefik),
+        Box::new(skipper::Skipper),
+        Box::new(apisix::Apisix),
     ]
 }
 

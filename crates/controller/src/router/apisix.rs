@@ -1,0 +1,95 @@
+//! Apache APISIX (reference §4.11): the ApisixRoute `<routeRef>-<apex>-canary`, derived from
+//! the user's route `routeRef` names, with the weights on its two backends.
+
+use flagger_core::effects::Routes;
+use flagger_core::routing::{StickyCookies, apisix};
+use kube::Api;
+use kube::api::DynamicObject;
+use serde_json::Value;
+
+use super::contour::no_valid_weights;
+use super::{Contested, Router, RouterError, Target, dynamic_api, get_json, write_weighted};
+
+/// The router of `apisix`.
+pub struct Apisix;
+
+impl Router for Apisix {
+    /// Creates or corrects the canary route, keeping the weights.
+    async fn reconcile(
+        &self,
+        t: &Target<'_>,
+        _cookies: &StickyCookies,
+        contested: &mut Vec<Contested>,
+    ) -> Result<(), RouterError> {
+        write(t, None, contested).await
+    }
+
+    /// Reads the weights from the canary route.
+    async fn get_routes(&self, t: &Target<'_>) -> Result<Routes, RouterError> {
+        let name = apisix::canary_route_name(t.c, route_ref(t)?);
+        let route = get_json(&routes_api(t), &name).await?.ok_or_else(|| {
+            RouterError::transient(format!("apisix route {name}.{} not found", t.c.namespace))
+        })?;
+        apisix::read_routes(t.c, &route).map_err(RouterError::routing)
+    }
+
+    /// Rewrites the canary route with these weights.
+    async fn set_routes(
+        &self,
+        t: &Target<'_>,
+        routes: Routes,
+        _cookies: &StickyCookies,
+    ) -> Result<(), RouterError> {
+        no_valid_weights(t, "ApisixRoute", routes)?;
+        write(t, Some(routes), &mut Vec::new()).await
+    }
+}
+
+/// Writes the canary route with `routes`, or keeping its weights.
+async fn write(
+    t: &Target<'_>,
+    routes: Option<Routes>,
+    contested: &mut Vec<Contested>,
+) -> Result<(), RouterError> {
+    let (api, source, name) = source(t).await?;
+    write_weighted(
+        &api,
+        t,
+        &name,
+        routes,
+        |r| apisix::read_routes(t.c, r),
+        |r| apisix::canary_route(t.c, &source, r),
+        contested,
+    )
+    .await
+}
+
+fn route_ref<'a>(t: &Target<'a>) -> Result<&'a str, RouterError> {
+    t.canary
+        .spec
+        .route_ref
+        .as_ref()
+        .map(|r| r.name.as_str())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| RouterError::invalid_spec("apisix route selector is empty"))
+}
+
+fn routes_api(t: &Target<'_>) -> Api<DynamicObject> {
+    dynamic_api(
+        t.client,
+        &t.c.namespace,
+        apisix::API_VERSION,
+        "ApisixRoute",
+        "apisixroutes",
+    )
+}
+
+/// The API, the user's route and the name of the canary route.
+async fn source(t: &Target<'_>) -> Result<(Api<DynamicObject>, Value, String), RouterError> {
+    let api = routes_api(t);
+    let name = route_ref(t)?;
+    let source = get_json(&api, name).await?.ok_or_else(|| {
+        RouterError::invalid_spec(format!("APISIX route {name}.{} not found", t.c.namespace))
+    })?;
+    Ok((api, source, apisix::canary_route_name(t.c, name)))
+}
