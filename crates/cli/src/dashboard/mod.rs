@@ -335,6 +335,28 @@ async fn identify(
     })
 }
 
+/// The authenticated user of an API request; a 401 (JSON) otherwise.
+struct ApiUser(Identity);
+
+impl axum::extract::FromRequestParts<Arc<App>> for ApiUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Response> {
+        // Served with connection info; without it, an address no proxy setting trusts.
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        identify(app, &parts.headers, peer, false)
+            .await
+            .map(ApiUser)
+    }
+}
+
 fn review_failed(e: anyhow::Error) -> Response {
     error(StatusCode::BAD_GATEWAY, crate::plain(&e))
 }
@@ -415,15 +437,7 @@ async fn logout(AxState(app): AxState<Arc<App>>, headers: HeaderMap) -> Response
 
 // ----- API ---------------------------------------------------------------------------------------
 
-async fn whoami(
-    AxState(app): AxState<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let id = match identify(&app, &headers, peer.ip(), false).await {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
+async fn whoami(AxState(app): AxState<Arc<App>>, ApiUser(id): ApiUser) -> Response {
     hardened(
         Json(json!({
             "user": id.user,
@@ -473,15 +487,7 @@ async fn visible_namespaces(
     Ok((!allowed.is_empty()).then_some(allowed))
 }
 
-async fn list(
-    AxState(app): AxState<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let id = match identify(&app, &headers, peer.ip(), false).await {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
+async fn list(AxState(app): AxState<Arc<App>>, ApiUser(id): ApiUser) -> Response {
     let Some(namespaces) = (match visible_namespaces(&app, &id).await {
         Ok(n) => n,
         Err(r) => return r,
@@ -539,14 +545,9 @@ fn find(app: &App, ns: &str, name: &str) -> Option<Arc<Canary>> {
 
 async fn detail(
     AxState(app): AxState<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    ApiUser(id): ApiUser,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
-    let id = match identify(&app, &headers, peer.ip(), false).await {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
     if let Err(r) = authorize(&app, &id, &ns, "get").await {
         return r;
     }
@@ -611,14 +612,10 @@ fn same_origin(headers: &HeaderMap) -> Result<(), String> {
 
 async fn action(
     AxState(app): AxState<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiUser(id): ApiUser,
     headers: HeaderMap,
     Path((ns, name, verb)): Path<(String, String, String)>,
 ) -> Response {
-    let id = match identify(&app, &headers, peer.ip(), false).await {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
     if let Err(why) = same_origin(&headers) {
         return error(StatusCode::FORBIDDEN, why);
     }
@@ -681,15 +678,7 @@ impl Drop for StreamSlot {
     }
 }
 
-async fn stream(
-    AxState(app): AxState<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let id = match identify(&app, &headers, peer.ip(), false).await {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
+async fn stream(AxState(app): AxState<Arc<App>>, ApiUser(id): ApiUser) -> Response {
     if app.streams.fetch_add(1, Ordering::Relaxed) >= app.max_streams {
         app.streams.fetch_sub(1, Ordering::Relaxed);
         return error(
