@@ -16,6 +16,8 @@ command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v carbon-cache >/dev/null 2>&1 || need_pkgs+=(graphite-carbon)
 command -v graphite-manage >/dev/null 2>&1 || need_pkgs+=(graphite-web)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
+# Headless Chromium for the dashboard's browser tests (crates/cli/tests/dashboard_browser.rs).
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 if [ ${#need_pkgs[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "==> installing ${need_pkgs[*]}"
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}") >/dev/null 2>&1 \

@@ -223,7 +223,7 @@ fn condition<'a>(canary: &'a Canary, kind: &str) -> Option<&'a CanaryCondition> 
 
 /// The last decision: our `Analysis` condition (it survives Flagger's CRDs), else
 /// `status.analysis.lastDecision`, else Flagger's `Promoted` message.
-fn last_decision(canary: &Canary) -> String {
+pub fn last_decision(canary: &Canary) -> String {
     condition(canary, CONDITION_ANALYSIS)
         .and_then(|c| c.message.clone())
         .or_else(|| {
@@ -237,7 +237,7 @@ fn last_decision(canary: &Canary) -> String {
         .unwrap_or_default()
 }
 
-fn summary(canary: &Canary) -> Summary {
+pub fn summary(canary: &Canary) -> Summary {
     let status = canary.status.clone().unwrap_or_default();
     Summary {
         name: canary.name_any(),
@@ -725,7 +725,7 @@ async fn watch(g: &Global, name: &str, until_done: bool, timeout: Option<Duratio
 // ----- actions -----------------------------------------------------------------------------------
 
 /// A watcher error without Rust's debug formatting.
-fn watch_text(e: &watcher::Error) -> String {
+pub fn watch_text(e: &watcher::Error) -> String {
     match e {
         watcher::Error::InitialListFailed(k)
         | watcher::Error::WatchStartFailed(k)
@@ -744,20 +744,36 @@ fn nonce() -> String {
     format!("{nanos:x}-{}", std::process::id())
 }
 
-async fn act(g: &Global, verb: &str, a: &ActionArgs) -> Result<()> {
-    let (client, ns) = connect(g).await?;
-    let api: Api<Canary> = Api::namespaced(client, &ns);
-    let name = &a.name;
-    fetch(&api, name, &ns).await?;
+/// The actions a request annotation can carry.
+pub const ACTIONS: [&str; 5] = ["promote", "abort", "pause", "resume", "retry"];
+
+/// Writes the request `verb` on the Canary (the `flagger.app/action` and `flagger.app/action-id`
+/// annotations, as `field_manager`) and returns the request's id. The plugin and the dashboard
+/// both ask through this.
+pub async fn request(
+    api: &Api<Canary>,
+    name: &str,
+    verb: &str,
+    field_manager: &str,
+) -> Result<String, kube::Error> {
     let id = nonce();
     let patch = serde_json::json!({
         "metadata": {"annotations": {ACTION: verb, ACTION_ID: id}}
     });
     let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
+        field_manager: Some(field_manager.into()),
         ..Default::default()
     };
-    api.patch(name, &params, &Patch::Merge(&patch))
+    api.patch(name, &params, &Patch::Merge(&patch)).await?;
+    Ok(id)
+}
+
+async fn act(g: &Global, verb: &str, a: &ActionArgs) -> Result<()> {
+    let (client, ns) = connect(g).await?;
+    let api: Api<Canary> = Api::namespaced(client, &ns);
+    let name = &a.name;
+    fetch(&api, name, &ns).await?;
+    let id = request(&api, name, verb, FIELD_MANAGER)
         .await
         .map_err(|e| {
             anyhow::anyhow!(

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod dashboard;
 mod demo;
 mod judge;
 mod kubectl;
@@ -42,6 +43,9 @@ enum Command {
     /// See and steer canaries: get, watch, why, promote, abort, pause, resume, retry, history
     /// (also run as the kubectl plugin `kubectl-flagger`).
     Kubectl(kubectl::Args),
+    /// Serve the web dashboard: every canary, live charts and events, actions; Kubernetes
+    /// authentication and RBAC (docs/dashboard.md).
+    Dashboard(Box<dashboard::Args>),
     /// Run the Flagger-compatible load tester (`flagger loadtester -h` for its flags).
     #[command(disable_help_flag = true)]
     Loadtester {
@@ -301,6 +305,13 @@ fn main() -> ExitCode {
         },
         Command::Judge(args) => judge::run(*args),
         Command::Kubectl(args) => run_async(kubectl::run(args)),
+        Command::Dashboard(args) => match dashboard::check(&args) {
+            Ok(()) => run_async(dashboard::run(*args)),
+            Err(e) => {
+                eprintln!("flagger dashboard: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Local(args) => run_local(args),
         Command::Demo(args) => run_async(async move {
             if demo::run(args).await? {

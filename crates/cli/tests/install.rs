@@ -1996,3 +1996,70 @@ fn bundled_prometheus_scrapes_annotated_pods() {
     let targets = up["data"]["result"].as_array().map_or(0, Vec::len);
     assert_eq!(targets, 1, "{up}");
 }
+
+/// `dashboard.enabled=true`: a second container runs `flagger dashboard` with flags it accepts,
+/// behind a Service, under a ClusterRole of its own equal to deploy/flagger/dashboard-rbac.yaml's
+/// and bound to the pod's ServiceAccount; the controller's ClusterRole is unchanged. Off by
+/// default (chart_defaults_render_like_flaggers lists the default objects).
+#[test]
+fn chart_dashboard_switch_adds_a_container_and_its_own_cluster_role() {
+    let docs = render(&[
+        "dashboard.enabled=true",
+        "dashboard.readOnly=true",
+        "dashboard.authProxyHeaders=true",
+        "dashboard.trustedProxies={10.0.0.0/8}",
+    ]);
+    let pod = &object(&docs, "Deployment", "flagger")["spec"]["template"]["spec"];
+    let container = pod["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "dashboard")
+        .expect("a dashboard container");
+    let args: Vec<String> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(&args[..3], ["dashboard", "--listen", "0.0.0.0:9090"]);
+    assert!(args.contains(&"--read-only".to_string()), "{args:?}");
+    // The flags parse: the binary gets past its arguments to reading the kubeconfig.
+    // (on a free loopback port here).
+    let local: Vec<&str> = args
+        .iter()
+        .map(|a| {
+            if a == "0.0.0.0:9090" {
+                "127.0.0.1:0"
+            } else {
+                a.as_str()
+            }
+        })
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_flagger"))
+        .args(&local)
+        .args(["--kubeconfig", "/nonexistent/kubeconfig"])
+        .output()
+        .expect("flagger runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("reading the kubeconfig"), "{stderr}");
+    let role = object(&docs, "ClusterRole", "flagger-dashboard");
+    let plain: Vec<Value> =
+        serde_yaml::Deserializer::from_str(&read("flagger/dashboard-rbac.yaml"))
+            .map(|d| Value::deserialize(d).unwrap())
+            .collect();
+    assert_eq!(role["rules"], plain[0]["rules"]);
+    let binding = object(&docs, "ClusterRoleBinding", "flagger-dashboard");
+    assert_eq!(binding["roleRef"]["name"], "flagger-dashboard");
+    assert_eq!(binding["subjects"][0]["name"], "flagger");
+    let svc = object(&docs, "Service", "flagger-dashboard");
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "dashboard");
+    // The controller's ClusterRole is the kustomize one still.
+    let controller = object(&docs, "ClusterRole", "flagger");
+    let base: Value = serde_yaml::from_str(&rules_block(&read("flagger/rbac.yaml"))).unwrap();
+    assert_eq!(
+        rule_triples(&controller["rules"]),
+        rule_triples(&base["rules"])
+    );
+}

@@ -58,6 +58,10 @@ pub struct DemoArgs {
     /// Plain progress lines even on a terminal.
     #[arg(long)]
     pub plain: bool,
+    /// Serve the web dashboard (docs/dashboard.md) for the demo's cluster on this loopback
+    /// address, without login (e.g. 127.0.0.1:9090).
+    #[arg(long, value_name = "ADDR")]
+    pub dashboard: Option<std::net::SocketAddr>,
     /// Give up when a rollout takes longer than this many seconds.
     #[arg(long, default_value_t = 180)]
     pub rollout_timeout: u64,
@@ -106,6 +110,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     let client = client_for(&kube).await?;
     manifests::install_crds(&client).await?;
     manifests::namespace(&client, NS).await?;
+    if let Some(addr) = args.dashboard {
+        let bound = crate::dashboard::serve_anonymous(client.clone(), addr).await?;
+        println!("dashboard: http://{bound}/ (no login: loopback only)");
+    }
 
     let mut procs = Processes::new(dir.path().to_path_buf(), kubeconfig.clone(), dataplane);
     step("starting Prometheus, the load tester and the controller");
