@@ -59,6 +59,93 @@ use futures::future::BoxFuture;
 
 use crate::webhook::Clients;
 
+/// What kind of failure a provider's is: how an operator would fix it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Category {
+    /// No answer, or a server error: trying again may succeed.
+    Transient,
+    /// The template, its Secret or the metric cannot make a provider (a missing key, an
+    /// address that is not a URL, no interval).
+    InvalidSpec,
+    /// The provider refused the credentials (401, 403, or none to be found).
+    Auth,
+    /// The provider answered with an error of its own.
+    Provider,
+}
+
+impl Category {
+    /// The label (`transient`, `invalid_spec`, `auth`, `provider`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Transient => "transient",
+            Category::InvalidSpec => "invalid_spec",
+            Category::Auth => "auth",
+            Category::Provider => "provider",
+        }
+    }
+
+    /// The category of an answer that is not a success, by its status.
+    pub fn of_status(status: reqwest::StatusCode) -> Category {
+        match status.as_u16() {
+            401 | 403 => Category::Auth,
+            408 | 429 | 500..=599 => Category::Transient,
+            _ => Category::Provider,
+        }
+    }
+}
+
+/// Why a provider cannot be built, or is not available: the text (Flagger's words where it has
+/// some) and its [`Category`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    pub category: Category,
+    pub message: String,
+}
+
+impl ProviderError {
+    pub fn new(category: Category, message: impl Into<String>) -> Self {
+        Self {
+            category,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(Category::InvalidSpec, message)
+    }
+
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::new(Category::Transient, message)
+    }
+
+    pub fn auth(message: impl Into<String>) -> Self {
+        Self::new(Category::Auth, message)
+    }
+
+    pub fn provider(message: impl Into<String>) -> Self {
+        Self::new(Category::Provider, message)
+    }
+
+    /// An answer that is not a success, categorized by its status.
+    pub fn answered(status: reqwest::StatusCode, message: impl Into<String>) -> Self {
+        Self::new(Category::of_status(status), message)
+    }
+
+    /// The same failure, its text prefixed (`Metric template podinfo.test provider datadog
+    /// error: `).
+    pub fn context(self, prefix: impl std::fmt::Display) -> Self {
+        Self::new(self.category, format!("{prefix}{}", self.message))
+    }
+}
+
+/// A query meets the failures of a provider as [`QueryError::Failed`], text unchanged.
+impl From<ProviderError> for QueryError {
+    fn from(e: ProviderError) -> Self {
+        QueryError::Failed(e.message)
+    }
+}
+
 /// Why a query gave no value.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QueryError {
@@ -89,7 +176,7 @@ pub trait MetricsProvider: Send + Sync {
 
     /// The availability check at initialization (reference §5.5): `Err` says why the system
     /// is not usable.
-    fn is_online(&self) -> BoxFuture<'_, Result<(), String>>;
+    fn is_online(&self) -> BoxFuture<'_, Result<(), ProviderError>>;
 
     /// Whether [`MetricsProvider::run_range_query`] works: the judge of a comparison check
     /// (`flagger.app/compare: judge`, [`flagger_core::compare`]) needs it. `false` unless a
@@ -168,7 +255,7 @@ pub struct Setup<'a> {
 }
 
 /// Builds a provider, or says why its Setup cannot make one.
-pub type Build = fn(&Setup<'_>) -> Result<Box<dyn MetricsProvider>, String>;
+pub type Build = fn(&Setup<'_>) -> Result<Box<dyn MetricsProvider>, ProviderError>;
 
 /// The providers flagger-rs queries, by MetricTemplate `type`: one line per provider.
 pub const PROVIDERS: &[(&str, Build)] = &[
@@ -203,10 +290,10 @@ pub fn unsupported(provider_type: &str) -> Option<String> {
 }
 
 /// The provider of a MetricTemplate.
-pub fn from_template(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, String> {
+pub fn from_template(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, ProviderError> {
     let provider_type = setup.spec.r#type.as_str();
     if let Some(reason) = unsupported(provider_type) {
-        return Err(reason);
+        return Err(ProviderError::invalid(reason));
     }
     let build = match PROVIDERS.iter().find(|(name, _)| *name == provider_type) {
         Some((_, build)) => *build,
@@ -249,6 +336,7 @@ mod tests {
                 kube: &kube,
             })
             .map(|p| p.name())
+            .map_err(|e| e.to_string())
         };
         assert_eq!(
             build(&spec("prometheus", Some("http://prom:9090")), None),
@@ -325,7 +413,7 @@ mod tests {
         fn run_query<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<f64, QueryError>> {
             Box::pin(async { Ok(1.0) })
         }
-        fn is_online(&self) -> BoxFuture<'_, Result<(), String>> {
+        fn is_online(&self) -> BoxFuture<'_, Result<(), ProviderError>> {
             Box::pin(async { Ok(()) })
         }
     }
