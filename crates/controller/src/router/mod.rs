@@ -217,7 +217,11 @@ fn registered(provider: Provider) -> Option<&'static dyn AnyRouter> {
     Some(match provider {
         Provider::Kubernetes => &kubernetes::Kubernetes,
         Provider::Istio => &istio::Istio,
-        Provider::Linkerd | Provider::Osm | Provider::Smi(_) => &smi::Smi,
+        Provider::Linkerd
+        | Provider::Osm
+        | Provider::SmiV1Alpha1
+        | Provider::SmiV1Alpha2
+        | Provider::SmiV1Alpha3 => &smi::Smi,
         Provider::Nginx => &nginx::Nginx,
         Provider::GatewayApiV1 | Provider::GatewayApiV1Beta1 => &gatewayapi::GatewayApi,
         Provider::Contour => &contour::Contour,
