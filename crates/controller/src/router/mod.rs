@@ -505,6 +505,83 @@ pub(crate) async fn write_weighted(
     ensure(api, t, desired, existing.as_ref(), contested).await
 }
 
+/// Flagger's ingress routers refuse to write 0/0.
+pub(crate) fn no_valid_weights(
+    t: &Target<'_>,
+    kind: &str,
+    routes: Routes,
+) -> Result<(), RouterError> {
+    if routes.primary == 0 && routes.canary == 0 {
+        return Err(RouterError::invalid_spec(format!(
+            "{kind} {}.{} update failed: no valid weights",
+            t.c.apex, t.c.namespace
+        )));
+    }
+    Ok(())
+}
+
+/// The one weighted object of an ingress router (Contour's HTTPProxy, Gloo's RouteTable,
+/// Traefik's TraefikService, APISIX's canary route): where it is, how the core builds it with
+/// routes and reads its weights back; the router's calls are the same on each.
+pub(crate) struct Weighted<R, B> {
+    pub api: Api<DynamicObject>,
+    /// Its kind, for messages.
+    pub kind: &'static str,
+    pub name: String,
+    pub read: R,
+    pub build: B,
+}
+
+impl<R, B> Weighted<R, B>
+where
+    R: Fn(&Value) -> Result<Routes, RoutingError>,
+    B: Fn(Routes) -> Result<Value, RoutingError>,
+{
+    /// Creates or corrects the object, keeping its weights.
+    pub async fn reconcile(
+        &self,
+        t: &Target<'_>,
+        contested: &mut Vec<Contested>,
+    ) -> Result<(), RouterError> {
+        self.write(t, None, contested).await
+    }
+
+    /// Reads the weights back (a missing object is transient: reconcile creates it).
+    pub async fn get_routes(&self, t: &Target<'_>) -> Result<Routes, RouterError> {
+        let object = get_json(&self.api, &self.name).await?.ok_or_else(|| {
+            RouterError::transient(format!(
+                "{} {}.{} not found",
+                self.kind, self.name, t.c.namespace
+            ))
+        })?;
+        (self.read)(&object).map_err(RouterError::routing)
+    }
+
+    /// Rewrites the object with these weights.
+    pub async fn set_routes(&self, t: &Target<'_>, routes: Routes) -> Result<(), RouterError> {
+        no_valid_weights(t, self.kind, routes)?;
+        self.write(t, Some(routes), &mut Vec::new()).await
+    }
+
+    async fn write(
+        &self,
+        t: &Target<'_>,
+        routes: Option<Routes>,
+        contested: &mut Vec<Contested>,
+    ) -> Result<(), RouterError> {
+        write_weighted(
+            &self.api,
+            t,
+            &self.name,
+            routes,
+            &self.read,
+            &self.build,
+            contested,
+        )
+        .await
+    }
+}
+
 /// Server-side applies `desired` (a whole object as JSON) unless `existing` already matches,
 /// with the Canary as controller owner when the object is new or already the Canary's. Fields
 /// another field manager changed are put back and added to `contested`.
