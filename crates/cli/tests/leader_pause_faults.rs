@@ -109,42 +109,31 @@ impl Statuses {
     fn start(kube: &localkube::Handle) -> Statuses {
         let me = Statuses::default();
         let out = me.clone();
-        let mut feed = kube.subscribe();
-        tokio::spawn(async move {
-            loop {
-                let ev = match feed.recv().await {
-                    Ok(ev) => ev,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        out.lagged.fetch_add(n, Ordering::Relaxed);
-                        continue;
-                    }
-                    Err(_) => return,
-                };
-                if ev.key.resource != "canaries" {
-                    continue;
-                }
-                let Ok(canary) = serde_json::from_value::<Canary>(ev.object.clone()) else {
-                    continue;
-                };
-                let s = canary.status.unwrap_or_default();
-                let state = State {
-                    phase: s.phase,
-                    iterations: s.iterations.unwrap_or(0),
-                    weight: s.canary_weight.unwrap_or(0),
-                    revision: s.last_applied_spec.unwrap_or_default(),
-                    resource_version: ev.resource_version,
-                };
-                if let Ok(mut all) = out.by_canary.lock() {
-                    let of = all.entry(ev.name.clone()).or_default();
-                    let same = of.last().is_some_and(|l| {
-                        State {
-                            resource_version: l.resource_version,
-                            ..state.clone()
-                        } == *l
-                    });
-                    if !same {
-                        of.push(state);
-                    }
+        common::on_changes(kube, me.lagged.clone(), move |ev| {
+            if ev.key.resource != "canaries" {
+                return;
+            }
+            let Ok(canary) = serde_json::from_value::<Canary>(ev.object.clone()) else {
+                return;
+            };
+            let s = canary.status.unwrap_or_default();
+            let state = State {
+                phase: s.phase,
+                iterations: s.iterations.unwrap_or(0),
+                weight: s.canary_weight.unwrap_or(0),
+                revision: s.last_applied_spec.unwrap_or_default(),
+                resource_version: ev.resource_version,
+            };
+            if let Ok(mut all) = out.by_canary.lock() {
+                let of = all.entry(ev.name.clone()).or_default();
+                let same = of.last().is_some_and(|l| {
+                    State {
+                        resource_version: l.resource_version,
+                        ..state.clone()
+                    } == *l
+                });
+                if !same {
+                    of.push(state);
                 }
             }
         });

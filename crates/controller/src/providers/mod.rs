@@ -3,8 +3,11 @@
 //!
 //! A [`MetricsProvider`] answers a rendered query with one value, "no values", or why it failed
 //! (a plain sentence: the HTTP status and the provider's own error text), and says at
-//! initialization whether the system answers at all. One module per provider builds it from a
-//! MetricTemplate's `provider` block and the data of its `secretRef` ([`Setup`]):
+//! initialization whether the system answers at all. Building it and that check fail with a
+//! [`ProviderError`]: the sentence and its [`Category`] (the step errors' categories: a server
+//! error or no answer is transient, 401/403 and missing credentials `auth`, what the template
+//! lacks an invalid spec, anything else the provider's). One module per provider builds it from
+//! a MetricTemplate's `provider` block and the data of its `secretRef` ([`Setup`]):
 //!
 //! * [`prometheus`]: instant and range queries (the judge of comparison checks); also the Prometheus of builtin checks and inline queries
 //!   (`-metrics-server`, `spec.metricsServer`), built from its address alone.
@@ -59,40 +62,9 @@ use futures::future::BoxFuture;
 
 use crate::webhook::Clients;
 
-/// What kind of failure a provider's is: how an operator would fix it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Category {
-    /// No answer, or a server error: trying again may succeed.
-    Transient,
-    /// The template, its Secret or the metric cannot make a provider (a missing key, an
-    /// address that is not a URL, no interval).
-    InvalidSpec,
-    /// The provider refused the credentials (401, 403, or none to be found).
-    Auth,
-    /// The provider answered with an error of its own.
-    Provider,
-}
-
-impl Category {
-    /// The label (`transient`, `invalid_spec`, `auth`, `provider`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Category::Transient => "transient",
-            Category::InvalidSpec => "invalid_spec",
-            Category::Auth => "auth",
-            Category::Provider => "provider",
-        }
-    }
-
-    /// The category of an answer that is not a success, by its status.
-    pub fn of_status(status: reqwest::StatusCode) -> Category {
-        match status.as_u16() {
-            401 | 403 => Category::Auth,
-            408 | 429 | 500..=599 => Category::Transient,
-            _ => Category::Provider,
-        }
-    }
-}
+/// What kind of failure a provider's is (the categories of step errors, with
+/// [`Category::Auth`] for credentials a provider refuses or that cannot be found).
+pub use crate::error::Category;
 
 /// Why a provider cannot be built, or is not available: the text (Flagger's words where it has
 /// some) and its [`Category`].

@@ -2,10 +2,9 @@
 //! the user's route `routeRef` names, with the weights on its two backends.
 
 use flagger_core::effects::Routes;
-use flagger_core::routing::{RoutingError, StickyCookies, apisix};
+use flagger_core::routing::{StickyCookies, apisix};
 use kube::Api;
 use kube::api::DynamicObject;
-use serde_json::Value;
 
 use super::{Contested, Router, RouterError, Target, Weighted, dynamic_api, get_json};
 
@@ -44,15 +43,7 @@ impl Router for Apisix {
 }
 
 /// The canary route `<routeRef>-<apex>-canary`, derived from the user's route.
-async fn canary_route<'a>(
-    t: &'a Target<'a>,
-) -> Result<
-    Weighted<
-        impl Fn(&Value) -> Result<Routes, RoutingError> + 'a,
-        impl Fn(Routes) -> Result<Value, RoutingError> + 'a,
-    >,
-    RouterError,
-> {
+async fn canary_route<'a>(t: &'a Target<'a>) -> Result<Weighted<'a>, RouterError> {
     let api = routes_api(t);
     let name = route_ref(t)?;
     let source = get_json(&api, name).await?.ok_or_else(|| {
@@ -62,8 +53,8 @@ async fn canary_route<'a>(
         api,
         kind: "ApisixRoute",
         name: apisix::canary_route_name(t.c, name),
-        read: |r: &Value| apisix::read_routes(t.c, r),
-        build: move |r| apisix::canary_route(t.c, &source, r),
+        read: apisix::read_routes,
+        build: Box::new(move |r| apisix::canary_route(t.c, &source, r)),
     })
 }
 

@@ -2,10 +2,9 @@
 //! `-ingress-class` becomes its `spec.ingressClassName`.
 
 use flagger_core::effects::Routes;
-use flagger_core::routing::{RoutingError, StickyCookies, contour};
-use serde_json::Value;
+use flagger_core::routing::{StickyCookies, contour};
 
-use super::{Contested, Router, RouterError, Target, Weighted, dynamic_api};
+use super::{Contested, Router, RouterError, Target, Weighted};
 
 /// The router of `contour`.
 pub struct Contour;
@@ -38,23 +37,11 @@ impl Router for Contour {
 }
 
 /// The HTTPProxy `<apex>`.
-fn proxy<'a>(
-    t: &'a Target<'a>,
-) -> Weighted<
-    impl Fn(&Value) -> Result<Routes, RoutingError> + 'a,
-    impl Fn(Routes) -> Result<Value, RoutingError> + 'a,
-> {
-    Weighted {
-        api: dynamic_api(
-            t.client,
-            &t.c.namespace,
-            contour::API_VERSION,
-            "HTTPProxy",
-            "httpproxies",
-        ),
-        kind: "HTTPProxy",
-        name: t.c.apex.clone(),
-        read: |p: &Value| contour::read_routes(t.c, p),
-        build: |r| contour::http_proxy(t.c, r, t.ingress_class),
-    }
+fn proxy<'a>(t: &'a Target<'a>) -> Weighted<'a> {
+    Weighted::at_apex(
+        t,
+        (contour::API_VERSION, "HTTPProxy", "httpproxies"),
+        contour::read_routes,
+        |r| contour::http_proxy(t.c, r, t.ingress_class),
+    )
 }

@@ -3,7 +3,7 @@
 //! the user's VirtualService delegates to.
 
 use flagger_core::effects::Routes;
-use flagger_core::routing::{RoutingError, StickyCookies, gloo};
+use flagger_core::routing::{StickyCookies, gloo};
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use kube::api::{DynamicObject, Patch, PatchParams};
@@ -53,25 +53,13 @@ impl Router for Gloo {
 }
 
 /// The RouteTable `<apex>`.
-fn table<'a>(
-    t: &'a Target<'a>,
-) -> Weighted<
-    impl Fn(&Value) -> Result<Routes, RoutingError> + 'a,
-    impl Fn(Routes) -> Result<Value, RoutingError> + 'a,
-> {
-    Weighted {
-        api: dynamic_api(
-            t.client,
-            &t.c.namespace,
-            gloo::ROUTE_TABLE_API_VERSION,
-            "RouteTable",
-            "routetables",
-        ),
-        kind: "RouteTable",
-        name: t.c.apex.clone(),
-        read: |r: &Value| gloo::read_routes(t.c, r),
-        build: |r| gloo::route_table(t.c, r),
-    }
+fn table<'a>(t: &'a Target<'a>) -> Weighted<'a> {
+    Weighted::at_apex(
+        t,
+        (gloo::ROUTE_TABLE_API_VERSION, "RouteTable", "routetables"),
+        gloo::read_routes,
+        |r| gloo::route_table(t.c, r),
+    )
 }
 
 fn upstreams(t: &Target<'_>, namespace: &str) -> Api<DynamicObject> {

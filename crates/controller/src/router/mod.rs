@@ -56,9 +56,12 @@
 //! ## Adding a router
 //!
 //! A new router is its pure builder, observer and descriptor in
-//! `flagger_core::routing::<provider>` (one line in `flagger_core::routing::DESCRIPTORS`), a
-//! module here (one line in [`registered`]), and its data plane in localkube; `docs/providers.md`
-//! lists the files. Three shapes already fit the seam: a cluster-scoped object with no owner
+//! `flagger_core::routing::<provider>` (one line in `flagger_core::routing::providers!`, which
+//! makes its `Provider` variant), a module here (one line in [`registered`]), and its data
+//! plane in localkube; `docs/providers.md` lists the files. An ingress router whose weights
+//! live in one object (Contour, Gloo, Traefik, APISIX) describes that object as a [`Weighted`]
+//! (where it is, the core's builder and reader) and forwards its three calls to it. Three
+//! shapes already fit the seam: a cluster-scoped object with no owner
 //! reference ([`kuma`]: `ensure` with adoption off), several objects with the weights in one
 //! ([`appmesh`], [`gloo`]: the version from the provider, as for SMI), and no routing object
 //! of its own ([`knative`]: the Knative Service's traffic block; the target kind and the
@@ -523,20 +526,34 @@ pub(crate) fn no_valid_weights(
 /// The one weighted object of an ingress router (Contour's HTTPProxy, Gloo's RouteTable,
 /// Traefik's TraefikService, APISIX's canary route): where it is, how the core builds it with
 /// routes and reads its weights back; the router's calls are the same on each.
-pub(crate) struct Weighted<R, B> {
+pub(crate) struct Weighted<'a> {
     pub api: Api<DynamicObject>,
     /// Its kind, for messages.
     pub kind: &'static str,
     pub name: String,
-    pub read: R,
-    pub build: B,
+    /// The core's reader of its weights.
+    pub read: fn(&ValidatedCanary, &Value) -> Result<Routes, RoutingError>,
+    /// The core's builder of the whole object with these routes.
+    pub build: Box<dyn Fn(Routes) -> Result<Value, RoutingError> + Send + Sync + 'a>,
 }
 
-impl<R, B> Weighted<R, B>
-where
-    R: Fn(&Value) -> Result<Routes, RoutingError>,
-    B: Fn(Routes) -> Result<Value, RoutingError>,
-{
+impl<'a> Weighted<'a> {
+    /// The object `<apex>` of `kind` (`plural`) in `api_version`, in the Canary's namespace.
+    pub fn at_apex(
+        t: &Target<'_>,
+        (api_version, kind, plural): (&str, &'static str, &str),
+        read: fn(&ValidatedCanary, &Value) -> Result<Routes, RoutingError>,
+        build: impl Fn(Routes) -> Result<Value, RoutingError> + Send + Sync + 'a,
+    ) -> Self {
+        Weighted {
+            api: dynamic_api(t.client, &t.c.namespace, api_version, kind, plural),
+            kind,
+            name: t.c.apex.clone(),
+            read,
+            build: Box::new(build),
+        }
+    }
+
     /// Creates or corrects the object, keeping its weights.
     pub async fn reconcile(
         &self,
@@ -554,7 +571,7 @@ where
                 self.kind, self.name, t.c.namespace
             ))
         })?;
-        (self.read)(&object).map_err(RouterError::routing)
+        (self.read)(t.c, &object).map_err(RouterError::routing)
     }
 
     /// Rewrites the object with these weights.
@@ -574,7 +591,7 @@ where
             t,
             &self.name,
             routes,
-            &self.read,
+            |o| (self.read)(t.c, o),
             &self.build,
             contested,
         )

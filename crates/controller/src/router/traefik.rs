@@ -3,10 +3,9 @@
 //! serves only that one (Traefik before v2.10, Flagger before 1.32).
 
 use flagger_core::effects::Routes;
-use flagger_core::routing::{RoutingError, StickyCookies, traefik};
-use serde_json::Value;
+use flagger_core::routing::{StickyCookies, traefik};
 
-use super::{Contested, Router, RouterError, Target, Weighted, dynamic_api};
+use super::{Contested, Router, RouterError, Target, Weighted};
 
 /// The router of `traefik`.
 pub struct Traefik;
@@ -39,26 +38,14 @@ impl Router for Traefik {
 }
 
 /// The TraefikService `<apex>`, in the API version the cluster serves.
-async fn service<'a>(
-    t: &'a Target<'a>,
-) -> Weighted<
-    impl Fn(&Value) -> Result<Routes, RoutingError> + 'a,
-    impl Fn(Routes) -> Result<Value, RoutingError> + 'a,
-> {
+async fn service<'a>(t: &'a Target<'a>) -> Weighted<'a> {
     let version = api_version(t).await;
-    Weighted {
-        api: dynamic_api(
-            t.client,
-            &t.c.namespace,
-            version,
-            "TraefikService",
-            "traefikservices",
-        ),
-        kind: "TraefikService",
-        name: t.c.apex.clone(),
-        read: |s: &Value| traefik::read_routes(t.c, s),
-        build: move |r| Ok(traefik::traefik_service(t.c, r, version)),
-    }
+    Weighted::at_apex(
+        t,
+        (version, "TraefikService", "traefikservices"),
+        traefik::read_routes,
+        move |r| Ok(traefik::traefik_service(t.c, r, version)),
+    )
 }
 
 /// `traefik.io/v1alpha1`, unless the cluster serves TraefikServices only in the legacy group.

@@ -29,11 +29,8 @@ pub fn name(i: usize) -> String {
     format!("app-{i}")
 }
 
-/// A podinfo Deployment `n` on 6.0.0 and its Canary: `spec` is what follows `provider:`
-/// (the provider, then any lines of the spec at two spaces), `analysis` the lines of the
-/// analysis at four spaces (iterations or weights); 1 s interval, threshold 2, and a rollout
-/// webhook at `hook` that the scenario answers 200 or 500.
-pub fn podinfo(n: &str, hook: &str, spec: &str, analysis: &str) -> String {
+/// The podinfo Deployment `n` (label `app: n`) on 6.0.0 with `replicas`, its port `http`.
+pub fn podinfo_deployment(n: &str, replicas: u32) -> String {
     format!(
         r#"
 ---
@@ -41,7 +38,7 @@ apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: {n}, namespace: {NS}, labels: {{app: {n}}}}}
 spec:
-  replicas: 1
+  replicas: {replicas}
   selector: {{matchLabels: {{app: {n}}}}}
   template:
     metadata: {{labels: {{app: {n}}}}}
@@ -50,7 +47,18 @@ spec:
       - name: podinfod
         image: {PODINFO}:6.0.0
         ports: [{{name: http, containerPort: 9898}}]
----
+"#
+    )
+}
+
+/// A podinfo Deployment `n` on 6.0.0 and its Canary: `spec` is what follows `provider:`
+/// (the provider, then any lines of the spec at two spaces), `analysis` the lines of the
+/// analysis at four spaces (iterations or weights); 1 s interval, threshold 2, and a rollout
+/// webhook at `hook` that the scenario answers 200 or 500.
+pub fn podinfo(n: &str, hook: &str, spec: &str, analysis: &str) -> String {
+    let deployment = podinfo_deployment(n, 1);
+    format!(
+        r#"{deployment}---
 apiVersion: flagger.app/v1beta1
 kind: Canary
 metadata: {{name: {n}, namespace: {NS}}}
@@ -315,6 +323,27 @@ pub fn median_and_max(outcomes: &[Outcome]) -> (f64, f64) {
     )
 }
 
+/// Calls `f` with every change localkube stores, in order, from a task of its own; the
+/// changes a slow reader missed are counted in `lagged`.
+pub fn on_changes(
+    kube: &localkube::Handle,
+    lagged: Arc<AtomicU64>,
+    mut f: impl FnMut(&localkube::store::StoreEvent) + Send + 'static,
+) {
+    let mut feed = kube.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match feed.recv().await {
+                Ok(ev) => f(&ev),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    lagged.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(_) => return,
+            }
+        }
+    });
+}
+
 /// Every state localkube stored of the Endpoints and EndpointSlices of the named Services: the
 /// states without a ready address once the Service had one. Read from the store's change feed,
 /// so no state is missed between two polls (a lagging reader is counted).
@@ -329,68 +358,57 @@ impl EndpointStates {
     pub fn start(kube: &localkube::Handle, services: Vec<String>) -> EndpointStates {
         let me = EndpointStates::default();
         let out = me.clone();
-        let mut feed = kube.subscribe();
-        tokio::spawn(async move {
-            let watched: HashSet<String> = services.into_iter().collect();
-            let mut served: HashSet<String> = HashSet::new();
-            // Slices by Service: whether each has a ready endpoint.
-            let mut slices: BTreeMap<String, BTreeMap<String, bool>> = BTreeMap::new();
-            loop {
-                let ev = match feed.recv().await {
-                    Ok(ev) => ev,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        out.lagged.fetch_add(n, Ordering::Relaxed);
-                        continue;
-                    }
-                    Err(_) => return,
-                };
-                if ev.namespace != NS {
-                    continue;
+        let watched: HashSet<String> = services.into_iter().collect();
+        let mut served: HashSet<String> = HashSet::new();
+        // Slices by Service: whether each has a ready endpoint.
+        let mut slices: BTreeMap<String, BTreeMap<String, bool>> = BTreeMap::new();
+        on_changes(kube, me.lagged.clone(), move |ev| {
+            if ev.namespace != NS {
+                return;
+            }
+            let deleted = matches!(ev.type_, localkube::store::EventType::Deleted);
+            let (service, ready, what) = match ev.key.resource.as_str() {
+                "endpoints" => {
+                    let ready = !deleted
+                        && ev.object["subsets"].as_array().is_some_and(|subsets| {
+                            subsets
+                                .iter()
+                                .any(|s| s["addresses"].as_array().is_some_and(|a| !a.is_empty()))
+                        });
+                    (ev.name.clone(), ready, "Endpoints")
                 }
-                let deleted = matches!(ev.type_, localkube::store::EventType::Deleted);
-                let (service, ready, what) = match ev.key.resource.as_str() {
-                    "endpoints" => {
-                        let ready = !deleted
-                            && ev.object["subsets"].as_array().is_some_and(|subsets| {
-                                subsets.iter().any(|s| {
-                                    s["addresses"].as_array().is_some_and(|a| !a.is_empty())
-                                })
-                            });
-                        (ev.name.clone(), ready, "Endpoints")
-                    }
-                    "endpointslices" => {
-                        let Some(service) =
-                            ev.object["metadata"]["labels"]["kubernetes.io/service-name"]
-                                .as_str()
-                                .map(str::to_string)
-                        else {
-                            continue;
-                        };
-                        let ready = !deleted
-                            && ev.object["endpoints"].as_array().is_some_and(|eps| {
-                                eps.iter()
-                                    .any(|e| e["conditions"]["ready"].as_bool().unwrap_or(true))
-                            });
-                        let of = slices.entry(service.clone()).or_default();
-                        of.insert(ev.name.clone(), ready);
-                        (service, of.values().any(|r| *r), "EndpointSlices")
-                    }
-                    _ => continue,
-                };
-                if !watched.contains(&service) {
-                    continue;
+                "endpointslices" => {
+                    let Some(service) =
+                        ev.object["metadata"]["labels"]["kubernetes.io/service-name"]
+                            .as_str()
+                            .map(str::to_string)
+                    else {
+                        return;
+                    };
+                    let ready = !deleted
+                        && ev.object["endpoints"].as_array().is_some_and(|eps| {
+                            eps.iter()
+                                .any(|e| e["conditions"]["ready"].as_bool().unwrap_or(true))
+                        });
+                    let of = slices.entry(service.clone()).or_default();
+                    of.insert(ev.name.clone(), ready);
+                    (service, of.values().any(|r| *r), "EndpointSlices")
                 }
-                out.samples.fetch_add(1, Ordering::Relaxed);
-                if ready {
-                    served.insert(service);
-                } else if served.contains(&service)
-                    && let Ok(mut e) = out.empty.lock()
-                {
-                    e.push(format!(
-                        "{what} of {service} without a ready address (resourceVersion {})",
-                        ev.resource_version
-                    ));
-                }
+                _ => return,
+            };
+            if !watched.contains(&service) {
+                return;
+            }
+            out.samples.fetch_add(1, Ordering::Relaxed);
+            if ready {
+                served.insert(service);
+            } else if served.contains(&service)
+                && let Ok(mut e) = out.empty.lock()
+            {
+                e.push(format!(
+                    "{what} of {service} without a ready address (resourceVersion {})",
+                    ev.resource_version
+                ));
             }
         });
         me

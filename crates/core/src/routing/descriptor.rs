@@ -1,5 +1,7 @@
-//! What a provider tells about itself ([`Descriptor`]); each provider's module defines its own,
-//! and [`super::DESCRIPTORS`] lists them.
+//! What a provider tells about itself ([`Descriptor`]): its spelling, observer, features,
+//! routing objects and its own checks of a Canary's spec ([`SpecCheck`], read by
+//! [`crate::validate`]); each provider's module defines its own, and `super::providers!` lists
+//! them ([`super::DESCRIPTORS`]).
 
 use flagger_api::canary::{CanaryService, CanarySpec};
 
