@@ -1104,16 +1104,16 @@ impl Checker<'_> {
             );
             ok = false;
         }
-        if let Some(prov) = provider {
-            if !prov.supports_session_affinity() {
-                self.warn(
-                    p,
-                    format!(
-                        "the {prov} provider does not implement session affinity; only istio and \
-                         the gatewayapi providers do"
-                    ),
-                );
-            }
+        if let Some(prov) = provider
+            && !prov.supports_session_affinity()
+        {
+            self.warn(
+                p,
+                format!(
+                    "the {prov} provider does not implement session affinity; only istio and \
+                     the gatewayapi providers do"
+                ),
+            );
         }
         ok.then(|| {
             Some(SessionAffinity {

@@ -375,6 +375,49 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn failures_carry_their_category() {
+        let http = Clients::new().expect("clients");
+        let kube = kube_client();
+        let category = |s: &ProviderSpec, secret: Option<&BTreeMap<String, Vec<u8>>>| {
+            from_template(&Setup {
+                spec: s,
+                secret,
+                interval: "1m",
+                http: &http,
+                kube: &kube,
+            })
+            .err()
+            .map(|e| e.category)
+        };
+        // Missing credentials, then what the template lacks.
+        assert_eq!(
+            category(&spec("datadog", None), Some(&BTreeMap::new())),
+            Some(Category::Auth)
+        );
+        assert_eq!(
+            category(&spec("dynatrace", None), None),
+            Some(Category::InvalidSpec)
+        );
+        assert_eq!(
+            category(&spec("graphite", Some("graphite:80")), None),
+            Some(Category::InvalidSpec)
+        );
+        // Answers by their status.
+        for (status, want) in [
+            (401, Category::Auth),
+            (403, Category::Auth),
+            (429, Category::Transient),
+            (503, Category::Transient),
+            (400, Category::Provider),
+            (404, Category::Provider),
+        ] {
+            let status = reqwest::StatusCode::from_u16(status).expect("status");
+            assert_eq!(Category::of_status(status), want, "{status}");
+        }
+        assert_eq!(Category::Auth.as_str(), "auth");
+    }
+
     /// A provider with instant queries only, as every provider is by default.
     struct InstantOnly;
 

@@ -51,21 +51,35 @@ spec:
     )
 }
 
-/// A podinfo Deployment `n` on 6.0.0 and its Canary: `spec` is what follows `provider:`
-/// (the provider, then any lines of the spec at two spaces), `analysis` the lines of the
-/// analysis at four spaces (iterations or weights); 1 s interval, threshold 2, and a rollout
-/// webhook at `hook` that the scenario answers 200 or 500.
+/// A podinfo Deployment `n` on 6.0.0 and its [`canary`] (blue/green or progressive as
+/// `analysis` says, 120 s progress deadline).
 pub fn podinfo(n: &str, hook: &str, spec: &str, analysis: &str) -> String {
     let deployment = podinfo_deployment(n, 1);
+    let canary = canary(n, "Deployment", spec, analysis, hook, 120);
+    format!("{deployment}{canary}")
+}
+
+/// The Canary `n` of the `kind` `n`: `spec` is what follows `provider:` (the provider, then
+/// any lines of the spec at two spaces), `analysis` the lines of the analysis at four spaces
+/// (iterations or weights); 1 s interval, threshold 2, a rollout webhook at `hook` that the
+/// scenario answers 200 or 500, and `deadline` seconds of progress deadline.
+pub fn canary(
+    n: &str,
+    kind: &str,
+    spec: &str,
+    analysis: &str,
+    hook: &str,
+    deadline: u32,
+) -> String {
     format!(
-        r#"{deployment}---
+        r#"---
 apiVersion: flagger.app/v1beta1
 kind: Canary
 metadata: {{name: {n}, namespace: {NS}}}
 spec:
   provider: {spec}
-  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: {n}}}
-  progressDeadlineSeconds: 120
+  targetRef: {{apiVersion: apps/v1, kind: {kind}, name: {n}}}
+  progressDeadlineSeconds: {deadline}
   service: {{port: 80, targetPort: http}}
   analysis:
     interval: 1s
