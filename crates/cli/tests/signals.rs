@@ -186,8 +186,19 @@ async fn the_load_tester_stops_on_sigterm_with_a_command_holding_its_pipe() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    let alive = |pid: i32| std::path::Path::new(&format!("/proc/{pid}")).exists();
-    let shell_alive = alive(shell);
+    // The kill reaches the shell as the load tester exits, and the orphan is then reaped by
+    // init: it is gone (or a zombie) within the bound, or it was not killed.
+    let dead = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+    };
+    let until = Instant::now() + bound;
+    while !dead(shell) && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let shell_alive = !dead(shell);
     // The detached grandchild left the load tester's process groups: the test ends it.
     let _ = Command::new("kill")
         .args(["-KILL", &grandchild.to_string()])
