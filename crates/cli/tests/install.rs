@@ -98,7 +98,7 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
         (
             "",
             &["configmaps", "secrets"],
-            &["get", "list", "watch", "create", "patch"],
+            &["get", "list", "watch", "create", "patch", "delete"],
         ),
         (
             "",
