@@ -251,7 +251,8 @@ async fn canaries_sharing_a_tracked_configmap_share_its_primary_copy() {
     );
     assert_eq!(owners.iter().filter(|(_, c)| *c).count(), 1, "{owners:?}");
 
-    env.kubectl(&["-n", NS, "delete", "canary", "shared-0"]).await;
+    env.kubectl(&["-n", NS, "delete", "canary", "shared-0"])
+        .await;
     env.wait_gone("deployment/shared-0-primary").await;
     assert_eq!(
         env.jsonpath(&format!("configmap/{SHARED}-primary"), ".data.VERSION")

@@ -419,7 +419,10 @@ pub fn replicas_from_zero(own: Option<i32>, autoscaler: Option<i32>, primary: Op
 /// collector removes the copy only once all the canaries that wrote it are gone. The order is
 /// stable (existing owners first, in place), so a writer that already holds the controller
 /// reference changes nothing.
-pub fn shared_copy_owners(existing: &[OwnerReference], mine: OwnerReference) -> Vec<OwnerReference> {
+pub fn shared_copy_owners(
+    existing: &[OwnerReference],
+    mine: OwnerReference,
+) -> Vec<OwnerReference> {
     let mut owners: Vec<OwnerReference> = existing
         .iter()
         .filter(|o| o.uid != mine.uid)
