@@ -119,6 +119,8 @@ impl Cluster {
 pub struct Replica {
     pub name: String,
     pub child: Child,
+    /// `-port`: its /metrics and /healthz (the same across restarts).
+    pub port: u16,
     kubeconfig: PathBuf,
     log: PathBuf,
     flags: Vec<String>,
@@ -130,10 +132,12 @@ impl Replica {
     pub fn start(kubeconfig: &Path, dir: &Path, name: &str, flags: &[&str]) -> Replica {
         let log = dir.join(format!("{name}.log"));
         let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
-        let child = spawn(kubeconfig, &log, name, &flags);
+        let port = free_port();
+        let child = spawn(kubeconfig, &log, name, &flags, port);
         Replica {
             name: name.into(),
             child,
+            port,
             kubeconfig: kubeconfig.into(),
             log,
             flags,
@@ -170,7 +174,13 @@ impl Replica {
     /// Starts the process again with the same flags (as the kubelet restarts a container).
     pub fn restart(&mut self) {
         let _ = self.child.try_wait();
-        self.child = spawn(&self.kubeconfig, &self.log, &self.name, &self.flags);
+        self.child = spawn(
+            &self.kubeconfig,
+            &self.log,
+            &self.name,
+            &self.flags,
+            self.port,
+        );
         self.starts += 1;
     }
 
@@ -191,7 +201,7 @@ impl Replica {
     }
 }
 
-fn spawn(kubeconfig: &Path, log: &Path, name: &str, flags: &[String]) -> Child {
+fn spawn(kubeconfig: &Path, log: &Path, name: &str, flags: &[String], port: u16) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -204,7 +214,7 @@ fn spawn(kubeconfig: &Path, log: &Path, name: &str, flags: &[String]) -> Child {
             "--min-analysis-interval=1s",
             "--metrics-server=http://127.0.0.1:9",
             "--log-level=info",
-            &format!("--port={}", free_port()),
+            &format!("--port={port}"),
         ])
         .args(flags)
         .arg("--kubeconfig")

@@ -55,7 +55,7 @@ pub async fn run(
     if c.suspend {
         return Ok(Bootstrapped::default());
     }
-    ctx.fenced()?;
+    ctx.fenced(canary)?;
     let mut found = Vec::new();
     ensure_primary(ctx, canary, c, observed, &mut found).await?;
     let mut keep_target_serving = false;

@@ -24,7 +24,7 @@ step_error_from!(WriteError => ExecuteError);
 /// `oracle.status` is the status the decision reached.
 pub async fn run(oracle: &Oracle<'_>, actions: &[Action]) -> Result<(), ExecuteError> {
     if !actions.is_empty() {
-        oracle.ctx.fenced()?;
+        oracle.ctx.fenced(oracle.canary)?;
     }
     for action in actions {
         act(oracle, action).await?;

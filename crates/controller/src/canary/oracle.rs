@@ -125,7 +125,12 @@ impl Oracle<'_> {
                 let outcome = self.metric(*index).await;
                 obs.metrics.insert(*index, outcome);
             }
-            Need::Fleet => obs.fleet = Some(self.ctx.fleet()),
+            Need::Fleet => {
+                obs.fleet = Some(
+                    self.ctx
+                        .fleet(&kube::runtime::reflector::ObjectRef::from_obj(self.canary)),
+                )
+            }
         }
     }
 
