@@ -119,9 +119,7 @@ async fn ensure_primary(
     let (client, caches, settings) = (&ctx.client, &ctx.caches, &ctx.settings);
     // A Knative Service is its own primary: bootstrap names its primary revision.
     if let Target::KnativeService(service) = &observed.target {
-        return super::knative::initialize(client, canary, c, service)
-            .await
-            .map_err(BootstrapError::transient);
+        return Ok(super::knative::initialize(client, canary, c, service).await?);
     }
     let ns = &c.namespace;
     let primary_name = c.primary_workload();

@@ -96,9 +96,7 @@ async fn promote(o: &Oracle<'_>) -> Result<(), WriteError> {
     let client = &o.ctx.client;
     // A Knative Service's promotion names its latest created revision the primary.
     if let super::observe::Target::KnativeService(_) = &o.observed.target {
-        return super::knative::promote(client, o.c)
-            .await
-            .map_err(WriteError::transient);
+        return Ok(super::knative::promote(client, o.c).await?);
     }
     let current = workloads::read_primary(client, o.c, o.observed).await?;
     workloads::write_primary_configs(client, &o.ctx.settings, o.canary, o.observed).await?;
