@@ -367,13 +367,15 @@ fn kustomize_bases_install_into_localkube() {
     assert!(
         got.iter().all(|(g, r, v)| (v != "delete"
             || r == "services"
+            || r == "configmaps"
+            || r == "secrets"
             || r == "analyses"
             || r == "ingresses")
             && (r != "*" || g == "external.metrics.k8s.io")
             && v != "*"),
-        "no delete (but on Services, for the owner-reference admission check, on the keptn \
-         provider's own Analyses and on Ingresses, skipper's canary Ingress), no wildcards (but the External Metrics API, whose \
-         resources are metric names)"
+        "no delete (but on Services, ConfigMaps and Secrets, for the owner-reference admission \
+         check, on the keptn provider's own Analyses and on Ingresses, skipper's canary \
+         Ingress), no wildcards (but the External Metrics API, whose resources are metric names)"
     );
     assert!(
         role["rules"]
@@ -592,6 +594,7 @@ const CHART_FLAGS: &[(&str, &str)] = &[
     ("no-data-policy", "hold"),
     ("max-concurrent-canaries", "3"),
     ("max-concurrent-canaries-per-namespace", "1"),
+    ("shards", "3"),
     ("autoscaler-sync", "immediate"),
     ("enable-leader-election", "true"),
     ("kubeconfig-qps", "50"),
