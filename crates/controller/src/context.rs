@@ -88,6 +88,8 @@ pub struct Context {
     pub client: Client,
     /// Watch caches of everything the controller reads.
     pub caches: Caches,
+    /// Watch caches of the kinds known at run time (routing objects, ScaledObjects).
+    pub objects: crate::watched::Objects,
     pub settings: Settings,
     pub metrics: Metrics,
     pub recorder: Recorder,

@@ -50,6 +50,7 @@ pub mod router;
 pub mod run;
 pub mod server;
 pub mod templates;
+pub mod watched;
 pub mod webhook;
 
 pub use args::Args;

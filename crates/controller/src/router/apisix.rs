@@ -3,10 +3,9 @@
 
 use flagger_core::effects::Routes;
 use flagger_core::routing::{StickyCookies, apisix};
-use kube::Api;
-use kube::api::DynamicObject;
 use serde_json::Value;
 
+use super::CachedApi;
 use super::contour::no_valid_weights;
 use super::{Contested, Router, RouterError, Target, dynamic_api, get_json, write_weighted};
 
@@ -74,9 +73,9 @@ fn route_ref<'a>(t: &Target<'a>) -> Result<&'a str, RouterError> {
         .ok_or_else(|| RouterError::invalid_spec("apisix route selector is empty"))
 }
 
-fn routes_api(t: &Target<'_>) -> Api<DynamicObject> {
+fn routes_api(t: &Target<'_>) -> CachedApi {
     dynamic_api(
-        t.client,
+        t,
         &t.c.namespace,
         apisix::API_VERSION,
         "ApisixRoute",
@@ -85,7 +84,7 @@ fn routes_api(t: &Target<'_>) -> Api<DynamicObject> {
 }
 
 /// The API, the user's route and the name of the canary route.
-async fn source(t: &Target<'_>) -> Result<(Api<DynamicObject>, Value, String), RouterError> {
+async fn source(t: &Target<'_>) -> Result<(CachedApi, Value, String), RouterError> {
     let api = routes_api(t);
     let name = route_ref(t)?;
     let source = get_json(&api, name).await?.ok_or_else(|| {

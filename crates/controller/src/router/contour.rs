@@ -3,9 +3,8 @@
 
 use flagger_core::effects::Routes;
 use flagger_core::routing::{StickyCookies, contour};
-use kube::Api;
-use kube::api::DynamicObject;
 
+use super::CachedApi;
 use super::{
     Contested, Router, RouterError, Target, dynamic_api, get_weights_object, write_weighted,
 };
@@ -75,9 +74,9 @@ pub(crate) fn no_valid_weights(
     Ok(())
 }
 
-fn proxies(t: &Target<'_>) -> Api<DynamicObject> {
+fn proxies(t: &Target<'_>) -> CachedApi {
     dynamic_api(
-        t.client,
+        t,
         &t.c.namespace,
         contour::API_VERSION,
         "HTTPProxy",

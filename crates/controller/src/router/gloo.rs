@@ -6,9 +6,10 @@ use flagger_core::effects::Routes;
 use flagger_core::routing::{StickyCookies, gloo};
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
-use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use serde_json::Value;
 
+use super::CachedApi;
 use super::contour::no_valid_weights;
 use super::{
     Contested, Router, RouterError, Target, dynamic_api, ensure, get_json, get_weights_object,
@@ -74,9 +75,9 @@ async fn write(
     .await
 }
 
-fn tables(t: &Target<'_>) -> Api<DynamicObject> {
+fn tables(t: &Target<'_>) -> CachedApi {
     dynamic_api(
-        t.client,
+        t,
         &t.c.namespace,
         gloo::ROUTE_TABLE_API_VERSION,
         "RouteTable",
@@ -84,9 +85,9 @@ fn tables(t: &Target<'_>) -> Api<DynamicObject> {
     )
 }
 
-fn upstreams(t: &Target<'_>, namespace: &str) -> Api<DynamicObject> {
+fn upstreams(t: &Target<'_>, namespace: &str) -> CachedApi {
     dynamic_api(
-        t.client,
+        t,
         namespace,
         gloo::UPSTREAM_API_VERSION,
         "Upstream",
@@ -146,7 +147,7 @@ async fn upstream(
                     &Patch::Merge(&patch),
                 )
                 .await
-                .map(|_| ())
+                .map(|o| api.wrote(o))
                 .map_err(|e| RouterError::api(format!("upstream {name}.{ns} patch failed"), &e)),
         },
     }

@@ -4,9 +4,8 @@
 
 use flagger_core::effects::Routes;
 use flagger_core::routing::{StickyCookies, traefik};
-use kube::Api;
-use kube::api::DynamicObject;
 
+use super::CachedApi;
 use super::contour::no_valid_weights;
 use super::{
     Contested, Router, RouterError, Target, dynamic_api, get_weights_object, write_weighted,
@@ -79,9 +78,9 @@ async fn api_version(t: &Target<'_>) -> &'static str {
     }
 }
 
-fn services(t: &Target<'_>, version: &str) -> Api<DynamicObject> {
+fn services(t: &Target<'_>, version: &str) -> CachedApi {
     dynamic_api(
-        t.client,
+        t,
         &t.c.namespace,
         version,
         "TraefikService",
