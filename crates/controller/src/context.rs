@@ -151,6 +151,14 @@ impl Context {
             .unwrap_or_default()
     }
 
+    /// When the canary's next tick is due (`None` before its first).
+    pub fn due(&self, canary: &ObjectRef<Canary>) -> Option<tokio::time::Instant> {
+        self.schedule
+            .lock()
+            .ok()
+            .and_then(|s| s.get(canary).copied())
+    }
+
     /// Records that a tick ran; the next is due one interval later.
     pub fn ticked(&self, canary: ObjectRef<Canary>, interval: Duration) {
         if let Ok(mut s) = self.schedule.lock() {
