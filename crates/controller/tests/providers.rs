@@ -36,9 +36,19 @@ struct World {
 
 impl World {
     async fn start() -> World {
-        let kube = localkube::Server::start(localkube::Config::default())
-            .await
-            .unwrap();
+        World::start_with(localkube::Config::default()).await
+    }
+
+    /// A cluster that authenticates and authorizes every request (RBAC), as kube-apiserver;
+    /// `client` is its administrator.
+    async fn start_rbac() -> World {
+        let mut config = localkube::Config::default();
+        config.auth.rbac = true;
+        World::start_with(config).await
+    }
+
+    async fn start_with(config: localkube::Config) -> World {
+        let kube = localkube::Server::start(config).await.unwrap();
         let kc = kube::config::Kubeconfig::from_yaml(&kube.kubeconfig()).unwrap();
         let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
             .await
@@ -1158,5 +1168,141 @@ async fn externalmetrics_at_an_address_sends_the_secrets_token() {
     assert_no_secret(
         &[format!("{denied:?}"), offline],
         &["sa-token-123", "stale-token"],
+    );
+}
+
+/// A client of `w`'s cluster authenticating with `token`.
+async fn client_with_token(w: &World, token: &str) -> Client {
+    let kc = kube::config::Kubeconfig::from_yaml(&w.kube.kubeconfig_with_token(token)).unwrap();
+    let cfg = kube::config::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    Client::try_from(cfg).unwrap()
+}
+
+/// Keptn is read with the controller's own identity: a ServiceAccount the cluster's RBAC does
+/// not allow to read KeptnMetrics gets the API server's refusal as the check's failure, a
+/// granted one reads the value, and a token the API server
+/// does not know is refused as unauthorized.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keptn_with_the_controllers_identity_refused_then_granted() {
+    let w = World::start_rbac().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(w.client.clone());
+    for doc in support::keptn::CRDS.split("\n---\n") {
+        let crd: CustomResourceDefinition = serde_yaml::from_str(doc).unwrap();
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(w.client.clone(), NS);
+    sa.create(
+        &PostParams::default(),
+        &serde_json::from_value(serde_json::json!({"metadata": {"name": "flagger"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    w.template(
+        serde_json::json!({"type": "keptn"}),
+        &[],
+        "KeptnMetric/{{ namespace }}/{{ target }}-errors",
+    )
+    .await;
+    let last = std::sync::Mutex::new(String::new());
+    support::wait_for("the KeptnMetric resource served", &last, || async {
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            support::keptn::set_metric(&w.client, NS, "podinfo-errors", "0.5"),
+        )
+        .await
+        .ok()
+    })
+    .await;
+
+    let token = w.kube.service_account_token(NS, "flagger", 3600).unwrap();
+    let controller = client_with_token(&w, &token).await;
+    let lookups = || {
+        Lookups::new(
+            controller.clone(),
+            flagger_controller::cache::build(&controller, None).0,
+        )
+    };
+    // The controller may read MetricTemplates, not KeptnMetrics.
+    let rbac = |rules: serde_json::Value| {
+        let client = w.client.clone();
+        async move {
+            let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(client.clone(), NS);
+            let role = serde_json::json!({"metadata": {"name": "flagger"}, "rules": rules});
+            match roles.get_opt("flagger").await.unwrap() {
+                Some(_) => {
+                    roles
+                        .replace(
+                            "flagger",
+                            &PostParams::default(),
+                            &serde_json::from_value(role).unwrap(),
+                        )
+                        .await
+                        .unwrap();
+                }
+                None => {
+                    roles
+                        .create(
+                            &PostParams::default(),
+                            &serde_json::from_value(role).unwrap(),
+                        )
+                        .await
+                        .unwrap();
+                    let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> =
+                        Api::namespaced(client, NS);
+                    bindings
+                        .create(
+                            &PostParams::default(),
+                            &serde_json::from_value(serde_json::json!({
+                                "metadata": {"name": "flagger"},
+                                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "flagger"},
+                                "subjects": [{"kind": "ServiceAccount", "name": "flagger", "namespace": NS}],
+                            }))
+                            .unwrap(),
+                        )
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+    };
+    rbac(serde_json::json!([
+        {"apiGroups": ["flagger.app"], "resources": ["metrictemplates"], "verbs": ["get"]},
+    ]))
+    .await;
+    let refused = run_template(&lookups(), &w.clients, "keptn", &model()).await;
+    assert!(
+        error_with(
+            &refused.outcome,
+            "could not retrieve KeptnMetric test/podinfo-errors: keptnmetrics.metrics.keptn.sh \"podinfo-errors\" is forbidden: User \"system:serviceaccount:test:flagger\" cannot get resource \"keptnmetrics\" in API group \"metrics.keptn.sh\" in the namespace \"test\""
+        ),
+        "{:?}",
+        refused.outcome
+    );
+    // Granted as the chart grants it.
+    rbac(serde_json::json!([
+        {"apiGroups": ["flagger.app"], "resources": ["metrictemplates"], "verbs": ["get"]},
+        {"apiGroups": ["metrics.keptn.sh"], "resources": ["keptnmetrics"], "verbs": ["get"]},
+    ]))
+    .await;
+    let granted = run_template(&lookups(), &w.clients, "keptn", &model()).await;
+    assert_eq!(granted.outcome, MetricOutcome::Value(0.5));
+
+    // A token the API server never issued: nothing is read, the template included.
+    let stranger = client_with_token(&w, "not-a-token").await;
+    let lookups = Lookups::new(
+        stranger.clone(),
+        flagger_controller::cache::build(&stranger, None).0,
+    );
+    let unknown = run_template(&lookups, &w.clients, "keptn", &model()).await;
+    assert!(
+        matches!(&unknown.outcome, MetricOutcome::Unusable(e) if e == "Metric template keptn.test error: Unauthorized"),
+        "{:?}",
+        unknown.outcome
+    );
+    assert_no_secret(
+        &[format!("{:?}", unknown.outcome)],
+        &[&token, "not-a-token"],
     );
 }

@@ -289,44 +289,92 @@ pub fn validate(info: &ResourceInfo, old: Option<&Value>, obj: &Value, sub: &str
     ))
 }
 
-/// Integer fields the decoder types (Go struct, JSON path from the object, Go type), per
-/// resource: a string or a fraction there is a 400 before validation runs.
-type TypedInt = (&'static str, &'static str, &'static str);
+/// Scalar fields the decoder types (Go struct, JSON path from the object, Go type), per
+/// resource: a value of another JSON type there is a 400 before validation runs, as Go's
+/// `encoding/json` refuses it. A `*` segment stands for every value of a map or every
+/// element of a list; Go's field path names neither keys nor indexes.
+type Typed = (&'static str, &'static str, &'static str);
 
-const TEMPLATE_PORT: TypedInt = (
-    "ContainerPort",
-    "spec.template.spec.containers.ports.containerPort",
-    "int32",
-);
+/// Every object's metadata (kubectl checks the top-level one itself; other clients do not).
+const META: &[Typed] = &[
+    ("ObjectMeta", "metadata.labels.*", "string"),
+    ("ObjectMeta", "metadata.annotations.*", "string"),
+];
 
-const TYPED_INTS: &[(&str, &[TypedInt])] = &[
+/// A pod spec at `spec` (pods) or `spec.template.spec` (workloads), and a template's metadata.
+macro_rules! pod_fields {
+    ($spec:literal) => {
+        [
+            (
+                "ContainerPort",
+                concat!($spec, ".containers.*.ports.*.containerPort"),
+                "int32",
+            ),
+            ("Container", concat!($spec, ".containers.*.image"), "string"),
+            (
+                "Container",
+                concat!($spec, ".containers.*.command.*"),
+                "string",
+            ),
+            (
+                "Container",
+                concat!($spec, ".containers.*.args.*"),
+                "string",
+            ),
+            (
+                "EnvVar",
+                concat!($spec, ".containers.*.env.*.value"),
+                "string",
+            ),
+            ("PodSpec", concat!($spec, ".nodeSelector.*"), "string"),
+        ]
+    };
+}
+
+const POD: [Typed; 6] = pod_fields!("spec");
+const TEMPLATE: [Typed; 8] = {
+    let p: [Typed; 6] = pod_fields!("spec.template.spec");
+    [
+        p[0],
+        p[1],
+        p[2],
+        p[3],
+        p[4],
+        p[5],
+        ("ObjectMeta", "spec.template.metadata.labels.*", "string"),
+        (
+            "ObjectMeta",
+            "spec.template.metadata.annotations.*",
+            "string",
+        ),
+    ]
+};
+const MATCH_LABELS: Typed = ("LabelSelector", "spec.selector.matchLabels.*", "string");
+
+const TYPED: &[(&str, &[Typed])] = &[
     (
         "services",
         &[
-            ("ServicePort", "spec.ports.port", "int32"),
-            ("ServicePort", "spec.ports.nodePort", "int32"),
+            ("ServicePort", "spec.ports.*.port", "int32"),
+            ("ServicePort", "spec.ports.*.nodePort", "int32"),
+            ("ServiceSpec", "spec.selector.*", "string"),
         ],
     ),
-    (
-        "pods",
-        &[(
-            "ContainerPort",
-            "spec.containers.ports.containerPort",
-            "int32",
-        )],
-    ),
+    ("pods", &POD),
+    ("configmaps", &[("ConfigMap", "data.*", "string")]),
+    ("secrets", &[("Secret", "stringData.*", "string")]),
     (
         "deployments",
-        &[("DeploymentSpec", "spec.replicas", "int32"), TEMPLATE_PORT],
+        &[("DeploymentSpec", "spec.replicas", "int32"), MATCH_LABELS],
     ),
     (
         "replicasets",
-        &[("ReplicaSetSpec", "spec.replicas", "int32"), TEMPLATE_PORT],
+        &[("ReplicaSetSpec", "spec.replicas", "int32"), MATCH_LABELS],
     ),
-    ("daemonsets", &[TEMPLATE_PORT]),
+    ("daemonsets", &[MATCH_LABELS]),
     (
         "statefulsets",
-        &[("StatefulSetSpec", "spec.replicas", "int32"), TEMPLATE_PORT],
+        &[("StatefulSetSpec", "spec.replicas", "int32"), MATCH_LABELS],
     ),
     (
         "horizontalpodautoscalers",
@@ -337,15 +385,20 @@ const TYPED_INTS: &[(&str, &[TypedInt])] = &[
     ),
 ];
 
-/// The values at a dotted path, arrays walked through (as Go's field paths name them).
+/// The values at a dotted path (`*`: every value of a map or element of a list).
 fn values_at<'a>(v: &'a Value, path: &[&str], out: &mut Vec<&'a Value>) {
     match (v, path) {
-        (Value::Array(items), [_, ..]) => {
+        (_, []) => out.push(v),
+        (Value::Array(items), ["*", rest @ ..]) => {
             for i in items {
-                values_at(i, path, out);
+                values_at(i, rest, out);
             }
         }
-        (_, []) => out.push(v),
+        (Value::Object(m), ["*", rest @ ..]) => {
+            for c in m.values() {
+                values_at(c, rest, out);
+            }
+        }
         (Value::Object(m), [first, rest @ ..]) => {
             if let Some(c) = m.get(*first) {
                 values_at(c, rest, out);
@@ -355,29 +408,46 @@ fn values_at<'a>(v: &'a Value, path: &[&str], out: &mut Vec<&'a Value>) {
     }
 }
 
-/// The decoder's `UnmarshalTypeError` for integer fields holding something else.
-fn typed_ints(info: &ResourceInfo, obj: &Value, errs: &mut Errors) {
-    let Some((_, fields)) = TYPED_INTS.iter().find(|(p, _)| *p == info.plural) else {
-        return;
+/// How Go's decoder names a JSON value it cannot put in a field of `go_type`; `None` when it
+/// fits (or is null, which leaves the field empty).
+fn misfit(v: &Value, go_type: &str) -> Option<String> {
+    let what = match v {
+        Value::Null => return None,
+        Value::String(_) if go_type == "string" => return None,
+        Value::String(_) => "string".to_string(),
+        Value::Bool(_) => "bool".to_string(),
+        Value::Object(_) => "object".to_string(),
+        Value::Array(_) => "array".to_string(),
+        Value::Number(_) if go_type == "string" => "number".to_string(),
+        Value::Number(n) if n.as_i64().is_none_or(|i| i32::try_from(i).is_err()) => {
+            format!("number {n}")
+        }
+        Value::Number(_) => return None,
     };
-    for (strukt, path, go_type) in *fields {
+    Some(what)
+}
+
+/// The decoder's `UnmarshalTypeError` for typed fields holding another JSON type (the first
+/// one, as the decoder stops there).
+fn typed_fields(info: &ResourceInfo, obj: &Value, errs: &mut Errors) {
+    let own = TYPED
+        .iter()
+        .find(|(p, _)| *p == info.plural)
+        .map_or(&[][..], |(_, f)| *f);
+    let template: &[Typed] = match info.plural.as_str() {
+        "deployments" | "replicasets" | "daemonsets" | "statefulsets" => &TEMPLATE,
+        _ => &[],
+    };
+    for (strukt, path, go_type) in META.iter().chain(own).chain(template) {
         let parts: Vec<&str> = path.split('.').collect();
         let mut found = Vec::new();
         values_at(obj, &parts, &mut found);
-        for v in found {
-            let what = match v {
-                Value::String(_) => "string".to_string(),
-                Value::Bool(_) => "bool".to_string(),
-                Value::Object(_) => "object".to_string(),
-                Value::Array(_) => "array".to_string(),
-                Value::Number(n) if n.as_i64().is_none_or(|i| i32::try_from(i).is_err()) => {
-                    format!("number {n}")
-                }
-                _ => continue,
-            };
+        if let Some(what) = found.into_iter().find_map(|v| misfit(v, go_type)) {
+            let go_path = path.replace(".*", "");
             errs.decode(format!(
-                "json: cannot unmarshal {what} into Go struct field {strukt}.{path} of type {go_type}"
+                "json: cannot unmarshal {what} into Go struct field {strukt}.{go_path} of type {go_type}"
             ));
+            return;
         }
     }
 }
@@ -386,9 +456,7 @@ fn kind_rules(info: &ResourceInfo, old: Option<&Value>, obj: &Value, errs: &mut 
     if info.crd.is_some() {
         return;
     }
-    if info.group.is_empty() || matches!(info.group.as_str(), "apps" | "autoscaling") {
-        typed_ints(info, obj, errs);
-    }
+    typed_fields(info, obj, errs);
     match (info.group.as_str(), info.plural.as_str()) {
         ("", "services") => core::service(obj, old, errs),
         ("", "pods") => core::pod(obj, errs),
@@ -478,5 +546,54 @@ mod tests {
         let obj = serde_json::json!({"metadata": {"name": "d", "namespace": "d"}, "spec": {"replicas": 1.5}});
         let e = validate(&d, None, &obj, "").expect_err("refused");
         assert!(e.message.ends_with("json: cannot unmarshal number 1.5 into Go struct field DeploymentSpec.spec.replicas of type int32"), "{}", e.message);
+    }
+
+    #[test]
+    fn strings_of_another_json_type_are_decode_errors() {
+        let refused = |plural: &str, obj: serde_json::Value| {
+            let e = validate(&testing::info(plural), None, &obj, "").expect_err("refused");
+            assert_eq!(e.code, 400);
+            e.message
+        };
+        let m = refused(
+            "configmaps",
+            serde_json::json!({"metadata": {"name": "c", "namespace": "d"}, "data": {"x": 1}}),
+        );
+        assert_eq!(
+            m,
+            "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: json: cannot unmarshal number into Go struct field ConfigMap.data of type string"
+        );
+        let m = refused(
+            "services",
+            serde_json::json!({"metadata": {"name": "s", "namespace": "d"},
+                "spec": {"selector": {"app": true}, "ports": [{"port": 80}]}}),
+        );
+        assert!(m.ends_with("json: cannot unmarshal bool into Go struct field ServiceSpec.spec.selector of type string"), "{m}");
+        let m = refused(
+            "deployments",
+            serde_json::json!({"metadata": {"name": "d", "namespace": "d"}, "spec": {
+                "selector": {"matchLabels": {"app": "a"}},
+                "template": {"metadata": {"labels": {"app": "a"}}, "spec": {"containers": [
+                    {"name": "c", "image": "i", "env": [{"name": "A", "value": 1}]}]}}}}),
+        );
+        assert!(m.ends_with("json: cannot unmarshal number into Go struct field EnvVar.spec.template.spec.containers.env.value of type string"), "{m}");
+        let m = refused(
+            "deployments",
+            serde_json::json!({"metadata": {"name": "d", "namespace": "d"}, "spec": {
+                "selector": {"matchLabels": {"app": true}},
+                "template": {"metadata": {"labels": {"app": true}}}}}),
+        );
+        assert!(m.ends_with("json: cannot unmarshal bool into Go struct field LabelSelector.spec.selector.matchLabels of type string"), "{m}");
+        let m = refused(
+            "pods",
+            serde_json::json!({"metadata": {"name": "p", "namespace": "d", "annotations": {"a": 2}}}),
+        );
+        assert!(m.ends_with("json: cannot unmarshal number into Go struct field ObjectMeta.metadata.annotations of type string"), "{m}");
+        // Null leaves the field empty, as the decoder does.
+        let ok =
+            serde_json::json!({"metadata": {"name": "c", "namespace": "d"}, "data": {"x": null}});
+        assert!(
+            !matches!(validate(&testing::info("configmaps"), None, &ok, ""), Err(e) if e.code == 400)
+        );
     }
 }
