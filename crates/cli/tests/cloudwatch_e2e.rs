@@ -32,12 +32,16 @@ mod fakes {
     pub mod aws;
 }
 
+/// The podinfo workload of the chaos scenarios.
+#[path = "../../controller/tests/support/chaos.rs"]
+mod chaos;
+
+use chaos::PODINFO;
 use fakes::Answer;
 use fakes::aws::{self as fake_aws, Aws};
 
 const NS: &str = "test";
 const BIN: &str = env!("CARGO_BIN_EXE_flagger");
-const PODINFO: &str = "ghcr.io/stefanprodan/podinfo";
 /// How long any awaited condition may take.
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -182,21 +186,7 @@ metadata: {{name: error-rate, namespace: {NS}}}
 spec:
   provider: {{type: cloudwatch, region: {region}}}
   query: {query}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: podinfo, namespace: {NS}, labels: {{app: podinfo}}}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: podinfo}}}}
-  template:
-    metadata: {{labels: {{app: podinfo}}}}
-    spec:
-      containers:
-      - name: podinfod
-        image: {PODINFO}:6.0.0
-        ports: [{{name: http, containerPort: 9898}}]
----
+{deployment}---
 apiVersion: flagger.app/v1beta1
 kind: Canary
 metadata: {{name: podinfo, namespace: {NS}}}
@@ -217,6 +207,7 @@ spec:
 "#,
         region = fake_aws::REGION,
         query = serde_json::to_string(QUERY).unwrap(),
+        deployment = chaos::podinfo_deployment("podinfo", 1),
     )
 }
 

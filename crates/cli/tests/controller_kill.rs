@@ -23,124 +23,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, EndpointStates, Hooks, NS, Replica, Rng};
-use flagger_api::{Canary, CanaryPhase};
+use common::{Cluster, EndpointStates, Hooks, NS, Replica, Rng, name};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Event;
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 
-const PODINFO: &str = "ghcr.io/stefanprodan/podinfo";
 const CANARIES: usize = 4;
 const ROLLOUT_DEADLINE: Duration = Duration::from_secs(120);
 /// Kills come after a random delay in this range (the controller restarts in well under it).
 const KILL_AFTER: (Duration, Duration) = (Duration::from_millis(300), Duration::from_millis(3000));
 
-fn name(i: usize) -> String {
-    format!("app-{i}")
-}
-
+/// Blue/green on `kubernetes`, 3 iterations.
 fn fixtures(hooks: &Hooks, i: usize) -> String {
     let n = name(i);
-    let hook = hooks.url(&n);
-    format!(
-        r#"
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {n}, namespace: {NS}, labels: {{app: {n}}}}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: {n}}}}}
-  template:
-    metadata: {{labels: {{app: {n}}}}}
-    spec:
-      containers:
-      - name: podinfod
-        image: {PODINFO}:6.0.0
-        ports: [{{name: http, containerPort: 9898}}]
----
-apiVersion: flagger.app/v1beta1
-kind: Canary
-metadata: {{name: {n}, namespace: {NS}}}
-spec:
-  provider: kubernetes
-  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: {n}}}
-  progressDeadlineSeconds: 120
-  service: {{port: 80, targetPort: http}}
-  analysis:
-    interval: 1s
-    threshold: 2
-    iterations: 3
-    webhooks:
-    - {{name: check, type: rollout, url: "{hook}", timeout: 5s}}
-"#
-    )
-}
-
-/// (phase, lastAppliedSpec) of a canary; None while it cannot be read.
-async fn status(api: &Api<Canary>, n: &str) -> Option<(CanaryPhase, Option<String>)> {
-    let s = api.get(n).await.ok()?.status.unwrap_or_default();
-    Some((s.phase, s.last_applied_spec))
-}
-
-struct Outcome {
-    canary: String,
-    round: usize,
-    promote: bool,
-    phase: CanaryPhase,
-    took: Duration,
-}
-
-/// Rolls canary `i` through `plan` (promote or roll back each revision); returns the outcomes
-/// and the image its primary should run at the end.
-async fn roll(
-    cluster: &Cluster,
-    hooks: &Hooks,
-    i: usize,
-    plan: Vec<bool>,
-) -> (Vec<Outcome>, String) {
-    let n = name(i);
-    let api = Api::<Canary>::namespaced(cluster.client.clone(), NS);
-    let deployments = Api::<Deployment>::namespaced(cluster.client.clone(), NS);
-    let mut primary = format!("{PODINFO}:6.0.0");
-    let mut out = Vec::new();
-    for (round, promote) in plan.into_iter().enumerate() {
-        hooks.set(&n, if promote { 200 } else { 500 });
-        let before = common::wait_for(&format!("{n} readable"), ROLLOUT_DEADLINE, || async {
-            status(&api, &n).await.map(|s| s.1)
-        })
-        .await;
-        let image = format!("{PODINFO}:6.{i}.{}", round + 1);
-        let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [
-            {"name": "podinfod", "image": image}]}}}});
-        deployments
-            .patch(&n, &PatchParams::default(), &Patch::Strategic(&patch))
-            .await
-            .expect("new revision written");
-        let start = Instant::now();
-        let phase = common::wait_for(
-            &format!("{n} round {round} ending"),
-            ROLLOUT_DEADLINE,
-            || async {
-                let (phase, spec) = status(&api, &n).await?;
-                (spec != before && matches!(phase, CanaryPhase::Succeeded | CanaryPhase::Failed))
-                    .then_some(phase)
-            },
-        )
-        .await;
-        if promote {
-            primary = image;
-        }
-        out.push(Outcome {
-            canary: n.clone(),
-            round,
-            promote,
-            phase,
-            took: start.elapsed(),
-        });
-    }
-    (out, primary)
+    common::podinfo(&n, &hooks.url(&n), "kubernetes", "iterations: 3")
 }
 
 /// How many times an event on `name` containing `text` was recorded (aggregated counts too).
@@ -158,16 +55,7 @@ async fn rollouts_survive_kill_9_of_the_controller_at_random_moments() {
     let seed = common::seed();
     let rounds = common::env_count("FLAGGER_KILL_ROUNDS", 15);
     println!("kill -9: seed {seed} (FLAGGER_CHAOS_SEED={seed} replays it), {rounds} rounds");
-    let mut rng = Rng(seed);
-    let plans: Vec<Vec<bool>> = (0..CANARIES)
-        .map(|_| {
-            let mut p: Vec<bool> = (0..rounds).map(|_| !rng.next().is_multiple_of(3)).collect();
-            if rounds >= 2 && p.iter().all(|x| *x) {
-                p[(rng.next() % rounds as u64) as usize] = false;
-            }
-            p
-        })
-        .collect();
+    let plans = Rng(seed).plans(CANARIES, rounds);
 
     let cluster = Cluster::start().await;
     let hooks = Hooks::start().await;
@@ -175,17 +63,7 @@ async fn rollouts_survive_kill_9_of_the_controller_at_random_moments() {
     let all: String = (0..CANARIES).map(|i| fixtures(&hooks, i)).collect();
     cluster.apply(&all);
     let mut controller = Replica::start(&cluster.kubeconfig, cluster.dir.path(), "flagger", &[]);
-    let canaries = Api::<Canary>::namespaced(cluster.client.clone(), NS);
-    for i in 0..CANARIES {
-        common::wait_for(
-            &format!("{} initialized", name(i)),
-            ROLLOUT_DEADLINE,
-            || async {
-                (status(&canaries, &name(i)).await?.0 == CanaryPhase::Initialized).then_some(())
-            },
-        )
-        .await;
-    }
+    common::wait_initialized(&cluster.client, CANARIES, ROLLOUT_DEADLINE).await;
 
     // The killer: SIGKILL after a random delay, restart at once, until the rollouts are done.
     let done = Arc::new(AtomicBool::new(false));
@@ -215,12 +93,11 @@ async fn rollouts_survive_kill_9_of_the_controller_at_random_moments() {
     });
 
     let started = Instant::now();
-    let results = futures::future::join_all(
-        plans
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| roll(&cluster, &hooks, i, p)),
-    )
+    let results = futures::future::join_all(plans.iter().enumerate().map(|(i, p)| {
+        common::roll(&cluster.client, i, p, ROLLOUT_DEADLINE, |n, code| {
+            hooks.set(n, code)
+        })
+    }))
     .await;
     let wall = started.elapsed();
     done.store(true, Ordering::Relaxed);
@@ -261,19 +138,7 @@ async fn rollouts_survive_kill_9_of_the_controller_at_random_moments() {
         }
         outcomes.extend(of);
     }
-    for o in &outcomes {
-        let want = if o.promote {
-            CanaryPhase::Succeeded
-        } else {
-            CanaryPhase::Failed
-        };
-        if o.phase != want {
-            wrong.push(format!(
-                "{} round {}: {:?}, meant {want:?}",
-                o.canary, o.round, o.phase
-            ));
-        }
-    }
+    wrong.extend(common::wrong_phases(&outcomes));
 
     // Step events: lost or duplicated at most once per kill.
     let events = Api::<Event>::namespaced(cluster.client.clone(), NS)
@@ -286,24 +151,7 @@ async fn rollouts_survive_kill_9_of_the_controller_at_random_moments() {
     let mut extra = 0;
     for i in 0..CANARIES {
         let n = name(i);
-        let of = |promote: bool| {
-            outcomes
-                .iter()
-                .filter(|o| o.canary == n && o.promote == promote)
-                .count() as i32
-        };
-        for (text, want) in [
-            (
-                format!("New revision detected! Scaling up {n}.{NS}"),
-                of(true) + of(false),
-            ),
-            (
-                format!("Promotion completed! Scaling down {n}.{NS}"),
-                of(true),
-            ),
-            (format!("Canary failed! Scaling down {n}.{NS}"), of(false)),
-            (format!("Initialization done! {n}.{NS}"), 1),
-        ] {
+        for (text, want) in common::step_events(&n, &outcomes) {
             let got = count(&events, &n, &text);
             if got < want {
                 missing.push(format!("{n}: {got} x {text:?}, meant {want}"));
@@ -313,10 +161,9 @@ async fn rollouts_survive_kill_9_of_the_controller_at_random_moments() {
         }
     }
 
-    let mut took: Vec<Duration> = outcomes.iter().map(|o| o.took).collect();
-    took.sort();
+    let (median, max) = common::median_and_max(&outcomes);
     let promoted = outcomes.iter().filter(|o| o.promote).count();
-    let empty = endpoints.empty.lock().expect("samples").clone();
+    let empty = endpoints.empty();
     println!(
         "kill -9: seed {seed}: {kills} kills (every {:.1}-{:.1}s), {} controller starts, {} exits not caused by a kill; \
          {} rollouts ({promoted} promoted, {} rolled back) in {:.1}s, rollout median {:.1}s, max {:.1}s; \
@@ -329,8 +176,8 @@ async fn rollouts_survive_kill_9_of_the_controller_at_random_moments() {
         outcomes.len(),
         outcomes.len() - promoted,
         wall.as_secs_f64(),
-        took[took.len() / 2].as_secs_f64(),
-        took.last().map(|d| d.as_secs_f64()).unwrap_or(0.0),
+        median,
+        max,
         wrong.len(),
         endpoints.samples.load(Ordering::Relaxed),
         endpoints.lagged.load(Ordering::Relaxed),

@@ -98,7 +98,7 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
         (
             "",
             &["configmaps", "secrets"],
-            &["get", "list", "watch", "create", "patch"],
+            &["get", "list", "watch", "create", "patch", "delete"],
         ),
         (
             "",
@@ -120,7 +120,7 @@ fn expected_rules() -> BTreeSet<(String, String, String)> {
         (
             "coordination.k8s.io",
             &["leases"],
-            &["get", "create", "update"],
+            &["get", "list", "create", "update"],
         ),
         (
             "networking.istio.io",
@@ -1209,6 +1209,15 @@ fn chart_crds_rbac_and_leader_election_follow_their_values() {
     let args = controller_args(&le);
     assert!(args.contains(&"-enable-leader-election=true".to_string()));
     assert!(args.contains(&"-leader-election-namespace=flagger-system".to_string()));
+    // Sharding: three replicas, each acting on the canaries of the shards it holds.
+    let sharded = render(&["shards=3", "leaderElection.replicaCount=3"]);
+    let d = object(&sharded, "Deployment", "flagger");
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert!(d["spec"].get("strategy").is_none());
+    let args = controller_args(&sharded);
+    assert!(args.contains(&"-shards=3".to_string()), "{args:?}");
+    assert!(args.contains(&"-leader-election-namespace=flagger-system".to_string()));
+    assert!(!args.contains(&"-enable-leader-election=true".to_string()));
     // Two replicas without leader election would both drive the canaries: refused.
     let out = Command::new("helm")
         .args(["template", "flagger"])

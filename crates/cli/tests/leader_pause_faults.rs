@@ -22,13 +22,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Hooks, NS, Replica, Rng};
+use common::{Cluster, Hooks, NS, Replica, Rng, name};
 use flagger_api::{Canary, CanaryPhase};
-use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
 
-const PODINFO: &str = "ghcr.io/stefanprodan/podinfo";
 const CANARIES: usize = 4;
 /// The last of them route with NGINX Ingress weights.
 const WEIGHTED: usize = 2;
@@ -38,10 +35,6 @@ const ELECTION: &[&str] = &[
     "--leader-election-namespace=test",
     "--leader-election-lease-duration=2s",
 ];
-
-fn name(i: usize) -> String {
-    format!("app-{i}")
-}
 
 fn weighted(i: usize) -> bool {
     i >= CANARIES - WEIGHTED
@@ -80,66 +73,9 @@ spec:
         String::new()
     };
     format!(
-        r#"{ingress}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {n}, namespace: {NS}, labels: {{app: {n}}}}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: {n}}}}}
-  template:
-    metadata: {{labels: {{app: {n}}}}}
-    spec:
-      containers:
-      - name: podinfod
-        image: {PODINFO}:6.0.0
-        ports: [{{name: http, containerPort: 9898}}]
----
-apiVersion: flagger.app/v1beta1
-kind: Canary
-metadata: {{name: {n}, namespace: {NS}}}
-spec:
-  provider: {provider}{ingress_ref}
-  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: {n}}}
-  progressDeadlineSeconds: 120
-  service: {{port: 80, targetPort: http}}
-  analysis:
-    interval: 1s
-    threshold: 2
-    {analysis}
-    webhooks:
-    - {{name: check, type: rollout, url: "{hook}", timeout: 5s}}
-"#
+        "{ingress}{}",
+        common::podinfo(&n, &hook, &format!("{provider}{ingress_ref}"), analysis)
     )
-}
-
-/// 5% of the requests (watches aside) answered 500, 5% of the writes 409, watches cut after 3s.
-fn fault_mix() -> (localkube::Faults, [Arc<AtomicU64>; 2]) {
-    let errors = localkube::FaultRule {
-        error_rate: 0.05,
-        code: 500,
-        ..Default::default()
-    };
-    let conflicts = localkube::FaultRule {
-        conflict_rate: 0.05,
-        ..Default::default()
-    };
-    let counters = [errors.injected.clone(), conflicts.injected.clone()];
-    let mut rules: Vec<localkube::FaultRule> = localkube::faults::VERBS
-        .iter()
-        .filter(|v| **v != "watch")
-        .map(|v| localkube::FaultRule {
-            verb: Some(v.to_string()),
-            ..errors.clone()
-        })
-        .collect();
-    rules.push(conflicts);
-    let faults = localkube::Faults {
-        rules,
-        watch_cut: Some(Duration::from_secs(3)),
-    };
-    (faults, counters)
 }
 
 /// One stored state of a Canary's status.
@@ -173,42 +109,31 @@ impl Statuses {
     fn start(kube: &localkube::Handle) -> Statuses {
         let me = Statuses::default();
         let out = me.clone();
-        let mut feed = kube.subscribe();
-        tokio::spawn(async move {
-            loop {
-                let ev = match feed.recv().await {
-                    Ok(ev) => ev,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        out.lagged.fetch_add(n, Ordering::Relaxed);
-                        continue;
-                    }
-                    Err(_) => return,
-                };
-                if ev.key.resource != "canaries" {
-                    continue;
-                }
-                let Ok(canary) = serde_json::from_value::<Canary>(ev.object.clone()) else {
-                    continue;
-                };
-                let s = canary.status.unwrap_or_default();
-                let state = State {
-                    phase: s.phase,
-                    iterations: s.iterations.unwrap_or(0),
-                    weight: s.canary_weight.unwrap_or(0),
-                    revision: s.last_applied_spec.unwrap_or_default(),
-                    resource_version: ev.resource_version,
-                };
-                if let Ok(mut all) = out.by_canary.lock() {
-                    let of = all.entry(ev.name.clone()).or_default();
-                    let same = of.last().is_some_and(|l| {
-                        State {
-                            resource_version: l.resource_version,
-                            ..state.clone()
-                        } == *l
-                    });
-                    if !same {
-                        of.push(state);
-                    }
+        common::on_changes(kube, me.lagged.clone(), move |ev| {
+            if ev.key.resource != "canaries" {
+                return;
+            }
+            let Ok(canary) = serde_json::from_value::<Canary>(ev.object.clone()) else {
+                return;
+            };
+            let s = canary.status.unwrap_or_default();
+            let state = State {
+                phase: s.phase,
+                iterations: s.iterations.unwrap_or(0),
+                weight: s.canary_weight.unwrap_or(0),
+                revision: s.last_applied_spec.unwrap_or_default(),
+                resource_version: ev.resource_version,
+            };
+            if let Ok(mut all) = out.by_canary.lock() {
+                let of = all.entry(ev.name.clone()).or_default();
+                let same = of.last().is_some_and(|l| {
+                    State {
+                        resource_version: l.resource_version,
+                        ..state.clone()
+                    } == *l
+                });
+                if !same {
+                    of.push(state);
                 }
             }
         });
@@ -249,59 +174,6 @@ impl Statuses {
     }
 }
 
-async fn status(api: &Api<Canary>, n: &str) -> Option<(CanaryPhase, Option<String>)> {
-    let s = api.get(n).await.ok()?.status.unwrap_or_default();
-    Some((s.phase, s.last_applied_spec))
-}
-
-/// Rolls canary `i` through `plan`; the phases it ended in, and the image its primary should run.
-async fn roll(
-    cluster: &Cluster,
-    hooks: &Hooks,
-    i: usize,
-    plan: &[bool],
-) -> (Vec<CanaryPhase>, String) {
-    let n = name(i);
-    let api = Api::<Canary>::namespaced(cluster.client.clone(), NS);
-    let deployments = Api::<Deployment>::namespaced(cluster.client.clone(), NS);
-    let mut primary = format!("{PODINFO}:6.0.0");
-    let mut ends = Vec::new();
-    for (round, promote) in plan.iter().enumerate() {
-        hooks.set(&n, if *promote { 200 } else { 500 });
-        let before = common::wait_for(&format!("{n} readable"), ROLLOUT_DEADLINE, || async {
-            status(&api, &n).await.map(|s| s.1)
-        })
-        .await;
-        let image = format!("{PODINFO}:6.{i}.{}", round + 1);
-        let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [
-            {"name": "podinfod", "image": image}]}}}});
-        // Through the faults: retried until written.
-        common::wait_for(&format!("{n} new revision"), ROLLOUT_DEADLINE, || async {
-            deployments
-                .patch(&n, &PatchParams::default(), &Patch::Strategic(&patch))
-                .await
-                .ok()
-                .map(|_| ())
-        })
-        .await;
-        let phase = common::wait_for(
-            &format!("{n} round {round} ending"),
-            ROLLOUT_DEADLINE,
-            || async {
-                let (phase, spec) = status(&api, &n).await?;
-                (spec != before && matches!(phase, CanaryPhase::Succeeded | CanaryPhase::Failed))
-                    .then_some(phase)
-            },
-        )
-        .await;
-        if *promote {
-            primary = image;
-        }
-        ends.push(phase);
-    }
-    (ends, primary)
-}
-
 /// What the pauser saw.
 #[derive(Default)]
 struct Pauses {
@@ -321,16 +193,7 @@ async fn a_paused_leader_under_the_fault_mix_never_rolls_a_status_back() {
         "paused leader under faults: seed {seed} (FLAGGER_CHAOS_SEED={seed} replays it), {rounds} rounds"
     );
     localkube::faults::seed_chance(seed);
-    let mut rng = Rng(seed);
-    let plans: Vec<Vec<bool>> = (0..CANARIES)
-        .map(|_| {
-            let mut p: Vec<bool> = (0..rounds).map(|_| !rng.next().is_multiple_of(3)).collect();
-            if rounds >= 2 && p.iter().all(|x| *x) {
-                p[(rng.next() % rounds as u64) as usize] = false;
-            }
-            p
-        })
-        .collect();
+    let plans = Rng(seed).plans(CANARIES, rounds);
 
     let cluster = Cluster::start().await;
     let hooks = Hooks::start().await;
@@ -342,18 +205,8 @@ async fn a_paused_leader_under_the_fault_mix_never_rolls_a_status_back() {
         Replica::start(&cluster.kubeconfig, dir, "alpha", ELECTION),
         Replica::start(&cluster.kubeconfig, dir, "beta", ELECTION),
     ];
-    let canaries = Api::<Canary>::namespaced(cluster.client.clone(), NS);
-    for i in 0..CANARIES {
-        common::wait_for(
-            &format!("{} initialized", name(i)),
-            ROLLOUT_DEADLINE,
-            || async {
-                (status(&canaries, &name(i)).await?.0 == CanaryPhase::Initialized).then_some(())
-            },
-        )
-        .await;
-    }
-    let (faults, [errors, conflicts]) = fault_mix();
+    common::wait_initialized(&cluster.client, CANARIES, ROLLOUT_DEADLINE).await;
+    let (faults, [errors, conflicts]) = common::fault_mix();
     cluster.kube.set_faults(faults);
 
     // The pauser: after a random delay, stop the leader until the standby leads and has
@@ -439,27 +292,21 @@ async fn a_paused_leader_under_the_fault_mix_never_rolls_a_status_back() {
     let pauser = tokio::spawn(pauser);
 
     let started = Instant::now();
-    let results =
-        futures::future::join_all((0..CANARIES).map(|i| roll(&cluster, &hooks, i, &plans[i])))
-            .await;
+    let results = futures::future::join_all(plans.iter().enumerate().map(|(i, p)| {
+        common::roll(&cluster.client, i, p, ROLLOUT_DEADLINE, |n, code| {
+            hooks.set(n, code)
+        })
+    }))
+    .await;
     let wall = started.elapsed();
     done.store(true, Ordering::Relaxed);
     let (replicas, seen) = pauser.await.expect("pauser ends");
     cluster.kube.set_faults(localkube::Faults::default());
 
     let mut wrong = Vec::new();
-    for (i, (ends, primary)) in results.iter().enumerate() {
+    for (i, (outcomes, primary)) in results.iter().enumerate() {
         let n = name(i);
-        for (round, (phase, promote)) in ends.iter().zip(&plans[i]).enumerate() {
-            let want = if *promote {
-                CanaryPhase::Succeeded
-            } else {
-                CanaryPhase::Failed
-            };
-            if *phase != want {
-                wrong.push(format!("{n} round {round}: {phase:?}, meant {want:?}"));
-            }
-        }
+        wrong.extend(common::wrong_phases(outcomes));
         let image = common::kubectl(
             &cluster.kubeconfig,
             &[

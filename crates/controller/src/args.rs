@@ -187,6 +187,14 @@ pub struct Args {
     #[arg(long, env = "FLAGGER_LEADER_ELECTION_LEASE_DURATION", default_value = "60s", value_parser = parse_duration)]
     pub leader_election_lease_duration: Duration,
 
+    /// Split the canaries into this many shards across replicas (flagger-rs; 0: one leader, or
+    /// every replica acting without `-enable-leader-election`, as Flagger). Each replica holds
+    /// the Leases `flagger-shard-<i>` of a share of the shards (in the leader election
+    /// namespace, with its lease duration) and acts only on their canaries; a dead replica's
+    /// shards are taken over when their Leases expire. Every replica must run the same value.
+    #[arg(long, env = "FLAGGER_SHARDS", default_value_t = 0)]
+    pub shards: u32,
+
     /// Sustained requests per second to the API server (client-side limit; 0: none).
     #[arg(long, env = "FLAGGER_KUBECONFIG_QPS", default_value_t = 100.0)]
     pub kubeconfig_qps: f64,
@@ -414,6 +422,15 @@ impl Args {
             notes.push((
                 NoteLevel::Info,
                 "-zap-replace-globals: flagger-rs has a single logger; no effect".into(),
+            ));
+        }
+        if self.shards > 0 && self.enable_leader_election {
+            notes.push((
+                NoteLevel::Info,
+                format!(
+                    "-shards={} with -enable-leader-election: the shard Leases replace the single leader's; every replica acts on the canaries of the shards it holds",
+                    self.shards
+                ),
             ));
         }
         let klog = self.klog.given();

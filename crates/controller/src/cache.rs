@@ -109,8 +109,7 @@ const UNREAD_SECRET_TYPES: &[&str] = &[
 ];
 
 fn trim_secret(s: &mut Secret) {
-    if s
-        .type_
+    if s.type_
         .as_deref()
         .is_some_and(|t| UNREAD_SECRET_TYPES.contains(&t))
     {

@@ -111,6 +111,8 @@ pub struct Context {
     pub failures: Mutex<HashMap<ObjectRef<Canary>, u32>>,
     /// With leader election: whether this replica may write (see [`crate::leader`]).
     pub fence: Option<std::sync::Arc<crate::leader::Fence>>,
+    /// With `-shards`: the shards this replica holds (see [`crate::shard`]).
+    pub shards: Option<std::sync::Arc<crate::shard::Shards>>,
     /// Canaries to read again from the API server (a status write was refused as stale).
     pub refresh: Mutex<HashSet<ObjectRef<Canary>>>,
     /// The fleet: the controller's Canary cache (set once the controller is built).
@@ -166,10 +168,40 @@ impl Context {
         }
     }
 
-    /// `Ok` when this replica may write: it leads (renewed the Lease within the renew
-    /// deadline), or runs without leader election.
-    pub fn fenced(&self) -> Result<(), crate::leader::FenceError> {
+    /// `Ok` when this replica may write for `canary`: it leads (renewed the Lease within the
+    /// renew deadline), or holds the canary's shard (`-shards`), or runs without either.
+    pub fn fenced(&self, canary: &Canary) -> Result<(), crate::leader::FenceError> {
+        if let Some(shards) = &self.shards {
+            return shards.check(&ObjectRef::from_obj(canary));
+        }
         self.fence.as_ref().map_or(Ok(()), |f| f.check())
+    }
+
+    /// Whether this replica acts on the canary: always, but with `-shards` only on the
+    /// canaries of the shards it holds.
+    pub fn acts_on(&self, key: &ObjectRef<Canary>) -> bool {
+        self.shards.as_ref().is_none_or(|s| s.owns(key))
+    }
+
+    /// With `-shards`: the canary's shard.
+    pub fn shard_of(&self, key: &ObjectRef<Canary>) -> Option<u32> {
+        self.shards.as_ref().map(|s| s.of(key))
+    }
+
+    /// A shard was taken over: its canaries are read again from the API server (this replica
+    /// may remember a status it wrote before it last held the shard) and looked at now, to
+    /// resume where their status says.
+    pub fn shard_gained(&self, shard: u32) {
+        let Some(store) = self.canaries.get() else {
+            return;
+        };
+        for c in store.state() {
+            let key = ObjectRef::from_obj(&*c);
+            if self.shard_of(&key) == Some(shard) {
+                self.stale(&key);
+                let _ = self.wake.send(key);
+            }
+        }
     }
 
     /// Marks a canary to be read again from the API server at its next reconcile, forgetting
@@ -259,15 +291,18 @@ impl Context {
         }
     }
 
-    /// The fleet as the cap on concurrent rollouts sees it: every cached canary with the status
-    /// this controller acts on (its own writes count before the cache shows them).
-    pub fn fleet(&self) -> Vec<flagger_core::queue::Member> {
+    /// The fleet as the cap on concurrent rollouts sees it for `canary`: every cached canary
+    /// (with `-shards`, of the canary's shard) with the status this controller acts on (its own
+    /// writes count before the cache shows them).
+    pub fn fleet(&self, canary: &ObjectRef<Canary>) -> Vec<flagger_core::queue::Member> {
         let Some(store) = self.canaries.get() else {
             return Vec::new();
         };
+        let shard = self.shard_of(canary);
         store
             .state()
             .iter()
+            .filter(|c| shard.is_none() || self.shard_of(&ObjectRef::from_obj(&***c)) == shard)
             .map(|c| {
                 let key = ObjectRef::from_obj(&**c);
                 let status = self.current_status(&key, c);

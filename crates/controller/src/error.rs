@@ -92,6 +92,8 @@ pub enum Category {
     Conflict,
     /// A router or metric provider failed.
     Provider,
+    /// A metric provider refused the credentials (401, 403), or there are none to be found.
+    Auth,
 }
 
 impl Category {
@@ -102,6 +104,16 @@ impl Category {
             Category::InvalidSpec => "invalid_spec",
             Category::Conflict => "conflict",
             Category::Provider => "provider",
+            Category::Auth => "auth",
+        }
+    }
+
+    /// The category of a provider's answer that is not a success, by its status.
+    pub fn of_status(status: reqwest::StatusCode) -> Category {
+        match status.as_u16() {
+            401 | 403 => Category::Auth,
+            408 | 429 | 500..=599 => Category::Transient,
+            _ => Category::Provider,
         }
     }
 

@@ -87,6 +87,30 @@ pub enum FenceError {
     /// This replica does not hold the Lease.
     #[error("not writing: this replica does not hold the leader election Lease")]
     NotLeader,
+    /// With `-shards`: the canary's shard Lease was last renewed too long ago.
+    #[error(
+        "not writing: this replica renewed the Lease of shard {shard} {ago:.1}s ago, past the \
+         renew deadline of {deadline:.1}s (another replica may own the shard)"
+    )]
+    ShardLapsed { shard: u32, ago: f64, deadline: f64 },
+    /// With `-shards`: this replica does not hold the canary's shard Lease.
+    #[error("not writing: this replica does not hold the Lease of shard {shard}")]
+    NotShardOwner { shard: u32 },
+}
+
+impl FenceError {
+    /// The same refusal, for the Lease of shard `shard`.
+    pub fn for_shard(self, shard: u32) -> FenceError {
+        match self {
+            FenceError::Lapsed { ago, deadline } => FenceError::ShardLapsed {
+                shard,
+                ago,
+                deadline,
+            },
+            FenceError::NotLeader => FenceError::NotShardOwner { shard },
+            other => other,
+        }
+    }
 }
 
 impl FenceError {
@@ -98,6 +122,12 @@ impl FenceError {
 
 fn renew_deadline(lease: Duration) -> Duration {
     lease / 4
+}
+
+/// How often a holder renews (and a candidate retries): a twelfth of the Lease, between
+/// 100 ms and 5 s (Flagger's 5 s for its 60 s Lease).
+pub fn retry_period(lease: Duration) -> Duration {
+    (lease / 12).clamp(Duration::from_millis(100), Duration::from_secs(5))
 }
 
 /// One replica's view of the election.
@@ -125,7 +155,7 @@ impl Elector {
             identity,
             lease,
             renew_deadline: renew_deadline(lease),
-            retry: (lease / 12).clamp(Duration::from_millis(100), Duration::from_secs(5)),
+            retry: retry_period(lease),
             fence,
         }
     }
@@ -178,16 +208,8 @@ impl Elector {
     /// Gives the Lease up so another replica takes over without waiting for it to expire.
     pub async fn release(&self) {
         self.fence.revoke();
-        if let Ok(Some(mut lease)) = self.api.get_opt(LEASE_NAME).await {
-            let spec = lease.spec.get_or_insert_with(Default::default);
-            if spec.holder_identity.as_deref() == Some(self.identity.as_str()) {
-                spec.holder_identity = None;
-                spec.renew_time = None;
-                let _ = self
-                    .api
-                    .replace(LEASE_NAME, &crate::post_params(), &lease)
-                    .await;
-            }
+        if let Ok(current) = self.api.get_opt(LEASE_NAME).await {
+            release_lease(&self.api, LEASE_NAME, &self.identity, current).await;
         }
     }
 
@@ -204,55 +226,78 @@ impl Elector {
     }
 
     async fn try_hold_once(&self) -> Result<bool, kube::Error> {
-        let now = Timestamp::now();
-        let mine = |transitions: Option<i32>, acquired: Option<MicroTime>| LeaseSpec {
-            holder_identity: Some(self.identity.clone()),
-            lease_duration_seconds: Some(self.lease.as_secs().max(1) as i32),
-            acquire_time: acquired.or(Some(MicroTime(now))),
-            renew_time: Some(MicroTime(now)),
-            lease_transitions: transitions,
-            ..Default::default()
+        let current = self.api.get_opt(LEASE_NAME).await?;
+        hold_lease(&self.api, LEASE_NAME, &self.identity, self.lease, current).await
+    }
+}
+
+/// Gives the Lease `name` (as read: `current`) up when `identity` holds it; the write is
+/// conditional on the version read, and best effort (the Lease expires anyway).
+pub async fn release_lease(api: &Api<Lease>, name: &str, identity: &str, current: Option<Lease>) {
+    let Some(mut lease) = current else { return };
+    let spec = lease.spec.get_or_insert_with(Default::default);
+    if spec.holder_identity.as_deref() == Some(identity) {
+        spec.holder_identity = None;
+        spec.renew_time = None;
+        let _ = api.replace(name, &crate::post_params(), &lease).await;
+    }
+}
+
+/// Takes or renews the Lease `name` for `identity`, given the Lease as read (`current`; `None`:
+/// it does not exist): `Ok(true)` when `identity` holds it afterwards. A Lease another holder
+/// renewed within its duration is left alone. Writes are conditional on the version read (a
+/// create fails when it exists), so two replicas never both win.
+pub async fn hold_lease(
+    api: &Api<Lease>,
+    name: &str,
+    identity: &str,
+    duration: Duration,
+    current: Option<Lease>,
+) -> Result<bool, kube::Error> {
+    let now = Timestamp::now();
+    let mine = |transitions: Option<i32>, acquired: Option<MicroTime>| LeaseSpec {
+        holder_identity: Some(identity.to_string()),
+        lease_duration_seconds: Some(duration.as_secs().max(1) as i32),
+        acquire_time: acquired.or(Some(MicroTime(now))),
+        renew_time: Some(MicroTime(now)),
+        lease_transitions: transitions,
+        ..Default::default()
+    };
+    let Some(mut lease) = current else {
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            spec: Some(mine(Some(0), None)),
         };
-        let Some(mut lease) = self.api.get_opt(LEASE_NAME).await? else {
-            let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(LEASE_NAME.into()),
-                    ..Default::default()
-                },
-                spec: Some(mine(Some(0), None)),
-            };
-            return match self.api.create(&crate::post_params(), &lease).await {
-                Ok(_) => Ok(true),
-                Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-                Err(e) => Err(e),
-            };
-        };
-        let spec = lease.spec.clone().unwrap_or_default();
-        let held_by_me = spec.holder_identity.as_deref() == Some(self.identity.as_str());
-        let free = spec.holder_identity.as_deref().is_none_or(str::is_empty);
-        let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
-            (Some(renewed), Some(secs)) => {
-                now.as_millisecond() - renewed.0.as_millisecond() > i64::from(secs) * 1000
-            }
-            _ => true,
-        };
-        if !(held_by_me || free || expired) {
-            return Ok(false);
-        }
-        lease.spec = Some(if held_by_me {
-            mine(spec.lease_transitions, spec.acquire_time.clone())
-        } else {
-            mine(Some(spec.lease_transitions.unwrap_or(0) + 1), None)
-        });
-        match self
-            .api
-            .replace(LEASE_NAME, &crate::post_params(), &lease)
-            .await
-        {
+        return match api.create(&crate::post_params(), &lease).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(e),
+        };
+    };
+    let spec = lease.spec.clone().unwrap_or_default();
+    let held_by_me = spec.holder_identity.as_deref() == Some(identity);
+    let free = spec.holder_identity.as_deref().is_none_or(str::is_empty);
+    let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
+        (Some(renewed), Some(secs)) => {
+            now.as_millisecond() - renewed.0.as_millisecond() > i64::from(secs) * 1000
         }
+        _ => true,
+    };
+    if !(held_by_me || free || expired) {
+        return Ok(false);
+    }
+    lease.spec = Some(if held_by_me {
+        mine(spec.lease_transitions, spec.acquire_time.clone())
+    } else {
+        mine(Some(spec.lease_transitions.unwrap_or(0) + 1), None)
+    });
+    match api.replace(name, &crate::post_params(), &lease).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

@@ -49,6 +49,7 @@ pub mod ratelimit;
 pub mod router;
 pub mod run;
 pub mod server;
+pub mod shard;
 pub mod templates;
 pub mod watched;
 pub mod webhook;

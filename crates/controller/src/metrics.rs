@@ -98,7 +98,7 @@ pub struct RunLabels {
 pub struct ErrorLabels {
     /// The step of the reconcile that failed (`observe`, `execute`, ...).
     pub step: String,
-    /// `transient`, `invalid_spec`, `conflict` or `provider`.
+    /// `transient`, `invalid_spec`, `conflict`, `provider` or `auth`.
     pub category: String,
 }
 

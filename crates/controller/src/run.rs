@@ -208,6 +208,7 @@ pub async fn serve(
         caps: flagger_core::queue::Caps {
             cluster: Some(args.max_concurrent_canaries).filter(|n| *n > 0),
             namespace: Some(args.max_concurrent_canaries_per_namespace).filter(|n| *n > 0),
+            shard: None,
         },
     };
     let ns = args.namespace.as_deref();
@@ -215,8 +216,16 @@ pub async fn serve(
     let (wake, woken) = tokio::sync::mpsc::unbounded_channel();
     let http = Clients::new().context("building HTTP clients")?;
     let outbox = crate::alerts::Outbox::start(http.verified.clone());
-    // Leader election's fence: renewals are recorded in it, writes check it.
-    let fence = args.enable_leader_election.then(|| {
+    // Leader election's fence: renewals are recorded in it, writes check it. With `-shards`,
+    // one fence per shard instead.
+    let electing = args.enable_leader_election && args.shards == 0;
+    let shards = (args.shards > 0).then(|| {
+        Arc::new(crate::shard::Shards::new(
+            args.shards,
+            args.leader_election_lease_duration,
+        ))
+    });
+    let fence = electing.then(|| {
         Arc::new(crate::leader::Fence::new(
             args.leader_election_lease_duration,
         ))
@@ -238,6 +247,7 @@ pub async fn serve(
         outbox,
         failures: Default::default(),
         fence: fence.clone(),
+        shards: shards.clone(),
         refresh: Default::default(),
         canaries: Default::default(),
         admission: Default::default(),
@@ -254,17 +264,37 @@ pub async fn serve(
         }
     });
 
-    // Leader election: wait for the Lease before acting; step down (and end) when it is lost.
-    let elector = if args.enable_leader_election {
+    // A replica's identity on Leases: pod name and a random suffix.
+    let identity = {
         let host = std::env::var("POD_NAME")
             .or_else(|_| std::env::var("HOSTNAME"))
             .unwrap_or_else(|_| "flagger".into());
-        let identity = format!("{host}_{}", uuid::Uuid::new_v4());
-        // Flagger's rule: the watched namespace when there is one.
-        let lease_ns = args
-            .namespace
-            .clone()
-            .unwrap_or_else(|| args.leader_election_namespace.clone());
+        format!("{host}_{}", uuid::Uuid::new_v4())
+    };
+    // Flagger's rule: the watched namespace when there is one.
+    let lease_ns = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| args.leader_election_namespace.clone());
+    // Sharding: the shard Leases are held, claimed and given back in the background; a
+    // reconcile acts only on the canaries of the shards held.
+    let coordinator = shards.clone().map(|shards| {
+        tracing::info!(
+            identity = %identity,
+            "sharding: {} shards on Leases {lease_ns}/{}<i>",
+            shards.count(),
+            flagger_core::shard::SHARD_LEASE_PREFIX
+        );
+        Arc::new(crate::shard::Coordinator::new(
+            client.clone(),
+            &lease_ns,
+            identity.clone(),
+            args.leader_election_lease_duration,
+            shards,
+        ))
+    });
+    // Leader election: wait for the Lease before acting; step down (and end) when it is lost.
+    let elector = if electing {
         let elector = crate::leader::Elector::new(
             client.clone(),
             &lease_ns,
@@ -304,7 +334,6 @@ pub async fn serve(
     // The controller halts on a stop request or when the Lease is lost, whichever comes first.
     let halt = {
         let lost = lost.clone();
-        let electing = elector.is_some();
         let stop = stop.clone();
         Stop::on(async move {
             if electing {
@@ -342,6 +371,12 @@ pub async fn serve(
         .with_config(controller::Config::default().concurrency(args.threadiness));
     let store = controller.store();
     let _ = ctx.canaries.set(store.clone());
+    if let Some(coordinator) = coordinator.clone() {
+        let ctx = ctx.clone();
+        background.push(tokio::spawn(async move {
+            coordinator.run(|shard| ctx.shard_gained(shard)).await
+        }));
+    }
     let counting = ctx
         .metrics
         .count_canaries(store.clone(), args.control_loop_interval);
@@ -495,6 +530,16 @@ pub async fn serve(
     }
     if lost.load(std::sync::atomic::Ordering::SeqCst) {
         anyhow::bail!("leader election lost");
+    }
+    if let Some(c) = coordinator {
+        match tokio::time::timeout(RELEASE_TIMEOUT, c.release_all()).await {
+            Ok(()) => tracing::info!("shard Leases released"),
+            Err(_) => tracing::warn!(
+                "the shard Leases could not be released within {}s; other replicas take \
+                 them over when they expire",
+                RELEASE_TIMEOUT.as_secs()
+            ),
+        }
     }
     if let Some(e) = elector {
         match tokio::time::timeout(RELEASE_TIMEOUT, e.release()).await {

@@ -1,7 +1,9 @@
 //! MetricTemplates: where a template and its Secret come from ([`Lookups`], the one place that
 //! reads them), how a template becomes a provider ([`prepare`], through the registry of
 //! [`crate::providers`]), and the template check itself ([`run`]) with Flagger's messages for
-//! each way it can fail (reference §5.3).
+//! each way it can fail (reference §5.3). Its failures are [`ProviderError`]s: Flagger's whole
+//! message and a category (a missing template or Secret is an invalid spec, an unreachable API
+//! server transient, the provider's own failures as the provider categorizes them).
 
 use std::collections::BTreeMap;
 
@@ -13,7 +15,7 @@ use flagger_core::metric::MetricCheck;
 use flagger_core::model::{Metric, ValidatedCanary};
 
 use crate::cache::{self, Caches};
-use crate::providers::{self, MetricsProvider, QueryError, RangeWindow, Setup};
+use crate::providers::{self, MetricsProvider, ProviderError, QueryError, RangeWindow, Setup};
 use crate::webhook::Clients;
 
 /// Reads MetricTemplates and their Secrets from the watch caches (the API server when a cache
@@ -35,7 +37,7 @@ impl Lookups {
         &self,
         namespace: &str,
         name: &str,
-    ) -> Result<MetricTemplate, String> {
+    ) -> Result<MetricTemplate, ProviderError> {
         cache::require(&self.caches.metric_templates, &self.client, namespace, name)
             .await
             .map(|t| (*t).clone())
@@ -47,7 +49,7 @@ impl Lookups {
         &self,
         namespace: &str,
         name: &str,
-    ) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    ) -> Result<BTreeMap<String, Vec<u8>>, ProviderError> {
         let secret = cache::require(&self.caches.secrets, &self.client, namespace, name)
             .await
             .map_err(api_message)?;
@@ -66,8 +68,14 @@ impl Lookups {
     }
 }
 
-fn api_message(e: kube::Error) -> String {
-    crate::error::api_text(&e)
+/// A failed read in the API server's words: a missing object is the spec's to fix, anything
+/// else transient.
+fn api_message(e: kube::Error) -> ProviderError {
+    let message = crate::error::api_text(&e);
+    match &e {
+        kube::Error::Api(s) if s.code == 404 => ProviderError::invalid(message),
+        _ => ProviderError::transient(message),
+    }
 }
 
 /// A template made ready to query: the template (its query) and its provider.
@@ -86,18 +94,18 @@ pub async fn prepare(
     namespace: &str,
     name: &str,
     interval: &str,
-) -> Result<Prepared, String> {
+) -> Result<Prepared, ProviderError> {
     let template = lookups
         .metric_template(namespace, name)
         .await
-        .map_err(|e| format!("Metric template {name}.{namespace} error: {e}"))?;
+        .map_err(|e| e.context(format!("Metric template {name}.{namespace} error: ")))?;
     let spec = &template.spec.provider;
     let secret = match &spec.secret_ref {
         Some(s) => Some(lookups.secret_data(namespace, &s.name).await.map_err(|e| {
-            format!(
-                "Metric template {name}.{namespace} secret {} error: {e}",
+            e.context(format!(
+                "Metric template {name}.{namespace} secret {} error: ",
                 s.name
-            )
+            ))
         })?),
         None => None,
     };
@@ -109,10 +117,10 @@ pub async fn prepare(
         kube: &lookups.client,
     })
     .map_err(|e| {
-        format!(
-            "Metric template {name}.{namespace} provider {} error: {e}",
+        e.context(format!(
+            "Metric template {name}.{namespace} provider {} error: ",
             spec.r#type
-        )
+        ))
     })?;
     Ok(Prepared { template, provider })
 }
@@ -140,13 +148,13 @@ pub async fn run(
 ) -> MetricCheck {
     let prepared = match prepare(lookups, clients, namespace, name, &model.interval).await {
         Ok(p) => p,
-        Err(message) => {
+        Err(e) => {
             let provider = lookups
                 .metric_template(namespace, name)
                 .await
                 .map(|t| t.spec.provider.r#type)
                 .unwrap_or_default();
-            return MetricCheck::not_run(&provider, MetricOutcome::Unusable(message));
+            return MetricCheck::not_run(&provider, MetricOutcome::Unusable(e.message));
         }
     };
     let provider = prepared.provider.name();
@@ -325,12 +333,12 @@ pub async fn is_online(
     namespace: &str,
     name: &str,
     interval: &str,
-) -> Result<(), String> {
+) -> Result<(), ProviderError> {
     let prepared = prepare(lookups, clients, namespace, name, interval).await?;
     prepared.provider.is_online().await.map_err(|e| {
-        format!(
-            "{} in metric template {name}.{namespace} not available: {e}",
+        e.context(format!(
+            "{} in metric template {name}.{namespace} not available: ",
             prepared.template.spec.provider.r#type
-        )
+        ))
     })
 }

@@ -26,25 +26,12 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use support::{Env, NS, Options};
 
-const PODINFO: &str = "ghcr.io/stefanprodan/podinfo";
+use support::chaos::PODINFO;
 
 fn manifests(interval: &str, iterations: u32) -> String {
+    let deployment = support::chaos::podinfo_deployment("podinfo", 2);
     format!(
-        r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: podinfo, namespace: {NS}, labels: {{app: podinfo}}}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: podinfo}}}}
-  template:
-    metadata: {{labels: {{app: podinfo}}}}
-    spec:
-      containers:
-      - name: podinfod
-        image: {PODINFO}:6.0.0
-        ports: [{{name: http, containerPort: 9898}}]
----
+        r#"{deployment}---
 apiVersion: flagger.app/v1beta1
 kind: Canary
 metadata: {{name: podinfo, namespace: {NS}}}

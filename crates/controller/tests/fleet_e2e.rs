@@ -17,41 +17,71 @@ use support::{Env, NS, Options};
 const CANARIES: usize = 20;
 const CAP: usize = 3;
 
-/// `n` Deployments, each with a Canary (kubernetes provider, blue/green, one iteration at 1s).
-///
-/// Not a shared tracked ConfigMap, as the issue asks: its `-primary` copy can only have one
-/// controller owner, so the second canary that tracks it fails to initialize (a bug of config
-/// tracking, left for its own change); one `kubectl set image --all` is the shared change here.
-fn fleet(n: usize) -> String {
-    let mut docs = Vec::new();
+/// The ConfigMap every Deployment of the fleet tracks (`envFrom`).
+const SHARED: &str = "fleet-config";
+
+/// The shared ConfigMap with `VERSION` set.
+fn shared_config(version: u32) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata: {{name: {SHARED}, namespace: {NS}}}
+data: {{VERSION: "{version}"}}
+"#
+    )
+}
+
+/// `n` Deployments named `<prefix>-<i>`, each with a Canary (kubernetes provider, blue/green,
+/// one iteration at 1s), all tracking the ConfigMap `fleet-config`.
+fn fleet_of(prefix: &str, n: usize) -> String {
+    let mut docs = vec![shared_config(1)];
     for i in 0..n {
         docs.push(format!(
             r#"apiVersion: apps/v1
 kind: Deployment
-metadata: {{name: app-{i}, namespace: {NS}, labels: {{app: app-{i}}}}}
+metadata: {{name: {prefix}-{i}, namespace: {NS}, labels: {{app: {prefix}-{i}}}}}
 spec:
   replicas: 1
-  selector: {{matchLabels: {{app: app-{i}}}}}
+  selector: {{matchLabels: {{app: {prefix}-{i}}}}}
   template:
-    metadata: {{labels: {{app: app-{i}}}}}
+    metadata: {{labels: {{app: {prefix}-{i}}}}}
     spec:
       containers:
       - name: app
         image: example.com/app:1
         ports: [{{containerPort: 8080}}]
+        envFrom: [{{configMapRef: {{name: {SHARED}}}}}]
 ---
 apiVersion: flagger.app/v1beta1
 kind: Canary
-metadata: {{name: app-{i}, namespace: {NS}}}
+metadata: {{name: {prefix}-{i}, namespace: {NS}}}
 spec:
   provider: kubernetes
-  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: app-{i}}}
+  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: {prefix}-{i}}}
   service: {{port: 80, targetPort: 8080}}
   analysis: {{interval: 1s, threshold: 1, iterations: 1}}
 "#
         ));
     }
     docs.join("---\n")
+}
+
+fn fleet(n: usize) -> String {
+    fleet_of("app", n)
+}
+
+/// The owner references of the shared ConfigMap's `-primary` copy: (canary name, controller).
+async fn copy_owners(env: &Env) -> Vec<(String, bool)> {
+    let copy = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(env.client.clone(), NS)
+        .get(&format!("{SHARED}-primary"))
+        .await
+        .expect("the shared copy exists");
+    copy.metadata
+        .owner_references
+        .unwrap_or_default()
+        .into_iter()
+        .map(|o| (o.name, o.controller == Some(true)))
+        .collect()
 }
 
 /// What a watch of the canaries saw: each one's current phase, the most runs under way at once,
@@ -135,17 +165,8 @@ async fn a_change_to_twenty_targets_rolls_out_three_at_a_time() {
     .await;
 
     let seen = sample(env.client.clone());
-    // One change reaches every target at once.
-    env.kubectl(&[
-        "-n",
-        NS,
-        "set",
-        "image",
-        "deployment",
-        "--all",
-        "app=example.com/app:2",
-    ])
-    .await;
+    // One change to the ConfigMap all of them track (Flagger #1069) triggers the twenty.
+    env.apply(&shared_config(2)).await;
     wait_all(
         &env,
         CanaryPhase::Succeeded,
@@ -177,8 +198,16 @@ async fn a_change_to_twenty_targets_rolls_out_three_at_a_time() {
             "{message}"
         );
     }
-    // Every run finished: the queue left no condition behind, and each primary runs the new
-    // image.
+    // Every run finished: the queue left no condition behind, each primary mounts the shared
+    // copy, which carries the new data and is owned by the twenty canaries.
+    assert_eq!(
+        env.jsonpath(&format!("configmap/{SHARED}-primary"), ".data.VERSION")
+            .await,
+        "2"
+    );
+    let owners = copy_owners(&env).await;
+    assert_eq!(owners.len(), CANARIES, "{owners:?}");
+    assert_eq!(owners.iter().filter(|(_, c)| *c).count(), 1, "{owners:?}");
     let canaries = Api::<Canary>::namespaced(env.client.clone(), NS)
         .list(&Default::default())
         .await
@@ -193,12 +222,58 @@ async fn a_change_to_twenty_targets_rolls_out_three_at_a_time() {
         assert_eq!(
             env.jsonpath(
                 &format!("deployment/{name}-primary"),
-                ".spec.template.spec.containers[0].image"
+                ".spec.template.spec.containers[0].envFrom[0].configMapRef.name"
             )
             .await,
-            "example.com/app:2"
+            format!("{SHARED}-primary")
         );
     }
+}
+
+/// Flagger #1069's setup, under the OwnerReferencesPermissionEnforcement admission plugin (the
+/// e2e environment runs it) and the chart's RBAC: the second canary tracking a ConfigMap used
+/// to fail its initialization ("cannot set an ownerRef on a resource you can't delete") on the
+/// `-primary` copy the first one owned. Both initialize; the copy is owned by both (one
+/// controller reference); deleting one canary garbage-collects its primary but not the copy
+/// the other canary's primary still mounts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canaries_sharing_a_tracked_configmap_share_its_primary_copy() {
+    let env = Env::start(Options::default()).await;
+    env.apply(&fleet_of("shared", 2)).await;
+    env.wait_phase("shared-0", CanaryPhase::Initialized).await;
+    env.wait_phase("shared-1", CanaryPhase::Initialized).await;
+    let mut owners = copy_owners(&env).await;
+    owners.sort();
+    assert_eq!(owners.len(), 2, "{owners:?}");
+    assert_eq!(
+        owners.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["shared-0", "shared-1"]
+    );
+    assert_eq!(owners.iter().filter(|(_, c)| *c).count(), 1, "{owners:?}");
+
+    env.kubectl(&["-n", NS, "delete", "canary", "shared-0"])
+        .await;
+    env.wait_gone("deployment/shared-0-primary").await;
+    assert_eq!(
+        env.jsonpath(&format!("configmap/{SHARED}-primary"), ".data.VERSION")
+            .await,
+        "1",
+        "the copy shared-1's primary mounts survives shared-0"
+    );
+    // The next write of the copy (a change of the ConfigMap, promoted by shared-1) makes
+    // shared-1 its controller.
+    env.apply(&shared_config(2)).await;
+    env.wait_phase("shared-1", CanaryPhase::Succeeded).await;
+    let owners = copy_owners(&env).await;
+    assert!(
+        owners.contains(&("shared-1".to_string(), true)),
+        "{owners:?}"
+    );
+    assert_eq!(
+        env.jsonpath(&format!("configmap/{SHARED}-primary"), ".data.VERSION")
+            .await,
+        "2"
+    );
 }
 
 const HPA_WORKLOAD: &str = r#"

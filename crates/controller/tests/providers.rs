@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use flagger_api::MetricTemplate;
+use flagger_controller::providers::{Category, ProviderError};
 use flagger_controller::templates::{self, Lookups};
 use flagger_controller::webhook::Clients;
 use flagger_core::effects::MetricOutcome;
@@ -174,8 +175,15 @@ impl World {
         (check.outcome, query)
     }
 
-    async fn online(&self, template: &str) -> Result<(), String> {
+    async fn online(&self, template: &str) -> Result<(), ProviderError> {
         templates::is_online(&self.lookups(), &self.clients, NS, template, "30s").await
+    }
+
+    /// The availability check's failure: its text, after checking its category.
+    async fn offline(&self, template: &str, category: Category) -> String {
+        let e = self.online(template).await.unwrap_err();
+        assert_eq!(e.category, category, "{e}");
+        e.message
     }
 
     /// Runs the template with each scripted answer; the outcomes, in order.
@@ -330,7 +338,7 @@ async fn datadog_requests_and_answers() {
         error_with(&denied, "Status 403 Forbidden: Forbidden"),
         "{denied:?}"
     );
-    let offline = w2.online("datadog").await.unwrap_err();
+    let offline = w2.offline("datadog", Category::Auth).await;
     assert_eq!(
         offline,
         "datadog in metric template datadog.test not available: error response: Status 403 Forbidden: Forbidden"
@@ -416,7 +424,7 @@ async fn newrelic_requests_and_answers() {
         error_with(&denied, "Status 401 Unauthorized: Invalid query key"),
         "{denied:?}"
     );
-    assert!(w2.online("newrelic").await.is_err());
+    w2.offline("newrelic", Category::Auth).await;
     assert_no_secret(
         &[describe(&outcomes), vec![format!("{denied:?}")]].concat(),
         &["NRIQ-wrong", fakes::newrelic::QUERY_KEY],
@@ -481,7 +489,7 @@ async fn dynatrace_requests_and_answers() {
         ),
         "{denied:?}"
     );
-    assert!(w2.online("dynatrace").await.is_err());
+    w2.offline("dynatrace", Category::Auth).await;
     assert_no_secret(
         &[describe(&outcomes), vec![format!("{denied:?}")]].concat(),
         &["dt0c01.WRONG"],
@@ -536,7 +544,7 @@ async fn influxdb_requests_and_answers() {
         error_with(&denied, "Status 401 Unauthorized: unauthorized access"),
         "{denied:?}"
     );
-    assert!(w2.online("influxdb").await.is_err());
+    w2.offline("influxdb", Category::Auth).await;
     assert_no_secret(
         &[describe(&outcomes), vec![format!("{denied:?}")]].concat(),
         &["influx-wrong"],
@@ -614,7 +622,7 @@ async fn splunk_requests_and_answers() {
     .await;
     let denied = w2.check("splunk").await.outcome;
     assert!(error_with(&denied, "4401 Unauthorized"), "{denied:?}");
-    assert!(w2.online("splunk").await.is_err());
+    w2.offline("splunk", Category::Auth).await;
     assert_no_secret(&[format!("{denied:?}")], &["sf-wrong"]);
 }
 
@@ -666,7 +674,7 @@ async fn stackdriver_requests_and_answers_with_a_service_account_key() {
     .await;
     let denied = w2.check("stackdriver").await.outcome;
     assert!(error_with(&denied, "PERMISSION_DENIED"), "{denied:?}");
-    let offline = w2.online("stackdriver").await.unwrap_err();
+    let offline = w2.offline("stackdriver", Category::Auth).await;
     assert!(
         offline.contains("unexpected status code: PERMISSION_DENIED"),
         "{offline}"
@@ -960,7 +968,7 @@ async fn externalmetrics_reads_the_clusters_external_metrics_api() {
     )
     .await;
     // Without an adapter the API server does not serve the group.
-    let offline = w.online("externalmetrics").await.unwrap_err();
+    let offline = w.offline("externalmetrics", Category::Provider).await;
     assert!(
         offline.starts_with("externalmetrics in metric template externalmetrics.test not available: external metrics service unavailable: the server answered 404"),
         "{offline}"
@@ -1112,7 +1120,7 @@ async fn graphite_behind_basic_auth_gets_the_secrets_credentials() {
     .await;
     let denied = w2.check("graphite").await.outcome;
     assert!(error_with(&denied, "Status 401 Unauthorized"), "{denied:?}");
-    let offline = w2.online("graphite").await.unwrap_err();
+    let offline = w2.offline("graphite", Category::Auth).await;
     assert!(offline.contains("401"), "{offline}");
     assert_no_secret(
         &[format!("{denied:?}"), offline],
@@ -1163,7 +1171,7 @@ async fn externalmetrics_at_an_address_sends_the_secrets_token() {
     .await;
     let denied = w2.check("externalmetrics").await.outcome;
     assert!(error_with(&denied, "Status 401 Unauthorized"), "{denied:?}");
-    let offline = w2.online("externalmetrics").await.unwrap_err();
+    let offline = w2.offline("externalmetrics", Category::Auth).await;
     assert!(offline.contains("401"), "{offline}");
     assert_no_secret(
         &[format!("{denied:?}"), offline],

@@ -130,25 +130,13 @@ spec:
     } else {
         ""
     };
-    let hook = env.hooks.url("check");
-    out.push_str(&format!(
-        r#"
----
-apiVersion: flagger.app/v1beta1
-kind: Canary
-metadata: {{name: podinfo, namespace: {NS}}}
-spec:
-  provider: {provider}
-  targetRef: {{apiVersion: apps/v1, kind: {kind}, name: podinfo}}{autoscaler}{revert}
-  progressDeadlineSeconds: 60
-  service: {{port: 80, targetPort: http}}
-  analysis:
-    interval: 1s
-    threshold: 2
-    {analysis}
-    webhooks:
-    - {{name: check, type: rollout, url: "{hook}", timeout: 5s}}
-"#
+    out.push_str(&support::chaos::canary(
+        "podinfo",
+        kind,
+        &format!("{provider}{autoscaler}{revert}"),
+        analysis,
+        &env.hooks.url("check"),
+        60,
     ));
     out
 }

@@ -25,6 +25,7 @@ pub mod readiness;
 pub mod redact;
 pub mod routing;
 pub mod services;
+pub mod shard;
 pub mod status;
 pub mod steer;
 pub mod validate;

@@ -9,31 +9,9 @@ use std::time::Duration;
 
 use flagger_api::{AbMatch, CanaryService};
 
-/// Traffic provider (router) of a canary: its identity. What it is (spelling, features,
-/// observer, routing objects) is told by its module's descriptor, listed in
-/// `routing::registry::DESCRIPTORS`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Provider {
-    Kubernetes,
-    Istio,
-    /// SMI v1alpha1 TrafficSplit targeting Linkerd.
-    Linkerd,
-    AppMesh,
-    AppMeshV1Beta2,
-    Contour,
-    GatewayApiV1,
-    GatewayApiV1Beta1,
-    Gloo,
-    Knative,
-    Kuma,
-    Nginx,
-    /// SMI v1alpha2 TrafficSplit targeting OSM.
-    Osm,
-    Skipper,
-    Smi(SmiVersion),
-    Traefik,
-    Apisix,
-}
+/// Traffic provider (router) of a canary: declared with its descriptor, one line per provider,
+/// in `routing::providers!`.
+pub use crate::routing::Provider;
 
 /// SMI TrafficSplit API version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

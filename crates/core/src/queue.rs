@@ -23,6 +23,10 @@ use k8s_openapi::jiff::Timestamp;
 pub struct Caps {
     pub cluster: Option<u32>,
     pub namespace: Option<u32>,
+    /// With `-shards`: the shard whose canaries the fleet holds. The caps then hold per shard
+    /// (each shard has one owner at a time, which can keep them exactly); the cluster-wide
+    /// total is at most the shard count times the cap.
+    pub shard: Option<u32>,
 }
 
 impl Caps {
@@ -173,7 +177,10 @@ pub fn admit(
         if is_me {
             let mut full = Vec::new();
             if let Some(cap) = caps.cluster.filter(|_| cluster_full) {
-                full.push(format!("{total} of {cap} cluster-wide"));
+                match caps.shard {
+                    Some(shard) => full.push(format!("{total} of {cap} in shard {shard}")),
+                    None => full.push(format!("{total} of {cap} cluster-wide")),
+                }
             }
             if let Some(cap) = caps.namespace.filter(|_| ns_full) {
                 full.push(format!("{in_ns} of {cap} in namespace {ns}"));
@@ -211,7 +218,7 @@ mod tests {
     fn cluster(n: u32) -> Caps {
         Caps {
             cluster: Some(n),
-            namespace: None,
+            ..Default::default()
         }
     }
 
@@ -300,6 +307,7 @@ mod tests {
         let caps = Caps {
             cluster: Some(3),
             namespace: Some(1),
+            shard: None,
         };
         let fleet = vec![
             m("a", "r1", State::Running),
@@ -321,6 +329,19 @@ mod tests {
             panic!("cluster is full");
         };
         assert_eq!(place.full, "3 of 3 cluster-wide");
+    }
+
+    #[test]
+    fn with_shards_the_cap_is_counted_and_named_per_shard() {
+        let caps = Caps {
+            shard: Some(2),
+            ..cluster(1)
+        };
+        let fleet = vec![m("a", "r1", State::Running)];
+        let Admission::Queued(place) = admit(&caps, &fleet, "a", "new", t(0)) else {
+            panic!("the shard's slot is taken");
+        };
+        assert_eq!(place.full, "1 of 1 in shard 2");
     }
 
     #[test]

@@ -492,24 +492,15 @@ impl Checker<'_> {
                 self.err(format!("{path}.name"), format!("empty: name the {want}"));
             }
         }
+        // The fields the provider itself needs (`ingressRef`, `routeRef`, `gatewayRefs`,
+        // `meshName`...): its module's checks.
         if let Some(p) = provider {
-            if matches!(p, Provider::Nginx | Provider::Skipper) && spec.ingress_ref.is_none() {
-                self.err(
-                    "spec.ingressRef",
-                    format!(
-                        "missing: the {p} provider clones an existing Ingress into a canary \
-                         Ingress; set ingressRef (apiVersion networking.k8s.io/v1, kind Ingress, \
-                         name of the Ingress that routes to the apex Service)"
-                    ),
-                );
-            }
-            if p == Provider::Apisix && spec.route_ref.is_none() {
-                self.err(
-                    "spec.routeRef",
-                    "missing: the apisix provider derives the canary route from an existing \
-                     ApisixRoute; set routeRef (apiVersion apisix.apache.org/v2, kind ApisixRoute, \
-                     name)",
-                );
+            for f in (p.descriptor().check)(spec) {
+                if f.warning {
+                    self.warn(f.path, f.message);
+                } else {
+                    self.err(f.path, f.message);
+                }
             }
         }
         if let Some(u) = &spec.upstream_ref {
@@ -606,33 +597,6 @@ impl Checker<'_> {
         }
         if let Some(p_) = provider {
             let gateway_api = matches!(p_, Provider::GatewayApiV1 | Provider::GatewayApiV1Beta1);
-            if gateway_api && refs.is_empty() {
-                self.err(
-                    format!("{p}.gatewayRefs"),
-                    "GatewayRefs must be specified when using Gateway API as a provider: add the \
-                     Gateway the HTTPRoute attaches to, e.g. gatewayRefs: [{name: public-gateway, \
-                     namespace: istio-ingress}]",
-                );
-            }
-            if matches!(p_, Provider::AppMesh) && svc.mesh_name.as_deref().is_none_or(str::is_empty)
-            {
-                self.err(
-                    format!("{p}.meshName"),
-                    "mesh name cannot be empty: the appmesh provider needs the name of the App \
-                     Mesh the virtual nodes join",
-                );
-            }
-            if p_ == Provider::Istio
-                && svc.delegation == Some(true)
-                && (!svc.hosts.as_deref().unwrap_or_default().is_empty()
-                    || !svc.gateways.as_deref().unwrap_or_default().is_empty())
-            {
-                self.err(
-                    format!("{p}.delegation"),
-                    "a delegate VirtualService cannot have hosts and gateways: remove \
-                     service.hosts and service.gateways, or turn delegation off",
-                );
-            }
             if !gateway_api && !svc.mirror.as_deref().unwrap_or_default().is_empty() {
                 self.warn(
                     format!("{p}.mirror"),
@@ -1140,22 +1104,16 @@ impl Checker<'_> {
             );
             ok = false;
         }
-        if let Some(prov) = provider {
-            if !prov.supports_session_affinity() {
-                self.warn(
-                    p,
-                    format!(
-                        "the {prov} provider does not implement session affinity; only istio and \
-                         the gatewayapi providers do"
-                    ),
-                );
-            } else if prov == Provider::GatewayApiV1Beta1 && primary.is_some() {
-                self.warn(
-                    format!("{p}.primaryCookieName"),
-                    "gatewayapi:v1beta1 sets only the canary cookie; the primary cookie is \
-                     ignored",
-                );
-            }
+        if let Some(prov) = provider
+            && !prov.supports_session_affinity()
+        {
+            self.warn(
+                p,
+                format!(
+                    "the {prov} provider does not implement session affinity; only istio and \
+                     the gatewayapi providers do"
+                ),
+            );
         }
         ok.then(|| {
             Some(SessionAffinity {

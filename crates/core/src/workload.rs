@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscalerSpec;
 use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use serde_json::Value;
 
 use flagger_api::labels::{FLAGGER_ID, SCALE_TO_ZERO_NODE_SELECTOR, TOOLKIT_MARKER};
@@ -407,6 +407,37 @@ pub fn replicas_from_zero(own: Option<i32>, autoscaler: Option<i32>, primary: Op
     }
 }
 
+/// The owner references of a `-primary` ConfigMap or Secret copy written by the canary that
+/// `mine` names, given those the copy has now (`existing`).
+///
+/// A tracked config may be shared by several canaries (every Deployment of a namespace mounting
+/// one ConfigMap); they share its `-primary` copy, whose name only depends on the config's.
+/// Flagger replaces the copy's owner references with the writer's controller reference, so the
+/// copy flips from canary to canary and deleting the last writer garbage-collects a copy the
+/// other canaries' primaries still mount. Here the writer takes the controller reference, as in
+/// Flagger, and every other owner is kept as a plain owner (`controller: false`): the garbage
+/// collector removes the copy only once all the canaries that wrote it are gone. The order is
+/// stable (existing owners first, in place), so a writer that already holds the controller
+/// reference changes nothing.
+pub fn shared_copy_owners(
+    existing: &[OwnerReference],
+    mine: OwnerReference,
+) -> Vec<OwnerReference> {
+    let mut owners: Vec<OwnerReference> = existing
+        .iter()
+        .filter(|o| o.uid != mine.uid)
+        .map(|o| OwnerReference {
+            controller: o.controller.map(|_| false),
+            ..o.clone()
+        })
+        .collect();
+    match existing.iter().position(|o| o.uid == mine.uid) {
+        Some(i) => owners.insert(i.min(owners.len()), mine),
+        None => owners.push(mine),
+    }
+    owners
+}
+
 /// The primary HPA's spec from the target HPA's: the same metrics and behaviour, scaling the
 /// primary workload, within the Canary's `primaryScalerReplicas` bounds when it sets them.
 pub fn primary_hpa_spec(
@@ -571,6 +602,38 @@ pub fn daemonset_hash_input(target: &DaemonSet) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use super::{OwnerReference, shared_copy_owners};
+
+    fn owner(uid: &str, controller: bool) -> OwnerReference {
+        OwnerReference {
+            api_version: "flagger.app/v1beta1".into(),
+            kind: "Canary".into(),
+            name: format!("canary-{uid}"),
+            uid: uid.into(),
+            controller: Some(controller),
+            block_owner_deletion: None,
+        }
+    }
+
+    #[test]
+    fn a_shared_config_copy_keeps_every_canary_as_owner_and_one_controller() {
+        // First writer: the only owner, as controller.
+        let first = shared_copy_owners(&[], owner("a", true));
+        assert_eq!(first, vec![owner("a", true)]);
+        // A second canary sharing the config takes the controller reference; the first stays.
+        let second = shared_copy_owners(&first, owner("b", true));
+        assert_eq!(second, vec![owner("a", false), owner("b", true)]);
+        // The first writes again (promotion): back to it, in place, nothing lost.
+        let again = shared_copy_owners(&second, owner("a", true));
+        assert_eq!(again, vec![owner("a", true), owner("b", false)]);
+        // Writing what the copy already has changes nothing.
+        assert_eq!(shared_copy_owners(&again, owner("a", true)), again);
+        assert_eq!(
+            again.iter().filter(|o| o.controller == Some(true)).count(),
+            1
+        );
+    }
+
     #[test]
     fn the_primary_hpa_follows_the_target_within_the_canary_bounds() {
         use crate::model::{Autoscaler, AutoscalerKind};

@@ -78,6 +78,7 @@ fn a_shared_change_rolls_out_three_at_a_time_first_come_first_served() {
     let caps = Caps {
         cluster: Some(3),
         namespace: None,
+        shard: None,
     };
     let mut worlds = fleet(20, &["ns"], caps);
     for w in &mut worlds {
@@ -105,6 +106,7 @@ fn a_queued_canary_says_its_place_in_line_and_leaves_the_line_when_it_starts() {
     let caps = Caps {
         cluster: Some(1),
         namespace: None,
+        shard: None,
     };
     let mut worlds = fleet(3, &["ns"], caps);
     for w in &mut worlds {
@@ -161,6 +163,7 @@ fn a_run_under_way_is_never_held_back_by_the_cap() {
     let cap = Caps {
         cluster: Some(1),
         namespace: None,
+        shard: None,
     };
     for w in &mut worlds {
         w.caps = cap;
@@ -176,6 +179,7 @@ fn the_per_namespace_cap_holds_each_namespace_to_its_share() {
     let caps = Caps {
         cluster: Some(4),
         namespace: Some(1),
+        shard: None,
     };
     let mut worlds = fleet(9, &["a", "b", "c"], caps);
     for w in &mut worlds {

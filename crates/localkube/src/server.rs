@@ -468,6 +468,7 @@ async fn route(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default(),
             body: &decode,
+            write: write_options(q, headers),
         };
         crate::auth::reviews::intercept(&st.auth, &st.api, user, &special)
     };

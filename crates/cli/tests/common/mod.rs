@@ -1,14 +1,20 @@
 //! Helpers of the scenarios that run the `flagger` binary as real processes against an
 //! in-process localkube: kubectl, controller replicas (started, signalled, killed, restarted by
-//! PID), a scriptable webhook, a seeded RNG, and every state of the apex Services' endpoints as
-//! localkube stored it.
+//! PID) and a scriptable webhook. What the chaos scenarios share with the controller's
+//! in-process one (the podinfo fixture, the seeded choices, the fault mix, the rollout rounds,
+//! every stored state of the apex Services' endpoints) is the controller tests' `chaos` module,
+//! compiled here too.
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashSet};
+#[path = "../../../controller/tests/support/chaos.rs"]
+mod chaos;
+
+pub use chaos::*;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -113,6 +119,8 @@ impl Cluster {
 pub struct Replica {
     pub name: String,
     pub child: Child,
+    /// `-port`: its /metrics and /healthz (the same across restarts).
+    pub port: u16,
     kubeconfig: PathBuf,
     log: PathBuf,
     flags: Vec<String>,
@@ -124,10 +132,12 @@ impl Replica {
     pub fn start(kubeconfig: &Path, dir: &Path, name: &str, flags: &[&str]) -> Replica {
         let log = dir.join(format!("{name}.log"));
         let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
-        let child = spawn(kubeconfig, &log, name, &flags);
+        let port = free_port();
+        let child = spawn(kubeconfig, &log, name, &flags, port);
         Replica {
             name: name.into(),
             child,
+            port,
             kubeconfig: kubeconfig.into(),
             log,
             flags,
@@ -164,7 +174,13 @@ impl Replica {
     /// Starts the process again with the same flags (as the kubelet restarts a container).
     pub fn restart(&mut self) {
         let _ = self.child.try_wait();
-        self.child = spawn(&self.kubeconfig, &self.log, &self.name, &self.flags);
+        self.child = spawn(
+            &self.kubeconfig,
+            &self.log,
+            &self.name,
+            &self.flags,
+            self.port,
+        );
         self.starts += 1;
     }
 
@@ -185,7 +201,7 @@ impl Replica {
     }
 }
 
-fn spawn(kubeconfig: &Path, log: &Path, name: &str, flags: &[String]) -> Child {
+fn spawn(kubeconfig: &Path, log: &Path, name: &str, flags: &[String], port: u16) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -198,7 +214,7 @@ fn spawn(kubeconfig: &Path, log: &Path, name: &str, flags: &[String]) -> Child {
             "--min-analysis-interval=1s",
             "--metrics-server=http://127.0.0.1:9",
             "--log-level=info",
-            &format!("--port={}", free_port()),
+            &format!("--port={port}"),
         ])
         .args(flags)
         .arg("--kubeconfig")
@@ -217,22 +233,6 @@ impl Drop for Replica {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-    }
-}
-
-/// Polls `f` every 50 ms until it yields a value; panics after `deadline`.
-pub async fn wait_for<T, Fut: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    deadline: Duration,
-    mut f: impl FnMut() -> Fut,
-) -> T {
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -279,128 +279,5 @@ impl Hooks {
         if let Ok(mut t) = self.status.lock() {
             t.insert(name.into(), code);
         }
-    }
-}
-
-/// splitmix64: a run's choices, drawn from its seed.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A duration in `[low, high)`.
-    pub fn between(&mut self, low: Duration, high: Duration) -> Duration {
-        let span = (high - low).as_millis().max(1) as u64;
-        low + Duration::from_millis(self.next() % span)
-    }
-}
-
-/// The run's seed: `FLAGGER_CHAOS_SEED`, or the clock.
-pub fn seed() -> u64 {
-    std::env::var("FLAGGER_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        })
-}
-
-/// A count from the environment variable `name`, or `default`.
-pub fn env_count(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(default)
-}
-
-/// Every state localkube stored of the Endpoints and EndpointSlices of the named Services: the
-/// states without a ready address once the Service had one. Read from the store's change feed,
-/// so no state is missed between two polls (a lagging reader is counted).
-#[derive(Clone, Default)]
-pub struct EndpointStates {
-    pub samples: Arc<AtomicU64>,
-    pub lagged: Arc<AtomicU64>,
-    pub empty: Arc<Mutex<Vec<String>>>,
-}
-
-impl EndpointStates {
-    pub fn start(kube: &localkube::Handle, services: Vec<String>) -> EndpointStates {
-        let me = EndpointStates::default();
-        let out = me.clone();
-        let mut feed = kube.subscribe();
-        tokio::spawn(async move {
-            let watched: HashSet<String> = services.into_iter().collect();
-            let mut served: HashSet<String> = HashSet::new();
-            // Slices by Service: whether each has a ready endpoint.
-            let mut slices: BTreeMap<String, BTreeMap<String, bool>> = BTreeMap::new();
-            loop {
-                let ev = match feed.recv().await {
-                    Ok(ev) => ev,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        out.lagged.fetch_add(n, Ordering::Relaxed);
-                        continue;
-                    }
-                    Err(_) => return,
-                };
-                if ev.namespace != NS {
-                    continue;
-                }
-                let deleted = matches!(ev.type_, localkube::store::EventType::Deleted);
-                let (service, ready, what) = match ev.key.resource.as_str() {
-                    "endpoints" => {
-                        let ready = !deleted
-                            && ev.object["subsets"].as_array().is_some_and(|subsets| {
-                                subsets.iter().any(|s| {
-                                    s["addresses"].as_array().is_some_and(|a| !a.is_empty())
-                                })
-                            });
-                        (ev.name.clone(), ready, "Endpoints")
-                    }
-                    "endpointslices" => {
-                        let Some(service) =
-                            ev.object["metadata"]["labels"]["kubernetes.io/service-name"]
-                                .as_str()
-                                .map(str::to_string)
-                        else {
-                            continue;
-                        };
-                        let ready = !deleted
-                            && ev.object["endpoints"].as_array().is_some_and(|eps| {
-                                eps.iter()
-                                    .any(|e| e["conditions"]["ready"].as_bool().unwrap_or(true))
-                            });
-                        let of = slices.entry(service.clone()).or_default();
-                        of.insert(ev.name.clone(), ready);
-                        (service, of.values().any(|r| *r), "EndpointSlices")
-                    }
-                    _ => continue,
-                };
-                if !watched.contains(&service) {
-                    continue;
-                }
-                out.samples.fetch_add(1, Ordering::Relaxed);
-                if ready {
-                    served.insert(service);
-                } else if served.contains(&service)
-                    && let Ok(mut e) = out.empty.lock()
-                {
-                    e.push(format!(
-                        "{what} of {service} without a ready address (resourceVersion {})",
-                        ev.resource_version
-                    ));
-                }
-            }
-        });
-        me
     }
 }

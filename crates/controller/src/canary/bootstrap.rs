@@ -55,7 +55,7 @@ pub async fn run(
     if c.suspend {
         return Ok(Bootstrapped::default());
     }
-    ctx.fenced()?;
+    ctx.fenced(canary)?;
     let mut found = Vec::new();
     ensure_primary(ctx, canary, c, observed, &mut found).await?;
     let mut keep_target_serving = false;
@@ -121,9 +121,7 @@ async fn ensure_primary(
     let (client, caches, settings) = (&ctx.client, &ctx.caches, &ctx.settings);
     // A Knative Service is its own primary: bootstrap names its primary revision.
     if let Target::KnativeService(service) = &observed.target {
-        return super::knative::initialize(&ctx.objects, canary, c, service)
-            .await
-            .map_err(BootstrapError::transient);
+        return Ok(super::knative::initialize(&ctx.objects, canary, c, service).await?);
     }
     let ns = &c.namespace;
     let primary_name = c.primary_workload();

@@ -24,7 +24,7 @@ step_error_from!(WriteError => ExecuteError);
 /// `oracle.status` is the status the decision reached.
 pub async fn run(oracle: &Oracle<'_>, actions: &[Action]) -> Result<(), ExecuteError> {
     if !actions.is_empty() {
-        oracle.ctx.fenced()?;
+        oracle.ctx.fenced(oracle.canary)?;
     }
     for action in actions {
         act(oracle, action).await?;
@@ -96,9 +96,7 @@ async fn promote(o: &Oracle<'_>) -> Result<(), WriteError> {
     let client = &o.ctx.client;
     // A Knative Service's promotion names its latest created revision the primary.
     if let super::observe::Target::KnativeService(_) = &o.observed.target {
-        return super::knative::promote(&o.ctx.objects, o.c)
-            .await
-            .map_err(WriteError::transient);
+        return Ok(super::knative::promote(&o.ctx.objects, o.c).await?);
     }
     let current = workloads::read_primary(client, o.c, o.observed).await?;
     workloads::write_primary_configs(client, &o.ctx.settings, o.canary, o.observed).await?;

@@ -50,7 +50,7 @@ pub async fn ensure_finalizer(
     if wanted == has {
         return Ok(None);
     }
-    ctx.fenced()?;
+    ctx.fenced(canary)?;
     let ns = canary.namespace().unwrap_or_default();
     let name = canary.name_any();
     let mut finalizers: Vec<String> = canary.finalizers().to_vec();
@@ -76,7 +76,7 @@ pub async fn ensure_finalizer(
 pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action, FinalizeError> {
     let ns = canary.namespace().unwrap_or_default();
     let name = canary.name_any();
-    ctx.fenced()?;
+    ctx.fenced(canary)?;
     let mut status = canary.status.clone().unwrap_or_default();
     if status.phase != CanaryPhase::Terminating {
         status.phase = CanaryPhase::Terminating;

@@ -20,8 +20,19 @@ use flagger_core::routing::knative;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
+use super::bootstrap::BootstrapError;
+use super::objects::WriteError;
+use super::observe::ObserveError;
 use crate::FIELD_MANAGER;
+use crate::error::{step_error, step_error_from};
 use crate::watched::{CachedApi, Objects};
+
+step_error!(
+    /// A read or write of the Knative Service failed (observe, bootstrap and promotion share
+    /// it), or the Service has no revision yet.
+    KnativeError
+);
+step_error_from!(KnativeError => ObserveError, BootstrapError, WriteError);
 
 fn services(objects: &Objects, c: &ValidatedCanary) -> CachedApi {
     objects.namespaced(
@@ -36,27 +47,36 @@ fn name(c: &ValidatedCanary) -> String {
 }
 
 /// Reads the Knative Service.
-pub async fn get(objects: &Objects, c: &ValidatedCanary) -> Result<Value, String> {
+pub async fn get(objects: &Objects, c: &ValidatedCanary) -> Result<Value, KnativeError> {
     let service = services(objects, c)
         .get_cached(&c.target.name)
         .await
-        .map_err(|e| format!("Knative Service {} get query error: {e}", name(c)))?
-        .ok_or_else(|| format!("Knative Service {} get query error: not found", name(c)))?;
-    serde_json::to_value(&*service).map_err(|e| format!("Knative Service {}: {e}", name(c)))
+        .map_err(|e| KnativeError::api(format!("Knative Service {} get query error", name(c)), &e))?
+        .ok_or_else(|| {
+            KnativeError::transient(format!(
+                "Knative Service {} get query error: not found",
+                name(c)
+            ))
+        })?;
+    serde_json::to_value(&*service)
+        .map_err(|e| KnativeError::transient(format!("Knative Service {}: {e}", name(c))))
+}
+
+fn no_revision(c: &ValidatedCanary) -> KnativeError {
+    KnativeError::transient(format!("Knative Service {} has no revision yet", name(c)))
 }
 
 /// The revision under analysis: the hash of the latest created revision's name. A Service
 /// without a revision yet cannot be analysed.
-pub fn revision(c: &ValidatedCanary, service: &Value) -> Result<TargetRevision, String> {
-    let latest = knative::latest_created_revision(service)
-        .ok_or_else(|| format!("Knative Service {} has no revision yet", name(c)))?;
+pub fn revision(c: &ValidatedCanary, service: &Value) -> Result<TargetRevision, KnativeError> {
+    let latest = knative::latest_created_revision(service).ok_or_else(|| no_revision(c))?;
     Ok(TargetRevision {
         hash: hash::spec_hash(&json!(latest)),
         tracked_configs: Default::default(),
     })
 }
 
-async fn patch(objects: &Objects, c: &ValidatedCanary, patch: Value) -> Result<(), String> {
+async fn patch(objects: &Objects, c: &ValidatedCanary, patch: Value) -> Result<(), KnativeError> {
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
@@ -65,7 +85,12 @@ async fn patch(objects: &Objects, c: &ValidatedCanary, patch: Value) -> Result<(
     let written = api
         .patch(&c.target.name, &params, &Patch::Merge(&patch))
         .await
-        .map_err(|e| format!("Knative Service {} update query error {e}", name(c)))?;
+        .map_err(|e| {
+            KnativeError::api(
+                format!("Knative Service {} update query error", name(c)),
+                &e,
+            )
+        })?;
     api.wrote(written);
     Ok(())
 }
@@ -77,13 +102,12 @@ pub async fn initialize(
     canary: &Canary,
     c: &ValidatedCanary,
     service: &Value,
-) -> Result<(), String> {
+) -> Result<(), KnativeError> {
     let phase = canary.status.as_ref().map(|s| s.phase).unwrap_or_default();
     if !matches!(phase, CanaryPhase::Unknown | CanaryPhase::Initializing) {
         return Ok(());
     }
-    let latest = knative::latest_created_revision(service)
-        .ok_or_else(|| format!("Knative Service {} has no revision yet", name(c)))?;
+    let latest = knative::latest_created_revision(service).ok_or_else(|| no_revision(c))?;
     let desired = knative::service_patch(c, latest, Some(Routes::PRIMARY));
     let current_annotation = knative::primary_revision(service);
     if current_annotation == Some(latest)
@@ -103,10 +127,9 @@ pub async fn initialize(
 }
 
 /// Promotion: the latest created revision becomes the primary.
-pub async fn promote(objects: &Objects, c: &ValidatedCanary) -> Result<(), String> {
+pub async fn promote(objects: &Objects, c: &ValidatedCanary) -> Result<(), KnativeError> {
     let service = get(objects, c).await?;
-    let latest = knative::latest_created_revision(&service)
-        .ok_or_else(|| format!("Knative Service {} has no revision yet", name(c)))?;
+    let latest = knative::latest_created_revision(&service).ok_or_else(|| no_revision(c))?;
     patch(
         objects,
         c,

@@ -35,6 +35,11 @@ use crate::metrics::ErrorLabels;
 /// Reconciles one canary, timing it (`flagger_reconcile_duration_seconds`); a failure is
 /// reported (event, condition) here and counted by [`error_policy`].
 pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action> {
+    // With `-shards`, another replica acts on the canaries of shards this one does not hold;
+    // taking a shard over wakes its canaries.
+    if !ctx.acts_on(&ObjectRef::from_obj(&*canary)) {
+        return Ok(Action::await_change());
+    }
     let started = tokio::time::Instant::now();
     let key = ObjectRef::from_obj(&*canary);
     let due = ctx.due(&key);
@@ -130,7 +135,10 @@ async fn reconcile_canary(canary: &Canary, ctx: &Context) -> Result<Action> {
 
     // Under a cap on concurrent rollouts, a canary that may start a run takes its slot (or its
     // place in line) and records it before another may look at the fleet.
-    let caps = ctx.settings.caps;
+    let caps = flagger_core::queue::Caps {
+        shard: ctx.shard_of(&key),
+        ..ctx.settings.caps
+    };
     let admission = if caps.any()
         && !flagger_core::queue::running(status.phase)
         && (revision_changed(&status, &observed.revision)

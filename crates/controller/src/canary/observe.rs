@@ -221,11 +221,8 @@ pub async fn observe(
         }
         TargetKind::KnativeService => {
             // Knative keeps the revisions: no configs are tracked, no selector is used.
-            let service = super::knative::get(objects, c)
-                .await
-                .map_err(ObserveError::transient)?;
-            let revision =
-                super::knative::revision(c, &service).map_err(ObserveError::transient)?;
+            let service = super::knative::get(objects, c).await?;
+            let revision = super::knative::revision(c, &service)?;
             return Ok(Observed {
                 target: Target::KnativeService(Arc::new(service)),
                 selector: (String::new(), String::new()),

@@ -12,7 +12,7 @@ use crate::cache;
 use crate::context::Context;
 use crate::error::{api_text, step_error};
 use crate::metrics::MetricLabels;
-use crate::providers::{self, prometheus::Prometheus};
+use crate::providers::{self, ProviderError, prometheus::Prometheus};
 use crate::router::AnyRouter;
 use crate::templates;
 use crate::webhook::{self, Payload};
@@ -95,7 +95,18 @@ impl Oracle<'_> {
                 }
                 obs.routes = Some(routes.map_err(|e| e.message));
             }
-            Need::MetricProviders => obs.metric_providers = Some(self.providers_online().await),
+            Need::MetricProviders => {
+                let online = self.providers_online().await;
+                if let Err(e) = &online {
+                    // The core words the event; the log keeps the category.
+                    tracing::warn!(
+                        canary = %format!("{}.{}", self.c.name, self.c.namespace),
+                        category = e.category.as_str(),
+                        "metric provider not available: {e}"
+                    );
+                }
+                obs.metric_providers = Some(online.map_err(|e| e.message));
+            }
             Need::Hook {
                 hook_type,
                 index,
@@ -114,7 +125,12 @@ impl Oracle<'_> {
                 let outcome = self.metric(*index).await;
                 obs.metrics.insert(*index, outcome);
             }
-            Need::Fleet => obs.fleet = Some(self.ctx.fleet()),
+            Need::Fleet => {
+                obs.fleet = Some(
+                    self.ctx
+                        .fleet(&kube::runtime::reflector::ObjectRef::from_obj(self.canary)),
+                )
+            }
         }
     }
 
@@ -164,7 +180,7 @@ impl Oracle<'_> {
 
     /// The availability check at initialization: the Prometheus of builtin checks and inline
     /// queries, then every MetricTemplate (template, secret, provider, its own check).
-    async fn providers_online(&self) -> Result<(), String> {
+    async fn providers_online(&self) -> Result<(), ProviderError> {
         let metrics = &self.c.analysis.metrics;
         let uses_prometheus = metrics
             .iter()

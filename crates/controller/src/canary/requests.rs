@@ -47,7 +47,7 @@ pub async fn clear(ctx: &Context, canary: &Canary, raw: &str) {
     let ns = canary.namespace().unwrap_or_default();
     let name = canary.name_any();
     // Only the leader writes; another replica acts on the request when it leads.
-    if let Err(why) = ctx.fenced() {
+    if let Err(why) = ctx.fenced(canary) {
         tracing::info!(canary = %format!("{name}.{ns}"), action = raw, "request left in place: {why}");
         return;
     }

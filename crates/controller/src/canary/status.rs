@@ -36,7 +36,7 @@ pub async fn write(
     let ns = canary.namespace().unwrap_or_default();
     let name = canary.name_any();
     let key = ObjectRef::from_obj(canary);
-    ctx.fenced()?;
+    ctx.fenced(canary)?;
     let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);
     let (_, read_at) = ctx.current_version(&key, canary);
     let mut object = canary.clone();

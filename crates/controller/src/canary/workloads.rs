@@ -32,7 +32,12 @@ pub fn without_toolkit(map: &BTreeMap<String, String>) -> BTreeMap<String, Strin
         .collect()
 }
 
-/// Writes `<config>-primary` copies of the tracked configs (at creation and on promotion).
+/// Serializes the writes of `-primary` config copies in this process: two canaries sharing a
+/// config would otherwise both read its copy's owners and each write them without the other.
+static SHARED_COPIES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Writes `<config>-primary` copies of the tracked configs (at creation and on promotion); the
+/// copy of a config several canaries track is owned by all of them.
 pub async fn write_primary_configs(
     client: &Client,
     settings: &Settings,
@@ -40,8 +45,33 @@ pub async fn write_primary_configs(
     observed: &Observed,
 ) -> Result<(), WriteError> {
     let ns = canary.namespace().unwrap_or_default();
+    // Canaries sharing a config share its copy: its owner references are read and written in
+    // one piece (see `shared_copy_owners`), one writer at a time in this process.
+    let _one_writer = SHARED_COPIES.lock().await;
     for config in &observed.configs {
         let name = format!("{}-primary", config.name());
+        let existing = match config {
+            Config::ConfigMap(_) => Api::<ConfigMap>::namespaced(client.clone(), &ns)
+                .get_opt(&name)
+                .await
+                .map(|o| o.map(|o| o.metadata)),
+            Config::Secret(_) => Api::<Secret>::namespaced(client.clone(), &ns)
+                .get_opt(&name)
+                .await
+                .map(|o| o.map(|o| o.metadata)),
+        }
+        .map_err(|e| {
+            WriteError::api(
+                format!("{} {name}.{ns} get query failed", config.kind().key()),
+                &e,
+            )
+        })?;
+        let owners = owner_ref(canary).map(|mine| {
+            let existing = existing
+                .and_then(|m| m.owner_references)
+                .unwrap_or_default();
+            workload::shared_copy_owners(&existing, mine)
+        });
         let labels = |l: &BTreeMap<String, String>| -> BTreeMap<String, String> {
             l.iter()
                 .filter(|(k, _)| settings.labels.includes(k))
@@ -52,7 +82,7 @@ pub async fn write_primary_configs(
             name: Some(name.clone()),
             namespace: Some(ns.clone()),
             labels: Some(labels(source.labels.as_ref().unwrap_or(&BTreeMap::new()))),
-            owner_references: owner_ref(canary).map(|o| vec![o]),
+            owner_references: owners.clone(),
             ..Default::default()
         };
         let result = match config {

@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 
 use super::aws::{self, Env};
 use super::http;
-use super::{MetricsProvider, QueryError, Setup};
+use super::{MetricsProvider, ProviderError, QueryError, Setup};
 
 pub struct CloudWatch {
     region: String,
@@ -40,16 +40,21 @@ pub struct CloudWatch {
 const MAX_RETRIES: usize = 3;
 
 impl CloudWatch {
-    pub fn build(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, String> {
+    pub fn build(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, ProviderError> {
         Self::with_env(setup, Env::process())
     }
 
     /// A provider reading the AWS variables from `env` (tests give their own).
-    pub fn with_env(setup: &Setup<'_>, env: Env) -> Result<Box<dyn MetricsProvider>, String> {
+    pub fn with_env(
+        setup: &Setup<'_>,
+        env: Env,
+    ) -> Result<Box<dyn MetricsProvider>, ProviderError> {
         let address = setup.spec.address.as_deref().filter(|a| !a.is_empty());
         let region = match setup.spec.region.as_deref().filter(|r| !r.is_empty()) {
             Some(r) => r.to_string(),
-            None => address.and_then(region_of).ok_or("region not specified")?,
+            None => address
+                .and_then(region_of)
+                .ok_or_else(|| ProviderError::invalid("region not specified"))?,
         };
         let window = http::interval(setup.interval)? * 10;
         let endpoint = match address {
@@ -75,11 +80,13 @@ impl CloudWatch {
     async fn get_metric_data(
         &self,
         input: &Value,
-    ) -> Result<(reqwest::StatusCode, String), String> {
-        let credentials = aws::credentials(&self.env, &self.region, &self.http).await?;
+    ) -> Result<(reqwest::StatusCode, String), ProviderError> {
+        let credentials = aws::credentials(&self.env, &self.region, &self.http)
+            .await
+            .map_err(ProviderError::auth)?;
         let identity = credentials.into();
         let body = input.to_string();
-        let mut last = String::new();
+        let mut last = ProviderError::transient("");
         for attempt in 0..=MAX_RETRIES {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(100 * (1 << attempt))).await;
@@ -91,7 +98,7 @@ impl CloudWatch {
                 .time(SystemTime::now())
                 .settings(SigningSettings::default())
                 .build()
-                .map_err(|e| format!("signing failed: {e}"))?
+                .map_err(|e| ProviderError::auth(format!("signing failed: {e}")))?
                 .into();
             let headers = [
                 ("content-type", "application/x-amz-json-1.0"),
@@ -106,9 +113,9 @@ impl CloudWatch {
                 headers.iter().copied(),
                 SignableBody::Bytes(body.as_bytes()),
             )
-            .map_err(|e| format!("signing failed: {e}"))?;
+            .map_err(|e| ProviderError::auth(format!("signing failed: {e}")))?;
             let (instructions, _) = sign(signable, &params)
-                .map_err(|e| format!("signing failed: {e}"))?
+                .map_err(|e| ProviderError::auth(format!("signing failed: {e}")))?
                 .into_parts();
             let mut request = self.http.post(&self.endpoint).body(body.clone());
             for (name, value) in headers {
@@ -123,7 +130,7 @@ impl CloudWatch {
                         || status.is_server_error()
                         || (status.as_u16() == 400 && error_code(&text).contains("Throttling"));
                     if throttled && attempt < MAX_RETRIES {
-                        last = failure(status, &text);
+                        last = ProviderError::answered(status, failure(status, &text));
                         continue;
                     }
                     return Ok((status, text));
@@ -152,7 +159,7 @@ impl CloudWatch {
         let (status, body) = self
             .get_metric_data(&input)
             .await
-            .map_err(|e| QueryError::Failed(format!("error requesting cloudwatch: {e}")))?;
+            .map_err(|e| e.context("error requesting cloudwatch: "))?;
         if !status.is_success() {
             return Err(QueryError::Failed(format!(
                 "error requesting cloudwatch: {}",
@@ -162,15 +169,15 @@ impl CloudWatch {
         read(&body)
     }
 
-    async fn online(&self) -> Result<(), String> {
+    async fn online(&self) -> Result<(), ProviderError> {
         let input = serde_json::json!({"MetricDataQueries": [], "StartTime": 0, "EndTime": 0});
         let (status, body) = self.get_metric_data(&input).await?;
         if status.is_success() || status == reqwest::StatusCode::BAD_REQUEST {
             Ok(())
         } else {
-            Err(format!(
-                "unexpected status code: {}",
-                failure(status, &body)
+            Err(ProviderError::answered(
+                status,
+                format!("unexpected status code: {}", failure(status, &body)),
             ))
         }
     }
@@ -185,7 +192,7 @@ impl MetricsProvider for CloudWatch {
         Box::pin(self.query(query))
     }
 
-    fn is_online(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn is_online(&self) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(self.online())
     }
 }

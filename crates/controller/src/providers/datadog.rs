@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::http;
-use super::{MetricsProvider, QueryError, Setup};
+use super::{MetricsProvider, ProviderError, QueryError, Setup};
 
 /// Flagger's default address (Datadog's US1 site).
 pub const DEFAULT_ADDRESS: &str = "https://api.datadoghq.com";
@@ -29,7 +29,7 @@ pub struct Datadog {
 }
 
 impl Datadog {
-    pub fn build(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, String> {
+    pub fn build(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, ProviderError> {
         let address = match setup.spec.address.as_deref() {
             Some(a) if !a.is_empty() => a.trim_end_matches('/').to_string(),
             _ => DEFAULT_ADDRESS.to_string(),
@@ -72,13 +72,10 @@ impl Datadog {
         read(&body)
     }
 
-    async fn online(&self) -> Result<(), String> {
-        let (status, body) = http::send(self.get("/api/v1/validate"), &self.address).await?;
-        if status == reqwest::StatusCode::OK {
-            Ok(())
-        } else {
-            Err(failure(status, &body))
-        }
+    async fn online(&self) -> Result<(), ProviderError> {
+        http::send_ok(self.get("/api/v1/validate"), &self.address, failure)
+            .await
+            .map(drop)
     }
 }
 
@@ -91,7 +88,7 @@ impl MetricsProvider for Datadog {
         Box::pin(self.query(query))
     }
 
-    fn is_online(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn is_online(&self) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(self.online())
     }
 }

@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::http;
-use super::{MetricsProvider, QueryError, Setup};
+use super::{MetricsProvider, ProviderError, QueryError, Setup};
 
 pub struct Dynatrace {
     address: String,
@@ -18,10 +18,10 @@ pub struct Dynatrace {
 }
 
 impl Dynatrace {
-    pub fn build(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, String> {
+    pub fn build(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, ProviderError> {
         let address = match setup.spec.address.as_deref() {
             Some(a) if !a.is_empty() => a.trim_end_matches('/').to_string(),
-            _ => return Err("dynatrace endpoint is not set".into()),
+            _ => return Err(ProviderError::invalid("dynatrace endpoint is not set")),
         };
         let token = http::secret_key(setup.secret, "dynatrace_token", || {
             "dynatrace credentials does not contain dynatrace_token".into()
@@ -55,18 +55,15 @@ impl Dynatrace {
         read(&body)
     }
 
-    async fn online(&self) -> Result<(), String> {
+    async fn online(&self) -> Result<(), ProviderError> {
         let request = self
             .http
             .get(format!("{}/api/v2/metrics", self.address))
             .header(reqwest::header::AUTHORIZATION, &self.authorization)
             .query(&[("pageSize", "1")]);
-        let (status, body) = http::send(request, &self.address).await?;
-        if status == reqwest::StatusCode::OK {
-            Ok(())
-        } else {
-            Err(failure(status, &body))
-        }
+        http::send_ok(request, &self.address, failure)
+            .await
+            .map(drop)
     }
 }
 
@@ -79,7 +76,7 @@ impl MetricsProvider for Dynatrace {
         Box::pin(self.query(query))
     }
 
-    fn is_online(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn is_online(&self) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(self.online())
     }
 }

@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::http;
-use super::{MetricsProvider, QueryError, Setup};
+use super::{MetricsProvider, ProviderError, QueryError, Setup};
 
 pub struct ExternalMetrics {
     target: Target,
@@ -32,7 +32,7 @@ enum Target {
 }
 
 impl ExternalMetrics {
-    pub fn build(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, String> {
+    pub fn build(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, ProviderError> {
         let token = setup
             .secret
             .and_then(|s| s.get("token"))
@@ -49,7 +49,12 @@ impl ExternalMetrics {
     }
 
     /// The API server's answer to a list of a metric.
-    async fn list(&self, namespace: &str, metric: &str, selector: &str) -> Result<String, String> {
+    async fn list(
+        &self,
+        namespace: &str,
+        metric: &str,
+        selector: &str,
+    ) -> Result<String, ProviderError> {
         let mut path = format!(
             "/apis/external.metrics.k8s.io/v1beta1/namespaces/{}/{}",
             encode(namespace),
@@ -63,19 +68,23 @@ impl ExternalMetrics {
             Target::Cluster(client) => {
                 let request = ::http::Request::get(&path)
                     .body(Vec::new())
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| ProviderError::invalid(e.to_string()))?;
                 let call = client.request_text(request);
                 match tokio::time::timeout(http::TIMEOUT, call).await {
                     Ok(Ok(body)) => Ok(body),
-                    Ok(Err(kube::Error::Api(status))) => Err(format!(
-                        "the server answered {} {}: {}",
-                        status.code, status.reason, status.message
+                    Ok(Err(kube::Error::Api(status))) => Err(ProviderError::new(
+                        reqwest::StatusCode::from_u16(status.code)
+                            .map_or(super::Category::Provider, super::Category::of_status),
+                        format!(
+                            "the server answered {} {}: {}",
+                            status.code, status.reason, status.message
+                        ),
                     )),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err(format!(
+                    Ok(Err(e)) => Err(ProviderError::transient(e.to_string())),
+                    Err(_) => Err(ProviderError::transient(format!(
                         "no answer from the API server within {}s",
                         http::TIMEOUT.as_secs()
-                    )),
+                    ))),
                 }
             }
             Target::Address { url, token, http } => {
@@ -88,7 +97,7 @@ impl ExternalMetrics {
                 if status.is_success() {
                     Ok(body)
                 } else {
-                    Err(failure(status, &body))
+                    Err(ProviderError::answered(status, failure(status, &body)))
                 }
             }
         }
@@ -100,15 +109,15 @@ impl ExternalMetrics {
         let body = self
             .list(&namespace, &metric, &selector)
             .await
-            .map_err(|e| QueryError::Failed(format!("error querying external metrics API: {e}")))?;
+            .map_err(|e| e.context("error querying external metrics API: "))?;
         read(&body)
     }
 
-    async fn online(&self) -> Result<(), String> {
+    async fn online(&self) -> Result<(), ProviderError> {
         self.list("kube-system", "dummy-metric", "")
             .await
             .map(|_| ())
-            .map_err(|e| format!("external metrics service unavailable: {e}"))
+            .map_err(|e| e.context("external metrics service unavailable: "))
     }
 }
 
@@ -121,7 +130,7 @@ impl MetricsProvider for ExternalMetrics {
         Box::pin(self.query(query))
     }
 
-    fn is_online(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn is_online(&self) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(self.online())
     }
 }

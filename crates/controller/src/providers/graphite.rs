@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::http;
-use super::{MetricsProvider, QueryError, Setup};
+use super::{MetricsProvider, ProviderError, QueryError, Setup};
 
 pub struct Graphite {
     url: reqwest::Url,
@@ -17,7 +17,7 @@ pub struct Graphite {
 }
 
 impl Graphite {
-    pub fn build(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, String> {
+    pub fn build(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, ProviderError> {
         let url = http::url_address("graphite", setup.spec.address.as_deref())?;
         let credentials = match setup.spec.secret_ref {
             None => None,
@@ -59,7 +59,8 @@ impl Graphite {
         url
     }
 
-    async fn query(&self, query: &str) -> Result<f64, QueryError> {
+    /// The render API's answer to a query: the body of a success.
+    async fn render(&self, query: &str) -> Result<String, ProviderError> {
         let mut request = self.http.get(self.render_url(query));
         if let Some((user, password)) = &self.credentials
             && !user.is_empty()
@@ -67,19 +68,30 @@ impl Graphite {
         {
             request = request.basic_auth(user, Some(password));
         }
-        let (status, body) = http::query(request, self.url.as_str()).await?;
+        let (status, body) = http::send(request, self.url.as_str()).await?;
         if status.as_u16() >= 400 {
-            return Err(QueryError::Failed(http::error_response(
-                status, None, &body,
-            )));
+            return Err(ProviderError::answered(
+                status,
+                http::error_response(status, None, &body),
+            ));
         }
-        read(&body)
+        Ok(body)
     }
 
-    async fn online(&self) -> Result<(), String> {
-        match self.query("target=test").await {
+    async fn query(&self, query: &str) -> Result<f64, QueryError> {
+        read(&self.render(query).await?)
+    }
+
+    async fn online(&self) -> Result<(), ProviderError> {
+        let body = self
+            .render("target=test")
+            .await
+            .map_err(|e| e.context("running query failed: "))?;
+        match read(&body) {
             Ok(_) | Err(QueryError::NoValues(_)) => Ok(()),
-            Err(QueryError::Failed(e)) => Err(format!("running query failed: {e}")),
+            Err(QueryError::Failed(e)) => Err(ProviderError::provider(format!(
+                "running query failed: {e}"
+            ))),
         }
     }
 }
@@ -93,7 +105,7 @@ impl MetricsProvider for Graphite {
         Box::pin(self.query(query))
     }
 
-    fn is_online(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn is_online(&self) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(self.online())
     }
 }

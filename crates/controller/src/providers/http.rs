@@ -6,43 +6,51 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::QueryError;
+use super::{ProviderError, QueryError};
 
 /// How long one query may take (Flagger's 5 s for every HTTP provider).
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The metric's interval as a duration; Flagger's message when it is missing or not a Go
 /// duration (the providers that query a window need one).
-pub fn interval(interval: &str) -> Result<Duration, String> {
+pub fn interval(interval: &str) -> Result<Duration, ProviderError> {
     flagger_core::duration::parse_go_duration(interval).map_err(|e| {
-        if interval.is_empty() {
+        ProviderError::invalid(if interval.is_empty() {
             "error parsing metric interval: the metric has no interval".to_string()
         } else {
             format!("error parsing metric interval: {interval:?}: {e}")
-        }
+        })
     })
 }
 
-/// A Secret key as text: `Err(missing)` when the Secret or the key is absent.
+/// A Secret key as text: `Err(missing)` when the Secret or the key is absent (the credentials
+/// a provider needs: [`super::Category::Auth`]).
 pub fn secret_key(
     secret: Option<&BTreeMap<String, Vec<u8>>>,
     key: &str,
     missing: impl FnOnce() -> String,
-) -> Result<String, String> {
+) -> Result<String, ProviderError> {
     secret
         .and_then(|s| s.get(key))
         .map(|v| String::from_utf8_lossy(v).into_owned())
-        .ok_or_else(missing)
+        .ok_or_else(|| ProviderError::auth(missing()))
 }
 
 /// A provider address that must be an http(s) URL (`<type> address <address> is not a valid
 /// URL`, as Flagger words it).
-pub fn url_address(provider_type: &str, address: Option<&str>) -> Result<reqwest::Url, String> {
+pub fn url_address(
+    provider_type: &str,
+    address: Option<&str>,
+) -> Result<reqwest::Url, ProviderError> {
     let address = address.unwrap_or_default();
     reqwest::Url::parse(address)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-        .ok_or_else(|| format!("{provider_type} address {address} is not a valid URL"))
+        .ok_or_else(|| {
+            ProviderError::invalid(format!(
+                "{provider_type} address {address} is not a valid URL"
+            ))
+        })
 }
 
 /// The client for a provider: TLS verified unless `insecureSkipVerify`.
@@ -54,21 +62,21 @@ pub fn client(clients: &crate::webhook::Clients, insecure_skip_verify: bool) -> 
     }
 }
 
-/// Sends a request; the status and body, or why there is no answer.
+/// Sends a request; the status and body, or why there is no answer (transient).
 pub async fn send(
     request: reqwest::RequestBuilder,
     address: &str,
-) -> Result<(reqwest::StatusCode, String), String> {
+) -> Result<(reqwest::StatusCode, String), ProviderError> {
     let response = request
         .timeout(TIMEOUT)
         .send()
         .await
-        .map_err(|e| request_failed(&e, address))?;
+        .map_err(|e| ProviderError::transient(request_failed(&e, address)))?;
     let status = response.status();
     let body = response
         .text()
         .await
-        .map_err(|e| format!("reading response failed: {}", cause(&e)))?;
+        .map_err(|e| ProviderError::transient(format!("reading response failed: {}", cause(&e))))?;
     Ok((status, body))
 }
 
@@ -77,7 +85,22 @@ pub async fn query(
     request: reqwest::RequestBuilder,
     address: &str,
 ) -> Result<(reqwest::StatusCode, String), QueryError> {
-    send(request, address).await.map_err(QueryError::Failed)
+    Ok(send(request, address).await?)
+}
+
+/// Sends a request and keeps the body of a 200 answer; any other answer is the provider's
+/// failure as `failure` words it (its own error text), categorized by the status.
+pub async fn send_ok(
+    request: reqwest::RequestBuilder,
+    address: &str,
+    failure: fn(reqwest::StatusCode, &str) -> String,
+) -> Result<String, ProviderError> {
+    let (status, body) = send(request, address).await?;
+    if status == reqwest::StatusCode::OK {
+        Ok(body)
+    } else {
+        Err(ProviderError::answered(status, failure(status, &body)))
+    }
 }
 
 /// Why a request got no answer, naming the server by host and port only.
@@ -176,9 +199,11 @@ mod tests {
         assert_eq!(interval("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(
             interval(""),
-            Err("error parsing metric interval: the metric has no interval".into())
+            Err(ProviderError::invalid(
+                "error parsing metric interval: the metric has no interval"
+            ))
         );
-        let e = interval("soon").unwrap_err();
+        let e = interval("soon").unwrap_err().message;
         assert!(
             e.starts_with("error parsing metric interval: \"soon\": "),
             "{e}"
@@ -189,11 +214,13 @@ mod tests {
     fn addresses_must_be_http_urls() {
         assert!(url_address("graphite", Some("http://graphite:8080")).is_ok());
         assert_eq!(
-            url_address("graphite", Some("graphite:8080")).unwrap_err(),
+            url_address("graphite", Some("graphite:8080"))
+                .unwrap_err()
+                .message,
             "graphite address graphite:8080 is not a valid URL"
         );
         assert_eq!(
-            url_address("influxdb", None).unwrap_err(),
+            url_address("influxdb", None).unwrap_err().message,
             "influxdb address  is not a valid URL"
         );
     }
@@ -228,8 +255,11 @@ mod tests {
         assert_eq!(secret_key(Some(&data), "k", String::new), Ok("v".into()));
         assert_eq!(
             secret_key(Some(&data), "x", || "no x".into()),
-            Err("no x".into())
+            Err(ProviderError::auth("no x"))
         );
-        assert_eq!(secret_key(None, "k", || "no k".into()), Err("no k".into()));
+        assert_eq!(
+            secret_key(None, "k", || "no k".into()),
+            Err(ProviderError::auth("no k"))
+        );
     }
 }

@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::http;
-use super::{MetricsProvider, QueryError, Setup};
+use super::{MetricsProvider, ProviderError, QueryError, Setup};
 
 pub struct InfluxDb {
     url: reqwest::Url,
@@ -30,7 +30,7 @@ pub struct InfluxDb {
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl InfluxDb {
-    pub fn build(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, String> {
+    pub fn build(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, ProviderError> {
         let url = http::url_address("influxdb", setup.spec.address.as_deref())?;
         let (token, org) = match setup.spec.secret_ref {
             None => (None, None),
@@ -51,7 +51,7 @@ impl InfluxDb {
         }))
     }
 
-    async fn flux(&self, query: &str) -> Result<Vec<Table>, String> {
+    async fn flux(&self, query: &str) -> Result<Vec<Table>, ProviderError> {
         let mut url = self.url.clone();
         let path = format!("{}/api/v2/query", url.path().trim_end_matches('/'));
         url.set_path(&path);
@@ -80,18 +80,21 @@ impl InfluxDb {
         }
         let (status, body) = http::send(request, self.url.as_str())
             .await
-            .map_err(|e| format!("error accessing influxdb query api: {e}"))?;
+            .map_err(|e| e.context("error accessing influxdb query api: "))?;
         if !status.is_success() {
-            return Err(format!(
-                "error accessing influxdb query api: {}",
-                failure(status, &body)
+            return Err(ProviderError::answered(
+                status,
+                format!(
+                    "error accessing influxdb query api: {}",
+                    failure(status, &body)
+                ),
             ));
         }
-        annotated_csv(&body).map_err(|e| format!("query error: {e}"))
+        annotated_csv(&body).map_err(|e| ProviderError::provider(format!("query error: {e}")))
     }
 
     async fn query(&self, query: &str) -> Result<f64, QueryError> {
-        let tables = self.flux(query).await.map_err(QueryError::Failed)?;
+        let tables = self.flux(query).await?;
         let Some(record) = tables.iter().flat_map(|t| t.records.iter()).next() else {
             return Err(QueryError::NoValues(
                 "no values found: the query returned no records".into(),
@@ -109,7 +112,7 @@ impl InfluxDb {
         }
     }
 
-    async fn online(&self) -> Result<(), String> {
+    async fn online(&self) -> Result<(), ProviderError> {
         self.flux(r#"from(bucket: "default") |> range(start: -2h)"#)
             .await
             .map(|_| ())
@@ -125,7 +128,7 @@ impl MetricsProvider for InfluxDb {
         Box::pin(self.query(query))
     }
 
-    fn is_online(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn is_online(&self) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(self.online())
     }
 }

@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 
-use super::{MetricsProvider, QueryError, Setup};
+use super::{MetricsProvider, ProviderError, QueryError, Setup};
 
 pub struct Keptn {
     client: kube::Client,
@@ -42,7 +42,7 @@ pub enum Query {
 }
 
 impl Keptn {
-    pub fn build(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, String> {
+    pub fn build(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, ProviderError> {
         Ok(Box::new(Keptn {
             client: setup.kube.clone(),
         }))
@@ -170,7 +170,7 @@ impl MetricsProvider for Keptn {
         Box::pin(self.query(query))
     }
 
-    fn is_online(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn is_online(&self) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(async { Ok(()) })
     }
 }

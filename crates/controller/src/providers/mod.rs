@@ -3,8 +3,11 @@
 //!
 //! A [`MetricsProvider`] answers a rendered query with one value, "no values", or why it failed
 //! (a plain sentence: the HTTP status and the provider's own error text), and says at
-//! initialization whether the system answers at all. One module per provider builds it from a
-//! MetricTemplate's `provider` block and the data of its `secretRef` ([`Setup`]):
+//! initialization whether the system answers at all. Building it and that check fail with a
+//! [`ProviderError`]: the sentence and its [`Category`] (the step errors' categories: a server
+//! error or no answer is transient, 401/403 and missing credentials `auth`, what the template
+//! lacks an invalid spec, anything else the provider's). One module per provider builds it from
+//! a MetricTemplate's `provider` block and the data of its `secretRef` ([`Setup`]):
 //!
 //! * [`prometheus`]: instant and range queries (the judge of comparison checks); also the Prometheus of builtin checks and inline queries
 //!   (`-metrics-server`, `spec.metricsServer`), built from its address alone.
@@ -59,6 +62,62 @@ use futures::future::BoxFuture;
 
 use crate::webhook::Clients;
 
+/// What kind of failure a provider's is (the categories of step errors, with
+/// [`Category::Auth`] for credentials a provider refuses or that cannot be found).
+pub use crate::error::Category;
+
+/// Why a provider cannot be built, or is not available: the text (Flagger's words where it has
+/// some) and its [`Category`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    pub category: Category,
+    pub message: String,
+}
+
+impl ProviderError {
+    pub fn new(category: Category, message: impl Into<String>) -> Self {
+        Self {
+            category,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(Category::InvalidSpec, message)
+    }
+
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::new(Category::Transient, message)
+    }
+
+    pub fn auth(message: impl Into<String>) -> Self {
+        Self::new(Category::Auth, message)
+    }
+
+    pub fn provider(message: impl Into<String>) -> Self {
+        Self::new(Category::Provider, message)
+    }
+
+    /// An answer that is not a success, categorized by its status.
+    pub fn answered(status: reqwest::StatusCode, message: impl Into<String>) -> Self {
+        Self::new(Category::of_status(status), message)
+    }
+
+    /// The same failure, its text prefixed (`Metric template podinfo.test provider datadog
+    /// error: `).
+    pub fn context(self, prefix: impl std::fmt::Display) -> Self {
+        Self::new(self.category, format!("{prefix}{}", self.message))
+    }
+}
+
+/// A query meets the failures of a provider as [`QueryError::Failed`], text unchanged.
+impl From<ProviderError> for QueryError {
+    fn from(e: ProviderError) -> Self {
+        QueryError::Failed(e.message)
+    }
+}
+
 /// Why a query gave no value.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QueryError {
@@ -89,7 +148,7 @@ pub trait MetricsProvider: Send + Sync {
 
     /// The availability check at initialization (reference §5.5): `Err` says why the system
     /// is not usable.
-    fn is_online(&self) -> BoxFuture<'_, Result<(), String>>;
+    fn is_online(&self) -> BoxFuture<'_, Result<(), ProviderError>>;
 
     /// Whether [`MetricsProvider::run_range_query`] works: the judge of a comparison check
     /// (`flagger.app/compare: judge`, [`flagger_core::compare`]) needs it. `false` unless a
@@ -168,7 +227,7 @@ pub struct Setup<'a> {
 }
 
 /// Builds a provider, or says why its Setup cannot make one.
-pub type Build = fn(&Setup<'_>) -> Result<Box<dyn MetricsProvider>, String>;
+pub type Build = fn(&Setup<'_>) -> Result<Box<dyn MetricsProvider>, ProviderError>;
 
 /// The providers flagger-rs queries, by MetricTemplate `type`: one line per provider.
 pub const PROVIDERS: &[(&str, Build)] = &[
@@ -203,10 +262,10 @@ pub fn unsupported(provider_type: &str) -> Option<String> {
 }
 
 /// The provider of a MetricTemplate.
-pub fn from_template(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, String> {
+pub fn from_template(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, ProviderError> {
     let provider_type = setup.spec.r#type.as_str();
     if let Some(reason) = unsupported(provider_type) {
-        return Err(reason);
+        return Err(ProviderError::invalid(reason));
     }
     let build = match PROVIDERS.iter().find(|(name, _)| *name == provider_type) {
         Some((_, build)) => *build,
@@ -249,6 +308,7 @@ mod tests {
                 kube: &kube,
             })
             .map(|p| p.name())
+            .map_err(|e| e.to_string())
         };
         assert_eq!(
             build(&spec("prometheus", Some("http://prom:9090")), None),
@@ -315,6 +375,49 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn failures_carry_their_category() {
+        let http = Clients::new().expect("clients");
+        let kube = kube_client();
+        let category = |s: &ProviderSpec, secret: Option<&BTreeMap<String, Vec<u8>>>| {
+            from_template(&Setup {
+                spec: s,
+                secret,
+                interval: "1m",
+                http: &http,
+                kube: &kube,
+            })
+            .err()
+            .map(|e| e.category)
+        };
+        // Missing credentials, then what the template lacks.
+        assert_eq!(
+            category(&spec("datadog", None), Some(&BTreeMap::new())),
+            Some(Category::Auth)
+        );
+        assert_eq!(
+            category(&spec("dynatrace", None), None),
+            Some(Category::InvalidSpec)
+        );
+        assert_eq!(
+            category(&spec("graphite", Some("graphite:80")), None),
+            Some(Category::InvalidSpec)
+        );
+        // Answers by their status.
+        for (status, want) in [
+            (401, Category::Auth),
+            (403, Category::Auth),
+            (429, Category::Transient),
+            (503, Category::Transient),
+            (400, Category::Provider),
+            (404, Category::Provider),
+        ] {
+            let status = reqwest::StatusCode::from_u16(status).expect("status");
+            assert_eq!(Category::of_status(status), want, "{status}");
+        }
+        assert_eq!(Category::Auth.as_str(), "auth");
+    }
+
     /// A provider with instant queries only, as every provider is by default.
     struct InstantOnly;
 
@@ -325,7 +428,7 @@ mod tests {
         fn run_query<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<f64, QueryError>> {
             Box::pin(async { Ok(1.0) })
         }
-        fn is_online(&self) -> BoxFuture<'_, Result<(), String>> {
+        fn is_online(&self) -> BoxFuture<'_, Result<(), ProviderError>> {
             Box::pin(async { Ok(()) })
         }
     }

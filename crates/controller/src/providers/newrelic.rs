@@ -7,7 +7,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::http;
-use super::{MetricsProvider, QueryError, Setup};
+use super::{MetricsProvider, ProviderError, QueryError, Setup};
 
 /// Flagger's default address (the US Insights API).
 pub const DEFAULT_ADDRESS: &str = "https://insights-api.newrelic.com";
@@ -21,7 +21,7 @@ pub struct NewRelic {
 }
 
 impl NewRelic {
-    pub fn build(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, String> {
+    pub fn build(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, ProviderError> {
         let address = match setup.spec.address.as_deref() {
             Some(a) if !a.is_empty() => a.trim_end_matches('/').to_string(),
             _ => DEFAULT_ADDRESS.to_string(),
@@ -42,7 +42,7 @@ impl NewRelic {
         }))
     }
 
-    async fn nrql(&self, query: &str) -> Result<(reqwest::StatusCode, String), String> {
+    async fn nrql(&self, query: &str) -> Result<(reqwest::StatusCode, String), ProviderError> {
         let nrql = format!("{query} SINCE {} seconds ago", self.since_seconds);
         let request = self
             .http
@@ -54,19 +54,19 @@ impl NewRelic {
     }
 
     async fn query(&self, query: &str) -> Result<f64, QueryError> {
-        let (status, body) = self.nrql(query).await.map_err(QueryError::Failed)?;
+        let (status, body) = self.nrql(query).await?;
         if status != reqwest::StatusCode::OK {
             return Err(QueryError::Failed(failure(status, &body)));
         }
         read(&body)
     }
 
-    async fn online(&self) -> Result<(), String> {
+    async fn online(&self) -> Result<(), ProviderError> {
         let (status, body) = self.nrql("SELECT * FROM Metric").await?;
         if status == reqwest::StatusCode::OK {
             Ok(())
         } else {
-            Err(failure(status, &body))
+            Err(ProviderError::answered(status, failure(status, &body)))
         }
     }
 }
@@ -80,7 +80,7 @@ impl MetricsProvider for NewRelic {
         Box::pin(self.query(query))
     }
 
-    fn is_online(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn is_online(&self) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(self.online())
     }
 }

@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::http::{self, TIMEOUT, collapse_whitespace, request_failed};
-use super::{MetricsProvider, QueryError, RangeWindow, Setup};
+use super::{MetricsProvider, ProviderError, QueryError, RangeWindow, Setup};
 use crate::webhook::Clients;
 
 /// A Prometheus to query: the canary's or the controller's (address only), or a MetricTemplate's
@@ -40,14 +40,13 @@ impl Server {
     pub fn from_template(
         spec: &ProviderSpec,
         secret: Option<&BTreeMap<String, Vec<u8>>>,
-    ) -> Result<Server, String> {
+    ) -> Result<Server, ProviderError> {
         let address = spec.address.clone().unwrap_or_default();
-        let valid = reqwest::Url::parse(&address)
-            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
-        if !valid {
-            return Err(format!("prometheus address {address} is not a valid URL"));
-        }
-        let auth: Option<Auth> = secret.map(Auth::from_secret).transpose()?;
+        http::url_address("prometheus", Some(&address))?;
+        let auth: Option<Auth> = secret
+            .map(Auth::from_secret)
+            .transpose()
+            .map_err(ProviderError::auth)?;
         Ok(Server {
             address,
             auth,
@@ -131,7 +130,7 @@ impl Prometheus {
 
     /// The provider of a MetricTemplate of type `prometheus` (or of a type Flagger does not
     /// know), as Flagger builds it.
-    pub fn build(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, String> {
+    pub fn build(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, ProviderError> {
         let server = Server::from_template(setup.spec, setup.secret)?;
         Ok(Box::new(Self::new(setup.http, server)))
     }
@@ -169,7 +168,7 @@ impl Prometheus {
 
     /// A GET of `/api/v1/{path}` with the server's headers and credentials: the body of a
     /// success.
-    async fn get(&self, path: &str, params: &[(&str, String)]) -> Result<String, QueryError> {
+    async fn get(&self, path: &str, params: &[(&str, String)]) -> Result<String, ProviderError> {
         let url = format!(
             "{}/api/v1/{path}",
             self.server.address.trim_end_matches('/')
@@ -186,23 +185,34 @@ impl Prometheus {
         let response = request
             .send()
             .await
-            .map_err(|e| QueryError::Failed(request_failed(&e, &self.server.address)))?;
+            .map_err(|e| ProviderError::transient(request_failed(&e, &self.server.address)))?;
         let status = response.status();
         let body = response.text().await.map_err(|e| {
-            QueryError::Failed(format!("reading response failed: {}", http::cause(&e)))
+            ProviderError::transient(format!("reading response failed: {}", http::cause(&e)))
         })?;
         if status.as_u16() >= 400 {
-            return Err(QueryError::Failed(error_response(status, &body)));
+            return Err(ProviderError::answered(
+                status,
+                error_response(status, &body),
+            ));
         }
         Ok(body)
     }
 
     /// Whether the Prometheus answers `vector(1)` with 1.
-    pub async fn check_online(&self) -> Result<(), String> {
-        match self.query("vector(1)").await {
+    pub async fn check_online(&self) -> Result<(), ProviderError> {
+        let body = self
+            .get("query", &[("query", "vector(1)".into())])
+            .await
+            .map_err(|e| e.context("prometheus not available: "))?;
+        match reduce(&body) {
             Ok(1.0) => Ok(()),
-            Ok(v) => Err(format!("prometheus not available: unexpected value {v}")),
-            Err(e) => Err(format!("prometheus not available: {e}")),
+            Ok(v) => Err(ProviderError::provider(format!(
+                "prometheus not available: unexpected value {v}"
+            ))),
+            Err(e) => Err(ProviderError::provider(format!(
+                "prometheus not available: {e}"
+            ))),
         }
     }
 }
@@ -216,7 +226,7 @@ impl MetricsProvider for Prometheus {
         Box::pin(self.query(query))
     }
 
-    fn is_online(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn is_online(&self) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(self.check_online())
     }
 
@@ -448,7 +458,7 @@ mod tests {
     #[test]
     fn a_template_prometheus_needs_a_url() {
         for bad in [None, Some(""), Some("prometheus:9090"), Some("not a url")] {
-            let e = Server::from_template(&spec(bad), None).unwrap_err();
+            let e = Server::from_template(&spec(bad), None).unwrap_err().message;
             assert!(e.starts_with("prometheus address"), "{e}");
             assert!(e.ends_with("is not a valid URL"), "{e}");
         }
@@ -472,7 +482,7 @@ mod tests {
         let empty = BTreeMap::new();
         assert_eq!(
             Server::from_template(&p, Some(&empty)).unwrap_err(),
-            "prometheus credentials does not contain a username"
+            ProviderError::auth("prometheus credentials does not contain a username")
         );
     }
 

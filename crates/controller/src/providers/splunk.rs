@@ -18,7 +18,7 @@ use serde::Deserialize;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::http;
-use super::{MetricsProvider, QueryError, Setup};
+use super::{MetricsProvider, ProviderError, QueryError, Setup};
 
 pub struct Splunk {
     /// `ws(s)://stream.../v2/signalflow`.
@@ -31,10 +31,10 @@ pub struct Splunk {
 }
 
 impl Splunk {
-    pub fn build(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, String> {
+    pub fn build(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, ProviderError> {
         let address = match setup.spec.address.as_deref() {
             Some(a) if !a.is_empty() => a.to_string(),
-            _ => return Err("splunk endpoint is not set".into()),
+            _ => return Err(ProviderError::invalid("splunk endpoint is not set")),
         };
         let token = http::secret_key(setup.secret, "sf_token_key", || {
             "splunk credentials does not contain sf_token_key".into()
@@ -144,17 +144,16 @@ impl Splunk {
         reduce(points)
     }
 
-    async fn online(&self) -> Result<(), String> {
+    async fn online(&self) -> Result<(), ProviderError> {
         let request = self
             .http
             .get(&self.validation)
             .header("X-SF-Token", &self.token);
-        let (status, body) = http::send(request, &self.validation).await?;
-        if status == reqwest::StatusCode::OK {
-            Ok(())
-        } else {
-            Err(http::error_response(status, None, &body))
-        }
+        http::send_ok(request, &self.validation, |status, body| {
+            http::error_response(status, None, body)
+        })
+        .await
+        .map(drop)
     }
 }
 
@@ -167,7 +166,7 @@ impl MetricsProvider for Splunk {
         Box::pin(self.query(query))
     }
 
-    fn is_online(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn is_online(&self) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(self.online())
     }
 }

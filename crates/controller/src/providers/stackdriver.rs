@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::http;
-use super::{MetricsProvider, QueryError, Setup};
+use super::{MetricsProvider, ProviderError, QueryError, Setup};
 
 pub const DEFAULT_ENDPOINT: &str = "https://monitoring.googleapis.com";
 const SCOPE: &str = "https://www.googleapis.com/auth/monitoring.read";
@@ -30,7 +30,7 @@ pub struct Stackdriver {
 }
 
 impl Stackdriver {
-    pub fn build(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, String> {
+    pub fn build(setup: &Setup<'_>) -> Result<Box<dyn MetricsProvider>, ProviderError> {
         let (project, key) = match setup.spec.secret_ref {
             None => (None, None),
             Some(_) => (
@@ -46,7 +46,7 @@ impl Stackdriver {
         if let Some(k) = &key {
             // A key that cannot be read fails construction, as in Flagger.
             gcp_auth::CustomServiceAccount::from_json(k)
-                .map_err(|e| format!("invalid serviceAccountKey: {e}"))?;
+                .map_err(|e| ProviderError::auth(format!("invalid serviceAccountKey: {e}")))?;
         }
         let endpoint = match setup.spec.address.as_deref().filter(|a| !a.is_empty()) {
             Some(a) => http::url_address("stackdriver", Some(a))?
@@ -64,7 +64,11 @@ impl Stackdriver {
     }
 
     /// An access token and the project to query.
-    async fn authorize(&self) -> Result<(String, String), String> {
+    async fn authorize(&self) -> Result<(String, String), ProviderError> {
+        self.credentials().await.map_err(ProviderError::auth)
+    }
+
+    async fn credentials(&self) -> Result<(String, String), String> {
         let provider: std::sync::Arc<dyn gcp_auth::TokenProvider> = match &self.key {
             Some(key) => std::sync::Arc::new(
                 gcp_auth::CustomServiceAccount::from_json(key)
@@ -89,7 +93,7 @@ impl Stackdriver {
         Ok((token.as_str().to_string(), project))
     }
 
-    async fn call(&self, query: &str) -> Result<(reqwest::StatusCode, String), String> {
+    async fn call(&self, query: &str) -> Result<(reqwest::StatusCode, String), ProviderError> {
         let (token, project) = self.authorize().await?;
         let request = self
             .http
@@ -106,7 +110,7 @@ impl Stackdriver {
         let (status, body) = self
             .call(query)
             .await
-            .map_err(|e| QueryError::Failed(format!("error requesting stackdriver: {e}")))?;
+            .map_err(|e| e.context("error requesting stackdriver: "))?;
         if !status.is_success() {
             return Err(QueryError::Failed(format!(
                 "error requesting stackdriver: {}",
@@ -116,15 +120,21 @@ impl Stackdriver {
         read(&body)
     }
 
-    async fn online(&self) -> Result<(), String> {
+    async fn online(&self) -> Result<(), ProviderError> {
         let (status, body) = self.call("").await?;
         if status.is_success() {
             return Ok(());
         }
         match failure(status, &body) {
             (Some(code), _) if code == "INVALID_ARGUMENT" => Ok(()),
-            (Some(code), message) => Err(format!("unexpected status code: {code}: {message}")),
-            (None, message) => Err(format!("unexpected error: {message}")),
+            (Some(code), message) => Err(ProviderError::answered(
+                status,
+                format!("unexpected status code: {code}: {message}"),
+            )),
+            (None, message) => Err(ProviderError::answered(
+                status,
+                format!("unexpected error: {message}"),
+            )),
         }
     }
 }
@@ -138,7 +148,7 @@ impl MetricsProvider for Stackdriver {
         Box::pin(self.query(query))
     }
 
-    fn is_online(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn is_online(&self) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(self.online())
     }
 }

@@ -3,11 +3,9 @@
 
 use flagger_core::effects::Routes;
 use flagger_core::routing::{StickyCookies, apisix};
-use serde_json::Value;
 
 use super::CachedApi;
-use super::contour::no_valid_weights;
-use super::{Contested, Router, RouterError, Target, dynamic_api, get_json, write_weighted};
+use super::{Contested, Router, RouterError, Target, Weighted, dynamic_api, get_json};
 
 /// The router of `apisix`.
 pub struct Apisix;
@@ -20,7 +18,7 @@ impl Router for Apisix {
         _cookies: &StickyCookies,
         contested: &mut Vec<Contested>,
     ) -> Result<(), RouterError> {
-        write(t, None, contested).await
+        canary_route(t).await?.reconcile(t, contested).await
     }
 
     /// Reads the weights from the canary route.
@@ -39,28 +37,24 @@ impl Router for Apisix {
         routes: Routes,
         _cookies: &StickyCookies,
     ) -> Result<(), RouterError> {
-        no_valid_weights(t, "ApisixRoute", routes)?;
-        write(t, Some(routes), &mut Vec::new()).await
+        canary_route(t).await?.set_routes(t, routes).await
     }
 }
 
-/// Writes the canary route with `routes`, or keeping its weights.
-async fn write(
-    t: &Target<'_>,
-    routes: Option<Routes>,
-    contested: &mut Vec<Contested>,
-) -> Result<(), RouterError> {
-    let (api, source, name) = source(t).await?;
-    write_weighted(
-        &api,
-        t,
-        &name,
-        routes,
-        |r| apisix::read_routes(t.c, r),
-        |r| apisix::canary_route(t.c, &source, r),
-        contested,
-    )
-    .await
+/// The canary route `<routeRef>-<apex>-canary`, derived from the user's route.
+async fn canary_route<'a>(t: &'a Target<'a>) -> Result<Weighted<'a>, RouterError> {
+    let api = routes_api(t);
+    let name = route_ref(t)?;
+    let source = get_json(&api, name).await?.ok_or_else(|| {
+        RouterError::invalid_spec(format!("APISIX route {name}.{} not found", t.c.namespace))
+    })?;
+    Ok(Weighted {
+        api,
+        kind: "ApisixRoute",
+        name: apisix::canary_route_name(t.c, name),
+        read: apisix::read_routes,
+        build: Box::new(move |r| apisix::canary_route(t.c, &source, r)),
+    })
 }
 
 fn route_ref<'a>(t: &Target<'a>) -> Result<&'a str, RouterError> {
@@ -81,14 +75,4 @@ fn routes_api(t: &Target<'_>) -> CachedApi {
         "ApisixRoute",
         "apisixroutes",
     )
-}
-
-/// The API, the user's route and the name of the canary route.
-async fn source(t: &Target<'_>) -> Result<(CachedApi, Value, String), RouterError> {
-    let api = routes_api(t);
-    let name = route_ref(t)?;
-    let source = get_json(&api, name).await?.ok_or_else(|| {
-        RouterError::invalid_spec(format!("APISIX route {name}.{} not found", t.c.namespace))
-    })?;
-    Ok((api, source, apisix::canary_route_name(t.c, name)))
 }

@@ -10,10 +10,8 @@ use kube::api::{Patch, PatchParams};
 use serde_json::Value;
 
 use super::CachedApi;
-use super::contour::no_valid_weights;
 use super::{
-    Contested, Router, RouterError, Target, dynamic_api, ensure, get_json, get_weights_object,
-    to_json, write_weighted,
+    Contested, Router, RouterError, Target, Weighted, dynamic_api, ensure, get_json, to_json,
 };
 use crate::FIELD_MANAGER;
 
@@ -36,13 +34,12 @@ impl Router for Gloo {
         ] {
             upstream(t, &name, &service, template.as_ref(), contested).await?;
         }
-        write(t, None, contested).await
+        table(t).reconcile(t, contested).await
     }
 
     /// Reads the weights from the RouteTable.
     async fn get_routes(&self, t: &Target<'_>) -> Result<Routes, RouterError> {
-        let table = get_weights_object(&tables(t), t, "RouteTable").await?;
-        gloo::read_routes(t.c, &table).map_err(RouterError::routing)
+        table(t).get_routes(t).await
     }
 
     /// Rewrites the RouteTable with these weights.
@@ -52,36 +49,17 @@ impl Router for Gloo {
         routes: Routes,
         _cookies: &StickyCookies,
     ) -> Result<(), RouterError> {
-        no_valid_weights(t, "RouteTable", routes)?;
-        write(t, Some(routes), &mut Vec::new()).await
+        table(t).set_routes(t, routes).await
     }
 }
 
-/// Writes the RouteTable with `routes`, or keeping its weights.
-async fn write(
-    t: &Target<'_>,
-    routes: Option<Routes>,
-    contested: &mut Vec<Contested>,
-) -> Result<(), RouterError> {
-    write_weighted(
-        &tables(t),
+/// The RouteTable `<apex>`.
+fn table<'a>(t: &'a Target<'a>) -> Weighted<'a> {
+    Weighted::at_apex(
         t,
-        &t.c.apex,
-        routes,
-        |r| gloo::read_routes(t.c, r),
+        (gloo::ROUTE_TABLE_API_VERSION, "RouteTable", "routetables"),
+        gloo::read_routes,
         |r| gloo::route_table(t.c, r),
-        contested,
-    )
-    .await
-}
-
-fn tables(t: &Target<'_>) -> CachedApi {
-    dynamic_api(
-        t,
-        &t.c.namespace,
-        gloo::ROUTE_TABLE_API_VERSION,
-        "RouteTable",
-        "routetables",
     )
 }
 

@@ -56,9 +56,12 @@
 //! ## Adding a router
 //!
 //! A new router is its pure builder, observer and descriptor in
-//! `flagger_core::routing::<provider>` (one line in `flagger_core::routing::DESCRIPTORS`), a
-//! module here (one line in [`registered`]), and its data plane in localkube; `docs/providers.md`
-//! lists the files. Three shapes already fit the seam: a cluster-scoped object with no owner
+//! `flagger_core::routing::<provider>` (one line in `flagger_core::routing::providers!`, which
+//! makes its `Provider` variant), a module here (one line in [`registered`]), and its data
+//! plane in localkube; `docs/providers.md` lists the files. An ingress router whose weights
+//! live in one object (Contour, Gloo, Traefik, APISIX) describes that object as a [`Weighted`]
+//! (where it is, the core's builder and reader) and forwards its three calls to it. Three
+//! shapes already fit the seam: a cluster-scoped object with no owner
 //! reference ([`kuma`]: `ensure` with adoption off), several objects with the weights in one
 //! ([`appmesh`], [`gloo`]: the version from the provider, as for SMI), and no routing object
 //! of its own ([`knative`]: the Knative Service's traffic block; the target kind and the
@@ -219,7 +222,11 @@ fn registered(provider: Provider) -> Option<&'static dyn AnyRouter> {
     Some(match provider {
         Provider::Kubernetes => &kubernetes::Kubernetes,
         Provider::Istio => &istio::Istio,
-        Provider::Linkerd | Provider::Osm | Provider::Smi(_) => &smi::Smi,
+        Provider::Linkerd
+        | Provider::Osm
+        | Provider::SmiV1Alpha1
+        | Provider::SmiV1Alpha2
+        | Provider::SmiV1Alpha3 => &smi::Smi,
         Provider::Nginx => &nginx::Nginx,
         Provider::GatewayApiV1 | Provider::GatewayApiV1Beta1 => &gatewayapi::GatewayApi,
         Provider::Contour => &contour::Contour,
@@ -503,6 +510,97 @@ pub(crate) async fn write_weighted(
     });
     let desired = build(routes).map_err(RouterError::routing)?;
     ensure(api, t, desired, existing.as_ref(), contested).await
+}
+
+/// Flagger's ingress routers refuse to write 0/0.
+pub(crate) fn no_valid_weights(
+    t: &Target<'_>,
+    kind: &str,
+    routes: Routes,
+) -> Result<(), RouterError> {
+    if routes.primary == 0 && routes.canary == 0 {
+        return Err(RouterError::invalid_spec(format!(
+            "{kind} {}.{} update failed: no valid weights",
+            t.c.apex, t.c.namespace
+        )));
+    }
+    Ok(())
+}
+
+/// The one weighted object of an ingress router (Contour's HTTPProxy, Gloo's RouteTable,
+/// Traefik's TraefikService, APISIX's canary route): where it is, how the core builds it with
+/// routes and reads its weights back; the router's calls are the same on each.
+pub(crate) struct Weighted<'a> {
+    pub api: CachedApi,
+    /// Its kind, for messages.
+    pub kind: &'static str,
+    pub name: String,
+    /// The core's reader of its weights.
+    pub read: fn(&ValidatedCanary, &Value) -> Result<Routes, RoutingError>,
+    /// The core's builder of the whole object with these routes.
+    pub build: Box<dyn Fn(Routes) -> Result<Value, RoutingError> + Send + Sync + 'a>,
+}
+
+impl<'a> Weighted<'a> {
+    /// The object `<apex>` of `kind` (`plural`) in `api_version`, in the Canary's namespace.
+    pub fn at_apex(
+        t: &Target<'_>,
+        (api_version, kind, plural): (&str, &'static str, &str),
+        read: fn(&ValidatedCanary, &Value) -> Result<Routes, RoutingError>,
+        build: impl Fn(Routes) -> Result<Value, RoutingError> + Send + Sync + 'a,
+    ) -> Self {
+        Weighted {
+            api: dynamic_api(t, &t.c.namespace, api_version, kind, plural),
+            kind,
+            name: t.c.apex.clone(),
+            read,
+            build: Box::new(build),
+        }
+    }
+
+    /// Creates or corrects the object, keeping its weights.
+    pub async fn reconcile(
+        &self,
+        t: &Target<'_>,
+        contested: &mut Vec<Contested>,
+    ) -> Result<(), RouterError> {
+        self.write(t, None, contested).await
+    }
+
+    /// Reads the weights back (a missing object is transient: reconcile creates it).
+    pub async fn get_routes(&self, t: &Target<'_>) -> Result<Routes, RouterError> {
+        let object = get_json(&self.api, &self.name).await?.ok_or_else(|| {
+            RouterError::transient(format!(
+                "{} {}.{} not found",
+                self.kind, self.name, t.c.namespace
+            ))
+        })?;
+        (self.read)(t.c, &object).map_err(RouterError::routing)
+    }
+
+    /// Rewrites the object with these weights.
+    pub async fn set_routes(&self, t: &Target<'_>, routes: Routes) -> Result<(), RouterError> {
+        no_valid_weights(t, self.kind, routes)?;
+        self.write(t, Some(routes), &mut Vec::new()).await
+    }
+
+    async fn write(
+        &self,
+        t: &Target<'_>,
+        routes: Option<Routes>,
+        contested: &mut Vec<Contested>,
+    ) -> Result<(), RouterError> {
+        write_weighted(
+            &self.api,
+            t,
+            &self.name,
+            routes,
+            |o| (self.read)(t.c, o),
+            &self.build,
+            contested,
+        )
+        .await
+    }
 }
 
 /// Server-side applies `desired` (a whole object as JSON) unless `existing` already matches,

@@ -8,8 +8,8 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::Api;
 use kube::api::DeleteParams;
 
-use super::contour::no_valid_weights;
 use super::nginx::{current, ingress_name};
+use super::no_valid_weights;
 use super::{Contested, Router, RouterError, Target};
 use crate::owner::{owned_by, owner_ref};
 

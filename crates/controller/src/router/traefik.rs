@@ -5,11 +5,7 @@
 use flagger_core::effects::Routes;
 use flagger_core::routing::{StickyCookies, traefik};
 
-use super::CachedApi;
-use super::contour::no_valid_weights;
-use super::{
-    Contested, Router, RouterError, Target, dynamic_api, get_weights_object, write_weighted,
-};
+use super::{Contested, Router, RouterError, Target, Weighted};
 
 /// The router of `traefik`.
 pub struct Traefik;
@@ -22,14 +18,12 @@ impl Router for Traefik {
         _cookies: &StickyCookies,
         contested: &mut Vec<Contested>,
     ) -> Result<(), RouterError> {
-        write(t, None, contested).await
+        service(t).await.reconcile(t, contested).await
     }
 
     /// Reads the weights from the TraefikService.
     async fn get_routes(&self, t: &Target<'_>) -> Result<Routes, RouterError> {
-        let api = services(t, api_version(t).await);
-        let ts = get_weights_object(&api, t, "TraefikService").await?;
-        traefik::read_routes(t.c, &ts).map_err(RouterError::routing)
+        service(t).await.get_routes(t).await
     }
 
     /// Rewrites the weighted services.
@@ -39,28 +33,19 @@ impl Router for Traefik {
         routes: Routes,
         _cookies: &StickyCookies,
     ) -> Result<(), RouterError> {
-        no_valid_weights(t, "TraefikService", routes)?;
-        write(t, Some(routes), &mut Vec::new()).await
+        service(t).await.set_routes(t, routes).await
     }
 }
 
-/// Writes the TraefikService with `routes`, or keeping its weights.
-async fn write(
-    t: &Target<'_>,
-    routes: Option<Routes>,
-    contested: &mut Vec<Contested>,
-) -> Result<(), RouterError> {
+/// The TraefikService `<apex>`, in the API version the cluster serves.
+async fn service<'a>(t: &'a Target<'a>) -> Weighted<'a> {
     let version = api_version(t).await;
-    write_weighted(
-        &services(t, version),
+    Weighted::at_apex(
         t,
-        &t.c.apex,
-        routes,
-        |s| traefik::read_routes(t.c, s),
-        |r| Ok(traefik::traefik_service(t.c, r, version)),
-        contested,
+        (version, "TraefikService", "traefikservices"),
+        traefik::read_routes,
+        move |r| Ok(traefik::traefik_service(t.c, r, version)),
     )
-    .await
 }
 
 /// `traefik.io/v1alpha1`, unless the cluster serves TraefikServices only in the legacy group.
@@ -76,14 +61,4 @@ async fn api_version(t: &Target<'_>) -> &'static str {
     } else {
         traefik::API_VERSION
     }
-}
-
-fn services(t: &Target<'_>, version: &str) -> CachedApi {
-    dynamic_api(
-        t,
-        &t.c.namespace,
-        version,
-        "TraefikService",
-        "traefikservices",
-    )
 }

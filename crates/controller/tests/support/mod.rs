@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod chaos;
 pub mod exporter;
 pub mod fakes;
 pub mod graphite;

@@ -172,6 +172,17 @@ pub static PROVIDER: Descriptor =
             })
             .into_iter()
             .collect()
+    })
+    .checks(|spec| {
+        if spec.route_ref.is_some() {
+            return Vec::new();
+        }
+        vec![super::descriptor::Finding::error(
+            "spec.routeRef",
+            "missing: the apisix provider derives the canary route from an existing \
+             ApisixRoute; set routeRef (apiVersion apisix.apache.org/v2, kind ApisixRoute, \
+             name)",
+        )]
     });
 
 #[cfg(test)]

@@ -550,7 +550,18 @@ pub static V1BETA1_PROVIDER: Descriptor =
         }
         objects
     })
-    .ab();
+    .ab()
+    .checks(|spec| {
+        super::descriptor::service_findings(spec, |svc| {
+            svc.mesh_name.as_deref().is_none_or(str::is_empty).then(|| {
+                super::descriptor::Finding::error(
+                    "spec.service.meshName",
+                    "mesh name cannot be empty: the appmesh provider needs the name of the App \
+                     Mesh the virtual nodes join",
+                )
+            })
+        })
+    });
 /// `appmesh:v1beta2`: the primary and canary VirtualNodes, VirtualRouters and VirtualServices.
 pub static V1BETA2_PROVIDER: Descriptor = Descriptor::new(
     Provider::AppMeshV1Beta2,

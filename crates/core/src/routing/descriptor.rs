@@ -1,9 +1,58 @@
-//! What a provider tells about itself ([`Descriptor`]); each provider's module defines its own,
-//! and [`super::DESCRIPTORS`] lists them.
+//! What a provider tells about itself ([`Descriptor`]): its spelling, observer, features,
+//! routing objects and its own checks of a Canary's spec ([`SpecCheck`], read by
+//! [`crate::validate`]); each provider's module defines its own, and `super::providers!` lists
+//! them ([`super::DESCRIPTORS`]).
+
+use flagger_api::canary::{CanaryService, CanarySpec};
 
 use super::observer::Observer;
 use crate::generated::{Generated, Names};
 use crate::model::Provider;
+
+/// Something a provider finds in a Canary's spec (a field it needs, a combination it cannot
+/// route): where, what to do about it, and whether the Canary still runs (a warning).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub path: String,
+    pub message: String,
+    pub warning: bool,
+}
+
+impl Finding {
+    /// A problem that keeps the Canary from running.
+    pub fn error(path: impl Into<String>, message: impl Into<String>) -> Finding {
+        Finding {
+            path: path.into(),
+            message: message.into(),
+            warning: false,
+        }
+    }
+
+    /// Something Flagger accepts but that surprises users.
+    pub fn warning(path: impl Into<String>, message: impl Into<String>) -> Finding {
+        Finding {
+            warning: true,
+            ..Finding::error(path, message)
+        }
+    }
+}
+
+/// A provider's own checks of a Canary's spec, beside the common rules of
+/// [`crate::validate`]; none by default.
+pub type SpecCheck = fn(&CanarySpec) -> Vec<Finding>;
+
+fn no_check(_: &CanarySpec) -> Vec<Finding> {
+    Vec::new()
+}
+
+/// The checks of `spec.service`'s fields, when the spec has a service (its absence is the
+/// common rules' error).
+pub fn service_findings(
+    spec: &CanarySpec,
+    check: impl FnOnce(&CanaryService) -> Option<Finding>,
+) -> Vec<Finding> {
+    spec.service.as_ref().and_then(check).into_iter().collect()
+}
 
 /// What the core knows about one provider, told by the provider's own module.
 pub struct Descriptor {
@@ -24,6 +73,9 @@ pub struct Descriptor {
     pub session_affinity: bool,
     /// The routing objects the router generates for a canary (reference §4.2).
     pub routing_objects: fn(&Names<'_>) -> Vec<Generated>,
+    /// The fields of the spec the router needs (`ingressRef`, `routeRef`, `gatewayRefs`,
+    /// `meshName`...), checked by validation.
+    pub check: SpecCheck,
 }
 
 impl Descriptor {
@@ -43,7 +95,14 @@ impl Descriptor {
             mirroring: false,
             session_affinity: false,
             routing_objects,
+            check: no_check,
         }
+    }
+
+    /// With its own checks of the spec.
+    pub const fn checks(mut self, check: SpecCheck) -> Self {
+        self.check = check;
+        self
     }
 
     /// With A/B testing.

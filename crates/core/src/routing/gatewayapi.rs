@@ -15,7 +15,7 @@ use flagger_api::gateway::{GatewayParentRef, MirrorBackendRef};
 use flagger_api::istio::{HeaderOperations, HttpMatchRequest, StringMatch};
 use flagger_api::{AbMatch, HeaderMatch};
 
-use super::descriptor::Descriptor;
+use super::descriptor::{Descriptor, Finding};
 use super::{
     RoutingError, StickyCookies, apex_metadata, check_weights, cookie_regex, expire_cookie,
     set_cookie,
@@ -796,24 +796,57 @@ fn generated_http_route(n: &Names<'_>) -> Vec<Generated> {
     )]
 }
 
-// Flagger's observer for `gatewayapi:*` is the HTTP one of `kubernetes`.
-/// `gatewayapi:v1`: the HTTPRoute; A/B, mirroring, session affinity.
-pub static V1_PROVIDER: Descriptor = Descriptor::new(
-    Provider::GatewayApiV1,
-    "gatewayapi:v1",
-    &super::kubernetes::HTTP,
-    generated_http_route,
-)
-.ab()
-.mirroring_and_affinity()
-.flag_prefix();
-/// `gatewayapi:v1beta1`.
-pub static V1BETA1_PROVIDER: Descriptor = Descriptor::new(
-    Provider::GatewayApiV1Beta1,
-    "gatewayapi:v1beta1",
-    &super::kubernetes::HTTP,
-    generated_http_route,
-)
-.ab()
-.mirroring_and_affinity()
-.flag_prefix();
+/// A version of the HTTPRoute: A/B, mirroring, session affinity; the `-mesh-provider` flag
+/// takes it with a suffix (`gatewayapi:v1:istio`). Flagger's observer for `gatewayapi:*` is the
+/// HTTP one of `kubernetes`.
+const fn version_of_http_route(provider: Provider, name: &'static str) -> Descriptor {
+    Descriptor::new(
+        provider,
+        name,
+        &super::kubernetes::HTTP,
+        generated_http_route,
+    )
+    .ab()
+    .mirroring_and_affinity()
+    .flag_prefix()
+    .checks(needs_gateway_refs)
+}
+
+/// The HTTPRoute attaches to the Gateways of `gatewayRefs`.
+fn needs_gateway_refs(spec: &flagger_api::canary::CanarySpec) -> Vec<Finding> {
+    super::descriptor::service_findings(spec, |svc| {
+        svc.gateway_refs
+            .as_deref()
+            .unwrap_or_default()
+            .is_empty()
+            .then(|| {
+                Finding::error(
+                    "spec.service.gatewayRefs",
+                    "GatewayRefs must be specified when using Gateway API as a provider: add \
+                     the Gateway the HTTPRoute attaches to, e.g. gatewayRefs: [{name: \
+                     public-gateway, namespace: istio-ingress}]",
+                )
+            })
+    })
+}
+
+/// `gatewayapi:v1`.
+pub static V1_PROVIDER: Descriptor = version_of_http_route(Provider::GatewayApiV1, "gatewayapi:v1");
+/// `gatewayapi:v1beta1`: sets only the canary cookie of session affinity.
+pub static V1BETA1_PROVIDER: Descriptor =
+    version_of_http_route(Provider::GatewayApiV1Beta1, "gatewayapi:v1beta1").checks(|spec| {
+        let mut findings = needs_gateway_refs(spec);
+        let primary_cookie = spec
+            .analysis
+            .as_ref()
+            .and_then(|a| a.session_affinity.as_ref())
+            .and_then(|s| s.primary_cookie_name.as_deref())
+            .is_some_and(|n| !n.is_empty());
+        if primary_cookie {
+            findings.push(Finding::warning(
+                "spec.analysis.sessionAffinity.primaryCookieName",
+                "gatewayapi:v1beta1 sets only the canary cookie; the primary cookie is ignored",
+            ));
+        }
+        findings
+    });

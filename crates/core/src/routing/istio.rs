@@ -556,7 +556,21 @@ pub static PROVIDER: Descriptor =
         ]
     })
     .ab()
-    .mirroring_and_affinity();
+    .mirroring_and_affinity()
+    .checks(|spec| {
+        super::descriptor::service_findings(spec, |svc| {
+            (svc.delegation == Some(true)
+                && (!svc.hosts.as_deref().unwrap_or_default().is_empty()
+                    || !svc.gateways.as_deref().unwrap_or_default().is_empty()))
+            .then(|| {
+                super::descriptor::Finding::error(
+                    "spec.service.delegation",
+                    "a delegate VirtualService cannot have hosts and gateways: remove \
+                     service.hosts and service.gateways, or turn delegation off",
+                )
+            })
+        })
+    });
 
 #[cfg(test)]
 mod tests {

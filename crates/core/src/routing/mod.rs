@@ -16,10 +16,11 @@
 //! [`observer::Observer`] with the PromQL of `request-success-rate` and `request-duration`.
 //! [`kubernetes`] has no routing object, only the HTTP observer `kubernetes` and
 //! `gatewayapi:*` share. And each describes its provider with a [`descriptor::Descriptor`]
-//! (spelling, observer, features, generated routing objects), listed one line each in
+//! (spelling, observer, features, generated routing objects, the spec fields it needs), listed
+//! one line each in `providers!`, which makes both [`Provider`] (the identity) and
 //! [`DESCRIPTORS`]: [`registry`] reads `spec.provider` and everything else per provider from
 //! that list. A new provider is one module here (builder, reader, observer, descriptor), its
-//! `pub mod` line and its line in [`DESCRIPTORS`] (`docs/providers.md`).
+//! `pub mod` line and its line in `providers!` (`docs/providers.md`).
 //!
 //! Session-affinity cookies are random in Flagger and live in the Canary status; here the
 //! caller passes them in ([`StickyCookies`]), and [`next_sticky_cookies`] computes the status
@@ -52,28 +53,47 @@ use flagger_api::labels::{FLUX_RECONCILE_DISABLED, HELM_DRIFT_DISABLED};
 use crate::model::{SessionAffinity, ValidatedCanary};
 use descriptor::Descriptor;
 
-/// Every provider, one line each (its module describes it: [`descriptor::Descriptor`]).
-pub static DESCRIPTORS: &[&Descriptor] = &[
-    &kubernetes::PROVIDER,
-    &istio::PROVIDER,
-    &smi::LINKERD_PROVIDER,
-    &smi::OSM_PROVIDER,
-    &smi::V1ALPHA1_PROVIDER,
-    &smi::V1ALPHA2_PROVIDER,
-    &smi::V1ALPHA3_PROVIDER,
-    &nginx::PROVIDER,
-    &gatewayapi::V1_PROVIDER,
-    &gatewayapi::V1BETA1_PROVIDER,
-    &contour::PROVIDER,
-    &gloo::PROVIDER,
-    &traefik::PROVIDER,
-    &skipper::PROVIDER,
-    &apisix::PROVIDER,
-    &kuma::PROVIDER,
-    &appmesh::V1BETA1_PROVIDER,
-    &appmesh::V1BETA2_PROVIDER,
-    &knative::PROVIDER,
-];
+/// Declares the providers from one list: each line is a provider's identity (a variant of
+/// [`Provider`]) and its module's [`Descriptor`]; the list makes the enum and [`DESCRIPTORS`],
+/// so a new provider is one line here (beside its `pub mod` line).
+macro_rules! providers {
+    ($($(#[$doc:meta])* $variant:ident => $descriptor:path,)+) => {
+        /// Traffic provider (router) of a canary: its identity. What it is (spelling, features,
+        /// observer, routing objects, the fields it needs) is told by its module's descriptor
+        /// ([`Provider::descriptor`]); the variants and [`DESCRIPTORS`] come from one list.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Provider {
+            $($(#[$doc])* $variant,)+
+        }
+
+        /// Every provider's descriptor, in the order of the list.
+        pub static DESCRIPTORS: &[&Descriptor] = &[$(&$descriptor,)+];
+    };
+}
+
+providers! {
+    Kubernetes => kubernetes::PROVIDER,
+    Istio => istio::PROVIDER,
+    /// SMI v1alpha1 TrafficSplit targeting Linkerd.
+    Linkerd => smi::LINKERD_PROVIDER,
+    /// SMI v1alpha2 TrafficSplit targeting OSM.
+    Osm => smi::OSM_PROVIDER,
+    SmiV1Alpha1 => smi::V1ALPHA1_PROVIDER,
+    SmiV1Alpha2 => smi::V1ALPHA2_PROVIDER,
+    SmiV1Alpha3 => smi::V1ALPHA3_PROVIDER,
+    Nginx => nginx::PROVIDER,
+    GatewayApiV1 => gatewayapi::V1_PROVIDER,
+    GatewayApiV1Beta1 => gatewayapi::V1BETA1_PROVIDER,
+    Contour => contour::PROVIDER,
+    Gloo => gloo::PROVIDER,
+    Traefik => traefik::PROVIDER,
+    Skipper => skipper::PROVIDER,
+    Apisix => apisix::PROVIDER,
+    Kuma => kuma::PROVIDER,
+    AppMesh => appmesh::V1BETA1_PROVIDER,
+    AppMeshV1Beta2 => appmesh::V1BETA2_PROVIDER,
+    Knative => knative::PROVIDER,
+}
 
 /// Why a routing object cannot be built or read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -194,7 +194,26 @@ pub static PROVIDER: Descriptor = Descriptor::new(
     &OBSERVER,
     generated_canary_ingress,
 )
-.ab();
+.ab()
+.checks(|spec| needs_ingress_ref(spec, "nginx"));
+
+/// The providers that clone the user's Ingress (nginx, skipper) need `ingressRef`.
+pub fn needs_ingress_ref(
+    spec: &flagger_api::canary::CanarySpec,
+    provider: &str,
+) -> Vec<super::descriptor::Finding> {
+    if spec.ingress_ref.is_some() {
+        return Vec::new();
+    }
+    vec![super::descriptor::Finding::error(
+        "spec.ingressRef",
+        format!(
+            "missing: the {provider} provider clones an existing Ingress into a canary \
+             Ingress; set ingressRef (apiVersion networking.k8s.io/v1, kind Ingress, \
+             name of the Ingress that routes to the apex Service)"
+        ),
+    )]
+}
 
 /// The `<ingressRef>-canary` Ingress (nginx, skipper).
 pub fn generated_canary_ingress(n: &Names<'_>) -> Vec<Generated> {

@@ -226,7 +226,8 @@ pub static PROVIDER: Descriptor = Descriptor::new(
     "skipper",
     &OBSERVER,
     super::nginx::generated_canary_ingress,
-);
+)
+.checks(|spec| super::nginx::needs_ingress_ref(spec, "skipper"));
 
 #[cfg(test)]
 mod tests {

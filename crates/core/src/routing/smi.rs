@@ -23,7 +23,9 @@ pub fn version(provider: Provider) -> Option<SmiVersion> {
     match provider {
         Provider::Linkerd => Some(SmiVersion::V1Alpha1),
         Provider::Osm => Some(SmiVersion::V1Alpha2),
-        Provider::Smi(v) => Some(v),
+        Provider::SmiV1Alpha1 => Some(SmiVersion::V1Alpha1),
+        Provider::SmiV1Alpha2 => Some(SmiVersion::V1Alpha2),
+        Provider::SmiV1Alpha3 => Some(SmiVersion::V1Alpha3),
         _ => None,
     }
 }
@@ -157,39 +159,40 @@ fn generated_traffic_split(n: &Names<'_>) -> Vec<Generated> {
     )]
 }
 
+/// A provider that routes with a TrafficSplit.
+const fn split(
+    provider: Provider,
+    name: &'static str,
+    observer: &'static dyn super::observer::Observer,
+) -> Descriptor {
+    Descriptor::new(provider, name, observer, generated_traffic_split)
+}
+
 /// `linkerd`: SMI v1alpha1 TrafficSplit, Linkerd's observer.
-pub static LINKERD_PROVIDER: Descriptor = Descriptor::new(
-    Provider::Linkerd,
-    "linkerd",
-    &LINKERD,
-    generated_traffic_split,
-);
+pub static LINKERD_PROVIDER: Descriptor = split(Provider::Linkerd, "linkerd", &LINKERD);
 /// `osm`: SMI v1alpha2 TrafficSplit, OSM's observer.
-pub static OSM_PROVIDER: Descriptor =
-    Descriptor::new(Provider::Osm, "osm", &OSM, generated_traffic_split);
-// Flagger's observer factory has no case for `smi:*`: they fall to its default, Istio.
+pub static OSM_PROVIDER: Descriptor = split(Provider::Osm, "osm", &OSM);
+// Flagger's observer factory has no case for `smi:*`: they fall to its default, Istio; the
+// `-mesh-provider` flag takes them with a target mesh (`smi:v1alpha3:linkerd`).
 /// `smi:v1alpha1`.
-pub static V1ALPHA1_PROVIDER: Descriptor = Descriptor::new(
-    Provider::Smi(SmiVersion::V1Alpha1),
+pub static V1ALPHA1_PROVIDER: Descriptor = split(
+    Provider::SmiV1Alpha1,
     "smi:v1alpha1",
     &super::istio::OBSERVER,
-    generated_traffic_split,
 )
 .flag_prefix();
 /// `smi:v1alpha2`.
-pub static V1ALPHA2_PROVIDER: Descriptor = Descriptor::new(
-    Provider::Smi(SmiVersion::V1Alpha2),
+pub static V1ALPHA2_PROVIDER: Descriptor = split(
+    Provider::SmiV1Alpha2,
     "smi:v1alpha2",
     &super::istio::OBSERVER,
-    generated_traffic_split,
 )
 .flag_prefix();
 /// `smi:v1alpha3`.
-pub static V1ALPHA3_PROVIDER: Descriptor = Descriptor::new(
-    Provider::Smi(SmiVersion::V1Alpha3),
+pub static V1ALPHA3_PROVIDER: Descriptor = split(
+    Provider::SmiV1Alpha3,
     "smi:v1alpha3",
     &super::istio::OBSERVER,
-    generated_traffic_split,
 )
 .flag_prefix();
 
@@ -210,10 +213,7 @@ mod tests {
     fn providers_map_to_their_traffic_split_version() {
         assert_eq!(version(Provider::Linkerd), Some(SmiVersion::V1Alpha1));
         assert_eq!(version(Provider::Osm), Some(SmiVersion::V1Alpha2));
-        assert_eq!(
-            version(Provider::Smi(SmiVersion::V1Alpha3)),
-            Some(SmiVersion::V1Alpha3)
-        );
+        assert_eq!(version(Provider::SmiV1Alpha3), Some(SmiVersion::V1Alpha3));
         assert_eq!(version(Provider::Istio), None);
     }
 

@@ -32,6 +32,9 @@ pub struct Request<'a> {
     pub content_type: &'a str,
     /// Decodes the request body.
     pub body: &'a dyn Fn() -> ApiResult<Value>,
+    /// The write's options (field manager, force): the admission checks look at the object
+    /// the write would produce, as the write itself would produce it.
+    pub write: WriteOptions,
 }
 
 /// The review resources: create-only, never stored. `(group, plural, kind, namespaced)`.
@@ -708,8 +711,7 @@ fn written_object(api: &Api, r: &Request<'_>) -> Option<Value> {
     let ptype = PatchType::from_content_type(r.content_type)?;
     let opts = WriteOptions {
         dry_run: true,
-        field_manager: Some("escalation-check".into()),
-        ..Default::default()
+        ..r.write.clone()
     };
     api.patch(r.info, r.namespace, r.name, ptype, body, "", &opts)
         .ok()

@@ -92,6 +92,71 @@ pub fn object_meta(info: &ResourceInfo, obj: &Value, errs: &mut Errors) {
     labels(md.get("labels"), "metadata.labels", errs);
     annotations(md.get("annotations"), "metadata.annotations", errs);
     finalizers(info, md.get("finalizers"), errs);
+    owner_references(md.get("ownerReferences"), errs);
+}
+
+/// `ValidateOwnerReferences`: apiVersion, kind, name and uid set; at most one controller.
+fn owner_references(list: Option<&Value>, errs: &mut Errors) {
+    let Some(refs) = list.and_then(Value::as_array) else {
+        return;
+    };
+    let path = "metadata.ownerReferences";
+    let mut controller: Option<&str> = None;
+    for r in refs {
+        let api_version = str_of(r, "apiVersion");
+        if api_version.is_empty() || api_version.starts_with('/') {
+            errs.push(FieldError::invalid(
+                format!("{path}.apiVersion"),
+                Bad::str(api_version),
+                "version must not be empty",
+            ));
+        }
+        for key in ["kind", "name", "uid"] {
+            if str_of(r, key).is_empty() {
+                errs.push(FieldError::invalid(
+                    format!("{path}.{key}"),
+                    Bad::str(""),
+                    format!("{key} must not be empty"),
+                ));
+            }
+        }
+        if r.get("controller") == Some(&Value::Bool(true)) {
+            let name = str_of(r, "name");
+            match controller {
+                Some(first) => errs.push(FieldError::invalid(
+                    path,
+                    Bad::Go(go_owner_references(refs)),
+                    format!(
+                        "Only one reference can have Controller set to true. Found \"true\" in references for {first} and {name}"
+                    ),
+                )),
+                None => controller = Some(name),
+            }
+        }
+    }
+}
+
+/// A `[]v1.OwnerReference` as Go's `%#v` prints it (pointers as `(*bool)`).
+fn go_owner_references(refs: &[Value]) -> String {
+    let flag = |r: &Value, key: &str| match r.get(key).and_then(Value::as_bool) {
+        Some(_) => "(*bool)(0xc000000000)".to_string(),
+        None => "(*bool)(nil)".to_string(),
+    };
+    let items: Vec<String> = refs
+        .iter()
+        .map(|r| {
+            format!(
+                "v1.OwnerReference{{APIVersion:{:?}, Kind:{:?}, Name:{:?}, UID:{:?}, Controller:{}, BlockOwnerDeletion:{}}}",
+                str_of(r, "apiVersion"),
+                str_of(r, "kind"),
+                str_of(r, "name"),
+                str_of(r, "uid"),
+                flag(r, "controller"),
+                flag(r, "blockOwnerDeletion"),
+            )
+        })
+        .collect();
+    format!("[]v1.OwnerReference{{{}}}", items.join(", "))
 }
 
 /// `ValidateLabels`: keys are qualified names, values label values (the field is the map's).
@@ -248,6 +313,42 @@ mod tests {
 
     fn msgs(e: &Errors) -> Vec<String> {
         e.fields.iter().map(FieldError::message).collect()
+    }
+
+    #[test]
+    fn owner_references_name_their_owner_and_at_most_one_controller() {
+        let owner = |name: &str, controller: bool| {
+            json!({"apiVersion": "flagger.app/v1beta1", "kind": "Canary", "name": name,
+                   "uid": format!("uid-{name}"), "controller": controller})
+        };
+        let meta = |refs: Value| json!({"metadata": {"name": "c", "namespace": "default", "ownerReferences": refs}});
+        let mut e = Errors::default();
+        object_meta(
+            &info("configmaps"),
+            &meta(json!([owner("a", false), owner("b", true)])),
+            &mut e,
+        );
+        assert!(e.fields.is_empty(), "{:?}", msgs(&e));
+        let mut e = Errors::default();
+        object_meta(
+            &info("configmaps"),
+            &meta(json!([owner("a", true), owner("b", true)])),
+            &mut e,
+        );
+        let m = msgs(&e);
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(m[0].starts_with("metadata.ownerReferences: Invalid value: []v1.OwnerReference{v1.OwnerReference{APIVersion:\"flagger.app/v1beta1\""), "{}", m[0]);
+        assert!(m[0].ends_with(": Only one reference can have Controller set to true. Found \"true\" in references for a and b"), "{}", m[0]);
+        let mut e = Errors::default();
+        object_meta(
+            &info("configmaps"),
+            &meta(json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "x"}])),
+            &mut e,
+        );
+        assert_eq!(
+            msgs(&e),
+            vec!["metadata.ownerReferences.uid: Invalid value: \"\": uid must not be empty"]
+        );
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub mod envoy;
 pub mod gateway;
 pub mod gatewayapi;
 pub mod gloo;
+pub mod ingress;
 pub mod istio;
 pub mod knative;
 pub mod kuma;

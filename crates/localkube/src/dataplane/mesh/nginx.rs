@@ -29,14 +29,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use axum::http::HeaderMap;
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::super::router::{IngressTelemetry, RouteActions, RouteDecision, ServicePort, Workload};
 use super::super::telemetry::{
     BUCKETS, IngressLabels, Recorded, Telemetry, escape, header, histogram,
 };
-use super::common::{Mesh, Tools, View, hostname_matches, objects, path_prefix_matches, spec};
+use super::common::{Mesh, Tools, View, hostname_matches, path_prefix_matches};
 use crate::Api;
 use crate::util;
 
@@ -44,11 +43,6 @@ use crate::util;
 pub const DEFAULT_PREFIX: &str = "nginx.ingress.kubernetes.io";
 /// The ingress class served.
 pub const CLASS: &str = "nginx";
-/// The legacy class annotation (checked before `spec.ingressClassName`).
-pub const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
-
-const NETWORKING_GROUP: &str = "networking.k8s.io";
-const NETWORKING_VERSIONS: &[&str] = &["v1"];
 
 /// The ingress-nginx controller, reading the canary annotations under `prefix`.
 #[derive(Debug, Clone)]
@@ -72,65 +66,8 @@ impl Nginx {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct IngressSpec {
-    ingress_class_name: Option<String>,
-    default_backend: Option<Backend>,
-    rules: Vec<IngressRule>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct IngressRule {
-    host: Option<String>,
-    http: Option<HttpRule>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct HttpRule {
-    paths: Vec<HttpPath>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct HttpPath {
-    path: Option<String>,
-    path_type: Option<String>,
-    backend: Backend,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Backend {
-    service: Option<ServiceBackend>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct ServiceBackend {
-    name: String,
-    port: PortRef,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct PortRef {
-    number: Option<u32>,
-    name: Option<String>,
-}
-
-impl PortRef {
-    /// The port as ingress-nginx writes it in upstream names: the number, else the name.
-    fn label(&self) -> String {
-        match (&self.number, &self.name) {
-            (Some(n), _) => n.to_string(),
-            (None, Some(name)) => name.clone(),
-            (None, None) => "0".into(),
-        }
-    }
-}
+pub use super::ingress::{CLASS_ANNOTATION, PortRef};
+use super::ingress::{HttpPath, IngressBackend as Backend, IngressSpec, served_ingresses};
 
 /// How a path matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -342,25 +279,10 @@ impl Ing {
     }
 }
 
-fn annotations(o: &Value) -> BTreeMap<String, String> {
-    o.pointer("/metadata/annotations")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Whether ingress-nginx (class `nginx`) serves an Ingress with these annotations and
-/// `ingressClassName`.
+/// Whether ingress-nginx (class `nginx`, the default class) serves an Ingress with these
+/// annotations and `ingressClassName`.
 pub fn served_class(annotations: &BTreeMap<String, String>, class_name: Option<&str>) -> bool {
-    match (annotations.get(CLASS_ANNOTATION), class_name) {
-        (Some(a), _) => a == CLASS,
-        (None, Some(c)) => c == CLASS,
-        (None, None) => true,
-    }
+    super::ingress::served(annotations, class_name, CLASS, true)
 }
 
 /// Where a location sends its traffic.
@@ -374,20 +296,13 @@ struct Location<'a> {
 impl Nginx {
     /// The served Ingresses, oldest first.
     fn nginx_ingresses(&self, api: &Api) -> Vec<Ing> {
-        objects(api, NETWORKING_GROUP, NETWORKING_VERSIONS, "Ingress")
-            .iter()
-            .filter_map(|o| {
-                let spec = spec::<IngressSpec>(o)?;
-                let annotations = annotations(o);
-                if !served_class(&annotations, spec.ingress_class_name.as_deref()) {
-                    return None;
-                }
-                Some(Ing {
-                    namespace: util::namespace(o).to_string(),
-                    name: util::name(o).to_string(),
-                    canary: CanaryPolicy::from_annotations(&annotations, &self.prefix),
-                    spec,
-                })
+        served_ingresses(api, CLASS, true)
+            .into_iter()
+            .map(|i| Ing {
+                namespace: util::namespace(&i.object).to_string(),
+                name: util::name(&i.object).to_string(),
+                canary: CanaryPolicy::from_annotations(&i.annotations, &self.prefix),
+                spec: i.spec,
             })
             .collect()
     }

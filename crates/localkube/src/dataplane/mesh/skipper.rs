@@ -25,13 +25,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::Deserialize;
-use serde_json::Value;
-
 use super::super::router::{GatewayTelemetry, RouteDecision};
 use super::super::telemetry::{BUCKETS, Recorded, Telemetry, escape, header, histogram};
-use super::common::{Mesh, Tools, View, objects, path_prefix_matches, spec};
+use super::common::{Mesh, Tools, View, path_prefix_matches};
 use super::gateway::{Backend, answer, to_backend};
+use super::ingress::{HttpPath, Served, served_ingresses};
 use crate::Api;
 use crate::util;
 
@@ -45,53 +43,6 @@ const PREDICATE: &str = "zalando.org/skipper-predicate";
 /// Skipper, routing by Ingresses of class `skipper`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Skipper;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct IngressSpec {
-    ingress_class_name: Option<String>,
-    rules: Vec<IngressRule>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct IngressRule {
-    host: Option<String>,
-    http: Option<HttpRule>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct HttpRule {
-    paths: Vec<HttpPath>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct HttpPath {
-    path: Option<String>,
-    path_type: Option<String>,
-    backend: PathBackend,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct PathBackend {
-    service: Option<ServiceBackend>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct ServiceBackend {
-    name: String,
-    port: PortRef,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct PortRef {
-    number: Option<u32>,
-}
 
 // === predicates ===
 
@@ -303,28 +254,21 @@ fn traffic(weights: &[f64]) -> Vec<Option<(f64, usize)>> {
     out
 }
 
-fn annotation<'a>(o: &'a Value, key: &str) -> Option<&'a str> {
-    o.pointer(&format!("/metadata/annotations/{}", key.replace('/', "~1")))
-        .and_then(Value::as_str)
-}
-
 impl Skipper {
     fn routes(api: &Api) -> Vec<SkRoute> {
         let mut out = Vec::new();
-        for o in objects(api, "networking.k8s.io", &["v1"], "Ingress") {
-            let Some(spec) = spec::<IngressSpec>(&o) else {
+        for Served {
+            object: o,
+            annotations,
+            spec,
+        } in served_ingresses(api, CLASS, false)
+        {
+            let predicate = annotations.get(PREDICATE).map_or("", String::as_str);
+            let Some(predicates) = parse_predicates(predicate) else {
                 continue;
             };
-            let class = annotation(&o, "kubernetes.io/ingress.class")
-                .map(str::to_string)
-                .or(spec.ingress_class_name.clone());
-            if class.as_deref() != Some(CLASS) {
-                continue;
-            }
-            let Some(predicates) = parse_predicates(annotation(&o, PREDICATE).unwrap_or("")) else {
-                continue;
-            };
-            let weights: BTreeMap<String, f64> = annotation(&o, BACKEND_WEIGHTS)
+            let weights: BTreeMap<String, f64> = annotations
+                .get(BACKEND_WEIGHTS)
                 .and_then(|w| serde_json::from_str(w).ok())
                 .unwrap_or_default();
             let (ns, name) = (util::namespace(&o), util::name(&o));
