@@ -61,10 +61,19 @@ fn feed<K>(api: Api<K>, fields: Fields) -> (Store<K>, Feed<K>)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
+    feed_trimmed(api, fields, |_| {})
+}
+
+/// [`feed`], with `trim` dropping more of each cached copy.
+fn feed_trimmed<K>(api: Api<K>, fields: Fields, trim: fn(&mut K)) -> (Store<K>, Feed<K>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
     let (store, writer) = reflector::store();
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(move |o: &mut K| {
+            trim(o);
             let meta = o.meta_mut();
             match fields {
                 Fields::Drop => meta.managed_fields = None,
@@ -87,12 +96,35 @@ where
     (store, Box::pin(stream))
 }
 
+/// Secret types no decision reads the data of: neither config tracking (which follows Flagger's
+/// tracked types) nor a MetricTemplate's or AlertProvider's credentials are kept in them. Helm
+/// keeps every release of every chart in one (often hundreds of KiB each), a cluster has a
+/// token Secret per ServiceAccount: their cached copies keep only their metadata.
+const UNREAD_SECRET_TYPES: &[&str] = &[
+    "helm.sh/release.v1",
+    "kubernetes.io/service-account-token",
+    "kubernetes.io/dockercfg",
+    "kubernetes.io/dockerconfigjson",
+    "bootstrap.kubernetes.io/token",
+];
+
+fn trim_secret(s: &mut Secret) {
+    if s.type_
+        .as_deref()
+        .is_some_and(|t| UNREAD_SECRET_TYPES.contains(&t))
+    {
+        s.data = None;
+        s.string_data = None;
+    }
+}
+
 /// Builds the stores and the watch streams that fill them, scoped like the controller.
 pub fn build(client: &Client, namespace: Option<&str>) -> (Caches, Feeds) {
     let (deployments, deployments_feed) = feed(scoped(client, namespace), Fields::Keep);
     let (daemonsets, daemonsets_feed) = feed(scoped(client, namespace), Fields::Keep);
     let (configmaps, configmaps_feed) = feed(scoped(client, namespace), Fields::Drop);
-    let (secrets, secrets_feed) = feed(scoped(client, namespace), Fields::Drop);
+    let (secrets, secrets_feed) =
+        feed_trimmed(scoped(client, namespace), Fields::Drop, trim_secret);
     let (services, services_feed) = feed(scoped(client, namespace), Fields::Keep);
     let (hpas, hpas_feed) = feed(scoped(client, namespace), Fields::Keep);
     // Templates and providers may live in other namespaces than the canaries that use them.
@@ -218,5 +250,28 @@ where
     match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_nothing_reads_are_cached_without_their_data() {
+        let secret = |type_: &str| Secret {
+            type_: Some(type_.into()),
+            data: Some([("k".to_string(), k8s_openapi::ByteString(b"v".to_vec()))].into()),
+            ..Default::default()
+        };
+        let mut helm = secret("helm.sh/release.v1");
+        trim_secret(&mut helm);
+        assert!(helm.data.is_none());
+        // Tracked types, and the credentials of providers, keep their data.
+        for t in ["Opaque", "kubernetes.io/basic-auth", "kubernetes.io/tls"] {
+            let mut s = secret(t);
+            trim_secret(&mut s);
+            assert!(s.data.is_some(), "{t}");
+        }
     }
 }

@@ -88,6 +88,8 @@ pub struct Context {
     pub client: Client,
     /// Watch caches of everything the controller reads.
     pub caches: Caches,
+    /// Watch caches of the kinds known at run time (routing objects, ScaledObjects).
+    pub objects: crate::watched::Objects,
     pub settings: Settings,
     pub metrics: Metrics,
     pub recorder: Recorder,
@@ -149,6 +151,14 @@ impl Context {
             .and_then(|s| s.get(canary).copied())
             .map(|due| due.saturating_duration_since(now))
             .unwrap_or_default()
+    }
+
+    /// When the canary's next tick is due (`None` before its first).
+    pub fn due(&self, canary: &ObjectRef<Canary>) -> Option<tokio::time::Instant> {
+        self.schedule
+            .lock()
+            .ok()
+            .and_then(|s| s.get(canary).copied())
     }
 
     /// Records that a tick ran; the next is due one interval later.

@@ -51,6 +51,7 @@ pub mod run;
 pub mod server;
 pub mod shard;
 pub mod templates;
+pub mod watched;
 pub mod webhook;
 
 pub use args::Args;

@@ -233,6 +233,7 @@ pub async fn serve(
     let ctx = Arc::new(Context {
         client: client.clone(),
         caches: caches.clone(),
+        objects: crate::watched::Objects::new(client.clone(), ns),
         settings,
         metrics,
         recorder: Recorder::new(client.clone()),
@@ -455,6 +456,7 @@ pub async fn serve(
     let secret_ctx = ctx.clone();
 
     let ready_ctx = ctx.clone();
+    let objects = ctx.objects.clone();
     let ready_store = store.clone();
     // Until the Canary cache has synced, kube-runtime holds reconciles back and a graceful
     // shutdown would wait for the sync forever: a stop then ends the controller at once.
@@ -522,6 +524,7 @@ pub async fn serve(
     for task in background {
         task.abort();
     }
+    objects.stop();
     if let Some(task) = renewal {
         task.abort();
     }

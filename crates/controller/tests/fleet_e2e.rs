@@ -375,3 +375,328 @@ async fn by_default_an_hpa_change_reaches_the_primary_at_the_next_promotion() {
     env.wait_jsonpath("hpa/web-primary", ".spec.maxReplicas", "6")
         .await;
 }
+
+/// CRDs of the providers in [`idle_fleet`] (schemas keep unknown fields, as the router suites'
+/// minimal CRDs): `(group, kind, plural, scope, versions)`.
+fn provider_crds() -> String {
+    let mut out = String::new();
+    for (group, kind, plural, scope, versions) in [
+        (
+            "networking.istio.io",
+            "VirtualService",
+            "virtualservices",
+            "Namespaced",
+            &["v1beta1", "v1"][..],
+        ),
+        (
+            "networking.istio.io",
+            "DestinationRule",
+            "destinationrules",
+            "Namespaced",
+            &["v1beta1", "v1"][..],
+        ),
+        (
+            "gateway.networking.k8s.io",
+            "HTTPRoute",
+            "httproutes",
+            "Namespaced",
+            &["v1", "v1beta1"][..],
+        ),
+        (
+            "split.smi-spec.io",
+            "TrafficSplit",
+            "trafficsplits",
+            "Namespaced",
+            &["v1alpha2", "v1alpha1", "v1alpha3"][..],
+        ),
+        (
+            "kuma.io",
+            "TrafficRoute",
+            "trafficroutes",
+            "Cluster",
+            &["v1alpha1"][..],
+        ),
+        (
+            "appmesh.k8s.aws",
+            "VirtualNode",
+            "virtualnodes",
+            "Namespaced",
+            &["v1beta2"][..],
+        ),
+        (
+            "appmesh.k8s.aws",
+            "VirtualRouter",
+            "virtualrouters",
+            "Namespaced",
+            &["v1beta2"][..],
+        ),
+        (
+            "appmesh.k8s.aws",
+            "VirtualService",
+            "virtualservices",
+            "Namespaced",
+            &["v1beta2"][..],
+        ),
+        (
+            "keda.sh",
+            "ScaledObject",
+            "scaledobjects",
+            "Namespaced",
+            &["v1alpha1"][..],
+        ),
+    ] {
+        let versions: String = versions
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                format!(
+                    "  - {{name: {v}, served: true, storage: {}, subresources: {{status: {{}}}}, schema: {{openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}}}}}\n",
+                    i == 0
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: {plural}.{group}}}\nspec:\n  group: {group}\n  scope: {scope}\n  names: {{kind: {kind}, plural: {plural}, singular: {}, listKind: {kind}List}}\n  versions:\n{versions}",
+            kind.to_lowercase()
+        ));
+    }
+    out
+}
+
+/// One idle canary per provider (and one with a KEDA ScaledObject, one with an nginx
+/// Ingress): `(name, yaml)`.
+fn idle_fleet() -> Vec<(String, String)> {
+    let deployment = |name: &str| {
+        format!(
+            r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}, namespace: {NS}, labels: {{app: {name}}}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers:
+      - name: app
+        image: example.com/app:1
+        ports: [{{containerPort: 8080}}]
+"#
+        )
+    };
+    let canary = |name: &str, provider: &str, extra: &str| {
+        format!(
+            r#"apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {{name: {name}, namespace: {NS}}}
+spec:
+  provider: "{provider}"
+  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: {name}}}
+{extra}  service:
+    port: 80
+    targetPort: 8080
+    gatewayRefs: [{{name: {name}, kind: Service, group: ""}}]
+    meshName: global
+    backends: [backend.test]
+  analysis: {{interval: 1s, threshold: 1, maxWeight: 50, stepWeight: 10}}
+"#
+        )
+    };
+    let mut fleet = Vec::new();
+    for provider in [
+        "kubernetes",
+        "istio",
+        "gatewayapi:v1",
+        "linkerd",
+        "kuma",
+        "appmesh:v1beta2",
+    ] {
+        let name = format!("app-{}", provider.replace(':', "-"));
+        fleet.push((
+            name.clone(),
+            format!("{}---\n{}", deployment(&name), canary(&name, provider, "")),
+        ));
+    }
+    let ingress = format!(
+        r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: app-nginx, namespace: {NS}, annotations: {{kubernetes.io/ingress.class: nginx}}}}
+spec:
+  rules:
+  - host: app.example.com
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend: {{service: {{name: app-nginx, port: {{number: 80}}}}}}
+"#
+    );
+    fleet.push((
+        "app-nginx".into(),
+        format!(
+            "{}---\n{ingress}---\n{}",
+            deployment("app-nginx"),
+            canary(
+                "app-nginx",
+                "nginx",
+                "  ingressRef: {apiVersion: networking.k8s.io/v1, kind: Ingress, name: app-nginx}\n"
+            )
+        ),
+    ));
+    let scaled_object = format!(
+        r#"apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {{name: app-keda, namespace: {NS}}}
+spec:
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: app-keda}}
+  minReplicaCount: 1
+  maxReplicaCount: 2
+  triggers:
+  - type: prometheus
+    metadata: {{serverAddress: "http://prometheus:9090", threshold: "100", query: "sum(up)"}}
+"#
+    );
+    fleet.push((
+        "app-keda".into(),
+        format!(
+            "{}---\n{scaled_object}---\n{}",
+            deployment("app-keda"),
+            canary(
+                "app-keda",
+                "kubernetes",
+                "  autoscalerRef: {apiVersion: keda.sh/v1alpha1, kind: ScaledObject, name: app-keda}\n"
+            )
+        ),
+    ));
+    fleet
+}
+
+/// localkube's request counters (`apiserver_request_total`) by verb and resource.
+async fn request_counts(env: &Env) -> std::collections::BTreeMap<(String, String), f64> {
+    let text = env
+        .client
+        .request_text(
+            http::Request::get("/metrics")
+                .body(Vec::new())
+                .expect("request"),
+        )
+        .await
+        .expect("localkube metrics");
+    let mut counts = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.split_once("} ") else {
+            continue;
+        };
+        let label = |k: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=\"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        *counts
+            .entry((label("verb"), label("resource")))
+            .or_default() += value.parse::<f64>().unwrap_or_default();
+    }
+    counts
+}
+
+/// The controller's reconciles so far (`flagger_reconcile_duration_seconds_count`).
+async fn reconciles(env: &Env) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", env.controller_url()))
+        .await
+        .expect("controller metrics")
+        .text()
+        .await
+        .expect("controller metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("flagger_reconcile_duration_seconds_count "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_ticks_of_every_provider_ask_the_api_server_nothing() {
+    let env = Env::start(Options {
+        prometheus: true,
+        scrape_controller: true,
+        no_exporter: true,
+        dataplane: true,
+        ..Default::default()
+    })
+    .await;
+    env.apply(&provider_crds()).await;
+    let fleet = idle_fleet();
+    for (_, yaml) in &fleet {
+        env.apply(yaml).await;
+    }
+    for (name, _) in &fleet {
+        env.wait_phase(name, CanaryPhase::Initialized).await;
+    }
+    // A few ticks for the caches of the kinds found to list.
+    let settle = reconciles(&env).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while reconciles(&env).await < settle + 3.0 * fleet.len() as f64 {
+        assert!(tokio::time::Instant::now() < deadline, "no ticks ran");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Idle ticks (1s interval): nothing but watches reaches the API server.
+    let before = request_counts(&env).await;
+    let ticks_before = reconciles(&env).await;
+    let idle = tokio::time::Instant::now() + Duration::from_secs(6);
+    let mut ticks = 0.0;
+    while tokio::time::Instant::now() < idle || ticks < 4.0 * fleet.len() as f64 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        ticks = reconciles(&env).await - ticks_before;
+    }
+    let after = request_counts(&env).await;
+    let asked: Vec<String> = after
+        .iter()
+        .filter_map(|((verb, resource), n)| {
+            let d = n - before
+                .get(&(verb.clone(), resource.clone()))
+                .unwrap_or(&0.0);
+            // The counter read itself is the one request of the test in the window.
+            let ours = resource.is_empty();
+            (d > 0.0 && verb != "watch" && !ours).then(|| format!("{verb} {resource}: {d}"))
+        })
+        .collect();
+    println!(
+        "{ticks} idle reconciles of {} canaries; requests other than watches: {asked:?}",
+        fleet.len()
+    );
+    assert!(
+        asked.is_empty(),
+        "idle ticks asked the API server: {asked:?}"
+    );
+    // Served from watches, one per kind in use.
+    for kind in [
+        "virtualservices",
+        "destinationrules",
+        "httproutes",
+        "trafficsplits",
+        "trafficroutes",
+        "virtualnodes",
+        "virtualrouters",
+        "ingresses",
+        "scaledobjects",
+    ] {
+        assert!(
+            after.contains_key(&("watch".to_string(), kind.to_string())),
+            "no watch of {kind}: {:?}",
+            after.keys().collect::<Vec<_>>()
+        );
+    }
+    // Every provider still runs: the phases stayed.
+    for (name, _) in &fleet {
+        assert_eq!(
+            env.canary(name).await.status.map(|s| s.phase),
+            Some(CanaryPhase::Initialized),
+            "{name}"
+        );
+    }
+}

@@ -73,6 +73,8 @@ pub async fn run(
 
     let target = crate::router::Target {
         client: &ctx.client,
+        objects: &ctx.objects,
+        caches: &ctx.caches,
         canary,
         c,
         ingress_prefix: &ctx.settings.ingress_prefix,
@@ -119,7 +121,7 @@ async fn ensure_primary(
     let (client, caches, settings) = (&ctx.client, &ctx.caches, &ctx.settings);
     // A Knative Service is its own primary: bootstrap names its primary revision.
     if let Target::KnativeService(service) = &observed.target {
-        return Ok(super::knative::initialize(client, canary, c, service).await?);
+        return Ok(super::knative::initialize(&ctx.objects, canary, c, service).await?);
     }
     let ns = &c.namespace;
     let primary_name = c.primary_workload();
@@ -165,9 +167,10 @@ async fn ensure_autoscaler(
     let ns = &c.namespace;
     match &c.autoscaler {
         Some(a) if a.kind == AutoscalerKind::ScaledObject => {
-            let exists = keda::primary_exists(client, c).await?;
+            let exists = keda::primary_exists(&ctx.objects, c).await?;
             if !exists {
-                keda::write_primary(client, settings, canary, c, MetadataRule::Create).await?;
+                keda::write_primary(&ctx.objects, settings, canary, c, MetadataRule::Create)
+                    .await?;
             }
         }
         Some(a) => {

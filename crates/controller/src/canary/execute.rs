@@ -69,7 +69,7 @@ async fn act(o: &Oracle<'_>, action: &Action) -> Result<(), ExecuteError> {
         Action::ReconcilePrimaryScaler => {
             if is_keda(c) {
                 keda::write_primary(
-                    &ctx.client,
+                    &ctx.objects,
                     &ctx.settings,
                     o.canary,
                     c,
@@ -96,7 +96,7 @@ async fn promote(o: &Oracle<'_>) -> Result<(), WriteError> {
     let client = &o.ctx.client;
     // A Knative Service's promotion names its latest created revision the primary.
     if let super::observe::Target::KnativeService(_) = &o.observed.target {
-        return Ok(super::knative::promote(client, o.c).await?);
+        return Ok(super::knative::promote(&o.ctx.objects, o.c).await?);
     }
     let current = workloads::read_primary(client, o.c, o.observed).await?;
     workloads::write_primary_configs(client, &o.ctx.settings, o.canary, o.observed).await?;

@@ -324,6 +324,8 @@ async fn hand_back_traffic(
     // The router gives back what it took over (Istio: a pre-existing VirtualService's spec).
     let target = crate::router::Target {
         client: &client,
+        objects: &ctx.objects,
+        caches: &ctx.caches,
         canary,
         c,
         ingress_prefix: &ctx.settings.ingress_prefix,

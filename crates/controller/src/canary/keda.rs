@@ -12,14 +12,45 @@ use serde_json::Value;
 use super::objects::{WriteError, merge_params, owner_ref};
 use crate::FIELD_MANAGER;
 use crate::context::Settings;
+use crate::watched::{CachedApi, Objects};
 
-fn api(client: &Client, namespace: &str) -> Api<DynamicObject> {
+fn resource() -> ApiResource {
     let gvk = GroupVersionKind::gvk("keda.sh", "v1alpha1", keda::KIND);
-    let resource = ApiResource::from_gvk_with_plural(&gvk, keda::PLURAL);
-    Api::namespaced_with(client.clone(), namespace, &resource)
+    ApiResource::from_gvk_with_plural(&gvk, keda::PLURAL)
 }
 
-/// Reads a ScaledObject as JSON (`None` when missing).
+fn api(client: &Client, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), namespace, &resource())
+}
+
+/// ScaledObjects read through the watch caches (see [`crate::watched`]).
+fn cached(objects: &Objects, namespace: &str) -> CachedApi {
+    objects.namespaced(objects.client(), namespace, resource())
+}
+
+/// Reads a ScaledObject as JSON from the watch cache (`None` when missing).
+async fn get_cached(
+    objects: &Objects,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Value>, WriteError> {
+    cached(objects, namespace)
+        .get_cached(name)
+        .await
+        .map_err(|e| {
+            WriteError::api(
+                format!("ScaledObject {name}.{namespace} get query error"),
+                &e,
+            )
+        })?
+        .map(|o| {
+            serde_json::to_value(&*o)
+                .map_err(|e| WriteError::invalid(format!("ScaledObject {name}.{namespace}: {e}")))
+        })
+        .transpose()
+}
+
+/// Reads a ScaledObject as JSON from the API server (`None` when missing).
 pub async fn get(
     client: &Client,
     namespace: &str,
@@ -42,18 +73,18 @@ pub async fn get(
 }
 
 /// Whether the primary ScaledObject exists.
-pub async fn primary_exists(client: &Client, c: &ValidatedCanary) -> Result<bool, WriteError> {
+pub async fn primary_exists(objects: &Objects, c: &ValidatedCanary) -> Result<bool, WriteError> {
     let Some(a) = &c.autoscaler else {
         return Ok(true);
     };
-    Ok(get(client, &c.namespace, &keda::primary_name(a))
+    Ok(get_cached(objects, &c.namespace, &keda::primary_name(a))
         .await?
         .is_some())
 }
 
 /// Creates (`MetadataRule::Create`) or updates the primary ScaledObject from the target's.
 pub async fn write_primary(
-    client: &Client,
+    objects: &Objects,
     settings: &Settings,
     canary: &Canary,
     c: &ValidatedCanary,
@@ -63,7 +94,7 @@ pub async fn write_primary(
         return Ok(());
     };
     let ns = &c.namespace;
-    let target = get(client, ns, &a.name).await?.ok_or_else(|| {
+    let target = get_cached(objects, ns, &a.name).await?.ok_or_else(|| {
         WriteError::transient(format!(
             "ScaledObject {}.{ns} get query error: not found",
             a.name
@@ -82,15 +113,17 @@ pub async fn write_primary(
         meta["ownerReferences"] = serde_json::json!([owner]);
     }
     let name = keda::primary_name(a);
-    api(client, ns)
+    let api = cached(objects, ns);
+    let written = api
         .patch(
             &name,
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(&primary),
         )
         .await
-        .map(|_| ())
-        .map_err(|e| WriteError::api(format!("writing ScaledObject {name}.{ns} failed"), &e))
+        .map_err(|e| WriteError::api(format!("writing ScaledObject {name}.{ns} failed"), &e))?;
+    api.wrote(written);
+    Ok(())
 }
 
 /// Pauses (`true`) or resumes the target's ScaledObject (`autoscaling.keda.sh/paused-replicas`),

@@ -17,8 +17,7 @@ use flagger_core::hash;
 use flagger_core::model::ValidatedCanary;
 use flagger_core::readiness::Role;
 use flagger_core::routing::knative;
-use kube::api::{DynamicObject, Patch, PatchParams};
-use kube::{Api, Client};
+use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 use super::bootstrap::BootstrapError;
@@ -26,7 +25,7 @@ use super::objects::WriteError;
 use super::observe::ObserveError;
 use crate::FIELD_MANAGER;
 use crate::error::{step_error, step_error_from};
-use crate::router::dynamic_api;
+use crate::watched::{CachedApi, Objects};
 
 step_error!(
     /// A read or write of the Knative Service failed (observe, bootstrap and promotion share
@@ -35,13 +34,11 @@ step_error!(
 );
 step_error_from!(KnativeError => ObserveError, BootstrapError, WriteError);
 
-fn services(client: &Client, c: &ValidatedCanary) -> Api<DynamicObject> {
-    dynamic_api(
-        client,
+fn services(objects: &Objects, c: &ValidatedCanary) -> CachedApi {
+    objects.namespaced(
+        objects.client(),
         &c.namespace,
-        knative::API_VERSION,
-        "Service",
-        "services",
+        CachedApi::resource(knative::API_VERSION, "Service", "services"),
     )
 }
 
@@ -50,11 +47,18 @@ fn name(c: &ValidatedCanary) -> String {
 }
 
 /// Reads the Knative Service.
-pub async fn get(client: &Client, c: &ValidatedCanary) -> Result<Value, KnativeError> {
-    let service = services(client, c).get(&c.target.name).await.map_err(|e| {
-        KnativeError::api(format!("Knative Service {} get query error", name(c)), &e)
-    })?;
-    serde_json::to_value(service)
+pub async fn get(objects: &Objects, c: &ValidatedCanary) -> Result<Value, KnativeError> {
+    let service = services(objects, c)
+        .get_cached(&c.target.name)
+        .await
+        .map_err(|e| KnativeError::api(format!("Knative Service {} get query error", name(c)), &e))?
+        .ok_or_else(|| {
+            KnativeError::transient(format!(
+                "Knative Service {} get query error: not found",
+                name(c)
+            ))
+        })?;
+    serde_json::to_value(&*service)
         .map_err(|e| KnativeError::transient(format!("Knative Service {}: {e}", name(c))))
 }
 
@@ -72,12 +76,13 @@ pub fn revision(c: &ValidatedCanary, service: &Value) -> Result<TargetRevision, 
     })
 }
 
-async fn patch(client: &Client, c: &ValidatedCanary, patch: Value) -> Result<(), KnativeError> {
+async fn patch(objects: &Objects, c: &ValidatedCanary, patch: Value) -> Result<(), KnativeError> {
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
     };
-    services(client, c)
+    let api = services(objects, c);
+    let written = api
         .patch(&c.target.name, &params, &Patch::Merge(&patch))
         .await
         .map_err(|e| {
@@ -86,13 +91,14 @@ async fn patch(client: &Client, c: &ValidatedCanary, patch: Value) -> Result<(),
                 &e,
             )
         })?;
+    api.wrote(written);
     Ok(())
 }
 
 /// While the canary initializes: the latest created revision becomes the primary and gets all
 /// the traffic (the latest revision entry at 0%).
 pub async fn initialize(
-    client: &Client,
+    objects: &Objects,
     canary: &Canary,
     c: &ValidatedCanary,
     service: &Value,
@@ -110,7 +116,7 @@ pub async fn initialize(
         return Ok(());
     }
     patch(
-        client,
+        objects,
         c,
         json!({
             "metadata": {"annotations": {PRIMARY_REVISION: latest}},
@@ -121,11 +127,11 @@ pub async fn initialize(
 }
 
 /// Promotion: the latest created revision becomes the primary.
-pub async fn promote(client: &Client, c: &ValidatedCanary) -> Result<(), KnativeError> {
-    let service = get(client, c).await?;
+pub async fn promote(objects: &Objects, c: &ValidatedCanary) -> Result<(), KnativeError> {
+    let service = get(objects, c).await?;
     let latest = knative::latest_created_revision(&service).ok_or_else(|| no_revision(c))?;
     patch(
-        client,
+        objects,
         c,
         json!({"metadata": {"annotations": {PRIMARY_REVISION: latest}}}),
     )
@@ -136,7 +142,7 @@ pub async fn promote(client: &Client, c: &ValidatedCanary) -> Result<(), Knative
 /// created): its `Ready` condition. Anything else is a wait, as Flagger's checks are
 /// retriable.
 pub async fn readiness(
-    client: &Client,
+    objects: &Objects,
     c: &ValidatedCanary,
     service: &Value,
     role: Role,
@@ -155,15 +161,17 @@ pub async fn readiness(
         Ok(r) => r.to_string(),
         Err(e) => return Readiness::Waiting(e),
     };
-    let api = dynamic_api(
-        client,
+    let api = objects.namespaced(
+        objects.client(),
         &c.namespace,
-        knative::API_VERSION,
-        "Revision",
-        "revisions",
+        CachedApi::resource(knative::API_VERSION, "Revision", "revisions"),
     );
-    match api.get(&revision).await {
-        Ok(r) => match serde_json::to_value(r) {
+    match api.get_cached(&revision).await {
+        Ok(None) => Readiness::Waiting(format!(
+            "Knative Revision {revision}.{} get query error: not found",
+            c.namespace
+        )),
+        Ok(Some(r)) => match serde_json::to_value(&*r) {
             Ok(r) if knative::revision_ready(&r) => Readiness::Ready,
             _ => Readiness::Waiting(format!(
                 "Knative Revision {revision}.{} is not ready",

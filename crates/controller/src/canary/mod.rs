@@ -41,12 +41,22 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<Action>
         return Ok(Action::await_change());
     }
     let started = tokio::time::Instant::now();
+    let key = ObjectRef::from_obj(&*canary);
+    let due = ctx.due(&key);
     let canary = refreshed(&ctx, canary).await;
     let result = reconcile_canary(&canary, &ctx).await;
     ctx.metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
-    let key = ObjectRef::from_obj(&*canary);
+    // A scheduled tick ran (its due time moved on): how late it began.
+    if let Some(due) = due
+        && started >= due
+        && ctx.due(&key) != Some(due)
+    {
+        ctx.metrics
+            .tick_lateness
+            .observe((started - due).as_secs_f64());
+    }
     match &result {
         Ok(_) => ctx.succeeded(&key),
         Err(e) => report(&ctx, &canary, e).await,

@@ -159,7 +159,7 @@ impl Observed {
 /// Step 2: reads the target and its tracked configs, and indexes the configs so that a change
 /// to one triggers the canary.
 pub async fn run(ctx: &Context, c: &ValidatedCanary) -> Result<Observed, ObserveError> {
-    let observed = observe(&ctx.client, &ctx.caches, &ctx.settings, c).await?;
+    let observed = observe(&ctx.client, &ctx.caches, &ctx.objects, &ctx.settings, c).await?;
     let ns = &c.namespace;
     ctx.configs.set(
         ObjectRef::new(&c.name).within(ns),
@@ -175,6 +175,7 @@ pub async fn run(ctx: &Context, c: &ValidatedCanary) -> Result<Observed, Observe
 pub async fn observe(
     client: &Client,
     caches: &Caches,
+    objects: &crate::watched::Objects,
     settings: &Settings,
     c: &ValidatedCanary,
 ) -> Result<Observed, ObserveError> {
@@ -220,7 +221,7 @@ pub async fn observe(
         }
         TargetKind::KnativeService => {
             // Knative keeps the revisions: no configs are tracked, no selector is used.
-            let service = super::knative::get(client, c).await?;
+            let service = super::knative::get(objects, c).await?;
             let revision = super::knative::revision(c, &service)?;
             return Ok(Observed {
                 target: Target::KnativeService(Arc::new(service)),

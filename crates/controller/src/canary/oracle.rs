@@ -138,6 +138,8 @@ impl Oracle<'_> {
     pub fn route_target(&self) -> crate::router::Target<'_> {
         crate::router::Target {
             client: &self.ctx.client,
+            objects: &self.ctx.objects,
+            caches: &self.ctx.caches,
             canary: self.canary,
             c: self.c,
             ingress_prefix: &self.ctx.settings.ingress_prefix,
@@ -373,7 +375,7 @@ pub async fn readiness_of(
             }
         }
         Target::KnativeService(service) => {
-            super::knative::readiness(&ctx.client, c, service, role).await
+            super::knative::readiness(&ctx.objects, c, service, role).await
         }
         Target::DaemonSet(_) => {
             match cache::require(&ctx.caches.daemonsets, &ctx.client, ns, &name).await {

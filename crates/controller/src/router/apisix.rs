@@ -3,9 +3,8 @@
 
 use flagger_core::effects::Routes;
 use flagger_core::routing::{StickyCookies, apisix};
-use kube::Api;
-use kube::api::DynamicObject;
 
+use super::CachedApi;
 use super::{Contested, Router, RouterError, Target, Weighted, dynamic_api, get_json};
 
 /// The router of `apisix`.
@@ -68,9 +67,9 @@ fn route_ref<'a>(t: &Target<'a>) -> Result<&'a str, RouterError> {
         .ok_or_else(|| RouterError::invalid_spec("apisix route selector is empty"))
 }
 
-fn routes_api(t: &Target<'_>) -> Api<DynamicObject> {
+fn routes_api(t: &Target<'_>) -> CachedApi {
     dynamic_api(
-        t.client,
+        t,
         &t.c.namespace,
         apisix::API_VERSION,
         "ApisixRoute",

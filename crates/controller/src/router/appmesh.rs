@@ -11,12 +11,10 @@ use flagger_core::effects::Routes;
 use flagger_core::model::TargetKind;
 use flagger_core::routing::StickyCookies;
 use flagger_core::routing::appmesh::{self, ACCESS_LOG_ANNOTATION, Options, Version};
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::Api;
-use kube::api::DynamicObject;
 use serde_json::Value;
 
+use super::CachedApi;
 use super::{
     Contested, Router, RouterError, Target, dynamic_api, ensure, get_json, get_weights_object,
 };
@@ -100,13 +98,13 @@ fn version(t: &Target<'_>) -> Result<Version, RouterError> {
     })
 }
 
-fn api(t: &Target<'_>, v: Version, kind: &str) -> Api<DynamicObject> {
+fn api(t: &Target<'_>, v: Version, kind: &str) -> CachedApi {
     let plural = match kind {
         "VirtualNode" => "virtualnodes",
         "VirtualRouter" => "virtualrouters",
         _ => "virtualservices",
     };
-    dynamic_api(t.client, &t.c.namespace, v.api_version(), kind, plural)
+    dynamic_api(t, &t.c.namespace, v.api_version(), kind, plural)
 }
 
 /// Whether the Canary asks for the virtual nodes' access log.
@@ -141,14 +139,12 @@ async fn write(
 async fn selector_label(t: &Target<'_>) -> Result<String, RouterError> {
     let (ns, name) = (&t.c.namespace, &t.c.target.name);
     let selector: Option<LabelSelector> = match t.c.target.kind {
-        TargetKind::DaemonSet => Api::<DaemonSet>::namespaced(t.client.clone(), ns)
-            .get_opt(name)
+        TargetKind::DaemonSet => crate::cache::get(&t.caches.daemonsets, t.client, ns, name)
             .await
-            .map(|d| d.and_then(|d| d.spec).map(|s| s.selector)),
-        _ => Api::<Deployment>::namespaced(t.client.clone(), ns)
-            .get_opt(name)
+            .map(|d| d.and_then(|d| d.spec.clone()).map(|s| s.selector)),
+        _ => crate::cache::get(&t.caches.deployments, t.client, ns, name)
             .await
-            .map(|d| d.and_then(|d| d.spec).map(|s| s.selector)),
+            .map(|d| d.and_then(|d| d.spec.clone()).map(|s| s.selector)),
     }
     .map_err(|e| RouterError::api(format!("{name}.{ns} get query error"), &e))?;
     let labels = selector.and_then(|s| s.match_labels).unwrap_or_default();

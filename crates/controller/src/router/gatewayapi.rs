@@ -5,10 +5,9 @@
 use flagger_core::effects::Routes;
 use flagger_core::routing::gatewayapi::{self, HttpRoute, Version};
 use flagger_core::routing::{RoutingError, StickyCookies};
-use kube::Api;
-use kube::api::DynamicObject;
 use serde_json::Value;
 
+use super::CachedApi;
 use super::{
     Contested, Router, RouterError, Target, dynamic_api, ensure, get_json, get_weights_object,
     to_json,
@@ -84,9 +83,9 @@ fn version(t: &Target<'_>) -> Result<Version, RouterError> {
     })
 }
 
-fn routes_api(t: &Target<'_>, v: Version) -> Api<DynamicObject> {
+fn routes_api(t: &Target<'_>, v: Version) -> CachedApi {
     dynamic_api(
-        t.client,
+        t,
         &t.c.namespace,
         v.api_version(),
         "HTTPRoute",
@@ -107,7 +106,7 @@ fn read(t: &Target<'_>, v: Version, route: &Value) -> Result<Routes, RouterError
 async fn write(
     t: &Target<'_>,
     v: Version,
-    api: &Api<DynamicObject>,
+    api: &CachedApi,
     routes: Routes,
     cookies: &StickyCookies,
     existing: Option<&Value>,

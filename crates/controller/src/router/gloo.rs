@@ -6,9 +6,10 @@ use flagger_core::effects::Routes;
 use flagger_core::routing::{StickyCookies, gloo};
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
-use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use serde_json::Value;
 
+use super::CachedApi;
 use super::{
     Contested, Router, RouterError, Target, Weighted, dynamic_api, ensure, get_json, to_json,
 };
@@ -62,9 +63,9 @@ fn table<'a>(t: &'a Target<'a>) -> Weighted<'a> {
     )
 }
 
-fn upstreams(t: &Target<'_>, namespace: &str) -> Api<DynamicObject> {
+fn upstreams(t: &Target<'_>, namespace: &str) -> CachedApi {
     dynamic_api(
-        t.client,
+        t,
         namespace,
         gloo::UPSTREAM_API_VERSION,
         "Upstream",
@@ -124,7 +125,7 @@ async fn upstream(
                     &Patch::Merge(&patch),
                 )
                 .await
-                .map(|_| ())
+                .map(|o| api.wrote(o))
                 .map_err(|e| RouterError::api(format!("upstream {name}.{ns} patch failed"), &e)),
         },
     }

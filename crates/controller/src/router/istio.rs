@@ -11,10 +11,9 @@ use flagger_api::labels::{LAST_APPLIED, ORIGINAL_CONFIGURATION};
 use flagger_core::effects::Routes;
 use flagger_core::routing::istio::{self, API_VERSION, VirtualService};
 use flagger_core::routing::{RoutingError, StickyCookies};
-use kube::Api;
-use kube::api::DynamicObject;
 use serde_json::Value;
 
+use super::CachedApi;
 use super::{
     Contested, Router, RouterError, Target, dynamic_api, ensure, get_json, get_weights_object,
     to_json,
@@ -124,9 +123,9 @@ impl Router for Istio {
     }
 }
 
-fn virtual_services(t: &Target<'_>) -> Api<DynamicObject> {
+fn virtual_services(t: &Target<'_>) -> CachedApi {
     dynamic_api(
-        t.client,
+        t,
         &t.c.namespace,
         API_VERSION,
         "VirtualService",
@@ -134,9 +133,9 @@ fn virtual_services(t: &Target<'_>) -> Api<DynamicObject> {
     )
 }
 
-fn destination_rules(t: &Target<'_>) -> Api<DynamicObject> {
+fn destination_rules(t: &Target<'_>) -> CachedApi {
     dynamic_api(
-        t.client,
+        t,
         &t.c.namespace,
         API_VERSION,
         "DestinationRule",
@@ -156,7 +155,7 @@ fn read(t: &Target<'_>, vs: &Value) -> Result<Routes, RouterError> {
 
 async fn write(
     t: &Target<'_>,
-    api: &Api<DynamicObject>,
+    api: &CachedApi,
     routes: Routes,
     cookies: &StickyCookies,
     existing: Option<&Value>,

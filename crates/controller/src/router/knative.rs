@@ -8,10 +8,10 @@
 use flagger_api::labels::PRIMARY_REVISION;
 use flagger_core::effects::Routes;
 use flagger_core::routing::{RoutingError, StickyCookies, knative};
-use kube::Api;
-use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
+use super::CachedApi;
 use super::{Contested, Router, RouterError, Target, dynamic_api, get_json};
 use crate::FIELD_MANAGER;
 
@@ -81,9 +81,9 @@ impl Router for Knative {
     }
 }
 
-fn services(t: &Target<'_>) -> Api<DynamicObject> {
+fn services(t: &Target<'_>) -> CachedApi {
     dynamic_api(
-        t.client,
+        t,
         &t.c.namespace,
         knative::API_VERSION,
         "Service",
@@ -118,7 +118,8 @@ async fn patch(t: &Target<'_>, patch: Value) -> Result<(), RouterError> {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
     };
-    services(t)
+    let api = services(t);
+    let written = api
         .patch(&t.c.target.name, &params, &Patch::Merge(&patch))
         .await
         .map_err(|e| {
@@ -130,5 +131,6 @@ async fn patch(t: &Target<'_>, patch: Value) -> Result<(), RouterError> {
                 &e,
             )
         })?;
+    api.wrote(written);
     Ok(())
 }

@@ -5,9 +5,8 @@
 
 use flagger_core::effects::Routes;
 use flagger_core::routing::{StickyCookies, kuma};
-use kube::Api;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 
+use super::CachedApi;
 use super::{Contested, Router, RouterError, Target, ensure_with, get_json, get_weights_object};
 
 /// The router of `kuma`.
@@ -50,17 +49,16 @@ impl Router for Kuma {
 }
 
 /// TrafficRoutes, cluster-scoped.
-fn routes(t: &Target<'_>) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("kuma.io", "v1alpha1", "TrafficRoute");
-    Api::all_with(
-        t.client.clone(),
-        &ApiResource::from_gvk_with_plural(&gvk, "trafficroutes"),
+fn routes(t: &Target<'_>) -> CachedApi {
+    t.objects.cluster(
+        t.client,
+        CachedApi::resource("kuma.io/v1alpha1", "TrafficRoute", "trafficroutes"),
     )
 }
 
 async fn write(
     t: &Target<'_>,
-    api: &Api<DynamicObject>,
+    api: &CachedApi,
     routes: Routes,
     existing: Option<&serde_json::Value>,
     contested: &mut Vec<Contested>,

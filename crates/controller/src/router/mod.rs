@@ -90,8 +90,10 @@ use flagger_core::effects::Routes;
 use flagger_core::model::{Provider, ValidatedCanary};
 use flagger_core::routing::{RoutingError, StickyCookies};
 use futures::future::BoxFuture;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
-use kube::{Api, Client};
+use kube::Client;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+
+pub(crate) use crate::watched::CachedApi;
 use serde_json::Value;
 
 use crate::FIELD_MANAGER;
@@ -262,6 +264,10 @@ pub fn supported() -> Vec<&'static str> {
 #[derive(Clone, Copy)]
 pub struct Target<'a> {
     pub client: &'a Client,
+    /// The watch caches routing objects are read from.
+    pub objects: &'a crate::watched::Objects,
+    /// The watch caches of the typed kinds (the target workload).
+    pub caches: &'a crate::cache::Caches,
     pub canary: &'a Canary,
     pub c: &'a ValidatedCanary,
     /// `-ingress-annotations-prefix` (nginx).
@@ -385,36 +391,34 @@ pub fn random_letters() -> String {
 
 // === helpers shared by the providers ===
 
-/// A namespaced API for a custom kind.
+/// A namespaced API for a custom kind, read through the watch caches.
 pub(crate) fn dynamic_api(
-    client: &Client,
+    t: &Target<'_>,
     namespace: &str,
     api_version: &str,
     kind: &str,
     plural: &str,
-) -> Api<DynamicObject> {
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    let gvk = GroupVersionKind::gvk(group, version, kind);
-    let ar = ApiResource::from_gvk_with_plural(&gvk, plural);
-    Api::namespaced_with(client.clone(), namespace, &ar)
+) -> CachedApi {
+    t.objects.namespaced(
+        t.client,
+        namespace,
+        CachedApi::resource(api_version, kind, plural),
+    )
 }
 
 /// Reads an object as JSON, `None` when it does not exist.
-pub(crate) async fn get_json(
-    api: &Api<DynamicObject>,
-    name: &str,
-) -> Result<Option<Value>, RouterError> {
+pub(crate) async fn get_json(api: &CachedApi, name: &str) -> Result<Option<Value>, RouterError> {
     let obj = api
-        .get_opt(name)
+        .get_cached(name)
         .await
         .map_err(|e| RouterError::api(format!("{} {name} query error", kind_of(api)), &e))?;
-    obj.map(|o| to_json(&o, name)).transpose()
+    obj.map(|o| to_json(&*o, name)).transpose()
 }
 
 /// Reads the routing object `<apex>` that holds the weights; its absence is transient (the
 /// next `reconcile` creates it).
 pub(crate) async fn get_weights_object(
-    api: &Api<DynamicObject>,
+    api: &CachedApi,
     t: &Target<'_>,
     kind: &str,
 ) -> Result<Value, RouterError> {
@@ -489,7 +493,7 @@ pub(crate) fn up_to_date(desired: &Value, existing: &Value) -> bool {
 /// when `None` the weights `read` finds on the object as it is (100/0 when it is missing or
 /// unreadable), so that a reconcile corrects the object and keeps its weights.
 pub(crate) async fn write_weighted(
-    api: &Api<DynamicObject>,
+    api: &CachedApi,
     t: &Target<'_>,
     name: &str,
     routes: Option<Routes>,
@@ -527,7 +531,7 @@ pub(crate) fn no_valid_weights(
 /// Traefik's TraefikService, APISIX's canary route): where it is, how the core builds it with
 /// routes and reads its weights back; the router's calls are the same on each.
 pub(crate) struct Weighted<'a> {
-    pub api: Api<DynamicObject>,
+    pub api: CachedApi,
     /// Its kind, for messages.
     pub kind: &'static str,
     pub name: String,
@@ -546,7 +550,7 @@ impl<'a> Weighted<'a> {
         build: impl Fn(Routes) -> Result<Value, RoutingError> + Send + Sync + 'a,
     ) -> Self {
         Weighted {
-            api: dynamic_api(t.client, &t.c.namespace, api_version, kind, plural),
+            api: dynamic_api(t, &t.c.namespace, api_version, kind, plural),
             kind,
             name: t.c.apex.clone(),
             read,
@@ -603,7 +607,7 @@ impl<'a> Weighted<'a> {
 /// with the Canary as controller owner when the object is new or already the Canary's. Fields
 /// another field manager changed are put back and added to `contested`.
 pub(crate) async fn ensure(
-    api: &Api<DynamicObject>,
+    api: &CachedApi,
     t: &Target<'_>,
     desired: Value,
     existing: Option<&Value>,
@@ -615,7 +619,7 @@ pub(crate) async fn ensure(
 /// [`ensure`], with `adopt` false for an object the Canary cannot own (a cluster-scoped one):
 /// no owner reference is set.
 pub(crate) async fn ensure_with(
-    api: &Api<DynamicObject>,
+    api: &CachedApi,
     t: &Target<'_>,
     mut desired: Value,
     existing: Option<&Value>,
@@ -650,18 +654,20 @@ pub(crate) async fn ensure_with(
             contender,
         })
         .collect();
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&desired),
-    )
-    .await
-    .map_err(|e| {
-        RouterError::api(
-            format!("{} {name}.{} apply failed", kind_of(api), t.c.namespace),
-            &e,
+    let written = api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&desired),
         )
-    })?;
+        .await
+        .map_err(|e| {
+            RouterError::api(
+                format!("{} {name}.{} apply failed", kind_of(api), t.c.namespace),
+                &e,
+            )
+        })?;
+    api.wrote(written);
     contested.extend(fights);
     Ok(())
 }
@@ -811,8 +817,12 @@ mod tests {
         let c = flagger_core::validate::validate(&canary, &Default::default())
             .expect("valid")
             .canary;
+        let objects = crate::watched::Objects::new(client.clone(), None);
+        let (caches, _feeds) = crate::cache::build(&client, None);
         let t = Target {
             client: &client,
+            objects: &objects,
+            caches: &caches,
             canary: &canary,
             c: &c,
             ingress_prefix: "",

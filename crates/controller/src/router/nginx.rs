@@ -5,10 +5,9 @@
 use flagger_core::effects::Routes;
 use flagger_core::routing::{StickyCookies, nginx};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::Api;
-use kube::api::{Patch, PatchParams};
+use kube::api::{ApiResource, Patch, PatchParams};
 
-use super::{Contested, Router, RouterError, Target};
+use super::{CachedApi, Contested, Router, RouterError, Target};
 use crate::FIELD_MANAGER;
 use crate::owner::{owned_by, owner_ref};
 
@@ -63,18 +62,28 @@ pub(super) fn ingress_name(t: &Target<'_>) -> Result<String, RouterError> {
         .ok_or_else(|| RouterError::invalid_spec("ingress selector is empty"))
 }
 
-async fn get(api: &Api<Ingress>, name: &str, ns: &str) -> Result<Option<Ingress>, RouterError> {
-    api.get_opt(name)
+async fn get(api: &CachedApi, name: &str, ns: &str) -> Result<Option<Ingress>, RouterError> {
+    let found = api
+        .get_cached(name)
         .await
-        .map_err(|e| RouterError::api(format!("ingress {name}.{ns} query error"), &e))
+        .map_err(|e| RouterError::api(format!("ingress {name}.{ns} query error"), &e))?;
+    found
+        .map(|o| {
+            serde_json::to_value(&*o)
+                .and_then(serde_json::from_value)
+                .map_err(|e| RouterError::transient(format!("ingress {name}.{ns}: {e}")))
+        })
+        .transpose()
 }
 
 /// The user's Ingress and the canary Ingress as it is (`None` when missing).
 pub(super) async fn current(
     t: &Target<'_>,
-) -> Result<(Api<Ingress>, Ingress, Option<Ingress>), RouterError> {
+) -> Result<(CachedApi, Ingress, Option<Ingress>), RouterError> {
     let ns = &t.c.namespace;
-    let api: Api<Ingress> = Api::namespaced(t.client.clone(), ns);
+    let api = t
+        .objects
+        .namespaced(t.client, ns, ApiResource::erase::<Ingress>(&()));
     let source_name = ingress_name(t)?;
     let source = get(&api, &source_name, ns).await?.ok_or_else(|| {
         RouterError::invalid_spec(format!("ingress {source_name}.{ns} not found"))
@@ -85,7 +94,7 @@ pub(super) async fn current(
 
 async fn write(
     t: &Target<'_>,
-    api: &Api<Ingress>,
+    api: &CachedApi,
     source: &Ingress,
     existing: Option<&Ingress>,
     routes: Routes,
@@ -120,17 +129,21 @@ async fn write(
 
 /// Server-side applies the canary Ingress `desired`.
 pub(super) async fn apply(
-    api: &Api<Ingress>,
+    api: &CachedApi,
     t: &Target<'_>,
     desired: &Ingress,
 ) -> Result<(), RouterError> {
     let name = desired.metadata.name.clone().unwrap_or_default();
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(desired),
-    )
-    .await
-    .map_err(|e| RouterError::api(format!("ingress {name}.{} apply failed", t.c.namespace), &e))?;
+    let written = api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(desired),
+        )
+        .await
+        .map_err(|e| {
+            RouterError::api(format!("ingress {name}.{} apply failed", t.c.namespace), &e)
+        })?;
+    api.wrote(written);
     Ok(())
 }

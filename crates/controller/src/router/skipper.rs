@@ -81,7 +81,7 @@ impl Router for Skipper {
 
 async fn write(
     t: &Target<'_>,
-    api: &Api<Ingress>,
+    api: &super::CachedApi,
     source: &Ingress,
     existing: Option<&Ingress>,
     routes: Routes,

@@ -4,9 +4,8 @@
 use flagger_core::effects::Routes;
 use flagger_core::model::SmiVersion;
 use flagger_core::routing::{StickyCookies, smi};
-use kube::Api;
-use kube::api::DynamicObject;
 
+use super::CachedApi;
 use super::{
     Contested, Router, RouterError, Target, dynamic_api, ensure, get_json, get_weights_object,
 };
@@ -61,9 +60,9 @@ fn version(t: &Target<'_>) -> Result<SmiVersion, RouterError> {
     })
 }
 
-fn splits(t: &Target<'_>, v: SmiVersion) -> Api<DynamicObject> {
+fn splits(t: &Target<'_>, v: SmiVersion) -> CachedApi {
     dynamic_api(
-        t.client,
+        t,
         &t.c.namespace,
         smi::api_version(v),
         "TrafficSplit",
