@@ -55,7 +55,7 @@ pub mod watched;
 pub mod webhook;
 
 pub use args::Args;
-pub use error::Error;
+pub use canary::Error;
 
 /// Field manager of every write the controller makes.
 pub use flagger_api::labels::FIELD_MANAGER;

@@ -103,8 +103,7 @@ pub async fn run(
         });
         conflicts::report(ctx, canary, c, &report).await;
     }
-    reconciled
-        .map_err(|e| BootstrapError::new(crate::error::Category::of_router(&e), e.message))?;
+    reconciled.map_err(|e| BootstrapError::new(e.step_category(), e.message))?;
     Ok(Bootstrapped {
         keep_target_serving,
     })

@@ -339,10 +339,7 @@ async fn hand_back_traffic(
                 .await;
             Ok(())
         }
-        Err(e) => Err(FinalizeError::new(
-            crate::error::Category::of_router(&e),
-            e.message,
-        )),
+        Err(e) => Err(FinalizeError::new(e.step_category(), e.message)),
     }
 }
 

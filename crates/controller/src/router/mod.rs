@@ -351,6 +351,16 @@ impl RouterError {
         Self::new(category, format!("{what}: {}", crate::error::api_text(e)))
     }
 
+    /// The category of this failure as a reconcile step reports it: the router's own
+    /// categories, provider failures when transient.
+    pub fn step_category(&self) -> crate::error::Category {
+        match self.category {
+            Category::Conflict => crate::error::Category::Conflict,
+            Category::InvalidSpec => crate::error::Category::InvalidSpec,
+            Category::Transient => crate::error::Category::Provider,
+        }
+    }
+
     /// A routing object that cannot be built or read back.
     pub fn routing(e: RoutingError) -> Self {
         let category = match e {
