@@ -32,6 +32,7 @@ step_error!(
     BootstrapError
 );
 step_error_from!(WriteError => BootstrapError);
+step_error_from!(super::knative::KnativeError => BootstrapError);
 
 /// What bootstrap found that the decision needs.
 #[derive(Clone, Copy, Debug, Default)]
