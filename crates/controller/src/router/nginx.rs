@@ -7,7 +7,7 @@ use flagger_core::routing::{StickyCookies, nginx};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{ApiResource, Patch, PatchParams};
 
-use super::{CachedApi, Contested, Router, RouterError, Target};
+use super::seam::{CachedApi, Contested, Router, RouterError, Target};
 use crate::FIELD_MANAGER;
 use crate::owner::{owned_by, owner_ref};
 
