@@ -304,7 +304,9 @@ fn main() -> ExitCode {
             }
         },
         Command::Judge(args) => judge::run(*args),
-        Command::Kubectl(args) => run_async(kubectl::run(args)),
+        Command::Kubectl(args) => {
+            run_async(kubectl::run(args, <Cli as clap::CommandFactory>::command))
+        }
         Command::Dashboard(args) => match dashboard::check(&args) {
             Ok(()) => run_async(dashboard::run(*args)),
             Err(e) => {

@@ -195,7 +195,9 @@ pub async fn release_lease(api: &Api<Lease>, name: &str, identity: &str, current
     if spec.holder_identity.as_deref() == Some(identity) {
         spec.holder_identity = None;
         spec.renew_time = None;
-        let _ = api.replace(name, &crate::post_params(), &lease).await;
+        let _ = api
+            .replace(name, &crate::write::post_params(), &lease)
+            .await;
     }
 }
 
@@ -227,7 +229,7 @@ pub async fn hold_lease(
             },
             spec: Some(mine(Some(0), None)),
         };
-        return match api.create(&crate::post_params(), &lease).await {
+        return match api.create(&crate::write::post_params(), &lease).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(e),
@@ -250,7 +252,10 @@ pub async fn hold_lease(
     } else {
         mine(Some(spec.lease_transitions.unwrap_or(0) + 1), None)
     });
-    match api.replace(name, &crate::post_params(), &lease).await {
+    match api
+        .replace(name, &crate::write::post_params(), &lease)
+        .await
+    {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
         Err(e) => Err(e),

@@ -22,10 +22,10 @@ use super::keda;
 use super::objects::{WriteError, apply_json, owned_by, owner_ref};
 use super::observe::{Observed, Target};
 use super::workloads;
-use crate::FIELD_MANAGER;
 use crate::cache;
 use crate::context::Context;
 use crate::error::{step_error, step_error_from};
+use crate::write::FIELD_MANAGER;
 
 step_error!(
     /// Step 3 failed: a generated object could not be read or written.

@@ -11,8 +11,8 @@ use super::keda;
 use super::objects::WriteError;
 use super::oracle::Oracle;
 use super::workloads;
-use crate::FIELD_MANAGER;
 use crate::error::{step_error, step_error_from};
+use crate::write::FIELD_MANAGER;
 
 step_error!(
     /// Step 5 failed: an action of the decision could not be carried out.

@@ -21,9 +21,9 @@ use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 use super::objects::WriteError;
-use crate::FIELD_MANAGER;
 use crate::error::{step_error, step_error_from};
 use crate::watched::{CachedApi, Objects};
+use crate::write::FIELD_MANAGER;
 
 step_error!(
     /// A read or write of the Knative Service failed (observe, bootstrap and promotion share

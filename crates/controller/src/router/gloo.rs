@@ -13,7 +13,7 @@ use super::seam::CachedApi;
 use super::seam::{
     Contested, Router, RouterError, Target, Weighted, dynamic_api, ensure, get_json, to_json,
 };
-use crate::FIELD_MANAGER;
+use crate::write::FIELD_MANAGER;
 
 /// The router of `gloo`.
 pub struct Gloo;

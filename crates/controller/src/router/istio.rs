@@ -108,7 +108,7 @@ impl Router for Istio {
         if let Some(a) = restored.metadata.annotations.as_mut() {
             a.remove(ORIGINAL_CONFIGURATION);
         }
-        api.replace(&t.c.apex, &crate::post_params(), &restored)
+        api.replace(&t.c.apex, &crate::write::post_params(), &restored)
             .await
             .map_err(|e| {
                 RouterError::api(

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::seam::CachedApi;
 use super::seam::{Contested, Router, RouterError, Target, dynamic_api, get_json};
-use crate::FIELD_MANAGER;
+use crate::write::FIELD_MANAGER;
 
 /// The router of `knative`.
 pub struct Knative;

@@ -16,8 +16,8 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 pub(crate) use crate::watched::CachedApi;
 use serde_json::Value;
 
-use crate::FIELD_MANAGER;
 use crate::owner::{owned_by, owner_ref};
+use crate::write::FIELD_MANAGER;
 
 /// A traffic router: what a provider module implements.
 pub trait Router: Sync {
