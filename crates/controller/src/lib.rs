@@ -31,6 +31,17 @@
 //! (the `MetricsProvider` trait: query and availability check; one module per MetricTemplate
 //! type and a registry line). The steps reach them through [`canary::oracle`] and
 //! [`canary::execute`] and never know which provider they talk to.
+//!
+//! ## Layers
+//!
+//! Every module uses only modules below it, and no two modules reach into each other: the
+//! leaves ([`error`], [`write`], [`owner`], [`args`], [`webhook`], [`logfmt`], [`ratelimit`]),
+//! then the API plumbing ([`watched`], [`cache`], [`events`], [`leader`], [`shard`],
+//! [`alerts`], [`metrics`]), the two provider seams (`router::seam`, `providers::seam`), one
+//! file per provider, the registries ([`router`], [`providers`]), [`templates`], [`context`],
+//! the steps in [`canary`] (the writers and readers before the steps that compose them), the
+//! pipeline (`canary/mod.rs`, with the aggregate [`Error`]) and [`run`]; this file only
+//! declares and re-exports. `crates/cli/tests/module_cycles.rs` keeps it so.
 
 pub mod alerts;
 pub mod args;

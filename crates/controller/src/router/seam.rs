@@ -564,58 +564,6 @@ pub(crate) async fn ensure_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::{for_provider, supported};
-    use flagger_core::model::Provider;
-
-    #[test]
-    fn the_registry_serves_every_provider_of_the_crd() {
-        for p in [
-            "kubernetes",
-            "istio",
-            "linkerd",
-            "osm",
-            "smi:v1alpha1",
-            "smi:v1alpha2",
-            "smi:v1alpha3",
-            "nginx",
-            "gatewayapi:v1",
-            "gatewayapi:v1beta1",
-            "contour",
-            "gloo",
-            "traefik",
-            "skipper",
-            "apisix",
-            "kuma",
-            "appmesh",
-            "appmesh:v1beta2",
-            "knative",
-        ] {
-            let provider = Provider::parse(p).expect(p);
-            assert!(for_provider(provider).is_ok(), "{p}");
-        }
-        let sticky = |p: &str| for_provider(Provider::parse(p).expect(p)).map(|r| r.sticky());
-        for p in ["istio", "gatewayapi:v1", "gatewayapi:v1beta1"] {
-            assert_eq!(sticky(p).ok(), Some(true), "{p}");
-        }
-        for p in [
-            "kubernetes",
-            "linkerd",
-            "osm",
-            "smi:v1alpha3",
-            "nginx",
-            "contour",
-            "gloo",
-            "traefik",
-            "skipper",
-            "apisix",
-            "kuma",
-            "knative",
-        ] {
-            assert_eq!(sticky(p).ok(), Some(false), "{p}");
-        }
-        // Every provider of the CRD's enum has a router now.
-        assert_eq!(supported(), flagger_api::canary::PROVIDERS.to_vec());
-    }
 
     #[test]
     fn api_failures_are_categorised_and_read_as_the_api_servers_message() {
