@@ -1,6 +1,6 @@
 //! The error vocabulary every module shares: the [`Category`] of a failure (it decides how soon
 //! the canary is tried again and labels `flagger_reconcile_errors_total` together with the step),
-//! the [`step_error!`] macro that defines one error type per step of the pipeline (each beside its
+//! the `step_error!` macro that defines one error type per step of the pipeline (each beside its
 //! step; they are gathered in [`crate::canary::Error`] by the pipeline), the leadership fence's
 //! refusal ([`FenceError`]), API errors in words ([`api_text`], [`text`]) and the retry
 //! [`backoff`]. A leaf: it uses nothing else of the crate.

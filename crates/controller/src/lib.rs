@@ -35,7 +35,7 @@
 //! ## Layers
 //!
 //! Every module uses only modules below it, and no two modules reach into each other: the
-//! leaves ([`error`], [`write`], [`owner`], [`args`], [`webhook`], [`logfmt`], [`ratelimit`]),
+//! leaves ([`error`], [`write`](mod@write), [`owner`], [`args`], [`webhook`], [`logfmt`], [`ratelimit`]),
 //! then the API plumbing ([`watched`], [`cache`], [`events`], [`leader`], [`shard`],
 //! [`alerts`], [`metrics`]), the two provider seams (`router::seam`, `providers::seam`), one
 //! file per provider, the registries ([`router`], [`providers`]), [`templates`], [`context`],

@@ -1,7 +1,7 @@
 //! The seam every router implements, and what the routers share: the [`Router`] trait and its
 //! object-safe [`AnyRouter`] form, the [`Target`] a call works with, [`RouterError`] and its
 //! [`Category`], the session cookies in the status, and the helpers that read, compare and
-//! server-side apply routing objects ([`Weighted`], [`ensure`]). The provider modules beside it
+//! server-side apply routing objects (`Weighted`, `ensure`). The provider modules beside it
 //! use it; the registry in [`crate::router`] picks one of them per provider. See
 //! [`crate::router`] for the design.
 
