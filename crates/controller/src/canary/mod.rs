@@ -1,6 +1,7 @@
 //! The reconcile pipeline of one canary: dereference → observe → bootstrap → decide → execute →
-//! status, each step one call with its own error type (see [`crate::error`]), gathered here in [`Error`]. See the crate
-//! documentation for the steps.
+//! status, each step one call with its own error type (see [`crate::error`]), gathered here in
+//! [`Error`]. See the crate documentation for the steps. The steps are the submodules; this
+//! file composes them and none of them uses it.
 
 pub mod bootstrap;
 pub mod conflicts;

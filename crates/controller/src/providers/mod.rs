@@ -36,8 +36,9 @@
 //! A trait object, not an enum: the type is chosen at run time from a template, and a new
 //! provider is one new module plus one line in [`PROVIDERS`]. Its futures are boxed
 //! ([`futures::future::BoxFuture`]) so that the trait stays object-safe; one allocation per
-//! query is nothing next to the request it makes. Construction is synchronous and cheap everywhere: no provider
-//! asks anything (credentials included) before its first `run_query`/`is_online`.
+//! query is nothing next to the request it makes. Construction is synchronous and cheap
+//! everywhere: no provider asks anything (credentials included) before its first
+//! `run_query`/`is_online`.
 //!
 //! Secrets stay inside the provider: a message never carries a request URL (which holds the
 //! encoded query and may hold credentials), a header or a Secret's data.
