@@ -327,16 +327,24 @@ async fn a_failed_scale_down_is_retried_until_the_target_is_at_zero() {
     env.kube.set_faults(faults);
     env.apply(&manifests("5s", 2)).await;
     let last = Mutex::new(String::new());
-    support::wait_for("a 500 answered to the target's scale-down", &last, || async {
-        let n = answered(&env, "patch", "deployments", 500).await;
-        *last.lock().unwrap() = format!("{n} (before: {before})");
-        (n > before).then_some(())
-    })
+    support::wait_for(
+        "a 500 answered to the target's scale-down",
+        &last,
+        || async {
+            let n = answered(&env, "patch", "deployments", 500).await;
+            *last.lock().unwrap() = format!("{n} (before: {before})");
+            (n > before).then_some(())
+        },
+    )
     .await;
     env.kube.set_faults(localkube::Faults::default());
     let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), NS);
     assert!(
-        deployments.get_opt("podinfo-primary").await.unwrap().is_some(),
+        deployments
+            .get_opt("podinfo-primary")
+            .await
+            .unwrap()
+            .is_some(),
         "the failed patch came after the primary was created"
     );
     let failed_at = Instant::now();
