@@ -205,6 +205,37 @@ pub fn format_go(d: Duration) -> String {
     }
 }
 
+/// Go's `time.Duration` formatting of a whole number of milliseconds (`500ms`, `1.5s`, `2m0s`).
+pub fn go_duration_ms(ms: f64) -> String {
+    let ms = ms.trunc() as i64;
+    if ms == 0 {
+        return "0s".into();
+    }
+    let neg = ms < 0;
+    let abs = ms.unsigned_abs();
+    let body = if abs < 1000 {
+        format!("{abs}ms")
+    } else {
+        let total_secs = abs / 1000;
+        let frac = abs % 1000;
+        let (h, m, s) = (total_secs / 3600, (total_secs / 60) % 60, total_secs % 60);
+        let secs = if frac == 0 {
+            format!("{s}s")
+        } else {
+            let f = format!("{frac:03}");
+            format!("{s}.{}s", f.trim_end_matches('0'))
+        };
+        if h > 0 {
+            format!("{h}h{m}m{secs}")
+        } else if m > 0 {
+            format!("{m}m{secs}")
+        } else {
+            secs
+        }
+    };
+    if neg { format!("-{body}") } else { body }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +245,16 @@ mod tests {
             Ok(d) => d,
             Err(e) => panic!("{s:?} should parse: {e}"),
         }
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration_ms(500.0), "500ms");
+        assert_eq!(go_duration_ms(1500.0), "1.5s");
+        assert_eq!(go_duration_ms(1000.0), "1s");
+        assert_eq!(go_duration_ms(61_000.0), "1m1s");
+        assert_eq!(go_duration_ms(3_600_000.0), "1h0m0s");
+        assert_eq!(go_duration_ms(0.0), "0s");
     }
 
     #[test]

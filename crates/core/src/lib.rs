@@ -20,6 +20,7 @@ pub mod keda;
 pub mod metric;
 pub mod model;
 pub mod notify;
+pub mod provider;
 pub mod queue;
 pub mod readiness;
 pub mod redact;
