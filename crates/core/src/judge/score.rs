@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::config::{JudgeConfig, Thresholds};
-use super::fmt_num;
+use super::format::fmt_num;
 use super::metric::{Classification, MetricResult};
 
 /// The share of no-data metrics (in %) from which the canary fails outright.
