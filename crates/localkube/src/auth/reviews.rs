@@ -13,7 +13,7 @@ use super::rbac::PolicyRule;
 use super::{Auth, ISSUER, LEGACY_ISSUER, MASTERS, UserInfo, forbidden_object};
 use crate::api::{Api, PatchType, WriteOptions};
 use crate::error::{ApiError, ApiResult};
-use crate::registry::ResourceInfo;
+use crate::registry::{REVIEWS, ResourceInfo};
 use crate::store::ResourceKey;
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
@@ -36,46 +36,6 @@ pub struct Request<'a> {
     /// the write would produce, as the write itself would produce it.
     pub write: WriteOptions,
 }
-
-/// The review resources: create-only, never stored. `(group, plural, kind, namespaced)`.
-pub const REVIEWS: &[(&str, &str, &str, bool)] = &[
-    (
-        "authentication.k8s.io",
-        "tokenreviews",
-        "TokenReview",
-        false,
-    ),
-    (
-        "authentication.k8s.io",
-        "selfsubjectreviews",
-        "SelfSubjectReview",
-        false,
-    ),
-    (
-        "authorization.k8s.io",
-        "subjectaccessreviews",
-        "SubjectAccessReview",
-        false,
-    ),
-    (
-        "authorization.k8s.io",
-        "selfsubjectaccessreviews",
-        "SelfSubjectAccessReview",
-        false,
-    ),
-    (
-        "authorization.k8s.io",
-        "selfsubjectrulesreviews",
-        "SelfSubjectRulesReview",
-        false,
-    ),
-    (
-        "authorization.k8s.io",
-        "localsubjectaccessreviews",
-        "LocalSubjectAccessReview",
-        true,
-    ),
-];
 
 /// Answers `r` when it is a review, a TokenRequest, or an RBAC write the escalation check
 /// refuses: `Some((code, body))` or `Some(error)`; `None` lets the store serve it.
