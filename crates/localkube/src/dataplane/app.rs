@@ -15,8 +15,8 @@ use std::time::Duration;
 use axum::http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::controllers::parse_duration;
 use crate::util;
+use crate::util::parse_duration;
 
 /// A simulated pod's identity and behaviour, read from its object.
 #[derive(Debug, Clone, PartialEq)]
