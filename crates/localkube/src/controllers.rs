@@ -45,6 +45,7 @@ mod replicaset;
 mod scheduler;
 pub mod usage;
 
+pub use crate::util::parse_duration;
 pub use config::{CRASH_LOOP, NEVER_READY, READY_AFTER, SimConfig};
 pub use hpa::HpaConfig;
 pub use images::ImageRegistry;
