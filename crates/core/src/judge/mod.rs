@@ -10,7 +10,7 @@
 //!   `prop.test`),
 //!   [`zeroin`] (R's Brent), [`normal`], [`stats`], [`noise`]: the numerics;
 //! * [`relative`]: the canary's value against the primary's as a ratio or a difference;
-//! * [`format`]: numbers for people, in the judge's reasons.
+//! * [`numbers`]: numbers for people, in the judge's reasons.
 //!
 //! This file only declares the modules, re-exports and runs the whole judgement; the modules
 //! below it never reach back up.
@@ -21,10 +21,10 @@
 //! seeded ([`noise`]), and ±Inf counts as "not a number".
 
 pub mod config;
-pub mod format;
 pub mod metric;
 pub mod noise;
 pub mod normal;
+pub mod numbers;
 pub mod proportions;
 pub mod relative;
 pub mod score;
@@ -33,8 +33,8 @@ pub mod wilcoxon;
 pub mod zeroin;
 
 pub use config::{ConfigProblem, JudgeConfig, MetricConfig, Thresholds};
-pub use format::fmt_num;
 pub use metric::{Classification, MetricData, MetricInput, MetricResult, judge_metric};
+pub use numbers::fmt_num;
 pub use proportions::Counts;
 pub use relative::{RelativeMode, RelativeResult, RelativeThreshold, RelativeVerdict};
 pub use score::{GroupScore, Judgement, ShortCircuit, Verdict, aggregate};

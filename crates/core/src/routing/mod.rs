@@ -33,6 +33,7 @@
 //!
 //! [`Routes`]: crate::effects::Routes
 //! [`Routes::PRIMARY`]: crate::effects::Routes::PRIMARY
+//! [`ValidatedCanary`]: crate::model::ValidatedCanary
 
 pub mod apisix;
 pub mod appmesh;
