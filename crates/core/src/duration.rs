@@ -205,35 +205,12 @@ pub fn format_go(d: Duration) -> String {
     }
 }
 
-/// Go's `time.Duration` formatting of a whole number of milliseconds (`500ms`, `1.5s`, `2m0s`).
+/// Go's `time.Duration` formatting of a whole number of milliseconds (`500ms`, `1.5s`, `2m0s`),
+/// negative ones with a `-`: [`format_go`] of the truncated value.
 pub fn go_duration_ms(ms: f64) -> String {
     let ms = ms.trunc() as i64;
-    if ms == 0 {
-        return "0s".into();
-    }
-    let neg = ms < 0;
-    let abs = ms.unsigned_abs();
-    let body = if abs < 1000 {
-        format!("{abs}ms")
-    } else {
-        let total_secs = abs / 1000;
-        let frac = abs % 1000;
-        let (h, m, s) = (total_secs / 3600, (total_secs / 60) % 60, total_secs % 60);
-        let secs = if frac == 0 {
-            format!("{s}s")
-        } else {
-            let f = format!("{frac:03}");
-            format!("{s}.{}s", f.trim_end_matches('0'))
-        };
-        if h > 0 {
-            format!("{h}h{m}m{secs}")
-        } else if m > 0 {
-            format!("{m}m{secs}")
-        } else {
-            secs
-        }
-    };
-    if neg { format!("-{body}") } else { body }
+    let body = format_go(Duration::from_millis(ms.unsigned_abs()));
+    if ms < 0 { format!("-{body}") } else { body }
 }
 
 #[cfg(test)]
@@ -255,6 +232,8 @@ mod tests {
         assert_eq!(go_duration_ms(61_000.0), "1m1s");
         assert_eq!(go_duration_ms(3_600_000.0), "1h0m0s");
         assert_eq!(go_duration_ms(0.0), "0s");
+        assert_eq!(go_duration_ms(-1500.9), "-1.5s");
+        assert_eq!(go_duration_ms(3_723_004.0), "1h2m3.004s");
     }
 
     #[test]

@@ -268,7 +268,7 @@ fn kind_rules(info: &ResourceInfo, old: Option<&Value>, obj: &Value, errs: &mut 
 
 /// Helpers of the unit tests of validation and defaulting.
 #[cfg(test)]
-pub(crate) mod testing {
+pub mod testing {
     use super::{Errors, FieldError};
     use crate::registry::{ResourceInfo, builtins};
 
