@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use clap::{CommandFactory, Subcommand, ValueEnum};
+use clap::{Subcommand, ValueEnum};
 use flagger_api::labels::{ACTION, ACTION_ID, CONDITION_ANALYSIS, CONDITION_PAUSED};
 use flagger_api::{Canary, CanaryCondition, CheckStatus};
 use futures::StreamExt;
@@ -120,12 +120,13 @@ pub struct ActionArgs {
     pub timeout: u64,
 }
 
-/// Runs the plugin; the exit code says whether it worked.
-pub async fn run(args: Args) -> Result<()> {
+/// Runs the plugin; the exit code says whether it worked. `cli` builds the `flagger` command
+/// tree (the binary's parser), whose `kubectl` subcommand the completion scripts describe.
+pub async fn run(args: Args, cli: fn() -> clap::Command) -> Result<()> {
     let g = &args.global;
     match args.command {
         Cmd::Completion { shell } => {
-            let mut cmd = crate::Cli::command();
+            let mut cmd = cli();
             let mut plugin = cmd
                 .find_subcommand_mut("kubectl")
                 .cloned()

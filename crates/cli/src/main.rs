@@ -1,5 +1,10 @@
 //! The `flagger` binary. Each subcommand's work lives in a library crate; this file only parses
 //! arguments and dispatches.
+//!
+//! Layers: the subcommand modules use the library crates and their own submodules (a submodule
+//! never reaches back into its parent: `demo/manifests` takes the router's row as data), one
+//! another only downwards (`demo` → `dashboard` → `kubectl`), and never this file: `kubectl`
+//! gets the command tree it completes as a parameter.
 
 use std::process::ExitCode;
 
@@ -304,7 +309,9 @@ fn main() -> ExitCode {
             }
         },
         Command::Judge(args) => judge::run(*args),
-        Command::Kubectl(args) => run_async(kubectl::run(args)),
+        Command::Kubectl(args) => {
+            run_async(kubectl::run(args, <Cli as clap::CommandFactory>::command))
+        }
         Command::Dashboard(args) => match dashboard::check(&args) {
             Ok(()) => run_async(dashboard::run(*args)),
             Err(e) => {

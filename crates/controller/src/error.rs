@@ -1,6 +1,9 @@
-//! Errors of a reconcile: one type per step of the pipeline (each defined beside its step), all
-//! gathered in [`Error`], with a [`Category`] that decides how soon the canary is tried again and
-//! labels `flagger_reconcile_errors_total` together with the step.
+//! The error vocabulary every module shares: the [`Category`] of a failure (it decides how soon
+//! the canary is tried again and labels `flagger_reconcile_errors_total` together with the step),
+//! the `step_error!` macro that defines one error type per step of the pipeline (each beside its
+//! step; they are gathered in [`crate::canary::Error`] by the pipeline), the leadership fence's
+//! refusal ([`FenceError`]), API errors in words ([`api_text`], [`text`]) and the retry
+//! [`backoff`]. A leaf: it uses nothing else of the crate.
 
 use std::time::Duration;
 
@@ -51,8 +54,8 @@ macro_rules! step_error {
             }
         }
 
-        impl From<$crate::leader::FenceError> for $name {
-            fn from(e: $crate::leader::FenceError) -> Self {
+        impl From<$crate::error::FenceError> for $name {
+            fn from(e: $crate::error::FenceError) -> Self {
                 Self::new(e.category(), e.to_string())
             }
         }
@@ -71,14 +74,6 @@ macro_rules! step_error_from {
     };
 }
 pub(crate) use step_error_from;
-
-use crate::canary::bootstrap::BootstrapError;
-use crate::canary::dereference::DereferenceError;
-use crate::canary::execute::ExecuteError;
-use crate::canary::finalize::FinalizeError;
-use crate::canary::observe::ObserveError;
-use crate::canary::oracle::DecideError;
-use crate::canary::status::StatusError;
 
 /// What kind of failure it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,16 +112,6 @@ impl Category {
         }
     }
 
-    /// The category of a router failure: the router's own categories, provider failures
-    /// when transient.
-    pub fn of_router(e: &crate::router::RouterError) -> Category {
-        match e.category {
-            crate::router::Category::Conflict => Category::Conflict,
-            crate::router::Category::InvalidSpec => Category::InvalidSpec,
-            crate::router::Category::Transient => Category::Provider,
-        }
-    }
-
     /// The category of a failed API request: 409 is a conflict, 400 and 422 an object the API
     /// server refuses, anything else transient.
     pub fn of_kube(e: &kube::Error) -> Category {
@@ -138,49 +123,49 @@ impl Category {
     }
 }
 
-/// A failed reconcile, by step.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Dereference(#[from] DereferenceError),
-    #[error(transparent)]
-    Observe(#[from] ObserveError),
-    #[error(transparent)]
-    Bootstrap(#[from] BootstrapError),
-    #[error(transparent)]
-    Decide(#[from] DecideError),
-    #[error(transparent)]
-    Execute(#[from] ExecuteError),
-    #[error(transparent)]
-    Status(#[from] StatusError),
-    #[error(transparent)]
-    Finalize(#[from] FinalizeError),
+/// Why this replica must not write. Its category is a conflict: another replica may lead, and
+/// the canary is looked at again at once (by whoever leads).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum FenceError {
+    /// The Lease was last renewed longer ago than the renew deadline.
+    #[error(
+        "not writing: this replica renewed the leader election Lease {ago:.1}s ago, past the \
+         renew deadline of {deadline:.1}s (another replica may lead)"
+    )]
+    Lapsed { ago: f64, deadline: f64 },
+    /// This replica does not hold the Lease.
+    #[error("not writing: this replica does not hold the leader election Lease")]
+    NotLeader,
+    /// With `-shards`: the canary's shard Lease was last renewed too long ago.
+    #[error(
+        "not writing: this replica renewed the Lease of shard {shard} {ago:.1}s ago, past the \
+         renew deadline of {deadline:.1}s (another replica may own the shard)"
+    )]
+    ShardLapsed { shard: u32, ago: f64, deadline: f64 },
+    /// With `-shards`: this replica does not hold the canary's shard Lease.
+    #[error("not writing: this replica does not hold the Lease of shard {shard}")]
+    NotShardOwner { shard: u32 },
 }
 
-impl Error {
-    /// The step that failed (metric label, log field).
-    pub fn step(&self) -> &'static str {
+impl FenceError {
+    /// The same refusal, for the Lease of shard `shard`.
+    pub fn for_shard(self, shard: u32) -> FenceError {
         match self {
-            Error::Dereference(_) => "dereference",
-            Error::Observe(_) => "observe",
-            Error::Bootstrap(_) => "bootstrap",
-            Error::Decide(_) => "decide",
-            Error::Execute(_) => "execute",
-            Error::Status(_) => "status",
-            Error::Finalize(_) => "finalize",
+            FenceError::Lapsed { ago, deadline } => FenceError::ShardLapsed {
+                shard,
+                ago,
+                deadline,
+            },
+            FenceError::NotLeader => FenceError::NotShardOwner { shard },
+            other => other,
         }
     }
+}
 
+impl FenceError {
+    /// Every fence refusal is a lost race with another replica.
     pub fn category(&self) -> Category {
-        match self {
-            Error::Dereference(e) => e.category(),
-            Error::Observe(e) => e.category(),
-            Error::Bootstrap(e) => e.category(),
-            Error::Decide(e) => e.category(),
-            Error::Execute(e) => e.category(),
-            Error::Status(e) => e.category(),
-            Error::Finalize(e) => e.category(),
-        }
+        Category::Conflict
     }
 }
 
@@ -225,9 +210,6 @@ pub fn text(e: &(dyn std::error::Error + 'static)) -> String {
     }
     parts.join(": ")
 }
-
-/// Result alias of the controller.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Backoff of a canary's retries: 500 ms doubling with each consecutive failure, capped.
 pub fn backoff(failures: u32, cap: Duration) -> Duration {

@@ -65,7 +65,7 @@ impl Recorder {
         if let Some((name, count)) = existing {
             let patch = json!({"count": count + 1, "lastTimestamp": Time(now)});
             if api
-                .patch(&name, &crate::patch_params(), &Patch::Merge(&patch))
+                .patch(&name, &crate::write::patch_params(), &Patch::Merge(&patch))
                 .await
                 .is_ok()
             {
@@ -109,7 +109,7 @@ impl Recorder {
         // a retry of a create that did land is answered AlreadyExists: it counts as written.
         let mut delay = RETRY_BASE;
         for attempt in 1..=EVENT_ATTEMPTS {
-            match api.create(&crate::post_params(), &event).await {
+            match api.create(&crate::write::post_params(), &event).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 409 && e.reason == "AlreadyExists" => {}
                 Err(e) if attempt < EVENT_ATTEMPTS => {

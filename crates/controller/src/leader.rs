@@ -19,6 +19,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Client};
 
+pub use crate::error::FenceError;
+
 /// The Lease's name: Flagger's, so that Flagger and flagger-rs replicas running side by side
 /// (during a switch from one to the other) share one election.
 pub const LEASE_NAME: &str = "flagger-leader-election";
@@ -71,52 +73,6 @@ impl Fence {
     /// [`Fence::check_at`] now.
     pub fn check(&self) -> Result<(), FenceError> {
         self.check_at(Instant::now())
-    }
-}
-
-/// Why this replica must not write. Its category is a conflict: another replica may lead, and
-/// the canary is looked at again at once (by whoever leads).
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-pub enum FenceError {
-    /// The Lease was last renewed longer ago than the renew deadline.
-    #[error(
-        "not writing: this replica renewed the leader election Lease {ago:.1}s ago, past the \
-         renew deadline of {deadline:.1}s (another replica may lead)"
-    )]
-    Lapsed { ago: f64, deadline: f64 },
-    /// This replica does not hold the Lease.
-    #[error("not writing: this replica does not hold the leader election Lease")]
-    NotLeader,
-    /// With `-shards`: the canary's shard Lease was last renewed too long ago.
-    #[error(
-        "not writing: this replica renewed the Lease of shard {shard} {ago:.1}s ago, past the \
-         renew deadline of {deadline:.1}s (another replica may own the shard)"
-    )]
-    ShardLapsed { shard: u32, ago: f64, deadline: f64 },
-    /// With `-shards`: this replica does not hold the canary's shard Lease.
-    #[error("not writing: this replica does not hold the Lease of shard {shard}")]
-    NotShardOwner { shard: u32 },
-}
-
-impl FenceError {
-    /// The same refusal, for the Lease of shard `shard`.
-    pub fn for_shard(self, shard: u32) -> FenceError {
-        match self {
-            FenceError::Lapsed { ago, deadline } => FenceError::ShardLapsed {
-                shard,
-                ago,
-                deadline,
-            },
-            FenceError::NotLeader => FenceError::NotShardOwner { shard },
-            other => other,
-        }
-    }
-}
-
-impl FenceError {
-    /// Every fence refusal is a lost race with another replica.
-    pub fn category(&self) -> crate::error::Category {
-        crate::error::Category::Conflict
     }
 }
 
@@ -239,7 +195,9 @@ pub async fn release_lease(api: &Api<Lease>, name: &str, identity: &str, current
     if spec.holder_identity.as_deref() == Some(identity) {
         spec.holder_identity = None;
         spec.renew_time = None;
-        let _ = api.replace(name, &crate::post_params(), &lease).await;
+        let _ = api
+            .replace(name, &crate::write::post_params(), &lease)
+            .await;
     }
 }
 
@@ -271,7 +229,7 @@ pub async fn hold_lease(
             },
             spec: Some(mine(Some(0), None)),
         };
-        return match api.create(&crate::post_params(), &lease).await {
+        return match api.create(&crate::write::post_params(), &lease).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(e),
@@ -294,7 +252,10 @@ pub async fn hold_lease(
     } else {
         mine(Some(spec.lease_transitions.unwrap_or(0) + 1), None)
     });
-    match api.replace(name, &crate::post_params(), &lease).await {
+    match api
+        .replace(name, &crate::write::post_params(), &lease)
+        .await
+    {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
         Err(e) => Err(e),

@@ -31,6 +31,18 @@
 //! (the `MetricsProvider` trait: query and availability check; one module per MetricTemplate
 //! type and a registry line). The steps reach them through [`canary::oracle`] and
 //! [`canary::execute`] and never know which provider they talk to.
+//!
+//! ## Layers
+//!
+//! Every module uses only modules below it, and no two modules reach into each other: the
+//! leaves ([`error`], [`write`](mod@write), [`owner`], [`args`], [`webhook`], [`logfmt`],
+//! [`ratelimit`]), then the API plumbing ([`watched`], [`cache`], [`events`], [`leader`],
+//! [`shard`], [`alerts`], [`metrics`]), the two provider seams (`router::seam`,
+//! `providers::seam`), one file per provider, the registries ([`router`], [`providers`]),
+//! [`templates`], [`context`], the steps in [`canary`] (the writers and readers before the
+//! steps that compose them), the pipeline (`canary/mod.rs`, with the aggregate [`Error`]) and
+//! [`run`]; this file only declares and re-exports. `crates/cli/tests/module_cycles.rs` keeps
+//! it so.
 
 pub mod alerts;
 pub mod args;
@@ -53,26 +65,9 @@ pub mod shard;
 pub mod templates;
 pub mod watched;
 pub mod webhook;
+pub mod write;
 
 pub use args::Args;
-pub use error::Error;
+pub use canary::Error;
 
-/// Field manager of every write the controller makes.
-pub use flagger_api::labels::FIELD_MANAGER;
-
-/// Create and replace parameters under the controller's field manager (a write without one is
-/// recorded as `unknown`, which the fight detector would take for another writer).
-pub fn post_params() -> kube::api::PostParams {
-    kube::api::PostParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    }
-}
-
-/// Merge-patch parameters under the controller's field manager.
-pub fn patch_params() -> kube::api::PatchParams {
-    kube::api::PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    }
-}
+pub use write::{FIELD_MANAGER, patch_params, post_params};

@@ -289,7 +289,7 @@ pub fn trim(o: &mut DynamicObject) {
     if let Some(entries) = meta.managed_fields.as_mut() {
         entries.retain(|e| e.subresource.as_deref() != Some("status"));
         for e in entries.iter_mut() {
-            if e.manager.as_deref() == Some(crate::FIELD_MANAGER) {
+            if e.manager.as_deref() == Some(crate::write::FIELD_MANAGER) {
                 e.fields_v1 = None;
             }
         }

@@ -316,20 +316,29 @@ async fn a_failed_scale_up_holds_the_canary_until_it_succeeds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_scale_down_is_retried_until_the_target_is_at_zero() {
     let env = Env::start(Options::default()).await;
+    // The controller's first patch of the target Deployment is its scale-down once the primary
+    // is ready (kubectl's apply creates it with a POST). The fault is armed before the apply,
+    // for that one object and once: armed after the primary appeared, it raced the scale-down
+    // and, on a loaded machine, came too late.
+    let before = answered(&env, "patch", "deployments", 500).await;
+    let mut faults = fail("patch", "deployments");
+    faults.rules[0].name = Some("podinfo".into());
+    faults.rules[0].times = Some(1);
+    env.kube.set_faults(faults);
     env.apply(&manifests("5s", 2)).await;
-    // Once the primary exists, the next patch of a Deployment is the target's scale-down.
     let last = Mutex::new(String::new());
-    let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), NS);
-    support::wait_for("the primary created", &last, || async {
-        deployments
-            .get_opt("podinfo-primary")
-            .await
-            .ok()
-            .flatten()
-            .map(|_| ())
+    support::wait_for("a 500 answered to the target's scale-down", &last, || async {
+        let n = answered(&env, "patch", "deployments", 500).await;
+        *last.lock().unwrap() = format!("{n} (before: {before})");
+        (n > before).then_some(())
     })
     .await;
-    fail_once(&env, "patch", "deployments", fail("patch", "deployments")).await;
+    env.kube.set_faults(localkube::Faults::default());
+    let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), NS);
+    assert!(
+        deployments.get_opt("podinfo-primary").await.unwrap().is_some(),
+        "the failed patch came after the primary was created"
+    );
     let failed_at = Instant::now();
 
     // Within two intervals.

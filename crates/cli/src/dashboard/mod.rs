@@ -358,7 +358,10 @@ impl axum::extract::FromRequestParts<Arc<App>> for ApiUser {
 }
 
 fn review_failed(e: anyhow::Error) -> Response {
-    error(StatusCode::BAD_GATEWAY, crate::plain(&e))
+    error(
+        StatusCode::BAD_GATEWAY,
+        flagger_controller::error::text(e.as_ref()),
+    )
 }
 
 // ----- pages -------------------------------------------------------------------------------------

@@ -99,7 +99,8 @@ pub async fn workload(client: &Client, ns: &str, name: &str, image: &str) -> any
     Ok(())
 }
 
-/// A weighted canary on `router`'s provider: the traffic of its load test (to
+/// A weighted canary on a router's `provider`, with `router_spec` (the router's row in
+/// [`super::routers`]) merged into its spec: the traffic of its load test (to `url`,
 /// `http://frontend.<ns>:9898/` for a mesh, `http://app.example.com/` for an ingress gateway)
 /// is split by the routing objects the controller writes, in steps of 20% up to 60%, checked
 /// by the builtin checks on the series the data plane records for that router. The load test
@@ -110,10 +111,12 @@ pub async fn weighted_canary(
     client: &Client,
     ns: &str,
     interval: &str,
-    router: &super::routers::Weighted,
+    provider: &str,
+    url: &str,
+    router_spec: serde_json::Value,
 ) -> anyhow::Result<()> {
     let mut spec = json!({
-        "provider": router.provider,
+        "provider": provider,
         "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "frontend"},
         "progressDeadlineSeconds": 60,
         "service": {"port": 9898, "targetPort": 9898},
@@ -131,11 +134,11 @@ pub async fn weighted_canary(
                 "type": "rollout",
                 "url": format!("http://flagger-loadtester.{ns}/"),
                 "timeout": "5s",
-                "metadata": {"cmd": format!("hey -z 1m -q 20 -c 2 {}", router.url(ns))}
+                "metadata": {"cmd": format!("hey -z 1m -q 20 -c 2 {url}")}
             }]
         }
     });
-    merge(&mut spec, router.spec()?);
+    merge(&mut spec, router_spec);
     let c: Canary = serde_json::from_value(json!({
         "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
         // Until the load test has been scraped a check has no data: held, not failed.

@@ -194,7 +194,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     ));
     router.install(&client, NS).await?;
     manifests::workload(&client, NS, "frontend", &format!("{IMAGE}:6.0.0")).await?;
-    manifests::weighted_canary(&client, NS, &args.interval, router).await?;
+    manifests::weighted_canary(
+        &client,
+        NS,
+        &args.interval,
+        router.provider,
+        &router.url(NS),
+        router.spec()?,
+    )
+    .await?;
     let mut weighted = Progress::new(
         client.clone(),
         NS,

@@ -50,7 +50,7 @@ impl Progress {
         &mut self,
         what: &str,
         timeout: Duration,
-        procs: &mut super::Processes,
+        procs: &mut super::processes::Processes,
         done: impl Fn(&Canary) -> bool,
     ) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;

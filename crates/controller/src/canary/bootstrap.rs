@@ -22,16 +22,17 @@ use super::keda;
 use super::objects::{WriteError, apply_json, owned_by, owner_ref};
 use super::observe::{Observed, Target};
 use super::workloads;
-use crate::FIELD_MANAGER;
 use crate::cache;
 use crate::context::Context;
 use crate::error::{step_error, step_error_from};
+use crate::write::FIELD_MANAGER;
 
 step_error!(
     /// Step 3 failed: a generated object could not be read or written.
     BootstrapError
 );
 step_error_from!(WriteError => BootstrapError);
+step_error_from!(super::knative::KnativeError => BootstrapError);
 
 /// What bootstrap found that the decision needs.
 #[derive(Clone, Copy, Debug, Default)]
@@ -103,8 +104,7 @@ pub async fn run(
         });
         conflicts::report(ctx, canary, c, &report).await;
     }
-    reconciled
-        .map_err(|e| BootstrapError::new(crate::error::Category::of_router(&e), e.message))?;
+    reconciled.map_err(|e| BootstrapError::new(e.step_category(), e.message))?;
     Ok(Bootstrapped {
         keep_target_serving,
     })

@@ -11,8 +11,8 @@ use super::keda;
 use super::objects::WriteError;
 use super::oracle::Oracle;
 use super::workloads;
-use crate::FIELD_MANAGER;
 use crate::error::{step_error, step_error_from};
+use crate::write::FIELD_MANAGER;
 
 step_error!(
     /// Step 5 failed: an action of the decision could not be carried out.
@@ -43,7 +43,7 @@ async fn act(o: &Oracle<'_>, action: &Action) -> Result<(), ExecuteError> {
             o.router
                 .set_routes(&o.route_target(), *routes, &cookies)
                 .await
-                .map_err(|e| ExecuteError::new(crate::error::Category::of_router(&e), e.message))?;
+                .map_err(|e| ExecuteError::new(e.step_category(), e.message))?;
             ctx.metrics
                 .set_weights(&c.target.name, ns, routes.primary, routes.canary);
             Ok(())

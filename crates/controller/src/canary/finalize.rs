@@ -20,9 +20,9 @@ use super::dereference::dereference;
 use super::objects::{WriteError, merge_params, owned_by};
 use super::status::{self, StatusError};
 use super::workloads::bring_back_target;
-use crate::FIELD_MANAGER;
 use crate::context::Context;
 use crate::error::{step_error, step_error_from};
+use crate::write::FIELD_MANAGER;
 
 step_error!(
     /// Finalization failed: traffic could not be handed back yet.
@@ -300,7 +300,7 @@ async fn hand_back_traffic(
             })?;
         let restored = hand_back(&apex, generated, target);
         services
-            .replace(&c.apex, &crate::post_params(), &restored)
+            .replace(&c.apex, &crate::write::post_params(), &restored)
             .await
             .map_err(|e| {
                 FinalizeError::api(format!("handing Service {}.{ns} back failed", c.apex), &e)
@@ -339,10 +339,7 @@ async fn hand_back_traffic(
                 .await;
             Ok(())
         }
-        Err(e) => Err(FinalizeError::new(
-            crate::error::Category::of_router(&e),
-            e.message,
-        )),
+        Err(e) => Err(FinalizeError::new(e.step_category(), e.message)),
     }
 }
 

@@ -10,9 +10,9 @@ use kube::{Api, Client};
 use serde_json::Value;
 
 use super::objects::{WriteError, merge_params, owner_ref};
-use crate::FIELD_MANAGER;
 use crate::context::Settings;
 use crate::watched::{CachedApi, Objects};
+use crate::write::FIELD_MANAGER;
 
 fn resource() -> ApiResource {
     let gvk = GroupVersionKind::gvk("keda.sh", "v1alpha1", keda::KIND);

@@ -20,19 +20,17 @@ use flagger_core::routing::knative;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
-use super::bootstrap::BootstrapError;
 use super::objects::WriteError;
-use super::observe::ObserveError;
-use crate::FIELD_MANAGER;
 use crate::error::{step_error, step_error_from};
 use crate::watched::{CachedApi, Objects};
+use crate::write::FIELD_MANAGER;
 
 step_error!(
     /// A read or write of the Knative Service failed (observe, bootstrap and promotion share
     /// it), or the Service has no revision yet.
     KnativeError
 );
-step_error_from!(KnativeError => ObserveError, BootstrapError, WriteError);
+step_error_from!(KnativeError => WriteError);
 
 fn services(objects: &Objects, c: &ValidatedCanary) -> CachedApi {
     objects.namespaced(

@@ -1,6 +1,7 @@
 //! The reconcile pipeline of one canary: dereference → observe → bootstrap → decide → execute →
-//! status, each step one call with its own error type (see [`crate::error`]). See the crate
-//! documentation for the steps.
+//! status, each step one call with its own error type (see [`crate::error`]), gathered here in
+//! [`Error`]. See the crate documentation for the steps. The steps are the submodules; this
+//! file composes them and none of them uses it.
 
 pub mod bootstrap;
 pub mod conflicts;
@@ -29,8 +30,64 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::context::Context;
-use crate::error::{Category, Error, Result};
+use crate::error::Category;
 use crate::metrics::ErrorLabels;
+use bootstrap::BootstrapError;
+use dereference::DereferenceError;
+use execute::ExecuteError;
+use finalize::FinalizeError;
+use observe::ObserveError;
+use oracle::DecideError;
+use status::StatusError;
+
+/// A failed reconcile, by step.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Dereference(#[from] DereferenceError),
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    #[error(transparent)]
+    Decide(#[from] DecideError),
+    #[error(transparent)]
+    Execute(#[from] ExecuteError),
+    #[error(transparent)]
+    Status(#[from] StatusError),
+    #[error(transparent)]
+    Finalize(#[from] FinalizeError),
+}
+
+impl Error {
+    /// The step that failed (metric label, log field).
+    pub fn step(&self) -> &'static str {
+        match self {
+            Error::Dereference(_) => "dereference",
+            Error::Observe(_) => "observe",
+            Error::Bootstrap(_) => "bootstrap",
+            Error::Decide(_) => "decide",
+            Error::Execute(_) => "execute",
+            Error::Status(_) => "status",
+            Error::Finalize(_) => "finalize",
+        }
+    }
+
+    pub fn category(&self) -> Category {
+        match self {
+            Error::Dereference(e) => e.category(),
+            Error::Observe(e) => e.category(),
+            Error::Bootstrap(e) => e.category(),
+            Error::Decide(e) => e.category(),
+            Error::Execute(e) => e.category(),
+            Error::Status(e) => e.category(),
+            Error::Finalize(e) => e.category(),
+        }
+    }
+}
+
+/// Result of a reconcile.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Reconciles one canary, timing it (`flagger_reconcile_duration_seconds`); a failure is
 /// reported (event, condition) here and counted by [`error_policy`].

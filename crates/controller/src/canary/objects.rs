@@ -7,8 +7,8 @@ use kube::{Api, Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::FIELD_MANAGER;
 use crate::error::step_error;
+use crate::write::FIELD_MANAGER;
 
 step_error!(
     /// A write of a generated object or of the target's scale failed.

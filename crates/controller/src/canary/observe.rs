@@ -13,15 +13,17 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, Secret};
 use kube::{Client, ResourceExt};
 
+use super::knative::KnativeError;
 use crate::cache::{self, Caches};
 use crate::context::{ConfigIndex, Context, Settings};
-use crate::error::step_error;
+use crate::error::{step_error, step_error_from};
 use kube::runtime::reflector::ObjectRef;
 
 step_error!(
     /// Step 2 failed: the target or a config it tracks could not be read, or cannot run.
     ObserveError
 );
+step_error_from!(KnativeError => ObserveError);
 
 /// The target workload.
 #[derive(Clone, Debug)]

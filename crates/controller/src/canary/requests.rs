@@ -11,8 +11,8 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::FIELD_MANAGER;
 use crate::context::Context;
+use crate::write::FIELD_MANAGER;
 
 /// The request on the Canary, if any.
 pub fn observe(canary: &Canary) -> Option<Request> {

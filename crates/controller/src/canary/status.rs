@@ -44,7 +44,7 @@ pub async fn write(
     object.metadata.managed_fields = None;
     object.status = Some(status.clone());
     let written = api
-        .replace_status(&name, &crate::post_params(), &object)
+        .replace_status(&name, &crate::write::post_params(), &object)
         .await
         .map_err(|e| {
             if Category::of_kube(&e) == Category::Conflict {

@@ -21,9 +21,9 @@ use serde_json::json;
 use super::keda;
 use super::objects::{WriteError, apply, merge_params, owner_ref};
 use super::observe::{Config, Observed, Target};
-use crate::FIELD_MANAGER;
 use crate::cache::{self, Caches};
 use crate::context::Settings;
+use crate::write::FIELD_MANAGER;
 
 pub fn without_toolkit(map: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     map.iter()

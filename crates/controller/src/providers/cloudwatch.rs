@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 
 use super::aws::{self, Env};
 use super::http;
-use super::{MetricsProvider, ProviderError, QueryError, Setup};
+use super::seam::{MetricsProvider, ProviderError, QueryError, Setup};
 
 pub struct CloudWatch {
     region: String,

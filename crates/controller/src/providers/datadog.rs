@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::http;
-use super::{MetricsProvider, ProviderError, QueryError, Setup};
+use super::seam::{MetricsProvider, ProviderError, QueryError, Setup};
 
 /// Flagger's default address (Datadog's US1 site).
 pub const DEFAULT_ADDRESS: &str = "https://api.datadoghq.com";

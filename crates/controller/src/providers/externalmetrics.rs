@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::http;
-use super::{MetricsProvider, ProviderError, QueryError, Setup};
+use super::seam::{MetricsProvider, ProviderError, QueryError, Setup};
 
 pub struct ExternalMetrics {
     target: Target,
@@ -73,8 +73,10 @@ impl ExternalMetrics {
                 match tokio::time::timeout(http::TIMEOUT, call).await {
                     Ok(Ok(body)) => Ok(body),
                     Ok(Err(kube::Error::Api(status))) => Err(ProviderError::new(
-                        reqwest::StatusCode::from_u16(status.code)
-                            .map_or(super::Category::Provider, super::Category::of_status),
+                        reqwest::StatusCode::from_u16(status.code).map_or(
+                            super::seam::Category::Provider,
+                            super::seam::Category::of_status,
+                        ),
                         format!(
                             "the server answered {} {}: {}",
                             status.code, status.reason, status.message

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{ProviderError, QueryError};
+use super::seam::{ProviderError, QueryError};
 
 /// How long one query may take (Flagger's 5 s for every HTTP provider).
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,7 +24,7 @@ pub fn interval(interval: &str) -> Result<Duration, ProviderError> {
 }
 
 /// A Secret key as text: `Err(missing)` when the Secret or the key is absent (the credentials
-/// a provider needs: [`super::Category::Auth`]).
+/// a provider needs: [`super::seam::Category::Auth`]).
 pub fn secret_key(
     secret: Option<&BTreeMap<String, Vec<u8>>>,
     key: &str,

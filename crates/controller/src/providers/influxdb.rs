@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::http;
-use super::{MetricsProvider, ProviderError, QueryError, Setup};
+use super::seam::{MetricsProvider, ProviderError, QueryError, Setup};
 
 pub struct InfluxDb {
     url: reqwest::Url,

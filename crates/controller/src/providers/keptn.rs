@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 
-use super::{MetricsProvider, ProviderError, QueryError, Setup};
+use super::seam::{MetricsProvider, ProviderError, QueryError, Setup};
 
 pub struct Keptn {
     client: kube::Client,

@@ -7,7 +7,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::http;
-use super::{MetricsProvider, ProviderError, QueryError, Setup};
+use super::seam::{MetricsProvider, ProviderError, QueryError, Setup};
 
 /// Flagger's default address (the US Insights API).
 pub const DEFAULT_ADDRESS: &str = "https://insights-api.newrelic.com";

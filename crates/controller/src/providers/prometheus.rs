@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::http::{self, TIMEOUT, collapse_whitespace, request_failed};
-use super::{MetricsProvider, ProviderError, QueryError, RangeWindow, Setup};
+use super::seam::{MetricsProvider, ProviderError, QueryError, RangeWindow, Setup};
 use crate::webhook::Clients;
 
 /// A Prometheus to query: the canary's or the controller's (address only), or a MetricTemplate's

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::http;
-use super::{MetricsProvider, ProviderError, QueryError, Setup};
+use super::seam::{MetricsProvider, ProviderError, QueryError, Setup};
 
 pub struct Splunk {
     /// `ws(s)://stream.../v2/signalflow`.

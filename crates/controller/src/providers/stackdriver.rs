@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::http;
-use super::{MetricsProvider, ProviderError, QueryError, Setup};
+use super::seam::{MetricsProvider, ProviderError, QueryError, Setup};
 
 pub const DEFAULT_ENDPOINT: &str = "https://monitoring.googleapis.com";
 const SCOPE: &str = "https://www.googleapis.com/auth/monitoring.read";

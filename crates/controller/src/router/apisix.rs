@@ -4,8 +4,8 @@
 use flagger_core::effects::Routes;
 use flagger_core::routing::{StickyCookies, apisix};
 
-use super::CachedApi;
-use super::{Contested, Router, RouterError, Target, Weighted, dynamic_api, get_json};
+use super::seam::CachedApi;
+use super::seam::{Contested, Router, RouterError, Target, Weighted, dynamic_api, get_json};
 
 /// The router of `apisix`.
 pub struct Apisix;

@@ -14,8 +14,8 @@ use flagger_core::routing::appmesh::{self, ACCESS_LOG_ANNOTATION, Options, Versi
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::Value;
 
-use super::CachedApi;
-use super::{
+use super::seam::CachedApi;
+use super::seam::{
     Contested, Router, RouterError, Target, dynamic_api, ensure, get_json, get_weights_object,
 };
 

@@ -4,7 +4,7 @@
 use flagger_core::effects::Routes;
 use flagger_core::routing::{StickyCookies, contour};
 
-use super::{Contested, Router, RouterError, Target, Weighted};
+use super::seam::{Contested, Router, RouterError, Target, Weighted};
 
 /// The router of `contour`.
 pub struct Contour;

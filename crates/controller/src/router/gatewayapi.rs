@@ -7,8 +7,8 @@ use flagger_core::routing::gatewayapi::{self, HttpRoute, Version};
 use flagger_core::routing::{RoutingError, StickyCookies};
 use serde_json::Value;
 
-use super::CachedApi;
-use super::{
+use super::seam::CachedApi;
+use super::seam::{
     Contested, Router, RouterError, Target, dynamic_api, ensure, get_json, get_weights_object,
     to_json,
 };

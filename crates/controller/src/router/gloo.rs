@@ -9,11 +9,11 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::Value;
 
-use super::CachedApi;
-use super::{
+use super::seam::CachedApi;
+use super::seam::{
     Contested, Router, RouterError, Target, Weighted, dynamic_api, ensure, get_json, to_json,
 };
-use crate::FIELD_MANAGER;
+use crate::write::FIELD_MANAGER;
 
 /// The router of `gloo`.
 pub struct Gloo;

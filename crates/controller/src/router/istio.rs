@@ -13,8 +13,8 @@ use flagger_core::routing::istio::{self, API_VERSION, VirtualService};
 use flagger_core::routing::{RoutingError, StickyCookies};
 use serde_json::Value;
 
-use super::CachedApi;
-use super::{
+use super::seam::CachedApi;
+use super::seam::{
     Contested, Router, RouterError, Target, dynamic_api, ensure, get_json, get_weights_object,
     to_json,
 };
@@ -108,7 +108,7 @@ impl Router for Istio {
         if let Some(a) = restored.metadata.annotations.as_mut() {
             a.remove(ORIGINAL_CONFIGURATION);
         }
-        api.replace(&t.c.apex, &crate::post_params(), &restored)
+        api.replace(&t.c.apex, &crate::write::post_params(), &restored)
             .await
             .map_err(|e| {
                 RouterError::api(
@@ -168,7 +168,7 @@ async fn write(
         let original = annotations[ORIGINAL_CONFIGURATION]
             .as_str()
             .map(String::from);
-        let foreign = !super::is_owned(existing, t.canary);
+        let foreign = !super::seam::is_owned(existing, t.canary);
         let kept = match original {
             Some(o) => Some(o),
             // Taking over a VirtualService someone else made: remember its spec.

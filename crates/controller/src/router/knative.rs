@@ -11,9 +11,9 @@ use flagger_core::routing::{RoutingError, StickyCookies, knative};
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
-use super::CachedApi;
-use super::{Contested, Router, RouterError, Target, dynamic_api, get_json};
-use crate::FIELD_MANAGER;
+use super::seam::CachedApi;
+use super::seam::{Contested, Router, RouterError, Target, dynamic_api, get_json};
+use crate::write::FIELD_MANAGER;
 
 /// The router of `knative`.
 pub struct Knative;

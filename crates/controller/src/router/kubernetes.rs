@@ -6,7 +6,7 @@
 use flagger_core::effects::Routes;
 use flagger_core::routing::StickyCookies;
 
-use super::{Contested, Router, RouterError, Target};
+use super::seam::{Contested, Router, RouterError, Target};
 
 /// The router of the `kubernetes` provider.
 pub struct Kubernetes;

@@ -6,8 +6,10 @@
 use flagger_core::effects::Routes;
 use flagger_core::routing::{StickyCookies, kuma};
 
-use super::CachedApi;
-use super::{Contested, Router, RouterError, Target, ensure_with, get_json, get_weights_object};
+use super::seam::CachedApi;
+use super::seam::{
+    Contested, Router, RouterError, Target, ensure_with, get_json, get_weights_object,
+};
 
 /// The router of `kuma`.
 pub struct Kuma;

@@ -7,9 +7,9 @@ use flagger_core::routing::{StickyCookies, nginx};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{ApiResource, Patch, PatchParams};
 
-use super::{CachedApi, Contested, Router, RouterError, Target};
-use crate::FIELD_MANAGER;
+use super::seam::{CachedApi, Contested, Router, RouterError, Target};
 use crate::owner::{owned_by, owner_ref};
+use crate::write::FIELD_MANAGER;
 
 /// The router of `nginx`.
 pub struct Nginx;

@@ -9,8 +9,8 @@ use kube::Api;
 use kube::api::DeleteParams;
 
 use super::nginx::{current, ingress_name};
-use super::no_valid_weights;
-use super::{Contested, Router, RouterError, Target};
+use super::seam::no_valid_weights;
+use super::seam::{Contested, Router, RouterError, Target};
 use crate::owner::{owned_by, owner_ref};
 
 /// The router of `skipper`.
@@ -81,7 +81,7 @@ impl Router for Skipper {
 
 async fn write(
     t: &Target<'_>,
-    api: &super::CachedApi,
+    api: &super::seam::CachedApi,
     source: &Ingress,
     existing: Option<&Ingress>,
     routes: Routes,

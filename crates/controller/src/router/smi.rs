@@ -5,8 +5,8 @@ use flagger_core::effects::Routes;
 use flagger_core::model::SmiVersion;
 use flagger_core::routing::{StickyCookies, smi};
 
-use super::CachedApi;
-use super::{
+use super::seam::CachedApi;
+use super::seam::{
     Contested, Router, RouterError, Target, dynamic_api, ensure, get_json, get_weights_object,
 };
 

@@ -5,7 +5,7 @@
 use flagger_core::effects::Routes;
 use flagger_core::routing::{StickyCookies, traefik};
 
-use super::{Contested, Router, RouterError, Target, Weighted};
+use super::seam::{Contested, Router, RouterError, Target, Weighted};
 
 /// The router of `traefik`.
 pub struct Traefik;
