@@ -17,6 +17,7 @@
 use flagger_api::{CanaryPhase, CanaryStatus};
 use k8s_openapi::jiff::Timestamp;
 
+use crate::duration::go_duration_ms;
 use crate::effects::{
     Action, Alert, Decision, Event, EventType, HookOutcome, MetricOutcome, Need, Notice,
     Observations, Readiness, Routes, RunOutcome, Scale, Step,
@@ -1539,37 +1540,6 @@ fn fallback_cookie(seed: &str, n: usize) -> String {
         .collect()
 }
 
-/// Go's `time.Duration` formatting of a whole number of milliseconds (`500ms`, `1.5s`, `2m0s`).
-pub fn go_duration_ms(ms: f64) -> String {
-    let ms = ms.trunc() as i64;
-    if ms == 0 {
-        return "0s".into();
-    }
-    let neg = ms < 0;
-    let abs = ms.unsigned_abs();
-    let body = if abs < 1000 {
-        format!("{abs}ms")
-    } else {
-        let total_secs = abs / 1000;
-        let frac = abs % 1000;
-        let (h, m, s) = (total_secs / 3600, (total_secs / 60) % 60, total_secs % 60);
-        let secs = if frac == 0 {
-            format!("{s}s")
-        } else {
-            let f = format!("{frac:03}");
-            format!("{s}.{}s", f.trim_end_matches('0'))
-        };
-        if h > 0 {
-            format!("{h}h{m}m{secs}")
-        } else if m > 0 {
-            format!("{m}m{secs}")
-        } else {
-            secs
-        }
-    };
-    if neg { format!("-{body}") } else { body }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1588,15 +1558,5 @@ mod tests {
     fn max_weight_is_a_threshold_not_a_cap() {
         assert_eq!(weight_ladder(&Steps::Linear(20), 50), vec![20, 40, 60]);
         assert_eq!(weight_ladder(&Steps::Linear(5), 50).len(), 10);
-    }
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(go_duration_ms(500.0), "500ms");
-        assert_eq!(go_duration_ms(1500.0), "1.5s");
-        assert_eq!(go_duration_ms(1000.0), "1s");
-        assert_eq!(go_duration_ms(61_000.0), "1m1s");
-        assert_eq!(go_duration_ms(3_600_000.0), "1h0m0s");
-        assert_eq!(go_duration_ms(0.0), "0s");
     }
 }

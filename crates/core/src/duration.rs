@@ -205,6 +205,14 @@ pub fn format_go(d: Duration) -> String {
     }
 }
 
+/// Go's `time.Duration` formatting of a whole number of milliseconds (`500ms`, `1.5s`, `2m0s`),
+/// negative ones with a `-`: [`format_go`] of the truncated value.
+pub fn go_duration_ms(ms: f64) -> String {
+    let ms = ms.trunc() as i64;
+    let body = format_go(Duration::from_millis(ms.unsigned_abs()));
+    if ms < 0 { format!("-{body}") } else { body }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +222,18 @@ mod tests {
             Ok(d) => d,
             Err(e) => panic!("{s:?} should parse: {e}"),
         }
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration_ms(500.0), "500ms");
+        assert_eq!(go_duration_ms(1500.0), "1.5s");
+        assert_eq!(go_duration_ms(1000.0), "1s");
+        assert_eq!(go_duration_ms(61_000.0), "1m1s");
+        assert_eq!(go_duration_ms(3_600_000.0), "1h0m0s");
+        assert_eq!(go_duration_ms(0.0), "0s");
+        assert_eq!(go_duration_ms(-1500.9), "-1.5s");
+        assert_eq!(go_duration_ms(3_723_004.0), "1h2m3.004s");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 
 use flagger_api::{CanaryPhase, CanaryStatus};
 
+pub use crate::metric::MetricOutcome;
 use crate::model::{HookType, Severity};
 
 /// Readiness of a workload, with Flagger's retriable/non-retriable distinction.
@@ -73,23 +74,6 @@ pub struct TargetRevision {
 /// Outcome of one webhook call: `Ok` for a success status, `Err` with the reason otherwise.
 /// For gates, `Ok` means approved; for rollback hooks, `Ok` means "roll back now".
 pub type HookOutcome = Result<(), String>;
-
-/// Outcome of one metric query.
-#[derive(Clone, Debug, PartialEq)]
-pub enum MetricOutcome {
-    Value(f64),
-    /// The query ran but returned no data (Flagger's `ErrNoValuesFound`).
-    NoValues(String),
-    /// The query, the template or the provider failed.
-    Error(String),
-    /// The check could not be set up (a missing MetricTemplate or Secret, an unsupported
-    /// provider, a query that does not render); the text is the whole event message, as Flagger
-    /// words each of these (`Metric template podinfo.test error: ...`).
-    Unusable(String),
-    /// A comparison check (a MetricTemplate marked for comparison, [`crate::compare`]): both
-    /// sides' queries and the figures computed from their answers.
-    Compared(Box<crate::compare::Compared>),
-}
 
 /// Whether the target workload has pods: a Deployment's `spec.replicas` above zero, a
 /// DaemonSet without the scale-to-zero node selector.

@@ -7,7 +7,7 @@
 use flagger_api::CheckStatus;
 use flagger_api::labels::CONDITION_ANALYSIS;
 
-use crate::decide::go_duration_ms;
+use crate::duration::go_duration_ms;
 use crate::effects::MetricOutcome;
 use crate::metric::MetricCheck;
 use crate::model::{BuiltinMetric, Metric, MetricSource};

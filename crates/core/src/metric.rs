@@ -5,7 +5,22 @@
 //!
 //! Nothing here holds credentials: a provider's address and Secret never enter a check.
 
-use crate::effects::MetricOutcome;
+/// Outcome of one metric query.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MetricOutcome {
+    Value(f64),
+    /// The query ran but returned no data (Flagger's `ErrNoValuesFound`).
+    NoValues(String),
+    /// The query, the template or the provider failed.
+    Error(String),
+    /// The check could not be set up (a missing MetricTemplate or Secret, an unsupported
+    /// provider, a query that does not render); the text is the whole event message, as Flagger
+    /// words each of these (`Metric template podinfo.test error: ...`).
+    Unusable(String),
+    /// A comparison check (a MetricTemplate marked for comparison, [`crate::compare`]): both
+    /// sides' queries and the figures computed from their answers.
+    Compared(Box<crate::compare::Compared>),
+}
 
 /// One metric check as it ran.
 #[derive(Clone, Debug, PartialEq)]

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use flagger_api::{AbMatch, CanaryService};
 
-/// Traffic provider (router) of a canary: declared with its descriptor, one line per provider,
-/// in `routing::providers!`.
-pub use crate::routing::Provider;
+/// Traffic provider (router) of a canary: its identity ([`crate::provider`]); each is described
+/// by its module in [`crate::routing`].
+pub use crate::provider::Provider;
 
 /// SMI TrafficSplit API version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -290,7 +290,7 @@ impl RuleSpec {
     fn duration(what: &str, s: &Option<String>) -> Result<Option<Duration>, String> {
         match s {
             None => Ok(None),
-            Some(s) => crate::controllers::parse_duration(s)
+            Some(s) => crate::util::parse_duration(s)
                 .map(Some)
                 .ok_or_else(|| format!("{what} {s:?} is not a duration (e.g. 200ms, 5s, 1m)")),
         }

@@ -8,6 +8,14 @@
 //! an optional KEDA-like scaler, garbage collection: [`controllers`]; namespace termination in
 //! [`namespace`]). Every change is broadcast to in-process subscribers ([`Handle::subscribe`]).
 //!
+//! Modules are layered, each using only those before it: the leaves (`error`, `util`, `faults`,
+//! `metrics`), the store and codecs (`store`, `patch`, `protobuf`, `selectors`), the resource
+//! registry (`registry`, `ssa`, `external_metrics`), what reads it (`validation`, `discovery`,
+//! `openapi`, `table`), then `crd`, `defaults`, the API ([`api`]), what runs on it (`auth`,
+//! `namespace`, `dataplane`), and on top the simulated `controllers` and the HTTP `server`
+//! (this file starts them). Inside a directory, `mod.rs` only re-exports and ties its children
+//! together; no child reaches back up into it (`crates/cli/tests/module_cycles.rs`).
+//!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! let handle = localkube::Server::start(localkube::Config::default()).await?;

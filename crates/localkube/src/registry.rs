@@ -145,6 +145,47 @@ fn builtin(
     }
 }
 
+/// The review resources: create-only, never stored (answered by `crate::auth::reviews`).
+/// `(group, plural, kind, namespaced)`.
+pub const REVIEWS: &[(&str, &str, &str, bool)] = &[
+    (
+        "authentication.k8s.io",
+        "tokenreviews",
+        "TokenReview",
+        false,
+    ),
+    (
+        "authentication.k8s.io",
+        "selfsubjectreviews",
+        "SelfSubjectReview",
+        false,
+    ),
+    (
+        "authorization.k8s.io",
+        "subjectaccessreviews",
+        "SubjectAccessReview",
+        false,
+    ),
+    (
+        "authorization.k8s.io",
+        "selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+        false,
+    ),
+    (
+        "authorization.k8s.io",
+        "selfsubjectrulesreviews",
+        "SelfSubjectRulesReview",
+        false,
+    ),
+    (
+        "authorization.k8s.io",
+        "localsubjectaccessreviews",
+        "LocalSubjectAccessReview",
+        true,
+    ),
+];
+
 /// The built-in resources.
 pub fn builtins() -> Vec<ResourceInfo> {
     let mut v = vec![
@@ -396,7 +437,7 @@ pub fn builtins() -> Vec<ResourceInfo> {
     ];
     // The reviews of authentication and authorization: create-only, answered by
     // `crate::auth::reviews`, never stored.
-    for (group, plural, kind, namespaced) in crate::auth::reviews::REVIEWS {
+    for (group, plural, kind, namespaced) in REVIEWS {
         let mut r = builtin(
             group,
             "v1",

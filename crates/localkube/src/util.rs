@@ -1,10 +1,31 @@
-//! Small JSON helpers, and the HTTP serving loop shared by the API server and the data plane.
+//! Small JSON and duration helpers, and the HTTP serving loop shared by the API server and the
+//! data plane.
+
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
 /// Now, as Kubernetes writes timestamps (RFC 3339, seconds, `Z`).
 pub fn now() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Parses durations like `5s`, `500ms`, `2m`, `1h`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
 }
 
 /// Now with microseconds (`MicroTime`).

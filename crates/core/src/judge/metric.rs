@@ -10,8 +10,8 @@ use super::config::{
     CONFIDENCE_LEVEL, Direction, EffectMeasure, EffectThresholds, MetricConfig, NanStrategy,
     OutlierStrategy, TOLERANCE, TestKind,
 };
-use super::fmt_num;
 use super::noise::{SplitMix64, add_noise, seed_for};
+use super::numbers::fmt_num;
 use super::proportions::{Counts, Proportions, ProportionsError, prop_test};
 use super::stats::{Summary, average_ranks, mean, percentile_sorted};
 use super::wilcoxon::{RootTolerance, Wilcoxon, wilcoxon, wilcoxon_exact};

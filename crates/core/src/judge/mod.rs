@@ -9,7 +9,11 @@
 //! * [`wilcoxon`] (R's `wilcox.test` interval, normal or exact), [`proportions`] (R's
 //!   `prop.test`),
 //!   [`zeroin`] (R's Brent), [`normal`], [`stats`], [`noise`]: the numerics;
-//! * [`relative`]: the canary's value against the primary's as a ratio or a difference.
+//! * [`relative`]: the canary's value against the primary's as a ratio or a difference;
+//! * [`numbers`]: numbers for people, in the judge's reasons.
+//!
+//! This file only declares the modules, re-exports and runs the whole judgement; the modules
+//! below it never reach back up.
 //!
 //! What is ours and not Kayenta's is opt-in and named: `test: proportions`, `spread`, `exact`,
 //! `minPoints` (see [`config::MetricConfig`]), plus three choices documented where they are
@@ -20,6 +24,7 @@ pub mod config;
 pub mod metric;
 pub mod noise;
 pub mod normal;
+pub mod numbers;
 pub mod proportions;
 pub mod relative;
 pub mod score;
@@ -29,6 +34,7 @@ pub mod zeroin;
 
 pub use config::{ConfigProblem, JudgeConfig, MetricConfig, Thresholds};
 pub use metric::{Classification, MetricData, MetricInput, MetricResult, judge_metric};
+pub use numbers::fmt_num;
 pub use proportions::Counts;
 pub use relative::{RelativeMode, RelativeResult, RelativeThreshold, RelativeVerdict};
 pub use score::{GroupScore, Judgement, ShortCircuit, Verdict, aggregate};
@@ -84,37 +90,6 @@ pub fn judge(inputs: &[MetricInput], config: &JudgeConfig) -> Result<Judgement, 
     }
     let results = inputs.iter().map(judge_metric).collect();
     Ok(aggregate(results, config))
-}
-
-/// A number for people: four significant digits, no trailing zeros, scientific notation only
-/// for very small or very large magnitudes.
-pub fn fmt_num(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".to_string();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 { "inf" } else { "-inf" }.to_string();
-    }
-    if v == 0.0 {
-        return "0".to_string();
-    }
-    let magnitude = v.abs().log10().floor();
-    if !(-4.0..6.0).contains(&magnitude) {
-        let s = format!("{v:.3e}");
-        // 1.500e-5 → 1.5e-5
-        if let Some((mantissa, exp)) = s.split_once('e') {
-            let m = mantissa.trim_end_matches('0').trim_end_matches('.');
-            return format!("{m}e{exp}");
-        }
-        return s;
-    }
-    let decimals = (3.0 - magnitude).max(0.0) as usize;
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
 }
 
 #[cfg(test)]
@@ -173,17 +148,5 @@ mod tests {
              metrics.a.test: proportions compares events out of trials, but the data are series; \
              metrics.a: the metric is given twice"
         );
-    }
-
-    #[test]
-    fn numbers_for_people() {
-        assert_eq!(fmt_num(0.0060123), "0.006012");
-        assert_eq!(fmt_num(1.3), "1.3");
-        assert_eq!(fmt_num(130.0), "130");
-        assert_eq!(fmt_num(-24.75), "-24.75");
-        assert_eq!(fmt_num(123456.0), "123456");
-        assert_eq!(fmt_num(1.5e-5), "1.5e-5");
-        assert_eq!(fmt_num(98.0), "98");
-        assert_eq!(fmt_num(f64::INFINITY), "inf");
     }
 }

@@ -132,8 +132,8 @@ pub fn quantile(p: f64) -> f64 {
     if q < 0.0 { -value } else { value }
 }
 
-#[cfg(test)]
 #[allow(clippy::excessive_precision, reason = "R's %.17g output, verbatim")]
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::fmt_num;
+use super::numbers::fmt_num;
 
 /// How the canary is compared with the primary.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::config::{JudgeConfig, Thresholds};
-use super::fmt_num;
 use super::metric::{Classification, MetricResult};
+use super::numbers::fmt_num;
 
 /// The share of no-data metrics (in %) from which the canary fails outright.
 pub const NODATA_THRESHOLD: f64 = 50.0;

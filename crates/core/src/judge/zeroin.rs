@@ -109,8 +109,8 @@ pub fn zeroin(
     }
 }
 
-#[cfg(test)]
 #[allow(clippy::excessive_precision, reason = "R's %.17g output, verbatim")]
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -11,7 +11,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::RoutingError;
+use super::common::RoutingError;
 use super::contour::weights_from_primary;
 use super::descriptor::Descriptor;
 use super::observer::Observer;

@@ -25,9 +25,9 @@ use serde_json::{Map, Value, json};
 use flagger_api::AbMatch;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::common::{RoutingError, apex_metadata, check_weights};
 use super::descriptor::Descriptor;
 use super::observer::Standard;
-use super::{RoutingError, apex_metadata, check_weights};
 use crate::duration::parse_go_duration;
 use crate::effects::Routes;
 use crate::generated::{self, Names};

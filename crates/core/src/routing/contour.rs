@@ -17,9 +17,9 @@
 
 use serde_json::{Value, json};
 
+use super::common::{RoutingError, apex_metadata};
 use super::descriptor::Descriptor;
 use super::observer::Standard;
-use super::{RoutingError, apex_metadata};
 use crate::effects::Routes;
 use crate::generated::{self, Names};
 use crate::model::Provider;

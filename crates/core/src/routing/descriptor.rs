@@ -1,13 +1,13 @@
 //! What a provider tells about itself ([`Descriptor`]): its spelling, observer, features,
 //! routing objects and its own checks of a Canary's spec ([`SpecCheck`], read by
-//! [`crate::validate`]); each provider's module defines its own, and `super::providers!` lists
-//! them ([`super::DESCRIPTORS`]).
+//! [`crate::validate`]); each provider's module defines its own, and `super::registry`'s `providers!` lists
+//! them ([`super::registry::DESCRIPTORS`]).
 
 use flagger_api::canary::{CanaryService, CanarySpec};
 
 use super::observer::Observer;
 use crate::generated::{Generated, Names};
-use crate::model::Provider;
+use crate::provider::Provider;
 
 /// Something a provider finds in a Canary's spec (a field it needs, a combination it cannot
 /// route): where, what to do about it, and whether the Canary still runs (a warning).

@@ -15,11 +15,9 @@ use flagger_api::gateway::{GatewayParentRef, MirrorBackendRef};
 use flagger_api::istio::{HeaderOperations, HttpMatchRequest, StringMatch};
 use flagger_api::{AbMatch, HeaderMatch};
 
+use super::common::{RoutingError, apex_metadata, check_weights};
+use super::cookies::{StickyCookies, cookie_regex, expire_cookie, set_cookie};
 use super::descriptor::{Descriptor, Finding};
-use super::{
-    RoutingError, StickyCookies, apex_metadata, check_weights, cookie_regex, expire_cookie,
-    set_cookie,
-};
 use crate::duration::parse_go_duration;
 use crate::effects::Routes;
 use crate::generated::{self, Generated, Names};
@@ -265,7 +263,7 @@ pub struct RouteCondition {
 // === builders ===
 
 /// The HTTPRoute `<apex>` with these routes. `cookies` are the session-affinity cookies after
-/// [`super::next_sticky_cookies`]; they are ignored without `analysis.sessionAffinity`.
+/// [`super::cookies::next_sticky_cookies`]; they are ignored without `analysis.sessionAffinity`.
 pub fn http_route(
     canary: &ValidatedCanary,
     version: Version,

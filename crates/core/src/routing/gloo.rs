@@ -23,10 +23,10 @@
 
 use serde_json::{Map, Value, json};
 
+use super::common::{RoutingError, apex_metadata};
 use super::contour::weights_from_primary;
 use super::descriptor::Descriptor;
 use super::observer::Standard;
-use super::{RoutingError, apex_metadata};
 use crate::effects::Routes;
 use crate::generated::{self, Names};
 use crate::model::Provider;

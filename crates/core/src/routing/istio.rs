@@ -15,11 +15,9 @@ use flagger_api::istio::{
     CorsPolicy, HeaderOperations, Headers, HttpMatchRequest, HttpRetry, TrafficPolicy,
 };
 
+use super::common::{RoutingError, apex_metadata, check_weights};
+use super::cookies::{StickyCookies, cookie_regex, expire_cookie, set_cookie};
 use super::descriptor::Descriptor;
-use super::{
-    RoutingError, StickyCookies, apex_metadata, check_weights, cookie_regex, expire_cookie,
-    set_cookie,
-};
 use crate::effects::Routes;
 use crate::generated::{self, Names};
 use crate::model::Provider;
@@ -231,7 +229,7 @@ pub fn is_tcp(canary: &ValidatedCanary) -> bool {
 }
 
 /// The VirtualService `<apex>` with these routes. `cookies` are the session-affinity cookies
-/// after [`super::next_sticky_cookies`]; they are ignored without `analysis.sessionAffinity`.
+/// after [`super::cookies::next_sticky_cookies`]; they are ignored without `analysis.sessionAffinity`.
 pub fn virtual_service(
     canary: &ValidatedCanary,
     routes: Routes,

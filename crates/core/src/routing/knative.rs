@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use flagger_api::labels::PRIMARY_REVISION;
 
-use super::RoutingError;
+use super::common::RoutingError;
 use super::descriptor::Descriptor;
 use super::observer::Standard;
 use crate::effects::Routes;

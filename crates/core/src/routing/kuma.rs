@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use super::common::{RoutingError, apex_metadata, check_weights};
 use super::descriptor::Descriptor;
 use super::observer::Standard;
-use super::{RoutingError, apex_metadata, check_weights};
 use crate::effects::Routes;
 use crate::generated::{self, Names};
 use crate::model::Provider;

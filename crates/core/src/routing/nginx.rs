@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use flagger_api::labels::{FLUX_RECONCILE_DISABLED, HELM_DRIFT_DISABLED, LAST_APPLIED};
 
-use super::RoutingError;
+use super::common::RoutingError;
 use super::descriptor::Descriptor;
 use crate::effects::Routes;
 use crate::generated::{self, Generated, Names};

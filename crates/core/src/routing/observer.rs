@@ -82,7 +82,7 @@ pub fn success_rate(series: &str, selector: &str, success: &str, interval: &str)
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+pub mod tests {
     use super::*;
 
     /// The model of the canary `podinfo.test` with the Ingress `web`.

@@ -1,29 +1,72 @@
 //! The providers, one line each: every provider describes itself in its own module with a
-//! [`Descriptor`](super::descriptor::Descriptor) (its `spec.provider` spelling, the observer of its builtin checks, the
-//! features its router has, the routing objects it generates), and [`DESCRIPTORS`](super::DESCRIPTORS) lists them.
+//! [`Descriptor`] (its `spec.provider` spelling, the observer of its builtin checks, the
+//! features its router has, the routing objects it generates), and `providers!` lists them:
+//! [`DESCRIPTORS`] and [`Provider::descriptor`] come from that one list.
 //! Everything the core knows per provider is read from here: [`Provider::parse`] (the accepted
 //! `spec.provider` strings), [`Provider::as_str`], [`Provider::parse_flag`], the features
 //! validation checks ([`Provider::supports_ab`] and the others), the builtin checks' observer
 //! ([`super::observer::for_provider`]) and the routing objects of [`crate::generated`].
 //!
 //! A new provider is a module with its builder, observer and `Descriptor`, declared in
-//! `routing/mod.rs` with one line in `providers!`, which makes its variant of [`Provider`] and
-//! its place in [`DESCRIPTORS`](super::DESCRIPTORS).
+//! `routing/mod.rs`, its variant of [`Provider`] (`crate::provider`, the identity only) and one
+//! line in `providers!` here (the compiler refuses a variant without its line).
 
 use std::fmt;
 
 use super::descriptor::Descriptor;
-use crate::model::Provider;
+use super::{
+    apisix, appmesh, contour, gatewayapi, gloo, istio, knative, kubernetes, kuma, nginx, skipper,
+    smi, traefik,
+};
+use crate::provider::Provider;
+
+/// Declares the descriptors from one list: each line is a provider's identity (a variant of
+/// [`Provider`]) and its module's [`Descriptor`]; the list makes [`DESCRIPTORS`] and
+/// [`Provider::descriptor`] (an exhaustive match: a variant without its line does not compile).
+macro_rules! providers {
+    ($($variant:ident => $descriptor:path,)+) => {
+        /// Every provider's descriptor, in the order of the list.
+        pub static DESCRIPTORS: &[&Descriptor] = &[$(&$descriptor,)+];
+
+        impl Provider {
+            /// The provider's own description.
+            pub fn descriptor(self) -> &'static Descriptor {
+                match self {
+                    $(Provider::$variant => &$descriptor,)+
+                }
+            }
+        }
+    };
+}
+
+providers! {
+    Kubernetes => kubernetes::PROVIDER,
+    Istio => istio::PROVIDER,
+    Linkerd => smi::LINKERD_PROVIDER,
+    Osm => smi::OSM_PROVIDER,
+    SmiV1Alpha1 => smi::V1ALPHA1_PROVIDER,
+    SmiV1Alpha2 => smi::V1ALPHA2_PROVIDER,
+    SmiV1Alpha3 => smi::V1ALPHA3_PROVIDER,
+    Nginx => nginx::PROVIDER,
+    GatewayApiV1 => gatewayapi::V1_PROVIDER,
+    GatewayApiV1Beta1 => gatewayapi::V1BETA1_PROVIDER,
+    Contour => contour::PROVIDER,
+    Gloo => gloo::PROVIDER,
+    Traefik => traefik::PROVIDER,
+    Skipper => skipper::PROVIDER,
+    Apisix => apisix::PROVIDER,
+    Kuma => kuma::PROVIDER,
+    AppMesh => appmesh::V1BETA1_PROVIDER,
+    AppMeshV1Beta2 => appmesh::V1BETA2_PROVIDER,
+    Knative => knative::PROVIDER,
+}
 
 impl Provider {
     /// Parses a provider the way Flagger's CRD enum spells it (`spec.provider`): one of the
-    /// [`DESCRIPTORS`](super::DESCRIPTORS)' names. Flagger's controller flag also accepts `smi:<version>:<mesh>`
+    /// [`DESCRIPTORS`]' names. Flagger's controller flag also accepts `smi:<version>:<mesh>`
     /// and any `gloo*`; see [`Provider::parse_flag`].
     pub fn parse(s: &str) -> Option<Provider> {
-        super::DESCRIPTORS
-            .iter()
-            .find(|d| d.name == s)
-            .map(|d| d.provider)
+        DESCRIPTORS.iter().find(|d| d.name == s).map(|d| d.provider)
     }
 
     /// Parses the controller's `-mesh-provider` flag, which also takes a suffix after the
@@ -31,21 +74,12 @@ impl Provider {
     /// `gatewayapi:v1:istio`, any `gloo*`): the longest such spelling the flag starts with.
     pub fn parse_flag(s: &str) -> Option<Provider> {
         Self::parse(s).or_else(|| {
-            super::DESCRIPTORS
+            DESCRIPTORS
                 .iter()
                 .filter(|d| d.flag_prefix && s.starts_with(d.name))
                 .max_by_key(|d| d.name.len())
                 .map(|d| d.provider)
         })
-    }
-
-    /// The provider's own description.
-    pub fn descriptor(self) -> &'static Descriptor {
-        match super::DESCRIPTORS.iter().find(|d| d.provider == self) {
-            Some(d) => d,
-            // Every variant has a line in DESCRIPTORS (`every_provider_is_described`).
-            None => &super::kubernetes::PROVIDER,
-        }
     }
 
     /// The canonical spelling.
@@ -81,12 +115,12 @@ mod tests {
 
     #[test]
     fn every_provider_is_described_once_and_the_crd_enum_is_the_list_of_names() {
-        let mut names: Vec<&str> = super::super::DESCRIPTORS.iter().map(|d| d.name).collect();
+        let mut names: Vec<&str> = super::DESCRIPTORS.iter().map(|d| d.name).collect();
         names.sort_unstable();
         let mut crd = flagger_api::canary::PROVIDERS.to_vec();
         crd.sort_unstable();
         assert_eq!(names, crd);
-        for d in super::super::DESCRIPTORS {
+        for d in super::DESCRIPTORS {
             assert_eq!(Provider::parse(d.name), Some(d.provider), "{}", d.name);
             assert_eq!(d.provider.as_str(), d.name);
             assert!(std::ptr::eq(d.provider.descriptor(), *d), "{}", d.name);
@@ -129,7 +163,7 @@ mod tests {
     #[test]
     fn features_per_provider() {
         let with = |f: fn(Provider) -> bool| {
-            let mut v: Vec<&str> = super::super::DESCRIPTORS
+            let mut v: Vec<&str> = super::DESCRIPTORS
                 .iter()
                 .filter(|d| f(d.provider))
                 .map(|d| d.name)

@@ -23,9 +23,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use flagger_api::labels::{FLUX_RECONCILE_DISABLED, HELM_DRIFT_DISABLED, LAST_APPLIED};
 
+use super::common::{RoutingError, check_weights};
 use super::descriptor::Descriptor;
 use super::observer::Observer;
-use super::{RoutingError, check_weights};
 use crate::effects::Routes;
 use crate::gotemplate::Model;
 use crate::model::Provider;

@@ -12,8 +12,8 @@
 use super::observer::Standard;
 use serde_json::{Value, json};
 
+use super::common::{RoutingError, check_weights};
 use super::descriptor::Descriptor;
-use super::{RoutingError, check_weights};
 use crate::effects::Routes;
 use crate::generated::{self, Generated, Names};
 use crate::model::{Provider, SmiVersion, ValidatedCanary};

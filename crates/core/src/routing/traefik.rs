@@ -13,10 +13,10 @@
 
 use serde_json::{Value, json};
 
+use super::common::{RoutingError, apex_metadata};
 use super::contour::weights_from_primary;
 use super::descriptor::Descriptor;
 use super::observer::Observer;
-use super::{RoutingError, apex_metadata};
 use crate::effects::Routes;
 use crate::generated::{self, Names};
 use crate::gotemplate::Model;

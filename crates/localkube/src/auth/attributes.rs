@@ -2,7 +2,7 @@
 //! `RequestInfoFactory` reads it before authorization (nothing here looks at the registry:
 //! a request for a resource the server does not serve is still authorized as one).
 
-use super::UserInfo;
+use super::user::UserInfo;
 
 /// The attributes an authorizer decides on (`authorizer.Attributes`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]

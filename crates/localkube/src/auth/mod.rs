@@ -20,13 +20,19 @@
 //!
 //! Without `rbac`, every request is served as `system:unsecured` (in `system:masters`), as the
 //! old insecure port did; tokens that are valid are still recognised (`kubectl auth whoami`).
+//!
+//! Layering inside: [`user`], [`tokens`], [`tls`] and [`attributes`] at the bottom, then
+//! [`rbac`], [`bootstrap`] and [`serviceaccounts`]; this file ([`Auth`]) uses them, and
+//! [`reviews`], which answers with [`Auth`], sits on top; no module reaches back up.
 
 pub mod attributes;
 pub mod bootstrap;
 pub mod rbac;
 pub mod reviews;
+pub mod serviceaccounts;
 pub mod tls;
 pub mod tokens;
+pub mod user;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -42,55 +48,8 @@ use attributes::Attributes;
 use rbac::{Decision, Policy, RuleSource};
 use tokens::{Signer, StaticToken};
 
-/// The issuer of ServiceAccount tokens (kube-apiserver's `--service-account-issuer` on most
-/// clusters).
-pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
-/// The issuer of legacy Secret-based ServiceAccount tokens.
-pub const LEGACY_ISSUER: &str = "kubernetes/serviceaccount";
-/// The user the admin token authenticates as.
-pub const ADMIN_USER: &str = "kubernetes-admin";
-/// The group that bypasses authorization checks and the escalation check.
-pub const MASTERS: &str = "system:masters";
-
-/// `user.Info`: who a request comes from.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UserInfo {
-    pub username: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub uid: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub groups: Vec<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub extra: BTreeMap<String, Vec<String>>,
-}
-
-impl UserInfo {
-    pub fn new(username: &str, groups: &[&str]) -> Self {
-        Self {
-            username: username.into(),
-            groups: groups.iter().map(|g| g.to_string()).collect(),
-            ..Default::default()
-        }
-    }
-
-    fn anonymous() -> Self {
-        Self::new("system:anonymous", &["system:unauthenticated"])
-    }
-
-    fn unsecured() -> Self {
-        Self::new("system:unsecured", &[MASTERS, "system:authenticated"])
-    }
-
-    pub fn in_group(&self, g: &str) -> bool {
-        self.groups.iter().any(|x| x == g)
-    }
-
-    /// The user as a JSON `UserInfo` (reviews).
-    pub fn to_json(&self) -> Value {
-        serde_json::to_value(self).unwrap_or_else(|_| json!({}))
-    }
-}
+pub use serviceaccounts::{ISSUER, LEGACY_ISSUER};
+pub use user::{ADMIN_USER, MASTERS, UserInfo};
 
 /// What authentication and authorization do.
 #[derive(Clone, Debug, Default)]
@@ -379,7 +338,7 @@ impl Auth {
                 extra: BTreeMap::new(),
             });
         }
-        reviews::service_account_user(self, api, token, audiences)
+        serviceaccounts::service_account_user(&self.signer, api, token, audiences)
     }
 
     /// The user of a request: its token's, anonymous without one; 401 for a token that is

@@ -4,17 +4,16 @@
 //! `LocalSubjectAccessReview`, `SelfSubjectRulesReview` (`kubectl auth can-i --list`); and
 //! RBAC's escalation check on writes of Roles, ClusterRoles and their bindings.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Value, json};
 
 use super::attributes::Attributes;
 use super::rbac::PolicyRule;
-use super::{Auth, ISSUER, LEGACY_ISSUER, MASTERS, UserInfo, forbidden_object};
+use super::serviceaccounts::{ISSUER, LEGACY_ISSUER, key, now, strings};
+use super::user::{MASTERS, UserInfo};
+use super::{Auth, forbidden_object};
 use crate::api::{Api, PatchType, WriteOptions};
 use crate::error::{ApiError, ApiResult};
-use crate::registry::ResourceInfo;
-use crate::store::ResourceKey;
+use crate::registry::{REVIEWS, ResourceInfo};
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 /// kube-apiserver's default and shortest TokenRequest lifetimes.
@@ -36,46 +35,6 @@ pub struct Request<'a> {
     /// the write would produce, as the write itself would produce it.
     pub write: WriteOptions,
 }
-
-/// The review resources: create-only, never stored. `(group, plural, kind, namespaced)`.
-pub const REVIEWS: &[(&str, &str, &str, bool)] = &[
-    (
-        "authentication.k8s.io",
-        "tokenreviews",
-        "TokenReview",
-        false,
-    ),
-    (
-        "authentication.k8s.io",
-        "selfsubjectreviews",
-        "SelfSubjectReview",
-        false,
-    ),
-    (
-        "authorization.k8s.io",
-        "subjectaccessreviews",
-        "SubjectAccessReview",
-        false,
-    ),
-    (
-        "authorization.k8s.io",
-        "selfsubjectaccessreviews",
-        "SelfSubjectAccessReview",
-        false,
-    ),
-    (
-        "authorization.k8s.io",
-        "selfsubjectrulesreviews",
-        "SelfSubjectRulesReview",
-        false,
-    ),
-    (
-        "authorization.k8s.io",
-        "localsubjectaccessreviews",
-        "LocalSubjectAccessReview",
-        true,
-    ),
-];
 
 /// Answers `r` when it is a review, a TokenRequest, or an RBAC write the escalation check
 /// refuses: `Some((code, body))` or `Some(error)`; `None` lets the store serve it.
@@ -244,14 +203,6 @@ fn owner_references(auth: &Auth, api: &Api, user: &UserInfo, r: &Request<'_>) ->
     Ok(())
 }
 
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
-fn key(plural: &str) -> ResourceKey {
-    ResourceKey::new("", "v1", plural)
-}
-
 /// The review echoed back with its status, as kube-apiserver answers a create of one.
 fn answer(group: &str, kind: &str, mut body: Value, status: Value) -> (u16, Value) {
     if !body.is_object() {
@@ -344,16 +295,6 @@ fn review(
         }
     };
     Ok(answer(group, kind, body, status))
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The attributes an access review asks about.
@@ -578,128 +519,6 @@ pub fn legacy_token(auth: &Auth, ns: &str, sa: &Value, secret: &str) -> anyhow::
         "kubernetes.io/serviceaccount/service-account.uid": sa.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
         "sub": format!("system:serviceaccount:{ns}:{name}"),
     }))
-}
-
-fn service_account_groups(ns: &str) -> Vec<String> {
-    vec![
-        "system:serviceaccounts".into(),
-        format!("system:serviceaccounts:{ns}"),
-        "system:authenticated".into(),
-    ]
-}
-
-/// Who a ServiceAccount token is: the signature, issuer, expiry and audiences are checked, and
-/// the ServiceAccount (and the object the token is bound to) must still exist with the same
-/// uid, as kube-apiserver's service account authenticator checks them.
-pub fn service_account_user(
-    auth: &Auth,
-    api: &Api,
-    token: &str,
-    audiences: &[String],
-) -> Result<UserInfo, String> {
-    let invalid = || "invalid bearer token".to_string();
-    let claims = auth.signer.verify(token).ok_or_else(invalid)?;
-    let get = |plural: &str, ns: &str, name: &str, uid: Option<&str>| -> Result<Value, String> {
-        let o = api
-            .store
-            .get(&key(plural), ns, name)
-            .filter(|o| o.pointer("/metadata/deletionTimestamp").is_none())
-            .ok_or_else(|| format!("{plural} \"{name}\" not found"))?;
-        match uid {
-            Some(u) if o.pointer("/metadata/uid").and_then(Value::as_str) != Some(u) => Err(
-                format!("{plural} {ns}/{name} has been deleted and recreated (uid changed)"),
-            ),
-            _ => Ok(o),
-        }
-    };
-    let c = |k: &str| claims[k].as_str().unwrap_or_default();
-    if c("iss") == LEGACY_ISSUER {
-        let ns = c("kubernetes.io/serviceaccount/namespace");
-        let name = c("kubernetes.io/serviceaccount/service-account.name");
-        get(
-            "serviceaccounts",
-            ns,
-            name,
-            Some(c("kubernetes.io/serviceaccount/service-account.uid")),
-        )?;
-        let secret = get(
-            "secrets",
-            ns,
-            c("kubernetes.io/serviceaccount/secret.name"),
-            None,
-        )?;
-        let stored = secret
-            .pointer("/data/token")
-            .and_then(Value::as_str)
-            .and_then(|b| {
-                use base64::Engine;
-                base64::engine::general_purpose::STANDARD.decode(b).ok()
-            });
-        if stored.as_deref() != Some(token.as_bytes()) {
-            return Err("token does not match the one of its Secret".into());
-        }
-        return Ok(UserInfo {
-            username: format!("system:serviceaccount:{ns}:{name}"),
-            uid: c("kubernetes.io/serviceaccount/service-account.uid").into(),
-            groups: service_account_groups(ns),
-            extra: BTreeMap::new(),
-        });
-    }
-    if c("iss") != ISSUER {
-        return Err(invalid());
-    }
-    let t = now();
-    if claims["exp"].as_i64().is_none_or(|exp| exp < t) {
-        return Err("token has expired".into());
-    }
-    if claims["nbf"].as_i64().is_some_and(|nbf| nbf > t + 60) {
-        return Err("token is not valid yet".into());
-    }
-    let token_aud = match &claims["aud"] {
-        Value::String(s) => vec![s.clone()],
-        v => strings(v),
-    };
-    let wanted: Vec<String> = if audiences.is_empty() {
-        vec![ISSUER.to_string()]
-    } else {
-        audiences.to_vec()
-    };
-    if !token_aud.iter().any(|a| wanted.contains(a)) {
-        return Err("token audiences are invalid for the target audiences".into());
-    }
-    let k = &claims["kubernetes.io"];
-    let s = |p: &str| k.pointer(p).and_then(Value::as_str).unwrap_or_default();
-    let ns = s("/namespace");
-    let name = s("/serviceaccount/name");
-    let sa_uid = s("/serviceaccount/uid");
-    get("serviceaccounts", ns, name, Some(sa_uid))?;
-    let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    if let Some(j) = claims["jti"].as_str() {
-        extra.insert(
-            "authentication.kubernetes.io/credential-id".into(),
-            vec![format!("JTI={j}")],
-        );
-    }
-    if k.get("pod").is_some() {
-        get("pods", ns, s("/pod/name"), Some(s("/pod/uid")))?;
-        extra.insert(
-            "authentication.kubernetes.io/pod-name".into(),
-            vec![s("/pod/name").into()],
-        );
-        extra.insert(
-            "authentication.kubernetes.io/pod-uid".into(),
-            vec![s("/pod/uid").into()],
-        );
-    }
-    if k.get("secret").is_some() {
-        get("secrets", ns, s("/secret/name"), Some(s("/secret/uid")))?;
-    }
-    Ok(UserInfo {
-        username: format!("system:serviceaccount:{ns}:{name}"),
-        uid: sa_uid.into(),
-        groups: service_account_groups(ns),
-        extra,
-    })
 }
 
 /// The object a write of `r` would store (a dry run of a patch).

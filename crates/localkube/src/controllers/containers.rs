@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::images::{ImageRegistry, full_reference};
+use super::objects::short_hash;
 use super::probes::{Kind, Outcome, Spec, Worker};
-use super::short_hash;
 use crate::util;
 
 /// The first image-pull and restart back-off; each next one doubles, up to [`MAX_BACKOFF`].

@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::objects::short_hash;
 use super::objects::{
     NsName, controller_uid, deleting, is, keys_of, list, log_err, node_matches, opts, owner_keys,
     owner_ref, pod_ready, res, uid, write_status,
 };
-use super::{queue, short_hash};
+use super::queue;
 use crate::api::{Api, DeleteOptions};
 use crate::registry::ResourceInfo;
 use crate::store::StoreEvent;

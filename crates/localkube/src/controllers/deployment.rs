@@ -11,7 +11,8 @@ use super::objects::{
     NsName, condition, controller_uid, deleting, drop_zeros, i64_at, is, keys_of, log_err, opts,
     owner_keys, owner_ref, res, set_condition, uid,
 };
-use super::{queue, record_event, short_hash};
+use super::objects::{record_event, short_hash};
+use super::queue;
 use crate::api::{Api, DeleteOptions};
 use crate::registry::ResourceInfo;
 use crate::store::StoreEvent;

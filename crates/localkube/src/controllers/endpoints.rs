@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::objects::short_hash;
 use super::objects::{NsName, deleting, is, list, log_err, opts, owner_ref, pod_ready, res, uid};
-use super::{queue, short_hash};
+use super::queue;
 use crate::api::Api;
 use crate::registry::ResourceInfo;
 use crate::selectors::LabelSelector;

@@ -24,7 +24,8 @@ use tokio::sync::mpsc;
 
 use super::hpa_metrics::{ExternalMetrics, SCALED_OBJECT_LABEL};
 use super::objects::{NsName, annotation, deleting, is, keys_of, log_err, opts, owner_ref, res};
-use super::{http, queue, record_event, record_repeated_event};
+use super::objects::{record_event, record_repeated_event};
+use super::{http, queue};
 use crate::api::{Api, DeleteOptions};
 use crate::registry::ResourceInfo;
 use crate::store::{EventType, StoreEvent};

@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use super::objects::short_hash;
 use super::objects::{NsName, deleting, is, list, log_err, opts, owner_ref, res, set_condition};
 use super::queue;
-use super::short_hash;
 use crate::api::Api;
 use crate::registry::ResourceInfo;
 use crate::store::StoreEvent;

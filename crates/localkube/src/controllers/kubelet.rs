@@ -18,16 +18,18 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::config::{CRASH_LOOP, NEVER_READY, READY_AFTER, SimConfig};
 use super::containers::{Container, Ctx, Event};
+use super::objects::record_repeated_event;
 use super::objects::{NsName, annotation, condition, deleting, is, list, log_err, opts, res, uid};
 use super::probes::{self, Kind, Outcome, Target};
-use super::record_repeated_event;
+use super::queue;
 use super::scheduler::Scheduler;
-use super::{CRASH_LOOP, NEVER_READY, READY_AFTER, SimConfig, parse_duration, queue};
 use crate::api::Api;
 use crate::registry::ResourceInfo;
 use crate::store::{EventType, StoreEvent};
 use crate::util;
+use crate::util::parse_duration;
 
 const MANAGER: &str = "kubelet";
 

@@ -209,3 +209,87 @@ pub(super) fn write_status(
         ),
     );
 }
+
+/// A short stable hash, like pod-template-hash.
+pub(super) fn short_hash(v: &Value) -> String {
+    const ALPHA: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in v.to_string().bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    (0..10)
+        .map(|i| ALPHA[((h >> (i * 6)) % ALPHA.len() as u64) as usize] as char)
+        .collect()
+}
+
+/// The Event resource and the namespace of events about `obj`.
+fn event_home<'a>(api: &Api, obj: &'a Value) -> Option<(Arc<ResourceInfo>, &'a str)> {
+    let ns = match util::namespace(obj) {
+        "" => "default",
+        n => n,
+    };
+    Some((res(api, "v1", "Event")?, ns))
+}
+
+/// Records a core/v1 Event about `obj`.
+pub(super) fn record_event(
+    api: &Api,
+    obj: &Value,
+    type_: &str,
+    reason: &str,
+    message: &str,
+    component: &str,
+) {
+    let Some((info, ns)) = event_home(api, obj) else {
+        return;
+    };
+    let now = util::now();
+    let ev = json!({
+        "metadata": {"generateName": format!("{}.", util::name(obj)), "namespace": ns},
+        "involvedObject": {
+            "apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": util::name(obj),
+            "namespace": util::namespace(obj), "uid": uid(obj),
+            "resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null),
+        },
+        "reason": reason, "message": message, "type": type_,
+        "source": {"component": component},
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        "reportingComponent": component, "reportingInstance": "localkube",
+        "eventTime": Value::Null,
+    });
+    log_err("event", api.create(&info, ns, ev, &opts(component)));
+}
+
+/// Records an Event about `obj`, or counts one more on the same event (same object, reason,
+/// message and component), as the event recorder aggregates repeated events.
+pub(super) fn record_repeated_event(
+    api: &Api,
+    obj: &Value,
+    type_: &str,
+    reason: &str,
+    message: &str,
+    component: &str,
+) {
+    let Some((info, ns)) = event_home(api, obj) else {
+        return;
+    };
+    let same = |e: &Value| {
+        e.pointer("/involvedObject/uid").and_then(Value::as_str) == Some(uid(obj))
+            && e["reason"] == reason
+            && e["message"] == message
+            && e.pointer("/source/component").and_then(Value::as_str) == Some(component)
+    };
+    let found = list(api, &info, Some(ns)).into_iter().find(same);
+    let Some(mut e) = found else {
+        return record_event(api, obj, type_, reason, message, component);
+    };
+    let n = e["count"].as_i64().unwrap_or(1) + 1;
+    e["count"] = json!(n);
+    e["lastTimestamp"] = json!(util::now());
+    let name = util::name(&e).to_string();
+    log_err(
+        "event",
+        api.update(&info, ns, &name, e, "", &opts(component)),
+    );
+}

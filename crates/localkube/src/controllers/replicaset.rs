@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::objects::record_event;
 use super::objects::{
     NsName, controller_uid, deleting, drop_zeros, i64_at, is, keys_of, log_err, opts, owner_keys,
     owner_ref, pod_ready, res, uid, write_status,
 };
-use super::{queue, record_event};
+use super::queue;
 use crate::api::{Api, DeleteOptions};
 use crate::registry::ResourceInfo;
 use crate::selectors::LabelSelector;

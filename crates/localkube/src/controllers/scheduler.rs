@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 
+use super::objects::record_event;
 use super::objects::{log_err, node_matches, opts};
-use super::record_event;
 use crate::api::Api;
 use crate::registry::ResourceInfo;
 use crate::util;

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::objects::annotation;
-use super::{parse_duration, quantity};
+use super::quantity;
+use crate::util::parse_duration;
 
 /// Pod-template annotation: CPU used with no traffic (a quantity, default `1m`).
 pub const CPU_IDLE: &str = "localkube.dev/cpu-idle";

@@ -2,9 +2,9 @@
 //! `/status/{code}`, `/delay/{seconds}`, `/version`, `/headers`), with the version taken from
 //! the image tag, and faults from the pod's annotations.
 //!
-//! Faults apply to every route but the health probes: [`super::LATENCY`] delays each answer
-//! (fixed, or uniform in a range), and [`super::ERROR_RATIO`] fails that fraction of requests
-//! with [`super::ERROR_CODE`]. Failures are spread evenly (error diffusion per pod: with a ratio
+//! Faults apply to every route but the health probes: [`LATENCY`] delays each answer
+//! (fixed, or uniform in a range), and [`ERROR_RATIO`] fails that fraction of requests
+//! with [`ERROR_CODE`]. Failures are spread evenly (error diffusion per pod: with a ratio
 //! of 0.1, exactly one request in ten fails), so a test or a canary analysis sees the configured
 //! ratio without sampling noise.
 
@@ -15,8 +15,15 @@ use std::time::Duration;
 use axum::http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::controllers::parse_duration;
 use crate::util;
+use crate::util::parse_duration;
+
+/// Pod-template annotation: the fraction (0..=1) of application requests that fail.
+pub const ERROR_RATIO: &str = "localkube.dev/error-ratio";
+/// Pod-template annotation: the HTTP status of injected failures (default 500).
+pub const ERROR_CODE: &str = "localkube.dev/error-code";
+/// Pod-template annotation: added latency, fixed (`50ms`) or uniform in a range (`20ms-80ms`).
+pub const LATENCY: &str = "localkube.dev/latency";
 
 /// A simulated pod's identity and behaviour, read from its object.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,22 +69,24 @@ impl PodApp {
                 .and_then(Value::as_str)
         };
         let name = util::name(pod).to_string();
-        let error_ratio = ann(super::ERROR_RATIO)
+        let error_ratio = ann(ERROR_RATIO)
             .and_then(|r| {
-                let v = r.trim().parse::<f64>().ok().filter(|v| (0.0..=1.0).contains(v));
+                let v = r
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| (0.0..=1.0).contains(v));
                 if v.is_none() {
-                    tracing::warn!(pod = %name, value = r, "ignoring invalid {}", super::ERROR_RATIO);
+                    tracing::warn!(pod = %name, value = r, "ignoring invalid {}", ERROR_RATIO);
                 }
                 v
             })
             .unwrap_or(0.0);
-        let error_code = ann(super::ERROR_CODE)
+        let error_code = ann(ERROR_CODE)
             .and_then(|c| c.trim().parse::<u16>().ok())
             .and_then(|c| StatusCode::from_u16(c).ok())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let latency = ann(super::LATENCY)
-            .and_then(parse_latency)
-            .unwrap_or_default();
+        let latency = ann(LATENCY).and_then(parse_latency).unwrap_or_default();
         let image = pod
             .pointer("/spec/containers/0/image")
             .and_then(Value::as_str)
@@ -335,7 +344,7 @@ mod tests {
     #[test]
     fn errors_are_spread_evenly() {
         let pod = PodApp::from_pod(&json!({
-            "metadata": {"name": "p", "uid": "u", "annotations": {super::super::ERROR_RATIO: "0.1", super::super::ERROR_CODE: "503"}},
+            "metadata": {"name": "p", "uid": "u", "annotations": {super::ERROR_RATIO: "0.1", super::ERROR_CODE: "503"}},
             "spec": {"containers": [{"image": "podinfo:3"}]},
         }));
         assert_eq!(pod.error_code, StatusCode::SERVICE_UNAVAILABLE);

@@ -3,7 +3,7 @@
 //!
 //! An address with a `targetRef` to a Pod is a simulated pod. An address without one (a
 //! selector-less Service with hand-written Endpoints, say `127.0.0.1`) is a real process, and
-//! so is a Service annotated with [`super::UPSTREAM`].
+//! so is a Service annotated with [`UPSTREAM`].
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,6 +12,9 @@ use serde_json::Value;
 
 use super::router::ServicePort;
 use crate::Api;
+
+/// Service annotation: `HOST:PORT` of a real local process that serves this Service.
+pub const UPSTREAM: &str = "localkube.dev/upstream";
 
 /// One endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +38,7 @@ pub enum NoEndpoint {
     NoPort(String, String, u16),
     #[error("no endpoints available for service \"{0}/{1}\"")]
     NoReadyEndpoints(String, String),
-    #[error("invalid {annotation} annotation on service \"{0}/{1}\": {2:?}", annotation = super::UPSTREAM)]
+    #[error("invalid {annotation} annotation on service \"{0}/{1}\": {2:?}", annotation = UPSTREAM)]
     BadUpstream(String, String, String),
 }
 
@@ -65,7 +68,7 @@ impl Picker {
             .ok_or_else(|| NoEndpoint::NoService(ns.clone(), name.clone()))?;
         if let Some(up) = svc
             .pointer("/metadata/annotations")
-            .and_then(|a| a.get(super::UPSTREAM))
+            .and_then(|a| a.get(UPSTREAM))
             .and_then(Value::as_str)
         {
             let (host, port) = split_host_port(up)

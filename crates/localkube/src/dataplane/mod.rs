@@ -24,8 +24,13 @@
 //!
 //! Pod-template annotations shape a pod's answers ([`ERROR_RATIO`], [`ERROR_CODE`],
 //! [`LATENCY`]); a Service annotation ([`UPSTREAM`]) sends its traffic to a real local process.
+//!
+//! This file only declares the modules, re-exports and starts the data plane ([`DataPlane`]);
+//! the annotations live with their readers ([`app`], [`endpoints`]) and the settings in
+//! [`config`], so no module reaches back up into it.
 
 pub mod app;
+pub mod config;
 pub mod discovery;
 pub mod endpoints;
 pub mod mesh;
@@ -38,42 +43,14 @@ pub mod telemetry;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub use app::{ERROR_CODE, ERROR_RATIO, LATENCY};
+pub use config::DataPlaneConfig;
+pub use endpoints::UPSTREAM;
 pub use mesh::MeshRouter;
 pub use router::{
     GatewayTelemetry, HeaderOps, IngressTelemetry, RequestInfo, RouteActions, RouteDecision,
     Router, ServicePort, ServiceRouter, Workload,
 };
-
-/// Pod-template annotation: the fraction (0..=1) of application requests that fail.
-pub const ERROR_RATIO: &str = "localkube.dev/error-ratio";
-/// Pod-template annotation: the HTTP status of injected failures (default 500).
-pub const ERROR_CODE: &str = "localkube.dev/error-code";
-/// Pod-template annotation: added latency, fixed (`50ms`) or uniform in a range (`20ms-80ms`).
-pub const LATENCY: &str = "localkube.dev/latency";
-/// Service annotation: `HOST:PORT` of a real local process that serves this Service.
-pub const UPSTREAM: &str = "localkube.dev/upstream";
-
-/// Data plane settings.
-#[derive(Debug, Clone)]
-pub struct DataPlaneConfig {
-    /// Where the proxy (and the `/metrics` endpoint) listens; port 0 picks a free one.
-    pub addr: SocketAddr,
-    /// The namespace of single-label names (`podinfo` means `podinfo.default`).
-    pub default_namespace: String,
-    /// Routes requests addressed to Services; the default is [`MeshRouter`] (kube-proxy for
-    /// Services without mesh routing objects).
-    pub router: Arc<dyn Router>,
-}
-
-impl Default for DataPlaneConfig {
-    fn default() -> Self {
-        Self {
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            default_namespace: "default".into(),
-            router: Arc::new(MeshRouter::default()),
-        }
-    }
-}
 
 /// A running data plane (see [`crate::Handle::dataplane`]).
 #[derive(Debug, Clone)]

@@ -38,13 +38,13 @@ use axum::response::Response;
 use tokio::time::Instant;
 
 use super::app::{self, PodApp};
-use super::endpoints::{Endpoint, NoEndpoint, Picker};
+use super::endpoints::{Endpoint, NoEndpoint, Picker, UPSTREAM};
 use serde_json::Value;
 
+use super::config::DataPlaneConfig;
 use super::metrics::{GatewayLabels, IngressLabels, MeshLabels, PodRef, Reporter, RequestMetrics};
 use super::resolve::{Resolved, resolve};
 use super::router::{RequestInfo, RouteDecision, ServicePort, Workload};
-use super::{DataPlaneConfig, UPSTREAM};
 use crate::Api;
 use crate::util;
 

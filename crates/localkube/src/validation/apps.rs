@@ -5,8 +5,8 @@ use serde_json::Value;
 
 use super::content::{self, go_label_selector, go_string_map, int_or_string};
 use super::core::pod_template;
+use super::field::{Bad, Errors, FieldError};
 use super::meta::{self, nonnegative};
-use super::{Bad, Errors, FieldError};
 use crate::selectors::LabelSelector;
 
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {

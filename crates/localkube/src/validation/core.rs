@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use super::content::{self, Quantity, go_quote};
+use super::field::{Bad, Errors, FieldError};
 use super::meta::{self, nonnegative};
-use super::{Bad, Errors, FieldError};
 
 /// The largest ConfigMap or Secret payload (`MaxSecretSize`, 1 MiB).
 pub const MAX_SECRET_SIZE: usize = 1024 * 1024;

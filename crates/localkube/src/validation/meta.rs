@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::content::{self, go_label_selector};
-use super::{Bad, Errors, FieldError};
+use super::field::{Bad, Errors, FieldError};
 use crate::registry::ResourceInfo;
 
 /// The total size of a metadata's annotations (keys and values), 256 KiB.

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::content;
-use super::{Bad, Errors, FieldError};
+use super::field::{Bad, Errors, FieldError};
 
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or_default()

@@ -86,5 +86,5 @@ pub fn to_backend(
 /// Go's `time.ParseDuration` as gateways read timeouts (`15s`, `1m30s`, `250ms`); `None` for
 /// anything else (`infinity` included: no timeout).
 pub fn parse_timeout(s: &str) -> Option<Duration> {
-    crate::controllers::parse_duration(s)
+    crate::util::parse_duration(s)
 }

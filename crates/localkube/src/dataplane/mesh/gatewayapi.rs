@@ -13,8 +13,8 @@ use super::common::{
     Mesh, Tools, View, dest_port, direct, hostname_matches, objects, path_prefix_matches, spec,
 };
 use crate::Api;
-use crate::controllers::parse_duration;
 use crate::util;
+use crate::util::parse_duration;
 
 const GROUP: &str = "gateway.networking.k8s.io";
 const VERSIONS: &[&str] = &["v1", "v1beta1"];

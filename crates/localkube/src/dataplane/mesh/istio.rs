@@ -17,8 +17,8 @@ use super::common::{
     Mesh, Tools, View, dest_port, direct, hostname_matches, objects, service_of, spec,
 };
 use crate::Api;
-use crate::controllers::parse_duration;
 use crate::util;
+use crate::util::parse_duration;
 
 const GROUP: &str = "networking.istio.io";
 const VERSIONS: &[&str] = &["v1", "v1beta1", "v1alpha3"];
