@@ -113,7 +113,8 @@ impl Statuses {
             if ev.key.resource != "canaries" {
                 return;
             }
-            let Ok(canary) = serde_json::from_value::<Canary>(ev.object.clone()) else {
+            let Ok(canary) = serde_json::from_value::<Canary>(serde_json::Value::clone(&ev.object))
+            else {
                 return;
             };
             let s = canary.status.unwrap_or_default();

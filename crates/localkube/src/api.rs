@@ -181,6 +181,29 @@ fn generation_content(v: &Value, info: &ResourceInfo) -> Value {
     v
 }
 
+/// A list (`<Kind>List`) whose items are shared with the store: it serializes as the list
+/// object without copying them.
+#[derive(Debug, Clone)]
+pub struct SharedList {
+    pub kind: String,
+    pub api_version: String,
+    pub metadata: Value,
+    pub items: Vec<Arc<Value>>,
+}
+
+impl serde::Serialize for SharedList {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let items: Vec<&Value> = self.items.iter().map(Arc::as_ref).collect();
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("apiVersion", &self.api_version)?;
+        m.serialize_entry("items", &items)?;
+        m.serialize_entry("kind", &self.kind)?;
+        m.serialize_entry("metadata", &self.metadata)?;
+        m.end()
+    }
+}
+
 impl Api {
     pub fn new(registry: Arc<Registry>, store: Arc<Store>) -> Self {
         Self { registry, store }
@@ -205,7 +228,7 @@ impl Api {
             ));
         }
         let nsinfo = ResourceKeyCache::namespaces();
-        match self.store.get(&nsinfo, "", ns) {
+        match self.store.get_shared(&nsinfo, "", ns) {
             None => Err(ApiError::not_found("", "namespaces", ns)),
             Some(n) if n.pointer("/metadata/deletionTimestamp").is_some() => Err(
                 ApiError::namespace_terminating(&info.group, &info.plural, name, ns),
@@ -215,13 +238,18 @@ impl Api {
     }
 
     pub fn get(&self, info: &ResourceInfo, ns: &str, name: &str) -> ApiResult<Value> {
+        self.get_shared(info, ns, name).map(Arc::unwrap_or_clone)
+    }
+
+    /// As [`Api::get`], the object shared with the store when it is served as stored (a
+    /// custom resource served in another version than its storage one is copied).
+    pub fn get_shared(&self, info: &ResourceInfo, ns: &str, name: &str) -> ApiResult<Arc<Value>> {
         let ns = if info.namespaced { ns } else { "" };
-        let mut v = self
+        let v = self
             .store
-            .get(&info.storage_key(), ns, name)
+            .get_shared(&info.storage_key(), ns, name)
             .ok_or_else(|| ApiError::not_found(&info.group, &info.plural, name))?;
-        self.present(info, &mut v);
-        Ok(v)
+        Ok(self.present_shared(info, v))
     }
 
     /// Fixes apiVersion for the served version (CRDs keep objects under their storage version).
@@ -231,6 +259,16 @@ impl Api {
         }
     }
 
+    /// As [`Api::present`] on a shared object: copied only when its apiVersion changes.
+    fn present_shared(&self, info: &ResourceInfo, v: Arc<Value>) -> Arc<Value> {
+        if info.crd.is_none() || v["apiVersion"].as_str() == Some(&info.api_version()) {
+            return v;
+        }
+        let mut v = Arc::unwrap_or_clone(v);
+        self.present(info, &mut v);
+        Arc::new(v)
+    }
+
     /// Lists objects; returns the list object (`<Kind>List`).
     pub fn list(
         &self,
@@ -238,6 +276,22 @@ impl Api {
         ns: Option<&str>,
         opts: &ListOptions,
     ) -> ApiResult<Value> {
+        let l = self.list_shared(info, ns, opts)?;
+        Ok(json!({
+            "kind": l.kind,
+            "apiVersion": l.api_version,
+            "metadata": l.metadata,
+            "items": l.items.iter().map(|i| Value::clone(i)).collect::<Vec<_>>(),
+        }))
+    }
+
+    /// As [`Api::list`], the items shared with the store; it serializes as the list object.
+    pub fn list_shared(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> ApiResult<SharedList> {
         let ls = LabelSelector::parse(opts.label_selector.as_deref().unwrap_or_default())?;
         let fs = FieldSelector::parse(opts.field_selector.as_deref().unwrap_or_default())?;
         let ns = if info.namespaced {
@@ -253,7 +307,7 @@ impl Api {
             _ => None,
         };
         let limit = opts.limit.filter(|l| *l > 0);
-        let (mut matching, remaining, rv) = self.store.page(
+        let (matching, remaining, rv) = self.store.page_shared(
             &info.storage_key(),
             ns,
             after
@@ -280,15 +334,15 @@ impl Api {
             meta["continue"] = json!(encode_continue(rv, util::namespace(last), util::name(last)));
             meta["remainingItemCount"] = json!(remaining);
         }
-        for m in matching.iter_mut() {
-            self.present(info, m);
-        }
-        Ok(json!({
-            "kind": info.list_kind(),
-            "apiVersion": info.api_version(),
-            "metadata": meta,
-            "items": matching,
-        }))
+        Ok(SharedList {
+            kind: info.list_kind(),
+            api_version: info.api_version(),
+            metadata: meta,
+            items: matching
+                .into_iter()
+                .map(|m| self.present_shared(info, m))
+                .collect(),
+        })
     }
 
     /// Creates an object.
@@ -601,7 +655,10 @@ impl Api {
                     "invalid object type: apiVersion and kind are required for apply",
                 ));
             }
-            let exists = self.store.get(&info.storage_key(), ns, name).is_some();
+            let exists = self
+                .store
+                .get_shared(&info.storage_key(), ns, name)
+                .is_some();
             if !exists && sub.is_empty() {
                 return self.apply_create(info, ns, name, patch, opts);
             }
@@ -896,5 +953,83 @@ pub struct ResourceKeyCache;
 impl ResourceKeyCache {
     pub fn namespaces() -> crate::store::ResourceKey {
         crate::store::ResourceKey::new("", "v1", "namespaces")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_with_configmaps() -> (Api, Arc<ResourceInfo>) {
+        let api = Api::new(Arc::new(Registry::new()), Arc::new(Store::new(64)));
+        let nsinfo = api.resource("v1", "Namespace").expect("namespaces");
+        api.create(
+            &nsinfo,
+            "",
+            json!({"metadata": {"name": "a"}}),
+            &WriteOptions::default(),
+        )
+        .expect("namespace");
+        let info = api.resource("v1", "ConfigMap").expect("configmaps");
+        for (name, tier) in [("one", "web"), ("two", "db"), ("three", "web")] {
+            api.create(
+                &info,
+                "a",
+                json!({"metadata": {"name": name, "labels": {"tier": tier}}, "data": {"k": name}}),
+                &WriteOptions::default(),
+            )
+            .expect("configmap");
+        }
+        (api, info)
+    }
+
+    #[test]
+    fn a_shared_list_serializes_as_the_list_object() {
+        let (api, info) = api_with_configmaps();
+        for opts in [
+            ListOptions::default(),
+            ListOptions {
+                label_selector: Some("tier=web".into()),
+                ..Default::default()
+            },
+            ListOptions {
+                limit: Some(1),
+                ..Default::default()
+            },
+        ] {
+            let shared = api.list_shared(&info, Some("a"), &opts).expect("list");
+            let copied = api.list(&info, Some("a"), &opts).expect("list");
+            assert_eq!(serde_json::to_value(&shared).expect("serializes"), copied);
+        }
+        let web = api
+            .list_shared(
+                &info,
+                None,
+                &ListOptions {
+                    label_selector: Some("tier=web".into()),
+                    ..Default::default()
+                },
+            )
+            .expect("list");
+        let names: Vec<&str> = web.items.iter().map(|i| util::name(i)).collect();
+        assert_eq!(names, ["one", "three"]);
+        assert_eq!(web.kind, "ConfigMapList");
+    }
+
+    #[test]
+    fn a_get_shares_the_stored_object_and_copies_on_request() {
+        let (api, info) = api_with_configmaps();
+        let shared = api.get_shared(&info, "a", "two").expect("get");
+        let stored = api
+            .store
+            .get_shared(&info.storage_key(), "a", "two")
+            .expect("stored");
+        assert!(
+            Arc::ptr_eq(&shared, &stored),
+            "served as stored: not copied"
+        );
+        assert_eq!(api.get(&info, "a", "two").expect("get"), *stored);
+        let missing = api.get_shared(&info, "a", "nine").expect_err("not found");
+        assert_eq!(missing.code, 404);
     }
 }

@@ -101,7 +101,7 @@ fn allocate_node_ports(store: Option<&Store>, info: &ResourceInfo, obj: &mut Val
         return;
     }
     let services = store
-        .map(|st| st.list(&info.storage_key(), None).0)
+        .map(|st| st.list_shared(&info.storage_key(), None).0)
         .unwrap_or_default();
     let mut used: std::collections::HashSet<u64> = services
         .iter()

@@ -1,5 +1,6 @@
 //! The HTTP server: kube-apiserver's REST surface over [`Api`].
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -140,7 +141,7 @@ impl Query {
     }
 }
 
-fn json_response(code: u16, body: &Value, content_type: &str) -> Response {
+fn json_response(code: u16, body: &impl serde::Serialize, content_type: &str) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut r = Response::new(Body::from(bytes));
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -150,7 +151,7 @@ fn json_response(code: u16, body: &Value, content_type: &str) -> Response {
     r
 }
 
-fn ok(body: &Value) -> Response {
+fn ok(body: &impl serde::Serialize) -> Response {
     json_response(200, body, "application/json")
 }
 
@@ -628,13 +629,13 @@ async fn serve(
             ));
         }
         "list" => {
-            let list = api.list(info, t.namespace.as_deref(), &list_options(q))?;
+            let list = api.list_shared(info, t.namespace.as_deref(), &list_options(q))?;
             if wants_table(headers) {
-                let items = list["items"].as_array().cloned().unwrap_or_default();
+                let items: Vec<Value> = list.items.iter().map(|i| Value::clone(i)).collect();
                 return Ok(ok(&table::table(
                     info,
                     &items,
-                    list["metadata"].clone(),
+                    list.metadata.clone(),
                     include_of(q),
                 )));
             }
@@ -642,19 +643,19 @@ async fn serve(
         }
         "get" => {
             let name = t.name.as_deref().unwrap_or_default();
-            let o = api.get(info, &ns, name)?;
+            let o = api.get_shared(info, &ns, name)?;
             if sub == "scale" {
                 return Ok(ok(&scale_of(info, &o)));
             }
             if wants_table(headers) {
                 return Ok(ok(&table::table(
                     info,
-                    &[o],
+                    &[Value::clone(&o)],
                     json!({"resourceVersion": api.store.resource_version().to_string()}),
                     include_of(q),
                 )));
             }
-            return Ok(ok(&o));
+            return Ok(ok(o.as_ref()));
         }
         _ => {}
     }
@@ -812,8 +813,38 @@ fn after_write(api: &Api, info: &ResourceInfo, obj: &Value, deleted: bool) {
     }
 }
 
+/// An object as a watch serves it: copied only when served otherwise than stored (a custom
+/// resource's version, a table row).
+fn presented<'a>(
+    info: &ResourceInfo,
+    as_table: bool,
+    include: Include,
+    o: &'a Value,
+) -> Cow<'a, Value> {
+    if info.crd.is_none() && !as_table {
+        return Cow::Borrowed(o);
+    }
+    let mut o = o.clone();
+    if info.crd.is_some() {
+        o["apiVersion"] = json!(info.api_version());
+    }
+    Cow::Owned(if as_table {
+        table::table(info, &[o], json!({}), include)
+    } else {
+        o
+    })
+}
+
+/// One watch event, serialized from the object in place.
+#[derive(serde::Serialize)]
+struct WatchEvent<'a> {
+    #[serde(rename = "type")]
+    type_: &'a str,
+    object: &'a Value,
+}
+
 fn event_line(type_: &str, object: &Value) -> Bytes {
-    let mut v = serde_json::to_vec(&json!({"type": type_, "object": object})).unwrap_or_default();
+    let mut v = serde_json::to_vec(&WatchEvent { type_, object }).unwrap_or_default();
     v.push(b'\n');
     Bytes::from(v)
 }
@@ -893,17 +924,6 @@ fn watch(
     tokio::spawn(async move {
         st.metrics.watch_started();
         let api = &st.api;
-        let present = |o: &Value| -> Value {
-            let mut o = o.clone();
-            if info.crd.is_some() {
-                o["apiVersion"] = json!(info.api_version());
-            }
-            if as_table {
-                table::table(&info, &[o], json!({}), include)
-            } else {
-                o
-            }
-        };
         let initial = match rv_param.as_deref() {
             None | Some("") | Some("0") => true,
             Some(_) => send_initial,
@@ -913,7 +933,14 @@ fn watch(
                 .store
                 .list_and_subscribe(&filter.key, filter.namespace.as_deref());
             for o in items.iter().filter(|o| filter.matches(o)) {
-                if tx.send(Ok(event_line("ADDED", &present(o)))).await.is_err() {
+                if tx
+                    .send(Ok(event_line(
+                        "ADDED",
+                        &presented(&info, as_table, include, o),
+                    )))
+                    .await
+                    .is_err()
+                {
                     st.metrics.watch_ended();
                     return;
                 }
@@ -942,7 +969,10 @@ fn watch(
                         last = ev.resource_version;
                         if let Some(ty) = filter.translate(&ev)
                             && tx
-                                .send(Ok(event_line(ty, &present(&ev.object))))
+                                .send(Ok(event_line(
+                                    ty,
+                                    &presented(&info, as_table, include, &ev.object),
+                                )))
                                 .await
                                 .is_err()
                         {
@@ -972,7 +1002,7 @@ fn watch(
                         if ev.resource_version <= last_rv { continue; }
                         last_rv = ev.resource_version;
                         if let Some(ty) = filter.translate(&ev)
-                            && tx.send(Ok(event_line(ty, &present(&ev.object)))).await.is_err() { break; }
+                            && tx.send(Ok(event_line(ty, &presented(&info, as_table, include, &ev.object)))).await.is_err() { break; }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         let e = ApiError::gone("too old resource version: watcher fell behind");

@@ -55,10 +55,10 @@ pub struct StoreEvent {
     pub namespace: String,
     pub name: String,
     /// The object after the change (for DELETED: the last state, with the deletion's
-    /// resourceVersion).
-    pub object: Value,
+    /// resourceVersion), shared with the store.
+    pub object: Arc<Value>,
     /// The object before the change, if any.
-    pub old: Option<Value>,
+    pub old: Option<Arc<Value>>,
     pub resource_version: u64,
 }
 
@@ -81,7 +81,14 @@ pub enum Written {
     Unchanged(Option<Value>),
 }
 
-type Objects = BTreeMap<(String, String), Value>;
+/// The objects of one resource by (namespace, name). Each is shared (`Arc`): readers and change
+/// events take a reference under the lock and copy, if they must, after releasing it.
+type Objects = BTreeMap<(String, String), Arc<Value>>;
+
+/// Deep copies of shared objects (made outside the store's lock).
+fn owned(items: Vec<Arc<Value>>) -> Vec<Value> {
+    items.into_iter().map(Arc::unwrap_or_clone).collect()
+}
 
 /// Where an object lives: its resource, namespace and name.
 pub type ObjectRef = (ResourceKey, String, String);
@@ -97,12 +104,21 @@ struct Inner {
     uids: HashMap<String, ObjectRef>,
     /// Owner uid → the objects naming it in an ownerReference.
     dependents: HashMap<String, BTreeSet<ObjectRef>>,
+    /// Object uid → the objects naming it as `involvedObject` (Events), so that an event
+    /// recorder finds the events about an object without scanning its namespace.
+    involved: HashMap<String, BTreeSet<ObjectRef>>,
     /// The resourceVersion of the last change to each resource (caches of derived state).
     changed: HashMap<ResourceKey, u64>,
 }
 
 fn obj_uid(obj: &Value) -> Option<&str> {
     obj.pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty())
+}
+
+fn involved_uid(obj: &Value) -> Option<&str> {
+    obj.pointer("/involvedObject/uid")
         .and_then(Value::as_str)
         .filter(|u| !u.is_empty())
 }
@@ -131,6 +147,14 @@ impl Inner {
                 }
             }
         }
+        if let Some(u) = involved_uid(old)
+            && let Some(set) = self.involved.get_mut(u)
+        {
+            set.remove(at);
+            if set.is_empty() {
+                self.involved.remove(u);
+            }
+        }
     }
 
     /// Adds `new` (stored at `at`) to the indexes.
@@ -144,12 +168,19 @@ impl Inner {
                 .or_default()
                 .insert(at.clone());
         }
+        if let Some(u) = involved_uid(new) {
+            self.involved
+                .entry(u.to_string())
+                .or_default()
+                .insert(at.clone());
+        }
     }
 
     /// Re-indexes an object replaced from `old` to `new`, touching only what changed.
     fn reindex(&mut self, at: &ObjectRef, old: Option<&Value>, new: &Value) {
         if let Some(old) = old {
             let same = obj_uid(old) == obj_uid(new)
+                && involved_uid(old) == involved_uid(new)
                 && old.pointer("/metadata/ownerReferences")
                     == new.pointer("/metadata/ownerReferences");
             if same {
@@ -180,6 +211,15 @@ impl std::fmt::Debug for Store {
             .field("window", &self.window)
             .finish()
     }
+}
+
+/// A copy of `obj` carrying resourceVersion `rv` (a deletion's last state).
+fn with_resource_version(obj: &Value, rv: u64) -> Value {
+    let mut o = obj.clone();
+    if let Some(md) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        md.insert("resourceVersion".into(), rv.to_string().into());
+    }
+    o
 }
 
 fn ns_name(obj: &Value) -> (String, String) {
@@ -224,7 +264,14 @@ impl Store {
         self.lock().rv
     }
 
+    /// A copy of one object (made after the lock is released).
     pub fn get(&self, key: &ResourceKey, namespace: &str, name: &str) -> Option<Value> {
+        self.get_shared(key, namespace, name)
+            .map(Arc::unwrap_or_clone)
+    }
+
+    /// One object, shared with the store (nothing is copied).
+    pub fn get_shared(&self, key: &ResourceKey, namespace: &str, name: &str) -> Option<Arc<Value>> {
         self.lock()
             .data
             .get(key)
@@ -233,8 +280,19 @@ impl Store {
     }
 
     /// All objects of a resource (in one namespace when given), sorted by namespace and name,
-    /// with the resourceVersion of the snapshot.
+    /// with the resourceVersion of the snapshot: copies, made after the lock is released.
     pub fn list(&self, key: &ResourceKey, namespace: Option<&str>) -> (Vec<Value>, u64) {
+        let (items, rv) = self.list_shared(key, namespace);
+        (owned(items), rv)
+    }
+
+    /// As [`Store::list`], the objects shared with the store (only references are taken
+    /// under the lock).
+    pub fn list_shared(
+        &self,
+        key: &ResourceKey,
+        namespace: Option<&str>,
+    ) -> (Vec<Arc<Value>>, u64) {
         let inner = self.lock();
         let items = match inner.data.get(key) {
             None => Vec::new(),
@@ -253,8 +311,8 @@ impl Store {
     /// One page of a list: the objects (in one namespace when given) after `after`
     /// (`(namespace, name)`, exclusive) that satisfy `keep`, at most `limit` of them, in
     /// namespace/name order. Returns the page, how many more matching objects follow it, and
-    /// the resourceVersion of the snapshot. Filtering happens under the lock, so only the
-    /// objects returned are cloned.
+    /// the resourceVersion of the snapshot. Filtering happens under the lock; the objects
+    /// returned are copied after it is released.
     pub fn page(
         &self,
         key: &ResourceKey,
@@ -263,6 +321,19 @@ impl Store {
         keep: impl Fn(&Value) -> bool,
         limit: Option<usize>,
     ) -> (Vec<Value>, usize, u64) {
+        let (items, remaining, rv) = self.page_shared(key, namespace, after, keep, limit);
+        (owned(items), remaining, rv)
+    }
+
+    /// As [`Store::page`], the objects shared with the store.
+    pub fn page_shared(
+        &self,
+        key: &ResourceKey,
+        namespace: Option<&str>,
+        after: Option<(&str, &str)>,
+        keep: impl Fn(&Value) -> bool,
+        limit: Option<usize>,
+    ) -> (Vec<Arc<Value>>, usize, u64) {
         let inner = self.lock();
         let Some(m) = inner.data.get(key) else {
             return (Vec::new(), 0, inner.rv);
@@ -303,9 +374,9 @@ impl Store {
         self.lock().uids.contains_key(uid)
     }
 
-    /// The objects naming `owner_uid` in an ownerReference, with where they are stored, in
-    /// resource, namespace and name order.
-    pub fn dependents(&self, owner_uid: &str) -> Vec<(ObjectRef, Value)> {
+    /// The objects naming `owner_uid` in an ownerReference (shared with the store), with where
+    /// they are stored, in resource, namespace and name order.
+    pub fn dependents(&self, owner_uid: &str) -> Vec<(ObjectRef, Arc<Value>)> {
         let inner = self.lock();
         let Some(set) = inner.dependents.get(owner_uid) else {
             return Vec::new();
@@ -318,15 +389,28 @@ impl Store {
             .collect()
     }
 
-    /// The objects of one resource naming `owner_uid` in an ownerReference, in namespace and
-    /// name order.
-    pub fn owned(&self, key: &ResourceKey, owner_uid: &str) -> Vec<Value> {
+    /// The objects of one resource naming `owner_uid` in an ownerReference (shared with the
+    /// store), in namespace and name order.
+    pub fn owned(&self, key: &ResourceKey, owner_uid: &str) -> Vec<Arc<Value>> {
         let inner = self.lock();
         let (Some(set), Some(m)) = (inner.dependents.get(owner_uid), inner.data.get(key)) else {
             return Vec::new();
         };
         set.iter()
             .filter(|at| &at.0 == key)
+            .filter_map(|at| m.get(&(at.1.clone(), at.2.clone())).cloned())
+            .collect()
+    }
+
+    /// The objects of one resource (in one namespace) naming `uid` as their `involvedObject`
+    /// (shared with the store), in name order: the Events about an object.
+    pub fn involving(&self, key: &ResourceKey, namespace: &str, uid: &str) -> Vec<Arc<Value>> {
+        let inner = self.lock();
+        let (Some(set), Some(m)) = (inner.involved.get(uid), inner.data.get(key)) else {
+            return Vec::new();
+        };
+        set.iter()
+            .filter(|at| &at.0 == key && at.1 == namespace)
             .filter_map(|at| m.get(&(at.1.clone(), at.2.clone())).cloned())
             .collect()
     }
@@ -347,7 +431,9 @@ impl Store {
 
     /// Atomically reads the current object and writes what `f` decides. On `Put`, the store
     /// assigns `metadata.resourceVersion` (and `uid`/`creationTimestamp` for new objects). With
-    /// `dry_run`, nothing is stored nor announced but the result is computed the same way.
+    /// `dry_run`, nothing is stored nor announced but the result is computed the same way. The
+    /// stored object is shared with the change event; the copy returned is made after the lock
+    /// is released.
     pub fn write<E>(
         &self,
         key: &ResourceKey,
@@ -359,10 +445,13 @@ impl Store {
         let mut inner = self.lock();
         let id = (namespace.to_string(), name.to_string());
         let current = inner.data.get(key).and_then(|m| m.get(&id)).cloned();
-        let decision = f(current.as_ref())?;
+        let decision = f(current.as_deref())?;
         let rv = inner.rv + 1;
         match decision {
-            Write::Keep => Ok(Written::Unchanged(current)),
+            Write::Keep => {
+                drop(inner);
+                Ok(Written::Unchanged(current.map(Arc::unwrap_or_clone)))
+            }
             Write::Put(mut obj) => {
                 if let Some(md) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
                     if current.is_none() {
@@ -391,7 +480,8 @@ impl Store {
                     EventType::Added
                 };
                 let at = (key.clone(), id.0.clone(), id.1.clone());
-                inner.reindex(&at, current.as_ref(), &obj);
+                inner.reindex(&at, current.as_deref(), &obj);
+                let obj = Arc::new(obj);
                 inner
                     .data
                     .entry(key.clone())
@@ -406,14 +496,16 @@ impl Store {
                     obj.clone(),
                     current,
                 );
-                Ok(Written::Put(obj))
+                drop(inner);
+                Ok(Written::Put(Arc::unwrap_or_clone(obj)))
             }
             Write::Delete => {
-                let Some(mut old) = current else {
+                let Some(old) = current else {
                     return Ok(Written::Unchanged(None));
                 };
                 if dry_run {
-                    return Ok(Written::Deleted(old));
+                    drop(inner);
+                    return Ok(Written::Deleted(Arc::unwrap_or_clone(old)));
                 }
                 inner.rv = rv;
                 if let Some(m) = inner.data.get_mut(key) {
@@ -421,20 +513,18 @@ impl Store {
                 }
                 let at = (key.clone(), id.0.clone(), id.1.clone());
                 inner.unindex(&at, &old);
-                let before = old.clone();
-                if let Some(md) = old.get_mut("metadata").and_then(Value::as_object_mut) {
-                    md.insert("resourceVersion".into(), rv.to_string().into());
-                }
+                let gone = Arc::new(with_resource_version(&old, rv));
                 self.record(
                     &mut inner,
                     EventType::Deleted,
                     key,
                     namespace,
                     name,
-                    old.clone(),
-                    Some(before),
+                    gone.clone(),
+                    Some(old),
                 );
-                Ok(Written::Deleted(old))
+                drop(inner);
+                Ok(Written::Deleted(Arc::unwrap_or_clone(gone)))
             }
         }
     }
@@ -447,8 +537,8 @@ impl Store {
         key: &ResourceKey,
         namespace: &str,
         name: &str,
-        object: Value,
-        old: Option<Value>,
+        object: Arc<Value>,
+        old: Option<Arc<Value>>,
     ) {
         let ev = Arc::new(StoreEvent {
             type_,
@@ -477,21 +567,18 @@ impl Store {
             return 0;
         };
         let n = objects.len();
-        for ((ns, name), mut obj) in objects {
+        for ((ns, name), before) in objects {
             let at = (key.clone(), ns.clone(), name.clone());
-            inner.unindex(&at, &obj);
+            inner.unindex(&at, &before);
             inner.rv += 1;
-            let before = obj.clone();
-            if let Some(md) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-                md.insert("resourceVersion".into(), inner.rv.to_string().into());
-            }
+            let gone = Arc::new(with_resource_version(&before, inner.rv));
             self.record(
                 &mut inner,
                 EventType::Deleted,
                 key,
                 &ns,
                 &name,
-                obj,
+                gone,
                 Some(before),
             );
         }
@@ -517,12 +604,13 @@ impl Store {
         Ok((past, self.tx.subscribe()))
     }
 
-    /// A consistent snapshot of a resource plus a receiver for later changes.
+    /// A consistent snapshot of a resource (shared with the store) plus a receiver for later
+    /// changes.
     pub fn list_and_subscribe(
         &self,
         key: &ResourceKey,
         namespace: Option<&str>,
-    ) -> (Vec<Value>, u64, broadcast::Receiver<Arc<StoreEvent>>) {
+    ) -> (Vec<Arc<Value>>, u64, broadcast::Receiver<Arc<StoreEvent>>) {
         let inner = self.lock();
         let rx = self.tx.subscribe();
         let items = match inner.data.get(key) {
@@ -539,5 +627,203 @@ impl Store {
     /// The identity (namespace, name) of an object.
     pub fn identity(obj: &Value) -> (String, String) {
         ns_name(obj)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key() -> ResourceKey {
+        ResourceKey::new("", "v1", "configmaps")
+    }
+
+    fn put(store: &Store, ns: &str, name: &str, data: Value) -> Value {
+        let obj = json!({"metadata": {"namespace": ns, "name": name}, "data": data});
+        match store.write(&key(), ns, name, false, |_| Ok::<_, ()>(Write::Put(obj))) {
+            Ok(Written::Put(o)) => o,
+            other => panic!("put did not store: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_stored_object_is_shared_with_its_change_event_and_readers() {
+        let store = Store::new(16);
+        let mut rx = store.subscribe();
+        let written = put(&store, "a", "one", json!({"k": "v"}));
+        let ev = rx.try_recv().expect("an event for the write");
+        let shared = store.get_shared(&key(), "a", "one").expect("stored");
+        assert!(
+            Arc::ptr_eq(&ev.object, &shared),
+            "the event and the store share one object"
+        );
+        assert_eq!(*shared, written);
+        let (listed, _) = store.list_shared(&key(), Some("a"));
+        assert!(Arc::ptr_eq(&listed[0], &shared));
+        let (page, remaining, _) = store.page_shared(&key(), None, None, |_| true, Some(1));
+        assert!(Arc::ptr_eq(&page[0], &shared));
+        assert_eq!(remaining, 0);
+        // The copying accessors give equal, independent values.
+        assert_eq!(store.get(&key(), "a", "one"), Some(written.clone()));
+        assert_eq!(store.list(&key(), None).0, vec![written.clone()]);
+        assert_eq!(
+            store.page(&key(), Some("a"), None, |_| true, None).0,
+            vec![written]
+        );
+    }
+
+    #[test]
+    fn a_shared_object_handed_out_is_a_snapshot_that_later_writes_do_not_change() {
+        let store = Store::new(16);
+        put(&store, "a", "one", json!({"k": "v1"}));
+        let before = store.get_shared(&key(), "a", "one").expect("stored");
+        let mut rx = store.subscribe();
+        put(&store, "a", "one", json!({"k": "v2"}));
+        assert_eq!(before["data"]["k"], "v1");
+        let now = store.get_shared(&key(), "a", "one").expect("stored");
+        assert_eq!(now["data"]["k"], "v2");
+        let ev = rx.try_recv().expect("an event for the update");
+        assert_eq!(ev.type_, EventType::Modified);
+        assert!(Arc::ptr_eq(
+            ev.old.as_ref().expect("the old state"),
+            &before
+        ));
+        assert!(Arc::ptr_eq(&ev.object, &now));
+    }
+
+    #[test]
+    fn a_deletion_event_carries_the_deletions_resource_version_and_the_last_state() {
+        let store = Store::new(16);
+        let stored = put(&store, "a", "one", json!({}));
+        let last = store.get_shared(&key(), "a", "one").expect("stored");
+        let mut rx = store.subscribe();
+        let gone = store
+            .write(&key(), "a", "one", false, |_| Ok::<_, ()>(Write::Delete))
+            .expect("deleted");
+        let rv = store.resource_version();
+        let Written::Deleted(gone) = gone else {
+            panic!("not deleted: {gone:?}");
+        };
+        assert_eq!(gone["metadata"]["resourceVersion"], rv.to_string());
+        let ev = rx.try_recv().expect("a deletion event");
+        assert_eq!(ev.type_, EventType::Deleted);
+        assert_eq!(*ev.object, gone);
+        assert!(Arc::ptr_eq(ev.old.as_ref().expect("the last state"), &last));
+        assert_eq!(*last, stored, "the stored state itself was not changed");
+        assert!(store.get_shared(&key(), "a", "one").is_none());
+        assert_eq!(store.remove_all(&key()), 0);
+    }
+
+    #[test]
+    fn removing_a_resource_announces_each_object_with_a_new_resource_version() {
+        let store = Store::new(16);
+        put(&store, "a", "one", json!({}));
+        put(&store, "b", "two", json!({}));
+        let mut rx = store.subscribe();
+        assert_eq!(store.remove_all(&key()), 2);
+        for name in ["one", "two"] {
+            let ev = rx.try_recv().expect("a deletion event");
+            assert_eq!((ev.type_, ev.name.as_str()), (EventType::Deleted, name));
+            assert_eq!(
+                ev.object["metadata"]["resourceVersion"],
+                ev.resource_version.to_string()
+            );
+            assert_ne!(
+                ev.old.as_ref().expect("last state")["metadata"]["resourceVersion"],
+                ev.object["metadata"]["resourceVersion"]
+            );
+        }
+        assert_eq!(store.count(&key()), 0);
+    }
+
+    #[test]
+    fn owned_and_dependents_share_the_stored_objects() {
+        let store = Store::new(16);
+        let owner = put(&store, "a", "owner", json!({}));
+        let owner_uid = owner["metadata"]["uid"]
+            .as_str()
+            .expect("a uid")
+            .to_string();
+        let child = json!({"metadata": {"namespace": "a", "name": "child",
+            "ownerReferences": [{"uid": owner_uid, "controller": true}]}});
+        store
+            .write(&key(), "a", "child", false, |_| {
+                Ok::<_, ()>(Write::Put(child))
+            })
+            .expect("stored");
+        let shared = store.get_shared(&key(), "a", "child").expect("stored");
+        let owned = store.owned(&key(), &owner_uid);
+        assert_eq!(owned.len(), 1);
+        assert!(Arc::ptr_eq(&owned[0], &shared));
+        let deps = store.dependents(&owner_uid);
+        assert_eq!(deps.len(), 1);
+        assert_eq!(deps[0].0, (key(), "a".to_string(), "child".to_string()));
+        assert!(Arc::ptr_eq(&deps[0].1, &shared));
+    }
+
+    #[test]
+    fn objects_are_found_by_the_uid_they_involve_until_they_stop_naming_it() {
+        let store = Store::new(16);
+        let event = |name: &str, about: &str| json!({"metadata": {"namespace": "a", "name": name}, "involvedObject": {"uid": about}});
+        for (name, about) in [("e1", "u1"), ("e2", "u2"), ("e3", "u1")] {
+            let ev = event(name, about);
+            store
+                .write(&key(), "a", name, false, |_| Ok::<_, ()>(Write::Put(ev)))
+                .expect("stored");
+        }
+        let names = |uid: &str| -> Vec<String> {
+            store
+                .involving(&key(), "a", uid)
+                .iter()
+                .map(|e| {
+                    e["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect()
+        };
+        assert_eq!(names("u1"), ["e1", "e3"]);
+        assert_eq!(names("u2"), ["e2"]);
+        assert!(
+            store.involving(&key(), "b", "u1").is_empty(),
+            "another namespace"
+        );
+        // Re-pointed, then deleted: the index follows.
+        let moved = event("e3", "u2");
+        store
+            .write(&key(), "a", "e3", false, |_| Ok::<_, ()>(Write::Put(moved)))
+            .expect("stored");
+        assert_eq!(names("u1"), ["e1"]);
+        assert_eq!(names("u2"), ["e2", "e3"]);
+        store
+            .write(&key(), "a", "e1", false, |_| Ok::<_, ()>(Write::Delete))
+            .expect("deleted");
+        assert!(names("u1").is_empty());
+        assert_eq!(store.remove_all(&key()), 2);
+        assert!(names("u2").is_empty());
+    }
+
+    #[test]
+    fn a_dry_run_stores_and_announces_nothing() {
+        let store = Store::new(16);
+        put(&store, "a", "one", json!({"k": "v1"}));
+        let mut rx = store.subscribe();
+        let w = store
+            .write(&key(), "a", "one", true, |cur| {
+                let mut n = cur.cloned().expect("current");
+                n["data"]["k"] = json!("v2");
+                Ok::<_, ()>(Write::Put(n))
+            })
+            .expect("dry run");
+        assert!(matches!(w, Written::Put(ref o) if o["data"]["k"] == "v2"));
+        let w = store
+            .write(&key(), "a", "one", true, |_| Ok::<_, ()>(Write::Delete))
+            .expect("dry run");
+        assert!(matches!(w, Written::Deleted(ref o) if o["data"]["k"] == "v1"));
+        assert!(rx.try_recv().is_err(), "nothing announced");
+        let kept = store.get(&key(), "a", "one").expect("still stored");
+        assert_eq!(kept["data"]["k"], "v1");
     }
 }

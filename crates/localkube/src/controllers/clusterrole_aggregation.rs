@@ -4,6 +4,7 @@
 //! and go: what kube-controller-manager's `clusterrole-aggregation` controller does, and what
 //! `admin`, `edit` and `view` are made of.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -63,7 +64,7 @@ impl queue::Reconciler for Aggregation {
 }
 
 /// The rules of the ClusterRoles (other than `name`) that any of `selectors` selects.
-fn aggregate(roles: &[Value], name: &str, selectors: &[LabelSelector]) -> Value {
+fn aggregate(roles: &[Arc<Value>], name: &str, selectors: &[LabelSelector]) -> Value {
     let mut selected: Vec<&Value> = roles
         .iter()
         .filter(|r| util::name(r) != name)
@@ -72,6 +73,7 @@ fn aggregate(roles: &[Value], name: &str, selectors: &[LabelSelector]) -> Value 
                 .iter()
                 .any(|s| s.matches(r.pointer("/metadata/labels")))
         })
+        .map(Arc::as_ref)
         .collect();
     selected.sort_by_key(|r| util::name(r).to_string());
     let mut rules: Vec<Value> = Vec::new();
@@ -100,7 +102,10 @@ mod tests {
             role("a", Some("to-view"), &["list"]),
             role("dup", Some("to-view"), &["get"]),
             role("other", None, &["delete"]),
-        ];
+        ]
+        .into_iter()
+        .map(Arc::new)
+        .collect::<Vec<_>>();
         let sel = vec![LabelSelector::from_object(
             &json!({"matchLabels": {"to-view": "true"}}),
         )];

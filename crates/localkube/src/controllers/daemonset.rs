@@ -1,6 +1,7 @@
 //! The DaemonSet controller: one pod per eligible node (by `nodeSelector`), a rolling update
 //! one unavailable pod at a time, and the counts of its status.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -60,6 +61,7 @@ fn owned_pods(api: &Api, pinfo: &ResourceInfo, ds: &Value) -> Vec<Value> {
         .owned(&pinfo.storage_key(), uid(ds))
         .into_iter()
         .filter(|p| controller_uid(p) == Some(uid(ds)) && !deleting(p))
+        .map(Arc::unwrap_or_clone)
         .collect()
 }
 
@@ -78,7 +80,7 @@ fn reconcile_daemonset(
     api: &Api,
     dsinfo: &ResourceInfo,
     pinfo: &ResourceInfo,
-    nodes: &[Value],
+    nodes: &[Arc<Value>],
     ds: Value,
 ) {
     let tpl = ds
@@ -87,7 +89,11 @@ fn reconcile_daemonset(
         .unwrap_or_else(|| json!({}));
     let hash = short_hash(&tpl);
     let spec = tpl.get("spec").cloned().unwrap_or_default();
-    let eligible: Vec<&Value> = nodes.iter().filter(|n| node_matches(n, &spec)).collect();
+    let eligible: Vec<&Value> = nodes
+        .iter()
+        .filter(|n| node_matches(n, &spec))
+        .map(Arc::as_ref)
+        .collect();
     let owned = owned_pods(api, pinfo, &ds);
     let mut unavailable = owned.iter().filter(|p| !pod_ready(p)).count();
     for n in &eligible {

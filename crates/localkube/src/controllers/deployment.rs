@@ -3,6 +3,7 @@
 //! `revisionHistoryLimit`, and the status and conditions (`Available`, `Progressing` with its
 //! deadline) a cluster shows.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -127,14 +128,14 @@ impl Plan {
 }
 
 /// The Deployment's own live ReplicaSets, oldest revision first.
-fn owned_replicasets(d: &Value, all_rs: &[Value]) -> Vec<Value> {
+fn owned_replicasets(d: &Value, all_rs: &[Arc<Value>]) -> Vec<Value> {
     let ns = util::namespace(d);
     let mut owned: Vec<Value> = all_rs
         .iter()
         .filter(|rs| {
             util::namespace(rs) == ns && controller_uid(rs) == Some(uid(d)) && !deleting(rs)
         })
-        .cloned()
+        .map(|rs| Value::clone(rs))
         .collect();
     owned.sort_by_key(revision);
     owned
@@ -164,7 +165,7 @@ fn reconcile_deployment(
     dinfo: &ResourceInfo,
     rsinfo: &ResourceInfo,
     d: &Value,
-    all_rs: &[Value],
+    all_rs: &[Arc<Value>],
 ) -> bool {
     let mut s = Sync {
         api,

@@ -3,6 +3,7 @@
 //! target ports resolved against the pods' containers.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -149,7 +150,7 @@ impl EndpointsController {
         pinfo: &ResourceInfo,
         ns: &str,
         sel: &[(String, String)],
-    ) -> Vec<Value> {
+    ) -> Vec<Arc<Value>> {
         let smallest = sel
             .iter()
             .map(|(k, v)| self.pod_index.get(&(ns.to_string(), k.clone(), v.clone())))
@@ -159,7 +160,7 @@ impl EndpointsController {
             Some(None) => Vec::new(),
             Some(Some(names)) => names
                 .iter()
-                .filter_map(|n| api.store.get(&pinfo.storage_key(), ns, n))
+                .filter_map(|n| api.store.get_shared(&pinfo.storage_key(), ns, n))
                 .collect(),
         }
     }
@@ -225,7 +226,7 @@ impl queue::Reconciler for EndpointsController {
         }
         let sel_map = svc.pointer("/spec/selector").and_then(Value::as_object)?;
         let sel = LabelSelector::from_map(sel_map);
-        let pods: Vec<Value> = self
+        let pods: Vec<Arc<Value>> = self
             .candidates(api, &pinfo, ns, &pairs(Some(sel_map)))
             .into_iter()
             .filter(|p| {
@@ -274,15 +275,21 @@ fn reconcile_endpoints(
     einfo: &ResourceInfo,
     esinfo: &ResourceInfo,
     svc: &Value,
-    pods: &[Value],
+    pods: &[Arc<Value>],
 ) {
-    let ports = endpoint_ports(svc, pods.first());
+    let ports = endpoint_ports(svc, pods.first().map(Arc::as_ref));
     sync_endpoints(api, einfo, svc, pods, &ports);
     sync_slice(api, esinfo, svc, pods, &ports);
 }
 
 /// The Endpoints object: one subset with the ready and the not-ready addresses.
-fn sync_endpoints(api: &Api, einfo: &ResourceInfo, svc: &Value, pods: &[Value], ports: &[Value]) {
+fn sync_endpoints(
+    api: &Api,
+    einfo: &ResourceInfo,
+    svc: &Value,
+    pods: &[Arc<Value>],
+    ports: &[Value],
+) {
     let (ns, name) = (util::namespace(svc), util::name(svc));
     let addr = |p: &Value| {
         json!({
@@ -290,8 +297,16 @@ fn sync_endpoints(api: &Api, einfo: &ResourceInfo, svc: &Value, pods: &[Value], 
             "targetRef": {"kind": "Pod", "name": util::name(p), "namespace": ns, "uid": uid(p)},
         })
     };
-    let ready: Vec<Value> = pods.iter().filter(|p| pod_ready(p)).map(addr).collect();
-    let not_ready: Vec<Value> = pods.iter().filter(|p| !pod_ready(p)).map(addr).collect();
+    let ready: Vec<Value> = pods
+        .iter()
+        .filter(|p| pod_ready(p))
+        .map(|p| addr(p))
+        .collect();
+    let not_ready: Vec<Value> = pods
+        .iter()
+        .filter(|p| !pod_ready(p))
+        .map(|p| addr(p))
+        .collect();
     let mut subset = json!({"ports": ports});
     if !ready.is_empty() {
         subset["addresses"] = json!(ready);
@@ -325,7 +340,7 @@ fn sync_endpoints(api: &Api, einfo: &ResourceInfo, svc: &Value, pods: &[Value], 
 }
 
 /// The Service's EndpointSlice: one endpoint per pod with its readiness.
-fn sync_slice(api: &Api, esinfo: &ResourceInfo, svc: &Value, pods: &[Value], ports: &[Value]) {
+fn sync_slice(api: &Api, esinfo: &ResourceInfo, svc: &Value, pods: &[Arc<Value>], ports: &[Value]) {
     let (ns, name) = (util::namespace(svc), util::name(svc));
     let slice_name = format!("{name}-{}", &short_hash(&json!(uid(svc)))[..5]);
     let endpoints: Vec<Value> = pods

@@ -162,7 +162,7 @@ fn orphan_dependents(api: &Api, info: &ResourceInfo, o: &Value) {
         let Some(di) = info_for(api, &dkey) else {
             continue;
         };
-        let mut n = d;
+        let mut n = Arc::unwrap_or_clone(d);
         if let Some(refs) = n
             .pointer_mut("/metadata/ownerReferences")
             .and_then(Value::as_array_mut)
@@ -180,7 +180,7 @@ fn orphan_dependents(api: &Api, info: &ResourceInfo, o: &Value) {
 /// `foregroundDeletion`: every dependent is deleted (blocking ones in the foreground too), and
 /// `o` goes once no blocking dependent is left; true while it waits.
 fn foreground(api: &Api, info: &ResourceInfo, o: &Value) -> bool {
-    let deps: Vec<(Arc<ResourceInfo>, Value)> = api
+    let deps: Vec<(Arc<ResourceInfo>, Arc<Value>)> = api
         .store
         .dependents(uid(o))
         .into_iter()

@@ -142,7 +142,7 @@ impl Sources<'_> {
     }
 
     /// The target's pods (those being deleted or failed left out).
-    fn pods(&self, t: &Target) -> Vec<Value> {
+    fn pods(&self, t: &Target) -> Vec<Arc<Value>> {
         let Some(pinfo) = res(self.api, "v1", "Pod") else {
             return Vec::new();
         };

@@ -14,6 +14,7 @@
 //! domain mapping. Knative's placeholder Service is an `ExternalName` to the ingress; here it
 //! is a selector-less Service whose traffic the data plane routes as Kourier would.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
@@ -226,18 +227,18 @@ fn reconcile_service(api: &Api, k: &Kinds, ns: &str, name: &str, svc: &Value) {
     };
 
     // A revision per template change.
-    let mut revisions: Vec<Value> = list(api, &k.revision, Some(ns))
+    let mut revisions: Vec<Arc<Value>> = list(api, &k.revision, Some(ns))
         .into_iter()
         .filter(|r| service_of(r) == Some(name) && !deleting(r))
         .collect();
-    revisions.sort_by_key(generation_of);
+    revisions.sort_by_key(|r| generation_of(r));
     let latest_hash = revisions
         .last()
         .and_then(|r| r.pointer("/metadata/annotations"))
         .and_then(|a| a.get(TEMPLATE_HASH))
         .and_then(Value::as_str);
     if latest_hash != Some(template_hash.as_str()) {
-        let generation = revisions.last().map_or(0, generation_of) + 1;
+        let generation = revisions.last().map_or(0, |r| generation_of(r)) + 1;
         let revision_name = template
             .pointer("/metadata/name")
             .and_then(Value::as_str)
@@ -266,7 +267,7 @@ fn reconcile_service(api: &Api, k: &Kinds, ns: &str, name: &str, svc: &Value) {
             "spec": template.get("spec").cloned().unwrap_or(json!({})),
         });
         if let Some(r) = upsert(api, &k.revision, ns, revision) {
-            revisions.push(r);
+            revisions.push(Arc::new(r));
         }
     }
 

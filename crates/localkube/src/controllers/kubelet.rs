@@ -71,7 +71,7 @@ impl queue::Reconciler for Kubelet {
             return Vec::new();
         };
         let pods = list(api, &pinfo, None);
-        let live: HashSet<&str> = pods.iter().map(uid).collect();
+        let live: HashSet<&str> = pods.iter().map(|p| uid(p)).collect();
         self.pods.retain(|u, _| live.contains(u.as_str()));
         pods.iter()
             .map(|p| (util::namespace(p).to_string(), util::name(p).to_string()))

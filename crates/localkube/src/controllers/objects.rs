@@ -27,9 +27,10 @@ pub(super) fn res(api: &Api, api_version: &str, kind: &str) -> Option<Arc<Resour
     api.registry.by_kind(api_version, kind)
 }
 
-/// Every object of a resource, in one namespace or all.
-pub(super) fn list(api: &Api, info: &ResourceInfo, ns: Option<&str>) -> Vec<Value> {
-    api.store.list(&info.storage_key(), ns).0
+/// Every object of a resource, in one namespace or all, shared with the store (clone only the
+/// ones you change).
+pub(super) fn list(api: &Api, info: &ResourceInfo, ns: Option<&str>) -> Vec<Arc<Value>> {
+    api.store.list_shared(&info.storage_key(), ns).0
 }
 
 pub(super) fn uid(o: &Value) -> &str {
@@ -280,7 +281,15 @@ pub(super) fn record_repeated_event(
             && e["message"] == message
             && e.pointer("/source/component").and_then(Value::as_str) == Some(component)
     };
-    let found = list(api, &info, Some(ns)).into_iter().find(same);
+    // The events about `obj` come from the store's index, not a scan of the namespace.
+    let about = match uid(obj) {
+        "" => list(api, &info, Some(ns)),
+        u => api.store.involving(&info.storage_key(), ns, u),
+    };
+    let found = about
+        .into_iter()
+        .find(|e| same(e))
+        .map(Arc::unwrap_or_clone);
     let Some(mut e) = found else {
         return record_event(api, obj, type_, reason, message, component);
     };

@@ -1,6 +1,7 @@
 //! The ReplicaSet controller: as many pods as `spec.replicas` (not-ready and newest go first
 //! when scaling down), and the replica counts of its status.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -54,6 +55,7 @@ fn reconcile_replicaset(api: &Api, rsinfo: &ResourceInfo, pinfo: &ResourceInfo, 
         .owned(&pinfo.storage_key(), uid(&rs))
         .into_iter()
         .filter(|p| controller_uid(p) == Some(uid(&rs)) && !deleting(p))
+        .map(Arc::unwrap_or_clone)
         .collect();
     let have = pods.len() as i64;
     if have < want {

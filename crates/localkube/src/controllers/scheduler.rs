@@ -1,6 +1,8 @@
 //! The scheduler: binds a pod without `spec.nodeName` to a node matching its `nodeSelector`
 //! (round robin), or marks it unschedulable with the scheduler's message.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::objects::record_event;
@@ -24,7 +26,7 @@ impl Scheduler {
         &mut self,
         api: &Api,
         pinfo: &ResourceInfo,
-        nodes: &[Value],
+        nodes: &[Arc<Value>],
         p: &Value,
     ) -> Option<String> {
         let bound = p
@@ -36,7 +38,11 @@ impl Scheduler {
         }
         let (ns, name) = (util::namespace(p), util::name(p));
         let spec = p.get("spec").cloned().unwrap_or_default();
-        let fits: Vec<&Value> = nodes.iter().filter(|n| node_matches(n, &spec)).collect();
+        let fits: Vec<&Value> = nodes
+            .iter()
+            .filter(|n| node_matches(n, &spec))
+            .map(Arc::as_ref)
+            .collect();
         if fits.is_empty() {
             unschedulable(api, pinfo, nodes.len(), p);
             return None;

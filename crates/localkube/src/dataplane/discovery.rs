@@ -175,10 +175,10 @@ pub fn pod_targets(api: &Api, namespaces: &[String]) -> Vec<Value> {
     let Ok(info) = api.resource("v1", "Pod") else {
         return Vec::new();
     };
-    let (pods, _) = api.store.list(&info.storage_key(), None);
+    let (pods, _) = api.store.list_shared(&info.storage_key(), None);
     pods.iter()
         .filter(|p| namespaces.is_empty() || namespaces.iter().any(|n| n == util::namespace(p)))
-        .flat_map(pod_groups)
+        .flat_map(|p| pod_groups(p))
         .collect()
 }
 

@@ -63,7 +63,7 @@ fn service_port(svc: &Value, port: u16) -> Resolved {
 
 fn by_ip(api: &Api, ip: &str, port: u16) -> Option<Resolved> {
     let svc = api.resource("v1", "Service").ok()?;
-    let (services, _) = api.store.list(&svc.storage_key(), None);
+    let (services, _) = api.store.list_shared(&svc.storage_key(), None);
     if let Some(s) = services
         .iter()
         .find(|s| s.pointer("/spec/clusterIP").and_then(Value::as_str) == Some(ip))
@@ -71,7 +71,7 @@ fn by_ip(api: &Api, ip: &str, port: u16) -> Option<Resolved> {
         return Some(service_port(s, port));
     }
     let pod = api.resource("v1", "Pod").ok()?;
-    let (pods, _) = api.store.list(&pod.storage_key(), None);
+    let (pods, _) = api.store.list_shared(&pod.storage_key(), None);
     pods.iter()
         .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
         .find(|p| p.pointer("/status/podIP").and_then(Value::as_str) == Some(ip))

@@ -3,7 +3,7 @@
 //! reading routing objects from the store.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use axum::http::HeaderMap;
 use regex::Regex;
@@ -246,8 +246,9 @@ pub fn dest_port(api: &Api, ns: &str, name: &str, explicit: Option<u32>, port: u
 // ---------------------------------------------------------------------------------------------
 // Objects.
 
-/// The objects of a kind, across namespaces and every served version, oldest first.
-pub fn objects(api: &Api, group: &str, versions: &[&str], kind: &str) -> Vec<Value> {
+/// The objects of a kind, across namespaces and every served version, oldest first (shared
+/// with the store).
+pub fn objects(api: &Api, group: &str, versions: &[&str], kind: &str) -> Vec<Arc<Value>> {
     let mut keys = Vec::new();
     for v in versions {
         if let Ok(info) = api.resource(&format!("{group}/{v}"), kind) {
@@ -257,9 +258,9 @@ pub fn objects(api: &Api, group: &str, versions: &[&str], kind: &str) -> Vec<Val
             }
         }
     }
-    let mut out: Vec<Value> = keys
+    let mut out: Vec<Arc<Value>> = keys
         .iter()
-        .flat_map(|k| api.store.list(k, None).0)
+        .flat_map(|k| api.store.list_shared(k, None).0)
         .filter(|o| o.pointer("/metadata/deletionTimestamp").is_none())
         .collect();
     out.sort_by_cached_key(|o| {

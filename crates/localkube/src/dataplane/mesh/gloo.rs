@@ -20,6 +20,8 @@
 //! `<upstream>_<upstream namespace>` as Gloo names clusters, in Envoy's series
 //! ([`super::envoy`]), with the discovery labels of the `gateway-proxy` pod.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -346,7 +348,7 @@ impl Mesh for Gloo {
             })
             // The best match; the oldest among equals.
             .fold(
-                None::<((Value, VirtualServiceSpec), (u8, usize))>,
+                None::<((Arc<Value>, VirtualServiceSpec), (u8, usize))>,
                 |best, c| match best {
                     Some(b) if b.1 >= c.1 => Some(b),
                     _ => Some(c),

@@ -4,6 +4,7 @@
 //! `spec.ingressClassName`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -91,7 +92,7 @@ pub fn served(
 
 /// An Ingress a controller serves.
 pub struct Served {
-    pub object: Value,
+    pub object: Arc<Value>,
     pub annotations: BTreeMap<String, String>,
     pub spec: IngressSpec,
 }

@@ -82,7 +82,7 @@ impl Mesh for Kuma {
         let mine = tag(to);
         let route = objects(api, GROUP, VERSIONS, "TrafficRoute")
             .iter()
-            .filter_map(spec::<TrafficRouteSpec>)
+            .filter_map(|o| spec::<TrafficRouteSpec>(o))
             .find(|r| {
                 r.destinations
                     .iter()

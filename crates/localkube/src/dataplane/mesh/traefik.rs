@@ -17,6 +17,7 @@
 //! Service that answered as Traefik names it: `<namespace>-<service>-<port>@kubernetescrd`.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -299,6 +300,7 @@ impl Traefik {
             objects(api, g, VERSIONS, kind)
                 .into_iter()
                 .find(|o| util::namespace(o) == ns && util::name(o) == name)
+                .map(Arc::unwrap_or_clone)
         })
     }
 
