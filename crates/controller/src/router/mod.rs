@@ -59,8 +59,9 @@
 //! ## Adding a router
 //!
 //! A new router is its pure builder, observer and descriptor in
-//! `flagger_core::routing::<provider>` (one line in `flagger_core::routing::providers!`, which
-//! makes its `Provider` variant), a module here (one line in [`registered`]), and its data
+//! `flagger_core::routing::<provider>` (one line in the `providers!` list of
+//! `flagger_core::routing::registry`, and its `Provider` variant in `flagger_core::provider`),
+//! a module here (one line in [`registered`]), and its data
 //! plane in localkube; `docs/providers.md` lists the files. An ingress router whose weights
 //! live in one object (Contour, Gloo, Traefik, APISIX) describes that object as a
 //! [`seam::Weighted`] (where it is, the core's builder and reader) and forwards its three
