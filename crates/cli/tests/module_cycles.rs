@@ -15,6 +15,11 @@
 //! It needs nothing but the standard library, so it also runs on its own (from `crates/cli`):
 //! `CARGO_MANIFEST_DIR=$PWD rustc --edition 2024 --test tests/module_cycles.rs -o /tmp/mc && /tmp/mc`
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
