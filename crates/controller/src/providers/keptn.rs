@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject};
 use kube::core::{ApiResource, GroupVersionKind};
 
 use super::seam::{MetricsProvider, ProviderError, QueryError, Setup};
@@ -120,7 +120,7 @@ impl Keptn {
             },
         }))
         .map_err(|e| QueryError::Failed(format!("could not build the Analysis: {e}")))?;
-        api.create(&PostParams::default(), &object)
+        api.create(&crate::write::post_params(), &object)
             .await
             .map_err(|e| {
                 QueryError::Failed(format!(
