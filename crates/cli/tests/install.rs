@@ -2095,3 +2095,32 @@ fn chart_dashboard_switch_adds_a_container_and_its_own_cluster_role() {
         rule_triples(&base["rules"])
     );
 }
+
+/// A flag Flagger does not have stops the process before it does anything: exit code 2 and
+/// the flag named in one line, with or without the `controller` subcommand (flags alone imply
+/// it), and no Rust debug text.
+#[test]
+fn an_unknown_flag_stops_the_binary_with_a_clear_message() {
+    for args in [
+        &["controller", "-mesh-provider=kubernetes", "-no-such-flag=1"][..],
+        &["-mesh-provider=kubernetes", "--no-such-flag"][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_flagger"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.lines()
+                .next()
+                .is_some_and(|l| l.contains("unexpected argument '--no-such-flag'")),
+            "{args:?}: {err}"
+        );
+        for debug in ["Some(", "Error {", "panicked"] {
+            assert!(!err.contains(debug), "{args:?}: {debug} in {err}");
+        }
+        assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
+    }
+}
