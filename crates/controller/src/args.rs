@@ -203,8 +203,10 @@ pub struct Args {
     #[arg(long, env = "FLAGGER_KUBECONFIG_BURST", default_value_t = 250)]
     pub kubeconfig_burst: u64,
 
-    /// Flagger's period for syncing its canary map to analysis jobs. flagger-rs reacts to watch
-    /// events and schedules each canary on its own analysis interval: accepted, no effect.
+    /// How often the canaries are counted into the `flagger_canary_total` gauge (Flagger
+    /// recounts it when it syncs its canary map to analysis jobs, at this period). flagger-rs
+    /// schedules canaries by watch events and each canary's own analysis interval, so the gauge
+    /// is all this flag sets.
     #[arg(long, env = "FLAGGER_CONTROL_LOOP_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub control_loop_interval: Duration,
 
@@ -402,7 +404,7 @@ impl Args {
             notes.push((
                 NoteLevel::Info,
                 format!(
-                    "-control-loop-interval={}: not used by flagger-rs, which reacts to watch events and runs each canary on its own analysis interval",
+                    "-control-loop-interval={}: sets only how often flagger_canary_total is counted; flagger-rs schedules canaries by watch events and each canary's own analysis interval",
                     flagger_core::duration::format_go(self.control_loop_interval)
                 ),
             ));
@@ -705,7 +707,9 @@ mod tests {
             let notes = args.startup_notes();
             let text: Vec<&str> = notes.iter().map(|(_, n)| n.as_str()).collect();
             assert_eq!(notes.len(), 4, "{text:#?}");
-            assert!(text[0].starts_with("-control-loop-interval=5s: not used"));
+            assert!(text[0].starts_with(
+                "-control-loop-interval=5s: sets only how often flagger_canary_total is counted"
+            ));
             assert_eq!(notes[1].0, NoteLevel::Warn);
             assert!(text[1].contains("not supported yet"));
             assert!(text[2].starts_with("-zap-replace-globals"));

@@ -71,9 +71,10 @@
 //! of its own ([`knative`]: the Knative Service's traffic block; the target kind and the
 //! missing primary are the bootstrap's concern).
 //!
-//! A router that needs the service-mesh cluster (`-kubeconfig-service-mesh`) gets a second
-//! client in [`Target`]; owner references are then set only when both clients reach the same
-//! API server, as in Flagger.
+//! A separate service-mesh cluster (`-kubeconfig-service-mesh`) is not supported yet:
+//! [`Target`] has one client, and a different value is reported at startup. Supporting it
+//! would give [`Target`] a second client, with owner references set only when both clients
+//! reach the same API server, as in Flagger.
 
 pub mod apisix;
 pub mod appmesh;
