@@ -469,3 +469,190 @@ async fn the_plugin_says_clearly_what_is_wrong() {
         "{empty}"
     );
 }
+
+/// A real Prometheus (Debian's package) scraping one series every 500 ms: the app's success
+/// rate, as an exporter beside the pods would publish it. Stopped (by its PID) when dropped.
+struct Prometheus {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    async fn start(exporter: std::net::SocketAddr) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global: {{scrape_interval: 500ms, evaluation_interval: 1s}}\n\
+                 scrape_configs:\n- job_name: podinfo\n  static_configs:\n  - targets: ['{exporter}']\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect(
+                "prometheus is installed (scripts/test.sh installs Debian's package; \
+                 or run `apt-get install prometheus`)",
+            );
+        let prom = Prometheus {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        // Ready, and the series scraped at least once.
+        let deadline = Instant::now() + DEADLINE;
+        while prom.query("podinfo_success_rate").await.is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "prometheus at {} never answered the series",
+                prom.url
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        prom
+    }
+
+    async fn query(&self, q: &str) -> Option<f64> {
+        let body: serde_json::Value = reqwest::Client::new()
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", q)])
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        body.pointer("/data/result/0/value/1")?
+            .as_str()?
+            .parse()
+            .ok()
+    }
+}
+
+/// `why` on a canary halted by a failing metric check, still `Progressing`: the real plugin
+/// prints the last decision, the metric, its value, its threshold and the query as rendered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn why_on_a_halted_canary_prints_the_metric_value_threshold_and_query() {
+    // The app's exporter: a success rate of 94.67%, under the 99% the check asks for.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let exporter = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(|| async {
+            "# TYPE podinfo_success_rate gauge\n\
+             podinfo_success_rate{namespace=\"test\",app=\"podinfo\"} 94.67\n"
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let prometheus = Prometheus::start(exporter).await;
+
+    let cluster = Cluster::start().await;
+    cluster.kubectl_in(&["apply", "-f", "-"], DEPLOYMENT);
+    cluster.kubectl_in(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"
+apiVersion: flagger.app/v1beta1
+kind: MetricTemplate
+metadata: {{name: success-rate, namespace: test}}
+spec:
+  provider: {{type: prometheus, address: "{}"}}
+  query: 'podinfo_success_rate{{namespace="{{{{ namespace }}}}",app="{{{{ target }}}}"}}'
+"#,
+            prometheus.url
+        ),
+    );
+    // A threshold no run reaches: the canary halts at every check and stays Progressing.
+    cluster.kubectl_in(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: podinfo, namespace: test}
+spec:
+  provider: kubernetes
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+  progressDeadlineSeconds: 60
+  service: {port: 9898, targetPort: 9898}
+  analysis:
+    interval: 1s
+    threshold: 1000
+    iterations: 10
+    metrics:
+    - name: app-success-rate
+      interval: 1m
+      templateRef: {name: success-rate}
+      thresholdRange: {min: 99}
+"#,
+    );
+    cluster
+        .wait("Initialized", |c| phase(c) == "Initialized")
+        .await;
+    cluster.set_image("6.0.1");
+    let halted = cluster
+        .wait("halted twice by the check", |c| {
+            let s = c.status.as_ref();
+            phase(c) == "Progressing"
+                && s.and_then(|s| s.failed_checks).unwrap_or(0) >= 2
+                && iterations(c) <= 1
+        })
+        .await;
+    assert_eq!(
+        prometheus.query("podinfo_success_rate").await,
+        Some(94.67)
+    );
+
+    let why = cluster.plugin(&["why", "podinfo"]);
+    eprintln!("kubectl flagger -n test why podinfo:\n{why}");
+    assert!(
+        why.starts_with("Canary podinfo.test: Progressing, weight "),
+        "{why}"
+    );
+    assert!(
+        why.contains("Last decision: halted at iteration 1/10: app-success-rate 94.67 < 99 ("),
+        "{why}"
+    );
+    assert!(why.contains("\napp-success-rate:\n"), "{why}");
+    assert!(why.contains("\n  value:     94.67\n"), "{why}");
+    assert!(why.contains("\n  threshold: >= 99\n"), "{why}");
+    assert!(
+        why.contains(
+            "\n  query:     podinfo_success_rate{namespace=\"test\",app=\"podinfo\"}\n"
+        ),
+        "{why}"
+    );
+    assert!(
+        why.contains("Halt podinfo.test advancement app-success-rate 94.67 < 99"),
+        "{why}"
+    );
+    // The plugin reads what the controller wrote: the same check in the status.
+    let checks = serde_json::to_value(&halted.status).unwrap();
+    assert_eq!(
+        checks.pointer("/analysis/checks/0/name"),
+        Some(&serde_json::json!("app-success-rate")),
+        "{checks}"
+    );
+}
