@@ -246,7 +246,12 @@ async fn replicas(env: &Env, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_scale_up_holds_the_canary_until_it_succeeds() {
-    let env = Env::start(Options::default()).await;
+    // The controller's /metrics on a known port: the failed step is counted there.
+    let env = Env::start(Options {
+        scrape_controller: true,
+        ..Default::default()
+    })
+    .await;
     env.apply(&manifests("1s", 3)).await;
     env.wait_phase("podinfo", CanaryPhase::Initialized).await;
     env.wait_jsonpath("deployment/podinfo", ".spec.replicas", "0")
@@ -311,6 +316,26 @@ async fn a_failed_scale_up_holds_the_canary_until_it_succeeds() {
             assert!(!e.contains(debug), "{debug} in {e}");
         }
     }
+    // The failed step reached the error policy, counted by step and category (a 500 is
+    // transient).
+    let metrics = reqwest::get(format!("{}/metrics", env.controller_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "flagger_reconcile_errors_total{step=\"execute\",category=\"transient\"} ",
+            )
+        })
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(
+        counted.is_some_and(|n| n >= 1.0),
+        "the failed scale-up counted: {counted:?}\n{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -53,9 +53,10 @@ pub struct Options {
     /// Run the controller with the global Slack notifier (`-slack-url` at the hook `global`,
     /// `-slack-channel=general`) and `-cluster-name=e2e`.
     pub global_notifier: bool,
-    /// With `prometheus`: serve the controller's HTTP port on a fixed free port and have
-    /// Prometheus scrape its `/metrics` (job `flagger`), as the pod's prometheus.io annotations
-    /// do in a cluster. The controller must then not be restarted within the test.
+    /// Serve the controller's HTTP port on a fixed free port (`Env::controller_url`) and, with
+    /// `prometheus`, have Prometheus scrape its `/metrics` (job `flagger`), as the pod's
+    /// prometheus.io annotations do in a cluster. The controller must then not be restarted
+    /// within the test.
     pub scrape_controller: bool,
     /// With `prometheus` and `dataplane`: no test exporter, Prometheus sees only the requests
     /// the pods really answered (probes included).
@@ -193,7 +194,7 @@ impl Env {
         };
 
         let hooks = hooks::Hooks::start().await;
-        let controller_port = if opts.prometheus && opts.scrape_controller {
+        let controller_port = if opts.scrape_controller {
             free_port()
         } else {
             0
