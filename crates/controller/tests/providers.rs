@@ -915,6 +915,16 @@ async fn keptn_reads_metrics_and_runs_analyses_in_the_cluster() {
     );
     support::keptn::set_metric(&w.client, NS, "podinfo-latency", "").await;
     assert!(no_values(&run("latency").await.outcome));
+    // A value Keptn's operator could not compute reads as NaN: no values, not a number.
+    support::keptn::set_metric(&w.client, NS, "podinfo-saturation", "NaN").await;
+    let nan = run("saturation").await.outcome;
+    assert!(no_values(&nan), "{nan:?}");
+    support::keptn::set_metric(&w.client, NS, "podinfo-garbage", "n/a").await;
+    let garbage = run("garbage").await.outcome;
+    assert!(
+        matches!(garbage, MetricOutcome::Error(_)) && !no_values(&garbage),
+        "{garbage:?}"
+    );
     let missing = run("missing").await.outcome;
     assert!(
         error_with(
