@@ -106,6 +106,14 @@ pub enum Cmd {
     History { name: String },
     /// Print shell completions for `kubectl-flagger`.
     Completion { shell: clap_complete::Shell },
+    /// Candidates for the word being typed, in Cobra's `__complete` format, as kubectl asks a
+    /// plugin's `kubectl_complete-flagger` for them (kubectl 1.26 and later).
+    #[command(name = "__complete", hide = true)]
+    Complete {
+        /// The words after `kubectl flagger`, the last one being typed.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        words: Vec<String>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -153,6 +161,201 @@ pub async fn run(args: Args, cli: fn() -> clap::Command) -> Result<()> {
         Cmd::Resume(a) => act(g, "resume", &a).await,
         Cmd::Retry(a) => act(g, "retry", &a).await,
         Cmd::History { name } => history(g, &name).await,
+        Cmd::Complete { words } => {
+            print!("{}", complete(g, &words).await);
+            Ok(())
+        }
+    }
+}
+
+// ----- completion ----------------------------------------------------------------------------------
+
+/// Cobra's directive "do not complete file names" (`ShellCompDirectiveNoFileComp`).
+const NO_FILE_COMPLETION: u8 = 4;
+
+/// The subcommands and their one-line help, as completion candidates show them.
+const SUBCOMMANDS: &[(&str, &str)] = &[
+    ("get", "List canaries (or one)"),
+    ("watch", "Follow one canary live"),
+    ("why", "Why the canary is where it is"),
+    (
+        "promote",
+        "Finish now: skip the remaining analysis and promote",
+    ),
+    ("abort", "Roll back now"),
+    ("pause", "Hold the analysis where it is"),
+    ("resume", "Go on after pause"),
+    ("retry", "Run the analysis of a failed revision again"),
+    ("history", "Past runs and their outcomes"),
+    ("completion", "Print shell completions"),
+];
+
+/// Flags that take a value (the next word is their value, not a positional).
+const VALUE_FLAGS: &[&str] = &[
+    "--kubeconfig",
+    "--context",
+    "-n",
+    "--namespace",
+    "-o",
+    "--output",
+    "--timeout",
+];
+
+/// What to complete, read from the words typed so far.
+#[derive(Debug, PartialEq)]
+enum Wanted {
+    Subcommand,
+    Canary { namespace: Option<String> },
+    Namespace,
+    Output,
+    Shell,
+    Flag { subcommand: Option<String> },
+    Nothing,
+}
+
+/// Reads the words typed after `kubectl flagger` (the last is the one being typed).
+fn wanted(words: &[String]) -> Wanted {
+    let Some((_, before)) = words.split_last() else {
+        return Wanted::Subcommand;
+    };
+    let typing = words.last().map(String::as_str).unwrap_or_default();
+    let mut namespace = None;
+    let mut positionals = Vec::new();
+    let mut i = 0;
+    while i < before.len() {
+        let w = before[i].as_str();
+        if VALUE_FLAGS.contains(&w) {
+            if matches!(w, "-n" | "--namespace") {
+                namespace = before.get(i + 1).cloned();
+            }
+            i += 2;
+            continue;
+        }
+        if let Some(ns) = w.strip_prefix("--namespace=") {
+            namespace = Some(ns.to_string());
+        } else if !w.starts_with('-') {
+            positionals.push(w);
+        }
+        i += 1;
+    }
+    match before.last().map(String::as_str) {
+        Some("-n" | "--namespace") => return Wanted::Namespace,
+        Some("-o" | "--output") => return Wanted::Output,
+        Some(flag) if VALUE_FLAGS.contains(&flag) => return Wanted::Nothing,
+        _ => {}
+    }
+    if typing.starts_with('-') {
+        return Wanted::Flag {
+            subcommand: positionals.first().map(|s| s.to_string()),
+        };
+    }
+    match positionals.as_slice() {
+        [] => Wanted::Subcommand,
+        ["completion"] => Wanted::Shell,
+        [sub] if SUBCOMMANDS.iter().any(|(name, _)| name == sub) => Wanted::Canary { namespace },
+        _ => Wanted::Nothing,
+    }
+}
+
+/// The flags of a subcommand (and the connection flags every one has).
+fn flags_of(subcommand: Option<&str>) -> Vec<&'static str> {
+    let mut flags = vec![
+        "--kubeconfig",
+        "--context",
+        "--namespace",
+        "--all-namespaces",
+        "--output",
+    ];
+    match subcommand {
+        Some("watch") => flags.extend(["--until-done", "--timeout"]),
+        Some("promote" | "abort" | "pause" | "resume" | "retry") => {
+            flags.extend(["--wait", "--timeout"])
+        }
+        _ => {}
+    }
+    flags
+}
+
+/// The candidates for the word being typed, one per line (`value<TAB>help`), then Cobra's
+/// directive line. Canary and namespace names come from the cluster; when it cannot be
+/// reached there are simply no candidates (a completion never prints an error).
+async fn complete(g: &Global, words: &[String]) -> String {
+    let typing = words.last().map(String::as_str).unwrap_or_default();
+    let candidates: Vec<(String, String)> = match wanted(words) {
+        Wanted::Subcommand => SUBCOMMANDS
+            .iter()
+            .map(|(n, h)| (n.to_string(), h.to_string()))
+            .collect(),
+        Wanted::Shell => ["bash", "zsh", "fish", "powershell", "elvish"]
+            .iter()
+            .map(|s| (s.to_string(), String::new()))
+            .collect(),
+        Wanted::Output => ["json", "yaml"]
+            .iter()
+            .map(|s| (s.to_string(), String::new()))
+            .collect(),
+        Wanted::Flag { subcommand } => flags_of(subcommand.as_deref())
+            .into_iter()
+            .map(|f| (f.to_string(), String::new()))
+            .collect(),
+        Wanted::Canary { namespace } => {
+            let g = Global {
+                namespace: namespace.or_else(|| g.namespace.clone()),
+                ..g.clone()
+            };
+            canary_names(&g).await
+        }
+        Wanted::Namespace => namespace_names(g).await,
+        Wanted::Nothing => Vec::new(),
+    };
+    let mut out = String::new();
+    for (value, help) in candidates.iter().filter(|(v, _)| v.starts_with(typing)) {
+        if help.is_empty() {
+            out.push_str(&format!("{value}\n"));
+        } else {
+            out.push_str(&format!("{value}\t{help}\n"));
+        }
+    }
+    out.push_str(&format!(":{NO_FILE_COMPLETION}\n"));
+    out
+}
+
+/// The canaries of the namespace, with their phase as help.
+async fn canary_names(g: &Global) -> Vec<(String, String)> {
+    let Ok((client, ns)) = connect(g).await else {
+        return Vec::new();
+    };
+    let api: Api<Canary> = Api::namespaced(client, &ns);
+    match api.list(&Default::default()).await {
+        Ok(list) => list
+            .items
+            .iter()
+            .map(|c| {
+                let phase = c
+                    .status
+                    .as_ref()
+                    .map(|s| s.phase.to_string())
+                    .unwrap_or_default();
+                (c.name_any(), phase)
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The namespaces of the cluster.
+async fn namespace_names(g: &Global) -> Vec<(String, String)> {
+    let Ok((client, _)) = connect(g).await else {
+        return Vec::new();
+    };
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
+    match api.list(&Default::default()).await {
+        Ok(list) => list
+            .items
+            .iter()
+            .map(|n| (n.name_any(), String::new()))
+            .collect(),
+        Err(_) => Vec::new(),
     }
 }
 
@@ -915,7 +1118,15 @@ pub fn plugin_args(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     if !invoked_as_plugin {
         return args;
     }
+    let completing = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_stem())
+        .is_some_and(|stem| stem == "kubectl_complete-flagger");
     let mut out = vec![std::ffi::OsString::from("flagger"), "kubectl".into()];
+    if completing {
+        // kubectl hands its plugin's completer the words typed after `kubectl flagger`.
+        out.extend(["__complete".into(), "--".into()]);
+    }
     out.extend(args.into_iter().skip(1));
     out
 }
@@ -923,6 +1134,39 @@ pub fn plugin_args(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn completion_reads_what_is_being_typed() {
+        let w = |v: &[&str]| wanted(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(w(&[]), Wanted::Subcommand);
+        assert_eq!(w(&["pro"]), Wanted::Subcommand);
+        assert_eq!(w(&["-n", "test", ""]), Wanted::Subcommand);
+        assert_eq!(
+            w(&["-n", "test", "promote", "po"]),
+            Wanted::Canary {
+                namespace: Some("test".into())
+            }
+        );
+        assert_eq!(
+            w(&["why", "--namespace=prod", ""]),
+            Wanted::Canary {
+                namespace: Some("prod".into())
+            }
+        );
+        assert_eq!(w(&["get", "-n", ""]), Wanted::Namespace);
+        assert_eq!(w(&["get", "-o", "j"]), Wanted::Output);
+        assert_eq!(w(&["completion", "ba"]), Wanted::Shell);
+        assert_eq!(
+            w(&["watch", "--u"]),
+            Wanted::Flag {
+                subcommand: Some("watch".into())
+            }
+        );
+        assert_eq!(w(&["why", "podinfo", ""]), Wanted::Nothing);
+        assert_eq!(w(&["get", "--kubeconfig", ""]), Wanted::Nothing);
+        assert!(flags_of(Some("promote")).contains(&"--wait"));
+        assert!(!flags_of(Some("get")).contains(&"--wait"));
+    }
 
     #[test]
     fn the_plugin_name_runs_the_kubectl_subcommand() {
@@ -934,6 +1178,23 @@ mod tests {
         assert_eq!(
             plugin_args(args(&["flagger", "get"])),
             args(&["flagger", "get"])
+        );
+        assert_eq!(
+            plugin_args(args(&[
+                "/bin/kubectl_complete-flagger",
+                "-n",
+                "test",
+                "pro"
+            ])),
+            args(&[
+                "flagger",
+                "kubectl",
+                "__complete",
+                "--",
+                "-n",
+                "test",
+                "pro"
+            ])
         );
     }
 

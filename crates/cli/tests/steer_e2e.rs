@@ -91,6 +91,12 @@ impl Cluster {
         std::fs::create_dir_all(&bin).unwrap();
         std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_flagger"), bin.join("kubectl-flagger"))
             .unwrap();
+        // And its completer, as kubectl (1.26+) looks for it.
+        std::os::unix::fs::symlink(
+            env!("CARGO_BIN_EXE_flagger"),
+            bin.join("kubectl_complete-flagger"),
+        )
+        .unwrap();
         let path = format!(
             "{}:{}",
             bin.display(),
@@ -620,10 +626,7 @@ spec:
                 && iterations(c) <= 1
         })
         .await;
-    assert_eq!(
-        prometheus.query("podinfo_success_rate").await,
-        Some(94.67)
-    );
+    assert_eq!(prometheus.query("podinfo_success_rate").await, Some(94.67));
 
     let why = cluster.plugin(&["why", "podinfo"]);
     eprintln!("kubectl flagger -n test why podinfo:\n{why}");
@@ -639,15 +642,22 @@ spec:
     assert!(why.contains("\n  value:     94.67\n"), "{why}");
     assert!(why.contains("\n  threshold: >= 99\n"), "{why}");
     assert!(
-        why.contains(
-            "\n  query:     podinfo_success_rate{namespace=\"test\",app=\"podinfo\"}\n"
-        ),
+        why.contains("\n  query:     podinfo_success_rate{namespace=\"test\",app=\"podinfo\"}\n"),
         "{why}"
     );
     assert!(
         why.contains("Halt podinfo.test advancement app-success-rate 94.67 < 99"),
         "{why}"
     );
+    // kubectl's completion of the plugin: subcommands, then the namespace's canaries with
+    // their phase, in Cobra's format (candidates, then the directive).
+    let sub = cluster.kubectl(&["__complete", "flagger", "pro"]);
+    assert_eq!(
+        sub,
+        "promote\tFinish now: skip the remaining analysis and promote\n:4\n"
+    );
+    let names = cluster.kubectl(&["__complete", "flagger", "-n", NS, "why", "po"]);
+    assert_eq!(names, "podinfo\tProgressing\n:4\n");
     // The plugin reads what the controller wrote: the same check in the status.
     let checks = serde_json::to_value(&halted.status).unwrap();
     assert_eq!(
