@@ -278,7 +278,11 @@ async fn podinfo_api_through_the_proxy() {
     assert!(body.contains("has no port 80"), "{body}");
 
     // A real process with HTTP_PROXY set (curl reads the lower-case variable).
-    if Path::new("/usr/bin/curl").exists() {
+    assert!(
+        Path::new("/usr/bin/curl").exists(),
+        "curl is installed (scripts/test.sh installs Debian's package; or `apt-get install curl`)"
+    );
+    {
         let out = tokio::process::Command::new("/usr/bin/curl")
             .args([
                 "-sS",
@@ -858,10 +862,10 @@ async fn routing_seam_header_match_and_mirroring() {
 /// `curl ARGS` run as a process whose `http_proxy` is `proxy`; its stdout. `None` when curl is
 /// not installed.
 async fn curl(proxy: &str, args: &[&str]) -> Option<String> {
-    if !Path::new("/usr/bin/curl").exists() {
-        eprintln!("skipping: /usr/bin/curl not installed");
-        return None;
-    }
+    assert!(
+        Path::new("/usr/bin/curl").exists(),
+        "curl is installed (scripts/test.sh installs Debian's package; or `apt-get install curl`)"
+    );
     let out = tokio::process::Command::new("/usr/bin/curl")
         .args(["-sS", "--max-time", "10"])
         .args(args)
@@ -929,6 +933,26 @@ async fn a_registered_process_resolves_names_in_its_namespace_and_an_ingress_con
         let v: Value = serde_json::from_str(&body).unwrap();
         v["version"].as_str().unwrap().to_string()
     };
+    // Without a port: the Service's port 80, as Flagger's load tester commands write it.
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "test");
+    svcs.create(
+        &PostParams::default(),
+        &service("podinfo-canary", "podinfo-svc-canary", 80),
+    )
+    .await
+    .unwrap();
+    ready_endpoints(&client, "test", "podinfo-canary", 1).await;
+    let token80 = curl(&loadtester, &["-X", "POST", "http://podinfo-canary/token"])
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_str(&token80).unwrap();
+    assert!(
+        v["token"]
+            .as_str()
+            .unwrap()
+            .starts_with("localkube.podinfo-svc-canary-"),
+        "{v}"
+    );
     let from_test = curl(&loadtester, &["http://podinfo-svc-canary:9898/version"]).await;
     assert_eq!(version(from_test.unwrap()), "6.0.1");
     // A namespace alone works too; a client that names nothing is in `default`.
@@ -940,7 +964,8 @@ async fn a_registered_process_resolves_names_in_its_namespace_and_an_ingress_con
     assert_eq!(version(ns_only.unwrap()), "6.0.1");
     let anonymous = curl(&dp.proxy_url(), &["http://podinfo-svc-canary:9898/version"]).await;
     assert_eq!(version(anonymous.unwrap()), "9.9.9");
-    // The meshes' series name the load tester as the client, from both sides.
+    // The meshes' series name the load tester as the client, from both sides (its three
+    // requests: the token on port 9898, the token on port 80, the version).
     let text = http_get(&dp.metrics_url()).await;
     for reporter in ["source", "destination"] {
         let series = format!(
@@ -948,7 +973,7 @@ async fn a_registered_process_resolves_names_in_its_namespace_and_an_ingress_con
         );
         assert_eq!(
             sample_sum(&text, "istio_requests_total", &[&series[21..]]),
-            2,
+            3,
             "{reporter}: {text}"
         );
     }
