@@ -214,3 +214,73 @@ async fn recreating_a_revert_on_deletion_canary_is_no_fight() {
         "the controller does not fight its own writes: {events:#?}"
     );
 }
+
+/// Bug 1, the other path: a `revertOnDeletion` Canary deleted while its target cannot serve
+/// waits for it, saying so in a `Finalized=False` condition (reason `WaitingForTarget`), and
+/// gives up after the progress deadline counted from the deletion, with a warning event: the
+/// Canary is gone within the bound, never held forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revert_on_deletion_canary_waits_for_its_target_then_gives_up() {
+    let env = Env::start(Options::default()).await;
+    env.apply(&deployment(NS)).await;
+    let yaml = canary(NS, "{port: 80, targetPort: http}", "revertOnDeletion: true")
+        .replace("progressDeadlineSeconds: 60", "progressDeadlineSeconds: 8");
+    env.apply(&yaml).await;
+    env.wait_phase("podinfo", CanaryPhase::Initialized).await;
+    // A revision whose pods never turn ready (localkube's never-ready pod annotation).
+    env.kubectl(&[
+        "-n",
+        NS,
+        "patch",
+        "deployment/podinfo",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"template":{"metadata":{"annotations":{"localkube.dev/never-ready":"true"}}}}}"#,
+    ])
+    .await;
+    env.wait_phase("podinfo", CanaryPhase::Progressing).await;
+
+    let asked = Instant::now();
+    env.kubectl(&["-n", NS, "delete", "canary/podinfo", "--wait=false"])
+        .await;
+    // Waiting, and saying why.
+    let condition = |field: &'static str| {
+        let env = &env;
+        async move {
+            env.jsonpath(
+                "canary/podinfo",
+                &format!(".status.conditions[?(@.type==\"Finalized\")].{field}"),
+            )
+            .await
+        }
+    };
+    let last = Mutex::new(String::new());
+    let message = support::wait_for("the Finalized=False condition", &last, || async {
+        (condition("status").await == "False" && condition("reason").await == "WaitingForTarget")
+            .then_some(())?;
+        Some(condition("message").await)
+    })
+    .await;
+    assert!(
+        message.starts_with("waiting for ")
+            && message
+                .contains("podinfo.test to serve before handing traffic back (gives up after 8s)"),
+        "{message}"
+    );
+    // Given up after the bound: the Canary goes.
+    env.wait_gone("canary/podinfo").await;
+    let took = asked.elapsed();
+    assert!(
+        took >= Duration::from_secs(8),
+        "released only after the progress deadline: {took:?}"
+    );
+    let events = env.events("podinfo").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("gave up handing traffic back to")
+                && e.contains("podinfo.test after ")),
+        "{events:#?}"
+    );
+    eprintln!("deletion to release: {took:?}");
+}
