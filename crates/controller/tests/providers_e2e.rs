@@ -283,45 +283,67 @@ async fn stackdriver_template_promotes_and_rolls_back() {
     .await;
 }
 
-/// Graphite for real: Debian's carbon-cache and graphite-web, fed every second with the
-/// simulated pods' request counters; the canary's error percentage is what its pods answer
-/// (the second revision answers half of its requests with 500).
+/// [`workload`] as Flagger's tutorials run podinfo, its metrics on their own port
+/// (`--port-metrics`, where its scrapes are not counted among the requests it answers), and
+/// this share of its requests answered with 500 by localkube's data plane.
+fn workload_on_the_dataplane(tag: &str, error_ratio: &str) -> String {
+    workload(tag)
+        .replace(
+            "    metadata: {labels: {app: podinfo}}\n",
+            &format!(
+                "    metadata: {{labels: {{app: podinfo}}, annotations: {{{}: \"{error_ratio}\"}}}}\n",
+                localkube::dataplane::ERROR_RATIO
+            ),
+        )
+        .replace(
+            "        ports: [{name: http, containerPort: 9898}]\n",
+            "        command: [./podinfo, --port=9898, --port-metrics=9797]\n        ports: [{name: http, containerPort: 9898}, {name: http-metrics, containerPort: 9797}]\n",
+        )
+}
+
+/// Graphite for real, fed by the data plane's requests: Debian's carbon-cache and graphite-web,
+/// and a relay writing every second what each pod answered (`support::graphite`); load goes to
+/// the canary's Service through localkube's data plane, whose pods answer it. The template is
+/// an error percentage as a Flagger user writes it over such counters: the canary's 5xx
+/// answers per second as a percentage of all its answers, over the metric's interval (3s: a
+/// check reads the pods answering now, never more than a check or two of the previous
+/// revision's last seconds). 6.0.1 answers every request and is promoted on the zeros read;
+/// 6.0.2 answers half of them with 500 (the data plane's error-ratio annotation) and is rolled
+/// back on that value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphite_template_promotes_and_rolls_back_on_the_pods_requests() {
-    let env = Env::start(Options::default()).await;
+    let env = Env::start(Options {
+        dataplane: true,
+        no_exporter: true,
+        ..Default::default()
+    })
+    .await;
     let graphite = support::graphite::Graphite::start().await;
-    let exporter = support::exporter::start(env.client.clone()).await;
-    graphite.feed(exporter);
+    graphite.relay(env.kube.dataplane.as_ref().expect("data plane"), NS);
+    let _load = support::load::Load::start(&env, "http://podinfo-canary.test/", 20);
     env.apply(&template(
         "error-rate",
         &format!("{{type: graphite, address: \"{}\"}}", graphite.url),
         "target=asPercent(
-            sumSeries(perSecond(flagger.{{ namespace }}.{{ target }}.*.500)),
+            sumSeries(perSecond(flagger.{{ namespace }}.{{ target }}.*.5xx)),
             sumSeries(perSecond(flagger.{{ namespace }}.{{ target }}.*.*)))
-         &from=-20s",
+         &from=-{{ interval }}",
     ))
     .await;
-    env.apply(&workload("6.0.0")).await;
-    // Points reach Graphite a second after the pods serve: a few empty checks are tolerated.
-    env.apply(&canary("error-rate").replace("threshold: 2", "threshold: 8"))
-        .await;
+    env.apply(&workload_on_the_dataplane("6.0.0", "0")).await;
+    // Points reach Graphite a second or two after a new canary pod serves its first requests:
+    // a few checks without values are tolerated (a check without values does not advance).
+    env.apply(
+        &canary("error-rate")
+            .replace("threshold: 2", "threshold: 8")
+            .replace("interval: 1m", "interval: 3s"),
+    )
+    .await;
     env.wait_phase("podinfo", CanaryPhase::Initialized).await;
     set_image(&env, "6.0.1").await;
     env.wait_phase("podinfo", CanaryPhase::Succeeded).await;
 
-    env.kubectl(&[
-        "-n",
-        NS,
-        "patch",
-        "deployment/podinfo",
-        "--type=merge",
-        "-p",
-        &format!(
-            r#"{{"spec":{{"template":{{"metadata":{{"annotations":{{"{}":"0.5"}}}},"spec":{{"containers":[{{"name":"podinfod","image":"{PODINFO}:6.0.2"}}]}}}}}}}}"#,
-            support::exporter::ERROR_RATIO
-        ),
-    ])
-    .await;
+    env.apply(&workload_on_the_dataplane("6.0.2", "0.5")).await;
     env.wait_phase("podinfo", CanaryPhase::Failed).await;
     let primary = env
         .jsonpath(

@@ -1,8 +1,21 @@
 //! A real Graphite (Debian's `graphite-carbon` and `graphite-web`) for a test: carbon-cache
 //! and graphite-web's own server on ephemeral ports with a temporary storage directory
-//! (one-second retention), stopped by PID when dropped; and a feeder that pushes the simulated
-//! pods' request counters (the test exporter's, see [`super::exporter`]) into carbon's
-//! plaintext port every second, as `flagger.<namespace>.<workload>.<pod>.<status>`.
+//! (one-second retention), stopped by PID when dropped.
+//!
+//! [`Graphite::relay`] feeds it with the requests localkube's data plane served, as a metrics
+//! relay beside each app would: every second it finds the namespace's pods through the data
+//! plane's service discovery (the targets Prometheus's `pod` role gives), reads each pod's own
+//! podinfo counters (`http_requests_total` by status, at `/metrics` on the pod's metrics port,
+//! the container port named `http-metrics` that podinfo's `--port-metrics` serves, fetched
+//! through the data plane like any request to a pod IP), and writes them to carbon's plaintext
+//! port as cumulative counters `flagger.<namespace>.<app label>.<pod>.<class>`, one per HTTP
+//! status class (`1xx` to `5xx`). Every class is written from the pod's first second, zero until the
+//! pod answers one, as Dropwizard's instrumented HTTP handlers report their `Nxx-responses`
+//! meters to Graphite: a healthy pod has a `5xx` series of zeros, so an error percentage over
+//! it reads 0 rather than "no values". Nothing is synthesized: the counts are what the pods
+//! answered to the requests sent through the data plane; the relay's own reads are not among
+//! them (podinfo does not count requests to its metrics port), so a pod without traffic has
+//! flat counters and an error percentage without values.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -121,66 +134,139 @@ impl Graphite {
         g
     }
 
-    /// Feeds the exporter's request counters into carbon every second, for the test's life.
-    pub fn feed(&self, exporter: SocketAddr) {
+    /// Relays the request counters of the pods of `namespace` that localkube's data plane
+    /// serves into carbon every second, for the test's life (see the module docs).
+    pub fn relay(&self, dataplane: &localkube::dataplane::DataPlane, namespace: &str) {
         let carbon = self.carbon_addr;
+        let discovery = format!("{}?namespace={namespace}", dataplane.pod_discovery_url());
+        let direct = reqwest::Client::new();
+        let through_dataplane = reqwest::Client::builder()
+            .proxy(reqwest::Proxy::http(dataplane.proxy_url()).expect("data plane proxy"))
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("client");
         tokio::spawn(async move {
-            let http = reqwest::Client::new();
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                if let Ok(r) = http.get(format!("http://{exporter}/metrics")).send().await
-                    && let Ok(text) = r.text().await
-                {
-                    let lines = carbon_lines(&text, super::now_secs());
-                    if let Ok(mut s) = tokio::net::TcpStream::connect(carbon).await {
-                        let _ = s.write_all(lines.as_bytes()).await;
-                        let _ = s.shutdown().await;
+                tick.tick().await;
+                let Ok(r) = direct.get(&discovery).send().await else {
+                    continue;
+                };
+                let Ok(groups) = r.json::<Vec<TargetGroup>>().await else {
+                    continue;
+                };
+                let mut lines = String::new();
+                for pod in pods(&groups) {
+                    let url = format!("http://{}/metrics", pod.target);
+                    let Ok(r) = through_dataplane.get(&url).send().await else {
+                        continue;
+                    };
+                    if let Ok(text) = r.text().await {
+                        lines.push_str(&carbon_lines(&pod, &text, super::now_secs()));
                     }
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                if lines.is_empty() {
+                    continue;
+                }
+                if let Ok(mut s) = tokio::net::TcpStream::connect(carbon).await {
+                    let _ = s.write_all(lines.as_bytes()).await;
+                    let _ = s.shutdown().await;
+                }
             }
         });
     }
 }
 
-/// `http_request_duration_seconds_count` of each pod as carbon plaintext lines, with a 0 for
-/// a status a pod has not answered yet (so that a healthy pod has a `500` series too).
-pub fn carbon_lines(exposition: &str, now: u64) -> String {
-    let mut counts: std::collections::BTreeMap<(String, String), [f64; 2]> = Default::default();
+/// One group of Prometheus's HTTP service discovery format.
+#[derive(serde::Deserialize)]
+struct TargetGroup {
+    targets: Vec<String>,
+    labels: std::collections::BTreeMap<String, String>,
+}
+
+/// A running pod the relay reads: where, and the names of its series.
+struct Pod {
+    target: String,
+    namespace: String,
+    workload: String,
+    name: String,
+}
+
+/// The pods with an `app` label and an IP, at their metrics port (the container port named
+/// `http-metrics`, podinfo's `--port-metrics`).
+fn pods(groups: &[TargetGroup]) -> Vec<Pod> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for g in groups {
+        let label = |name: &str| {
+            g.labels
+                .get(&format!("__meta_kubernetes_{name}"))
+                .filter(|v| !v.is_empty())
+                .cloned()
+        };
+        let (Some(target), Some(namespace), Some(name), Some(workload)) = (
+            g.targets.first().cloned(),
+            label("namespace"),
+            label("pod_name"),
+            label("pod_label_app"),
+        ) else {
+            continue;
+        };
+        if label("pod_container_port_name").as_deref() != Some("http-metrics")
+            || !seen.insert((namespace.clone(), name.clone()))
+        {
+            continue;
+        }
+        out.push(Pod {
+            target,
+            namespace,
+            workload,
+            name,
+        });
+    }
+    out
+}
+
+/// A name as one node of a Graphite path (dots separate nodes).
+fn node(name: &str) -> String {
+    name.replace(['.', ' '], "_")
+}
+
+/// The pod's `http_requests_total` (podinfo's exposition) as carbon plaintext lines, one
+/// cumulative counter per status class, each class written (zero when the pod has answered
+/// none).
+fn carbon_lines(pod: &Pod, exposition: &str, now: u64) -> String {
+    let mut classes = [0u64; 5];
     for line in exposition.lines() {
-        let Some(rest) = line.strip_prefix("http_request_duration_seconds_count{") else {
+        let Some(rest) = line.strip_prefix("http_requests_total{") else {
             continue;
         };
         let Some((labels, value)) = rest.split_once("} ") else {
             continue;
         };
-        let label = |name: &str| {
-            labels
-                .split(',')
-                .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
-                .map(|v| v.trim_end_matches('"').to_string())
-        };
-        let (Some(ns), Some(pod), Some(status)) = (
-            label("kubernetes_namespace"),
-            label("kubernetes_pod_name"),
-            label("status"),
-        ) else {
+        let status = labels
+            .split(',')
+            .find_map(|kv| kv.strip_prefix("status=\""))
+            .map(|v| v.trim_end_matches('"'));
+        let class = status
+            .and_then(|s| s.chars().next())
+            .and_then(|c| c.to_digit(10))
+            .filter(|c| (1..=5).contains(c));
+        let (Some(class), Ok(n)) = (class, value.trim().parse::<f64>()) else {
             continue;
         };
-        let v: f64 = value.trim().parse().unwrap_or_default();
-        let entry = counts.entry((ns, pod)).or_default();
-        if status.starts_with('5') {
-            entry[1] += v;
-        } else {
-            entry[0] += v;
-        }
+        classes[class as usize - 1] += n as u64;
     }
+    let prefix = format!(
+        "flagger.{}.{}.{}",
+        node(&pod.namespace),
+        node(&pod.workload),
+        node(&pod.name)
+    );
     let mut out = String::new();
-    for ((ns, pod), [ok, errors]) in counts {
-        // The workload: the pod name without its ReplicaSet hash and suffix.
-        let parts: Vec<&str> = pod.rsplitn(3, '-').collect();
-        let workload = parts.last().copied().unwrap_or(pod.as_str());
-        let _ = writeln!(out, "flagger.{ns}.{workload}.{pod}.200 {ok} {now}");
-        let _ = writeln!(out, "flagger.{ns}.{workload}.{pod}.500 {errors} {now}");
+    for (i, n) in classes.iter().enumerate() {
+        let _ = writeln!(out, "{prefix}.{}xx {n} {now}", i + 1);
     }
     out
 }
