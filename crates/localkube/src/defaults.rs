@@ -37,7 +37,17 @@ pub fn prepare_create(
         let name = util::name(obj).to_string();
         util::obj_at(obj, &["metadata", "labels"])
             .insert("kubernetes.io/metadata.name".into(), json!(name));
-        util::obj_at(obj, &["spec"]).insert("finalizers".into(), json!(["kubernetes"]));
+        // The namespace strategy keeps the finalizers given and adds `kubernetes`.
+        let spec = util::obj_at(obj, &["spec"]);
+        let fins = spec.entry("finalizers").or_insert_with(|| json!([]));
+        if !fins.is_array() {
+            *fins = json!([]);
+        }
+        if let Some(a) = fins.as_array_mut()
+            && !a.iter().any(|f| f == "kubernetes")
+        {
+            a.push(json!("kubernetes"));
+        }
     }
     if is(info, "", "pods") {
         obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
