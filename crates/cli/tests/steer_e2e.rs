@@ -620,10 +620,7 @@ spec:
                 && iterations(c) <= 1
         })
         .await;
-    assert_eq!(
-        prometheus.query("podinfo_success_rate").await,
-        Some(94.67)
-    );
+    assert_eq!(prometheus.query("podinfo_success_rate").await, Some(94.67));
 
     let why = cluster.plugin(&["why", "podinfo"]);
     eprintln!("kubectl flagger -n test why podinfo:\n{why}");
@@ -639,9 +636,7 @@ spec:
     assert!(why.contains("\n  value:     94.67\n"), "{why}");
     assert!(why.contains("\n  threshold: >= 99\n"), "{why}");
     assert!(
-        why.contains(
-            "\n  query:     podinfo_success_rate{namespace=\"test\",app=\"podinfo\"}\n"
-        ),
+        why.contains("\n  query:     podinfo_success_rate{namespace=\"test\",app=\"podinfo\"}\n"),
         "{why}"
     );
     assert!(

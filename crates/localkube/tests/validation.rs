@@ -230,11 +230,7 @@ fn service_rows() -> Vec<Row> {
                     json!([{"name": "http", "port": 80}, {"name": "http", "port": 9898}]),
                 )
             },
-            &[(
-                DUPLICATE,
-                "spec.ports[1].name",
-                "Duplicate value: \"http\"",
-            )],
+            &[(DUPLICATE, "spec.ports[1].name", "Duplicate value: \"http\"")],
         ),
         row(
             "Service port numbers 1-65535 (targetPort defaulted from it)",
@@ -258,7 +254,12 @@ fn service_rows() -> Vec<Row> {
             "Service port/protocol pairs unique",
             "services",
             svc("s6"),
-            move |o| ports(o, json!([{"name": "a", "port": 80}, {"name": "b", "port": 80}])),
+            move |o| {
+                ports(
+                    o,
+                    json!([{"name": "a", "port": 80}, {"name": "b", "port": 80}]),
+                )
+            },
             &[(
                 DUPLICATE,
                 "spec.ports[1]",
@@ -551,9 +552,7 @@ fn pod_rows() -> Vec<Row> {
             "probe with more than one handler",
             "pods",
             pod("p10"),
-            move |o| {
-                c0(o)["readinessProbe"] = json!({"httpGet": {"port": 9898}, "tcpSocket": {"port": 9898}, "exec": {"command": ["true"]}})
-            },
+            move |o| c0(o)["readinessProbe"] = json!({"httpGet": {"port": 9898}, "tcpSocket": {"port": 9898}, "exec": {"command": ["true"]}}),
             &[
                 (
                     FORBIDDEN,
@@ -584,7 +583,8 @@ fn pod_rows() -> Vec<Row> {
             pod("p12"),
             move |o| {
                 c0(o)["livenessProbe"] = json!({"httpGet": {"path": "/healthz"}});
-                c0(o)["readinessProbe"] = json!({"httpGet": {"path": "/readyz", "port": "Http_Port"}});
+                c0(o)["readinessProbe"] =
+                    json!({"httpGet": {"path": "/readyz", "port": "Http_Port"}});
             },
             &[
                 (
@@ -617,10 +617,7 @@ fn pod_rows() -> Vec<Row> {
             "probe numbers non-negative",
             "pods",
             pod("p14"),
-            move |o| {
-                c0(o)["readinessProbe"] =
-                    json!({"tcpSocket": {"port": 9898}, "periodSeconds": -1, "initialDelaySeconds": -5})
-            },
+            move |o| c0(o)["readinessProbe"] = json!({"tcpSocket": {"port": 9898}, "periodSeconds": -1, "initialDelaySeconds": -5}),
             &[
                 (
                     INVALID,
@@ -639,7 +636,8 @@ fn pod_rows() -> Vec<Row> {
             "pods",
             pod("p15"),
             move |o| {
-                c0(o)["livenessProbe"] = json!({"tcpSocket": {"port": 9898}, "successThreshold": 2});
+                c0(o)["livenessProbe"] =
+                    json!({"tcpSocket": {"port": 9898}, "successThreshold": 2});
                 c0(o)["startupProbe"] = json!({"tcpSocket": {"port": 9898}, "successThreshold": 3});
             },
             &[
@@ -678,23 +676,30 @@ fn pod_rows() -> Vec<Row> {
             "resource quantities not negative",
             "pods",
             pod("p17"),
-            move |o| c0(o)["resources"] = json!({"limits": {"memory": "-1Gi"}, "requests": {"memory": "1Mi"}}),
-            &[(
-                INVALID,
-                "spec.containers[0].resources.limits[memory]",
-                &format!("Invalid value: \"-1Gi\": {NONNEG}"),
-            ),
-            (
-                INVALID,
-                "spec.containers[0].resources.requests",
-                "Invalid value: \"1Mi\": must be less than or equal to memory limit of -1Gi",
-            )],
+            move |o| {
+                c0(o)["resources"] =
+                    json!({"limits": {"memory": "-1Gi"}, "requests": {"memory": "1Mi"}})
+            },
+            &[
+                (
+                    INVALID,
+                    "spec.containers[0].resources.limits[memory]",
+                    &format!("Invalid value: \"-1Gi\": {NONNEG}"),
+                ),
+                (
+                    INVALID,
+                    "spec.containers[0].resources.requests",
+                    "Invalid value: \"1Mi\": must be less than or equal to memory limit of -1Gi",
+                ),
+            ],
         ),
         row(
             "requests not above limits",
             "pods",
             pod("p18"),
-            move |o| c0(o)["resources"] = json!({"limits": {"cpu": "100m"}, "requests": {"cpu": "200m"}}),
+            move |o| {
+                c0(o)["resources"] = json!({"limits": {"cpu": "100m"}, "requests": {"cpu": "200m"}})
+            },
             &[(
                 INVALID,
                 "spec.containers[0].resources.requests",
@@ -806,7 +811,9 @@ fn pod_rows() -> Vec<Row> {
 }
 
 fn workload_rows() -> Vec<Row> {
-    let ru = |o: &mut Value, v: Value| o["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": v});
+    let ru = |o: &mut Value, v: Value| {
+        o["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": v})
+    };
     let ds_ru = |o: &mut Value, v: Value| {
         o["spec"]["updateStrategy"] = json!({"type": "RollingUpdate", "rollingUpdate": v})
     };
@@ -935,7 +942,10 @@ fn workload_rows() -> Vec<Row> {
             "Deployment Recreate without rollingUpdate",
             "deployments",
             deploy("d12"),
-            |o| o["spec"]["strategy"] = json!({"type": "Recreate", "rollingUpdate": {"maxSurge": 1}}),
+            |o| {
+                o["spec"]["strategy"] =
+                    json!({"type": "Recreate", "rollingUpdate": {"maxSurge": 1}})
+            },
             &[(
                 FORBIDDEN,
                 "spec.strategy.rollingUpdate",
@@ -948,7 +958,8 @@ fn workload_rows() -> Vec<Row> {
             deploy("d13"),
             |o| {
                 o["spec"]["selector"] = json!({"matchLabels": {"app": "web", "tier": "front"}});
-                o["spec"]["template"]["metadata"]["labels"] = json!({"app": "web", "tier": "front"});
+                o["spec"]["template"]["metadata"]["labels"] =
+                    json!({"app": "web", "tier": "front"});
             },
             &[(
                 INVALID,
@@ -1060,7 +1071,10 @@ fn workload_rows() -> Vec<Row> {
             "StatefulSet OnDelete has no rollingUpdate",
             "statefulsets",
             workload("StatefulSet", "ss3"),
-            |o| o["spec"]["updateStrategy"] = json!({"type": "OnDelete", "rollingUpdate": {"partition": 1}}),
+            |o| {
+                o["spec"]["updateStrategy"] =
+                    json!({"type": "OnDelete", "rollingUpdate": {"partition": 1}})
+            },
             &[(
                 INVALID,
                 "spec.updateStrategy.rollingUpdate",
@@ -1071,7 +1085,10 @@ fn workload_rows() -> Vec<Row> {
             "StatefulSet partition non-negative",
             "statefulsets",
             workload("StatefulSet", "ss4"),
-            |o| o["spec"]["updateStrategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"partition": -1}}),
+            |o| {
+                o["spec"]["updateStrategy"] =
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"partition": -1}})
+            },
             &[(
                 INVALID,
                 "spec.updateStrategy.rollingUpdate.partition",
@@ -1082,7 +1099,10 @@ fn workload_rows() -> Vec<Row> {
             "StatefulSet PVC retention policy values",
             "statefulsets",
             workload("StatefulSet", "ss5"),
-            |o| o["spec"]["persistentVolumeClaimRetentionPolicy"] = json!({"whenDeleted": "Keep", "whenScaled": "Delete"}),
+            |o| {
+                o["spec"]["persistentVolumeClaimRetentionPolicy"] =
+                    json!({"whenDeleted": "Keep", "whenScaled": "Delete"})
+            },
             &[(
                 NOT_SUPPORTED,
                 "spec.persistentVolumeClaimRetentionPolicy.whenDeleted",
@@ -1160,14 +1180,22 @@ fn data_rows() -> Vec<Row> {
             "secrets",
             secret("x1", "Opaque", json!({})),
             move |o| o["data"] = json!({"big": big_b64}),
-            &[(TOO_LONG, "data", "Too long: must have at most 1048576 bytes")],
+            &[(
+                TOO_LONG,
+                "data",
+                "Too long: must have at most 1048576 bytes",
+            )],
         ),
         row(
             "Secret keys",
             "secrets",
             secret("x2", "Opaque", json!({})),
             |o| o["data"] = json!({"..a": b64("x")}),
-            &[(INVALID, "data[..a]", "Invalid value: \"..a\": must not start with '..'")],
+            &[(
+                INVALID,
+                "data[..a]",
+                "Invalid value: \"..a\": must not start with '..'",
+            )],
         ),
         row(
             "tls Secret needs tls.crt and tls.key",
@@ -1297,9 +1325,7 @@ fn other_rows() -> Vec<Row> {
             "HPA target utilization above 0",
             "horizontalpodautoscalers",
             hpa("h4"),
-            |o| {
-                o["spec"]["metrics"] = json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 0}}}])
-            },
+            |o| o["spec"]["metrics"] = json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 0}}}]),
             &[(
                 INVALID,
                 "spec.metrics[0].resource.target.averageUtilization",
@@ -1386,7 +1412,12 @@ fn other_rows() -> Vec<Row> {
     ]
 }
 
-fn expected_message(kind: &str, group: &str, name: &str, causes: &[(&str, &str, String)]) -> String {
+fn expected_message(
+    kind: &str,
+    group: &str,
+    name: &str,
+    causes: &[(&str, &str, String)],
+) -> String {
     let kg = if group.is_empty() {
         kind.to_string()
     } else {
@@ -1420,7 +1451,11 @@ async fn every_rule_answers_as_kube_apiserver() {
         let mut obj = r.base.clone();
         if r.update {
             let (code, created) = send("POST", &coll, &r.base).await;
-            assert_eq!(code, 201, "{}: the valid object is created: {created}", r.rule);
+            assert_eq!(
+                code, 201,
+                "{}: the valid object is created: {created}",
+                r.rule
+            );
             obj = created;
             // An unconditional update, as the controllers may have written the object since.
             if let Some(m) = obj["metadata"].as_object_mut() {
@@ -1478,12 +1513,7 @@ async fn malformed_quantities_are_decode_errors() {
     let (h, _client) = common::start().await;
     let mut p = pod("q1");
     p["spec"]["containers"][0]["resources"] = json!({"limits": {"memory": "lots"}});
-    let (code, body) = send(
-        "POST",
-        &format!("{}{}", h.url(), collection("pods")),
-        &p,
-    )
-    .await;
+    let (code, body) = send("POST", &format!("{}{}", h.url(), collection("pods")), &p).await;
     assert_eq!(code, 400, "{body}");
     assert_eq!(body["reason"], "BadRequest");
     assert_eq!(

@@ -443,11 +443,7 @@ pub fn stateful_set(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
                 ));
             }
         }
-        meta::labels(
-            t.pointer("/metadata/labels"),
-            "spec.template.labels",
-            errs,
-        );
+        meta::labels(t.pointer("/metadata/labels"), "spec.template.labels", errs);
         meta::annotations(
             t.pointer("/metadata/annotations"),
             "spec.template.annotations",
@@ -587,7 +583,8 @@ mod tests {
         let mut old = deploy(json!({"matchLabels": {"app": "a"}}), json!({"app": "a"}));
         old["spec"]["serviceName"] = json!("a");
         old["spec"]["podManagementPolicy"] = json!("OrderedReady");
-        old["spec"]["updateStrategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}});
+        old["spec"]["updateStrategy"] =
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}});
         let mut new = old.clone();
         new["spec"]["serviceName"] = json!("b");
         assert_eq!(run(|e| stateful_set(&new, Some(&old), e)).len(), 1);

@@ -561,11 +561,7 @@ pub fn service(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
                 errs.push(FieldError::required("spec.externalName", ""));
             } else {
                 for m in content::dns1123_subdomain(cname) {
-                    errs.push(FieldError::invalid(
-                        "spec.externalName",
-                        Bad::str(cname),
-                        m,
-                    ));
+                    errs.push(FieldError::invalid("spec.externalName", Bad::str(cname), m));
                 }
             }
         }
@@ -607,7 +603,11 @@ pub fn service(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
             ));
         }
     }
-    errs.extend(service_allocation(obj).into_iter().filter(|e| e.field.starts_with("spec.clusterIPs")));
+    errs.extend(
+        service_allocation(obj)
+            .into_iter()
+            .filter(|e| e.field.starts_with("spec.clusterIPs")),
+    );
     match ty {
         "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName" => {}
         "" => errs.push(FieldError::required("spec.type", "")),
@@ -619,7 +619,10 @@ pub fn service(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
     }
     if ty == "ClusterIP" {
         for (i, p) in ports.iter().enumerate() {
-            if p.get("nodePort").and_then(Value::as_i64).is_some_and(|n| n != 0) {
+            if p.get("nodePort")
+                .and_then(Value::as_i64)
+                .is_some_and(|n| n != 0)
+            {
                 errs.push(FieldError::forbidden(
                     format!("spec.ports[{i}].nodePort"),
                     "may not be used when `type` is 'ClusterIP'",
@@ -629,7 +632,11 @@ pub fn service(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
     }
     let mut node_ports = HashSet::new();
     for (i, p) in ports.iter().enumerate() {
-        let Some(np) = p.get("nodePort").and_then(Value::as_i64).filter(|n| *n != 0) else {
+        let Some(np) = p
+            .get("nodePort")
+            .and_then(Value::as_i64)
+            .filter(|n| *n != 0)
+        else {
             continue;
         };
         if !node_ports.insert((s(p, "protocol").to_string(), np)) {
@@ -653,7 +660,8 @@ pub fn service(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
         }
     }
     // `validateServiceExternalTrafficPolicy`: only for Services reachable from outside.
-    let external = matches!(ty, "NodePort" | "LoadBalancer") || !arr(&spec, "externalIPs").is_empty();
+    let external =
+        matches!(ty, "NodePort" | "LoadBalancer") || !arr(&spec, "externalIPs").is_empty();
     let etp = s(&spec, "externalTrafficPolicy");
     if !external {
         if !etp.is_empty() {
