@@ -6,6 +6,11 @@
 //! broken one. The texts come from kube-apiserver 1.32's `pkg/apis/*/validation` and
 //! apimachinery's `util/validation`.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
 mod common;
 
 use axum::body::Body;
