@@ -37,7 +37,17 @@ pub fn prepare_create(
         let name = util::name(obj).to_string();
         util::obj_at(obj, &["metadata", "labels"])
             .insert("kubernetes.io/metadata.name".into(), json!(name));
-        util::obj_at(obj, &["spec"]).insert("finalizers".into(), json!(["kubernetes"]));
+        // The namespace strategy keeps the finalizers given and adds `kubernetes`.
+        let spec = util::obj_at(obj, &["spec"]);
+        let fins = spec.entry("finalizers").or_insert_with(|| json!([]));
+        if !fins.is_array() {
+            *fins = json!([]);
+        }
+        if let Some(a) = fins.as_array_mut()
+            && !a.iter().any(|f| f == "kubernetes")
+        {
+            a.push(json!("kubernetes"));
+        }
     }
     if is(info, "", "pods") {
         obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
@@ -762,6 +772,456 @@ mod tests {
             p["spec"]["containers"][0]["resources"]["requests"]["cpu"],
             "1"
         );
+    }
+
+    /// One row per default docs/localkube.md lists: the object as written, where the default
+    /// lands (a JSON pointer) and its value, after what a create applies (the group's
+    /// `SetDefaults_*`, and for Pods the admission plugins).
+    #[test]
+    fn every_documented_default() {
+        let c = json!({"name": "a", "image": "ghcr.io/stefanprodan/podinfo:6.5.0",
+            "ports": [{"containerPort": 9898}],
+            "readinessProbe": {"httpGet": {"port": 9898}},
+            "env": [{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]});
+        let pod = json!({"spec": {"containers": [c.clone()],
+            "volumes": [{"name": "scratch"}, {"name": "cfg", "configMap": {"name": "x"}}]}});
+        let limited = json!({"spec": {"containers": [{"name": "a", "image": "x:1", "resources": {"limits": {"cpu": "1"}}}]}});
+        let tmpl = |kind_spec: Value| {
+            let mut v = kind_spec;
+            v["spec"]["template"] = json!({"spec": {"containers": [c.clone()]}});
+            v
+        };
+        let svc = json!({"spec": {"ports": [{"port": 80}]}});
+        let lb = json!({"spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}});
+        let rows: Vec<(&str, &str, Value, &str, Value)> = vec![
+            (
+                "pod restartPolicy",
+                "pods",
+                pod.clone(),
+                "/spec/restartPolicy",
+                json!("Always"),
+            ),
+            (
+                "pod dnsPolicy",
+                "pods",
+                pod.clone(),
+                "/spec/dnsPolicy",
+                json!("ClusterFirst"),
+            ),
+            (
+                "pod schedulerName",
+                "pods",
+                pod.clone(),
+                "/spec/schedulerName",
+                json!("default-scheduler"),
+            ),
+            (
+                "pod terminationGracePeriodSeconds",
+                "pods",
+                pod.clone(),
+                "/spec/terminationGracePeriodSeconds",
+                json!(30),
+            ),
+            (
+                "pod securityContext",
+                "pods",
+                pod.clone(),
+                "/spec/securityContext",
+                json!({}),
+            ),
+            (
+                "container imagePullPolicy (tag)",
+                "pods",
+                pod.clone(),
+                "/spec/containers/0/imagePullPolicy",
+                json!("IfNotPresent"),
+            ),
+            (
+                "container imagePullPolicy (no tag)",
+                "pods",
+                json!({"spec": {"containers": [{"name": "a", "image": "nginx"}]}}),
+                "/spec/containers/0/imagePullPolicy",
+                json!("Always"),
+            ),
+            (
+                "container imagePullPolicy (:latest)",
+                "pods",
+                json!({"spec": {"containers": [{"name": "a", "image": "nginx:latest"}]}}),
+                "/spec/containers/0/imagePullPolicy",
+                json!("Always"),
+            ),
+            (
+                "container imagePullPolicy (digest)",
+                "pods",
+                json!({"spec": {"containers": [{"name": "a", "image": "nginx@sha256:abc"}]}}),
+                "/spec/containers/0/imagePullPolicy",
+                json!("IfNotPresent"),
+            ),
+            (
+                "container terminationMessagePath",
+                "pods",
+                pod.clone(),
+                "/spec/containers/0/terminationMessagePath",
+                json!("/dev/termination-log"),
+            ),
+            (
+                "container terminationMessagePolicy",
+                "pods",
+                pod.clone(),
+                "/spec/containers/0/terminationMessagePolicy",
+                json!("File"),
+            ),
+            (
+                "container resources",
+                "pods",
+                pod.clone(),
+                "/spec/containers/0/resources",
+                json!({}),
+            ),
+            (
+                "container port protocol",
+                "pods",
+                pod.clone(),
+                "/spec/containers/0/ports/0/protocol",
+                json!("TCP"),
+            ),
+            (
+                "probe timeoutSeconds",
+                "pods",
+                pod.clone(),
+                "/spec/containers/0/readinessProbe/timeoutSeconds",
+                json!(1),
+            ),
+            (
+                "probe periodSeconds",
+                "pods",
+                pod.clone(),
+                "/spec/containers/0/readinessProbe/periodSeconds",
+                json!(10),
+            ),
+            (
+                "probe successThreshold",
+                "pods",
+                pod.clone(),
+                "/spec/containers/0/readinessProbe/successThreshold",
+                json!(1),
+            ),
+            (
+                "probe failureThreshold",
+                "pods",
+                pod.clone(),
+                "/spec/containers/0/readinessProbe/failureThreshold",
+                json!(3),
+            ),
+            (
+                "httpGet path",
+                "pods",
+                pod.clone(),
+                "/spec/containers/0/readinessProbe/httpGet/path",
+                json!("/"),
+            ),
+            (
+                "httpGet scheme",
+                "pods",
+                pod.clone(),
+                "/spec/containers/0/readinessProbe/httpGet/scheme",
+                json!("HTTP"),
+            ),
+            (
+                "fieldRef apiVersion",
+                "pods",
+                pod.clone(),
+                "/spec/containers/0/env/0/valueFrom/fieldRef/apiVersion",
+                json!("v1"),
+            ),
+            (
+                "volume without a source is emptyDir",
+                "pods",
+                pod.clone(),
+                "/spec/volumes/0/emptyDir",
+                json!({}),
+            ),
+            (
+                "volume defaultMode",
+                "pods",
+                pod.clone(),
+                "/spec/volumes/1/configMap/defaultMode",
+                json!(420),
+            ),
+            (
+                "pod enableServiceLinks",
+                "pods",
+                pod.clone(),
+                "/spec/enableServiceLinks",
+                json!(true),
+            ),
+            (
+                "pod requests from limits",
+                "pods",
+                limited,
+                "/spec/containers/0/resources/requests",
+                json!({"cpu": "1"}),
+            ),
+            (
+                "pod serviceAccountName",
+                "pods",
+                pod.clone(),
+                "/spec/serviceAccountName",
+                json!("default"),
+            ),
+            (
+                "pod serviceAccount",
+                "pods",
+                pod.clone(),
+                "/spec/serviceAccount",
+                json!("default"),
+            ),
+            (
+                "pod priority",
+                "pods",
+                pod.clone(),
+                "/spec/priority",
+                json!(0),
+            ),
+            (
+                "pod preemptionPolicy",
+                "pods",
+                pod.clone(),
+                "/spec/preemptionPolicy",
+                json!("PreemptLowerPriority"),
+            ),
+            (
+                "pod tolerations",
+                "pods",
+                pod.clone(),
+                "/spec/tolerations",
+                json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]),
+            ),
+            (
+                "template containers too",
+                "deployments",
+                tmpl(json!({"spec": {}})),
+                "/spec/template/spec/containers/0/resources",
+                json!({}),
+            ),
+            (
+                "template has no Pod-only defaults",
+                "deployments",
+                tmpl(json!({"spec": {}})),
+                "/spec/template/spec/priority",
+                Value::Null,
+            ),
+            (
+                "Service type",
+                "services",
+                svc.clone(),
+                "/spec/type",
+                json!("ClusterIP"),
+            ),
+            (
+                "Service sessionAffinity",
+                "services",
+                svc.clone(),
+                "/spec/sessionAffinity",
+                json!("None"),
+            ),
+            (
+                "Service port protocol",
+                "services",
+                svc.clone(),
+                "/spec/ports/0/protocol",
+                json!("TCP"),
+            ),
+            (
+                "Service targetPort",
+                "services",
+                svc.clone(),
+                "/spec/ports/0/targetPort",
+                json!(80),
+            ),
+            (
+                "Service ipFamilies",
+                "services",
+                svc.clone(),
+                "/spec/ipFamilies",
+                json!(["IPv4"]),
+            ),
+            (
+                "Service ipFamilyPolicy",
+                "services",
+                svc.clone(),
+                "/spec/ipFamilyPolicy",
+                json!("SingleStack"),
+            ),
+            (
+                "Service internalTrafficPolicy",
+                "services",
+                svc.clone(),
+                "/spec/internalTrafficPolicy",
+                json!("Cluster"),
+            ),
+            (
+                "ClusterIP Service has no externalTrafficPolicy",
+                "services",
+                svc.clone(),
+                "/spec/externalTrafficPolicy",
+                Value::Null,
+            ),
+            (
+                "LoadBalancer externalTrafficPolicy",
+                "services",
+                lb.clone(),
+                "/spec/externalTrafficPolicy",
+                json!("Cluster"),
+            ),
+            (
+                "LoadBalancer allocateLoadBalancerNodePorts",
+                "services",
+                lb,
+                "/spec/allocateLoadBalancerNodePorts",
+                json!(true),
+            ),
+            (
+                "Deployment replicas",
+                "deployments",
+                tmpl(json!({"spec": {}})),
+                "/spec/replicas",
+                json!(1),
+            ),
+            (
+                "Deployment strategy",
+                "deployments",
+                tmpl(json!({"spec": {}})),
+                "/spec/strategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}),
+            ),
+            (
+                "Deployment maxUnavailable alone",
+                "deployments",
+                tmpl(json!({"spec": {"strategy": {"rollingUpdate": {"maxSurge": 2}}}})),
+                "/spec/strategy/rollingUpdate",
+                json!({"maxSurge": 2, "maxUnavailable": "25%"}),
+            ),
+            (
+                "Deployment revisionHistoryLimit",
+                "deployments",
+                tmpl(json!({"spec": {}})),
+                "/spec/revisionHistoryLimit",
+                json!(10),
+            ),
+            (
+                "Deployment progressDeadlineSeconds",
+                "deployments",
+                tmpl(json!({"spec": {}})),
+                "/spec/progressDeadlineSeconds",
+                json!(600),
+            ),
+            (
+                "DaemonSet updateStrategy",
+                "daemonsets",
+                tmpl(json!({"spec": {}})),
+                "/spec/updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+            ),
+            (
+                "DaemonSet revisionHistoryLimit",
+                "daemonsets",
+                tmpl(json!({"spec": {}})),
+                "/spec/revisionHistoryLimit",
+                json!(10),
+            ),
+            (
+                "StatefulSet replicas",
+                "statefulsets",
+                tmpl(json!({"spec": {}})),
+                "/spec/replicas",
+                json!(1),
+            ),
+            (
+                "StatefulSet podManagementPolicy",
+                "statefulsets",
+                tmpl(json!({"spec": {}})),
+                "/spec/podManagementPolicy",
+                json!("OrderedReady"),
+            ),
+            (
+                "StatefulSet updateStrategy",
+                "statefulsets",
+                tmpl(json!({"spec": {}})),
+                "/spec/updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+            ),
+            (
+                "StatefulSet revisionHistoryLimit",
+                "statefulsets",
+                tmpl(json!({"spec": {}})),
+                "/spec/revisionHistoryLimit",
+                json!(10),
+            ),
+            (
+                "StatefulSet PVC retention policy",
+                "statefulsets",
+                tmpl(json!({"spec": {}})),
+                "/spec/persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            ),
+            (
+                "ReplicaSet replicas",
+                "replicasets",
+                tmpl(json!({"spec": {}})),
+                "/spec/replicas",
+                json!(1),
+            ),
+            (
+                "HPA minReplicas",
+                "horizontalpodautoscalers",
+                json!({"spec": {"maxReplicas": 3}}),
+                "/spec/minReplicas",
+                json!(1),
+            ),
+            (
+                "HPA CPU metric",
+                "horizontalpodautoscalers",
+                json!({"spec": {"maxReplicas": 3}}),
+                "/spec/metrics",
+                json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]),
+            ),
+            (
+                "HPA behavior scaleUp",
+                "horizontalpodautoscalers",
+                json!({"spec": {"maxReplicas": 3, "behavior": {}}}),
+                "/spec/behavior/scaleUp",
+                json!({"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}]}),
+            ),
+            (
+                "HPA behavior scaleDown",
+                "horizontalpodautoscalers",
+                json!({"spec": {"maxReplicas": 3, "behavior": {}}}),
+                "/spec/behavior/scaleDown",
+                json!({"selectPolicy": "Max", "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]}),
+            ),
+            (
+                "Secret type",
+                "secrets",
+                json!({"data": {}}),
+                "/type",
+                json!("Opaque"),
+            ),
+        ];
+        let mut wrong = Vec::new();
+        for (name, plural, obj, pointer, want) in rows {
+            let mut d = defaulted(plural, obj);
+            if plural == "pods" {
+                default_pod_admission(&mut d);
+            }
+            let got = d.pointer(pointer).cloned().unwrap_or(Value::Null);
+            if got != want {
+                wrong.push(format!("{name}: {pointer} is {got}, want {want}"));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     }
 
     #[test]

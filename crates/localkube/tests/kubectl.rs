@@ -959,6 +959,77 @@ async fn invalid_objects_get_kube_apiserver_messages() {
     assert!(s.get("stringData").is_none(), "{s}");
 }
 
+/// What the real kubectl prints for the rules issue 22's reader found untested (the table in
+/// `tests/validation.rs` checks every cause of each over HTTP).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_prints_the_service_probe_rollout_and_secret_rules() {
+    let Some(k) = Env::start().await else { return };
+    let node_port = k.write(
+        "np.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec:\n  ports:\n  - {port: 80, nodePort: 30080}\n",
+    );
+    assert_eq!(
+        refused(&k, &["apply", "-f", &node_port]).await,
+        "The Service \"x\" is invalid: spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'"
+    );
+    let range = k.write(
+        "range.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: wide}\nspec:\n  type: NodePort\n  ports:\n  - {port: 80, nodePort: 8080}\n",
+    );
+    assert_eq!(
+        refused(&k, &["create", "-f", &range]).await,
+        "The Service \"wide\" is invalid: spec.ports[0].nodePort: Invalid value: 8080: provided port is not in the valid range. The range of valid ports is 30000-32767"
+    );
+    let etp = k.write(
+        "etp.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: z}\nspec:\n  externalTrafficPolicy: Local\n  clusterIP: 10.96.0.300\n  ports:\n  - {port: 80}\n",
+    );
+    assert_eq!(
+        refused(&k, &["apply", "-f", &etp]).await,
+        "The Service \"z\" is invalid: spec.clusterIPs[0]: Invalid value: \"10.96.0.300\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
+    );
+    let probe = DEPLOY
+        .split("---")
+        .next()
+        .expect("a deployment")
+        .replace(
+            "        - containerPort: 80\n",
+            "        - containerPort: 80\n        readinessProbe:\n          httpGet: {port: 80}\n          tcpSocket: {port: 80}\n        env:\n        - {name: \"A=B\", value: x}\n",
+        )
+        .replace("  replicas: 2\n", "  replicas: 2\n  strategy:\n    rollingUpdate: {maxSurge: 0, maxUnavailable: 0}\n");
+    let probe = k.write("probe.yaml", &probe);
+    assert_eq!(
+        refused(&k, &["apply", "-f", &probe]).await,
+        "The Deployment \"web\" is invalid: \n\
+         * spec.template.spec.containers[0].env[0].name: Invalid value: \"A=B\": a valid environment variable name must consist only of printable ASCII characters other than '='\n\
+         * spec.template.spec.containers[0].readinessProbe.tcpSocket: Forbidden: may not specify more than 1 handler type\n\
+         * spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0"
+    );
+    let ds = k.write(
+        "ds.yaml",
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent}\nspec:\n  selector: {matchLabels: {app: agent}}\n  updateStrategy: {type: Surge}\n  template:\n    metadata: {labels: {app: agent}}\n    spec:\n      containers: [{name: agent, image: busybox:1.36}]\n",
+    );
+    assert_eq!(
+        refused(&k, &["apply", "-f", &ds]).await,
+        "The DaemonSet \"agent\" is invalid: spec.updateStrategy: Unsupported value: apps.DaemonSetUpdateStrategy{Type:\"Surge\", RollingUpdate:(*apps.RollingUpdateDaemonSet)(nil)}: supported values: \"RollingUpdate\", \"OnDelete\""
+    );
+    assert_eq!(
+        refused(
+            &k,
+            &[
+                "create",
+                "secret",
+                "generic",
+                "tls-half",
+                "--type=kubernetes.io/tls",
+                "--from-literal=tls.crt=cert"
+            ]
+        )
+        .await,
+        "error: failed to create secret Secret \"tls-half\" is invalid: data[tls.key]: Required value"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn defaults_show_in_get_and_describe() {
     let Some(k) = Env::start().await else { return };
@@ -988,6 +1059,28 @@ async fn defaults_show_in_get_and_describe() {
         desc.contains("RollingUpdateStrategy:  25% max unavailable, 25% max surge"),
         "{desc}"
     );
+    assert_eq!(c["resources"], serde_json::json!({}));
+    // A Pod's own defaults (the Priority admission plugin's) and a StatefulSet's PVC policy.
+    k.ok(&["run", "solo", "--image=ghcr.io/stefanprodan/podinfo:6.5.0"])
+        .await;
+    let p = k.json(&["get", "pod", "solo"]).await;
+    assert_eq!(p["spec"]["priority"], 0);
+    assert_eq!(p["spec"]["preemptionPolicy"], "PreemptLowerPriority");
+    assert_eq!(
+        p["spec"]["containers"][0]["resources"],
+        serde_json::json!({})
+    );
+    let ss = k.write(
+        "ss.yaml",
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  serviceName: db\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec:\n      containers: [{name: db, image: busybox:1.36}]\n",
+    );
+    k.ok(&["apply", "-f", &ss]).await;
+    let ss = k.json(&["get", "statefulset", "db"]).await;
+    assert_eq!(
+        ss["spec"]["persistentVolumeClaimRetentionPolicy"],
+        serde_json::json!({"whenDeleted": "Retain", "whenScaled": "Retain"})
+    );
+    assert_eq!(ss["spec"]["revisionHistoryLimit"], 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

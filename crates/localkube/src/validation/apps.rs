@@ -16,6 +16,12 @@ fn s<'a>(v: &'a Value, key: &str) -> &'a str {
 /// The selector rules shared by the workload kinds: required, well-formed, not empty, and
 /// matching the pod template's labels; then the template and its restart policy.
 fn selector_and_template(spec: &Value, empty_msg: &str, errs: &mut Errors) {
+    selector_rules(spec, empty_msg, errs);
+    template_rules(spec, "ReplicaSet", errs);
+}
+
+/// The selector: required, well-formed, not empty.
+fn selector_rules(spec: &Value, empty_msg: &str, errs: &mut Errors) {
     match spec.get("selector").filter(|s| !s.is_null()) {
         None => errs.push(FieldError::required("spec.selector", "")),
         Some(sel) => {
@@ -37,6 +43,11 @@ fn selector_and_template(spec: &Value, empty_msg: &str, errs: &mut Errors) {
             }
         }
     }
+}
+
+/// The template: labels matching the selector, the pod template, restart policy `Always`, no
+/// active deadline (`activeDeadlineSeconds in {kind} is not Supported`).
+fn template_rules(spec: &Value, kind: &str, errs: &mut Errors) {
     let Some(t) = spec.get("template").filter(|t| !t.is_null()) else {
         errs.push(FieldError::required("spec.template", ""));
         return;
@@ -69,7 +80,7 @@ fn selector_and_template(spec: &Value, empty_msg: &str, errs: &mut Errors) {
     {
         errs.push(FieldError::forbidden(
             "spec.template.spec.activeDeadlineSeconds",
-            "activeDeadlineSeconds in ReplicaSet is not Supported",
+            format!("activeDeadlineSeconds in {kind} is not Supported"),
         ));
     }
 }
@@ -213,47 +224,250 @@ pub fn replica_set(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
     }
 }
 
-/// A DaemonSet.
+/// Go's `%#v` of a pointer field that is set: a made-up address (Go prints a real one).
+fn go_ptr(ty: &str, v: Option<&Value>) -> String {
+    match v.filter(|v| !v.is_null()) {
+        None => format!("(*{ty})(nil)"),
+        Some(_) => format!("(*{ty})(0xc000000000)"),
+    }
+}
+
+/// A DaemonSet (`ValidateDaemonSetSpec`, in its order). A missing selector is no error of
+/// its own: it matches no labels, so the template's labels do not match it.
 pub fn daemon_set(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
     let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
-    selector_and_template(&spec, "empty selector is invalid for daemonset", errs);
+    let sel = spec.get("selector").filter(|s| !s.is_null());
+    if let Some(sel) = sel {
+        meta::label_selector(sel, "spec.selector", errs);
+    }
+    let labels = spec.pointer("/template/metadata/labels");
+    let matches = sel.is_some_and(|s| LabelSelector::from_object(s).matches(labels));
+    if !matches {
+        errs.push(FieldError::invalid(
+            "spec.template.metadata.labels",
+            Bad::Go(go_string_map(labels)),
+            "`selector` does not match template `labels`",
+        ));
+    }
+    if let Some(sel) = sel
+        && sel
+            .get("matchLabels")
+            .and_then(Value::as_object)
+            .map_or(0, |m| m.len())
+            + sel
+                .get("matchExpressions")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len)
+            == 0
+    {
+        errs.push(FieldError::invalid(
+            "spec.selector",
+            Bad::Go(go_label_selector(sel)),
+            "empty selector is invalid for daemonset",
+        ));
+    }
+    let mut tmpl = spec.clone();
+    if let Some(m) = tmpl.as_object_mut() {
+        // The label match is reported above.
+        m.remove("selector");
+    }
+    template_rules(&tmpl, "DaemonSet", errs);
     nonnegative(spec.get("minReadySeconds"), "spec.minReadySeconds", errs);
+    let us = spec.get("updateStrategy").cloned().unwrap_or(Value::Null);
+    match s(&us, "type") {
+        "OnDelete" => {}
+        "RollingUpdate" => match us.get("rollingUpdate").filter(|v| !v.is_null()) {
+            None => errs.push(FieldError::required(
+                "spec.updateStrategy.rollingUpdate",
+                "",
+            )),
+            Some(ru) => daemon_set_rolling_update(ru, errs),
+        },
+        other => errs.push(FieldError::not_supported(
+            "spec.updateStrategy",
+            Bad::Go(format!(
+                "apps.DaemonSetUpdateStrategy{{Type:{}, RollingUpdate:{}}}",
+                content::go_quote(other),
+                go_ptr("apps.RollingUpdateDaemonSet", us.get("rollingUpdate"))
+            )),
+            &["RollingUpdate", "OnDelete"],
+        )),
+    }
     nonnegative(
         spec.get("revisionHistoryLimit"),
         "spec.revisionHistoryLimit",
         errs,
     );
-    let us = spec.get("updateStrategy").cloned().unwrap_or(Value::Null);
-    match s(&us, "type") {
-        "OnDelete" => {}
-        "RollingUpdate" => {
-            if let Some(ru) = us.get("rollingUpdate").filter(|v| !v.is_null()) {
-                rolling_update(ru, "spec.updateStrategy.rollingUpdate", errs);
-            }
-        }
-        other => errs.push(FieldError::not_supported(
-            "spec.updateStrategy.type",
-            Bad::str(other),
-            &["OnDelete", "RollingUpdate"],
-        )),
-    }
     if let Some(old) = old {
         meta::immutable_selector(old, obj, "spec.selector", errs);
     }
 }
 
-/// A StatefulSet: updates may change only replicas, ordinals, template, updateStrategy,
-/// persistentVolumeClaimRetentionPolicy and minReadySeconds.
+/// `ValidateRollingUpdateDaemonSet`: each a count or percent, neither over 100%, exactly
+/// one of them non-zero.
+fn daemon_set_rolling_update(ru: &Value, errs: &mut Errors) {
+    let path = "spec.updateStrategy.rollingUpdate";
+    let mu = ru.get("maxUnavailable");
+    let ms = ru.get("maxSurge");
+    int_or_percent(mu, &format!("{path}.maxUnavailable"), false, errs);
+    int_or_percent(ms, &format!("{path}.maxSurge"), false, errs);
+    for (v, f) in [(mu, "maxUnavailable"), (ms, "maxSurge")] {
+        if let Some(Value::String(p)) = v
+            && p.strip_suffix('%')
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|n| n > 100)
+        {
+            errs.push(FieldError::invalid(
+                format!("{path}.{f}"),
+                Bad::Plain(p.clone()),
+                "must not be greater than 100%",
+            ));
+        }
+    }
+    match (is_zero(mu), is_zero(ms)) {
+        (false, false) => errs.push(FieldError::invalid(
+            format!("{path}.maxSurge"),
+            Bad::Plain(ms.map_or_else(|| "0".to_string(), int_or_string)),
+            "may not be set when maxUnavailable is non-zero",
+        )),
+        (true, true) => errs.push(FieldError::required(
+            format!("{path}.maxUnavailable"),
+            "cannot be 0 when maxSurge is 0",
+        )),
+        _ => {}
+    }
+}
+
+/// A StatefulSet (`ValidateStatefulSetSpec`, in its order; its template's pod spec is not
+/// validated, only its labels and annotations). Updates may change only replicas, ordinals,
+/// template, updateStrategy, persistentVolumeClaimRetentionPolicy and minReadySeconds.
 pub fn stateful_set(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
     let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
-    nonnegative(spec.get("replicas"), "spec.replicas", errs);
-    selector_and_template(&spec, "empty selector is invalid for statefulset", errs);
-    let pmp = s(&spec, "podManagementPolicy");
-    if !pmp.is_empty() && !matches!(pmp, "OrderedReady" | "Parallel") {
-        errs.push(FieldError::not_supported(
+    match s(&spec, "podManagementPolicy") {
+        "" => errs.push(FieldError::required("spec.podManagementPolicy", "")),
+        "OrderedReady" | "Parallel" => {}
+        other => errs.push(FieldError::invalid(
             "spec.podManagementPolicy",
-            Bad::str(pmp),
-            &["OrderedReady", "Parallel"],
+            Bad::str(other),
+            "must be 'OrderedReady' or 'Parallel'",
+        )),
+    }
+    let us = spec.get("updateStrategy").cloned().unwrap_or(Value::Null);
+    let ru = us.get("rollingUpdate").filter(|v| !v.is_null());
+    let go_ru = |ru: &Value| {
+        format!(
+            "apps.RollingUpdateStatefulSetStrategy{{Partition:{}, MaxUnavailable:{}}}",
+            ru.get("partition").and_then(Value::as_i64).unwrap_or(0),
+            go_ptr("intstr.IntOrString", ru.get("maxUnavailable"))
+        )
+    };
+    match s(&us, "type") {
+        "" => errs.push(FieldError::required("spec.updateStrategy", "")),
+        "OnDelete" => {
+            if let Some(ru) = ru {
+                errs.push(FieldError::invalid(
+                    "spec.updateStrategy.rollingUpdate",
+                    Bad::Go(go_ru(ru)),
+                    "only allowed for updateStrategy 'RollingUpdate'",
+                ));
+            }
+        }
+        "RollingUpdate" => {
+            if let Some(ru) = ru {
+                let p = "spec.updateStrategy.rollingUpdate";
+                nonnegative(ru.get("partition"), &format!("{p}.partition"), errs);
+                if let Some(mu) = ru.get("maxUnavailable").filter(|v| !v.is_null()) {
+                    let mp = format!("{p}.maxUnavailable");
+                    int_or_percent(Some(mu), &mp, false, errs);
+                    if is_zero(Some(mu)) {
+                        errs.push(FieldError::invalid(
+                            &mp,
+                            Bad::Plain(int_or_string(mu)),
+                            "cannot be 0",
+                        ));
+                    }
+                    if let Value::String(pc) = mu
+                        && pc
+                            .strip_suffix('%')
+                            .and_then(|n| n.parse::<u64>().ok())
+                            .is_some_and(|n| n > 100)
+                    {
+                        errs.push(FieldError::invalid(
+                            &mp,
+                            Bad::Plain(pc.clone()),
+                            "must not be greater than 100%",
+                        ));
+                    }
+                }
+            }
+        }
+        other => errs.push(FieldError::invalid(
+            "spec.updateStrategy",
+            Bad::Go(format!(
+                "apps.StatefulSetUpdateStrategy{{Type:{}, RollingUpdate:{}}}",
+                content::go_quote(other),
+                go_ptr("apps.RollingUpdateStatefulSetStrategy", ru)
+            )),
+            "must be 'RollingUpdate' or 'OnDelete'",
+        )),
+    }
+    if let Some(p) = spec
+        .get("persistentVolumeClaimRetentionPolicy")
+        .filter(|v| !v.is_null())
+    {
+        for f in ["whenDeleted", "whenScaled"] {
+            let v = s(p, f);
+            if !matches!(v, "Retain" | "Delete") {
+                errs.push(FieldError::not_supported(
+                    format!("spec.persistentVolumeClaimRetentionPolicy.{f}"),
+                    Bad::str(v),
+                    &["Retain", "Delete"],
+                ));
+            }
+        }
+    }
+    nonnegative(spec.get("replicas"), "spec.replicas", errs);
+    nonnegative(spec.get("minReadySeconds"), "spec.minReadySeconds", errs);
+    selector_rules(&spec, "empty selector is invalid for statefulset", errs);
+    // `ValidatePodTemplateSpecForStatefulSet`: the label match, the template's labels and
+    // annotations; then restart policy and active deadline.
+    if let Some(t) = spec.get("template").filter(|t| !t.is_null()) {
+        if let Some(sel) = spec.get("selector").filter(|s| !s.is_null()) {
+            let selector = LabelSelector::from_object(sel);
+            let labels = t.pointer("/metadata/labels");
+            if !selector.is_empty() && !selector.matches(labels) {
+                errs.push(FieldError::invalid(
+                    "spec.template.metadata.labels",
+                    Bad::Go(go_string_map(labels)),
+                    "`selector` does not match template `labels`",
+                ));
+            }
+        }
+        meta::labels(t.pointer("/metadata/labels"), "spec.template.labels", errs);
+        meta::annotations(
+            t.pointer("/metadata/annotations"),
+            "spec.template.annotations",
+            errs,
+        );
+    }
+    let rp = spec
+        .pointer("/template/spec/restartPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if rp != "Always" {
+        errs.push(FieldError::not_supported(
+            "spec.template.spec.restartPolicy",
+            Bad::str(rp),
+            &["Always"],
+        ));
+    }
+    if spec
+        .pointer("/template/spec/activeDeadlineSeconds")
+        .is_some_and(|v| !v.is_null())
+    {
+        errs.push(FieldError::forbidden(
+            "spec.template.spec.activeDeadlineSeconds",
+            "activeDeadlineSeconds in StatefulSet is not Supported",
         ));
     }
     if let Some(old) = old {
@@ -368,6 +582,9 @@ mod tests {
     fn statefulset_updates_are_limited() {
         let mut old = deploy(json!({"matchLabels": {"app": "a"}}), json!({"app": "a"}));
         old["spec"]["serviceName"] = json!("a");
+        old["spec"]["podManagementPolicy"] = json!("OrderedReady");
+        old["spec"]["updateStrategy"] =
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}});
         let mut new = old.clone();
         new["spec"]["serviceName"] = json!("b");
         assert_eq!(run(|e| stateful_set(&new, Some(&old), e)).len(), 1);

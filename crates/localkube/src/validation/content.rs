@@ -215,6 +215,22 @@ pub fn port_name(v: &str) -> Vec<String> {
     errs
 }
 
+/// `IsRelaxedEnvVarName`: the rule of kube-apiserver 1.32, where the
+/// `RelaxedEnvironmentVariableValidation` gate is on by default (printable ASCII but `=`).
+pub fn relaxed_env_var_name(v: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if v.is_empty() {
+        errs.push("environment variable name must be non-empty".into());
+    }
+    if v.chars().any(|c| !(' '..='~').contains(&c) || c == '=') {
+        errs.push(
+            "a valid environment variable name must consist only of printable ASCII characters other than '='"
+                .into(),
+        );
+    }
+    errs
+}
+
 /// `IsConfigMapKey` (ConfigMap and Secret data keys).
 pub fn config_map_key(v: &str) -> Vec<String> {
     let mut errs = Vec::new();

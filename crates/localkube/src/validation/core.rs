@@ -45,6 +45,12 @@ pub fn port_num_or_name(v: &Value, path: &str, errs: &mut Errors) {
                 errs.push(FieldError::invalid(path, Bad::int(n), m));
             }
         }
+        // An unset IntOrString is the integer 0.
+        Value::Null => {
+            for m in content::port_num(0) {
+                errs.push(FieldError::invalid(path, Bad::int(0), m));
+            }
+        }
         _ => {}
     }
 }
@@ -65,7 +71,8 @@ pub fn pod_template(t: &Value, path: &str, errs: &mut Errors) {
     pod_spec(&spec, &format!("{path}.spec"), errs);
 }
 
-/// `ValidatePodSpec` at `path`.
+/// `ValidatePodSpec` at `path`, in its order: volumes, containers, init containers, restart
+/// and DNS policies, node selector, DNS config, active deadline.
 pub fn pod_spec(spec: &Value, path: &str, errs: &mut Errors) {
     let mut volumes = HashSet::new();
     for (i, v) in arr(spec, "volumes").iter().enumerate() {
@@ -80,19 +87,10 @@ pub fn pod_spec(spec: &Value, path: &str, errs: &mut Errors) {
             }
         }
     }
-    let mut names = HashSet::new();
-    let inits = arr(spec, "initContainers");
-    for (i, c) in inits.iter().enumerate() {
-        container(
-            c,
-            &format!("{path}.initContainers[{i}]"),
-            &mut names,
-            &volumes,
-            false,
-            errs,
-        );
-    }
+    // `validateContainers`: names unique among the regular containers, then the init
+    // containers checked against all of them (`validateInitContainers`).
     let containers = arr(spec, "containers");
+    let mut names = HashSet::new();
     if containers.is_empty() {
         errs.push(FieldError::required(format!("{path}.containers"), ""));
     }
@@ -102,7 +100,17 @@ pub fn pod_spec(spec: &Value, path: &str, errs: &mut Errors) {
             &format!("{path}.containers[{i}]"),
             &mut names,
             &volumes,
-            true,
+            Kind::Regular,
+            errs,
+        );
+    }
+    for (i, c) in arr(spec, "initContainers").iter().enumerate() {
+        container(
+            c,
+            &format!("{path}.initContainers[{i}]"),
+            &mut names,
+            &volumes,
+            Kind::Init,
             errs,
         );
     }
@@ -114,7 +122,7 @@ pub fn pod_spec(spec: &Value, path: &str, errs: &mut Errors) {
             errs.push(FieldError::not_supported(
                 format!("{path}.restartPolicy"),
                 Bad::str(rp),
-                &["Always", "Never", "OnFailure"],
+                &["Always", "OnFailure", "Never"],
             ));
         }
     }
@@ -129,12 +137,30 @@ pub fn pod_spec(spec: &Value, path: &str, errs: &mut Errors) {
             errs.push(FieldError::not_supported(
                 format!("{path}.dnsPolicy"),
                 Bad::str(dp),
-                &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"],
+                &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
             ));
         }
     }
+    meta::labels(
+        spec.get("nodeSelector"),
+        &format!("{path}.nodeSelector"),
+        errs,
+    );
+    if dp == "None" {
+        match spec.get("dnsConfig").filter(|c| !c.is_null()) {
+            None => errs.push(FieldError::required(
+                format!("{path}.dnsConfig"),
+                "must provide `dnsConfig` when `dnsPolicy` is None",
+            )),
+            Some(c) if arr(c, "nameservers").is_empty() => errs.push(FieldError::required(
+                format!("{path}.dnsConfig.nameservers"),
+                "must provide at least one DNS nameserver when `dnsPolicy` is None",
+            )),
+            Some(_) => {}
+        }
+    }
     if let Some(n) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64)
-        && n <= 0
+        && !(1..=i64::from(i32::MAX)).contains(&n)
     {
         errs.push(FieldError::invalid(
             format!("{path}.activeDeadlineSeconds"),
@@ -142,33 +168,68 @@ pub fn pod_spec(spec: &Value, path: &str, errs: &mut Errors) {
             "must be between 1 and 2147483647, inclusive",
         ));
     }
-    meta::labels(
-        spec.get("nodeSelector"),
-        &format!("{path}.nodeSelector"),
-        errs,
-    );
 }
 
+/// Which list a container is in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Regular,
+    Init,
+}
+
+/// `validateContainerCommon`, then what `validateContainers` / `validateInitContainers` add:
+/// the duplicate name, the probes (init containers may not have them unless they are
+/// restartable sidecars).
 fn container(
     c: &Value,
     path: &str,
     names: &mut HashSet<String>,
     volumes: &HashSet<String>,
-    regular: bool,
+    kind: Kind,
     errs: &mut Errors,
 ) {
     let name = s(c, "name");
     let np = format!("{path}.name");
     if name.is_empty() {
-        errs.push(FieldError::required(np, ""));
+        errs.push(FieldError::required(&np, ""));
     } else {
         dns_label(name, &np, errs);
-        if !names.insert(name.to_string()) {
-            errs.push(FieldError::duplicate(np, Bad::str(name)));
-        }
     }
     if s(c, "image").is_empty() {
         errs.push(FieldError::required(format!("{path}.image"), ""));
+    }
+    let tmp = s(c, "terminationMessagePolicy");
+    if !tmp.is_empty() && !matches!(tmp, "File" | "FallbackToLogsOnError") {
+        errs.push(FieldError::not_supported(
+            format!("{path}.terminationMessagePolicy"),
+            Bad::str(tmp),
+            &["File", "FallbackToLogsOnError"],
+        ));
+    }
+    container_ports(arr(c, "ports"), &format!("{path}.ports"), errs);
+    for (i, e) in arr(c, "env").iter().enumerate() {
+        let p = format!("{path}.env[{i}].name");
+        let n = s(e, "name");
+        if n.is_empty() {
+            errs.push(FieldError::required(p, ""));
+        } else {
+            for m in content::relaxed_env_var_name(n) {
+                errs.push(FieldError::invalid(&p, Bad::str(n), m));
+            }
+        }
+    }
+    for (i, m) in arr(c, "volumeMounts").iter().enumerate() {
+        let p = format!("{path}.volumeMounts[{i}]");
+        let name = s(m, "name");
+        if name.is_empty() {
+            errs.push(FieldError::required(format!("{p}.name"), ""));
+        }
+        if !volumes.contains(name) {
+            errs.push(FieldError::not_found(format!("{p}.name"), Bad::str(name)));
+        }
+        if s(m, "mountPath").is_empty() {
+            errs.push(FieldError::required(format!("{p}.mountPath"), ""));
+        }
     }
     let pull = s(c, "imagePullPolicy");
     if !matches!(pull, "Always" | "IfNotPresent" | "Never") {
@@ -182,33 +243,43 @@ fn container(
             ));
         }
     }
-    container_ports(arr(c, "ports"), &format!("{path}.ports"), errs);
-    for (i, e) in arr(c, "env").iter().enumerate() {
-        if s(e, "name").is_empty() {
-            errs.push(FieldError::required(format!("{path}.env[{i}].name"), ""));
-        }
+    resources(c.get("resources"), &format!("{path}.resources"), errs);
+    if !names.insert(name.to_string()) {
+        errs.push(FieldError::duplicate(&np, Bad::str(name)));
     }
-    for (i, m) in arr(c, "volumeMounts").iter().enumerate() {
-        let p = format!("{path}.volumeMounts[{i}]");
-        let name = s(m, "name");
-        if name.is_empty() {
-            errs.push(FieldError::required(format!("{p}.name"), ""));
-        } else if !volumes.contains(name) {
-            errs.push(FieldError::not_found(format!("{p}.name"), Bad::str(name)));
+    let sidecar = s(c, "restartPolicy") == "Always";
+    for probe_name in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        let Some(p) = c.get(probe_name).filter(|p| !p.is_null()) else {
+            continue;
+        };
+        let pp = format!("{path}.{probe_name}");
+        if kind == Kind::Init && !sidecar {
+            errs.push(FieldError::forbidden(
+                pp,
+                "may not be set for init containers without restartPolicy=Always",
+            ));
+            continue;
         }
-        if s(m, "mountPath").is_empty() {
-            errs.push(FieldError::required(format!("{p}.mountPath"), ""));
-        }
-    }
-    if regular {
-        for probe_name in ["livenessProbe", "readinessProbe", "startupProbe"] {
-            if let Some(p) = c.get(probe_name).filter(|p| !p.is_null()) {
-                let pp = format!("{path}.{probe_name}");
-                probe(p, &pp, errs);
-                if probe_name != "readinessProbe"
-                    && let Some(st) = p.get("successThreshold").and_then(Value::as_i64)
-                    && st != 1
+        probe(p, &pp, errs);
+        match probe_name {
+            "readinessProbe" => {
+                if let Some(n) = p
+                    .get("terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
                 {
+                    errs.push(FieldError::invalid(
+                        format!("{pp}.terminationGracePeriodSeconds"),
+                        Bad::int(n),
+                        "must not be set for readinessProbes",
+                    ));
+                }
+            }
+            _ => {
+                let st = p
+                    .get("successThreshold")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                if st != 1 {
                     errs.push(FieldError::invalid(
                         format!("{pp}.successThreshold"),
                         Bad::int(st),
@@ -218,13 +289,10 @@ fn container(
             }
         }
     }
-    resources(c.get("resources"), &format!("{path}.resources"), errs);
-    let tmp = s(c, "terminationMessagePolicy");
-    if !tmp.is_empty() && !matches!(tmp, "File" | "FallbackToLogsOnError") {
-        errs.push(FieldError::not_supported(
-            format!("{path}.terminationMessagePolicy"),
-            Bad::str(tmp),
-            &["File", "FallbackToLogsOnError"],
+    if kind == Kind::Regular && c.get("restartPolicy").is_some_and(|v| !v.is_null()) {
+        errs.push(FieldError::forbidden(
+            format!("{path}.restartPolicy"),
+            "may not be set for non-init containers",
         ));
     }
 }
@@ -285,50 +353,56 @@ fn protocol(p: &Value, path: &str, errs: &mut Errors) {
     }
 }
 
-/// `validateProbe`: one handler, non-negative numbers.
+/// `validateProbe`: exactly one handler (`validateHandler` checks the first one set, in the
+/// order exec, httpGet, tcpSocket, grpc, and forbids the others), non-negative numbers.
 fn probe(p: &Value, path: &str, errs: &mut Errors) {
-    let handlers: Vec<&str> = ["exec", "httpGet", "tcpSocket", "grpc"]
-        .into_iter()
-        .filter(|h| p.get(*h).is_some_and(|x| !x.is_null()))
-        .collect();
-    match handlers.as_slice() {
-        [] => errs.push(FieldError::required(path, "must specify a handler type")),
-        [_] => {}
-        [_, second, ..] => errs.push(FieldError::forbidden(
-            format!("{path}.{second}"),
-            "may not specify more than 1 handler type",
-        )),
-    }
-    if let Some(h) = p.get("httpGet").filter(|h| !h.is_null()) {
-        let hp = format!("{path}.httpGet");
-        if s(h, "path").is_empty() {
-            errs.push(FieldError::required(format!("{hp}.path"), ""));
-        }
-        port_num_or_name(
-            h.get("port").unwrap_or(&Value::Null),
-            &format!("{hp}.port"),
-            errs,
-        );
-        let scheme = s(h, "scheme");
-        if !matches!(scheme, "HTTP" | "HTTPS") {
-            errs.push(FieldError::not_supported(
-                format!("{hp}.scheme"),
-                Bad::str(scheme),
-                &["HTTP", "HTTPS"],
+    let mut handlers = 0;
+    for h in ["exec", "httpGet", "tcpSocket", "grpc"] {
+        let Some(v) = p.get(h).filter(|x| !x.is_null()) else {
+            continue;
+        };
+        let hp = format!("{path}.{h}");
+        if handlers > 0 {
+            errs.push(FieldError::forbidden(
+                hp,
+                "may not specify more than 1 handler type",
             ));
+            continue;
+        }
+        handlers += 1;
+        match h {
+            "exec" => {
+                if arr(v, "command").is_empty() {
+                    errs.push(FieldError::required(format!("{hp}.command"), ""));
+                }
+            }
+            "httpGet" => {
+                if s(v, "path").is_empty() {
+                    errs.push(FieldError::required(format!("{hp}.path"), ""));
+                }
+                port_num_or_name(
+                    v.get("port").unwrap_or(&Value::Null),
+                    &format!("{hp}.port"),
+                    errs,
+                );
+                let scheme = s(v, "scheme");
+                if !matches!(scheme, "HTTP" | "HTTPS") {
+                    errs.push(FieldError::not_supported(
+                        format!("{hp}.scheme"),
+                        Bad::str(scheme),
+                        &["HTTP", "HTTPS"],
+                    ));
+                }
+            }
+            _ => port_num_or_name(
+                v.get("port").unwrap_or(&Value::Null),
+                &format!("{hp}.port"),
+                errs,
+            ),
         }
     }
-    if let Some(t) = p.get("tcpSocket").filter(|h| !h.is_null()) {
-        port_num_or_name(
-            t.get("port").unwrap_or(&Value::Null),
-            &format!("{path}.tcpSocket.port"),
-            errs,
-        );
-    }
-    if let Some(e) = p.get("exec").filter(|h| !h.is_null())
-        && arr(e, "command").is_empty()
-    {
-        errs.push(FieldError::required(format!("{path}.exec.command"), ""));
+    if handlers == 0 {
+        errs.push(FieldError::required(path, "must specify a handler type"));
     }
     for f in [
         "initialDelaySeconds",
@@ -393,7 +467,7 @@ fn resources(r: Option<&Value>, path: &str, errs: &mut Errors) {
                 && q.nanos > l.nanos
             {
                 errs.push(FieldError::invalid(
-                    &p,
+                    format!("{path}.requests"),
                     Bad::str(q.canonical()),
                     format!(
                         "must be less than or equal to {name} limit of {}",
@@ -413,7 +487,56 @@ fn go_service_port_key(proto: &str, port: i64) -> String {
     )
 }
 
-/// `ValidateService` (and `ValidateServiceUpdate` with `old`).
+/// The checks kube-apiserver's Service allocators make before validation runs (the
+/// registry's `BeginCreate`/`BeginUpdate`): `ValidateServiceClusterIPsRelatedFields` on the
+/// cluster IP, then the node-port allocator's range (`--service-node-port-range`, default
+/// 30000-32767). Their 422 carries only these causes, as validation never ran.
+pub fn service_allocation(obj: &Value) -> Vec<FieldError> {
+    let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
+    let ty = s(&spec, "type");
+    if ty == "ExternalName" {
+        return Vec::new();
+    }
+    let ips: Vec<String> = match spec.get("clusterIPs").and_then(Value::as_array) {
+        Some(a) if !a.is_empty() => a
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_string())
+            .collect(),
+        _ => match s(&spec, "clusterIP") {
+            "" => Vec::new(),
+            ip => vec![ip.to_string()],
+        },
+    };
+    let mut out = Vec::new();
+    for (i, ip) in ips.iter().enumerate() {
+        if (i == 0 && ip == "None") || ip.parse::<std::net::IpAddr>().is_ok() {
+            continue;
+        }
+        out.push(FieldError::invalid(
+            format!("spec.clusterIPs[{i}]"),
+            Bad::str(ip.as_str()),
+            "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+        ));
+    }
+    if !out.is_empty() || !matches!(ty, "NodePort" | "LoadBalancer") {
+        return out;
+    }
+    for (i, p) in arr(&spec, "ports").iter().enumerate() {
+        if let Some(n) = p.get("nodePort").and_then(Value::as_i64)
+            && n != 0
+            && !(30000..=32767).contains(&n)
+        {
+            return vec![FieldError::invalid(
+                format!("spec.ports[{i}].nodePort"),
+                Bad::int(n),
+                "provided port is not in the valid range. The range of valid ports is 30000-32767",
+            )];
+        }
+    }
+    out
+}
+
+/// `ValidateService` (and `ValidateServiceUpdate` with `old`), in its order.
 pub fn service(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
     let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
     if let Some(old) = old {
@@ -426,19 +549,23 @@ pub fn service(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
         errs.push(FieldError::required("spec.ports", ""));
     }
     match ty {
-        "ClusterIP" | "NodePort" | "LoadBalancer" => {}
+        "LoadBalancer" | "NodePort" if headless => errs.push(FieldError::invalid(
+            "spec.clusterIPs[0]",
+            Bad::str("None"),
+            format!("may not be set to 'None' for {ty} services"),
+        )),
         "ExternalName" => {
-            let en = s(&spec, "externalName");
-            if en.is_empty() {
+            let cname = s(&spec, "externalName");
+            let cname = cname.strip_suffix('.').unwrap_or(cname);
+            if cname.is_empty() {
                 errs.push(FieldError::required("spec.externalName", ""));
+            } else {
+                for m in content::dns1123_subdomain(cname) {
+                    errs.push(FieldError::invalid("spec.externalName", Bad::str(cname), m));
+                }
             }
         }
-        "" => errs.push(FieldError::required("spec.type", "")),
-        other => errs.push(FieldError::not_supported(
-            "spec.type",
-            Bad::str(other),
-            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
-        )),
+        _ => {}
     }
     let mut names = HashSet::new();
     for (i, p) in ports.iter().enumerate() {
@@ -457,26 +584,66 @@ pub fn service(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
             errs.push(FieldError::invalid(format!("{pp}.port"), Bad::int(port), m));
         }
         protocol(p, &pp, errs);
-        if let Some(tp) = p.get("targetPort") {
-            port_num_or_name(tp, &format!("{pp}.targetPort"), errs);
+        port_num_or_name(
+            p.get("targetPort").unwrap_or(&Value::Null),
+            &format!("{pp}.targetPort"),
+            errs,
+        );
+    }
+    meta::labels(spec.get("selector"), "spec.selector", errs);
+    let sa = s(&spec, "sessionAffinity");
+    if !matches!(sa, "ClientIP" | "None") {
+        if sa.is_empty() {
+            errs.push(FieldError::required("spec.sessionAffinity", ""));
+        } else {
+            errs.push(FieldError::not_supported(
+                "spec.sessionAffinity",
+                Bad::str(sa),
+                &["ClientIP", "None"],
+            ));
         }
-        if let Some(np) = p.get("nodePort").and_then(Value::as_i64)
-            && np != 0
-        {
-            if ty == "ClusterIP" {
+    }
+    errs.extend(
+        service_allocation(obj)
+            .into_iter()
+            .filter(|e| e.field.starts_with("spec.clusterIPs")),
+    );
+    match ty {
+        "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName" => {}
+        "" => errs.push(FieldError::required("spec.type", "")),
+        other => errs.push(FieldError::not_supported(
+            "spec.type",
+            Bad::str(other),
+            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+        )),
+    }
+    if ty == "ClusterIP" {
+        for (i, p) in ports.iter().enumerate() {
+            if p.get("nodePort")
+                .and_then(Value::as_i64)
+                .is_some_and(|n| n != 0)
+            {
                 errs.push(FieldError::forbidden(
-                    format!("{pp}.nodePort"),
+                    format!("spec.ports[{i}].nodePort"),
                     "may not be used when `type` is 'ClusterIP'",
                 ));
-            } else {
-                for m in content::port_num(np) {
-                    errs.push(FieldError::invalid(
-                        format!("{pp}.nodePort"),
-                        Bad::int(np),
-                        m,
-                    ));
-                }
             }
+        }
+    }
+    let mut node_ports = HashSet::new();
+    for (i, p) in ports.iter().enumerate() {
+        let Some(np) = p
+            .get("nodePort")
+            .and_then(Value::as_i64)
+            .filter(|n| *n != 0)
+        else {
+            continue;
+        };
+        if !node_ports.insert((s(p, "protocol").to_string(), np)) {
+            errs.push(FieldError::duplicate(
+                format!("spec.ports[{i}].nodePort"),
+                Bad::int(np),
+            ));
         }
     }
     let mut seen = HashSet::new();
@@ -492,43 +659,38 @@ pub fn service(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
             ));
         }
     }
-    meta::labels(spec.get("selector"), "spec.selector", errs);
-    let sa = s(&spec, "sessionAffinity");
-    if !matches!(sa, "ClientIP" | "None") {
-        if sa.is_empty() {
-            errs.push(FieldError::required("spec.sessionAffinity", ""));
-        } else {
-            errs.push(FieldError::not_supported(
-                "spec.sessionAffinity",
-                Bad::str(sa),
-                &["ClientIP", "None"],
+    // `validateServiceExternalTrafficPolicy`: only for Services reachable from outside.
+    let external =
+        matches!(ty, "NodePort" | "LoadBalancer") || !arr(&spec, "externalIPs").is_empty();
+    let etp = s(&spec, "externalTrafficPolicy");
+    if !external {
+        if !etp.is_empty() {
+            errs.push(FieldError::invalid(
+                "spec.externalTrafficPolicy",
+                Bad::str(etp),
+                "may only be set for externally-accessible services",
             ));
         }
-    }
-    if let Some(ip) = spec.get("clusterIP").and_then(Value::as_str)
-        && !ip.is_empty()
-        && ip != "None"
-        && ip.parse::<std::net::IpAddr>().is_err()
-    {
-        errs.push(FieldError::invalid(
-            "spec.clusterIPs[0]",
-            Bad::str(ip),
-            "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+    } else if etp.is_empty() {
+        errs.push(FieldError::required("spec.externalTrafficPolicy", ""));
+    } else if !matches!(etp, "Cluster" | "Local") {
+        errs.push(FieldError::not_supported(
+            "spec.externalTrafficPolicy",
+            Bad::str(etp),
+            &["Cluster", "Local"],
         ));
     }
-    for (f, allowed) in [
-        ("internalTrafficPolicy", &["Cluster", "Local"][..]),
-        ("externalTrafficPolicy", &["Cluster", "Local"][..]),
-    ] {
-        if let Some(v) = spec.get(f).and_then(Value::as_str)
-            && !allowed.contains(&v)
-        {
-            errs.push(FieldError::not_supported(
-                format!("spec.{f}"),
-                Bad::str(v),
-                allowed,
-            ));
+    // `validateServiceInternalTrafficFieldsValue`.
+    match spec.get("internalTrafficPolicy").and_then(Value::as_str) {
+        None if matches!(ty, "ClusterIP" | "NodePort" | "LoadBalancer") => {
+            errs.push(FieldError::required("spec.internalTrafficPolicy", ""));
         }
+        Some(v) if !matches!(v, "Cluster" | "Local") => errs.push(FieldError::not_supported(
+            "spec.internalTrafficPolicy",
+            Bad::str(v),
+            &["Cluster", "Local"],
+        )),
+        _ => {}
     }
 }
 
@@ -642,8 +804,51 @@ pub fn secret(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
     if total > MAX_SECRET_SIZE {
         errs.push(FieldError::too_long("data", MAX_SECRET_SIZE));
     }
-    let has = |k: &str| obj.pointer("/data").and_then(|d| d.get(k)).is_some();
+    let data = |k: &str| {
+        obj.pointer("/data")
+            .and_then(|d| d.get(k))
+            .map(|v| v.as_str().unwrap_or_default())
+    };
+    let has = |k: &str| data(k).is_some();
     match s(obj, "type") {
+        "kubernetes.io/service-account-token" => {
+            let sa = obj
+                .pointer("/metadata/annotations/kubernetes.io~1service-account.name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if sa.is_empty() {
+                errs.push(FieldError::required(
+                    "metadata.annotations[kubernetes.io/service-account.name]",
+                    "",
+                ));
+            }
+        }
+        t @ ("kubernetes.io/dockercfg" | "kubernetes.io/dockerconfigjson") => {
+            let key = if t == "kubernetes.io/dockercfg" {
+                ".dockercfg"
+            } else {
+                ".dockerconfigjson"
+            };
+            match data(key) {
+                None => errs.push(FieldError::required(format!("data[{key}]"), "")),
+                Some(b64) => {
+                    if let Some(msg) = docker_config_error(b64) {
+                        errs.push(FieldError::invalid(
+                            format!("data[{key}]"),
+                            Bad::str("<secret contents redacted>"),
+                            msg,
+                        ));
+                    }
+                }
+            }
+        }
+        "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+            errs.push(FieldError::required("data[username]", ""));
+            errs.push(FieldError::required("data[password]", ""));
+        }
+        "kubernetes.io/ssh-auth" if data("ssh-privatekey").is_none_or(str::is_empty) => {
+            errs.push(FieldError::required("data[ssh-privatekey]", ""));
+        }
         "kubernetes.io/tls" => {
             for k in ["tls.crt", "tls.key"] {
                 if !has(k) {
@@ -651,37 +856,75 @@ pub fn secret(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
                 }
             }
         }
-        "kubernetes.io/dockerconfigjson" if !has(".dockerconfigjson") => {
-            errs.push(FieldError::required("data[.dockerconfigjson]", ""));
-        }
-        "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
-            errs.push(FieldError::required("data[username]", ""));
-            errs.push(FieldError::required("data[password]", ""));
-        }
-        "kubernetes.io/ssh-auth" if !has("ssh-privatekey") => {
-            errs.push(FieldError::required("data[ssh-privatekey]", ""));
-        }
         _ => {}
     }
 }
 
-/// `ValidateNamespace`: `spec.finalizers` names.
+/// Why a docker config (base64 in `data`) does not decode as Go's `json.Unmarshal` into a
+/// `map[string]interface{}` would refuse it: Go's texts for the empty document, a document of
+/// another JSON type and a bad first character; any other syntax error gets Go's text for a
+/// bad character at the place serde reports.
+fn docker_config_error(b64: &str) -> Option<String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    let trimmed = text.trim_start_matches([' ', '\t', '\n', '\r']);
+    if trimmed.is_empty() {
+        return Some("unexpected end of JSON input".into());
+    }
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(_) | Value::Null) => None,
+        Ok(v) => {
+            let what = match v {
+                Value::Array(_) => "array",
+                Value::String(_) => "string",
+                Value::Bool(_) => "bool",
+                _ => "number",
+            };
+            Some(format!(
+                "json: cannot unmarshal {what} into Go value of type map[string]interface {{}}"
+            ))
+        }
+        Err(e) if e.is_eof() => Some("unexpected end of JSON input".into()),
+        Err(_) => {
+            let c = trimmed.chars().next().unwrap_or_default();
+            Some(format!(
+                "invalid character {} looking for beginning of value",
+                go_quote_rune(c)
+            ))
+        }
+    }
+}
+
+/// Go's `quoteChar` (encoding/json's way of naming a bad character).
+fn go_quote_rune(c: char) -> String {
+    match c {
+        '\'' => "'\\''".into(),
+        '"' => "'\"'".into(),
+        c => {
+            let q = go_quote(&c.to_string());
+            format!("'{}'", &q[1..q.len() - 1])
+        }
+    }
+}
+
+/// `ValidateNamespace`: `spec.finalizers` names (the field, as Go's path, has no index).
 pub fn namespace(obj: &Value, errs: &mut Errors) {
-    for (i, f) in obj
+    for f in obj
         .pointer("/spec/finalizers")
         .and_then(Value::as_array)
         .map_or(&[][..], Vec::as_slice)
-        .iter()
-        .enumerate()
     {
         let f = f.as_str().unwrap_or_default();
-        let p = format!("spec.finalizers[{i}]");
+        let p = "spec.finalizers";
         for m in content::qualified_name(f) {
-            errs.push(FieldError::invalid(&p, Bad::str(f), m));
+            errs.push(FieldError::invalid(p, Bad::str(f), m));
         }
-        if !f.contains('/') && f != "kubernetes" {
+        if !f.contains('/') && !matches!(f, "kubernetes" | "orphan" | "foregroundDeletion") {
             errs.push(FieldError::invalid(
-                &p,
+                p,
                 Bad::str(f),
                 "name is neither a standard finalizer name nor is it fully qualified",
             ));
@@ -695,8 +938,16 @@ mod tests {
     use crate::validation::testing::run;
     use serde_json::json;
 
-    fn svc(ports: Value) -> Value {
-        json!({"spec": {"type": "ClusterIP", "sessionAffinity": "None", "ports": ports}})
+    /// A ClusterIP Service with `ports`, defaulted as the API server would.
+    fn svc(mut ports: Value) -> Value {
+        for p in ports.as_array_mut().into_iter().flatten() {
+            if p.get("targetPort").is_none()
+                && let Some(n) = p.get("port").cloned()
+            {
+                p["targetPort"] = n;
+            }
+        }
+        json!({"spec": {"type": "ClusterIP", "sessionAffinity": "None", "internalTrafficPolicy": "Cluster", "ports": ports}})
     }
 
     #[test]
@@ -759,7 +1010,7 @@ mod tests {
         assert_eq!(m, vec!["spec.ports: Required value"]);
         let m = run(|e| {
             service(
-                &json!({"spec": {"type": "Magic", "sessionAffinity": "Sticky", "ports": [{"port": 1, "protocol": "TCP"}]}}),
+                &json!({"spec": {"type": "Magic", "sessionAffinity": "Sticky", "ports": [{"port": 1, "protocol": "TCP", "targetPort": 1}]}}),
                 None,
                 e,
             )
@@ -767,8 +1018,8 @@ mod tests {
         assert_eq!(
             m,
             vec![
-                "spec.type: Unsupported value: \"Magic\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"",
                 "spec.sessionAffinity: Unsupported value: \"Sticky\": supported values: \"ClientIP\", \"None\"",
+                "spec.type: Unsupported value: \"Magic\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"",
             ]
         );
     }
@@ -808,13 +1059,13 @@ mod tests {
             vec![
                 "spec.template.spec.containers[0].ports[1].name: Duplicate value: \"http\"",
                 "spec.template.spec.containers[0].ports[1].containerPort: Required value",
+                "spec.template.spec.containers[0].resources.requests: Invalid value: \"200m\": must be less than or equal to cpu limit of 100m",
+                "spec.template.spec.containers[0].resources.requests[gpu]: Invalid value: \"gpu\": must be a standard resource for containers",
                 "spec.template.spec.containers[0].livenessProbe.periodSeconds: Invalid value: -1: must be greater than or equal to 0",
                 "spec.template.spec.containers[0].livenessProbe.successThreshold: Invalid value: 2: must be 1",
                 "spec.template.spec.containers[0].readinessProbe: Required value: must specify a handler type",
-                "spec.template.spec.containers[0].resources.requests[cpu]: Invalid value: \"200m\": must be less than or equal to cpu limit of 100m",
-                "spec.template.spec.containers[0].resources.requests[gpu]: Invalid value: \"gpu\": must be a standard resource for containers",
-                "spec.template.spec.containers[1].name: Duplicate value: \"app\"",
                 "spec.template.spec.containers[1].image: Required value",
+                "spec.template.spec.containers[1].name: Duplicate value: \"app\"",
                 "spec.template.spec.containers[2].name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
                 "spec.template.spec.containers[2].imagePullPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"IfNotPresent\", \"Never\"",
             ]
@@ -830,7 +1081,7 @@ mod tests {
             m,
             vec![
                 "spec.containers: Required value",
-                "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"Never\", \"OnFailure\"",
+                "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\"",
             ]
         );
     }

@@ -54,6 +54,18 @@ impl FieldValidation {
 /// stored object on updates; `sub` the subresource written (`status` writes validate the
 /// metadata only, as `ValidateXStatusUpdate` does for the kinds here).
 pub fn validate(info: &ResourceInfo, old: Option<&Value>, obj: &Value, sub: &str) -> ApiResult<()> {
+    // A Service's IP and node-port allocation runs before validation and answers alone.
+    if sub.is_empty() && info.crd.is_none() && info.group.is_empty() && info.plural == "services" {
+        let alloc = core::service_allocation(obj);
+        if !alloc.is_empty() {
+            return Err(ApiError::invalid_causes(
+                &info.kind,
+                &info.group,
+                crate::util::name(obj),
+                alloc.iter().map(FieldError::cause).collect(),
+            ));
+        }
+    }
     let mut errs = Errors::default();
     // core/v1 Events keep their legacy validation, which leaves the metadata alone (old
     // recorders name them `<object>.` + a suffix).
