@@ -49,7 +49,7 @@ pub fn expire(api: &Api, ttl: Duration, now: DateTime<Utc>) -> usize {
         };
         let (events, _) = api.store.list_shared(&info.storage_key(), None);
         for e in events {
-            if !last_write(&e).is_some_and(|t| now - t > ttl) {
+            if last_write(&e).is_none_or(|t| now - t <= ttl) {
                 continue;
             }
             // Only the state read here: an Event written again since then lives on.

@@ -614,7 +614,7 @@ impl Store {
                 r
             })
             .collect();
-        resources.sort_by(|a, b| b.heap_bytes.cmp(&a.heap_bytes));
+        resources.sort_by_key(|r| std::cmp::Reverse(r.heap_bytes));
         let current = |key: &ResourceKey, o: &Arc<Value>| {
             let (ns, name) = ns_name(o);
             inner
