@@ -503,6 +503,44 @@ async fn run(n: usize, o: &Opts) -> anyhow::Result<()> {
         "  localkube (this process, with the bench's client): RSS {:.1} MiB",
         rss_kib(std::process::id()) as f64 / 1024.0
     );
+    let fp = kube.api.store.footprint();
+    let mib = |b: usize| b as f64 / (1 << 20) as f64;
+    let heap: usize = fp.resources.iter().map(|r| r.heap_bytes).sum();
+    let mf: usize = fp
+        .resources
+        .iter()
+        .map(|r| r.managed_fields_heap_bytes)
+        .sum();
+    println!(
+        "  localkube's store: {} objects, {:.1} MiB as JSON, about {:.1} MiB of heap ({:.1} KiB per canary; managedFields {:.1} MiB); watch window: {} events keeping {} earlier states alive (about {:.1} MiB)",
+        fp.resources.iter().map(|r| r.objects).sum::<usize>(),
+        mib(fp.resources.iter().map(|r| r.json_bytes).sum()),
+        mib(heap),
+        heap as f64 / 1024.0 / n as f64,
+        mib(mf),
+        fp.events,
+        fp.history_only_states,
+        mib(fp.history_only_heap_bytes)
+    );
+    println!(
+        "  subscribers of localkube's change feed fell behind it {} times (a simulated controller then resyncs, an API watch ends with 410 Gone)",
+        kube.api.store.lagged()
+    );
+    for r in fp.resources.iter().take(12) {
+        println!(
+            "    {}/{}: {} objects, {:.1} MiB as JSON, about {:.1} MiB of heap (managedFields {:.1} MiB)",
+            if r.key.group.is_empty() {
+                "core"
+            } else {
+                &r.key.group
+            },
+            r.key.resource,
+            r.objects,
+            mib(r.json_bytes),
+            mib(r.heap_bytes),
+            mib(r.managed_fields_heap_bytes)
+        );
+    }
     let _ = controller.kill().await;
     kube.shutdown();
     drop(kube);

@@ -206,6 +206,11 @@ impl serde::Serialize for SharedList {
 
 impl Api {
     pub fn new(registry: Arc<Registry>, store: Arc<Store>) -> Self {
+        // Pods are label-indexed: the simulated controllers select them by label (an
+        // informer's index answers a real controller the same way).
+        if let Some(pods) = registry.by_kind("v1", "Pod") {
+            store.index_labels(&pods.storage_key());
+        }
         Self { registry, store }
     }
 

@@ -31,6 +31,7 @@ pub mod dataplane;
 pub mod defaults;
 pub mod discovery;
 pub mod error;
+pub mod event_ttl;
 pub mod external_metrics;
 pub mod faults;
 pub mod metrics;
@@ -67,6 +68,9 @@ pub struct Config {
     pub watch_window: usize,
     /// How often watch streams with `allowWatchBookmarks` get a BOOKMARK.
     pub bookmark_interval: Duration,
+    /// How long an Event lives after its last write (kube-apiserver's `--event-ttl`, one
+    /// hour by default; [`event_ttl`]).
+    pub event_ttl: Duration,
     /// Run the simulated controllers.
     pub controllers: bool,
     /// Simulated controller settings.
@@ -88,6 +92,7 @@ impl Default for Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             watch_window: 10_000,
             bookmark_interval: Duration::from_secs(5),
+            event_ttl: event_ttl::DEFAULT_TTL,
             controllers: true,
             sim: controllers::SimConfig::default(),
             faults: Faults::default(),
@@ -156,6 +161,11 @@ impl Server {
                 tracing::error!("localkube server failed: {e}");
             }
         }));
+        tasks.push(tokio::spawn(event_ttl::run(
+            api.clone(),
+            config.event_ttl,
+            rx.clone(),
+        )));
         let dataplane = match config.dataplane.clone() {
             Some(dp) => {
                 let (dp, task) = dataplane::start(api.clone(), dp, rx.clone()).await?;

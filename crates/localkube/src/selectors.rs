@@ -137,6 +137,16 @@ impl LabelSelector {
         self.0.is_empty()
     }
 
+    /// The (key, value) labels every matching object carries (the selector's equalities and
+    /// one-value `in` sets), for an index lookup.
+    pub fn required_labels(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().filter_map(|r| match r {
+            Req::Eq(k, v) => Some((k.as_str(), v.as_str())),
+            Req::In(k, vs) if vs.len() == 1 => Some((k.as_str(), vs[0].as_str())),
+            _ => None,
+        })
+    }
+
     /// Whether the labels (a JSON object, or null) match.
     pub fn matches(&self, labels: Option<&Value>) -> bool {
         let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);

@@ -1005,6 +1005,7 @@ fn watch(
                             && tx.send(Ok(event_line(ty, &presented(&info, as_table, include, &ev.object)))).await.is_err() { break; }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        st.api.store.note_lagged();
                         let e = ApiError::gone("too old resource version: watcher fell behind");
                         let _ = tx.send(Ok(event_line("ERROR", &e.status()))).await;
                         break;

@@ -18,7 +18,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use super::autoscaling::{self, PodMetric, Proposal};
-use super::objects::{list, pod_ready, res, uid};
+use super::objects::{pod_ready, res, uid};
 use super::quantity;
 use super::usage::{self, Rates};
 use crate::api::Api;
@@ -146,11 +146,14 @@ impl Sources<'_> {
         let Some(pinfo) = res(self.api, "v1", "Pod") else {
             return Vec::new();
         };
-        list(self.api, &pinfo, Some(&t.namespace))
+        // From the store's label index: the pods carrying the selector's labels, not every
+        // pod of the namespace.
+        self.api
+            .store
+            .select_shared(&pinfo.storage_key(), &t.namespace, &t.selector)
             .into_iter()
             .filter(|p| {
-                t.selector.matches_object(p)
-                    && p.pointer("/metadata/deletionTimestamp").is_none()
+                p.pointer("/metadata/deletionTimestamp").is_none()
                     && p.pointer("/status/phase").and_then(Value::as_str) != Some("Failed")
             })
             .collect()

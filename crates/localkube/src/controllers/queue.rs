@@ -182,6 +182,7 @@ async fn run_loop<R: Reconciler, I>(
                 Ok(ev) => r.keys(&api, &ev, &mut keys),
                 Err(TryRecvError::Lagged(_)) => {
                     tracing::debug!(controller = name, "missed events: resync");
+                    api.store.note_lagged();
                     keys.extend(r.resync(&api));
                 }
                 Err(TryRecvError::Closed) => return,
@@ -228,7 +229,10 @@ async fn run_loop<R: Reconciler, I>(
             } => {}
             ev = rx.recv() => match ev {
                 Ok(ev) => r.keys(&api, &ev, &mut keys),
-                Err(RecvError::Lagged(_)) => keys.extend(r.resync(&api)),
+                Err(RecvError::Lagged(_)) => {
+                    api.store.note_lagged();
+                    keys.extend(r.resync(&api));
+                }
                 Err(RecvError::Closed) => return,
             },
             input = next_input(&mut feed) => {
