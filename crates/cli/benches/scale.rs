@@ -309,7 +309,10 @@ async fn run(n: usize, o: &Opts) -> anyhow::Result<()> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let mut controller = tokio::process::Command::new(env!("CARGO_BIN_EXE_flagger"))
+    // `SCALE_FLAGGER`: another build of the binary (to compare two builds on one bench).
+    let binary =
+        std::env::var("SCALE_FLAGGER").unwrap_or_else(|_| env!("CARGO_BIN_EXE_flagger").into());
+    let mut controller = tokio::process::Command::new(binary)
         .args([
             "controller",
             "-kubeconfig",
