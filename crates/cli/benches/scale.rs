@@ -309,7 +309,10 @@ async fn run(n: usize, o: &Opts) -> anyhow::Result<()> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let mut controller = tokio::process::Command::new(env!("CARGO_BIN_EXE_flagger"))
+    // `SCALE_FLAGGER`: another build of the binary (to compare two builds on one bench).
+    let binary =
+        std::env::var("SCALE_FLAGGER").unwrap_or_else(|_| env!("CARGO_BIN_EXE_flagger").into());
+    let mut controller = tokio::process::Command::new(binary)
         .args([
             "controller",
             "-kubeconfig",
@@ -428,6 +431,7 @@ async fn run(n: usize, o: &Opts) -> anyhow::Result<()> {
         cpu * 100.0,
         c1.reconciles - c0.reconciles
     );
+    print_memory(port, n).await;
     println!(
         "  tick lateness: p50 <= {:.3}s, p99 <= {:.3}s (bucket bounds)",
         lateness_quantile(&c0, &c1, 0.50),
@@ -545,6 +549,59 @@ async fn run(n: usize, o: &Opts) -> anyhow::Result<()> {
     kube.shutdown();
     drop(kube);
     Ok(())
+}
+
+/// The controller's `/debug/memory`: each cache and table in KiB and bytes per canary, then
+/// the allocator's figures.
+async fn print_memory(port: u16, n: usize) {
+    let Ok(text) = reqwest::get(format!("http://127.0.0.1:{port}/debug/memory"))
+        .await
+        .and_then(|r| r.error_for_status())
+    else {
+        println!("  memory: /debug/memory did not answer");
+        return;
+    };
+    let text = text.text().await.unwrap_or_default();
+    let field = |line: &str, key: &str| -> Option<f64> {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{key}=")))
+            .and_then(|v| v.parse().ok())
+    };
+    for line in text.lines() {
+        let name = line.split(" entries=").next().unwrap_or(line);
+        match (field(line, "entries"), field(line, "bytes")) {
+            (Some(entries), Some(bytes)) if bytes > 0.0 => println!(
+                "  memory: {name}: {entries:.0} entries, {:.1} KiB ({:.0} B per canary)",
+                bytes / 1024.0,
+                bytes / n as f64
+            ),
+            (Some(entries), None) if entries > 0.0 => {
+                println!("  memory: {name}: {entries:.0} entries (size unknown)")
+            }
+            (Some(_), _) => {}
+            _ if line.starts_with("sized total") => println!(
+                "  memory: sized total {:.1} MiB ({:.1} KiB per canary)",
+                field(line, "bytes").unwrap_or(0.0) / 1048576.0,
+                field(line, "bytes").unwrap_or(0.0) / 1024.0 / n as f64
+            ),
+            _ if line.starts_with("allocator jemalloc") => {
+                let mib = |k: &str| field(line, k).unwrap_or(0.0) / 1048576.0;
+                println!(
+                    "  memory: jemalloc live heap {:.1} MiB, active {:.1} MiB, resident {:.1} MiB, metadata {:.1} MiB, retained {:.1} MiB",
+                    mib("allocated"),
+                    mib("active"),
+                    mib("resident"),
+                    mib("metadata"),
+                    mib("retained")
+                );
+            }
+            _ if line.starts_with("process rss") => println!(
+                "  memory: process RSS {:.1} MiB",
+                field(line, "rss").unwrap_or(0.0) / 1048576.0
+            ),
+            _ => println!("  memory: {line}"),
+        }
+    }
 }
 
 fn cpu_ticks(pid: u32) -> u64 {

@@ -18,6 +18,13 @@ mod schema_check;
 mod uninstall;
 mod validate;
 
+/// jemalloc: its statistics let the controller's `/debug/memory` tell the live heap from what
+/// the allocator keeps resident and size each cache; the figures against glibc's malloc are in
+/// docs/performance.md ("Fleet scale").
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// flagger-rs: progressive delivery for Kubernetes, compatible with Flagger's API.
 #[derive(Parser, Debug)]
 #[command(name = "flagger", version, about, long_about = None)]

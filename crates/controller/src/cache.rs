@@ -54,7 +54,46 @@ pub struct Feeds {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Fields {
     Keep,
+    /// Kept on the objects the controller generates (owned by a Canary, or named
+    /// `<name>-primary`: the primary workloads and HPAs, whose writers the fight detector
+    /// reads), dropped on the others (the targets: nothing reads who writes them).
+    Generated,
     Drop,
+}
+
+/// Whether `meta` is of an object the controller generates (see [`Fields::Generated`]).
+fn generated(meta: &kube::api::ObjectMeta) -> bool {
+    meta.name
+        .as_deref()
+        .is_some_and(|n| n.ends_with("-primary"))
+        || meta.owner_references.iter().flatten().any(|o| {
+            o.kind == "Canary"
+                && o.api_version.starts_with("flagger.app/")
+                && o.controller == Some(true)
+        })
+}
+
+/// Trims a cached copy's `managedFields` as `fields` says.
+fn trim_fields(meta: &mut kube::api::ObjectMeta, fields: Fields) {
+    let keep = match fields {
+        Fields::Keep => true,
+        Fields::Generated => generated(meta),
+        Fields::Drop => false,
+    };
+    if !keep {
+        meta.managed_fields = None;
+        return;
+    }
+    // Kept for conflict detection, in the form it needs: our own entry only as a marker (what
+    // we own is what we write), status writers not at all.
+    if let Some(entries) = meta.managed_fields.as_mut() {
+        entries.retain(|e| e.subresource.as_deref() != Some("status"));
+        for e in entries.iter_mut() {
+            if e.manager.as_deref() == Some(crate::write::FIELD_MANAGER) {
+                e.fields_v1 = None;
+            }
+        }
+    }
 }
 
 fn feed<K>(api: Api<K>, fields: Fields) -> (Store<K>, Feed<K>)
@@ -74,22 +113,7 @@ where
         .default_backoff()
         .modify(move |o: &mut K| {
             trim(o);
-            let meta = o.meta_mut();
-            match fields {
-                Fields::Drop => meta.managed_fields = None,
-                // Kept for conflict detection, in the form it needs: our own entry only as a
-                // marker (what we own is what we write), status writers not at all.
-                Fields::Keep => {
-                    if let Some(entries) = meta.managed_fields.as_mut() {
-                        entries.retain(|e| e.subresource.as_deref() != Some("status"));
-                        for e in entries.iter_mut() {
-                            if e.manager.as_deref() == Some(crate::write::FIELD_MANAGER) {
-                                e.fields_v1 = None;
-                            }
-                        }
-                    }
-                }
-            }
+            trim_fields(o.meta_mut(), fields);
         })
         .reflect(writer)
         .touched_objects();
@@ -120,13 +144,13 @@ fn trim_secret(s: &mut Secret) {
 
 /// Builds the stores and the watch streams that fill them, scoped like the controller.
 pub fn build(client: &Client, namespace: Option<&str>) -> (Caches, Feeds) {
-    let (deployments, deployments_feed) = feed(scoped(client, namespace), Fields::Keep);
-    let (daemonsets, daemonsets_feed) = feed(scoped(client, namespace), Fields::Keep);
+    let (deployments, deployments_feed) = feed(scoped(client, namespace), Fields::Generated);
+    let (daemonsets, daemonsets_feed) = feed(scoped(client, namespace), Fields::Generated);
     let (configmaps, configmaps_feed) = feed(scoped(client, namespace), Fields::Drop);
     let (secrets, secrets_feed) =
         feed_trimmed(scoped(client, namespace), Fields::Drop, trim_secret);
     let (services, services_feed) = feed(scoped(client, namespace), Fields::Keep);
-    let (hpas, hpas_feed) = feed(scoped(client, namespace), Fields::Keep);
+    let (hpas, hpas_feed) = feed(scoped(client, namespace), Fields::Generated);
     // Templates and providers may live in other namespaces than the canaries that use them.
     let (metric_templates, mt_feed) = feed(Api::all(client.clone()), Fields::Drop);
     let (alert_providers, ap_feed) = feed(Api::all(client.clone()), Fields::Drop);
@@ -256,6 +280,64 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn meta(name: &str, owner: Option<&str>) -> kube::api::ObjectMeta {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+            FieldsV1, ManagedFieldsEntry, OwnerReference,
+        };
+        let entry = |manager: &str, subresource: Option<&str>| ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            subresource: subresource.map(String::from),
+            fields_v1: Some(FieldsV1(serde_json::json!({"f:spec": {}}))),
+            ..Default::default()
+        };
+        kube::api::ObjectMeta {
+            name: Some(name.into()),
+            owner_references: owner.map(|kind| {
+                vec![OwnerReference {
+                    api_version: "flagger.app/v1beta1".into(),
+                    kind: kind.into(),
+                    name: "podinfo".into(),
+                    controller: Some(true),
+                    ..Default::default()
+                }]
+            }),
+            managed_fields: Some(vec![
+                entry(crate::write::FIELD_MANAGER, None),
+                entry("kubectl-edit", None),
+                entry("kube-controller-manager", Some("status")),
+            ]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn managed_fields_are_kept_on_generated_objects_only() {
+        // A target: nothing reads who writes it.
+        let mut target = meta("podinfo", None);
+        trim_fields(&mut target, Fields::Generated);
+        assert_eq!(target.managed_fields, None);
+        // A primary (by name, or owned by a Canary): the fight detector's form.
+        for mut m in [meta("podinfo-primary", None), meta("other", Some("Canary"))] {
+            trim_fields(&mut m, Fields::Generated);
+            let kept = m.managed_fields.unwrap_or_default();
+            let managers: Vec<_> = kept.iter().filter_map(|e| e.manager.clone()).collect();
+            assert_eq!(managers, [crate::write::FIELD_MANAGER, "kubectl-edit"]);
+            assert!(kept[0].fields_v1.is_none(), "our own entry is a marker");
+            assert!(
+                kept[1].fields_v1.is_some(),
+                "another writer's fields are kept"
+            );
+        }
+        // Owned by something else than a Canary, not named as a primary: dropped.
+        let mut other = meta("other", Some("ReplicaSet"));
+        trim_fields(&mut other, Fields::Generated);
+        assert_eq!(other.managed_fields, None);
+        // Services keep theirs whoever owns them (an adopted apex Service has no owner).
+        let mut apex = meta("podinfo", None);
+        trim_fields(&mut apex, Fields::Keep);
+        assert_eq!(apex.managed_fields.map(|m| m.len()), Some(2));
+    }
 
     #[test]
     fn secrets_nothing_reads_are_cached_without_their_data() {

@@ -73,6 +73,11 @@ impl ConfigIndex {
         }
     }
 
+    /// The index's size (see [`crate::memory`]).
+    pub fn part(&self, name: &str) -> crate::memory::Part {
+        crate::memory::table_part(name, &self.by_config)
+    }
+
     /// The canaries that track a config.
     pub fn canaries(&self, key: &str) -> Vec<ObjectRef<Canary>> {
         self.by_config

@@ -54,6 +54,7 @@ pub mod events;
 pub mod handover;
 pub mod leader;
 pub mod logfmt;
+pub mod memory;
 pub mod metrics;
 pub mod owner;
 pub mod providers;

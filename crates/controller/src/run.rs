@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Api, Client, Config, Resource, ResourceExt};
 use prometheus_client::registry::Registry;
 
@@ -367,9 +367,15 @@ pub async fn serve(
         cache::drive(alert_providers),
     ];
 
-    let controller = Controller::new(canaries, watcher::Config::default())
+    // The Canary cache keeps no `managedFields` (nothing reads who wrote a Canary; a status
+    // write sends none).
+    let (store, canary_writer) = kube::runtime::reflector::store();
+    let canary_feed = watcher(canaries, watcher::Config::default())
+        .modify(|c: &mut Canary| c.metadata.managed_fields = None)
+        .reflect(canary_writer)
+        .applied_objects();
+    let controller = Controller::for_stream(canary_feed, store.clone())
         .with_config(controller::Config::default().concurrency(args.threadiness));
-    let store = controller.store();
     let _ = ctx.canaries.set(store.clone());
     if let Some(coordinator) = coordinator.clone() {
         let ctx = ctx.clone();

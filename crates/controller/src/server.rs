@@ -1,5 +1,6 @@
 //! The controller's HTTP endpoints: `/metrics` (Prometheus text), `/healthz`, and `/readyz`
-//! (200 only once the caches have synced).
+//! (200 only once the caches have synced), and `/debug/memory` (where the memory goes: see
+//! [`crate::memory`]).
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ pub fn router(registry: Registry, ctx: Arc<Context>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "OK" }))
         .route("/readyz", get(readyz))
+        .route("/debug/memory", get(memory))
         .with_state(shared)
 }
 
@@ -43,6 +45,15 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
             [(header::CONTENT_TYPE, "text/plain")],
             e.to_string(),
         ),
+    }
+}
+
+/// Where the memory goes (see [`crate::memory`]); sized off the async workers.
+async fn memory(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    let ctx = s.ctx.clone();
+    match tokio::task::spawn_blocking(move || crate::memory::report(&ctx)).await {
+        Ok(report) => (StatusCode::OK, report),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 

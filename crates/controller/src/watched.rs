@@ -66,6 +66,7 @@ impl KindKey {
 type ObjectKey = (KindKey, Option<String>, String);
 
 struct Watched {
+    ar: ApiResource,
     store: Store<DynamicObject>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -132,6 +133,24 @@ impl Objects {
         v
     }
 
+    /// The stores of the kinds watched so far, by `plural.apiVersion` (for
+    /// [`crate::memory`]).
+    pub fn stores(&self) -> Vec<(String, ApiResource, Store<DynamicObject>)> {
+        let kinds = self.0.kinds.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<_> = kinds
+            .iter()
+            .map(|(k, w)| {
+                (
+                    format!("{}.{}", k.plural, k.api_version),
+                    w.ar.clone(),
+                    w.store.clone(),
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
     /// An API handle for a kind in `namespace` that reads through these caches.
     pub fn namespaced(&self, client: &Client, namespace: &str, ar: ApiResource) -> CachedApi {
         CachedApi {
@@ -190,7 +209,14 @@ impl Objects {
                 }
             }
         });
-        kinds.insert(key, Watched { store, task });
+        kinds.insert(
+            key,
+            Watched {
+                ar: ar.clone(),
+                store,
+                task,
+            },
+        );
     }
 
     /// Keeps the answer of a write to `object` (see the module docs).
