@@ -73,9 +73,9 @@ impl ConfigIndex {
         }
     }
 
-    /// The index's size (see [`crate::memory`]).
-    pub fn part(&self, name: &str) -> crate::memory::Part {
-        crate::memory::table_part(name, &self.by_config)
+    /// The index itself, for sizing it (`memory.rs`, which sits above this module).
+    pub fn table(&self) -> &Mutex<HashMap<String, HashSet<ObjectRef<Canary>>>> {
+        &self.by_config
     }
 
     /// The canaries that track a config.

@@ -39,10 +39,10 @@
 //! [`ratelimit`]), then the API plumbing ([`watched`], [`cache`], [`events`], [`leader`],
 //! [`shard`], [`alerts`], [`metrics`]), the two provider seams (`router::seam`,
 //! `providers::seam`), one file per provider, the registries ([`router`], [`providers`]),
-//! [`templates`], [`context`], the steps in [`canary`] (the writers and readers before the
-//! steps that compose them), the pipeline (`canary/mod.rs`, with the aggregate [`Error`]) and
-//! [`run`]; this file only declares and re-exports. `crates/cli/tests/module_cycles.rs` keeps
-//! it so.
+//! [`templates`], [`context`], [`memory`] (what the caches hold), the steps in [`canary`] (the
+//! writers and readers before the steps that compose them), the pipeline (`canary/mod.rs`, with
+//! the aggregate [`Error`]) and [`run`]; this file only declares and re-exports.
+//! `crates/cli/tests/module_cycles.rs` keeps it so.
 
 pub mod alerts;
 pub mod args;

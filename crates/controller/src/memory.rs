@@ -155,7 +155,7 @@ pub fn parts(ctx: &Context) -> Vec<Part> {
         table_part("table written statuses", &ctx.written),
         table_part("table fights", &ctx.fights),
         table_part("table failures", &ctx.failures),
-        ctx.configs.part("table tracked configs"),
+        table_part("table tracked configs", ctx.configs.table()),
     ]);
     parts
 }
