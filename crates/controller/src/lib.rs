@@ -36,9 +36,10 @@
 //!
 //! Every module uses only modules below it, and no two modules reach into each other: the
 //! leaves ([`error`], [`write`](mod@write), [`owner`], [`args`], [`webhook`], [`logfmt`],
-//! [`ratelimit`]), then the API plumbing ([`watched`], [`cache`], [`events`], [`leader`],
-//! [`shard`], [`alerts`], [`metrics`]), the two provider seams (`router::seam`,
-//! `providers::seam`), one file per provider, the registries ([`router`], [`providers`]),
+//! [`ratelimit`], [`canary_index`]), then the API plumbing ([`watched`], [`cache`],
+//! [`events`], [`leader`], [`shard`], [`alerts`], [`metrics`]), the two provider seams
+//! (`router::seam`, `providers::seam`), one file per provider, the registries ([`router`],
+//! [`providers`]),
 //! [`templates`], [`context`], [`memory`] (what the caches hold), the steps in [`canary`] (the
 //! writers and readers before the steps that compose them), the pipeline (`canary/mod.rs`, with
 //! the aggregate [`Error`]) and [`run`]; this file only declares and re-exports.
@@ -48,6 +49,7 @@ pub mod alerts;
 pub mod args;
 pub mod cache;
 pub mod canary;
+pub mod canary_index;
 pub mod context;
 pub mod error;
 pub mod events;

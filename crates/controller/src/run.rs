@@ -21,6 +21,7 @@ use prometheus_client::registry::Registry;
 use crate::args::Args;
 use crate::cache;
 use crate::canary;
+use crate::canary_index::CanaryIndex;
 use crate::context::{ConfigIndex, Context, Settings};
 use crate::events::Recorder;
 use crate::metrics::{InfoLabels, Metrics};
@@ -370,8 +371,18 @@ pub async fn serve(
     // The Canary cache keeps no `managedFields` (nothing reads who wrote a Canary; a status
     // write sends none).
     let (store, canary_writer) = kube::runtime::reflector::store();
+    // Which canaries name a target, a Service or an HPA: the watch mappers below look events up
+    // here instead of scanning the fleet.
+    let index = Arc::new(CanaryIndex::default());
+    let indexing = index.clone();
     let canary_feed = watcher(canaries, watcher::Config::default())
         .modify(|c: &mut Canary| c.metadata.managed_fields = None)
+        .map(move |event| {
+            if let Ok(e) = &event {
+                indexing.observe(e);
+            }
+            event
+        })
         .reflect(canary_writer)
         .applied_objects();
     let controller = Controller::for_stream(canary_feed, store.clone())
@@ -388,67 +399,33 @@ pub async fn serve(
         .count_canaries(store.clone(), args.control_loop_interval);
 
     let by_target = |kind: &'static str| {
-        let store = store.clone();
+        let index = index.clone();
         move |obj: &dyn ObjectView| -> Vec<ObjectRef<Canary>> {
             let ns = obj.object_namespace();
             let name = obj.object_name();
             let mut refs: Vec<ObjectRef<Canary>> = obj.canary_owners(&ns);
-            refs.extend(
-                store
-                    .state()
-                    .iter()
-                    .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
-                    .filter(|c| c.spec.target_ref.kind == kind && c.spec.target_ref.name == name)
-                    .map(|c| ObjectRef::from_obj(&**c)),
-            );
+            refs.extend(index.lookup(&ns, kind, &name));
             refs
         }
     };
     // Services: owned ones (generated), and any named like a canary's apex, `-primary` or
     // `-canary` Service (an adopted apex Service has no owner reference).
-    let service_store = store.clone();
+    let service_index = index.clone();
     let service_map = move |svc: &Service| -> Vec<ObjectRef<Canary>> {
         let ns = svc.object_namespace();
         let name = svc.object_name();
         let mut refs = svc.canary_owners(&ns);
-        refs.extend(
-            service_store
-                .state()
-                .iter()
-                .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
-                .filter(|c| {
-                    let apex = c
-                        .spec
-                        .service
-                        .as_ref()
-                        .and_then(|s| s.name.clone())
-                        .filter(|n| !n.is_empty())
-                        .unwrap_or_else(|| c.spec.target_ref.name.clone());
-                    name == apex
-                        || name == format!("{apex}-primary")
-                        || name == format!("{apex}-canary")
-                })
-                .map(|c| ObjectRef::from_obj(&**c)),
-        );
+        refs.extend(service_index.lookup(&ns, "Service", &name));
         refs
     };
     // `-autoscaler-sync=immediate`: a target HPA's change triggers its canaries.
-    let hpa_store = store.clone();
+    let hpa_index = index.clone();
     let hpa_map = move |hpa: &HorizontalPodAutoscaler| -> Vec<ObjectRef<Canary>> {
-        let ns = hpa.object_namespace();
-        let name = hpa.object_name();
-        hpa_store
-            .state()
-            .iter()
-            .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
-            .filter(|c| {
-                c.spec
-                    .autoscaler_ref
-                    .as_ref()
-                    .is_some_and(|a| a.kind == "HorizontalPodAutoscaler" && a.name == name)
-            })
-            .map(|c| ObjectRef::from_obj(&**c))
-            .collect()
+        hpa_index.lookup(
+            &hpa.object_namespace(),
+            "HorizontalPodAutoscaler",
+            &hpa.object_name(),
+        )
     };
     let controller = if args.autoscaler_sync == "immediate" {
         controller.watches_stream(hpas, move |h: HorizontalPodAutoscaler| hpa_map(&h))
