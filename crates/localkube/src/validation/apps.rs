@@ -47,22 +47,28 @@ fn selector_rules(spec: &Value, empty_msg: &str, errs: &mut Errors) {
 
 /// The template: labels matching the selector, the pod template, restart policy `Always`, no
 /// active deadline (`activeDeadlineSeconds in {kind} is not Supported`).
+/// The workload's selector selects its template's labels.
+fn selector_matches_template(spec: &Value, template: &Value, errs: &mut Errors) {
+    let Some(sel) = spec.get("selector").filter(|s| !s.is_null()) else {
+        return;
+    };
+    let selector = LabelSelector::from_object(sel);
+    let labels = template.pointer("/metadata/labels");
+    if !selector.is_empty() && !selector.matches(labels) {
+        errs.push(FieldError::invalid(
+            "spec.template.metadata.labels",
+            Bad::Go(go_string_map(labels)),
+            "`selector` does not match template `labels`",
+        ));
+    }
+}
+
 fn template_rules(spec: &Value, kind: &str, errs: &mut Errors) {
     let Some(t) = spec.get("template").filter(|t| !t.is_null()) else {
         errs.push(FieldError::required("spec.template", ""));
         return;
     };
-    if let Some(sel) = spec.get("selector").filter(|s| !s.is_null()) {
-        let selector = LabelSelector::from_object(sel);
-        let labels = t.pointer("/metadata/labels");
-        if !selector.is_empty() && !selector.matches(labels) {
-            errs.push(FieldError::invalid(
-                "spec.template.metadata.labels",
-                Bad::Go(go_string_map(labels)),
-                "`selector` does not match template `labels`",
-            ));
-        }
-    }
+    selector_matches_template(spec, t, errs);
     pod_template(t, "spec.template", errs);
     let rp = t
         .pointer("/spec/restartPolicy")
@@ -432,17 +438,7 @@ pub fn stateful_set(obj: &Value, old: Option<&Value>, errs: &mut Errors) {
     // `ValidatePodTemplateSpecForStatefulSet`: the label match, the template's labels and
     // annotations; then restart policy and active deadline.
     if let Some(t) = spec.get("template").filter(|t| !t.is_null()) {
-        if let Some(sel) = spec.get("selector").filter(|s| !s.is_null()) {
-            let selector = LabelSelector::from_object(sel);
-            let labels = t.pointer("/metadata/labels");
-            if !selector.is_empty() && !selector.matches(labels) {
-                errs.push(FieldError::invalid(
-                    "spec.template.metadata.labels",
-                    Bad::Go(go_string_map(labels)),
-                    "`selector` does not match template `labels`",
-                ));
-            }
-        }
+        selector_matches_template(&spec, t, errs);
         meta::labels(t.pointer("/metadata/labels"), "spec.template.labels", errs);
         meta::annotations(
             t.pointer("/metadata/annotations"),
