@@ -96,13 +96,7 @@ pub async fn finalize(ctx: &Context, canary: &Canary) -> Result<Action, Finalize
         .metadata
         .deletion_timestamp
         .as_ref()
-        .map(|t| {
-            Duration::from_secs(
-                (ctx.now().as_second() - t.0.as_second())
-                    .try_into()
-                    .unwrap_or(0),
-            )
-        })
+        .map(|t| waited_since(t.0, ctx.now()))
         .unwrap_or_default();
     let mut seen = flagger_core::finalize::Seen {
         namespace: ns.clone(),
@@ -513,6 +507,47 @@ mod tests {
         assert_eq!(
             bare.spec.expect("spec").selector.expect("selector")["app"],
             "app"
+        );
+    }
+}
+
+/// Time since the deletion was asked for, never more than has really passed: the API server
+/// keeps `deletionTimestamp` to the second (the fraction is cut off), so the deletion may have
+/// been asked for up to a second after the stamp; counting from the end of that second keeps
+/// the wait at least as long as its bound.
+fn waited_since(
+    deletion: k8s_openapi::jiff::Timestamp,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Duration {
+    let since = now.as_millisecond() - deletion.as_millisecond();
+    let since = Duration::from_millis(since.try_into().unwrap_or(0));
+    since.saturating_sub(Duration::from_secs(1))
+}
+
+#[cfg(test)]
+mod waited_tests {
+    use super::*;
+
+    fn at(s: &str) -> k8s_openapi::jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_stamp_cut_to_the_second_never_counts_more_than_has_passed() {
+        // Asked for at 52.9 s, stamped 52 s: 7.1 s later (at 00.0) only 7.1 s have passed.
+        let asked = at("2026-12-04T15:21:52.9Z");
+        let stamp = at("2026-12-04T15:21:52Z");
+        let now = at("2026-12-04T15:22:00Z");
+        let waited = waited_since(stamp, now);
+        assert!(
+            waited <= now.duration_since(asked).unsigned_abs(),
+            "{waited:?}"
+        );
+        assert_eq!(waited, Duration::from_secs(7));
+        // A clock behind the stamp counts nothing.
+        assert_eq!(
+            waited_since(stamp, at("2026-12-04T15:21:51Z")),
+            Duration::ZERO
         );
     }
 }
