@@ -1,14 +1,25 @@
-//! Cached objects kept as their JSON text.
+//! Cached objects kept as compressed JSON text.
 //!
 //! A typed copy of a Kubernetes object takes several times the bytes of its JSON: every
 //! optional field of a pod template is inline in the struct whether it is set or not (measured
 //! with `/debug/memory` at 1,000 canaries: about 10 KiB per cached Deployment against 1.6 KiB of
 //! JSON, 3.9 KiB per Service against 1.4 KiB), and a `serde_json::Value` tree of a routing object
 //! takes five to six times its text. The watch caches therefore keep each object as the JSON
-//! the controller received (after trimming), with only the metadata the watch mappers read
-//! (name, namespace, resourceVersion, owner references) as fields, and read it back into its type
-//! when a decision asks for it. A read costs one deserialization (tens of microseconds for a
-//! Deployment); an idle tick reads a handful of objects.
+//! the controller received (after trimming), LZ4-compressed against a dictionary of typical
+//! objects, with only the metadata the watch mappers read (name, namespace, resourceVersion,
+//! owner references) as fields, and read it back into its type when a decision asks for it.
+//!
+//! ## Why a dictionary
+//!
+//! One object alone compresses poorly (a Deployment of 1.5 KiB to about 1 KiB with LZ4): its
+//! text is mostly the key names every object of its kind repeats. Compressed against a
+//! dictionary holding one object of each kind the controller caches
+//! (`packed-dictionary.json`: a ConfigMap, an HPA, Istio's VirtualService and DestinationRule,
+//! an HTTPRoute, Services, Deployments and a primary Deployment, as an API server returns them),
+//! a Deployment of another name and image takes under 300 bytes and a Service under 200.
+//! The dictionary is part of the program; any object packs against it, a kind it lacks only
+//! compresses less. LZ4 (`lz4_flex`, pure Rust) because a read must be cheap: decompressing a
+//! Deployment takes well under a microsecond, against tens for reading its JSON.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -21,10 +32,22 @@ use kube::runtime::watcher;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// An object of kind `K` kept as JSON text, with the metadata that identifies it.
+/// The dictionary the texts are compressed against (see the module docs).
+static DICTIONARY: &[u8] = include_bytes!("packed-dictionary.json");
+
+/// Why a packed object did not read back.
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    #[error("its compressed text is damaged: {0}")]
+    Decompress(#[from] lz4_flex::block::DecompressError),
+    #[error("its text does not read as the kind: {0}")]
+    Read(#[from] serde_json::Error),
+}
+
+/// An object of kind `K` kept as compressed JSON text, with the metadata that identifies it.
 pub struct Packed<K> {
     meta: ObjectMeta,
-    json: Box<[u8]>,
+    text: Box<[u8]>,
     kind: PhantomData<fn() -> K>,
 }
 
@@ -46,25 +69,31 @@ where
         // Serializing a Kubernetes object to JSON cannot fail (string keys only); were it to,
         // the empty text fails to unpack and the read goes to the API server.
         let json = serde_json::to_vec(object).unwrap_or_default();
+        let text = if json.is_empty() {
+            Vec::new()
+        } else {
+            lz4_flex::block::compress_prepend_size_with_dict(&json, DICTIONARY)
+        };
         Self {
             meta,
-            json: json.into_boxed_slice(),
+            text: text.into_boxed_slice(),
             kind: PhantomData,
         }
     }
 }
 
 impl<K: DeserializeOwned> Packed<K> {
-    /// The object, read back from its JSON text.
-    pub fn unpack(&self) -> Result<K, serde_json::Error> {
-        serde_json::from_slice(&self.json)
+    /// The object, read back from its text.
+    pub fn unpack(&self) -> Result<K, UnpackError> {
+        let json = lz4_flex::block::decompress_size_prepended_with_dict(&self.text, DICTIONARY)?;
+        Ok(serde_json::from_slice(&json)?)
     }
 }
 
 impl<K> Packed<K> {
-    /// Bytes of the JSON text.
-    pub fn json_len(&self) -> usize {
-        self.json.len()
+    /// Bytes of the compressed text.
+    pub fn packed_len(&self) -> usize {
+        self.text.len()
     }
 }
 
@@ -72,7 +101,7 @@ impl<K> Clone for Packed<K> {
     fn clone(&self) -> Self {
         Self {
             meta: self.meta.clone(),
-            json: self.json.clone(),
+            text: self.text.clone(),
             kind: PhantomData,
         }
     }
@@ -84,7 +113,7 @@ impl<K> fmt::Debug for Packed<K> {
             .field("namespace", &self.meta.namespace)
             .field("name", &self.meta.name)
             .field("resource_version", &self.meta.resource_version)
-            .field("bytes", &self.json.len())
+            .field("bytes", &self.text.len())
             .finish()
     }
 }
@@ -203,22 +232,43 @@ mod tests {
     }
 
     #[test]
-    fn packed_text_is_smaller_than_the_typed_copy() {
-        // The JSON of the test Deployment against its inline struct alone (without what its
-        // strings, maps and vectors own): the text is already smaller.
-        let p = Packed::pack(&deployment());
+    fn a_deployment_packs_to_a_fraction_of_its_json() {
+        // Another name, image and probe than the dictionary's Deployments.
+        let d = deployment();
+        let json = serde_json::to_vec(&d).unwrap().len();
+        let p = Packed::pack(&d);
         assert!(
-            p.json_len() < size_of::<Deployment>(),
-            "{} bytes of JSON, {} bytes inline",
-            p.json_len(),
-            size_of::<Deployment>()
+            p.packed_len() * 3 < json,
+            "{} bytes packed of {json} bytes of JSON",
+            p.packed_len()
         );
+    }
+
+    #[test]
+    fn an_object_of_a_kind_the_dictionary_lacks_reads_back() {
+        let o: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": "w", "namespace": "test"},
+            "spec": {"size": 3, "colour": "blue", "parts": ["a", "b", "c"]}
+        }))
+        .unwrap();
+        assert_eq!(Packed::pack(&o).unpack().unwrap(), o);
     }
 
     #[test]
     fn text_that_does_not_read_back_is_an_error() {
         let mut p = Packed::pack(&deployment());
-        p.json = Box::default();
-        assert!(p.unpack().is_err());
+        p.text = Box::default();
+        assert!(matches!(p.unpack(), Err(UnpackError::Decompress(_))));
+        // Text that decompresses but is not a Deployment.
+        let other = Packed::<DynamicObject>::pack(
+            &serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "c"}, "data": {"replicas": "many"}
+            }))
+            .unwrap(),
+        );
+        p.text = other.text.clone();
+        assert!(matches!(p.unpack(), Err(UnpackError::Read(_))));
     }
 }
