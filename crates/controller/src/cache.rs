@@ -165,6 +165,17 @@ fn trim_secret(s: &mut Secret) {
     }
 }
 
+/// Drops from a cached Canary what no decision reads: `managedFields` (nobody reads who wrote
+/// a Canary; a status write sends none, and the API server takes only the status from it) and
+/// `kubectl apply`'s copy of the whole object in its last-applied annotation (a second copy of
+/// the spec, often larger than the rest of the metadata).
+pub fn trim_canary(c: &mut flagger_api::Canary) {
+    c.metadata.managed_fields = None;
+    if let Some(a) = c.metadata.annotations.as_mut() {
+        a.remove(flagger_api::labels::LAST_APPLIED);
+    }
+}
+
 /// Builds the stores and the watch streams that fill them, scoped like the controller.
 pub fn build(client: &Client, namespace: Option<&str>) -> (Caches, Feeds) {
     let (deployments, deployments_feed) = feed(scoped(client, namespace), Fields::Generated);
@@ -382,6 +393,24 @@ mod tests {
         let mut apex = meta("podinfo", None);
         trim_fields(&mut apex, Fields::Keep);
         assert_eq!(apex.managed_fields.map(|m| m.len()), Some(2));
+    }
+
+    #[test]
+    fn a_cached_canary_keeps_the_annotations_decisions_read() {
+        let mut c: flagger_api::Canary = serde_json::from_value(serde_json::json!({
+            "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+            "metadata": {"name": "podinfo", "namespace": "test", "annotations": {
+                flagger_api::labels::LAST_APPLIED: "{\"spec\":{}}",
+                "kuma.io/mesh": "default"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+            "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                "service": {"port": 80}, "analysis": {"interval": "1m"}}
+        }))
+        .unwrap();
+        trim_canary(&mut c);
+        assert!(c.metadata.managed_fields.is_none());
+        let kept: Vec<_> = c.metadata.annotations.unwrap().into_keys().collect();
+        assert_eq!(kept, ["kuma.io/mesh"]);
     }
 
     #[test]

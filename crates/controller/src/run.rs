@@ -368,15 +368,15 @@ pub async fn serve(
         cache::drive(alert_providers),
     ];
 
-    // The Canary cache keeps no `managedFields` (nothing reads who wrote a Canary; a status
-    // write sends none).
+    // The Canary cache keeps no `managedFields` and no kubectl last-applied copy (see
+    // `cache::trim_canary`).
     let (store, canary_writer) = kube::runtime::reflector::store();
     // Which canaries name a target, a Service or an HPA: the watch mappers below look events up
     // here instead of scanning the fleet.
     let index = Arc::new(CanaryIndex::default());
     let indexing = index.clone();
     let canary_feed = watcher(canaries, watcher::Config::default())
-        .modify(|c: &mut Canary| c.metadata.managed_fields = None)
+        .modify(cache::trim_canary)
         .map(move |event| {
             if let Ok(e) = &event {
                 indexing.observe(e);
