@@ -6,8 +6,8 @@
 //! JSON, 3.9 KiB per Service against 1.4 KiB), and a `serde_json::Value` tree of a routing object
 //! takes five to six times its text. The watch caches therefore keep each object as the JSON
 //! the controller received (after trimming), LZ4-compressed against a dictionary of typical
-//! objects, with only the metadata the watch mappers read (name, namespace, resourceVersion,
-//! owner references) as fields, and read it back into its type when a decision asks for it.
+//! objects, with only the metadata the watch mappers read (name, namespace, a Canary owner
+//! reference) as fields, and read it back into its type when a decision asks for it.
 //!
 //! ## Why a dictionary
 //!
@@ -55,15 +55,34 @@ impl<K> Packed<K>
 where
     K: Resource + Serialize,
 {
-    /// Packs `object`: its JSON text, and its name, namespace, resourceVersion and owner
-    /// references as metadata.
+    /// Packs `object`: its compressed JSON text, and as metadata its name, namespace and the
+    /// owner references the watch mappers follow (a Canary's, as controller; without their
+    /// uid, which nothing reads from the metadata).
     pub fn pack(object: &K) -> Self {
         let m = object.meta();
+        let owners: Vec<_> = m
+            .owner_references
+            .iter()
+            .flatten()
+            .filter(|o| {
+                o.kind == "Canary"
+                    && o.api_version.starts_with("flagger.app/")
+                    && o.controller == Some(true)
+            })
+            .map(
+                |o| k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                    api_version: o.api_version.clone(),
+                    kind: o.kind.clone(),
+                    name: o.name.clone(),
+                    controller: o.controller,
+                    ..Default::default()
+                },
+            )
+            .collect();
         let meta = ObjectMeta {
             name: m.name.clone(),
             namespace: m.namespace.clone(),
-            resource_version: m.resource_version.clone(),
-            owner_references: m.owner_references.clone(),
+            owner_references: (!owners.is_empty()).then_some(owners),
             ..ObjectMeta::default()
         };
         // Serializing a Kubernetes object to JSON cannot fail (string keys only); were it to,
@@ -112,7 +131,6 @@ impl<K> fmt::Debug for Packed<K> {
         f.debug_struct("Packed")
             .field("namespace", &self.meta.namespace)
             .field("name", &self.meta.name)
-            .field("resource_version", &self.meta.resource_version)
             .field("bytes", &self.text.len())
             .finish()
     }
@@ -208,9 +226,20 @@ mod tests {
         // The metadata the watch mappers read, and nothing more.
         assert_eq!(p.meta().name.as_deref(), Some("podinfo"));
         assert_eq!(p.meta().namespace.as_deref(), Some("test"));
-        assert_eq!(p.meta().resource_version.as_deref(), Some("42"));
-        assert_eq!(p.meta().owner_references.as_ref().map(Vec::len), Some(1));
+        assert!(p.meta().resource_version.is_none());
+        let owners = p.meta().owner_references.clone().unwrap_or_default();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(
+            (owners[0].kind.as_str(), owners[0].name.as_str()),
+            ("Canary", "podinfo")
+        );
+        assert_eq!(owners[0].controller, Some(true));
+        assert!(owners[0].uid.is_empty());
         assert!(p.meta().labels.is_none());
+        // Other owners are not followed: not kept.
+        let mut d = d;
+        d.metadata.owner_references.as_mut().unwrap()[0].kind = "ReplicaSet".into();
+        assert!(Packed::pack(&d).meta().owner_references.is_none());
         assert_eq!(Packed::<Deployment>::kind(&()), "Deployment");
         assert_eq!(Packed::<Deployment>::plural(&()), "deployments");
     }

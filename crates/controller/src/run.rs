@@ -213,6 +213,9 @@ pub async fn serve(
         },
     };
     let ns = args.namespace.as_deref();
+    if crate::memory::return_free_pages() {
+        tracing::debug!("jemalloc returns freed pages in the background");
+    }
     let (caches, feeds) = cache::build(&client, ns);
     let (wake, woken) = tokio::sync::mpsc::unbounded_channel();
     let http = Clients::new().context("building HTTP clients")?;
