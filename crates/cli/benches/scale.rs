@@ -46,7 +46,63 @@ struct Opts {
     burst: u32,
 }
 
+/// The requests localkube serves while [`RECORDING`] is set (its `localkube::request` log lines),
+/// watches left out: which objects an idle tick asked for, when the counts say it asked.
+static RECORDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static RECORDED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+struct RequestLog;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RequestLog {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        use std::sync::atomic::Ordering;
+        if !RECORDING.load(Ordering::Relaxed) || event.metadata().target() != "localkube::request" {
+            return;
+        }
+        #[derive(Default)]
+        struct Fields {
+            method: String,
+            path: String,
+            verb: String,
+            code: String,
+        }
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                let v = format!("{v:?}");
+                match f.name() {
+                    "method" => self.method = v,
+                    "path" => self.path = v,
+                    "verb" => self.verb = v,
+                    "code" => self.code = v,
+                    _ => {}
+                }
+            }
+        }
+        let mut f = Fields::default();
+        event.record(&mut f);
+        if f.verb == "watch" || f.path.starts_with("/metrics") {
+            return;
+        }
+        if let Ok(mut r) = RECORDED.lock() {
+            r.push(format!("{} {} {} ({})", f.method, f.path, f.code, f.verb));
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    {
+        use tracing_subscriber::Layer as _;
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let _ = tracing_subscriber::registry()
+            .with(
+                RequestLog.with_filter(
+                    tracing_subscriber::filter::Targets::new()
+                        .with_target("localkube::request", tracing::Level::DEBUG),
+                ),
+            )
+            .try_init();
+    }
     let mut o = Opts {
         sizes: vec![1000, 5000, 10000],
         window: 70,
@@ -410,6 +466,8 @@ async fn run(n: usize, o: &Opts) -> anyhow::Result<()> {
         .is_ok()
     {}
     let req0 = requests(&kube.url()).await;
+    RECORDED.lock().unwrap().clear();
+    RECORDING.store(true, std::sync::atomic::Ordering::Relaxed);
     let c0 = controller_sample(port).await;
     let cpu0 = cpu_ticks(pid);
     let t0 = Instant::now();
@@ -422,6 +480,7 @@ async fn run(n: usize, o: &Opts) -> anyhow::Result<()> {
     let cpu = (cpu_ticks(pid) - cpu0) as f64 / 100.0 / secs;
     let c1 = controller_sample(port).await;
     let req1 = requests(&kube.url()).await;
+    RECORDING.store(false, std::sync::atomic::Ordering::Relaxed);
     let ticks = c1.ticks - c0.ticks;
     println!(
         "  idle over {secs:.0}s (load average {}): controller RSS {:.1} MiB (peak), {:.1} KiB per canary; CPU {:.1}% of one core; {ticks:.0} ticks, {:.0} reconciles",
@@ -455,6 +514,14 @@ async fn run(n: usize, o: &Opts) -> anyhow::Result<()> {
     }
     if !any {
         println!("  idle requests: none but watches (0/s, 0 per tick)");
+    }
+    // Which objects: localkube's request log over the window.
+    let recorded = std::mem::take(&mut *RECORDED.lock().unwrap());
+    for r in recorded.iter().take(40) {
+        println!("  idle request: {r}");
+    }
+    if recorded.len() > 40 {
+        println!("  idle request: ... {} more", recorded.len() - 40);
     }
 
     // Detection under that load.

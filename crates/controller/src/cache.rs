@@ -18,19 +18,23 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// The stores, one per kind.
+pub use crate::packed::Packed;
+
+/// The stores, one per kind; each object kept as its JSON text ([`Packed`]) and read back
+/// through [`get`] and [`require`].
 #[derive(Clone)]
 pub struct Caches {
-    pub deployments: Store<Deployment>,
-    pub daemonsets: Store<DaemonSet>,
-    pub configmaps: Store<ConfigMap>,
-    pub secrets: Store<Secret>,
-    pub services: Store<Service>,
-    pub hpas: Store<HorizontalPodAutoscaler>,
-    pub metric_templates: Store<MetricTemplate>,
-    pub alert_providers: Store<AlertProvider>,
+    pub deployments: Store<Packed<Deployment>>,
+    pub daemonsets: Store<Packed<DaemonSet>>,
+    pub configmaps: Store<Packed<ConfigMap>>,
+    pub secrets: Store<Packed<Secret>>,
+    pub services: Store<Packed<Service>>,
+    pub hpas: Store<Packed<HorizontalPodAutoscaler>>,
+    pub metric_templates: Store<Packed<MetricTemplate>>,
+    pub alert_providers: Store<Packed<AlertProvider>>,
 }
 
 /// A watch stream that keeps a store up to date; polled by the controller (as a trigger) or by
@@ -39,14 +43,14 @@ pub type Feed<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>
 
 /// The feeds that fill [`Caches`].
 pub struct Feeds {
-    pub deployments: Feed<Deployment>,
-    pub daemonsets: Feed<DaemonSet>,
-    pub configmaps: Feed<ConfigMap>,
-    pub secrets: Feed<Secret>,
-    pub services: Feed<Service>,
-    pub hpas: Feed<HorizontalPodAutoscaler>,
-    pub metric_templates: Feed<MetricTemplate>,
-    pub alert_providers: Feed<AlertProvider>,
+    pub deployments: Feed<Packed<Deployment>>,
+    pub daemonsets: Feed<Packed<DaemonSet>>,
+    pub configmaps: Feed<Packed<ConfigMap>>,
+    pub secrets: Feed<Packed<Secret>>,
+    pub services: Feed<Packed<Service>>,
+    pub hpas: Feed<Packed<HorizontalPodAutoscaler>>,
+    pub metric_templates: Feed<Packed<MetricTemplate>>,
+    pub alert_providers: Feed<Packed<AlertProvider>>,
 }
 
 /// Whether a kind's cached copies keep `metadata.managedFields` (needed where the controller
@@ -96,25 +100,44 @@ fn trim_fields(meta: &mut kube::api::ObjectMeta, fields: Fields) {
     }
 }
 
-fn feed<K>(api: Api<K>, fields: Fields) -> (Store<K>, Feed<K>)
+fn feed<K>(api: Api<K>, fields: Fields) -> (Store<Packed<K>>, Feed<Packed<K>>)
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
 {
     feed_trimmed(api, fields, |_| {})
 }
 
 /// [`feed`], with `trim` dropping more of each cached copy.
-fn feed_trimmed<K>(api: Api<K>, fields: Fields, trim: fn(&mut K)) -> (Store<K>, Feed<K>)
+fn feed_trimmed<K>(
+    api: Api<K>,
+    fields: Fields,
+    trim: fn(&mut K),
+) -> (Store<Packed<K>>, Feed<Packed<K>>)
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let (store, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default())
+    let events = watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(move |o: &mut K| {
             trim(o);
             trim_fields(o.meta_mut(), fields);
-        })
+        });
+    let stream = crate::packed::events(events)
         .reflect(writer)
         .touched_objects();
     (store, Box::pin(stream))
@@ -139,6 +162,17 @@ fn trim_secret(s: &mut Secret) {
     {
         s.data = None;
         s.string_data = None;
+    }
+}
+
+/// Drops from a cached Canary what no decision reads: `managedFields` (nobody reads who wrote
+/// a Canary; a status write sends none, and the API server takes only the status from it) and
+/// `kubectl apply`'s copy of the whole object in its last-applied annotation (a second copy of
+/// the spec, often larger than the rest of the metadata).
+pub fn trim_canary(c: &mut flagger_api::Canary) {
+    c.metadata.managed_fields = None;
+    if let Some(a) = c.metadata.annotations.as_mut() {
+        a.remove(flagger_api::labels::LAST_APPLIED);
     }
 }
 
@@ -212,7 +246,7 @@ where
 /// (not created yet, or created by this controller so recently that its watch event is still in
 /// flight). `Ok(None)`: the object does not exist.
 pub async fn get<K>(
-    store: &Store<K>,
+    store: &Store<Packed<K>>,
     client: &Client,
     namespace: &str,
     name: &str,
@@ -220,13 +254,14 @@ pub async fn get<K>(
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
+        + Serialize
         + DeserializeOwned
         + Debug
         + Send
         + Sync
         + 'static,
 {
-    if let Some(o) = store.get(&ObjectRef::new(name).within(namespace)) {
+    if let Some(o) = cached(store, namespace, name) {
         return Ok(Some(o));
     }
     Api::<K>::namespaced(client.clone(), namespace)
@@ -237,7 +272,7 @@ where
 
 /// Like [`get`], but a missing object is an error (kube's 404).
 pub async fn require<K>(
-    store: &Store<K>,
+    store: &Store<Packed<K>>,
     client: &Client,
     namespace: &str,
     name: &str,
@@ -245,19 +280,40 @@ pub async fn require<K>(
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
+        + Serialize
         + DeserializeOwned
         + Debug
         + Send
         + Sync
         + 'static,
 {
-    if let Some(o) = store.get(&ObjectRef::new(name).within(namespace)) {
+    if let Some(o) = cached(store, namespace, name) {
         return Ok(o);
     }
     Api::<K>::namespaced(client.clone(), namespace)
         .get(name)
         .await
         .map(Arc::new)
+}
+
+/// `namespace/name` read back from `store`; `None` when the store does not hold it, or holds
+/// text that does not read back as `K` (then the API server is asked, and the error logged).
+fn cached<K>(store: &Store<Packed<K>>, namespace: &str, name: &str) -> Option<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + 'static,
+{
+    let packed = store.get(&ObjectRef::new(name).within(namespace))?;
+    match packed.unpack() {
+        Ok(o) => Some(Arc::new(o)),
+        Err(e) => {
+            tracing::warn!(
+                kind = %K::kind(&()),
+                object = %format!("{name}.{namespace}"),
+                "cached copy does not read back ({e}); reading from the API server"
+            );
+            None
+        }
+    }
 }
 
 /// Drives a feed nobody else polls, so its store stays current (until the task is aborted).
@@ -337,6 +393,24 @@ mod tests {
         let mut apex = meta("podinfo", None);
         trim_fields(&mut apex, Fields::Keep);
         assert_eq!(apex.managed_fields.map(|m| m.len()), Some(2));
+    }
+
+    #[test]
+    fn a_cached_canary_keeps_the_annotations_decisions_read() {
+        let mut c: flagger_api::Canary = serde_json::from_value(serde_json::json!({
+            "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+            "metadata": {"name": "podinfo", "namespace": "test", "annotations": {
+                flagger_api::labels::LAST_APPLIED: "{\"spec\":{}}",
+                "kuma.io/mesh": "default"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+            "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                "service": {"port": 80}, "analysis": {"interval": "1m"}}
+        }))
+        .unwrap();
+        trim_canary(&mut c);
+        assert!(c.metadata.managed_fields.is_none());
+        let kept: Vec<_> = c.metadata.annotations.unwrap().into_keys().collect();
+        assert_eq!(kept, ["kuma.io/mesh"]);
     }
 
     #[test]

@@ -363,7 +363,13 @@ impl Context {
         f: impl FnOnce(&mut FightLog) -> T,
     ) -> T {
         let mut guard = self.fights.lock().unwrap_or_else(|e| e.into_inner());
-        f(guard.entry(canary.clone()).or_default())
+        let log = guard.entry(canary.clone()).or_default();
+        let out = f(log);
+        // Most canaries never see a fight: an empty log is not kept (about 500 bytes each).
+        if log.is_empty() {
+            guard.remove(canary);
+        }
+        out
     }
 
     pub fn set_ready(&self) {

@@ -20,6 +20,11 @@ const EVENT_ATTEMPTS: u32 = 4;
 /// The first pause between tries; doubled after each.
 const RETRY_BASE: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// How many distinct events are remembered for aggregation (client-go's event correlator
+/// keeps 4,096 in an LRU cache); past it the memory starts again, and an event repeated after
+/// that is written anew instead of counted on the old one.
+const SEEN_CAPACITY: usize = 4096;
+
 /// Writes and aggregates events.
 pub struct Recorder {
     client: Client,
@@ -128,7 +133,7 @@ impl Recorder {
                 }
             }
             if let Ok(mut m) = self.seen.lock() {
-                if m.len() > 10_000 {
+                if m.len() >= SEEN_CAPACITY {
                     m.clear();
                 }
                 m.insert(key, (name, 1));

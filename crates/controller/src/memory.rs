@@ -63,6 +63,15 @@ fn jemalloc_global() -> bool {
     *GLOBAL.get_or_init(|| allocator().is_some())
 }
 
+/// Starts jemalloc's background threads, which give freed pages back to the system after its
+/// decay time (10 s) whether or not the program allocates again: without them jemalloc purges
+/// only on its own allocation paths, so the pages freed after a burst (a fleet initializing, a
+/// relist) stay resident while the controller idles. Returns whether they run (not under
+/// another allocator).
+pub fn return_free_pages() -> bool {
+    jemalloc_global() && tikv_jemalloc_ctl::background_thread::write(true).is_ok()
+}
+
 /// Bytes this thread allocates while running `f` (`None` unless jemalloc is the global
 /// allocator).
 fn allocated_by<T>(f: impl FnOnce() -> T) -> (T, Option<u64>) {

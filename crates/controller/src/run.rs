@@ -19,7 +19,7 @@ use kube::{Api, Client, Config, Resource, ResourceExt};
 use prometheus_client::registry::Registry;
 
 use crate::args::Args;
-use crate::cache;
+use crate::cache::{self, Packed};
 use crate::canary;
 use crate::canary_index::CanaryIndex;
 use crate::context::{ConfigIndex, Context, Settings};
@@ -213,6 +213,9 @@ pub async fn serve(
         },
     };
     let ns = args.namespace.as_deref();
+    if crate::memory::return_free_pages() {
+        tracing::debug!("jemalloc returns freed pages in the background");
+    }
     let (caches, feeds) = cache::build(&client, ns);
     let (wake, woken) = tokio::sync::mpsc::unbounded_channel();
     let http = Clients::new().context("building HTTP clients")?;
@@ -368,15 +371,15 @@ pub async fn serve(
         cache::drive(alert_providers),
     ];
 
-    // The Canary cache keeps no `managedFields` (nothing reads who wrote a Canary; a status
-    // write sends none).
+    // The Canary cache keeps no `managedFields` and no kubectl last-applied copy (see
+    // `cache::trim_canary`).
     let (store, canary_writer) = kube::runtime::reflector::store();
     // Which canaries name a target, a Service or an HPA: the watch mappers below look events up
     // here instead of scanning the fleet.
     let index = Arc::new(CanaryIndex::default());
     let indexing = index.clone();
     let canary_feed = watcher(canaries, watcher::Config::default())
-        .modify(|c: &mut Canary| c.metadata.managed_fields = None)
+        .modify(cache::trim_canary)
         .map(move |event| {
             if let Ok(e) = &event {
                 indexing.observe(e);
@@ -411,7 +414,7 @@ pub async fn serve(
     // Services: owned ones (generated), and any named like a canary's apex, `-primary` or
     // `-canary` Service (an adopted apex Service has no owner reference).
     let service_index = index.clone();
-    let service_map = move |svc: &Service| -> Vec<ObjectRef<Canary>> {
+    let service_map = move |svc: &Packed<Service>| -> Vec<ObjectRef<Canary>> {
         let ns = svc.object_namespace();
         let name = svc.object_name();
         let mut refs = svc.canary_owners(&ns);
@@ -420,7 +423,7 @@ pub async fn serve(
     };
     // `-autoscaler-sync=immediate`: a target HPA's change triggers its canaries.
     let hpa_index = index.clone();
-    let hpa_map = move |hpa: &HorizontalPodAutoscaler| -> Vec<ObjectRef<Canary>> {
+    let hpa_map = move |hpa: &Packed<HorizontalPodAutoscaler>| -> Vec<ObjectRef<Canary>> {
         hpa_index.lookup(
             &hpa.object_namespace(),
             "HorizontalPodAutoscaler",
@@ -428,7 +431,7 @@ pub async fn serve(
         )
     };
     let controller = if args.autoscaler_sync == "immediate" {
-        controller.watches_stream(hpas, move |h: HorizontalPodAutoscaler| hpa_map(&h))
+        controller.watches_stream(hpas, move |h: Packed<HorizontalPodAutoscaler>| hpa_map(&h))
     } else {
         background.push(cache::drive(hpas));
         controller
@@ -461,9 +464,9 @@ pub async fn serve(
     }));
 
     let running = controller
-        .watches_stream(deployments, move |d: Deployment| deployment_map(&d))
-        .watches_stream(daemonsets, move |d: DaemonSet| daemonset_map(&d))
-        .watches_stream(configmaps, move |c: ConfigMap| {
+        .watches_stream(deployments, move |d: Packed<Deployment>| deployment_map(&d))
+        .watches_stream(daemonsets, move |d: Packed<DaemonSet>| daemonset_map(&d))
+        .watches_stream(configmaps, move |c: Packed<ConfigMap>| {
             let key = ConfigIndex::key(
                 &c.namespace().unwrap_or_default(),
                 "configmap",
@@ -471,11 +474,11 @@ pub async fn serve(
             );
             cfg_ctx.configs.canaries(&key)
         })
-        .watches_stream(secrets, move |s: Secret| {
+        .watches_stream(secrets, move |s: Packed<Secret>| {
             let key = ConfigIndex::key(&s.namespace().unwrap_or_default(), "secret", &s.name_any());
             secret_ctx.configs.canaries(&key)
         })
-        .watches_stream(services, move |s: Service| service_map(&s))
+        .watches_stream(services, move |s: Packed<Service>| service_map(&s))
         .reconcile_on(futures::stream::unfold(woken, |mut rx| async move {
             rx.recv().await.map(|key| (key, rx))
         }))

@@ -27,7 +27,8 @@
 //!
 //! ## What is kept
 //!
-//! Cached copies drop what no decision reads: the value of
+//! Each cached object is kept as its JSON text ([`Packed`]: a `serde_json::Value` tree takes
+//! five to six times the bytes) and read back on each read. Cached copies drop what no decision reads: the value of
 //! `kubectl.kubernetes.io/last-applied-configuration` (its presence is read when taking over a
 //! VirtualService; its value only when giving it back on deletion, from the API server), and the
 //! status writers' and our own entries' field sets in `managedFields` (the fight detector needs
@@ -42,6 +43,8 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
+
+use crate::packed::Packed;
 
 /// How long a write's answer may stand in for the store's copy.
 pub const WRITTEN_TTL: Duration = Duration::from_secs(30);
@@ -67,7 +70,7 @@ type ObjectKey = (KindKey, Option<String>, String);
 
 struct Watched {
     ar: ApiResource,
-    store: Store<DynamicObject>,
+    store: Store<Packed<DynamicObject>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -135,7 +138,7 @@ impl Objects {
 
     /// The stores of the kinds watched so far, by `plural.apiVersion` (for
     /// [`crate::memory`]).
-    pub fn stores(&self) -> Vec<(String, ApiResource, Store<DynamicObject>)> {
+    pub fn stores(&self) -> Vec<(String, ApiResource, Store<Packed<DynamicObject>>)> {
         let kinds = self.0.kinds.lock().unwrap_or_else(|e| e.into_inner());
         let mut v: Vec<_> = kinds
             .iter()
@@ -172,7 +175,7 @@ impl Objects {
     }
 
     /// A kind's store, once its first list arrived.
-    fn ready_store(&self, kind: &KindKey) -> Option<Store<DynamicObject>> {
+    fn ready_store(&self, kind: &KindKey) -> Option<Store<Packed<DynamicObject>>> {
         let kinds = self.0.kinds.lock().unwrap_or_else(|e| e.into_inner());
         let store = kinds.get(kind)?.store.clone();
         drop(kinds);
@@ -196,9 +199,10 @@ impl Objects {
         let store = writer.as_reader();
         let kind = format!("{}.{}", ar.plural, ar.api_version);
         tracing::debug!(kind = %kind, "watching a routing kind");
-        let stream = watcher(api, watcher::Config::default())
+        let events = watcher(api, watcher::Config::default())
             .default_backoff()
-            .modify(trim)
+            .modify(trim);
+        let stream = crate::packed::events(events)
             .reflect(writer)
             .touched_objects();
         let task = tokio::spawn(async move {
@@ -260,7 +264,18 @@ impl Objects {
                 Some(ns) => r.within(ns),
                 None => r,
             };
-            store.get(&r)
+            let packed = store.get(&r)?;
+            match packed.unpack() {
+                Ok(o) => Some(Arc::new(o)),
+                Err(e) => {
+                    tracing::warn!(
+                        kind = %ar.kind,
+                        object = %name,
+                        "cached copy does not read back ({e}); reading from the API server"
+                    );
+                    None
+                }
+            }
         });
         let mut written = self.0.written.lock().unwrap_or_else(|e| e.into_inner());
         let Some(w) = written.get(&key) else {

@@ -284,6 +284,16 @@ pub struct FightLog {
 }
 
 impl FightLog {
+    /// Whether the log holds nothing (no reversion, yield, note or write seen): such a log is
+    /// not kept.
+    pub fn is_empty(&self) -> bool {
+        self.reversions.is_empty()
+            && self.yielded.is_empty()
+            && self.notes.is_empty()
+            && self.writes.is_empty()
+            && self.noted_at.is_empty()
+    }
+
     /// Records a foreign change of `object` by `manager` at `now` and says what to do.
     pub fn observe(
         &mut self,
@@ -717,6 +727,17 @@ mod tests {
 
     fn at(s: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + s).unwrap()
+    }
+
+    #[test]
+    fn a_log_is_empty_until_it_sees_something() {
+        let mut log = FightLog::default();
+        assert!(log.is_empty());
+        log.new_write("Service/app", "flux", "2026-12-04T16:00:00Z");
+        assert!(!log.is_empty());
+        let mut log = FightLog::default();
+        log.observe("Service/app", "flux", at(0), FightPolicy::default());
+        assert!(!log.is_empty());
     }
 
     #[test]
