@@ -37,6 +37,24 @@ pub struct Caches {
     pub alert_providers: Store<Packed<AlertProvider>>,
 }
 
+/// A kind the caches hold: read from the API, packed as text and read back.
+pub trait Cacheable:
+    Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static
+{
+}
+
+impl<K> Cacheable for K where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// A watch stream that keeps a store up to date; polled by the controller (as a trigger) or by
 /// a background task.
 pub type Feed<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
@@ -70,11 +88,11 @@ fn generated(meta: &kube::api::ObjectMeta) -> bool {
     meta.name
         .as_deref()
         .is_some_and(|n| n.ends_with("-primary"))
-        || meta.owner_references.iter().flatten().any(|o| {
-            o.kind == "Canary"
-                && o.api_version.starts_with("flagger.app/")
-                && o.controller == Some(true)
-        })
+        || meta
+            .owner_references
+            .iter()
+            .flatten()
+            .any(crate::owner::is_canary_controller)
 }
 
 /// Trims a cached copy's `managedFields` as `fields` says.
@@ -102,14 +120,7 @@ fn trim_fields(meta: &mut kube::api::ObjectMeta, fields: Fields) {
 
 fn feed<K>(api: Api<K>, fields: Fields) -> (Store<Packed<K>>, Feed<Packed<K>>)
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Cacheable,
 {
     feed_trimmed(api, fields, |_| {})
 }
@@ -121,14 +132,7 @@ fn feed_trimmed<K>(
     trim: fn(&mut K),
 ) -> (Store<Packed<K>>, Feed<Packed<K>>)
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Cacheable,
 {
     let (store, writer) = reflector::store();
     let events = watcher(api, watcher::Config::default())
@@ -252,14 +256,7 @@ pub async fn get<K>(
     name: &str,
 ) -> Result<Option<Arc<K>>, kube::Error>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Cacheable + Resource<Scope = NamespaceResourceScope>,
 {
     if let Some(o) = cached(store, namespace, name) {
         return Ok(Some(o));
@@ -278,14 +275,7 @@ pub async fn require<K>(
     name: &str,
 ) -> Result<Arc<K>, kube::Error>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Cacheable + Resource<Scope = NamespaceResourceScope>,
 {
     if let Some(o) = cached(store, namespace, name) {
         return Ok(o);
@@ -300,20 +290,10 @@ where
 /// text that does not read back as `K` (then the API server is asked, and the error logged).
 fn cached<K>(store: &Store<Packed<K>>, namespace: &str, name: &str) -> Option<Arc<K>>
 where
-    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + 'static,
+    K: Cacheable,
 {
     let packed = store.get(&ObjectRef::new(name).within(namespace))?;
-    match packed.unpack() {
-        Ok(o) => Some(Arc::new(o)),
-        Err(e) => {
-            tracing::warn!(
-                kind = %K::kind(&()),
-                object = %format!("{name}.{namespace}"),
-                "cached copy does not read back ({e}); reading from the API server"
-            );
-            None
-        }
-    }
+    packed.read(&K::kind(&())).map(Arc::new)
 }
 
 /// Drives a feed nobody else polls, so its store stays current (until the task is aborted).

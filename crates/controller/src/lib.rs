@@ -36,7 +36,7 @@
 //!
 //! Every module uses only modules below it, and no two modules reach into each other: the
 //! leaves ([`error`], [`write`](mod@write), [`owner`], [`args`], [`webhook`], [`logfmt`],
-//! [`ratelimit`], [`canary_index`], [`packed`]), then the API plumbing ([`watched`], [`cache`],
+//! [`ratelimit`], [`canary_index`]), then the API plumbing ([`packed`], [`watched`], [`cache`],
 //! [`events`], [`leader`], [`shard`], [`alerts`], [`metrics`]), the two provider seams
 //! (`router::seam`, `providers::seam`), one file per provider, the registries ([`router`],
 //! [`providers`]),

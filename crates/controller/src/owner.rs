@@ -18,3 +18,9 @@ pub fn owned_by(refs: Option<&Vec<OwnerReference>>, canary: &Canary) -> bool {
         .flatten()
         .any(|r| r.controller == Some(true) && Some(r.uid.as_str()) == uid)
 }
+
+/// Whether `r` is a Canary's controller reference (any Canary's: the watch mappers and the
+/// caches ask which canary an object belongs to, not whether it is a given one's).
+pub fn is_canary_controller(r: &OwnerReference) -> bool {
+    r.kind == "Canary" && r.api_version.starts_with("flagger.app/") && r.controller == Some(true)
+}

@@ -64,11 +64,7 @@ where
             .owner_references
             .iter()
             .flatten()
-            .filter(|o| {
-                o.kind == "Canary"
-                    && o.api_version.starts_with("flagger.app/")
-                    && o.controller == Some(true)
-            })
+            .filter(|o| crate::owner::is_canary_controller(o))
             .map(
                 |o| k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
                     api_version: o.api_version.clone(),
@@ -102,6 +98,26 @@ where
 }
 
 impl<K: DeserializeOwned> Packed<K> {
+    /// The object read back for a cache read (`kind` names it in the log): `None` when its
+    /// text does not read back, logged, so that the caller asks the API server instead.
+    pub fn read(&self, kind: &str) -> Option<K> {
+        match self.unpack() {
+            Ok(o) => Some(o),
+            Err(e) => {
+                tracing::warn!(
+                    kind,
+                    object = %format!(
+                        "{}.{}",
+                        self.meta.name.as_deref().unwrap_or_default(),
+                        self.meta.namespace.as_deref().unwrap_or_default()
+                    ),
+                    "cached copy does not read back ({e}); reading from the API server"
+                );
+                None
+            }
+        }
+    }
+
     /// The object, read back from its text.
     pub fn unpack(&self) -> Result<K, UnpackError> {
         let json = lz4_flex::block::decompress_size_prepended_with_dict(&self.text, DICTIONARY)?;

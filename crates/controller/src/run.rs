@@ -560,11 +560,7 @@ impl<K: Resource> ObjectView for K {
             .owner_references
             .iter()
             .flatten()
-            .filter(|o| {
-                o.kind == "Canary"
-                    && o.api_version.starts_with("flagger.app/")
-                    && o.controller == Some(true)
-            })
+            .filter(|o| crate::owner::is_canary_controller(o))
             .map(|o| ObjectRef::new(&o.name).within(ns))
             .collect()
     }

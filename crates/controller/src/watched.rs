@@ -264,18 +264,7 @@ impl Objects {
                 Some(ns) => r.within(ns),
                 None => r,
             };
-            let packed = store.get(&r)?;
-            match packed.unpack() {
-                Ok(o) => Some(Arc::new(o)),
-                Err(e) => {
-                    tracing::warn!(
-                        kind = %ar.kind,
-                        object = %name,
-                        "cached copy does not read back ({e}); reading from the API server"
-                    );
-                    None
-                }
-            }
+            store.get(&r)?.read(&ar.kind).map(Arc::new)
         });
         let mut written = self.0.written.lock().unwrap_or_else(|e| e.into_inner());
         let Some(w) = written.get(&key) else {
